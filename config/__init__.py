@@ -1,0 +1,267 @@
+"""Configuration: load `config/cfgs.py` or a preset, apply `key=value`
+overrides, validate everything before any work starts.
+
+    cfg = load_config()                                  # config/cfgs.py
+    cfg = load_config('config/presets/cifar10_kd_nst.yaml', ['lr=0.05'])
+
+A config file is either a Python file of plain assignments (like the
+original `cfgs.py`) or a YAML mapping (read with `yaml.safe_load`). Keys not
+set keep the defaults of `config/schema.py`. The result is a `Config`: a dict
+with attribute access, validated, with derived values filled in
+(`begin_epoch`, `model_load_prefix`) and the transfer plan resolved
+(`cfg.plan`, see `resolve_plan`).
+"""
+import difflib
+import os
+import runpy
+
+from .checks import ConfigError
+from .schema import FIELDS, defaults
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CFG = os.path.join(HERE, 'cfgs.py')
+PRESET_DIR = os.path.join(HERE, 'presets')
+
+
+class Config(dict):
+    """A validated configuration: `cfg.lr` or `cfg['lr']`."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key)
+
+    @property
+    def num_devices(self):
+        return max(1, len(self['gpu_list']))
+
+    @property
+    def global_batch_size(self):
+        """batch_size per device times the device count (one worker)."""
+        return self['batch_size'] * self.num_devices
+
+
+def read_file(path):
+    """The key/value pairs a config file sets (no validation)."""
+    if not os.path.isfile(path):
+        alt = os.path.join(PRESET_DIR, path)
+        for cand in (alt, alt + '.yaml', alt + '.py'):
+            if os.path.isfile(cand):
+                path = cand
+                break
+        else:
+            raise ConfigError('config file %s does not exist; presets: %s'
+                              % (path, ', '.join(list_presets())))
+    if path.endswith(('.yaml', '.yml')):
+        import yaml
+        with open(path) as f:
+            try:
+                values = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError('config file %s is not valid YAML: %s' % (path, e))
+        if not isinstance(values, dict):
+            raise ConfigError('config file %s must hold a mapping of key: value' % path)
+        return dict(values), path
+    if path.endswith('.py'):
+        ns = runpy.run_path(path)
+        return {k: v for k, v in ns.items() if not k.startswith('_') and
+                not callable(v) and type(v).__name__ != 'module'}, path
+    raise ConfigError('config file %s: use a .py or .yaml file' % path)
+
+
+def list_presets():
+    if not os.path.isdir(PRESET_DIR):
+        return []
+    return sorted(f.rsplit('.', 1)[0] for f in os.listdir(PRESET_DIR) if f.endswith(('.yaml', '.yml', '.py')))
+
+
+def parse_override(text):
+    """'key=value' -> (key, value); value parsed as YAML (numbers, lists, true/null)."""
+    import yaml
+    if '=' not in text:
+        raise ConfigError('override %r must be key=value, e.g. lr=0.05 or gpu_list=[0,1]' % text)
+    key, raw = text.split('=', 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ''
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _unknown(key, origin):
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = ' (did you mean %r?)' % close[0] if close else ''
+    return ConfigError('unknown config key %r in %s%s; see config/schema.py for every key' % (key, origin, hint))
+
+
+def load_config(path=None, overrides=(), check_data=True):
+    """Read, override and validate a configuration; raise ConfigError on any problem."""
+    values, origin = read_file(path or DEFAULT_CFG)
+    merged = defaults()
+    for key, value in values.items():
+        if key not in FIELDS:
+            raise _unknown(key, origin)
+        merged[key] = value
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in FIELDS:
+            raise _unknown(key, 'the command line')
+        merged[key] = value
+    cfg = validate(merged, origin)
+    if check_data:
+        check_data_files(cfg)
+    return cfg
+
+
+def validate(values, origin='config'):
+    """Check every key's type and range, then the keys against each other."""
+    cfg = Config()
+    for key, field in FIELDS.items():
+        try:
+            cfg[key] = field.check(values.get(key, field.default))
+        except ConfigError as e:
+            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, origin, e, field.doc))
+    for key in values:
+        if key not in FIELDS:
+            raise _unknown(key, origin)
+    if cfg.model_load_prefix is None:
+        cfg['model_load_prefix'] = cfg.model_prefix
+    if cfg.begin_epoch is None:
+        cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
+    for key in ('mean', 'std'):
+        if cfg[key] is not None and len(cfg[key]) not in (1, 3):
+            raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
+                              % (key, origin, cfg[key]))
+    if (cfg.mean is None) != (cfg.std is None):
+        raise ConfigError('config keys mean and std (%s) must be given together' % origin)
+    if cfg.dtype == 'float16' and not cfg.gpu_list:
+        raise ConfigError('config key dtype (%s): float16 AMP needs GPUs (MXNet 1.9.1 has no CPU float16 '
+                          'AMP); use dtype=bfloat16 on the CPU or set gpu_list' % origin)
+    if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
+        raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
+                          'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, origin))
+    cfg['plan'] = resolve_plan(cfg, origin) if cfg.kt else []
+    return cfg
+
+
+def _per_method(spec, methods, key, origin):
+    """Normalise teacher_symbol / student_symbol to {method: entry}."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        from symbols.transfer import canonical_method
+        out = {}
+        for k, v in spec.items():
+            try:
+                m = canonical_method(k)
+            except ValueError as e:
+                raise ConfigError('config key %r (%s): %s' % (key, origin, e))
+            if m not in methods:
+                raise ConfigError('config key %r (%s) gives taps for %r, which kt_type %r does not use'
+                                  % (key, origin, k, '+'.join(methods)))
+            out[m] = v
+        return out
+    if isinstance(spec, str):
+        feature = [m for m in methods if m != 'kd']
+        if len(feature) > 1:
+            raise ConfigError('config key %r (%s) is one tap name but kt_type has %d feature methods %s: give '
+                              'a list aligned with kt_type or a dict method -> taps' % (key, origin,
+                                                                                        len(feature), feature))
+        return {feature[0]: spec} if feature else {}
+    if len(spec) != len(methods):
+        raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
+                          'method, in order' % (key, origin, len(spec), len(methods), '+'.join(methods)))
+    return dict(zip(methods, spec))
+
+
+def _tap_list(method, entry, key, origin):
+    if method == 'fsp':
+        if entry is None:
+            return []
+        if isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry):
+            entry = [entry]
+        if not isinstance(entry, list) or not all(isinstance(p, list) and len(p) == 2 for p in entry):
+            raise ConfigError('config key %r (%s): fsp takes [a, b] tap pairs, e.g. [["stage1", "stage2"]]; '
+                              'got %r' % (key, origin, entry))
+        return [tuple(p) for p in entry]
+    if entry is None:
+        return []
+    taps = [entry] if isinstance(entry, str) else list(entry)
+    if not all(isinstance(t, str) for t in taps):
+        raise ConfigError('config key %r (%s): %s takes tap names; got %r' % (key, origin, method, entry))
+    return taps
+
+
+def resolve_plan(cfg, origin='config'):
+    """The transfer plan: a list of dicts, one per method, in kt_type order:
+    {'method', 'weight', 'pairs': [(student_tap, teacher_tap), ...],
+    'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
+    fsp a tap is an (a, b) tuple.
+    """
+    from symbols.transfer import parse_kt_type, default_weight
+    methods = parse_kt_type(cfg.kt_type)
+    t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin)
+    s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin)
+    weights = cfg.kt_weight
+    if weights is None:
+        weights = [default_weight(m, cfg.mmd_kernel) for m in methods]
+    elif isinstance(weights, float):
+        if len(methods) != 1:
+            raise ConfigError('config key kt_weight (%s) is one number but kt_type %r has %d methods: give a '
+                              'list of %d weights' % (origin, cfg.kt_type, len(methods), len(methods)))
+        weights = [weights]
+    elif len(weights) != len(methods):
+        raise ConfigError('config key kt_weight (%s) has %d weights for the %d methods of kt_type %r'
+                          % (origin, len(weights), len(methods), cfg.kt_type))
+    layer_w = cfg.kt_layer_weight or {}
+    plan = []
+    for method, weight in zip(methods, weights):
+        if method == 'kd':
+            pairs = []
+        else:
+            t_taps = _tap_list(method, t_spec.get(method), 'teacher_symbol', origin)
+            s_taps = _tap_list(method, s_spec.get(method), 'student_symbol', origin)
+            if not t_taps or not s_taps:
+                which = 'teacher_symbol' if not t_taps else 'student_symbol'
+                raise ConfigError('config key %s (%s) gives no taps for method %r of kt_type %r, e.g. %s = '
+                                  '{%r: "stage3_pre"}' % (which, origin, method, cfg.kt_type, which, method))
+            if len(t_taps) != len(s_taps):
+                raise ConfigError('method %r (%s): student_symbol lists %d taps and teacher_symbol %d; they '
+                                  'pair up one to one' % (method, origin, len(s_taps), len(t_taps)))
+            pairs = list(zip(s_taps, t_taps))
+        lw = layer_w.get(method)
+        if lw is None:
+            lw = [1.0 / max(1, len(pairs))] * max(1, len(pairs))
+        elif len(lw) != max(1, len(pairs)):
+            raise ConfigError('config key kt_layer_weight (%s) has %d weights for the %d layer pairs of %r'
+                              % (origin, len(lw), len(pairs), method))
+        plan.append({'method': method, 'weight': float(weight), 'pairs': pairs, 'layer_weights': lw})
+    return plan
+
+
+def data_files(cfg):
+    """The files the dataset needs (paths), for the existence check."""
+    d = cfg.data_dir
+    if cfg.dataset in ('imagenet', 'fashion_mnist'):
+        return [os.path.join(d, n) for n in ('train.rec', 'train.idx', 'val.rec', 'val.idx')]
+    from data.cifar import cifar_files
+    return cifar_files(d, cfg.dataset)
+
+
+def check_data_files(cfg):
+    missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
+    if missing:
+        if cfg.dataset == 'fashion_mnist':
+            fix = 'run `bash init.sh` (or `python -m data.fashion_mnist --out %s`)' % cfg.data_dir
+        elif cfg.dataset == 'imagenet':
+            fix = 'build the packs with `python -m data.pack --train TRAIN_DIR --val VAL_DIR --out %s`' % cfg.data_dir
+        else:
+            fix = 'unpack the official CIFAR python archive into data_dir'
+        raise ConfigError('config key data_dir=%r: missing data file(s) %s; %s'
+                          % (cfg.data_dir, ', '.join(missing), fix))
+
+
+__all__ = ['Config', 'ConfigError', 'load_config', 'validate', 'resolve_plan', 'list_presets',
+           'parse_override', 'FIELDS']

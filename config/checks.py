@@ -1,0 +1,162 @@
+"""Value checks for config keys. Each check is a function `value -> value`
+(possibly normalised) that raises `ConfigError` saying what is allowed.
+"""
+
+
+class ConfigError(ValueError):
+    """A bad configuration: names the key, what is allowed and what was given."""
+
+
+def _fail(what, value):
+    raise ConfigError('must be %s; got %r' % (what, value))
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def integer(min=None, max=None):
+    def check(v):
+        if not _is_int(v) or (min is not None and v < min) or (max is not None and v > max):
+            rng = ' >= %d' % min if min is not None else ''
+            rng += ' <= %d' % max if max is not None else ''
+            _fail('an integer' + rng, v)
+        return v
+    check.what = 'integer'
+    return check
+
+
+def number(min=None, max=None, strict=False, max_strict=False):
+    def check(v):
+        ok = _is_num(v)
+        if ok and min is not None:
+            ok = v > min if strict else v >= min
+        if ok and max is not None:
+            ok = v < max if max_strict else v <= max
+        if not ok:
+            rng = ''
+            if min is not None:
+                rng += (' > %g' if strict else ' >= %g') % min
+            if max is not None:
+                rng += (' < %g' if max_strict else ' <= %g') % max
+            _fail('a number' + rng, v)
+        return float(v)
+    return check
+
+
+def boolean():
+    def check(v):
+        if not isinstance(v, bool):
+            _fail('True or False', v)
+        return v
+    return check
+
+
+def string():
+    def check(v):
+        if not isinstance(v, str) or not v:
+            _fail('a non-empty string', v)
+        return v
+    return check
+
+
+def name_like():
+    def check(v):
+        if not isinstance(v, str) or not v or '/' in v or '\\' in v or v.strip() != v:
+            _fail('a run name without slashes or surrounding spaces', v)
+        return v
+    return check
+
+
+def choice(*options):
+    def check(v):
+        if v not in options:
+            _fail('one of %s' % ', '.join(repr(o) for o in options), v)
+        return v
+    return check
+
+
+def optional(inner):
+    def check(v):
+        return None if v is None else inner(v)
+    return check
+
+
+def list_of(inner):
+    def check(v):
+        if isinstance(v, tuple):
+            v = list(v)
+        if not isinstance(v, list):
+            _fail('a list', v)
+        out = []
+        for i, item in enumerate(v):
+            try:
+                out.append(inner(item))
+            except ConfigError as e:
+                raise ConfigError('item %d %s' % (i, e))
+        return out
+    return check
+
+
+def increasing_ints():
+    def check(v):
+        v = list_of(integer(min=1))(v)
+        if any(b <= a for a, b in zip(v, v[1:])):
+            _fail('a list of increasing epochs', v)
+        return v
+    return check
+
+
+def number_or_list():
+    def check(v):
+        if _is_num(v):
+            return float(v)
+        return list_of(number(min=0))(v)
+    return check
+
+
+def kt_type():
+    def check(v):
+        from symbols.transfer import parse_kt_type
+        if not isinstance(v, str):
+            _fail("a '+'-joined string of methods such as 'kd+mmd'", v)
+        try:
+            parse_kt_type(v)
+        except ValueError as e:
+            raise ConfigError(str(e))
+        return v
+    return check
+
+
+def _tap_item(v):
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (list, tuple)) and all(isinstance(x, str) or
+                                            (isinstance(x, (list, tuple)) and all(isinstance(y, str) for y in x))
+                                            for x in v):
+        return [list(x) if isinstance(x, (list, tuple)) else x for x in v]
+    _fail('a tap name, a list of tap names, or a list of [a, b] pairs (fsp)', v)
+
+
+def tap_spec():
+    def check(v):
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, dict):
+            return {str(k): _tap_item(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [_tap_item(x) for x in v]
+        _fail('a tap name, a list aligned with kt_type, or a dict method -> taps', v)
+    return check
+
+
+def dict_of_lists():
+    def check(v):
+        if not isinstance(v, dict):
+            _fail('a dict method -> list of layer weights', v)
+        return {str(k): list_of(number(min=0))(x) for k, x in v.items()}
+    return check

@@ -1,0 +1,105 @@
+"""Every configuration key: its default, what values it allows, what it means.
+
+The keys and meanings of the original NST code base are kept (gpu_list,
+dataset, model_prefix, network, depth, ..., kt_type, teacher_symbol,
+mmd_kernel, kt_weight, kd_t); the rest is what the Gluon port adds.
+"""
+from collections import OrderedDict, namedtuple
+
+from . import checks as c
+
+Field = namedtuple('Field', 'name default check doc')
+
+_FIELDS = [
+    # --- devices and run names (original keys) ---
+    Field('gpu_list', [], c.list_of(c.integer(min=0)), 'GPU ids to train on; [] trains on the CPU'),
+    Field('dataset', 'fashion_mnist', c.choice('fashion_mnist', 'cifar10', 'cifar100', 'imagenet'),
+          'fashion_mnist (RecordIO packs by init.sh), cifar10/cifar100 (official python pickles), '
+          'imagenet (train/val RecordIO packs of any ImageNet-style folder tree)'),
+    Field('model_prefix', 'fmnist_resnet8_kd_nst', c.name_like(), 'run name: model/<prefix>-NNNN.params, '
+          'log/<prefix>.log'),
+    Field('network', 'cifar_resnet8', c.string(), 'student network name (symbols.network_names()) or a '
+          'family (preact_resnet, cifar_resnet, pyramidnet) completed by depth'),
+    Field('depth', None, c.optional(c.integer(min=1)), 'depth that completes a family name in network'),
+    Field('model_load_prefix', None, c.optional(c.name_like()), 'run to resume (default: model_prefix)'),
+    Field('model_load_epoch', 0, c.integer(min=-1), 'epoch to resume from with retrain=True; -1: latest'),
+    Field('retrain', False, c.boolean(), 'resume from model_load_prefix/model_load_epoch'),
+    # --- data ---
+    Field('data_dir', 'datasets/fashion_mnist', c.string(), 'folder of the packs or pickles'),
+    Field('batch_size', 128, c.integer(min=1), 'batch size per device (multiplied by the device count, '
+          'as in the original)'),
+    Field('kv_store', 'device', c.choice('device', 'local', 'dist_sync', 'dist_device_sync'),
+          'gradient aggregation; dist_* for several machines (tools/launch.py)'),
+    Field('image_size', None, c.optional(c.integer(min=8)), 'training crop side (default 224 for imagenet, '
+          '32 for cifar, 28 for fashion_mnist)'),
+    Field('resize', None, c.optional(c.integer(min=8)), 'validation: resize the shorter side to this, then '
+          'centre-crop image_size (default 256 for imagenet)'),
+    Field('mean', None, c.optional(c.list_of(c.number())), 'per-channel mean subtracted from 0-255 pixels '
+          '(default per dataset; [0,0,0] with std [1,1,1] for Inception-BN\'s input BatchNorm)'),
+    Field('std', None, c.optional(c.list_of(c.number(min=1e-6))), 'per-channel std (see mean)'),
+    Field('augment', True, c.boolean(), 'training augmentation (imagenet: random-resized crop, colour '
+          'jitter 0.4, PCA lighting 0.1, mirror; cifar/fashion_mnist: pad + random crop, mirror)'),
+    Field('pad', None, c.optional(c.integer(min=0)), 'padding before the random crop for small images '
+          '(default 4 for cifar, 2 for fashion_mnist)'),
+    Field('data_threads', None, c.optional(c.integer(min=1)), 'decoding threads (default: CPU count)'),
+    Field('num_examples', None, c.optional(c.integer(min=1)), 'training-set size (default: counted from the '
+          'pack index or the arrays)'),
+    Field('epoch_size', None, c.optional(c.integer(min=1)), 'stop each epoch after this many batches '
+          '(quick runs and tests); default: the whole training set'),
+    # --- optimisation (original keys) ---
+    Field('optimizer', 'nag', c.choice('nag', 'sgd'), 'NAG as in the original, or SGD with momentum'),
+    Field('lr', 0.1, c.number(min=0, strict=True), 'base learning rate'),
+    Field('wd', 1e-4, c.number(min=0), 'weight decay'),
+    Field('momentum', 0.9, c.number(min=0, max=1, max_strict=True), 'momentum'),
+    Field('lr_step', [30, 60, 90], c.increasing_ints(), 'epochs at which lr is multiplied by lr_factor'),
+    Field('lr_factor', 0.1, c.number(min=0, max=1, strict=True), 'lr multiplier at each lr_step'),
+    Field('lr_mode', 'step', c.choice('step', 'cosine'), 'step (lr_step/lr_factor) or cosine decay'),
+    Field('warmup_epochs', 0, c.number(min=0), 'linear warm-up from 0 over this many epochs'),
+    Field('begin_epoch', None, c.optional(c.integer(min=0)), 'derived: model_load_epoch when retrain, else 0'),
+    Field('num_epoch', 100, c.integer(min=1), 'last epoch (exclusive of begin_epoch)'),
+    Field('frequent', 50, c.integer(min=1), 'update the progress line every this many batches'),
+    Field('seed', 0, c.integer(min=0), 'seed of parameters, data order and augmentation'),
+    Field('dtype', 'float32', c.choice('float32', 'float16', 'bfloat16'), 'mixed precision: float16 AMP '
+          '(GPU) or bfloat16 AMP (CPU)'),
+    # --- network ---
+    Field('num_classes', 10, c.integer(min=2), 'number of classes'),
+    # --- knowledge transfer (original keys) ---
+    Field('kt', True, c.boolean(), 'train with a teacher (False: plain student)'),
+    Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd"),
+    Field('teacher_prefix', 'model/fmnist_resnet20_teacher', c.optional(c.string()), 'teacher checkpoint '
+          'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
+          'gluoncv params file with teacher_source=gluoncv'),
+    Field('teacher_epoch', -1, c.integer(min=-1), 'teacher checkpoint epoch; -1: the best (project runs)'),
+    Field('teacher_network', 'cifar_resnet20', c.optional(c.string()), 'teacher network name for project '
+          'and gluoncv teachers (legacy checkpoints carry their own symbol)'),
+    Field('teacher_source', 'auto', c.choice('auto', 'project', 'legacy', 'gluoncv'), 'where the teacher '
+          'comes from; auto: legacy if <teacher_prefix>-symbol.json exists, else project'),
+    Field('teacher_symbol', None, c.tap_spec(), 'teacher taps per method: a tap name, a list aligned with '
+          'kt_type (lists inside for several layer pairs; "fc1_output"/"logits" or null for kd), or a '
+          'dict method -> taps'),
+    Field('student_symbol', None, c.tap_spec(), 'student taps per method, same form as teacher_symbol'),
+    Field('kt_weight', None, c.optional(c.number_or_list()), 'weight per method (number for one method, '
+          'list aligned with kt_type); default: the paper\'s (KD 16, FitNet 100, AT 1000, NST 50, '
+          'gaussian NST 100, FSP 1, OFD 1e-3)'),
+    Field('kt_layer_weight', None, c.optional(c.dict_of_lists()), 'method -> weights of its layer pairs '
+          '(default: equal, summing to 1)'),
+    Field('kd_t', 4.0, c.number(min=0, strict=True), 'KD temperature'),
+    Field('mmd_kernel', 'poly', c.choice('linear', 'poly', 'gaussian'), 'NST kernel'),
+    Field('mmd_degree', 2, c.integer(min=1), 'NST poly degree d'),
+    Field('mmd_c', 0.0, c.number(), 'NST poly constant c'),
+    Field('at_p', 2.0, c.number(min=0, strict=True), 'attention-transfer exponent p'),
+    Field('teacher_train_bn', False, c.boolean(), 'run the teacher with BatchNorm in training mode (batch '
+          'statistics) as the original did; its stored statistics are never changed'),
+    # --- output ---
+    Field('model_dir', 'model', c.string(), 'checkpoint folder'),
+    Field('log_dir', 'log', c.string(), 'log folder (<prefix>.log and <prefix>.jsonl)'),
+    Field('progress', True, c.boolean(), 'show progress bars'),
+]
+
+FIELDS = OrderedDict((f.name, f) for f in _FIELDS)
+
+
+def defaults():
+    """A fresh dict of every key's default value."""
+    import copy
+    return OrderedDict((k, copy.deepcopy(f.default)) for k, f in FIELDS.items())

@@ -1,0 +1,73 @@
+"""Datasets: RecordIO packs (ImageNet-style folders, Fashion-MNIST) and CIFAR
+pickles, behind one interface.
+
+`DataSource(cfg, num_parts, part_index)` gives `train(epoch)` (a fresh,
+epoch-seeded training iterator), `val()`, `num_train`, `num_val` and the
+input geometry. Packs are checked before use (missing, truncated or
+mismatched .rec/.idx, labels outside num_classes) with errors that say what
+to do.
+"""
+import os
+
+from .pack import check_pack, PackError
+from . import records
+
+DEFAULTS = {
+    # dataset: (channels, image_size, mean, std, style, pad)
+    'imagenet': (3, 224, [123.68, 116.28, 103.53], [58.395, 57.12, 57.375], 'imagenet', 0),
+    'fashion_mnist': (1, 28, [72.94], [90.02], 'small', 2),
+    'cifar10': (3, 32, [125.31, 122.95, 113.87], [62.99, 62.09, 66.70], 'small', 4),
+    'cifar100': (3, 32, [129.30, 124.07, 112.43], [68.17, 65.39, 70.42], 'small', 4),
+}
+
+
+class DataSource(object):
+    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None):
+        self.cfg = cfg
+        channels, size, mean, std, style, pad = DEFAULTS[cfg.dataset]
+        self.channels = channels
+        self.image_size = cfg.image_size or size
+        self.mean = cfg.mean if cfg.mean is not None else mean
+        self.std = cfg.std if cfg.std is not None else std
+        self.pad = cfg.pad if cfg.pad is not None else pad
+        self.style = style
+        self.batch_size = batch_size or cfg.global_batch_size
+        self.num_parts, self.part_index = num_parts, part_index
+        threads = cfg.data_threads or max(1, os.cpu_count() or 1)
+        if cfg.dataset in ('cifar10', 'cifar100'):
+            from .cifar import load_cifar
+            (self._train_x, self._train_y), (self._val_x, self._val_y) = load_cifar(cfg.data_dir, cfg.dataset)
+            self.num_train = len(self._train_x) // num_parts
+            self.num_val = len(self._val_x) // num_parts
+            self._records = None
+        else:
+            prefix = lambda s: os.path.join(cfg.data_dir, s)
+            self.num_train = check_pack(prefix('train'), cfg.num_classes) // num_parts
+            self.num_val = check_pack(prefix('val'), cfg.num_classes) // num_parts
+            self._records = records.record_iters(
+                prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
+                self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed)
+        if cfg.num_examples:
+            self.num_train = cfg.num_examples // num_parts
+
+    @property
+    def data_shape(self):
+        return (self.channels, self.image_size, self.image_size)
+
+    def train(self, epoch):
+        if self._records is not None:
+            return self._records[0](epoch)
+        from .arrays import ArrayIter
+        return ArrayIter(self._train_x, self._train_y, self.batch_size, self.mean, self.std, shuffle=True,
+                         augment=self.cfg.augment, pad=self.pad, seed=self.cfg.seed, epoch=epoch,
+                         num_parts=self.num_parts, part_index=self.part_index)
+
+    def val(self):
+        if self._records is not None:
+            return self._records[1]()
+        from .arrays import ArrayIter
+        return ArrayIter(self._val_x, self._val_y, self.batch_size, self.mean, self.std,
+                         num_parts=self.num_parts, part_index=self.part_index)
+
+
+__all__ = ['DataSource', 'check_pack', 'PackError', 'DEFAULTS']

@@ -1,0 +1,144 @@
+"""Fashion-MNIST: read the idx files, pack them into RecordIO.
+
+Sources, in order: a folder given with --source; Debian's
+``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist); files MXNet
+downloaded before (``<out>/raw``); MXNet's own download where the network
+allows. The packs (train = the official 60k training split, val = the
+official 10k test split) are written with the same pack builder as ImageNet.
+
+    python -m data.fashion_mnist --out datasets/fashion_mnist
+"""
+import argparse
+import gzip
+import logging
+import os
+import struct
+import sys
+
+import numpy as np
+
+from .pack import pack_arrays, write_classes, check_pack, PackError
+
+DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
+CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot']
+FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+         'val': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+MEAN, STD = [72.94], [90.02]          # pixel statistics of the training split (0-255)
+
+
+def _open(path):
+    return gzip.open(path, 'rb') if path.endswith('.gz') else open(path, 'rb')
+
+
+def _find(folder, name):
+    for cand in (name, name + '.gz'):
+        p = os.path.join(folder, cand)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def read_idx(path):
+    """An idx file (optionally gzipped) as a numpy uint8 array."""
+    with _open(path) as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:2] != b'\x00\x00' or head[2] != 8:
+            raise PackError('%s is not an idx file of unsigned bytes' % path)
+        dims = struct.unpack('>' + 'I' * head[3], f.read(4 * head[3]))
+        data = f.read()
+    n = int(np.prod(dims))
+    if len(data) < n:
+        raise PackError('idx file %s is truncated (%d of %d bytes); install or download it again'
+                        % (path, len(data), n))
+    return np.frombuffer(data[:n], dtype=np.uint8).reshape(dims)
+
+
+def find_source(source=None, out=None):
+    """The first folder holding all four idx files, or None."""
+    candidates = [source] if source else [DEBIAN_DIR, os.path.join(out or '.', 'raw')]
+    for folder in candidates:
+        if folder and all(_find(folder, n) for pair in FILES.values() for n in pair):
+            return folder
+    return None
+
+
+def download(out):
+    """MXNet's own Fashion-MNIST download into <out>/raw (needs the network)."""
+    import mxnet as mx
+    raw = os.path.join(out, 'raw')
+    for train in (True, False):
+        mx.gluon.data.vision.FashionMNIST(root=raw, train=train)
+    return raw
+
+
+def load(folder):
+    """{'train': (images, labels), 'val': (images, labels)} from a source folder."""
+    out = {}
+    for split, (img_name, lbl_name) in FILES.items():
+        images = read_idx(_find(folder, img_name))
+        labels = read_idx(_find(folder, lbl_name))
+        if len(images) != len(labels):
+            raise PackError('%s: %d images but %d labels' % (folder, len(images), len(labels)))
+        out[split] = (images, labels)
+    return out
+
+
+def subset(images, labels, per_class):
+    """The first `per_class` images of every class (a balanced labelled subset)."""
+    keep = np.concatenate([np.where(labels == c)[0][:per_class] for c in np.unique(labels)])
+    keep.sort()
+    return images[keep], labels[keep]
+
+
+def is_packed(out):
+    try:
+        for split in FILES:
+            check_pack(os.path.join(out, split), num_classes=10)
+    except PackError:
+        return False
+    return True
+
+
+def prepare(out, source=None, allow_download=True, per_class=None, progress=True):
+    """Make sure <out>/{train,val}.rec/.idx exist; returns 'present' or 'packed'."""
+    if is_packed(out):
+        return 'present'
+    folder = find_source(source, out)
+    if folder is None and allow_download:
+        try:
+            folder = download(out)
+        except Exception as e:
+            logging.warning('MXNet download of Fashion-MNIST failed: %s', e)
+    if folder is None:
+        raise PackError('Fashion-MNIST not found. Install it with `apt-get install dataset-fashion-mnist` '
+                        '(files in %s), or put the four idx files (train-images-idx3-ubyte[.gz], ...) in a '
+                        'folder and pass --source FOLDER' % DEBIAN_DIR)
+    os.makedirs(out, exist_ok=True)
+    data = load(folder)
+    for split, (images, labels) in data.items():
+        if split == 'train' and per_class:
+            images, labels = subset(images, labels, per_class)
+        pack_arrays(images, labels, os.path.join(out, split), progress=progress)
+    write_classes(os.path.join(out, 'classes.txt'), CLASSES)
+    return 'packed'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='Pack Fashion-MNIST into RecordIO')
+    p.add_argument('--out', default='datasets/fashion_mnist')
+    p.add_argument('--source', help='folder with the four idx files (default: Debian package, then download)')
+    p.add_argument('--per-class', type=int, default=None, help='keep only this many training images a class')
+    p.add_argument('--no-download', action='store_true')
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    try:
+        state = prepare(args.out, args.source, not args.no_download, args.per_class)
+    except PackError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print('Fashion-MNIST packs in %s: %s' % (args.out, state))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""ImageRecordIter builders for RecordIO packs.
+
+- ImageNet training: fb.resnet augmentation (random-resized crop of area
+  0.08-1 and aspect 3/4-4/3, colour jitter 0.4, PCA lighting 0.1, mirror) at
+  `image_size`; validation: shorter side to `resize`, centre crop.
+- Small images (Fashion-MNIST packs): pad + random crop + mirror.
+
+MXNet 1.9.1's ImageRecordIter accepts unknown keyword arguments silently
+(and `facebook_aug` exists only in the original's fork), so every keyword is
+checked against the iterator's documented parameters before it is built.
+"""
+import re
+
+import mxnet as mx
+
+_KNOWN = None
+
+
+def known_params():
+    """The parameter names ImageRecordIter documents in this MXNet build."""
+    global _KNOWN
+    if _KNOWN is None:
+        doc = mx.io.ImageRecordIter.__doc__ or ''
+        # data_name / label_name are taken by the Python wrapper (MXDataIter).
+        _KNOWN = set(re.findall(r'^\s*(\w+)\s*:', doc, re.M)) | {'data_name', 'label_name'}
+    return _KNOWN
+
+
+def image_record_iter(**kwargs):
+    unknown = sorted(k for k in kwargs if k not in known_params())
+    if unknown:
+        raise TypeError('ImageRecordIter has no parameter(s) %s in MXNet %s (it would ignore them silently)'
+                        % (', '.join(unknown), mx.__version__))
+    return mx.io.ImageRecordIter(**kwargs)
+
+
+def _norm(mean, std, channels):
+    mean = list(mean) if mean is not None else [0.0] * channels
+    std = list(std) if std is not None else [1.0] * channels
+    if len(mean) == 1:
+        mean = mean * channels
+    if len(std) == 1:
+        std = std * channels
+    out = {}
+    for i, key in enumerate('rgb'[:channels] if channels == 3 else 'r'):
+        out['mean_%s' % key] = float(mean[i])
+        out['std_%s' % key] = float(std[i])
+    return out
+
+
+def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mean, std, style,
+                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0):
+    """(train, val) ImageRecordIters; `style` is 'imagenet' or 'small'.
+
+    `seed` seeds the shuffle and the augmentation: the trainer rebuilds the
+    training iterator each epoch with seed + epoch, so a resumed run sees
+    exactly the batches an uninterrupted one would.
+    """
+    shape = (channels, image_size, image_size)
+    common = dict(label_width=1, data_name='data', label_name='softmax_label', data_shape=shape,
+                  batch_size=batch_size, preprocess_threads=threads, num_parts=num_parts,
+                  part_index=part_index, round_batch=True, **_norm(mean, std, channels))
+    train = dict(common, path_imgrec=prefix_train + '.rec', path_imgidx=prefix_train + '.idx',
+                 shuffle=True, seed=seed, seed_aug=seed, prefetch_buffer=4)
+    if style == 'imagenet':
+        if augment:
+            train.update(random_resized_crop=True, min_random_area=0.08, max_random_area=1.0,
+                         min_aspect_ratio=3.0 / 4.0, max_aspect_ratio=4.0 / 3.0, brightness=0.4,
+                         contrast=0.4, saturation=0.4, pca_noise=0.1, rand_mirror=True, inter_method=2)
+        else:
+            train.update(resize=resize or int(image_size * 256 / 224), rand_crop=False, inter_method=2)
+        val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
+                   resize=resize or int(image_size * 256 / 224), rand_crop=False, rand_mirror=False,
+                   inter_method=2)
+    else:
+        if augment:
+            train.update(pad=pad, fill_value=0, rand_crop=pad > 0, rand_mirror=True)
+        val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
+                   rand_crop=False, rand_mirror=False)
+    return (lambda epoch: image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch))), \
+        (lambda: image_record_iter(**val))
