@@ -16,9 +16,9 @@ _FIELDS = [
     Field('dataset', 'fashion_mnist', c.choice('fashion_mnist', 'cifar10', 'cifar100', 'imagenet'),
           'fashion_mnist (RecordIO packs by init.sh), cifar10/cifar100 (official python pickles), '
           'imagenet (train/val RecordIO packs of any ImageNet-style folder tree)'),
-    Field('model_prefix', 'fmnist_resnet8_kd_nst', c.name_like(), 'run name: model/<prefix>-NNNN.params, '
+    Field('model_prefix', 'student', c.name_like(), 'run name: model/<prefix>-NNNN.params, '
           'log/<prefix>.log'),
-    Field('network', 'cifar_resnet8', c.string(), 'student network name (symbols.network_names()) or a '
+    Field('network', 'cifar_resnet20', c.string(), 'student network name (symbols.network_names()) or a '
           'family (preact_resnet, cifar_resnet, pyramidnet) completed by depth'),
     Field('depth', None, c.optional(c.integer(min=1)), 'depth that completes a family name in network'),
     Field('model_load_prefix', None, c.optional(c.name_like()), 'run to resume (default: model_prefix)'),
@@ -64,13 +64,13 @@ _FIELDS = [
     # --- network ---
     Field('num_classes', 10, c.integer(min=2), 'number of classes'),
     # --- knowledge transfer (original keys) ---
-    Field('kt', True, c.boolean(), 'train with a teacher (False: plain student)'),
+    Field('kt', False, c.boolean(), 'train with a teacher (False: plain student)'),
     Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd"),
-    Field('teacher_prefix', 'model/fmnist_resnet20_teacher', c.optional(c.string()), 'teacher checkpoint '
+    Field('teacher_prefix', None, c.optional(c.string()), 'teacher checkpoint '
           'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
           'gluoncv params file with teacher_source=gluoncv'),
     Field('teacher_epoch', -1, c.integer(min=-1), 'teacher checkpoint epoch; -1: the best (project runs)'),
-    Field('teacher_network', 'cifar_resnet20', c.optional(c.string()), 'teacher network name for project '
+    Field('teacher_network', None, c.optional(c.string()), 'teacher network name for project '
           'and gluoncv teachers (legacy checkpoints carry their own symbol)'),
     Field('teacher_source', 'auto', c.choice('auto', 'project', 'legacy', 'gluoncv'), 'where the teacher '
           'comes from; auto: legacy if <teacher_prefix>-symbol.json exists, else project'),

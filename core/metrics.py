@@ -1,0 +1,61 @@
+"""Metrics accumulated on the devices, read only every `frequent` batches.
+
+`Running` keeps, per device, a vector of sums [n, top1, top5, term_1..k] and
+a short list of per-step term sums since the last read, so a NaN/Inf is
+traced to its term and step without a per-batch `asnumpy`.
+"""
+import numpy as np
+import mxnet as mx
+from mxnet import nd
+
+
+class NonFiniteLoss(FloatingPointError):
+    def __init__(self, term, step):
+        self.term, self.step = term, step
+        super(NonFiniteLoss, self).__init__(
+            'the %s loss became NaN or Inf at step %d (epoch step counter); training stopped. The last good '
+            'checkpoint is kept; lower lr or the %s weight and resume' % (term, step, term))
+
+
+def topk_correct(logits, label, k):
+    """Number of samples whose label is among the top-k logits (an NDArray scalar)."""
+    k = min(k, logits.shape[1])
+    top = nd.topk(logits, axis=1, k=k, ret_typ='indices')
+    return nd.sum(top == label.reshape((-1, 1)).astype(top.dtype))
+
+
+class Running(object):
+    def __init__(self, names):
+        self.names = list(names)          # loss-term names (per-sample means are reported)
+        self.reset()
+
+    def reset(self):
+        self.sums = {}
+        self.pending = []                 # [(step, NDArray of term sums)]
+
+    def update(self, ctx_index, step, logits, label, terms):
+        n = float(label.shape[0])
+        term_sums = nd.concat(*[nd.sum(t).reshape((1,)) for t in terms], dim=0) if terms else nd.zeros((0,), ctx=logits.context)
+        vec = nd.concat(nd.array([n], ctx=logits.context), topk_correct(logits, label, 1).reshape((1,)),
+                        topk_correct(logits, label, 5).reshape((1,)), term_sums, dim=0)
+        key = ctx_index
+        self.sums[key] = vec if key not in self.sums else self.sums[key] + vec
+        if terms:
+            self.pending.append((step, term_sums))
+
+    def read(self):
+        """{'n', 'top1', 'top5', <term>: mean} after checking pending steps are finite."""
+        for step, sums in self.pending:
+            vals = sums.asnumpy()
+            bad = np.where(~np.isfinite(vals))[0]
+            if len(bad):
+                raise NonFiniteLoss(self.names[bad[0]], step)
+        self.pending = []
+        if not self.sums:
+            return {}
+        total = sum(v.copyto(mx.cpu()) for v in self.sums.values()).asnumpy()
+        n = max(total[0], 1.0)
+        out = {'n': int(total[0]), 'top1': float(total[1] / n), 'top5': float(total[2] / n)}
+        for name, v in zip(self.names, total[3:]):
+            out[name] = float(v / n)
+        return out

@@ -1,0 +1,122 @@
+"""Teachers: a checkpoint of this project, a legacy MXNet Module checkpoint,
+or a gluoncv model-zoo network, returned as a hybridized tapped block
+`x -> (logits, tap_1, ...)` that never receives gradients.
+"""
+import logging
+import os
+
+import mxnet as mx
+
+import symbols
+from . import checkpoint
+
+LOG = logging.getLogger('teacher')
+
+# registry name -> gluoncv pretrained-weights name
+GLUONCV_WEIGHTS = {'preact_resnet%d' % d: 'resnet%d_v2' % d for d in (18, 34, 50, 101, 152)}
+GLUONCV_WEIGHTS.update({'resnet50': 'resnet50_v1b', 'resnet152': 'resnet152_v1b',
+                        'resnet50_nst': 'resnet50_v1s', 'mobilenet1.0': 'mobilenet1.0'})
+
+
+class TeacherError(ValueError):
+    """A teacher that cannot be used with this configuration."""
+
+
+def source_of(cfg):
+    if cfg.teacher_source != 'auto':
+        return cfg.teacher_source
+    if cfg.teacher_prefix and os.path.isfile(cfg.teacher_prefix + '-symbol.json'):
+        return 'legacy'
+    return 'project'
+
+
+def _project(cfg, in_channels, ctx):
+    if not cfg.teacher_prefix:
+        raise TeacherError('teacher_prefix is not set: name the teacher checkpoint, e.g. '
+                           'teacher_prefix="model/fmnist_resnet14_teacher"')
+    model_dir, prefix = os.path.split(cfg.teacher_prefix)
+    tag = 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch
+    try:
+        meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
+    except checkpoint.CheckpointError as e:
+        raise TeacherError('teacher checkpoint not found: %s. Train it first (see the README) or set '
+                           'teacher_prefix / teacher_epoch' % e)
+    name = cfg.teacher_network or meta.get('network')
+    if cfg.teacher_network and meta.get('network') and cfg.teacher_network != meta['network']:
+        raise TeacherError('teacher_network=%r but checkpoint %s was trained as %r'
+                           % (cfg.teacher_network, cfg.teacher_prefix, meta['network']))
+    net = symbols.get_network(name, meta.get('num_classes', cfg.num_classes),
+                              meta.get('in_channels', in_channels), prefix='teacher_')
+    checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], ctx, 'teacher params')
+    return net, '%s (%s, epoch %s)' % (cfg.teacher_prefix, name, meta.get('epoch'))
+
+
+def _gluoncv(cfg, in_channels, ctx):
+    name = cfg.teacher_network
+    if not name:
+        raise TeacherError('teacher_source=gluoncv needs teacher_network (e.g. preact_resnet101 or a gluoncv '
+                           'model-zoo name)')
+    params_file = cfg.teacher_prefix if cfg.teacher_prefix and cfg.teacher_prefix.endswith('.params') else None
+    try:
+        name = symbols.resolve_name(name)
+        net = symbols.get_network(name, cfg.num_classes, in_channels, prefix='teacher_')
+        weights = GLUONCV_WEIGHTS.get(name)
+    except ValueError:
+        from gluoncv.model_zoo import get_model
+        holder = symbols._Scope(prefix='teacher_')
+        with holder.name_scope():
+            net = get_model(name, classes=cfg.num_classes, pretrained=False)
+        weights = name
+    if params_file is None:
+        if weights is None:
+            raise TeacherError('gluoncv has no pretrained weights for %r: give a params file as teacher_prefix'
+                               % name)
+        from gluoncv.model_zoo.model_store import get_model_file
+        LOG.info('fetching gluoncv weights %s (needs the network the first time)', weights)
+        params_file = get_model_file(weights, root=os.path.expanduser('~/.mxnet/models'))
+    checkpoint.load_params(net, params_file, ctx, 'teacher params')
+    return net, '%s from %s' % (name, params_file)
+
+
+def load_teacher(cfg, taps, in_channels, ctx):
+    """(tapped teacher block, description). Checks taps and class count."""
+    source = source_of(cfg)
+    if source == 'legacy':
+        try:
+            net = symbols.load_legacy_network(cfg.teacher_prefix, max(cfg.teacher_epoch, 0), ctx[0])
+        except symbols.CheckpointError as e:
+            raise TeacherError(str(e))
+        net.collect_params().reset_ctx(ctx)
+        desc = 'legacy checkpoint %s-%04d' % (cfg.teacher_prefix, max(cfg.teacher_epoch, 0))
+    elif source == 'gluoncv':
+        net, desc = _gluoncv(cfg, in_channels, ctx)
+    else:
+        net, desc = _project(cfg, in_channels, ctx)
+    try:
+        tapped = symbols.with_taps(net, taps)
+    except symbols.TapError as e:
+        raise TeacherError('teacher_symbol: %s' % e)
+    for p in net.collect_params().values():
+        p.grad_req = 'null'
+    tapped.hybridize(static_alloc=True, static_shape=True)
+    return tapped, desc
+
+
+class BatchStatsGuard(object):
+    """Runs the teacher with BatchNorm in training mode (batch statistics), as
+    the original did, and puts the stored running statistics back afterwards
+    so they never change."""
+
+    def __init__(self, block):
+        self.stats = [p for n, p in block.collect_params().items()
+                      if n.endswith(('running_mean', 'running_var', 'moving_mean', 'moving_var'))]
+        self.saved = [[d.copy() for d in p.list_data()] for p in self.stats]
+
+    def __call__(self, block, x):
+        with mx.autograd.train_mode():
+            out = block(x)
+        for p, saved in zip(self.stats, self.saved):
+            for d, s in zip(p.list_data(), saved):
+                if d.context == x.context:
+                    s.copyto(d)
+        return out

@@ -1,0 +1,318 @@
+"""The training loop: devices, kvstore, teacher, student, checkpoints, logs.
+
+`run(cfg)` trains `cfg.network` for epochs [begin_epoch, num_epoch):
+- each batch is split over the devices (`gpu_list`; [] = CPU), gradients are
+  aggregated through the kvstore (`device`, `local`, `dist_sync`,
+  `dist_device_sync`), and `Trainer.step` gets the global batch size;
+- the teacher runs without gradients, hybridized, in inference mode (or with
+  batch statistics when `teacher_train_bn`);
+- the learning rate is set every batch from the fractional epoch, and every
+  epoch reseeds MXNet, numpy and the data order from (seed, epoch): a run
+  resumed from a checkpoint repeats exactly what an uninterrupted run does;
+- after every epoch: validation top-1/top-5, an atomic checkpoint (rank 0),
+  a log line and a JSON record in log/<model_prefix>.jsonl.
+"""
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+import warnings
+
+import numpy as np
+import mxnet as mx
+from mxnet import autograd, gluon, nd
+
+import symbols
+from data import DataSource
+from . import checkpoint, schedule
+from .distiller import DistillBlock, plan_taps
+from .evaluate import evaluate, check_labels
+from .metrics import Running, NonFiniteLoss
+from .teacher import load_teacher, BatchStatsGuard, TeacherError
+
+LOG = logging.getLogger('train')
+# A plain student (kt=False) gets a placeholder for the teacher logits it does not use.
+warnings.filterwarnings('ignore', message='The 2-th input to HybridBlock is not used')
+
+
+class TrainingError(RuntimeError):
+    """A problem found before or during training, explained for the user."""
+
+
+def setup_logging(cfg, rank=0):
+    os.makedirs(cfg.log_dir, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        if getattr(h, '_nst', False):
+            root.removeHandler(h)
+    if rank == 0:
+        fh = logging.FileHandler(os.path.join(cfg.log_dir, '%s.log' % cfg.model_prefix), mode='a')
+        fh.setFormatter(logging.Formatter('%(asctime)s %(name)s %(levelname)s %(message)s', '%m-%d %H:%M:%S'))
+        fh._nst = True
+        root.addHandler(fh)
+    ch = logging.StreamHandler(sys.stderr)
+    ch.setFormatter(logging.Formatter(('[worker %d] ' % rank if 'DMLC_ROLE' in os.environ else '') +
+                                      '%(name)s %(levelname)s %(message)s'))
+    ch._nst = True
+    root.addHandler(ch)
+
+
+def contexts(cfg):
+    if cfg.gpu_list:
+        return [mx.gpu(i) for i in cfg.gpu_list]
+    return [mx.cpu(i) for i in range(int(os.environ.get('NST_CPU_DEVICES', '1')))]
+
+
+def seed_everything(seed):
+    mx.random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    random.seed(seed)
+
+
+def epoch_seed(cfg, epoch):
+    return cfg.seed * 100003 + epoch
+
+
+def _loss_options(cfg):
+    return {'kd_t': cfg.kd_t, 'mmd_kernel': cfg.mmd_kernel, 'mmd_degree': cfg.mmd_degree, 'mmd_c': cfg.mmd_c,
+            'at_p': cfg.at_p}
+
+
+class Session(object):
+    """Everything one training run holds; built by `prepare`, run by `fit`."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.ctx = contexts(cfg)
+        self.kv = mx.kv.create(cfg.kv_store) if cfg.kv_store.startswith('dist') else None
+        self.rank = self.kv.rank if self.kv else 0
+        self.workers = self.kv.num_workers if self.kv else 1
+        self.batch_size = cfg.batch_size * len(self.ctx)          # per worker
+        self.global_batch = self.batch_size * self.workers
+
+    # ----------------------------------------------------------------- set-up
+    def prepare(self):
+        cfg, ctx = self.cfg, self.ctx
+        if self.rank == 0:
+            checkpoint.ensure_writable(cfg.model_dir)
+        self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
+        self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(self.batch_size)))
+        seed_everything(cfg.seed)
+        self.student = symbols.get_network(cfg.network, cfg.num_classes, self.data.channels, prefix='student_')
+        self.plan = cfg.plan
+        s_taps, t_taps = plan_taps(self.plan)
+        self.teacher = None
+        if cfg.kt:
+            try:
+                self.teacher, desc = load_teacher(cfg, t_taps, self.data.channels, ctx)
+            except TeacherError as e:
+                raise TrainingError(str(e))
+            self.teacher_desc = desc
+            self.teacher_guard = BatchStatsGuard(self.teacher) if cfg.teacher_train_bn else None
+        try:
+            self.block = DistillBlock(self.student, self.plan, _loss_options(cfg), t_taps, prefix='distill_')
+        except symbols.TapError as e:
+            raise TrainingError('student_symbol: %s' % e)
+        self.student.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+        self.margins = []
+        self._check_pairs()
+        params = self.student.collect_params()
+        params.update(self.block.extras.collect_params())
+        opt = {'learning_rate': cfg.lr, 'wd': cfg.wd, 'momentum': cfg.momentum}
+        if cfg.dtype != 'float32':
+            opt['multi_precision'] = True
+        kw = {'update_on_kvstore': False} if self.kv else {}
+        self.trainer = gluon.Trainer(params, cfg.optimizer, opt, kvstore=self.kv or 'device', **kw)
+        self.lr_at = schedule.from_config(cfg)
+        self.begin_epoch = cfg.begin_epoch
+        if cfg.retrain:
+            self._resume()
+        self.block.hybridize(static_alloc=True, static_shape=True)
+        self.student.hybridize(static_alloc=True)
+        self.jsonl = os.path.join(cfg.log_dir, '%s.jsonl' % cfg.model_prefix)
+
+    def _check_pairs(self):
+        """One forward on a dummy batch: taps exist, class counts agree, shapes pair; adds connectors."""
+        cfg, ctx = self.cfg, self.ctx[0]
+        x = nd.zeros((2,) + self.data.data_shape, ctx=ctx)
+        s_out = self.block.student(x)
+        if self.teacher is None:
+            return
+        t_out = self.teacher(x)
+        if t_out[0].shape[1] != cfg.num_classes:
+            raise TrainingError('the teacher predicts %d classes but num_classes=%d: use a teacher trained on '
+                                'this data' % (t_out[0].shape[1], cfg.num_classes))
+        s_taps, t_taps = plan_taps(self.plan)
+        s_shape = dict(zip(s_taps, [o.shape[1:] for o in s_out[1:]]))
+        t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
+        from symbols.transfer import METHODS
+        self.margins = []
+        for m, entry in enumerate(self.plan):
+            spec = METHODS[entry['method']]
+            for p, (s, t) in enumerate(entry['pairs']):
+                if spec.inputs == 'feature' and (len(s_shape[s]) != 3 or len(t_shape[t]) != 3):
+                    raise TrainingError('%s pairs feature maps, but student tap %r has shape %s and teacher tap '
+                                        '%r has shape %s' % (entry['method'], s, s_shape[s], t, t_shape[t]))
+                if spec.connector:
+                    self.block.add_connector(m, p, t_shape[t][0], s_shape[s][0])
+                if spec.margin:
+                    self.margins.append(self._ofd_margin(t, t_shape[t][0]))
+        self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2),
+                                     ctx=self.ctx)
+        try:
+            with autograd.pause():
+                self.block(x, nd.zeros((2,), ctx=ctx), t_out[0], *(list(t_out[1:]) +
+                                                                   [mg[0] for mg in self.margins]))
+        except ValueError as e:
+            raise TrainingError('teacher and student features cannot be paired: %s' % e)
+
+    def _ofd_margin(self, tap, channels):
+        """OFD margin of a teacher tap from the BatchNorm that produces it."""
+        from symbols.transfer import ofd_margin
+        base = self.teacher.base
+        bn_path = getattr(base, 'TAP_BN', {}).get(tap)
+        try:
+            bn, _ = symbols.resolve_tap(base, bn_path or tap)
+        except symbols.TapError:
+            bn = None
+        params = {} if bn is None else {n.rsplit('_', 1)[-1]: p for n, p in bn.params.items()}
+        if 'gamma' not in params or 'beta' not in params:
+            raise TrainingError('ofd needs a teacher tap that is a BatchNorm output (pre-ReLU); %r is not. Use '
+                                'a *_pre tap' % tap)
+        m = ofd_margin(params['gamma'].data(self.ctx[0]).asnumpy(), params['beta'].data(self.ctx[0]).asnumpy())
+        if len(m) != channels:
+            raise TrainingError('ofd margin of tap %r has %d channels for a %d-channel map' % (tap, len(m), channels))
+        return [nd.array(m, ctx=c) for c in self.ctx]
+
+    def _resume(self):
+        cfg = self.cfg
+        epoch = cfg.model_load_epoch
+        if epoch < 0:
+            have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+            if not have:
+                raise TrainingError('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint of '
+                                    '%r' % (cfg.model_dir, cfg.model_load_prefix))
+            epoch = have[-1]
+        try:
+            meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, self.student, self.ctx,
+                                   self.block.extras, self.trainer)
+        except checkpoint.CheckpointError as e:
+            raise TrainingError(str(e))
+        self.begin_epoch = epoch
+        self.best = meta.get('best_top1', -1.0)
+        LOG.info('resumed %s from epoch %d (val top-1 %.4f)', cfg.model_load_prefix, epoch, meta.get('val_top1', 0))
+
+    # --------------------------------------------------------------- training
+    def _teacher_forward(self, x):
+        if self.teacher_guard is not None:
+            return self.teacher_guard(self.teacher, x)
+        return self.teacher(x)
+
+    def train_epoch(self, epoch):
+        cfg, ctx = self.cfg, self.ctx
+        seed_everything(epoch_seed(cfg, epoch))
+        names = ['ce'] + [e['method'] for e in self.plan]
+        running = Running(names)
+        it = self.data.train(epoch)
+        show = cfg.progress and self.rank == 0
+        from tqdm import tqdm
+        bar = tqdm(total=self.steps_per_epoch, desc='epoch %d' % epoch, disable=not show, file=sys.stderr,
+                   dynamic_ncols=True, mininterval=0.5)
+        tic = time.time()
+        seen = 0
+        for i, batch in enumerate(it):
+            if i >= self.steps_per_epoch:
+                break
+            self.trainer.set_learning_rate(self.lr_at(epoch + i / float(self.steps_per_epoch)))
+            label_all = batch.label[0]
+            check_labels(label_all, cfg.num_classes)
+            xs = gluon.utils.split_and_load(batch.data[0], ctx)
+            ys = gluon.utils.split_and_load(label_all, ctx)
+            with autograd.record():
+                outs = []
+                for k, (x, y) in enumerate(zip(xs, ys)):
+                    if self.teacher is not None:
+                        with autograd.pause():
+                            t_out = self._teacher_forward(x)
+                        rest = list(t_out[1:]) + [mg[k] for mg in self.margins]
+                        out = self.block(x, y, t_out[0], *rest)
+                    else:
+                        out = self.block(x, y, nd.zeros((1,), ctx=x.context))
+                    outs.append(out)
+            for out in outs:
+                out[0].backward()
+            self.trainer.step(self.global_batch)
+            for k, (out, y) in enumerate(zip(outs, ys)):
+                running.update(k, i, out[1], y, list(out[2:]))
+            seen += self.batch_size
+            if (i + 1) % cfg.frequent == 0 or i + 1 == self.steps_per_epoch:
+                stats = running.read()
+                speed = seen / max(time.time() - tic, 1e-9)
+                post = dict((n, '%.4g' % stats[n]) for n in names)
+                post['acc'] = '%.4f' % stats['top1']
+                post['img/s'] = '%.1f' % speed
+                bar.set_postfix(post, refresh=False)
+                bar.update(i + 1 - bar.n)
+                if not show or (i + 1) % (cfg.frequent * 10) == 0:
+                    LOG.info('Epoch[%d] Batch [%d] Speed: %.1f samples/sec %s', epoch, i + 1, speed,
+                             ' '.join('%s=%s' % kv for kv in post.items() if kv[0] != 'img/s'))
+        bar.close()
+        mx.nd.waitall()
+        stats = running.read()
+        stats['time'] = time.time() - tic
+        stats['speed'] = seen / max(stats['time'], 1e-9)
+        return stats
+
+    def fit(self):
+        cfg = self.cfg
+        if not hasattr(self, 'best'):
+            self.best = -1.0
+        if self.teacher is not None and self.rank == 0:
+            LOG.info('teacher: %s', self.teacher_desc)
+            t_val = evaluate(self.teacher, self.data.val(), self.ctx, cfg.num_classes)
+            LOG.info('teacher validation: top-1 %.4f top-5 %.4f (%d images)', t_val['top1'], t_val['top5'],
+                     t_val['n'])
+        LOG.info('training %s on %s (%d train images, %d per epoch step), global batch %d, epochs %d..%d, '
+                 'kt=%s', cfg.network, cfg.dataset, self.data.num_train, self.batch_size, self.global_batch,
+                 self.begin_epoch, cfg.num_epoch - 1, cfg.kt_type if cfg.kt else 'none')
+        result = {}
+        for epoch in range(self.begin_epoch, cfg.num_epoch):
+            stats = self.train_epoch(epoch)
+            val = evaluate(self.student, self.data.val(), self.ctx, cfg.num_classes)
+            record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
+                      'speed': stats['speed'], 'train_top1': stats['top1'], 'train_top5': stats['top5'],
+                      'val_top1': val['top1'], 'val_top5': val['top5'], 'val_n': val['n']}
+            for n in ['ce'] + [e['method'] for e in self.plan]:
+                record['train_' + n] = stats[n]
+            best = val['top1'] > self.best
+            self.best = max(self.best, val['top1'])
+            record['best_top1'] = self.best
+            LOG.info('Epoch[%d] Train-top1=%.4f Validation-top1=%.4f Validation-top5=%.4f (error %.2f%% / %.2f%%) '
+                     'time %.1fs', epoch, stats['top1'], val['top1'], val['top5'], 100 * (1 - val['top1']),
+                     100 * (1 - val['top5']), stats['time'])
+            if self.rank == 0:
+                meta = dict(record, network=self.student.network_name, num_classes=cfg.num_classes,
+                            in_channels=self.data.channels, image_size=self.data.image_size,
+                            mean=list(self.data.mean), std=list(self.data.std), dataset=cfg.dataset,
+                            model_prefix=cfg.model_prefix, seed=cfg.seed, kt_type=cfg.kt_type if cfg.kt else None)
+                checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, self.student, self.block.extras,
+                                self.trainer, meta, best=best)
+                with open(self.jsonl, 'a') as f:
+                    f.write(json.dumps(dict(record, model_prefix=cfg.model_prefix)) + '\n')
+            result = record
+        return result
+
+
+def run(cfg):
+    """Train as configured; return the last epoch's record."""
+    session = Session(cfg)
+    setup_logging(cfg, session.rank)
+    session.prepare()
+    try:
+        return session.fit()
+    except NonFiniteLoss as e:
+        raise TrainingError(str(e))

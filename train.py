@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train a student, with or without a teacher and transfer losses.
+
+    python train.py                                  # config/cfgs.py
+    python train.py --cfg config/presets/cifar10_kd_nst.yaml lr=0.05 gpu_list=[0,1]
+
+Exit status: 0 on success, 2 for a configuration or data problem (the message
+names it), 3 when training stopped on a NaN/Inf loss.
+"""
+import argparse
+import sys
+
+from core.env import configure_threads
+
+configure_threads()      # before mxnet is imported
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
+    p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. lr=0.05 kt_type=kd+mmd')
+    p.add_argument('--print-config', action='store_true', help='print the validated config and exit')
+    args = p.parse_args(argv)
+
+    from config import load_config, ConfigError
+    from core.checkpoint import CheckpointError
+    from data import PackError
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+    except ConfigError as e:
+        print('config error: %s' % e, file=sys.stderr)
+        return 2
+    if args.print_config:
+        for k, v in cfg.items():
+            print('%s = %r' % (k, v))
+        return 0
+    from core.trainer import run, TrainingError
+    try:
+        record = run(cfg)
+    except (TrainingError, CheckpointError, PackError, ConfigError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 3 if 'NaN' in str(e) else 2
+    if record:
+        print('final: epoch %d  top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%) on %d %s validation images'
+              % (record['epoch'], 100 * record['val_top1'], 100 * record['val_top5'],
+                 100 * (1 - record['val_top1']), 100 * (1 - record['val_top5']), record['val_n'], cfg.dataset))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
