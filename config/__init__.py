@@ -42,8 +42,12 @@ class Config(dict):
         return self['batch_size'] * self.num_devices
 
 
-def read_file(path):
-    """The key/value pairs a config file sets (no validation)."""
+def read_file(path, _seen=()):
+    """The key/value pairs a config file sets (no validation).
+
+    A YAML preset may name another preset with ``base: FILE`` (relative to its
+    own folder): the base's values come first, the preset's own override them.
+    """
     if not os.path.isfile(path):
         alt = os.path.join(PRESET_DIR, path)
         for cand in (alt, alt + '.yaml', alt + '.py'):
@@ -62,7 +66,16 @@ def read_file(path):
                 raise ConfigError('config file %s is not valid YAML: %s' % (path, e))
         if not isinstance(values, dict):
             raise ConfigError('config file %s must hold a mapping of key: value' % path)
-        return dict(values), path
+        values = dict(values)
+        base = values.pop('base', None)
+        if base is not None:
+            base_path = os.path.join(os.path.dirname(path), base)
+            if os.path.abspath(base_path) in _seen:
+                raise ConfigError('config file %s: its base chain loops back to %s' % (path, base_path))
+            merged, _ = read_file(base_path, _seen + (os.path.abspath(path),))
+            merged.update(values)
+            values = merged
+        return values, path
     if path.endswith('.py'):
         ns = runpy.run_path(path)
         return {k: v for k, v in ns.items() if not k.startswith('_') and
@@ -73,7 +86,8 @@ def read_file(path):
 def list_presets():
     if not os.path.isdir(PRESET_DIR):
         return []
-    return sorted(f.rsplit('.', 1)[0] for f in os.listdir(PRESET_DIR) if f.endswith(('.yaml', '.yml', '.py')))
+    return sorted(f.rsplit('.', 1)[0] for f in os.listdir(PRESET_DIR)
+                  if f.endswith(('.yaml', '.yml', '.py')) and not f.startswith('_'))
 
 
 def parse_override(text):

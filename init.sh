@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Idempotent set-up: virtual environment, the project and its pinned stack,
+# Fashion-MNIST packed into RecordIO, and the default teacher.
+#
+#   bash init.sh            everything the default `python train.py` needs
+#   bash init.sh --deps     only the environment and packages (what the tests need)
+#
+# Environment: NST_GPU=1 installs mxnet-cu112 instead of the CPU mxnet;
+# PYTHON picks the interpreter for a new .venv (default python3.11 or python3).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+DEPS_ONLY=0
+[[ "${1:-}" == "--deps" ]] && DEPS_ONLY=1
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# 1. virtual environment -------------------------------------------------------
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+  PY="$VIRTUAL_ENV/bin/python"
+  say "using the active virtual environment $VIRTUAL_ENV"
+else
+  if [[ ! -x .venv/bin/python ]]; then
+    BASE=${PYTHON:-$(command -v python3.11 || command -v python3)}
+    say "creating .venv with $BASE"
+    "$BASE" -m venv .venv
+  fi
+  PY="$ROOT/.venv/bin/python"
+fi
+
+# 2. packages (skipped when setup.py and constraints.txt are unchanged) --------
+EXTRA=cpu
+[[ "${NST_GPU:-0}" == "1" ]] && EXTRA=gpu
+STAMP="$(dirname "$PY")/../.nst-installed"
+WANT="$EXTRA $(cat setup.py constraints.txt | sha256sum | cut -c1-16)"
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
+  say "installing the project and its pinned dependencies ($EXTRA)"
+  "$PY" -m pip install --quiet --upgrade pip
+  if [[ "$EXTRA" == gpu ]]; then "$PY" -m pip uninstall --quiet -y mxnet 2>/dev/null || true; fi
+  "$PY" -m pip install --quiet -c constraints.txt -e ".[$EXTRA,test]"
+  "$PY" -c "import mxnet, numpy, gluoncv, cv2, yaml; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
+  echo "$WANT" > "$STAMP"
+else
+  say "packages already installed"
+fi
+[[ $DEPS_ONLY == 1 ]] && exit 0
+
+# 3. Fashion-MNIST -> RecordIO ---------------------------------------------------
+FM_DEB=/usr/share/datasets/fashion-mnist
+if "$PY" -c "import sys; from data.fashion_mnist import is_packed; sys.exit(0 if is_packed('datasets/fashion_mnist') else 1)"; then
+  say "Fashion-MNIST packs already in datasets/fashion_mnist"
+else
+  if [[ ! -f $FM_DEB/train-images-idx3-ubyte.gz ]] && command -v apt-get >/dev/null; then
+    SUDO=""
+    [[ $(id -u) != 0 ]] && command -v sudo >/dev/null && SUDO="sudo -n"
+    say "installing Debian's dataset-fashion-mnist"
+    { $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+      { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; } ||
+      echo "apt-get could not install dataset-fashion-mnist; trying MXNet's download instead"
+  fi
+  say "packing Fashion-MNIST into RecordIO (datasets/fashion_mnist)"
+  "$PY" -m data.fashion_mnist --out datasets/fashion_mnist
+fi
+
+# 4. the default teacher ---------------------------------------------------------
+TEACHER=model/fmnist_resnet14_teacher
+if [[ -f $TEACHER-best.json && -f $TEACHER-0002.json ]]; then
+  say "default teacher already trained ($TEACHER)"
+else
+  say "training the default teacher (CIFAR-style ResNet-14 on Fashion-MNIST, 2 epochs)"
+  RESUME=()
+  if ls $TEACHER-[0-9][0-9][0-9][0-9].json >/dev/null 2>&1; then RESUME=(retrain=true model_load_epoch=-1); fi
+  "$PY" train.py --cfg config/presets/fashion_mnist_teacher.yaml "${RESUME[@]}"
+fi
+say "ready: run  $PY train.py"

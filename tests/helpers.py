@@ -1,0 +1,44 @@
+"""Small generated datasets in the real formats, for the tests."""
+import os
+import pickle
+
+import numpy as np
+
+
+def make_jpeg_tree(root, classes=3, per_class=8, size=(40, 36), seed=0, ext='.jpg'):
+    """ROOT/<class>/<i>.jpg with class-dependent colours (learnable), varied sizes."""
+    import cv2
+    rng = np.random.RandomState(seed)
+    names = ['class_%s' % chr(ord('a') + c) for c in range(classes)]
+    for c, name in enumerate(names):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            h, w = size[0] + rng.randint(0, 6), size[1] + rng.randint(0, 6)
+            img = rng.randint(0, 60, size=(h, w, 3)).astype(np.uint8)
+            img[..., c % 3] += np.uint8(150)
+            img[h // 4: h // 2, (c * w) // classes: ((c + 1) * w) // classes] = 255
+            cv2.imwrite(os.path.join(root, name, '%03d%s' % (i, ext)), img)
+    return names
+
+
+def make_cifar(root, variant='cifar10', train=200, test=100, seed=0):
+    """Official-format python pickles with learnable colour-coded classes."""
+    rng = np.random.RandomState(seed)
+    classes = 10 if variant == 'cifar10' else 100
+    key = b'labels' if variant == 'cifar10' else b'fine_labels'
+    folder = os.path.join(root, 'cifar-10-batches-py' if variant == 'cifar10' else 'cifar-100-python')
+    os.makedirs(folder, exist_ok=True)
+
+    def batch(n):
+        labels = rng.randint(0, classes, size=n)
+        img = rng.randint(0, 80, size=(n, 3, 32, 32)).astype(np.uint8)
+        for i, l in enumerate(labels):
+            img[i, l % 3] += np.uint8(120 + (l // 3) * 10 % 100)
+        return {b'data': img.reshape(n, -1), key: labels.tolist(), b'batch_label': b'generated'}
+    names = (['data_batch_%d' % i for i in range(1, 6)], ['test_batch']) if variant == 'cifar10' \
+        else (['train'], ['test'])
+    for n_total, files in ((train, names[0]), (test, names[1])):
+        for f in files:
+            with open(os.path.join(folder, f), 'wb') as fh:
+                pickle.dump(batch(n_total // len(files)), fh)
+    return folder
