@@ -9,8 +9,9 @@ same values as the original's per-branch ReLUs before the concat).
 
 `inception_bn` (224x224 input) puts a BatchNorm with fixed gamma on the raw
 input instead of mean/std normalisation. Taps: ``bn_data``, ``conv1``,
-``pool1``, ``conv2``, ``pool2`` (192x27x27), ``in3a`` .. ``in3c``
-(576x14x14), ``in4a`` .. ``in4e`` (1024x7x7), ``in5a``, ``in5b``
+``pool1``, ``conv2``, ``pool2`` (192x27x27), ``in3a`` (256x27x27), ``in3b``
+(320x27x27), ``in3c`` (576x14x14), ``in4a``/``in4b`` (576x14x14),
+``in4c``/``in4d`` (608x14x14), ``in4e`` (1056x7x7), ``in5a``, ``in5b``
 (1024x7x7), each with ``_bn`` for its pre-ReLU concatenation (``in5b_bn`` is
 the feature the original NST code transfers), ``pool`` (1024).
 

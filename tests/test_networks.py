@@ -1,0 +1,185 @@
+"""Networks: build, hybridize, taps, parameter counts, legacy checkpoints."""
+import os
+
+import numpy as np
+import mxnet as mx
+import pytest
+
+import symbols
+
+SMALL = ['inception_bn_small', 'preact_resnet164', 'cifar_resnet20', 'cifar_resnet56', 'wrn16_2', 'wrn28_4',
+         'pyramidnet110']
+LARGE = ['inception_bn', 'preact_resnet18', 'preact_resnet50', 'resnet50_nst', 'resnet50', 'mobilenet1.0']
+
+
+def outputs_equal(net, x):
+    tapped = symbols.with_taps(net, symbols.tap_names(net))
+    tapped.initialize(mx.init.Xavier(magnitude=2.5))
+    with mx.autograd.predict_mode():
+        a = [o.asnumpy() for o in tapped(x)]
+        tapped.hybridize()
+        b = [o.asnumpy() for o in tapped(x)]
+    assert len(a) == len(b) == len(tapped.taps) + 1
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4)
+    return a
+
+
+@pytest.mark.parametrize('name', SMALL + LARGE)
+def test_forward_hybridized_equals_imperative(name):
+    channels = 1 if name == 'cifar_resnet20' else 3
+    size = 32 if symbols.input_size(name) == 32 else 64
+    net = symbols.get_network(name, 10, channels)
+    out = outputs_equal(net, mx.nd.random.uniform(shape=(2, channels, size, size)))
+    assert out[0].shape == (2, 10)
+
+
+# documented tap shapes at the native input size (per sample)
+TAP_SHAPES = {
+    'inception_bn': {'in5b_bn': (1024, 7, 7), 'in5b': (1024, 7, 7), 'in4e': (1056, 7, 7), 'in3c': (576, 14, 14),
+                     'pool2': (192, 27, 27), 'pool': (1024,)},
+    'inception_bn_small': {'conv1': (96, 32, 32), 'in3c': (160, 16, 16), 'in4e': (240, 8, 8),
+                           'in5b': (336, 8, 8), 'in5b_bn': (336, 8, 8), 'pool': (336,)},
+    'preact_resnet101': {'bn1': (2048, 7, 7), 'stage4': (2048, 7, 7), 'stage1': (256, 56, 56), 'pool': (2048,)},
+    'preact_resnet18': {'bn1': (512, 7, 7), 'stage3': (256, 14, 14)},
+    'preact_resnet1001': {'stage1': (64, 32, 32), 'stage3_pre': (256, 8, 8), 'stage2_pre': (128, 16, 16)},
+    'cifar_resnet56': {'stage1': (16, 32, 32), 'stage2_pre': (32, 16, 16), 'stage3': (64, 8, 8), 'pool': (64,)},
+    'wrn28_4': {'stage1': (64, 32, 32), 'stage2_pre': (128, 16, 16), 'stage3_relu': (256, 8, 8)},
+    'pyramidnet200': {'stage3_pre': (1024, 8, 8), 'stage1': (384, 32, 32), 'stage2': (704, 16, 16)},
+    'resnet50_nst': {'stem': (128, 112, 112), 'layer4_pre': (2048, 7, 7), 'layer3': (1024, 14, 14)},
+    'resnet152': {'layer4': (2048, 7, 7)},
+    'mobilenet1.0': {'features_pre': (1024, 7, 7), 'pool': (1024,)},
+}
+
+
+@pytest.mark.parametrize('name', sorted(TAP_SHAPES))
+def test_documented_tap_shapes(name):
+    size = symbols.input_size(name)
+    net = symbols.get_network(name, 100, 3)
+    taps = list(TAP_SHAPES[name])
+    tapped = symbols.with_taps(net, taps)
+    data = mx.sym.var('data')
+    sym = mx.sym.Group(list(tapped(data)))
+    _, out_shapes, _ = sym.infer_shape(data=(1, 3, size, size))
+    assert tuple(out_shapes[0]) == (1, 100)
+    for tap, shape in zip(taps, out_shapes[1:]):
+        assert tuple(shape[1:]) == TAP_SHAPES[name][tap], tap
+
+
+# (name, classes, expected, exact?) -- rounded figures: equal when rounded to the digits given, and
+# within 0.5% where that also holds for the published rounding
+COUNTS = [
+    ('inception_bn', 1000, 11295246, True), ('inception_bn_small', 10, 1652826, True),
+    ('inception_bn_small', 100, 1683156, True),
+    ('cifar_resnet20', 10, 0.27e6, False), ('cifar_resnet32', 10, 0.47e6, False),
+    ('cifar_resnet44', 10, 0.66e6, False), ('cifar_resnet56', 10, 0.86e6, False),
+    ('cifar_resnet110', 10, 1.73e6, False),
+    ('wrn28_4', 100, 5.87e6, False), ('wrn16_4', 100, 2.77e6, False), ('wrn16_2', 100, 0.70e6, False),
+    ('wrn28_2', 10, 1.47e6, False),       # 1.47M is WRN-28-2's CIFAR-10 count (1.48M with 100 classes)
+    ('pyramidnet200', 100, 26.84e6, False), ('pyramidnet110', 100, 3.91e6, False),
+    ('resnet50', 1000, 25.56e6, False), ('resnet152', 1000, 60.19e6, False),
+    ('mobilenet1.0', 1000, 4.23e6, False),
+]
+
+
+@pytest.mark.parametrize('name,classes,expected,exact', COUNTS)
+def test_parameter_counts(name, classes, expected, exact):
+    n = symbols.count_parameters(symbols.get_network(name, classes, 3), 3, symbols.input_size(name))
+    if exact:
+        assert n == expected
+    else:
+        digits = 2 if expected < 10e6 else 2
+        assert round(n / 1e6, digits) == round(expected / 1e6, digits), n
+
+
+def test_resnet1001_parameter_count():
+    n = symbols.count_parameters(symbols.get_network('preact_resnet1001', 10, 3), 3, 32)
+    assert abs(n - 10.33e6) / 10.33e6 < 0.005, n
+
+
+def test_unknown_tap_lists_available_ones():
+    net = symbols.get_network('cifar_resnet20', 10)
+    with pytest.raises(symbols.TapError, match=r"unknown tap 'stage9'.*stage1, stage1_pre"):
+        symbols.with_taps(net, ['stage9'])
+    with pytest.raises(ValueError, match='unknown network'):
+        symbols.get_network('resnet7', 10)
+
+
+def test_child_path_and_input_taps():
+    net = symbols.get_network('cifar_resnet20', 10)
+    t = symbols.with_taps(net, ['stage3.2.relu2:in', 'stage3_pre', 'stage3.2.relu2'])
+    t.initialize()
+    a, b, c = t(mx.nd.random.uniform(shape=(1, 3, 32, 32)))[1:]
+    np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    np.testing.assert_allclose(np.maximum(a.asnumpy(), 0), c.asnumpy())
+
+
+def test_taps_share_parameters_and_families_do_not_collide():
+    teacher = symbols.get_network('resnet50', 10, prefix='teacher_')
+    student = symbols.get_network('resnet50', 10, prefix='student_')
+    tn, sn = set(teacher.collect_params().keys()), set(student.collect_params().keys())
+    assert not tn & sn and all(n.startswith('teacher_') for n in tn)
+    both = teacher.collect_params()
+    both.update(student.collect_params())        # raises on a name collision
+    net = symbols.get_network('cifar_resnet20', 10)
+    tapped = symbols.with_taps(net, ['stage2'])
+    tapped.initialize()
+    for name, p in tapped.collect_params().items():
+        assert p is net.collect_params()[name]
+
+
+def _legacy_symbol(num_classes=5):
+    """A small tornadomeet-style pre-activation net with bn1 and fc1, as a Module symbol."""
+    data = mx.sym.var('data')
+    x = mx.sym.BatchNorm(data, fix_gamma=True, eps=2e-5, name='bn_data')
+    x = mx.sym.Convolution(x, num_filter=8, kernel=(3, 3), pad=(1, 1), no_bias=True, name='conv0')
+    y = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='stage1_unit1_bn1')
+    y = mx.sym.Activation(y, act_type='relu', name='stage1_unit1_relu1')
+    y = mx.sym.Convolution(y, num_filter=8, kernel=(3, 3), pad=(1, 1), no_bias=True, name='stage1_unit1_conv1')
+    x = x + y
+    x = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='bn1')
+    x = mx.sym.Activation(x, act_type='relu', name='relu1')
+    x = mx.sym.Pooling(x, global_pool=True, pool_type='avg', kernel=(7, 7), name='pool1')
+    x = mx.sym.FullyConnected(mx.sym.flatten(x), num_hidden=num_classes, name='fc1')
+    return mx.sym.SoftmaxOutput(x, name='softmax')
+
+
+def test_legacy_checkpoint_loads_with_taps(tmp_path, monkeypatch):
+    sym = _legacy_symbol()
+    mod = mx.mod.Module(sym, context=mx.cpu())
+    mod.bind(data_shapes=[('data', (4, 3, 10, 10))], label_shapes=[('softmax_label', (4,))])
+    mod.init_params(mx.init.Xavier(magnitude=2.5))
+    arg, aux = mod.get_params()
+    aux = {k: mx.nd.random.uniform(0.5, 1.5, v.shape) if 'var' in k else mx.nd.random.normal(0, 0.1, v.shape)
+           for k, v in aux.items()}
+    prefix = str(tmp_path / 'resnet-tiny')
+    mx.model.save_checkpoint(prefix, 3, sym, arg, aux)
+    x = mx.nd.random.uniform(0, 255, shape=(4, 3, 10, 10))
+
+    # reference: the Module on the grouped internals, without MKLDNN subgraph fusion
+    monkeypatch.setenv('MXNET_SUBGRAPH_BACKEND', 'NONE')
+    internals = sym.get_internals()
+    ref_sym = mx.sym.Group([internals['fc1_output'], internals['bn1_output']])
+    ref = mx.mod.Module(ref_sym, label_names=None, context=mx.cpu())
+    ref.bind(data_shapes=[('data', x.shape)], for_training=False)
+    ref.set_params(arg, aux)
+    ref.forward(mx.io.DataBatch([x]), is_train=False)
+    expected = [o.asnumpy() for o in ref.get_outputs()]
+    monkeypatch.delenv('MXNET_SUBGRAPH_BACKEND')
+
+    block = symbols.load_legacy(prefix, 3, ['bn1_output'])
+    assert symbols.tap_names(block.base)[:1] and 'bn1_output' in symbols.tap_names(block.base)
+    got = [o.asnumpy() for o in block(x)]
+    block.hybridize(static_alloc=True)
+    got_h = [o.asnumpy() for o in block(x)]
+    for g, gh, e in zip(got, got_h, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gh, e, rtol=1e-5, atol=1e-5)
+    with pytest.raises(symbols.TapError, match='bn1_output'):
+        symbols.load_legacy(prefix, 3, ['bn9'])
+    with pytest.raises(symbols.CheckpointError, match='does not exist'):
+        symbols.load_legacy(prefix, 4, ['bn1'])
+    data = open(prefix + '-0003.params', 'rb').read()
+    open(prefix + '-0005.params', 'wb').write(data[:len(data) // 2])
+    with pytest.raises(symbols.CheckpointError, match='truncated or corrupt'):
+        symbols.load_legacy(prefix, 5, ['bn1'])
