@@ -101,6 +101,11 @@ def parse_override(text):
         value = yaml.safe_load(raw) if raw.strip() else ''
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        try:                       # YAML 1.1 reads 1e-5 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     return key, value
 
 

@@ -59,6 +59,8 @@ _FIELDS = [
     Field('num_epoch', 100, c.integer(min=1), 'last epoch (exclusive of begin_epoch)'),
     Field('frequent', 50, c.integer(min=1), 'update the progress line every this many batches'),
     Field('seed', 0, c.integer(min=0), 'seed of parameters, data order and augmentation'),
+    Field('deterministic', False, c.boolean(), 'bit-exact runs and resumes: MXNet\'s synchronous NaiveEngine '
+          '(MKLDNN under the threaded engine differs in the last bits from run to run); slower'),
     Field('dtype', 'float32', c.choice('float32', 'float16', 'bfloat16'), 'mixed precision: float16 AMP '
           '(GPU) or bfloat16 AMP (CPU)'),
     # --- network ---

@@ -309,6 +309,9 @@ class Session(object):
 
 def run(cfg):
     """Train as configured; return the last epoch's record."""
+    if cfg.deterministic:
+        # The engine is created at the first operation, so this still takes effect here.
+        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
     session = Session(cfg)
     setup_logging(cfg, session.rank)
     session.prepare()

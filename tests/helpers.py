@@ -5,6 +5,10 @@ import pickle
 import numpy as np
 
 
+PALETTE = np.array([(190, 20, 20), (20, 190, 20), (20, 20, 190), (190, 190, 20), (190, 20, 190),
+                    (20, 190, 190), (120, 120, 120)], dtype=np.uint8)
+
+
 def make_jpeg_tree(root, classes=3, per_class=8, size=(40, 36), seed=0, ext='.jpg'):
     """ROOT/<class>/<i>.jpg with class-dependent colours (learnable), varied sizes."""
     import cv2
@@ -14,8 +18,8 @@ def make_jpeg_tree(root, classes=3, per_class=8, size=(40, 36), seed=0, ext='.jp
         os.makedirs(os.path.join(root, name), exist_ok=True)
         for i in range(per_class):
             h, w = size[0] + rng.randint(0, 6), size[1] + rng.randint(0, 6)
-            img = rng.randint(0, 60, size=(h, w, 3)).astype(np.uint8)
-            img[..., c % 3] += np.uint8(150)
+            img = rng.randint(0, 50, size=(h, w, 3)).astype(np.uint8)
+            img += PALETTE[c % len(PALETTE)]
             img[h // 4: h // 2, (c * w) // classes: ((c + 1) * w) // classes] = 255
             cv2.imwrite(os.path.join(root, name, '%03d%s' % (i, ext)), img)
     return names

@@ -172,7 +172,20 @@ def test_array_iter_augments_and_pads_last_batch():
     x = np.arange(10 * 8 * 8, dtype=np.uint8).reshape(10, 8, 8)
     it = ArrayIter(x, np.arange(10), 4, [0], [1], shuffle=True, augment=True, pad=2, seed=3)
     batches = list(it)
-    assert len(batches) == 3 and batches[-1].pad == 2
+    assert len(batches) == 3 and batches[-1].pad == 2 and batches[0].pad == 0
     assert batches[0].data[0].shape == (4, 1, 8, 8)
     again = list(ArrayIter(x, np.arange(10), 4, [0], [1], shuffle=True, augment=True, pad=2, seed=3))
     np.testing.assert_array_equal(batches[1].data[0].asnumpy(), again[1].data[0].asnumpy())
+
+
+def test_array_iter_parts_are_slices_of_the_global_batch():
+    x = np.random.RandomState(0).randint(0, 255, size=(22, 6, 6, 3)).astype(np.uint8)
+    y = np.arange(22)
+    whole = list(ArrayIter(x, y, 8, [0], [1], shuffle=True, augment=True, pad=1, seed=5))
+    parts = [list(ArrayIter(x, y, 4, [0], [1], shuffle=True, augment=True, pad=1, seed=5, num_parts=2,
+                            part_index=k)) for k in range(2)]
+    assert len(whole) == len(parts[0]) == len(parts[1]) == 3
+    for b, p0, p1 in zip(whole, *parts):
+        np.testing.assert_array_equal(b.data[0].asnumpy(), np.concatenate([p0.data[0].asnumpy(),
+                                                                           p1.data[0].asnumpy()]))
+        assert b.pad == p0.pad + p1.pad

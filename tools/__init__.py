@@ -1,0 +1,1 @@
+"""Command-line tools: evaluate, export, launch (distributed), plots and tables."""

@@ -1,0 +1,58 @@
+"""Evaluate a checkpoint: single-centre-crop top-1 / top-5 on the validation set.
+
+    python -m tools.evaluate [--cfg PRESET] [--epoch N|best] [--prefix model/RUN] [key=value ...]
+
+By default the run named by the config's model_prefix in model_dir, its best
+epoch. The network comes from the checkpoint's metadata.
+"""
+import argparse
+import os
+import sys
+
+from core.env import configure_threads
+
+configure_threads()
+
+
+def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
+    import symbols
+    from core import checkpoint
+    from core.evaluate import evaluate
+    from core.trainer import contexts
+    from data import DataSource
+    model_dir, prefix = os.path.split(prefix_path)
+    meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
+    data = DataSource(cfg)
+    ctx = contexts(cfg)
+    net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', data.channels))
+    checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], ctx)
+    net.hybridize(static_alloc=True)
+    return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), meta
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cfg')
+    p.add_argument('--prefix', help='checkpoint prefix path (default: model_dir/model_prefix)')
+    p.add_argument('--epoch', default='best', help='epoch number or "best"')
+    p.add_argument('overrides', nargs='*')
+    args = p.parse_args(argv)
+    from config import load_config, ConfigError
+    from core.checkpoint import CheckpointError
+    from data import PackError
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+        prefix = args.prefix or os.path.join(cfg.model_dir, cfg.model_prefix)
+        tag = 'best' if args.epoch == 'best' else int(args.epoch)
+        res, meta = evaluate_checkpoint(cfg, prefix, tag)
+    except (ConfigError, CheckpointError, PackError, ValueError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print('%s epoch %s (%s): top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
+          % (prefix, meta.get('epoch'), meta['network'], 100 * res['top1'], 100 * res['top5'],
+             100 * (1 - res['top1']), 100 * (1 - res['top5']), res['n']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
