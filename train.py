@@ -24,7 +24,7 @@ def main(argv=None):
 
     from config import load_config, ConfigError
     from core.checkpoint import CheckpointError
-    from data import PackError
+    from data import PackError, DataError
     try:
         cfg = load_config(args.cfg, args.overrides)
     except ConfigError as e:
@@ -37,7 +37,7 @@ def main(argv=None):
     from core.trainer import run, TrainingError
     try:
         record = run(cfg)
-    except (TrainingError, CheckpointError, PackError, ConfigError) as e:
+    except (TrainingError, CheckpointError, PackError, DataError, ConfigError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 3 if 'NaN' in str(e) else 2
     if record:

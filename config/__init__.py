@@ -13,6 +13,7 @@ with attribute access, validated, with derived values filled in
 """
 import difflib
 import os
+import re
 import runpy
 
 from .checks import ConfigError
@@ -21,6 +22,7 @@ from .schema import FIELDS, defaults
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CFG = os.path.join(HERE, 'cfgs.py')
 PRESET_DIR = os.path.join(HERE, 'presets')
+NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
 
 
 class Config(dict):
@@ -101,11 +103,8 @@ def parse_override(text):
         value = yaml.safe_load(raw) if raw.strip() else ''
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        try:                       # YAML 1.1 reads 1e-5 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
+    if isinstance(value, str) and NUMBER.match(value.strip()):
+        value = float(value)       # YAML 1.1 reads 1e-5 (no dot) as a string
     return key, value
 
 

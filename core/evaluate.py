@@ -13,7 +13,8 @@ def check_labels(label, num_classes):
     """Raise if a batch carries a label outside [0, num_classes) (checked on the host copy)."""
     lab = label.asnumpy()
     if lab.size and (lab.min() < 0 or lab.max() >= num_classes or (lab != lab.astype(int)).any()):
-        raise ValueError('a batch has label %g outside 0..%d: the data does not match num_classes=%d; fix '
+        from data import DataError
+        raise DataError('a batch has label %g outside 0..%d: the data does not match num_classes=%d; fix '
                          'num_classes or the packs' % (lab.max() if lab.max() >= num_classes else lab.min(),
                                                        num_classes - 1, num_classes))
 

@@ -67,6 +67,11 @@ def contexts(cfg):
     return [mx.cpu(i) for i in range(int(os.environ.get('NST_CPU_DEVICES', '1')))]
 
 
+def as_list(out):
+    """A block's outputs as a list (a block without taps returns one NDArray)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 def seed_everything(seed):
     mx.random.seed(seed)
     np.random.seed(seed % (2 ** 32))
@@ -139,10 +144,10 @@ class Session(object):
         """One forward on a dummy batch: taps exist, class counts agree, shapes pair; adds connectors."""
         cfg, ctx = self.cfg, self.ctx[0]
         x = nd.zeros((2,) + self.data.data_shape, ctx=ctx)
-        s_out = self.block.student(x)
+        s_out = as_list(self.block.student(x))
         if self.teacher is None:
             return
-        t_out = self.teacher(x)
+        t_out = as_list(self.teacher(x))
         if t_out[0].shape[1] != cfg.num_classes:
             raise TrainingError('the teacher predicts %d classes but num_classes=%d: use a teacher trained on '
                                 'this data' % (t_out[0].shape[1], cfg.num_classes))
@@ -209,8 +214,8 @@ class Session(object):
     # --------------------------------------------------------------- training
     def _teacher_forward(self, x):
         if self.teacher_guard is not None:
-            return self.teacher_guard(self.teacher, x)
-        return self.teacher(x)
+            return as_list(self.teacher_guard(self.teacher, x))
+        return as_list(self.teacher(x))
 
     def train_epoch(self, epoch):
         cfg, ctx = self.cfg, self.ctx

@@ -12,6 +12,10 @@ import os
 from .pack import check_pack, PackError
 from . import records
 
+
+class DataError(PackError):
+    """Data that does not fit the configuration (labels outside num_classes, ...)."""
+
 DEFAULTS = {
     # dataset: (channels, image_size, mean, std, style, pad)
     'imagenet': (3, 224, [123.68, 116.28, 103.53], [58.395, 57.12, 57.375], 'imagenet', 0),
@@ -37,6 +41,10 @@ class DataSource(object):
         if cfg.dataset in ('cifar10', 'cifar100'):
             from .cifar import load_cifar
             (self._train_x, self._train_y), (self._val_x, self._val_y) = load_cifar(cfg.data_dir, cfg.dataset)
+            top = int(max(self._train_y.max(), self._val_y.max()))
+            if top >= cfg.num_classes:
+                raise DataError('%s in %s has label %d, outside num_classes=%d: set num_classes to %d or more'
+                                % (cfg.dataset, cfg.data_dir, top, cfg.num_classes, top + 1))
             self.num_train = len(self._train_x) // num_parts
             self.num_val = len(self._val_x) // num_parts
             self._records = None
@@ -70,4 +78,4 @@ class DataSource(object):
                          num_parts=self.num_parts, part_index=self.part_index)
 
 
-__all__ = ['DataSource', 'check_pack', 'PackError', 'DEFAULTS']
+__all__ = ['DataSource', 'check_pack', 'PackError', 'DataError', 'DEFAULTS']

@@ -45,6 +45,7 @@ def test_paper_presets_carry_the_paper_settings():
 
 
 def test_overrides_parse_yaml_values():
+    assert cfg('lr=1e-3', 'model_prefix=nan').lr == 1e-3
     c = cfg('lr=0.05', 'gpu_list=[0,1]', 'kt_type=kd', 'kt_weight=8', 'retrain=true', 'model_load_epoch=3',
             'teacher_symbol=null', 'student_symbol=null')
     assert c.lr == 0.05 and c.gpu_list == [0, 1] and c.global_batch_size == 256

@@ -1,0 +1,116 @@
+"""Bad input and faults: each gives one clear error, and nothing already written is lost."""
+import errno
+import os
+
+import numpy as np
+import mxnet as mx
+import pytest
+
+import train
+from core import checkpoint
+from tests.helpers import make_cifar
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('faults')
+    make_cifar(str(root / 'cifar'), 'cifar10', train=64, test=32)
+    common = ['--cfg', 'cifar10_student', 'data_dir=%s' % (root / 'cifar'), 'gpu_list=[]', 'batch_size=8',
+              'epoch_size=2', 'num_epoch=1', 'progress=false', 'model_dir=%s' % (root / 'model'),
+              'log_dir=%s' % (root / 'log'), 'frequent=1']
+    assert train.main(common + ['network=cifar_resnet8', 'model_prefix=teacher']) == 0
+    student = common + ['network=cifar_resnet8', 'kt=true', 'teacher_prefix=%s' % (root / 'model' / 'teacher')]
+    return root, common, student
+
+
+def run(argv, capsys):
+    code = train.main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_unknown_teacher_tap(setup, capsys):
+    _, _, student = setup
+    code, err = run(student + ['kt_type=mmd', 'teacher_symbol=nope', 'student_symbol=stage3_pre',
+                               'model_prefix=s1'], capsys)
+    assert code == 2 and "teacher_symbol: unknown tap 'nope'" in err and 'stage3_pre' in err
+
+
+def test_teacher_class_count_must_match(setup, capsys):
+    _, _, student = setup
+    code, err = run(student + ['kt_type=kd', 'num_classes=12', 'model_prefix=s2'], capsys)
+    assert code == 2 and 'teacher predicts 10 classes but num_classes=12' in err
+
+
+def test_unpairable_features(setup, capsys):
+    _, _, student = setup
+    code, err = run(student + ['kt_type=fsp', 'network=wrn10_2', 'teacher_symbol=[[stage1, stage2]]',
+                               'student_symbol=[[stage1, stage2]]', 'model_prefix=s3'], capsys)
+    assert code == 2 and 'cannot be paired' in err and 'FSP needs equal' in err
+    code, err = run(student + ['kt_type=mmd', 'teacher_symbol=pool', 'student_symbol=stage3',
+                               'model_prefix=s4'], capsys)
+    assert code == 2 and 'pairs feature maps' in err
+
+
+def test_label_outside_num_classes(setup, capsys):
+    _, common, _ = setup
+    code, err = run(common + ['num_classes=5', 'network=cifar_resnet8', 'model_prefix=s5'], capsys)
+    assert code == 2 and 'outside num_classes=5' in err
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(setup, capsys):
+    root, common, student = setup
+    argv = student + ['kt_type=kd', 'model_prefix=nan']
+    assert train.main(argv) == 0
+    good = checkpoint.paths(str(root / 'model'), 'nan', 1)
+    before = {k: open(v, 'rb').read() for k, v in good.items() if os.path.isfile(v)}
+    code, err = run(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2', 'lr=1e38', 'epoch_size=4'],
+                    capsys)
+    assert code == 3 and 'NaN or Inf' in err and 'step' in err
+    assert {k: open(v, 'rb').read() for k, v in good.items() if os.path.isfile(v)} == before
+    assert not os.path.exists(checkpoint.paths(str(root / 'model'), 'nan', 2)['meta'])
+
+
+def test_unwritable_model_folder(setup, tmp_path, capsys):
+    _, common, _ = setup
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    code, err = run(common + ['network=cifar_resnet8', 'model_prefix=s6', 'model_dir=%s' % (blocker / 'sub')],
+                    capsys)
+    assert code == 2 and 'not writable' in err
+
+
+def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
+    import symbols
+    net = symbols.get_network('cifar_resnet8', 10)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    checkpoint.save(str(tmp_path), 'run', 1, net, meta={'network': 'cifar_resnet8'}, best=True)
+    before = sorted(os.listdir(str(tmp_path)))
+    saved = {f: open(str(tmp_path / f), 'rb').read() for f in before}
+
+    def full(path):
+        with open(path, 'wb') as f:
+            f.write(b'partial')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(net, 'save_parameters', full)
+    with pytest.raises(checkpoint.CheckpointError, match='No space left.*earlier checkpoints are intact'):
+        checkpoint.save(str(tmp_path), 'run', 2, net, meta={'network': 'cifar_resnet8'}, best=True)
+    assert sorted(os.listdir(str(tmp_path))) == before          # no partial or temporary files
+    assert {f: open(str(tmp_path / f), 'rb').read() for f in before} == saved
+    assert checkpoint.epochs(str(tmp_path), 'run') == [1]
+
+
+def test_truncated_params_file(setup, capsys):
+    root, common, _ = setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=trunc']
+    assert train.main(argv) == 0
+    p = checkpoint.paths(str(root / 'model'), 'trunc', 1)['params']
+    data = open(p, 'rb').read()
+    open(p, 'wb').write(data[:len(data) // 3])
+    code, err = run(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2'], capsys)
+    assert code == 2 and 'truncated or corrupt' in err and p in err
+    code, err = run(argv + ['retrain=true', 'model_load_epoch=7', 'num_epoch=8'], capsys)
+    assert code == 2 and 'no checkpoint' in err and '[1]' in err
