@@ -10,11 +10,13 @@ from mxnet import nd
 
 
 class NonFiniteLoss(FloatingPointError):
-    def __init__(self, term, step):
-        self.term, self.step = term, step
+    def __init__(self, term, step, epoch=None):
+        self.term, self.step, self.epoch = term, step, epoch
+        where = 'step %d' % step if epoch is None else 'epoch %d, step %d' % (epoch, step)
+        fix = 'lower lr' if term == 'ce' else 'lower lr or the %s weight (kt_weight)' % term
         super(NonFiniteLoss, self).__init__(
-            'the %s loss became NaN or Inf at step %d (epoch step counter); training stopped. The last good '
-            'checkpoint is kept; lower lr or the %s weight and resume' % (term, step, term))
+            'the %s loss became NaN or Inf at %s; training stopped. The last good checkpoint is kept: %s and '
+            'resume from it (retrain=true)' % (term, where, fix))
 
 
 def topk_correct(logits, label, k):

@@ -218,6 +218,12 @@ class Session(object):
         return as_list(self.teacher(x))
 
     def train_epoch(self, epoch):
+        try:
+            return self._train_epoch(epoch)
+        except NonFiniteLoss as e:
+            raise NonFiniteLoss(e.term, e.step, epoch)
+
+    def _train_epoch(self, epoch):
         cfg, ctx = self.cfg, self.ctx
         seed_everything(epoch_seed(cfg, epoch))
         names = ['ce'] + [e['method'] for e in self.plan]
