@@ -188,6 +188,8 @@ def _per_method(spec, methods, key, origin):
                               'a list aligned with kt_type or a dict method -> taps' % (key, origin,
                                                                                         len(feature), feature))
         return {feature[0]: spec} if feature else {}
+    if len(methods) == 1:                   # one method: the list is its layers
+        return {methods[0]: spec}
     if len(spec) != len(methods):
         raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
                           'method, in order' % (key, origin, len(spec), len(methods), '+'.join(methods)))

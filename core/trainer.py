@@ -306,14 +306,16 @@ class Session(object):
                      'time %.1fs', epoch, stats['top1'], val['top1'], val['top5'], 100 * (1 - val['top1']),
                      100 * (1 - val['top5']), stats['time'])
             if self.rank == 0:
+                # The record goes first: a run killed before its checkpoint repeats the epoch and writes
+                # the record again; readers keep the last record of each epoch.
+                with open(self.jsonl, 'a') as f:
+                    f.write(json.dumps(dict(record, model_prefix=cfg.model_prefix)) + '\n')
                 meta = dict(record, network=self.student.network_name, num_classes=cfg.num_classes,
                             in_channels=self.data.channels, image_size=self.data.image_size,
                             mean=list(self.data.mean), std=list(self.data.std), dataset=cfg.dataset,
                             model_prefix=cfg.model_prefix, seed=cfg.seed, kt_type=cfg.kt_type if cfg.kt else None)
                 checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, self.student, self.block.extras,
                                 self.trainer, meta, best=best)
-                with open(self.jsonl, 'a') as f:
-                    f.write(json.dumps(dict(record, model_prefix=cfg.model_prefix)) + '\n')
             result = record
         return result
 

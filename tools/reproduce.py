@@ -1,0 +1,116 @@
+"""The reproduction protocol on Fashion-MNIST (real data, not CIFAR or ImageNet).
+
+    python -m tools.reproduce [--seeds 0 1 2] [--methods kd nst_poly ...]
+
+1. the teacher: the default CIFAR-style ResNet-14 of init.sh, trained on all
+   60,000 training images (trained here if missing);
+2. students: CIFAR-style ResNet-8 trained on a balanced 2,000-image labelled
+   subset (200 a class), plain and with each method below, for every seed
+   (config/presets/fashion_mnist_repro.yaml: 20 epochs, NAG, cosine lr 0.1,
+   wd 5e-4, batch 64), all evaluated on the official 10,000-image test split;
+3. results/: the markdown table (mean +- std over seeds), the training curves,
+   t-SNE of neuron-selectivity patterns and activation heat maps.
+
+Finished runs are not run again; an interrupted run resumes from its last
+checkpoint. Progress is printed as runs start and finish.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESET = 'config/presets/fashion_mnist_repro.yaml'
+TEACHER = 'model/fmnist_resnet14_teacher'
+PREFIX = 'repro'
+
+T3 = "[stage3_pre]"
+METHODS = [
+    ('student', ['kt=false']),
+    ('kd', ['kt_type=kd', 'kt_weight=16']),
+    ('fitnet', ['kt_type=fitnet', 'kt_weight=100', 'teacher_symbol=stage3_pre', 'student_symbol=stage3_pre']),
+    ('at', ['kt_type=at', 'kt_weight=1000', 'teacher_symbol=[stage1, stage2, stage3]',
+            'student_symbol=[stage1, stage2, stage3]']),
+    ('nst_linear', ['kt_type=mmd', 'mmd_kernel=linear', 'kt_weight=50', 'teacher_symbol=stage3_pre',
+                    'student_symbol=stage3_pre']),
+    ('nst_poly', ['kt_type=mmd', 'mmd_kernel=poly', 'kt_weight=50', 'teacher_symbol=stage3_pre',
+                  'student_symbol=stage3_pre']),
+    ('nst_gaussian', ['kt_type=mmd', 'mmd_kernel=gaussian', 'kt_weight=100', 'teacher_symbol=stage3_pre',
+                      'student_symbol=stage3_pre']),
+    ('fsp', ['kt_type=fsp', 'kt_weight=1', 'teacher_symbol=[[stem, stage1], [stage1, stage2], [stage2, stage3]]',
+             'student_symbol=[[stem, stage1], [stage1, stage2], [stage2, stage3]]']),
+    ('ofd', ['kt_type=ofd', 'kt_weight=0.001', 'teacher_symbol=stage3_pre', 'student_symbol=stage3_pre']),
+    ('kd_nst', ['kt_type=kd+mmd', 'kt_weight=[16, 50]', 'teacher_symbol=[null, stage3_pre]',
+                'student_symbol=[null, stage3_pre]']),
+    ('kd_fitnet', ['kt_type=kd+fitnet', 'kt_weight=[16, 100]', 'teacher_symbol=[null, stage3_pre]',
+                   'student_symbol=[null, stage3_pre]']),
+    ('kd_fitnet_nst', ['kt_type=kd+fitnet+mmd', 'kt_weight=[16, 100, 50]',
+                       'teacher_symbol=[null, stage3_pre, stage3_pre]',
+                       'student_symbol=[null, stage3_pre, stage3_pre]']),
+]
+
+
+def run_name(method, seed):
+    return '%s_%s_s%d' % (PREFIX, method, seed)
+
+
+def finished(name, num_epoch=20):
+    from core import checkpoint
+    return os.path.isfile(os.path.join(ROOT, 'runs', 'repro', 'model', '%s-%04d.json' % (name, num_epoch)))
+
+
+def started(name):
+    from core import checkpoint
+    return bool(checkpoint.epochs(os.path.join(ROOT, 'runs', 'repro', 'model'), name))
+
+
+def python(args, log=None):
+    cmd = [sys.executable] + args
+    r = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
+    if r.returncode != 0:
+        raise SystemExit('error: %s failed with exit code %d' % (' '.join(args), r.returncode))
+
+
+def ensure_data_and_teacher():
+    from data.fashion_mnist import is_packed
+    if not is_packed(os.path.join(ROOT, 'datasets', 'fashion_mnist')):
+        print('packing Fashion-MNIST (all 60,000 training images)', flush=True)
+        python(['-m', 'data.fashion_mnist', '--out', 'datasets/fashion_mnist'])
+    if not is_packed(os.path.join(ROOT, 'datasets', 'fmnist_2k')):
+        print('packing the 2,000-image labelled subset', flush=True)
+        python(['-m', 'data.fashion_mnist', '--out', 'datasets/fmnist_2k', '--per-class', '200'])
+    if not os.path.isfile(os.path.join(ROOT, TEACHER + '-0002.json')):
+        print('training the teacher (config/presets/fashion_mnist_teacher.yaml)', flush=True)
+        extra = ['retrain=true', 'model_load_epoch=-1'] if os.path.isfile(os.path.join(ROOT, TEACHER + '-0001.json')) else []
+        python(['train.py', '--cfg', 'config/presets/fashion_mnist_teacher.yaml'] + extra)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--methods', nargs='+', default=[m for m, _ in METHODS])
+    p.add_argument('--figures-only', action='store_true', help='only rebuild results/ from finished runs')
+    args = p.parse_args(argv)
+    os.makedirs(os.path.join(ROOT, 'results', 'records'), exist_ok=True)
+    if not args.figures_only:
+        ensure_data_and_teacher()
+        todo = [(m, o, s) for s in args.seeds for m, o in METHODS if m in args.methods]
+        for k, (method, overrides, seed) in enumerate(todo, 1):
+            name = run_name(method, seed)
+            if finished(name):
+                print('[%d/%d] %s: done' % (k, len(todo), name), flush=True)
+                continue
+            resume = ['retrain=true', 'model_load_epoch=-1'] if started(name) else []
+            print('[%d/%d] %s: %s' % (k, len(todo), name, 'resuming' if resume else 'training'), flush=True)
+            tic = time.time()
+            with open(os.path.join(ROOT, 'runs', 'repro', name + '.out'), 'a') as log:
+                python(['train.py', '--cfg', PRESET, 'model_prefix=%s' % name, 'seed=%d' % seed,
+                        'kt=%s' % ('false' if method == 'student' else 'true')] + overrides + resume, log)
+            print('    finished in %.0fs' % (time.time() - tic), flush=True)
+    python(['-m', 'tools.make_results'])
+
+
+if __name__ == '__main__':
+    os.makedirs(os.path.join(ROOT, 'runs', 'repro'), exist_ok=True)
+    main()
