@@ -102,6 +102,13 @@ class Session(object):
     # ----------------------------------------------------------------- set-up
     def prepare(self):
         cfg, ctx = self.cfg, self.ctx
+        self.amp = None
+        if cfg.dtype != 'float32':
+            # MXNet AMP: float16 (GPU, with dynamic loss scaling) or bfloat16 (CPU). It must be
+            # initialised before any network is built.
+            from mxnet.contrib import amp
+            amp.init(target_dtype=cfg.dtype)
+            self.amp = amp
         if self.rank == 0:
             checkpoint.ensure_writable(cfg.model_dir)
         self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
@@ -132,6 +139,8 @@ class Session(object):
             opt['multi_precision'] = True
         kw = {'update_on_kvstore': False} if self.kv else {}
         self.trainer = gluon.Trainer(params, cfg.optimizer, opt, kvstore=self.kv or 'device', **kw)
+        if self.amp is not None:
+            self.amp.init_trainer(self.trainer)
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch
         if cfg.retrain:
@@ -254,8 +263,11 @@ class Session(object):
                     else:
                         out = self.block(x, y, nd.zeros((1,), ctx=x.context))
                     outs.append(out)
-            for out in outs:
-                out[0].backward()
+            if self.amp is not None and self.cfg.dtype == 'float16':
+                with self.amp.scale_loss([out[0] for out in outs], self.trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                autograd.backward([out[0] for out in outs])
             self.trainer.step(self.global_batch)
             for k, (out, y) in enumerate(zip(outs, ys)):
                 running.update(k, i, out[1], y, list(out[2:]))

@@ -32,10 +32,13 @@ class PairingError(ValueError):
 
 
 def _rows(F, x):
-    """(B, C, H, W) -> (B, C, H*W) with each row L2-normalised."""
-    x = F.reshape(x, shape=(0, 0, -1))
-    n = F.sqrt(F.sum(F.square(x), axis=2, keepdims=True))
-    return F.broadcast_div(x, F.maximum(n, NORM_EPS))
+    """(B, C, H, W) -> (B, C, H*W) with each row L2-normalised.
+
+    MXNet's fused L2Normalization (one pass forward and backward) computes
+    v / sqrt(||v||^2 + 1e-24): the definition's v / max(||v||, 1e-12) for
+    every row but those with a norm below 1e-10 (a zero row stays zero).
+    """
+    return F.reshape(F.L2Normalization(x, mode='spatial', eps=NORM_EPS ** 2), shape=(0, 0, -1))
 
 
 def _pool_to(F, x, size):
@@ -122,8 +125,9 @@ class NSTLoss(ShapedLoss):
 
     Speed: for 'poly' with d = 2 the sums of squared dot products come from
     whichever Gram matrices are smaller: sum_{i,j} (t_i.s_j)^2 = <T^T T,
-    S^T S>_F with N x N matrices when N < Cs + Ct, else from the C x C ones;
-    the c terms use channel sums. No B x C x C x N tensor is ever built.
+    S^T S>_F with N x N matrices when N < Cs + Ct (then the whole d = 2 term
+    is ||T^T T / Ct - S^T S / Cs||_F^2), else from the C x C ones; the c
+    terms use channel sums. No B x C x C x N tensor is ever built.
     """
 
     KERNELS = ('linear', 'poly', 'gaussian')
@@ -160,16 +164,15 @@ class NSTLoss(ShapedLoss):
             return F.sum(F.square(diff), axis=1)
         if self.kernel == 'poly' and self.degree == 2:
             if self.form == 'gram':
-                gs = F.batch_dot(S, S, transpose_a=True)
-                gt = F.batch_dot(T, T, transpose_a=True)
-                pss = F.sum(F.square(gs), axis=(1, 2))
-                ptt = F.sum(F.square(gt), axis=(1, 2))
-                pts = F.sum(gs * gt, axis=(1, 2))
+                # ptt/ct^2 + pss/cs^2 - 2 pts/(cs ct) = ||T^T T / ct - S^T S / cs||_F^2 (N x N)
+                gs = F.batch_dot(S, S, transpose_a=True) / cs
+                gt = F.batch_dot(T, T, transpose_a=True) / ct
+                loss = F.sum(F.square(gt - gs), axis=(1, 2))
             else:
                 pss = F.sum(F.square(F.batch_dot(S, S, transpose_b=True)), axis=(1, 2))
                 ptt = F.sum(F.square(F.batch_dot(T, T, transpose_b=True)), axis=(1, 2))
                 pts = F.sum(F.square(F.batch_dot(T, S, transpose_b=True)), axis=(1, 2))
-            loss = ptt / (ct * ct) + pss / (cs * cs) - 2 * pts / (cs * ct)
+                loss = ptt / (ct * ct) + pss / (cs * cs) - 2 * pts / (cs * ct)
             if self.c != 0:
                 ss, st = F.sum(S, axis=1), F.sum(T, axis=1)
                 qss = F.sum(F.square(ss), axis=1)
@@ -234,9 +237,7 @@ class ATLoss(ShapedLoss):
 
     def _attention(self, F, x):
         a = F.mean(F.power(F.abs(x), self.p), axis=1)          # (B, H, W)
-        a = F.reshape(a, shape=(0, -1))
-        n = F.sqrt(F.sum(F.square(a), axis=1, keepdims=True))
-        return F.broadcast_div(a, F.maximum(n, NORM_EPS))
+        return F.L2Normalization(F.reshape(a, shape=(0, -1)), mode='instance', eps=NORM_EPS ** 2)
 
     def hybrid_forward(self, F, s, t):
         a_s = self._attention(F, _pool_to(F, s, self._ps))
