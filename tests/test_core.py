@@ -1,0 +1,58 @@
+"""LR schedule, threading defaults, the teacher's batch-statistics mode."""
+import math
+import os
+
+import numpy as np
+import mxnet as mx
+import pytest
+
+from core.env import configure_threads, cpu_count
+from core.schedule import learning_rate
+from core.teacher import BatchStatsGuard
+import symbols
+
+
+def test_step_schedule_like_the_original():
+    lr = lambda e: learning_rate(e, 0.1, 'step', [30, 60, 90], 0.1, 100)
+    assert lr(0) == 0.1 and lr(29.99) == 0.1
+    assert math.isclose(lr(30), 0.01) and math.isclose(lr(60.5), 0.001) and math.isclose(lr(99), 1e-4)
+
+
+def test_cosine_and_warmup():
+    lr = lambda e: learning_rate(e, 0.2, 'cosine', (), 0.1, 10, warmup_epochs=2)
+    assert lr(0) == 0 and math.isclose(lr(1), 0.1) and math.isclose(lr(2), 0.2)
+    assert math.isclose(lr(6), 0.1) and lr(10) < 1e-12
+
+
+def test_threading_defaults_respect_user_values(monkeypatch):
+    for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS', 'NST_LOCAL_WORKERS'):
+        monkeypatch.delenv(k, raising=False)
+    got = configure_threads()
+    assert got['OMP_NUM_THREADS'] == str(cpu_count())
+    monkeypatch.setenv('OMP_NUM_THREADS', '7')
+    assert configure_threads()['OMP_NUM_THREADS'] == '7'
+    monkeypatch.delenv('OMP_NUM_THREADS')
+    assert configure_threads(local_workers=cpu_count() * 4)['OMP_NUM_THREADS'] == '1'
+
+
+def test_teacher_batch_statistics_leave_stored_statistics_unchanged():
+    net = symbols.get_network('cifar_resnet8', 10, prefix='teacher_')
+    net.initialize(mx.init.Xavier())
+    x = mx.nd.random.normal(2.0, 3.0, shape=(8, 3, 32, 32))
+    net(x)
+    stats = {n: p for n, p in net.collect_params().items() if 'running' in n}
+    for p in stats.values():
+        p.set_data(mx.nd.random.uniform(0.5, 1.5, p.shape))
+    before = {n: p.data().asnumpy().copy() for n, p in stats.items()}
+    tapped = symbols.with_taps(net, ['stage3_pre'])
+    tapped.hybridize(static_alloc=True, static_shape=True)
+    guard = BatchStatsGuard(tapped)
+    with mx.autograd.record():                 # as in training: recorded student, paused teacher
+        with mx.autograd.pause():
+            out = guard(tapped, x)[0].asnumpy()   # copy: static_alloc reuses output buffers
+    inference = tapped(x)[0].asnumpy()
+    mx.nd.waitall()
+    for n, p in stats.items():
+        np.testing.assert_array_equal(p.data().asnumpy(), before[n], err_msg=n)
+    # batch statistics give other values than the stored ones
+    assert np.abs(out - inference).max() > 1e-3

@@ -1,0 +1,61 @@
+"""Neuron activation heat maps blended over the input images (the NST paper's
+Figure 2): for each image, the input and the maps of chosen channels of one or
+more networks, upsampled to the image and overlaid in colour.
+"""
+import numpy as np
+
+
+def _upsample(a, size):
+    import cv2
+    return cv2.resize(a.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def blend(image, act, alpha=0.5):
+    """RGB float image in [0, 1]: `image` (H, W) or (H, W, 3) uint8 under the colour-mapped `act` (h, w)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import cm
+    img = image.astype(np.float32) / 255.0
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    a = _upsample(act, img.shape[:2])
+    a = (a - a.min()) / max(a.max() - a.min(), 1e-12)
+    return (1 - alpha) * img + alpha * cm.jet(a)[..., :3]
+
+
+def top_channels(fmaps, k):
+    """The k channels with the largest mean activation over (N, C, H, W)."""
+    return list(np.argsort(-fmaps.mean(axis=(0, 2, 3)))[:k])
+
+
+def plot(images, rows, out, channels=3):
+    """images: uint8 (N, C, H, W); rows: [(name, fmaps (N, C', h, w))]. For every image a row of
+    the input and, for every network, its `channels` most active channels. Returns the panel count."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = len(images)
+    chosen = [(name, f, top_channels(f, channels)) for name, f in rows]
+    cols = 1 + channels * len(rows)
+    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.7 * n), squeeze=False)
+    panels = 0
+    for i in range(n):
+        img = images[i].transpose(1, 2, 0)
+        img = img[..., 0] if img.shape[2] == 1 else img
+        axes[i][0].imshow(img, cmap='gray' if img.ndim == 2 else None)
+        axes[i][0].set_title('input' if i == 0 else '', fontsize=8)
+        col = 1
+        for name, f, chans in chosen:
+            for c in chans:
+                axes[i][col].imshow(blend(img, f[i, c]))
+                if i == 0:
+                    axes[i][col].set_title('%s ch%d' % (name, c), fontsize=7)
+                col += 1
+                panels += 1
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return panels

@@ -1,0 +1,84 @@
+"""Markdown results table from finished runs' per-epoch records.
+
+    python -m tools.results_table --records results/records --prefix repro_ [--out results/table.md]
+
+Runs are named <prefix><method>_s<seed>; a run counts when its records reach
+the expected last epoch. Each row: method, student, teacher, top-1 and
+top-5 error (%) of the last epoch as mean +- std over seeds, seeds counted.
+"""
+import argparse
+import re
+from collections import OrderedDict
+
+import numpy as np
+
+from .records import find_runs
+
+NAME = re.compile(r'^(?P<prefix>.*?)(?P<method>[a-z0-9_]+?)_s(?P<seed>\d+)$')
+LABELS = OrderedDict([
+    ('student', 'student alone'), ('kd', 'KD'), ('fitnet', 'FitNet'), ('at', 'AT'),
+    ('nst_linear', 'NST (linear)'), ('nst_poly', 'NST (poly)'), ('nst_gaussian', 'NST (Gaussian)'),
+    ('fsp', 'FSP'), ('ofd', 'OFD'), ('kd_nst', 'KD + NST'), ('kd_fitnet', 'KD + FitNet'),
+    ('kd_fitnet_nst', 'KD + FitNet + NST'),
+])
+
+
+def group_runs(runs, prefix, num_epoch=None):
+    """{method: [final record of each finished seed]} for runs named <prefix><method>_s<seed>."""
+    groups = OrderedDict()
+    for name, recs in runs.items():
+        if not name.startswith(prefix) or not recs:
+            continue
+        m = re.match(r'^(?P<method>.+)_s(?P<seed>\d+)$', name[len(prefix):])
+        if not m:
+            continue
+        last = recs[-1]
+        if num_epoch is not None and last['epoch'] != num_epoch - 1:
+            continue
+        groups.setdefault(m.group('method'), []).append(last)
+    return groups
+
+
+def fmt(values):
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return '%.2f' % values[0]
+    return '%.2f ± %.2f' % (values.mean(), values.std(ddof=1))
+
+
+def make_table(groups, student='', teacher='', teacher_record=None):
+    """Markdown: one row per method (in the usual order), errors in percent."""
+    lines = ['| method | student | teacher | top-1 error (%) | top-5 error (%) | seeds |',
+             '|---|---|---|---|---|---|']
+    order = [m for m in LABELS if m in groups] + [m for m in groups if m not in LABELS]
+    for method in order:
+        recs = groups[method]
+        top1 = [100 * (1 - r['val_top1']) for r in recs]
+        top5 = [100 * (1 - r['val_top5']) for r in recs]
+        lines.append('| %s | %s | %s | %s | %s | %d |' % (LABELS.get(method, method), student,
+                                                          '—' if method == 'student' else teacher,
+                                                          fmt(top1), fmt(top5), len(recs)))
+    if teacher_record is not None:
+        lines.append('| teacher | %s | — | %.2f | %.2f | 1 |' % (teacher, 100 * (1 - teacher_record['val_top1']),
+                                                                100 * (1 - teacher_record['val_top5'])))
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--records', default='results/records')
+    p.add_argument('--prefix', default='repro_')
+    p.add_argument('--num-epoch', type=int, default=None)
+    p.add_argument('--student', default='')
+    p.add_argument('--teacher', default='')
+    p.add_argument('--out')
+    args = p.parse_args(argv)
+    table = make_table(group_runs(find_runs(args.records), args.prefix, args.num_epoch), args.student, args.teacher)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(table)
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
