@@ -33,6 +33,16 @@ def batch_norm(norm_layer=None, **kwargs):
     return layer(**kwargs)
 
 
+def add_preact_head(block, num_classes, in_units, norm_layer=None):
+    """Give a pre-activation network its head: bn1 -> relu1 -> pool -> flatten -> output
+    (call inside the network's name scope)."""
+    block.bn1 = batch_norm(norm_layer)
+    block.relu1 = nn.Activation('relu')
+    block.pool = nn.GlobalAvgPool2D()
+    block.flatten = nn.Flatten()
+    block.output = nn.Dense(num_classes, in_units=in_units)
+
+
 def conv3x3(channels, strides=1, in_channels=0, use_bias=False):
     return nn.Conv2D(channels, 3, strides, 1, use_bias=use_bias, in_channels=in_channels)
 

@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 from mxnet.gluon import nn, HybridBlock
 
-from .common import batch_norm, conv1x1, conv3x3
+from .common import add_preact_head, batch_norm, conv1x1, conv3x3
 
 
 class PreActBasic(HybridBlock):
@@ -98,11 +98,7 @@ class PreActCIFARNet(HybridBlock):
                                        dropout=dropout, norm_layer=norm_layer))
                         prev = w * unit.expansion
                 setattr(self, 'stage%d' % (s + 1), stage)
-            self.bn1 = batch_norm(norm_layer)
-            self.relu1 = nn.Activation('relu')
-            self.pool = nn.GlobalAvgPool2D()
-            self.flatten = nn.Flatten()
-            self.output = nn.Dense(num_classes, in_units=prev)
+            add_preact_head(self, num_classes, prev, norm_layer)
         for s in range(3):
             taps['stage%d' % (s + 1)] = 'stage%d' % (s + 1)
             if s < 2:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 from mxnet.gluon import nn, HybridBlock
 
-from .common import batch_norm, conv1x1, conv3x3, zero_pad_channels
+from .common import add_preact_head, batch_norm, conv1x1, conv3x3, zero_pad_channels
 
 
 class PyramidUnit(HybridBlock):
@@ -70,11 +70,7 @@ class PyramidNet(HybridBlock):
                         stage.add(unit)
                         prev = unit.out_channels
                 setattr(self, 'stage%d' % (s + 1), stage)
-            self.bn1 = batch_norm(norm_layer)
-            self.relu1 = nn.Activation('relu')
-            self.pool = nn.GlobalAvgPool2D()
-            self.flatten = nn.Flatten()
-            self.output = nn.Dense(num_classes, in_units=prev)
+            add_preact_head(self, num_classes, prev, norm_layer)
         last_bn = 'body.%d' % (8 if bottleneck else 5)
         for s in range(3):
             taps['stage%d' % (s + 1)] = 'stage%d' % (s + 1)

@@ -46,3 +46,11 @@ def make_cifar(root, variant='cifar10', train=200, test=100, seed=0):
             with open(os.path.join(folder, f), 'wb') as fh:
                 pickle.dump(batch(n_total // len(files)), fh)
     return folder
+
+
+def tiny_train_args(root, data, epoch_size=2, **extra):
+    """train.py arguments for quick CPU runs on generated CIFAR pickles in `data`."""
+    args = ['--cfg', 'cifar10_student', 'data_dir=%s' % data, 'gpu_list=[]', 'batch_size=8',
+            'epoch_size=%d' % epoch_size, 'num_epoch=1', 'progress=false', 'model_dir=%s' % (root / 'model'),
+            'log_dir=%s' % (root / 'log')]
+    return args + ['%s=%s' % kv for kv in extra.items()]

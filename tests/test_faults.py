@@ -8,7 +8,7 @@ import pytest
 
 import train
 from core import checkpoint
-from tests.helpers import make_cifar
+from tests.helpers import make_cifar, tiny_train_args
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,7 @@ pytestmark = pytest.mark.slow
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('faults')
     make_cifar(str(root / 'cifar'), 'cifar10', train=64, test=32)
-    common = ['--cfg', 'cifar10_student', 'data_dir=%s' % (root / 'cifar'), 'gpu_list=[]', 'batch_size=8',
-              'epoch_size=2', 'num_epoch=1', 'progress=false', 'model_dir=%s' % (root / 'model'),
-              'log_dir=%s' % (root / 'log'), 'frequent=1']
+    common = tiny_train_args(root, root / 'cifar', frequent=1)
     assert train.main(common + ['network=cifar_resnet8', 'model_prefix=teacher']) == 0
     student = common + ['network=cifar_resnet8', 'kt=true', 'teacher_prefix=%s' % (root / 'model' / 'teacher')]
     return root, common, student

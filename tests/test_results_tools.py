@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import train
-from tests.helpers import make_cifar
+from tests.helpers import make_cifar, tiny_train_args
 from tools import results_table, plot_curves, tsne, heatmaps, features
 from tools.records import find_runs, read_records
 
@@ -59,9 +59,7 @@ def test_curves_png_has_one_series_per_method(tmp_path):
 def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('tiny')
     make_cifar(str(root / 'c'), 'cifar10', train=32, test=16)
-    common = ['--cfg', 'cifar10_student', 'data_dir=%s' % (root / 'c'), 'gpu_list=[]', 'batch_size=8',
-              'epoch_size=1', 'num_epoch=1', 'progress=false', 'model_dir=%s' % (root / 'm'),
-              'log_dir=%s' % (root / 'l')]
+    common = tiny_train_args(root, root / 'c', epoch_size=1)
     assert train.main(common + ['network=cifar_resnet14', 'model_prefix=t']) == 0
     assert train.main(common + ['network=cifar_resnet8', 'model_prefix=s']) == 0
     return root
@@ -73,7 +71,7 @@ def test_tsne_and_heatmaps_from_tiny_runs(tiny_runs):
     images = rng.randint(0, 255, size=(6, 3, 32, 32)).astype(np.uint8)
     maps = []
     for name in ('t', 's'):
-        block, meta = features.load_tapped(str(tiny_runs / 'm' / name), ['stage3_pre'])
+        block, meta = features.load_tapped(str(tiny_runs / 'model' / name), ['stage3_pre'])
         out = features.tap_outputs(block, images, meta['mean'], meta['std'])
         assert out[0].shape == (6, 10) and out[1].shape == (6, 64, 8, 8)
         maps.append(out[1])
