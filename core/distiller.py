@@ -54,25 +54,26 @@ class DistillBlock(HybridBlock):
             self.student = symbols.with_taps(student, s_taps)
             self.ce = gluon.loss.SoftmaxCrossEntropyLoss()
             self.extras = Extras(prefix='extras_')
-            self.losses = []
             for m, entry in enumerate(plan):
                 spec = METHODS[entry['method']]
-                row = []
                 for p, _ in enumerate(entry['pairs'] or [None]):
-                    loss = spec.make(loss_options)
-                    self.register_child(loss, 'loss_%s_%d' % (entry['method'], p))
-                    row.append(loss)
+                    self.register_child(spec.make(loss_options), self._loss_name(m, p))
                     if spec.margin:
                         self.margin_slots.append((m, p))
-                self.losses.append(row)
-        self.connectors = {}
+        self.connected = set()             # (method index, pair index) with a connector in `extras`
+
+    def _loss_name(self, m, p):
+        return 'loss_%s_%d' % (self.plan[m]['method'], p)
+
+    def _connector_name(self, m, p):
+        return '%s_%d' % (self.plan[m]['method'], p)
 
     def add_connector(self, m, p, out_channels, in_channels):
         """A Connector for pair p of method m (FitNet, OFD), trained with the student."""
         with self.extras.name_scope():
             conn = Connector(out_channels, in_channels, prefix='%s%d_' % (self.plan[m]['method'], p))
-        self.extras.register_child(conn, '%s_%d' % (self.plan[m]['method'], p))
-        self.connectors[(m, p)] = conn
+        self.extras.register_child(conn, self._connector_name(m, p))
+        self.connected.add((m, p))
         return conn
 
     def hybrid_forward(self, F, x, label, t_logits, *rest):
@@ -92,7 +93,7 @@ class DistillBlock(HybridBlock):
             kind = METHODS[method].inputs
             term = None
             for p, weight in enumerate(entry['layer_weights']):
-                loss = self.losses[m][p]
+                loss = self._children[self._loss_name(m, p)]
                 if kind == 'logits':
                     value = loss(logits, t_logits)
                 else:
@@ -102,8 +103,8 @@ class DistillBlock(HybridBlock):
                                      t_feats[self.t_index[t_tap[0]]], t_feats[self.t_index[t_tap[1]]])
                     else:
                         s = s_feats[self.s_index[s_tap]]
-                        if (m, p) in self.connectors:
-                            s = self.connectors[(m, p)](s)
+                        if (m, p) in self.connected:
+                            s = self.extras._children[self._connector_name(m, p)](s)
                         t = t_feats[self.t_index[t_tap]]
                         value = loss(s, t, margin_of[(m, p)]) if (m, p) in margin_of else loss(s, t)
                 term = value * weight if term is None else term + value * weight

@@ -112,3 +112,19 @@ def test_truncated_params_file(setup, capsys):
     assert code == 2 and 'truncated or corrupt' in err and p in err
     code, err = run(argv + ['retrain=true', 'model_load_epoch=7', 'num_epoch=8'], capsys)
     assert code == 2 and 'no checkpoint' in err and '[1]' in err
+
+
+def test_connectors_are_checkpointed_and_resumed(setup, capsys):
+    """FitNet/OFD connectors train with the student, live in .extra.params, and come back on resume."""
+    root, _, student = setup
+    argv = student + ['kt_type=kd+fitnet+ofd', 'kt_weight=[16, 100, 0.001]',
+                      'teacher_symbol=[null, stage2_pre, stage3_pre]', 'student_symbol=[null, stage2_pre, stage3_pre]',
+                      'model_prefix=conn']
+    assert train.main(argv) == 0
+    extra = checkpoint.paths(str(root / 'model'), 'conn', 1)['extra']
+    names = sorted(mx.nd.load(extra).keys())
+    assert any(n.startswith('fitnet_0.conv') for n in names) and any(n.startswith('ofd_0.bn') for n in names)
+    assert not [n for n in mx.nd.load(checkpoint.paths(str(root / 'model'), 'conn', 1)['params']) if 'conv' in n
+                and n.startswith(('fitnet', 'ofd'))]
+    assert train.main(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2']) == 0
+    assert checkpoint.epochs(str(root / 'model'), 'conn') == [1, 2]
