@@ -128,3 +128,19 @@ def test_connectors_are_checkpointed_and_resumed(setup, capsys):
                 and n.startswith(('fitnet', 'ofd'))]
     assert train.main(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2']) == 0
     assert checkpoint.epochs(str(root / 'model'), 'conn') == [1, 2]
+
+
+def test_gluoncv_teacher_from_a_local_params_file(setup, tmp_path, capsys):
+    """teacher_source=gluoncv with a local file: gluoncv's ResNetV2 (preact_resnet18) weights."""
+    import symbols
+    root, _, student = setup
+    net = symbols.get_network('preact_resnet18', 10)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    path = str(tmp_path / 'resnet18_v2.params')
+    net.save_parameters(path)
+    code, err = run(student + ['teacher_source=gluoncv', 'teacher_network=preact_resnet18',
+                               'teacher_prefix=%s' % path, 'kt_type=kd+mmd', 'teacher_symbol=[null, bn1]',
+                               'student_symbol=[null, stage3_pre]', 'model_prefix=gcv'], capsys)
+    assert code == 0, err
+    assert 'teacher: preact_resnet18 from %s' % path in err
