@@ -63,7 +63,7 @@ def _gluoncv(cfg, in_channels, ctx):
         weights = GLUONCV_WEIGHTS.get(name)
     except ValueError:
         from gluoncv.model_zoo import get_model
-        holder = symbols._Scope(prefix='teacher_')
+        holder = symbols.NameScope(prefix='teacher_')
         with holder.name_scope():
             net = get_model(name, classes=cfg.num_classes, pretrained=False)
         weights = name

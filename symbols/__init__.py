@@ -109,7 +109,7 @@ def input_size(name):
     return NETWORKS[resolve_name(name)][1]
 
 
-class _Scope(HybridBlock):
+class NameScope(HybridBlock):
     """A name scope holder: networks built inside get the holder's prefix."""
 
 
@@ -130,13 +130,13 @@ def get_network(name, num_classes, in_channels=3, prefix=None, **kwargs):
     if prefix is None:
         net = factory(num_classes, in_channels, **kwargs)
     else:
-        holder = _Scope(prefix=prefix)
+        holder = NameScope(prefix=prefix)
         with holder.name_scope():
             net = factory(num_classes, in_channels, **kwargs)
     net.network_name = name
     return net
 
 
-__all__ = ['get_network', 'tap_names', 'with_taps', 'load_legacy', 'load_legacy_network',
+__all__ = ['get_network', 'NameScope', 'tap_names', 'with_taps', 'load_legacy', 'load_legacy_network',
            'count_parameters', 'network_names', 'resolve_name', 'input_size', 'TapError',
            'CheckpointError', 'TappedNetwork', 'LegacyNetwork', 'Tap', 'resolve_tap']

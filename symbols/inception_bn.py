@@ -123,10 +123,9 @@ def inception_bn(num_classes=1000, in_channels=3, norm_layer=None, **kwargs):
     nl = norm_layer
     stem = [
         ('bn_data', lambda p: batch_norm(nl, scale=False, prefix=p)),
-        ('conv1', lambda p: _prefixed(conv_bn(64, 7, 2, 3, norm_layer=nl), p)),
+        ('conv1', lambda p: conv_bn(64, 7, 2, 3, norm_layer=nl)),
         ('pool1', lambda p: nn.MaxPool2D(3, 2, prefix=p)),
-        ('conv2', lambda p: _prefixed(_seq(conv_bn(64, 1, norm_layer=nl),
-                                            conv_bn(192, 3, 1, 1, norm_layer=nl)), p)),
+        ('conv2', lambda p: _seq(conv_bn(64, 1, norm_layer=nl), conv_bn(192, 3, 1, 1, norm_layer=nl))),
         ('pool2', lambda p: nn.MaxPool2D(3, 2, prefix=p)),
     ]
     spec_a = {'in3a': (64, 64, 64, 64, 96, 'avg', 32), 'in3b': (64, 64, 96, 64, 96, 'avg', 64),
@@ -142,7 +141,7 @@ def inception_bn(num_classes=1000, in_channels=3, norm_layer=None, **kwargs):
 
 def inception_bn_small(num_classes=10, in_channels=3, norm_layer=None, **kwargs):
     nl = norm_layer
-    stem = [('conv1', lambda p: _prefixed(conv_bn(96, 3, 1, 1, norm_layer=nl), p))]
+    stem = [('conv1', lambda p: conv_bn(96, 3, 1, 1, norm_layer=nl))]
     spec = [('in3a', (32, 32)), ('in3b', (32, 48)), ('in3c', 80), ('in4a', (112, 48)),
             ('in4b', (96, 64)), ('in4c', (80, 80)), ('in4d', (48, 96)), ('in4e', 96),
             ('in5a', (176, 160)), ('in5b', (176, 160))]
@@ -150,10 +149,3 @@ def inception_bn_small(num_classes=10, in_channels=3, norm_layer=None, **kwargs)
                else (lambda p, s=s: downsample_block(s, norm_layer=nl, prefix=p))) for n, s in spec]
     return InceptionBN(stem, blocks, num_classes, **kwargs)
 
-
-def _prefixed(seq, prefix):
-    """Re-create a prefix-less HybridSequential under `prefix` (for readable names)."""
-    out = nn.HybridSequential(prefix=prefix)
-    for child in seq._children.values():
-        out.add(child)
-    return out
