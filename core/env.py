@@ -20,8 +20,7 @@ def configure_threads(local_workers=1):
     `local_workers`: processes sharing this machine (dist training on one
     host), each gets its share of the cores. Returns the values in force.
     """
-    if 'DMLC_NUM_WORKER' in os.environ and os.environ.get('DMLC_ROLE') in ('worker', 'server') \
-            and os.environ.get('NST_LOCAL_WORKERS'):
+    if os.environ.get('NST_LOCAL_WORKERS'):        # set by tools/launch.py --launcher local
         local_workers = int(os.environ['NST_LOCAL_WORKERS'])
     threads = max(1, cpu_count() // max(1, local_workers))
     defaults = {
