@@ -44,7 +44,8 @@ def plot(runs, prefix, methods, out, title=''):
         epochs, train, test = s
         for ax, values in zip(axes, (train, test)):
             mean = values.mean(axis=0)
-            line, = ax.plot(epochs, mean, label='%s (%d seeds)' % (LABELS.get(method, method), len(values)))
+            label = '%s (%d seed%s)' % (LABELS.get(method, method), len(values), '' if len(values) == 1 else 's')
+            line, = ax.plot(epochs, mean, label=label)
             if len(values) > 1:
                 sd = values.std(axis=0, ddof=1)
                 ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
