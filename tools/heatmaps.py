@@ -12,8 +12,8 @@ def _upsample(a, size):
 
 def blend(image, act, alpha=0.5):
     """RGB float image in [0, 1]: `image` (H, W) or (H, W, 3) uint8 under the colour-mapped `act` (h, w)."""
-    import matplotlib
-    matplotlib.use('Agg')
+    from .plotting import pyplot
+    pyplot()
     from matplotlib import cm
     img = image.astype(np.float32) / 255.0
     if img.ndim == 2:
@@ -31,9 +31,8 @@ def top_channels(fmaps, k):
 def plot(images, rows, out, channels=3):
     """images: uint8 (N, C, H, W); rows: [(name, fmaps (N, C', h, w))]. For every image a row of
     the input and, for every network, its `channels` most active channels. Returns the panel count."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from .plotting import pyplot, save
+    plt = pyplot()
     n = len(images)
     chosen = [(name, f, top_channels(f, channels)) for name, f in rows]
     cols = 1 + channels * len(rows)
@@ -55,7 +54,5 @@ def plot(images, rows, out, channels=3):
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
     return panels

@@ -32,9 +32,8 @@ def series(runs, prefix, method):
 
 def plot(runs, prefix, methods, out, title=''):
     """Write the PNG; return the number of methods drawn."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from .plotting import pyplot, save
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn = 0
     for method in methods:
@@ -55,11 +54,7 @@ def plot(runs, prefix, methods, out, title=''):
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out, title)
     return drawn
 
 

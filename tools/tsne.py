@@ -28,9 +28,8 @@ def embed(points, seed=0):
 def plot(teacher_fmap, students, out, title=''):
     """students: [(panel title, student fmap)]; the teacher's neurons appear in every panel.
     Writes a PNG; returns the number of (teacher, student) series drawn."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from .plotting import pyplot, save
+    plt = pyplot()
     t = selectivity(teacher_fmap)
     fig, axes = plt.subplots(1, len(students), figsize=(5 * len(students), 4.6), squeeze=False)
     series = 0
@@ -48,9 +47,5 @@ def plot(teacher_fmap, students, out, title=''):
         ax.set_yticks([])
         ax.legend(fontsize=8)
         series += 2
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out, title)
     return series
