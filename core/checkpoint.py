@@ -139,3 +139,15 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None):
             raise CheckpointError('optimizer state %s cannot be read (%s): it is truncated or corrupt'
                                   % (p['states'], str(e).split('\n')[0][:200]))
     return meta
+
+
+def load_network(prefix_path, tag, ctx, prefix=None):
+    """(network, metadata) of checkpoint `prefix_path` (e.g. 'model/RUN') at `tag` (epoch or 'best'):
+    the network named in its metadata, built under `prefix`, with the saved parameters."""
+    import symbols
+    model_dir, name = os.path.split(prefix_path)
+    model_dir = model_dir or '.'
+    meta = read_meta(model_dir, name, tag)
+    net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
+    load_params(net, paths(model_dir, name, tag)['params'], ctx)
+    return net, meta

@@ -15,17 +15,13 @@ configure_threads()
 
 
 def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
-    import symbols
     from core import checkpoint
     from core.evaluate import evaluate
     from core.trainer import contexts
     from data import DataSource
-    model_dir, prefix = os.path.split(prefix_path)
-    meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
     data = DataSource(cfg)
     ctx = contexts(cfg)
-    net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', data.channels))
-    checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], ctx)
+    net, meta = checkpoint.load_network(prefix_path, tag, ctx)
     net.hybridize(static_alloc=True)
     return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), meta
 

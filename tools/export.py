@@ -21,11 +21,8 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4):
     import mxnet as mx
     import symbols
     from core import checkpoint
-    model_dir, prefix = os.path.split(prefix_path)
-    meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
     ctx = mx.cpu()
-    net = symbols.get_network(meta['network'], meta['num_classes'], meta['in_channels'], prefix='student_')
-    checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], ctx)
+    net, meta = checkpoint.load_network(prefix_path, tag, ctx, prefix='student_')
     size = meta.get('image_size', symbols.input_size(meta['network']))
     x = mx.nd.random.normal(shape=(batch, meta['in_channels'], size, size))
     reference = net(x).asnumpy()                       # imperative, unfused

@@ -1,6 +1,5 @@
 """Load a checkpointed network with taps and read its feature maps on images."""
 import itertools
-import os
 
 import numpy as np
 
@@ -12,11 +11,7 @@ def load_tapped(prefix_path, taps, tag='best'):
     import mxnet as mx
     import symbols
     from core import checkpoint
-    model_dir, prefix = os.path.split(prefix_path)
-    meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
-    net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3),
-                              prefix='view%d_' % next(_COUNTER))
-    checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], mx.cpu())
+    net, meta = checkpoint.load_network(prefix_path, tag, mx.cpu(), prefix='view%d_' % next(_COUNTER))
     return symbols.with_taps(net, taps), meta
 
 
