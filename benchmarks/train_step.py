@@ -81,7 +81,7 @@ def main(argv=None):
     from mxnet import autograd, gluon, nd
     import symbols
     from core.distiller import DistillBlock, plan_taps
-    from symbols.transfer import METHODS
+    from core.trainer import as_list
     ctx = mx.gpu(args.gpus[0]) if args.gpus else mx.cpu()
     size = symbols.input_size(args.student)
     x = nd.random.normal(shape=(args.batch, 3, size, size), ctx=ctx)
@@ -111,9 +111,6 @@ def main(argv=None):
         prm.grad_req = 'null'
     teacher.hybridize(static_alloc=True, static_shape=True)
 
-    def as_list(o):
-        return list(o) if isinstance(o, (list, tuple)) else [o]
-
     def teacher_fwd():
         return as_list(teacher(x))
 
@@ -125,14 +122,7 @@ def main(argv=None):
     s_out = as_list(block.student(x))
     s_shape = dict(zip(s_taps, [o.shape[1:] for o in s_out[1:]]))
     t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
-    margins = []
-    for m, entry in enumerate(plan):
-        spec = METHODS[entry['method']]
-        for k, (s, t) in enumerate(entry['pairs']):
-            if spec.connector:
-                block.add_connector(m, k, t_shape[t][0], s_shape[s][0])
-            if spec.margin:
-                margins.append(nd.full((t_shape[t][0],), -1.0, ctx=ctx))
+    margins = [nd.full((channels,), -1.0, ctx=ctx) for _, channels in block.connect(s_shape, t_shape)]
     block.extras.initialize(init, ctx=ctx)
     block(x, y, t_out[0], *(t_out[1:] + margins))
     block.hybridize(static_alloc=True, static_shape=True)

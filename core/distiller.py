@@ -11,13 +11,11 @@ whole step (student forward, connectors, losses) hybridizes into one graph.
 The plan comes from `config.resolve_plan`: for every method its weight and
 its (student tap, teacher tap) pairs.
 """
-from collections import OrderedDict
-
 from mxnet import gluon
 from mxnet.gluon import HybridBlock
 
 import symbols
-from symbols.transfer import METHODS, Connector
+from symbols.transfer import METHODS, Connector, PairingError
 
 
 def plan_taps(plan):
@@ -67,6 +65,23 @@ class DistillBlock(HybridBlock):
 
     def _connector_name(self, m, p):
         return '%s_%d' % (self.plan[m]['method'], p)
+
+    def connect(self, s_shapes, t_shapes):
+        """Fit the plan to the taps' per-sample shapes ({tap: shape}): check that feature
+        methods get feature maps, add a Connector where a method needs one, and return
+        [(teacher tap, channels)] of the OFD margins `hybrid_forward` takes, in input order."""
+        margins = []
+        for m, entry in enumerate(self.plan):
+            spec = METHODS[entry['method']]
+            for p, (s, t) in enumerate(entry['pairs']):
+                if spec.inputs == 'feature' and (len(s_shapes[s]) != 3 or len(t_shapes[t]) != 3):
+                    raise PairingError('%s pairs feature maps, but student tap %r has shape %s and teacher tap '
+                                       '%r has shape %s' % (entry['method'], s, s_shapes[s], t, t_shapes[t]))
+                if spec.connector:
+                    self.add_connector(m, p, t_shapes[t][0], s_shapes[s][0])
+                if spec.margin:
+                    margins.append((t, t_shapes[t][0]))
+        return margins
 
     def add_connector(self, m, p, out_channels, in_channels):
         """A Connector for pair p of method m (FitNet, OFD), trained with the student."""

@@ -163,18 +163,11 @@ class Session(object):
         s_taps, t_taps = plan_taps(self.plan)
         s_shape = dict(zip(s_taps, [o.shape[1:] for o in s_out[1:]]))
         t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
-        from symbols.transfer import METHODS
-        self.margins = []
-        for m, entry in enumerate(self.plan):
-            spec = METHODS[entry['method']]
-            for p, (s, t) in enumerate(entry['pairs']):
-                if spec.inputs == 'feature' and (len(s_shape[s]) != 3 or len(t_shape[t]) != 3):
-                    raise TrainingError('%s pairs feature maps, but student tap %r has shape %s and teacher tap '
-                                        '%r has shape %s' % (entry['method'], s, s_shape[s], t, t_shape[t]))
-                if spec.connector:
-                    self.block.add_connector(m, p, t_shape[t][0], s_shape[s][0])
-                if spec.margin:
-                    self.margins.append(self._ofd_margin(t, t_shape[t][0]))
+        try:
+            margin_taps = self.block.connect(s_shape, t_shape)
+        except ValueError as e:
+            raise TrainingError(str(e))
+        self.margins = [self._ofd_margin(tap, channels) for tap, channels in margin_taps]
         self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2),
                                      ctx=self.ctx)
         try:
