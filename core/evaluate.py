@@ -21,7 +21,8 @@ def check_labels(label, num_classes):
 
 def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
     """{'top1', 'top5', 'n'} of `net` (a block whose first output is the logits)."""
-    sums = [nd.zeros((3,), ctx=c) for c in ctx]
+    sums = [nd.zeros((2,), ctx=c) for c in ctx]     # top-1, top-5 correct per device
+    n = 0
     for i, batch in enumerate(val_iter):
         if max_batches is not None and i >= max_batches:
             break
@@ -31,12 +32,11 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
         parts = len(ctx) if keep >= len(ctx) else 1
         xs = gluon.utils.split_and_load(data, ctx[:parts], even_split=False)
         ys = gluon.utils.split_and_load(label, ctx[:parts], even_split=False)
+        n += keep
         for k, (x, y) in enumerate(zip(xs, ys)):
             out = net(x)
             logits = out[0] if isinstance(out, (list, tuple)) else out
-            sums[k] += nd.concat(nd.array([x.shape[0]], ctx=x.context),
-                                 topk_correct(logits, y, 1).reshape((1,)),
+            sums[k] += nd.concat(topk_correct(logits, y, 1).reshape((1,)),
                                  topk_correct(logits, y, 5).reshape((1,)), dim=0)
     total = sum(s.copyto(mx.cpu()) for s in sums).asnumpy()
-    n = max(total[0], 1.0)
-    return {'top1': float(total[1] / n), 'top5': float(total[2] / n), 'n': int(total[0])}
+    return {'top1': float(total[0] / max(n, 1)), 'top5': float(total[1] / max(n, 1)), 'n': n}

@@ -1,6 +1,6 @@
 """Metrics accumulated on the devices, read only every `frequent` batches.
 
-`Running` keeps, per device, a vector of sums [n, top1, top5, term_1..k] and
+`Running` keeps, per device, a vector of sums [top1, top5, term_1..k] and
 a short list of per-step term sums since the last read, so a NaN/Inf is
 traced to its term and step without a per-batch `asnumpy`.
 """
@@ -32,18 +32,18 @@ class Running(object):
         self.reset()
 
     def reset(self):
-        self.sums = {}
+        self.n = 0                        # samples seen (known on the host)
+        self.sums = {}                    # device index -> NDArray [top1, top5, term_1..k]
         self.pending = []                 # [(step, NDArray of term sums)]
 
     def update(self, ctx_index, step, logits, label, terms):
-        n = float(label.shape[0])
-        term_sums = nd.concat(*[nd.sum(t).reshape((1,)) for t in terms], dim=0) if terms else nd.zeros((0,), ctx=logits.context)
-        vec = nd.concat(nd.array([n], ctx=logits.context), topk_correct(logits, label, 1).reshape((1,)),
+        """Add one device's batch: logits (B, K), label (B,), terms: per-sample values (B,) each."""
+        self.n += label.shape[0]
+        term_sums = nd.concat(*[nd.sum(t).reshape((1,)) for t in terms], dim=0)
+        vec = nd.concat(topk_correct(logits, label, 1).reshape((1,)),
                         topk_correct(logits, label, 5).reshape((1,)), term_sums, dim=0)
-        key = ctx_index
-        self.sums[key] = vec if key not in self.sums else self.sums[key] + vec
-        if terms:
-            self.pending.append((step, term_sums))
+        self.sums[ctx_index] = vec if ctx_index not in self.sums else self.sums[ctx_index] + vec
+        self.pending.append((step, term_sums))
 
     def read(self):
         """{'n', 'top1', 'top5', <term>: mean} after checking pending steps are finite."""
@@ -56,8 +56,8 @@ class Running(object):
         if not self.sums:
             return {}
         total = sum(v.copyto(mx.cpu()) for v in self.sums.values()).asnumpy()
-        n = max(total[0], 1.0)
-        out = {'n': int(total[0]), 'top1': float(total[1] / n), 'top5': float(total[2] / n)}
-        for name, v in zip(self.names, total[3:]):
+        n = float(max(self.n, 1))
+        out = {'n': self.n, 'top1': float(total[0] / n), 'top5': float(total[1] / n)}
+        for name, v in zip(self.names, total[2:]):
             out[name] = float(v / n)
         return out
