@@ -143,6 +143,7 @@ class Session(object):
             self.amp.init_trainer(self.trainer)
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch
+        self.best = -1.0                       # best validation top-1 so far (restored by _resume)
         if cfg.retrain:
             self._resume()
         self.block.hybridize(static_alloc=True, static_shape=True)
@@ -285,8 +286,6 @@ class Session(object):
 
     def fit(self):
         cfg = self.cfg
-        if not hasattr(self, 'best'):
-            self.best = -1.0
         if self.teacher is not None and self.rank == 0:
             LOG.info('teacher: %s', self.teacher_desc)
             t_val = evaluate(self.teacher, self.data.val(), self.ctx, cfg.num_classes)

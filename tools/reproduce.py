@@ -56,7 +56,6 @@ def run_name(method, seed):
 
 
 def finished(name, num_epoch=20):
-    from core import checkpoint
     return os.path.isfile(os.path.join(ROOT, 'runs', 'repro', 'model', '%s-%04d.json' % (name, num_epoch)))
 
 
