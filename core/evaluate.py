@@ -1,7 +1,9 @@
 """Single-centre-crop validation: top-1 and top-5 accuracy over a val iterator.
 
 Padded samples of the last batch (`batch.pad`, from round_batch) are left
-out, so every validation image counts exactly once.
+out, so every validation image counts exactly once. Under a `dist_*` kvstore
+each worker evaluates its own part of the validation set; `sum_over_workers`
+adds the workers' counts so that every worker reports the whole set.
 """
 import mxnet as mx
 from mxnet import gluon, nd
@@ -20,7 +22,8 @@ def check_labels(label, num_classes):
 
 
 def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
-    """{'top1', 'top5', 'n'} of `net` (a block whose first output is the logits)."""
+    """{'top1', 'top5', 'n', 'correct1', 'correct5'} of `net` (a block whose first output is the
+    logits): accuracies as fractions of the `n` images seen, and the counts behind them."""
     sums = [nd.zeros((2,), ctx=c) for c in ctx]     # top-1, top-5 correct per device
     n = 0
     for i, batch in enumerate(val_iter):
@@ -39,4 +42,33 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
             sums[k] += nd.concat(topk_correct(logits, y, 1).reshape((1,)),
                                  topk_correct(logits, y, 5).reshape((1,)), dim=0)
     total = sum(s.copyto(mx.cpu()) for s in sums).asnumpy()
-    return {'top1': float(total[0] / max(n, 1)), 'top5': float(total[1] / max(n, 1)), 'n': n}
+    return summary(total[0], total[1], n)
+
+
+def summary(correct1, correct5, n):
+    n = int(round(n))
+    return {'top1': float(correct1) / max(n, 1), 'top5': float(correct5) / max(n, 1), 'n': n,
+            'correct1': int(round(correct1)), 'correct5': int(round(correct5))}
+
+
+# A kvstore key of its own, far above the parameter indices that gluon.Trainer uses (0..P-1).
+VAL_KEY = 1 << 30
+
+
+def init_worker_sum(kv):
+    """Register the counts key on a `dist_*` kvstore; every worker calls it once, in the same order."""
+    kv.init(VAL_KEY, nd.zeros((3,)))
+
+
+def sum_over_workers(result, kv):
+    """`result` of `evaluate` with its counts summed over the workers of a `dist_sync` kvstore.
+
+    Each worker pushes (correct1, correct5, n); with no optimizer on the servers
+    (the trainer keeps updates local), the servers store the sum of one round of
+    pushes and the pull returns it. Every worker must call this at the same point.
+    """
+    counts = nd.array([result['correct1'], result['correct5'], result['n']])   # exact below 2**24
+    kv.push(VAL_KEY, counts)
+    kv.pull(VAL_KEY, out=counts)
+    total = counts.asnumpy()
+    return summary(total[0], total[1], total[2])

@@ -9,7 +9,8 @@
 - the learning rate is set every batch from the fractional epoch, and every
   epoch reseeds MXNet, numpy and the data order from (seed, epoch): a run
   resumed from a checkpoint repeats exactly what an uninterrupted run does;
-- after every epoch: validation top-1/top-5, an atomic checkpoint (rank 0),
+- after every epoch: validation top-1/top-5 over the whole validation set
+  (under dist_* the workers' counts are summed), an atomic checkpoint (rank 0),
   a log line and a JSON record in log/<model_prefix>.jsonl.
 """
 import json
@@ -29,7 +30,7 @@ import symbols
 from data import DataSource
 from . import checkpoint, schedule
 from .distiller import DistillBlock, plan_taps
-from .evaluate import evaluate, check_labels
+from .evaluate import evaluate, check_labels, init_worker_sum, sum_over_workers
 from .metrics import Running, NonFiniteLoss
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
@@ -141,6 +142,8 @@ class Session(object):
         self.trainer = gluon.Trainer(params, cfg.optimizer, opt, kvstore=self.kv or 'device', **kw)
         if self.amp is not None:
             self.amp.init_trainer(self.trainer)
+        if self.kv is not None:
+            init_worker_sum(self.kv)
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch
         self.best = -1.0                       # best validation top-1 so far (restored by _resume)
@@ -214,6 +217,11 @@ class Session(object):
         self.best = meta.get('best_top1', -1.0)
         LOG.info('resumed %s from epoch %d (val top-1 %.4f)', cfg.model_load_prefix, epoch, meta.get('val_top1', 0))
 
+    def validate(self, net):
+        """Top-1/top-5 of `net` on the whole validation set (each dist worker evaluates its part)."""
+        val = evaluate(net, self.data.val(), self.ctx, self.cfg.num_classes)
+        return sum_over_workers(val, self.kv) if self.kv is not None else val
+
     # --------------------------------------------------------------- training
     def _teacher_forward(self, x):
         if self.teacher_guard is not None:
@@ -286,9 +294,9 @@ class Session(object):
 
     def fit(self):
         cfg = self.cfg
-        if self.teacher is not None and self.rank == 0:
+        if self.teacher is not None:
             LOG.info('teacher: %s', self.teacher_desc)
-            t_val = evaluate(self.teacher, self.data.val(), self.ctx, cfg.num_classes)
+            t_val = self.validate(self.teacher)
             LOG.info('teacher validation: top-1 %.4f top-5 %.4f (%d images)', t_val['top1'], t_val['top5'],
                      t_val['n'])
         LOG.info('training %s on %s (%d train images, %d per epoch step), global batch %d, epochs %d..%d, '
@@ -297,7 +305,7 @@ class Session(object):
         result = {}
         for epoch in range(self.begin_epoch, cfg.num_epoch):
             stats = self.train_epoch(epoch)
-            val = evaluate(self.student, self.data.val(), self.ctx, cfg.num_classes)
+            val = self.validate(self.student)
             record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
                       'speed': stats['speed'], 'train_top1': stats['top1'], 'train_top5': stats['top5'],
                       'val_top1': val['top1'], 'val_top5': val['top5'], 'val_n': val['n']}

@@ -1,5 +1,7 @@
 """dist_sync through MXNet's launcher: 2 workers + 1 server on 127.0.0.1 end with
-the parameters of one process splitting the same global batch over 2 devices."""
+the parameters of one process splitting the same global batch over 2 devices,
+and report validation accuracy over the whole validation set."""
+import json
 import os
 import subprocess
 import sys
@@ -37,3 +39,12 @@ def test_two_workers_equal_one_process(tmp_path):
     trainable = [k for k in single if not k.endswith(('running_mean', 'running_var'))]
     for k in trainable:
         np.testing.assert_allclose(dist[k].asnumpy(), single[k].asnumpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+
+    # validation covers the whole set: the workers' counts are summed through the kvstore
+    def records(prefix):
+        with open(str(tmp_path / 'log' / ('%s.jsonl' % prefix))) as f:
+            return [json.loads(line) for line in f]
+    one, two = records('single'), records('dist')
+    assert [r['val_n'] for r in two] == [r['val_n'] for r in one] == [32, 32]
+    for a, b in zip(one, two):
+        assert abs(a['val_top1'] - b['val_top1']) <= 1 / 32. + 1e-9    # at most one borderline image
