@@ -118,29 +118,36 @@ def load_config(path=None, overrides=(), check_data=True):
     """Read, override and validate a configuration; raise ConfigError on any problem."""
     values, origin = read_file(path or DEFAULT_CFG)
     merged = defaults()
+    where = {}                    # key -> where its value was set, for the error messages
     for key, value in values.items():
         if key not in FIELDS:
             raise _unknown(key, origin)
         merged[key] = value
+        where[key] = origin
     for text in overrides:
         key, value = parse_override(text)
         if key not in FIELDS:
             raise _unknown(key, 'the command line')
         merged[key] = value
-    cfg = validate(merged, origin)
+        where[key] = 'the command line'
+    cfg = validate(merged, origin, where)
     if check_data:
         check_data_files(cfg)
     return cfg
 
 
-def validate(values, origin='config'):
-    """Check every key's type and range, then the keys against each other."""
+def validate(values, origin='config', where=None):
+    """Check every key's type and range, then the keys against each other.
+
+    `where` maps keys to where they were set (a file or 'the command line');
+    other keys are reported as coming from `origin`."""
     cfg = Config()
+    where = where or {}
     for key, field in FIELDS.items():
         try:
             cfg[key] = field.check(values.get(key, field.default))
         except ConfigError as e:
-            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, origin, e, field.doc))
+            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, where.get(key, origin), e, field.doc))
     for key in values:
         if key not in FIELDS:
             raise _unknown(key, origin)

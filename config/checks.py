@@ -102,6 +102,24 @@ def list_of(inner):
     return check
 
 
+def device_ids():
+    """GPU ids: a list ([0, 1]), one id (0) or the command-line style '0,1' ('' or [] is the CPU)."""
+    def check(v):
+        if _is_int(v):
+            v = [v]
+        elif isinstance(v, str):
+            text = v.strip().strip('[]')
+            try:
+                v = [int(x) for x in text.split(',') if x.strip()]
+            except ValueError:
+                _fail("a list of GPU ids such as [0, 1] (or '0,1')", v)
+        v = list_of(integer(min=0))(v)
+        if len(set(v)) != len(v):
+            _fail('a list of distinct GPU ids', v)
+        return v
+    return check
+
+
 def increasing_ints():
     def check(v):
         v = list_of(integer(min=1))(v)

@@ -12,7 +12,7 @@ Field = namedtuple('Field', 'name default check doc')
 
 _FIELDS = [
     # --- devices and run names (original keys) ---
-    Field('gpu_list', [], c.list_of(c.integer(min=0)), 'GPU ids to train on; [] trains on the CPU'),
+    Field('gpu_list', [], c.device_ids(), "GPU ids to train on, e.g. [0, 1] or '0,1'; [] trains on the CPU"),
     Field('dataset', 'fashion_mnist', c.choice('fashion_mnist', 'cifar10', 'cifar100', 'imagenet'),
           'fashion_mnist (RecordIO packs by init.sh), cifar10/cifar100 (official python pickles), '
           'imagenet (train/val RecordIO packs of any ImageNet-style folder tree)'),

@@ -53,6 +53,24 @@ def test_overrides_parse_yaml_values():
     assert c.begin_epoch == 3
 
 
+def test_gpu_list_in_every_usual_spelling():
+    for text, ids in (('[0,1]', [0, 1]), ('0,1', [0, 1]), ('3', [3]), ('[]', []), ('', [])):
+        assert cfg('gpu_list=' + text).gpu_list == ids, text
+    with pytest.raises(ConfigError, match="'gpu_list' \\(the command line\\).*distinct"):
+        cfg('gpu_list=0,0')
+    with pytest.raises(ConfigError, match="'gpu_list'.*GPU ids"):
+        cfg('gpu_list=a,b')
+
+
+def test_errors_say_where_the_value_was_set(tmp_path):
+    y = tmp_path / 'c.yaml'
+    y.write_text('lr: -1\n')
+    with pytest.raises(ConfigError, match="'lr' \\(%s\\)" % str(y).replace('.', '\\.')):
+        cfg(path=str(y))
+    with pytest.raises(ConfigError, match="'lr' \\(the command line\\)"):
+        cfg('lr=-2', path=str(y))
+
+
 def test_several_layer_pairs_and_nst_alias():
     c = cfg('kt_type=kd+nst', 'teacher_symbol={nst: [stage1_pre, stage2_pre, stage3_pre]}',
             'student_symbol={mmd: [stage1_pre, stage2_pre, stage3_pre]}')
