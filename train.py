@@ -5,9 +5,11 @@
     python train.py --cfg config/presets/cifar10_kd_nst.yaml lr=0.05 gpu_list=[0,1]
 
 Exit status: 0 on success, 2 for a configuration or data problem (the message
-names it), 3 when training stopped on a NaN/Inf loss.
+names it), 3 when training stopped on a NaN/Inf loss, 130 on Ctrl-C (finished
+epochs stay checkpointed; resume with retrain=true model_load_epoch=-1).
 """
 import argparse
+import shlex
 import sys
 
 from core.env import configure_threads
@@ -40,7 +42,17 @@ def main(argv=None):
     except (TrainingError, CheckpointError, PackError, DataError, ConfigError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 3 if 'NaN' in str(e) else 2
-    if record:
+    except KeyboardInterrupt:
+        print('\ninterrupted. Every finished epoch is checkpointed in %s; continue with\n'
+              '  python train.py %s retrain=true model_load_epoch=-1'
+              % (cfg.model_dir, ' '.join(shlex.quote(a) for a in (['--cfg', args.cfg] if args.cfg else [])
+                                         + args.overrides)),
+              file=sys.stderr)
+        return 130
+    if not record:
+        print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'
+              % cfg.num_epoch, file=sys.stderr)
+    else:
         print('final: epoch %d  top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%) on %d %s validation images'
               % (record['epoch'], 100 * record['val_top1'], 100 * record['val_top5'],
                  100 * (1 - record['val_top1']), 100 * (1 - record['val_top5']), record['val_n'], cfg.dataset))

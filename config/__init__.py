@@ -151,6 +151,9 @@ def validate(values, origin='config', where=None):
     for key in values:
         if key not in FIELDS:
             raise _unknown(key, origin)
+
+    def at(*keys):          # where the keys of a cross-key check were set
+        return ' and '.join(sorted({where.get(k, origin) for k in keys}))
     if cfg.model_load_prefix is None:
         cfg['model_load_prefix'] = cfg.model_prefix
     if cfg.begin_epoch is None:
@@ -158,16 +161,17 @@ def validate(values, origin='config', where=None):
     for key in ('mean', 'std'):
         if cfg[key] is not None and len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
-                              % (key, origin, cfg[key]))
+                              % (key, at(key), cfg[key]))
     if (cfg.mean is None) != (cfg.std is None):
-        raise ConfigError('config keys mean and std (%s) must be given together' % origin)
+        raise ConfigError('config keys mean and std (%s) must be given together' % at('mean', 'std'))
     if cfg.dtype == 'float16' and not cfg.gpu_list:
         raise ConfigError('config key dtype (%s): float16 AMP needs GPUs (MXNet 1.9.1 has no CPU float16 '
-                          'AMP); use dtype=bfloat16 on the CPU or set gpu_list' % origin)
+                          'AMP); use dtype=bfloat16 on the CPU or set gpu_list' % at('dtype', 'gpu_list'))
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
         raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
-                          'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, origin))
-    cfg['plan'] = resolve_plan(cfg, origin) if cfg.kt else []
+                          'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))
+    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
+                                       'kt_layer_weight')) if cfg.kt else []
     return cfg
 
 

@@ -63,7 +63,20 @@ def setup_logging(cfg, rank=0):
 
 
 def contexts(cfg):
+    """The devices of `gpu_list` (checked against the GPUs this MXNet build sees), else CPU(s)."""
     if cfg.gpu_list:
+        try:
+            have = mx.context.num_gpus()
+        except mx.base.MXNetError:
+            have = 0
+        if have == 0:
+            raise TrainingError('gpu_list=%s but this MXNet build sees no GPU (the CPU wheel, or no CUDA '
+                                'device): set gpu_list=[] to train on the CPU, or install the GPU build with '
+                                'NST_GPU=1 bash init.sh' % cfg.gpu_list)
+        missing = [i for i in cfg.gpu_list if i >= have]
+        if missing:
+            raise TrainingError('gpu_list=%s names GPU %s but only %d GPU(s) are visible (ids 0..%d); fix '
+                                'gpu_list' % (cfg.gpu_list, ', '.join(map(str, missing)), have, have - 1))
         return [mx.gpu(i) for i in cfg.gpu_list]
     return [mx.cpu(i) for i in range(int(os.environ.get('NST_CPU_DEVICES', '1')))]
 

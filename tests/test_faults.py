@@ -144,3 +144,32 @@ def test_gluoncv_teacher_from_a_local_params_file(setup, tmp_path, capsys):
                                'student_symbol=[null, stage3_pre]', 'model_prefix=gcv'], capsys)
     assert code == 0, err
     assert 'teacher: preact_resnet18 from %s' % path in err
+
+
+@pytest.mark.skipif(mx.context.num_gpus() > 0, reason='this machine has GPUs')
+def test_gpu_list_without_gpus(setup, capsys):
+    _, common, _ = setup
+    code, err = run(common + ['network=cifar_resnet8', 'model_prefix=g', 'gpu_list=0,1'], capsys)
+    assert code == 2 and 'sees no GPU' in err and 'gpu_list=[]' in err and 'Traceback' not in err
+
+
+def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(setup, capsys, monkeypatch):
+    root, common, _ = setup
+    from core.trainer import Session
+    real = Session.train_epoch
+
+    def interrupted(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+    argv = common + ['network=cifar_resnet8', 'model_prefix=ctrlc', 'num_epoch=3']
+    monkeypatch.setattr(Session, 'train_epoch', interrupted)
+    code, err = run(argv, capsys)
+    assert code == 130 and 'interrupted' in err and 'retrain=true model_load_epoch=-1' in err
+    assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1]
+    monkeypatch.setattr(Session, 'train_epoch', real)
+    code, err = run(argv + ['retrain=true', 'model_load_epoch=-1'], capsys)
+    assert code == 0 and 'resumed ctrlc from epoch 1' in err
+    assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1, 2, 3]
+    code, err = run(argv + ['retrain=true', 'model_load_epoch=-1'], capsys)    # already finished
+    assert code == 0 and 'nothing to train' in err and 'num_epoch=3' in err

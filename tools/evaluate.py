@@ -35,13 +35,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     from config import load_config, ConfigError
     from core.checkpoint import CheckpointError
-    from data import PackError
+    from core.trainer import TrainingError
+    from data import PackError, DataError
     try:
         cfg = load_config(args.cfg, args.overrides)
         prefix = args.prefix or os.path.join(cfg.model_dir, cfg.model_prefix)
         tag = 'best' if args.epoch == 'best' else int(args.epoch)
         res, meta = evaluate_checkpoint(cfg, prefix, tag)
-    except (ConfigError, CheckpointError, PackError, ValueError) as e:
+    except (ConfigError, CheckpointError, PackError, DataError, TrainingError, ValueError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     print('%s epoch %s (%s): top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
