@@ -158,6 +158,19 @@ def validate(values, origin='config', where=None):
         cfg['model_load_prefix'] = cfg.model_prefix
     if cfg.begin_epoch is None:
         cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
+    import symbols
+    try:                                             # a family + depth becomes the full name
+        cfg['network'] = symbols.resolve_name(cfg.network, cfg.depth)
+    except ValueError as e:
+        raise ConfigError('config key %r (%s): %s' % ('network', at('network', 'depth'), e))
+    if cfg.teacher_network is not None:              # a project network, or any gluoncv model-zoo name
+        try:
+            cfg['teacher_network'] = symbols.resolve_name(cfg.teacher_network)
+        except ValueError as e:
+            from gluoncv.model_zoo import get_model_list
+            if cfg.teacher_network not in get_model_list():
+                raise ConfigError('config key %r (%s): %s, and not a gluoncv model-zoo name either'
+                                  % ('teacher_network', at('teacher_network'), e))
     for key in ('mean', 'std'):
         if cfg[key] is not None and len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'

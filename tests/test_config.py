@@ -71,6 +71,16 @@ def test_errors_say_where_the_value_was_set(tmp_path):
         cfg('lr=-2', path=str(y))
 
 
+def test_network_family_and_depth_resolve_at_load_time():
+    assert cfg('network=cifar_resnet', 'depth=56').network == 'cifar_resnet56'
+    assert cfg('network=inception_bn', 'depth=50').network == 'inception_bn'     # as in the original cfgs.py
+    assert cfg('teacher_network=resnet101_v1d').teacher_network == 'resnet101_v1d'   # a gluoncv name
+    with pytest.raises(ConfigError, match="'network'.*unknown network 'cifar_resnet'.*depth 57.*cifar_resnet56"):
+        cfg('network=cifar_resnet', 'depth=57')
+    with pytest.raises(ConfigError, match="'teacher_network'.*not a gluoncv model-zoo name"):
+        cfg('teacher_network=resnet_9000')
+
+
 def test_several_layer_pairs_and_nst_alias():
     c = cfg('kt_type=kd+nst', 'teacher_symbol={nst: [stage1_pre, stage2_pre, stage3_pre]}',
             'student_symbol={mmd: [stage1_pre, stage2_pre, stage3_pre]}')
