@@ -54,3 +54,23 @@ def tiny_train_args(root, data, epoch_size=2, **extra):
             'epoch_size=%d' % epoch_size, 'num_epoch=1', 'progress=false', 'model_dir=%s' % (root / 'model'),
             'log_dir=%s' % (root / 'log')]
     return args + ['%s=%s' % kv for kv in extra.items()]
+
+
+def legacy_resnet_symbol(num_classes=5, stride=1):
+    """A small tornadomeet-style pre-activation net with internal outputs bn1_output and
+    fc1_output, as a Module symbol (the layout of the original's teacher resnet-101);
+    `stride` on the first convolution (32 gives 7x7 maps at 224x224, as ResNet-101)."""
+    import mxnet as mx
+    data = mx.sym.var('data')
+    x = mx.sym.BatchNorm(data, fix_gamma=True, eps=2e-5, name='bn_data')
+    x = mx.sym.Convolution(x, num_filter=8, kernel=(3, 3), stride=(stride, stride), pad=(1, 1), no_bias=True,
+                           name='conv0')
+    y = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='stage1_unit1_bn1')
+    y = mx.sym.Activation(y, act_type='relu', name='stage1_unit1_relu1')
+    y = mx.sym.Convolution(y, num_filter=8, kernel=(3, 3), pad=(1, 1), no_bias=True, name='stage1_unit1_conv1')
+    x = x + y
+    x = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='bn1')
+    x = mx.sym.Activation(x, act_type='relu', name='relu1')
+    x = mx.sym.Pooling(x, global_pool=True, pool_type='avg', kernel=(7, 7), name='pool1')
+    x = mx.sym.FullyConnected(mx.sym.flatten(x), num_hidden=num_classes, name='fc1')
+    return mx.sym.SoftmaxOutput(x, name='softmax')

@@ -6,6 +6,7 @@ import mxnet as mx
 import pytest
 
 import symbols
+from tests.helpers import legacy_resnet_symbol
 
 EVERY = [n for n in symbols.NETWORKS] + ['wrn16_2', 'wrn28_4', 'wrn40_1']
 
@@ -126,24 +127,8 @@ def test_taps_share_parameters_and_families_do_not_collide():
         assert p is net.collect_params()[name]
 
 
-def _legacy_symbol(num_classes=5):
-    """A small tornadomeet-style pre-activation net with bn1 and fc1, as a Module symbol."""
-    data = mx.sym.var('data')
-    x = mx.sym.BatchNorm(data, fix_gamma=True, eps=2e-5, name='bn_data')
-    x = mx.sym.Convolution(x, num_filter=8, kernel=(3, 3), pad=(1, 1), no_bias=True, name='conv0')
-    y = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='stage1_unit1_bn1')
-    y = mx.sym.Activation(y, act_type='relu', name='stage1_unit1_relu1')
-    y = mx.sym.Convolution(y, num_filter=8, kernel=(3, 3), pad=(1, 1), no_bias=True, name='stage1_unit1_conv1')
-    x = x + y
-    x = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='bn1')
-    x = mx.sym.Activation(x, act_type='relu', name='relu1')
-    x = mx.sym.Pooling(x, global_pool=True, pool_type='avg', kernel=(7, 7), name='pool1')
-    x = mx.sym.FullyConnected(mx.sym.flatten(x), num_hidden=num_classes, name='fc1')
-    return mx.sym.SoftmaxOutput(x, name='softmax')
-
-
 def test_legacy_checkpoint_loads_with_taps(tmp_path, monkeypatch):
-    sym = _legacy_symbol()
+    sym = legacy_resnet_symbol()
     mod = mx.mod.Module(sym, context=mx.cpu())
     mod.bind(data_shapes=[('data', (4, 3, 10, 10))], label_shapes=[('softmax_label', (4,))])
     mod.init_params(mx.init.Xavier(magnitude=2.5))
