@@ -9,7 +9,7 @@ to do.
 """
 import os
 
-from .pack import check_pack, PackError
+from .packfile import check_pack, PackError
 from . import records
 
 

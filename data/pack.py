@@ -12,24 +12,24 @@ Sources:
 
 Command line:
     python -m data.pack --train TRAIN_DIR [--val VAL_DIR [--val-labels FILE]] --out OUT_DIR
-writes OUT_DIR/{train,val}.{lst,rec,idx} and OUT_DIR/classes.txt.
+writes OUT_DIR/{train,val}.{lst,rec,idx} and OUT_DIR/classes.txt;
+    python -m data.pack --check OUT_DIR/train [--num-classes N]
+reads every record back, decodes every image and checks the labels.
 """
 import argparse
 import logging
 import os
-import struct
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .packfile import PackError, check_pack, decodes, read_lst
+__all__ = ['PackError', 'check_pack', 'read_lst', 'decodes', 'build_packs', 'pack_folder', 'pack_arrays',
+           'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst']
+
 LOG = logging.getLogger('pack')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
-RECORD_MAGIC = 0xced7230a
-
-
-class PackError(IOError):
-    """A pack or source folder that cannot be used as it is."""
 
 
 def _progress(total, desc, enabled=True):
@@ -97,24 +97,6 @@ def write_lst(path, entries):
     os.replace(path + '.tmp', path)
 
 
-def read_lst(path):
-    """[(index, label, relpath)] from an im2rec list file."""
-    items = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip('\n').split('\t')
-            if len(parts) < 3:
-                raise PackError('%s line %d is not "<index>\\t<label>\\t<path>"' % (path, n))
-            items.append((int(parts[0]), float(parts[1]), parts[-1]))
-    return items
-
-
-def _decodes(buf):
-    import cv2
-    img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    return img is not None and img.size > 0
-
-
 def write_records(prefix, items, desc='pack', threads=None, progress=True):
     """Write `prefix.rec/.idx` from items (index, label, bytes-or-loader).
 
@@ -134,7 +116,7 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True):
             buf = src() if callable(src) else src
         except (IOError, OSError) as e:
             return idx, label, None, str(e)
-        return idx, label, buf, None if _decodes(buf) else 'cannot be decoded as an image'
+        return idx, label, buf, None if decodes(buf) else 'cannot be decoded as an image'
 
     bar = _progress(len(items), desc, progress)
     try:
@@ -234,92 +216,30 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
     return classes, stats
 
 
-# ---------------------------------------------------------------------------
-# Checking a pack before training on it.
-
-def _read_idx(path):
-    keys, offsets = [], []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise PackError('index %s line %d is not "<key>\\t<offset>": the index is corrupt; rebuild the '
-                                'pack' % (path, n))
-            keys.append(int(parts[0]))
-            offsets.append(int(parts[1]))
-    return keys, offsets
-
-
-def _read_record_at(f, offset, size, path):
-    f.seek(offset)
-    head = f.read(8)
-    if len(head) < 8:
-        raise PackError('record file %s is truncated at offset %d: rebuild or copy the pack again'
-                        % (path, offset))
-    magic, lrec = struct.unpack('<II', head)
-    if magic != RECORD_MAGIC:
-        raise PackError('record file %s has no record at offset %d (bad magic number): the .rec and .idx '
-                        'do not match or the file is corrupt; rebuild the pack' % (path, offset))
-    length = lrec & ((1 << 29) - 1)
-    if offset + 8 + length > size:
-        raise PackError('record file %s is truncated: the record at offset %d ends past the end of the file; '
-                        'rebuild or copy the pack again' % (path, offset))
-    return f.read(length)
-
-
-def check_pack(prefix, num_classes=None, full=False):
-    """Check prefix.rec/.idx (and .lst labels if present); return the record count.
-
-    Always: both files exist, the index is well formed and increasing, the
-    first and last records are intact. `full=True` reads every record header
-    (labels in range, no truncation inside). Raises PackError naming the
-    problem and the fix.
-    """
-    import mxnet as mx
-    rec, idx = prefix + '.rec', prefix + '.idx'
-    for f in (rec, idx):
-        if not os.path.isfile(f):
-            raise PackError('pack file %s does not exist; build it with `python -m data.pack`' % f)
-    keys, offsets = _read_idx(idx)
-    if not keys:
-        raise PackError('index %s is empty: the pack holds no images' % idx)
-    if any(b <= a for a, b in zip(offsets, offsets[1:])):
-        raise PackError('index %s has offsets out of order: it is corrupt; rebuild the pack' % idx)
-    size = os.path.getsize(rec)
-    if offsets[-1] >= size:
-        raise PackError('record file %s (%d bytes) is shorter than its index says (last record at %d): it is '
-                        'truncated; rebuild or copy the pack again' % (rec, size, offsets[-1]))
-    positions = range(len(offsets)) if full else sorted({0, len(offsets) - 1})
-    with open(rec, 'rb') as f:
-        for i in positions:
-            payload = _read_record_at(f, offsets[i], size, rec)
-            if num_classes is not None:
-                header, _ = mx.recordio.unpack(payload)
-                label = header.label if np.isscalar(header.label) else header.label[0]
-                if not 0 <= label < num_classes:
-                    raise PackError('record %d of %s has label %g, out of range for num_classes=%d; check '
-                                    'num_classes or the pack' % (keys[i], rec, label, num_classes))
-    lst = prefix + '.lst'
-    if num_classes is not None and os.path.isfile(lst) and not full:
-        for i, label, rel in read_lst(lst):
-            if not 0 <= label < num_classes:
-                raise PackError('%s: image %s has label %g, out of range for num_classes=%d; check num_classes '
-                                'or the pack' % (lst, rel, label, num_classes))
-    return len(keys)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description='Pack ImageNet-style image folders into RecordIO '
-                                            '(im2rec pass-through format).')
-    p.add_argument('--train', required=True, help='training folder: one sub-folder per class')
+                                            '(im2rec pass-through format), or check a pack with --check.')
+    p.add_argument('--check', metavar='PREFIX', help='check PREFIX.rec/.idx in full: every record, label and '
+                   'image (e.g. datasets/imagenet/train), then exit')
+    p.add_argument('--num-classes', type=int, help='with --check: labels must lie in 0..N-1')
+    p.add_argument('--train', help='training folder: one sub-folder per class')
     p.add_argument('--val', help='validation folder (per-class sub-folders, or flat with --val-labels)')
     p.add_argument('--val-labels', help='label file for a flat validation folder: "<file> <label>" lines')
-    p.add_argument('--out', required=True, help='output folder for train/val .lst/.rec/.idx and classes.txt')
+    p.add_argument('--out', help='output folder for train/val .lst/.rec/.idx and classes.txt')
     p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    if args.check:
+        try:
+            n = check_pack(args.check, args.num_classes, decode=True)
+        except PackError as e:
+            print('error: %s' % e, file=sys.stderr)
+            return 2
+        print('%s: %d records, every image decodes%s' % (args.check, n, '' if args.num_classes is None else
+                                                         ', labels in 0..%d' % (args.num_classes - 1)))
+        return 0
+    if not args.train or not args.out:
+        p.error('--train and --out are required to build packs (or give --check PREFIX)')
     try:
         classes, stats = build_packs(args.train, args.out, args.val, args.val_labels, args.threads)
     except PackError as e:

@@ -27,11 +27,48 @@ def known_params():
 
 
 def image_record_iter(**kwargs):
+    """mx.io.ImageRecordIter(**kwargs) with its keywords checked and its read errors explained."""
     unknown = sorted(k for k in kwargs if k not in known_params())
     if unknown:
         raise TypeError('ImageRecordIter has no parameter(s) %s in MXNet %s (it would ignore them silently)'
                         % (', '.join(unknown), mx.__version__))
-    return mx.io.ImageRecordIter(**kwargs)
+    path = kwargs.get('path_imgrec', '?')
+    try:
+        return GuardedIter(mx.io.ImageRecordIter(**kwargs), path)
+    except mx.base.MXNetError as e:
+        raise _read_error(path, e)
+
+
+def _read_error(path, error):
+    """The DataError for an MXNet failure while reading pack `path`."""
+    from . import DataError
+    first = [l for l in str(error).splitlines() if l.strip() and 'Traceback' not in l and 'File "' not in l]
+    prefix = path[:-4] if path.endswith('.rec') else path
+    return DataError('reading %s failed (%s). A record is probably damaged: find it with `python -m data.pack '
+                     '--check %s`, then rebuild or copy the pack again' % (path, (first or ['?'])[-1].strip(),
+                                                                          prefix))
+
+
+class GuardedIter(object):
+    """Iterates an MXNet data iterator, turning its read errors into a DataError that names
+    the pack; every other attribute is the wrapped iterator's."""
+
+    def __init__(self, it, path):
+        self._it, self._path = it, path
+
+    def __getattr__(self, name):
+        return getattr(self._it, name)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return self._it.next()
+        except mx.base.MXNetError as e:
+            raise _read_error(self._path, e)
+
+    next = __next__
 
 
 def _norm(mean, std, channels):

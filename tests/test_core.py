@@ -1,10 +1,8 @@
 """LR schedule, threading defaults, the teacher's batch-statistics mode."""
 import math
-import os
 
 import numpy as np
 import mxnet as mx
-import pytest
 
 from core.env import configure_threads, cpu_count
 from core.schedule import learning_rate

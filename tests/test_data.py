@@ -131,6 +131,31 @@ def test_bad_inputs_give_clear_errors(tmp_path, tree):
         pack.check_pack(os.path.join(out, 'train'), num_classes=2)
 
 
+def test_damaged_image_found_by_check_and_named_while_training(tree, tmp_path):
+    from data import DataError
+    _, _, out, _ = tree
+    bad = tmp_path / 'damaged'
+    bad.mkdir()
+    for ext in ('idx', 'lst'):
+        shutil.copy(os.path.join(out, 'train.' + ext), str(bad / ('train.' + ext)))
+    data = bytearray(open(os.path.join(out, 'train.rec'), 'rb').read())
+    lines = open(os.path.join(out, 'train.idx')).read().split('\n')
+    key, third = (int(v) for v in lines[14].split())     # in the third batch of 6
+    data[third + 8 + 24: third + 8 + 24 + 64] = b'\0' * 64       # the JPEG's first bytes, after both headers
+    (bad / 'train.rec').write_bytes(bytes(data))
+    assert pack.check_pack(str(bad / 'train'), num_classes=3, full=True) == 18     # headers are intact
+    with pytest.raises(pack.PackError, match='1 image.*do not decode.*keys %d' % key):
+        pack.check_pack(str(bad / 'train'), decode=True)
+    assert pack.main(['--check', str(bad / 'train')]) == 2
+    assert pack.main(['--check', os.path.join(out, 'train'), '--num-classes', '3']) == 0
+    with pytest.raises(DataError, match='reading .*train.rec failed.*--check .*damaged/train'):
+        # (MXNet reads the first batch while building the iterator)
+        for _ in records.image_record_iter(path_imgrec=str(bad / 'train.rec'), path_imgidx=str(bad / 'train.idx'),
+                                           data_shape=(3, 16, 16), batch_size=6, rand_crop=True,
+                                           preprocess_threads=1):
+            pass
+
+
 def test_record_iter_rejects_unknown_keywords():
     with pytest.raises(TypeError, match='facebook_aug'):
         records.image_record_iter(path_imgrec='x.rec', data_shape=(3, 8, 8), batch_size=1, facebook_aug=True)

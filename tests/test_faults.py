@@ -2,7 +2,6 @@
 import errno
 import os
 
-import numpy as np
 import mxnet as mx
 import pytest
 

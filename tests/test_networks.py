@@ -1,5 +1,4 @@
 """Networks: build, hybridize, taps, parameter counts, legacy checkpoints."""
-import os
 
 import numpy as np
 import mxnet as mx

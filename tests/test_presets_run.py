@@ -7,7 +7,6 @@ at the same shapes as the real ones: a pre-activation ResNet-164 for ResNet-1001
 outputs `fc1_output` / `bn1_output` (7 x 7 at 224 x 224) for the original's
 resnet-101, and gluoncv's ResNetV2-18 for ResNetV2-101 (`bn1`).
 """
-import os
 
 import mxnet as mx
 import pytest
