@@ -1,5 +1,8 @@
 """Networks: build, hybridize, taps, parameter counts, legacy checkpoints."""
 
+import json
+import shutil
+
 import numpy as np
 import mxnet as mx
 import pytest
@@ -165,3 +168,16 @@ def test_legacy_checkpoint_loads_with_taps(tmp_path, monkeypatch):
     open(prefix + '-0005.params', 'wb').write(data[:len(data) // 2])
     with pytest.raises(symbols.CheckpointError, match='truncated or corrupt'):
         symbols.load_legacy(prefix, 5, ['bn1'])
+
+    # the same checkpoint with the symbol file in older MXNet layouts: per-node "attr"
+    # (MXNet 0.9.5 - 1.x, as the original's 2017 teacher) and "param" (before 0.9)
+    for version, key in ((905, 'attr'), (800, 'param')):
+        doc = json.load(open(prefix + '-symbol.json'))
+        for node in doc['nodes']:
+            node[key] = node.pop('attrs', {})
+        doc['attrs'] = {'mxnet_version': ['int', version]}
+        old = str(tmp_path / ('resnet-v%d' % version))
+        json.dump(doc, open(old + '-symbol.json', 'w'))
+        shutil.copy(prefix + '-0003.params', old + '-0003.params')
+        for g, e in zip(symbols.load_legacy(old, 3, ['bn1_output'])(x), expected):
+            np.testing.assert_allclose(g.asnumpy(), e, rtol=1e-5, atol=1e-5)
