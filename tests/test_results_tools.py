@@ -88,3 +88,33 @@ def test_selectivity_rows_are_unit_vectors():
     s = tsne.selectivity(f)
     assert s.shape == (7, 45)
     np.testing.assert_allclose(np.linalg.norm(s, axis=1), 1.0)
+
+
+@pytest.mark.slow
+def test_tsne_and_heatmap_commands_on_runs(tiny_runs, capsys):
+    model, data = tiny_runs / 'model', str(tiny_runs / 'c')
+    out = str(tiny_runs / 'tsne_cli.png')
+    # teacher maps 16x16 (stage2_pre) are pooled to the students' 8x8
+    assert tsne.main(['--teacher', '%s:stage2_pre' % (model / 't'), '--student', 'a=%s:stage3_pre' % (model / 's'),
+                      '--student', 'b=%s:stage3_pre' % (model / 's'), '--data-dir', data, '--images', '5',
+                      '--out', out]) == 0
+    assert 'wrote' in capsys.readouterr().out and valid_png(out)[0] > 100
+    out = str(tiny_runs / 'heat_cli.png')
+    assert heatmaps.main(['--net', 'T=%s:stage3_pre' % (model / 't'), '--net', 'S=%s:stage3_pre' % (model / 's'),
+                          '--data-dir', data, '--images', '2', '--channels', '2', '--out', out]) == 0
+    assert '(8 panels)' in capsys.readouterr().out and valid_png(out)[0] > 100
+    assert heatmaps.main(['--net', 'T=%s:nope' % (model / 't'), '--data-dir', data, '--out', out]) == 2
+    assert "unknown tap 'nope'" in capsys.readouterr().err
+    assert tsne.main(['--teacher', '%s:stage3_pre' % (model / 'missing'), '--student', 'a=%s:stage3_pre'
+                      % (model / 's'), '--data-dir', data, '--out', out]) == 2
+    assert 'no checkpoint' in capsys.readouterr().err
+
+
+def test_pool_to_is_adaptive_average_pooling():
+    f = np.arange(2 * 3 * 6 * 4, dtype=np.float64).reshape(2, 3, 6, 4)
+    p = features.pool_to(f, 3, 2)
+    assert p.shape == (2, 3, 3, 2)
+    np.testing.assert_allclose(p[1, 2, 1, 1], f[1, 2, 2:4, 2:4].mean())
+    q = features.pool_to(f, 4, 3)                      # uneven bins overlap as in adaptive pooling
+    np.testing.assert_allclose(q[0, 0, 1, 1], f[0, 0, 1:3, 1:3].mean())
+    assert features.pool_to(f, 6, 4) is f

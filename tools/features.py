@@ -1,5 +1,6 @@
 """Load a checkpointed network with taps and read its feature maps on images."""
 import itertools
+import os
 
 import numpy as np
 
@@ -15,11 +16,13 @@ def load_tapped(prefix_path, taps, tag='best'):
     return symbols.with_taps(net, taps), meta
 
 
-def pack_images(prefix, count, channels, size):
-    """The first `count` images (uint8 N x C x H x W) and labels of a RecordIO pack, unnormalised."""
-    import mxnet as mx
-    it = mx.io.ImageRecordIter(path_imgrec=prefix + '.rec', path_imgidx=prefix + '.idx',
-                               data_shape=(channels, size, size), batch_size=count, shuffle=False)
+def pack_images(prefix, count, channels, size, resize=None):
+    """The first `count` images (uint8 N x C x H x W) and labels of a RecordIO pack, unnormalised
+    (shorter side to `resize` first if given, then the centre size x size crop)."""
+    from data.records import image_record_iter
+    extra = {'resize': resize} if resize else {}
+    it = image_record_iter(path_imgrec=prefix + '.rec', path_imgidx=prefix + '.idx',
+                           data_shape=(channels, size, size), batch_size=count, shuffle=False, **extra)
     batch = it.next()
     return batch.data[0].asnumpy().astype(np.uint8), batch.label[0].asnumpy().astype(int)
 
@@ -33,3 +36,60 @@ def tap_outputs(block, images, mean, std):
     out = block(mx.nd.array((images.astype(np.float32) - m) / s))
     out = out if isinstance(out, (list, tuple)) else [out]
     return [o.asnumpy() for o in out]
+
+
+def parse_view(text, label=True):
+    """'LABEL=PREFIX:TAP' (or 'PREFIX:TAP' with label=False) -> (label, prefix, tap)."""
+    name, rest = text.split('=', 1) if label and '=' in text else (None, text)
+    if ':' not in rest:
+        raise ValueError('%r: expected %sPREFIX:TAP, e.g. %smodel/run:stage3_pre'
+                         % (text, 'LABEL=' if label else '', 'student=' if label else ''))
+    prefix, tap = rest.rsplit(':', 1)
+    return name or os.path.basename(prefix), prefix, tap
+
+
+def val_images(meta, data_dir, count):
+    """The first `count` validation images (uint8 N x C x H x W) of the data a checkpoint was trained
+    on (`meta`: dataset, in_channels, image_size), read from `data_dir`."""
+    dataset, channels, size = meta.get('dataset'), meta.get('in_channels', 3), meta.get('image_size')
+    if dataset in ('cifar10', 'cifar100'):
+        from data.cifar import load_cifar
+        _, (x, _) = load_cifar(data_dir, dataset)
+        return x[:count].transpose(0, 3, 1, 2).copy()
+    from data import check_pack
+    prefix = os.path.join(data_dir, 'val')
+    check_pack(prefix)
+    resize = int(size * 256 / 224) if dataset == 'imagenet' else None
+    return pack_images(prefix, count, channels, size, resize)[0]
+
+
+def pool_to(fmap, h, w):
+    """Adaptive average pooling of (N, C, H, W) numpy maps to (N, C, h, w)."""
+    n, c, hh, ww = fmap.shape
+    if (hh, ww) == (h, w):
+        return fmap
+    rows = [(i * hh // h, -(-(i + 1) * hh // h)) for i in range(h)]
+    cols = [(j * ww // w, -(-(j + 1) * ww // w)) for j in range(w)]
+    return np.stack([np.stack([fmap[:, :, a:b, p:q].mean(axis=(2, 3)) for p, q in cols], axis=-1)
+                     for a, b in rows], axis=-2)
+
+
+def view_maps(views, data_dir, count, epoch='best'):
+    """Images and [(label, tap maps)] for views [(label, prefix, tap)] on the same validation images."""
+    images, out = None, []
+    for name, prefix, tap in views:
+        block, meta = load_tapped(prefix, [tap], epoch)
+        if images is None:
+            images = val_images(meta, data_dir, count)
+        out.append((name, tap_outputs(block, images, meta['mean'], meta['std'])[1]))
+    h = min(m.shape[2] for _, m in out)
+    w = min(m.shape[3] for _, m in out)
+    return images, [(name, pool_to(m, h, w)) for name, m in out]
+
+
+def cli_errors():
+    """The exceptions the figure commands report as one-line errors."""
+    from core.checkpoint import CheckpointError
+    from data import PackError
+    from symbols import TapError
+    return (CheckpointError, PackError, TapError, ValueError, IOError)

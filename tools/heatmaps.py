@@ -1,7 +1,15 @@
 """Neuron activation heat maps blended over the input images (the NST paper's
 Figure 2): for each image, the input and the maps of chosen channels of one or
 more networks, upsampled to the image and overlaid in colour.
+
+    python -m tools.heatmaps --net "teacher=model/T:stage3_pre" --net "NST student=model/S:stage3_pre" \
+        --data-dir datasets/fashion_mnist [--images 4] [--channels 3] [--epoch best] --out heatmaps.png
+
+Each network shows its `--channels` most active channels of the tap.
 """
+import argparse
+import sys
+
 import numpy as np
 
 
@@ -56,3 +64,29 @@ def plot(images, rows, out, channels=3):
             ax.set_yticks([])
     save(fig, out)
     return panels
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--net', action='append', required=True, help='LABEL=PREFIX:TAP, once per network')
+    p.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
+    p.add_argument('--images', type=int, default=4, help='validation images, one row each')
+    p.add_argument('--channels', type=int, default=3, help='channels shown per network')
+    p.add_argument('--epoch', default='best', help='checkpoint epoch of every run, or "best"')
+    p.add_argument('--out', required=True, help='PNG to write')
+    args = p.parse_args(argv)
+    from tools import features
+    epoch = args.epoch if args.epoch == 'best' else int(args.epoch)
+    try:
+        views = [features.parse_view(v) for v in args.net]
+        images, maps = features.view_maps(views, args.data_dir, args.images, epoch)
+        n = plot(images, maps, args.out, args.channels)
+    except features.cli_errors() as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print('wrote %s (%d panels)' % (args.out, n))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

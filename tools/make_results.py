@@ -1,7 +1,11 @@
 """Build results/ from the reproduction runs: table.md, curves, t-SNE and heat maps.
 
     python -m tools.make_results
+
+Reads results/records/ (the per-epoch records of tools.reproduce) and the
+seed-0 checkpoints in runs/repro/model; tools.reproduce calls it at the end.
 """
+import argparse
 import json
 import os
 import shutil
@@ -15,11 +19,13 @@ RESULTS = os.path.join(ROOT, 'results')
 RECORDS = os.path.join(RESULTS, 'records')
 MODELS = os.path.join(ROOT, 'runs', 'repro', 'model')
 TEACHER = os.path.join(ROOT, 'model', 'fmnist_resnet14_teacher')
-VAL_PACK = os.path.join(ROOT, 'datasets', 'fashion_mnist', 'val')
+DATA_DIR = os.path.join(ROOT, 'datasets', 'fashion_mnist')
 NUM_EPOCH = 20
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+                            ).parse_args(argv)
     from tools import results_table, plot_curves
     from tools.records import find_runs, read_records
     runs = find_runs(RECORDS, 'repro_')
@@ -51,14 +57,10 @@ def figures(done):
     if not (os.path.isfile(TEACHER + '-best.json') and have('student') and have('nst_poly')):
         print('t-SNE / heat maps: waiting for the teacher and the seed-0 student and nst_poly runs')
         return
-    images, _ = features.pack_images(VAL_PACK, 64, 1, 28)
-    tap = ['stage3_pre']
-    teacher, tmeta = features.load_tapped(TEACHER, tap)
-    t_maps = features.tap_outputs(teacher, images, tmeta['mean'], tmeta['std'])[1]
-    maps = {}
-    for m in ('student', 'nst_poly'):
-        block, meta = features.load_tapped(os.path.join(MODELS, 'repro_%s_s0' % m), tap)
-        maps[m] = features.tap_outputs(block, images, meta['mean'], meta['std'])[1]
+    views = [('teacher', TEACHER, 'stage3_pre')] + [
+        (m, os.path.join(MODELS, 'repro_%s_s0' % m), 'stage3_pre') for m in ('student', 'nst_poly')]
+    images, maps = features.view_maps(views, DATA_DIR, 64)
+    t_maps, maps = maps[0][1], dict(maps[1:])
     tsne.plot(t_maps, [('student alone (before NST)', maps['student']), ('student with NST (poly)', maps['nst_poly'])],
               os.path.join(RESULTS, 'tsne.png'), 'Neuron selectivity patterns, last pre-ReLU layer (64 test images)')
     heatmaps.plot(images[:4], [('teacher', t_maps), ('NST student', maps['nst_poly'])],

@@ -5,7 +5,17 @@ images, each L2-normalised over H*W, concatenated. Teacher and student
 neurons are embedded together, in two colours, for a student before and
 after NST. scikit-learn's exact-gradient t-SNE ('exact', fine for a few
 hundred points) does the embedding.
+
+    python -m tools.tsne --teacher model/T:stage3_pre \
+        --student "student alone=model/S_plain:stage3_pre" --student "with NST=model/S_nst:stage3_pre" \
+        --data-dir datasets/fashion_mnist [--images 64] [--epoch best] --out tsne.png
+
+Checkpoints are runs of this project (PREFIX as in --prefix of tools.evaluate);
+maps of different H x W are average-pooled to the smallest.
 """
+import argparse
+import sys
+
 import numpy as np
 
 
@@ -49,3 +59,30 @@ def plot(teacher_fmap, students, out, title=''):
         series += 2
     save(fig, out, title)
     return series
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--teacher', required=True, help='PREFIX:TAP of the teacher run')
+    p.add_argument('--student', action='append', required=True, help='LABEL=PREFIX:TAP, once per panel')
+    p.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
+    p.add_argument('--images', type=int, default=64, help='validation images per selectivity pattern')
+    p.add_argument('--epoch', default='best', help='checkpoint epoch of every run, or "best"')
+    p.add_argument('--title', default='')
+    p.add_argument('--out', required=True, help='PNG to write')
+    args = p.parse_args(argv)
+    from tools import features
+    epoch = args.epoch if args.epoch == 'best' else int(args.epoch)
+    try:
+        views = [features.parse_view(args.teacher, label=False)] + [features.parse_view(s) for s in args.student]
+        _, maps = features.view_maps(views, args.data_dir, args.images, epoch)
+        n = plot(maps[0][1], maps[1:], args.out, args.title)
+    except features.cli_errors() as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print('wrote %s (%d panels, %d series)' % (args.out, len(maps) - 1, n))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
