@@ -181,3 +181,20 @@ def test_legacy_checkpoint_loads_with_taps(tmp_path, monkeypatch):
         shutil.copy(prefix + '-0003.params', old + '-0003.params')
         for g, e in zip(symbols.load_legacy(old, 3, ['bn1_output'])(x), expected):
             np.testing.assert_allclose(g.asnumpy(), e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('gluoncv_name,name', [('resnet18_v2', 'preact_resnet18'), ('resnet50_v2', 'preact_resnet50'),
+                                               ('resnet50_v1b', 'resnet50'), ('resnet50_v1s', 'resnet50_nst'),
+                                               ('mobilenet1.0', 'mobilenet1.0')])
+def test_gluoncv_weight_files_load_into_the_zoo_networks(gluoncv_name, name, tmp_path):
+    """A params file saved from gluoncv's own model (as its model store's files are) loads into
+    the project's network, which then computes the same outputs."""
+    from gluoncv.model_zoo import get_model
+    ref = get_model(gluoncv_name, classes=10, pretrained=False)
+    ref.initialize(mx.init.Xavier())
+    x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
+    expected = ref(x).asnumpy()
+    ref.save_parameters(str(tmp_path / 'w.params'))
+    net = symbols.get_network(name, 10, prefix='teacher_')
+    net.load_parameters(str(tmp_path / 'w.params'))
+    np.testing.assert_array_equal(net(x).asnumpy(), expected)
