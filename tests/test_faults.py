@@ -172,3 +172,19 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(setup, capsys, monk
     assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1, 2, 3]
     code, err = run(argv + ['retrain=true', 'model_load_epoch=-1'], capsys)    # already finished
     assert code == 0 and 'nothing to train' in err and 'num_epoch=3' in err
+
+
+def test_evaluate_the_configured_teacher(setup, capsys):
+    import json
+    from tools import evaluate
+    root, _, student = setup
+    argv = ['--teacher'] + student + ['kt_type=kd']          # student: --cfg PRESET key=value ...
+    code = evaluate.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    with open(str(root / 'log' / 'teacher.jsonl')) as f:
+        last = json.loads(f.readlines()[-1])
+    assert 'teacher %s' % (root / 'model' / 'teacher') in out
+    assert ('top-1 %.2f%%' % (100 * last['val_top1'])) in out and 'on %d images' % last['val_n'] in out
+    assert evaluate.main(argv + ['teacher_prefix=%s' % root]) == 2
+    assert 'teacher checkpoint not found' in capsys.readouterr().err

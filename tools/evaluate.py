@@ -1,9 +1,12 @@
 """Evaluate a checkpoint: single-centre-crop top-1 / top-5 on the validation set.
 
     python -m tools.evaluate [--cfg PRESET] [--epoch N|best] [--prefix model/RUN] [key=value ...]
+    python -m tools.evaluate --teacher [--cfg PRESET] [key=value ...]
 
 By default the run named by the config's model_prefix in model_dir, its best
-epoch. The network comes from the checkpoint's metadata.
+epoch. The network comes from the checkpoint's metadata. With --teacher, the
+config's teacher instead, from any teacher source (this project's checkpoint,
+a gluoncv network with its weights, a legacy MXNet Module checkpoint).
 """
 import argparse
 import os
@@ -26,25 +29,47 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
     return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), meta
 
 
+def evaluate_teacher(cfg, max_batches=None):
+    from core.evaluate import evaluate
+    from core.teacher import load_teacher
+    from core.trainer import contexts
+    from data import DataSource
+    data = DataSource(cfg)
+    ctx = contexts(cfg)
+    net, desc = load_teacher(cfg, [], data.channels, ctx)
+    return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), desc
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--cfg')
     p.add_argument('--prefix', help='checkpoint prefix path (default: model_dir/model_prefix)')
     p.add_argument('--epoch', default='best', help='epoch number or "best"')
+    p.add_argument('--teacher', action='store_true', help="evaluate the config's teacher (teacher_source, "
+                   'teacher_prefix, teacher_epoch, teacher_network)')
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
     from config import load_config, ConfigError
     from core.checkpoint import CheckpointError
+    from core.teacher import TeacherError
     from core.trainer import TrainingError
     from data import PackError, DataError
     try:
         cfg = load_config(args.cfg, args.overrides)
-        prefix = args.prefix or os.path.join(cfg.model_dir, cfg.model_prefix)
-        tag = 'best' if args.epoch == 'best' else int(args.epoch)
-        res, meta = evaluate_checkpoint(cfg, prefix, tag)
-    except (ConfigError, CheckpointError, PackError, DataError, TrainingError, ValueError) as e:
+        if args.teacher:
+            res, desc = evaluate_teacher(cfg)
+        else:
+            prefix = args.prefix or os.path.join(cfg.model_dir, cfg.model_prefix)
+            tag = 'best' if args.epoch == 'best' else int(args.epoch)
+            res, meta = evaluate_checkpoint(cfg, prefix, tag)
+    except (ConfigError, CheckpointError, PackError, DataError, TrainingError, TeacherError, ValueError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
+    if args.teacher:
+        print('teacher %s: top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
+              % (desc, 100 * res['top1'], 100 * res['top5'], 100 * (1 - res['top1']), 100 * (1 - res['top5']),
+                 res['n']))
+        return 0
     print('%s epoch %s (%s): top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
           % (prefix, meta.get('epoch'), meta['network'], 100 * res['top1'], 100 * res['top5'],
              100 * (1 - res['top1']), 100 * (1 - res['top5']), res['n']))
