@@ -36,7 +36,9 @@ WANT="$EXTRA $(cat setup.py constraints.txt | sha256sum | cut -c1-16)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   say "installing the project and its pinned dependencies ($EXTRA)"
   "$PY" -m pip install --quiet --upgrade pip
-  if [[ "$EXTRA" == gpu ]]; then "$PY" -m pip uninstall --quiet -y mxnet 2>/dev/null || true; fi
+  # mxnet and mxnet-cu112 share the package directory: never leave both installed
+  if [[ "$EXTRA" == gpu ]]; then OTHER=mxnet; else OTHER=mxnet-cu112; fi
+  "$PY" -m pip uninstall --quiet -y "$OTHER" >/dev/null 2>&1 || true
   "$PY" -m pip install --quiet -c constraints.txt -e ".[$EXTRA,test]"
   "$PY" -c "import mxnet, numpy, gluoncv, cv2, yaml; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
   echo "$WANT" > "$STAMP"
