@@ -1,8 +1,9 @@
 """Metrics accumulated on the devices, read only every `frequent` batches.
 
-`Running` keeps, per device, a vector of sums [top1, top5, term_1..k] and
-a short list of per-step term sums since the last read, so a NaN/Inf is
-traced to its term and step without a per-batch `asnumpy`.
+`Running` keeps, per device, a vector of sums [top1, top5, labels outside
+0..K-1, term_1..k] and a short list of per-step term sums since the last
+read, so a NaN/Inf is traced to its term and step, and a label out of range
+is caught, without a per-batch `asnumpy`.
 """
 import numpy as np
 import mxnet as mx
@@ -19,6 +20,20 @@ class NonFiniteLoss(FloatingPointError):
             'resume from it (retrain=true)' % (term, where, fix))
 
 
+def labels_outside(label, num_classes):
+    """Number of labels outside 0..num_classes-1 or not whole (an NDArray of shape (1,))."""
+    bad = (label < 0) + (label >= num_classes) + (label != nd.floor(label))
+    return nd.sum(bad > 0).reshape((1,))
+
+
+class LabelOutOfRange(ValueError):
+    def __init__(self, count, num_classes, split='training'):
+        self.count = count
+        super(LabelOutOfRange, self).__init__(
+            '%d %s label(s) lie outside 0..%d: the data does not match num_classes=%d; fix num_classes or the '
+            'data' % (count, split, num_classes - 1, num_classes))
+
+
 def topk_correct(logits, label, k):
     """Number of samples whose label is among the top-k logits (an NDArray scalar)."""
     k = min(k, logits.shape[1])
@@ -27,8 +42,9 @@ def topk_correct(logits, label, k):
 
 
 class Running(object):
-    def __init__(self, names):
+    def __init__(self, names, num_classes):
         self.names = list(names)          # loss-term names (per-sample means are reported)
+        self.num_classes = num_classes
         self.reset()
 
     def reset(self):
@@ -41,23 +57,26 @@ class Running(object):
         self.n += label.shape[0]
         term_sums = nd.concat(*[nd.sum(t).reshape((1,)) for t in terms], dim=0)
         vec = nd.concat(topk_correct(logits, label, 1).reshape((1,)),
-                        topk_correct(logits, label, 5).reshape((1,)), term_sums, dim=0)
+                        topk_correct(logits, label, 5).reshape((1,)),
+                        labels_outside(label, self.num_classes).astype(logits.dtype), term_sums, dim=0)
         self.sums[ctx_index] = vec if ctx_index not in self.sums else self.sums[ctx_index] + vec
         self.pending.append((step, term_sums))
 
     def read(self):
-        """{'n', 'top1', 'top5', <term>: mean} after checking pending steps are finite."""
+        """{'n', 'top1', 'top5', <term>: mean} after checking the labels and that pending steps are finite."""
+        total = sum(v.copyto(mx.cpu()) for v in self.sums.values()).asnumpy() if self.sums else None
+        if total is not None and total[2] > 0:
+            raise LabelOutOfRange(int(total[2]), self.num_classes)
         for step, sums in self.pending:
             vals = sums.asnumpy()
             bad = np.where(~np.isfinite(vals))[0]
             if len(bad):
                 raise NonFiniteLoss(self.names[bad[0]], step)
         self.pending = []
-        if not self.sums:
+        if total is None:
             return {}
-        total = sum(v.copyto(mx.cpu()) for v in self.sums.values()).asnumpy()
         n = float(max(self.n, 1))
         out = {'n': self.n, 'top1': float(total[0] / n), 'top5': float(total[1] / n)}
-        for name, v in zip(self.names, total[2:]):
+        for name, v in zip(self.names, total[3:]):
             out[name] = float(v / n)
         return out

@@ -30,8 +30,8 @@ import symbols
 from data import DataSource
 from . import checkpoint, schedule
 from .distiller import DistillBlock, plan_taps
-from .evaluate import evaluate, check_labels, init_worker_sum, sum_over_workers
-from .metrics import Running, NonFiniteLoss
+from .evaluate import evaluate, init_worker_sum, sum_over_workers
+from .metrics import Running, NonFiniteLoss, LabelOutOfRange
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
 LOG = logging.getLogger('train')
@@ -251,7 +251,7 @@ class Session(object):
         cfg, ctx = self.cfg, self.ctx
         seed_everything(epoch_seed(cfg, epoch))
         names = ['ce'] + [e['method'] for e in self.plan]
-        running = Running(names)
+        running = Running(names, cfg.num_classes)
         it = self.data.train(epoch)
         show = cfg.progress and self.rank == 0
         from tqdm import tqdm
@@ -264,7 +264,6 @@ class Session(object):
                 break
             self.trainer.set_learning_rate(self.lr_at(epoch + i / float(self.steps_per_epoch)))
             label_all = batch.label[0]
-            check_labels(label_all, cfg.num_classes)
             xs = gluon.utils.split_and_load(batch.data[0], ctx)
             ys = gluon.utils.split_and_load(label_all, ctx)
             with autograd.record():
@@ -355,5 +354,5 @@ def run(cfg):
     session.prepare()
     try:
         return session.fit()
-    except NonFiniteLoss as e:
-        raise TrainingError(str(e))
+    except (NonFiniteLoss, LabelOutOfRange) as e:
+        raise TrainingError(str(e))     # nothing of the failing epoch was checkpointed

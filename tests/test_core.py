@@ -54,3 +54,23 @@ def test_teacher_batch_statistics_leave_stored_statistics_unchanged():
         np.testing.assert_array_equal(p.data().asnumpy(), before[n], err_msg=n)
     # batch statistics give other values than the stored ones
     assert np.abs(out - inference).max() > 1e-3
+
+
+def test_labels_out_of_range_are_counted_on_the_device_and_raised_at_read():
+    import pytest
+    from core.evaluate import evaluate
+    from core.metrics import Running, LabelOutOfRange
+    logits = mx.nd.array(np.eye(3)[[0, 1, 2, 0]])
+    r = Running(['ce'], num_classes=3)
+    r.update(0, 0, logits, mx.nd.array([0, 1, 2, 0]), [mx.nd.ones((4,))])
+    assert r.read()['top1'] == 1.0
+    r.update(0, 1, logits, mx.nd.array([0, 3, 2, -1]), [mx.nd.ones((4,))])
+    r.update(0, 2, logits, mx.nd.array([0, 1.5, 2, 0]), [mx.nd.ones((4,))])
+    with pytest.raises(LabelOutOfRange, match='3 training label'):
+        r.read()
+    net = lambda x: x
+    ok = mx.io.NDArrayIter(logits.asnumpy(), np.array([0, 1, 2, 0]), batch_size=2)
+    assert evaluate(net, ok, [mx.cpu()], 3)['top1'] == 1.0
+    bad = mx.io.NDArrayIter(logits.asnumpy(), np.array([0, 1, 2, 5]), batch_size=2)
+    with pytest.raises(LabelOutOfRange, match='1 validation label.*0..2'):
+        evaluate(net, bad, [mx.cpu()], 3)

@@ -3,6 +3,7 @@ import errno
 import os
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 import train
@@ -188,3 +189,23 @@ def test_evaluate_the_configured_teacher(setup, capsys):
     assert ('top-1 %.2f%%' % (100 * last['val_top1'])) in out and 'on %d images' % last['val_n'] in out
     assert evaluate.main(argv + ['teacher_prefix=%s' % root]) == 2
     assert 'teacher checkpoint not found' in capsys.readouterr().err
+
+
+def test_label_out_of_range_inside_a_pack_stops_before_any_checkpoint(tmp_path, capsys):
+    """A pack whose first and last labels fit num_classes (so the start-up check passes) but
+    a record in between does not: training stops with a data error and writes no checkpoint."""
+    import cv2
+    from data import pack
+    rng = np.random.RandomState(0)
+    labels = [0, 1, 1, 0, 7, 1, 0, 1, 0, 1, 0, 1]
+    items = [(i, lab, cv2.imencode('.png', rng.randint(0, 255, (12, 12, 3)).astype(np.uint8))[1].tobytes())
+             for i, lab in enumerate(labels)]
+    for split in ('train', 'val'):
+        pack.write_records(str(tmp_path / split), items, progress=False)
+    argv = ['dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=2', 'image_size=12', 'resize=12',
+            'network=cifar_resnet8', 'kt=false', 'gpu_list=[]', 'batch_size=4', 'progress=false', 'frequent=1',
+            'data_threads=1', 'augment=false', 'model_dir=%s' % (tmp_path / 'model'),
+            'log_dir=%s' % (tmp_path / 'log'), 'model_prefix=labels', 'num_epoch=1']
+    code, err = run(argv, capsys)
+    assert code == 2 and 'training label(s) lie outside 0..1' in err and 'num_classes=2' in err
+    assert checkpoint.epochs(str(tmp_path / 'model'), 'labels') == []
