@@ -30,7 +30,7 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
             logits = out[0] if isinstance(out, (list, tuple)) else out
             sums[k] += nd.concat(topk_correct(logits, y, 1).reshape((1,)),
                                  topk_correct(logits, y, 5).reshape((1,)),
-                                 labels_outside(y, num_classes).astype(logits.dtype), dim=0)
+                                 labels_outside(y, num_classes), dim=0)
     total = sum(s.copyto(mx.cpu()) for s in sums).asnumpy()
     if total[2] > 0:
         raise LabelOutOfRange(int(total[2]), num_classes, 'validation')

@@ -21,9 +21,9 @@ class NonFiniteLoss(FloatingPointError):
 
 
 def labels_outside(label, num_classes):
-    """Number of labels outside 0..num_classes-1 or not whole (an NDArray of shape (1,))."""
+    """Number of labels outside 0..num_classes-1 or not whole (a float32 NDArray of shape (1,))."""
     bad = (label < 0) + (label >= num_classes) + (label != nd.floor(label))
-    return nd.sum(bad > 0).reshape((1,))
+    return nd.sum(bad > 0).reshape((1,)).astype('float32')
 
 
 class LabelOutOfRange(ValueError):
@@ -58,7 +58,7 @@ class Running(object):
         term_sums = nd.concat(*[nd.sum(t).reshape((1,)) for t in terms], dim=0)
         vec = nd.concat(topk_correct(logits, label, 1).reshape((1,)),
                         topk_correct(logits, label, 5).reshape((1,)),
-                        labels_outside(label, self.num_classes).astype(logits.dtype), term_sums, dim=0)
+                        labels_outside(label, self.num_classes), term_sums, dim=0)
         self.sums[ctx_index] = vec if ctx_index not in self.sums else self.sums[ctx_index] + vec
         self.pending.append((step, term_sums))
 

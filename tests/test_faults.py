@@ -209,3 +209,21 @@ def test_label_out_of_range_inside_a_pack_stops_before_any_checkpoint(tmp_path, 
     code, err = run(argv, capsys)
     assert code == 2 and 'training label(s) lie outside 0..1' in err and 'num_classes=2' in err
     assert checkpoint.epochs(str(tmp_path / 'model'), 'labels') == []
+
+
+def test_bfloat16_amp_distillation(setup):
+    """dtype=bfloat16 (CPU AMP) through KD + NST; a subprocess, since amp.init patches MXNet for good."""
+    import json
+    import subprocess
+    import sys
+    root, _, student = setup
+    argv = student + ['kt_type=kd+mmd', 'teacher_symbol=[null, stage3_pre]', 'student_symbol=[null, stage3_pre]',
+                      'dtype=bfloat16', 'model_prefix=bf16']
+    r = subprocess.run([sys.executable, 'train.py'] + argv, cwd=os.path.dirname(os.path.dirname(__file__)),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(str(root / 'log' / 'bf16.jsonl')) as f:
+        rec = json.loads(f.readlines()[-1])
+    assert np.isfinite(rec['train_kd']) and np.isfinite(rec['train_mmd']) and rec['train_mmd'] > 0
+    params = mx.nd.load(checkpoint.paths(str(root / 'model'), 'bf16', 1)['params'])
+    assert {v.dtype for v in params.values()} == {np.float32}        # float32 master weights are saved
