@@ -212,7 +212,10 @@ def _per_method(spec, methods, key, origin):
                               'a list aligned with kt_type or a dict method -> taps' % (key, origin,
                                                                                         len(feature), feature))
         return {feature[0]: spec} if feature else {}
-    if len(methods) == 1:                   # one method: the list is its layers
+    if len(methods) == 1:
+        # one method: the list is its layers ([a, b]), or a list aligned with kt_type ([[a, b]])
+        if len(spec) == 1 and isinstance(spec[0], list):
+            spec = spec[0]
         return {methods[0]: spec}
     if len(spec) != len(methods):
         raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
@@ -226,7 +229,8 @@ def _tap_list(method, entry, key, origin):
             return []
         if isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry):
             entry = [entry]
-        if not isinstance(entry, list) or not all(isinstance(p, list) and len(p) == 2 for p in entry):
+        if not isinstance(entry, list) or not all(isinstance(p, list) and len(p) == 2 and
+                                                  all(isinstance(x, str) for x in p) for p in entry):
             raise ConfigError('config key %r (%s): fsp takes [a, b] tap pairs, e.g. [["stage1", "stage2"]]; '
                               'got %r' % (key, origin, entry))
         return [tuple(p) for p in entry]

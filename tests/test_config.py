@@ -81,6 +81,20 @@ def test_network_family_and_depth_resolve_at_load_time():
         cfg('teacher_network=resnet_9000')
 
 
+def test_one_method_takes_a_flat_or_an_aligned_tap_list():
+    flat = cfg('kt_type=at', 'kt_weight=1000', 'teacher_symbol=[stage1, stage2]',
+               'student_symbol=[stage1, stage2]').plan
+    aligned = cfg('kt_type=at', 'kt_weight=1000', 'teacher_symbol=[[stage1, stage2]]',
+                  'student_symbol=[[stage1, stage2]]').plan
+    assert flat == aligned and flat[0]['pairs'] == [('stage1', 'stage1'), ('stage2', 'stage2')]
+    pairs = [(('stage1', 'stage2'), ('stage1', 'stage2')), (('stage2', 'stage3'), ('stage2', 'stage3'))]
+    for spec in ('[[stage1, stage2], [stage2, stage3]]', '[[[stage1, stage2], [stage2, stage3]]]'):
+        assert cfg('kt_type=fsp', 'kt_weight=1', 'teacher_symbol=' + spec,
+                   'student_symbol=' + spec).plan[0]['pairs'] == pairs
+    with pytest.raises(ConfigError, match='fsp takes \\[a, b\\] tap pairs'):
+        cfg('kt_type=fsp', 'kt_weight=1', 'teacher_symbol=[[a, b, c]]', 'student_symbol=[[a, b]]')
+
+
 def test_several_layer_pairs_and_nst_alias():
     c = cfg('kt_type=kd+nst', 'teacher_symbol={nst: [stage1_pre, stage2_pre, stage3_pre]}',
             'student_symbol={mmd: [stage1_pre, stage2_pre, stage3_pre]}')
