@@ -87,6 +87,28 @@ def view_maps(views, data_dir, count, epoch='best'):
     return images, [(name, pool_to(m, h, w)) for name, m in out]
 
 
+def add_run_arguments(parser, images):
+    """The options the figure commands share: data, image count, epoch, output."""
+    parser.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
+    parser.add_argument('--images', type=int, default=images, help='validation images to read')
+    parser.add_argument('--epoch', default='best', help='checkpoint epoch of every run, or "best"')
+    parser.add_argument('--out', required=True, help='PNG to write')
+
+
+def run_figure(args, views, draw):
+    """Read the views' maps and call draw(images, maps) -> message; 0, or 2 with one error line."""
+    import sys
+    epoch = args.epoch if args.epoch == 'best' else int(args.epoch)
+    try:
+        images, maps = view_maps([parse_view(*v) for v in views], args.data_dir, args.images, epoch)
+        message = draw(images, maps)
+    except cli_errors() as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print(message)
+    return 0
+
+
 def cli_errors():
     """The exceptions the figure commands report as one-line errors."""
     from core.checkpoint import CheckpointError

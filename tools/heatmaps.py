@@ -67,25 +67,16 @@ def plot(images, rows, out, channels=3):
 
 
 def main(argv=None):
+    from tools import features
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--net', action='append', required=True, help='LABEL=PREFIX:TAP, once per network')
-    p.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
-    p.add_argument('--images', type=int, default=4, help='validation images, one row each')
     p.add_argument('--channels', type=int, default=3, help='channels shown per network')
-    p.add_argument('--epoch', default='best', help='checkpoint epoch of every run, or "best"')
-    p.add_argument('--out', required=True, help='PNG to write')
+    features.add_run_arguments(p, images=4)
     args = p.parse_args(argv)
-    from tools import features
-    epoch = args.epoch if args.epoch == 'best' else int(args.epoch)
-    try:
-        views = [features.parse_view(v) for v in args.net]
-        images, maps = features.view_maps(views, args.data_dir, args.images, epoch)
-        n = plot(images, maps, args.out, args.channels)
-    except features.cli_errors() as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    print('wrote %s (%d panels)' % (args.out, n))
-    return 0
+
+    def draw(images, maps):
+        return 'wrote %s (%d panels)' % (args.out, plot(images, maps, args.out, args.channels))
+    return features.run_figure(args, [(v,) for v in args.net], draw)
 
 
 if __name__ == '__main__':

@@ -62,26 +62,18 @@ def plot(teacher_fmap, students, out, title=''):
 
 
 def main(argv=None):
+    from tools import features
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--teacher', required=True, help='PREFIX:TAP of the teacher run')
     p.add_argument('--student', action='append', required=True, help='LABEL=PREFIX:TAP, once per panel')
-    p.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
-    p.add_argument('--images', type=int, default=64, help='validation images per selectivity pattern')
-    p.add_argument('--epoch', default='best', help='checkpoint epoch of every run, or "best"')
     p.add_argument('--title', default='')
-    p.add_argument('--out', required=True, help='PNG to write')
+    features.add_run_arguments(p, images=64)
     args = p.parse_args(argv)
-    from tools import features
-    epoch = args.epoch if args.epoch == 'best' else int(args.epoch)
-    try:
-        views = [features.parse_view(args.teacher, label=False)] + [features.parse_view(s) for s in args.student]
-        _, maps = features.view_maps(views, args.data_dir, args.images, epoch)
+
+    def draw(_, maps):
         n = plot(maps[0][1], maps[1:], args.out, args.title)
-    except features.cli_errors() as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    print('wrote %s (%d panels, %d series)' % (args.out, len(maps) - 1, n))
-    return 0
+        return 'wrote %s (%d panels, %d series)' % (args.out, len(maps) - 1, n)
+    return features.run_figure(args, [(args.teacher, False)] + [(s,) for s in args.student], draw)
 
 
 if __name__ == '__main__':
