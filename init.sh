@@ -3,9 +3,11 @@
 # Fashion-MNIST packed into RecordIO, and the default teacher.
 #
 #   bash init.sh            everything the default `python train.py` needs
-#   bash init.sh --deps     only the environment and packages (what the tests need)
+#   bash init.sh --deps     only the environment and packages (what the tests need,
+#                           Horovod included)
 #
 # Environment: NST_GPU=1 installs mxnet-cu112 instead of the CPU mxnet;
+# NST_HOROVOD=1/0 builds Horovod or not (default: with --deps only);
 # PYTHON picks the interpreter for a new .venv (default python3.11 or python3).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -45,9 +47,37 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
 else
   say "packages already installed"
 fi
+# 3. Horovod (optional) -------------------------------------------------------------
+# horovod.mxnet is built from source against this MXNet, with Gloo (no MPI),
+# for CPU tensors (GPU users add HOROVOD_GPU_OPERATIONS=NCCL). NST_HOROVOD=1
+# builds it, NST_HOROVOD=0 skips it; by default `--deps` (the environment of
+# the tests, which exercise it) builds it and the full set-up does not.
+# A failed build is reported and the Horovod tests are then skipped.
+if [[ "${NST_HOROVOD:-$DEPS_ONLY}" == 1 ]]; then
+  HVD_STAMP="$(dirname "$PY")/../.nst-horovod"
+  HVD_PIN=$(grep '^horovod==' constraints.txt)
+  if [[ -f "$HVD_STAMP" && "$(cat "$HVD_STAMP")" == "$HVD_PIN" ]]; then
+    say "Horovod already built ($HVD_PIN)"
+  elif ! command -v g++ >/dev/null; then
+    say "Horovod skipped: it is built from source and needs a C++ compiler (g++)"
+  else
+    say "building Horovod ($HVD_PIN, MXNet + Gloo; a few minutes)"
+    HVD_LOG="$(dirname "$PY")/../horovod-build.log"
+    "$PY" -m pip install --quiet -c constraints.txt wheel cffi psutil packaging >"$HVD_LOG" 2>&1
+    command -v cmake >/dev/null || "$PY" -m pip install --quiet cmake >>"$HVD_LOG" 2>&1
+    if PATH="$(dirname "$PY"):$PATH" HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
+       HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_CPU_OPERATIONS=gloo MAKEFLAGS="-j$(nproc)" \
+       "$PY" -m pip install --no-build-isolation -c constraints.txt "$HVD_PIN" >>"$HVD_LOG" 2>&1 &&
+       "$PY" -c "import horovod.mxnet" 2>>"$HVD_LOG"; then
+      echo "$HVD_PIN" > "$HVD_STAMP"
+    else
+      echo "Horovod could not be built (log: $HVD_LOG); kv_store=horovod and its tests are unavailable"
+    fi
+  fi
+fi
 [[ $DEPS_ONLY == 1 ]] && exit 0
 
-# 3. Fashion-MNIST -> RecordIO ---------------------------------------------------
+# 4. Fashion-MNIST -> RecordIO ---------------------------------------------------
 FM_DEB=/usr/share/datasets/fashion-mnist
 if "$PY" -c "import sys; from data.fashion_mnist import is_packed; sys.exit(0 if is_packed('datasets/fashion_mnist') else 1)"; then
   say "Fashion-MNIST packs already in datasets/fashion_mnist"
@@ -64,7 +94,7 @@ else
   "$PY" -m data.fashion_mnist --out datasets/fashion_mnist
 fi
 
-# 4. the default teacher ---------------------------------------------------------
+# 5. the default teacher ---------------------------------------------------------
 TEACHER=model/fmnist_resnet14_teacher
 if [[ -f $TEACHER-best.json && -f $TEACHER-0002.json ]]; then
   say "default teacher already trained ($TEACHER)"

@@ -12,6 +12,7 @@ with attribute access, validated, with derived values filled in
 (`cfg.plan`, see `resolve_plan`).
 """
 import difflib
+import importlib
 import os
 import re
 import runpy
@@ -180,6 +181,15 @@ def validate(values, origin='config', where=None):
     if cfg.dtype == 'float16' and not cfg.gpu_list:
         raise ConfigError('config key dtype (%s): float16 AMP needs GPUs (MXNet 1.9.1 has no CPU float16 '
                           'AMP); use dtype=bfloat16 on the CPU or set gpu_list' % at('dtype', 'gpu_list'))
+    if cfg.kv_store == 'horovod':
+        try:
+            importlib.import_module('horovod.mxnet')
+        except ImportError as e:
+            raise ConfigError('config key kv_store=horovod (%s): horovod.mxnet is not available (%s); build it '
+                              'with NST_HOROVOD=1 bash init.sh' % (at('kv_store'), e))
+        if 'HOROVOD_RANK' not in os.environ and 'OMPI_COMM_WORLD_RANK' not in os.environ:
+            raise ConfigError('config key kv_store=horovod (%s) needs a Horovod launch: horovodrun -np N '
+                              'python train.py kv_store=horovod (see the README)' % at('kv_store'))
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
         raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
                           'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))

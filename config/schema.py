@@ -28,8 +28,9 @@ _FIELDS = [
     Field('data_dir', 'datasets/fashion_mnist', c.string(), 'folder of the packs or pickles'),
     Field('batch_size', 128, c.integer(min=1), 'batch size per device (multiplied by the device count, '
           'as in the original)'),
-    Field('kv_store', 'device', c.choice('device', 'local', 'dist_sync', 'dist_device_sync'),
-          'gradient aggregation; dist_* for several machines (tools/launch.py)'),
+    Field('kv_store', 'device', c.choice('device', 'local', 'dist_sync', 'dist_device_sync', 'horovod'),
+          'gradient aggregation; dist_* for several machines (tools/launch.py); horovod: one process per '
+          'device, started by horovodrun'),
     Field('image_size', None, c.optional(c.integer(min=8)), 'training crop side (default 224 for imagenet, '
           '32 for cifar, 28 for fashion_mnist)'),
     Field('resize', None, c.optional(c.integer(min=8)), 'validation: resize the shorter side to this, then '

@@ -22,6 +22,8 @@ def configure_threads(local_workers=1):
     """
     if os.environ.get('NST_LOCAL_WORKERS'):        # set by tools/launch.py --launcher local
         local_workers = int(os.environ['NST_LOCAL_WORKERS'])
+    elif os.environ.get('HOROVOD_LOCAL_SIZE'):     # set by horovodrun: processes on this machine
+        local_workers = int(os.environ['HOROVOD_LOCAL_SIZE'])
     threads = max(1, cpu_count() // max(1, local_workers))
     defaults = {
         'OMP_NUM_THREADS': str(threads),

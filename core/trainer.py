@@ -30,7 +30,7 @@ import symbols
 from data import DataSource
 from . import checkpoint, schedule
 from .distiller import DistillBlock, plan_taps
-from .evaluate import evaluate, init_worker_sum, sum_over_workers
+from .evaluate import evaluate, init_worker_sum, sum_over_workers, summary
 from .metrics import Running, NonFiniteLoss, LabelOutOfRange
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
@@ -56,29 +56,41 @@ def setup_logging(cfg, rank=0):
         fh._nst = True
         root.addHandler(fh)
     ch = logging.StreamHandler(sys.stderr)
-    ch.setFormatter(logging.Formatter(('[worker %d] ' % rank if 'DMLC_ROLE' in os.environ else '') +
+    distributed = 'DMLC_ROLE' in os.environ or 'HOROVOD_RANK' in os.environ
+    ch.setFormatter(logging.Formatter(('[worker %d] ' % rank if distributed else '') +
                                       '%(name)s %(levelname)s %(message)s'))
     ch._nst = True
     root.addHandler(ch)
 
 
-def contexts(cfg):
-    """The devices of `gpu_list` (checked against the GPUs this MXNet build sees), else CPU(s)."""
-    if cfg.gpu_list:
-        try:
-            have = mx.context.num_gpus()
-        except mx.base.MXNetError:
-            have = 0
-        if have == 0:
-            raise TrainingError('gpu_list=%s but this MXNet build sees no GPU (the CPU wheel, or no CUDA '
-                                'device): set gpu_list=[] to train on the CPU, or install the GPU build with '
-                                'NST_GPU=1 bash init.sh' % cfg.gpu_list)
-        missing = [i for i in cfg.gpu_list if i >= have]
-        if missing:
-            raise TrainingError('gpu_list=%s names GPU %s but only %d GPU(s) are visible (ids 0..%d); fix '
-                                'gpu_list' % (cfg.gpu_list, ', '.join(map(str, missing)), have, have - 1))
-        return [mx.gpu(i) for i in cfg.gpu_list]
-    return [mx.cpu(i) for i in range(int(os.environ.get('NST_CPU_DEVICES', '1')))]
+def contexts(cfg, local_rank=None):
+    """The devices of `gpu_list` (checked against the GPUs this MXNet build sees), else CPU(s).
+
+    Under Horovod (`local_rank` given) a process drives one device:
+    gpu_list[local_rank], or one CPU."""
+    ids = list(cfg.gpu_list)
+    if local_rank is not None:
+        if not ids:
+            return [mx.cpu()]
+        if local_rank >= len(ids):
+            raise TrainingError('Horovod process %d on this machine has no GPU: gpu_list=%s lists %d; start at '
+                                'most %d processes a machine' % (local_rank, ids, len(ids), len(ids)))
+        ids = [ids[local_rank]]
+    if not ids:
+        return [mx.cpu(i) for i in range(int(os.environ.get('NST_CPU_DEVICES', '1')))]
+    try:
+        have = mx.context.num_gpus()
+    except mx.base.MXNetError:
+        have = 0
+    if have == 0:
+        raise TrainingError('gpu_list=%s but this MXNet build sees no GPU (the CPU wheel, or no CUDA '
+                            'device): set gpu_list=[] to train on the CPU, or install the GPU build with '
+                            'NST_GPU=1 bash init.sh' % cfg.gpu_list)
+    missing = [i for i in ids if i >= have]
+    if missing:
+        raise TrainingError('gpu_list=%s names GPU %s but only %d GPU(s) are visible (ids 0..%d); fix '
+                            'gpu_list' % (cfg.gpu_list, ', '.join(map(str, missing)), have, have - 1))
+    return [mx.gpu(i) for i in ids]
 
 
 def as_list(out):
@@ -106,12 +118,21 @@ class Session(object):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.ctx = contexts(cfg)
-        self.kv = mx.kv.create(cfg.kv_store) if cfg.kv_store.startswith('dist') else None
-        self.rank = self.kv.rank if self.kv else 0
-        self.workers = self.kv.num_workers if self.kv else 1
+        self.kv, self.hvd = None, None
+        self.rank, self.workers = 0, 1
+        if cfg.kv_store == 'horovod':
+            import horovod.mxnet as hvd
+            hvd.init()
+            self.hvd, self.rank, self.workers = hvd, hvd.rank(), hvd.size()
+        elif cfg.kv_store.startswith('dist'):
+            self.kv = mx.kv.create(cfg.kv_store)
+            self.rank, self.workers = self.kv.rank, self.kv.num_workers
+        self.ctx = contexts(cfg, self.hvd.local_rank() if self.hvd else None)
         self.batch_size = cfg.batch_size * len(self.ctx)          # per worker
         self.global_batch = self.batch_size * self.workers
+        # Trainer.step rescales by 1/batch: Horovod averages the gradients over the workers
+        # itself, the kvstore sums them
+        self.step_batch = self.batch_size if self.hvd else self.global_batch
 
     # ----------------------------------------------------------------- set-up
     def prepare(self):
@@ -151,8 +172,11 @@ class Session(object):
         opt = {'learning_rate': cfg.lr, 'wd': cfg.wd, 'momentum': cfg.momentum}
         if cfg.dtype != 'float32':
             opt['multi_precision'] = True
-        kw = {'update_on_kvstore': False} if self.kv else {}
-        self.trainer = gluon.Trainer(params, cfg.optimizer, opt, kvstore=self.kv or 'device', **kw)
+        if self.hvd is not None:
+            self.trainer = self.hvd.DistributedTrainer(params, cfg.optimizer, opt)
+        else:
+            kw = {'update_on_kvstore': False} if self.kv else {}
+            self.trainer = gluon.Trainer(params, cfg.optimizer, opt, kvstore=self.kv or 'device', **kw)
         if self.amp is not None:
             self.amp.init_trainer(self.trainer)
         if self.kv is not None:
@@ -162,6 +186,8 @@ class Session(object):
         self.best = -1.0                       # best validation top-1 so far (restored by _resume)
         if cfg.retrain:
             self._resume()
+        if self.hvd is not None:      # every worker starts from rank 0's parameters
+            self.hvd.broadcast_parameters(params, root_rank=0)
         self.block.hybridize(static_alloc=True, static_shape=True)
         self.student.hybridize(static_alloc=True)
         self.jsonl = os.path.join(cfg.log_dir, '%s.jsonl' % cfg.model_prefix)
@@ -233,6 +259,10 @@ class Session(object):
     def validate(self, net):
         """Top-1/top-5 of `net` on the whole validation set (each dist worker evaluates its part)."""
         val = evaluate(net, self.data.val(), self.ctx, self.cfg.num_classes)
+        if self.hvd is not None:
+            counts = self.hvd.allreduce(nd.array([val['correct1'], val['correct5'], val['n']]), average=False,
+                                        name='validation_counts').asnumpy()
+            return summary(*counts)
         return sum_over_workers(val, self.kv) if self.kv is not None else val
 
     # --------------------------------------------------------------- training
@@ -282,7 +312,7 @@ class Session(object):
                     autograd.backward(scaled)
             else:
                 autograd.backward([out[0] for out in outs])
-            self.trainer.step(self.global_batch)
+            self.trainer.step(self.step_batch)
             for k, (out, y) in enumerate(zip(outs, ys)):
                 running.update(k, i, out[1], y, list(out[2:]))
             seen += self.batch_size
