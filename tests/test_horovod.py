@@ -4,6 +4,7 @@ batch over 2 devices, and report validation over the whole validation set.
 
 Horovod is built from source by `bash init.sh --deps`; where that build was not
 possible (no C++ compiler) this test is skipped, and says why."""
+import importlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from tests.helpers import make_cifar
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 try:
-    import horovod.mxnet  # noqa: F401
+    importlib.import_module('horovod.mxnet')
     HOROVOD = None
 except ImportError as e:
     HOROVOD = 'horovod.mxnet is not built here (%s); `NST_HOROVOD=1 bash init.sh --deps` builds it' % e
