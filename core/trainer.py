@@ -3,7 +3,9 @@
 `run(cfg)` trains `cfg.network` for epochs [begin_epoch, num_epoch):
 - each batch is split over the devices (`gpu_list`; [] = CPU), gradients are
   aggregated through the kvstore (`device`, `local`, `dist_sync`,
-  `dist_device_sync`), and `Trainer.step` gets the global batch size;
+  `dist_device_sync`), and `Trainer.step` gets the global batch size; or, with
+  `kv_store=horovod`, each process drives one device and Horovod's
+  DistributedTrainer averages the gradients (`step` gets the worker's batch);
 - the teacher runs without gradients, hybridized, in inference mode (or with
   batch statistics when `teacher_train_bn`);
 - the learning rate is set every batch from the fractional epoch, and every
