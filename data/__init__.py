@@ -9,7 +9,7 @@ to do.
 """
 import os
 
-from .packfile import check_pack, PackError
+from .packfile import check_pack, ensure_decodable, PackError
 from . import records
 
 
@@ -52,6 +52,11 @@ class DataSource(object):
             prefix = lambda s: os.path.join(cfg.data_dir, s)
             self.num_train = check_pack(prefix('train'), cfg.num_classes) // num_parts
             self.num_val = check_pack(prefix('val'), cfg.num_classes) // num_parts
+            # the iterators that resize would abort the process on an image that does not decode
+            if style == 'imagenet':
+                ensure_decodable(prefix('val'), cfg.progress)
+                if not cfg.augment:
+                    ensure_decodable(prefix('train'), cfg.progress)
             self._records = records.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed)

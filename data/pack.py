@@ -24,18 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .packfile import PackError, check_pack, decodes, read_lst
+from .packfile import PackError, check_pack, decodes, read_lst, mark_decodable, progress_bar
 __all__ = ['PackError', 'check_pack', 'read_lst', 'decodes', 'build_packs', 'pack_folder', 'pack_arrays',
            'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst']
 
 LOG = logging.getLogger('pack')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
-
-
-def _progress(total, desc, enabled=True):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='img', disable=not enabled, file=sys.stderr,
-                mininterval=1.0, dynamic_ncols=True)
 
 
 def list_class_folders(root):
@@ -118,7 +112,7 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True):
             return idx, label, None, str(e)
         return idx, label, buf, None if decodes(buf) else 'cannot be decoded as an image'
 
-    bar = _progress(len(items), desc, progress)
+    bar = progress_bar(len(items), desc, progress)
     try:
         with ThreadPoolExecutor(threads) as pool:
             for idx, label, buf, err in pool.map(load, items, chunksize=64):
@@ -135,6 +129,7 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True):
         record.close()
     os.replace(tmp_rec, prefix + '.rec')
     os.replace(tmp_idx, prefix + '.idx')
+    mark_decodable(prefix)          # every record was decoded above
     return written, skipped
 
 
@@ -231,7 +226,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     if args.check:
         try:
-            n = check_pack(args.check, args.num_classes, decode=True)
+            n = check_pack(args.check, args.num_classes, decode=True, progress=True)
+            mark_decodable(args.check)
         except PackError as e:
             print('error: %s' % e, file=sys.stderr)
             return 2

@@ -227,3 +227,31 @@ def test_bfloat16_amp_distillation(setup):
     assert np.isfinite(rec['train_kd']) and np.isfinite(rec['train_mmd']) and rec['train_mmd'] > 0
     params = mx.nd.load(checkpoint.paths(str(root / 'model'), 'bf16', 1)['params'])
     assert {v.dtype for v in params.values()} == {np.float32}        # float32 master weights are saved
+
+
+def test_undecodable_validation_image_is_an_error_not_a_crash(tmp_path, capsys):
+    """MXNet's resizing iterator would abort the process on it (SIGFPE): packs not known to decode
+    are decoded once before their first use, and the damaged record is named."""
+    from data import pack
+    from data.packfile import is_decodable
+    from tests.helpers import make_jpeg_tree
+    make_jpeg_tree(str(tmp_path / 'imgs' / 'train'), classes=2, per_class=4, size=(20, 20), seed=1)
+    make_jpeg_tree(str(tmp_path / 'imgs' / 'val'), classes=2, per_class=3, size=(20, 20), seed=2)
+    pack.build_packs(str(tmp_path / 'imgs' / 'train'), str(tmp_path / 'packs'), str(tmp_path / 'imgs' / 'val'),
+                     progress=False)
+    val = str(tmp_path / 'packs' / 'val')
+    assert is_decodable(val)                       # the builder decoded every image
+    argv = ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'packs'), 'num_classes=2', 'image_size=16',
+            'network=cifar_resnet8', 'kt=false', 'gpu_list=[]', 'batch_size=2', 'progress=false',
+            'data_threads=1', 'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'),
+            'model_prefix=dec', 'num_epoch=1']
+    assert run(argv, capsys)[0] == 0
+    key, offset = (int(v) for v in open(val + '.idx').read().split('\n')[4].split())
+    data = bytearray(open(val + '.rec', 'rb').read())
+    data[offset + 8 + 24: offset + 8 + 24 + 64] = b'\0' * 64        # the JPEG's first bytes
+    open(val + '.rec', 'wb').write(bytes(data))
+    st = os.stat(val + '.rec')                     # (a file system with coarse times: still a new time)
+    os.utime(val + '.rec', ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert not is_decodable(val)                   # the files changed since
+    code, err = run(argv + ['model_prefix=dec2'], capsys)
+    assert code == 2 and 'do not decode (record keys %d)' % key in err and 'val.rec' in err
