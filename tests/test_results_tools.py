@@ -118,3 +118,25 @@ def test_pool_to_is_adaptive_average_pooling():
     q = features.pool_to(f, 4, 3)                      # uneven bins overlap as in adaptive pooling
     np.testing.assert_allclose(q[0, 0, 1, 1], f[0, 0, 1:3, 1:3].mean())
     assert features.pool_to(f, 6, 4) is f
+
+
+@pytest.mark.slow
+def test_figure_commands_take_a_legacy_teacher(tiny_runs, capsys):
+    import mxnet as mx
+    from tests.helpers import legacy_resnet_symbol
+    sym = legacy_resnet_symbol(num_classes=10, stride=4)              # bn1_output: 8 x 8 at 32 x 32
+    mod = mx.mod.Module(sym, context=mx.cpu())
+    mod.bind(data_shapes=[('data', (1, 3, 32, 32))], label_shapes=[('softmax_label', (1,))])
+    mod.init_params(mx.init.Xavier(magnitude=2))
+    legacy = str(tiny_runs / 'resnet-legacy')
+    mx.model.save_checkpoint(legacy, 3, sym, *mod.get_params())
+    data, student = str(tiny_runs / 'c'), str(tiny_runs / 'model' / 's')
+    out = str(tiny_runs / 'tsne_legacy.png')
+    assert tsne.main(['--teacher', legacy + ':bn1_output', '--student', 'S=%s:stage3_pre' % student,
+                      '--data-dir', data, '--images', '4', '--out', out]) == 0
+    assert valid_png(out)[0] > 100
+    assert heatmaps.main(['--net', 'T=%s:bn1_output' % legacy, '--net', 'S=%s:stage3_pre' % student,
+                          '--data-dir', data, '--images', '2', '--channels', '1', '--out', out]) == 0
+    capsys.readouterr()
+    assert heatmaps.main(['--net', 'T=%s:bn1_output' % legacy, '--data-dir', data, '--out', out]) == 2
+    assert 'all legacy checkpoints' in capsys.readouterr().err

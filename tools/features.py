@@ -7,11 +7,32 @@ import numpy as np
 _COUNTER = itertools.count()
 
 
+# A legacy Module checkpoint has no metadata: it reads raw pixels, as the original's
+# teachers do (their first layer is a BatchNorm on the input).
+LEGACY_META = {'network': 'legacy checkpoint', 'mean': [0.0], 'std': [1.0]}
+
+
+def _legacy_epoch(prefix_path, tag):
+    if tag != 'best':
+        return int(tag)
+    folder, name = os.path.split(prefix_path)
+    epochs = sorted(int(f[len(name) + 1:-7]) for f in os.listdir(folder or '.')
+                    if f.startswith(name + '-') and f.endswith('.params') and f[len(name) + 1:-7].isdigit())
+    if not epochs:
+        raise IOError('legacy checkpoint %s-symbol.json has no %s-NNNN.params next to it' % (prefix_path, name))
+    return epochs[-1]
+
+
 def load_tapped(prefix_path, taps, tag='best'):
-    """(x -> (logits, taps...) block, checkpoint metadata) of a run of this project."""
+    """(x -> (logits, taps...) block, metadata) of a run of this project or, where
+    prefix_path-symbol.json exists instead, of a legacy MXNet Module checkpoint (epoch `tag`,
+    or its latest for 'best'; taps by internal name such as bn1_output)."""
     import mxnet as mx
     import symbols
     from core import checkpoint
+    if os.path.isfile(prefix_path + '-symbol.json'):
+        net = symbols.load_legacy_network(prefix_path, _legacy_epoch(prefix_path, tag), mx.cpu())
+        return symbols.with_taps(net, taps), dict(LEGACY_META)
     net, meta = checkpoint.load_network(prefix_path, tag, mx.cpu(), prefix='view%d_' % next(_COUNTER))
     return symbols.with_taps(net, taps), meta
 
@@ -76,12 +97,13 @@ def pool_to(fmap, h, w):
 
 def view_maps(views, data_dir, count, epoch='best'):
     """Images and [(label, tap maps)] for views [(label, prefix, tap)] on the same validation images."""
-    images, out = None, []
-    for name, prefix, tap in views:
-        block, meta = load_tapped(prefix, [tap], epoch)
-        if images is None:
-            images = val_images(meta, data_dir, count)
-        out.append((name, tap_outputs(block, images, meta['mean'], meta['std'])[1]))
+    loaded = [(name,) + load_tapped(prefix, [tap], epoch) for name, prefix, tap in views]
+    runs = [meta for _, _, meta in loaded if 'dataset' in meta]
+    if not runs:
+        raise ValueError('the views are all legacy checkpoints: add a run of this project, whose metadata '
+                         'says which data and image size to read')
+    images = val_images(runs[0], data_dir, count)
+    out = [(name, tap_outputs(block, images, meta['mean'], meta['std'])[1]) for name, block, meta in loaded]
     h = min(m.shape[2] for _, m in out)
     w = min(m.shape[3] for _, m in out)
     return images, [(name, pool_to(m, h, w)) for name, m in out]

@@ -5,7 +5,8 @@ more networks, upsampled to the image and overlaid in colour.
     python -m tools.heatmaps --net "teacher=model/T:stage3_pre" --net "NST student=model/S:stage3_pre" \
         --data-dir datasets/fashion_mnist [--images 4] [--channels 3] [--epoch best] --out heatmaps.png
 
-Each network shows its `--channels` most active channels of the tap.
+Each network shows its `--channels` most active channels of the tap. PREFIX is
+a run of this project or a legacy MXNet Module checkpoint (PREFIX-symbol.json).
 """
 import argparse
 import sys

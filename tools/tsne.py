@@ -10,8 +10,10 @@ hundred points) does the embedding.
         --student "student alone=model/S_plain:stage3_pre" --student "with NST=model/S_nst:stage3_pre" \
         --data-dir datasets/fashion_mnist [--images 64] [--epoch best] --out tsne.png
 
-Checkpoints are runs of this project (PREFIX as in --prefix of tools.evaluate);
-maps of different H x W are average-pooled to the smallest.
+PREFIX is a run of this project (as in --prefix of tools.evaluate) or a legacy
+MXNet Module checkpoint (PREFIX-symbol.json, e.g. the original's resnet-101
+teacher with TAP bn1_output); maps of different H x W are average-pooled to the
+smallest.
 """
 import argparse
 import sys
