@@ -47,20 +47,24 @@ def summary(correct1, correct5, n):
 VAL_KEY = 1 << 30
 
 
-def init_worker_sum(kv):
-    """Register the counts key on a `dist_*` kvstore; every worker calls it once, in the same order."""
+def kvstore_sum(kv):
+    """A `reduce` for `sum_over_workers` on a `dist_sync` kvstore: each worker pushes, and with
+    no optimizer on the servers (the trainer keeps updates local) they store the sum of one
+    round of pushes, which the pull returns. Registers its key: every worker calls this once,
+    in the same order."""
     kv.init(VAL_KEY, nd.zeros((3,)))
 
+    def reduce(counts):
+        kv.push(VAL_KEY, counts)
+        kv.pull(VAL_KEY, out=counts)
+        return counts
+    return reduce
 
-def sum_over_workers(result, kv):
-    """`result` of `evaluate` with its counts summed over the workers of a `dist_sync` kvstore.
 
-    Each worker pushes (correct1, correct5, n); with no optimizer on the servers
-    (the trainer keeps updates local), the servers store the sum of one round of
-    pushes and the pull returns it. Every worker must call this at the same point.
-    """
+def sum_over_workers(result, reduce):
+    """`result` of `evaluate` with its counts summed over the workers by `reduce` (an NDArray of
+    (correct1, correct5, n) -> its sum over the workers). Every worker must call this at the same
+    point."""
     counts = nd.array([result['correct1'], result['correct5'], result['n']])   # exact below 2**24
-    kv.push(VAL_KEY, counts)
-    kv.pull(VAL_KEY, out=counts)
-    total = counts.asnumpy()
+    total = reduce(counts).asnumpy()
     return summary(total[0], total[1], total[2])

@@ -32,7 +32,7 @@ import symbols
 from data import DataSource
 from . import checkpoint, schedule
 from .distiller import DistillBlock, plan_taps
-from .evaluate import evaluate, init_worker_sum, sum_over_workers, summary
+from .evaluate import evaluate, kvstore_sum, sum_over_workers
 from .metrics import Running, NonFiniteLoss, LabelOutOfRange
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
@@ -181,8 +181,12 @@ class Session(object):
             self.trainer = gluon.Trainer(params, cfg.optimizer, opt, kvstore=self.kv or 'device', **kw)
         if self.amp is not None:
             self.amp.init_trainer(self.trainer)
+        # how validation counts are summed over the workers (None: one worker)
+        self.worker_sum = None
         if self.kv is not None:
-            init_worker_sum(self.kv)
+            self.worker_sum = kvstore_sum(self.kv)
+        elif self.hvd is not None:
+            self.worker_sum = lambda counts: self.hvd.allreduce(counts, average=False, name='validation_counts')
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch
         self.best = -1.0                       # best validation top-1 so far (restored by _resume)
@@ -261,11 +265,7 @@ class Session(object):
     def validate(self, net):
         """Top-1/top-5 of `net` on the whole validation set (each dist worker evaluates its part)."""
         val = evaluate(net, self.data.val(), self.ctx, self.cfg.num_classes)
-        if self.hvd is not None:
-            counts = self.hvd.allreduce(nd.array([val['correct1'], val['correct5'], val['n']]), average=False,
-                                        name='validation_counts').asnumpy()
-            return summary(*counts)
-        return sum_over_workers(val, self.kv) if self.kv is not None else val
+        return sum_over_workers(val, self.worker_sum) if self.worker_sum is not None else val
 
     # --------------------------------------------------------------- training
     def _teacher_forward(self, x):

@@ -118,12 +118,14 @@ def check_pack(prefix, num_classes=None, full=False, decode=False, progress=Fals
             del pending[:]
         for i in positions:
             payload = read_record_at(f, offsets[i], size, rec)
+            if not decode and num_classes is None:
+                continue
+            header, image = mx.recordio.unpack(payload)
             if decode:
-                pending.append((keys[i], mx.recordio.unpack(payload)[1]))
+                pending.append((keys[i], image))
                 if len(pending) >= 256:
                     flush()
             if num_classes is not None:
-                header, _ = mx.recordio.unpack(payload)
                 label = header.label if np.isscalar(header.label) else header.label[0]
                 if not 0 <= label < num_classes:
                     raise PackError('record %d of %s has label %g, out of range for num_classes=%d; check '
