@@ -17,27 +17,32 @@ from core.env import configure_threads
 configure_threads()
 
 
-def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
-    from core import checkpoint
+def _evaluate(cfg, load, max_batches=None):
+    """(validation result, what `load` says of the network) for the network `load(data, ctx)` builds."""
     from core.evaluate import evaluate
     from core.trainer import contexts
     from data import DataSource
     data = DataSource(cfg)
     ctx = contexts(cfg)
-    net, meta = checkpoint.load_network(prefix_path, tag, ctx)
-    net.hybridize(static_alloc=True)
-    return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), meta
+    net, info = load(data, ctx)
+    return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), info
+
+
+def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
+    """(result, checkpoint metadata) of a checkpoint of this project."""
+    from core import checkpoint
+
+    def load(data, ctx):
+        net, meta = checkpoint.load_network(prefix_path, tag, ctx)
+        net.hybridize(static_alloc=True)
+        return net, meta
+    return _evaluate(cfg, load, max_batches)
 
 
 def evaluate_teacher(cfg, max_batches=None):
-    from core.evaluate import evaluate
+    """(result, description) of the configured teacher, from any teacher source."""
     from core.teacher import load_teacher
-    from core.trainer import contexts
-    from data import DataSource
-    data = DataSource(cfg)
-    ctx = contexts(cfg)
-    net, desc = load_teacher(cfg, [], data.channels, ctx)
-    return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), desc
+    return _evaluate(cfg, lambda data, ctx: load_teacher(cfg, [], data.channels, ctx), max_batches)
 
 
 def main(argv=None):
