@@ -85,6 +85,11 @@ def _norm(mean, std, channels):
     return out
 
 
+def centre_crop_resize(image_size):
+    """The shorter side before an image_size centre crop: 256 for 224, as for ImageNet."""
+    return int(image_size * 256 / 224)
+
+
 def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mean, std, style,
                  augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0):
     """(train, val) ImageRecordIters; `style` is 'imagenet' or 'small'.
@@ -105,9 +110,9 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
                          min_aspect_ratio=3.0 / 4.0, max_aspect_ratio=4.0 / 3.0, brightness=0.4,
                          contrast=0.4, saturation=0.4, pca_noise=0.1, rand_mirror=True, inter_method=2)
         else:
-            train.update(resize=resize or int(image_size * 256 / 224), rand_crop=False, inter_method=2)
+            train.update(resize=resize or centre_crop_resize(image_size), rand_crop=False, inter_method=2)
         val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
-                   resize=resize or int(image_size * 256 / 224), rand_crop=False, rand_mirror=False,
+                   resize=resize or centre_crop_resize(image_size), rand_crop=False, rand_mirror=False,
                    inter_method=2)
     else:
         if augment:

@@ -78,9 +78,14 @@ def val_images(meta, data_dir, count):
         _, (x, _) = load_cifar(data_dir, dataset)
         return x[:count].transpose(0, 3, 1, 2).copy()
     from data import check_pack
+    from data.packfile import ensure_decodable
+    from data.records import centre_crop_resize
     prefix = os.path.join(data_dir, 'val')
     check_pack(prefix)
-    resize = int(size * 256 / 224) if dataset == 'imagenet' else None
+    resize = None
+    if dataset == 'imagenet':
+        ensure_decodable(prefix)         # the resizing iterator aborts on an image that does not decode
+        resize = centre_crop_resize(size)
     return pack_images(prefix, count, channels, size, resize)[0]
 
 
