@@ -5,8 +5,10 @@
     python train.py --cfg config/presets/cifar10_kd_nst.yaml lr=0.05 gpu_list=[0,1]
 
 Exit status: 0 on success, 2 for a configuration or data problem (the message
-names it), 3 when training stopped on a NaN/Inf loss, 130 on Ctrl-C (finished
-epochs stay checkpointed; resume with retrain=true model_load_epoch=-1).
+names it), 3 when training stopped on a NaN/Inf loss or parameters, 130 on
+Ctrl-C (finished epochs stay checkpointed; resume with retrain=true
+model_load_epoch=-1). A run name that already has checkpoints is refused
+unless the run is resumed or overwrite=true moves the old run aside.
 """
 import argparse
 import shlex
@@ -15,6 +17,15 @@ import sys
 from core.env import configure_threads
 
 configure_threads()      # before mxnet is imported
+
+
+def resume_command(args):
+    """The command line that resumes the run `args` names (its --cfg and overrides, without the
+    ones a resume replaces)."""
+    keep = [a for a in args.overrides if a.split('=', 1)[0].strip() not in
+            ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
+    words = (['--cfg', args.cfg] if args.cfg else []) + keep + ['retrain=true', 'model_load_epoch=-1']
+    return 'python train.py ' + ' '.join(shlex.quote(a) for a in words)
 
 
 def main(argv=None):
@@ -36,18 +47,22 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    from core.trainer import run, TrainingError
+    from core.trainer import run, TrainingError, Diverged
+    from core.runs import RunError
     try:
         record = run(cfg)
+    except RunError as e:
+        print('error: %s%s' % (e, '\n  resume: %s' % resume_command(args) if e.resume else ''), file=sys.stderr)
+        return 2
+    except Diverged as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 3
     except (TrainingError, CheckpointError, PackError, DataError, ConfigError) as e:
         print('error: %s' % e, file=sys.stderr)
-        return 3 if 'NaN' in str(e) else 2
+        return 2
     except KeyboardInterrupt:
-        print('\ninterrupted. Every finished epoch is checkpointed in %s; continue with\n'
-              '  python train.py %s retrain=true model_load_epoch=-1'
-              % (cfg.model_dir, ' '.join(shlex.quote(a) for a in (['--cfg', args.cfg] if args.cfg else [])
-                                         + args.overrides)),
-              file=sys.stderr)
+        print('\ninterrupted. Every finished epoch is checkpointed in %s; continue with\n  %s'
+              % (cfg.model_dir, resume_command(args)), file=sys.stderr)
         return 130
     if not record:
         print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'

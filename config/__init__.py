@@ -61,15 +61,7 @@ def read_file(path, _seen=()):
             raise ConfigError('config file %s does not exist; presets: %s'
                               % (path, ', '.join(list_presets())))
     if path.endswith(('.yaml', '.yml')):
-        import yaml
-        with open(path) as f:
-            try:
-                values = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError('config file %s is not valid YAML: %s' % (path, e))
-        if not isinstance(values, dict):
-            raise ConfigError('config file %s must hold a mapping of key: value' % path)
-        values = dict(values)
+        values = _read_yaml(path)
         base = values.pop('base', None)
         if base is not None:
             base_path = os.path.join(os.path.dirname(path), base)
@@ -80,10 +72,71 @@ def read_file(path, _seen=()):
             values = merged
         return values, path
     if path.endswith('.py'):
-        ns = runpy.run_path(path)
-        return {k: v for k, v in ns.items() if not k.startswith('_') and
-                not callable(v) and type(v).__name__ != 'module'}, path
+        values = {k: v for k, v in _run_python(path).items() if not k.startswith('_') and
+                  not callable(v) and type(v).__name__ != 'module'}
+        if not values:
+            raise ConfigError('config file %s sets no key (it is empty); add assignments such as lr = 0.1, or '
+                              'leave out --cfg to use config/cfgs.py' % path)
+        return values, path
     raise ConfigError('config file %s: use a .py or .yaml file' % path)
+
+
+class _UniqueKeyLoader(object):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (built on first use)."""
+    cls = None
+
+    @classmethod
+    def get(cls):
+        if cls.cls is None:
+            import yaml
+
+            class Loader(yaml.SafeLoader):
+                def construct_mapping(self, node, deep=False):
+                    seen = {}
+                    for key_node, _ in node.value:
+                        key = self.construct_object(key_node, deep=deep)
+                        if key in seen:
+                            raise ConfigError('key %r is set twice (lines %d and %d); keep one'
+                                              % (key, seen[key], key_node.start_mark.line + 1))
+                        seen[key] = key_node.start_mark.line + 1
+                    return super(Loader, self).construct_mapping(node, deep)
+            cls.cls = Loader
+        return cls.cls
+
+
+def _read_yaml(path):
+    import yaml
+    try:
+        with open(path) as f:
+            values = yaml.load(f, Loader=_UniqueKeyLoader.get())
+    except ConfigError as e:
+        raise ConfigError('config file %s: %s' % (path, e))
+    except yaml.YAMLError as e:
+        raise ConfigError('config file %s is not valid YAML: %s' % (path, e))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError('config file %s cannot be read (%s)' % (path, e))
+    if values is None:
+        raise ConfigError('config file %s sets no key (it is empty); add lines such as "lr: 0.1", or leave out '
+                          '--cfg to use config/cfgs.py' % path)
+    if not isinstance(values, dict):
+        raise ConfigError('config file %s must hold a mapping of key: value' % path)
+    return dict(values)
+
+
+def _run_python(path):
+    """The namespace a .py config file leaves; ConfigError (with the line) if it does not run."""
+    import traceback
+    try:
+        return runpy.run_path(path)
+    except SyntaxError as e:
+        raise ConfigError('config file %s has a Python syntax error at line %s: %s; fix that line'
+                          % (path, e.lineno, e.msg))
+    except (Exception, SystemExit) as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if os.path.abspath(f.filename) == os.path.abspath(path)]
+        line = ' at line %d' % frames[-1].lineno if frames else ''
+        raise ConfigError('config file %s raised %s%s: %s; a config file holds plain assignments such as '
+                          'lr = 0.1' % (path, type(e).__name__, line, e))
 
 
 def list_presets():
@@ -94,19 +147,43 @@ def list_presets():
 
 
 def parse_override(text):
-    """'key=value' -> (key, value); value parsed as YAML (numbers, lists, true/null)."""
+    """'key=value' -> (key, value); value parsed as YAML (numbers, lists, true/null), then read as
+    a config file's value is (`coerce`): the same text means the same in a file and here."""
     import yaml
     if '=' not in text:
         raise ConfigError('override %r must be key=value, e.g. lr=0.05 or gpu_list=[0,1]' % text)
     key, raw = text.split('=', 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ''
-    except yaml.YAMLError:
+        value = yaml.load(raw, Loader=_UniqueKeyLoader.get()) if raw.strip() else ''
+    except (yaml.YAMLError, ConfigError):
         value = raw
+    return key, coerce(key, value, raw)
+
+
+def _numbers(value):
+    """Strings that spell a number become floats, inside lists and dicts too (YAML 1.1 reads 1e-5
+    without a dot as a string)."""
     if isinstance(value, str) and NUMBER.match(value.strip()):
-        value = float(value)       # YAML 1.1 reads 1e-5 (no dot) as a string
-    return key, value
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
+def coerce(key, value, raw=None):
+    """A value of `key` as the user meant it: a number where the key takes numbers (``lr: 1e-3``),
+    the text as written where it takes text (``model_prefix=123``, ``model_prefix: 007``)."""
+    field = FIELDS.get(key)
+    if field is None:
+        return value
+    if getattr(field.check, 'text', False):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return raw.strip() if raw is not None else str(value)
+        return value
+    return _numbers(value)
 
 
 def _unknown(key, origin):
@@ -118,12 +195,16 @@ def _unknown(key, origin):
 def load_config(path=None, overrides=(), check_data=True):
     """Read, override and validate a configuration; raise ConfigError on any problem."""
     values, origin = read_file(path or DEFAULT_CFG)
+    if values.get('model_load_prefix') is not None and values.get('model_load_prefix') == values.get('model_prefix'):
+        # the original's `model_load_prefix = model_prefix`: it follows model_prefix, also when that is
+        # overridden on the command line (else a resume would read another run and overwrite this one)
+        del values['model_load_prefix']
     merged = defaults()
     where = {}                    # key -> where its value was set, for the error messages
     for key, value in values.items():
         if key not in FIELDS:
             raise _unknown(key, origin)
-        merged[key] = value
+        merged[key] = coerce(key, value)
         where[key] = origin
     for text in overrides:
         key, value = parse_override(text)
@@ -176,6 +257,9 @@ def validate(values, origin='config', where=None):
         if cfg[key] is not None and len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
                               % (key, at(key), cfg[key]))
+    if cfg.dataset in ('cifar10', 'cifar100') and cfg.image_size not in (None, 32):
+        raise ConfigError('config key image_size (%s) is %d, but %s images are 32x32 and are not resized: '
+                          'leave image_size unset (or 32)' % (at('image_size'), cfg.image_size, cfg.dataset))
     if (cfg.mean is None) != (cfg.std is None):
         raise ConfigError('config keys mean and std (%s) must be given together' % at('mean', 'std'))
     if cfg.dtype == 'float16' and not cfg.gpu_list:
@@ -229,7 +313,9 @@ def _per_method(spec, methods, key, origin):
         return {methods[0]: spec}
     if len(spec) != len(methods):
         raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
-                          'method, in order' % (key, origin, len(spec), len(methods), '+'.join(methods)))
+                          'method, in order (null for kd), e.g. %s=%s' % (
+                              key, origin, len(spec), len(methods), '+'.join(methods), key,
+                              '[%s]' % ', '.join('null' if m == 'kd' else 'stage3_pre' for m in methods)))
     return dict(zip(methods, spec))
 
 
@@ -268,11 +354,13 @@ def resolve_plan(cfg, origin='config'):
     elif isinstance(weights, float):
         if len(methods) != 1:
             raise ConfigError('config key kt_weight (%s) is one number but kt_type %r has %d methods: give a '
-                              'list of %d weights' % (origin, cfg.kt_type, len(methods), len(methods)))
+                              'list of %d weights, or kt_weight=null for each method\'s default weight'
+                              % (origin, cfg.kt_type, len(methods), len(methods)))
         weights = [weights]
     elif len(weights) != len(methods):
-        raise ConfigError('config key kt_weight (%s) has %d weights for the %d methods of kt_type %r'
-                          % (origin, len(weights), len(methods), cfg.kt_type))
+        raise ConfigError('config key kt_weight (%s) has %d weights for the %d methods of kt_type %r: give %d '
+                          'weights in kt_type order, or kt_weight=null for each method\'s default weight'
+                          % (origin, len(weights), len(methods), cfg.kt_type, len(methods)))
     layer_w = cfg.kt_layer_weight or {}
     plan = []
     for method, weight in zip(methods, weights):
@@ -322,4 +410,4 @@ def check_data_files(cfg):
 
 
 __all__ = ['Config', 'ConfigError', 'load_config', 'validate', 'resolve_plan', 'list_presets',
-           'parse_override', 'FIELDS']
+           'parse_override', 'coerce', 'FIELDS']

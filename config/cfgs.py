@@ -8,9 +8,10 @@ dataset = 'fashion_mnist'
 model_prefix = 'fmnist_resnet8_kd_nst'
 network = 'cifar_resnet8'          # student
 depth = None
-model_load_prefix = model_prefix
-model_load_epoch = 0
-retrain = False
+model_load_prefix = model_prefix  # the run to resume; follows model_prefix (also model_prefix=X on the command line)
+model_load_epoch = 0               # with retrain: the epoch to resume from; -1 the latest finite checkpoint
+retrain = False                    # resume: python train.py retrain=true model_load_epoch=-1
+begin_epoch = None                 # derived: model_load_epoch when retrain, else 0
 
 # data
 data_dir = 'datasets/fashion_mnist'

@@ -1,6 +1,11 @@
 """Value checks for config keys. Each check is a function `value -> value`
 (possibly normalised) that raises `ConfigError` saying what is allowed.
+
+A check that takes text (names, paths, tap names) has ``check.text = True``:
+the loader then keeps a value such as ``model_prefix=123`` as the text the
+user wrote instead of reading it as a number.
 """
+import math
 
 
 class ConfigError(ValueError):
@@ -32,7 +37,7 @@ def integer(min=None, max=None):
 
 def number(min=None, max=None, strict=False, max_strict=False):
     def check(v):
-        ok = _is_num(v)
+        ok = _is_num(v) and math.isfinite(v)
         if ok and min is not None:
             ok = v > min if strict else v >= min
         if ok and max is not None:
@@ -43,7 +48,7 @@ def number(min=None, max=None, strict=False, max_strict=False):
                 rng += (' > %g' if strict else ' >= %g') % min
             if max is not None:
                 rng += (' < %g' if max_strict else ' <= %g') % max
-            _fail('a number' + rng, v)
+            _fail('a finite number' + rng, v)
         return float(v)
     return check
 
@@ -56,12 +61,17 @@ def boolean():
     return check
 
 
+def _text(check):
+    check.text = True
+    return check
+
+
 def string():
     def check(v):
         if not isinstance(v, str) or not v:
             _fail('a non-empty string', v)
         return v
-    return check
+    return _text(check)
 
 
 def name_like():
@@ -69,7 +79,7 @@ def name_like():
         if not isinstance(v, str) or not v or '/' in v or '\\' in v or v.strip() != v:
             _fail('a run name without slashes or surrounding spaces', v)
         return v
-    return check
+    return _text(check)
 
 
 def choice(*options):
@@ -83,6 +93,7 @@ def choice(*options):
 def optional(inner):
     def check(v):
         return None if v is None else inner(v)
+    check.text = getattr(inner, 'text', False)
     return check
 
 
@@ -132,7 +143,7 @@ def increasing_ints():
 def number_or_list():
     def check(v):
         if _is_num(v):
-            return float(v)
+            return number(min=0)(v)
         return list_of(number(min=0))(v)
     return check
 
@@ -169,7 +180,7 @@ def tap_spec():
         if isinstance(v, (list, tuple)):
             return [_tap_item(x) for x in v]
         _fail('a tap name, a list aligned with kt_type, or a dict method -> taps', v)
-    return check
+    return _text(check)
 
 
 def dict_of_lists():

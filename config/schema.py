@@ -21,9 +21,15 @@ _FIELDS = [
     Field('network', 'cifar_resnet20', c.string(), 'student network name (symbols.network_names()) or a '
           'family (preact_resnet, cifar_resnet, pyramidnet) completed by depth'),
     Field('depth', None, c.optional(c.integer(min=1)), 'depth that completes a family name in network'),
-    Field('model_load_prefix', None, c.optional(c.name_like()), 'run to resume (default: model_prefix)'),
-    Field('model_load_epoch', 0, c.integer(min=-1), 'epoch to resume from with retrain=True; -1: latest'),
+    Field('model_load_prefix', None, c.optional(c.name_like()), 'run to resume (default, and when a config '
+          'file sets it equal to its model_prefix: model_prefix, also when model_prefix is overridden); '
+          'another run name starts a new run from that run\'s checkpoint'),
+    Field('model_load_epoch', 0, c.integer(min=-1), 'epoch to resume from with retrain=True; -1: the latest '
+          'checkpoint whose parameters are finite'),
     Field('retrain', False, c.boolean(), 'resume from model_load_prefix/model_load_epoch'),
+    Field('overwrite', False, c.boolean(), 'start over under a run name that already has checkpoints (or '
+          'resume from an earlier epoch than its latest): the old run\'s files are moved to '
+          'model_dir/replaced/<prefix>-<time>/, nothing is deleted. Without it such a run is refused'),
     # --- data ---
     Field('data_dir', 'datasets/fashion_mnist', c.string(), 'folder of the packs or pickles'),
     Field('batch_size', 128, c.integer(min=1), 'batch size per device (multiplied by the device count, '

@@ -10,6 +10,9 @@ Epoch N of run P in folder D is:
 and D/P-best.{params,extra.params,json}: the epoch with the best validation
 top-1. Every file is written under a temporary name, flushed and renamed, so
 a crash (or a full disk) while writing never damages an earlier checkpoint.
+Parameters and optimizer state that are not all finite (a diverged run) are
+never written, and a params file holding NaN/Inf is refused when read
+(`NonFiniteCheckpoint`).
 """
 import glob
 import json
@@ -17,14 +20,58 @@ import os
 import re
 
 import mxnet as mx
+import numpy as np
 
 
 class CheckpointError(IOError):
     """A checkpoint that cannot be written or read; says which file and why."""
 
 
-def ensure_writable(folder):
-    """Create `folder` if needed and prove a file can be written there."""
+class NonFiniteCheckpoint(CheckpointError):
+    """Parameters or optimizer state with NaN/Inf: not written, or refused when read."""
+
+
+def ndarrays(obj):
+    """Every NDArray inside `obj` (an NDArray, a Parameter dict, or lists/tuples/dicts of them; None
+    and other leaves are skipped)."""
+    if isinstance(obj, mx.nd.NDArray):
+        return [obj]
+    if isinstance(obj, mx.gluon.Parameter):
+        return obj.list_data() if obj._data is not None else []
+    if isinstance(obj, dict) or hasattr(obj, 'values') and callable(obj.values):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        return [a for item in obj for a in ndarrays(item)]
+    return []
+
+
+def all_finite(arrays):
+    """True when no element of the NDArrays `arrays` is NaN or Inf (checked on their devices,
+    one small read per device)."""
+    by_ctx = {}
+    for a in arrays:
+        if a.size:
+            ok_dtype = np.dtype(a.dtype).name in ('float32', 'float16')
+            by_ctx.setdefault(a.context, []).append(a if ok_dtype else a.astype('float32'))
+    for group in by_ctx.values():
+        for i in range(0, len(group), 64):
+            chunk = group[i:i + 64]
+            if mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk)).asscalar() != 1:
+                return False
+    return True
+
+
+def optimizer_arrays(trainer):
+    """The optimizer-state NDArrays of a gluon.Trainer (momentum buffers, float32 master weights)."""
+    updaters = list(getattr(trainer, '_updaters', None) or [])
+    kv_updater = getattr(getattr(trainer, '_kvstore', None), '_updater', None)
+    if getattr(trainer, '_update_on_kvstore', False) and kv_updater is not None:
+        updaters = [kv_updater]
+    return [a for u in updaters for a in ndarrays(getattr(u, 'states', {}))]
+
+
+def ensure_writable(folder, key='model_dir'):
+    """Create `folder` (the value of config key `key`) if needed and prove a file can be written there."""
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, '.write-test-%d' % os.getpid())
@@ -32,8 +79,8 @@ def ensure_writable(folder):
             f.write('ok')
         os.remove(probe)
     except OSError as e:
-        raise CheckpointError('model folder %s is not writable (%s): choose another model_dir or fix its '
-                              'permissions' % (folder, e.strerror or e))
+        raise CheckpointError('%s %s is not a writable folder (%s): choose another %s or fix its permissions'
+                              % (key, folder, e.strerror or e, key))
 
 
 def _atomic(path, write):
@@ -69,6 +116,15 @@ def paths(model_dir, prefix, tag):
 def save(model_dir, prefix, epoch, student, extra=None, trainer=None, meta=None, best=False):
     """Write epoch `epoch` (and the best copy when `best`). `meta` is a JSON-able dict."""
     mx.nd.waitall()   # BatchNorm statistics and updates must be complete before reading them
+    if not all_finite(ndarrays(student.collect_params())):
+        raise NonFiniteCheckpoint('the parameters of epoch %d hold NaN or Inf; epoch %d was not saved (%s)'
+                                  % (epoch, epoch, paths(model_dir, prefix, epoch)['params']))
+    if extra is not None and not all_finite(ndarrays(extra.collect_params())):
+        raise NonFiniteCheckpoint('the connector parameters of epoch %d hold NaN or Inf; epoch %d was not saved'
+                                  % (epoch, epoch))
+    if trainer is not None and not all_finite(optimizer_arrays(trainer)):
+        raise NonFiniteCheckpoint('the optimizer state of epoch %d holds NaN or Inf; epoch %d was not saved'
+                                  % (epoch, epoch))
     meta = dict(meta or {}, epoch=epoch)
     tags = [epoch] + (['best'] if best else [])
     for tag in tags:
@@ -121,6 +177,9 @@ def load_params(block, path, ctx, what='params'):
     except AssertionError as e:
         raise CheckpointError('%s file %s does not fit this network (%s): check network/num_classes'
                               % (what, path, str(e)[:300]))
+    if not all_finite(ndarrays(block.collect_params())):
+        raise NonFiniteCheckpoint('%s file %s holds NaN or Inf values (saved from a diverged run): use an '
+                                  'earlier epoch' % (what, path))
 
 
 def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None):
@@ -138,6 +197,9 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None):
         except Exception as e:
             raise CheckpointError('optimizer state %s cannot be read (%s): it is truncated or corrupt'
                                   % (p['states'], str(e).split('\n')[0][:200]))
+        if not all_finite(optimizer_arrays(trainer)):
+            raise NonFiniteCheckpoint('optimizer state %s holds NaN or Inf values (saved from a diverged run): '
+                                      'resume from an earlier epoch' % p['states'])
     return meta
 
 

@@ -48,6 +48,7 @@ def _project(cfg, in_channels, ctx):
     net = symbols.get_network(name, meta.get('num_classes', cfg.num_classes),
                               meta.get('in_channels', in_channels), prefix='teacher_')
     checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], ctx, 'teacher params')
+    net.trained_with = {k: meta.get(k) for k in ('image_size', 'val_top1', 'dataset')}
     return net, '%s (%s, epoch %s)' % (cfg.teacher_prefix, name, meta.get('epoch'))
 
 
@@ -98,6 +99,7 @@ def load_teacher(cfg, taps, in_channels, ctx):
         raise TeacherError('teacher_symbol: %s' % e)
     for p in net.collect_params().values():
         p.grad_req = 'null'
+    tapped.trained_with = getattr(net, 'trained_with', None)     # what the teacher was trained with, if known
     tapped.hybridize(static_alloc=True, static_shape=True)
     return tapped, desc
 

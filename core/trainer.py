@@ -15,7 +15,6 @@
   (under dist_* the workers' counts are summed), an atomic checkpoint (rank 0),
   a log line and a JSON record in log/<model_prefix>.jsonl.
 """
-import json
 import logging
 import math
 import os
@@ -30,10 +29,11 @@ from mxnet import autograd, gluon, nd
 
 import symbols
 from data import DataSource
-from . import checkpoint, schedule
+from . import checkpoint, runs, schedule
 from .distiller import DistillBlock, plan_taps
 from .evaluate import evaluate, kvstore_sum, sum_over_workers
 from .metrics import Running, NonFiniteLoss, LabelOutOfRange
+from .records import append_record
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
 LOG = logging.getLogger('train')
@@ -45,15 +45,43 @@ class TrainingError(RuntimeError):
     """A problem found before or during training, explained for the user."""
 
 
-def setup_logging(cfg, rank=0):
-    os.makedirs(cfg.log_dir, exist_ok=True)
+class Diverged(TrainingError):
+    """Training stopped because a loss or the parameters became NaN/Inf (exit status 3)."""
+
+
+class LogFileHandler(logging.FileHandler):
+    """A log file that, when it can no longer be written (a full disk), says so once and stops
+    instead of printing a traceback for every message; training goes on."""
+
+    def handleError(self, record):
+        if not getattr(self, '_failed', False):
+            self._failed = True
+            import traceback
+            err = sys.exc_info()[1]
+            sys.stderr.write('warning: cannot write the log file %s (%s); it gets no more lines, training goes '
+                             'on\n' % (self.baseFilename, err if err is not None else traceback.format_exc(0)))
+
+    def emit(self, record):
+        if not getattr(self, '_failed', False):
+            super(LogFileHandler, self).emit(record)
+
+
+def teardown_logging():
+    """Detach and close the handlers `setup_logging` added (a run's log file is closed when it ends)."""
     root = logging.getLogger()
-    root.setLevel(logging.INFO)
     for h in list(root.handlers):
         if getattr(h, '_nst', False):
             root.removeHandler(h)
-    if rank == 0:
-        fh = logging.FileHandler(os.path.join(cfg.log_dir, '%s.log' % cfg.model_prefix), mode='a')
+            h.close()
+
+
+def setup_logging(cfg, rank=0, to_file=True):
+    """Log to stderr and, on rank 0 with `to_file`, to log_dir/<model_prefix>.log."""
+    teardown_logging()
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if rank == 0 and to_file:
+        fh = LogFileHandler(os.path.join(cfg.log_dir, '%s.log' % cfg.model_prefix), mode='a')
         fh.setFormatter(logging.Formatter('%(asctime)s %(name)s %(levelname)s %(message)s', '%m-%d %H:%M:%S'))
         fh._nst = True
         root.addHandler(fh)
@@ -146,8 +174,6 @@ class Session(object):
             from mxnet.contrib import amp
             amp.init(target_dtype=cfg.dtype)
             self.amp = amp
-        if self.rank == 0:
-            checkpoint.ensure_writable(cfg.model_dir)
         self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
         self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(self.batch_size)))
         seed_everything(cfg.seed)
@@ -244,23 +270,49 @@ class Session(object):
             raise TrainingError('ofd margin of tap %r has %d channels for a %d-channel map' % (tap, len(m), channels))
         return [nd.array(m, ctx=c) for c in self.ctx]
 
-    def _resume(self):
+    def _load(self, epoch):
         cfg = self.cfg
-        epoch = cfg.model_load_epoch
-        if epoch < 0:
-            have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
-            if not have:
-                raise TrainingError('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint of '
-                                    '%r' % (cfg.model_dir, cfg.model_load_prefix))
-            epoch = have[-1]
+        return checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, self.student, self.ctx,
+                               self.block.extras, self.trainer)
+
+    def _resume(self):
+        """Restore model_load_prefix at model_load_epoch (-1: the latest checkpoint whose parameters
+        and optimizer state are finite; later non-finite ones are moved aside, never trained over)."""
+        cfg = self.cfg
+        same_run = cfg.model_load_prefix == cfg.model_prefix
         try:
-            meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, self.student, self.ctx,
-                                   self.block.extras, self.trainer)
+            if cfg.model_load_epoch >= 0:
+                epoch, meta = cfg.model_load_epoch, self._load(cfg.model_load_epoch)
+            else:
+                have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+                if not have:
+                    raise TrainingError('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint '
+                                        'of %r' % (cfg.model_dir, cfg.model_load_prefix))
+                meta, skipped = None, []
+                for epoch in reversed(have):
+                    try:
+                        meta = self._load(epoch)
+                        break
+                    except checkpoint.NonFiniteCheckpoint as e:
+                        LOG.warning('skipping epoch %d of %r: %s', epoch, cfg.model_load_prefix, e)
+                        skipped.append(epoch)
+                if meta is None:
+                    raise TrainingError('every checkpoint of %r in %s (epochs %s) holds NaN or Inf: start over '
+                                        'with overwrite=true and a lower lr' % (cfg.model_load_prefix,
+                                                                                cfg.model_dir, have))
+                if skipped and same_run and self.rank == 0:
+                    runs.move_aside(cfg.model_dir, cfg.model_prefix,
+                                    runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),
+                                    'non-finite checkpoints after epoch %d' % epoch)
         except checkpoint.CheckpointError as e:
             raise TrainingError(str(e))
+        if same_run and self.rank == 0:
+            runs.claim_resume(cfg, epoch)
         self.begin_epoch = epoch
         self.best = meta.get('best_top1', -1.0)
-        LOG.info('resumed %s from epoch %d (val top-1 %.4f)', cfg.model_load_prefix, epoch, meta.get('val_top1', 0))
+        LOG.info('resumed run %r from its epoch-%d checkpoint in %s (validation top-1 %.4f)%s',
+                 cfg.model_load_prefix, epoch, cfg.model_dir, meta.get('val_top1', 0),
+                 '' if same_run else '; training continues as run %r' % cfg.model_prefix)
 
     def validate(self, net):
         """Top-1/top-5 of `net` on the whole validation set (each dist worker evaluates its part)."""
@@ -343,12 +395,14 @@ class Session(object):
             t_val = self.validate(self.teacher)
             LOG.info('teacher validation: top-1 %.4f top-5 %.4f (%d images)', t_val['top1'], t_val['top5'],
                      t_val['n'])
+            self.check_teacher(t_val)
         LOG.info('training %s on %s (%d train images, %d per epoch step), global batch %d, epochs %d..%d, '
                  'kt=%s', cfg.network, cfg.dataset, self.data.num_train, self.batch_size, self.global_batch,
                  self.begin_epoch, cfg.num_epoch - 1, cfg.kt_type if cfg.kt else 'none')
         result = {}
         for epoch in range(self.begin_epoch, cfg.num_epoch):
             stats = self.train_epoch(epoch)
+            self._check_finite(epoch)
             val = self.validate(self.student)
             record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
                       'speed': stats['speed'], 'train_top1': stats['top1'], 'train_top5': stats['top5'],
@@ -363,9 +417,13 @@ class Session(object):
                      100 * (1 - val['top5']), stats['time'])
             if self.rank == 0:
                 # The record goes first: a run killed before its checkpoint repeats the epoch and writes
-                # the record again; readers keep the last record of each epoch.
-                with open(self.jsonl, 'a') as f:
-                    f.write(json.dumps(dict(record, model_prefix=cfg.model_prefix)) + '\n')
+                # the record again; readers keep the last record of each epoch. A record that cannot be
+                # written (a full disk) is reported, and the checkpoint is still attempted.
+                try:
+                    append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix))
+                except OSError as e:
+                    LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
+                                epoch, self.jsonl, e.strerror or e)
                 meta = dict(record, network=self.student.network_name, num_classes=cfg.num_classes,
                             in_channels=self.data.channels, image_size=self.data.image_size,
                             mean=list(self.data.mean), std=list(self.data.std), dataset=cfg.dataset,
@@ -375,6 +433,34 @@ class Session(object):
             result = record
         return result
 
+    def _check_finite(self, epoch):
+        """Stop (exit 3) before validating or saving an epoch whose parameters or optimizer state
+        hold NaN/Inf: the loss is read every `frequent` steps, and updates after the last read can
+        still diverge."""
+        arrays = checkpoint.ndarrays(self.student.collect_params()) + \
+            checkpoint.ndarrays(self.block.extras.collect_params()) + checkpoint.optimizer_arrays(self.trainer)
+        mx.nd.waitall()
+        if not checkpoint.all_finite(arrays):
+            have = checkpoint.epochs(self.cfg.model_dir, self.cfg.model_prefix)
+            raise Diverged('the parameters became NaN or Inf during epoch %d (after the last loss check); '
+                                'nothing of epoch %d was saved. Last good checkpoint: %s. Lower lr (or the kt_weight '
+                                'of a transfer term) and resume with retrain=true model_load_epoch=-1'
+                                % (epoch, epoch, 'epoch %d' % have[-1] if have else 'none'))
+
+    def check_teacher(self, t_val):
+        """Warn when the teacher does much worse here than on its own validation set (another
+        image_size, mean/std or dataset than it was trained with)."""
+        own = getattr(self.teacher, 'trained_with', None) or {}
+        size, top1 = own.get('image_size'), own.get('val_top1')
+        if size is not None and size != self.data.image_size:
+            LOG.warning('the teacher was trained on %dx%d images (its validation top-1 then %s) but image_size=%d '
+                        'here: it reaches top-1 %.2f%% at this size. Use image_size=%d unless that is intended',
+                        size, size, '%.2f%%' % (100 * top1) if top1 is not None else 'unknown',
+                        self.data.image_size, 100 * t_val['top1'], size)
+        elif top1 is not None and t_val['top1'] < top1 - 0.1:
+            LOG.warning('the teacher reaches top-1 %.2f%% here but %.2f%% on its own validation set: check that '
+                        'dataset, mean/std and image_size match its training', 100 * t_val['top1'], 100 * top1)
+
 
 def run(cfg):
     """Train as configured; return the last epoch's record."""
@@ -382,9 +468,23 @@ def run(cfg):
         # The engine is created at the first operation, so this still takes effect here.
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
     session = Session(cfg)
-    setup_logging(cfg, session.rank)
-    session.prepare()
+    setup_logging(cfg, session.rank, to_file=False)           # the log file is the run's: claimed first
+    lock = None
     try:
+        if session.rank == 0:
+            # before anything is written: the folders, one run per name, no run overwritten by mistake
+            checkpoint.ensure_writable(cfg.model_dir)
+            checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
+            lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
+            runs.claim(cfg)
+        setup_logging(cfg, session.rank)
+        session.prepare()
         return session.fit()
-    except (NonFiniteLoss, LabelOutOfRange) as e:
-        raise TrainingError(str(e))     # nothing of the failing epoch was checkpointed
+    except NonFiniteLoss as e:
+        raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
+    except LabelOutOfRange as e:
+        raise TrainingError(str(e))
+    finally:
+        teardown_logging()
+        if lock is not None:
+            lock.release()

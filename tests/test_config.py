@@ -103,8 +103,8 @@ def test_several_layer_pairs_and_nst_alias():
 
 @pytest.mark.parametrize('override,message', [
     ('lrr=0.1', "unknown config key 'lrr'.*did you mean 'lr'"),
-    ('lr=-1', "'lr'.*a number > 0"),
-    ('lr=abc', "'lr'.*a number"),
+    ('lr=-1', "'lr'.*a finite number > 0"),
+    ('lr=abc', "'lr'.*a finite number"),
     ('batch_size=0', "'batch_size'.*integer >= 1"),
     ('momentum=1.5', "'momentum'"),
     ('dataset=mnist', "'dataset'.*one of"),

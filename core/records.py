@@ -1,0 +1,118 @@
+"""Per-epoch run records: `log/<model_prefix>.jsonl`, one JSON object per line.
+
+Written by the trainer (`append_record`, once per finished epoch) and read by the
+tools (`read_records`). A crash or a full disk while a record is written can
+leave a partial last line. Neither function lets that spread:
+
+- `append_record` starts on a fresh line when the file does not end with a
+  newline, writes the whole line with one `os.write`, fsyncs it, and on a
+  failed or short write truncates the file back to what it was, then raises
+  `RecordsError` (an `OSError`, with the `errno` of the cause);
+- `read_records` skips every line that is not a complete record, with one
+  warning per file (logger `records`) naming the file and the line numbers.
+
+Nothing here imports mxnet.
+"""
+import errno
+import json
+import logging
+import os
+
+LOG = logging.getLogger('records')
+
+
+class RecordsError(OSError):
+    """A records file that cannot be written (full disk, permissions) or read (missing, a folder);
+    the message names the file and what to do, `errno` is the cause's."""
+
+    def __init__(self, message, cause_errno=None):
+        super(RecordsError, self).__init__(message)
+        self.errno = cause_errno
+
+
+def _plain(value):
+    """JSON for numpy scalars and 0-d arrays (anything with .item()); other types are a caller's bug."""
+    if hasattr(value, 'item'):
+        return value.item()
+    raise TypeError('%r (%s) is not JSON serialisable' % (value, type(value).__name__))
+
+
+def _why(e):
+    code = getattr(e, 'errno', None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return 'the disk is full: free some space'
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return 'permission denied: choose a writable log_dir or fix its permissions'
+    return '%s: check log_dir' % (getattr(e, 'strerror', None) or e)
+
+
+def append_record(path, record):
+    """Append `record` (a dict; numpy scalars allowed) to the JSON-lines file `path` as one line.
+
+    Guarantees: the folder and file are created if missing; the record starts on a line of its own
+    (a newline is written first when the file does not end with one, e.g. after a crash cut the
+    previous record short); the whole line goes out in one `os.write` and is fsynced before this
+    returns; lines already in the file are never changed. On failure (full disk, permissions, I/O
+    error) the file is truncated back to its previous size where possible and `RecordsError` (an
+    OSError subclass whose `errno` is the cause's) is raised, naming the file. A record that cannot
+    be serialised raises TypeError before the file is touched."""
+    line = json.dumps(record, default=_plain) + '\n'
+    folder = os.path.dirname(path)
+    fd, size = None, None
+    try:
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b'\n':
+            line = '\n' + line
+        data = line.encode('utf-8')
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, 'short write (%d of %d bytes)' % (written, len(data)))
+        os.fsync(fd)
+    except OSError as e:
+        if fd is not None and size is not None:
+            try:
+                os.ftruncate(fd, size)            # leave no partial line behind
+            except OSError:
+                pass
+        raise RecordsError('cannot append a record to %s (%s); earlier records are intact'
+                           % (path, _why(e)), getattr(e, 'errno', None)) from e
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def read_records(path):
+    """Records of one run sorted by epoch; a repeated epoch (a resumed run repeats an epoch that was
+    not checkpointed) keeps its last record.
+
+    Never fails on the file's content: a line that is not a JSON object with an integer 'epoch'
+    (cut short by a crash, two records on one line, not UTF-8, ...) is skipped, and one warning on
+    the `records` logger names the file and the numbers of all skipped lines. Blank lines are
+    ignored. Raises RecordsError (an OSError) only when the file cannot be read at all."""
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except OSError as e:
+        what = {errno.ENOENT: 'does not exist', errno.EISDIR: 'is a folder, not a records file'}.get(
+            e.errno, 'cannot be read (%s)' % (e.strerror or e))
+        raise RecordsError('records file %s %s' % (path, what), e.errno) from e
+    by_epoch, damaged = {}, []
+    for n, line in enumerate(raw.split(b'\n'), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode('utf-8'))
+        except ValueError:                         # JSONDecodeError and UnicodeDecodeError
+            rec = None
+        if not (isinstance(rec, dict) and isinstance(rec.get('epoch'), int) and not isinstance(rec['epoch'], bool)):
+            damaged.append(n)
+            continue
+        by_epoch[rec['epoch']] = rec
+    if damaged:
+        LOG.warning('%s line%s %s: skipped damaged line%s (not a complete JSON record; a run interrupted while '
+                    'writing one leaves such a line)', path, 's' if len(damaged) > 1 else '',
+                    ', '.join(map(str, damaged)), 's' if len(damaged) > 1 else '')
+    return [by_epoch[e] for e in sorted(by_epoch)]

@@ -1,0 +1,285 @@
+"""One run per name, and nothing of a run overwritten by mistake.
+
+A run named P owns, in `model_dir` D and `log_dir` L:
+  D/P-NNNN.{params,extra.params,states,json}, D/P-best.*   its checkpoints
+  L/P.log, L/P.jsonl                                        its logs and per-epoch records
+  D/P.lock                                                  while it trains (JSON: pid, host, start)
+
+`RunLock` is held for the life of a run (by rank 0 of a distributed run): a
+second run of the same name is refused at once; a lock whose process is gone
+(same host, dead PID or a PID reused by another process) is taken over with a
+warning.
+
+`claim(cfg, resume_epoch)` applies the rules before anything is written:
+- a new run (no `retrain`, or `retrain` from another run) under a name that
+  already has checkpoints is refused, unless `overwrite=true`, which moves the
+  old run's files to D/replaced/P-<time>/ (nothing is deleted);
+- resuming a run from an epoch earlier than its latest is refused (it would
+  overwrite the later epochs), unless `overwrite=true`, which moves the later
+  epochs (and a best copy taken from them) aside and makes the best of the
+  kept epochs the best copy again;
+- log files of a name without checkpoints (a run that stopped before its first
+  checkpoint) are moved aside with a warning when a new run starts.
+"""
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import time
+
+from . import checkpoint
+
+LOG = logging.getLogger('runs')
+
+
+class RunError(RuntimeError):
+    """A run that must not start as configured; says why and what to do.
+    `resume` is True when resuming the existing run is one of the fixes."""
+
+    def __init__(self, message, resume=False):
+        super(RunError, self).__init__(message)
+        self.resume = resume
+
+
+# ------------------------------------------------------------------ the lock
+def _start_ticks(pid):
+    """Start time of process `pid` in clock ticks since boot (Linux), or None where unknown."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return int(f.read().rsplit(')', 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, ticks):
+    """Whether process `pid` still runs and is the one that took the lock (same start time)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except OSError:
+        return False
+    now = _start_ticks(pid)
+    return ticks is None or now is None or now == ticks
+
+
+class RunLock(object):
+    """D/P.lock for the life of a run: `acquire()` or RunError, `release()` (also on exit)."""
+
+    def __init__(self, model_dir, prefix):
+        self.path = os.path.join(model_dir, prefix + '.lock')
+        self.prefix = prefix
+        self.mine = {'pid': os.getpid(), 'host': socket.gethostname(), 'start': _start_ticks(os.getpid()),
+                     'since': time.strftime('%Y-%m-%d %H:%M:%S')}
+        self.held = False
+
+    def _read(self):
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}                   # unreadable: written by a process that died while writing it
+
+    def _create(self):
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(self.mine, f)
+
+    def acquire(self):
+        for _ in range(3):
+            try:
+                self._create()
+                self.held = True
+                return self
+            except FileExistsError:
+                pass
+            holder = self._read()
+            if holder is None:
+                continue                 # released meanwhile: try again
+            same_host = holder.get('host') == self.mine['host']
+            pid = holder.get('pid')
+            if holder and not same_host:
+                raise RunError('run %r is being trained by process %s on host %s since %s (lock %s). Wait for it or '
+                               'choose another model_prefix; if that run is no longer running, delete the lock '
+                               'file' % (self.prefix, pid, holder.get('host'), holder.get('since'), self.path))
+            if holder and isinstance(pid, int) and _alive(pid, holder.get('start')):
+                raise RunError('run %r is already being trained by process %d on this host since %s (lock %s): '
+                               'wait for it to finish, stop it, or choose another model_prefix'
+                               % (self.prefix, pid, holder.get('since'), self.path))
+            LOG.warning('taking over the lock %s of a run that is no longer running (process %s, since %s)',
+                        self.path, pid, holder.get('since'))
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+        raise RunError('could not take the lock %s of run %r: another process keeps taking it; is the run '
+                       'being started twice?' % (self.path, self.prefix))
+
+    def release(self):
+        if self.held and self._read() == self.mine:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+        self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+# ------------------------------------------------------------- the run's files
+def checkpoint_files(model_dir, prefix):
+    """Every checkpoint file of run `prefix` (complete or not, epochs and best), sorted."""
+    pattern = re.compile(r'^%s-(\d{4}|best)\.(params|extra\.params|states|json)$' % re.escape(prefix))
+    try:
+        names = os.listdir(model_dir)
+    except OSError:
+        return []
+    return sorted(os.path.join(model_dir, n) for n in names if pattern.match(n))
+
+
+def _epoch_of(path):
+    m = re.search(r'-(\d{4}|best)\.[a-z.]+$', os.path.basename(path))
+    return m.group(1)
+
+
+def epoch_files(model_dir, prefix, epochs):
+    """The checkpoint files of run `prefix` at the given epoch numbers (and 'best' if listed)."""
+    tags = {e if e == 'best' else '%04d' % e for e in epochs}
+    return [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) in tags]
+
+
+def log_files(log_dir, prefix):
+    return [p for p in (os.path.join(log_dir, prefix + '.log'), os.path.join(log_dir, prefix + '.jsonl'))
+            if os.path.isfile(p)]
+
+
+def move_aside(model_dir, prefix, files, why):
+    """Move `files` to model_dir/replaced/<prefix>-<time>/ (nothing is deleted); return that folder."""
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    dest = os.path.join(model_dir, 'replaced', '%s-%s' % (prefix, stamp))
+    n = 1
+    while os.path.exists(dest):
+        n += 1
+        dest = os.path.join(model_dir, 'replaced', '%s-%s-%d' % (prefix, stamp, n))
+    try:
+        os.makedirs(dest)
+        for f in files:
+            shutil.move(f, os.path.join(dest, os.path.basename(f)))
+    except OSError as e:
+        raise RunError('could not move the files of run %r to %s (%s); nothing was trained. Free disk space or '
+                       'fix the permissions' % (prefix, dest, e))
+    LOG.warning('%s: moved %d file(s) of run %r to %s', why, len(files), prefix, dest)
+    return dest
+
+
+def _describe(model_dir, prefix):
+    have = checkpoint.epochs(model_dir, prefix)
+    if not have:
+        return 'incomplete checkpoint files only'
+    text = 'epochs %s' % (', '.join(map(str, have)) if len(have) <= 4 else '%d..%d' % (have[0], have[-1]))
+    try:
+        best = checkpoint.read_meta(model_dir, prefix, 'best').get('best_top1')
+        if best is not None:
+            text += ', best val top-1 %.2f%%' % (100 * best)
+    except checkpoint.CheckpointError:
+        pass
+    return text
+
+
+def claim(cfg):
+    """Check (and with overwrite=true, make) the room a run needs before it writes anything:
+    see the module docstring. Returns nothing; raises RunError."""
+    model_dir, prefix = cfg.model_dir, cfg.model_prefix
+    files = checkpoint_files(model_dir, prefix)
+    logs = log_files(cfg.log_dir, prefix)
+    resume_same = cfg.retrain and cfg.model_load_prefix == prefix
+    if resume_same:
+        return                           # the later-epoch rule needs the resolved epoch: `claim_resume`
+    if files:
+        if not cfg.overwrite:
+            what = 'starting over' if not cfg.retrain else 'starting from run %r' % cfg.model_load_prefix
+            raise RunError('run %r already exists in %s (%s); %s under its name would overwrite it. Resume it '
+                           '(command below), start over with overwrite=true (the old run is moved to %s/replaced/, '
+                           'nothing is deleted), or choose another model_prefix'
+                           % (prefix, model_dir, _describe(model_dir, prefix), what, model_dir), resume=True)
+        move_aside(model_dir, prefix, files + logs, 'overwrite=true')
+    elif logs:
+        move_aside(model_dir, prefix, logs, 'logs of an earlier run %r without checkpoints' % prefix)
+
+
+def claim_resume(cfg, epoch):
+    """Resuming run `model_prefix` from `epoch`: refuse (or with overwrite=true move aside) its later
+    epochs, which the resumed run would overwrite."""
+    model_dir, prefix = cfg.model_dir, cfg.model_prefix
+    later = [e for e in checkpoint.epochs(model_dir, prefix) if e > epoch]
+    if later and not cfg.overwrite:
+        raise RunError('resuming run %r from epoch %d would overwrite its later epochs %s. Resume from the latest '
+                       'with model_load_epoch=-1, branch into a new run with model_prefix=NEW '
+                       'model_load_prefix=%s model_load_epoch=%d, or overwrite=true to move epochs %s aside (to '
+                       '%s/replaced/, nothing is deleted)' % (prefix, epoch, later, prefix, epoch, later, model_dir))
+    # later files, complete or not (an incomplete one would be overwritten without loss, but is kept too)
+    moving = [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) != 'best' and int(_epoch_of(f)) > epoch]
+    if not moving:
+        return
+    best_epoch = None
+    try:
+        best_epoch = checkpoint.read_meta(model_dir, prefix, 'best').get('epoch')
+    except checkpoint.CheckpointError:
+        pass
+    best_files = [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) == 'best']
+    if best_files and (best_epoch is None or best_epoch > epoch):
+        moving += best_files
+    dest = move_aside(model_dir, prefix, moving, 'resuming %r from epoch %d' % (prefix, epoch))
+    if best_files and (best_epoch is None or best_epoch > epoch):
+        restore_best(model_dir, prefix, upto=epoch)
+    rewind_records(os.path.join(cfg.log_dir, prefix + '.jsonl'), epoch, dest)
+
+
+def rewind_records(path, epoch, dest):
+    """Keep in the records file `path` only the epochs before checkpoint `epoch` (record epochs
+    0..epoch-1), after copying it whole to folder `dest`."""
+    if not os.path.isfile(path):
+        return
+    from .records import read_records
+    try:
+        shutil.copy2(path, os.path.join(dest, os.path.basename(path)))
+        kept = [r for r in read_records(path) if r['epoch'] < epoch]
+        with open(path + '.tmp', 'w') as f:
+            f.writelines(json.dumps(r) + '\n' for r in kept)
+        os.replace(path + '.tmp', path)
+    except OSError as e:
+        raise RunError('could not rewind the records %s to epoch %d (%s); its copy is in %s' % (path, epoch, e, dest))
+
+
+def restore_best(model_dir, prefix, upto):
+    """Make the kept epoch (<= upto) with the highest validation top-1 the best copy again."""
+    scored = []
+    for e in checkpoint.epochs(model_dir, prefix):
+        if e <= upto:
+            try:
+                scored.append((checkpoint.read_meta(model_dir, prefix, e).get('val_top1', -1.0), e))
+            except checkpoint.CheckpointError:
+                pass
+    if not scored:
+        return
+    _, e = max(scored)
+    src, dst = checkpoint.paths(model_dir, prefix, e), checkpoint.paths(model_dir, prefix, 'best')
+    for kind in ('params', 'extra', 'meta'):          # metadata last: it makes the copy complete
+        if os.path.isfile(src[kind]):
+            shutil.copyfile(src[kind], dst[kind] + '.tmp')
+            os.replace(dst[kind] + '.tmp', dst[kind])
+    LOG.info('best copy of %r is now epoch %d', prefix, e)
+
+
+__all__ = ['RunError', 'RunLock', 'claim', 'claim_resume', 'checkpoint_files', 'epoch_files', 'move_aside',
+           'restore_best', 'log_files']

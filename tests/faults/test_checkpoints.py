@@ -1,0 +1,151 @@
+"""Checkpoints: never a NaN checkpoint, the latest finite one is resumed, a damaged or partial
+checkpoint is named, and a full disk never damages an earlier one."""
+import errno
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import symbols
+import train
+from core import checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def small_net():
+    net = symbols.get_network('cifar_resnet8', 10)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    return net
+
+
+def poison(params_file):
+    """Rewrite a params file with NaN in its first array (as a diverged run would have saved it)."""
+    arrays = mx.nd.load(params_file)
+    name = sorted(arrays)[0]
+    arrays[name][:] = np.nan
+    mx.nd.save(params_file, arrays)
+
+
+def test_save_refuses_non_finite_parameters_and_writes_nothing(tmp_path):
+    net = small_net()
+    checkpoint.save(str(tmp_path), 'run', 1, net, meta={'network': 'cifar_resnet8'}, best=True)
+    before = {f: open(str(tmp_path / f), 'rb').read() for f in os.listdir(str(tmp_path))}
+    list(net.collect_params().values())[3].data()[:] = np.inf
+    with pytest.raises(checkpoint.NonFiniteCheckpoint, match='NaN or Inf.*epoch 2 was not saved'):
+        checkpoint.save(str(tmp_path), 'run', 2, net, meta={'network': 'cifar_resnet8'}, best=True)
+    assert {f: open(str(tmp_path / f), 'rb').read() for f in os.listdir(str(tmp_path))} == before
+
+
+def test_parameters_that_diverge_after_the_last_loss_check_are_never_saved(cifar_setup, train_run, monkeypatch):
+    """The loss is read every `frequent` steps; an update after the last read can make the
+    parameters NaN. That epoch is not validated, logged as good or saved; exit 3."""
+    from core.trainer import Session
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=diverge', 'frequent=50']
+    assert train_run(argv)[0] == 0
+    good = {k: open(v, 'rb').read() for k, v in checkpoint.paths(str(root / 'model'), 'diverge', 1).items()
+            if os.path.isfile(v)}
+    real = Session.train_epoch
+
+    def diverging(self, epoch):
+        stats = real(self, epoch)
+        list(self.student.collect_params().values())[0].data()[:] = np.nan      # the last update diverged
+        return stats
+    monkeypatch.setattr(Session, 'train_epoch', diverging)
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 3 and 'parameters became NaN or Inf during epoch 1' in err and 'Last good checkpoint: epoch 1' in err
+    assert checkpoint.epochs(str(root / 'model'), 'diverge') == [1]
+    assert {k: open(v, 'rb').read() for k, v in checkpoint.paths(str(root / 'model'), 'diverge', 1).items()
+            if os.path.isfile(v)} == good
+    assert not os.path.exists(checkpoint.paths(str(root / 'model'), 'diverge', 2)['params'])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(cifar_setup, train_run):
+    root, _, student = cifar_setup
+    argv = student + ['kt_type=kd', 'model_prefix=nan']
+    assert train_run(argv)[0] == 0
+    good = checkpoint.paths(str(root / 'model'), 'nan', 1)
+    before = {k: open(v, 'rb').read() for k, v in good.items() if os.path.isfile(v)}
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2', 'lr=1e38', 'epoch_size=4'])
+    assert code == 3 and 'NaN or Inf' in err and 'step' in err
+    assert {k: open(v, 'rb').read() for k, v in good.items() if os.path.isfile(v)} == before
+    assert not os.path.exists(checkpoint.paths(str(root / 'model'), 'nan', 2)['meta'])
+
+
+def test_latest_resume_skips_non_finite_checkpoints(cifar_setup, train_run):
+    """A NaN checkpoint left by an older version (or copied in): model_load_epoch=-1 resumes the
+    latest finite epoch and moves the NaN one aside; an explicit epoch names the problem."""
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=poisoned', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    poison(checkpoint.paths(model, 'poisoned', 2)['params'])
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=2', 'num_epoch=3'])
+    assert code == 2 and 'poisoned-0002.params holds NaN or Inf' in err and 'earlier epoch' in err
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=3'])
+    assert code == 0, err
+    assert 'skipping epoch 2' in err and "resumed run 'poisoned' from its epoch-1 checkpoint" in err
+    assert checkpoint.epochs(model, 'poisoned') == [1, 2, 3]
+    aside = [d for d in os.listdir(os.path.join(model, 'replaced')) if d.startswith('poisoned-')]
+    assert len(aside) == 1 and 'poisoned-0002.params' in os.listdir(os.path.join(model, 'replaced', aside[0]))
+    for e in (1, 2, 3):
+        arrays = mx.nd.load(checkpoint.paths(model, 'poisoned', e)['params'])
+        assert all(np.isfinite(a.asnumpy()).all() for a in arrays.values())
+
+
+def test_load_network_refuses_non_finite_weights(tmp_path):
+    checkpoint.save(str(tmp_path), 'run', 1, small_net(), meta={'network': 'cifar_resnet8', 'num_classes': 10,
+                                                                'in_channels': 3})
+    poison(checkpoint.paths(str(tmp_path), 'run', 1)['params'])
+    with pytest.raises(checkpoint.NonFiniteCheckpoint, match='run-0001.params holds NaN or Inf'):
+        checkpoint.load_network(str(tmp_path / 'run'), 1, mx.cpu())
+
+
+def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
+    net = small_net()
+    checkpoint.save(str(tmp_path), 'run', 1, net, meta={'network': 'cifar_resnet8'}, best=True)
+    before = sorted(os.listdir(str(tmp_path)))
+    saved = {f: open(str(tmp_path / f), 'rb').read() for f in before}
+
+    def full(path):
+        with open(path, 'wb') as f:
+            f.write(b'partial')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(net, 'save_parameters', full)
+    with pytest.raises(checkpoint.CheckpointError, match='No space left.*earlier checkpoints are intact'):
+        checkpoint.save(str(tmp_path), 'run', 2, net, meta={'network': 'cifar_resnet8'}, best=True)
+    assert sorted(os.listdir(str(tmp_path))) == before          # no partial or temporary files
+    assert {f: open(str(tmp_path / f), 'rb').read() for f in before} == saved
+    assert checkpoint.epochs(str(tmp_path), 'run') == [1]
+
+
+def test_truncated_params_file(cifar_setup, train_run):
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=trunc']
+    assert train_run(argv)[0] == 0
+    p = checkpoint.paths(str(root / 'model'), 'trunc', 1)['params']
+    data = open(p, 'rb').read()
+    open(p, 'wb').write(data[:len(data) // 3])
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2'])
+    assert code == 2 and 'truncated or corrupt' in err and p in err
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=7', 'num_epoch=8'])
+    assert code == 2 and 'no checkpoint' in err and '[1]' in err
+
+
+def test_connectors_are_checkpointed_and_resumed(cifar_setup, train_run):
+    """FitNet/OFD connectors train with the student, live in .extra.params, and come back on resume."""
+    root, _, student = cifar_setup
+    argv = student + ['kt_type=kd+fitnet+ofd', 'kt_weight=[16, 100, 0.001]',
+                      'teacher_symbol=[null, stage2_pre, stage3_pre]', 'student_symbol=[null, stage2_pre, stage3_pre]',
+                      'model_prefix=conn']
+    assert train_run(argv)[0] == 0
+    extra = checkpoint.paths(str(root / 'model'), 'conn', 1)['extra']
+    names = sorted(mx.nd.load(extra).keys())
+    assert any(n.startswith('fitnet_0.conv') for n in names) and any(n.startswith('ofd_0.bn') for n in names)
+    assert not [n for n in mx.nd.load(checkpoint.paths(str(root / 'model'), 'conn', 1)['params']) if 'conv' in n
+                and n.startswith(('fitnet', 'ofd'))]
+    assert train.main(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2']) == 0
+    assert checkpoint.epochs(str(root / 'model'), 'conn') == [1, 2]

@@ -1,0 +1,134 @@
+"""Config: every mistake in a config file or on the command line is one clear error (exit 2), and a
+value means the same in a YAML file, a .py file and on the command line."""
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from config import ConfigError, load_config, DEFAULT_CFG
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cfg(*overrides, path=None):
+    return load_config(path, overrides, check_data=False)
+
+
+def cli(*args):
+    """train.py in a subprocess: (exit code, stderr)."""
+    r = subprocess.run([sys.executable, 'train.py', '--print-config'] + list(args), cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    return r.returncode, r.stderr
+
+
+def test_py_config_with_a_syntax_error_or_an_exception_is_named(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text('lr = 0.1\nbatch_size = (128\n')
+    with pytest.raises(ConfigError, match='bad.py has a Python syntax error at line 2'):
+        cfg(path=str(bad))
+    boom = tmp_path / 'boom.py'
+    boom.write_text('lr = 0.1\nnetwork = undefined_name\n')
+    with pytest.raises(ConfigError, match="boom.py raised NameError at line 2: name 'undefined_name'"):
+        cfg(path=str(boom))
+    code, err = cli('--cfg', str(boom))
+    assert code == 2 and 'raised NameError at line 2' in err and 'Traceback' not in err
+
+
+def test_empty_config_files_are_refused(tmp_path):
+    for name, text in (('empty.yaml', ''), ('comments.yaml', '# nothing\n'), ('empty.py', '# nothing\n')):
+        f = tmp_path / name
+        f.write_text(text)
+        with pytest.raises(ConfigError, match='%s sets no key' % name):
+            cfg(path=str(f))
+
+
+def test_a_key_given_twice_in_yaml_is_refused(tmp_path):
+    f = tmp_path / 'twice.yaml'
+    f.write_text('lr: 0.1\nbatch_size: 64\nlr: 0.5\n')
+    with pytest.raises(ConfigError, match="twice.yaml: key 'lr' is set twice \\(lines 1 and 3\\)"):
+        cfg(path=str(f))
+
+
+def test_values_read_the_same_in_yaml_and_on_the_command_line(tmp_path):
+    f = tmp_path / 'c.yaml'
+    f.write_text('lr: 1e-3\nwd: 5e-4\nkt: true\nkt_type: kd+mmd\nkt_weight: [16, 5e1]\nmodel_prefix: 123\n'
+                 'teacher_symbol: [null, stage3_pre]\nstudent_symbol: [null, stage3_pre]\n')
+    c = cfg(path=str(f))
+    assert (c.lr, c.wd, c.model_prefix) == (1e-3, 5e-4, '123') and c.plan[1]['weight'] == 50.0
+    c = cfg('lr=1e-3', 'model_prefix=123', 'model_load_prefix=007')
+    assert (c.lr, c.model_prefix, c.model_load_prefix) == (1e-3, '123', '007')
+    from tests.helpers import make_cifar
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=10, test=10)
+    code, err = cli('--cfg', 'cifar10_student', 'data_dir=%s' % (tmp_path / 'cifar'), 'model_prefix=123', 'lr=1e-3')
+    assert code == 0 and 'Traceback' not in err, err
+
+
+@pytest.mark.parametrize('override,message', [
+    ('kt_weight=-1', "'kt_weight'.*a finite number >= 0"),
+    ('kt_weight=.nan', "'kt_weight'.*finite number"),
+    ('kt_weight=[16, .inf]', "'kt_weight'.*item 1"),
+    ('lr=.nan', "'lr'.*finite number > 0"),
+    ('image_size=24', 'cifar10 images are 32x32'),
+])
+def test_absurd_numbers_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg(*(['kt_type=kd', 'teacher_symbol=null', 'student_symbol=null'] if 'kt_weight' in override else
+              ['dataset=cifar10'] if 'image_size' in override else []) + [override])
+
+
+def test_changing_kt_type_says_to_reset_the_weights_and_taps():
+    with pytest.raises(ConfigError, match='teacher_symbol.*e.g. teacher_symbol=\\[null, stage3_pre, stage3_pre\\]'):
+        cfg('kt_type=kd+mmd+at')
+    taps = ['teacher_symbol=[null, stage3_pre, stage3]', 'student_symbol=[null, stage3_pre, stage3]']
+    with pytest.raises(ConfigError, match='kt_weight.*2 weights for the 3 methods.*kt_weight=null'):
+        cfg('kt_type=kd+mmd+at', *taps)
+    assert [e['weight'] for e in cfg('kt_type=kd+mmd+at', 'kt_weight=null', *taps).plan] == [16.0, 50.0, 1000.0]
+
+
+def test_model_load_prefix_follows_model_prefix_unless_set():
+    assert cfg('model_prefix=X').model_load_prefix == 'X'                 # cfgs.py: model_load_prefix = model_prefix
+    assert cfg('model_prefix=X', 'model_load_prefix=Y').model_load_prefix == 'Y'
+
+
+def test_cfgs_py_carries_every_original_key():
+    """The original NST code base's config keys, begin_epoch included (derived)."""
+    original = ['gpu_list', 'dataset', 'model_prefix', 'network', 'depth', 'model_load_prefix', 'model_load_epoch',
+                'retrain', 'data_dir', 'batch_size', 'kv_store', 'lr', 'wd', 'momentum', 'lr_step', 'lr_factor',
+                'begin_epoch', 'num_epoch', 'frequent', 'num_classes', 'kt', 'kt_type', 'teacher_prefix',
+                'teacher_epoch', 'teacher_symbol', 'mmd_kernel', 'kt_weight', 'kd_t']
+    with open(DEFAULT_CFG) as f:
+        assigned = {t.id for node in ast.parse(f.read()).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert [k for k in original if k not in assigned] == []
+    assert cfg().begin_epoch == 0
+
+
+def test_unknown_teacher_tap(cifar_setup, train_run):
+    _, _, student = cifar_setup
+    code, err = train_run(student + ['kt_type=mmd', 'teacher_symbol=nope', 'student_symbol=stage3_pre',
+                                     'model_prefix=s1'])
+    assert code == 2 and "teacher_symbol: unknown tap 'nope'" in err and 'stage3_pre' in err
+
+
+def test_teacher_class_count_must_match(cifar_setup, train_run):
+    _, _, student = cifar_setup
+    code, err = train_run(student + ['kt_type=kd', 'num_classes=12', 'model_prefix=s2'])
+    assert code == 2 and 'teacher predicts 10 classes but num_classes=12' in err
+
+
+def test_unpairable_features(cifar_setup, train_run):
+    _, _, student = cifar_setup
+    code, err = train_run(student + ['kt_type=fsp', 'network=wrn10_2', 'teacher_symbol=[[stage1, stage2]]',
+                                     'student_symbol=[[stage1, stage2]]', 'model_prefix=s3'])
+    assert code == 2 and 'cannot be paired' in err and 'FSP needs equal' in err
+    code, err = train_run(student + ['kt_type=mmd', 'teacher_symbol=pool', 'student_symbol=stage3',
+                                     'model_prefix=s4'])
+    assert code == 2 and 'pairs feature maps' in err
+
+
+@pytest.mark.skipif(__import__('mxnet').context.num_gpus() > 0, reason='this machine has GPUs')
+def test_gpu_list_without_gpus(cifar_setup, train_run):
+    _, common, _ = cifar_setup
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=g', 'gpu_list=0,1'])
+    assert code == 2 and 'sees no GPU' in err and 'gpu_list=[]' in err and 'Traceback' not in err

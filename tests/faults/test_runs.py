@@ -1,0 +1,273 @@
+"""Runs: a resume resumes the run it names, a name is never used by two runs (one after the other
+or at the same time), and the folders a run writes are checked before it starts."""
+import errno
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from core import checkpoint, runs
+
+pytestmark = pytest.mark.slow
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file below `folder`."""
+    out = {}
+    for d, _, files in os.walk(str(folder)):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, 'rb') as fh:
+                out[os.path.relpath(p, str(folder))] = fh.read()
+    return out
+
+
+def run_files(root, prefix):
+    model = str(root / 'model')
+    return {p: open(p, 'rb').read() for p in runs.checkpoint_files(model, prefix) + runs.log_files(str(root / 'log'),
+                                                                                                 prefix)}
+
+
+def test_resume_of_a_run_named_on_the_command_line_resumes_that_run(tmp_path, train_run):
+    """A .py config like the original cfgs.py (model_load_prefix = model_prefix): resuming
+    model_prefix=X resumes X, not the file's default run, and leaves the default run alone."""
+    from tests.helpers import make_cifar
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=32, test=16)
+    cfg = tmp_path / 'mycfgs.py'
+    cfg.write_text('gpu_list = []\ndataset = "cifar10"\nmodel_prefix = "default_run"\n'
+                   'model_load_prefix = model_prefix\nmodel_load_epoch = 0\nretrain = False\n'
+                   'network = "cifar_resnet8"\ndata_dir = %r\nbatch_size = 8\nepoch_size = 2\nnum_epoch = 1\n'
+                   'progress = False\nkt = False\nmodel_dir = %r\nlog_dir = %r\n'
+                   % (str(tmp_path / 'cifar'), str(tmp_path / 'model'), str(tmp_path / 'log')))
+    assert train_run(['--cfg', str(cfg)])[0] == 0
+    assert train_run(['--cfg', str(cfg), 'model_prefix=X', 'seed=3'])[0] == 0
+    default_before = run_files(tmp_path, 'default_run')
+    x_epoch1 = open(checkpoint.paths(str(tmp_path / 'model'), 'X', 1)['params'], 'rb').read()
+    code, err = train_run(['--cfg', str(cfg), 'model_prefix=X', 'seed=3', 'retrain=true', 'model_load_epoch=-1',
+                           'num_epoch=2'])
+    assert code == 0, err
+    assert "resumed run 'X' from its epoch-1 checkpoint" in err
+    assert checkpoint.epochs(str(tmp_path / 'model'), 'X') == [1, 2]
+    assert open(checkpoint.paths(str(tmp_path / 'model'), 'X', 1)['params'], 'rb').read() == x_epoch1
+    assert run_files(tmp_path, 'default_run') == default_before
+    assert checkpoint.epochs(str(tmp_path / 'model'), 'default_run') == [1]
+
+
+def test_a_new_run_under_an_existing_name_is_refused_then_overwrite_moves_it_aside(cifar_setup, train_run):
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=twice']
+    assert train_run(argv)[0] == 0
+    before = run_files(root, 'twice')
+    code, err = train_run(argv + ['seed=5'])
+    assert code == 2 and "run 'twice' already exists" in err and 'epochs 1' in err
+    assert 'overwrite=true' in err and 'retrain=true model_load_epoch=-1' in err and 'Traceback' not in err
+    assert run_files(root, 'twice') == before
+    # from another run's checkpoint into this name: refused too
+    code, err = train_run(argv + ['retrain=true', 'model_load_prefix=teacher', 'model_load_epoch=1', 'num_epoch=2'])
+    assert code == 2 and 'already exists' in err and run_files(root, 'twice') == before
+    code, err = train_run(argv + ['seed=5', 'overwrite=true'])
+    assert code == 0, err
+    replaced = [d for d in os.listdir(str(root / 'model' / 'replaced')) if d.startswith('twice-')]
+    assert len(replaced) == 1
+    kept = snapshot(root / 'model' / 'replaced' / replaced[0])
+    assert sorted(kept) == sorted(os.path.basename(p) for p in before)
+    assert sorted(kept.values()) == sorted(before.values())          # nothing deleted, bytes intact
+    assert checkpoint.epochs(str(root / 'model'), 'twice') == [1]
+    assert open(checkpoint.paths(str(root / 'model'), 'twice', 1)['params'], 'rb').read() != \
+        before[checkpoint.paths(str(root / 'model'), 'twice', 1)['params']]
+
+
+def test_resume_from_an_earlier_epoch_keeps_the_later_ones(cifar_setup, train_run):
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=branchy', 'num_epoch=3']
+    assert train_run(argv)[0] == 0
+    before = run_files(root, 'branchy')
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=1'])
+    assert code == 2 and 'would overwrite its later epochs [2, 3]' in err and 'model_load_epoch=-1' in err
+    assert run_files(root, 'branchy') == before
+    # branching into a new name is allowed and leaves the run alone
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=branch2', 'num_epoch=3', 'retrain=true',
+                                    'model_load_prefix=branchy', 'model_load_epoch=1'])
+    assert code == 0, err
+    assert checkpoint.epochs(model, 'branch2') == [2, 3] and run_files(root, 'branchy') == before
+    # overwrite=true: the later epochs go aside, the best copy is one of the kept epochs again
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=1', 'overwrite=true', 'num_epoch=2'])
+    assert code == 0, err
+    assert checkpoint.epochs(model, 'branchy') == [1, 2]
+    aside = [d for d in os.listdir(os.path.join(model, 'replaced')) if d.startswith('branchy-')]
+    moved = snapshot(os.path.join(model, 'replaced', aside[0]))
+    assert 'branchy-0003.params' in moved and 'branchy-0002.json' in moved
+    assert moved['branchy-0003.params'] == before[checkpoint.paths(model, 'branchy', 3)['params']]
+    assert checkpoint.read_meta(model, 'branchy', 'best')['epoch'] in (1, 2)
+    from core.records import read_records
+    assert [r['epoch'] for r in read_records(str(root / 'log' / 'branchy.jsonl'))] == [0, 1]
+    assert [r['epoch'] for r in read_records(os.path.join(model, 'replaced', aside[0], 'branchy.jsonl'))] == [0, 1, 2]
+
+
+def _fake_lock(path, pid, host=None, start=None):
+    with open(path, 'w') as f:
+        json.dump({'pid': pid, 'host': host or socket.gethostname(), 'start': start, 'since': 'earlier'}, f)
+
+
+def test_a_second_run_of_the_same_name_at_the_same_time_is_refused(cifar_setup, train_run):
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=locked']
+    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        _fake_lock(os.path.join(model, 'locked.lock'), holder.pid, start=runs._start_ticks(holder.pid))
+        code, err = train_run(argv)
+        assert code == 2 and 'already being trained by process %d' % holder.pid in err
+        assert checkpoint.epochs(model, 'locked') == [] and not os.path.exists(str(root / 'log' / 'locked.log'))
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and is taken over with a warning, and released at the end
+    code, err = train_run(argv)
+    assert code == 0, err
+    assert 'taking over the lock' in err and 'no longer running (process %d' % holder.pid in err
+    assert not os.path.exists(os.path.join(model, 'locked.lock'))
+    # a lock from another host cannot be checked: refused, naming the host and the file
+    _fake_lock(os.path.join(model, 'other.lock'), 1, host='gpu-node-7')
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=other'])
+    assert code == 2 and 'on host gpu-node-7' in err and 'other.lock' in err
+    os.remove(os.path.join(model, 'other.lock'))
+
+
+def test_a_real_second_process_is_refused_while_the_first_trains(cifar_setup, tmp_path):
+    """Two train.py processes with one name: the first holds the lock until it ends."""
+    root, common, _ = cifar_setup
+    argv = [sys.executable, 'train.py'] + common + ['network=cifar_resnet8', 'model_prefix=concurrent',
+                                                    'num_epoch=500']
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    first = subprocess.Popen(argv, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lock = str(root / 'model' / 'concurrent.lock')
+    try:
+        import time
+        deadline = time.time() + 120
+        while not os.path.exists(lock) and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert os.path.exists(lock)
+        second = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and 'already being trained by process %d' % first.pid in second.stderr
+        assert 'Traceback' not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_log_dir_that_is_not_a_writable_folder(cifar_setup, tmp_path, train_run):
+    _, common, _ = cifar_setup
+    blocker = tmp_path / 'afile'
+    blocker.write_text('x')
+    for log_dir in (blocker, blocker / 'sub'):
+        code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=logs', 'log_dir=%s' % log_dir])
+        assert code == 2 and 'log_dir %s is not a writable folder' % log_dir in err and 'Traceback' not in err
+    model_dir = blocker / 'sub'
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=s6', 'model_dir=%s' % model_dir])
+    assert code == 2 and 'model_dir %s is not a writable folder' % model_dir in err
+
+
+def test_a_full_disk_while_logging_keeps_the_checkpoint(cifar_setup, train_run, monkeypatch):
+    """The epoch record cannot be written (ENOSPC): a warning, and the checkpoint is still written."""
+    import core.trainer
+    root, common, _ = cifar_setup
+
+    def full(path, record):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(core.trainer, 'append_record', full)
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=fulllog'])
+    assert code == 0, err
+    assert 'could not write the record of epoch 0' in err and 'No space left' in err
+    assert checkpoint.epochs(str(root / 'model'), 'fulllog') == [1]
+
+
+def test_a_log_file_that_fails_says_so_once_without_a_traceback(tmp_path, capsys):
+    import logging
+    from core.trainer import LogFileHandler
+
+    class FullDisk(object):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+        def flush(self):
+            pass
+    handler = LogFileHandler(str(tmp_path / 'x.log'))
+    handler.stream = FullDisk()
+    log = logging.getLogger('test-full-disk')
+    log.addHandler(handler)
+    try:
+        for i in range(3):
+            log.warning('line %d', i)
+    finally:
+        log.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err.count('cannot write the log file') == 1 and 'No space left' in err
+    assert 'Traceback' not in err and 'Logging error' not in err
+
+
+def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_run, monkeypatch):
+    root, common, _ = cifar_setup
+    from core.trainer import Session
+    real = Session.train_epoch
+
+    def interrupted(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+    argv = common + ['network=cifar_resnet8', 'model_prefix=ctrlc', 'num_epoch=3']
+    monkeypatch.setattr(Session, 'train_epoch', interrupted)
+    code, err = train_run(argv)
+    assert code == 130 and 'interrupted' in err and 'retrain=true model_load_epoch=-1' in err
+    assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1]
+    assert not os.path.exists(str(root / 'model' / 'ctrlc.lock'))           # released
+    monkeypatch.setattr(Session, 'train_epoch', real)
+    resume = shlex.split(err.split('continue with\n')[1].strip())      # as a shell reads it
+    assert resume[:2] == ['python', 'train.py']
+    code, err = train_run(resume[2:])                          # the printed command, as printed
+    assert code == 0 and "resumed run 'ctrlc' from its epoch-1 checkpoint" in err, err
+    assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1, 2, 3]
+    code, err = train_run(resume[2:])                          # already finished
+    assert code == 0 and 'nothing to train' in err and 'num_epoch=3' in err
+
+
+def test_bfloat16_amp_distillation(cifar_setup):
+    """dtype=bfloat16 (CPU AMP) through KD + NST; a subprocess, since amp.init patches MXNet for good."""
+    import numpy as np
+    import mxnet as mx
+    root, _, student = cifar_setup
+    argv = student + ['kt_type=kd+mmd', 'teacher_symbol=[null, stage3_pre]', 'student_symbol=[null, stage3_pre]',
+                      'dtype=bfloat16', 'model_prefix=bf16']
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, 'train.py'] + argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(str(root / 'log' / 'bf16.jsonl')) as f:
+        rec = json.loads(f.readlines()[-1])
+    assert np.isfinite(rec['train_kd']) and np.isfinite(rec['train_mmd']) and rec['train_mmd'] > 0
+    params = mx.nd.load(checkpoint.paths(str(root / 'model'), 'bf16', 1)['params'])
+    assert {v.dtype for v in params.values()} == {np.float32}        # float32 master weights are saved
+
+
+def test_a_teacher_used_at_another_image_size_is_reported(tmp_path, train_run):
+    """A teacher trained at 16x16 distilling at 24x24: a warning with the teacher's own figure."""
+    from data import pack
+    from tests.helpers import make_jpeg_tree
+    make_jpeg_tree(str(tmp_path / 'imgs' / 'train'), classes=2, per_class=6, size=(28, 28), seed=1)
+    make_jpeg_tree(str(tmp_path / 'imgs' / 'val'), classes=2, per_class=3, size=(28, 28), seed=2)
+    pack.build_packs(str(tmp_path / 'imgs' / 'train'), str(tmp_path / 'packs'), str(tmp_path / 'imgs' / 'val'),
+                     progress=False)
+    common = ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'packs'), 'num_classes=2', 'network=cifar_resnet8',
+              'gpu_list=[]', 'batch_size=4', 'progress=false', 'num_epoch=1', 'model_dir=%s' % (tmp_path / 'model'),
+              'log_dir=%s' % (tmp_path / 'log')]
+    assert train_run(common + ['image_size=16', 'resize=16', 'model_prefix=t16', 'kt=false'])[0] == 0
+    code, err = train_run(common + ['image_size=24', 'resize=24', 'model_prefix=s24', 'kt=true', 'kt_type=kd', 'kt_weight=null',
+                                    'teacher_symbol=null', 'student_symbol=null',
+                                    'teacher_prefix=%s' % (tmp_path / 'model' / 't16')])
+    assert code == 0, err
+    assert 'the teacher was trained on 16x16 images (its validation top-1 then' in err
+    assert 'image_size=24 here' in err and 'Use image_size=16' in err
