@@ -8,13 +8,14 @@ epoch. The network comes from the checkpoint's metadata. With --teacher, the
 config's teacher instead, from any teacher source (this project's checkpoint,
 a gluoncv network with its weights, a legacy MXNet Module checkpoint).
 """
-import argparse
 import os
 import sys
 
 from core.env import configure_threads
 
 configure_threads()
+
+from tools import cli  # noqa: E402  (after the thread defaults)
 
 
 def _evaluate(cfg, load, max_batches=None):
@@ -29,11 +30,13 @@ def _evaluate(cfg, load, max_batches=None):
 
 
 def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
-    """(result, checkpoint metadata) of a checkpoint of this project."""
+    """(result, checkpoint metadata) of a checkpoint of this project; UsageError, before any
+    evaluation, for a checkpoint whose parameters are not all finite."""
     from core import checkpoint
 
     def load(data, ctx):
         net, meta = checkpoint.load_network(prefix_path, tag, ctx)
+        cli.require_finite(net, prefix_path, tag)
         net.hybridize(static_alloc=True)
         return net, meta
     return _evaluate(cfg, load, max_batches)
@@ -45,31 +48,27 @@ def evaluate_teacher(cfg, max_batches=None):
     return _evaluate(cfg, lambda data, ctx: load_teacher(cfg, [], data.channels, ctx), max_batches)
 
 
+@cli.command
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Print top-1/top-5; 2 with one error line for a wrong argument, config, checkpoint (missing,
+    a folder, not finite) or data."""
+    p = cli.parser('evaluate', __doc__)
     p.add_argument('--cfg')
     p.add_argument('--prefix', help='checkpoint prefix path (default: model_dir/model_prefix)')
-    p.add_argument('--epoch', default='best', help='epoch number or "best"')
+    p.add_argument('--epoch', default='best', type=cli.epoch_arg, help='epoch number or "best"')
     p.add_argument('--teacher', action='store_true', help="evaluate the config's teacher (teacher_source, "
                    'teacher_prefix, teacher_epoch, teacher_network)')
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
-    from config import load_config, ConfigError
-    from core.checkpoint import CheckpointError
-    from core.teacher import TeacherError
-    from core.trainer import TrainingError
-    from data import PackError, DataError
-    try:
-        cfg = load_config(args.cfg, args.overrides)
-        if args.teacher:
-            res, desc = evaluate_teacher(cfg)
-        else:
-            prefix = args.prefix or os.path.join(cfg.model_dir, cfg.model_prefix)
-            tag = 'best' if args.epoch == 'best' else int(args.epoch)
-            res, meta = evaluate_checkpoint(cfg, prefix, tag)
-    except (ConfigError, CheckpointError, PackError, DataError, TrainingError, TeacherError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
+    from config import load_config
+    import core.trainer  # noqa: F401  (its TrainingError, e.g. a gpu_list without GPUs, is a user error)
+    cfg = load_config(args.cfg, args.overrides)
+    if args.teacher:
+        res, desc = evaluate_teacher(cfg)
+    else:
+        prefix = cli.checkpoint_prefix(args.prefix, '--prefix') if args.prefix else cli.checkpoint_prefix(
+            os.path.join(cfg.model_dir, cfg.model_prefix), 'model_dir/model_prefix')
+        res, meta = evaluate_checkpoint(cfg, prefix, args.epoch)
     if args.teacher:
         print('teacher %s: top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
               % (desc, 100 * res['top1'], 100 * res['top5'], 100 * (1 - res['top1']), 100 * (1 - res['top5']),

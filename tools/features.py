@@ -30,10 +30,14 @@ def load_tapped(prefix_path, taps, tag='best'):
     import mxnet as mx
     import symbols
     from core import checkpoint
+    from tools.cli import require_finite
     if os.path.isfile(prefix_path + '-symbol.json'):
-        net = symbols.load_legacy_network(prefix_path, _legacy_epoch(prefix_path, tag), mx.cpu())
+        epoch = _legacy_epoch(prefix_path, tag)
+        net = symbols.load_legacy_network(prefix_path, epoch, mx.cpu())
+        require_finite(net, prefix_path, epoch)
         return symbols.with_taps(net, taps), dict(LEGACY_META)
     net, meta = checkpoint.load_network(prefix_path, tag, mx.cpu(), prefix='view%d_' % next(_COUNTER))
+    require_finite(net, prefix_path, tag)
     return symbols.with_taps(net, taps), meta
 
 
@@ -59,13 +63,16 @@ def tap_outputs(block, images, mean, std):
     return [o.asnumpy() for o in out]
 
 
-def parse_view(text, label=True):
-    """'LABEL=PREFIX:TAP' (or 'PREFIX:TAP' with label=False) -> (label, prefix, tap)."""
+def parse_view(text, label=True, option=None):
+    """'LABEL=PREFIX:TAP' (or 'PREFIX:TAP' with label=False) -> (label, prefix, tap); UsageError
+    (naming `option`, e.g. '--student') when the PREFIX or the TAP is missing."""
+    from tools.cli import UsageError
     name, rest = text.split('=', 1) if label and '=' in text else (None, text)
-    if ':' not in rest:
-        raise ValueError('%r: expected %sPREFIX:TAP, e.g. %smodel/run:stage3_pre'
-                         % (text, 'LABEL=' if label else '', 'student=' if label else ''))
-    prefix, tap = rest.rsplit(':', 1)
+    prefix, _, tap = rest.rpartition(':')
+    if not prefix or not tap:
+        raise UsageError('%s%r: expected %sPREFIX:TAP, e.g. %smodel/run:stage3_pre'
+                         % (option + ' ' if option else '', text, 'LABEL=' if label else '',
+                            'student=' if label else ''))
     return name or os.path.basename(prefix), prefix, tap
 
 
@@ -105,7 +112,8 @@ def view_maps(views, data_dir, count, epoch='best'):
     loaded = [(name,) + load_tapped(prefix, [tap], epoch) for name, prefix, tap in views]
     runs = [meta for _, _, meta in loaded if 'dataset' in meta]
     if not runs:
-        raise ValueError('the views are all legacy checkpoints: add a run of this project, whose metadata '
+        from tools.cli import UsageError
+        raise UsageError('the views are all legacy checkpoints: add a run of this project, whose metadata '
                          'says which data and image size to read')
     images = val_images(runs[0], data_dir, count)
     out = [(name, tap_outputs(block, images, meta['mean'], meta['std'])[1]) for name, block, meta in loaded]
@@ -115,30 +123,30 @@ def view_maps(views, data_dir, count, epoch='best'):
 
 
 def add_run_arguments(parser, images):
-    """The options the figure commands share: data, image count, epoch, output."""
+    """The options the figure commands share: data, image count (>= 1), epoch (a number or 'best'),
+    output; argparse rejects a wrong value with one error line."""
+    from tools import cli
     parser.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
-    parser.add_argument('--images', type=int, default=images, help='validation images to read')
-    parser.add_argument('--epoch', default='best', help='checkpoint epoch of every run, or "best"')
+    parser.add_argument('--images', type=cli.positive_int, default=images, help='validation images to read')
+    parser.add_argument('--epoch', default='best', type=cli.epoch_arg,
+                        help='checkpoint epoch of every run, or "best"')
     parser.add_argument('--out', required=True, help='PNG to write')
 
 
 def run_figure(args, views, draw):
-    """Read the views' maps and call draw(images, maps) -> message; 0, or 2 with one error line."""
-    import sys
-    epoch = args.epoch if args.epoch == 'best' else int(args.epoch)
-    try:
-        images, maps = view_maps([parse_view(*v) for v in views], args.data_dir, args.images, epoch)
-        message = draw(images, maps)
-    except cli_errors() as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    print(message)
+    """Check the views ([(option, 'LABEL=PREFIX:TAP' text, has label)]), --data-dir and --out before
+    any work, read the views' maps and call draw(images, maps) -> message; return 0. A user error
+    propagates to the command's `tools.cli.command` wrapper (one error line, exit status 2); the
+    figure is written whole or not at all."""
+    from tools import cli
+    parsed = [parse_view(text, label, option) for option, text, label in views]
+    for (option, _, _), (_, prefix, _) in zip(views, parsed):
+        cli.checkpoint_prefix(prefix, option)
+    cli.existing_dir(args.data_dir, '--data-dir', 'give the folder holding the validation data the runs were '
+                     'trained on (e.g. datasets/fashion_mnist)')
+    from tools.plotting import figure_path
+    figure_path(args.out)
+    images, maps = view_maps(parsed, args.data_dir, args.images, args.epoch)
+    print(draw(images, maps))
     return 0
 
-
-def cli_errors():
-    """The exceptions the figure commands report as one-line errors."""
-    from core.checkpoint import CheckpointError
-    from data import PackError
-    from symbols import TapError
-    return (CheckpointError, PackError, TapError, ValueError, IOError)

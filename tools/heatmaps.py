@@ -8,10 +8,11 @@ more networks, upsampled to the image and overlaid in colour.
 Each network shows its `--channels` most active channels of the tap. PREFIX is
 a run of this project or a legacy MXNet Module checkpoint (PREFIX-symbol.json).
 """
-import argparse
 import sys
 
 import numpy as np
+
+from tools import cli
 
 
 def _upsample(a, size):
@@ -67,17 +68,19 @@ def plot(images, rows, out, channels=3):
     return panels
 
 
+@cli.command
 def main(argv=None):
+    """Write the heat-map figure; 2 with one error line on a user's mistake."""
     from tools import features
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser('heatmaps', __doc__)
     p.add_argument('--net', action='append', required=True, help='LABEL=PREFIX:TAP, once per network')
-    p.add_argument('--channels', type=int, default=3, help='channels shown per network')
+    p.add_argument('--channels', type=cli.positive_int, default=3, help='channels shown per network')
     features.add_run_arguments(p, images=4)
     args = p.parse_args(argv)
 
     def draw(images, maps):
         return 'wrote %s (%d panels)' % (args.out, plot(images, maps, args.out, args.channels))
-    return features.run_figure(args, [(v,) for v in args.net], draw)
+    return features.run_figure(args, [('--net', v, True) for v in args.net], draw)
 
 
 if __name__ == '__main__':

@@ -21,26 +21,60 @@ import runpy
 import sys
 import threading
 
+from tools import cli
+
 
 def launcher_path():
     import mxnet
     path = os.path.join(os.path.dirname(mxnet.__file__), 'tools', 'launch.py')
     if not os.path.isfile(path):
-        raise SystemExit('error: this mxnet installation has no tools/launch.py')
+        raise cli.ToolError('this mxnet installation has no tools/launch.py: reinstall mxnet (bash init.sh --deps)')
     return path
 
 
+def check_arguments(argv):
+    """Parse `argv` as mxnet's launcher will (the same options, unknown ones left to the command)
+    and check what it would only find out with a traceback; return the parsed options. Exit
+    status 2 with one error line for a malformed option, UsageError for an ssh/mpi launch
+    without an existing -H hostfile."""
+    p = cli.parser('launch', __doc__)
+    p.add_argument('-n', '--num-workers', required=True, type=cli.positive_int)
+    p.add_argument('-s', '--num-servers', type=cli.nonnegative_int)
+    p.add_argument('-H', '--hostfile')
+    p.add_argument('--sync-dst-dir')
+    p.add_argument('--launcher', default='ssh', choices=['local', 'ssh', 'mpi', 'sge', 'yarn'])
+    p.add_argument('--env-server', action='append', default=[])
+    p.add_argument('--env-worker', action='append', default=[])
+    p.add_argument('--env', action='append', default=[])
+    p.add_argument('--p3', action='store_true')
+    p.add_argument('command', nargs='+')
+    args, _ = p.parse_known_args(argv)
+    if args.launcher in ('ssh', 'mpi'):
+        if not args.hostfile:
+            raise cli.UsageError('--launcher %s%s needs -H HOSTFILE listing the machines (one per line); to run on '
+                                 'this machine use --launcher local' % (args.launcher, ' (the default)'
+                                                                        if '--launcher' not in argv else ''))
+        if not os.path.isfile(args.hostfile):
+            raise cli.UsageError('-H: hostfile %s does not exist' % args.hostfile)
+    return args
+
+
+@cli.command
 def main(argv=None):
+    """Run mxnet's launcher on `argv` after checking it; 2 with one error line on a wrong option."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = check_arguments(argv)
+    path = launcher_path()
     if not hasattr(threading.Thread, 'isAlive'):
         threading.Thread.isAlive = threading.Thread.is_alive
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if '--launcher' in argv and argv[argv.index('--launcher') + 1] == 'local':
-        n = int(argv[argv.index('-n') + 1]) if '-n' in argv else 1
-        s = int(argv[argv.index('-s') + 1]) if '-s' in argv else n
+    if args.launcher == 'local':
+        n = args.num_workers
+        s = args.num_servers if args.num_servers is not None else n
         os.environ.setdefault('NST_LOCAL_WORKERS', str(n + s))
-    sys.argv = [launcher_path()] + argv
+    sys.argv = [path] + argv
     runpy.run_path(sys.argv[0], run_name='__main__')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -5,14 +5,16 @@
 Reads results/records/ (the per-epoch records of tools.reproduce) and the
 seed-0 checkpoints in runs/repro/model; tools.reproduce calls it at the end.
 """
-import argparse
 import json
 import os
 import shutil
+import sys
 
 from core.env import configure_threads
 
 configure_threads()
+
+from tools import cli  # noqa: E402  (after the thread defaults, as every import that may reach mxnet)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'results')
@@ -23,31 +25,43 @@ DATA_DIR = os.path.join(ROOT, 'datasets', 'fashion_mnist')
 NUM_EPOCH = 20
 
 
+@cli.command
 def main(argv=None):
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-                            ).parse_args(argv)
+    """Rebuild results/; 2 with one error line, and nothing in results/ replaced, when no
+    reproduction run has finished. Every file is written whole or not at all."""
+    cli.parser('make_results', __doc__).parse_args(argv)
     from tools import results_table, plot_curves
-    from tools.records import find_runs, read_records
-    runs = find_runs(RECORDS, 'repro_')
-    teacher_log = os.path.join(ROOT, 'log', 'fmnist_resnet14_teacher.jsonl')
-    if os.path.isfile(teacher_log):
-        shutil.copy(teacher_log, os.path.join(RECORDS, 'teacher_fmnist_resnet14.jsonl'))
-    teacher_rec = None
-    if os.path.isfile(os.path.join(RECORDS, 'teacher_fmnist_resnet14.jsonl')):
-        teacher_rec = read_records(os.path.join(RECORDS, 'teacher_fmnist_resnet14.jsonl'))[-1]
+    from tools.records import find_runs, missing_runs, read_records
+    runs = find_runs(RECORDS, 'repro_') if os.path.isdir(RECORDS) else {}
+    if not runs:
+        raise cli.UsageError('no reproduction runs (repro_*.jsonl) in %s: run `python -m tools.reproduce` first'
+                             % RECORDS)
     groups = results_table.group_runs(runs, 'repro_', NUM_EPOCH)
+    if not groups:
+        raise missing_runs(RECORDS, runs, 'repro_', NUM_EPOCH,
+                           epoch_fix='finish them with `python -m tools.reproduce` (it resumes interrupted runs)')
+    teacher_log = os.path.join(ROOT, 'log', 'fmnist_resnet14_teacher.jsonl')
+    teacher_copy = os.path.join(RECORDS, 'teacher_fmnist_resnet14.jsonl')
+    if os.path.isfile(teacher_log):
+        cli.write_atomic(teacher_copy, lambda tmp: shutil.copyfile(teacher_log, tmp))
+    teacher_recs = read_records(teacher_copy) if os.path.isfile(teacher_copy) else []
+    teacher_rec = teacher_recs[-1] if teacher_recs else None
     table = results_table.make_table(groups, 'ResNet-8 (2k labels)', 'ResNet-14 (60k)', teacher_rec)
-    with open(os.path.join(RESULTS, 'table.md'), 'w') as f:
-        f.write(table)
+    cli.write_atomic(os.path.join(RESULTS, 'table.md'), table)
     print(table)
     done = {m: len(v) for m, v in groups.items()}
-    plot_curves.plot(runs, 'repro_', ['student', 'kd', 'nst_poly', 'kd_nst'], os.path.join(RESULTS, 'curves.png'),
-                     'Fashion-MNIST, ResNet-8 student (2k labels), ResNet-14 teacher')
-    plot_curves.plot(runs, 'repro_', list(results_table.LABELS), os.path.join(RESULTS, 'curves_all.png'),
-                     'Fashion-MNIST: every method')
+    for methods, name, title in ((['student', 'kd', 'nst_poly', 'kd_nst'], 'curves.png',
+                                  'Fashion-MNIST, ResNet-8 student (2k labels), ResNet-14 teacher'),
+                                 (list(results_table.LABELS), 'curves_all.png', 'Fashion-MNIST: every method')):
+        methods = [m for m in methods if plot_curves.series(runs, 'repro_', m) is not None]
+        if methods:
+            plot_curves.plot(runs, 'repro_', methods, os.path.join(RESULTS, name), title, RECORDS)
+        else:
+            print('%s: no runs of its methods yet' % name)
     figures(done)
-    with open(os.path.join(RESULTS, 'runs.json'), 'w') as f:
-        json.dump({'finished_seeds': done, 'epochs': NUM_EPOCH}, f, indent=1, sort_keys=True)
+    cli.write_atomic(os.path.join(RESULTS, 'runs.json'),
+                     json.dumps({'finished_seeds': done, 'epochs': NUM_EPOCH}, indent=1, sort_keys=True))
+    return 0
 
 
 def figures(done):
@@ -69,4 +83,4 @@ def figures(done):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

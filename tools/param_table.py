@@ -5,7 +5,10 @@
 Counts every learnable parameter except BatchNorm running statistics
 (`symbols.count_parameters`), at the network's native input size.
 """
+import sys
+
 import symbols
+from tools import cli
 
 ROWS = [('inception_bn', 1000), ('inception_bn_small', 10), ('inception_bn_small', 100),
         ('preact_resnet18', 1000), ('preact_resnet34', 1000), ('preact_resnet50', 1000),
@@ -16,7 +19,10 @@ ROWS = [('inception_bn', 1000), ('inception_bn_small', 10), ('inception_bn_small
         ('pyramidnet200', 100), ('resnet50', 1000), ('resnet152', 1000), ('mobilenet1.0', 1000)]
 
 
-def main():
+@cli.command
+def main(argv=None):
+    """Print the table (it takes no arguments; any is one error line, exit status 2)."""
+    cli.parser('param_table', __doc__).parse_args(argv)
     print('| network | classes | input | parameters |')
     print('|---|---|---|---|')
     for name, classes in ROWS:
@@ -26,4 +32,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -6,11 +6,13 @@ figure (the NST paper's Figures 3 and 4), from per-epoch records.
 
 Seeds of one method are averaged (the band is +- one std).
 """
-import argparse
+import sys
 
 import numpy as np
 
-from .records import find_runs
+from . import cli
+from .plotting import figure_path
+from .records import find_runs, methods_of, matching_runs, missing_runs
 from .results_table import LABELS
 
 
@@ -19,7 +21,7 @@ def series(runs, prefix, method):
     import re
     rows = []
     for name, recs in runs.items():
-        if name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):]):
+        if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):]):
             rows.append(recs)
     if not rows:
         return None
@@ -30,16 +32,23 @@ def series(runs, prefix, method):
     return epochs, train, test
 
 
-def plot(runs, prefix, methods, out, title=''):
-    """Write the PNG; return the number of methods drawn."""
+def plot(runs, prefix, methods, out, title='', folder='the records folder'):
+    """Write the PNG (whole or not at all); return the number of methods drawn. When no method has
+    a run named <prefix><method>_s<seed> in `runs` (read from `folder`), raise UsageError naming
+    what was searched and what is there, and write nothing."""
     from .plotting import pyplot, save
+    found = [(m, series(runs, prefix, m)) for m in methods]
+    found = [(m, s) for m, s in found if s is not None]
+    if not found:
+        if not matching_runs(runs, prefix):
+            raise missing_runs(folder, runs, prefix)
+        raise cli.UsageError('none of the methods %s has runs named %r<method>_s<seed> in %s; methods there: %s: '
+                             'pass some of them to --methods' % (', '.join(methods), prefix, folder,
+                                                                  ', '.join(methods_of(runs, prefix))))
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn = 0
-    for method in methods:
-        s = series(runs, prefix, method)
-        if s is None:
-            continue
+    for method, s in found:
         epochs, train, test = s
         for ax, values in zip(axes, (train, test)):
             mean = values.mean(axis=0)
@@ -58,17 +67,24 @@ def plot(runs, prefix, methods, out, title=''):
     return drawn
 
 
+@cli.command
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--records', default='results/records')
-    p.add_argument('--prefix', default='repro_')
+    """Write the curves; 2 with one error line when no run of the methods is found."""
+    p = cli.parser('plot_curves', __doc__)
+    p.add_argument('--records', default='results/records', help="folder of the runs' .jsonl records")
+    p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
     p.add_argument('--methods', nargs='+', default=['student', 'kd', 'nst_poly', 'kd_nst'])
     p.add_argument('--title', default='')
-    p.add_argument('--out', required=True)
+    p.add_argument('--out', required=True, help='PNG to write')
     args = p.parse_args(argv)
-    n = plot(find_runs(args.records), args.prefix, args.methods, args.out, args.title)
-    print('%s: %d runs' % (args.out, n))
+    figure_path(args.out, example='curves.png')
+    runs = find_runs(args.records)
+    n = plot(runs, args.prefix, args.methods, args.out, args.title, args.records)
+    missing = [m for m in args.methods if series(runs, args.prefix, m) is None]
+    print('%s: %d method%s drawn%s' % (args.out, n, '' if n == 1 else 's',
+                                       '; no runs for: %s' % ', '.join(missing) if missing else ''))
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

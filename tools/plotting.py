@@ -1,4 +1,5 @@
 """Matplotlib without a screen, and one way to save a figure."""
+import os
 
 
 def pyplot():
@@ -9,11 +10,33 @@ def pyplot():
     return plt
 
 
+def figure_path(out, option='--out', example='figure.png'):
+    """Check, before any work, that a figure can be written at `out`: a file format matplotlib
+    writes (from the extension; none means PNG) and a writable place (tools.cli.output_path).
+    Returns `out`; raises UsageError naming `option`."""
+    from .cli import UsageError, output_path
+    ext = os.path.splitext(out)[1][1:].lower()
+    if ext:
+        pyplot()
+        from matplotlib.backend_bases import FigureCanvasBase
+        supported = FigureCanvasBase.get_supported_filetypes()
+        if ext not in supported:
+            raise UsageError('%s %s: matplotlib cannot write .%s files; use one of .%s'
+                             % (option, out, ext, ', .'.join(sorted(supported))))
+    return output_path(out, option, example)
+
+
 def save(fig, out, title=''):
-    """Add the title, lay out, write the PNG and free the figure."""
+    """Add the title, lay out, write the figure (format from `out`'s extension, PNG by default) and
+    free it. The file is written whole or not at all: under a temporary name, then renamed, so a
+    failure (a full disk, a read-only folder) leaves an earlier `out` as it was."""
+    from .cli import write_atomic
     plt = pyplot()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fmt = os.path.splitext(out)[1][1:].lower() or 'png'
+        write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
+    finally:
+        plt.close(fig)

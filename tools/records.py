@@ -1,24 +1,89 @@
-"""Per-epoch training records (log/<model_prefix>.jsonl) as written by the trainer."""
-import json
+"""Per-epoch training records (log/<model_prefix>.jsonl) as written by the trainer, found by run
+name, and what to tell a user whose runs are not there.
+
+Reading a file is `core.records.read_records`: a damaged line (a run interrupted while writing
+it) is skipped with one warning per file, never a crash.
+"""
 import os
+import re
+from collections import OrderedDict
 
+from core.records import RecordsError, read_records  # noqa: F401  (the names the tools use)
+from .cli import UsageError
 
-def read_records(path):
-    """Records of one run sorted by epoch; a repeated epoch (after a resume) keeps its last record."""
-    by_epoch = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                rec = json.loads(line)
-                by_epoch[rec['epoch']] = rec
-    return [by_epoch[e] for e in sorted(by_epoch)]
+RUN_NAME = re.compile(r'^(?P<stem>.+)_s(?P<seed>\d+)$')
+LISTED = 8                      # run names quoted in a message at most
 
 
 def find_runs(folder, prefix=''):
-    """{model_prefix: records} for every <prefix>*.jsonl in `folder`."""
-    runs = {}
+    """{model_prefix: records} for every <prefix>*.jsonl in `folder`, by name. Raises RecordsError
+    (an OSError naming the folder and what to give instead) when `folder` is not an existing
+    folder; damaged lines are skipped as read_records does."""
+    if not os.path.isdir(folder):
+        raise RecordsError("records folder %s %s: pass the folder that holds the runs' <model_prefix>.jsonl "
+                           'files (--records; training writes them to log_dir, log/ by default)'
+                           % (folder, 'is not a folder' if os.path.exists(folder) else 'does not exist'))
+    runs = OrderedDict()
     for name in sorted(os.listdir(folder)):
         if name.endswith('.jsonl') and name.startswith(prefix):
             runs[name[:-6]] = read_records(os.path.join(folder, name))
     return runs
+
+
+def _known_methods():
+    from .results_table import LABELS
+    return sorted(LABELS, key=len, reverse=True)
+
+
+def split_run_name(name):
+    """(prefix, method) of a run named <prefix><method>_s<seed>, with the longest method name of
+    the results table that fits, else the part after the first '_'; None for other names."""
+    m = RUN_NAME.match(name)
+    if not m:
+        return None
+    stem = m.group('stem')
+    for method in _known_methods():
+        if stem.endswith(method):
+            return stem[:-len(method)], method
+    head, sep, tail = stem.partition('_')
+    return (head + sep, tail) if sep and tail else ('', stem)
+
+
+def _quote(names):
+    names = list(names)
+    return ', '.join(names[:LISTED]) + (', ... (%d in all)' % len(names) if len(names) > LISTED else '')
+
+
+def matching_runs(runs, prefix):
+    """Names of `runs` named <prefix><method>_s<seed>."""
+    return [n for n in runs if n.startswith(prefix) and RUN_NAME.match(n[len(prefix):])]
+
+
+def methods_of(runs, prefix):
+    """Sorted method names of the runs named <prefix><method>_s<seed>."""
+    return sorted({RUN_NAME.match(n[len(prefix):]).group('stem') for n in matching_runs(runs, prefix)})
+
+
+def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix='pass one of these as --prefix',
+                 epoch_fix=None):
+    """UsageError for finding no (finished) run named <prefix><method>_s<seed> among `runs`
+    (find_runs(folder)): says what was searched and what is there (the run-name prefixes found,
+    or the unfinished runs with their last epoch), then the fix."""
+    if not runs:
+        return UsageError('no run records (*.jsonl) in %s: training writes log_dir/<model_prefix>.jsonl '
+                          '(log/ by default); pass that folder as --records' % folder)
+    matching = matching_runs(runs, prefix)
+    pattern = '%r<method>_s<seed>' % prefix
+    if not matching:
+        counts = OrderedDict()
+        for name in runs:
+            split = split_run_name(name)
+            counts[split[0] if split else name] = counts.get(split[0] if split else name, 0) + 1
+        found = ['%r (%d run%s)' % (p, n, '' if n == 1 else 's') for p, n in sorted(counts.items())]
+        return UsageError('no runs named %s in %s; runs there: %s: %s' % (pattern, folder, _quote(found), prefix_fix))
+    last = ['%s (last epoch %s)' % (n, runs[n][-1]['epoch'] if runs[n] else 'none: no readable record')
+            for n in matching]
+    if num_epoch is None:
+        return UsageError('the runs named %s in %s have no readable record: %s' % (pattern, folder, _quote(last)))
+    return UsageError('no run named %s in %s reached its last epoch %d (--num-epoch %d): %s; %s' % (
+        pattern, folder, num_epoch - 1, num_epoch, _quote(last), epoch_fix or 'let the runs finish or lower --num-epoch'))

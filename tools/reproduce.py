@@ -14,11 +14,12 @@
 Finished runs are not run again; an interrupted run resumes from its last
 checkpoint. Progress is printed as runs start and finish.
 """
-import argparse
 import os
 import subprocess
 import sys
 import time
+
+from tools import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESET = 'config/presets/fashion_mnist_repro.yaml'
@@ -64,11 +65,38 @@ def started(name):
     return bool(checkpoint.epochs(os.path.join(ROOT, 'runs', 'repro', 'model'), name))
 
 
+class StepFailed(cli.ToolError):
+    """A step (packing, training) that exited with a non-zero status; `code` is that status."""
+
+    def __init__(self, message, code):
+        super(StepFailed, self).__init__(message)
+        self.code = code
+
+
+def _last_message(path):
+    """The step's last `error: ...` line in its log file, else its last non-empty line."""
+    try:
+        with open(path, errors='replace') as f:
+            lines = [l.strip() for l in f.readlines()[-200:] if l.strip()]
+    except OSError:
+        return ''
+    errors = [l for l in lines if l.startswith('error:')]
+    return (errors or lines or [''])[-1]
+
+
 def python(args, log=None):
+    """Run `python ARGS` in the repository (output to the open file `log` if given); StepFailed,
+    naming the command, its exit status, its log file and its last message, if it fails."""
     cmd = [sys.executable] + args
     r = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
     if r.returncode != 0:
-        raise SystemExit('error: %s failed with exit code %d' % (' '.join(args), r.returncode))
+        where = 'its messages are above'
+        if log is not None:
+            log.flush()
+            last = _last_message(log.name)
+            where = 'its output is in %s%s' % (log.name, ' (last line: %s)' % last if last else '')
+        raise StepFailed('`python %s` failed with exit status %d; %s' % (' '.join(args), r.returncode, where),
+                         r.returncode)
 
 
 def ensure_data_and_teacher():
@@ -85,14 +113,19 @@ def ensure_data_and_teacher():
         python(['train.py', '--cfg', 'config/presets/fashion_mnist_teacher.yaml'] + extra)
 
 
+@cli.command
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--methods', nargs='+', default=[m for m, _ in METHODS])
+    """Train what is missing, then rebuild results/ (tools.make_results, in this process); 2 with
+    one error line on a wrong argument or a failed step (whose log file the message names)."""
+    p = cli.parser('reproduce', __doc__)
+    p.add_argument('--seeds', type=cli.nonnegative_int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--methods', nargs='+', default=[m for m, _ in METHODS], choices=[m for m, _ in METHODS],
+                   metavar='METHOD', help='any of: %s' % ', '.join(m for m, _ in METHODS))
     p.add_argument('--figures-only', action='store_true', help='only rebuild results/ from finished runs')
     args = p.parse_args(argv)
     os.makedirs(os.path.join(ROOT, 'results', 'records'), exist_ok=True)
     if not args.figures_only:
+        os.makedirs(os.path.join(ROOT, 'runs', 'repro'), exist_ok=True)
         ensure_data_and_teacher()
         todo = [(m, o, s) for s in args.seeds for m, o in METHODS if m in args.methods]
         for k, (method, overrides, seed) in enumerate(todo, 1):
@@ -107,9 +140,9 @@ def main(argv=None):
                 python(['train.py', '--cfg', PRESET, 'model_prefix=%s' % name, 'seed=%d' % seed,
                         'kt=%s' % ('false' if method == 'student' else 'true')] + overrides + resume, log)
             print('    finished in %.0fs' % (time.time() - tic), flush=True)
-    python(['-m', 'tools.make_results'])
+    from tools import make_results
+    return make_results.main([])
 
 
 if __name__ == '__main__':
-    os.makedirs(os.path.join(ROOT, 'runs', 'repro'), exist_ok=True)
-    main()
+    sys.exit(main())

@@ -6,13 +6,14 @@ Runs are named <prefix><method>_s<seed>; a run counts when its records reach
 the expected last epoch. Each row: method, student, teacher, top-1 and
 top-5 error (%) of the last epoch as mean +- std over seeds, seeds counted.
 """
-import argparse
 import re
+import sys
 from collections import OrderedDict
 
 import numpy as np
 
-from .records import find_runs
+from . import cli
+from .records import find_runs, missing_runs
 
 NAME = re.compile(r'^(?P<prefix>.*?)(?P<method>[a-z0-9_]+?)_s(?P<seed>\d+)$')
 LABELS = OrderedDict([
@@ -64,21 +65,30 @@ def make_table(groups, student='', teacher='', teacher_record=None):
     return '\n'.join(lines) + '\n'
 
 
+@cli.command
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--records', default='results/records')
-    p.add_argument('--prefix', default='repro_')
-    p.add_argument('--num-epoch', type=int, default=None)
+    """Print (and with --out write) the table; 2 with one error line when no run matches."""
+    p = cli.parser('results_table', __doc__)
+    p.add_argument('--records', default='results/records', help="folder of the runs' .jsonl records")
+    p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
+    p.add_argument('--num-epoch', type=cli.positive_int, default=None,
+                   help='count only runs whose records reach this many epochs')
     p.add_argument('--student', default='')
     p.add_argument('--teacher', default='')
-    p.add_argument('--out')
+    p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')
     args = p.parse_args(argv)
-    table = make_table(group_runs(find_runs(args.records), args.prefix, args.num_epoch), args.student, args.teacher)
     if args.out:
-        with open(args.out, 'w') as f:
-            f.write(table)
+        cli.output_path(args.out, example='table.md')
+    runs = find_runs(args.records)
+    groups = group_runs(runs, args.prefix, args.num_epoch)
+    if not groups:
+        raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
+    table = make_table(groups, args.student, args.teacher)
+    if args.out:
+        cli.write_atomic(args.out, table)
     print(table)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -15,10 +15,11 @@ MXNet Module checkpoint (PREFIX-symbol.json, e.g. the original's resnet-101
 teacher with TAP bn1_output); maps of different H x W are average-pooled to the
 smallest.
 """
-import argparse
 import sys
 
 import numpy as np
+
+from tools import cli
 
 
 def selectivity(fmap):
@@ -48,7 +49,7 @@ def plot(teacher_fmap, students, out, title=''):
     for ax, (name, fmap) in zip(axes[0], students):
         s = selectivity(fmap)
         if s.shape[1] != t.shape[1]:
-            raise ValueError('teacher and student maps must have the same K*H*W (%d vs %d)'
+            raise cli.UsageError('teacher and student maps must have the same K*H*W (%d vs %d)'
                              % (t.shape[1], s.shape[1]))
         xy = embed(np.concatenate([t, s]))
         ax.scatter(xy[:len(t), 0], xy[:len(t), 1], s=14, c='tab:red', label='teacher neurons (%d)' % len(t))
@@ -63,9 +64,11 @@ def plot(teacher_fmap, students, out, title=''):
     return series
 
 
+@cli.command
 def main(argv=None):
+    """Write the t-SNE figure; 2 with one error line on a user's mistake."""
     from tools import features
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser('tsne', __doc__)
     p.add_argument('--teacher', required=True, help='PREFIX:TAP of the teacher run')
     p.add_argument('--student', action='append', required=True, help='LABEL=PREFIX:TAP, once per panel')
     p.add_argument('--title', default='')
@@ -75,7 +78,8 @@ def main(argv=None):
     def draw(_, maps):
         n = plot(maps[0][1], maps[1:], args.out, args.title)
         return 'wrote %s (%d panels, %d series)' % (args.out, len(maps) - 1, n)
-    return features.run_figure(args, [(args.teacher, False)] + [(s,) for s in args.student], draw)
+    return features.run_figure(args, [('--teacher', args.teacher, False)] + [('--student', s, True)
+                                                                             for s in args.student], draw)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,130 @@
+"""Per-epoch run records (log/<model_prefix>.jsonl): a crash or a full disk while writing one never
+makes the file unreadable, and readers skip a damaged line with one warning instead of crashing."""
+import errno
+import json
+import logging
+import os
+
+import pytest
+
+from core import records
+from core.records import RecordsError, append_record, read_records
+
+
+def lines(path):
+    with open(path, 'rb') as f:
+        return f.read().decode('utf-8').split('\n')
+
+
+def damaged_warnings(caplog):
+    return [r for r in caplog.records if r.levelno == logging.WARNING and r.name == 'records']
+
+
+def test_append_after_a_partial_last_line_starts_a_fresh_line(tmp_path, caplog):
+    p = str(tmp_path / 'run.jsonl')
+    with open(p, 'w') as f:                        # a crash cut the second record short
+        f.write(json.dumps({'epoch': 0, 'val_top1': 0.5}) + '\n' + '{"epoch": 1, "val_to')
+    append_record(p, {'epoch': 1, 'val_top1': 0.6})
+    assert lines(p)[-2:] == [json.dumps({'epoch': 1, 'val_top1': 0.6}), '']
+    with caplog.at_level(logging.WARNING):
+        recs = read_records(p)
+    assert [(r['epoch'], r['val_top1']) for r in recs] == [(0, 0.5), (1, 0.6)]
+    (w,) = damaged_warnings(caplog)
+    assert p in w.getMessage() and 'line 2' in w.getMessage()
+
+
+def test_append_creates_the_file_and_its_folder_and_keeps_a_repeated_epochs_last_record(tmp_path):
+    p = str(tmp_path / 'log' / 'run.jsonl')
+    for epoch, v in [(0, 1), (1, 2), (1, 3), (2, 4)]:      # a resumed run repeats epoch 1
+        append_record(p, {'epoch': epoch, 'v': v})
+    assert [r['v'] for r in read_records(p)] == [1, 3, 4]
+    assert len(lines(p)) == 5 and lines(p)[-1] == ''
+
+
+def test_read_skips_every_damaged_line_with_one_warning_naming_the_file_and_lines(tmp_path, caplog):
+    p = str(tmp_path / 'run.jsonl')
+    with open(p, 'wb') as f:
+        f.write(b'{"epoch": 0, "v": 0}\n'
+                b'{"epoch": 1, "v": 1}{"epoch": 2, "v": 2}\n'     # a record appended to a partial one
+                b'\n'                                            # blank lines are not damage
+                b'[1, 2]\n'                                      # JSON, but not a record
+                b'{"v": 3}\n'                                    # no epoch
+                b'\xff\xfe\n'                                    # not UTF-8
+                b'{"epoch": 3, "v": 3}\n'
+                b'{"epoch": 4, "v"')                             # partial last line
+    with caplog.at_level(logging.WARNING):
+        recs = read_records(p)
+    assert [r['v'] for r in recs] == [0, 3]
+    (w,) = damaged_warnings(caplog)
+    msg = w.getMessage()
+    assert p in msg and 'lines 2, 4, 5, 6, 8' in msg
+
+
+def test_undamaged_records_give_no_warning(tmp_path, caplog):
+    p = str(tmp_path / 'run.jsonl')
+    append_record(p, {'epoch': 0})
+    with caplog.at_level(logging.WARNING):
+        assert read_records(p) == [{'epoch': 0}]
+    assert not damaged_warnings(caplog)
+
+
+def test_a_full_disk_raises_an_oserror_naming_the_file(tmp_path):
+    with pytest.raises(OSError) as e:               # /dev/full: every write fails with ENOSPC
+        append_record('/dev/full', {'epoch': 0})
+    assert isinstance(e.value, RecordsError) and e.value.errno == errno.ENOSPC
+    assert '/dev/full' in str(e.value) and 'disk' in str(e.value)
+
+
+def test_a_write_cut_short_is_undone_and_earlier_lines_are_kept(tmp_path, monkeypatch):
+    p = str(tmp_path / 'run.jsonl')
+    append_record(p, {'epoch': 0, 'v': 0})
+    before = open(p, 'rb').read()
+    real_write = os.write
+
+    def half_then_full(fd, data):                  # the disk fills up in the middle of the line
+        real_write(fd, data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(records.os, 'write', half_then_full)
+    with pytest.raises(RecordsError) as e:
+        append_record(p, {'epoch': 1, 'v': 1})
+    assert e.value.errno == errno.ENOSPC and p in str(e.value)
+    monkeypatch.undo()
+    assert open(p, 'rb').read() == before
+    append_record(p, {'epoch': 1, 'v': 1})
+    assert [r['v'] for r in read_records(p)] == [0, 1]
+
+
+def test_append_writes_the_line_in_one_write_and_syncs_it(tmp_path, monkeypatch):
+    p = str(tmp_path / 'run.jsonl')
+    with open(p, 'w') as f:
+        f.write('{"epoch": 0}')                     # no final newline
+    calls = []
+    real_write, real_fsync = os.write, os.fsync
+    monkeypatch.setattr(records.os, 'write', lambda fd, data: calls.append(('write', data)) or real_write(fd, data))
+    monkeypatch.setattr(records.os, 'fsync', lambda fd: calls.append(('fsync',)) or real_fsync(fd))
+    append_record(p, {'epoch': 1})
+    assert calls == [('write', b'\n{"epoch": 1}\n'), ('fsync',)]
+
+
+def test_numpy_scalars_are_written_as_numbers(tmp_path):
+    import numpy as np
+    p = str(tmp_path / 'run.jsonl')
+    append_record(p, {'epoch': np.int64(0), 'val_top1': np.float32(0.5)})
+    assert read_records(p) == [{'epoch': 0, 'val_top1': 0.5}]
+
+
+def test_an_unreadable_records_path_is_a_records_error(tmp_path):
+    for path, what in ((tmp_path / 'missing.jsonl', 'does not exist'), (tmp_path, 'folder')):
+        with pytest.raises(RecordsError) as e:
+            read_records(str(path))
+        assert str(path) in str(e.value) and what in str(e.value)
+
+
+def test_tools_records_read_damaged_files(tmp_path, caplog):
+    from tools.records import find_runs
+    with open(str(tmp_path / 'x_kd_s0.jsonl'), 'w') as f:
+        f.write('{"epoch": 0, "v": 1}\n{"epo\n{"epoch": 1, "v": 2}\n')
+    with caplog.at_level(logging.WARNING):
+        runs = find_runs(str(tmp_path), 'x_')
+    assert [r['v'] for r in runs['x_kd_s0']] == [1, 2]
+    assert len(damaged_warnings(caplog)) == 1

@@ -1,0 +1,419 @@
+"""`python -m tools.*` on a user's mistake: one `error: ...` line on stderr naming the problem and the
+fix, exit status 2, no traceback, and nothing already on disk lost or replaced by a half-written file."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import make_cifar
+from tools import evaluate, export, heatmaps, launch, make_results, param_table, plot_curves, plotting
+from tools import reproduce, results_table, tsne
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+META = dict(network='cifar_resnet8', num_classes=10, in_channels=3, image_size=32, mean=[125.3, 123.0, 113.9],
+            std=[63.0, 62.1, 66.7], dataset='cifar10')
+
+
+def run_tool(main, argv, capsys):
+    """(exit status, stdout, stderr) of a tool's main(argv), as `python -m tools.X` would end."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    assert 'Traceback' not in err
+    return code or 0, out, err
+
+
+def one_error(code, err, *needles):
+    """Exit status 2 and exactly one `error: ...` line holding every needle."""
+    assert code == 2, err
+    errors = [l for l in err.splitlines() if l.startswith('error: ')]
+    assert len(errors) == 1, err
+    for n in needles:
+        assert n in errors[0], (n, errors[0])
+    return errors[0]
+
+
+def python_m(args, cwd=ROOT):
+    return subprocess.run([sys.executable, '-m'] + args, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def files(folder):
+    return sorted(os.listdir(str(folder)))
+
+
+# ---------------------------------------------------------------- tiny checkpoints and data
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """model/s (finite, epoch 1 and best), model/nan (epoch 1 finite, epoch 2 and best with a NaN
+    weight), model/huge (finite weights whose logits overflow to Inf), a CIFAR-10 folder with 16
+    test images, and a plain file `afile`."""
+    import mxnet as mx
+    import symbols
+    from core import checkpoint
+    root = tmp_path_factory.mktemp('tools_faults')
+    model = root / 'model'
+    model.mkdir()
+    net = symbols.get_network('cifar_resnet8', 10, 3)
+    net.initialize(mx.init.Xavier(magnitude=2))
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    checkpoint.save(str(model), 's', 1, net, meta=dict(META, model_prefix='s'), best=True)
+    checkpoint.save(str(model), 'nan', 1, net, meta=dict(META, model_prefix='nan'))
+    params = net.collect_params()
+    weight = [k for k in params.keys() if k.endswith('weight')][0]
+    good = params[weight].data().copy()
+    checkpoint.save(str(model), 'nan', 2, net, meta=dict(META, model_prefix='nan'), best=True)
+    params[weight].set_data(good * float('nan'))       # written behind checkpoint.save, which refuses NaN
+    for tag in (2, 'best'):
+        net.save_parameters(checkpoint.paths(str(model), 'nan', tag)['params'])
+    params[weight].set_data(good)
+    dense = [k for k in params.keys() if 'dense' in k and k.endswith('weight')][0]
+    params[dense].set_data(mx.nd.full(params[dense].shape, 3e38))     # finite, but the logits overflow
+    checkpoint.save(str(model), 'huge', 1, net, meta=dict(META, model_prefix='huge'), best=True)
+    make_cifar(str(root / 'data'), 'cifar10', train=16, test=16)
+    (root / 'afile').write_text('not a folder')
+    return root
+
+
+# ---------------------------------------------------------------- records: table, curves, results
+
+def write_records(folder, name, epochs=3, top1=0.8, damaged=False):
+    os.makedirs(str(folder), exist_ok=True)
+    with open(os.path.join(str(folder), name + '.jsonl'), 'w') as f:
+        for e in range(epochs):
+            f.write(json.dumps({'epoch': e, 'val_top1': top1, 'val_top5': 0.99, 'train_top1': top1 + 0.01}) + '\n')
+            if damaged and e == 0:
+                f.write('{"epoch": 1, "val_t\n')             # a crash cut a record short
+
+
+def test_results_table_without_matching_runs_is_an_error(tmp_path, capsys):
+    rec = tmp_path / 'records'
+    for m in ('kd', 'kd_nst', 'student'):
+        write_records(rec, 'myexp_%s_s0' % m)
+    write_records(rec, 'other_kd_s1')
+    out = tmp_path / 'table.md'
+    code, _, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'repro_', '--out', str(out)],
+                            capsys)
+    line = one_error(code, err, str(rec), "'repro_'", "'myexp_' (3 runs)", "'other_' (1 run)", '--prefix')
+    assert not out.exists(), line
+    code, _, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'myexp_', '--num-epoch', '10'],
+                            capsys)
+    one_error(code, err, 'myexp_kd_s0 (last epoch 2)', '--num-epoch 10')
+
+
+def test_results_table_with_a_missing_or_empty_records_folder(tmp_path, capsys):
+    code, _, err = run_tool(results_table.main, ['--records', str(tmp_path / 'nope')], capsys)
+    one_error(code, err, str(tmp_path / 'nope'), 'does not exist', '--records')
+    code, _, err = run_tool(results_table.main, ['--records', str(tmp_path)], capsys)
+    one_error(code, err, str(tmp_path), 'no run records (*.jsonl)')
+    (tmp_path / 'f').write_text('x')
+    code, _, err = run_tool(results_table.main, ['--records', str(tmp_path / 'f')], capsys)
+    one_error(code, err, str(tmp_path / 'f'), 'not a folder')
+
+
+def test_results_table_skips_damaged_record_lines(tmp_path, capsys):
+    rec = tmp_path / 'records'
+    write_records(rec, 'repro_kd_s0', top1=0.9, damaged=True)
+    code, out, err = run_tool(results_table.main, ['--records', str(rec), '--num-epoch', '3'], capsys)
+    assert code == 0 and '| KD |  |  | 10.00 | 1.00 | 1 |' in out
+    assert 'repro_kd_s0.jsonl' in err and 'line 2' in err and 'error' not in err
+
+
+def test_results_table_out_under_a_file(tmp_path, capsys):
+    rec = tmp_path / 'records'
+    write_records(rec, 'repro_kd_s0')
+    (tmp_path / 'afile').write_text('x')
+    code, _, err = run_tool(results_table.main, ['--records', str(rec), '--out', str(tmp_path / 'afile' / 't.md')],
+                            capsys)
+    one_error(code, err, str(tmp_path / 'afile'), 'is a file', '--out')
+
+
+def test_plot_curves_with_no_matching_method_writes_no_png(tmp_path, capsys):
+    rec = tmp_path / 'records'
+    write_records(rec, 'repro_kd_s0')
+    write_records(rec, 'repro_nst_poly_s0')
+    out = tmp_path / 'curves.png'
+    out.write_bytes(b'earlier figure')
+    code, _, err = run_tool(plot_curves.main, ['--records', str(rec), '--methods', 'student', 'kd_nst',
+                                               '--out', str(out)], capsys)
+    one_error(code, err, 'student, kd_nst', "'repro_'", 'kd, nst_poly', '--methods')
+    assert out.read_bytes() == b'earlier figure'
+    code, _, err = run_tool(plot_curves.main, ['--records', str(rec), '--prefix', 'exp_', '--out', str(out)], capsys)
+    one_error(code, err, "'exp_'", "'repro_' (2 runs)")
+    code, _, err = run_tool(plot_curves.main, ['--records', str(tmp_path / 'nope'), '--out', str(out)], capsys)
+    one_error(code, err, str(tmp_path / 'nope'), 'does not exist')
+    assert out.read_bytes() == b'earlier figure'
+
+
+def test_plot_curves_names_the_methods_it_did_not_find(tmp_path, capsys):
+    rec = tmp_path / 'records'
+    write_records(rec, 'repro_kd_s0', damaged=True)
+    out = tmp_path / 'curves.png'
+    code, stdout, err = run_tool(plot_curves.main, ['--records', str(rec), '--methods', 'kd', 'fsp', '--out',
+                                                    str(out)], capsys)
+    assert code == 0 and out.stat().st_size > 1000
+    assert 'no runs for: fsp' in stdout and 'line 2' in err
+
+
+def test_saving_a_figure_that_fails_keeps_the_earlier_file(tmp_path, monkeypatch):
+    plt = plotting.pyplot()
+    out = tmp_path / 'fig.png'
+    out.write_bytes(b'earlier figure')
+    fig = plt.figure()
+
+    def broken(path, **kw):                         # e.g. the disk fills up while writing
+        with open(path, 'wb') as f:
+            f.write(b'half a png')
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(fig, 'savefig', broken)
+    with pytest.raises(OSError):
+        plotting.save(fig, str(out))
+    assert out.read_bytes() == b'earlier figure' and files(tmp_path) == ['fig.png']
+
+
+@pytest.fixture
+def repro_tree(tmp_path, monkeypatch):
+    """make_results and reproduce pointed at a scratch tree (never the repository's results/)."""
+    results = tmp_path / 'results'
+    monkeypatch.setattr(make_results, 'ROOT', str(tmp_path))
+    monkeypatch.setattr(make_results, 'RESULTS', str(results))
+    monkeypatch.setattr(make_results, 'RECORDS', str(results / 'records'))
+    monkeypatch.setattr(make_results, 'MODELS', str(tmp_path / 'runs' / 'repro' / 'model'))
+    monkeypatch.setattr(make_results, 'TEACHER', str(tmp_path / 'model' / 'teacher'))
+    monkeypatch.setattr(reproduce, 'ROOT', str(tmp_path))
+
+    def no_subprocess(args, log=None):
+        raise AssertionError('unexpected subprocess %s' % args)
+    monkeypatch.setattr(reproduce, 'python', no_subprocess)
+    monkeypatch.setattr(reproduce, 'ensure_data_and_teacher', lambda: no_subprocess(['data and teacher']))
+    return results
+
+
+def test_make_results_without_finished_runs_keeps_the_earlier_results(repro_tree, capsys):
+    (repro_tree / 'records').mkdir(parents=True)
+    (repro_tree / 'table.md').write_text('earlier table')
+    code, _, err = run_tool(make_results.main, [], capsys)
+    one_error(code, err, str(repro_tree / 'records'), 'tools.reproduce')
+    write_records(repro_tree / 'records', 'repro_kd_s0', epochs=3)          # unfinished: 3 of 20 epochs
+    code, _, err = run_tool(make_results.main, [], capsys)
+    one_error(code, err, 'repro_kd_s0 (last epoch 2)')
+    assert (repro_tree / 'table.md').read_text() == 'earlier table'
+    assert files(repro_tree) == ['records', 'table.md']
+
+
+def test_make_results_into_a_read_only_folder(repro_tree, monkeypatch, capsys):
+    write_records(repro_tree / 'records', 'repro_kd_s0', epochs=20)
+    monkeypatch.setattr(make_results, 'RESULTS', '/sys')
+    code, _, err = run_tool(make_results.main, [], capsys)
+    one_error(code, err, '/sys/table.md', 'permission denied')
+
+
+def test_reproduce_figures_only_reads_damaged_records(repro_tree, capsys):
+    for seed in range(2):
+        write_records(repro_tree / 'records', 'repro_kd_s%d' % seed, epochs=20, top1=0.9, damaged=True)
+    write_records(repro_tree / 'records', 'repro_student_s0', epochs=20, top1=0.8)
+    code, out, err = run_tool(reproduce.main, ['--figures-only'], capsys)
+    assert code == 0, err
+    table = (repro_tree / 'table.md').read_text()
+    assert '| KD | ResNet-8 (2k labels) | ResNet-14 (60k) | 10.00 ± 0.00 | 1.00 ± 0.00 | 2 |' in table
+    assert '| student alone |' in table and (repro_tree / 'curves.png').stat().st_size > 1000
+    assert err.count('skipped damaged line') == 2 and 'repro_kd_s1.jsonl line 2' in err
+
+
+def test_reproduce_rejects_an_unknown_method_before_any_work(repro_tree, capsys):
+    code, _, err = run_tool(reproduce.main, ['--methods', 'kd', 'nst'], capsys)
+    one_error(code, err, "'nst'", 'nst_poly')
+
+
+def test_reproduce_reports_a_failed_step_with_its_log(tmp_path, capsys):
+    log = tmp_path / 'step.out'
+    with open(str(log), 'w') as f:
+        with pytest.raises(reproduce.StepFailed) as e:
+            reproduce.python(['-c', 'import sys; print("error: num_classes=5 is too small"); sys.exit(2)'], f)
+    assert e.value.code == 2
+    msg = str(e.value)
+    assert str(log) in msg and 'error: num_classes=5 is too small' in msg and 'exit status 2' in msg
+
+
+def test_record_tools_exit_2_from_the_command_line(tmp_path):
+    for tool in ('tools.results_table', 'tools.plot_curves'):
+        r = python_m([tool, '--records', str(tmp_path / 'nope'), '--out', str(tmp_path / 'x.png')])
+        assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+        assert r.stderr.startswith('error: records folder %s does not exist' % (tmp_path / 'nope')), r.stderr
+
+
+# ---------------------------------------------------------------- export
+
+def test_export_out_under_a_file(runs, capsys):
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'),
+                                          '--out', str(runs / 'afile' / 'deploy' / 'x')], capsys)
+    one_error(code, err, str(runs / 'afile'), 'is a file', '--out')
+
+
+def test_export_epoch_must_be_a_number_or_best(runs, capsys):
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--epoch', 'abc',
+                                          '--out', str(runs / 'deploy' / 'x')], capsys)
+    one_error(code, err, '--epoch', "'abc'", 'best')
+
+
+def test_export_missing_checkpoint_names_the_runs_there(runs, capsys):
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 'nope'),
+                                          '--out', str(runs / 'deploy' / 'x')], capsys)
+    one_error(code, err, 'nope', 'runs in %s: huge, nan, s' % (runs / 'model'))
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'nofolder' / 's'),
+                                          '--out', str(runs / 'deploy' / 'x')], capsys)
+    one_error(code, err, str(runs / 'nofolder'), 'does not exist')
+    assert not (runs / 'deploy').exists()
+
+
+def test_export_refuses_non_finite_parameters(runs, tmp_path, capsys):
+    out = tmp_path / 'deploy' / 'nan'
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 'nan'), '--out', str(out)], capsys)
+    line = one_error(code, err, str(runs / 'model' / 'nan'), 'epoch')
+    assert re.search('finite|nan', line, re.I)
+    assert not os.path.exists(str(tmp_path / 'deploy')) or files(tmp_path / 'deploy') == []
+    code, stdout, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 'nan'), '--epoch', '1',
+                                               '--out', str(out)], capsys)
+    assert code == 0 and files(tmp_path / 'deploy') == ['nan-0000.params', 'nan-meta.json', 'nan-symbol.json']
+
+
+def test_export_refuses_a_checkpoint_whose_outputs_are_not_finite(runs, tmp_path, capsys):
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 'huge'),
+                                          '--out', str(tmp_path / 'huge')], capsys)
+    one_error(code, err, str(runs / 'model' / 'huge'), 'not finite')
+    assert files(tmp_path) == []
+
+
+def test_export_comparison_fails_on_nan_and_inf():
+    ref = np.ones((2, 10), np.float32)
+    assert export.compare_outputs(ref, {'SymbolBlock': ref + 1e-7, 'Module': ref}) < 1e-6
+    for bad in (np.nan, np.inf):
+        out = ref.copy()
+        out[1, 3] = bad
+        with pytest.raises(export.ExportError, match='differs'):
+            export.compare_outputs(ref, {'SymbolBlock': ref, 'Module': out})
+
+
+def test_a_failed_export_keeps_the_earlier_export_and_leaves_no_temporary_file(runs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'x'
+    for suffix in ('-symbol.json', '-0000.params', '-meta.json'):
+        (tmp_path / ('x' + suffix)).write_text('earlier export')
+
+    def mismatch(reference, outputs, tol=1e-4):
+        raise export.ExportError('exported model differs from the trained one by 1 (Module 1)')
+    monkeypatch.setattr(export, 'compare_outputs', mismatch)
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--out', str(out)], capsys)
+    one_error(code, err, 'differs')
+    assert files(tmp_path) == ['x-0000.params', 'x-meta.json', 'x-symbol.json']
+    assert all((tmp_path / f).read_text() == 'earlier export' for f in files(tmp_path))
+
+
+def test_export_to_a_read_only_folder(runs, capsys):
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--out', '/sys/nst_export/x'],
+                            capsys)
+    one_error(code, err, '/sys', '--out')
+
+
+# ---------------------------------------------------------------- evaluate
+
+def evaluate_args(runs, *extra):
+    return ['--cfg', 'cifar10_student', 'data_dir=%s' % (runs / 'data'), 'gpu_list=[]', 'batch_size=8',
+            'model_dir=%s' % (runs / 'model'), 'log_dir=%s' % (runs / 'log')] + list(extra)
+
+
+def test_evaluate_epoch_must_be_a_number_or_best(runs, capsys):
+    code, _, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', str(runs / 'model' / 's'), '--epoch',
+                                                         'abc'), capsys)
+    one_error(code, err, '--epoch', "'abc'")
+
+
+def test_evaluate_prefix_that_is_a_folder_or_missing(runs, capsys):
+    code, _, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', str(runs / 'model')), capsys)
+    one_error(code, err, str(runs / 'model'), 'is a folder', 'runs in it: huge, nan, s')
+    code, _, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', str(runs / 'model' / 'sx')), capsys)
+    one_error(code, err, 'sx', 'runs in %s: huge, nan, s' % (runs / 'model'))
+
+
+def test_evaluate_refuses_non_finite_weights(runs, capsys):
+    code, _, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', str(runs / 'model' / 'nan')), capsys)
+    line = one_error(code, err, str(runs / 'model' / 'nan'), 'epoch')
+    assert re.search('finite|nan', line, re.I)
+    code, out, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', str(runs / 'model' / 'nan'),
+                                                           '--epoch', '1'), capsys)
+    assert code == 0 and 'on 16 images' in out, err
+
+
+# ---------------------------------------------------------------- t-SNE and heat maps
+
+def figure_args(runs, tool, out, *extra):
+    s = str(runs / 'model' / 's')
+    views = (['--teacher', s + ':stage3_pre', '--student', 'a=%s:stage3_pre' % s] if tool is tsne
+             else ['--net', 'a=%s:stage3_pre' % s])
+    return views + ['--data-dir', str(runs / 'data'), '--out', str(out)] + list(extra)
+
+
+@pytest.mark.parametrize('tool', [tsne, heatmaps])
+def test_figure_argument_mistakes(runs, tmp_path, capsys, tool):
+    out = tmp_path / 'fig.png'
+    cases = [(['--images', '0'], ['--images', "'0'", 'positive']),
+             (['--images', '-3'], ['--images', "'-3'"]),
+             (['--epoch', 'abc'], ['--epoch', "'abc'"]),
+             (['--data-dir', str(tmp_path / 'nodata')], ['--data-dir', str(tmp_path / 'nodata'), 'does not exist']),
+             (['--out', str(runs / 'afile' / 'fig.png')], ['--out', str(runs / 'afile'), 'is a file']),
+             (['--out', str(tmp_path)], ['--out', str(tmp_path), 'is a folder']),
+             (['--out', str(tmp_path / 'fig.xyz')], ['--out', 'cannot write .xyz files', '.png']),
+             (['--out', '/sys/nst_figure.png'], ['--out', '/sys'])]
+    if tool is heatmaps:
+        cases.append((['--channels', '0'], ['--channels', "'0'"]))
+    for extra, needles in cases:
+        code, _, err = run_tool(tool.main, figure_args(runs, tool, out, *extra), capsys)
+        one_error(code, err, *needles)
+    assert files(tmp_path) == []
+
+
+def test_figure_view_without_a_tap(runs, tmp_path, capsys):
+    code, _, err = run_tool(heatmaps.main, ['--net', 'a=%s' % (runs / 'model' / 's'), '--data-dir',
+                                            str(runs / 'data'), '--out', str(tmp_path / 'h.png')], capsys)
+    one_error(code, err, 'PREFIX:TAP', 'a=%s' % (runs / 'model' / 's'))
+    code, _, err = run_tool(tsne.main, ['--teacher', str(runs / 'model' / 's'), '--student', 'a=%s:stage3_pre'
+                                        % (runs / 'model' / 's'), '--data-dir', str(runs / 'data'),
+                                        '--out', str(tmp_path / 't.png')], capsys)
+    one_error(code, err, 'PREFIX:TAP', '--teacher')
+
+
+def test_figures_refuse_non_finite_checkpoints(runs, tmp_path, capsys):
+    out = tmp_path / 't.png'
+    code, _, err = run_tool(tsne.main, ['--teacher', '%s:stage3_pre' % (runs / 'model' / 'nan'),
+                                        '--student', 'a=%s:stage3_pre' % (runs / 'model' / 's'),
+                                        '--data-dir', str(runs / 'data'), '--images', '4', '--out', str(out)], capsys)
+    line = one_error(code, err, str(runs / 'model' / 'nan'))
+    assert re.search('finite|nan', line, re.I) and not out.exists()
+
+
+def test_figure_commands_exit_2_from_the_command_line(runs, tmp_path):
+    r = python_m(['tools.heatmaps'] + figure_args(runs, heatmaps, tmp_path / 'h.png', '--epoch', 'abc'))
+    assert r.returncode == 2 and r.stderr.startswith('error: argument --epoch') and 'Traceback' not in r.stderr
+
+
+# ---------------------------------------------------------------- launch, param_table
+
+def test_launch_argument_mistakes(capsys, monkeypatch):
+    monkeypatch.delenv('NST_LOCAL_WORKERS', raising=False)
+    for argv, needles in ((['-n', '2', '--launcher'], ['--launcher']),
+                          (['-n', 'two', '--launcher', 'local', 'python', 'train.py'], ['-n', "'two'"]),
+                          (['-n', '2', 'python', 'train.py'], ['--launcher ssh', '-H']),
+                          (['-n', '2', '-H', '/nonexistent/hosts', 'python', 'train.py'], ['/nonexistent/hosts'])):
+        code, _, err = run_tool(launch.main, argv, capsys)
+        one_error(code, err, *needles)
+    assert 'NST_LOCAL_WORKERS' not in os.environ
+
+
+def test_param_table_rejects_arguments(capsys):
+    code, _, err = run_tool(param_table.main, ['--bogus'], capsys)
+    one_error(code, err, '--bogus')

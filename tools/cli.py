@@ -1,0 +1,265 @@
+"""What every `python -m tools.*` command shares: argument checks, paths checked before any work,
+files written whole or not at all, and a user's mistake reported as one line.
+
+`@command` wraps a tool's `main(argv)`: a user error (`user_errors()`: a wrong argument, path,
+checkpoint, data folder, a full disk, ...) becomes one `error: ...` line on stderr and exit status
+2; a bug still shows its traceback. `parser()` gives an ArgumentParser whose own errors (a missing
+option, `--epoch abc`) are also one `error: ...` line with exit status 2.
+"""
+import argparse
+import errno
+import functools
+import logging
+import os
+import re
+import sys
+
+
+class ToolError(Exception):
+    """A failure a tool reports as one error line (exit status 2): the message says what is wrong
+    and what to do."""
+
+
+class UsageError(ToolError, ValueError):
+    """A mistake in a tool's arguments or inputs."""
+
+
+def user_errors():
+    """The exception classes that mean a user's mistake or the environment, not a bug here: the
+    project's own errors (config, checkpoint, pack, data, tap, teacher, records errors all derive
+    from ValueError or OSError), OS errors (missing files, permissions, a full disk), and
+    core.trainer.TrainingError once that module is in use (e.g. a gpu_list without GPUs)."""
+    errors = [ToolError, OSError, ValueError]
+    trainer = sys.modules.get('core.trainer')
+    if trainer is not None and hasattr(trainer, 'TrainingError'):
+        errors.append(trainer.TrainingError)
+    return tuple(errors)
+
+
+_FIXES = {
+    errno.ENOENT: 'it does not exist: check the path',
+    errno.EACCES: 'permission denied: choose another location or fix its permissions',
+    errno.EPERM: 'permission denied: choose another location or fix its permissions',
+    errno.EROFS: 'the file system is read-only: choose another location',
+    errno.ENOSPC: 'the disk is full: free some space and run again',
+    errno.EDQUOT: 'the disk quota is exhausted: free some space and run again',
+    errno.ENOTDIR: 'a part of the path is a file, not a folder: choose another path',
+    errno.EISDIR: 'it is a folder, not a file: give a file name',
+}
+
+
+def describe(e):
+    """One line for a user error: the message of the project's errors; for a bare OS error (as
+    raised by open()), the file, the reason and the fix."""
+    if isinstance(e, OSError) and e.strerror and type(e).__str__ is OSError.__str__:
+        where = e.filename if e.filename is not None else ''
+        fix = _FIXES.get(e.errno, e.strerror)
+        return ('%s: %s' % (where, fix)) if where else fix
+    return str(e).strip() or type(e).__name__
+
+
+class _StderrWarnings(logging.Handler):
+    """Warnings of the project's loggers as `warning: ...` lines on the current sys.stderr."""
+
+    def emit(self, record):
+        try:
+            print('warning: %s' % record.getMessage(), file=sys.stderr)
+        except Exception:                           # pragma: no cover (logging must never raise)
+            self.handleError(record)
+
+
+def _warnings_to_stderr():
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, _StderrWarnings):
+            root.removeHandler(h)
+    handler = _StderrWarnings(logging.WARNING)
+    root.addHandler(handler)
+
+
+def command(main):
+    """Decorate a tool's `main(argv=None)`: returns main's exit status (None counts as 0); a user
+    error (`user_errors()`) prints `error: <describe(e)>` on stderr and returns 2. Warnings logged
+    meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines."""
+    @functools.wraps(main)
+    def run(argv=None):
+        _warnings_to_stderr()
+        try:
+            return main(argv) or 0
+        except user_errors() as e:
+            print('error: %s' % describe(e), file=sys.stderr)
+            return 2
+    return run
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One `error: ...` line (naming the option) and exit status 2, as argparse does, without
+        the usage block."""
+        self.exit(2, 'error: %s (%s --help lists the options)\n' % (message, self.prog))
+
+
+def parser(tool, doc):
+    """An ArgumentParser for `python -m tools.<tool>` with `doc` as its help text."""
+    return _Parser(prog='python -m tools.%s' % tool, description=doc,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def epoch_arg(text):
+    """argparse type: an epoch number (>= 0) or 'best'."""
+    if text == 'best':
+        return text
+    if re.match(r'^\d+$', text.strip()):
+        return int(text)
+    raise argparse.ArgumentTypeError("%r is not an epoch number or 'best'" % text)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    if re.match(r'^\s*\+?\d+\s*$', text) and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError('%r is not a positive integer' % text)
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0."""
+    if re.match(r'^\s*\+?\d+\s*$', text):
+        return int(text)
+    raise argparse.ArgumentTypeError('%r is not an integer >= 0' % text)
+
+
+def existing_dir(path, option, hint=''):
+    """`path` if it is a folder, else UsageError naming `option` and, after a colon, `hint`."""
+    if os.path.isdir(path):
+        return path
+    what = 'is not a folder' if os.path.exists(path) else 'does not exist'
+    raise UsageError('%s %s %s%s' % (option, path, what, (': ' + hint) if hint else ''))
+
+
+def output_path(path, option='--out', example='figure.png'):
+    """Check, before any work, that a file (or, for export, a file prefix) can be written at
+    `path`: it is not a folder, no part of its folder is a file, the folder exists (it is created
+    if missing) and is writable (a probe file is created and removed). Returns `path`; raises
+    UsageError naming `option` and the fix."""
+    if os.path.isdir(path):
+        raise UsageError('%s %s is a folder: give a file name such as %s' % (option, path,
+                                                                             os.path.join(path, example)))
+    folder = os.path.dirname(os.path.abspath(path))
+    part = folder
+    while not os.path.exists(part):
+        part = os.path.dirname(part)
+    if not os.path.isdir(part):
+        raise UsageError('%s %s: %s is a file, not a folder: choose another %s' % (option, path, part, option))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, '.write-test-%d' % os.getpid())
+        with open(probe, 'w') as f:
+            f.write('ok')
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError('%s %s: cannot write in folder %s (%s): choose another %s or fix its permissions'
+                         % (option, path, folder, e.strerror or e, option))
+    return path
+
+
+def temporary_name(path):
+    """A name in `path`'s folder for writing `path` before renaming it there (same extension, so
+    writers that go by the extension keep working)."""
+    folder, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
+
+
+def write_atomic(path, write):
+    """Write `path` whole or not at all: `write(tmp)` writes a temporary file in the same folder,
+    which is fsynced and renamed over `path`. On any failure the temporary file is removed, an
+    earlier `path` is left as it was, and the error propagates (a plain OS error is raised again
+    naming `path`, not the temporary file). `write` may also be a str."""
+    if isinstance(write, str):
+        text = write
+
+        def write(tmp):
+            with open(tmp, 'w') as f:
+                f.write(text)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.lexists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError) and e.strerror and type(e).__module__ == 'builtins':
+            raise type(e)(e.errno, e.strerror, path) from e
+        raise
+
+
+def run_names(folder):
+    """Names of the checkpointed runs in `folder`: this project's (RUN-NNNN.json / RUN-best.json)
+    and legacy Module checkpoints (RUN-symbol.json), sorted."""
+    names = set()
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    for f in entries:
+        m = re.match(r'^(.+)-(\d{4}|best|symbol)\.json$', f)
+        if m:
+            names.add(m.group(1))
+    return sorted(names)
+
+
+def checkpoint_prefix(prefix, option='--prefix'):
+    """Check a checkpoint prefix path (model_dir/RUN, or a legacy PREFIX with PREFIX-symbol.json)
+    before anything is loaded: not a folder, its folder exists, and some checkpoint of that name is
+    there. Returns `prefix`; raises UsageError listing the runs that are there."""
+    if os.path.isdir(prefix):
+        runs = run_names(prefix)
+        raise UsageError('%s %s is a folder, not a checkpoint prefix: give model_dir/RUN; %s'
+                         % (option, prefix, ('runs in it: %s' % ', '.join(runs)) if runs else 'it holds no runs'))
+    folder, name = os.path.split(prefix)
+    folder = folder or '.'
+    if not os.path.isdir(folder):
+        raise UsageError('%s %s: folder %s does not exist' % (option, prefix, folder))
+    runs = run_names(folder)
+    if name not in runs and not any(f.startswith(name + '-') for f in os.listdir(folder)):
+        raise UsageError('%s %s: no checkpoint of a run named %r; %s' % (
+            option, prefix, name, ('runs in %s: %s' % (folder, ', '.join(runs))) if runs
+            else 'there are no checkpoints in %s' % folder))
+    return prefix
+
+
+def non_finite_parameters(block):
+    """Names of `block`'s initialised parameters holding NaN or Inf (every element is checked)."""
+    import numpy as np
+    bad = []
+    for name, p in block.collect_params().items():
+        if p._data is None:
+            continue
+        if not np.isfinite(p.data().asnumpy()).all():
+            bad.append(name)
+    return bad
+
+
+def require_finite(block, prefix, tag, option='--epoch'):
+    """UsageError unless every parameter of `block` (loaded from checkpoint `prefix` at `tag`) is
+    finite; the message names the checkpoint and the earlier epochs to choose from."""
+    bad = non_finite_parameters(block)
+    if bad:
+        raise UsageError('checkpoint %s (epoch %s) has parameters that are not finite (NaN/Inf in %d of them, '
+                         'e.g. %s): the run diverged; pick an earlier epoch with %s N%s'
+                         % (prefix, tag, len(bad), bad[0], option, _epochs_hint(prefix)))
+
+
+def _epochs_hint(prefix):
+    folder, name = os.path.split(prefix)
+    try:
+        from core import checkpoint
+        have = checkpoint.epochs(folder or '.', name)
+    except Exception:                               # the hint is a courtesy; never mask the error
+        have = []
+    return ' (complete epochs: %s)' % ', '.join(map(str, have)) if have else ''
