@@ -20,10 +20,17 @@ def configure_threads(local_workers=1):
     `local_workers`: processes sharing this machine (dist training on one
     host), each gets its share of the cores. Returns the values in force.
     """
-    if os.environ.get('NST_LOCAL_WORKERS'):        # set by tools/launch.py --launcher local
-        local_workers = int(os.environ['NST_LOCAL_WORKERS'])
-    elif os.environ.get('HOROVOD_LOCAL_SIZE'):     # set by horovodrun: processes on this machine
-        local_workers = int(os.environ['HOROVOD_LOCAL_SIZE'])
+    # set by tools/launch.py --launcher local, or by horovodrun: processes on this machine
+    for key in ('NST_LOCAL_WORKERS', 'HOROVOD_LOCAL_SIZE'):
+        text = os.environ.get(key, '').strip()
+        if text:
+            if text.isdigit() and int(text) > 0:
+                local_workers = int(text)
+            else:
+                import sys
+                sys.stderr.write('warning: %s=%r is not a positive whole number; ignored (%d local process(es) '
+                                 'assumed)\n' % (key, text, local_workers))
+            break
     threads = max(1, cpu_count() // max(1, local_workers))
     defaults = {
         'OMP_NUM_THREADS': str(threads),

@@ -132,3 +132,10 @@ def test_gpu_list_without_gpus(cifar_setup, train_run):
     _, common, _ = cifar_setup
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=g', 'gpu_list=0,1'])
     assert code == 2 and 'sees no GPU' in err and 'gpu_list=[]' in err and 'Traceback' not in err
+
+
+def test_a_malformed_local_worker_count_is_ignored_with_a_warning(monkeypatch, capsys):
+    from core.env import configure_threads
+    monkeypatch.setenv('NST_LOCAL_WORKERS', 'abc')
+    configure_threads()
+    assert "NST_LOCAL_WORKERS='abc' is not a positive whole number; ignored" in capsys.readouterr().err
