@@ -55,11 +55,9 @@ class LogFileHandler(logging.FileHandler):
 
     def handleError(self, record):
         if not getattr(self, '_failed', False):
-            self._failed = True
-            import traceback
-            err = sys.exc_info()[1]
+            self._failed = True              # called inside the failed emit: the exception is current
             sys.stderr.write('warning: cannot write the log file %s (%s); it gets no more lines, training goes '
-                             'on\n' % (self.baseFilename, err if err is not None else traceback.format_exc(0)))
+                             'on\n' % (self.baseFilename, sys.exc_info()[1]))
 
     def emit(self, record):
         if not getattr(self, '_failed', False):
@@ -280,8 +278,13 @@ class Session(object):
         and optimizer state are finite; later non-finite ones are moved aside, never trained over)."""
         cfg = self.cfg
         same_run = cfg.model_load_prefix == cfg.model_prefix
+        if cfg.model_load_epoch == 0:
+            have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+            raise TrainingError('retrain=true resumes a checkpoint, and checkpoints are numbered from 1 (after the '
+                                'first epoch): set model_load_epoch=-1 for the latest, or one of the epochs of %r in '
+                                '%s: %s' % (cfg.model_load_prefix, cfg.model_dir, have or 'none yet'))
         try:
-            if cfg.model_load_epoch >= 0:
+            if cfg.model_load_epoch > 0:
                 epoch, meta = cfg.model_load_epoch, self._load(cfg.model_load_epoch)
             else:
                 have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)

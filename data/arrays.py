@@ -35,7 +35,8 @@ class ArrayIter(mx.io.DataIter):
         order = rng.permutation(n) if shuffle else np.arange(n)
         g = batch_size * num_parts
         extra = (-n) % g
-        self.order = np.concatenate([order, order[:extra]])          # whole global batches
+        self.order = np.concatenate([order, np.resize(order, extra)])   # whole global batches (the order
+        # repeated as often as needed: a batch larger than the whole set is still filled)
         self.last_pad = extra
         m = len(self.order)
         self.shift = rng.randint(0, 2 * pad + 1, size=(m, 2)) if augment and pad else None
