@@ -4,17 +4,41 @@ pickles, behind one interface.
 `DataSource(cfg, num_parts, part_index)` gives `train(epoch)` (a fresh,
 epoch-seeded training iterator), `val()`, `num_train`, `num_val` and the
 input geometry. Packs are checked before use (missing, truncated or
-mismatched .rec/.idx, labels outside num_classes) with errors that say what
-to do.
+mismatched .rec/.idx, index offsets that are not record starts, labels outside
+num_classes, images that do not decode, images whose channel count does not fit
+the dataset) with errors that say what to do.
 """
 import os
 
-from .packfile import check_pack, ensure_decodable, PackError
+import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
+from .packfile import check_pack, ensure_decodable, sample_channels, PackError
 from . import records
 
 
 class DataError(PackError):
     """Data that does not fit the configuration (labels outside num_classes, ...)."""
+
+
+CHANNEL_NAMES = {1: 'grayscale', 3: 'colour', 4: 'colour with alpha'}
+
+
+def check_channels(prefix, channels, dataset):
+    """DataError unless at least one of up to 16 images sampled over the pack has the channel
+    count `channels` of `dataset` (a 4-channel image counts as colour): a few grayscale images
+    in a colour pack are normal (ImageNet has some), a pack without one image of the expected
+    kind was built for another dataset. MXNet would convert the images silently."""
+    found = sample_channels(prefix)
+    if not found or channels in found or (channels == 3 and 4 in found):
+        return
+    kinds = ['%d-channel (%s)' % (c, CHANNEL_NAMES.get(c, '?')) for c in sorted(found)]
+    kinds = 'all ' + kinds[0] if len(kinds) == 1 else ', '.join('%d %s' % (found[c], k)
+                                                               for c, k in zip(sorted(found), kinds))
+    other = 'fashion_mnist' if set(found) == {1} else 'imagenet'
+    raise DataError('dataset=%s expects %d-channel (%s) images, but the %d images sampled from %s.rec are %s: '
+                    'set dataset=%s to match the pack, or re-pack it from %s images'
+                    % (dataset, channels, CHANNEL_NAMES[channels], sum(found.values()), prefix, kinds, other,
+                       CHANNEL_NAMES[channels]))
+
 
 DEFAULTS = {
     # dataset: (channels, image_size, mean, std, style, pad)
@@ -52,11 +76,11 @@ class DataSource(object):
             prefix = lambda s: os.path.join(cfg.data_dir, s)
             self.num_train = check_pack(prefix('train'), cfg.num_classes) // num_parts
             self.num_val = check_pack(prefix('val'), cfg.num_classes) // num_parts
-            # the iterators that resize would abort the process on an image that does not decode
-            if style == 'imagenet':
-                ensure_decodable(prefix('val'), cfg.progress)
-                if not cfg.augment:
-                    ensure_decodable(prefix('train'), cfg.progress)
+            for split in ('train', 'val'):
+                # on every path: the iterators that resize would abort the process on an image that
+                # does not decode, the others would train on garbage pixels (free for builder-made packs)
+                ensure_decodable(prefix(split), cfg.progress)
+                check_channels(prefix(split), channels, cfg.dataset)
             self._records = records.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed)
@@ -83,4 +107,4 @@ class DataSource(object):
                          num_parts=self.num_parts, part_index=self.part_index)
 
 
-__all__ = ['DataSource', 'check_pack', 'PackError', 'DataError', 'DEFAULTS']
+__all__ = ['DataSource', 'check_pack', 'check_channels', 'PackError', 'DataError', 'DEFAULTS']

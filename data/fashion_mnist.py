@@ -4,7 +4,9 @@ Sources, in order: a folder given with --source; Debian's
 ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist); files MXNet
 downloaded before (``<out>/raw``); MXNet's own download where the network
 allows. The packs (train = the official 60k training split, val = the
-official 10k test split) are written with the same pack builder as ImageNet.
+official 10k test split) are written with the same pack builder as ImageNet,
+into a temporary folder first: they replace the pack files in --out only once
+both are complete (on any error or Ctrl-C, --out is unchanged).
 
     python -m data.fashion_mnist --out datasets/fashion_mnist
 """
@@ -17,7 +19,7 @@ import sys
 
 import numpy as np
 
-from .pack import pack_arrays, write_classes, check_pack, PackError
+from .pack import pack_arrays, write_classes, check_pack, check_out_dir, positive_int, staging, PackError
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot']
@@ -100,10 +102,20 @@ def is_packed(out):
 
 
 def prepare(out, source=None, allow_download=True, per_class=None, progress=True):
-    """Make sure <out>/{train,val}.rec/.idx exist; returns 'present' or 'packed'."""
+    """Make sure <out>/{train,val}.rec/.idx and classes.txt exist; returns 'present' or 'packed'.
+
+    The source is read in full before anything is written; the packs are built in a temporary
+    folder and replace the pack files in `out` only when both are complete (`pack.staging`), so
+    on any error or Ctrl-C `out` is as before. Other files in `out` (raw/) stay."""
+    check_out_dir(out)
     if is_packed(out):
         return 'present'
     folder = find_source(source, out)
+    if folder is None and source:
+        missing = [n for pair in FILES.values() for n in pair if not _find(source, n)]
+        raise PackError('--source %s does not hold the Fashion-MNIST idx files (missing: %s, or the same with .gz)'
+                        % (source, ', '.join(missing)) if os.path.isdir(source) else
+                        '--source folder %s does not exist' % source)
     if folder is None and allow_download:
         try:
             folder = download(out)
@@ -113,13 +125,13 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
         raise PackError('Fashion-MNIST not found. Install it with `apt-get install dataset-fashion-mnist` '
                         '(files in %s), or put the four idx files (train-images-idx3-ubyte[.gz], ...) in a '
                         'folder and pass --source FOLDER' % DEBIAN_DIR)
-    os.makedirs(out, exist_ok=True)
     data = load(folder)
-    for split, (images, labels) in data.items():
-        if split == 'train' and per_class:
-            images, labels = subset(images, labels, per_class)
-        pack_arrays(images, labels, os.path.join(out, split), progress=progress)
-    write_classes(os.path.join(out, 'classes.txt'), CLASSES)
+    with staging(out) as stage:
+        for split, (images, labels) in data.items():
+            if split == 'train' and per_class:
+                images, labels = subset(images, labels, per_class)
+            pack_arrays(images, labels, os.path.join(stage, split), progress=progress)
+        write_classes(os.path.join(stage, 'classes.txt'), CLASSES)
     return 'packed'
 
 
@@ -127,7 +139,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description='Pack Fashion-MNIST into RecordIO')
     p.add_argument('--out', default='datasets/fashion_mnist')
     p.add_argument('--source', help='folder with the four idx files (default: Debian package, then download)')
-    p.add_argument('--per-class', type=int, default=None, help='keep only this many training images a class')
+    p.add_argument('--per-class', type=positive_int, default=None,
+                   help='keep only this many training images a class')
     p.add_argument('--no-download', action='store_true')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
@@ -136,6 +149,9 @@ def main(argv=None):
     except PackError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('\ninterrupted: %s is unchanged' % args.out, file=sys.stderr)
+        return 130
     print('Fashion-MNIST packs in %s: %s' % (args.out, state))
     return 0
 

@@ -15,55 +15,85 @@ Command line:
 writes OUT_DIR/{train,val}.{lst,rec,idx} and OUT_DIR/classes.txt;
     python -m data.pack --check OUT_DIR/train [--num-classes N]
 reads every record back, decodes every image and checks the labels.
+
+Every input (folders, label file, classes) is read and checked before anything
+is written. The packs are then built in a temporary folder inside OUT_DIR
+(``.building-<pid>-*``) and replace OUT_DIR's pack files (``classes.txt``,
+``train.*``, ``val.*``) only once all of them are complete; a split the new
+build lacks is removed (a new train never sits beside an old val), other files
+in OUT_DIR are left alone. On any error or Ctrl-C, OUT_DIR stays as it was.
 """
 import argparse
+import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .packfile import PackError, check_pack, decodes, read_lst, mark_decodable, progress_bar
+from .packfile import PackError, check_pack, decodes, read_lst, mark_decodable, pack_prefixes, progress_bar
 __all__ = ['PackError', 'check_pack', 'read_lst', 'decodes', 'build_packs', 'pack_folder', 'pack_arrays',
-           'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst']
+           'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst', 'staging']
 
 LOG = logging.getLogger('pack')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
+SPLITS = ('train', 'val')
+PACK_FILES = ['classes.txt'] + [s + e for s in SPLITS for e in ('.lst', '.rec', '.idx', '.decoded.json')]
 
 
 def list_class_folders(root):
-    """(classes, entries) of a one-folder-per-class tree: entries are (relpath, label)."""
+    """(classes, entries) of a one-folder-per-class tree: entries are (relpath, label), every
+    class has at least one image (PackError naming the empty class folders otherwise)."""
     if not os.path.isdir(root):
         raise PackError('image folder %s does not exist' % root)
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
-        raise PackError('image folder %s has no class sub-folders; expected ROOT/<class>/<image>' % root)
-    entries = []
+        raise PackError('image folder %s has no class sub-folders; expected ROOT/<class>/<image> (a flat '
+                        'validation folder needs --val-labels)' % root)
+    entries, empty = [], []
     for label, name in enumerate(classes):
+        n = len(entries)
         for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
             for f in sorted(files):
                 if f.lower().endswith(IMAGE_EXTS):
                     entries.append((os.path.relpath(os.path.join(dirpath, f), root), label))
-    if not entries:
-        raise PackError('image folder %s has class folders but no images (%s)' % (root, ', '.join(IMAGE_EXTS)))
+        if len(entries) == n:
+            empty.append(name)
+    if empty:
+        raise PackError('class folder(s) with no images in %s: %s%s (images are %s files). In an image folder '
+                        'every sub-folder is a class, so these would be classes without images: remove them, or '
+                        'add their images' % (root, ', '.join(empty[:10]), ', ...' if len(empty) > 10 else '',
+                                              ', '.join(IMAGE_EXTS)))
     return classes, entries
 
 
 def read_label_file(path, root, classes):
-    """Entries of a flat folder labelled by `path` (lines '<file> <label>')."""
+    """Entries (name, label) of the flat folder `root` labelled by the file `path`: lines
+    '<file name> <label>' (the label is the last field, so names may hold spaces; a class index
+    or a class folder name). Every image exists and is listed once, every label is a class, else
+    PackError naming the line."""
     if not os.path.isfile(path):
         raise PackError('label file %s does not exist' % path)
+    if not os.path.isdir(root):
+        raise PackError('validation folder %s does not exist' % root)
     index = {c: i for i, c in enumerate(classes)}
-    entries = []
+    entries, seen = [], {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
-            parts = line.split()
+            parts = line.strip().rsplit(None, 1)
             if not parts:
                 continue
             if len(parts) < 2:
                 raise PackError('%s line %d: expected "<file name> <label>", got %r' % (path, n, line.strip()))
-            name, label = parts[0], parts[1]
+            name, label = parts
+            if name in seen:
+                raise PackError('%s line %d: image %s is listed twice (also on line %d); list every image once'
+                                % (path, n, name, seen[name]))
+            seen[name] = n
             if label in index:
                 label = index[label]
             else:
@@ -91,18 +121,23 @@ def write_lst(path, entries):
     os.replace(path + '.tmp', path)
 
 
-def write_records(prefix, items, desc='pack', threads=None, progress=True):
-    """Write `prefix.rec/.idx` from items (index, label, bytes-or-loader).
+def write_records(prefix, items, desc='pack', threads=None, progress=True, source=None, names=None):
+    """Write `prefix.rec/.idx` from items (index, label, bytes-or-loader), in item order.
 
-    A loader is a callable returning the bytes. Returns (written, skipped)
-    lists of indices. Files are written under temporary names and renamed at
-    the end, so an interrupted run never leaves a half pack.
+    A loader is a callable returning the bytes. Every image is decoded on `threads` threads (a
+    bounded number ahead of the writer); one that cannot be read or decoded is skipped and logged
+    (as names[index] when `names` is given). Returns (written, skipped) lists of indices, and marks
+    the pack decodable. PackError if no image at all could be written (`source`: where the images
+    came from, for the message). The files are written under temporary names and renamed at the
+    end: a failed or interrupted run (Ctrl-C returns within a few images) leaves neither a half
+    pack nor temporary files.
     """
     import mxnet as mx
     threads = threads or min(8, os.cpu_count() or 1)
+    if threads < 1:
+        raise PackError('threads must be 1 or more, got %d' % threads)
     tmp_rec, tmp_idx = prefix + '.rec.tmp', prefix + '.idx.tmp'
-    record = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, 'w')
-    written, skipped = [], []
+    written, skipped, first_error = [], [], None
 
     def load(item):
         idx, label, src = item
@@ -113,51 +148,86 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True):
         return idx, label, buf, None if decodes(buf) else 'cannot be decoded as an image'
 
     bar = progress_bar(len(items), desc, progress)
+    pool = ThreadPoolExecutor(threads)
+    pending, record, done = deque(), None, False
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            for idx, label, buf, err in pool.map(load, items, chunksize=64):
-                if err is None:
-                    header = mx.recordio.IRHeader(0, label, idx, 0)
-                    record.write_idx(idx, mx.recordio.pack(header, buf))
-                    written.append(idx)
-                else:
-                    skipped.append(idx)
-                    LOG.warning('skipping record %d: %s', idx, err)
-                bar.update(1)
-    finally:
-        bar.close()
+        try:
+            record = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, 'w')
+        except (mx.base.MXNetError, OSError) as e:
+            raise PackError('cannot write %s (%s): choose a writable output folder'
+                            % (tmp_rec, str(e).strip().splitlines()[-1] if str(e).strip() else e))
+        todo = iter(items)
+        while True:
+            for item in todo:
+                pending.append(pool.submit(load, item))
+                if len(pending) >= 16 * threads:
+                    break
+            if not pending:
+                break
+            idx, label, buf, err = pending.popleft().result()
+            if err is None:
+                header = mx.recordio.IRHeader(0, label, idx, 0)
+                record.write_idx(idx, mx.recordio.pack(header, buf))
+                written.append(idx)
+            else:
+                skipped.append(idx)
+                name = names[idx] if names is not None else 'record %d' % idx
+                first_error = first_error or '%s: %s' % (name, err)
+                LOG.warning('skipping %s: %s', name, err)
+            bar.update(1)
         record.close()
-    os.replace(tmp_rec, prefix + '.rec')
-    os.replace(tmp_idx, prefix + '.idx')
+        record = None
+        if not written:
+            raise PackError('none of the %d images%s could be read and decoded (%s): nothing was packed; check '
+                            'that these are image files, and copy them again if they are damaged'
+                            % (len(items), ' in %s' % source if source else '', first_error or 'no images'))
+        os.replace(tmp_rec, prefix + '.rec')
+        os.replace(tmp_idx, prefix + '.idx')
+        done = True
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)             # at most `threads` loads were still running
+        bar.close()
+        if record is not None:
+            record.close()
+        if not done:
+            for tmp in (tmp_rec, tmp_idx):
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
     mark_decodable(prefix)          # every record was decoded above
     return written, skipped
 
 
 def pack_folder(root, entries, prefix, threads=None, progress=True):
-    """Pack the listed images of `root` into prefix.lst/.rec/.idx (pass-through)."""
-    write_lst(prefix + '.lst', entries)
-
+    """Pack the listed images (relpath, label) of `root` into prefix.rec/.idx (pass-through) and
+    prefix.lst (the images packed). An image that cannot be read or decoded is skipped and
+    logged; PackError if none can. Returns (packed, skipped) counts."""
     def reader(rel):
         def read():
             with open(os.path.join(root, rel), 'rb') as f:
                 return f.read()
         return read
     items = [(i, float(label), reader(rel)) for i, (rel, label) in enumerate(entries)]
-    written, skipped = write_records(prefix, items, os.path.basename(prefix), threads, progress)
-    if skipped:
-        kept = set(written)
-        lines = [(i, label, rel) for i, (rel, label) in enumerate(entries) if i in kept]
-        with open(prefix + '.lst.tmp', 'w') as f:
-            for i, label, rel in lines:
+    written, skipped = write_records(prefix, items, os.path.basename(prefix), threads, progress, source=root,
+                                     names=[os.path.join(root, rel) for rel, _ in entries])
+    kept = set(written)
+    with open(prefix + '.lst.tmp', 'w') as f:
+        for i, (rel, label) in enumerate(entries):
+            if i in kept:
                 f.write('%d\t%f\t%s\n' % (i, float(label), rel))
-        os.replace(prefix + '.lst.tmp', prefix + '.lst')
-        LOG.warning('%s: skipped %d of %d images that could not be read or decoded',
-                    prefix, len(skipped), len(entries))
+    os.replace(prefix + '.lst.tmp', prefix + '.lst')
+    if skipped:
+        LOG.warning('%s: skipped %d of %d images that could not be read or decoded', root, len(skipped),
+                    len(entries))
     return len(written), len(skipped)
 
 
 def pack_arrays(images, labels, prefix, progress=True):
-    """Pack uint8 images (N, H, W) or (N, H, W, C) with labels as lossless PNG records."""
+    """Pack uint8 images (N, H, W) or (N, H, W, C) with labels as lossless PNG records, and
+    prefix.lst; PackError if none can be encoded. Returns (packed, skipped) counts."""
     import cv2
     images = np.asarray(images)
     if images.dtype != np.uint8:
@@ -171,11 +241,13 @@ def pack_arrays(images, labels, prefix, progress=True):
             return buf.tobytes()
         return encode
     items = [(i, float(l), encoder(img)) for i, (img, l) in enumerate(zip(images, labels))]
+    written, skipped = write_records(prefix, items, os.path.basename(prefix), progress=progress)
+    kept = set(written)
     with open(prefix + '.lst.tmp', 'w') as f:
         for i, l in enumerate(labels):
-            f.write('%d\t%f\t%d.png\n' % (i, float(l), i))
+            if i in kept:
+                f.write('%d\t%f\t%d.png\n' % (i, float(l), i))
     os.replace(prefix + '.lst.tmp', prefix + '.lst')
-    written, skipped = write_records(prefix, items, os.path.basename(prefix), progress=progress)
     return len(written), len(skipped)
 
 
@@ -191,12 +263,141 @@ def read_classes(path):
         return [line.rstrip('\n').split('\t', 1)[1] for line in f if line.strip()]
 
 
+def check_out_dir(out_dir):
+    """PackError if `out_dir` exists but is not a folder."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise PackError('--out %s is a file, not a folder: give a folder for the packs (it is created if missing)'
+                        % out_dir)
+
+
+def _first_missing(path):
+    """The outermost of `path` and its parents that does not exist (None if `path` exists)."""
+    path, missing = os.path.abspath(path), None
+    while not os.path.exists(path):
+        missing, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_created(path, created):
+    """Remove the (empty) folders from `path` up to `created`, which were created for it."""
+    if created is None:
+        return
+    path = os.path.abspath(path)
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        if path == created or os.path.dirname(path) == path:
+            return
+        path = os.path.dirname(path)
+
+
+def _commit(stage, out_dir):
+    """Move the files built in `stage` into `out_dir`. out_dir's pack files (PACK_FILES) are first
+    moved aside into stage/.replaced, so one the new build lacks does not survive beside it; if a
+    move fails, everything is put back and the error raised."""
+    new = sorted(os.listdir(stage))
+    aside = os.path.join(stage, '.replaced')
+    os.mkdir(aside)
+    old = [n for n in PACK_FILES if os.path.lexists(os.path.join(out_dir, n))]
+    moved_old, moved_new = [], []
+    try:
+        for n in old:
+            os.replace(os.path.join(out_dir, n), os.path.join(aside, n))
+            moved_old.append(n)
+        for n in new:
+            os.replace(os.path.join(stage, n), os.path.join(out_dir, n))
+            moved_new.append(n)
+    except BaseException:
+        for n in moved_new:
+            os.replace(os.path.join(out_dir, n), os.path.join(stage, n))
+        for n in moved_old:
+            os.replace(os.path.join(aside, n), os.path.join(out_dir, n))
+        raise
+    gone = [n for n in old if n not in new]
+    if gone:
+        LOG.info('removed %s from %s: they belonged to the pack just replaced, and the new one has no such files',
+                 ', '.join(gone), out_dir)
+
+
+@contextlib.contextmanager
+def staging(out_dir):
+    """A context giving a new, empty temporary folder inside `out_dir` (created if missing) to
+    build pack files in.
+
+    When the block completes, the files built there replace out_dir's pack files (classes.txt,
+    train.*, val.*; an old one the new build lacks is removed, so a new train never sits beside an
+    old val); other files in out_dir stay. On any exception in the block, Ctrl-C included, the
+    temporary folder is removed and out_dir is left as it was (removed again, with the parents,
+    if this created it); errors from the file system or MXNet's writer become PackError. Only a
+    process killed while the files are being moved (a handful of renames) leaves a mix; the
+    replaced files are then in out_dir/.building-*/.replaced.
+    """
+    import mxnet as mx
+    check_out_dir(out_dir)
+    created = _first_missing(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix='.building-%d-' % os.getpid(), dir=out_dir)
+    except OSError as e:
+        _remove_created(out_dir, created)
+        raise PackError('cannot write the packs into %s (%s): choose a writable --out'
+                        % (out_dir, e.strerror or e))
+    stale = sorted(n for n in os.listdir(out_dir) if n.startswith('.building-')
+                   and os.path.join(out_dir, n) != stage)
+    if stale:
+        LOG.warning('%s holds %s, left by a pack build that was killed (with the pack files it was replacing '
+                    'in .replaced, if it was killed while moving them in); delete it once you do not need it',
+                    out_dir, ', '.join(stale))
+
+    def abandon():
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_created(out_dir, created)
+    try:
+        yield stage
+        _commit(stage, out_dir)
+    except PackError:
+        abandon()
+        raise
+    except (OSError, mx.base.MXNetError) as e:
+        abandon()
+        raise PackError('writing the packs into %s failed (%s); %s is unchanged. Free some space or choose '
+                        'another --out' % (out_dir, str(e).strip().splitlines()[-1] if str(e).strip() else
+                                           type(e).__name__, out_dir))
+    except BaseException:
+        abandon()
+        raise
+    shutil.rmtree(stage, ignore_errors=True)        # (what is left: the replaced pack files)
+
+
+def _inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=None, progress=True):
-    """Pack a training tree (and a validation tree or flat folder + label file)."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Pack a training tree (and a validation tree, or a flat folder + label file) into out_dir:
+    classes.txt, train.lst/.rec/.idx (and val.*); returns (classes, {split: (packed, skipped)}).
+
+    Every input (folders, classes, label file) is read and checked before anything is written;
+    the packs are then built in a temporary folder and replace out_dir's pack files only when all
+    of them are complete (see `staging`): on any error or Ctrl-C out_dir is unchanged.
+    """
+    if val_labels and val_root is None:
+        raise PackError('--val-labels needs --val, the flat folder of the images it labels')
+    if threads is not None and threads < 1:
+        raise PackError('threads must be 1 or more, got %d' % threads)
+    check_out_dir(out_dir)
+    for root in (train_root, val_root):
+        if root is not None and os.path.isdir(root) and _inside(out_dir, root):
+            raise PackError('--out %s is inside the image folder %s: the packs would become part of their '
+                            'source; choose an --out outside it' % (out_dir, root))
     classes, train_entries = list_class_folders(train_root)
-    write_classes(os.path.join(out_dir, 'classes.txt'), classes)
-    stats = {'train': pack_folder(train_root, train_entries, os.path.join(out_dir, 'train'), threads, progress)}
+    val_entries = None
     if val_root is not None:
         if val_labels:
             val_entries = read_label_file(val_labels, val_root, classes)
@@ -204,34 +405,63 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
             val_classes, val_entries = list_class_folders(val_root)
             unknown = sorted(set(val_classes) - set(classes))
             if unknown:
-                raise PackError('validation folder %s has classes not in training: %s' % (val_root, unknown[:5]))
+                raise PackError('validation folder %s has classes not in training: %s; its class folders must '
+                                'carry the names of training folders' % (val_root, unknown[:5]))
             index = {c: i for i, c in enumerate(classes)}
             val_entries = [(rel, index[val_classes[label]]) for rel, label in val_entries]
-        stats['val'] = pack_folder(val_root, val_entries, os.path.join(out_dir, 'val'), threads, progress)
+    with staging(out_dir) as stage:
+        write_classes(os.path.join(stage, 'classes.txt'), classes)
+        stats = {'train': pack_folder(train_root, train_entries, os.path.join(stage, 'train'), threads, progress)}
+        if val_entries is not None:
+            stats['val'] = pack_folder(val_root, val_entries, os.path.join(stage, 'val'), threads, progress)
     return classes, stats
 
 
+def positive_int(text):
+    """argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a whole number' % text)
+    if n < 1:
+        raise argparse.ArgumentTypeError('must be 1 or more, got %d' % n)
+    return n
+
+
 def main(argv=None):
+    """The command line; exit status 0, 2 with `error: ...` on stderr for a problem with the
+    inputs or the output folder, 130 on Ctrl-C (the output folder then unchanged)."""
     p = argparse.ArgumentParser(description='Pack ImageNet-style image folders into RecordIO '
                                             '(im2rec pass-through format), or check a pack with --check.')
     p.add_argument('--check', metavar='PREFIX', help='check PREFIX.rec/.idx in full: every record, label and '
                    'image (e.g. datasets/imagenet/train), then exit')
-    p.add_argument('--num-classes', type=int, help='with --check: labels must lie in 0..N-1')
+    p.add_argument('--num-classes', type=positive_int, help='with --check: labels must lie in 0..N-1')
     p.add_argument('--train', help='training folder: one sub-folder per class')
     p.add_argument('--val', help='validation folder (per-class sub-folders, or flat with --val-labels)')
     p.add_argument('--val-labels', help='label file for a flat validation folder: "<file> <label>" lines')
     p.add_argument('--out', help='output folder for train/val .lst/.rec/.idx and classes.txt')
-    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--threads', type=positive_int, default=None, help='decoding threads (default: up to 8)')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     if args.check:
+        prefix = args.check
+        if prefix.endswith(('.rec', '.idx', '.lst')) and not os.path.isdir(prefix):
+            prefix = prefix[:-4]
         try:
-            n = check_pack(args.check, args.num_classes, decode=True, progress=True)
-            mark_decodable(args.check)
+            if os.path.isdir(prefix):
+                found = pack_prefixes(prefix)
+                raise PackError('%s is a folder; --check takes a pack prefix, e.g. `--check %s`%s'
+                                % (prefix, os.path.join(prefix, found[0] if found else 'train'),
+                                   ' (packs there: %s)' % ', '.join(found) if found else ''))
+            n = check_pack(prefix, args.num_classes, decode=True, progress=True)
+            mark_decodable(prefix)
         except PackError as e:
             print('error: %s' % e, file=sys.stderr)
             return 2
-        print('%s: %d records, every image decodes%s' % (args.check, n, '' if args.num_classes is None else
+        except KeyboardInterrupt:
+            print('\ninterrupted', file=sys.stderr)
+            return 130
+        print('%s: %d records, every image decodes%s' % (prefix, n, '' if args.num_classes is None else
                                                          ', labels in 0..%d' % (args.num_classes - 1)))
         return 0
     if not args.train or not args.out:
@@ -241,6 +471,9 @@ def main(argv=None):
     except PackError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('\ninterrupted: %s is unchanged' % args.out, file=sys.stderr)
+        return 130
     for split, (n, skipped) in stats.items():
         print('%s: %d images packed, %d skipped, %d classes' % (split, n, skipped, len(classes)))
     return 0

@@ -8,6 +8,8 @@ outside num_classes before any training starts.
 """
 import json
 import logging
+import math
+import mmap
 import os
 import struct
 import sys
@@ -16,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 RECORD_MAGIC = 0xced7230a
+MAGIC_BYTES = struct.pack('<I', RECORD_MAGIC)
+LENGTH_MASK = (1 << 29) - 1     # the upper 3 bits of a part's length word are its part flag
 LOG = logging.getLogger('pack')
 
 
@@ -30,14 +34,23 @@ def progress_bar(total, desc, enabled=True):
 
 
 def read_lst(path):
-    """[(index, label, relpath)] from an im2rec list file."""
+    """[(index, label, relpath)] from an im2rec list file: an integer index and a finite label on
+    every line, else PackError naming the file and the line."""
     items = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip('\n').split('\t')
-            if len(parts) < 3:
-                raise PackError('%s line %d is not "<index>\\t<label>\\t<path>"' % (path, n))
-            items.append((int(parts[0]), float(parts[1]), parts[-1]))
+            try:
+                if len(parts) < 3:
+                    raise ValueError
+                index, label = int(parts[0]), float(parts[1])
+                if not math.isfinite(label):
+                    raise ValueError
+            except ValueError:
+                raise PackError('list %s line %d is not "<index>\\t<label>\\t<path>" with an integer index '
+                                'and a numeric label (%r): the list is corrupt; rebuild the pack'
+                                % (path, n, line.strip()[:80]))
+            items.append((index, label, parts[-1]))
     return items
 
 
@@ -49,65 +62,211 @@ def decodes(buf):
 
 
 def read_idx(path):
-    """(keys, offsets) of an index file; PackError if a line is malformed."""
+    """(keys, offsets) of an index file: two integers on every non-blank line, the offset not
+    negative, else PackError naming the file and the line."""
     keys, offsets = [], []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
                 continue
-            if len(parts) != 2:
-                raise PackError('index %s line %d is not "<key>\\t<offset>": the index is corrupt; rebuild the '
-                                'pack' % (path, n))
-            keys.append(int(parts[0]))
-            offsets.append(int(parts[1]))
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                key, offset = int(parts[0]), int(parts[1])
+                if offset < 0:
+                    raise ValueError
+            except ValueError:
+                raise PackError('index %s line %d is not "<key>\\t<offset>" (two integers, the offset not negative:'
+                                ' %r): the index is corrupt; rebuild the pack' % (path, n, line.strip()[:80]))
+            keys.append(key)
+            offsets.append(offset)
     return keys, offsets
 
 
+def _idx_line(path, position):
+    """The line number of the `position`-th (0-based) entry of an index file (blank lines skipped)."""
+    with open(path) as f:
+        k = -1
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                k += 1
+                if k == position:
+                    return n
+    return position + 1
+
+
+def _parts(f, offset, size, path):
+    """(position, length) of the data of each part of the record starting at `offset` in the open
+    .rec `f` (`size` bytes long): one part, unless MXNet's writer split the record around 4-byte
+    aligned copies of the magic number in its bytes. PackError if no whole record starts there."""
+    pos = offset
+    while True:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            raise PackError('record file %s is truncated at offset %d: rebuild or copy the pack again'
+                            % (path, pos))
+        magic, lrec = struct.unpack('<II', head)
+        cflag, length = lrec >> 29, lrec & LENGTH_MASK
+        if magic != RECORD_MAGIC or (cflag <= 1) != (pos == offset):
+            raise PackError('record file %s has no record at offset %d (%s): the .rec and .idx do not match or '
+                            'the file is corrupt; rebuild the pack'
+                            % (path, offset, 'bad magic number' if magic != RECORD_MAGIC else
+                               'a part of a split record is missing or out of place'))
+        if pos + 8 + length > size:
+            raise PackError('record file %s is truncated: the record at offset %d ends past the end of the file; '
+                            'rebuild or copy the pack again' % (path, offset))
+        yield pos + 8, length
+        if cflag in (0, 3):
+            return
+        pos += 8 + ((length + 3) & ~3)
+
+
 def read_record_at(f, offset, size, path):
-    """The payload of the record at `offset` in the open .rec `f` (`size` bytes long)."""
-    f.seek(offset)
-    head = f.read(8)
-    if len(head) < 8:
-        raise PackError('record file %s is truncated at offset %d: rebuild or copy the pack again'
-                        % (path, offset))
-    magic, lrec = struct.unpack('<II', head)
-    if magic != RECORD_MAGIC:
-        raise PackError('record file %s has no record at offset %d (bad magic number): the .rec and .idx '
-                        'do not match or the file is corrupt; rebuild the pack' % (path, offset))
-    length = lrec & ((1 << 29) - 1)
-    if offset + 8 + length > size:
-        raise PackError('record file %s is truncated: the record at offset %d ends past the end of the file; '
-                        'rebuild or copy the pack again' % (path, offset))
-    return f.read(length)
+    """The payload of the record starting at `offset` in the open .rec `f` (`size` bytes long),
+    whole: the parts of a split record joined with the magic number between them, as MXNet's
+    reader does. PackError if no whole record starts there."""
+    payload = []
+    for pos, length in _parts(f, offset, size, path):
+        f.seek(pos)
+        payload.append(f.read(length))
+    return MAGIC_BYTES.join(payload)
+
+
+def unpack_record(payload, key, path):
+    """(IRHeader, image bytes) of a record's payload; PackError if it is too short for its header."""
+    import mxnet as mx
+    try:
+        return mx.recordio.unpack(payload)
+    except (struct.error, ValueError):
+        raise PackError('record %d of %s is too short (%d bytes) to hold an image record header: the file is '
+                        'damaged or was not written by im2rec/data.pack; rebuild the pack' % (key, path,
+                                                                                           len(payload)))
+
+
+def _record_heads(rec, offsets, size):
+    """(magic, lrec): uint32 arrays of the 8-byte headers at `offsets` (4-byte aligned, each at
+    least 8 bytes before the end of the file), gathered from one memory map of the file."""
+    off = np.asarray(offsets, dtype=np.int64)
+    with open(rec, 'rb') as f:
+        try:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):           # a file system without mmap: one read per record
+            heads = np.empty((len(offsets), 2), dtype='<u4')
+            for i, o in enumerate(offsets):
+                f.seek(o)
+                heads[i] = np.frombuffer(f.read(8), dtype='<u4')
+            return heads[:, 0], heads[:, 1]
+        if size > 16384 * len(offsets) and hasattr(mmap, 'MADV_RANDOM'):
+            # large records (ImageNet): read only the page of each header, not the pages around it
+            m.madvise(mmap.MADV_RANDOM)
+        try:
+            words = np.frombuffer(m, dtype='<u4', count=size // 4)
+            try:
+                w = off // 4
+                return words[w], words[w + 1]   # copies
+            finally:
+                del words                       # (the map cannot close while an array uses it)
+        finally:
+            m.close()
+
+
+def check_record_starts(rec, idx, keys, offsets, size):
+    """PackError unless every offset of the index (`keys`, `offsets`: increasing, from `idx`) is
+    the start of a whole record of `rec` (`size` bytes): 4-byte aligned, the magic number, the
+    first (or only) part of a record, and the record ends at or before the next offset (the end
+    of the file for the last). Reads 8 bytes a record (and the part headers of split records).
+    MXNet's ImageRecordIter aborts the process on an offset that fails this."""
+    def not_a_start(i, why):
+        return PackError('index %s line %d: record %d points to offset %d of %s, which is not the start of a '
+                         'record (%s): the .idx does not belong to this .rec or one of them is damaged; rebuild '
+                         'the pack, or copy both files again' % (idx, _idx_line(idx, i), keys[i], offsets[i],
+                                                                 rec, why))
+    off = np.asarray(offsets, dtype=np.int64)
+    bad = np.flatnonzero(off % 4)
+    if bad.size:
+        raise not_a_start(bad[0], 'records start at multiples of 4 bytes')
+    if offsets[-1] + 8 > size:
+        raise PackError('record file %s (%d bytes) is shorter than its index says (last record at %d): it is '
+                        'truncated; rebuild or copy the pack again' % (rec, size, offsets[-1]))
+    magic, lrec = _record_heads(rec, offsets, size)
+    cflag = lrec >> 29
+    bad = np.flatnonzero((magic != RECORD_MAGIC) | (cflag > 1))
+    if bad.size:
+        i = bad[0]
+        raise not_a_start(i, 'bad magic number' if magic[i] != RECORD_MAGIC else 'it is inside a record split '
+                          'in parts')
+    end = off + 8 + (lrec & LENGTH_MASK).astype(np.int64)
+    split = np.flatnonzero(cflag == 1)
+    if split.size:
+        with open(rec, 'rb') as f:
+            for i in split:
+                pos, length = list(_parts(f, offsets[i], size, rec))[-1]
+                end[i] = pos + length
+    over = np.flatnonzero(end > np.append(off[1:], size))
+    if over.size:
+        i = over[0]
+        if i == len(offsets) - 1:
+            raise PackError('record file %s is truncated: its last record (%d, index %s line %d) ends at byte %d, '
+                            'past the end of the file (%d bytes); rebuild or copy the pack again'
+                            % (rec, keys[i], idx, _idx_line(idx, i), end[i], size))
+        raise PackError('index %s line %d: record %d at offset %d of %s is %d bytes long, so it runs past the '
+                        'start of the next record (offset %d): the .rec is damaged or the .idx does not belong '
+                        'to it; rebuild the pack, or copy both files again'
+                        % (idx, _idx_line(idx, i), keys[i], offsets[i], rec, end[i] - offsets[i] - 8,
+                           offsets[i + 1]))
+
+
+def pack_prefixes(folder):
+    """The names (without .rec) of the packs in `folder`, sorted; [] if it cannot be listed."""
+    try:
+        return sorted(n[:-4] for n in os.listdir(folder) if n.endswith('.rec')
+                      and os.path.isfile(os.path.join(folder, n[:-4] + '.idx')))
+    except OSError:
+        return []
+
+
+def _missing(prefix, path):
+    """Why pack file `path` of `prefix` is missing, and what to do."""
+    folder = os.path.dirname(prefix) or '.'
+    if not os.path.isdir(folder):
+        return 'folder %s does not exist (looking for the pack %s.rec/.idx)' % (folder, prefix)
+    if os.path.isdir(prefix):
+        found = pack_prefixes(prefix)
+        return ('%s is a folder, not a pack: a pack is named by its prefix, e.g. %s (for %s.rec and .idx)'
+                % (prefix, os.path.join(prefix, found[0] if found else 'train'), found[0] if found else 'train'))
+    found = pack_prefixes(folder)
+    return 'pack file %s does not exist (%s)' % (path, 'packs in %s: %s' % (folder, ', '.join(found)) if found
+                                                 else 'build it with `python -m data.pack`')
 
 
 def check_pack(prefix, num_classes=None, full=False, decode=False, progress=False):
     """Check prefix.rec/.idx (and .lst labels if present); return the record count.
 
-    Always: both files exist, the index is well formed and increasing, the
-    first and last records are intact. `full=True` reads every record header
-    (labels in range, no truncation inside); `decode=True` (implies full) also
-    decodes every image (on all cores; a progress bar with `progress`). Raises
-    PackError naming the problem and the fix.
+    Always: both files exist, the index is well formed and increasing, every
+    index offset is the start of a whole record (8 bytes read per record,
+    `check_record_starts`: MXNet's iterator would abort the process otherwise),
+    the labels of the first and last records (and of the .lst) lie in
+    0..num_classes-1. `full=True` reads every record (every label in range, no
+    damage inside); `decode=True` (implies full) also decodes every image (on
+    all cores; a progress bar with `progress`). Raises PackError naming the
+    problem and the fix.
     """
     full = full or decode
     undecodable = []
     pending = []                 # (key, image bytes) waiting to be decoded, in chunks on threads
-    import mxnet as mx
     rec, idx = prefix + '.rec', prefix + '.idx'
     for f in (rec, idx):
         if not os.path.isfile(f):
-            raise PackError('pack file %s does not exist; build it with `python -m data.pack`' % f)
+            raise PackError(_missing(prefix, f))
     keys, offsets = read_idx(idx)
     if not keys:
         raise PackError('index %s is empty: the pack holds no images' % idx)
     if any(b <= a for a, b in zip(offsets, offsets[1:])):
         raise PackError('index %s has offsets out of order: it is corrupt; rebuild the pack' % idx)
     size = os.path.getsize(rec)
-    if offsets[-1] >= size:
-        raise PackError('record file %s (%d bytes) is shorter than its index says (last record at %d): it is '
-                        'truncated; rebuild or copy the pack again' % (rec, size, offsets[-1]))
+    check_record_starts(rec, idx, keys, offsets, size)
     positions = range(len(offsets)) if full else sorted({0, len(offsets) - 1})
     bar = progress_bar(len(positions), 'check ' + os.path.basename(rec), progress and decode)
     with open(rec, 'rb') as f, ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
@@ -120,7 +279,7 @@ def check_pack(prefix, num_classes=None, full=False, decode=False, progress=Fals
             payload = read_record_at(f, offsets[i], size, rec)
             if not decode and num_classes is None:
                 continue
-            header, image = mx.recordio.unpack(payload)
+            header, image = unpack_record(payload, keys[i], rec)
             if decode:
                 pending.append((keys[i], image))
                 if len(pending) >= 256:
@@ -149,9 +308,10 @@ def check_pack(prefix, num_classes=None, full=False, decode=False, progress=Fals
 # ---------------------------------------------------------------------------
 # "Every image decodes", remembered next to a pack. MXNet 1.9.1's
 # ImageRecordIter with `resize` aborts the process (SIGFPE) on an image that
-# does not decode, so the iterators that resize only read packs known to decode:
-# the pack builder marks its packs (it decodes every image while packing), any
-# other pack is decoded once before its first use.
+# does not decode, and the augmenting and small-image iterators train on
+# garbage pixels instead, so packs are only read once known to decode: the
+# pack builder marks its packs (it decodes every image while packing), any
+# other pack is decoded once before its first use, on every path.
 
 def _signature(prefix):
     sig = {}
@@ -163,15 +323,21 @@ def _signature(prefix):
 
 def mark_decodable(prefix):
     """Remember (in prefix.decoded.json) that every image of the pack decodes; best effort."""
+    tmp = '%s.decoded.json.tmp-%d' % (prefix, os.getpid())     # (distributed workers may mark at once)
     try:
-        with open(prefix + '.decoded.json.tmp', 'w') as f:
+        with open(tmp, 'w') as f:
             json.dump(_signature(prefix), f)
-        os.replace(prefix + '.decoded.json.tmp', prefix + '.decoded.json')
+        os.replace(tmp, prefix + '.decoded.json')
     except OSError:
-        pass                        # a read-only data folder: the check runs again next time
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        # a read-only data folder: the check runs again next time
 
 
 def is_decodable(prefix):
+    """True if prefix.decoded.json was written for these very .rec/.idx files (same sizes and times)."""
     try:
         with open(prefix + '.decoded.json') as f:
             return json.load(f) == _signature(prefix)
@@ -188,3 +354,22 @@ def ensure_decodable(prefix, progress=True):
              prefix)
     check_pack(prefix, decode=True, progress=progress)
     mark_decodable(prefix)
+
+
+def sample_channels(prefix, count=16):
+    """{channel count: number of images} of up to `count` records spread evenly over the pack,
+    decoded as stored (1 = grayscale, 3 = colour, 4 = colour with alpha); records that do not
+    decode are left out."""
+    import cv2
+    keys, offsets = read_idx(prefix + '.idx')
+    rec = prefix + '.rec'
+    size = os.path.getsize(rec)
+    found = {}
+    with open(rec, 'rb') as f:
+        for i in sorted(set(np.linspace(0, len(offsets) - 1, min(count, len(offsets))).astype(int))):
+            _, image = unpack_record(read_record_at(f, offsets[i], size, rec), keys[i], rec)
+            img = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+            if img is not None and img.size:
+                c = 1 if img.ndim == 2 else img.shape[2]
+                found[c] = found.get(c, 0) + 1
+    return found

@@ -9,6 +9,7 @@ checkpoint.
 import re
 from collections import OrderedDict
 
+import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from mxnet.gluon import HybridBlock
 
 from .common import count_parameters, Tap

@@ -4,5 +4,6 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+import core.compat  # noqa: E402,F401  (before any test imports mxnet)
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 os.environ.setdefault('MXNET_ENGINE_TYPE', 'ThreadedEnginePerDevice')

@@ -45,7 +45,10 @@ def test_packs_equal_mxnet_im2rec_pass_through(tree, tmp_path):
     train, _, out, _ = tree
     im2rec = os.path.join(os.path.dirname(mx.__file__), 'tools', 'im2rec.py')
     shutil.copy(os.path.join(out, 'train.lst'), str(tmp_path / 'ref.lst'))
-    subprocess.run([sys.executable, im2rec, '--pass-through', '--num-thread', '1', str(tmp_path / 'ref'), train],
+    compat_then = ('import core.compat, runpy, sys; sys.argv[:] = sys.argv[1:]; '
+                   'runpy.run_path(sys.argv[0], run_name="__main__")')
+    subprocess.run([sys.executable, '-c', compat_then,      # core/compat.py first, as the project's entry points
+                    im2rec, '--pass-through', '--num-thread', '1', str(tmp_path / 'ref'), train],
                    check=True, capture_output=True)
     for ext in ('.rec', '.idx'):
         with open(str(tmp_path / ('ref' + ext)), 'rb') as a, open(os.path.join(out, 'train' + ext), 'rb') as b:
@@ -214,3 +217,12 @@ def test_array_iter_parts_are_slices_of_the_global_batch():
         np.testing.assert_array_equal(b.data[0].asnumpy(), np.concatenate([p0.data[0].asnumpy(),
                                                                            p1.data[0].asnumpy()]))
         assert b.pad == p0.pad + p1.pad
+
+
+def test_array_iter_batch_larger_than_the_whole_set():
+    """A validation set smaller than half a batch (tools.evaluate's 128 on 16 images) still gives one
+    whole batch whose pad leaves exactly the real images."""
+    x = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+    batches = list(ArrayIter(x, np.arange(3), 8, [0], [1]))
+    assert len(batches) == 1 and batches[0].pad == 5 and batches[0].data[0].shape == (8, 1, 4, 4)
+    assert batches[0].label[0].asnumpy()[:3].tolist() == [0, 1, 2]

@@ -1,0 +1,116 @@
+"""What MXNet 1.9.1 needs from older numpy and Python, put back before mxnet is imported.
+
+MXNet 1.9.1 (the last 1.x release) was written for numpy <= 1.23 and Python
+<= 3.11. numpy 1.23.5, with which it works unchanged, has no wheels for
+Python 3.12, so there the pin is numpy 1.26.4 (constraints.txt), and numpy 1.24
+and Python 3.12 each removed one thing that mxnet uses while it is imported.
+This module restores exactly these two, each only when it is missing, so with
+Python <= 3.11 and numpy 1.23.5 it changes nothing (`RESTORED` stays empty):
+
+``numpy.bool``
+    The alias of the builtin ``bool`` that numpy 1.24 removed. mxnet reads it
+    on import in ``mxnet/numpy/utils.py`` (line 37, ``bool = onp.bool``) and
+    later in ``mxnet/numpy/multiarray.py`` (lines 150, 591, 719, 725: boolean
+    indexing of ``mx.np`` arrays), ``mxnet/ndarray/numpy/_op.py`` (line 377)
+    and ``mxnet/symbol/numpy/_symbol.py`` (line 1260). Restored as the builtin
+    ``bool``, which is what it was. (numpy 2 defines ``numpy.bool`` again, as
+    ``numpy.bool_``; it is then present and left alone.)
+
+``distutils``
+    Removed from the standard library in Python 3.12. mxnet imports
+    ``distutils.version`` on import: ``mxnet/numpy_op_fallback.py`` (line 20,
+    ``StrictVersion``) and ``mxnet/numpy_dispatch_protocol.py`` (lines 47 and
+    67, ``LooseVersion``). setuptools (installed on 3.12 by setup.py) carries a
+    copy, which its ``distutils-precedence.pth`` normally makes importable as
+    ``distutils``; when that hook did not run (``python -S``, a site directory
+    without .pth processing), importing setuptools installs the same copy.
+
+Imported first by every package of the project that leads to mxnet (``core``,
+``data``, ``symbols``, ``tools``, ``benchmarks``) and by tests/conftest.py, so
+every entry point (train.py, ``python -m data.*``, ``python -m tools.*``,
+``python -m benchmarks.*``, the tests, ``import symbols``) has it before
+mxnet. Importing this module imports neither numpy nor mxnet: it restores
+when mxnet is first imported, just before mxnet's own ``__init__`` runs (at
+once if mxnet is already imported). So numpy still loads after core/env.py's
+thread settings (its OpenBLAS reads them only when it loads), and a process
+that never imports mxnet is not touched.
+
+Nothing of numpy 2 is restored: mxnet 1.9.1 would also need ``numpy.PZERO``,
+``NZERO``, ``NINF``, ``PINF``, ``NaN`` and ``msort`` there, and
+``ndarray.tostring`` (``mx.recordio.pack_img``) from numpy 2.3 on; Python 3.13,
+which has only numpy 2 wheels, is not supported (init.sh says so).
+"""
+import importlib.abc
+import sys
+import warnings
+
+RESTORED = []          # what was put back in this process: 'numpy.bool', 'distutils'
+
+
+def _restore_numpy_bool():
+    import numpy
+    with warnings.catch_warnings():          # numpy <= 1.23 warns on the deprecated alias
+        warnings.simplefilter('ignore')
+        present = hasattr(numpy, 'bool')
+    if not present:
+        numpy.bool = bool
+        RESTORED.append('numpy.bool')
+
+
+def _restore_distutils():
+    import importlib.util
+    if sys.version_info < (3, 12) or 'distutils' in sys.modules or importlib.util.find_spec('distutils'):
+        return
+    try:
+        import setuptools  # noqa: F401  (importing it makes its copy importable as distutils)
+    except ImportError:
+        setuptools = None
+    if setuptools is None or importlib.util.find_spec('distutils') is None:
+        raise ImportError('mxnet 1.9.1 imports distutils, which Python %d.%d no longer has: '
+                          'install setuptools (pip install setuptools; init.sh does) and leave '
+                          'SETUPTOOLS_USE_DISTUTILS unset' % sys.version_info[:2])
+    RESTORED.append('distutils')
+
+
+def restore():
+    """Put back what mxnet 1.9.1 uses and this numpy or Python lacks (idempotent)."""
+    _restore_numpy_bool()
+    _restore_distutils()
+
+
+class _BeforeMxnet(importlib.abc.MetaPathFinder):
+    """Runs `restore()` when mxnet is imported, before mxnet's ``__init__``.
+
+    It finds nothing itself: it asks the finders after it for mxnet, wraps the
+    loader of what they found, and leaves ``sys.meta_path`` once mxnet is
+    being loaded (a find_spec('mxnet') without an import, as some packages do
+    to test for mxnet, leaves it in place).
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != 'mxnet':
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, 'find_spec', None)
+            spec = find(fullname, path, target) if finder is not self and find else None
+            if spec is not None:
+                break
+        else:
+            return None
+        exec_module = getattr(spec.loader, 'exec_module', None)
+        if exec_module is None:
+            return spec
+
+        def restore_then_exec(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            restore()
+            exec_module(module)
+        spec.loader.exec_module = restore_then_exec
+        return spec
+
+
+if 'mxnet' in sys.modules:
+    restore()
+elif not any(isinstance(f, _BeforeMxnet) for f in sys.meta_path):
+    sys.meta_path.insert(0, _BeforeMxnet())

@@ -1,0 +1,481 @@
+"""RecordIO pack faults: every user mistake gives one clear error (PackError / DataError, which the
+entry points turn into exit status 2 and `error: ...` on stderr, never a traceback), and nothing
+already on disk is lost."""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data import pack, fashion_mnist, DataSource, DataError
+from data.packfile import PackError, RECORD_MAGIC, check_pack, is_decodable, read_lst, read_record_at
+from tests.helpers import make_jpeg_tree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def src(tmp_path_factory):
+    """Source trees: train/val (3 classes), train2/val2 (2 classes, a second pack for re-packs)."""
+    root = tmp_path_factory.mktemp('src')
+    make_jpeg_tree(str(root / 'train'), classes=3, per_class=4, size=(20, 20), seed=1)
+    make_jpeg_tree(str(root / 'val'), classes=3, per_class=2, size=(20, 20), seed=2)
+    make_jpeg_tree(str(root / 'train2'), classes=2, per_class=3, size=(20, 20), seed=3)
+    make_jpeg_tree(str(root / 'val2'), classes=2, per_class=2, size=(20, 20), seed=4)
+    return root
+
+
+def files(folder):
+    """{relative path: bytes} of every file under `folder`."""
+    out = {}
+    for d, _, names in os.walk(str(folder)):
+        for n in names:
+            with open(os.path.join(d, n), 'rb') as f:
+                out[os.path.relpath(os.path.join(d, n), str(folder))] = f.read()
+    return out
+
+
+def cli(main, argv, capsys):
+    """(exit status, stderr) of an entry point's main(argv); it must not print a traceback."""
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:          # (not caught here, it would stop the whole pytest session)
+        pytest.fail('%s let KeyboardInterrupt through' % main.__module__)
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    return code, err
+
+
+def built(src, out, val=True):
+    """`out` holding a pack of src/train (and src/val), plus a file of the user's."""
+    argv = ['--train', str(src / 'train'), '--out', str(out)] + (['--val', str(src / 'val')] if val else [])
+    assert pack.main(argv) == 0
+    (out / 'notes.txt').write_text('not part of the pack')
+    return files(out)
+
+
+def damage_image(prefix, line=4):
+    """Zero the first image bytes of the record on index line `line` (its headers stay intact) and
+    give the .rec a new time, as a copy would; returns the record's key."""
+    with open(prefix + '.idx') as f:
+        key, offset = (int(v) for v in f.read().split('\n')[line].split())
+    with open(prefix + '.rec', 'rb') as f:
+        data = bytearray(f.read())
+    data[offset + 8 + 24: offset + 8 + 24 + 64] = b'\0' * 64
+    with open(prefix + '.rec', 'wb') as f:
+        f.write(bytes(data))
+    st = os.stat(prefix + '.rec')
+    os.utime(prefix + '.rec', ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert not is_decodable(prefix)
+    return key
+
+
+def png_records(images, labels=None):
+    import cv2
+    labels = labels if labels is not None else [i % 2 for i in range(len(images))]
+    return [(i, float(l), cv2.imencode('.png', img)[1].tobytes()) for i, (img, l) in enumerate(zip(images, labels))]
+
+
+def config(data_dir, dataset='imagenet', **kv):
+    from config import load_config
+    kv = dict(dict(num_classes=3, kt='false', progress='false', augment='true', gpu_list='[]'), **kv)
+    return load_config(None, ['dataset=%s' % dataset, 'data_dir=%s' % data_dir]
+                       + ['%s=%s' % item for item in kv.items()])
+
+
+def train_argv(data_dir, tmp_path, *extra):
+    return ['dataset=imagenet', 'data_dir=%s' % data_dir, 'num_classes=3', 'image_size=16',
+            'network=cifar_resnet8', 'kt=false', 'gpu_list=[]', 'batch_size=2', 'progress=false',
+            'data_threads=1', 'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'),
+            'model_prefix=p', 'num_epoch=1', 'epoch_size=2'] + list(extra)
+
+
+# --- 1. a re-pack replaces the whole pack or nothing ------------------------------------------------
+
+def test_failed_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys):
+    """The validation images of the new pack all fail to decode: that is found after the training
+    pack is written, which must not reach --out."""
+    out = tmp_path / 'out'
+    before = built(src, out)
+    bad_val = tmp_path / 'bad_val'
+    for name in ('class_a', 'class_b'):
+        (bad_val / name).mkdir(parents=True)
+        (bad_val / name / 'x.jpg').write_bytes(b'\xff\xd8 not a jpeg')
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(bad_val), '--out', str(out)], capsys)
+    assert code == 2 and 'none of the 2 images' in err and str(bad_val) in err
+    assert files(out) == before
+    assert sorted(os.listdir(str(out))) == sorted(before)          # no temporary folder left inside
+    assert sorted(os.listdir(str(tmp_path))) == ['bad_val', 'out']  # ... or beside
+
+
+def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'out'
+    before = built(src, out)
+    real = pack.write_records
+
+    def interrupted(prefix, *args, **kwargs):
+        if os.path.basename(prefix) == 'val':
+            raise KeyboardInterrupt
+        return real(prefix, *args, **kwargs)
+    monkeypatch.setattr(pack, 'write_records', interrupted)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out)],
+                    capsys)
+    assert code == 130 and 'interrupted' in err and '%s is unchanged' % out in err
+    assert files(out) == before and sorted(os.listdir(str(tmp_path))) == ['out']
+    fresh = tmp_path / 'fresh' / 'packs'
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(fresh)],
+                    capsys)
+    assert code == 130 and not (tmp_path / 'fresh').exists()       # the folders it created are gone again
+
+
+def test_repack_replaces_every_pack_file_and_keeps_the_rest(src, tmp_path):
+    """A new pack without validation: the old val.* (built for the old classes) are removed, so a new
+    train never sits beside an old val; the user's own files stay; the builder's marks stay valid."""
+    out = tmp_path / 'out'
+    built(src, out)
+    assert pack.main(['--train', str(src / 'train2'), '--out', str(out)]) == 0
+    assert sorted(os.listdir(str(out))) == ['classes.txt', 'notes.txt', 'train.decoded.json', 'train.idx',
+                                            'train.lst', 'train.rec']
+    assert pack.read_classes(str(out / 'classes.txt')) == ['class_a', 'class_b']
+    assert check_pack(str(out / 'train'), num_classes=2) == 6 and is_decodable(str(out / 'train'))
+    assert (out / 'notes.txt').read_text() == 'not part of the pack'
+
+
+def write_idx_file(path, array):
+    with open(path, 'wb') as f:
+        f.write(b'\0\0\x08' + bytes([array.ndim]) + struct.pack('>' + 'I' * array.ndim, *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture()
+def fmnist_source(tmp_path):
+    rng = np.random.RandomState(0)
+    folder = tmp_path / 'fm_src'
+    folder.mkdir()
+    for (images, labels), n in zip(fashion_mnist.FILES.values(), (20, 10)):
+        write_idx_file(str(folder / images), rng.randint(0, 255, (n, 28, 28)))
+        write_idx_file(str(folder / labels), np.arange(n) % 10)
+    return folder
+
+
+def test_interrupted_fashion_mnist_pack_leaves_out_untouched(fmnist_source, tmp_path, capsys, monkeypatch):
+    """An earlier run stopped after the training pack (no val yet): a new run that is interrupted in
+    turn leaves that earlier state as it was; an uninterrupted one completes it."""
+    out = tmp_path / 'fm'
+    out.mkdir()
+    pack.write_records(str(out / 'train'), png_records(np.zeros((4, 28, 28), np.uint8)), progress=False)
+    (out / 'raw').mkdir()
+    (out / 'raw' / 'downloaded.gz').write_bytes(b'keep')
+    before = files(out)
+    real = pack.write_records
+
+    def interrupted(prefix, *args, **kwargs):
+        if os.path.basename(prefix) == 'val':
+            raise KeyboardInterrupt
+        return real(prefix, *args, **kwargs)
+    monkeypatch.setattr(pack, 'write_records', interrupted)
+    argv = ['--out', str(out), '--source', str(fmnist_source), '--no-download']
+    code, err = cli(fashion_mnist.main, argv, capsys)
+    assert code == 130 and '%s is unchanged' % out in err
+    assert files(out) == before and sorted(os.listdir(str(out))) == sorted(['raw', 'train.rec', 'train.idx',
+                                                                            'train.decoded.json'])
+    monkeypatch.setattr(pack, 'write_records', real)
+    assert cli(fashion_mnist.main, argv, capsys)[0] == 0
+    assert check_pack(str(out / 'train'), 10) == 20 and check_pack(str(out / 'val'), 10) == 10
+    assert (out / 'raw' / 'downloaded.gz').read_bytes() == b'keep' and fashion_mnist.is_packed(str(out))
+
+
+# --- 2. every input is read and checked before anything is written -----------------------------------
+
+def flat_val(tmp_path, src, lines):
+    """A flat validation folder of copies of class_b's training images, and its label file."""
+    val = tmp_path / 'flat'
+    val.mkdir()
+    images = sorted(os.listdir(str(src / 'train' / 'class_b')))
+    for (name, _), image in zip(lines, images):
+        shutil.copy(str(src / 'train' / 'class_b' / image), str(val / name))
+    (tmp_path / 'val.txt').write_text(''.join('%s %s\n' % line for line in lines))
+    return val, tmp_path / 'val.txt'
+
+
+def test_val_labels_are_checked_before_anything_is_written(src, tmp_path, capsys):
+    val, labels = flat_val(tmp_path, src, [('v0.jpg', '1'), ('v1.jpg', '7')])
+    out = tmp_path / 'out'
+    before = built(src, out)
+    for target in (out, tmp_path / 'new'):
+        code, err = cli(pack.main, ['--train', str(src / 'train'), '--val', str(val), '--val-labels', str(labels),
+                                    '--out', str(target)], capsys)
+        assert code == 2 and '%s line 2: label 7 is out of range for 3 classes' % labels in err
+    assert files(out) == before and not (tmp_path / 'new').exists()
+
+
+def test_val_label_file_names_with_spaces(src, tmp_path):
+    val, labels = flat_val(tmp_path, src, [('my photo 1.jpg', 'class_b'), ('my photo 2.jpg', '0')])
+    pack.build_packs(str(src / 'train'), str(tmp_path / 'out'), str(val), str(labels), progress=False)
+    assert [(l, p) for _, l, p in read_lst(str(tmp_path / 'out' / 'val.lst'))] == [(1.0, 'my photo 1.jpg'),
+                                                                                   (0.0, 'my photo 2.jpg')]
+
+
+def test_unknown_validation_classes_fail_before_anything_is_written(src, tmp_path, capsys):
+    out = tmp_path / 'out'
+    before = built(src, out)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val'), '--out', str(out)], capsys)
+    assert code == 2 and "classes not in training: ['class_c']" in err
+    assert files(out) == before
+
+
+# --- 3. empty class folders, sources with no image that decodes --------------------------------------
+
+def test_empty_class_folders_are_an_error(src, tmp_path, capsys):
+    train = tmp_path / 'train'
+    shutil.copytree(str(src / 'train'), str(train))
+    (train / 'class_x').mkdir()
+    (train / 'class_y').mkdir()
+    (train / 'class_y' / 'readme.txt').write_text('no images here')
+    with pytest.raises(PackError, match=r'class folder\(s\) with no images in %s: class_x, class_y' % train):
+        pack.list_class_folders(str(train))
+    code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
+    assert code == 2 and 'every sub-folder is a class' in err and 'remove' in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_source_without_one_decodable_image_is_an_error(tmp_path, capsys):
+    train = tmp_path / 'train'
+    for name in ('a', 'b'):
+        (train / name).mkdir(parents=True)
+        for i in range(2):
+            (train / name / ('%d.png' % i)).write_bytes(b'\x89PNG\r\n\x1a\n broken')
+    code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
+    assert code == 2 and 'none of the 4 images in %s could be read and decoded' % train in err
+    assert not (tmp_path / 'out').exists()
+    with pytest.raises(PackError, match='none of the 2 images'):
+        pack.write_records(str(tmp_path / 'x'), [(0, 0.0, b'junk'), (1, 0.0, b'more junk')], progress=False)
+    assert os.listdir(str(tmp_path)) == ['train']                      # no half-written x.rec.tmp
+
+
+# --- 4. malformed index and list lines ----------------------------------------------------------------
+
+def test_malformed_index_and_list_lines(src, tmp_path, capsys):
+    out = tmp_path / 'out'
+    built(src, out)
+    prefix = str(out / 'train')
+    good_idx, good_lst = (out / 'train.idx').read_text(), (out / 'train.lst').read_text()
+    for bad in ('x7\t1234', '3\t12a', '3\t-1.5'):
+        lines = good_idx.split('\n')
+        lines[2] = bad
+        (out / 'train.idx').write_text('\n'.join(lines))
+        with pytest.raises(PackError, match='index %s line 3 .*rebuild the pack' % (out / 'train.idx')):
+            check_pack(prefix)
+        code, err = cli(pack.main, ['--check', prefix], capsys)
+        assert code == 2 and 'train.idx line 3' in err
+    (out / 'train.idx').write_text(good_idx)
+    for bad in ('a\t1.000000\tclass_a/000.jpg', '1\tone\tclass_a/000.jpg', '1\tnan\tclass_a/000.jpg'):
+        lines = good_lst.split('\n')
+        lines[1] = bad
+        (out / 'train.lst').write_text('\n'.join(lines))
+        with pytest.raises(PackError, match='list %s line 2 .*rebuild the pack' % (out / 'train.lst')):
+            read_lst(prefix + '.lst')
+        with pytest.raises(PackError, match='train.lst line 2'):
+            check_pack(prefix, num_classes=3)
+
+
+# --- 5. every index offset is the start of a whole record ---------------------------------------------
+
+def test_index_offset_inside_a_record_stops_training_with_an_error(src, tmp_path):
+    """MXNet's ImageRecordIter aborts the process (SIGABRT) on it; the start-up check must find it first.
+    A subprocess, so that an abort fails this test instead of killing pytest."""
+    out = tmp_path / 'out'
+    built(src, out)
+    lines = (out / 'train.idx').read_text().split('\n')
+    key, offset = lines[5].split()
+    following = int(lines[6].split()[1])
+    lines[5] = '%s\t%d' % (key, (int(offset) + following) // 8 * 4)
+    (out / 'train.idx').write_text('\n'.join(lines))
+    code = 'import sys, train; sys.exit(train.main(%r))' % train_argv(out, tmp_path)
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-1500:]
+    assert 'index %s line 6: record %s' % (out / 'train.idx', key) in r.stderr
+    assert 'rebuild the pack' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_header_check_reads_every_record_start(src, tmp_path):
+    out = tmp_path / 'out'
+    built(src, out)
+    prefix, idx = str(out / 'train'), str(out / 'train.idx')
+    good = (out / 'train.idx').read_text()
+    data = (out / 'train.rec').read_bytes()
+    offsets = [int(l.split()[1]) for l in good.split('\n') if l.strip()]
+
+    def with_offset(line, offset):
+        lines = good.split('\n')
+        lines[line] = '%s\t%d' % (lines[line].split()[0], offset)
+        (out / 'train.idx').write_text('\n'.join(lines))
+    with_offset(3, offsets[3] + 2)                 # not 4-byte aligned: never a record start
+    with pytest.raises(PackError, match='index %s line 4: record 3 .*offset %d.*not the start of a record'
+                       % (idx, offsets[3] + 2)):
+        check_pack(prefix)
+    with_offset(3, offsets[3] + 40)                # inside the image bytes
+    with pytest.raises(PackError, match='line 4: .*not the start of a record'):
+        check_pack(prefix)
+    (out / 'train.idx').write_text(good)
+    damaged = bytearray(data)                      # record 4's length field says more than there is
+    damaged[offsets[4] + 4: offsets[4] + 8] = struct.pack('<I', offsets[5] - offsets[4])
+    (out / 'train.rec').write_bytes(bytes(damaged))
+    with pytest.raises(PackError, match='line 5: record 4 .*runs past the start of the next record'):
+        check_pack(prefix)
+    (out / 'train.rec').write_bytes(data)
+    assert check_pack(prefix, num_classes=3) == 12
+    lines = good.split('\n')                       # an index listing a subset of the records is fine
+    (out / 'train.idx').write_text('\n'.join(lines[:3] + lines[4:]))
+    assert check_pack(prefix, num_classes=3, decode=True) == 11
+
+
+def test_records_split_around_the_magic_number_are_read_whole(tmp_path):
+    """MXNet's RecordIO splits a record whose bytes hold its magic number (4-byte aligned) into parts;
+    checks and decoding must read the whole record (an ImageNet-size pack holds a few of these)."""
+    import mxnet as mx
+    items = png_records([np.full((8, 8), 40 * i, np.uint8) for i in range(4)])
+    magic = struct.pack('<I', RECORD_MAGIC)
+    i, label, image = items[2]
+    pad = (-(24 + len(image))) % 4                  # the payload starts 4-byte aligned after the 8-byte header
+    items[2] = (i, label, image + b'\0' * pad + magic + b'tail' + magic + b'end!')
+    prefix = str(tmp_path / 'split')
+    pack.write_records(prefix, items, progress=False)
+    rec = mx.recordio.MXIndexedRecordIO(prefix + '.idx', prefix + '.rec', 'r')
+    with open(prefix + '.rec', 'rb') as f:
+        offset = int(open(prefix + '.idx').read().split('\n')[2].split()[1])
+        assert read_record_at(f, offset, os.path.getsize(prefix + '.rec'), prefix + '.rec') == rec.read_idx(2)
+    assert check_pack(prefix, num_classes=2, decode=True) == 4
+    assert check_pack(prefix, num_classes=2) == 4
+
+
+# --- 6. packs not known to decode are decoded once on every path --------------------------------------
+
+@pytest.mark.parametrize('dataset,augment,split', [('imagenet', 'true', 'train'), ('imagenet', 'false', 'train'),
+                                                   ('imagenet', 'true', 'val'), ('fashion_mnist', 'true', 'train'),
+                                                   ('fashion_mnist', 'false', 'val')])
+def test_undecodable_image_is_found_on_every_path(tmp_path, dataset, augment, split):
+    rng = np.random.RandomState(0)
+    shape = (12, 12, 3) if dataset == 'imagenet' else (12, 12)
+    for s in ('train', 'val'):
+        pack.write_records(str(tmp_path / s), png_records(rng.randint(0, 255, (8,) + shape).astype(np.uint8)),
+                           progress=False)
+    key = damage_image(str(tmp_path / split))
+    with pytest.raises(PackError, match=r'1 image\(s\) in %s do not decode \(record keys %d\)'
+                       % (tmp_path / (split + '.rec'), key)):
+        DataSource(config(tmp_path, dataset, num_classes=2, augment=augment, image_size=12))
+
+
+def test_undecodable_training_image_on_the_augmenting_path_stops_training(src, tmp_path, capsys):
+    out = tmp_path / 'out'
+    built(src, out)
+    key = damage_image(str(out / 'train'))
+    import train
+    code, err = cli(train.main, train_argv(out, tmp_path, 'augment=true'), capsys)
+    assert code == 2 and 'do not decode (record keys %d)' % key in err and 'train.rec' in err
+    assert not (tmp_path / 'model').exists() or not os.listdir(str(tmp_path / 'model'))
+
+
+# --- 7. the dataset's channel count against the pack's images -----------------------------------------
+
+def test_pack_channels_must_match_the_dataset(tmp_path):
+    rng = np.random.RandomState(0)
+    gray, colour = tmp_path / 'gray', tmp_path / 'colour'
+    for folder, shape in ((gray, (40, 12, 12)), (colour, (40, 12, 12, 3))):
+        folder.mkdir()
+        for s in ('train', 'val'):
+            pack.write_records(str(folder / s), png_records(rng.randint(0, 255, shape).astype(np.uint8)),
+                               progress=False)
+    with pytest.raises(DataError, match=r'dataset=imagenet expects 3-channel .* %s .*1-channel.*'
+                       r'set dataset=fashion_mnist.*or re-pack' % (gray / 'train.rec')):
+        DataSource(config(gray, 'imagenet', num_classes=2))
+    with pytest.raises(DataError, match=r'dataset=fashion_mnist expects 1-channel .* %s .*3-channel.*'
+                       r'set dataset=imagenet.*or re-pack' % (colour / 'train.rec')):
+        DataSource(config(colour, 'fashion_mnist', num_classes=2))
+    DataSource(config(gray, 'fashion_mnist', num_classes=2))
+    DataSource(config(colour, 'imagenet', num_classes=2))
+
+
+def test_a_few_grayscale_images_in_a_colour_pack_are_fine(src, tmp_path):
+    import cv2
+    train = tmp_path / 'train'
+    shutil.copytree(str(src / 'train'), str(train))
+    for c in ('class_a', 'class_c'):
+        for name in ('000.jpg', '002.jpg'):
+            img = cv2.imread(str(train / c / name), cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(train / c / name), img)
+    pack.build_packs(str(train), str(tmp_path / 'out'), str(src / 'val'), progress=False)
+    assert DataSource(config(tmp_path / 'out', 'imagenet')).num_train == 12
+
+
+# --- 8. command-line mistakes -------------------------------------------------------------------------
+
+def read_only_folder(tmp_path):
+    """An existing folder this process cannot write to: a chmod 555 one, or /sys when running as root."""
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    os.chmod(str(ro), 0o555)
+    try:
+        (ro / 'probe').mkdir()
+    except OSError:
+        return ro
+    (ro / 'probe').rmdir()
+    try:
+        os.mkdir('/sys/kd-pack-probe')
+    except OSError:
+        return type(tmp_path)('/sys')
+    os.rmdir('/sys/kd-pack-probe')
+    pytest.skip('no read-only folder available')
+
+
+def test_pack_command_line_mistakes(src, tmp_path, capsys):
+    code, err = cli(pack.main, ['--check', str(tmp_path / 'nowhere' / 'train')], capsys)
+    assert code == 2 and 'folder %s does not exist' % (tmp_path / 'nowhere') in err
+    out = tmp_path / 'out'
+    built(src, out)
+    code, err = cli(pack.main, ['--check', str(out)], capsys)
+    assert code == 2 and 'is a folder' in err and '--check %s' % (out / 'train') in err
+    code, err = cli(pack.main, ['--check', str(out / 'test')], capsys)
+    assert code == 2 and 'test.rec' in err and 'packs in %s: train, val' % out in err
+    for threads in ('0', '-2'):
+        with pytest.raises(SystemExit) as e:
+            pack.main(['--train', str(src / 'train'), '--out', str(tmp_path / 'o'), '--threads', threads])
+        assert e.value.code == 2 and '--threads' in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()
+    afile = tmp_path / 'afile'
+    afile.write_text('keep')
+    code, err = cli(pack.main, ['--train', str(src / 'train'), '--out', str(afile)], capsys)
+    assert code == 2 and '--out %s is a file' % afile in err and afile.read_text() == 'keep'
+    code, err = cli(fashion_mnist.main, ['--out', str(afile), '--source', str(tmp_path), '--no-download'], capsys)
+    assert code == 2 and '%s is a file' % afile in err
+    code, err = cli(pack.main, ['--train', str(src / 'train'), '--val-labels', 'x.txt', '--out', str(out)], capsys)
+    assert code == 2 and '--val-labels needs --val' in err
+    code, err = cli(pack.main, ['--train', str(src / 'train'), '--out', str(src / 'train' / 'packs')], capsys)
+    assert code == 2 and 'inside the image folder' in err and not (src / 'train' / 'packs').exists()
+    ro = read_only_folder(tmp_path)
+    try:
+        for target in (ro / 'packs', ro):
+            code, err = cli(pack.main, ['--train', str(src / 'train'), '--out', str(target)], capsys)
+            assert code == 2 and 'cannot write' in err and str(ro) in err and 'writable --out' in err
+        assert not (ro / 'packs').exists()
+    finally:
+        if ro != type(tmp_path)('/sys'):
+            os.chmod(str(ro), 0o755)
+
+
+def test_fashion_mnist_source_mistakes(tmp_path, capsys, monkeypatch):
+    """A --source without the idx files is an error (not a silent download instead)."""
+    def no_download(out):
+        raise AssertionError('downloaded although --source was given')
+    monkeypatch.setattr(fashion_mnist, 'download', no_download)
+    fm = tmp_path / 'fm'
+    code, err = cli(fashion_mnist.main, ['--out', str(fm), '--source', str(tmp_path / 'nowhere')], capsys)
+    assert code == 2 and '--source folder %s does not exist' % (tmp_path / 'nowhere') in err
+    (tmp_path / 'partial').mkdir()
+    write_idx_file(str(tmp_path / 'partial' / 'train-images-idx3-ubyte'), np.zeros((2, 28, 28)))
+    code, err = cli(fashion_mnist.main, ['--out', str(fm), '--source', str(tmp_path / 'partial')], capsys)
+    assert code == 2 and 'does not hold the Fashion-MNIST idx files (missing: train-labels-idx1-ubyte, ' in err
+    assert not fm.exists()
