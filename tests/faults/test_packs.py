@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from core import checkpoint
 from data import pack, fashion_mnist, DataSource, DataError
 from data.packfile import PackError, RECORD_MAGIC, check_pack, is_decodable, read_lst, read_record_at
 from tests.helpers import make_jpeg_tree
@@ -479,3 +480,57 @@ def test_fashion_mnist_source_mistakes(tmp_path, capsys, monkeypatch):
     code, err = cli(fashion_mnist.main, ['--out', str(fm), '--source', str(tmp_path / 'partial')], capsys)
     assert code == 2 and 'does not hold the Fashion-MNIST idx files (missing: train-labels-idx1-ubyte, ' in err
     assert not fm.exists()
+
+
+def test_label_outside_num_classes(cifar_setup, train_run):
+    _, common, _ = cifar_setup
+    code, err = train_run(common + ['num_classes=5', 'network=cifar_resnet8', 'model_prefix=s5'])
+    assert code == 2 and 'outside num_classes=5' in err
+
+
+def test_label_out_of_range_inside_a_pack_stops_before_any_checkpoint(tmp_path, train_run):
+    """A pack whose first and last labels fit num_classes (so the start-up check passes) but
+    a record in between does not: training stops with a data error and writes no checkpoint."""
+    import cv2
+    from data import pack
+    rng = np.random.RandomState(0)
+    labels = [0, 1, 1, 0, 7, 1, 0, 1, 0, 1, 0, 1]
+    items = [(i, lab, cv2.imencode('.png', rng.randint(0, 255, (12, 12, 3)).astype(np.uint8))[1].tobytes())
+             for i, lab in enumerate(labels)]
+    for split in ('train', 'val'):
+        pack.write_records(str(tmp_path / split), items, progress=False)
+    argv = ['dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=2', 'image_size=12', 'resize=12',
+            'network=cifar_resnet8', 'kt=false', 'gpu_list=[]', 'batch_size=4', 'progress=false', 'frequent=1',
+            'data_threads=1', 'augment=false', 'model_dir=%s' % (tmp_path / 'model'),
+            'log_dir=%s' % (tmp_path / 'log'), 'model_prefix=labels', 'num_epoch=1']
+    code, err = train_run(argv)
+    assert code == 2 and 'training label(s) lie outside 0..1' in err and 'num_classes=2' in err
+    assert checkpoint.epochs(str(tmp_path / 'model'), 'labels') == []
+
+
+def test_undecodable_validation_image_is_an_error_not_a_crash(tmp_path, train_run):
+    """MXNet's resizing iterator would abort the process on it (SIGFPE): packs not known to decode
+    are decoded once before their first use, and the damaged record is named."""
+    from data import pack
+    from data.packfile import is_decodable
+    from tests.helpers import make_jpeg_tree
+    make_jpeg_tree(str(tmp_path / 'imgs' / 'train'), classes=2, per_class=4, size=(20, 20), seed=1)
+    make_jpeg_tree(str(tmp_path / 'imgs' / 'val'), classes=2, per_class=3, size=(20, 20), seed=2)
+    pack.build_packs(str(tmp_path / 'imgs' / 'train'), str(tmp_path / 'packs'), str(tmp_path / 'imgs' / 'val'),
+                     progress=False)
+    val = str(tmp_path / 'packs' / 'val')
+    assert is_decodable(val)                       # the builder decoded every image
+    argv = ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'packs'), 'num_classes=2', 'image_size=16',
+            'network=cifar_resnet8', 'kt=false', 'gpu_list=[]', 'batch_size=2', 'progress=false',
+            'data_threads=1', 'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'),
+            'model_prefix=dec', 'num_epoch=1']
+    assert train_run(argv)[0] == 0
+    key, offset = (int(v) for v in open(val + '.idx').read().split('\n')[4].split())
+    data = bytearray(open(val + '.rec', 'rb').read())
+    data[offset + 8 + 24: offset + 8 + 24 + 64] = b'\0' * 64        # the JPEG's first bytes
+    open(val + '.rec', 'wb').write(bytes(data))
+    st = os.stat(val + '.rec')                     # (a file system with coarse times: still a new time)
+    os.utime(val + '.rec', ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert not is_decodable(val)                   # the files changed since
+    code, err = train_run(argv + ['model_prefix=dec2'])
+    assert code == 2 and 'do not decode (record keys %d)' % key in err and 'val.rec' in err

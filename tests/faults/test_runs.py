@@ -271,3 +271,20 @@ def test_a_teacher_used_at_another_image_size_is_reported(tmp_path, train_run):
     assert code == 0, err
     assert 'the teacher was trained on 16x16 images (its validation top-1 then' in err
     assert 'image_size=24 here' in err and 'Use image_size=16' in err
+
+
+def test_gluoncv_teacher_from_a_local_params_file(cifar_setup, tmp_path, train_run):
+    """teacher_source=gluoncv with a local file: gluoncv's ResNetV2 (preact_resnet18) weights."""
+    import mxnet as mx
+    import symbols
+    root, _, student = cifar_setup
+    net = symbols.get_network('preact_resnet18', 10)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    path = str(tmp_path / 'resnet18_v2.params')
+    net.save_parameters(path)
+    code, err = train_run(student + ['teacher_source=gluoncv', 'teacher_network=preact_resnet18',
+                               'teacher_prefix=%s' % path, 'kt_type=kd+mmd', 'teacher_symbol=[null, bn1]',
+                               'student_symbol=[null, stage3_pre]', 'model_prefix=gcv'])
+    assert code == 0, err
+    assert 'teacher: preact_resnet18 from %s' % path in err

@@ -417,3 +417,17 @@ def test_launch_argument_mistakes(capsys, monkeypatch):
 def test_param_table_rejects_arguments(capsys):
     code, _, err = run_tool(param_table.main, ['--bogus'], capsys)
     one_error(code, err, '--bogus')
+
+
+def test_evaluate_the_configured_teacher(cifar_setup, capsys):
+    root, _, student = cifar_setup
+    argv = ['--teacher'] + student + ['kt_type=kd']          # student: --cfg PRESET key=value ...
+    code = evaluate.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    with open(str(root / 'log' / 'teacher.jsonl')) as f:
+        last = json.loads(f.readlines()[-1])
+    assert 'teacher %s' % (root / 'model' / 'teacher') in out
+    assert ('top-1 %.2f%%' % (100 * last['val_top1'])) in out and 'on %d images' % last['val_n'] in out
+    assert evaluate.main(argv + ['teacher_prefix=%s' % root]) == 2
+    assert 'teacher checkpoint not found' in capsys.readouterr().err
