@@ -109,6 +109,11 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
     on any error or Ctrl-C `out` is as before. Other files in `out` (raw/) stay."""
     check_out_dir(out)
     if is_packed(out):
+        have = check_pack(os.path.join(out, 'train'))
+        if per_class and have != 10 * per_class:
+            raise PackError('%s already holds a Fashion-MNIST pack of %d training images, not the %d of --per-class '
+                            '%d: choose another --out (or remove that pack first)' % (out, have, 10 * per_class,
+                                                                                    per_class))
         return 'present'
     folder = find_source(source, out)
     if folder is None and source:

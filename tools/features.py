@@ -89,10 +89,10 @@ def val_images(meta, data_dir, count):
     from data.records import centre_crop_resize
     prefix = os.path.join(data_dir, 'val')
     check_pack(prefix)
-    resize = None
-    if dataset == 'imagenet':
-        ensure_decodable(prefix)         # the resizing iterator aborts on an image that does not decode
-        resize = centre_crop_resize(size)
+    # as in training: the resizing iterator aborts on an image that does not decode, the others
+    # would give garbage pixels (free for packs the builder made)
+    ensure_decodable(prefix)
+    resize = centre_crop_resize(size) if dataset == 'imagenet' else None
     return pack_images(prefix, count, channels, size, resize)[0]
 
 

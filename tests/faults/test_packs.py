@@ -189,6 +189,18 @@ def test_interrupted_fashion_mnist_pack_leaves_out_untouched(fmnist_source, tmp_
     assert (out / 'raw' / 'downloaded.gz').read_bytes() == b'keep' and fashion_mnist.is_packed(str(out))
 
 
+def test_fashion_mnist_subset_over_a_pack_of_another_size(fmnist_source, tmp_path, capsys):
+    """--per-class into a folder holding a pack of another size is an error, not a silent 'present'."""
+    out = tmp_path / 'fm'
+    argv = ['--out', str(out), '--source', str(fmnist_source), '--no-download']
+    assert cli(fashion_mnist.main, argv, capsys)[0] == 0                      # 20 training images
+    before = files(out)
+    code, err = cli(fashion_mnist.main, argv + ['--per-class', '1'], capsys)
+    assert code == 2 and 'already holds a Fashion-MNIST pack of 20 training images, not the 10 of --per-class 1' in err
+    assert files(out) == before
+    assert cli(fashion_mnist.main, argv + ['--per-class', '2'], capsys)[0] == 0  # the same 20: present
+
+
 # --- 2. every input is read and checked before anything is written -----------------------------------
 
 def flat_val(tmp_path, src, lines):
