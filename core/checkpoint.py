@@ -22,6 +22,8 @@ import re
 import mxnet as mx
 import numpy as np
 
+from .atomic import write_atomic
+
 
 class CheckpointError(IOError):
     """A checkpoint that cannot be written or read; says which file and why."""
@@ -84,18 +86,10 @@ def ensure_writable(folder, key='model_dir'):
 
 
 def _atomic(path, write):
-    tmp = '%s.tmp-%d' % (path, os.getpid())
+    """`write(tmp)` then rename over `path` (core.atomic); CheckpointError naming `path` on failure."""
     try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, write)
     except Exception as e:
-        if os.path.exists(tmp):
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
         raise CheckpointError('cannot write %s (%s): free disk space or choose another model_dir; earlier '
                               'checkpoints are intact' % (path, e))
 

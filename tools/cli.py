@@ -14,6 +14,8 @@ import os
 import re
 import sys
 
+from core.atomic import temporary_name, write_atomic  # noqa: F401  (the tools' atomic writes)
+
 
 class ToolError(Exception):
     """A failure a tool reports as one error line (exit status 2): the message says what is wrong
@@ -162,40 +164,6 @@ def output_path(path, option='--out', example='figure.png'):
     return path
 
 
-def temporary_name(path):
-    """A name in `path`'s folder for writing `path` before renaming it there (same extension, so
-    writers that go by the extension keep working)."""
-    folder, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
-
-
-def write_atomic(path, write):
-    """Write `path` whole or not at all: `write(tmp)` writes a temporary file in the same folder,
-    which is fsynced and renamed over `path`. On any failure the temporary file is removed, an
-    earlier `path` is left as it was, and the error propagates (a plain OS error is raised again
-    naming `path`, not the temporary file). `write` may also be a str."""
-    if isinstance(write, str):
-        text = write
-
-        def write(tmp):
-            with open(tmp, 'w') as f:
-                f.write(text)
-    tmp = temporary_name(path)
-    try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.lexists(tmp):
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-        if isinstance(e, OSError) and e.strerror and type(e).__module__ == 'builtins':
-            raise type(e)(e.errno, e.strerror, path) from e
-        raise
 
 
 def run_names(folder):

@@ -1,0 +1,39 @@
+"""Files written whole or not at all: a temporary file in the same folder, fsynced, then
+renamed over the target (checkpoints, exports, tables, figures)."""
+import os
+
+
+def temporary_name(path):
+    """A name in `path`'s folder for writing `path` before renaming it there (same extension, so
+    writers that go by the extension keep working)."""
+    folder, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
+
+
+def write_atomic(path, write):
+    """Write `path` whole or not at all: `write(tmp)` writes a temporary file in the same folder,
+    which is fsynced and renamed over `path`. On any failure the temporary file is removed, an
+    earlier `path` is left as it was, and the error propagates (a plain OS error is raised again
+    naming `path`, not the temporary file). `write` may also be a str."""
+    if isinstance(write, str):
+        text = write
+
+        def write(tmp):
+            with open(tmp, 'w') as f:
+                f.write(text)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.lexists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError) and e.strerror and type(e).__module__ == 'builtins':
+            raise type(e)(e.errno, e.strerror, path) from e
+        raise
