@@ -112,9 +112,9 @@ def test_failed_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys):
     assert sorted(os.listdir(str(tmp_path))) == ['bad_val', 'out']  # ... or beside
 
 
-def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys, monkeypatch):
-    out = tmp_path / 'out'
-    before = built(src, out)
+def interrupt_at_val(monkeypatch):
+    """Make pack.write_records raise KeyboardInterrupt when it reaches the val pack (as Ctrl-C
+    there would); return the real function."""
     real = pack.write_records
 
     def interrupted(prefix, *args, **kwargs):
@@ -122,6 +122,13 @@ def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys,
             raise KeyboardInterrupt
         return real(prefix, *args, **kwargs)
     monkeypatch.setattr(pack, 'write_records', interrupted)
+    return real
+
+
+def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'out'
+    before = built(src, out)
+    real = interrupt_at_val(monkeypatch)
     code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out)],
                     capsys)
     assert code == 130 and 'interrupted' in err and '%s is unchanged' % out in err
@@ -171,13 +178,7 @@ def test_interrupted_fashion_mnist_pack_leaves_out_untouched(fmnist_source, tmp_
     (out / 'raw').mkdir()
     (out / 'raw' / 'downloaded.gz').write_bytes(b'keep')
     before = files(out)
-    real = pack.write_records
-
-    def interrupted(prefix, *args, **kwargs):
-        if os.path.basename(prefix) == 'val':
-            raise KeyboardInterrupt
-        return real(prefix, *args, **kwargs)
-    monkeypatch.setattr(pack, 'write_records', interrupted)
+    real = interrupt_at_val(monkeypatch)
     argv = ['--out', str(out), '--source', str(fmnist_source), '--no-download']
     code, err = cli(fashion_mnist.main, argv, capsys)
     assert code == 130 and '%s is unchanged' % out in err
