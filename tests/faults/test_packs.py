@@ -128,7 +128,7 @@ def interrupt_at_val(monkeypatch):
 def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys, monkeypatch):
     out = tmp_path / 'out'
     before = built(src, out)
-    real = interrupt_at_val(monkeypatch)
+    interrupt_at_val(monkeypatch)
     code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out)],
                     capsys)
     assert code == 130 and 'interrupted' in err and '%s is unchanged' % out in err
