@@ -284,6 +284,7 @@ def validate(values, origin='config', where=None):
 
 def _per_method(spec, methods, key, origin):
     """Normalise teacher_symbol / student_symbol to {method: entry}."""
+    from symbols.transfer import takes_taps
     if spec is None:
         return {}
     if isinstance(spec, dict):
@@ -300,7 +301,7 @@ def _per_method(spec, methods, key, origin):
             out[m] = v
         return out
     if isinstance(spec, str):
-        feature = [m for m in methods if m != 'kd']
+        feature = [m for m in methods if takes_taps(m)]
         if len(feature) > 1:
             raise ConfigError('config key %r (%s) is one tap name but kt_type has %d feature methods %s: give '
                               'a list aligned with kt_type or a dict method -> taps' % (key, origin,
@@ -313,9 +314,9 @@ def _per_method(spec, methods, key, origin):
         return {methods[0]: spec}
     if len(spec) != len(methods):
         raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
-                          'method, in order (null for kd), e.g. %s=%s' % (
+                          'method, in order (null for the logit methods kd, dkd, dist), e.g. %s=%s' % (
                               key, origin, len(spec), len(methods), '+'.join(methods), key,
-                              '[%s]' % ', '.join('null' if m == 'kd' else 'stage3_pre' for m in methods)))
+                              '[%s]' % ', '.join('stage3_pre' if takes_taps(m) else 'null' for m in methods)))
     return dict(zip(methods, spec))
 
 
@@ -344,7 +345,7 @@ def resolve_plan(cfg, origin='config'):
     'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
     fsp a tap is an (a, b) tuple.
     """
-    from symbols.transfer import parse_kt_type, default_weight
+    from symbols.transfer import parse_kt_type, default_weight, takes_taps
     methods = parse_kt_type(cfg.kt_type)
     t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin)
     s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin)
@@ -364,7 +365,7 @@ def resolve_plan(cfg, origin='config'):
     layer_w = cfg.kt_layer_weight or {}
     plan = []
     for method, weight in zip(methods, weights):
-        if method == 'kd':
+        if not takes_taps(method):              # logit methods (kd, dkd, dist) read no taps
             pairs = []
         else:
             t_taps = _tap_list(method, t_spec.get(method), 'teacher_symbol', origin)

@@ -74,7 +74,8 @@ _FIELDS = [
     Field('num_classes', 10, c.integer(min=2), 'number of classes'),
     # --- knowledge transfer (original keys) ---
     Field('kt', False, c.boolean(), 'train with a teacher (False: plain student)'),
-    Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd"),
+    Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd, sp, rkd, "
+          "pkt, kdsvd, dkd, dist (symbols.transfer.METHODS)"),
     Field('teacher_prefix', None, c.optional(c.string()), 'teacher checkpoint '
           'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
           'gluoncv params file with teacher_source=gluoncv'),
@@ -97,6 +98,16 @@ _FIELDS = [
     Field('mmd_degree', 2, c.integer(min=1), 'NST poly degree d'),
     Field('mmd_c', 0.0, c.number(), 'NST poly constant c'),
     Field('at_p', 2.0, c.number(min=0, strict=True), 'attention-transfer exponent p'),
+    Field('dkd_alpha', 1.0, c.number(min=0), 'DKD weight of the target-class term (mdistiller: 1)'),
+    Field('dkd_beta', 8.0, c.number(min=0), 'DKD weight of the non-target term (mdistiller CIFAR-100: 8; 2 for '
+          'ResNet-56 -> 20, 6 for WRN-40-2 -> 16-2)'),
+    Field('dkd_t', 4.0, c.number(min=0, strict=True), 'DKD temperature'),
+    Field('dist_beta', 1.0, c.number(min=0), 'DIST weight of the inter-class relation'),
+    Field('dist_gamma', 1.0, c.number(min=0), 'DIST weight of the intra-class relation'),
+    Field('dist_tau', 1.0, c.number(min=0, strict=True), 'DIST temperature'),
+    Field('rkd_distance', 25.0, c.number(min=0), 'RKD weight of the distance term'),
+    Field('rkd_angle', 50.0, c.number(min=0), 'RKD weight of the angle term'),
+    Field('kdsvd_k', 1, c.integer(min=1), 'KDSVD: singular vectors compared per layer'),
     Field('teacher_train_bn', False, c.boolean(), 'run the teacher with BatchNorm in training mode (batch '
           'statistics) as the original did; its stored statistics are never changed'),
     # --- output ---

@@ -3,19 +3,31 @@
     DistillBlock(x, label, t_logits, t_feat_1, ..., margin_1, ...)
         -> (total, logits, ce, term_1, ..., term_M)
 
-`total` (B,) = ce + sum_m weight_m * sum_p layer_weight_mp * loss_mp, the
+`total` (B,) = ce + sum_m f_m * weight_m * sum_p layer_weight_mp * loss_mp, the
 per-sample objective (averaged over the batch by `Trainer.step`); `ce` and
-each `term_m` (B,) are the unweighted per-sample values, for logging. The
-whole step (student forward, connectors, losses) hybridizes into one graph.
+each `term_m` (B,) are the unweighted per-sample values, for logging; f_m is
+the method's warm-up factor (1 unless `set_epoch` applied a declared
+warm-up). The whole step (student forward, connectors, losses) hybridizes
+into one graph.
 
 The plan comes from `config.resolve_plan`: for every method its weight and
-its (student tap, teacher tap) pairs.
+its (student tap, teacher tap) pairs. What each loss is called with follows
+from its registry declaration (`symbols.transfer.Method`), never from its
+name:
+
+    inputs 'logits'   loss(student logits, teacher logits)            once
+    inputs 'feature'  loss(student map [-> connector], teacher map)   per pair
+    inputs 'vector'   loss(student tap, teacher tap)                  per pair
+    inputs 'fsp'      loss(s_a, s_b, t_a, t_b)                        per (a, b) pair
+    inputs 'layers'   loss(s_1, ..., s_n, t_1, ..., t_n)              once, all pairs
+
+followed by the OFD margin when `margin` and by the labels when `labels`.
 """
 from mxnet import gluon
 from mxnet.gluon import HybridBlock
 
 import symbols
-from symbols.transfer import METHODS, Connector, PairingError
+from symbols.transfer import METHODS, Connector, PairingError, warmup_factor
 
 
 def plan_taps(plan):
@@ -48,17 +60,35 @@ class DistillBlock(HybridBlock):
         self.t_index = {t: i for i, t in enumerate(t_taps)}
         self.terms = [e['method'] for e in plan]
         self.margin_slots = []             # (method index, pair index) of each margin input
+        self.factors = [1.0] * len(plan)   # warm-up factor of each method (`set_epoch`)
         with self.name_scope():
             self.student = symbols.with_taps(student, s_taps)
             self.ce = gluon.loss.SoftmaxCrossEntropyLoss()
             self.extras = Extras(prefix='extras_')
             for m, entry in enumerate(plan):
                 spec = METHODS[entry['method']]
-                for p, _ in enumerate(entry['pairs'] or [None]):
+                for p in range(self._calls(m)):
                     self.register_child(spec.make(loss_options), self._loss_name(m, p))
                     if spec.margin:
                         self.margin_slots.append((m, p))
         self.connected = set()             # (method index, pair index) with a connector in `extras`
+
+    def _calls(self, m):
+        """How many times method m's loss is called: once for 'logits' and 'layers', else per pair."""
+        if METHODS[self.plan[m]['method']].inputs in ('logits', 'layers'):
+            return 1
+        return len(self.plan[m]['pairs'])
+
+    def set_epoch(self, epoch):
+        """Apply the declared warm-ups for the 0-based `epoch`: a method with
+        `warmup_epochs` W > 0 gets weight x min((epoch + 1) / W, 1) (mdistiller's DKD:
+        min(epoch / 20, 1) with epochs from 1). Call it before each epoch's first step;
+        the graph is rebuilt only when a factor changes. Returns the factors."""
+        factors = [warmup_factor(e['method'], epoch) for e in self.plan]
+        if factors != self.factors:
+            self.factors = factors
+            self._clear_cached_op()
+        return list(factors)
 
     def _loss_name(self, m, p):
         return 'loss_%s_%d' % (self.plan[m]['method'], p)
@@ -73,10 +103,17 @@ class DistillBlock(HybridBlock):
         margins = []
         for m, entry in enumerate(self.plan):
             spec = METHODS[entry['method']]
+            if spec.inputs == 'layers' and len(entry['pairs']) < 2:
+                raise PairingError('%s relates consecutive layers: give it two or more taps per net, e.g. '
+                                   '[stage1, stage2, stage3]; got %d' % (entry['method'], len(entry['pairs'])))
             for p, (s, t) in enumerate(entry['pairs']):
-                if spec.inputs == 'feature' and (len(s_shapes[s]) != 3 or len(t_shapes[t]) != 3):
+                if spec.inputs in ('feature', 'layers') and (len(s_shapes[s]) != 3 or len(t_shapes[t]) != 3):
                     raise PairingError('%s pairs feature maps, but student tap %r has shape %s and teacher tap '
                                        '%r has shape %s' % (entry['method'], s, s_shapes[s], t, t_shapes[t]))
+                if spec.inputs == 'vector' and (len(s_shapes[s]) not in (1, 3) or len(t_shapes[t]) not in (1, 3)):
+                    raise PairingError('%s pairs vectors (B, D) or maps (B, C, H, W) it pools, but student tap %r '
+                                       'has shape %s and teacher tap %r has shape %s'
+                                       % (entry['method'], s, s_shapes[s], t, t_shapes[t]))
                 if spec.connector:
                     self.add_connector(m, p, t_shapes[t][0], s_shapes[s][0])
                 if spec.margin:
@@ -104,25 +141,35 @@ class DistillBlock(HybridBlock):
         terms = []
         margin_of = dict(zip(self.margin_slots, margins))
         for m, entry in enumerate(self.plan):
-            method = entry['method']
-            kind = METHODS[method].inputs
+            spec = METHODS[entry['method']]
             term = None
-            for p, weight in enumerate(entry['layer_weights']):
-                loss = self._children[self._loss_name(m, p)]
-                if kind == 'logits':
-                    value = loss(logits, t_logits)
-                else:
-                    s_tap, t_tap = entry['pairs'][p]
-                    if kind == 'fsp':
-                        value = loss(s_feats[self.s_index[s_tap[0]]], s_feats[self.s_index[s_tap[1]]],
-                                     t_feats[self.t_index[t_tap[0]]], t_feats[self.t_index[t_tap[1]]])
-                    else:
-                        s = s_feats[self.s_index[s_tap]]
-                        if (m, p) in self.connected:
-                            s = self.extras._children[self._connector_name(m, p)](s)
-                        t = t_feats[self.t_index[t_tap]]
-                        value = loss(s, t, margin_of[(m, p)]) if (m, p) in margin_of else loss(s, t)
+            for p, (args, weight) in enumerate(self._loss_inputs(m, spec, logits, t_logits, s_feats, t_feats)):
+                if (m, p) in margin_of:
+                    args.append(margin_of[(m, p)])
+                if spec.labels:
+                    args.append(label)
+                value = self._children[self._loss_name(m, p)](*args)
                 term = value * weight if term is None else term + value * weight
             terms.append(term)
-            total = total + entry['weight'] * term
+            total = total + (self.factors[m] * entry['weight']) * term
         return (total, logits, ce) + tuple(terms)
+
+    def _loss_inputs(self, m, spec, logits, t_logits, s_feats, t_feats):
+        """[(loss inputs, layer weight)] of method m, one item per loss call, from its declared inputs."""
+        entry = self.plan[m]
+        if spec.inputs == 'logits':
+            return [([logits, t_logits], entry['layer_weights'][0])]
+        if spec.inputs == 'layers':
+            return [([s_feats[self.s_index[s]] for s, _ in entry['pairs']] +
+                     [t_feats[self.t_index[t]] for _, t in entry['pairs']], sum(entry['layer_weights']))]
+        calls = []
+        for p, ((s_tap, t_tap), weight) in enumerate(zip(entry['pairs'], entry['layer_weights'])):
+            if isinstance(s_tap, tuple):           # 'fsp': (a, b) taps per net
+                args = [s_feats[self.s_index[x]] for x in s_tap] + [t_feats[self.t_index[x]] for x in t_tap]
+            else:
+                s = s_feats[self.s_index[s_tap]]
+                if (m, p) in self.connected:
+                    s = self.extras._children[self._connector_name(m, p)](s)
+                args = [s, t_feats[self.t_index[t_tap]]]
+            calls.append((args, weight))
+        return calls

@@ -136,9 +136,13 @@ def epoch_seed(cfg, epoch):
     return cfg.seed * 100003 + epoch
 
 
+LOSS_OPTIONS = ('kd_t', 'mmd_kernel', 'mmd_degree', 'mmd_c', 'at_p', 'dkd_alpha', 'dkd_beta', 'dkd_t', 'dist_beta',
+                'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k')
+
+
 def _loss_options(cfg):
-    return {'kd_t': cfg.kd_t, 'mmd_kernel': cfg.mmd_kernel, 'mmd_degree': cfg.mmd_degree, 'mmd_c': cfg.mmd_c,
-            'at_p': cfg.at_p}
+    """The config keys the loss blocks' `make(options)` read."""
+    return {k: cfg[k] for k in LOSS_OPTIONS}
 
 
 class Session(object):
@@ -337,6 +341,7 @@ class Session(object):
     def _train_epoch(self, epoch):
         cfg, ctx = self.cfg, self.ctx
         seed_everything(epoch_seed(cfg, epoch))
+        self.block.set_epoch(epoch)              # per-epoch factors the methods declare (DKD's warm-up)
         names = ['ce'] + [e['method'] for e in self.plan]
         running = Running(names, cfg.num_classes)
         it = self.data.train(epoch)

@@ -133,3 +133,149 @@ def ofd_margin(gamma, beta):
         pdf = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
         out.append(b - s * pdf / cdf if cdf > 0.001 else -3 * s)
     return np.array(out)
+
+
+# --- logit methods -----------------------------------------------------------------------------
+def _kl(p, log_p, log_q):
+    """sum p (log p - log q) with 0 log 0 = 0 (PyTorch's kl_div, summed)."""
+    return sum(pi * (lp - lq) for pi, lp, lq in zip(p, log_p, log_q) if pi > 0)
+
+
+def dkd(s, t, labels, alpha=1.0, beta=8.0, T=4.0):
+    """mdistiller's dkd_loss per sample (its value is the batch mean), written sample by sample."""
+    out = []
+    for a, b, y in zip(s, t, labels):
+        y = int(y)
+        ps, pt = softmax(a / T), softmax(b / T)
+        bs = np.array([ps[y], sum(ps[c] for c in range(len(ps)) if c != y)])
+        bt = np.array([pt[y], sum(pt[c] for c in range(len(pt)) if c != y)])
+        tckd = _kl(bt, np.log(bt), np.log(bs)) * T ** 2
+        mask = np.zeros(len(a))
+        mask[y] = 1.0
+        qt = softmax(b / T - 1000.0 * mask)
+        za = a / T - 1000.0 * mask
+        log_qs = za - za.max() - np.log(np.exp(za - za.max()).sum())
+        nckd = sum(qt[c] * (np.log(qt[c]) - log_qs[c]) for c in range(len(a)) if qt[c] > 0) * T ** 2
+        out.append(alpha * tckd + beta * nckd)
+    return np.array(out)
+
+
+def _torch_cosine(x, y, eps):
+    """torch.nn.functional.cosine_similarity of two vectors (each norm clamped at eps)."""
+    return (x / max(np.sqrt((x ** 2).sum()), eps) * (y / max(np.sqrt((y ** 2).sum()), eps))).sum()
+
+
+def _pearson(x, y, eps=1e-8):
+    return _torch_cosine(x - x.mean(), y - y.mean(), eps)
+
+
+def dist(s, t, beta=1.0, gamma=1.0, tau=1.0):
+    """torchdistill's DISTLoss (the batch value)."""
+    ys = np.array([softmax(a / tau) for a in s])
+    yt = np.array([softmax(b / tau) for b in t])
+    inter = 1 - np.mean([_pearson(ys[i], yt[i]) for i in range(len(ys))])
+    intra = 1 - np.mean([_pearson(ys[:, c], yt[:, c]) for c in range(ys.shape[1])])
+    return tau ** 2 * (beta * inter + gamma * intra)
+
+
+# --- batch-relational methods (batch values) ------------------------------------------------
+def sp(s, t):
+    """RepDistiller's Similarity: ||G_s - G_t||_F^2 / B^2, G = row-normalised f f^T."""
+    B = len(s)
+    fs, ft = s.reshape(B, -1), t.reshape(B, -1)
+    gs = norm_rows(np.array([[fs[i] @ fs[j] for j in range(B)] for i in range(B)]))
+    gt = norm_rows(np.array([[ft[i] @ ft[j] for j in range(B)] for i in range(B)]))
+    return ((gs - gt) ** 2).sum() / B ** 2
+
+
+def _pooled(x):
+    return x.mean(axis=(2, 3)) if x.ndim == 4 else x
+
+
+def _smooth_l1(x):
+    x = abs(x)
+    return 0.5 * x * x if x < 1 else x - 0.5
+
+
+def rkd(s, t, w_d=25.0, w_a=50.0, eps=1e-12):
+    """RepDistiller's RKDLoss on pooled features (the batch value)."""
+    s, t = _pooled(s), _pooled(t)
+    B = len(s)
+
+    def distances(e):
+        d = np.zeros((B, B))
+        for i in range(B):
+            for j in range(B):
+                if i != j:
+                    d[i, j] = math.sqrt(max(((e[i] - e[j]) ** 2).sum(), eps))
+        return d / d[d > 0].mean()
+
+    def angles(e):
+        a = np.zeros((B, B, B))
+        for i in range(B):
+            for j in range(B):
+                for k in range(B):
+                    u, v = norm_rows(e[j] - e[i]), norm_rows(e[k] - e[i])
+                    a[i, j, k] = u @ v
+        return a
+
+    ds, dt = distances(s), distances(t)
+    loss_d = np.mean([_smooth_l1(x) for x in (ds - dt).ravel()])
+    loss_a = np.mean([_smooth_l1(x) for x in (angles(s) - angles(t)).ravel()])
+    return w_d * loss_d + w_a * loss_a
+
+
+def pkt(s, t, eps=1e-7):
+    """RepDistiller's PKT on pooled features (the batch value)."""
+    def probabilities(x):
+        x = x / (np.sqrt((x ** 2).sum(axis=1, keepdims=True)) + eps)
+        k = np.array([[(x[i] @ x[j] + 1) / 2 for j in range(len(x))] for i in range(len(x))])
+        return k / k.sum(axis=1, keepdims=True)
+    ps, pt = probabilities(_pooled(s)), probabilities(_pooled(t))
+    return np.mean(pt * np.log((pt + eps) / (ps + eps)))
+
+
+# --- KDSVD ---------------------------------------------------------------------------------
+def _svd_vectors(x, n):
+    """Normalised right singular vectors (C, n) and normalised singular values (n,) of
+    X = F^T (H*W x C), decreasing, from numpy's SVD."""
+    c = x.shape[0]
+    X = x.reshape(c, -1).T
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    n = min(n, len(sv))
+    v = vt[:n].T
+    v = v / np.maximum(np.sqrt((v ** 2).sum(axis=0, keepdims=True)), 1e-12)
+    s = sv[:n] / max(np.sqrt((sv[:n] ** 2).sum()), 1e-12)
+    return v, s
+
+
+def kdsvd(s_maps, t_maps, k=1):
+    """RepDistiller's KDSVD per sample (its value is the batch mean), from numpy's SVD; each
+    teacher singular vector oriented with its largest-magnitude component positive."""
+    B = len(s_maps[0])
+    out = np.zeros(B)
+    for b in range(B):
+        prev = None
+        for fs, ft in zip(s_maps, t_maps):
+            vt, st = _svd_vectors(ft[b], k)
+            vs, _ = _svd_vectors(fs[b], k + 3)
+            for j in range(vt.shape[1]):
+                if vt[np.argmax(np.abs(vt[:, j])), j] < 0:
+                    vt[:, j] = -vt[:, j]
+            cos = vs.T @ vt                                         # (k+3, k)
+            aligned = np.zeros_like(vt)
+            for j in range(vt.shape[1]):
+                best = np.abs(cos[:, j]).max()
+                for m in range(vs.shape[1]):
+                    if abs(cos[m, j]) == best:
+                        aligned[:, j] += np.sign(cos[m, j]) * vs[:, m]
+            vt, vs = vt * st, aligned * st
+            if prev is not None:
+                for j in range(vt.shape[1]):
+                    for c in range(vt.shape[0]):
+                        for c2 in range(prev[1].shape[0]):
+                            rs = math.exp(-(vs[c, j] - prev[0][c2, j]) ** 2 / 8)
+                            rt = math.exp(-(vt[c, j] - prev[1][c2, j]) ** 2 / 8)
+                            out[b] += (rs - rt) ** 2
+            prev = (vs, vt)
+    return out

@@ -1,121 +1,17 @@
-"""Transfer losses: KD, FitNet, AT, NST (MMD with linear / poly / Gaussian
-kernels), FSP and OFD, plus the connectors that FitNet and OFD train.
+"""Feature-map losses: FitNet, AT, NST (MMD with linear / poly / Gaussian
+kernels), FSP, OFD and KDSVD.
 
-Every loss is a parameter-free HybridBlock that returns the **per-sample**
-loss, shape (B,), unweighted; the trainer adds ``weight * loss`` to each
-sample's cross-entropy and averages over the batch (as the original's
-MakeLoss / SoftmaxOutput with ``grad_scale=weight`` and an optimizer that
-rescales by 1/batch). Teacher inputs never receive gradients.
-
-Notation: a feature map of one sample is F (C, H, W), read as a C x N matrix
-with N = H*W; ``norm(v) = v / max(||v||_2, 1e-12)``. Where student and
-teacher maps differ in H x W, the larger one is adaptive-average-pooled to the
-smaller first (NST, AT, FitNet, OFD, FSP). Shape-dependent choices (pooling,
-the cheaper NST form) are made from the first NDArray call and remade when
-the shapes change.
-
-Adding a method: write one loss block and add one `METHODS` entry.
+F is one sample's map (C, H, W) read as a C x N matrix with N = H*W. Where
+student and teacher maps differ in H x W, the larger one is
+adaptive-average-pooled to the smaller first (NST, AT, FitNet, OFD, FSP).
+Shape-dependent choices (pooling, the cheaper NST form) are made from the
+first NDArray call and remade when the shapes change.
 """
 import math
-from collections import OrderedDict, namedtuple
 
 from mxnet import ndarray as nd
-from mxnet.gluon import nn, HybridBlock
 
-from .common import batch_norm
-
-NORM_EPS = 1e-12
-
-
-class PairingError(ValueError):
-    """Student and teacher outputs that a loss cannot pair."""
-
-
-def _rows(F, x):
-    """(B, C, H, W) -> (B, C, H*W) with each row L2-normalised.
-
-    MXNet's fused L2Normalization on the (B*C, H*W) matrix ('instance' mode:
-    measured 1.7x faster forward + backward than its 'spatial' mode on the
-    same rows) computes v / sqrt(||v||^2 + 1e-24): the definition's
-    v / max(||v||, 1e-12) for every row but those with a norm below 1e-10
-    (a zero row stays zero).
-    """
-    x = F.reshape(x, shape=(0, 0, -1))
-    rows = F.L2Normalization(F.reshape(x, shape=(-3, -1)), mode='instance', eps=NORM_EPS ** 2)
-    return F.reshape_like(rows, x)
-
-
-def _rows_original(F, x):
-    """The original NST code's normalisation: L2Normalization(mode='spatial', eps=1e-10)."""
-    return F.reshape(F.L2Normalization(x, mode='spatial', eps=1e-10), shape=(0, 0, -1))
-
-
-def _pool_to(F, x, size):
-    return x if size is None else F.contrib.AdaptiveAvgPooling2D(x, output_size=size)
-
-
-class ShapedLoss(HybridBlock):
-    """Base of the feature losses: shape checks and spatial matching.
-
-    `_configure(shapes)` receives the per-sample shapes of the NDArray inputs
-    on the first call (and whenever they change); it validates them and sets
-    the static attributes `hybrid_forward` relies on. Symbol callers must call
-    `prepare(*shapes)` first.
-    """
-
-    def __init__(self, **kwargs):
-        super(ShapedLoss, self).__init__(**kwargs)
-        self._shapes = None
-
-    def prepare(self, *shapes):
-        shapes = tuple(tuple(s) for s in shapes)
-        if shapes != self._shapes:
-            self._configure(shapes)
-            self._shapes = shapes
-            self._clear_cached_op()
-
-    def forward(self, x, *args):
-        if isinstance(x, nd.NDArray):
-            self.prepare(*[a.shape[1:] for a in (x,) + args if isinstance(a, nd.NDArray)])
-        return super(ShapedLoss, self).forward(x, *args)
-
-    def _configure(self, shapes):
-        raise NotImplementedError
-
-    def _match_spatial(self, s_shape, t_shape, what):
-        """Set self._ps / self._pt: the size each side is pooled to (or None)."""
-        if len(s_shape) != 3 or len(t_shape) != 3:
-            raise PairingError('%s needs 4-D feature maps (B, C, H, W); got per-sample shapes %s and %s'
-                               % (what, s_shape, t_shape))
-        size = (min(s_shape[1], t_shape[1]), min(s_shape[2], t_shape[2]))
-        self._ps = size if tuple(s_shape[1:]) != size else None
-        self._pt = size if tuple(t_shape[1:]) != size else None
-        return size
-
-
-class KDLoss(HybridBlock):
-    """Hinton's KD: KL(softmax(t/T) || softmax(s/T)) per sample.
-
-    Inputs: student and teacher logits (B, K). Output (B,). With weight w its
-    gradient w.r.t. s is w/T * (softmax(s/T) - softmax(t/T)), that of the
-    original's ``SoftmaxOutput(s/T, label=softmax(t/T), grad_scale=w)``.
-    """
-
-    def __init__(self, temperature=4.0, **kwargs):
-        super(KDLoss, self).__init__(**kwargs)
-        self.temperature = float(temperature)
-
-    def forward(self, s, t):
-        if isinstance(s, nd.NDArray) and s.shape[1:] != t.shape[1:]:
-            raise PairingError('KD needs student and teacher logits with the same number of classes; '
-                               'got %d and %d' % (s.shape[1], t.shape[1]))
-        return super(KDLoss, self).forward(s, t)
-
-    def hybrid_forward(self, F, s, t):
-        t = F.stop_gradient(t) / self.temperature
-        log_pt = F.log_softmax(t, axis=1)
-        log_ps = F.log_softmax(s / self.temperature, axis=1)
-        return F.sum(F.exp(log_pt) * (log_pt - log_ps), axis=1)
+from .base import NORM_EPS, PairingError, ShapedLoss, _normalize, _pool_to, _rows, _rows_original
 
 
 class NSTLoss(ShapedLoss):
@@ -353,66 +249,96 @@ def ofd_margin(gamma, beta):
     return out.astype(np.float32)
 
 
-class Connector(HybridBlock):
-    """Student-side regressor to the teacher's channels: 1x1 conv + BN.
 
-    Trained with the student, saved in its training checkpoints, left out of
-    the exported student.
+class KDSVDLoss(ShapedLoss):
+    """KD with SVD (Lee et al., ECCV 2018; RepDistiller's ``KDSVD(k=1)``).
+
+    Inputs: student maps S_1..S_n then teacher maps T_1..T_n (n >= 2, each
+    (B, C_i, H_i, W_i); student and teacher channels equal layer by layer,
+    H x W free). Output (B,).
+
+    Per sample and layer, X = F^T (N x C, N = H*W) and V_m (C,) its right
+    singular vectors in order of decreasing singular value s_m: the teacher's
+    first k, the student's first k + 3 (at most min(C, N)), each normalised;
+    the teacher's k singular values are normalised, s~ = s / ||s||. Each
+    teacher vector v_t,j is paired with the student vector of largest
+    |cos(v_s, v_t,j)|, sign-flipped to agree with it; both are scaled by
+    s~_j. Between consecutive layers i-1 and i, with the RBF
+    r(a, b) = exp(-(a_c - b_c')^2 / 8) taken for every component pair
+    (c of layer i, c' of layer i-1) and every j:
+
+        loss = sum_{i >= 1} sum_{c, c', j} (r(v_s,i, v_s,i-1) - r(v_t,i, v_t,i-1))^2
+
+    with non-finite terms set to 0 (the peers' ``removenan``); the peers'
+    value is its mean over the batch.
+
+    MXNet 1.9.1's ``F.linalg`` has no SVD (``gesvd`` is not in 1.9.1), but
+    ``syevd`` with its gradient: the V_m are the eigenvectors of the C x C
+    Gram matrix F F^T (``syrk``) and s_m^2 its eigenvalues, the same
+    functions of F with the same derivatives. Singular vectors have no
+    intrinsic sign and the loss compares a layer's teacher vector with the
+    previous layer's, so its value depends on each teacher vector's sign (the
+    peers' on whatever sign their LAPACK call returns): here every teacher
+    vector is oriented so that its largest-magnitude component is positive.
+    The student's sign never matters (it is aligned to the teacher's).
     """
 
-    def __init__(self, out_channels, in_channels=0, **kwargs):
-        super(Connector, self).__init__(**kwargs)
-        with self.name_scope():
-            self.conv = nn.Conv2D(out_channels, 1, use_bias=False, in_channels=in_channels)
-            self.bn = batch_norm()
+    def __init__(self, k=1, **kwargs):
+        super(KDSVDLoss, self).__init__(**kwargs)
+        if int(k) != k or k < 1:
+            raise ValueError('KDSVD k must be a positive integer, got %r' % (k,))
+        self.k = int(k)
 
-    def hybrid_forward(self, F, x):
-        return self.bn(self.conv(x))
+    def _configure(self, shapes):
+        n = len(shapes) // 2
+        if len(shapes) % 2 or n < 2 or any(len(s) != 3 for s in shapes):
+            raise PairingError('KDSVD takes two or more 4-D maps (B, C, H, W) per net, student maps first; got '
+                               'per-sample shapes %s' % (shapes,))
+        s_shapes, t_shapes = shapes[:n], shapes[n:]
+        for i, (s, t) in enumerate(zip(s_shapes, t_shapes)):
+            if s[0] != t[0]:
+                raise PairingError('KDSVD needs equal student and teacher channel counts layer by layer; layer %d '
+                                   'has %d and %d: choose taps whose channels agree' % (i, s[0], t[0]))
+        # (channels, vectors kept) of every map: at most min(C, H*W) singular vectors exist
+        self._s_dims = [(s[0], min(self.k + 3, s[0], s[1] * s[2])) for s in s_shapes]
+        self._t_dims = [(t[0], min(self.k, t[0], t[1] * t[2])) for t in t_shapes]
 
+    @staticmethod
+    def _svd(F, x, channels, keep):
+        """(B, C, H, W) -> normalised right singular vectors (B, C, keep) and singular
+        values (B, keep), in decreasing order."""
+        g = F.linalg.syrk(F.reshape(x, shape=(0, 0, -1)), transpose=False)       # (B, C, C) = F F^T
+        u, lam = F.linalg.syevd(g)                     # rows of u: eigenvectors, eigenvalues ascending
+        v = F.reverse(F.slice_axis(u, axis=1, begin=channels - keep, end=channels), axis=1)      # (B, keep, C)
+        s = F.sqrt(F.relu(F.reverse(F.slice_axis(lam, axis=1, begin=channels - keep, end=channels), axis=1)))
+        return _normalize(F, F.transpose(v, axes=(0, 2, 1)), axis=1), s
 
-# ---------------------------------------------------------------------------
-# Registry: one entry a method.
-#   inputs: 'logits' (student, teacher logits), 'feature' (one student and one
-#           teacher map per pair), 'fsp' (two maps per net per pair);
-#   connector: the student map goes through a Connector to the teacher's
-#           channels first; margin: the loss also takes the OFD margin;
-#   weight: the paper's weight; make(cfg): the loss block from the config.
-Method = namedtuple('Method', 'name inputs connector margin weight make')
+    @staticmethod
+    def _rbf(F, a, b):
+        """exp(-(a_c - b_c')^2 / 8): (B, Ca, k), (B, Cb, k) -> (B, Ca, Cb, k)."""
+        d = F.broadcast_sub(F.expand_dims(a, axis=2), F.expand_dims(b, axis=1))
+        return F.exp(-F.square(d) / 8.0)
 
-METHODS = OrderedDict()
-METHODS['kd'] = Method('kd', 'logits', False, False, 16.0, lambda c: KDLoss(c.get('kd_t', 4.0)))
-METHODS['fitnet'] = Method('fitnet', 'feature', True, False, 100.0, lambda c: FitNetLoss())
-METHODS['at'] = Method('at', 'feature', False, False, 1000.0, lambda c: ATLoss(c.get('at_p', 2)))
-METHODS['mmd'] = Method('mmd', 'feature', False, False, 50.0,
-                        lambda c: NSTLoss(c.get('mmd_kernel', 'poly'), c.get('mmd_degree', 2),
-                                          c.get('mmd_c', 0.0)))
-METHODS['fsp'] = Method('fsp', 'fsp', False, False, 1.0, lambda c: FSPLoss())
-METHODS['ofd'] = Method('ofd', 'feature', True, True, 1e-3, lambda c: OFDLoss())
-ALIASES = {'nst': 'mmd'}
-
-
-def canonical_method(name):
-    """'nst' -> 'mmd'; unknown names raise ValueError listing the methods."""
-    name = ALIASES.get(name, name)
-    if name not in METHODS:
-        raise ValueError('unknown transfer method %r; available: %s (nst is an alias of mmd)'
-                         % (name, ', '.join(METHODS)))
-    return name
-
-
-def parse_kt_type(kt_type):
-    """'kd+mmd' -> ['kd', 'mmd'] (aliases resolved, duplicates rejected)."""
-    names = [canonical_method(p.strip()) for p in str(kt_type).split('+') if p.strip()]
-    if not names:
-        raise ValueError('kt_type is empty; use e.g. "kd", "mmd" or "kd+mmd"')
-    if len(set(names)) != len(names):
-        raise ValueError('kt_type %r names a method twice' % kt_type)
-    return names
-
-
-def default_weight(method, kernel='poly'):
-    """The paper's weight for `method` (NST: 50 for linear/poly, 100 for Gaussian)."""
-    method = canonical_method(method)
-    if method == 'mmd' and kernel == 'gaussian':
-        return 100.0
-    return METHODS[method].weight
+    def hybrid_forward(self, F, *maps):
+        n = len(maps) // 2
+        loss, prev = None, None
+        for i in range(n):
+            v_t, s_t = self._svd(F, F.stop_gradient(maps[n + i]), *self._t_dims[i])
+            v_s, _ = self._svd(F, maps[i], *self._s_dims[i])
+            # orient each teacher vector: its largest-magnitude component positive
+            top = F.pick(v_t, F.argmax(F.abs(v_t), axis=1), axis=1)                 # (B, k)
+            v_t = F.broadcast_mul(v_t, F.expand_dims(F.where(top >= 0, F.ones_like(top), -F.ones_like(top)), 1))
+            # align: the student vector of largest |cos| with each teacher vector, signed
+            cos = F.batch_dot(v_s, v_t, transpose_a=True)                            # (B, k+3, k)
+            best = F.max(F.abs(cos), axis=1, keepdims=True)
+            mask = F.stop_gradient(F.broadcast_equal(F.abs(cos), best) * F.sign(cos))
+            v_s = F.batch_dot(v_s, mask)                                             # (B, C, k)
+            s_t = F.expand_dims(_normalize(F, s_t, axis=1), axis=1)                  # (B, 1, k)
+            v_t, v_s = F.broadcast_mul(v_t, s_t), F.broadcast_mul(v_s, s_t)
+            if prev is not None:
+                d = F.square(self._rbf(F, v_s, prev[0]) - F.stop_gradient(self._rbf(F, v_t, prev[1])))
+                d = F.where(F.stop_gradient(d - d == 0), d, F.zeros_like(d))       # finite: d - d == 0
+                term = F.sum(d, axis=(1, 2, 3))
+                loss = term if loss is None else loss + term
+            prev = (v_s, v_t)
+        return loss

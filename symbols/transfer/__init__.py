@@ -1,0 +1,133 @@
+"""Transfer losses and their registry.
+
+Families (one module each):
+
+- `logit`: KD (Hinton), DKD (decoupled KD, takes the labels), DIST;
+- `feature`: FitNet, AT, NST (MMD with linear / poly / Gaussian kernels),
+  FSP, OFD (with `ofd_margin`), KDSVD;
+- `relational`: SP, RKD, PKT (batch-relational);
+- `base`: `ShapedLoss`, `PairingError`, `Connector` and shared helpers.
+
+Every loss is a parameter-free HybridBlock that returns the **per-sample**
+loss, shape (B,), unweighted; the trainer adds ``weight * loss`` to each
+sample's cross-entropy and averages over the batch (as the original's
+MakeLoss / SoftmaxOutput with ``grad_scale=weight`` and an optimizer that
+rescales by 1/batch). A batch-relational loss returns a (B,) vector whose
+mean is its batch loss. Teacher inputs never receive gradients.
+
+Adding a method: write one loss block and add one `METHODS` entry that
+declares what the loss takes (`Method` below); `core.distiller` routes the
+inputs from the declaration.
+"""
+import math                                          # noqa: F401  (names the former transfer.py module
+from collections import OrderedDict, namedtuple      # offered stay importable from symbols.transfer)
+
+from mxnet import ndarray as nd                      # noqa: F401
+from mxnet.gluon import nn, HybridBlock              # noqa: F401
+
+from ..common import batch_norm                      # noqa: F401
+from .base import NORM_EPS, PairingError, ShapedLoss, Connector, _rows, _rows_original, _pool_to
+from .logit import KDLoss, DKDLoss, DISTLoss
+from .feature import (NSTLoss, OriginalNSTPolyLoss, ATLoss, FitNetLoss, FSPLoss, OFDLoss, KDSVDLoss,
+                      ofd_margin)
+from .relational import SPLoss, RKDLoss, PKTLoss
+
+# ---------------------------------------------------------------------------
+# Registry: one entry a method.
+#   name, weight: the registry key and the peers' CIFAR weight (`default_weight`);
+#   make(cfg): the loss block from the config's loss options (a dict; `make({})` gives
+#           the peers' defaults);
+#   inputs: what the loss block is called with (see INPUTS);
+#   connector: the student tap goes through a Connector (1x1 conv + BN) to the
+#           teacher's channels first ('feature' methods);
+#   margin: the loss also takes the OFD margin of the teacher tap;
+#   labels: the loss also takes the ground-truth labels (B,), as its last input;
+#   warmup_epochs: 0, or W > 0 to scale the method's weight by min((epoch + 1) / W, 1)
+#           in the 0-based epoch (mdistiller's min(epoch / W, 1) with epochs from 1);
+#           `warmup_factor` computes it, `DistillBlock.set_epoch` applies it;
+#   relational: the loss is batch-relational (its per-sample values are shares of a batch
+#           loss; under several devices each device's batch is its own).
+INPUTS = OrderedDict([
+    ('logits', 'student and teacher logits (B, K); the method takes no taps'),
+    ('feature', 'per tap pair: the student and the teacher feature map (B, C, H, W)'),
+    ('vector', 'per tap pair: the student and the teacher tap, each a vector (B, D) or a map '
+               '(B, C, H, W) that the loss pools globally'),
+    ('fsp', 'per tap pair of (a, b) taps: student a, student b, teacher a, teacher b maps'),
+    ('layers', 'all of the method\'s tap pairs in one call, in order: student maps 1..n, then teacher '
+               'maps 1..n (n >= 2); its term is scaled by the sum of the layer weights'),
+])
+
+Method = namedtuple('Method', 'name inputs connector margin weight make labels warmup_epochs relational',
+                    defaults=(False, 0, False))
+
+METHODS = OrderedDict()
+METHODS['kd'] = Method('kd', 'logits', False, False, 16.0, lambda c: KDLoss(c.get('kd_t', 4.0)))
+METHODS['fitnet'] = Method('fitnet', 'feature', True, False, 100.0, lambda c: FitNetLoss())
+METHODS['at'] = Method('at', 'feature', False, False, 1000.0, lambda c: ATLoss(c.get('at_p', 2)))
+METHODS['mmd'] = Method('mmd', 'feature', False, False, 50.0,
+                        lambda c: NSTLoss(c.get('mmd_kernel', 'poly'), c.get('mmd_degree', 2),
+                                          c.get('mmd_c', 0.0)))
+METHODS['fsp'] = Method('fsp', 'fsp', False, False, 1.0, lambda c: FSPLoss())
+METHODS['ofd'] = Method('ofd', 'feature', True, True, 1e-3, lambda c: OFDLoss())
+# RepDistiller / mdistiller CIFAR-100 weights: SP 3000, RKD 1 (25 / 50 inside), PKT 30000, KDSVD 1.
+METHODS['sp'] = Method('sp', 'feature', False, False, 3000.0, lambda c: SPLoss(), relational=True)
+METHODS['rkd'] = Method('rkd', 'vector', False, False, 1.0,
+                        lambda c: RKDLoss(c.get('rkd_distance', 25.0), c.get('rkd_angle', 50.0)),
+                        relational=True)
+METHODS['pkt'] = Method('pkt', 'vector', False, False, 30000.0, lambda c: PKTLoss(), relational=True)
+METHODS['kdsvd'] = Method('kdsvd', 'layers', False, False, 1.0, lambda c: KDSVDLoss(c.get('kdsvd_k', 1)))
+# mdistiller DKD: CE weight 1, alpha 1, beta 8, T 4 inside the loss, warm-up 20 epochs.
+METHODS['dkd'] = Method('dkd', 'logits', False, False, 1.0,
+                        lambda c: DKDLoss(c.get('dkd_alpha', 1.0), c.get('dkd_beta', 8.0), c.get('dkd_t', 4.0)),
+                        labels=True, warmup_epochs=20)
+# torchdistill DISTLoss(beta=1, gamma=1, tau=1) with weight 2 (its only DIST config, ILSVRC2012).
+METHODS['dist'] = Method('dist', 'logits', False, False, 2.0,
+                         lambda c: DISTLoss(c.get('dist_beta', 1.0), c.get('dist_gamma', 1.0),
+                                            c.get('dist_tau', 1.0)),
+                         relational=True)
+ALIASES = {'nst': 'mmd'}
+
+
+def canonical_method(name):
+    """'nst' -> 'mmd'; unknown names raise ValueError listing the methods."""
+    name = ALIASES.get(name, name)
+    if name not in METHODS:
+        raise ValueError('unknown transfer method %r; available: %s (nst is an alias of mmd)'
+                         % (name, ', '.join(METHODS)))
+    return name
+
+
+def parse_kt_type(kt_type):
+    """'kd+mmd' -> ['kd', 'mmd'] (aliases resolved, duplicates rejected)."""
+    names = [canonical_method(p.strip()) for p in str(kt_type).split('+') if p.strip()]
+    if not names:
+        raise ValueError('kt_type is empty; use e.g. "kd", "mmd" or "kd+mmd"')
+    if len(set(names)) != len(names):
+        raise ValueError('kt_type %r names a method twice' % kt_type)
+    return names
+
+
+def default_weight(method, kernel='poly'):
+    """The paper's weight for `method` (NST: 50 for linear/poly, 100 for Gaussian)."""
+    method = canonical_method(method)
+    if method == 'mmd' and kernel == 'gaussian':
+        return 100.0
+    return METHODS[method].weight
+
+
+def takes_taps(method):
+    """Whether `method` reads network taps (everything but the logit methods)."""
+    return METHODS[canonical_method(method)].inputs != 'logits'
+
+
+def warmup_factor(method, epoch):
+    """The factor on `method`'s weight in the 0-based `epoch`: min((epoch + 1) / W, 1) for a
+    declared warm-up of W epochs, else 1."""
+    w = METHODS[canonical_method(method)].warmup_epochs
+    return 1.0 if not w else min((epoch + 1) / float(w), 1.0)
+
+
+__all__ = ['NORM_EPS', 'PairingError', 'ShapedLoss', 'Connector', 'KDLoss', 'DKDLoss', 'DISTLoss', 'NSTLoss',
+           'OriginalNSTPolyLoss', 'ATLoss', 'FitNetLoss', 'FSPLoss', 'OFDLoss', 'KDSVDLoss', 'ofd_margin',
+           'SPLoss', 'RKDLoss', 'PKTLoss', 'INPUTS', 'Method', 'METHODS', 'ALIASES', 'canonical_method', 'parse_kt_type',
+           'default_weight', 'takes_taps', 'warmup_factor']

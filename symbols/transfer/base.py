@@ -1,0 +1,122 @@
+"""What every transfer loss shares: the shape-checking base block, the
+pairing error, row normalisation, spatial matching and the student-side
+Connector.
+
+Conventions of all losses: inputs are (student ..., teacher ...[, extra]);
+the output is the **per-sample** loss, shape (B,), unweighted; teacher inputs
+never receive gradients (`F.stop_gradient`). ``norm(v) = v / max(||v||_2, eps)``.
+"""
+from mxnet import ndarray as nd
+from mxnet.gluon import nn, HybridBlock
+
+from ..common import batch_norm
+
+NORM_EPS = 1e-12
+
+
+class PairingError(ValueError):
+    """Student and teacher outputs that a loss cannot pair."""
+
+
+def _rows(F, x):
+    """(B, C, H, W) -> (B, C, H*W) with each row L2-normalised.
+
+    MXNet's fused L2Normalization on the (B*C, H*W) matrix ('instance' mode:
+    measured 1.7x faster forward + backward than its 'spatial' mode on the
+    same rows) computes v / sqrt(||v||^2 + 1e-24): the definition's
+    v / max(||v||, 1e-12) for every row but those with a norm below 1e-10
+    (a zero row stays zero).
+    """
+    x = F.reshape(x, shape=(0, 0, -1))
+    rows = F.L2Normalization(F.reshape(x, shape=(-3, -1)), mode='instance', eps=NORM_EPS ** 2)
+    return F.reshape_like(rows, x)
+
+
+def _rows_original(F, x):
+    """The original NST code's normalisation: L2Normalization(mode='spatial', eps=1e-10)."""
+    return F.reshape(F.L2Normalization(x, mode='spatial', eps=1e-10), shape=(0, 0, -1))
+
+
+def _pool_to(F, x, size):
+    return x if size is None else F.contrib.AdaptiveAvgPooling2D(x, output_size=size)
+
+
+def _normalize(F, x, axis, eps=NORM_EPS):
+    """x / max(||x||_2 along `axis`, eps): PyTorch's F.normalize(x, dim=axis).
+
+    The norm is taken as sqrt(max(||x||^2, eps^2)) (the same value): a zero x then has a
+    zero gradient instead of sqrt's infinite one at 0 times 0."""
+    return F.broadcast_div(x, _norm(F, x, axis, eps))
+
+
+def _norm(F, x, axis, eps):
+    """max(||x||_2 along `axis` (keepdims), eps), with a finite gradient at x = 0."""
+    return F.sqrt(F.maximum(F.sum(F.square(x), axis=axis, keepdims=True), eps * eps))
+
+
+def _eye(F, x):
+    """The B x B identity matrix for x (B, ...) (x's dtype, no gradient), built from the
+    graph so that a hybridized block works for any batch size."""
+    r = F.contrib.arange_like(x, axis=0)
+    return F.stop_gradient(F.broadcast_equal(F.reshape(r, shape=(-1, 1)), F.reshape(r, shape=(1, -1))))
+
+
+def _flat(F, x):
+    """(B, ...) -> (B, prod(...))."""
+    return F.reshape(x, shape=(0, -1))
+
+
+class ShapedLoss(HybridBlock):
+    """Base of the losses that check their inputs' shapes.
+
+    `_configure(shapes)` receives the per-sample shapes of the NDArray inputs
+    on the first call (and whenever they change); it validates them and sets
+    the static attributes `hybrid_forward` relies on. Symbol callers must call
+    `prepare(*shapes)` first.
+    """
+
+    def __init__(self, **kwargs):
+        super(ShapedLoss, self).__init__(**kwargs)
+        self._shapes = None
+
+    def prepare(self, *shapes):
+        shapes = tuple(tuple(s) for s in shapes)
+        if shapes != self._shapes:
+            self._configure(shapes)
+            self._shapes = shapes
+            self._clear_cached_op()
+
+    def forward(self, x, *args):
+        if isinstance(x, nd.NDArray):
+            self.prepare(*[a.shape[1:] for a in (x,) + args if isinstance(a, nd.NDArray)])
+        return super(ShapedLoss, self).forward(x, *args)
+
+    def _configure(self, shapes):
+        raise NotImplementedError
+
+    def _match_spatial(self, s_shape, t_shape, what):
+        """Set self._ps / self._pt: the size each side is pooled to (or None)."""
+        if len(s_shape) != 3 or len(t_shape) != 3:
+            raise PairingError('%s needs 4-D feature maps (B, C, H, W); got per-sample shapes %s and %s'
+                               % (what, s_shape, t_shape))
+        size = (min(s_shape[1], t_shape[1]), min(s_shape[2], t_shape[2]))
+        self._ps = size if tuple(s_shape[1:]) != size else None
+        self._pt = size if tuple(t_shape[1:]) != size else None
+        return size
+
+
+class Connector(HybridBlock):
+    """Student-side regressor to the teacher's channels: 1x1 conv + BN.
+
+    Trained with the student, saved in its training checkpoints, left out of
+    the exported student.
+    """
+
+    def __init__(self, out_channels, in_channels=0, **kwargs):
+        super(Connector, self).__init__(**kwargs)
+        with self.name_scope():
+            self.conv = nn.Conv2D(out_channels, 1, use_bias=False, in_channels=in_channels)
+            self.bn = batch_norm()
+
+    def hybrid_forward(self, F, x):
+        return self.bn(self.conv(x))
