@@ -8,7 +8,8 @@
 #
 # Environment: NST_GPU=1 installs mxnet-cu112 instead of the CPU mxnet;
 # NST_HOROVOD=1/0 builds Horovod or not (default: with --deps only);
-# PYTHON picks the interpreter for a new .venv (default python3.11 or python3).
+# PYTHON picks the interpreter for a new .venv (default python3.11 or python3;
+# Python 3.10, 3.11 or 3.12); NST_VENV names the environment (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -18,16 +19,34 @@ DEPS_ONLY=0
 say() { printf '\n==> %s\n' "$*"; }
 
 # 1. virtual environment -------------------------------------------------------
-if [[ -n "${VIRTUAL_ENV:-}" ]]; then
-  PY="$VIRTUAL_ENV/bin/python"
-  say "using the active virtual environment $VIRTUAL_ENV"
-else
-  if [[ ! -x .venv/bin/python ]]; then
-    BASE=${PYTHON:-$(command -v python3.11 || command -v python3)}
-    say "creating .venv with $BASE"
-    "$BASE" -m venv .venv
+# A pyenv shim (python3.12) runs only the versions pyenv has selected: ask
+# pyenv for the interpreter of any installed version that has the command.
+real_python() {
+  if ! "$1" -c '' >/dev/null 2>&1 && command -v pyenv >/dev/null; then
+    local v; v=$(pyenv whence "$1" 2>/dev/null | tail -n 1)
+    [[ -n "$v" ]] && PYENV_VERSION=$v pyenv which "$1" 2>/dev/null && return
   fi
-  PY="$ROOT/.venv/bin/python"
+  echo "$1"
+}
+VENV=${NST_VENV:-.venv}
+[[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then PY="$VIRTUAL_ENV/bin/python"
+elif [[ -x "$VENV/bin/python" ]]; then PY="$VENV/bin/python"
+else PY=$(real_python "${PYTHON:-$(command -v python3.11 || command -v python3)}")
+fi
+# mxnet 1.9.1 needs numpy 1.x (core/compat.py), which has no wheels for 3.13+
+PYV=$("$PY" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])' 2>/dev/null) || PYV="not a working Python"
+case "$PYV" in
+  "Python 3.10"|"Python 3.11"|"Python 3.12") ;;
+  *) echo "init.sh: $PY is $PYV; this project works with Python 3.10, 3.11 and 3.12 only (mxnet 1.9.1 needs numpy 1.x, which has no wheels for 3.13+; before 3.10 is untested): run PYTHON=python3.11 bash init.sh (get one with pyenv install 3.11, or apt-get install python3.11)" >&2
+     exit 1 ;;
+esac
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+  say "using the active virtual environment $VIRTUAL_ENV"
+elif [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating $VENV with $PY ($PYV)"
+  "$PY" -m venv "$VENV"
+  PY="$VENV/bin/python"
 fi
 
 # 2. packages (skipped when setup.py and constraints.txt are unchanged) --------
@@ -42,11 +61,14 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   if [[ "$EXTRA" == gpu ]]; then OTHER=mxnet; else OTHER=mxnet-cu112; fi
   "$PY" -m pip uninstall --quiet -y "$OTHER" >/dev/null 2>&1 || true
   "$PY" -m pip install --quiet -c constraints.txt -e ".[$EXTRA,test]"
-  "$PY" -c "import mxnet, numpy, gluoncv, cv2, yaml; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
+  "$PY" -c "import core.compat, mxnet, numpy, gluoncv, cv2, yaml; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
   echo "$WANT" > "$STAMP"
 else
   say "packages already installed"
 fi
+# mxnet imported by programs outside the project (horovodrun, mxnet's tools, Horovod's
+# build) gets core/compat.py first too: a .pth line runs at every start of this Python
+echo "import core.compat" > "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nst_gluon_compat.pth"
 # 3. Horovod (optional) -------------------------------------------------------------
 # horovod.mxnet is built from source against this MXNet, with Gloo (no MPI),
 # for CPU tensors (GPU users add HOROVOD_GPU_OPERATIONS=NCCL). NST_HOROVOD=1
@@ -68,7 +90,7 @@ if [[ "${NST_HOROVOD:-$DEPS_ONLY}" == 1 ]]; then
     if PATH="$(dirname "$PY"):$PATH" HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
        HOROVOD_WITHOUT_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_CPU_OPERATIONS=gloo MAKEFLAGS="-j$(nproc)" \
        "$PY" -m pip install --no-build-isolation -c constraints.txt "$HVD_PIN" >>"$HVD_LOG" 2>&1 &&
-       "$PY" -c "import horovod.mxnet" 2>>"$HVD_LOG"; then
+       "$PY" -c "import core.compat, horovod.mxnet" 2>>"$HVD_LOG"; then
       echo "$HVD_PIN" > "$HVD_STAMP"
     else
       echo "Horovod could not be built (log: $HVD_LOG); kv_store=horovod and its tests are unavailable"

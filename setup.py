@@ -4,8 +4,9 @@
     pip install -c constraints.txt -e '.[gpu]'     # CUDA 11.2: mxnet-cu112 instead of mxnet
 
 MXNet comes through an extra because a CPU and a GPU build must never be
-installed side by side. constraints.txt pins numpy 1.23.5 (mxnet 1.9.1 does
-not import with numpy >= 1.24) and the packages that would pull a newer one.
+installed side by side. constraints.txt pins numpy 1.23.5 on Python <= 3.11
+and 1.26.4 on 3.12 (mxnet 1.9.1 needs core/compat.py with numpy >= 1.24, and
+setuptools for distutils on 3.12) and caps the packages that would pull numpy 2.
 """
 from setuptools import setup
 
@@ -13,12 +14,14 @@ setup(
     name='nst-gluon',
     version='0.1.0',
     description='Feature-map knowledge distillation in MXNet Gluon: NST, KD, FitNet, AT, FSP, OFD',
-    python_requires='>=3.8',
-    packages=['symbols', 'config', 'data', 'core', 'tools', 'benchmarks'],
+    python_requires='>=3.10,<3.13',     # init.sh says why
+    packages=['symbols', 'symbols.transfer', 'config', 'data', 'core', 'tools', 'benchmarks'],
     package_data={'config': ['presets/*.yaml']},
     py_modules=['train'],
     install_requires=[
-        'numpy==1.23.5',
+        'numpy==1.23.5; python_version < "3.12"',
+        'numpy==1.26.4; python_version >= "3.12"',
+        'setuptools; python_version >= "3.12"',     # distutils, which mxnet imports
         'gluoncv==0.10.5.post0',
         'opencv-python-headless<4.12',
         'pyyaml>=5.4',
@@ -31,6 +34,8 @@ setup(
     extras_require={
         'cpu': ['mxnet==1.9.1'],
         'gpu': ['mxnet-cu112==1.9.1'],
-        'test': ['pytest>=7'],
+        'onnx': ['onnx==1.17.0', 'onnxruntime==1.18.1'],                    # tools.export --onnx
+        'tensorboard': ['tensorboardX==2.6.4', 'tensorboard==2.21.0'],     # tensorboard=true; the viewer
+        'test': ['pytest>=7', 'onnx==1.17.0', 'onnxruntime==1.18.1', 'tensorboardX==2.6.4', 'tensorboard==2.21.0'],
     },
 )

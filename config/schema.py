@@ -114,6 +114,10 @@ _FIELDS = [
     Field('model_dir', 'model', c.string(), 'checkpoint folder'),
     Field('log_dir', 'log', c.string(), 'log folder (<prefix>.log and <prefix>.jsonl)'),
     Field('progress', True, c.boolean(), 'show progress bars'),
+    Field('tensorboard', False, c.boolean(), 'write TensorBoard event files to log_dir/tensorboard/<model_prefix>/ '
+          '(rank 0): per-step scalars every frequent batches (each loss term, lr, training accuracy, img/s) and '
+          'per-epoch scalars (validation top-1/top-5, epoch time, each term); needs tensorboardX '
+          "(pip install -c constraints.txt -e '.[tensorboard]')"),
 ]
 
 FIELDS = OrderedDict((f.name, f) for f in _FIELDS)

@@ -29,16 +29,22 @@ Imported first by every package of the project that leads to mxnet (``core``,
 ``data``, ``symbols``, ``tools``, ``benchmarks``) and by tests/conftest.py, so
 every entry point (train.py, ``python -m data.*``, ``python -m tools.*``,
 ``python -m benchmarks.*``, the tests, ``import symbols``) has it before
-mxnet. Importing this module imports neither numpy nor mxnet: it restores
-when mxnet is first imported, just before mxnet's own ``__init__`` runs (at
-once if mxnet is already imported). So numpy still loads after core/env.py's
-thread settings (its OpenBLAS reads them only when it loads), and a process
-that never imports mxnet is not touched.
+mxnet; init.sh also writes ``import core.compat`` into a .pth file of the
+environment, for mxnet imported by programs outside the project (horovodrun,
+mxnet's tools/im2rec.py, Horovod's build). Importing this module imports
+neither numpy nor mxnet: it restores when mxnet is first imported, just
+before mxnet's own ``__init__`` runs (at once if mxnet is already imported).
+So numpy still loads after core/env.py's thread settings (its OpenBLAS reads
+them only when it loads), and a process that never imports mxnet is not
+touched.
 
-Nothing of numpy 2 is restored: mxnet 1.9.1 would also need ``numpy.PZERO``,
-``NZERO``, ``NINF``, ``PINF``, ``NaN`` and ``msort`` there, and
-``ndarray.tostring`` (``mx.recordio.pack_img``) from numpy 2.3 on; Python 3.13,
-which has only numpy 2 wheels, is not supported (init.sh says so).
+Nothing of numpy 2 is restored: mxnet 1.9.1 declares ``numpy<2``, and with
+numpy 2.2 its import also needs ``PZERO``, ``NZERO``, ``NINF``, ``PINF``,
+``NAN``, ``NaN``, ``Inf``, ``alltrue``, ``sometrue``, ``msort``, ``round_`` and
+``product`` (mxnet/numpy/utils.py, numpy/fallback.py, numpy_dispatch_protocol.py,
+gluon/contrib/estimator/event_handler.py), then
+``ndarray.tostring`` (``mx.recordio.pack_img``) from numpy 2.3 on. Python 3.13
+has only numpy 2 wheels, so init.sh refuses it.
 """
 import importlib.abc
 import sys

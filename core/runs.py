@@ -3,6 +3,7 @@
 A run named P owns, in `model_dir` D and `log_dir` L:
   D/P-NNNN.{params,extra.params,states,json}, D/P-best.*   its checkpoints
   L/P.log, L/P.jsonl                                        its logs and per-epoch records
+  L/tensorboard/P/                                          its TensorBoard events (tensorboard=true)
   D/P.lock                                                  while it trains (JSON: pid, host, start)
 
 `RunLock` is held for the life of a run (by rank 0 of a distributed run): a
@@ -160,7 +161,7 @@ def epoch_files(model_dir, prefix, epochs):
 
 def log_files(log_dir, prefix):
     return [p for p in (os.path.join(log_dir, prefix + '.log'), os.path.join(log_dir, prefix + '.jsonl'))
-            if os.path.isfile(p)]
+            if os.path.isfile(p)] + [p for p in [os.path.join(log_dir, 'tensorboard', prefix)] if os.path.isdir(p)]
 
 
 def move_aside(model_dir, prefix, files, why):

@@ -29,7 +29,7 @@ from mxnet import autograd, gluon, nd
 
 import symbols
 from data import DataSource
-from . import checkpoint, runs, schedule
+from . import checkpoint, monitor, runs, schedule
 from .distiller import DistillBlock, plan_taps
 from .evaluate import evaluate, kvstore_sum, sum_over_workers
 from .metrics import Running, NonFiniteLoss, LabelOutOfRange
@@ -165,6 +165,7 @@ class Session(object):
         # Trainer.step rescales by 1/batch: Horovod averages the gradients over the workers
         # itself, the kvstore sums them
         self.step_batch = self.batch_size if self.hvd else self.global_batch
+        self.monitor = monitor.create(cfg, self.rank)                # TensorBoard scalars (tensorboard=true)
 
     # ----------------------------------------------------------------- set-up
     def prepare(self):
@@ -385,6 +386,8 @@ class Session(object):
                 post['acc'] = '%.4f' % stats['top1']
                 post['img/s'] = '%.1f' % speed
                 bar.set_postfix(post, refresh=False)
+                self.monitor.step(epoch * self.steps_per_epoch + i + 1, dict(
+                    [kv for kv in stats.items() if kv[0] != 'n'], lr=self.trainer.learning_rate, img_per_s=speed))
                 bar.update(i + 1 - bar.n)
                 if not show or (i + 1) % (cfg.frequent * 10) == 0:
                     LOG.info('Epoch[%d] Batch [%d] Speed: %.1f samples/sec %s', epoch, i + 1, speed,
@@ -408,6 +411,7 @@ class Session(object):
                  'kt=%s', cfg.network, cfg.dataset, self.data.num_train, self.batch_size, self.global_batch,
                  self.begin_epoch, cfg.num_epoch - 1, cfg.kt_type if cfg.kt else 'none')
         result = {}
+        self.monitor.start(self.begin_epoch * self.steps_per_epoch)
         for epoch in range(self.begin_epoch, cfg.num_epoch):
             stats = self.train_epoch(epoch)
             self._check_finite(epoch)
@@ -432,6 +436,7 @@ class Session(object):
                 except OSError as e:
                     LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
                                 epoch, self.jsonl, e.strerror or e)
+                self.monitor.epoch((epoch + 1) * self.steps_per_epoch, record)
                 meta = dict(record, network=self.student.network_name, num_classes=cfg.num_classes,
                             in_channels=self.data.channels, image_size=self.data.image_size,
                             mean=list(self.data.mean), std=list(self.data.std), dataset=cfg.dataset,
@@ -493,6 +498,7 @@ def run(cfg):
     except LabelOutOfRange as e:
         raise TrainingError(str(e))
     finally:
+        session.monitor.close()
         teardown_logging()
         if lock is not None:
             lock.release()

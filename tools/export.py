@@ -1,9 +1,12 @@
 """Export a trained student for deployment: OUT-symbol.json + OUT-0000.params
 (plus OUT-meta.json with the input size and mean/std to apply), loadable by
-MXNet's SymbolBlock and Module alone. Training-only parts (connectors) are
-not included. The exported model is checked against the trained one.
+MXNet's SymbolBlock and Module alone, and with --onnx OUT.onnx (MXNet's own ONNX
+exporter; opset 13, input `data`, any batch size). Training-only parts
+(connectors) are not included. Every exported form is checked against the
+trained network's outputs (onnxruntime for the ONNX file) on the run's
+validation images read from --data-dir, or on random inputs without it.
 
-    python -m tools.export --prefix model/RUN [--epoch N|best] --out deploy/RUN
+    python -m tools.export --prefix model/RUN [--epoch N|best] --out deploy/RUN [--onnx] [--data-dir DIR]
 """
 import json
 import os
@@ -41,16 +44,51 @@ def _temporary_prefix(out):
     return os.path.join(folder, '.%s.tmp-%d' % (name, os.getpid()))
 
 
-SUFFIXES = ('-0000.params', '-meta.json', '-symbol.json')      # renamed in this order: the symbol last
+SUFFIXES = ('-0000.params', '-meta.json', '.onnx', '-symbol.json')      # renamed in this order: the symbol last
 
 
-def export(prefix_path, tag, out, batch=2, tol=1e-4):
-    """Write OUT-symbol.json, OUT-0000.params and OUT-meta.json for checkpoint `prefix_path` at
-    `tag`; return the max abs difference of the checks (SymbolBlock and Module against the
-    trained network). Guarantees: a checkpoint whose parameters or outputs are not all finite is
-    refused (UsageError / ExportError naming it); the files are written under temporary names,
-    checked, fsynced and only then renamed to OUT-*, so a failure at any point leaves no OUT file
-    changed and no temporary file behind."""
+def check_inputs(meta, size, data_dir=None, images=8, batch=2):
+    """(NDArray batch, description) the exported forms are checked on: the first `images` validation
+    images of the run's dataset (meta['dataset']) read from `data_dir` as the run read them, normalised
+    with the run's mean/std; without `data_dir`, `batch` standard-normal random inputs. UsageError
+    when the data does not fit the checkpoint (another dataset, image size or channel count)."""
+    import numpy as np
+    import mxnet as mx
+    shape = (meta['in_channels'], size, size)
+    if data_dir is None:
+        return mx.nd.random.normal(shape=(batch,) + shape), '%d random inputs (no --data-dir given)' % batch
+    if not meta.get('dataset'):
+        raise cli.UsageError('the checkpoint metadata names no dataset, so --data-dir %s cannot be read for it: '
+                             'leave --data-dir out (random inputs are used)' % data_dir)
+    from tools.features import val_images
+    try:
+        x = val_images(dict(meta, image_size=size), data_dir, images)
+    except (OSError, ValueError) as e:
+        raise cli.UsageError('--data-dir %s does not hold the run\'s %s validation data: %s'
+                             % (data_dir, meta['dataset'], cli.describe(e)))
+    if x.shape[1:] != shape:
+        raise cli.UsageError('--data-dir %s gives %s images of %s but the checkpoint takes %s inputs: give the '
+                             'validation data of the run (dataset %s)' % (data_dir, 'x'.join(map(str, x.shape[1:])),
+                                                                            meta['dataset'], 'x'.join(map(str, shape)),
+                                                                            meta['dataset']))
+    c = shape[0]
+
+    def per_channel(v):
+        return np.asarray(list(v) * c if len(v) == 1 else v, np.float32).reshape(1, c, 1, 1)
+    x = (x.astype(np.float32) - per_channel(meta['mean'])) / per_channel(meta['std'])
+    return mx.nd.array(x), '%d validation images of %s from %s' % (len(x), meta['dataset'], data_dir)
+
+
+def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, images=8):
+    """Write OUT-symbol.json, OUT-0000.params, OUT-meta.json and, with `onnx`, OUT.onnx for
+    checkpoint `prefix_path` at `tag`; return {'worst': the max abs difference of the checks
+    (SymbolBlock, Module and, with `onnx`, onnxruntime against the trained network), 'inputs':
+    what they ran on (see `check_inputs`)}. Guarantees: a checkpoint whose parameters or outputs
+    are not all finite is refused (UsageError / ExportError naming it); a network MXNet's ONNX
+    exporter cannot convert faithfully is refused with the operator and the reason (OnnxError);
+    the files are written under temporary names, checked, fsynced and only then renamed to OUT-*,
+    so a failure at any point leaves no OUT file changed and no temporary file behind. An OUT.onnx
+    of an earlier export is removed by an export without `onnx` (it would not match)."""
     import numpy as np
     import mxnet as mx
     import symbols
@@ -59,12 +97,12 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4):
     net, meta = checkpoint.load_network(prefix_path, tag, ctx, prefix='student_')
     cli.require_finite(net, prefix_path, tag)
     size = meta.get('image_size', symbols.input_size(meta['network']))
-    x = mx.nd.random.normal(shape=(batch, meta['in_channels'], size, size))
+    x, inputs = check_inputs(meta, size, data_dir, images, batch)
     reference = net(x).asnumpy()                       # imperative, unfused
     if not np.isfinite(reference).all():
         raise ExportError('checkpoint %s (epoch %s) has finite parameters but its outputs are not finite (NaN/Inf) '
-                          'on random inputs (e.g. negative BatchNorm variances): it cannot be deployed; pick an '
-                          'earlier epoch with --epoch N' % (prefix_path, tag))
+                          'on %s (e.g. negative BatchNorm variances): it cannot be deployed; pick an '
+                          'earlier epoch with --epoch N' % (prefix_path, tag, inputs))
     net.hybridize()
     net(x)
     tmp = _temporary_prefix(out)
@@ -92,17 +130,29 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4):
         mod.set_params(arg, aux)
         mod.forward(mx.io.DataBatch([x]), is_train=False)
         outputs['Module'] = mod.get_outputs()[0].asnumpy()
+        written = [s for s in SUFFIXES if onnx or s != '.onnx']
+        if onnx:                                    # check 3: the ONNX file, with onnxruntime
+            from tools import onnx_export
+            reasons = onnx_export.unsupported(tmp + '-symbol.json', x.shape)
+            if reasons:
+                raise onnx_export.OnnxError('network %s cannot be exported to ONNX faithfully by MXNet 1.9.1\'s '
+                                            'exporter: %s. Nothing was written; export without --onnx for MXNet'
+                                            % (meta['network'], '; '.join(reasons)))
+            onnx_export.write(tmp + '-symbol.json', tmp + '-0000.params', x.shape, tmp + '.onnx')
+            outputs['onnxruntime'] = onnx_export.run(tmp + '.onnx', x.asnumpy())
         worst = compare_outputs(reference, outputs, tol)
-        for suffix in SUFFIXES:
+        for suffix in written:
             with open(tmp + suffix, 'rb+') as f:
                 os.fsync(f.fileno())
-        for suffix in SUFFIXES:
+        for suffix in written:
             os.replace(tmp + suffix, out + suffix)
+        if not onnx and os.path.lexists(out + '.onnx'):
+            os.remove(out + '.onnx')
     finally:
         for suffix in SUFFIXES:
             if os.path.lexists(tmp + suffix):
                 os.remove(tmp + suffix)
-    return worst
+    return {'worst': worst, 'inputs': inputs}
 
 
 @cli.command
@@ -113,12 +163,28 @@ def main(argv=None):
     p.add_argument('--prefix', required=True, help='checkpoint prefix path, e.g. model/fmnist_resnet8_kd_nst')
     p.add_argument('--epoch', default='best', type=cli.epoch_arg, help='epoch number or "best"')
     p.add_argument('--out', required=True, help='output prefix, e.g. deploy/fmnist_resnet8')
+    p.add_argument('--onnx', action='store_true', help='also write OUT.onnx (needs onnx and onnxruntime: '
+                   "pip install -c constraints.txt -e '.[onnx]')")
+    p.add_argument('--data-dir', help='the run\'s validation data (its data_dir): the exported forms are checked '
+                   'on its images; without it, on random inputs')
+    p.add_argument('--images', type=cli.positive_int, default=8, help='validation images to check on (default 8)')
     args = p.parse_args(argv)
     cli.checkpoint_prefix(args.prefix)
+    if args.data_dir is not None:
+        cli.existing_dir(args.data_dir, '--data-dir', 'give the folder holding the run\'s validation data (its '
+                         'data_dir), or leave --data-dir out to check on random inputs')
+    versions = None
+    if args.onnx:
+        from tools import onnx_export
+        versions = onnx_export.require()
     cli.output_path(args.out, '--out', example=os.path.basename(args.prefix) or 'RUN')
-    worst = export(args.prefix, args.epoch, args.out)
-    print('exported %s-symbol.json and %s-0000.params; SymbolBlock and Module outputs match the trained model '
-          '(max abs difference %.2g)' % (args.out, args.out, worst))
+    done = export(args.prefix, args.epoch, args.out, onnx=args.onnx, data_dir=args.data_dir, images=args.images)
+    print('exported %s-symbol.json%s %s-0000.params%s; SymbolBlock%s outputs match the trained model on %s '
+          '(max abs difference %.2g)' % (args.out, ',' if args.onnx else ' and', args.out,
+                                         ' and %s.onnx (opset 13)' % args.out if args.onnx else '',
+                                         ', Module and onnxruntime %s' % versions[1] if args.onnx else ' and Module',
+                                         done['inputs'],
+                                         done['worst']))
     return 0
 
 
