@@ -75,7 +75,7 @@ _FIELDS = [
     # --- knowledge transfer (original keys) ---
     Field('kt', False, c.boolean(), 'train with a teacher (False: plain student)'),
     Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd, sp, rkd, "
-          "pkt, kdsvd, dkd, dist (symbols.transfer.METHODS)"),
+          "pkt, kdsvd, dkd, dist, cc, vid, reviewkd (symbols.transfer.METHODS)"),
     Field('teacher_prefix', None, c.optional(c.string()), 'teacher checkpoint '
           'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
           'gluoncv params file with teacher_source=gluoncv'),
@@ -108,6 +108,15 @@ _FIELDS = [
     Field('rkd_distance', 25.0, c.number(min=0), 'RKD weight of the distance term'),
     Field('rkd_angle', 50.0, c.number(min=0), 'RKD weight of the angle term'),
     Field('kdsvd_k', 1, c.integer(min=1), 'KDSVD: singular vectors compared per layer'),
+    Field('cc_feat_dim', 128, c.integer(min=1), 'CC: dimension of the student and teacher embedding heads '
+          '(RepDistiller feat_dim 128)'),
+    Field('cc_normalize', False, c.boolean(), 'CC: L2-normalise the embeddings (RepDistiller Embed); false: '
+          'LinearEmbed, as its CIFAR script'),
+    Field('vid_init_pred_var', 5.0, c.number(min=0, strict=True), 'VID: initial per-channel variance '
+          '(RepDistiller 5.0)'),
+    Field('vid_eps', 1e-5, c.number(min=0, strict=True), 'VID: variance floor (RepDistiller 1e-5)'),
+    Field('reviewkd_mid_channels', None, c.optional(c.integer(min=1)), 'ReviewKD: ABF mid channels; null: '
+          'min(512, channels of the deepest student tap) as mdistiller'),
     Field('teacher_train_bn', False, c.boolean(), 'run the teacher with BatchNorm in training mode (batch '
           'statistics) as the original did; its stored statistics are never changed'),
     # --- output ---

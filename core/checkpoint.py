@@ -3,7 +3,8 @@
 Epoch N of run P in folder D is:
   D/P-NNNN.params        the student (Gluon structural names: loads into
                          `symbols.get_network(...)` under any prefix)
-  D/P-NNNN.extra.params  training-only blocks (FitNet/OFD connectors), if any
+  D/P-NNNN.extra.params  training-only blocks (FitNet/OFD connectors, the trainable
+                         heads of CC/VID/ReviewKD), if any
   D/P-NNNN.states        optimizer state (momentum buffers, update counts)
   D/P-NNNN.json          metadata, written last: a checkpoint without it is
                          incomplete and never used

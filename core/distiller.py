@@ -22,6 +22,12 @@ name:
     inputs 'layers'   loss(s_1, ..., s_n, t_1, ..., t_n)              once, all pairs
 
 followed by the OFD margin when `margin` and by the labels when `labels`.
+
+A loss declared with `heads` (trainable parameters: CC's embeddings, VID's regressors,
+ReviewKD's fusion modules) lives in `extras` beside the connectors instead of in this
+block, so whatever trains, saves, restores and leaves out the connectors does the same for
+it; `connect` builds its heads from the per-sample shapes of the inputs it will be called
+with, before `extras` is initialised.
 """
 from mxnet import gluon
 from mxnet.gluon import HybridBlock
@@ -46,7 +52,9 @@ def plan_taps(plan):
 
 
 class Extras(HybridBlock):
-    """Training-only trainable blocks (connectors), saved beside the student."""
+    """Training-only trainable blocks, saved beside the student (`.extra.params`) and left out
+    of the export: connectors (named `<method>_<pair>`) and the loss blocks whose methods
+    declare `heads` (named `loss_<method>_<call>`, as in `DistillBlock`)."""
 
 
 class DistillBlock(HybridBlock):
@@ -68,7 +76,12 @@ class DistillBlock(HybridBlock):
             for m, entry in enumerate(plan):
                 spec = METHODS[entry['method']]
                 for p in range(self._calls(m)):
-                    self.register_child(spec.make(loss_options), self._loss_name(m, p))
+                    if spec.heads:               # trainable: kept, trained and saved with the connectors
+                        with self.extras.name_scope():
+                            loss = spec.make(loss_options)
+                        self.extras.register_child(loss, self._loss_name(m, p))
+                    else:
+                        self.register_child(spec.make(loss_options), self._loss_name(m, p))
                     if spec.margin:
                         self.margin_slots.append((m, p))
         self.connected = set()             # (method index, pair index) with a connector in `extras`
@@ -93,13 +106,19 @@ class DistillBlock(HybridBlock):
     def _loss_name(self, m, p):
         return 'loss_%s_%d' % (self.plan[m]['method'], p)
 
+    def _loss(self, m, p):
+        """The loss block of call p of method m (in `extras` when the method declares heads)."""
+        owner = self.extras if METHODS[self.plan[m]['method']].heads else self
+        return owner._children[self._loss_name(m, p)]
+
     def _connector_name(self, m, p):
         return '%s_%d' % (self.plan[m]['method'], p)
 
     def connect(self, s_shapes, t_shapes):
         """Fit the plan to the taps' per-sample shapes ({tap: shape}): check that feature
-        methods get feature maps, add a Connector where a method needs one, and return
-        [(teacher tap, channels)] of the OFD margins `hybrid_forward` takes, in input order."""
+        methods get feature maps, add a Connector where a method needs one, build the heads of
+        the losses that declare them, and return [(teacher tap, channels)] of the OFD margins
+        `hybrid_forward` takes, in input order. Initialise `extras` afterwards."""
         margins = []
         for m, entry in enumerate(self.plan):
             spec = METHODS[entry['method']]
@@ -107,18 +126,42 @@ class DistillBlock(HybridBlock):
                 raise PairingError('%s relates consecutive layers: give it two or more taps per net, e.g. '
                                    '[stage1, stage2, stage3]; got %d' % (entry['method'], len(entry['pairs'])))
             for p, (s, t) in enumerate(entry['pairs']):
-                if spec.inputs in ('feature', 'layers') and (len(s_shapes[s]) != 3 or len(t_shapes[t]) != 3):
+                if spec.inputs == 'feature' and (len(s_shapes[s]) != 3 or len(t_shapes[t]) != 3):
                     raise PairingError('%s pairs feature maps, but student tap %r has shape %s and teacher tap '
                                        '%r has shape %s' % (entry['method'], s, s_shapes[s], t, t_shapes[t]))
-                if spec.inputs == 'vector' and (len(s_shapes[s]) not in (1, 3) or len(t_shapes[t]) not in (1, 3)):
-                    raise PairingError('%s pairs vectors (B, D) or maps (B, C, H, W) it pools, but student tap %r '
-                                       'has shape %s and teacher tap %r has shape %s'
+                if spec.inputs in ('vector', 'layers') and (len(s_shapes[s]) not in (1, 3) or
+                                                            len(t_shapes[t]) not in (1, 3)):
+                    raise PairingError('%s pairs vectors (B, D) or maps (B, C, H, W), but student tap %r has shape '
+                                       '%s and teacher tap %r has shape %s'
                                        % (entry['method'], s, s_shapes[s], t, t_shapes[t]))
                 if spec.connector:
                     self.add_connector(m, p, t_shapes[t][0], s_shapes[s][0])
                 if spec.margin:
                     margins.append((t, t_shapes[t][0]))
+            if spec.heads:
+                for p, shapes in enumerate(self._call_shapes(m, s_shapes, t_shapes)):
+                    self._loss(m, p).build(*shapes)
         return margins
+
+    def _call_shapes(self, m, s_shapes, t_shapes):
+        """[per-sample shapes of the tap inputs of each loss call of method m], as `_loss_inputs`
+        passes them (a connected student map has the teacher's channels)."""
+        entry = self.plan[m]
+        inputs = METHODS[entry['method']].inputs
+        if inputs == 'logits':
+            return [()]
+        if inputs == 'layers':
+            return [[s_shapes[s] for s, _ in entry['pairs']] + [t_shapes[t] for _, t in entry['pairs']]]
+        calls = []
+        for p, (s_tap, t_tap) in enumerate(entry['pairs']):
+            if isinstance(s_tap, tuple):           # 'fsp': (a, b) taps per net
+                calls.append([s_shapes[x] for x in s_tap] + [t_shapes[x] for x in t_tap])
+                continue
+            s = tuple(s_shapes[s_tap])
+            if (m, p) in self.connected:
+                s = (t_shapes[t_tap][0],) + s[1:]
+            calls.append([s, t_shapes[t_tap]])
+        return calls
 
     def add_connector(self, m, p, out_channels, in_channels):
         """A Connector for pair p of method m (FitNet, OFD), trained with the student."""
@@ -148,7 +191,7 @@ class DistillBlock(HybridBlock):
                     args.append(margin_of[(m, p)])
                 if spec.labels:
                     args.append(label)
-                value = self._children[self._loss_name(m, p)](*args)
+                value = self._loss(m, p)(*args)
                 term = value * weight if term is None else term + value * weight
             terms.append(term)
             total = total + (self.factors[m] * entry['weight']) * term

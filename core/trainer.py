@@ -137,7 +137,8 @@ def epoch_seed(cfg, epoch):
 
 
 LOSS_OPTIONS = ('kd_t', 'mmd_kernel', 'mmd_degree', 'mmd_c', 'at_p', 'dkd_alpha', 'dkd_beta', 'dkd_t', 'dist_beta',
-                'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k')
+                'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k', 'cc_feat_dim', 'cc_normalize',
+                'vid_init_pred_var', 'vid_eps', 'reviewkd_mid_channels')
 
 
 def _loss_options(cfg):

@@ -279,3 +279,120 @@ def kdsvd(s_maps, t_maps, k=1):
                             out[b] += (rs - rt) ** 2
             prev = (vs, vt)
     return out
+
+
+# --- losses with trainable heads (the heads' weights are inputs) ----------------------------
+def cc(s, t, ws, bs, wt, bt, normalize=False):
+    """RepDistiller's Correlation on its embeddings (the batch value): e = W x + b
+    (LinearEmbed; with `normalize`, Embed's e / ||e||), delta = |e_s - e_t|,
+    loss = mean over the B-1 consecutive pairs of sum_k delta_i,k delta_i+1,k."""
+    es, et = _pooled(s) @ ws.T + bs, _pooled(t) @ wt.T + bt
+    if normalize:
+        es = es / np.sqrt((es ** 2).sum(axis=1, keepdims=True))
+        et = et / np.sqrt((et ** 2).sum(axis=1, keepdims=True))
+    delta = np.abs(es - et)
+    return np.mean([(delta[i] * delta[i + 1]).sum() for i in range(len(delta) - 1)])
+
+
+def _conv1x1(w, x):
+    """(O, C, 1, 1) weights on one sample (C, H, W)."""
+    return np.einsum('oc,chw->ohw', w[:, :, 0, 0], x)
+
+
+def vid(s, t, w1, w2, w3, log_scale, eps=1e-5):
+    """RepDistiller's VIDLoss per sample (its value is the batch mean): the larger map pooled to
+    the smaller, mu = conv3(relu(conv2(relu(conv1(s))))), var = log(1 + exp(log_scale)) + eps,
+    mean over C*H*W of 0.5 * ((mu - t)^2 / var + log var)."""
+    var = np.log(1.0 + np.exp(log_scale)) + eps
+    out = []
+    for a, b in zip(s, t):
+        a, b = match(a, b)
+        mu = _conv1x1(w3, np.maximum(_conv1x1(w2, np.maximum(_conv1x1(w1, a), 0)), 0))
+        nlp = 0.5 * ((mu - b) ** 2 / var[:, None, None] + np.log(var)[:, None, None])
+        out.append(nlp.mean())
+    return np.array(out)
+
+
+def _conv(x, w, bias=None, pad=0):
+    """Cross-correlation of a batch (B, C, H, W) with (O, C, k, k), stride 1, zero padding `pad`."""
+    B, C, H, W = x.shape
+    k = w.shape[2]
+    xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad))
+    xp[:, :, pad:pad + H, pad:pad + W] = x
+    oh, ow = H + 2 * pad - k + 1, W + 2 * pad - k + 1
+    out = np.zeros((B, w.shape[0], oh, ow))
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum('oc,bchw->bohw', w[:, :, i, j], xp[:, :, i:i + oh, j:j + ow])
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def _bn(x, p, train, eps=1e-5):
+    """BatchNorm2d: batch statistics (biased variance) when `train`, else the running ones."""
+    if train:
+        m, v = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    else:
+        m, v = p['running_mean'], p['running_var']
+    x = (x - m[None, :, None, None]) / np.sqrt(v[None, :, None, None] + eps)
+    return x * p['gamma'][None, :, None, None] + p['beta'][None, :, None, None]
+
+
+def nearest(x, size):
+    """PyTorch's F.interpolate(x, size, mode='nearest'): output index j reads floor(j * in / out)."""
+    h, w = x.shape[2:]
+    ih = [int(math.floor(j * h / size[0])) for j in range(size[0])]
+    iw = [int(math.floor(j * w / size[1])) for j in range(size[1])]
+    return x[:, :, ih][:, :, :, iw]
+
+
+def _abf(p, x, y, shape, out_shape, train):
+    """mdistiller's ABF.forward: p holds conv1 (w, bn), conv2 (w, bn) and att (w, b) or None."""
+    n, _, h, w = x.shape
+    x = _bn(_conv(x, p['conv1_w']), p['bn1'], train)
+    if p.get('att_w') is not None:
+        y = nearest(y, shape)
+        z = 1.0 / (1.0 + np.exp(-_conv(np.concatenate([x, y], axis=1), p['att_w'], p['att_b'])))
+        x = x * z[:, 0].reshape(n, 1, h, w) + y * z[:, 1].reshape(n, 1, h, w)
+    if x.shape[2:] != tuple(out_shape):
+        x = nearest(x, out_shape)
+    y = _bn(_conv(x, p['conv2_w'], pad=1), p['bn2'], train)
+    return y, x
+
+
+def hcl(fstudent, fteacher):
+    """mdistiller's hcl_loss, per sample (mse as a mean over C*H*W of each sample; the batch
+    mean is its value)."""
+    loss_all = 0.0
+    for fs, ft in zip(fstudent, fteacher):
+        n, c, h, w = fs.shape
+        loss = ((fs - ft) ** 2).mean(axis=(1, 2, 3))
+        cnt, tot = 1.0, 1.0
+        for l in [4, 2, 1]:
+            if l >= h:
+                continue
+            ps = np.stack([adaptive_pool(x, (l, l)) for x in fs])
+            pt = np.stack([adaptive_pool(x, (l, l)) for x in ft])
+            cnt /= 2.0
+            loss = loss + ((ps - pt) ** 2).mean(axis=(1, 2, 3)) * cnt
+            tot += cnt
+        loss_all = loss_all + loss / tot
+    return loss_all
+
+
+def reviewkd(s_maps, t_maps, abfs, train=True):
+    """mdistiller's ReviewKD.forward_train (the HCL term, per sample): taps listed from the
+    shallowest to the deepest, a (B, D) tap as (B, D, 1, 1); abfs[i] the parameters of stage i's
+    ABF (the deepest has no att); shapes: each student map's H x W, out_shapes: the teacher's."""
+    as_map = lambda x: x.reshape(x.shape + (1, 1)) if x.ndim == 2 else x
+    x = [as_map(f) for f in s_maps][::-1]
+    teacher = [as_map(f) for f in t_maps]
+    shapes = [f.shape[2:] for f in x]
+    out_shapes = [f.shape[2:] for f in teacher][::-1]
+    abfs = abfs[::-1]
+    results = []
+    out_features, res_features = _abf(abfs[0], x[0], None, None, out_shapes[0], train)
+    results.append(out_features)
+    for features, abf, shape, out_shape in zip(x[1:], abfs[1:], shapes[1:], out_shapes[1:]):
+        out_features, res_features = _abf(abf, features, res_features, shape, out_shape, train)
+        results.insert(0, out_features)
+    return hcl(results, teacher)

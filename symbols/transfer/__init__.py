@@ -6,14 +6,17 @@ Families (one module each):
 - `feature`: FitNet, AT, NST (MMD with linear / poly / Gaussian kernels),
   FSP, OFD (with `ofd_margin`), KDSVD;
 - `relational`: SP, RKD, PKT (batch-relational);
-- `base`: `ShapedLoss`, `PairingError`, `Connector` and shared helpers.
+- `heads`: CC, VID, ReviewKD (losses with trainable heads, `HeadLoss`);
+- `base`: `ShapedLoss`, `HeadLoss`, `PairingError`, `Connector` and shared helpers.
 
-Every loss is a parameter-free HybridBlock that returns the **per-sample**
-loss, shape (B,), unweighted; the trainer adds ``weight * loss`` to each
-sample's cross-entropy and averages over the batch (as the original's
-MakeLoss / SoftmaxOutput with ``grad_scale=weight`` and an optimizer that
-rescales by 1/batch). A batch-relational loss returns a (B,) vector whose
-mean is its batch loss. Teacher inputs never receive gradients.
+Every loss is a HybridBlock that returns the **per-sample** loss, shape
+(B,), unweighted; the trainer adds ``weight * loss`` to each sample's
+cross-entropy and averages over the batch (as the original's MakeLoss /
+SoftmaxOutput with ``grad_scale=weight`` and an optimizer that rescales by
+1/batch). A batch-relational loss returns a (B,) vector whose mean is its
+batch loss. Teacher inputs never receive gradients. Losses are
+parameter-free unless their entry declares ``heads``: then the block owns
+trainable heads, shaped from its inputs, that train with the student.
 
 Adding a method: write one loss block and add one `METHODS` entry that
 declares what the loss takes (`Method` below); `core.distiller` routes the
@@ -26,11 +29,12 @@ from mxnet import ndarray as nd                      # noqa: F401
 from mxnet.gluon import nn, HybridBlock              # noqa: F401
 
 from ..common import batch_norm                      # noqa: F401
-from .base import NORM_EPS, PairingError, ShapedLoss, Connector, _rows, _rows_original, _pool_to
+from .base import NORM_EPS, PairingError, ShapedLoss, HeadLoss, Connector, _rows, _rows_original, _pool_to
 from .logit import KDLoss, DKDLoss, DISTLoss
 from .feature import (NSTLoss, OriginalNSTPolyLoss, ATLoss, FitNetLoss, FSPLoss, OFDLoss, KDSVDLoss,
                       ofd_margin)
 from .relational import SPLoss, RKDLoss, PKTLoss
+from .heads import CCLoss, VIDLoss, ReviewKDLoss
 
 # ---------------------------------------------------------------------------
 # Registry: one entry a method.
@@ -46,19 +50,24 @@ from .relational import SPLoss, RKDLoss, PKTLoss
 #           in the 0-based epoch (mdistiller's min(epoch / W, 1) with epochs from 1);
 #           `warmup_factor` computes it, `DistillBlock.set_epoch` applies it;
 #   relational: the loss is batch-relational (its per-sample values are shares of a batch
-#           loss; under several devices each device's batch is its own).
+#           loss; under several devices each device's batch is its own);
+#   heads: the loss block owns trainable parameters (a `HeadLoss`): `core.distiller` keeps it
+#           in `DistillBlock.extras` (trained with the student, saved in `.extra.params`,
+#           restored on resume, not exported) and calls its `build(*shapes)` with the
+#           per-sample shapes of its inputs (from the taps' shapes) before initialisation.
 INPUTS = OrderedDict([
     ('logits', 'student and teacher logits (B, K); the method takes no taps'),
     ('feature', 'per tap pair: the student and the teacher feature map (B, C, H, W)'),
     ('vector', 'per tap pair: the student and the teacher tap, each a vector (B, D) or a map '
                '(B, C, H, W) that the loss pools globally'),
     ('fsp', 'per tap pair of (a, b) taps: student a, student b, teacher a, teacher b maps'),
-    ('layers', 'all of the method\'s tap pairs in one call, in order: student maps 1..n, then teacher '
-               'maps 1..n (n >= 2); its term is scaled by the sum of the layer weights'),
+    ('layers', 'all of the method\'s tap pairs in one call, in order: student taps 1..n, then teacher '
+               'taps 1..n (n >= 2), maps (B, C, H, W) or, for a loss that takes them, vectors (B, D); its '
+               'term is scaled by the sum of the layer weights'),
 ])
 
-Method = namedtuple('Method', 'name inputs connector margin weight make labels warmup_epochs relational',
-                    defaults=(False, 0, False))
+Method = namedtuple('Method', 'name inputs connector margin weight make labels warmup_epochs relational heads',
+                    defaults=(False, 0, False, False))
 
 METHODS = OrderedDict()
 METHODS['kd'] = Method('kd', 'logits', False, False, 16.0, lambda c: KDLoss(c.get('kd_t', 4.0)))
@@ -85,6 +94,17 @@ METHODS['dist'] = Method('dist', 'logits', False, False, 2.0,
                          lambda c: DISTLoss(c.get('dist_beta', 1.0), c.get('dist_gamma', 1.0),
                                             c.get('dist_tau', 1.0)),
                          relational=True)
+# Losses with trainable heads. RepDistiller's CIFAR-100 script (scripts/run_cifar_distill.sh):
+# correlation -b 0.02, vid -b 1 (VID summed over its layer pairs); its CC heads are LinearEmbed
+# (feat_dim 128). mdistiller ReviewKD: REVIEWKD_WEIGHT 1.0 (engine/cfg.py; its
+# configs/cifar100/reviewkd.yaml, ResNet-32x4 -> 8x4, sets 5.0), WARMUP_EPOCHS 20.
+METHODS['cc'] = Method('cc', 'vector', False, False, 0.02,
+                       lambda c: CCLoss(c.get('cc_feat_dim', 128), c.get('cc_normalize', False)),
+                       relational=True, heads=True)
+METHODS['vid'] = Method('vid', 'feature', False, False, 1.0,
+                        lambda c: VIDLoss(c.get('vid_init_pred_var', 5.0), c.get('vid_eps', 1e-5)), heads=True)
+METHODS['reviewkd'] = Method('reviewkd', 'layers', False, False, 1.0,
+                             lambda c: ReviewKDLoss(c.get('reviewkd_mid_channels')), warmup_epochs=20, heads=True)
 ALIASES = {'nst': 'mmd'}
 
 
@@ -127,7 +147,7 @@ def warmup_factor(method, epoch):
     return 1.0 if not w else min((epoch + 1) / float(w), 1.0)
 
 
-__all__ = ['NORM_EPS', 'PairingError', 'ShapedLoss', 'Connector', 'KDLoss', 'DKDLoss', 'DISTLoss', 'NSTLoss',
-           'OriginalNSTPolyLoss', 'ATLoss', 'FitNetLoss', 'FSPLoss', 'OFDLoss', 'KDSVDLoss', 'ofd_margin',
-           'SPLoss', 'RKDLoss', 'PKTLoss', 'INPUTS', 'Method', 'METHODS', 'ALIASES', 'canonical_method', 'parse_kt_type',
-           'default_weight', 'takes_taps', 'warmup_factor']
+__all__ = ['NORM_EPS', 'PairingError', 'ShapedLoss', 'HeadLoss', 'Connector', 'KDLoss', 'DKDLoss', 'DISTLoss',
+           'NSTLoss', 'OriginalNSTPolyLoss', 'ATLoss', 'FitNetLoss', 'FSPLoss', 'OFDLoss', 'KDSVDLoss', 'ofd_margin',
+           'SPLoss', 'RKDLoss', 'PKTLoss', 'CCLoss', 'VIDLoss', 'ReviewKDLoss', 'INPUTS', 'Method', 'METHODS',
+           'ALIASES', 'canonical_method', 'parse_kt_type', 'default_weight', 'takes_taps', 'warmup_factor']

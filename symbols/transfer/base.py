@@ -120,3 +120,58 @@ class Connector(HybridBlock):
 
     def hybrid_forward(self, F, x):
         return self.bn(self.conv(x))
+
+
+class HeadLoss(ShapedLoss):
+    """Base of the losses that own trainable heads (parameters): CC's embeddings, VID's
+    regressor and variances, ReviewKD's fusion modules.
+
+    The heads' shapes follow from the inputs' shapes, so they are made once by
+    `build(*shapes)` with the per-sample shapes of the loss's inputs in call order
+    (`_configure` checks them, `_build` creates the child blocks and parameters);
+    `initialize()` follows. A registry entry declares such a loss with ``heads=True``:
+    `core.distiller.DistillBlock` then registers the block in its `Extras` (trained with the
+    student, saved in the checkpoint's ``.extra.params``, left out of the export) and builds
+    it from the taps' shapes in `connect`. Later calls may bring other spatial sizes
+    (`_configure` runs again) but must keep the channel counts the heads were built for.
+    """
+
+    def __init__(self, **kwargs):
+        super(HeadLoss, self).__init__(**kwargs)
+        self._built = None
+
+    @property
+    def built(self):
+        return self._built is not None
+
+    def build(self, *shapes):
+        """Create the heads for inputs of these per-sample shapes (once); returns self."""
+        shapes = tuple(tuple(s) for s in shapes)
+        if self._built is None:
+            self._configure(shapes)
+            with self.name_scope():
+                self._build(shapes)
+            self._built = shapes
+            self._shapes = shapes
+            self._clear_cached_op()
+        else:
+            self.prepare(*shapes)
+        return self
+
+    def _build(self, shapes):
+        raise NotImplementedError
+
+    def _check_built(self, what, signature):
+        """In `_configure`: refuse inputs whose `signature` (channel counts) differs from the
+        one the heads were built for; remember it before the build."""
+        if self._built is not None and signature != self._signature:
+            raise PairingError('%s heads were built for inputs with channels %s; got %s' % (what, self._signature,
+                                                                                           signature))
+        self._signature = signature
+
+    def forward(self, x, *args):
+        if self._built is None:
+            raise PairingError('%s owns trainable heads shaped by its inputs: call build(*per-sample shapes) and '
+                               'initialize() first (core.distiller.DistillBlock.connect builds it from the taps)'
+                               % type(self).__name__)
+        return super(HeadLoss, self).forward(x, *args)
