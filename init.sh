@@ -6,7 +6,8 @@
 #   bash init.sh --deps     only the environment and packages (what the tests need,
 #                           Horovod included)
 #
-# Environment: NST_GPU=1 installs mxnet-cu112 instead of the CPU mxnet;
+# Environment: NST_GPU=1 installs mxnet-cu112 instead of the CPU mxnet (NST_GPU=cu117:
+# mxnet-cu117), with the CUDA libraries from PyPI (GPUs of compute capability 5.0 to 8.9);
 # NST_HOROVOD=1/0 builds Horovod or not (default: with --deps only);
 # PYTHON picks the interpreter for a new .venv (default python3.11 or python3;
 # Python 3.10, 3.11 or 3.12); NST_VENV names the environment (default .venv).
@@ -50,18 +51,33 @@ elif [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 # 2. packages (skipped when setup.py and constraints.txt are unchanged) --------
-EXTRA=cpu
-[[ "${NST_GPU:-0}" == "1" ]] && EXTRA=gpu
+# NST_GPU=1 (or cu112): mxnet-cu112; NST_GPU=cu117: mxnet-cu117; both with the CUDA 11 libraries
+# from PyPI's nvidia-*-cu11 wheels, which core/gpu_libs.py loads before mxnet (no CUDA toolkit,
+# no LD_LIBRARY_PATH); the NVIDIA driver comes from the system. python -m tools.doctor checks it all.
+case "${NST_GPU:-0}" in
+  0|"") EXTRA=cpu; MXNET=mxnet ;;
+  1|cu112) EXTRA=gpu; MXNET=mxnet-cu112 ;;
+  cu117) EXTRA=gpu-cu117; MXNET=mxnet-cu117 ;;
+  *) echo "init.sh: NST_GPU=$NST_GPU: use NST_GPU=1 (mxnet-cu112), NST_GPU=cu117 (mxnet-cu117) or leave it unset (CPU)" >&2
+     exit 1 ;;
+esac
 STAMP="$(dirname "$PY")/../.nst-installed"
 WANT="$EXTRA $(cat setup.py constraints.txt | sha256sum | cut -c1-16)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   say "installing the project and its pinned dependencies ($EXTRA)"
   "$PY" -m pip install --quiet --upgrade pip
-  # mxnet and mxnet-cu112 share the package directory: never leave both installed
-  if [[ "$EXTRA" == gpu ]]; then OTHER=mxnet; else OTHER=mxnet-cu112; fi
-  "$PY" -m pip uninstall --quiet -y "$OTHER" >/dev/null 2>&1 || true
+  # mxnet, mxnet-cu112 and mxnet-cu117 share the package directory: never leave two installed
+  for OTHER in mxnet mxnet-cu112 mxnet-cu117; do
+    [[ "$OTHER" == "$MXNET" ]] || "$PY" -m pip uninstall --quiet -y "$OTHER" >/dev/null 2>&1 || true
+  done
   "$PY" -m pip install --quiet -c constraints.txt -e ".[$EXTRA,test]"
-  "$PY" -c "import core.compat, mxnet, numpy, gluoncv, cv2, yaml; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
+  if [[ "$EXTRA" == cpu ]]; then
+    "$PY" -c "import core.compat, mxnet, numpy, gluoncv, cv2, yaml; print('mxnet', mxnet.__version__, 'numpy', numpy.__version__)"
+  else
+    # a GPU build imports only where the NVIDIA driver is (not in e.g. a docker build): report, don't stop
+    "$PY" -c "import numpy, cv2, yaml"
+    "$PY" -m tools.doctor || echo "init.sh: $MXNET and its CUDA libraries are installed, but cannot train on a GPU here yet (see above)"
+  fi
   echo "$WANT" > "$STAMP"
 else
   say "packages already installed"

@@ -38,6 +38,11 @@ So numpy still loads after core/env.py's thread settings (its OpenBLAS reads
 them only when it loads), and a process that never imports mxnet is not
 touched.
 
+With a GPU build of mxnet installed (mxnet-cu112, mxnet-cu117), the same moment also loads the
+CUDA libraries of the nvidia-*-cu11 wheels (core/gpu_libs.py), which libmxnet.so links but the
+dynamic loader would not find in site-packages; with the CPU build it only reads mxnet's package
+metadata.
+
 Nothing of numpy 2 is restored: mxnet 1.9.1 declares ``numpy<2``, and with
 numpy 2.2 its import also needs ``PZERO``, ``NZERO``, ``NINF``, ``PINF``,
 ``NAN``, ``NaN``, ``Inf``, ``alltrue``, ``sometrue``, ``msort``, ``round_`` and
@@ -78,6 +83,24 @@ def _restore_distutils():
     RESTORED.append('distutils')
 
 
+def _preload_cuda(spec):
+    """A GPU build of mxnet: load the CUDA libraries of the nvidia-*-cu11 wheels before libmxnet.so
+    (core/gpu_libs.py); the CPU build: nothing. Returns what could not be loaded (None: CPU build)."""
+    import os
+    try:
+        from . import gpu_libs, gpu_support
+        origin = getattr(spec, 'origin', None)
+        where = [os.path.dirname(os.path.dirname(origin))] if origin else None
+        build, _ = gpu_support.installed_build(where)
+        if build is None or build == 'cpu':
+            return None
+        gpu_libs.preload(build=build)
+        return list(gpu_libs.FAILED)
+    except Exception as e:                       # never stop mxnet's import here; tools.doctor tells
+        warnings.warn('core.compat: preloading the CUDA libraries failed: %s' % e)
+        return None
+
+
 def restore():
     """Put back what mxnet 1.9.1 uses and this numpy or Python lacks (idempotent)."""
     _restore_numpy_bool()
@@ -111,7 +134,20 @@ class _BeforeMxnet(importlib.abc.MetaPathFinder):
             if self in sys.meta_path:
                 sys.meta_path.remove(self)
             restore()
-            exec_module(module)
+            failed = _preload_cuda(spec)
+            try:
+                exec_module(module)
+            except OSError as e:
+                if 'libcuda.so' in str(e):
+                    raise ImportError('this is a GPU build of mxnet, which needs the NVIDIA driver (%s): install '
+                                      'the driver, or on a machine without an NVIDIA GPU the CPU build (bash init.sh '
+                                      'without NST_GPU); python -m tools.doctor checks it all' % e) from e
+                if failed is None:                   # the CPU build
+                    raise
+                raise ImportError('the GPU build of mxnet cannot load its CUDA libraries (%s): %s; run '
+                                  'NST_GPU=1 (or cu117) bash init.sh to install them, python -m tools.doctor '
+                                  'to see what is missing' % ('; '.join('%s %s' % (f[0], f[2]) for f in failed)
+                                                              or 'all preloaded', e)) from e
         spec.loader.exec_module = restore_then_exec
         return spec
 

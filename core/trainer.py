@@ -29,7 +29,7 @@ from mxnet import autograd, gluon, nd
 
 import symbols
 from data import DataSource
-from . import checkpoint, monitor, runs, schedule
+from . import checkpoint, gpu_libs, gpu_support, monitor, runs, schedule
 from .distiller import DistillBlock, plan_taps
 from .evaluate import evaluate, kvstore_sum, sum_over_workers
 from .metrics import Running, NonFiniteLoss, LabelOutOfRange
@@ -92,7 +92,7 @@ def setup_logging(cfg, rank=0, to_file=True):
 
 
 def contexts(cfg, local_rank=None):
-    """The devices of `gpu_list` (checked against the GPUs this MXNet build sees), else CPU(s).
+    """The devices of `gpu_list` (checked against the GPUs this MXNet build can run on), else CPU(s).
 
     Under Horovod (`local_rank` given) a process drives one device:
     gpu_list[local_rank], or one CPU."""
@@ -106,18 +106,21 @@ def contexts(cfg, local_rank=None):
         ids = [ids[local_rank]]
     if not ids:
         return [mx.cpu(i) for i in range(int(os.environ.get('NST_CPU_DEVICES', '1')))]
-    try:
-        have = mx.context.num_gpus()
-    except mx.base.MXNetError:
-        have = 0
-    if have == 0:
-        raise TrainingError('gpu_list=%s but this MXNet build sees no GPU (the CPU wheel, or no CUDA '
-                            'device): set gpu_list=[] to train on the CPU, or install the GPU build with '
-                            'NST_GPU=1 bash init.sh' % cfg.gpu_list)
-    missing = [i for i in ids if i >= have]
-    if missing:
-        raise TrainingError('gpu_list=%s names GPU %s but only %d GPU(s) are visible (ids 0..%d); fix '
-                            'gpu_list' % (cfg.gpu_list, ', '.join(map(str, missing)), have, have - 1))
+    # before any CUDA work: the build, the driver's GPUs and their compute capabilities against the
+    # build's table (core/gpu_support.py), so a GPU this build has no code for stops here, by name
+    build, version = gpu_support.installed_build()
+    driver = gpu_libs.driver_gpus() if build != 'cpu' else gpu_libs.DriverInfo(gpus=[])
+    gpus = driver.gpus
+    if gpus is None and build != 'cpu':
+        try:           # the driver could not be asked directly: count what mxnet sees (no capabilities)
+            gpus = [gpu_support.Gpu(i, 'GPU %d' % i, None) for i in range(mx.context.num_gpus())] or None
+        except mx.base.MXNetError:
+            gpus = None
+        if gpus is not None:
+            build = None          # capabilities unknown: check the count only
+    problem = gpu_support.check_gpu_list(ids, build, gpus, version or '', driver.error)
+    if problem:
+        raise TrainingError(problem)
     return [mx.gpu(i) for i in ids]
 
 
