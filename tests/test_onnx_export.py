@@ -157,12 +157,12 @@ def test_pyramidnet_at_an_odd_stage_side_is_refused_naming_the_operator(data, tm
     (tmp_path / 'deploy').mkdir()
     for suffix in ('-symbol.json', '-0000.params', '-meta.json', '.onnx'):
         (tmp_path / 'deploy' / ('p' + suffix)).write_text('earlier export')
-    code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', str(out), '--onnx'], capsys)
+    code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', str(out), '--onnx', '--overwrite'], capsys)
     one_error(code, err, 'pyramidnet110', 'Pooling', 'ceil mode', '15x15', 'hangs over the border',
               'export without --onnx')
     assert sorted(os.listdir(str(tmp_path / 'deploy'))) == ['p-0000.params', 'p-meta.json', 'p-symbol.json', 'p.onnx']
     assert all((tmp_path / 'deploy' / f).read_text() == 'earlier export' for f in os.listdir(str(tmp_path / 'deploy')))
-    code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', str(out)], capsys)    # MXNet alone: fine
+    code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', str(out), '--overwrite'], capsys)    # MXNet alone: fine
     assert code == 0, err
     assert not os.path.exists(str(out) + '.onnx')            # the earlier ONNX file would not match the export
     # the refusal is what the comparison would find: converted anyway, onnxruntime differs
@@ -170,7 +170,7 @@ def test_pyramidnet_at_an_odd_stage_side_is_refused_naming_the_operator(data, tm
     reference, got = mxnet_and_onnxruntime(str(out), np.random.RandomState(0).normal(size=(2, 3, 30, 30)))
     assert np.max(np.abs(got - reference)) > 1e-3 * np.abs(reference).max()
     at32 = save_checkpoint(tmp_path / 'model', 'p32', 'pyramidnet110', image_size=32)
-    code, _, err = run_tool(export.main, ['--prefix', at32, '--out', str(out), '--onnx'], capsys)
+    code, _, err = run_tool(export.main, ['--prefix', at32, '--out', str(out), '--onnx', '--overwrite'], capsys)
     assert code == 0, err                                     # 32 -> 16 -> 8: no window hangs over
 
 

@@ -10,7 +10,9 @@ validation images read from --data-dir, or on random inputs without it.
 """
 import json
 import os
+import shutil
 import sys
+import time
 
 from core.env import configure_threads
 
@@ -155,6 +157,30 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
     return {'worst': worst, 'inputs': inputs}
 
 
+def keep_existing(out, overwrite):
+    """An export already at `out`: UsageError without `overwrite`; with it, a copy of its files in
+    <folder of out>/replaced/<name>-<time>/ (returned; None when there is nothing at `out`)."""
+    existing = [out + s for s in SUFFIXES if os.path.isfile(out + s)]
+    if not existing:
+        return None
+    if not overwrite:
+        source = ''
+        try:
+            with open(out + '-meta.json') as f:
+                meta = json.load(f)
+            source = ' (of %s, epoch %s)' % (meta.get('source'), meta.get('epoch'))
+        except (OSError, ValueError):
+            pass
+        raise cli.UsageError('--out %s already holds an export%s: choose another --out, or add --overwrite to '
+                             'replace it (a copy of the old files is kept)' % (out, source))
+    folder, name = os.path.split(os.path.abspath(out))
+    dest = os.path.join(folder, 'replaced', '%s-%s' % (name, time.strftime('%Y%m%d-%H%M%S')))
+    os.makedirs(dest, exist_ok=True)
+    for f in existing:
+        shutil.copy2(f, os.path.join(dest, os.path.basename(f)))
+    return dest
+
+
 @cli.command
 def main(argv=None):
     """Export; 2 with one error line for a wrong argument, checkpoint or --out, a checkpoint that is
@@ -168,6 +194,8 @@ def main(argv=None):
     p.add_argument('--data-dir', help='the run\'s validation data (its data_dir): the exported forms are checked '
                    'on its images; without it, on random inputs')
     p.add_argument('--images', type=cli.positive_int, default=8, help='validation images to check on (default 8)')
+    p.add_argument('--overwrite', action='store_true', help='replace an export already at --out (a copy of the old '
+                   'files goes to OUT_FOLDER/replaced/)')
     args = p.parse_args(argv)
     cli.checkpoint_prefix(args.prefix)
     if args.data_dir is not None:
@@ -178,7 +206,19 @@ def main(argv=None):
         from tools import onnx_export
         versions = onnx_export.require()
     cli.output_path(args.out, '--out', example=os.path.basename(args.prefix) or 'RUN')
-    done = export(args.prefix, args.epoch, args.out, onnx=args.onnx, data_dir=args.data_dir, images=args.images)
+    kept = keep_existing(args.out, args.overwrite)
+    try:
+        done = export(args.prefix, args.epoch, args.out, onnx=args.onnx, data_dir=args.data_dir, images=args.images)
+    except BaseException:
+        if kept:                                   # the old export is still in place: no copy needed
+            shutil.rmtree(kept, ignore_errors=True)
+            try:
+                os.rmdir(os.path.dirname(kept))   # replaced/, if nothing else is in it
+            except OSError:
+                pass
+        raise
+    if kept:
+        print('the earlier export at %s was replaced; a copy is in %s' % (args.out, kept))
     print('exported %s-symbol.json%s %s-0000.params%s; SymbolBlock%s outputs match the trained model on %s '
           '(max abs difference %.2g)' % (args.out, ',' if args.onnx else ' and', args.out,
                                          ' and %s.onnx (opset 13)' % args.out if args.onnx else '',

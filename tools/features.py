@@ -79,19 +79,27 @@ def parse_view(text, label=True, option=None):
 def val_images(meta, data_dir, count):
     """The first `count` validation images (uint8 N x C x H x W) of the data a checkpoint was trained
     on (`meta`: dataset, in_channels, image_size), read from `data_dir`."""
+    from tools.cli import UsageError
     dataset, channels, size = meta.get('dataset'), meta.get('in_channels', 3), meta.get('image_size')
     if dataset in ('cifar10', 'cifar100'):
         from data.cifar import load_cifar
         _, (x, _) = load_cifar(data_dir, dataset)
+        if count > len(x):
+            raise UsageError('--images %d: the validation set in %s has %d images; ask for at most that many'
+                             % (count, data_dir, len(x)))
         return x[:count].transpose(0, 3, 1, 2).copy()
-    from data import check_pack
+    from data import check_pack, check_channels
     from data.packfile import ensure_decodable
     from data.records import centre_crop_resize
     prefix = os.path.join(data_dir, 'val')
-    check_pack(prefix)
+    have = check_pack(prefix)
+    if count > have:
+        raise UsageError('--images %d: the validation pack %s.rec has %d images; ask for at most that many'
+                         % (count, prefix, have))
     # as in training: the resizing iterator aborts on an image that does not decode, the others
-    # would give garbage pixels (free for packs the builder made)
+    # would give garbage pixels (free for packs the builder made); the images must be of the run's kind
     ensure_decodable(prefix)
+    check_channels(prefix, channels, dataset)
     resize = centre_crop_resize(size) if dataset == 'imagenet' else None
     return pack_images(prefix, count, channels, size, resize)[0]
 
@@ -117,6 +125,11 @@ def view_maps(views, data_dir, count, epoch='best'):
                          'says which data and image size to read')
     images = val_images(runs[0], data_dir, count)
     out = [(name, tap_outputs(block, images, meta['mean'], meta['std'])[1]) for name, block, meta in loaded]
+    for (name, m), (_, prefix, tap) in zip(out, views):
+        if m.ndim != 4:
+            from tools.cli import UsageError
+            raise UsageError('view %s=%s:%s: tap %r has shape %s per image, not a feature map (C, H, W); choose a '
+                             'map tap such as a stage output' % (name, prefix, tap, tap, m.shape[1:]))
     h = min(m.shape[2] for _, m in out)
     w = min(m.shape[3] for _, m in out)
     return images, [(name, pool_to(m, h, w)) for name, m in out]

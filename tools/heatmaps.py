@@ -44,6 +44,7 @@ def plot(images, rows, out, channels=3):
     from .plotting import pyplot, save
     plt = pyplot()
     n = len(images)
+    channels = min(channels, min(f.shape[1] for _, f in rows))    # no more than the tap has
     chosen = [(name, f, top_channels(f, channels)) for name, f in rows]
     cols = 1 + channels * len(rows)
     fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.7 * n), squeeze=False)

@@ -308,9 +308,10 @@ def test_a_failed_export_keeps_the_earlier_export_and_leaves_no_temporary_file(r
     def mismatch(reference, outputs, tol=1e-4):
         raise export.ExportError('exported model differs from the trained one by 1 (Module 1)')
     monkeypatch.setattr(export, 'compare_outputs', mismatch)
-    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--out', str(out)], capsys)
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--out', str(out), '--overwrite'],
+                            capsys)
     one_error(code, err, 'differs')
-    assert files(tmp_path) == ['x-0000.params', 'x-meta.json', 'x-symbol.json']
+    assert files(tmp_path) == ['x-0000.params', 'x-meta.json', 'x-symbol.json']      # no copy folder either
     assert all((tmp_path / f).read_text() == 'earlier export' for f in files(tmp_path))
 
 
@@ -431,3 +432,38 @@ def test_evaluate_the_configured_teacher(cifar_setup, capsys):
     assert ('top-1 %.2f%%' % (100 * last['val_top1'])) in out and 'on %d images' % last['val_n'] in out
     assert evaluate.main(argv + ['teacher_prefix=%s' % root]) == 2
     assert 'teacher checkpoint not found' in capsys.readouterr().err
+
+
+def test_figures_refuse_vector_taps_and_more_images_than_there_are(runs, tmp_path, capsys):
+    """Found by a new user: a pooled tap ended in an IndexError; --images above the validation set
+    size ran for minutes and took gigabytes."""
+    s = runs / 'model' / 's'
+    for main, argv in ((heatmaps.main, ['--net', 'a=%s:pool' % s]),
+                       (tsne.main, ['--teacher', '%s:pool' % s, '--student', 'a=%s:pool' % s])):
+        code, _, err = run_tool(main, argv + ['--data-dir', str(runs / 'data'), '--images', '4',
+                                              '--out', str(tmp_path / 'f.png')], capsys)
+        one_error(code, err, "tap 'pool'", 'not a feature map')
+    code, _, err = run_tool(heatmaps.main, ['--net', 'a=%s:stage3_pre' % s, '--data-dir', str(runs / 'data'),
+                                            '--images', '17', '--out', str(tmp_path / 'f.png')], capsys)
+    one_error(code, err, '--images 17', 'has 16 images')
+    assert not (tmp_path / 'f.png').exists()
+    code, stdout, err = run_tool(heatmaps.main, ['--net', 'a=%s:stage1' % s, '--data-dir', str(runs / 'data'),
+                                                 '--images', '2', '--channels', '1000', '--out',
+                                                 str(tmp_path / 'f.png')], capsys)
+    assert code == 0 and '(32 panels)' in stdout, err      # 2 images x the tap's 16 channels, not 1000
+
+
+def test_export_over_an_existing_export_needs_overwrite_and_keeps_a_copy(runs, tmp_path, capsys):
+    out = tmp_path / 'deploy' / 'x'
+    assert run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--out', str(out)], capsys)[0] == 0
+    before = {p: p.read_bytes() for p in (tmp_path / 'deploy').iterdir()}
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--epoch', '1', '--out', str(out)],
+                            capsys)
+    one_error(code, err, 'already holds an export', '--overwrite')
+    assert {p: p.read_bytes() for p in (tmp_path / 'deploy').iterdir()} == before
+    code, stdout, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--epoch', '1', '--out',
+                                               str(out), '--overwrite'], capsys)
+    assert code == 0 and 'a copy is in' in stdout, err
+    kept = [d for d in (tmp_path / 'deploy' / 'replaced').iterdir()]
+    assert len(kept) == 1 and {p.name: p.read_bytes() for p in kept[0].iterdir()} == \
+        {p.name: b for p, b in before.items()}
