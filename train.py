@@ -19,13 +19,34 @@ from core.env import configure_threads
 configure_threads()      # before mxnet is imported
 
 
+def python_command():
+    """This interpreter as the user should type it: relative when it lives below the current folder
+    (.venv/bin/python), else its full path."""
+    import os
+    exe = sys.executable or 'python'
+    rel = os.path.relpath(exe)
+    return rel if not rel.startswith('..') else exe
+
+
+def train_command(args, resume=True):
+    """The command line of the run `args` names (its --cfg and overrides); with `resume`, without the
+    overrides a resume replaces and with retrain=true model_load_epoch=-1."""
+    keep = args.overrides
+    if resume:
+        keep = [a for a in keep if a.split('=', 1)[0].strip() not in
+                ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
+    words = (['--cfg', args.cfg] if args.cfg else []) + keep + (['retrain=true', 'model_load_epoch=-1']
+                                                                if resume else [])
+    return '%s train.py %s' % (shlex.quote(python_command()), ' '.join(shlex.quote(a) for a in words))
+
+
 def resume_command(args):
-    """The command line that resumes the run `args` names (its --cfg and overrides, without the
-    ones a resume replaces)."""
-    keep = [a for a in args.overrides if a.split('=', 1)[0].strip() not in
-            ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
-    words = (['--cfg', args.cfg] if args.cfg else []) + keep + ['retrain=true', 'model_load_epoch=-1']
-    return 'python train.py ' + ' '.join(shlex.quote(a) for a in words)
+    return train_command(args, resume=True)
+
+
+def has_checkpoint(cfg):
+    from core import checkpoint
+    return bool(checkpoint.epochs(cfg.model_dir, cfg.model_prefix))
 
 
 def main(argv=None):
@@ -56,13 +77,20 @@ def main(argv=None):
         return 2
     except Diverged as e:
         print('error: %s' % e, file=sys.stderr)
+        if not has_checkpoint(cfg):
+            print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
+                  'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
         return 3
     except (TrainingError, CheckpointError, PackError, DataError, ConfigError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print('\ninterrupted. Every finished epoch is checkpointed in %s; continue with\n  %s'
-              % (cfg.model_dir, resume_command(args)), file=sys.stderr)
+        if has_checkpoint(cfg):
+            print('\ninterrupted. Every finished epoch is checkpointed in %s; continue with\n  %s'
+                  % (cfg.model_dir, resume_command(args)), file=sys.stderr)
+        else:
+            print('\ninterrupted before the first epoch of run %r finished: nothing was checkpointed. Start it '
+                  'again with\n  %s' % (cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
         return 130
     if not record:
         print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'

@@ -166,12 +166,15 @@ def load_params(block, path, ctx, what='params'):
     try:
         block.load_parameters(path, ctx=ctx)
     except mx.base.MXNetError as e:
-        text = str(e).split('\n')[0]
+        lines = [l.strip() for l in str(e).splitlines() if l.strip() and not l.startswith(('Traceback', '  File',
+                                                                                             'Stack trace'))]
+        text = next((l for l in reversed(lines) if 'Check failed' in l or 'Error' in l), lines[-1] if lines else '?')
         raise CheckpointError('%s file %s cannot be read: it is truncated or corrupt (%s); use another '
                               'epoch or copy the file again' % (what, path, text[:200]))
     except AssertionError as e:
+        why = str(e).split(' Set allow_missing')[0].split(' Set ignore_extra')[0]   # not a setting of this toolkit
         raise CheckpointError('%s file %s does not fit this network (%s): check network/num_classes'
-                              % (what, path, str(e)[:300]))
+                              % (what, path, why[:300]))
     if not all_finite(ndarrays(block.collect_params())):
         raise NonFiniteCheckpoint('%s file %s holds NaN or Inf values (saved from a diverged run): use an '
                                   'earlier epoch' % (what, path))
@@ -186,7 +189,8 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None):
         load_params(extra, p['extra'], ctx, 'connector params')
     if trainer is not None:
         if not os.path.isfile(p['states']):
-            raise CheckpointError('optimizer state %s is missing; it is needed to resume exactly' % p['states'])
+            raise CheckpointError('optimizer state %s is missing; it is needed to resume exactly: resume from an '
+                                  'earlier epoch that has one (model_load_epoch=N)' % p['states'])
         try:
             trainer.load_states(p['states'])
         except Exception as e:

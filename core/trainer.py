@@ -279,6 +279,14 @@ class Session(object):
 
     def _load(self, epoch):
         cfg = self.cfg
+        meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
+        trained = {'network': self.student.network_name, 'kt_type': cfg.kt_type if cfg.kt else None}
+        differ = ['%s=%s (this run: %s)' % (k, meta[k], v) for k, v in trained.items()
+                  if k in meta and meta[k] != v]
+        if differ:
+            raise TrainingError('checkpoint %s epoch %d was trained with %s: a resume keeps the network and the '
+                                'transfer methods; set them as the checkpoint has them, or start a new run'
+                                % (cfg.model_load_prefix, epoch, ', '.join(differ)))
         return checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, self.student, self.ctx,
                                self.block.extras, self.trainer)
 

@@ -151,3 +151,27 @@ def test_connectors_are_checkpointed_and_resumed(cifar_setup, train_run):
                 and n.startswith(('fitnet', 'ofd'))]
     assert train.main(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2']) == 0
     assert checkpoint.epochs(str(root / 'model'), 'conn') == [1, 2]
+
+
+def test_resume_with_another_network_or_method_is_refused_by_name(cifar_setup, train_run):
+    """A resume that changes the network or kt_type names both values instead of a shape error."""
+    root, common, student = cifar_setup
+    argv = student + ['model_prefix=switch', 'kt_type=kd', 'kt_weight=null']
+    assert train_run(argv)[0] == 0
+    code, err = train_run(argv[:-2] + ['kt_type=dist', 'kt_weight=null', 'retrain=true', 'model_load_epoch=-1',
+                                       'num_epoch=2'])
+    assert code == 2 and 'kt_type=kd (this run: dist)' in err, err
+    code, err = train_run([a for a in argv if not a.startswith('network=')] +
+                          ['network=cifar_resnet14', 'retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 2 and 'network=cifar_resnet8 (this run: cifar_resnet14)' in err, err
+    assert checkpoint.epochs(str(root / 'model'), 'switch') == [1]            # nothing touched
+
+
+def test_missing_optimizer_state_names_the_file_and_an_earlier_epoch(cifar_setup, train_run):
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=nostates', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    p = checkpoint.paths(str(root / 'model'), 'nostates', 2)['states']
+    os.remove(p)
+    code, err = train_run(argv[:-1] + ['num_epoch=3', 'retrain=true', 'model_load_epoch=2'])
+    assert code == 2 and p in err and 'model_load_epoch=N' in err and 'Traceback' not in err, err

@@ -228,7 +228,7 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_
     assert not os.path.exists(str(root / 'model' / 'ctrlc.lock'))           # released
     monkeypatch.setattr(Session, 'train_epoch', real)
     resume = shlex.split(err.split('continue with\n')[1].strip())      # as a shell reads it
-    assert resume[:2] == ['python', 'train.py']
+    assert resume[0].endswith('python') and resume[1] == 'train.py'     # the interpreter used
     code, err = train_run(resume[2:])                          # the printed command, as printed
     assert code == 0 and "resumed run 'ctrlc' from its epoch-1 checkpoint" in err, err
     assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1, 2, 3]
@@ -288,3 +288,20 @@ def test_gluoncv_teacher_from_a_local_params_file(cifar_setup, tmp_path, train_r
                                'student_symbol=[null, stage3_pre]', 'model_prefix=gcv'])
     assert code == 0, err
     assert 'teacher: preact_resnet18 from %s' % path in err
+
+
+def test_hints_after_a_stop_before_the_first_checkpoint_do_not_point_at_a_resume(cifar_setup, train_run,
+                                                                                 monkeypatch):
+    """Ctrl-C or divergence in epoch 0: nothing to resume, so the hint is the command itself."""
+    from core.trainer import Session
+    _, common, _ = cifar_setup
+
+    def interrupted(self, epoch):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Session, 'train_epoch', interrupted)
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=early'])
+    assert code == 130 and 'before the first epoch' in err and 'retrain=true' not in err
+    monkeypatch.undo()
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=early', 'lr=1e38'])
+    assert code == 3 and 'nothing to resume' in err and 'train.py' in err
+
