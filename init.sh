@@ -83,8 +83,10 @@ else
   say "packages already installed"
 fi
 # mxnet imported by programs outside the project (horovodrun, mxnet's tools, Horovod's
-# build) gets core/compat.py first too: a .pth line runs at every start of this Python
-echo "import core.compat" > "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nst_gluon_compat.pth"
+# build) gets core/compat.py first too: a .pth line runs at every start of this Python.
+# It then forgets the name `core` (the hook it installed stays), so that a program run
+# elsewhere with its own `core` package, or another checkout of this project, gets its own.
+echo "import sys, core.compat; [sys.modules.pop(n) for n in list(sys.modules) if n == 'core' or n.startswith('core.')]" > "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nst_gluon_compat.pth"
 # 3. Horovod (optional) -------------------------------------------------------------
 # horovod.mxnet is built from source against this MXNet, with Gloo (no MPI),
 # for CPU tensors (GPU users add HOROVOD_GPU_OPERATIONS=NCCL). NST_HOROVOD=1

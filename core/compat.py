@@ -154,5 +154,5 @@ class _BeforeMxnet(importlib.abc.MetaPathFinder):
 
 if 'mxnet' in sys.modules:
     restore()
-elif not any(isinstance(f, _BeforeMxnet) for f in sys.meta_path):
+elif not any(type(f).__name__ == '_BeforeMxnet' for f in sys.meta_path):     # also the .pth line's copy
     sys.meta_path.insert(0, _BeforeMxnet())

@@ -165,3 +165,15 @@ def test_ci_runs_the_suite_on_311_and_312_and_fails_if_either_fails(tmp_path, co
     assert r.returncode == status, r.stderr
     assert log.read_text().splitlines() == ['init .venv default --deps', 'pytest .venv -m pytest -q',
                                             'init .venv312 python3.12 --deps', 'pytest .venv312 -m pytest -q']
+
+
+def test_the_environments_pth_line_leaves_the_name_core_to_other_programs(tmp_path):
+    """init.sh's .pth line installs the hook at every start of this Python, then forgets the package
+    `core`: a program with its own `core` (or another checkout of this project) gets its own."""
+    (tmp_path / 'core').mkdir()
+    (tmp_path / 'core' / '__init__.py').write_text('MINE = True\n')
+    r = subprocess.run([sys.executable, '-c', 'import sys, core\n'
+                        'print(getattr(core, "MINE", False), any(type(f).__name__ == "_BeforeMxnet" '
+                        'for f in sys.meta_path))'], cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ['True', 'True'], r.stdout      # its own core, and the hook from the .pth line
