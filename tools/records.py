@@ -36,14 +36,16 @@ def _known_methods():
 
 
 def split_run_name(name):
-    """(prefix, method) of a run named <prefix><method>_s<seed>, with the longest method name of
-    the results table that fits, else the part after the first '_'; None for other names."""
+    """(prefix, method) of a run named <prefix><method>_s<seed>: the longest method name of the
+    results table that is the whole stem or follows a '_' (exp_kd_s0: 'exp_', 'kd'; exp_format_s0
+    is not an 'at' run), else the part after the first '_' ('exp_', 'format'), else the whole
+    stem with the prefix ''; None for names without _s<seed>."""
     m = RUN_NAME.match(name)
     if not m:
         return None
     stem = m.group('stem')
     for method in _known_methods():
-        if stem.endswith(method):
+        if stem == method or stem.endswith('_' + method):
             return stem[:-len(method)], method
     head, sep, tail = stem.partition('_')
     return (head + sep, tail) if sep and tail else ('', stem)
@@ -64,26 +66,54 @@ def methods_of(runs, prefix):
     return sorted({RUN_NAME.match(n[len(prefix):]).group('stem') for n in matching_runs(runs, prefix)})
 
 
-def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix='pass one of these as --prefix',
-                 epoch_fix=None):
+def _prefix_advice(runs):
+    """What to pass as --prefix for the runs there: "--prefix 'P' (N runs)" for every prefix P the
+    run names suggest, N the runs that prefix then matches, plus the records whose names do not
+    follow <prefix><method>_s<seed> (no --prefix reads them)."""
+    prefixes = sorted({split_run_name(n)[0] for n in runs if split_run_name(n)})
+    found = ['--prefix %r (%d run%s)' % (p, len(matching_runs(runs, p)), '' if len(matching_runs(runs, p)) == 1
+                                         else 's') for p in prefixes]
+    others = [n for n in runs if not RUN_NAME.match(n)]
+    text = ('pass one of these: %s' % _quote(found)) if found else ''
+    if others:
+        text += '%sthe records %s are not named <prefix><method>_s<seed>, so no table reads them (train runs ' \
+                'to compare as model_prefix=<prefix><method>_s<seed>, e.g. exp_kd_s0)' % (
+                    '; ' if text else '', _quote(others))
+    return text
+
+
+def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix=None, epoch_fix=None):
     """UsageError for finding no (finished) run named <prefix><method>_s<seed> among `runs`
-    (find_runs(folder)): says what was searched and what is there (the run-name prefixes found,
-    or the unfinished runs with their last epoch), then the fix."""
+    (find_runs(folder)): says what was searched and what is there (each --prefix that would match
+    runs there, with its count, and the records no prefix matches; or the unfinished runs with their
+    last epoch), then the fix."""
     if not runs:
         return UsageError('no run records (*.jsonl) in %s: training writes log_dir/<model_prefix>.jsonl '
                           '(log/ by default); pass that folder as --records' % folder)
     matching = matching_runs(runs, prefix)
     pattern = '%r<method>_s<seed>' % prefix
     if not matching:
-        counts = OrderedDict()
-        for name in runs:
-            split = split_run_name(name)
-            counts[split[0] if split else name] = counts.get(split[0] if split else name, 0) + 1
-        found = ['%r (%d run%s)' % (p, n, '' if n == 1 else 's') for p, n in sorted(counts.items())]
-        return UsageError('no runs named %s in %s; runs there: %s: %s' % (pattern, folder, _quote(found), prefix_fix))
+        return UsageError('no runs named %s in %s; %s' % (pattern, folder, prefix_fix or _prefix_advice(runs)))
     last = ['%s (last epoch %s)' % (n, runs[n][-1]['epoch'] if runs[n] else 'none: no readable record')
             for n in matching]
     if num_epoch is None:
         return UsageError('the runs named %s in %s have no readable record: %s' % (pattern, folder, _quote(last)))
     return UsageError('no run named %s in %s reached its last epoch %d (--num-epoch %d): %s; %s' % (
         pattern, folder, num_epoch - 1, num_epoch, _quote(last), epoch_fix or 'let the runs finish or lower --num-epoch'))
+
+
+def finished_runs(runs, names, log=None):
+    """The names among `names` (runs with records) whose last epoch is the latest any of them
+    reached. The others stopped short (crashed, interrupted, still training): they are left out,
+    with one warning on `log` naming each and its last epoch, since averaging them with finished
+    seeds would pull the mean towards an earlier epoch."""
+    last = OrderedDict((n, runs[n][-1]['epoch']) for n in names if runs[n])
+    if not last:
+        return []
+    end = max(last.values())
+    short = ['%s (last epoch %d)' % (n, e) for n, e in last.items() if e < end]
+    if short and log is not None:
+        log.warning('left out %d run(s) that stopped before epoch %d, the last epoch the other runs reached: %s. '
+                    'Let them finish (resume: retrain=true model_load_epoch=-1), or pass --num-epoch N to '
+                    'compare the runs that reached N epochs', len(short), end, _quote(short))
+    return [n for n, e in last.items() if e == end]

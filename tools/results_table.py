@@ -3,9 +3,11 @@
     python -m tools.results_table --records results/records --prefix repro_ [--out results/table.md]
 
 Runs are named <prefix><method>_s<seed>; a run counts when its records reach
-the expected last epoch. Each row: method, student, teacher, top-1 and
+the last epoch (--num-epoch N: epoch N-1; without it, the latest epoch any of
+these runs reached: a seed that stopped short is left out, with a warning). Each row: method, student, teacher, top-1 and
 top-5 error (%) of the last epoch as mean +- std over seeds, seeds counted.
 """
+import logging
 import re
 import sys
 from collections import OrderedDict
@@ -13,8 +15,9 @@ from collections import OrderedDict
 import numpy as np
 
 from . import cli
-from .records import find_runs, missing_runs
+from .records import RUN_NAME, find_runs, finished_runs, matching_runs, missing_runs
 
+LOG = logging.getLogger('results_table')
 NAME = re.compile(r'^(?P<prefix>.*?)(?P<method>[a-z0-9_]+?)_s(?P<seed>\d+)$')
 LABELS = OrderedDict([
     ('student', 'student alone'), ('kd', 'KD'), ('fitnet', 'FitNet'), ('at', 'AT'),
@@ -25,18 +28,18 @@ LABELS = OrderedDict([
 
 
 def group_runs(runs, prefix, num_epoch=None):
-    """{method: [final record of each finished seed]} for runs named <prefix><method>_s<seed>."""
+    """{method: [final record of each finished seed]} for runs named <prefix><method>_s<seed>.
+    A run is finished when its last epoch is num_epoch - 1; without num_epoch, when it reached the
+    latest last epoch of these runs (the others are left out with a warning naming them)."""
+    names = matching_runs(runs, prefix)
+    if num_epoch is None:
+        names = finished_runs(runs, names, LOG)
     groups = OrderedDict()
-    for name, recs in runs.items():
-        if not name.startswith(prefix) or not recs:
+    for name in names:
+        last = runs[name][-1] if runs[name] else None
+        if last is None or (num_epoch is not None and last['epoch'] != num_epoch - 1):
             continue
-        m = re.match(r'^(?P<method>.+)_s(?P<seed>\d+)$', name[len(prefix):])
-        if not m:
-            continue
-        last = recs[-1]
-        if num_epoch is not None and last['epoch'] != num_epoch - 1:
-            continue
-        groups.setdefault(m.group('method'), []).append(last)
+        groups.setdefault(RUN_NAME.match(name[len(prefix):]).group('stem'), []).append(last)
     return groups
 
 

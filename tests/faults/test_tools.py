@@ -467,3 +467,34 @@ def test_export_over_an_existing_export_needs_overwrite_and_keeps_a_copy(runs, t
     kept = [d for d in (tmp_path / 'deploy' / 'replaced').iterdir()]
     assert len(kept) == 1 and {p.name: p.read_bytes() for p in kept[0].iterdir()} == \
         {p.name: b for p, b in before.items()}
+
+
+def test_results_table_leaves_out_a_seed_that_stopped_short_and_names_it(tmp_path, capsys):
+    """Without --num-epoch, a crashed seed (last epoch 1 of 0..4) was averaged with the finished
+    ones, pulling the mean towards an earlier epoch without a word."""
+    rec = tmp_path / 'records'
+    write_records(rec, 'exp_kd_s0', epochs=5, top1=0.9)
+    write_records(rec, 'exp_kd_s1', epochs=5, top1=0.9)
+    write_records(rec, 'exp_kd_s2', epochs=2, top1=0.5)              # crashed after epoch 1
+    code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'exp_'], capsys)
+    assert code == 0 and '| KD |  |  | 10.00 ± 0.00 | 1.00 ± 0.00 | 2 |' in out, out
+    warning = [l for l in err.splitlines() if l.startswith('warning: ')]
+    assert len(warning) == 1 and 'exp_kd_s2 (last epoch 1)' in warning[0] and 'epoch 4' in warning[0]
+    assert '--num-epoch' in warning[0]
+
+
+def test_every_prefix_the_results_table_suggests_works(tmp_path, capsys):
+    """The advice after no match named prefixes that then failed: record names without _s<seed>
+    (the default run names), and prefixes cut inside a word (exp_format_s0 read as 'exp_form' + AT)."""
+    rec = tmp_path / 'records'
+    for name in ('fmnist_resnet14_teacher', 'fmnist_resnet8_kd_nst', 'exp_format_s0', 'mykd_s0', 'a_b_kd_s2'):
+        write_records(rec, name)
+    code, _, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'nope_'], capsys)
+    line = one_error(code, err, 'fmnist_resnet14_teacher', 'fmnist_resnet8_kd_nst', 'not named')
+    suggested = re.findall(r"--prefix '([^']*)'", line)
+    assert sorted(suggested) == ['', 'a_b_', 'exp_'], line
+    for prefix in suggested:
+        code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', prefix], capsys)
+        assert code == 0 and '| method |' in out, (prefix, err)
+    code, out, _ = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'exp_'], capsys)
+    assert '| format |' in out and '| AT |' not in out
