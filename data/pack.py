@@ -12,7 +12,10 @@ Sources:
 
 Command line:
     python -m data.pack --train TRAIN_DIR [--val VAL_DIR [--val-labels FILE]] --out OUT_DIR
-writes OUT_DIR/{train,val}.{lst,rec,idx} and OUT_DIR/classes.txt;
+writes OUT_DIR/{train,val}.{lst,rec,idx} and OUT_DIR/classes.txt (a tree whose class
+folders hold only folders of images is refused as a level too high unless
+--nested-classes; images of a flat --val missing from --val-labels are an error
+unless --skip-unlisted);
     python -m data.pack --check OUT_DIR/train [--num-classes N]
 reads every record back, decodes every image and checks the labels.
 
@@ -45,16 +48,19 @@ SPLITS = ('train', 'val')
 PACK_FILES = ['classes.txt'] + [s + e for s in SPLITS for e in ('.lst', '.rec', '.idx', '.decoded.json')]
 
 
-def list_class_folders(root):
+def list_class_folders(root, nested=False):
     """(classes, entries) of a one-folder-per-class tree: entries are (relpath, label), every
-    class has at least one image (PackError naming the empty class folders otherwise)."""
+    class has at least one image (PackError naming the empty class folders otherwise). Images in
+    sub-folders of a class folder belong to the class; but when no class folder holds an image of
+    its own and each holds folders of images, `root` is a level too high (e.g. a dataset root whose
+    train/ and val/ would become two classes): PackError naming them, unless `nested`."""
     if not os.path.isdir(root):
         raise PackError('image folder %s does not exist' % root)
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
         raise PackError('image folder %s has no class sub-folders; expected ROOT/<class>/<image> (a flat '
                         'validation folder needs --val-labels)' % root)
-    entries, empty = [], []
+    entries, empty, inner = [], [], {}
     for label, name in enumerate(classes):
         n = len(entries)
         for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
@@ -63,19 +69,42 @@ def list_class_folders(root):
                     entries.append((os.path.relpath(os.path.join(dirpath, f), root), label))
         if len(entries) == n:
             empty.append(name)
+        inner[name] = sorted({rel.split(os.sep)[1] for rel, _ in entries[n:] if rel.count(os.sep) > 1})
+        if len(inner[name]) < 2 or any(rel.count(os.sep) == 1 for rel, _ in entries[n:]):
+            inner[name] = None                       # images of its own, or one sub-folder: a class
     if empty:
         raise PackError('class folder(s) with no images in %s: %s%s (images are %s files). In an image folder '
                         'every sub-folder is a class, so these would be classes without images: remove them, or '
                         'add their images' % (root, ', '.join(empty[:10]), ', ...' if len(empty) > 10 else '',
                                               ', '.join(IMAGE_EXTS)))
+    if not nested and all(inner[c] for c in classes):
+        raise PackError(_nested_message(root, classes, inner))
     return classes, entries
 
 
-def read_label_file(path, root, classes):
+def _nested_message(root, classes, inner):
+    """What to say when every class folder of `root` holds folders of images instead of images."""
+    shown = '; '.join('%s/ holds %s%s' % (c, ', '.join(inner[c][:3]), ', ...' if len(inner[c]) > 3 else '')
+                      for c in classes[:3])
+    splits = [c for c in classes if c.lower() in ('train', 'training', 'val', 'valid', 'validation', 'test')]
+    if splits:
+        fix = 'point at the split folders, e.g. %s' % ' '.join(
+            '--%s %s' % ('train' if c.lower().startswith('train') else 'val', os.path.join(root, c))
+            for c in splits[:2])
+    else:
+        fix = 'give the folder whose sub-folders are the classes, e.g. %s' % os.path.join(root, classes[0])
+    return ('the class folders of %s hold class folders themselves (%s): %s looks like a folder above the image '
+            'folder, and its %d sub-folders would become the classes. %s; if these really are %d classes with '
+            'images in sub-folders, add --nested-classes' % (root, shown, root, len(classes), fix[0].upper() + fix[1:],
+                                                             len(classes)))
+
+
+def read_label_file(path, root, classes, skip_unlisted=False):
     """Entries (name, label) of the flat folder `root` labelled by the file `path`: lines
     '<file name> <label>' (the label is the last field, so names may hold spaces; a class index
     or a class folder name). Every image exists and is listed once, every label is a class, else
-    PackError naming the line."""
+    PackError naming the line; every image of `root` is listed, else PackError naming them (a
+    warning with `skip_unlisted`)."""
     if not os.path.isfile(path):
         raise PackError('label file %s does not exist' % path)
     if not os.path.isdir(root):
@@ -110,7 +139,34 @@ def read_label_file(path, root, classes):
             entries.append((name, label))
     if not entries:
         raise PackError('label file %s lists no images' % path)
+    check_all_listed(path, root, entries, skip_unlisted)
     return entries
+
+
+def image_files(root):
+    """Relative paths of the image files below `root`, sorted."""
+    found = []
+    for dirpath, _, files in os.walk(root):
+        found.extend(os.path.relpath(os.path.join(dirpath, f), root) for f in files if f.lower().endswith(IMAGE_EXTS))
+    return sorted(found)
+
+
+def check_all_listed(path, root, entries, skip_unlisted=False):
+    """PackError when images of the flat folder `root` are not in the label file `path` (they would
+    be left out of validation without a word), naming how many and a few; with `skip_unlisted`, a
+    warning instead."""
+    listed = {os.path.normpath(name) for name, _ in entries}
+    unlisted = [f for f in image_files(root) if os.path.normpath(f) not in listed]
+    if not unlisted:
+        return
+    names = ', '.join(unlisted[:5]) + (', ...' if len(unlisted) > 5 else '')
+    if skip_unlisted:
+        LOG.warning('%d of the %d images in %s are not in %s and are left out of the validation pack (%s)',
+                    len(unlisted), len(unlisted) + len(entries), root, path, names)
+        return
+    raise PackError('%d of the %d images in %s are not in the label file %s (%s): they would be left out of '
+                    'validation. Add a line for each, or pass --skip-unlisted to pack only the %d listed'
+                    % (len(unlisted), len(unlisted) + len(entries), root, path, names, len(entries)))
 
 
 def write_lst(path, entries):
@@ -379,16 +435,23 @@ def _inside(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=None, progress=True):
+def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=None, progress=True, nested=False,
+                skip_unlisted=False):
     """Pack a training tree (and a validation tree, or a flat folder + label file) into out_dir:
     classes.txt, train.lst/.rec/.idx (and val.*); returns (classes, {split: (packed, skipped)}).
 
     Every input (folders, classes, label file) is read and checked before anything is written;
     the packs are then built in a temporary folder and replace out_dir's pack files only when all
-    of them are complete (see `staging`): on any error or Ctrl-C out_dir is unchanged.
+    of them are complete (see `staging`): on any error or Ctrl-C out_dir is unchanged. `nested`:
+    class folders whose images are all in sub-folders are classes all the same
+    (`list_class_folders`); `skip_unlisted`: images of a flat validation folder missing from
+    `val_labels` are left out with a warning instead of an error.
     """
     if val_labels and val_root is None:
         raise PackError('--val-labels needs --val, the flat folder of the images it labels')
+    if skip_unlisted and not val_labels:
+        raise PackError('--skip-unlisted applies to a flat --val folder labelled by --val-labels; give both, or '
+                        'leave --skip-unlisted out')
     if threads is not None and threads < 1:
         raise PackError('threads must be 1 or more, got %d' % threads)
     check_out_dir(out_dir)
@@ -396,13 +459,13 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
         if root is not None and os.path.isdir(root) and _inside(out_dir, root):
             raise PackError('--out %s is inside the image folder %s: the packs would become part of their '
                             'source; choose an --out outside it' % (out_dir, root))
-    classes, train_entries = list_class_folders(train_root)
+    classes, train_entries = list_class_folders(train_root, nested)
     val_entries = None
     if val_root is not None:
         if val_labels:
-            val_entries = read_label_file(val_labels, val_root, classes)
+            val_entries = read_label_file(val_labels, val_root, classes, skip_unlisted)
         else:
-            val_classes, val_entries = list_class_folders(val_root)
+            val_classes, val_entries = list_class_folders(val_root, nested)
             unknown = sorted(set(val_classes) - set(classes))
             if unknown:
                 raise PackError('validation folder %s has classes not in training: %s; its class folders must '
@@ -441,6 +504,11 @@ def main(argv=None):
     p.add_argument('--val-labels', help='label file for a flat validation folder: "<file> <label>" lines')
     p.add_argument('--out', help='output folder for train/val .lst/.rec/.idx and classes.txt')
     p.add_argument('--threads', type=positive_int, default=None, help='decoding threads (default: up to 8)')
+    p.add_argument('--nested-classes', action='store_true', help='class folders whose images all lie in '
+                   'sub-folders are classes (by default such a tree is refused: it is usually a folder above the '
+                   'image folder, e.g. the dataset root holding train/ and val/)')
+    p.add_argument('--skip-unlisted', action='store_true', help='with --val-labels: pack only the images the file '
+                   'lists (by default images of --val missing from it are an error)')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     if args.check:
@@ -467,7 +535,8 @@ def main(argv=None):
     if not args.train or not args.out:
         p.error('--train and --out are required to build packs (or give --check PREFIX)')
     try:
-        classes, stats = build_packs(args.train, args.out, args.val, args.val_labels, args.threads)
+        classes, stats = build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
+                                     nested=args.nested_classes, skip_unlisted=args.skip_unlisted)
     except PackError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2

@@ -216,6 +216,38 @@ def check_record_starts(rec, idx, keys, offsets, size):
                         'to it; rebuild the pack, or copy both files again'
                         % (idx, _idx_line(idx, i), keys[i], offsets[i], rec, end[i] - offsets[i] - 8,
                            offsets[i + 1]))
+    check_no_gaps(rec, idx, keys, offsets, (end + 3) & ~3, size)
+
+
+def check_no_gaps(rec, idx, keys, offsets, ends, size):
+    """PackError unless the records of the index fill `rec` from its first byte to its last: the
+    first at offset 0, each next one where the previous ends (`ends`: 4-byte aligned), the last
+    ending at the end of the file. A gap holds records the index does not list (a deleted .idx
+    line): they would be left out of training without a word."""
+    starts = np.append(np.asarray(offsets, dtype=np.int64), size)
+    follows = np.insert(np.asarray(ends, dtype=np.int64), 0, 0)
+    gaps = np.flatnonzero(starts != follows)
+    if not gaps.size:
+        return
+    g = gaps[0]
+    at = int(follows[g])
+    where = ('before its first line (records start at offset 0)' if g == 0 else
+             'after line %d (record %d)' % (_idx_line(idx, g - 1), keys[g - 1]))
+    raise PackError('index %s does not list every record of %s: %d bytes %s, at offset %d, hold %s that no '
+                    'line points to (%d gap(s) in all). A line of the .idx was deleted or the .idx belongs to '
+                    'another .rec; those images would be left out of training without a word: rebuild the pack '
+                    '(or copy its .rec and .idx again)' % (idx, rec, int(starts[g]) - at, where, at,
+                                                           _record_named_at(rec, at, size), gaps.size))
+
+
+def _record_named_at(rec, offset, size):
+    """'record K' for the record starting at `offset` of `rec`, else 'bytes'."""
+    try:
+        with open(rec, 'rb') as f:
+            header, _ = unpack_record(read_record_at(f, offset, size, rec), -1, rec)
+        return 'record %d' % header.id
+    except PackError:
+        return 'bytes'
 
 
 def pack_prefixes(folder):
@@ -247,14 +279,16 @@ def check_pack(prefix, num_classes=None, full=False, decode=False, progress=Fals
     Always: both files exist, the index is well formed and increasing, every
     index offset is the start of a whole record (8 bytes read per record,
     `check_record_starts`: MXNet's iterator would abort the process otherwise),
-    the labels of the first and last records (and of the .lst) lie in
-    0..num_classes-1. `full=True` reads every record (every label in range, no
-    damage inside); `decode=True` (implies full) also decodes every image (on
+    the records fill the .rec without a gap (no index line deleted), the labels
+    of the first and last records lie in 0..num_classes-1, and a .lst beside
+    the pack is well formed, lists every record and its labels lie there too.
+    `full=True` reads every record (every label in range and equal to the
+    .lst's, no damage inside); `decode=True` (implies full) also decodes every image (on
     all cores; a progress bar with `progress`). Raises PackError naming the
     problem and the fix.
     """
     full = full or decode
-    undecodable = []
+    undecodable, labels = [], {}
     pending = []                 # (key, image bytes) waiting to be decoded, in chunks on threads
     rec, idx = prefix + '.rec', prefix + '.idx'
     for f in (rec, idx):
@@ -277,15 +311,16 @@ def check_pack(prefix, num_classes=None, full=False, decode=False, progress=Fals
             del pending[:]
         for i in positions:
             payload = read_record_at(f, offsets[i], size, rec)
-            if not decode and num_classes is None:
+            if not full and num_classes is None:
                 continue
             header, image = unpack_record(payload, keys[i], rec)
             if decode:
                 pending.append((keys[i], image))
                 if len(pending) >= 256:
                     flush()
+            label = header.label if np.isscalar(header.label) else header.label[0]
+            labels[keys[i]] = float(label)
             if num_classes is not None:
-                label = header.label if np.isscalar(header.label) else header.label[0]
                 if not 0 <= label < num_classes:
                     raise PackError('record %d of %s has label %g, out of range for num_classes=%d; check '
                                     'num_classes or the pack' % (keys[i], rec, label, num_classes))
@@ -297,12 +332,36 @@ def check_pack(prefix, num_classes=None, full=False, decode=False, progress=Fals
                         'copy the pack again' % (len(undecodable), rec, ', '.join(map(str, undecodable[:10])),
                                                  ', ...' if len(undecodable) > 10 else ''))
     lst = prefix + '.lst'
-    if num_classes is not None and os.path.isfile(lst) and not full:
-        for i, label, rel in read_lst(lst):
-            if not 0 <= label < num_classes:
-                raise PackError('%s: image %s has label %g, out of range for num_classes=%d; check num_classes '
-                                'or the pack' % (lst, rel, label, num_classes))
+    if os.path.isfile(lst):
+        check_lst(lst, keys, labels if full else None, num_classes)
     return len(keys)
+
+
+def check_lst(lst, keys, labels=None, num_classes=None):
+    """The pack's list file against its index (`keys`): every line well formed (read_lst), every
+    record of the index listed, labels within num_classes and, given the records' `labels`
+    ({key: label}, read by a full check), the same as the records'. PackError naming the file and
+    the first problem; list entries the index lacks (im2rec leaves out images it cannot read) are a
+    warning."""
+    items = read_lst(lst)
+    listed = {i: (label, rel) for i, label, rel in items}
+    unlisted = [k for k in keys if k not in listed]
+    if unlisted:
+        raise PackError('list %s does not list %d record(s) of the index (keys %s%s): the .lst belongs to another '
+                        'pack or was cut short; rebuild the pack' % (lst, len(unlisted), ', '.join(map(str, unlisted[:5])),
+                                                                   ', ...' if len(unlisted) > 5 else ''))
+    for key in keys:
+        label, rel = listed[key]
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise PackError('%s: image %s has label %g, out of range for num_classes=%d; check num_classes '
+                            'or the pack' % (lst, rel, label, num_classes))
+        if labels is not None and labels[key] != label:
+            raise PackError('%s: image %s (record %d) has label %g in the list but %g in the .rec: the list does not '
+                            'belong to this pack; rebuild the pack' % (lst, rel, key, label, labels[key]))
+    extra = len(listed) - len(keys)
+    if extra > 0:
+        LOG.warning('%s lists %d image(s) that are not in the pack (im2rec leaves out images it cannot read); '
+                    'training uses the %d records of the index', lst, extra, len(keys))
 
 
 # ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 entry points turn into exit status 2 and `error: ...` on stderr, never a traceback), and nothing
 already on disk is lost."""
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -226,6 +227,34 @@ def test_val_labels_are_checked_before_anything_is_written(src, tmp_path, capsys
     assert files(out) == before and not (tmp_path / 'new').exists()
 
 
+def test_a_partial_val_label_file_is_refused_naming_the_unlisted_images(src, tmp_path, capsys, caplog):
+    """Images of the flat folder missing from --val-labels silently shrank the validation set."""
+    val, labels = flat_val(tmp_path, src, [('v0.jpg', '1'), ('v1.jpg', '0'), ('v2.jpg', '2')])
+    labels.write_text('v1.jpg 0\n')
+    argv = ['--train', str(src / 'train'), '--val', str(val), '--val-labels', str(labels), '--out', str(tmp_path / 'o')]
+    code, err = cli(pack.main, argv, capsys)
+    assert code == 2 and '2 of the 3 images in %s are not in the label file %s (v0.jpg, v2.jpg)' % (val, labels) in err
+    assert '--skip-unlisted' in err and not (tmp_path / 'o').exists()
+    code, err = cli(pack.main, argv + ['--skip-unlisted'], capsys)
+    assert code == 0 and 'left out of the validation pack (v0.jpg, v2.jpg)' in caplog.text
+    assert [p for _, _, p in read_lst(str(tmp_path / 'o' / 'val.lst'))] == ['v1.jpg']
+    code, err = cli(pack.main, ['--train', str(src / 'train'), '--out', str(tmp_path / 'p'), '--skip-unlisted'], capsys)
+    assert code == 2 and '--skip-unlisted applies to a flat --val' in err
+
+
+def test_a_dataset_root_given_as_the_image_folder_is_refused(src, tmp_path, capsys):
+    """--train pointing one level too high (train/ and val/ became two classes) packed silently."""
+    root = tmp_path / 'dataset'
+    shutil.copytree(str(src / 'train'), str(root / 'train'))
+    shutil.copytree(str(src / 'val'), str(root / 'val'))
+    code, err = cli(pack.main, ['--train', str(root), '--out', str(tmp_path / 'o')], capsys)
+    assert code == 2 and 'the class folders of %s hold class folders themselves' % root in err
+    assert 'train/ holds class_a, class_b, class_c' in err and '--train %s --val %s' % (root / 'train', root / 'val') in err
+    assert not (tmp_path / 'o').exists()
+    code, err = cli(pack.main, ['--train', str(root), '--out', str(tmp_path / 'o'), '--nested-classes'], capsys)
+    assert code == 0 and pack.read_classes(str(tmp_path / 'o' / 'classes.txt')) == ['train', 'val']
+
+
 def test_val_label_file_names_with_spaces(src, tmp_path):
     val, labels = flat_val(tmp_path, src, [('my photo 1.jpg', 'class_b'), ('my photo 2.jpg', '0')])
     pack.build_packs(str(src / 'train'), str(tmp_path / 'out'), str(val), str(labels), progress=False)
@@ -342,9 +371,38 @@ def test_header_check_reads_every_record_start(src, tmp_path):
         check_pack(prefix)
     (out / 'train.rec').write_bytes(data)
     assert check_pack(prefix, num_classes=3) == 12
-    lines = good.split('\n')                       # an index listing a subset of the records is fine
-    (out / 'train.idx').write_text('\n'.join(lines[:3] + lines[4:]))
-    assert check_pack(prefix, num_classes=3, decode=True) == 11
+
+
+def test_an_index_with_a_deleted_line_is_refused(src, tmp_path, capsys):
+    """A deleted .idx line passed every check: its record was left out of training without a word.
+    The records must fill the .rec; the .lst must list every record of the index."""
+    out = tmp_path / 'out'
+    built(src, out)
+    prefix, idx = str(out / 'train'), str(out / 'train.idx')
+    good = (out / 'train.idx').read_text()
+    lines = good.split('\n')
+    for dropped, where in ((3, 'after line 3 (record 2)'), (0, 'before its first line'), (11, 'after line 11')):
+        (out / 'train.idx').write_text('\n'.join(lines[:dropped] + lines[dropped + 1:]))
+        with pytest.raises(PackError, match=r'index %s does not list every record .*%s.*hold record %d'
+                           % (idx, re.escape(where), dropped)):
+            check_pack(prefix, num_classes=3)
+    (out / 'train.idx').write_text(good)
+    code, err = cli(pack.main, ['--check', prefix], capsys)
+    assert code == 0, err
+    lst = (out / 'train.lst').read_text().split('\n')
+    (out / 'train.lst').write_text('\n'.join(lst[:5] + lst[6:]))           # the list lost a line
+    with pytest.raises(PackError, match=r'list .*train.lst does not list 1 record\(s\) of the index \(keys 5\)'):
+        check_pack(prefix, num_classes=3)
+    code, err = cli(pack.main, ['--check', prefix], capsys)
+    assert code == 2 and 'train.lst does not list' in err
+    lst[6] = lst[6].replace('\t0.000000\t', '\t2.000000\t').replace('\t1.000000\t', '\t2.000000\t')
+    (out / 'train.lst').write_text('\n'.join(lst))                           # a label that is not the record's
+    code, err = cli(pack.main, ['--check', prefix], capsys)
+    assert code == 2 and 'has label 2 in the list but' in err, err
+    lst[6] = 'not a list line'
+    (out / 'train.lst').write_text('\n'.join(lst))
+    code, err = cli(pack.main, ['--check', prefix], capsys)
+    assert code == 2 and 'train.lst line 7' in err, err
 
 
 def test_records_split_around_the_magic_number_are_read_whole(tmp_path):
