@@ -52,6 +52,21 @@ METHODS = [
 ]
 
 
+def _peer(method, teacher_taps='null', student_taps=None):
+    """A method of the PyTorch benchmark suites at its registry defaults (the peers' CIFAR-100 weight and
+    hyper-parameters), on the taps the peers use."""
+    return (method, ['kt_type=%s' % method, 'kt_weight=null', 'teacher_symbol=%s' % teacher_taps,
+                     'student_symbol=%s' % (student_taps or teacher_taps)])
+
+
+STAGES = '[stage1, stage2, stage3]'
+METHODS += [
+    _peer('sp', 'stage3'), _peer('rkd', 'pool'), _peer('pkt', 'pool'), _peer('kdsvd', STAGES),
+    _peer('dkd'), _peer('dist'), _peer('cc', 'pool'), _peer('vid', STAGES),
+    _peer('reviewkd', '[stage1_pre, stage2_pre, stage3_pre, pool]', '[stage1, stage2, stage3, pool]'),
+]
+
+
 def run_name(method, seed):
     return '%s_%s_s%d' % (PREFIX, method, seed)
 
