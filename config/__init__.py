@@ -45,40 +45,77 @@ class Config(dict):
         return self['batch_size'] * self.num_devices
 
 
-def read_file(path, _seen=()):
-    """The key/value pairs a config file sets (no validation).
+def read_file(path, _seen=(), chain=None):
+    """The key/value pairs a config file sets (no validation), and its path.
 
-    A YAML preset may name another preset with ``base: FILE`` (relative to its
-    own folder): the base's values come first, the preset's own override them.
+    `path` is a file, else a preset name (config/presets/) or ``cfgs.py`` (config/cfgs.py).
+    A YAML file may name another file with ``base: FILE`` (relative to its own folder, else a
+    preset or ``cfgs.py``): the base's values come first, the file's own override them. A file
+    that sets ``model_load_prefix`` equal to its ``model_prefix`` (the original's
+    ``model_load_prefix = model_prefix``) leaves it unset, so that it follows model_prefix wherever
+    that is set later. `chain`, a list, gets the path of every file read, the file's own first.
     """
-    if not os.path.isfile(path):
-        alt = os.path.join(PRESET_DIR, path)
-        for cand in (alt, alt + '.yaml', alt + '.py'):
-            if os.path.isfile(cand):
-                path = cand
-                break
-        else:
-            raise ConfigError('config file %s does not exist; presets: %s'
-                              % (path, ', '.join(list_presets())))
+    path = _find_file(path)
+    if chain is not None:
+        chain.append(path)
     if path.endswith(('.yaml', '.yml')):
         values = _read_yaml(path)
         base = values.pop('base', None)
         if base is not None:
-            base_path = os.path.join(os.path.dirname(path), base)
-            if os.path.abspath(base_path) in _seen:
+            base_path = os.path.join(os.path.dirname(path), str(base))
+            if not os.path.isfile(base_path):
+                base_path = str(base)                # a preset name, or cfgs.py
+            if os.path.abspath(_find_file(base_path, path)) in _seen + (os.path.abspath(path),):
                 raise ConfigError('config file %s: its base chain loops back to %s' % (path, base_path))
-            merged, _ = read_file(base_path, _seen + (os.path.abspath(path),))
+            merged, _ = read_file(base_path, _seen + (os.path.abspath(path),), chain)
             merged.update(values)
             values = merged
-        return values, path
+        return _follows(values), path
     if path.endswith('.py'):
         values = {k: v for k, v in _run_python(path).items() if not k.startswith('_') and
                   not callable(v) and type(v).__name__ != 'module'}
         if not values:
             raise ConfigError('config file %s sets no key (it is empty); add assignments such as lr = 0.1, or '
                               'leave out --cfg to use config/cfgs.py' % path)
-        return values, path
+        return _follows(values), path
     raise ConfigError('config file %s: use a .py or .yaml file' % path)
+
+
+def _find_file(path, base_of=None):
+    """The config file `path` names: the file itself, else a preset, or config/cfgs.py for cfgs.py."""
+    if os.path.isfile(path):
+        return path
+    if path in ('cfgs', 'cfgs.py'):
+        return DEFAULT_CFG
+    alt = os.path.join(PRESET_DIR, path)
+    for cand in (alt, alt + '.yaml', alt + '.py'):
+        if os.path.isfile(cand):
+            return cand
+    raise ConfigError('%s %s does not exist; presets: %s, or cfgs.py (the default run)'
+                      % ('config file %s: base' % base_of if base_of else 'config file', path,
+                         ', '.join(list_presets())))
+
+
+def _follows(values):
+    """`values` without a model_load_prefix that only repeats its model_prefix."""
+    if values.get('model_load_prefix') is not None and values.get('model_load_prefix') == values.get('model_prefix'):
+        values = dict(values)
+        del values['model_load_prefix']
+    return values
+
+
+def describe_source(chain):
+    """Where a configuration's values come from, for the log: the files read (`read_file`'s
+    chain) over the defaults of config/schema.py."""
+    if not chain:
+        return 'the defaults of config/schema.py'
+    names = [os.path.relpath(p) if not os.path.relpath(p).startswith('..') else p for p in chain]
+    text = names[0] + ''.join(' (base: %s)' % n for n in names[1:])
+    if os.path.abspath(chain[-1]) == os.path.abspath(DEFAULT_CFG) or \
+            os.path.dirname(os.path.abspath(chain[0])) == os.path.abspath(PRESET_DIR):
+        return text + ', keys it does not set from config/schema.py'
+    return (text + '; keys it does not set have the defaults of config/schema.py, not the values of '
+            'config/cfgs.py (add `base: cfgs.py` to the file to start from those)')
 
 
 class _UniqueKeyLoader(object):
@@ -193,12 +230,10 @@ def _unknown(key, origin):
 
 
 def load_config(path=None, overrides=(), check_data=True):
-    """Read, override and validate a configuration; raise ConfigError on any problem."""
-    values, origin = read_file(path or DEFAULT_CFG)
-    if values.get('model_load_prefix') is not None and values.get('model_load_prefix') == values.get('model_prefix'):
-        # the original's `model_load_prefix = model_prefix`: it follows model_prefix, also when that is
-        # overridden on the command line (else a resume would read another run and overwrite this one)
-        del values['model_load_prefix']
+    """Read, override and validate a configuration; raise ConfigError on any problem. The result's
+    `source` says where its values came from (`describe_source`)."""
+    chain = []
+    values, origin = read_file(path or DEFAULT_CFG, chain=chain)
     merged = defaults()
     where = {}                    # key -> where its value was set, for the error messages
     for key, value in values.items():
@@ -206,16 +241,41 @@ def load_config(path=None, overrides=(), check_data=True):
             raise _unknown(key, origin)
         merged[key] = coerce(key, value)
         where[key] = origin
+    given = {}
     for text in overrides:
         key, value = parse_override(text)
         if key not in FIELDS:
             raise _unknown(key, 'the command line')
+        if key in given:
+            raise ConfigError('key %r is given twice on the command line (%s and %s): keep one'
+                              % (key, given[key], text))
+        given[key] = text
         merged[key] = value
         where[key] = 'the command line'
     cfg = validate(merged, origin, where)
+    cfg.source = describe_source(chain)
     if check_data:
         check_data_files(cfg)
     return cfg
+
+
+def warnings_of(cfg):
+    """Settings that are valid but probably not what was meant, one sentence each: a warm-up (of
+    the learning rate, or of a transfer method's weight) longer than the run."""
+    out = []
+    if cfg.warmup_epochs > cfg.num_epoch:
+        out.append('warmup_epochs=%g is longer than the run (num_epoch=%d): the learning rate never reaches lr=%g '
+                   '(at most %.3g); lower warmup_epochs or raise num_epoch'
+                   % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
+    if cfg.kt:
+        from symbols.transfer import METHODS
+        for entry in cfg.plan:
+            w = getattr(METHODS.get(entry['method']), 'warmup_epochs', 0) or 0
+            if w > cfg.num_epoch:
+                out.append('%s warms its weight up over %d epochs (x min((epoch+1)/%d, 1)) but num_epoch=%d: it '
+                           'reaches at most %.0f%% of its kt_weight %g in this run' % (
+                               entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w, entry['weight']))
+    return out
 
 
 def validate(values, origin='config', where=None):
@@ -411,4 +471,4 @@ def check_data_files(cfg):
 
 
 __all__ = ['Config', 'ConfigError', 'load_config', 'validate', 'resolve_plan', 'list_presets',
-           'parse_override', 'coerce', 'FIELDS']
+           'parse_override', 'coerce', 'FIELDS', 'describe_source', 'warnings_of']

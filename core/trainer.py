@@ -28,6 +28,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 import symbols
+from config import warnings_of
 from data import DataSource
 from . import checkpoint, gpu_libs, gpu_support, monitor, runs, schedule
 from .distiller import DistillBlock, plan_taps
@@ -51,7 +52,14 @@ class Diverged(TrainingError):
 
 class LogFileHandler(logging.FileHandler):
     """A log file that, when it can no longer be written (a full disk), says so once and stops
-    instead of printing a traceback for every message; training goes on."""
+    instead of printing a traceback for every message; training goes on. With `hold`, records are
+    kept in memory and the file is not even created until `write_held()`: a run that stops while it
+    is being set up (a wrong tap, a bad pack) leaves no log file behind (its messages were on
+    stderr)."""
+
+    def __init__(self, filename, mode='a', hold=False):
+        super(LogFileHandler, self).__init__(filename, mode, delay=True)
+        self._held = [] if hold else None
 
     def handleError(self, record):
         if not getattr(self, '_failed', False):
@@ -60,8 +68,17 @@ class LogFileHandler(logging.FileHandler):
                              'on\n' % (self.baseFilename, sys.exc_info()[1]))
 
     def emit(self, record):
-        if not getattr(self, '_failed', False):
+        if self._held is not None:
+            self._held.append(record)
+        elif not getattr(self, '_failed', False):
             super(LogFileHandler, self).emit(record)
+
+    def write_held(self):
+        """Write the records held so far, and every later one as it comes. (Not `release`: that is
+        logging.Handler's lock.)"""
+        held, self._held = self._held or [], None
+        for record in held:
+            self.emit(record)
 
 
 def teardown_logging():
@@ -73,13 +90,14 @@ def teardown_logging():
             h.close()
 
 
-def setup_logging(cfg, rank=0, to_file=True):
-    """Log to stderr and, on rank 0 with `to_file`, to log_dir/<model_prefix>.log."""
+def setup_logging(cfg, rank=0, to_file=True, hold=False):
+    """Log to stderr and, on rank 0 with `to_file`, to log_dir/<model_prefix>.log (with `hold`, only
+    from `release_log_file()` on, the records before it included)."""
     teardown_logging()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if rank == 0 and to_file:
-        fh = LogFileHandler(os.path.join(cfg.log_dir, '%s.log' % cfg.model_prefix), mode='a')
+        fh = LogFileHandler(os.path.join(cfg.log_dir, '%s.log' % cfg.model_prefix), mode='a', hold=hold)
         fh.setFormatter(logging.Formatter('%(asctime)s %(name)s %(levelname)s %(message)s', '%m-%d %H:%M:%S'))
         fh._nst = True
         root.addHandler(fh)
@@ -89,6 +107,13 @@ def setup_logging(cfg, rank=0, to_file=True):
                                       '%(name)s %(levelname)s %(message)s'))
     ch._nst = True
     root.addHandler(ch)
+
+
+def release_log_file():
+    """Start writing the log file `setup_logging(..., hold=True)` held back."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, LogFileHandler):
+            h.write_held()
 
 
 def contexts(cfg, local_rank=None):
@@ -280,6 +305,13 @@ class Session(object):
     def _load(self, epoch):
         cfg = self.cfg
         meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
+        saved_by = meta.get('model_prefix')
+        if saved_by is not None and saved_by != cfg.model_load_prefix:
+            LOG.warning('checkpoint %s epoch %d was saved by run %r (its metadata says model_prefix=%r): its files '
+                        'were copied or renamed from that run. Training goes on as run %r; to branch from %r without '
+                        'copying, use model_prefix=%s model_load_prefix=%s model_load_epoch=%d'
+                        % (cfg.model_load_prefix, epoch, saved_by, saved_by, cfg.model_prefix, saved_by,
+                           cfg.model_prefix, saved_by, epoch))
         trained = {'network': self.student.network_name, 'kt_type': cfg.kt_type if cfg.kt else None}
         differ = ['%s=%s (this run: %s)' % (k, meta[k], v) for k, v in trained.items()
                   if k in meta and meta[k] != v]
@@ -502,8 +534,12 @@ def run(cfg):
             checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
             runs.claim(cfg)
-        setup_logging(cfg, session.rank)
+        setup_logging(cfg, session.rank, hold=True)         # no log file for a run that cannot start
+        LOG.info('config: %s', getattr(cfg, 'source', 'given by the caller'))
+        for text in warnings_of(cfg):
+            LOG.warning('%s', text)
         session.prepare()
+        release_log_file()
         return session.fit()
     except NonFiniteLoss as e:
         raise Diverged(str(e))          # nothing of the failing epoch was checkpointed

@@ -92,6 +92,18 @@ def subset(images, labels, per_class):
     return images[keep], labels[keep]
 
 
+def check_per_class(per_class, labels):
+    """PackError when `per_class` is more than the training images of some class (the subset
+    would quietly hold fewer, and not 10 x per_class)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(CLASSES))
+    smallest = int(counts.min())
+    if per_class > smallest:
+        raise PackError('--per-class %d is more than the %d training images of class %r (the classes have %d to %d): '
+                        'give at most %d, or leave --per-class out to pack all %d training images'
+                        % (per_class, smallest, CLASSES[int(counts.argmin())], smallest, int(counts.max()), smallest,
+                           int(counts.sum())))
+
+
 def is_packed(out):
     try:
         for split in FILES:
@@ -131,6 +143,8 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
                         '(files in %s), or put the four idx files (train-images-idx3-ubyte[.gz], ...) in a '
                         'folder and pass --source FOLDER' % DEBIAN_DIR)
     data = load(folder)
+    if per_class:
+        check_per_class(per_class, data['train'][1])
     with staging(out) as stage:
         for split, (images, labels) in data.items():
             if split == 'train' and per_class:

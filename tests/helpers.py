@@ -1,5 +1,6 @@
 """Small generated datasets in the real formats, for the tests."""
 import os
+import re
 import pickle
 
 import numpy as np
@@ -46,6 +47,21 @@ def make_cifar(root, variant='cifar10', train=200, test=100, seed=0):
             with open(os.path.join(folder, f), 'wb') as fh:
                 pickle.dump(batch(n_total // len(files)), fh)
     return folder
+
+
+def merged(argv):
+    """`argv` (train.py arguments, or a command that ends with them) with each key=value override
+    once: a later one replaces an earlier one of the same key. Tests build arguments by appending
+    to a common list; train.py itself refuses a key given twice."""
+    out, seen = [], set()
+    for arg in reversed(list(argv)):
+        m = re.match(r'^([A-Za-z_][A-Za-z0-9_]*)=', arg) if isinstance(arg, str) else None
+        if m and m.group(1) in seen:
+            continue
+        if m:
+            seen.add(m.group(1))
+        out.append(arg)
+    return out[::-1]
 
 
 def tiny_train_args(root, data, epoch_size=2, **extra):

@@ -17,7 +17,7 @@ import mxnet as mx
 import pytest
 
 from config import load_config, ConfigError
-from tests.helpers import make_cifar
+from tests.helpers import make_cifar, merged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ except ImportError as e:
 
 
 def run(cmd, **kw):
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+    r = subprocess.run(merged(cmd), cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     return r.stdout + r.stderr
 

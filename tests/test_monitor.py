@@ -11,7 +11,7 @@ import pytest
 import train
 from core import monitor
 from core.records import read_records
-from tests.helpers import make_cifar, tiny_train_args
+from tests.helpers import make_cifar, merged, tiny_train_args
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('monitor')
     make_cifar(str(root / 'cifar'), 'cifar10', train=64, test=32)
     common = tiny_train_args(root, root / 'cifar', epoch_size=STEPS, frequent=FREQUENT) + ['network=cifar_resnet8']
-    assert train.main(common + ['model_prefix=teacher', 'epoch_size=2']) == 0
+    assert train.main(merged(common + ['model_prefix=teacher', 'epoch_size=2'])) == 0
     student = common + ['kt=true', 'kt_type=kd+mmd', 'teacher_prefix=%s' % (root / 'model' / 'teacher'),
                         'teacher_symbol=[null, stage3_pre]', 'student_symbol=[null, stage3_pre]', 'tensorboard=true']
     return root, student
@@ -40,7 +40,7 @@ def setup(tmp_path_factory):
 def test_event_files_hold_the_records_and_continue_over_an_interruption_and_a_resume(setup, monkeypatch, capsys):
     root, args = setup
     run = args + ['model_prefix=tb']
-    assert train.main(run + ['num_epoch=2']) == 0
+    assert train.main(merged(run + ['num_epoch=2'])) == 0
 
     # killed in epoch 2 after its batches (their scalars are written), before its record and checkpoint
     from core import trainer
@@ -51,10 +51,10 @@ def test_event_files_hold_the_records_and_continue_over_an_interruption_and_a_re
             raise KeyboardInterrupt
         return check(self, epoch)
     monkeypatch.setattr(trainer.Session, '_check_finite', interrupt)
-    assert train.main(run + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1']) == 130
+    assert train.main(merged(run + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1'])) == 130
     monkeypatch.undo()
     resumed = time.time()
-    assert train.main(run + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1']) == 0
+    assert train.main(merged(run + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1'])) == 0
 
     folder = root / 'log' / 'tensorboard' / 'tb'
     assert len(glob.glob(str(folder / 'events.out.tfevents.*'))) == 3          # one file per start, same folder
@@ -90,7 +90,7 @@ def test_event_files_hold_the_records_and_continue_over_an_interruption_and_a_re
 
     # overwrite=true moves the old run's events aside with its logs, and the new run starts clean
     capsys.readouterr()
-    assert train.main(run + ['num_epoch=1', 'overwrite=true']) == 0
+    assert train.main(merged(run + ['num_epoch=1', 'overwrite=true'])) == 0
     moved = glob.glob(str(root / 'model' / 'replaced' / 'tb-*' / 'tb' / 'events.out.tfevents.*'))
     assert len(moved) == 3
     ea = accumulate(folder)
@@ -144,7 +144,7 @@ def test_a_full_disk_while_writing_events_is_one_warning_and_training_goes_on(se
     import tensorboardX.record_writer
     monkeypatch.setattr(tensorboardX.record_writer, 'open_file', lambda path: FillsUp(path, room))
     capsys.readouterr()
-    assert train.main(args + ['model_prefix=full%d' % room, 'num_epoch=2']) == 0
+    assert train.main(merged(args + ['model_prefix=full%d' % room, 'num_epoch=2'])) == 0
     err = capsys.readouterr().err
     warnings = [l for l in err.splitlines() if l.startswith('train WARNING cannot write TensorBoard events')]
     assert len(warnings) == 1 and 'No space left on device' in warnings[0] and 'training goes on' in warnings[0], err
@@ -161,7 +161,7 @@ def test_tensorboard_without_tensorboardX_is_one_error_before_any_work(setup, mo
     root, args = setup
     monkeypatch.setitem(__import__('sys').modules, 'tensorboardX', None)       # import fails
     capsys.readouterr()
-    assert train.main(args + ['model_prefix=nolib']) == 2
+    assert train.main(merged(args + ['model_prefix=nolib'])) == 2
     err = capsys.readouterr().err
     assert err.count('error: ') == 1 and "'tensorboard'" in err and 'tensorboardX' in err
     assert "pip install -c constraints.txt -e '.[tensorboard]'" in err and 'Traceback' not in err

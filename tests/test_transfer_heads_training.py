@@ -14,7 +14,7 @@ import pytest
 
 import train
 from symbols import transfer as T
-from tests.helpers import make_cifar, tiny_train_args
+from tests.helpers import make_cifar, merged, tiny_train_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def check_run(root, prefix, method, kt_type, epoch=1):
 
 def train_py(args, devices=1):
     env = dict(os.environ, NST_CPU_DEVICES=str(devices))
-    r = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py')] + list(args), cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py')] + merged(args), cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stderr

@@ -3,7 +3,7 @@ once per test session; `train_run` calls train.py's main and returns (exit code,
 import pytest
 
 import train
-from tests.helpers import make_cifar, tiny_train_args
+from tests.helpers import make_cifar, merged, tiny_train_args
 
 
 @pytest.fixture(scope='session')
@@ -19,8 +19,10 @@ def cifar_setup(tmp_path_factory):
 
 @pytest.fixture
 def train_run(capsys):
+    """train.main(argv) -> (exit code, stderr); a key given twice in argv counts once, the last
+    (`merged`: the tests append to common arguments)."""
     def run(argv):
         capsys.readouterr()
-        code = train.main(argv)
+        code = train.main(merged(argv))
         return code, capsys.readouterr().err
     return run

@@ -149,7 +149,7 @@ def test_connectors_are_checkpointed_and_resumed(cifar_setup, train_run):
     assert any(n.startswith('fitnet_0.conv') for n in names) and any(n.startswith('ofd_0.bn') for n in names)
     assert not [n for n in mx.nd.load(checkpoint.paths(str(root / 'model'), 'conn', 1)['params']) if 'conv' in n
                 and n.startswith(('fitnet', 'ofd'))]
-    assert train.main(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2']) == 0
+    assert train_run(argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2'])[0] == 0
     assert checkpoint.epochs(str(root / 'model'), 'conn') == [1, 2]
 
 
@@ -175,3 +175,21 @@ def test_missing_optimizer_state_names_the_file_and_an_earlier_epoch(cifar_setup
     os.remove(p)
     code, err = train_run(argv[:-1] + ['num_epoch=3', 'retrain=true', 'model_load_epoch=2'])
     assert code == 2 and p in err and 'model_load_epoch=N' in err and 'Traceback' not in err, err
+
+
+def test_a_checkpoint_copied_from_another_run_is_resumed_with_a_warning_naming_that_run(cifar_setup, train_run):
+    """`cp model/orig-0001.* model/copy-0001.*` then resuming copy was silent, although the metadata
+    says model_prefix=orig."""
+    import shutil
+    root, common, _ = cifar_setup
+    model = root / 'model'
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=orig'])[0] == 0
+    for f in os.listdir(str(model)):
+        if f.startswith('orig-0001.'):
+            shutil.copy(str(model / f), str(model / f.replace('orig-', 'copy-', 1)))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=copy', 'retrain=true',
+                                    'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 0, err
+    assert "checkpoint copy epoch 1 was saved by run 'orig'" in err and 'model_load_prefix=orig' in err
+    assert checkpoint.epochs(str(model), 'copy') == [1, 2]
+    assert checkpoint.read_meta(str(model), 'copy', 2)['model_prefix'] == 'copy'

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from config import ConfigError, load_config, DEFAULT_CFG
+from config import ConfigError, load_config, warnings_of, DEFAULT_CFG
+from config.schema import FIELDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,6 +50,42 @@ def test_a_key_given_twice_in_yaml_is_refused(tmp_path):
     f.write_text('lr: 0.1\nbatch_size: 64\nlr: 0.5\n')
     with pytest.raises(ConfigError, match="twice.yaml: key 'lr' is set twice \\(lines 1 and 3\\)"):
         cfg(path=str(f))
+
+
+def test_a_key_given_twice_on_the_command_line_is_refused_naming_both():
+    """`lr=0.1 lr=0.2` trained with 0.2 without a word."""
+    with pytest.raises(ConfigError, match=r"key 'lr' is given twice on the command line \(lr=0.1 and lr=0.2\)"):
+        cfg('lr=0.1', 'lr=0.2')
+    code, err = cli('lr=0.1', 'batch_size=8', 'lr=0.2')
+    assert code == 2 and 'lr=0.1 and lr=0.2' in err and 'keep one' in err and 'Traceback' not in err
+
+
+def test_a_yaml_file_starts_from_the_schema_defaults_and_says_so(tmp_path):
+    """A user's YAML file does not start from config/cfgs.py: the configuration says where its values
+    come from (the training log prints it), and `base: cfgs.py` starts from cfgs.py."""
+    mine = tmp_path / 'mine.yaml'
+    mine.write_text('lr: 0.05\n')
+    c = cfg(path=str(mine))
+    assert (c.network, c.kt, c.num_epoch) == tuple(FIELDS[k].default for k in ('network', 'kt', 'num_epoch'))
+    assert c.source.startswith(str(mine)) and 'not the values of config/cfgs.py' in c.source
+    assert 'base: cfgs.py' in c.source
+    on_cfgs = tmp_path / 'on_cfgs.yaml'
+    on_cfgs.write_text('base: cfgs.py\nmodel_prefix: mine\nlr: 0.05\n')
+    c, default = cfg(path=str(on_cfgs)), cfg()
+    assert (c.network, c.kt_type, c.num_epoch, c.teacher_prefix) == (default.network, default.kt_type,
+                                                                    default.num_epoch, default.teacher_prefix)
+    assert (c.lr, c.model_prefix, c.model_load_prefix) == (0.05, 'mine', 'mine')     # follows, as in cfgs.py
+    assert c.source == '%s (base: config/cfgs.py), keys it does not set from config/schema.py' % on_cfgs
+    assert cfg().source.startswith('config/cfgs.py')
+
+
+def test_a_warm_up_longer_than_the_run_is_a_warning():
+    assert warnings_of(cfg('warmup_epochs=2', 'num_epoch=2')) == []
+    (w,) = warnings_of(cfg('warmup_epochs=5', 'num_epoch=2'))
+    assert w.startswith('warmup_epochs=5 is longer than the run (num_epoch=2)') and 'lower warmup_epochs' in w
+    (w,) = warnings_of(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
+                           'num_epoch=2'))
+    assert 'dkd warms its weight up over 20 epochs' in w and 'at most 10% of its kt_weight' in w
 
 
 def test_values_read_the_same_in_yaml_and_on_the_command_line(tmp_path):

@@ -203,6 +203,14 @@ def test_fashion_mnist_subset_over_a_pack_of_another_size(fmnist_source, tmp_pat
     assert cli(fashion_mnist.main, argv + ['--per-class', '2'], capsys)[0] == 0  # the same 20: present
 
 
+def test_fashion_mnist_per_class_above_a_class_size_is_refused(fmnist_source, tmp_path, capsys):
+    """--per-class larger than a class packed every image of it and said nothing."""
+    argv = ['--out', str(tmp_path / 'fm'), '--source', str(fmnist_source), '--no-download']
+    code, err = cli(fashion_mnist.main, argv + ['--per-class', '3'], capsys)
+    assert code == 2 and "--per-class 3 is more than the 2 training images of class 't-shirt'" in err
+    assert 'at most 2' in err and not (tmp_path / 'fm').exists()
+
+
 # --- 2. every input is read and checked before anything is written -----------------------------------
 
 def flat_val(tmp_path, src, lines):

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from core import checkpoint, runs
+from tests.helpers import merged
 
 pytestmark = pytest.mark.slow
 
@@ -142,8 +143,8 @@ def test_a_second_run_of_the_same_name_at_the_same_time_is_refused(cifar_setup, 
 def test_a_real_second_process_is_refused_while_the_first_trains(cifar_setup, tmp_path):
     """Two train.py processes with one name: the first holds the lock until it ends."""
     root, common, _ = cifar_setup
-    argv = [sys.executable, 'train.py'] + common + ['network=cifar_resnet8', 'model_prefix=concurrent',
-                                                    'num_epoch=500']
+    argv = [sys.executable, 'train.py'] + merged(common + ['network=cifar_resnet8', 'model_prefix=concurrent',
+                                                           'num_epoch=500'])
     cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     first = subprocess.Popen(argv, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lock = str(root / 'model' / 'concurrent.lock')
@@ -305,3 +306,19 @@ def test_hints_after_a_stop_before_the_first_checkpoint_do_not_point_at_a_resume
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=early', 'lr=1e38'])
     assert code == 3 and 'nothing to resume' in err and 'train.py' in err
 
+
+
+def test_a_run_that_cannot_start_leaves_no_log_file_and_a_run_logs_its_config(cifar_setup, train_run):
+    """A wrong tap (found while the run is set up) left an empty log/<prefix>.log behind, which the
+    next run of that name then moved aside with a warning. A run that starts logs where its
+    configuration came from and the config warnings, in the log file too."""
+    root, common, student = cifar_setup
+    code, err = train_run(student + ['kt_type=mmd', 'teacher_symbol=nope', 'student_symbol=stage3_pre',
+                                     'model_prefix=nolog'])
+    assert code == 2 and "unknown tap 'nope'" in err
+    assert not os.path.exists(str(root / 'log' / 'nolog.log'))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=warm', 'warmup_epochs=3'])
+    assert code == 0 and 'warmup_epochs=3 is longer than the run (num_epoch=1)' in err, err
+    log = (root / 'log' / 'warm.log').read_text()
+    assert 'config: %s' % os.path.join('config', 'presets', 'cifar10_student.yaml') in log
+    assert 'warmup_epochs=3 is longer than the run' in log and 'Epoch[0]' in log
