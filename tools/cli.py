@@ -79,18 +79,45 @@ def _warnings_to_stderr():
     root.addHandler(handler)
 
 
+_CREATED = []       # (folder, outermost folder created for it) by `output_path` in the running command
+
+
+def _remove_created():
+    """Remove the folders `output_path` created for this command, where they are still empty."""
+    while _CREATED:
+        folder, top = _CREATED.pop()
+        while True:
+            try:
+                os.rmdir(folder)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                break                    # not empty: something else is in it now
+            if folder == top or os.path.dirname(folder) == folder:
+                break
+            folder = os.path.dirname(folder)
+
+
 def command(main):
     """Decorate a tool's `main(argv=None)`: returns main's exit status (None counts as 0); a user
     error (`user_errors()`) prints `error: <describe(e)>` on stderr and returns 2. Warnings logged
-    meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines."""
+    meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines. On any failure
+    (Ctrl-C too) the output folders the command created and left empty are removed again."""
     @functools.wraps(main)
     def run(argv=None):
         _warnings_to_stderr()
+        del _CREATED[:]
         try:
             return main(argv) or 0
         except user_errors() as e:
+            _remove_created()
             print('error: %s' % describe(e), file=sys.stderr)
             return 2
+        except BaseException:
+            _remove_created()
+            raise
+        finally:
+            del _CREATED[:]
     return run
 
 
@@ -141,8 +168,8 @@ def existing_dir(path, option, hint=''):
 def output_path(path, option='--out', example='figure.png'):
     """Check, before any work, that a file (or, for export, a file prefix) can be written at
     `path`: it is not a folder, no part of its folder is a file, the folder exists (it is created
-    if missing) and is writable (a probe file is created and removed). Returns `path`; raises
-    UsageError naming `option` and the fix."""
+    if missing; a command that then fails removes it again, `command`) and is writable (a probe
+    file is created and removed). Returns `path`; raises UsageError naming `option` and the fix."""
     if os.path.isdir(path):
         raise UsageError('%s %s is a folder: give a file name such as %s' % (option, path,
                                                                              os.path.join(path, example)))
@@ -152,6 +179,11 @@ def output_path(path, option='--out', example='figure.png'):
         part = os.path.dirname(part)
     if not os.path.isdir(part):
         raise UsageError('%s %s: %s is a file, not a folder: choose another %s' % (option, path, part, option))
+    if not os.path.exists(folder):
+        top = folder                     # the outermost folder this creates: removed on failure if empty
+        while not os.path.exists(os.path.dirname(top)):
+            top = os.path.dirname(top)
+        _CREATED.append((folder, top))
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, '.write-test-%d' % os.getpid())

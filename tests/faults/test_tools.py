@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import make_cifar
+from tests.helpers import make_cifar, merged
 from tools import evaluate, export, heatmaps, launch, make_results, param_table, plot_curves, plotting
 from tools import reproduce, results_table, tsne
 
@@ -430,7 +430,7 @@ def test_evaluate_the_configured_teacher(cifar_setup, capsys):
         last = json.loads(f.readlines()[-1])
     assert 'teacher %s' % (root / 'model' / 'teacher') in out
     assert ('top-1 %.2f%%' % (100 * last['val_top1'])) in out and 'on %d images' % last['val_n'] in out
-    assert evaluate.main(argv + ['teacher_prefix=%s' % root]) == 2
+    assert evaluate.main(merged(argv + ['teacher_prefix=%s' % root])) == 2
     assert 'teacher checkpoint not found' in capsys.readouterr().err
 
 
@@ -498,3 +498,17 @@ def test_every_prefix_the_results_table_suggests_works(tmp_path, capsys):
         assert code == 0 and '| method |' in out, (prefix, err)
     code, out, _ = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'exp_'], capsys)
     assert '| format |' in out and '| AT |' not in out
+
+
+def test_a_failed_command_removes_the_output_folders_it_created(runs, tmp_path, capsys):
+    """An export that failed left the empty folders of --out behind; only what the command
+    created goes (a folder that existed, or that holds something, stays)."""
+    out = tmp_path / 'new' / 'deploy' / 'huge'
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 'huge'), '--out', str(out)], capsys)
+    one_error(code, err, 'not finite')
+    assert files(tmp_path) == []
+    (tmp_path / 'kept').mkdir()
+    code, _, err = run_tool(heatmaps.main, figure_args(runs, heatmaps, tmp_path / 'kept' / 'a' / 'h.png',
+                                                       '--images', '17'), capsys)
+    one_error(code, err, '--images 17')
+    assert files(tmp_path) == ['kept'] and files(tmp_path / 'kept') == []
