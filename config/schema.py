@@ -75,7 +75,7 @@ _FIELDS = [
     # --- knowledge transfer (original keys) ---
     Field('kt', False, c.boolean(), 'train with a teacher (False: plain student)'),
     Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd, sp, rkd, "
-          "pkt, kdsvd, dkd, dist, cc, vid, reviewkd (symbols.transfer.METHODS)"),
+          "pkt, kdsvd, dkd, dist, cc, vid, reviewkd, ab, ft, crd (symbols.transfer.METHODS)"),
     Field('teacher_prefix', None, c.optional(c.string()), 'teacher checkpoint '
           'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
           'gluoncv params file with teacher_source=gluoncv'),
@@ -90,7 +90,7 @@ _FIELDS = [
     Field('student_symbol', None, c.tap_spec(), 'student taps per method, same form as teacher_symbol'),
     Field('kt_weight', None, c.optional(c.number_or_list()), 'weight per method (number for one method, '
           'list aligned with kt_type); default: the paper\'s (KD 16, FitNet 100, AT 1000, NST 50, '
-          'gaussian NST 100, FSP 1, OFD 1e-3)'),
+          'gaussian NST 100, FSP 1, OFD 1e-3) and the peers\' CIFAR-100 ones for the others (symbols.transfer)'),
     Field('kt_layer_weight', None, c.optional(c.dict_of_lists()), 'method -> weights of its layer pairs '
           '(default: equal, summing to 1)'),
     Field('kd_t', 4.0, c.number(min=0, strict=True), 'KD temperature'),
@@ -117,6 +117,28 @@ _FIELDS = [
     Field('vid_eps', 1e-5, c.number(min=0, strict=True), 'VID: variance floor (RepDistiller 1e-5)'),
     Field('reviewkd_mid_channels', None, c.optional(c.integer(min=1)), 'ReviewKD: ABF mid channels; null: '
           'min(512, channels of the deepest student tap) as mdistiller'),
+    Field('ab_margin', 1.0, c.number(min=0, strict=True), 'AB: margin m of the activation-boundary loss '
+          '(RepDistiller 1.0)'),
+    Field('ab_init_epochs', None, c.optional(c.integer(min=0)), 'AB: epochs of its initialisation stage before '
+          'epoch 0 (student up to the taps and connectors on the AB loss alone); null: 30 as RepDistiller; '
+          '0 skips it'),
+    Field('ab_init_lr', None, c.optional(c.number(min=0, strict=True)), 'AB: constant lr of its initialisation '
+          'stage; null: the run\'s lr (RepDistiller)'),
+    Field('ft_p1', 2.0, c.number(min=0, strict=True), 'FT: power p1 of the factors\' channel mean (RepDistiller 2)'),
+    Field('ft_p2', 1.0, c.number(min=0, strict=True), 'FT: power p2 of the factor difference (RepDistiller 1: L1)'),
+    Field('ft_rate', 0.5, c.number(min=0, max=1, strict=True), 'FT: factor channels / teacher channels k '
+          '(RepDistiller 0.5)'),
+    Field('ft_init_epochs', None, c.optional(c.integer(min=0)), 'FT: epochs of the stage that trains the teacher\'s '
+          'paraphraser before epoch 0; null: 30 as RepDistiller; 0 skips it'),
+    Field('ft_init_lr', None, c.optional(c.number(min=0, strict=True)), 'FT: constant lr of the paraphraser stage; '
+          'null: 0.01 (RepDistiller for ResNet/WRN students)'),
+    Field('crd_feat_dim', 128, c.integer(min=1), 'CRD: dimension of the embedding heads and the memory bank '
+          '(RepDistiller feat_dim 128)'),
+    Field('crd_nce_k', 16384, c.integer(min=1), 'CRD: negatives per sample, drawn uniformly from the training set '
+          '(RepDistiller nce_k 16384)'),
+    Field('crd_nce_t', 0.07, c.number(min=0, strict=True), 'CRD: temperature (RepDistiller nce_t 0.07)'),
+    Field('crd_nce_m', 0.5, c.number(min=0, max=1, max_strict=True), 'CRD: momentum of the memory-bank update '
+          '(RepDistiller nce_m 0.5)'),
     Field('teacher_train_bn', False, c.boolean(), 'run the teacher with BatchNorm in training mode (batch '
           'statistics) as the original did; its stored statistics are never changed'),
     # --- output ---

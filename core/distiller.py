@@ -1,7 +1,7 @@
 """The student side of one training step as a single HybridBlock.
 
-    DistillBlock(x, label, t_logits, t_feat_1, ..., margin_1, ...)
-        -> (total, logits, ce, term_1, ..., term_M)
+    DistillBlock(x, label, t_logits, t_feat_1, ..., margin_1, ...[, index])
+        -> (total, logits, ce, term_1, ..., term_M, state_1, ...)
 
 `total` (B,) = ce + sum_m f_m * weight_m * sum_p layer_weight_mp * loss_mp, the
 per-sample objective (averaged over the batch by `Trainer.step`); `ce` and
@@ -21,14 +21,26 @@ name:
     inputs 'fsp'      loss(s_a, s_b, t_a, t_b)                        per (a, b) pair
     inputs 'layers'   loss(s_1, ..., s_n, t_1, ..., t_n)              once, all pairs
 
-followed by the OFD margin when `margin` and by the labels when `labels`.
+followed by the OFD margin when `margin`, by the labels when `labels` and by the samples'
+indices in the training set (B,) when `indices` (the block then takes `index` as its last
+input).
 
 A loss declared with `heads` (trainable parameters: CC's embeddings, VID's regressors,
 ReviewKD's fusion modules) lives in `extras` beside the connectors instead of in this
 block, so whatever trains, saves, restores and leaves out the connectors does the same for
 it; `connect` builds its heads from the per-sample shapes of the inputs it will be called
-with, before `extras` is initialised.
+with, before `extras` is initialised. Such a loss may return state outputs after its value
+(`HeadLoss.n_states`: CRD's embeddings for its memory bank); they follow the terms in the
+block's outputs, and `after_step` hands them to the loss's `update_state` after the optimizer
+step.
+
+Stages (`Method.stages`, e.g. FT's paraphraser, AB's initialisation): `set_stage(m, stage)`
+makes the block compute method m's stage loss instead, `(stage_total,)` with
+stage_total (B,) = sum_p layer_weight_p * stage.block(loss_p)(inputs_p) (student taps then
+teacher taps when the stage trains the student, the teacher taps alone otherwise);
+`stage_parameters` lists what it trains, `finish_stage` freezes what it must not change later.
 """
+import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import HybridBlock
 
@@ -51,6 +63,11 @@ def plan_taps(plan):
     return s_taps, t_taps
 
 
+def plan_takes_indices(plan):
+    """Whether a method of the plan takes the samples' indices (registry `indices`)."""
+    return any(METHODS[e['method']].indices for e in plan)
+
+
 class Extras(HybridBlock):
     """Training-only trainable blocks, saved beside the student (`.extra.params`) and left out
     of the export: connectors (named `<method>_<pair>`) and the loss blocks whose methods
@@ -69,6 +86,9 @@ class DistillBlock(HybridBlock):
         self.terms = [e['method'] for e in plan]
         self.margin_slots = []             # (method index, pair index) of each margin input
         self.factors = [1.0] * len(plan)   # warm-up factor of each method (`set_epoch`)
+        self.takes_indices = plan_takes_indices(plan)
+        self.state_slots = []              # (method index, call index, state outputs) of the losses with state
+        self._stage = None                 # (method index, Stage) while `set_stage` has one
         with self.name_scope():
             self.student = symbols.with_taps(student, s_taps)
             self.ce = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -84,6 +104,9 @@ class DistillBlock(HybridBlock):
                         self.register_child(spec.make(loss_options), self._loss_name(m, p))
                     if spec.margin:
                         self.margin_slots.append((m, p))
+                    n_states = getattr(self._loss(m, p), 'n_states', 0)
+                    if n_states:
+                        self.state_slots.append((m, p, n_states))
         self.connected = set()             # (method index, pair index) with a connector in `extras`
 
     def _calls(self, m):
@@ -102,6 +125,60 @@ class DistillBlock(HybridBlock):
             self.factors = factors
             self._clear_cached_op()
         return list(factors)
+
+    # ------------------------------------------------------------------ stages
+    def stages(self):
+        """[(method index, Stage)] the plan's methods declare, in plan order."""
+        return [(m, stage) for m, e in enumerate(self.plan) for stage in METHODS[e['method']].stages]
+
+    def set_stage(self, m=None, stage=None):
+        """Make the forward compute method m's `stage` loss, `(stage_total,)`; no arguments: the
+        training step again."""
+        self._stage = None if stage is None else (m, stage)
+        self._clear_cached_op()
+
+    def stage_blocks(self, m, stage):
+        """The stage's block of each loss call of method m."""
+        return [stage.block(self._loss(m, p)) for p in range(self._calls(m))]
+
+    def stage_parameters(self, m, stage):
+        """{name: Parameter} the stage trains: its blocks' parameters and, when it trains the
+        student, the student's parameters that method m's student taps depend on (not the
+        classifier, nor layers past the taps); frozen ones (grad_req 'null') left out."""
+        params = {}
+        for block in self.stage_blocks(m, stage):
+            params.update(block.collect_params())
+        if stage.trains == 'student':
+            s_taps = []
+            for s, _ in self.plan[m]['pairs']:
+                s_taps.extend(s if isinstance(s, tuple) else (s,))
+            outs = self.student(mx.sym.var('data'))
+            used = mx.sym.Group([outs[self.s_index[t] + 1] for t in s_taps])
+            names = set(used.list_arguments()) | set(used.list_auxiliary_states())
+            params.update({n: p for n, p in self.student.collect_params().items() if n in names})
+        return {n: p for n, p in params.items() if p.grad_req != 'null'}
+
+    def finish_stage(self, m, stage):
+        """After `stage` of method m ran (or, on resume, had run): each loss's `finish_stage`."""
+        for p in range(self._calls(m)):
+            self._loss(m, p).finish_stage(stage.name)
+        self._clear_cached_op()
+
+    # ------------------------------------------------------------------ state outputs
+    @property
+    def n_terms(self):
+        return len(self.plan)
+
+    def after_step(self, outs, indices=None):
+        """After the optimizer step: hand each loss with state outputs the states of every
+        device (`outs`: the block's outputs per device; `indices`: the index input per device)."""
+        if not self.state_slots:
+            return
+        k = 3 + self.n_terms
+        for m, p, n in self.state_slots:
+            states = [list(out[k:k + n]) for out in outs]
+            self._loss(m, p).update_state(indices if METHODS[self.plan[m]['method']].indices else None, states)
+            k += n
 
     def _loss_name(self, m, p):
         return 'loss_%s_%d' % (self.plan[m]['method'], p)
@@ -144,8 +221,13 @@ class DistillBlock(HybridBlock):
         return margins
 
     def _call_shapes(self, m, s_shapes, t_shapes):
-        """[per-sample shapes of the tap inputs of each loss call of method m], as `_loss_inputs`
-        passes them (a connected student map has the teacher's channels)."""
+        """[per-sample shapes of the inputs of each loss call of method m], as `hybrid_forward`
+        passes them (a connected student map has the teacher's channels; labels and indices: ())."""
+        spec = METHODS[self.plan[m]['method']]
+        extra = [()] * (int(spec.labels) + int(spec.indices))
+        return [list(shapes) + extra for shapes in self._tap_shapes(m, s_shapes, t_shapes)]
+
+    def _tap_shapes(self, m, s_shapes, t_shapes):
         entry = self.plan[m]
         inputs = METHODS[entry['method']].inputs
         if inputs == 'logits':
@@ -171,17 +253,22 @@ class DistillBlock(HybridBlock):
         self.connected.add((m, p))
         return conn
 
-    def hybrid_forward(self, F, x, label, t_logits, *rest):
-        n_t = len(self.t_index)
-        t_feats, margins = rest[:n_t], rest[n_t:]
+    def _student(self, x):
         outs = self.student(x)
         if not self.s_index:                       # no taps: a single output
-            logits, s_feats = (outs[0] if isinstance(outs, (list, tuple)) else outs), []
-        else:
-            logits, s_feats = outs[0], [outs[i + 1] for i in range(len(self.s_index))]
+            return (outs[0] if isinstance(outs, (list, tuple)) else outs), []
+        return outs[0], [outs[i + 1] for i in range(len(self.s_index))]
+
+    def hybrid_forward(self, F, x, label, t_logits, *rest):
+        n_t, n_m = len(self.t_index), len(self.margin_slots)
+        t_feats, margins = rest[:n_t], rest[n_t:n_t + n_m]
+        index = rest[n_t + n_m] if self.takes_indices else None
+        if self._stage is not None:
+            return (self._stage_total(x, t_feats),)
+        logits, s_feats = self._student(x)
         ce = self.ce(logits, label)
         total = ce
-        terms = []
+        terms, states = [], []
         margin_of = dict(zip(self.margin_slots, margins))
         for m, entry in enumerate(self.plan):
             spec = METHODS[entry['method']]
@@ -191,11 +278,36 @@ class DistillBlock(HybridBlock):
                     args.append(margin_of[(m, p)])
                 if spec.labels:
                     args.append(label)
+                if spec.indices:
+                    args.append(index)
                 value = self._loss(m, p)(*args)
+                if isinstance(value, (list, tuple)):       # a loss with state outputs (HeadLoss.n_states)
+                    value, extra = value[0], value[1:]
+                    states.extend(extra)
                 term = value * weight if term is None else term + value * weight
             terms.append(term)
             total = total + (self.factors[m] * entry['weight']) * term
-        return (total, logits, ce) + tuple(terms)
+        return (total, logits, ce) + tuple(terms) + tuple(states)
+
+    def _stage_total(self, x, t_feats):
+        """sum over method m's loss calls of layer weight x the stage block's loss (B,)."""
+        m, stage = self._stage
+        entry = self.plan[m]
+        spec = METHODS[entry['method']]
+        if stage.trains == 'student':
+            logits, s_feats = self._student(x)
+            calls = self._loss_inputs(m, spec, logits, None, s_feats, t_feats)
+        else:                                      # the teacher's taps alone; the student does not run
+            teacher = [t_feats[self.t_index[t]] for _, t in entry['pairs']]
+            if spec.inputs == 'layers':
+                calls = [(teacher, sum(entry['layer_weights']))]
+            else:
+                calls = [([t], w) for t, w in zip(teacher, entry['layer_weights'])]
+        total = None
+        for block, (args, weight) in zip(self.stage_blocks(m, stage), calls):
+            value = block(*args) * weight
+            total = value if total is None else total + value
+        return total
 
     def _loss_inputs(self, m, spec, logits, t_logits, s_feats, t_feats):
         """[(loss inputs, layer weight)] of method m, one item per loss call, from its declared inputs."""

@@ -30,8 +30,9 @@ from mxnet import autograd, gluon, nd
 import symbols
 from config import warnings_of
 from data import DataSource
-from . import checkpoint, gpu_libs, gpu_support, monitor, runs, schedule
-from .distiller import DistillBlock, plan_taps
+from data.indices import sample_count, sample_indices
+from . import checkpoint, gpu_libs, gpu_support, monitor, runs, schedule, stages
+from .distiller import DistillBlock, plan_taps, plan_takes_indices
 from .evaluate import evaluate, kvstore_sum, sum_over_workers
 from .metrics import Running, NonFiniteLoss, LabelOutOfRange
 from .records import append_record
@@ -40,6 +41,8 @@ from .teacher import load_teacher, BatchStatsGuard, TeacherError
 LOG = logging.getLogger('train')
 # A plain student (kt=False) gets a placeholder for the teacher logits it does not use.
 warnings.filterwarnings('ignore', message='The 2-th input to HybridBlock is not used')
+# Heads used in one mode only (FT's paraphraser decoder in its stage) are unused in the other.
+warnings.filterwarnings('ignore', message='Parameter distill_extras_.* is not used by any computation')
 
 
 class TrainingError(RuntimeError):
@@ -166,12 +169,30 @@ def epoch_seed(cfg, epoch):
 
 LOSS_OPTIONS = ('kd_t', 'mmd_kernel', 'mmd_degree', 'mmd_c', 'at_p', 'dkd_alpha', 'dkd_beta', 'dkd_t', 'dist_beta',
                 'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k', 'cc_feat_dim', 'cc_normalize',
-                'vid_init_pred_var', 'vid_eps', 'reviewkd_mid_channels')
+                'vid_init_pred_var', 'vid_eps', 'reviewkd_mid_channels', 'ab_margin', 'ab_init_epochs', 'ab_init_lr',
+                'ft_p1', 'ft_p2', 'ft_rate', 'ft_init_epochs', 'ft_init_lr', 'crd_feat_dim', 'crd_nce_k',
+                'crd_nce_t', 'crd_nce_m')
 
 
-def _loss_options(cfg):
-    """The config keys the loss blocks' `make(options)` read."""
-    return {k: cfg[k] for k in LOSS_OPTIONS}
+def _loss_options(cfg, num_samples=None):
+    """The config keys the loss blocks' `make(options)` and the stages read, and the number of
+    training samples (the rows of a memory bank indexed by sample, e.g. CRD's)."""
+    options = {k: cfg[k] for k in LOSS_OPTIONS}
+    options['num_samples'] = num_samples
+    return options
+
+
+def check_methods_fit(plan, workers):
+    """TrainingError if a method's declaration cannot run with this many worker processes: a
+    stage before the training (its own optimizer, outside the workers' gradient exchange) or a
+    memory indexed by sample (each worker would see only its own samples)."""
+    from symbols.transfer import METHODS
+    special = [e['method'] for e in plan if METHODS[e['method']].stages or METHODS[e['method']].indices]
+    if workers > 1 and special:
+        raise TrainingError('%s %s a stage before training or a memory of every training sample, which this '
+                            'trainer runs in one process: train with one worker (several devices of one machine, '
+                            'gpu_list=[0,1,...], are fine), not %d workers under dist_*/horovod'
+                            % (', '.join(special), 'has' if len(special) == 1 else 'have', workers))
 
 
 class Session(object):
@@ -206,11 +227,12 @@ class Session(object):
             from mxnet.contrib import amp
             amp.init(target_dtype=cfg.dtype)
             self.amp = amp
+        self.plan = cfg.plan
+        check_methods_fit(self.plan, self.workers)
         self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
         self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(self.batch_size)))
         seed_everything(cfg.seed)
         self.student = symbols.get_network(cfg.network, cfg.num_classes, self.data.channels, prefix='student_')
-        self.plan = cfg.plan
         s_taps, t_taps = plan_taps(self.plan)
         self.teacher = None
         if cfg.kt:
@@ -220,15 +242,19 @@ class Session(object):
                 raise TrainingError(str(e))
             self.teacher_desc = desc
             self.teacher_guard = BatchStatsGuard(self.teacher) if cfg.teacher_train_bn else None
+        # a method whose memory has a row per training sample (registry `indices`) needs their count
+        self.loss_options = _loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
         try:
-            self.block = DistillBlock(self.student, self.plan, _loss_options(cfg), t_taps, prefix='distill_')
+            self.block = DistillBlock(self.student, self.plan, self.loss_options, t_taps, prefix='distill_')
         except symbols.TapError as e:
             raise TrainingError('student_symbol: %s' % e)
         self.student.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
         self.margins = []
         self._check_pairs()
+        # what the optimizer updates: the student and the trained extras (connectors, heads); not
+        # the extras no optimizer trains (a memory bank), which would only cost kvstore copies
         params = self.student.collect_params()
-        params.update(self.block.extras.collect_params())
+        params.update({n: p for n, p in self.block.extras.collect_params().items() if p.grad_req != 'null'})
         opt = {'learning_rate': cfg.lr, 'wd': cfg.wd, 'momentum': cfg.momentum}
         if cfg.dtype != 'float32':
             opt['multi_precision'] = True
@@ -248,6 +274,7 @@ class Session(object):
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch
         self.best = -1.0                       # best validation top-1 so far (restored by _resume)
+        self.resumed = bool(cfg.retrain)
         if cfg.retrain:
             self._resume()
         if self.hvd is not None:      # every worker starts from rank 0's parameters
@@ -277,10 +304,11 @@ class Session(object):
         self.margins = [self._ofd_margin(tap, channels) for tap, channels in margin_taps]
         self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2),
                                      ctx=self.ctx)
+        index = [nd.zeros((2,), ctx=ctx)] if self.block.takes_indices else []
         try:
             with autograd.pause():
                 self.block(x, nd.zeros((2,), ctx=ctx), t_out[0], *(list(t_out[1:]) +
-                                                                   [mg[0] for mg in self.margins]))
+                                                                   [mg[0] for mg in self.margins] + index))
         except ValueError as e:
             raise TrainingError('teacher and student features cannot be paired: %s' % e)
 
@@ -383,8 +411,29 @@ class Session(object):
         except NonFiniteLoss as e:
             raise NonFiniteLoss(e.term, e.step, epoch)
 
+    def forward(self, batch):
+        """The distillation block on each device's share of `batch` (call under autograd.record):
+        (outputs per device, labels per device, sample indices per device or None)."""
+        ctx = self.ctx
+        xs = gluon.utils.split_and_load(batch.data[0], ctx)
+        ys = gluon.utils.split_and_load(batch.label[0], ctx)
+        idxs = None
+        if self.block.takes_indices:
+            idxs = gluon.utils.split_and_load(sample_indices(self.data, batch, self.loss_options['num_samples']),
+                                              ctx)
+        outs = []
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            if self.teacher is not None:
+                with autograd.pause():
+                    t_out = self._teacher_forward(x)
+                rest = list(t_out[1:]) + [mg[k] for mg in self.margins] + ([idxs[k]] if idxs else [])
+                outs.append(self.block(x, y, t_out[0], *rest))
+            else:
+                outs.append(self.block(x, y, nd.zeros((1,), ctx=x.context)))
+        return outs, ys, idxs
+
     def _train_epoch(self, epoch):
-        cfg, ctx = self.cfg, self.ctx
+        cfg = self.cfg
         seed_everything(epoch_seed(cfg, epoch))
         self.block.set_epoch(epoch)              # per-epoch factors the methods declare (DKD's warm-up)
         names = ['ce'] + [e['method'] for e in self.plan]
@@ -400,28 +449,18 @@ class Session(object):
             if i >= self.steps_per_epoch:
                 break
             self.trainer.set_learning_rate(self.lr_at(epoch + i / float(self.steps_per_epoch)))
-            label_all = batch.label[0]
-            xs = gluon.utils.split_and_load(batch.data[0], ctx)
-            ys = gluon.utils.split_and_load(label_all, ctx)
             with autograd.record():
-                outs = []
-                for k, (x, y) in enumerate(zip(xs, ys)):
-                    if self.teacher is not None:
-                        with autograd.pause():
-                            t_out = self._teacher_forward(x)
-                        rest = list(t_out[1:]) + [mg[k] for mg in self.margins]
-                        out = self.block(x, y, t_out[0], *rest)
-                    else:
-                        out = self.block(x, y, nd.zeros((1,), ctx=x.context))
-                    outs.append(out)
+                outs, ys, idxs = self.forward(batch)
             if self.amp is not None and self.cfg.dtype == 'float16':
                 with self.amp.scale_loss([out[0] for out in outs], self.trainer) as scaled:
                     autograd.backward(scaled)
             else:
                 autograd.backward([out[0] for out in outs])
             self.trainer.step(self.step_batch)
+            self.block.after_step(outs, idxs)         # state outputs (a memory bank), if a loss has any
+            n_terms = 3 + self.block.n_terms
             for k, (out, y) in enumerate(zip(outs, ys)):
-                running.update(k, i, out[1], y, list(out[2:]))
+                running.update(k, i, out[1], y, list(out[2:n_terms]))
             seen += self.batch_size
             if (i + 1) % cfg.frequent == 0 or i + 1 == self.steps_per_epoch:
                 stats = running.read()
@@ -451,6 +490,7 @@ class Session(object):
             LOG.info('teacher validation: top-1 %.4f top-5 %.4f (%d images)', t_val['top1'], t_val['top5'],
                      t_val['n'])
             self.check_teacher(t_val)
+        stages.run(self, self.resumed)          # the stages methods declare before epoch 0
         LOG.info('training %s on %s (%d train images, %d per epoch step), global batch %d, epochs %d..%d, '
                  'kt=%s', cfg.network, cfg.dataset, self.data.num_train, self.batch_size, self.global_batch,
                  self.begin_epoch, cfg.num_epoch - 1, cfg.kt_type if cfg.kt else 'none')

@@ -10,7 +10,8 @@ takes its contiguous share. So distributed workers together see exactly what
 one process splitting the same global batch over its devices sees, and a
 resumed run repeats an uninterrupted one. The last partial batch is completed
 with samples from the start (its `pad` says how many), as ImageRecordIter's
-round_batch does.
+round_batch does. `DataBatch.index` holds each sample's position in the arrays (0..N-1), the
+sample index a memory bank indexed by sample needs (CRD).
 """
 import numpy as np
 import mxnet as mx
@@ -83,4 +84,4 @@ class ArrayIter(mx.io.DataIter):
         if is_last and self.last_pad:
             first_pad = g - self.last_pad
             pad = int(np.clip(pos[-1] + 1 - (self.cursor - g) - first_pad, 0, self.batch_size))
-        return mx.io.DataBatch(data=[mx.nd.array(x)], label=[mx.nd.array(self.labels[idx])], pad=pad)
+        return mx.io.DataBatch(data=[mx.nd.array(x)], label=[mx.nd.array(self.labels[idx])], pad=pad, index=idx)

@@ -396,3 +396,134 @@ def reviewkd(s_maps, t_maps, abfs, train=True):
         out_features, res_features = _abf(abf, features, res_features, shape, out_shape, train)
         results.insert(0, out_features)
     return hcl(results, teacher)
+
+
+# ------------------------------------------------------------------ AB, FT, CRD (issue 10)
+def conv2d(x, w, bias=None, stride=1, pad=0):
+    """Cross-correlation of (B, C, H, W) with (O, C, kh, kw), any stride, zero padding `pad`."""
+    B, C, H, W = x.shape
+    kh, kw = w.shape[2:]
+    xp = np.zeros((B, C, H + 2 * pad, W + 2 * pad))
+    xp[:, :, pad:pad + H, pad:pad + W] = x
+    oh, ow = (H + 2 * pad - kh) // stride + 1, (W + 2 * pad - kw) // stride + 1
+    out = np.zeros((B, w.shape[0], oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum('oc,bchw->bohw', w[:, :, i, j],
+                             xp[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride])
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def conv_transpose2d(x, w, bias=None, stride=1, pad=0):
+    """PyTorch's ConvTranspose2d: weights (C_in, C_out, kh, kw); each input pixel scatters
+    w * x into the output at (i * stride + ki - pad, j * stride + kj - pad)."""
+    B, C, H, W = x.shape
+    kh, kw = w.shape[2:]
+    full = np.zeros((B, w.shape[1], (H - 1) * stride + kh, (W - 1) * stride + kw))
+    for i in range(kh):
+        for j in range(kw):
+            full[:, :, i:i + stride * (H - 1) + 1:stride, j:j + stride * (W - 1) + 1:stride] += \
+                np.einsum('co,bchw->bohw', w[:, :, i, j], x)
+    out = full[:, :, pad:full.shape[2] - pad, pad:full.shape[3] - pad]
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def leaky(x, slope=0.1):
+    return np.where(x > 0, x, slope * x)
+
+
+def ab_connect(x, p, kind, train):
+    """RepDistiller's AB connector on a batch: None (identity) or ConvReg's convolution (`kind`
+    'down' 3x3 stride 2 pad 1, 'up' 4x4 transposed stride 2 pad 1, 'valid' no padding) with its
+    bias, then BatchNorm2d (batch statistics when `train`)."""
+    if kind is None:
+        return x
+    if kind == 'up':
+        y = conv_transpose2d(x, p['weight'], p['bias'], stride=2, pad=1)
+    elif kind == 'down':
+        y = conv2d(x, p['weight'], p['bias'], stride=2, pad=1)
+    else:
+        y = conv2d(x, p['weight'], p['bias'])
+    return _bn(y, p, train)
+
+
+def ab(s_maps, t_maps, connectors=None, kinds=None, margin=1.0, train=True):
+    """RepDistiller's ABLoss(len(s_maps), margin) summed over its layers, per sample (its value
+    is the batch mean): w_i = 2^(i-n+1), criterion_alternative_l2 summed over one sample's
+    C*H*W, / 1000 * 3."""
+    n = len(s_maps)
+    out = 0
+    for i, (s, t) in enumerate(zip(s_maps, t_maps)):
+        c = ab_connect(s, (connectors or [None] * n)[i], (kinds or [None] * n)[i], train)
+        alt = (c + margin) ** 2 * ((c > -margin) & (t <= 0)) + (c - margin) ** 2 * ((c <= margin) & (t > 0))
+        out = out + 2.0 ** (i - n + 1) * np.abs(alt).sum(axis=(1, 2, 3)) / 1000 * 3
+    return out
+
+
+def ft_translator(s, layers, train=True):
+    """RepDistiller's Translator (use_bn=True): per layer conv3x3 (pad 1, bias), BatchNorm2d, LeakyReLU(0.1)."""
+    for p in layers:
+        s = leaky(_bn(conv2d(s, p['weight'], p['bias'], pad=1), p, train))
+    return s
+
+
+def ft_encoder(t, layers):
+    """RepDistiller's Paraphraser encoder (use_bn=False): per layer conv3x3 (pad 1, bias), LeakyReLU(0.1)."""
+    for p in layers:
+        t = leaky(conv2d(t, p['weight'], p['bias'], pad=1))
+    return t
+
+
+def ft_paraphraser_loss(t, encoder, decoder):
+    """The paraphraser's init-stage loss per sample (nn.MSELoss of its reconstruction is the
+    batch mean): decoder = transposed conv3x3 (stride 1, pad 1, bias) + LeakyReLU(0.1) per layer."""
+    rec = ft_encoder(t, encoder)
+    for p in decoder:
+        rec = leaky(conv_transpose2d(rec, p['weight'], p['bias'], stride=1, pad=1))
+    return ((rec - t) ** 2).mean(axis=(1, 2, 3))
+
+
+def ft(s, t, translator, encoder, p1=2.0, p2=1.0, train=True):
+    """RepDistiller's FactorTransfer(p1, p2) on translator(s) and the paraphraser's encoder(t),
+    per sample (its value is the batch mean); the larger factor map adaptive-pooled to the smaller."""
+    f_s, f_t = ft_translator(s, translator, train), ft_encoder(t, encoder)
+    out = []
+    for a, b in zip(f_s, f_t):
+        a, b = match(a, b)
+        fa = norm_rows((a ** p1).mean(axis=0).reshape(1, -1))[0]
+        fb = norm_rows((b ** p1).mean(axis=0).reshape(1, -1))[0]
+        d = fa - fb
+        out.append((np.abs(d) if p2 == 1 else d ** p2).mean())
+    return np.array(out)
+
+
+def crd(s, t, ws, bs, wt, bt, memory_s, memory_t, z, contrast, temperature=0.07, eps=1e-7):
+    """RepDistiller's CRDLoss on one batch with given contrast indices (B, K+1) (column 0 the
+    sample): Embed (linear + L2 norm) on both sides (a map is average-pooled first), the
+    ContrastMemory scores exp(M[j] . e / T) / Z (Z = N * their mean when unset, z < 0), and
+    ContrastLoss on both. Returns (per-sample loss (B,) whose mean is RepDistiller's, e_s,
+    e_t, the Z estimates (2,))."""
+    pool = lambda x: x.mean(axis=(2, 3)) if x.ndim == 4 else x
+    e_s = norm_rows(pool(s) @ ws.T + bs)
+    e_t = norm_rows(pool(t) @ wt.T + bt)
+    n, k = len(memory_s), contrast.shape[1] - 1
+    loss, estimates = 0, []
+    for e, memory, zz in ((e_s, memory_t, z[0]), (e_t, memory_s, z[1])):
+        p = np.exp(np.einsum('bkd,bd->bk', memory[contrast], e) / temperature)
+        estimates.append(p.mean() * n)
+        p = p / (estimates[-1] if zz < 0 else zz)
+        c = k / float(n)
+        log_d1 = np.log(p[:, 0] / (p[:, 0] + c + eps))
+        log_d0 = np.log(c / (p[:, 1:] + c + eps))
+        loss = loss - (log_d1 + log_d0.sum(axis=1))
+    return loss, e_s, e_t, np.array(estimates)
+
+
+def crd_update(memory_s, memory_t, z, index, e_s, e_t, estimates, momentum=0.5):
+    """RepDistiller's ContrastMemory update: the rows of `index` move to
+    norm(m * row + (1 - m) * e); Z takes the estimates if unset. Returns new copies."""
+    memory_s, memory_t = memory_s.copy(), memory_t.copy()
+    for memory, e in ((memory_s, e_s), (memory_t, e_t)):
+        rows = memory[index] * momentum + e * (1 - momentum)
+        memory[index] = rows / np.sqrt((rows ** 2).sum(axis=1, keepdims=True))
+    return memory_s, memory_t, np.where(z < 0, estimates, z)

@@ -7,16 +7,19 @@ Families (one module each):
   FSP, OFD (with `ofd_margin`), KDSVD;
 - `relational`: SP, RKD, PKT (batch-relational);
 - `heads`: CC, VID, ReviewKD (losses with trainable heads, `HeadLoss`);
-- `base`: `ShapedLoss`, `HeadLoss`, `PairingError`, `Connector` and shared helpers.
+- `staged`: AB, FT (heads trained in a stage before the main training, `Stage`);
+- `contrastive`: CRD (embedding heads and a memory bank indexed by sample);
+- `base`: `ShapedLoss`, `HeadLoss`, `Stage`, `PairingError`, `Connector` and shared helpers.
 
 Every loss is a HybridBlock that returns the **per-sample** loss, shape
 (B,), unweighted; the trainer adds ``weight * loss`` to each sample's
 cross-entropy and averages over the batch (as the original's MakeLoss /
 SoftmaxOutput with ``grad_scale=weight`` and an optimizer that rescales by
 1/batch). A batch-relational loss returns a (B,) vector whose mean is its
-batch loss. Teacher inputs never receive gradients. Losses are
-parameter-free unless their entry declares ``heads``: then the block owns
-trainable heads, shaped from its inputs, that train with the student.
+batch loss; under several devices each device's share is its own batch.
+Teacher inputs never receive gradients. Losses are parameter-free unless
+their entry declares ``heads``: then the block owns trainable heads, shaped
+from its inputs, that train with the student.
 
 Adding a method: write one loss block and add one `METHODS` entry that
 declares what the loss takes (`Method` below); `core.distiller` routes the
@@ -29,12 +32,16 @@ from mxnet import ndarray as nd                      # noqa: F401
 from mxnet.gluon import nn, HybridBlock              # noqa: F401
 
 from ..common import batch_norm                      # noqa: F401
-from .base import NORM_EPS, PairingError, ShapedLoss, HeadLoss, Connector, _rows, _rows_original, _pool_to
+from .base import (NORM_EPS, PairingError, ShapedLoss, HeadLoss, Connector, Stage, STAGE_TRAINS, stage_settings,
+                   freeze, _rows,
+                   _rows_original, _pool_to)
 from .logit import KDLoss, DKDLoss, DISTLoss
 from .feature import (NSTLoss, OriginalNSTPolyLoss, ATLoss, FitNetLoss, FSPLoss, OFDLoss, KDSVDLoss,
                       ofd_margin)
 from .relational import SPLoss, RKDLoss, PKTLoss
 from .heads import CCLoss, VIDLoss, ReviewKDLoss
+from .staged import ABLoss, FTLoss
+from .contrastive import CRDLoss
 
 # ---------------------------------------------------------------------------
 # Registry: one entry a method.
@@ -54,7 +61,15 @@ from .heads import CCLoss, VIDLoss, ReviewKDLoss
 #   heads: the loss block owns trainable parameters (a `HeadLoss`): `core.distiller` keeps it
 #           in `DistillBlock.extras` (trained with the student, saved in `.extra.params`,
 #           restored on resume, not exported) and calls its `build(*shapes)` with the
-#           per-sample shapes of its inputs (from the taps' shapes) before initialisation.
+#           per-sample shapes of its inputs (from the taps' shapes) before initialisation;
+#   indices: the loss also takes each sample's index in the training set, (B,), as its last
+#           input (after the labels); the data layer supplies it (CRD's memory bank); a loss that
+#           keeps a per-sample state declares state outputs (`HeadLoss.n_states`), which the
+#           trainer hands to its `update_state` after every optimizer step;
+#   stages: `Stage`s run by the trainer before epoch 0 in plan order (FT's paraphraser, AB's
+#           initialisation), skipped on resume (their results are in the checkpoint), each
+#           followed by the loss block's `finish_stage(name)`; config keys `<stage>_epochs` and
+#           `<stage>_lr` override a stage's epochs and learning rate.
 INPUTS = OrderedDict([
     ('logits', 'student and teacher logits (B, K); the method takes no taps'),
     ('feature', 'per tap pair: the student and the teacher feature map (B, C, H, W)'),
@@ -66,8 +81,8 @@ INPUTS = OrderedDict([
                'term is scaled by the sum of the layer weights'),
 ])
 
-Method = namedtuple('Method', 'name inputs connector margin weight make labels warmup_epochs relational heads',
-                    defaults=(False, 0, False, False))
+Method = namedtuple('Method', 'name inputs connector margin weight make labels warmup_epochs relational heads '
+                    'indices stages', defaults=(False, 0, False, False, False, ()))
 
 METHODS = OrderedDict()
 METHODS['kd'] = Method('kd', 'logits', False, False, 16.0, lambda c: KDLoss(c.get('kd_t', 4.0)))
@@ -105,6 +120,20 @@ METHODS['vid'] = Method('vid', 'feature', False, False, 1.0,
                         lambda c: VIDLoss(c.get('vid_init_pred_var', 5.0), c.get('vid_eps', 1e-5)), heads=True)
 METHODS['reviewkd'] = Method('reviewkd', 'layers', False, False, 1.0,
                              lambda c: ReviewKDLoss(c.get('reviewkd_mid_channels')), warmup_epochs=20, heads=True)
+# RepDistiller's CIFAR-100 two-stage methods and CRD (train_student.py, helper/pretrain.py,
+# scripts/run_cifar_distill.sh): init_epochs 30; AB's init at the run's lr, then -b 0 (its main
+# training adds no AB term); FT's paraphraser at lr 0.01, then -b 200 with FactorTransfer(2, 1),
+# rate 0.5; CRD -b 0.8 with feat_dim 128, nce_k 16384, nce_t 0.07, nce_m 0.5. CRD's memory bank
+# has a row per training sample: the trainer passes `num_samples` with the loss options.
+METHODS['ab'] = Method('ab', 'layers', False, False, 0.0, lambda c: ABLoss(c.get('ab_margin', 1.0)), heads=True,
+                       stages=(Stage('ab_init', 'student', 30, None, lambda loss: loss),))
+METHODS['ft'] = Method('ft', 'feature', False, False, 200.0,
+                       lambda c: FTLoss(c.get('ft_p1', 2.0), c.get('ft_p2', 1.0), c.get('ft_rate', 0.5)), heads=True,
+                       stages=(Stage('ft_init', 'heads', 30, 0.01, lambda loss: loss.paraphraser),))
+METHODS['crd'] = Method('crd', 'vector', False, False, 0.8,
+                        lambda c: CRDLoss(c.get('num_samples'), c.get('crd_feat_dim', 128), c.get('crd_nce_k', 16384),
+                                          c.get('crd_nce_t', 0.07), c.get('crd_nce_m', 0.5)),
+                        relational=True, heads=True, indices=True)
 ALIASES = {'nst': 'mmd'}
 
 
@@ -149,5 +178,6 @@ def warmup_factor(method, epoch):
 
 __all__ = ['NORM_EPS', 'PairingError', 'ShapedLoss', 'HeadLoss', 'Connector', 'KDLoss', 'DKDLoss', 'DISTLoss',
            'NSTLoss', 'OriginalNSTPolyLoss', 'ATLoss', 'FitNetLoss', 'FSPLoss', 'OFDLoss', 'KDSVDLoss', 'ofd_margin',
-           'SPLoss', 'RKDLoss', 'PKTLoss', 'CCLoss', 'VIDLoss', 'ReviewKDLoss', 'INPUTS', 'Method', 'METHODS',
+           'SPLoss', 'RKDLoss', 'PKTLoss', 'CCLoss', 'VIDLoss', 'ReviewKDLoss', 'ABLoss', 'FTLoss', 'CRDLoss',
+           'Stage', 'STAGE_TRAINS', 'stage_settings', 'freeze', 'INPUTS', 'Method', 'METHODS',
            'ALIASES', 'canonical_method', 'parse_kt_type', 'default_weight', 'takes_taps', 'warmup_factor']

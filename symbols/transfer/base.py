@@ -6,6 +6,8 @@ Conventions of all losses: inputs are (student ..., teacher ...[, extra]);
 the output is the **per-sample** loss, shape (B,), unweighted; teacher inputs
 never receive gradients (`F.stop_gradient`). ``norm(v) = v / max(||v||_2, eps)``.
 """
+from collections import namedtuple
+
 from mxnet import ndarray as nd
 from mxnet.gluon import nn, HybridBlock
 
@@ -175,3 +177,57 @@ class HeadLoss(ShapedLoss):
                                'initialize() first (core.distiller.DistillBlock.connect builds it from the taps)'
                                % type(self).__name__)
         return super(HeadLoss, self).forward(x, *args)
+
+    # ---- what a loss with a stage or a memory adds (see `Stage` and `n_states`) ----
+    #: number of state outputs after the loss: `hybrid_forward` then returns (loss, state_1, ...,
+    #: state_n), values computed in the step (no gradient) that `update_state` folds into
+    #: non-trained parameters after the optimizer step (CRD's memory bank)
+    n_states = 0
+
+    def update_state(self, indices, states):
+        """After an optimizer step: fold the step's state outputs into the loss's non-trained
+        parameters. `indices`: per device, the sample indices the loss was called with (or
+        None); `states`: per device, the list of its `n_states` state outputs. Every device's
+        copy of a parameter receives the updates of all devices, so the copies stay equal."""
+        raise NotImplementedError('%s declares %d state outputs but no update_state' % (type(self).__name__,
+                                                                                      self.n_states))
+
+    def finish_stage(self, name):
+        """Called once the stage `name` of the loss's method has run (or, on resume, was run
+        before the checkpoint): freeze what the stage trained and the main training must not
+        change (FT's paraphraser, AB's connectors). Default: nothing."""
+
+
+def freeze(block):
+    """Stop training every parameter of `block` (grad_req 'null': the optimizer skips it and no
+    gradient is computed for it); returns the block."""
+    for p in block.collect_params().values():
+        p.grad_req = 'null'
+    return block
+
+
+#: A training stage a method declares (`Method.stages`), run by the trainer before epoch 0, in
+#: plan order, and skipped on resume (its result is in the checkpoint: the student and the
+#: loss's parameters in `.extra.params`):
+#:   name: the stage's name ('ab_init', 'ft_init'); the config keys `<name>_epochs` and
+#:           `<name>_lr` (in the loss options) override its epochs and learning rate;
+#:   trains: 'student': the stage block is called like the loss (student taps, then teacher
+#:           taps) and trains with the student's parameters its taps depend on (the classifier
+#:           and layers past the taps do not train); 'heads': the stage block is called with
+#:           the teacher taps alone, the student does not run, and only the block trains;
+#:   epochs: its default number of epochs (0 skips it);
+#:   lr: its default constant learning rate, or None for the run's `lr`;
+#:   block(loss) -> HybridBlock: the stage's per-sample loss (B,), usually a child of the loss
+#:           block (whose parameters it trains), or the loss block itself.
+#: The optimizer is the run's (`optimizer`, `momentum`, `wd`); the loss is the stage block's
+#: per-sample loss, averaged over the batch; afterwards `HeadLoss.finish_stage(name)` runs.
+Stage = namedtuple('Stage', 'name trains epochs lr block')
+STAGE_TRAINS = ('student', 'heads')
+
+
+def stage_settings(stage, options):
+    """(epochs, lr) of `stage` under the loss options: `<name>_epochs` and `<name>_lr` when
+    given (not None), else the stage's defaults (lr None: the run's)."""
+    epochs = options.get(stage.name + '_epochs')
+    lr = options.get(stage.name + '_lr')
+    return int(stage.epochs if epochs is None else epochs), stage.lr if lr is None else float(lr)

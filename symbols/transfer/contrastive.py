@@ -1,0 +1,160 @@
+"""Contrastive losses: CRD, Contrastive Representation Distillation (Tian et al., ICLR 2020;
+RepDistiller's ``CRDLoss`` with its ``ContrastMemory`` and ``ContrastLoss``).
+
+CRD contrasts each sample's embedding with the other network's embeddings of the same sample
+(positive) and of K other samples (negatives) kept in a memory bank indexed by sample, so its
+registry entry declares ``indices=True`` (the data layer supplies each sample's index in the
+training set, the loss takes it as its last input) and ``heads=True`` (the embedding heads and
+the memory bank live in the checkpoint's ``.extra.params``, left out of the export). The
+memory is updated after each optimizer step through the loss's state outputs
+(`HeadLoss.n_states`, `update_state`), so a resumed run continues with the memory it stopped
+with.
+"""
+import math
+
+from mxnet import init, nd
+
+from .base import HeadLoss, PairingError, _normalize
+from .heads import _torch_dense
+
+#: the largest training set whose sample indices float32 holds exactly (the graph's indices are float32)
+MAX_SAMPLES = 2 ** 24
+
+
+class CRDLoss(HeadLoss):
+    """Contrastive Representation Distillation (Tian et al., ICLR 2020; RepDistiller's ``CRDLoss``).
+
+    Inputs: student and teacher taps (B, D) (a (B, C, H, W) tap is global-average-pooled first;
+    RepDistiller: the pooled features ``feat[-1]``), and the samples' indices in the training
+    set, (B,) (or (B, K+1): column 0 the sample, then K given negatives, as RepDistiller's
+    sampling data loader supplies them). Output (B,) and three state outputs (`n_states`).
+
+    Heads and state, for N training samples and d = `feat_dim` (128):
+      embeddings  e_s = norm(W_s x_s + b_s), e_t = norm(W_t x_t + b_t) (RepDistiller's
+                  ``Embed``; both heads train, the teacher tap gets no gradient);
+      memory      M_s, M_t (N, d), uniform in +-1/sqrt(d/3) (not trained by the optimizer);
+      z           the normalisation constants (Z_s, Z_t), unset (-1) until the first step.
+
+    With j_b0 = b's index and j_b1..j_bK its negatives, drawn uniformly from 0..N-1 with
+    replacement (RepDistiller's ``ContrastMemory`` sampler: an ``AliasMethod`` over uniform
+    weights), T = `nce_t` (0.07), c = K / N and eps = 1e-7:
+
+        P^s_bk = exp(M_t[j_bk] . e_s,b / T) / Z_s       P^t_bk = exp(M_s[j_bk] . e_t,b / T) / Z_t
+        h(P)_b = -log(P_b0 / (P_b0 + c + eps)) - sum_{k=1..K} log(c / (P_bk + c + eps))
+        loss_b = h(P^s)_b + h(P^t)_b
+
+    whose batch mean is RepDistiller's ``ContrastLoss`` on both sides. Z is RepDistiller's
+    estimate on the first batch, Z_s = N mean_bk exp(M_t[j_bk] . e_s,b / T) (no gradient), kept
+    from then on. After each optimizer step `update_state` moves the sample's memory rows
+    towards the step's embeddings, momentum m = `nce_m` (0.5):
+
+        M_s[j_b0] <- norm(m M_s[j_b0] + (1 - m) e_s,b),   M_t[j_b0] likewise with e_t,b
+
+    (the loss of a step uses the memory before its update, as RepDistiller's).
+
+    Deviations, chosen: the negatives are uniform over the whole training set (RepDistiller's
+    memory sampler; its CIFAR data loader instead draws them among the other classes' samples,
+    without replacement), so they may include same-class samples and the sample itself. The
+    draws are in the graph, from MXNet's generator, which the trainer reseeds every epoch.
+
+    Batch-relational in Z only: a sample's value depends on its batch through the first step's
+    estimate of Z. Under several devices each device's share is its own batch (as the peers'
+    DataParallel): on the first step each device uses its share's estimate, and the stored Z is
+    the mean of the devices' estimates (the estimate over the whole batch); every device's
+    memory receives the updates of all devices' samples, so the copies stay equal. Several
+    workers (processes) would each see their own samples only: the trainer refuses that.
+    """
+
+    n_states = 3          # e_s (B, d), e_t (B, d), the Z estimates (2,)
+
+    def __init__(self, num_samples=None, feat_dim=128, nce_k=16384, nce_t=0.07, nce_m=0.5, eps=1e-7, **kwargs):
+        super(CRDLoss, self).__init__(**kwargs)
+        for name, v in (('feat_dim', feat_dim), ('nce_k', nce_k)):
+            if int(v) != v or v < 1:
+                raise ValueError('CRD %s must be a positive integer, got %r' % (name, v))
+        if not nce_t > 0 or not 0 <= nce_m < 1:
+            raise ValueError('CRD needs nce_t > 0 and 0 <= nce_m < 1, got %r and %r' % (nce_t, nce_m))
+        self.num_samples = None if num_samples is None else int(num_samples)
+        self.feat_dim, self.nce_k = int(feat_dim), int(nce_k)
+        self.nce_t, self.nce_m, self.eps = float(nce_t), float(nce_m), float(eps)
+
+    def _configure(self, shapes):
+        if len(shapes) != 3 or any(len(s) not in (1, 3) for s in shapes[:2]) or len(shapes[2]) > 1:
+            raise PairingError('CRD takes a student and a teacher tap, each a vector (B, D) or a map (B, C, H, W) '
+                               'pooled globally, and the sample indices (B,) or (B, K+1); got per-sample shapes %s'
+                               % (shapes,))
+        self._pool = [len(s) == 3 for s in shapes[:2]]
+        self._given = bool(shapes[2])                  # (B, K+1) contrast indices given, else drawn
+        self._k = shapes[2][0] - 1 if self._given else self.nce_k
+        if self._k < 1:
+            raise PairingError('CRD contrast indices (B, K+1) need K >= 1 negatives; got K+1 = %d' % shapes[2][0])
+        self._check_built('CRD', (shapes[0][0], shapes[1][0]))
+
+    def _build(self, shapes):
+        n = self.num_samples
+        if n is None or n < 1:
+            raise PairingError('CRD\'s memory bank has one row per training sample: give CRDLoss num_samples (the '
+                               'trainer passes the training set\'s size)')
+        if n > MAX_SAMPLES:
+            raise PairingError('CRD indexes samples in float32, exact up to %d samples; the training set has %d'
+                               % (MAX_SAMPLES, n))
+        d_s, d_t = self._signature
+        self.embed_s = _torch_dense(self.feat_dim, d_s)
+        self.embed_t = _torch_dense(self.feat_dim, d_t)
+        bound = 1.0 / math.sqrt(self.feat_dim / 3.0)
+        self.memory_s = self.params.get('memory_s', shape=(n, self.feat_dim), init=init.Uniform(bound),
+                                        grad_req='null', differentiable=False)
+        self.memory_t = self.params.get('memory_t', shape=(n, self.feat_dim), init=init.Uniform(bound),
+                                        grad_req='null', differentiable=False)
+        self.z = self.params.get('z', shape=(2,), init=init.Constant(-1.0), grad_req='null', differentiable=False)
+
+    def _embed(self, F, dense, x, pool):
+        return _normalize(F, dense(F.mean(x, axis=(2, 3)) if pool else x), axis=1)
+
+    def _contrast_index(self, F, index):
+        """(B, K+1) float indices: the given ones, or column 0 the sample and K uniform draws."""
+        if self._given:
+            return index
+        index = F.reshape(index, shape=(-1, 1))
+        u = F.random.uniform_like(F.broadcast_axis(index, axis=1, size=self._k))    # [0, 1)
+        neg = F.minimum(F.floor(u * self.num_samples), self.num_samples - 1)
+        return F.concat(index, neg, dim=1)
+
+    def _side(self, F, memory, e, idx, z):
+        """(h(P)_b (B,), the Z estimate (1,)) of one side: its embedding e against the other side's memory."""
+        w = F.stop_gradient(F.take(memory, idx))                                        # (B, K+1, d)
+        p = F.exp(F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1)) / self.nce_t)
+        estimate = F.stop_gradient(F.mean(p, axis=(0, 1), keepdims=False) * self.num_samples)   # (1,)
+        zz = F.stop_gradient(F.where(z < 0, estimate, z))
+        p = F.broadcast_div(p, F.reshape(zz, shape=(1, 1)))
+        c = float(self._k) / self.num_samples
+        pos = F.slice_axis(p, axis=1, begin=0, end=1)
+        neg = F.slice_axis(p, axis=1, begin=1, end=None)
+        h = -F.log(pos / (pos + (c + self.eps))) - F.sum(F.log(c / (neg + (c + self.eps))), axis=1, keepdims=True)
+        return F.reshape(h, shape=(-1,)), estimate
+
+    def hybrid_forward(self, F, s, t, index, memory_s, memory_t, z):
+        e_s = self._embed(F, self.embed_s, s, self._pool[0])
+        e_t = self._embed(F, self.embed_t, F.stop_gradient(t), self._pool[1])
+        idx = F.stop_gradient(self._contrast_index(F, F.cast(index, 'float32')))
+        h_s, z_s = self._side(F, memory_t, e_s, idx, F.slice_axis(z, axis=0, begin=0, end=1))
+        h_t, z_t = self._side(F, memory_s, e_t, idx, F.slice_axis(z, axis=0, begin=1, end=2))
+        return h_s + h_t, F.stop_gradient(e_s), F.stop_gradient(e_t), F.concat(z_s, z_t, dim=0)
+
+    def update_state(self, indices, states):
+        """Move the memory rows of the step's samples towards their embeddings (momentum
+        `nce_m`, renormalised) on every device's copy, with every device's samples, and set Z
+        from the first step's estimates (their mean over the devices) if unset."""
+        m = self.nce_m
+        rows = [(i if len(i.shape) == 1 else i[:, 0]) for i in indices]
+        for param, col in ((self.memory_s, 0), (self.memory_t, 1)):
+            for mem in param.list_data():
+                ctx = mem.context
+                idx = nd.concat(*[r.as_in_context(ctx).astype('int64') for r in rows], dim=0)
+                e = nd.concat(*[st[col].as_in_context(ctx).astype(mem.dtype, copy=False) for st in states], dim=0)
+                v = nd.take(mem, idx) * m + e * (1 - m)
+                mem[idx] = v / nd.sqrt(nd.sum(nd.square(v), axis=1, keepdims=True))
+        for z in self.z.list_data():
+            est = nd.add_n(*[st[2].as_in_context(z.context).astype(z.dtype, copy=False) for st in states]) / len(states)
+            z[:] = nd.where(z < 0, est, z)
+
