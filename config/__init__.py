@@ -339,6 +339,11 @@ def validate(values, origin='config', where=None):
                           'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))
     cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
                                        'kt_layer_weight')) if cfg.kt else []
+    if cfg.kt and cfg.teacher_prefix and cfg.teacher_source in ('auto', 'project') and \
+            os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+        raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: the student would '
+                          'be written over (or with overwrite=true, move aside) its own teacher; choose another '
+                          'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     return cfg
 
 

@@ -197,25 +197,35 @@ def _describe(model_dir, prefix):
     return text
 
 
-def claim(cfg):
+def claim(cfg, defer=False):
     """Check (and with overwrite=true, make) the room a run needs before it writes anything:
-    see the module docstring. Returns nothing; raises RunError."""
+    see the module docstring. Raises RunError. With `defer`, the moves are not made yet: the
+    function that makes them is returned (the trainer calls it once the run is set up, so a run
+    that cannot start leaves the old one where it was); else returns None."""
     model_dir, prefix = cfg.model_dir, cfg.model_prefix
     files = checkpoint_files(model_dir, prefix)
     logs = log_files(cfg.log_dir, prefix)
     resume_same = cfg.retrain and cfg.model_load_prefix == prefix
+    moves = []
     if resume_same:
-        return                           # the later-epoch rule needs the resolved epoch: `claim_resume`
-    if files:
+        pass                             # the later-epoch rule needs the resolved epoch: `claim_resume`
+    elif files:
         if not cfg.overwrite:
             what = 'starting over' if not cfg.retrain else 'starting from run %r' % cfg.model_load_prefix
             raise RunError('run %r already exists in %s (%s); %s under its name would overwrite it. Resume it '
                            '(command below), start over with overwrite=true (the old run is moved to %s/replaced/, '
                            'nothing is deleted), or choose another model_prefix'
                            % (prefix, model_dir, _describe(model_dir, prefix), what, model_dir), resume=True)
-        move_aside(model_dir, prefix, files + logs, 'overwrite=true')
+        moves.append((files + logs, 'overwrite=true'))
     elif logs:
-        move_aside(model_dir, prefix, logs, 'logs of an earlier run %r without checkpoints' % prefix)
+        moves.append((logs, 'logs of an earlier run %r without checkpoints' % prefix))
+
+    def make_room():
+        for found, why in moves:
+            move_aside(model_dir, prefix, found, why)
+    if defer:
+        return make_room
+    make_room()
 
 
 def claim_resume(cfg, epoch):

@@ -573,12 +573,14 @@ def run(cfg):
             checkpoint.ensure_writable(cfg.model_dir)
             checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
-            runs.claim(cfg)
+            make_room = runs.claim(cfg, defer=True)
         setup_logging(cfg, session.rank, hold=True)         # no log file for a run that cannot start
         LOG.info('config: %s', getattr(cfg, 'source', 'given by the caller'))
         for text in warnings_of(cfg):
             LOG.warning('%s', text)
         session.prepare()
+        if session.rank == 0:
+            make_room()                 # overwrite=true: the old run goes aside only now that this one can start
         release_log_file()
         return session.fit()
     except NonFiniteLoss as e:

@@ -148,6 +148,20 @@ def test_unknown_teacher_tap(cifar_setup, train_run):
     assert code == 2 and "teacher_symbol: unknown tap 'nope'" in err and 'stage3_pre' in err
 
 
+def test_the_teacher_given_as_a_file_a_folder_or_the_run_itself(cifar_setup, train_run, tmp_path):
+    """A checkpoint file or a folder as teacher_prefix gave 'no checkpoint X.params-best.json'; the
+    student's own name as the teacher's, with overwrite=true, moved the teacher aside and then failed."""
+    root, _, student = cifar_setup
+    teacher = root / 'model' / 'teacher'
+    code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s-0001.params' % teacher, 'model_prefix=s7'])
+    assert code == 2 and 'is a checkpoint file' in err and 'teacher_prefix=%s teacher_epoch=1' % teacher in err
+    code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s' % (root / 'model'), 'model_prefix=s7'])
+    assert code == 2 and 'is a folder' in err and 'runs there: ' in err and 'teacher' in err
+    with pytest.raises(ConfigError, match='model_prefix and teacher_prefix .* name the same run'):
+        cfg('model_dir=%s' % (root / 'model'), 'model_prefix=teacher', 'teacher_prefix=%s' % teacher, 'kt=true')
+    assert sorted(os.listdir(str(root / 'model'))).count('teacher-0001.params') == 1
+
+
 def test_teacher_class_count_must_match(cifar_setup, train_run):
     _, _, student = cifar_setup
     code, err = train_run(student + ['kt_type=kd', 'num_classes=12', 'model_prefix=s2'])

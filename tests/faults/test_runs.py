@@ -322,3 +322,16 @@ def test_a_run_that_cannot_start_leaves_no_log_file_and_a_run_logs_its_config(ci
     log = (root / 'log' / 'warm.log').read_text()
     assert 'config: %s' % os.path.join('config', 'presets', 'cifar10_student.yaml') in log
     assert 'warmup_epochs=3 is longer than the run' in log and 'Epoch[0]' in log
+
+
+def test_overwrite_moves_the_old_run_aside_only_once_the_new_one_can_start(cifar_setup, train_run):
+    """overwrite=true with a mistake found while the run is set up (a wrong tap) moved the old run
+    to replaced/ and then stopped: the old run stays where it was until the new one can start."""
+    root, common, student = cifar_setup
+    argv = student + ['kt_type=kd', 'model_prefix=keepme']
+    assert train_run(argv)[0] == 0
+    before = run_files(root, 'keepme')
+    code, err = train_run(student + ['kt_type=mmd', 'teacher_symbol=nope', 'student_symbol=stage3_pre',
+                                     'model_prefix=keepme', 'overwrite=true'])
+    assert code == 2 and "unknown tap 'nope'" in err and 'moved' not in err
+    assert run_files(root, 'keepme') == before
