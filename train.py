@@ -49,8 +49,20 @@ def has_checkpoint(cfg):
     return bool(checkpoint.epochs(cfg.model_dir, cfg.model_prefix))
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, whose errors are one line that says what to write instead (train.py takes
+    key=value overrides, not --key value options)."""
+
+    def error(self, message):
+        import re
+        option = re.search(r'unrecognized arguments: -+([\w-]+)', message)
+        hint = ('; settings are key=value overrides, not options: write %s=VALUE (e.g. lr=0.05)'
+                % option.group(1).replace('-', '_') if option else '')
+        self.exit(2, 'error: %s%s (python train.py --help lists the options)\n' % (message, hint))
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
     p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. lr=0.05 kt_type=kd+mmd')
     p.add_argument('--print-config', action='store_true', help='print the validated config and exit')

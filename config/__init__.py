@@ -85,6 +85,10 @@ def _find_file(path, base_of=None):
     """The config file `path` names: the file itself, else a preset, or config/cfgs.py for cfgs.py."""
     if os.path.isfile(path):
         return path
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith(('.yaml', '.yml', '.py')) and not f.startswith('_'))
+        raise ConfigError('config file %s is a folder: give a file in it%s' % (
+            path, ', e.g. %s' % os.path.join(path, inside[0]) if inside else ' (it holds no .yaml or .py file)'))
     if path in ('cfgs', 'cfgs.py'):
         return DEFAULT_CFG
     alt = os.path.join(PRESET_DIR, path)
@@ -193,7 +197,11 @@ def parse_override(text):
     key = key.strip()
     try:
         value = yaml.load(raw, Loader=_UniqueKeyLoader.get()) if raw.strip() else ''
-    except (yaml.YAMLError, ConfigError):
+    except (yaml.YAMLError, ConfigError) as e:
+        if raw.strip().startswith(('[', '{')):
+            raise ConfigError('override %s: %s opens a list or mapping that is not closed (%s): close it, and quote '
+                              'the whole argument for the shell, e.g. \'gpu_list=[0, 1]\''
+                              % (text, raw.strip(), str(e).splitlines()[0]))
         value = raw
     return key, coerce(key, value, raw)
 
@@ -223,8 +231,15 @@ def coerce(key, value, raw=None):
     return _numbers(value)
 
 
+# names other toolkits use for a key, for the "did you mean" of an unknown key
+SYNONYMS = {'learning_rate': 'lr', 'weight_decay': 'wd', 'epochs': 'num_epoch', 'num_epochs': 'num_epoch',
+            'gpus': 'gpu_list', 'gpu': 'gpu_list', 'devices': 'gpu_list', 'batch': 'batch_size', 'arch': 'network',
+            'model': 'network', 'teacher': 'teacher_prefix', 'prefix': 'model_prefix', 'name': 'model_prefix',
+            'resume': 'retrain', 'temperature': 'kd_t', 'method': 'kt_type', 'data': 'data_dir'}
+
+
 def _unknown(key, origin):
-    close = difflib.get_close_matches(key, FIELDS, n=1)
+    close = [SYNONYMS[key.lower()]] if key.lower() in SYNONYMS else difflib.get_close_matches(key, FIELDS, n=1)
     hint = ' (did you mean %r?)' % close[0] if close else ''
     return ConfigError('unknown config key %r in %s%s; see config/schema.py for every key' % (key, origin, hint))
 

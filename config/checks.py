@@ -77,7 +77,8 @@ def string():
 def name_like():
     def check(v):
         if not isinstance(v, str) or not v or '/' in v or '\\' in v or v.strip() != v:
-            _fail('a run name without slashes or surrounding spaces', v)
+            _fail('a run name without slashes or surrounding spaces (to keep the runs in another folder, set model_dir '
+                  'and log_dir)', v)
         return v
     return _text(check)
 

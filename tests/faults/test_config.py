@@ -60,6 +60,25 @@ def test_a_key_given_twice_on_the_command_line_is_refused_naming_both():
     assert code == 2 and 'lr=0.1 and lr=0.2' in err and 'keep one' in err and 'Traceback' not in err
 
 
+def test_command_line_slips_found_by_a_new_user(tmp_path):
+    """An unclosed list was read as text and then as a list of what was there (gpu_list=[0, became
+    [0]); a folder as --cfg was 'does not exist'; learning_rate= had no suggestion."""
+    with pytest.raises(ConfigError, match=r"override gpu_list=\[0,: \[0, opens a list or mapping that is not closed"):
+        cfg('gpu_list=[0,')
+    with pytest.raises(ConfigError, match='opens a list or mapping'):
+        cfg('kt_weight={mmd: 50')
+    with pytest.raises(ConfigError, match=r"config file %s is a folder: give a file in it, e\.g\. %s"
+                       % (tmp_path, tmp_path / 'a.yaml')):
+        (tmp_path / 'a.yaml').write_text('lr: 0.1\n')
+        cfg(path=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"unknown config key 'learning_rate' .*did you mean 'lr'"):
+        cfg('learning_rate=0.1')
+    with pytest.raises(ConfigError, match='set model_dir'):
+        cfg('model_prefix=runs/exp1')
+    code, err = cli('--lr', '0.1')
+    assert code == 2 and 'write lr=VALUE' in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_yaml_file_starts_from_the_schema_defaults_and_says_so(tmp_path):
     """A user's YAML file does not start from config/cfgs.py: the configuration says where its values
     come from (the training log prints it), and `base: cfgs.py` starts from cfgs.py."""
