@@ -10,7 +10,6 @@ both are complete (on any error or Ctrl-C, --out is unchanged).
 
     python -m data.fashion_mnist --out datasets/fashion_mnist
 """
-import argparse
 import gzip
 import logging
 import os
@@ -19,7 +18,8 @@ import sys
 
 import numpy as np
 
-from .pack import pack_arrays, write_classes, check_pack, check_out_dir, positive_int, staging, PackError
+from .pack import (pack_arrays, write_classes, check_pack, check_out_dir, positive_int, staging, PackError,
+                   ArgumentParser)
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot']
@@ -155,7 +155,7 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description='Pack Fashion-MNIST into RecordIO')
+    p = ArgumentParser(prog='data.fashion_mnist', description='Pack Fashion-MNIST into RecordIO')
     p.add_argument('--out', default='datasets/fashion_mnist')
     p.add_argument('--source', help='folder with the four idx files (default: Debian package, then download)')
     p.add_argument('--per-class', type=positive_int, default=None,

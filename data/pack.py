@@ -57,6 +57,10 @@ def list_class_folders(root, nested=False):
     if not os.path.isdir(root):
         raise PackError('image folder %s does not exist' % root)
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not classes and pack_prefixes(root):
+        raise PackError('%s holds packs already (%s), not image folders: train on them with data_dir=%s, or give '
+                        'the image folder they were built from' % (root, ', '.join(p + '.rec' for p in
+                                                                                pack_prefixes(root)), root))
     if not classes:
         raise PackError('image folder %s has no class sub-folders; expected ROOT/<class>/<image> (a flat '
                         'validation folder needs --val-labels)' % root)
@@ -480,6 +484,13 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
     return classes, stats
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one `error: ...` line (exit status 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, 'error: %s (python -m %s --help lists the options)\n' % (message, self.prog))
+
+
 def positive_int(text):
     """argparse type: a whole number of at least 1."""
     try:
@@ -494,7 +505,7 @@ def positive_int(text):
 def main(argv=None):
     """The command line; exit status 0, 2 with `error: ...` on stderr for a problem with the
     inputs or the output folder, 130 on Ctrl-C (the output folder then unchanged)."""
-    p = argparse.ArgumentParser(description='Pack ImageNet-style image folders into RecordIO '
+    p = ArgumentParser(prog='data.pack', description='Pack ImageNet-style image folders into RecordIO '
                                             '(im2rec pass-through format), or check a pack with --check.')
     p.add_argument('--check', metavar='PREFIX', help='check PREFIX.rec/.idx in full: every record, label and '
                    'image (e.g. datasets/imagenet/train), then exit')

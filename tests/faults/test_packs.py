@@ -546,6 +546,21 @@ def test_pack_command_line_mistakes(src, tmp_path, capsys):
             os.chmod(str(ro), 0o755)
 
 
+def test_pack_usage_slips_are_one_line(src, tmp_path, capsys):
+    """Found by a new user: argparse's usage block around the error, and a pack folder given as the
+    image folder ('has no class sub-folders')."""
+    for main, argv in ((pack.main, []), (pack.main, ['--train', 'x', '--out', 'y', '--threads', 'two']),
+                       (fashion_mnist.main, ['--per-class', 'x'])):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith('error: '), err
+    out = tmp_path / 'out'
+    built(src, out)
+    code, err = cli(pack.main, ['--train', str(out), '--out', str(tmp_path / 'again')], capsys)
+    assert code == 2 and 'holds packs already (train.rec, val.rec)' in err and 'data_dir=%s' % out in err
+
+
 def test_fashion_mnist_source_mistakes(tmp_path, capsys, monkeypatch):
     """A --source without the idx files is an error (not a silent download instead)."""
     def no_download(out):
