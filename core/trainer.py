@@ -230,6 +230,8 @@ class Session(object):
         self.plan = cfg.plan
         check_methods_fit(self.plan, self.workers)
         self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
+        # a method whose memory has a row per training sample (registry `indices`) needs their count
+        self.loss_options = _loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
         self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(self.batch_size)))
         seed_everything(cfg.seed)
         self.student = symbols.get_network(cfg.network, cfg.num_classes, self.data.channels, prefix='student_')
@@ -242,8 +244,6 @@ class Session(object):
                 raise TrainingError(str(e))
             self.teacher_desc = desc
             self.teacher_guard = BatchStatsGuard(self.teacher) if cfg.teacher_train_bn else None
-        # a method whose memory has a row per training sample (registry `indices`) needs their count
-        self.loss_options = _loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
         try:
             self.block = DistillBlock(self.student, self.plan, self.loss_options, t_taps, prefix='distill_')
         except symbols.TapError as e:

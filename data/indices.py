@@ -9,10 +9,17 @@ sample (CRD; their registry entries declare ``indices=True``).
 The in-memory datasets (CIFAR pickles, `ArrayIter`) carry them in `DataBatch.index`: the
 position of each sample in the training arrays. RecordIO packs do not yet: MXNet 1.9.1's
 `ImageRecordIter` leaves `DataBatch.index` at 0 for every record, so there a method that needs
-indices is refused with a DataError naming the fix.
+indices is refused with a DataError naming the fix. The pieces for packs are here:
+`write_row_list` writes a list that makes ImageRecordIter (``path_imglist``, ``label_width=2``)
+return each record's row in the pack beside its class, and `RowBatches` turns such batches
+into ordinary ones with the rows in `DataBatch.index`.
 """
+import os
+
 import numpy as np
 import mxnet as mx
+
+from .packfile import read_idx, read_record_at, unpack_record
 
 
 def _error(text):
@@ -21,7 +28,11 @@ def _error(text):
 
 
 def sample_count(source):
-    """N: the number of distinct sample indices the training iterators yield (0..N-1)."""
+    """N: the number of distinct sample indices the training iterators yield (0..N-1): the source's
+    `num_samples` when it declares one (its iterators then carry `DataBatch.index`), else the
+    in-memory arrays' length."""
+    if getattr(source, 'num_samples', None) is not None:
+        return int(source.num_samples)
     train_x = getattr(source, '_train_x', None)
     if train_x is not None:
         return len(train_x)
@@ -44,3 +55,52 @@ def sample_indices(source, batch, count=None):
         raise _error('the training iterator gave sample index %d outside 0..%d' %
                      (index.min() if index.min() < 0 else index.max(), count - 1))
     return mx.nd.array(index, dtype='float32')
+
+
+def write_row_list(prefix, path):
+    """Write `path`: an image list for ImageRecordIter's ``path_imglist`` with ``label_width=2``,
+    one line a record of prefix.rec, ``<id>\t<class>\t<row>\t<key>`` (row: the record's position in
+    prefix.idx, 0..N-1). ImageRecordIter looks a record's labels up by the id in its header, so each
+    batch's label (B, 2) then holds the class and the row. Returns N; a DataError if two records
+    share an id (the lookup could not tell them apart)."""
+    keys, offsets = read_idx(prefix + '.idx')
+    rec = prefix + '.rec'
+    size = os.path.getsize(rec)
+    seen = {}
+    with open(rec, 'rb') as f, open(path, 'w') as out:
+        for row, (key, offset) in enumerate(zip(keys, offsets)):
+            header, _ = unpack_record(read_record_at(f, offset, size, rec), key, rec)
+            if header.id in seen:
+                raise _error('records %d and %d of %s carry the same id %d in their headers, so ImageRecordIter '
+                             'cannot tell their indices apart: rebuild the pack with python -m data.pack'
+                             % (seen[header.id], key, rec, header.id))
+            seen[header.id] = key
+            label = header.label if np.isscalar(header.label) else header.label[0]
+            out.write('%d\t%r\t%d\t%d\n' % (header.id, float(label), row, key))
+    return len(keys)
+
+
+class RowBatches(object):
+    """Batches of an iterator built with a `write_row_list` list (labels (B, 2): class, row) as
+    ordinary batches: label (B,) the class, `index` (B,) the rows (int64)."""
+
+    def __init__(self, it):
+        self._it = it
+        batch = it.provide_label[0].shape[0]
+        self.provide_data = it.provide_data
+        self.provide_label = [mx.io.DataDesc('softmax_label', (batch,))]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self._it)
+        both = batch.label[0].asnumpy()
+        return mx.io.DataBatch(data=batch.data, label=[mx.nd.array(both[:, 0])], pad=batch.pad,
+                               index=both[:, 1].astype(np.int64), provide_data=self.provide_data,
+                               provide_label=self.provide_label)
+
+    next = __next__
+
+    def reset(self):
+        self._it.reset()

@@ -5,7 +5,7 @@ initialisation, FT's paraphraser), their heads and CRD's memory bank in the chec
 .extra.params (not in the student's .params, so not in the export); all three with KD + NST on
 two CPU devices; and a run resumed from epoch 1 with deterministic=true ends bit-identical to an
 uninterrupted 2-epoch run (student, heads, memory bank, Z), without running the stages again.
-Plus the refusals: these methods under several workers, CRD on data without sample indices."""
+(The refusals are in tests/faults/test_methods.py.)"""
 import json
 import os
 import subprocess
@@ -16,9 +16,6 @@ import numpy as np
 import pytest
 
 import train
-from core.trainer import TrainingError, check_methods_fit
-from data import DataError
-from data.indices import sample_count
 from symbols import transfer as T
 from tests.helpers import make_cifar, merged, tiny_train_args
 
@@ -130,15 +127,3 @@ def test_resume_is_exact_and_skips_the_stages(tiny):
     assert changed('loss_crd_0.memory_s') and changed('loss_ft_0.translator.0.weight')
     assert not changed('loss_ft_0.paraphraser.encoder.0.weight') and not changed('loss_ab_0.connector0.gamma')
 
-
-def test_refusals_name_the_problem_and_the_fix():
-    plan = [{'method': m} for m in ('kd', 'crd', 'ft')]
-    check_methods_fit(plan, 1)
-    with pytest.raises(TrainingError, match='crd, ft have a stage before training or a memory .* one worker'):
-        check_methods_fit(plan, 2)
-    check_methods_fit([{'method': 'kd'}, {'method': 'cc'}], 4)
-
-    class PackSource(object):
-        cfg = type('Cfg', (), {'dataset': 'imagenet'})()
-    with pytest.raises(DataError, match='needs each training sample.s index .* imagenet RecordIO pack'):
-        sample_count(PackSource())
