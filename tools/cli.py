@@ -170,7 +170,7 @@ def output_path(path, option='--out', example='figure.png'):
     `path`: it is not a folder, no part of its folder is a file, the folder exists (it is created
     if missing; a command that then fails removes it again, `command`) and is writable (a probe
     file is created and removed). Returns `path`; raises UsageError naming `option` and the fix."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(('/', os.sep)):
         raise UsageError('%s %s is a folder: give a file name such as %s' % (option, path,
                                                                              os.path.join(path, example)))
     folder = os.path.dirname(os.path.abspath(path))
@@ -217,6 +217,10 @@ def checkpoint_prefix(prefix, option='--prefix'):
     """Check a checkpoint prefix path (model_dir/RUN, or a legacy PREFIX with PREFIX-symbol.json)
     before anything is loaded: not a folder, its folder exists, and some checkpoint of that name is
     there. Returns `prefix`; raises UsageError listing the runs that are there."""
+    m = re.match(r'^(.*)-(\d{4}|best)(\.params|\.json|\.states|\.extra\.params|-symbol\.json)?$', prefix)
+    if m and m.group(3) and os.path.isfile(prefix):
+        raise UsageError('%s %s is a checkpoint file; give the run it belongs to and the epoch: %s %s --epoch %s'
+                         % (option, prefix, option, m.group(1), 'best' if m.group(2) == 'best' else int(m.group(2))))
     if os.path.isdir(prefix):
         runs = run_names(prefix)
         raise UsageError('%s %s is a folder, not a checkpoint prefix: give model_dir/RUN; %s'

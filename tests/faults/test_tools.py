@@ -431,6 +431,8 @@ def test_evaluate_the_configured_teacher(cifar_setup, capsys):
     assert 'teacher %s' % (root / 'model' / 'teacher') in out
     assert ('top-1 %.2f%%' % (100 * last['val_top1'])) in out and 'on %d images' % last['val_n'] in out
     assert evaluate.main(merged(argv + ['teacher_prefix=%s' % root])) == 2
+    assert 'is a folder; give a run in it' in capsys.readouterr().err
+    assert evaluate.main(merged(argv + ['teacher_prefix=%s' % (root / 'model' / 'nope')])) == 2
     assert 'teacher checkpoint not found' in capsys.readouterr().err
 
 
@@ -512,3 +514,14 @@ def test_a_failed_command_removes_the_output_folders_it_created(runs, tmp_path, 
                                                        '--images', '17'), capsys)
     one_error(code, err, '--images 17')
     assert files(tmp_path) == ['kept'] and files(tmp_path / 'kept') == []
+
+
+def test_a_checkpoint_file_as_prefix_and_a_folder_as_out_name_what_to_give(runs, tmp_path, capsys):
+    """Found by a new user: --prefix model/RUN-0001.params said 'no run named RUN-0001.params';
+    --out deploy/ (a folder not there yet) failed with a temporary file name."""
+    s = runs / 'model' / 's'
+    code, _, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', '%s-0001.params' % s), capsys)
+    one_error(code, err, 'is a checkpoint file', '--prefix %s --epoch 1' % s)
+    code, _, err = run_tool(export.main, ['--prefix', str(s), '--out', str(tmp_path / 'deploy') + '/'], capsys)
+    one_error(code, err, 'is a folder', 'give a file name such as %s' % (tmp_path / 'deploy' / 's'))
+    assert files(tmp_path) == []
