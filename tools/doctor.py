@@ -33,6 +33,8 @@ def _nvidia_smi():
 
 
 def main(argv=None):
+    from tools import cli
+    cli.parser('doctor', __doc__).parse_args(argv)          # no options: anything else is one error line
     user_set = {k for k in THREAD_KEYS if k in os.environ}
     threads = configure_threads()
     rows, errors, notes = [], [], []

@@ -415,9 +415,12 @@ def test_launch_argument_mistakes(capsys, monkeypatch):
     assert 'NST_LOCAL_WORKERS' not in os.environ
 
 
-def test_param_table_rejects_arguments(capsys):
+def test_param_table_and_doctor_reject_arguments(capsys):
     code, _, err = run_tool(param_table.main, ['--bogus'], capsys)
     one_error(code, err, '--bogus')
+    from tools import doctor
+    code, out, err = run_tool(doctor.main, ['--foo'], capsys)          # was ignored (exit 0)
+    one_error(code, err, '--foo')
 
 
 def test_evaluate_the_configured_teacher(cifar_setup, capsys):
