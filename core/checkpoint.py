@@ -9,8 +9,10 @@ Epoch N of run P in folder D is:
   D/P-NNNN.json          metadata, written last: a checkpoint without it is
                          incomplete and never used
 and D/P-best.{params,extra.params,json}: the epoch with the best validation
-top-1. Every file is written under a temporary name, flushed and renamed, so
-a crash (or a full disk) while writing never damages an earlier checkpoint.
+top-1. The files of an epoch (and of the best copy) are all written under
+temporary names and fsynced before any is renamed, the metadata last, so a
+crash (or a full disk) while writing never damages an earlier checkpoint nor
+leaves a half-written one.
 Parameters and optimizer state that are not all finite (a diverged run) are
 never written, and a params file holding NaN/Inf is refused when read
 (`NonFiniteCheckpoint`).
@@ -23,7 +25,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from .atomic import write_atomic
+from .atomic import temporary_name
 
 
 class CheckpointError(IOError):
@@ -86,13 +88,33 @@ def ensure_writable(folder, key='model_dir'):
                               % (key, folder, e.strerror or e, key))
 
 
-def _atomic(path, write):
-    """`write(tmp)` then rename over `path` (core.atomic); CheckpointError naming `path` on failure."""
+def _write_together(files):
+    """Write the files [(path, write)] of one checkpoint tag as a unit: each `write(tmp)` to a
+    temporary name in the same folder and fsynced, and only when all are written, each renamed
+    over its path in order (the metadata last). On a failure (a full disk) or Ctrl-C nothing is
+    renamed and the temporary files are removed: no file of the tag is left half new, and no
+    incomplete checkpoint takes up the space. CheckpointError naming the file."""
+    written = []
     try:
-        write_atomic(path, write)
-    except Exception as e:
+        for path, write in files:
+            tmp = temporary_name(path)
+            written.append(tmp)
+            write(tmp)
+            with open(tmp, 'rb+') as f:
+                os.fsync(f.fileno())
+    except BaseException as e:
+        for tmp in written:
+            if os.path.lexists(tmp):
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+        if not isinstance(e, Exception):
+            raise
         raise CheckpointError('cannot write %s (%s): free disk space or choose another model_dir; earlier '
                               'checkpoints are intact' % (path, e))
+    for tmp, (path, _) in zip(written, files):
+        os.replace(tmp, path)
 
 
 def _write_json(obj):
@@ -124,12 +146,12 @@ def save(model_dir, prefix, epoch, student, extra=None, trainer=None, meta=None,
     tags = [epoch] + (['best'] if best else [])
     for tag in tags:
         p = paths(model_dir, prefix, tag)
-        _atomic(p['params'], student.save_parameters)
+        files = [(p['params'], student.save_parameters)]
         if extra is not None and list(extra.collect_params().keys()):
-            _atomic(p['extra'], extra.save_parameters)
+            files.append((p['extra'], extra.save_parameters))
         if trainer is not None and tag != 'best':
-            _atomic(p['states'], trainer.save_states)
-        _atomic(p['meta'], _write_json(meta))
+            files.append((p['states'], trainer.save_states))
+        _write_together(files + [(p['meta'], _write_json(meta))])
 
 
 def epochs(model_dir, prefix):

@@ -210,6 +210,11 @@ def claim(cfg, defer=False):
     if resume_same:
         pass                             # the later-epoch rule needs the resolved epoch: `claim_resume`
     elif files:
+        if not cfg.overwrite and not checkpoint.epochs(model_dir, prefix):
+            raise RunError('run %r in %s has only incomplete checkpoint files (%s: a run stopped while writing its '
+                           'first checkpoint), so there is nothing to resume: start over with overwrite=true (they '
+                           'are moved to %s/replaced/, nothing is deleted), or choose another model_prefix'
+                           % (prefix, model_dir, ', '.join(os.path.basename(f) for f in files[:4]), model_dir))
         if not cfg.overwrite:
             what = 'starting over' if not cfg.retrain else 'starting from run %r' % cfg.model_load_prefix
             raise RunError('run %r already exists in %s (%s); %s under its name would overwrite it. Resume it '

@@ -367,7 +367,9 @@ class Session(object):
                 have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
                 if not have:
                     raise TrainingError('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint '
-                                        'of %r' % (cfg.model_dir, cfg.model_load_prefix))
+                                        'of %r: nothing to resume. Start the run without retrain=true (add '
+                                        'overwrite=true if incomplete files of it are there)'
+                                        % (cfg.model_dir, cfg.model_load_prefix))
                 meta, skipped = None, []
                 for epoch in reversed(have):
                     try:

@@ -193,3 +193,24 @@ def test_a_checkpoint_copied_from_another_run_is_resumed_with_a_warning_naming_t
     assert "checkpoint copy epoch 1 was saved by run 'orig'" in err and 'model_load_prefix=orig' in err
     assert checkpoint.epochs(str(model), 'copy') == [1, 2]
     assert checkpoint.read_meta(str(model), 'copy', 2)['model_prefix'] == 'copy'
+
+
+def test_a_full_disk_in_a_first_checkpoint_leaves_nothing_half_written(tmp_path, cifar_setup, train_run):
+    """Found by a new user: the disk filled up while the optimizer state of epoch 1 was written;
+    epoch 1's params stayed (an incomplete checkpoint using the space), and the run could then
+    neither start again ('already exists ... resume it') nor resume ('no complete checkpoint')."""
+    class FullTrainer(object):
+        def save_states(self, path):
+            with open(path, 'wb') as f:
+                f.write(b'partial')
+            raise OSError(errno.ENOSPC, 'No space left on device')
+    with pytest.raises(checkpoint.CheckpointError, match='run-0001.states.*No space left'):
+        checkpoint.save(str(tmp_path), 'run', 1, small_net(), trainer=FullTrainer(), meta={'network': 'x'}, best=True)
+    assert os.listdir(str(tmp_path)) == []
+    root, common, _ = cifar_setup
+    (root / 'model' / 'inc-0001.params').write_bytes(b'left by an older version')
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=inc'])
+    assert code == 2 and 'only incomplete checkpoint files (inc-0001.params' in err and 'nothing to resume' in err
+    assert 'overwrite=true' in err and '\n  resume: ' not in err
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=inc', 'retrain=true', 'model_load_epoch=-1'])
+    assert code == 2 and 'nothing to resume' in err and 'without retrain=true' in err
