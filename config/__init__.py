@@ -274,14 +274,31 @@ def load_config(path=None, overrides=(), check_data=True):
     return cfg
 
 
+def _classes_listed(cfg):
+    """The number of classes in data_dir/classes.txt (written by the pack builder), None without one."""
+    if cfg.dataset not in ('imagenet', 'fashion_mnist'):
+        return None
+    try:
+        with open(os.path.join(cfg.data_dir, 'classes.txt')) as f:
+            return sum(1 for line in f if line.strip())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def warnings_of(cfg):
     """Settings that are valid but probably not what was meant, one sentence each: a warm-up (of
-    the learning rate, or of a transfer method's weight) longer than the run."""
+    the learning rate, or of a transfer method's weight) longer than the run, num_classes above
+    the classes the pack's classes.txt lists."""
     out = []
     if cfg.warmup_epochs > cfg.num_epoch:
         out.append('warmup_epochs=%g is longer than the run (num_epoch=%d): the learning rate never reaches lr=%g '
                    '(at most %.3g); lower warmup_epochs or raise num_epoch'
                    % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
+    listed = _classes_listed(cfg)
+    if listed is not None and listed < cfg.num_classes:
+        out.append('num_classes=%d but %s lists %d classes: %d outputs of the network get no label (and top-5 is '
+                   'trivial below 6 classes); set num_classes=%d' % (cfg.num_classes, os.path.join(
+                       cfg.data_dir, 'classes.txt'), listed, cfg.num_classes - listed, listed))
     if cfg.kt:
         from symbols.transfer import METHODS
         for entry in cfg.plan:

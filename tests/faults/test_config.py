@@ -107,6 +107,14 @@ def test_a_warm_up_longer_than_the_run_is_a_warning():
     assert 'dkd warms its weight up over 20 epochs' in w and 'at most 10% of its kt_weight' in w
 
 
+def test_num_classes_above_the_packs_classes_is_a_warning(tmp_path):
+    """Found by a new user: num_classes=10 on a 3-class pack trained silently (top-5 100%)."""
+    (tmp_path / 'classes.txt').write_text('0\ta\n1\tb\n2\tc\n')
+    (w,) = warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=10', 'kt=false'))
+    assert 'num_classes=10 but %s lists 3 classes' % (tmp_path / 'classes.txt') in w and 'set num_classes=3' in w
+    assert warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=3', 'kt=false')) == []
+
+
 def test_values_read_the_same_in_yaml_and_on_the_command_line(tmp_path):
     f = tmp_path / 'c.yaml'
     f.write_text('lr: 1e-3\nwd: 5e-4\nkt: true\nkt_type: kd+mmd\nkt_weight: [16, 5e1]\nmodel_prefix: 123\n'
