@@ -115,5 +115,5 @@ def finished_runs(runs, names, log=None):
     if short and log is not None:
         log.warning('left out %d run(s) that stopped before epoch %d, the last epoch the other runs reached: %s. '
                     'Let them finish (resume: retrain=true model_load_epoch=-1), or pass --num-epoch N to '
-                    'compare the runs that reached N epochs', len(short), end, _quote(short))
+                    'compare every run at epoch N-1 (those that reached it)', len(short), end, _quote(short))
     return [n for n, e in last.items() if e == end]

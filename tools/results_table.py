@@ -2,9 +2,10 @@
 
     python -m tools.results_table --records results/records --prefix repro_ [--out results/table.md]
 
-Runs are named <prefix><method>_s<seed>; a run counts when its records reach
-the last epoch (--num-epoch N: epoch N-1; without it, the latest epoch any of
-these runs reached: a seed that stopped short is left out, with a warning). Each row: method, student, teacher, top-1 and
+Runs are named <prefix><method>_s<seed>; each is compared at one epoch
+(--num-epoch N: its record of epoch N-1, runs that did not reach it left out;
+without it, the latest epoch any of these runs reached: a seed that stopped
+short is left out, with a warning). Each row: method, student, teacher, top-1 and
 top-5 error (%) of the last epoch as mean +- std over seeds, seeds counted.
 """
 import logging
@@ -28,18 +29,22 @@ LABELS = OrderedDict([
 
 
 def group_runs(runs, prefix, num_epoch=None):
-    """{method: [final record of each finished seed]} for runs named <prefix><method>_s<seed>.
-    A run is finished when its last epoch is num_epoch - 1; without num_epoch, when it reached the
-    latest last epoch of these runs (the others are left out with a warning naming them)."""
+    """{method: [the record compared of each seed]} for runs named <prefix><method>_s<seed>: with
+    num_epoch, the record of epoch num_epoch - 1 of every run that reached it; without, the last
+    record of the runs that reached the latest last epoch of these runs (the others are left out
+    with a warning naming them)."""
     names = matching_runs(runs, prefix)
     if num_epoch is None:
         names = finished_runs(runs, names, LOG)
     groups = OrderedDict()
     for name in names:
-        last = runs[name][-1] if runs[name] else None
-        if last is None or (num_epoch is not None and last['epoch'] != num_epoch - 1):
-            continue
-        groups.setdefault(RUN_NAME.match(name[len(prefix):]).group('stem'), []).append(last)
+        recs = runs[name]
+        if num_epoch is None:
+            rec = recs[-1] if recs else None
+        else:
+            rec = next((r for r in recs if r['epoch'] == num_epoch - 1), None)
+        if rec is not None:
+            groups.setdefault(RUN_NAME.match(name[len(prefix):]).group('stem'), []).append(rec)
     return groups
 
 
@@ -75,7 +80,8 @@ def main(argv=None):
     p.add_argument('--records', default='results/records', help="folder of the runs' .jsonl records")
     p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
     p.add_argument('--num-epoch', type=cli.positive_int, default=None,
-                   help='count only runs whose records reach this many epochs')
+                   help='compare the runs at this many epochs (their record of epoch N-1; runs that did not reach '
+                   'it are left out)')
     p.add_argument('--student', default='')
     p.add_argument('--teacher', default='')
     p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')

@@ -486,6 +486,9 @@ def test_results_table_leaves_out_a_seed_that_stopped_short_and_names_it(tmp_pat
     warning = [l for l in err.splitlines() if l.startswith('warning: ')]
     assert len(warning) == 1 and 'exp_kd_s2 (last epoch 1)' in warning[0] and 'epoch 4' in warning[0]
     assert '--num-epoch' in warning[0]
+    code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'exp_', '--num-epoch', '2'],
+                              capsys)                   # all three at epoch 1, the crashed one included
+    assert code == 0 and '| KD |  |  | 23.33 ± 23.09 | 1.00 ± 0.00 | 3 |' in out, out
 
 
 def test_every_prefix_the_results_table_suggests_works(tmp_path, capsys):
