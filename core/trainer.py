@@ -15,6 +15,7 @@
   (under dist_* the workers' counts are summed), an atomic checkpoint (rank 0),
   a log line and a JSON record in log/<model_prefix>.jsonl.
 """
+import glob
 import logging
 import math
 import os
@@ -195,6 +196,30 @@ def check_methods_fit(plan, workers):
                             % (', '.join(special), 'has' if len(special) == 1 else 'have', workers))
 
 
+def no_checkpoint_to_resume(cfg):
+    """What to say when retrain=true finds no complete checkpoint of model_load_prefix."""
+    if cfg.model_load_prefix != cfg.model_prefix:
+        metas = glob.glob(os.path.join(cfg.model_dir, '*-[0-9][0-9][0-9][0-9].json'))
+        there = sorted({os.path.basename(f)[:-len('-0001.json')] for f in metas})
+        return ('model_load_prefix=%s: %s has no complete checkpoint of that run to start from (runs there: %s); '
+                'give one of them' % (cfg.model_load_prefix, cfg.model_dir, ', '.join(there) or 'none'))
+    return ('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint of %r: nothing to resume. Start '
+            'the run without retrain=true (add overwrite=true if incomplete files of it are there)'
+            % (cfg.model_dir, cfg.model_load_prefix))
+
+
+def check_batch_fits(cfg, batch_size, sizes, devices=1, workers=1):
+    """TrainingError when one batch (`batch_size` a worker) is larger than the training or the
+    validation set (`sizes`: {name: images a worker reads}): MXNet's iterator fails on it ('number
+    of input images must be bigger than the batch size'), for validation only after an epoch."""
+    for name, n in sizes.items():
+        if batch_size > n:
+            per = ' (%d devices x batch_size=%d)' % (devices, cfg.batch_size) if devices > 1 else ''
+            share = ' (its share of %d workers)' % workers if workers > 1 else ''
+            raise TrainingError('a batch takes %d images%s but the %s set of %s has %d%s: lower batch_size to at '
+                                'most %d' % (batch_size, per, name, cfg.data_dir, n, share, max(1, n // devices)))
+
+
 class Session(object):
     """Everything one training run holds; built by `prepare`, run by `fit`."""
 
@@ -230,6 +255,8 @@ class Session(object):
         self.plan = cfg.plan
         check_methods_fit(self.plan, self.workers)
         self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
+        check_batch_fits(cfg, self.batch_size, {'training': self.data.num_train, 'validation': self.data.num_val},
+                         len(self.ctx), self.workers)
         # a method whose memory has a row per training sample (registry `indices`) needs their count
         self.loss_options = _loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
         self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(self.batch_size)))
@@ -366,10 +393,7 @@ class Session(object):
             else:
                 have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
                 if not have:
-                    raise TrainingError('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint '
-                                        'of %r: nothing to resume. Start the run without retrain=true (add '
-                                        'overwrite=true if incomplete files of it are there)'
-                                        % (cfg.model_dir, cfg.model_load_prefix))
+                    raise TrainingError(no_checkpoint_to_resume(cfg))
                 meta, skipped = None, []
                 for epoch in reversed(have):
                     try:

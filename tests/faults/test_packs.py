@@ -449,6 +449,21 @@ def test_undecodable_image_is_found_on_every_path(tmp_path, dataset, augment, sp
         DataSource(config(tmp_path, dataset, num_classes=2, augment=augment, image_size=12))
 
 
+def test_a_batch_larger_than_the_training_set_is_named(src, tmp_path, capsys):
+    """Found by a new user: batch_size=64 over 12 training images failed with 'A record is probably
+    damaged' (MXNet: number of input images must be bigger than the batch size); a validation set
+    smaller than a batch failed the same way, after a whole epoch of training."""
+    out = tmp_path / 'out'
+    built(src, out)
+    import train
+    from tests.helpers import merged
+    code, err = cli(train.main, merged(train_argv(out, tmp_path, 'batch_size=16')), capsys)
+    assert code == 2 and 'a batch takes 16 images but the training set of %s has 12' % out in err, err
+    assert 'lower batch_size to at most 12' in err and 'damaged' not in err
+    code, err = cli(train.main, merged(train_argv(out, tmp_path, 'batch_size=8')), capsys)     # after an epoch
+    assert code == 2 and 'a batch takes 8 images but the validation set of %s has 6' % out in err, err
+
+
 def test_undecodable_training_image_on_the_augmenting_path_stops_training(src, tmp_path, capsys):
     out = tmp_path / 'out'
     built(src, out)

@@ -335,3 +335,10 @@ def test_overwrite_moves_the_old_run_aside_only_once_the_new_one_can_start(cifar
                                      'model_prefix=keepme', 'overwrite=true'])
     assert code == 2 and "unknown tap 'nope'" in err and 'moved' not in err
     assert run_files(root, 'keepme') == before
+
+
+def test_starting_from_a_run_that_is_not_there_lists_the_runs(cifar_setup, train_run):
+    root, common, _ = cifar_setup
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=frm', 'retrain=true',
+                                    'model_load_prefix=nosuchrun', 'model_load_epoch=-1'])
+    assert code == 2 and 'model_load_prefix=nosuchrun' in err and 'runs there: ' in err and 'teacher' in err, err
