@@ -101,8 +101,9 @@ def _remove_created():
 def command(main):
     """Decorate a tool's `main(argv=None)`: returns main's exit status (None counts as 0); a user
     error (`user_errors()`) prints `error: <describe(e)>` on stderr and returns 2. Warnings logged
-    meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines. On any failure
-    (Ctrl-C too) the output folders the command created and left empty are removed again."""
+    meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines. Ctrl-C prints
+    `interrupted` and returns 130. On any failure (Ctrl-C too) the output folders the command
+    created and left empty are removed again."""
     @functools.wraps(main)
     def run(argv=None):
         _warnings_to_stderr()
@@ -113,6 +114,10 @@ def command(main):
             _remove_created()
             print('error: %s' % describe(e), file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            _remove_created()
+            print('\ninterrupted: no file was left half-written; run the command again to finish', file=sys.stderr)
+            return 130
         except BaseException:
             _remove_created()
             raise

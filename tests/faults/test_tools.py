@@ -531,3 +531,14 @@ def test_a_checkpoint_file_as_prefix_and_a_folder_as_out_name_what_to_give(runs,
     code, _, err = run_tool(export.main, ['--prefix', str(s), '--out', str(tmp_path / 'deploy') + '/'], capsys)
     one_error(code, err, 'is a folder', 'give a file name such as %s' % (tmp_path / 'deploy' / 's'))
     assert files(tmp_path) == []
+
+
+def test_ctrl_c_in_a_tool_is_one_line_and_exit_130(runs, tmp_path, capsys, monkeypatch):
+    """Found by a new user: Ctrl-C in tools.export printed a KeyboardInterrupt traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(export, 'export', interrupted)
+    code, _, err = run_tool(export.main, ['--prefix', str(runs / 'model' / 's'), '--out',
+                                          str(tmp_path / 'new' / 'x')], capsys)
+    assert code == 130 and err.strip() == 'interrupted: no file was left half-written; run the command again to finish'
+    assert files(tmp_path) == []
