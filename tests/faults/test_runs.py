@@ -342,3 +342,19 @@ def test_starting_from_a_run_that_is_not_there_lists_the_runs(cifar_setup, train
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=frm', 'retrain=true',
                                     'model_load_prefix=nosuchrun', 'model_load_epoch=-1'])
     assert code == 2 and 'model_load_prefix=nosuchrun' in err and 'runs there: ' in err and 'teacher' in err, err
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
+    """Found by a new user: Ctrl-C in the first second of train.py or python -m data.pack (still
+    importing) printed a KeyboardInterrupt traceback."""
+    script = tmp_path / 'train.py'
+    script.write_text('import core\nraise KeyboardInterrupt\n')
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert r.returncode == 130 and r.stderr.strip() == 'interrupted', (r.returncode, r.stderr)
+    other = tmp_path / 'mine.py'                       # not one of the project's commands: Python's own way
+    other.write_text('import core\nraise KeyboardInterrupt\n')
+    r = subprocess.run([sys.executable, str(other)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert 'Traceback' in r.stderr and 'KeyboardInterrupt' in r.stderr
