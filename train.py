@@ -72,6 +72,8 @@ def main(argv=None):
     from core.checkpoint import CheckpointError
     from data import PackError, DataError
     try:
+        from config.detection import refuse_detection_preset
+        refuse_detection_preset(args.cfg)          # a voc_* preset belongs to python -m tools.detection
         cfg = load_config(args.cfg, args.overrides)
     except ConfigError as e:
         print('config error: %s' % e, file=sys.stderr)

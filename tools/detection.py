@@ -1,65 +1,203 @@
 """Faster R-CNN on PASCAL VOC with a distilled backbone (paper §5.3, Table 4).
 
-    python -m tools.detection --cfg voc_kd_nst backbone_prefix=model/imagenet_inception_bn_kd_nst_poly
-    python -m tools.detection --cfg voc_kd_nst retrain=true            # resume the latest epoch
-    python -m tools.detection --cfg voc_kd_nst --eval-only --epoch best   # VOC07 mAP of a checkpoint
-    python -m tools.detection --table voc_baseline voc_kd ...          # Table 4 from the runs' best checkpoints
+    python -m tools.detection --cfg voc_kd_nst                          # train + VOC07 mAP after every epoch
+    python -m tools.detection --cfg voc_kd_nst retrain=true             # resume the latest epoch
+    python -m tools.detection --cfg voc_kd_nst --eval-only --epoch best # mAP + per-class AP of a checkpoint
+    python -m tools.detection --cfg voc_kd_nst --figure det.png         # detections on the first test images
+    python -m tools.detection --table voc_baseline voc_kd voc_fitnet voc_at voc_nst voc_kd_nst   # Table 4
+    python -m tools.detection --curves curves.png voc_baseline voc_kd_nst                        # mAP, loss / epoch
+    python -m tools.detection --legacy-taps teacher_model/inception-bn  # stride-16/32 outputs of a legacy checkpoint
 
-Trains (or resumes) run `model_prefix`, evaluating VOC07 11-point mAP after every
-epoch, and prints the result in Table 4's format. Configuration: a `voc_*`
-preset or file (--cfg) and key=value overrides (keys: config/detection.py).
+Configuration: a detection preset (config/presets/detection/) or file with --cfg,
+then key=value overrides (every key: config/detection.py). --table and --curves
+take runs: a detection preset (its model_dir/model_prefix) or model_dir/RUN.
+Exit status: 0, 2 for a mistake in the configuration, data, backbone or
+checkpoint (one `error: ...` line), 3 when a loss became NaN/Inf (the earlier
+checkpoints are kept), 130 on Ctrl-C (finished epochs are kept).
 """
+import os
+import shlex
 import sys
 
-import core.compat  # noqa: F401
+from core.env import configure_threads
 
-from tools.cli import command, parser, epoch_arg, ToolError
+configure_threads()      # before mxnet is imported
+
+from tools.cli import command, parser, epoch_arg, positive_int, ToolError, UsageError  # noqa: E402
+
+
+def _runs(names, overrides):
+    """[(label, model_dir, prefix, cfg, preset)] of --table/--curves arguments: detection presets (or
+    config files; `preset` True: their method and paper_map label the run) or model_dir/RUN."""
+    from config.detection import load_detection_config, is_detection_preset
+    out = []
+    for name in names:
+        if is_detection_preset(name) or os.path.isfile(name):
+            cfg = load_detection_config(name, overrides, backbone=False)
+            out.append((name, cfg.model_dir, cfg.model_prefix, cfg, True))
+        else:
+            cfg = load_detection_config(None, overrides, backbone=False)
+            folder, prefix = os.path.split(name)
+            out.append((prefix, folder or cfg.model_dir, prefix, cfg, False))
+    return out
+
+
+def table(names, overrides):
+    from core import checkpoint
+    from tools.detection_report import results_table
+    rows, classes = [], None
+    for label, model_dir, prefix, cfg, preset in _runs(names, overrides):
+        meta = checkpoint.read_meta(model_dir, prefix, 'best')
+        if meta.get('kind') != 'faster_rcnn':
+            raise UsageError('%s/%s is not a Faster R-CNN run of tools.detection' % (model_dir, prefix))
+        if classes is not None and meta.get('classes') != classes:
+            raise UsageError('run %s/%s has other classes than the runs before it: one table takes runs on one set '
+                             'of classes' % (model_dir, prefix))
+        classes = meta.get('classes')
+        rows.append(dict(network=meta.get('network'), method=cfg.method if preset else meta.get('method'),
+                         paper_map=cfg.paper_map if preset else meta.get('paper_map'), map=meta['val_map'],
+                         per_class=meta['per_class_ap']))
+    print(results_table(rows, classes))
+
+
+def curves(out, names, overrides):
+    from core.records import read_records
+    from tools.detection_report import plot_curves
+    from tools.plotting import figure_path
+    figure_path(out, '--curves', 'curves.png')
+    runs = []
+    for label, model_dir, prefix, cfg, _ in _runs(names, overrides):
+        path = os.path.join(cfg.log_dir, prefix + '.jsonl')
+        records = [r for r in read_records(path) if 'val_map' in r]
+        if not records:
+            raise UsageError('%s holds no detection record (val_map): is %r a run of tools.detection?' % (path, prefix))
+        runs.append((label, records))
+    plot_curves(runs, out)
+    print('%s: %d run(s) drawn' % (out, len(runs)))
+
+
+def figure(cfg, out, tag, count, threshold):
+    from core import detector
+    from core.detection import devices
+    from core.detection_eval import detect
+    from data.voc import voc_dataset
+    from tools.detection_report import plot_detections
+    from tools.plotting import figure_path
+    figure_path(out, '--figure', 'detections.png')
+    ctx = devices(cfg)[:1]
+    dataset = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
+    if count > len(dataset):
+        raise UsageError('--images %d: val_sets %s hold %d images' % (count, cfg.val_sets, len(dataset)))
+    net, meta = detector.load_detector(cfg.model_dir, cfg.model_prefix, tag, ctx, cfg)
+    images = []
+    for i in range(count):
+        img, label = dataset[i]
+        images.append((os.path.basename(dataset.image_path(i)), img.asnumpy(), label, detect(net, img, cfg, ctx)))
+    n = plot_detections(images, out, meta['classes'], threshold,
+                        '%s epoch %s: detections scoring >= %g (yellow); ground truth black, dashed'
+                        % (cfg.model_prefix, meta.get('epoch'), threshold))
+    top = max([float(d[1][0]) for _, _, _, d in images if len(d[1])] or [float('nan')])
+    print('%s: %d image(s), %d detection(s) scoring >= %g drawn (highest score %.2f)' % (out, count, n, threshold, top))
+
+
+def evaluate_only(cfg, tag):
+    from core import detector
+    from core.detection import devices
+    from core.detection_eval import evaluate, val_loader
+    from data.voc import voc_dataset
+    ctx = devices(cfg)
+    val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
+    net, meta = detector.load_detector(cfg.model_dir, cfg.model_prefix, tag, ctx, cfg)
+    if meta['classes'] != list(cfg.classes):
+        raise UsageError('run %r was trained on the classes %s, the config names %s: set classes=[...] as in '
+                         'training' % (cfg.model_prefix, meta['classes'], cfg.classes))
+    net.hybridize(static_alloc=True)
+    per_class, m = evaluate(net, val_loader(val_set, cfg, ctx), cfg.classes, ctx)
+    return dict(network=meta.get('network'), method=meta.get('method', cfg.method), paper_map=cfg.paper_map,
+                map=m, per_class=per_class)
+
+
+def legacy_taps(prefix, epoch):
+    import symbols
+    from symbols.detection import legacy_candidates, CHECK_SIZE
+    from core.detector import legacy_error
+    try:
+        net = symbols.load_legacy_network(prefix, epoch)
+    except symbols.CheckpointError as e:
+        raise UsageError(legacy_error(e, '--legacy-taps', '--epoch'))
+    found = legacy_candidates(net)
+    print('internal outputs of %s-%04d by output stride on a %dx%d input (backbone_split=[STRIDE16, STRIDE32, '
+          'FROZEN]):' % (prefix, epoch, CHECK_SIZE, CHECK_SIZE))
+    for stride in (16, 32):
+        print('  stride %d: %s' % (stride, ', '.join(found[stride]) or 'none'))
+
+
+def command_line(args, extra):
+    words = (['--cfg', args.cfg] if args.cfg else []) + [o for o in args.overrides if not o.startswith(
+        ('retrain=', 'model_load_epoch=', 'overwrite='))] + extra
+    return 'python -m tools.detection %s' % ' '.join(shlex.quote(w) for w in words)
 
 
 @command
 def main(argv=None):
     p = parser('detection', __doc__)
-    p.add_argument('--cfg', default=None, help='a voc_* preset or a YAML/.py detection config')
+    p.add_argument('--cfg', default=None, help='a detection preset (voc_*) or a YAML/.py detection config')
     p.add_argument('--eval-only', action='store_true', help='evaluate checkpoint --epoch of run model_prefix')
-    p.add_argument('--epoch', type=epoch_arg, default='best', help="checkpoint to evaluate (number or 'best')")
-    p.add_argument('--table', nargs='+', metavar='PRESET', help='print Table 4 from the best checkpoints of '
-                   'these presets\' runs (no evaluation; the stored per-class AP)')
-    p.add_argument('overrides', nargs='*', help='key=value')
+    p.add_argument('--epoch', type=epoch_arg, default='best', help="checkpoint for --eval-only/--figure (number or "
+                   "'best'; --legacy-taps: the legacy epoch, default 0)")
+    p.add_argument('--figure', metavar='OUT', help='draw the detections of checkpoint --epoch on the first --images '
+                   'test images')
+    p.add_argument('--images', type=positive_int, default=4, help='images in --figure (default 4)')
+    p.add_argument('--threshold', type=float, default=0.5, help='lowest score drawn in --figure (default 0.5)')
+    p.add_argument('--table', action='store_true', help='Table 4 from the best checkpoints of the runs named after '
+                   'the options (detection presets or model_dir/RUN)')
+    p.add_argument('--curves', metavar='OUT', help='mAP and training loss per epoch of the runs named after the '
+                   'options')
+    p.add_argument('--legacy-taps', metavar='PREFIX', help='list the stride-16/32 internal outputs of a legacy Module '
+                   'checkpoint (for backbone_split)')
+    p.add_argument('overrides', nargs='*', help='key=value (and, with --table/--curves, the runs)')
     args = p.parse_args(argv)
-    from config.detection import load_detection_config
-    from core import detection, checkpoint
-    if args.table:
-        presets = [t for t in args.table if '=' not in t]
-        shared = [t for t in args.table if '=' in t] + list(args.overrides)   # key=value after --table
-        rows, classes = [], None
-        for preset in presets:
-            cfg = load_detection_config(preset, shared + ['backbone_source=none'])
-            meta = checkpoint.read_meta(cfg.model_dir, cfg.model_prefix, 'best')
-            classes = classes or meta.get('classes')
-            rows.append(dict(network=meta.get('network'), method=cfg.method, paper_map=cfg.paper_map,
-                             map=meta['val_map'], per_class=meta['per_class_ap']))
-        print(detection.results_table(rows, classes))
+    names = [o for o in args.overrides if '=' not in o]
+    overrides = [o for o in args.overrides if '=' in o]
+    if args.legacy_taps:
+        legacy_taps(args.legacy_taps, 0 if args.epoch == 'best' else args.epoch)
         return 0
-    overrides = list(args.overrides)
-    if args.eval_only and not any(o.startswith(('backbone_source=', 'backbone_prefix=')) for o in overrides):
-        overrides.append('backbone_source=none')          # the detector's own checkpoint holds the backbone
-    cfg = load_detection_config(args.cfg, overrides)
+    if args.table or args.curves:
+        if not names:
+            raise UsageError('--table/--curves need runs: detection presets (%s) or model_dir/RUN'
+                             % ', '.join(__import__('config.detection').detection.list_detection_presets()))
+        if args.table:
+            table(names, overrides)
+        if args.curves:
+            curves(args.curves, names, overrides)
+        return 0
+    if names:
+        raise UsageError('%r is not key=value (runs are named only with --table or --curves)' % names[0])
+    from config.detection import load_detection_config
+    # a checkpoint to evaluate or draw records its backbone: no backbone checks then
+    cfg = load_detection_config(args.cfg, overrides, backbone=not (args.eval_only or args.figure))
+    from tools.detection_report import results_table
+    if args.figure:
+        figure(cfg, args.figure, args.epoch, args.images, args.threshold)
+        return 0
     if args.eval_only:
-        ctx = detection.contexts(cfg)
-        net, meta = detection.load_detector(cfg, args.epoch, ctx)
-        val_set = detection.voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
-        per_class, m = detection.evaluate(net, detection.val_loader(val_set, cfg, ctx), cfg.classes, ctx)
-        result = dict(network=cfg.network, method=cfg.method, paper_map=cfg.paper_map, map=m, per_class=per_class)
+        result = evaluate_only(cfg, args.epoch)
     else:
+        from core.detection import train, Diverged
         from core.runs import RunError
         try:
-            result = detection.train(cfg, log=lambda s: print(s, flush=True))
+            result = train(cfg)
         except RunError as e:
-            fix = ('; resume it: python -m tools.detection %s retrain=true'
-                   % ' '.join((['--cfg', args.cfg] if args.cfg else []) + overrides)) if e.resume else ''
-            raise ToolError('%s%s' % (e, fix))
+            raise ToolError('%s%s' % (e, '; resume it: %s' % command_line(args, ['retrain=true']) if e.resume else ''))
+        except Diverged as e:
+            print('error: %s' % e, file=sys.stderr)
+            return 3
+        except KeyboardInterrupt:
+            print('interrupted; finished epochs are checkpointed. Resume: %s' % command_line(args, ['retrain=true']),
+                  file=sys.stderr)
+            return 130
     print('VOC07 11-point mAP: %.2f%%' % (100 * result['map']))
-    print(detection.results_table([result], cfg.classes))
+    print(results_table([result], cfg.classes))
     return 0
 
 

@@ -1,0 +1,285 @@
+"""Configuration of Faster R-CNN training (`python -m tools.detection`, paper §5.3).
+
+Detection has its own small schema (below: every key, its default, what it
+allows, what it means) and its own presets, `config/presets/detection/voc_*.yaml`
+(`base:` files, as the classification presets); files, `key=value` overrides
+and the validation messages work as in `config/__init__.py`:
+
+    cfg = load_detection_config('voc_kd_nst', ['num_epoch=2'])
+
+A classification preset given here, or a detection preset given to train.py, is
+refused with the command that takes it.
+"""
+import difflib
+import os
+import re
+from collections import OrderedDict
+
+from . import checks as c
+from .checks import ConfigError
+from .schema import Field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DETECTION_PRESET_DIR = os.path.join(HERE, 'presets', 'detection')
+VOC_CLASSES = ['aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+               'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
+               'tvmonitor']
+SET = re.compile(r'^\s*(\d{4})\s*:\s*([A-Za-z0-9_\-]+)\s*$')
+
+
+def voc_sets():
+    """Check: 'YEAR:SPLIT[,YEAR:SPLIT...]' (e.g. '2007:trainval,2012:trainval') -> [(year, split), ...]."""
+    what = "'YEAR:SPLIT' pairs joined by commas, e.g. '2007:trainval,2012:trainval'"
+
+    def check(v):
+        if isinstance(v, list):
+            v = ','.join(str(x) for x in v)
+        if not isinstance(v, str) or not v.strip():
+            c._fail(what, v)
+        out = []
+        for part in v.split(','):
+            m = SET.match(part)
+            if not m:
+                c._fail('%s (bad part %r)' % (what, part), v)
+            out.append((int(m.group(1)), m.group(2)))
+        return out
+    check.text = True
+    return check
+
+
+def class_list():
+    """Check: distinct lower-case names (a list or 'a,b,c'); null: the 20 VOC classes."""
+    def check(v):
+        if v is None:
+            return list(VOC_CLASSES)
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(',')]
+        if not isinstance(v, list) or not v or len(set(v)) != len(v) or not all(
+                isinstance(s, str) and s and s == s.lower() and s.strip() == s and ' ' not in s for s in v):
+            c._fail('a list of distinct lower-case class names without spaces (null: the 20 VOC classes)', v)
+        return list(v)
+    return check
+
+
+def split_taps():
+    """Check: null, or [STRIDE16_TAP, STRIDE32_TAP] / [STRIDE16_TAP, STRIDE32_TAP, FROZEN_TAP] (FROZEN may be null)."""
+    def check(v):
+        if v is None:
+            return None
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(',')]
+        if not isinstance(v, list) or len(v) not in (2, 3) or not all(isinstance(s, str) and s for s in v[:2]) or \
+                (len(v) == 3 and v[2] is not None and not (isinstance(v[2], str) and v[2])):
+            c._fail('null or [STRIDE16_TAP, STRIDE32_TAP, FROZEN_TAP] (tap names; FROZEN_TAP may be null or left '
+                    'out)', v)
+        return list(v) + [None] * (3 - len(v))
+    return check
+
+
+_FIELDS = [
+    # run
+    Field('model_prefix', 'voc_frcnn', c.name_like(), 'run name: model_dir/<prefix>-NNNN.*, log_dir/<prefix>.log '
+          'and .jsonl'),
+    Field('model_dir', 'model', c.string(), 'checkpoint folder'),
+    Field('log_dir', 'log', c.string(), 'log folder (<prefix>.log, <prefix>.jsonl: one record per epoch)'),
+    Field('gpu_list', [], c.device_ids(), 'GPU ids, one image per GPU per step; [] trains on the CPU '
+          '(NST_CPU_DEVICES=N: N CPU devices, as train.py)'),
+    Field('retrain', False, c.boolean(), 'resume run model_prefix from model_load_epoch'),
+    Field('model_load_epoch', -1, c.integer(min=-1), 'epoch to resume from with retrain=true; -1: the latest'),
+    Field('overwrite', False, c.boolean(), 'start over under a name that has checkpoints, or resume from an '
+          'epoch before the latest (the old files are moved to model_dir/replaced/, nothing is deleted)'),
+    Field('progress', True, c.boolean(), 'a progress bar per epoch (stderr)'),
+    Field('deterministic', False, c.boolean(), 'MXNet\'s synchronous NaiveEngine: bit-exact runs and resumes '
+          '(CPU; slower)'),
+    # backbone
+    Field('network', 'inception_bn', c.string(), 'backbone network: one with a stride-16/32 split (symbols/'
+          'detection.py: inception_bn, preact_resnet18..152, resnet50, resnet152, resnet50_nst, or one that '
+          'declares DETECTION_SPLIT), or any with backbone_split; with a legacy checkpoint only a label'),
+    Field('backbone_prefix', None, c.optional(c.string()), 'the backbone\'s initial weights: a run of this '
+          'project (model/RUN), a legacy Module checkpoint (PREFIX with PREFIX-symbol.json), or a gluoncv '
+          '.params file (backbone_source=gluoncv)'),
+    Field('backbone_epoch', -1, c.integer(min=-1), 'checkpoint epoch of backbone_prefix; -1: a project run\'s '
+          'best, a legacy checkpoint\'s epoch 0'),
+    Field('backbone_source', 'auto', c.choice('auto', 'project', 'legacy', 'gluoncv', 'none'),
+          'where the backbone comes from: auto (legacy when PREFIX-symbol.json exists, else project), project, '
+          'legacy, gluoncv (a .params file of the gluoncv network), none (random initialisation: tests only)'),
+    Field('backbone_split', None, split_taps(), '[STRIDE16_TAP, STRIDE32_TAP, FROZEN_TAP]: where features end, '
+          'where top_features end, the last frozen tap (null: the network\'s declared split; required for a '
+          'legacy checkpoint, whose taps are internal output names)'),
+    Field('freeze', True, c.boolean(), 'the standard recipe: parameters up to the frozen tap fixed, every '
+          'BatchNorm fixed (stored statistics, fixed gamma/beta)'),
+    # data
+    Field('voc_root', 'datasets/VOCdevkit', c.string(), 'the VOCdevkit folder (holding VOC2007/, VOC2012/)'),
+    Field('train_sets', '2007:trainval,2012:trainval', voc_sets(), 'training sets, YEAR:SPLIT joined by commas'),
+    Field('val_sets', '2007:test', voc_sets(), 'evaluation sets, YEAR:SPLIT joined by commas'),
+    Field('classes', None, class_list(), 'class names (null: the 20 VOC classes); every annotated object must '
+          'have one of them'),
+    Field('short', 600, c.integer(min=16), 'shorter image side after resizing'),
+    Field('max_size', 1000, c.integer(min=16), 'longer image side at most'),
+    Field('mean', [123.68, 116.779, 103.939], c.list_of(c.number()), 'per-channel mean of 0-255 pixels '
+          '([0,0,0] with std [1,1,1] for Inception-BN, which normalises with an input BatchNorm)'),
+    Field('std', [58.393, 57.12, 57.375], c.list_of(c.number(min=1e-6)), 'per-channel std of 0-255 pixels'),
+    Field('num_workers', 0, c.integer(min=0), 'data loader processes (0: in the training process)'),
+    Field('num_val', None, c.optional(c.integer(min=1)), 'evaluate on the first N images of val_sets only '
+          '(quick runs)'),
+    # detector (gluoncv FasterRCNN arguments)
+    Field('rpn_channel', 1024, c.integer(min=1), 'RPN convolution channels'),
+    Field('scales', [8, 16, 32], c.list_of(c.number(min=0, strict=True)), 'anchor scales (x 16 pixels)'),
+    Field('ratios', [0.5, 1, 2], c.list_of(c.number(min=0, strict=True)), 'anchor aspect ratios'),
+    Field('rpn_train_pre_nms', 12000, c.integer(min=1), 'RPN proposals before NMS (training)'),
+    Field('rpn_train_post_nms', 2000, c.integer(min=1), 'RPN proposals after NMS (training)'),
+    Field('rpn_test_pre_nms', 6000, c.integer(min=1), 'RPN proposals before NMS (test)'),
+    Field('rpn_test_post_nms', 300, c.integer(min=1), 'RPN proposals after NMS (test): RoIs per test image'),
+    Field('rpn_min_size', 16, c.integer(min=0), 'smallest proposal side (pixels)'),
+    Field('num_sample', 128, c.integer(min=1), 'RoIs sampled per training image for the RCNN head'),
+    Field('roi_size', 14, c.integer(min=1), 'RoIAlign output side (top_features then halves it)'),
+    # optimisation (gluoncv's VOC recipe: SGD lr 1e-3, x0.1 at epoch 14, 20 epochs, wd 5e-4)
+    Field('lr', 0.001, c.number(min=0, strict=True), 'learning rate (one image per device per step)'),
+    Field('wd', 5e-4, c.number(min=0), 'weight decay'),
+    Field('momentum', 0.9, c.number(min=0, max=1, max_strict=True), 'SGD momentum'),
+    Field('lr_step', [14], c.increasing_ints(), 'epochs at which lr is multiplied by lr_factor'),
+    Field('lr_factor', 0.1, c.number(min=0, max=1, strict=True), 'lr multiplier at each lr_step'),
+    Field('warmup_iters', 0, c.integer(min=0), 'linear lr warm-up over this many steps'),
+    Field('num_epoch', 20, c.integer(min=1), 'epochs'),
+    Field('epoch_size', None, c.optional(c.integer(min=1)), 'images per epoch (default: the training images '
+          'that hold objects; the order is reshuffled each epoch and repeats when this is larger)'),
+    Field('seed', 0, c.integer(min=0), 'seed of initialisation, data order, flips and RoI sampling'),
+    Field('frequent', 100, c.integer(min=1), 'log the running losses every this many steps'),
+    # reporting
+    Field('method', 'baseline', c.string(), 'how the backbone was trained (a label for the results table)'),
+    Field('paper_map', None, c.optional(c.number(min=0, max=100)), 'the paper\'s VOC07 mAP for this row of '
+          'Table 4 (shown beside the result)'),
+]
+FIELDS = OrderedDict((f.name, f) for f in _FIELDS)
+
+
+# ------------------------------------------------------------------ files
+def list_detection_presets():
+    """Names of the detection presets (config/presets/detection/voc_*.yaml)."""
+    if not os.path.isdir(DETECTION_PRESET_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(DETECTION_PRESET_DIR) if f.endswith('.yaml') and not f.startswith('_'))
+
+
+def is_detection_preset(name):
+    """Whether `name` (not a file) names a detection preset."""
+    return bool(name) and not os.path.isfile(name) and \
+        os.path.splitext(os.path.basename(name))[0] in list_detection_presets()
+
+
+def refuse_detection_preset(name):
+    """ConfigError for train.py when `name` is a detection preset (it would not be found there)."""
+    if is_detection_preset(name):
+        base = os.path.splitext(os.path.basename(name))[0]
+        raise ConfigError('%s is a detection preset (Faster R-CNN on VOC, config/presets/detection/): run it with '
+                          'python -m tools.detection --cfg %s; train.py takes the classification presets' % (name, base))
+
+
+def find_detection_file(path):
+    """The file `path` names: itself, else a detection preset; ConfigError for a classification preset
+    or nothing at all."""
+    if os.path.isfile(path):
+        return path
+    for cand in (os.path.join(DETECTION_PRESET_DIR, path), os.path.join(DETECTION_PRESET_DIR, path + '.yaml')):
+        if os.path.isfile(cand):
+            return cand
+    from . import list_presets
+    if os.path.splitext(os.path.basename(path))[0] in list_presets():
+        raise ConfigError('%s is a classification preset of train.py (python train.py --cfg %s); detection presets: '
+                          '%s' % (path, path, ', '.join(list_detection_presets())))
+    raise ConfigError('detection config file %s does not exist; detection presets: %s'
+                      % (path, ', '.join(list_detection_presets())))
+
+
+def parse(text):
+    """'key=value' -> (key, value): YAML, except that a text key keeps the text as written when YAML
+    reads a number (model_prefix=123, train_sets=2007:10)."""
+    from . import parse_override
+    key, value = parse_override(text)
+    field = FIELDS.get(key)
+    if field is not None and getattr(field.check, 'text', False) and isinstance(value, (int, float)) \
+            and not isinstance(value, bool):
+        value = text.split('=', 1)[1].strip()
+    return key, value
+
+
+# ------------------------------------------------------------------ loading
+def load_detection_config(path=None, overrides=(), backbone=True):
+    """Read a detection config (a voc_* preset name or a YAML/.py file; None: the defaults), apply
+    `key=value` overrides and validate everything; ConfigError naming the key on any problem.
+    `backbone=False` leaves out the backbone checks (evaluating a checkpoint, which records its own)."""
+    from . import read_file, Config
+    if path:
+        values, origin = read_file(find_detection_file(path))
+    else:
+        values, origin = {}, 'the defaults'
+    where = {k: origin for k in values}
+    for text in overrides:
+        key, value = parse(text)
+        values[key] = value
+        where[key] = 'the command line'
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            raise ConfigError('unknown detection config key %r in %s%s; config/detection.py lists every key'
+                              % (key, where[key], ' (did you mean %r?)' % close[0] if close else ''))
+    cfg = Config()
+    for key, field in FIELDS.items():
+        value = values.get(key, field.default)
+        try:
+            cfg[key] = field.check(value)
+        except ConfigError as e:
+            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, where.get(key, 'the defaults'), e,
+                                                                     field.doc))
+    _check_together(cfg, lambda key: where.get(key, 'the defaults'), backbone)
+    cfg['config_origin'] = origin
+    return cfg
+
+
+def backbone_source(cfg):
+    """The backbone source `auto` stands for: legacy when backbone_prefix-symbol.json exists, else project."""
+    if cfg.backbone_source != 'auto':
+        return cfg.backbone_source
+    if cfg.backbone_prefix and os.path.isfile(cfg.backbone_prefix + '-symbol.json'):
+        return 'legacy'
+    return 'project'
+
+
+def _check_together(cfg, where, backbone=True):
+    """Checks across keys: mean/std lengths, sizes and (with `backbone`) a backbone to start from
+    and a split for it."""
+    for key in ('mean', 'std'):
+        if len(cfg[key]) not in (1, 3):
+            raise ConfigError('config key %r (%s) must list 1 or 3 values; got %r' % (key, where(key), cfg[key]))
+    if cfg.max_size < cfg.short:
+        raise ConfigError('config key max_size (%s) must be >= short (%d); got %d' % (where('max_size'), cfg.short,
+                                                                                   cfg.max_size))
+    if backbone:
+        _check_backbone(cfg, where)
+
+
+def _check_backbone(cfg, where):
+    source = backbone_source(cfg)
+    if source != 'none' and not cfg.backbone_prefix:
+        raise ConfigError('config key backbone_prefix (%s) is not set: name the distilled backbone\'s checkpoint '
+                          '(backbone_prefix=model/RUN, a legacy PREFIX, or a gluoncv .params file), or '
+                          'backbone_source=none for a randomly initialised one' % where('backbone_prefix'))
+    if source == 'legacy':
+        if cfg.backbone_split is None:
+            raise ConfigError('config key backbone_split (%s) is not set: a legacy Module checkpoint is split by its '
+                              'internal output names, e.g. backbone_split=[STRIDE16_OUTPUT, STRIDE32_OUTPUT, '
+                              'FROZEN_OUTPUT] (python -m tools.detection --legacy-taps %s lists the candidates)'
+                              % (where('backbone_split'), cfg.backbone_prefix))
+        return                      # `network` only labels a legacy backbone
+    import symbols
+    from symbols.detection import detection_split
+    try:
+        cfg['network'] = symbols.resolve_name(cfg.network)
+        if cfg.backbone_split is None:
+            detection_split(cfg.network)
+    except ValueError as e:
+        raise ConfigError('config key %r (%s): %s' % ('network', where('network'), e))
+
+
+__all__ = ['FIELDS', 'VOC_CLASSES', 'DETECTION_PRESET_DIR', 'load_detection_config', 'list_detection_presets',
+           'is_detection_preset', 'refuse_detection_preset', 'find_detection_file', 'backbone_source']
