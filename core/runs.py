@@ -197,6 +197,36 @@ def _describe(model_dir, prefix):
     return text
 
 
+def missing_folders(folders):
+    """[(folder, the outermost of it and its parents that does not exist)] for the `folders` not
+    there yet: what creating them creates, for `remove_if_empty`."""
+    out = []
+    for folder in folders:
+        folder = os.path.abspath(folder)
+        if not os.path.exists(folder):
+            top = folder
+            while not os.path.exists(os.path.dirname(top)):
+                top = os.path.dirname(top)
+            out.append((folder, top))
+    return out
+
+
+def remove_if_empty(created):
+    """Remove the folders `missing_folders` listed (each up to its outermost created parent) where
+    they are empty: a run that could not start leaves no empty model/ or log/ behind."""
+    for folder, top in created:
+        while True:
+            try:
+                os.rmdir(folder)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                break                   # something is in it
+            if folder == top or os.path.dirname(folder) == folder:
+                break
+            folder = os.path.dirname(folder)
+
+
 def claim(cfg, defer=False):
     """Check (and with overwrite=true, make) the room a run needs before it writes anything:
     see the module docstring. Raises RunError. With `defer`, the moves are not made yet: the

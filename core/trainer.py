@@ -593,6 +593,8 @@ def run(cfg):
     session = Session(cfg)
     setup_logging(cfg, session.rank, to_file=False)           # the log file is the run's: claimed first
     lock = None
+    created = runs.missing_folders([cfg.model_dir, cfg.log_dir]) if session.rank == 0 else []
+    started = False
     try:
         if session.rank == 0:
             # before anything is written: the folders, one run per name, no run overwritten by mistake
@@ -608,6 +610,7 @@ def run(cfg):
         if session.rank == 0:
             make_room()                 # overwrite=true: the old run goes aside only now that this one can start
         release_log_file()
+        started = True
         return session.fit()
     except NonFiniteLoss as e:
         raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
@@ -618,3 +621,5 @@ def run(cfg):
         teardown_logging()
         if lock is not None:
             lock.release()
+        if not started:
+            runs.remove_if_empty(created)           # model_dir / log_dir this run created for nothing

@@ -317,6 +317,11 @@ def test_a_run_that_cannot_start_leaves_no_log_file_and_a_run_logs_its_config(ci
                                      'model_prefix=nolog'])
     assert code == 2 and "unknown tap 'nope'" in err
     assert not os.path.exists(str(root / 'log' / 'nolog.log'))
+    fresh = root / 'fresh'                               # folders the run would have created: not left behind
+    code, err = train_run(student + ['kt_type=mmd', 'teacher_symbol=nope', 'student_symbol=stage3_pre',
+                                     'model_prefix=nolog', 'model_dir=%s' % (fresh / 'model'),
+                                     'log_dir=%s' % (fresh / 'log')])
+    assert code == 2 and "unknown tap 'nope'" in err and not fresh.exists()
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=warm', 'warmup_epochs=3'])
     assert code == 0 and 'warmup_epochs=3 is longer than the run (num_epoch=1)' in err, err
     log = (root / 'log' / 'warm.log').read_text()
