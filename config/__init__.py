@@ -300,13 +300,16 @@ def warnings_of(cfg):
                    'trivial below 6 classes); set num_classes=%d' % (cfg.num_classes, os.path.join(
                        cfg.data_dir, 'classes.txt'), listed, cfg.num_classes - listed, listed))
     if cfg.kt:
-        from symbols.transfer import METHODS
+        from symbols.transfer import METHODS, warmup_epochs
         for entry in cfg.plan:
-            w = getattr(METHODS.get(entry['method']), 'warmup_epochs', 0) or 0
+            if entry['method'] not in METHODS:
+                continue
+            w = warmup_epochs(entry['method'], cfg.kt_warmup_epochs)
             if w > cfg.num_epoch:
-                out.append('%s warms its weight up over %d epochs (x min((epoch+1)/%d, 1)) but num_epoch=%d: it '
-                           'reaches at most %.0f%% of its kt_weight %g in this run' % (
-                               entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w, entry['weight']))
+                out.append('%s warms its weight up over %g epochs (x min((epoch+1)/%g, 1)) but num_epoch=%d: it '
+                           'reaches at most %.0f%% of its kt_weight %g in this run; set kt_warmup_epochs to a '
+                           'part of the run' % (entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w,
+                                                entry['weight']))
     return out
 
 

@@ -115,6 +115,9 @@ _FIELDS = [
     Field('vid_init_pred_var', 5.0, c.number(min=0, strict=True), 'VID: initial per-channel variance '
           '(RepDistiller 5.0)'),
     Field('vid_eps', 1e-5, c.number(min=0, strict=True), 'VID: variance floor (RepDistiller 1e-5)'),
+    Field('kt_warmup_epochs', None, c.optional(c.number(min=0)), 'epochs over which a method that declares a '
+          'warm-up (dkd, reviewkd: 20, for the peers\' 240-epoch CIFAR-100 runs) ramps its weight up, x min((epoch + '
+          '1) / W, 1); null: each method\'s own; 0: none'),
     Field('reviewkd_mid_channels', None, c.optional(c.integer(min=1)), 'ReviewKD: ABF mid channels; null: '
           'min(512, channels of the deepest student tap) as mdistiller'),
     Field('ab_margin', 1.0, c.number(min=0, strict=True), 'AB: margin m of the activation-boundary loss '

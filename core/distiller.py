@@ -86,6 +86,7 @@ class DistillBlock(HybridBlock):
         self.terms = [e['method'] for e in plan]
         self.margin_slots = []             # (method index, pair index) of each margin input
         self.factors = [1.0] * len(plan)   # warm-up factor of each method (`set_epoch`)
+        self.warmup_override = loss_options.get('kt_warmup_epochs')   # None: each method's own
         self.takes_indices = plan_takes_indices(plan)
         self.state_slots = []              # (method index, call index, state outputs) of the losses with state
         self._stage = None                 # (method index, Stage) while `set_stage` has one
@@ -118,9 +119,9 @@ class DistillBlock(HybridBlock):
     def set_epoch(self, epoch):
         """Apply the declared warm-ups for the 0-based `epoch`: a method with
         `warmup_epochs` W > 0 gets weight x min((epoch + 1) / W, 1) (mdistiller's DKD:
-        min(epoch / 20, 1) with epochs from 1). Call it before each epoch's first step;
+        min(epoch / 20, 1) with epochs from 1); config key kt_warmup_epochs replaces W. Call it before each epoch's first step;
         the graph is rebuilt only when a factor changes. Returns the factors."""
-        factors = [warmup_factor(e['method'], epoch) for e in self.plan]
+        factors = [warmup_factor(e['method'], epoch, self.warmup_override) for e in self.plan]
         if factors != self.factors:
             self.factors = factors
             self._clear_cached_op()

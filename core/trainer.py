@@ -172,7 +172,7 @@ LOSS_OPTIONS = ('kd_t', 'mmd_kernel', 'mmd_degree', 'mmd_c', 'at_p', 'dkd_alpha'
                 'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k', 'cc_feat_dim', 'cc_normalize',
                 'vid_init_pred_var', 'vid_eps', 'reviewkd_mid_channels', 'ab_margin', 'ab_init_epochs', 'ab_init_lr',
                 'ft_p1', 'ft_p2', 'ft_rate', 'ft_init_epochs', 'ft_init_lr', 'crd_feat_dim', 'crd_nce_k',
-                'crd_nce_t', 'crd_nce_m')
+                'crd_nce_t', 'crd_nce_m', 'kt_warmup_epochs')
 
 
 def _loss_options(cfg, num_samples=None):

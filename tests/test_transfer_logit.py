@@ -105,5 +105,21 @@ def test_registry_declares_logit_methods():
     assert T.default_weight('dkd') == 1.0 and T.default_weight('dist') == 2.0
     assert [T.warmup_factor('dkd', e) for e in (0, 9, 18, 19, 20, 200)] == [0.05, 0.5, 0.95, 1.0, 1.0, 1.0]
     assert T.warmup_factor('kd', 0) == 1.0 and T.warmup_factor('dist', 0) == 1.0
+    # config key kt_warmup_epochs replaces a declared warm-up, and gives none to a method without one
+    assert [T.warmup_factor('dkd', e, 2) for e in (0, 1, 5)] == [0.5, 1.0, 1.0]
+    assert T.warmup_factor('dkd', 0, 0) == 1.0 and T.warmup_factor('kd', 0, 2) == 1.0
     assert not T.takes_taps('dkd') and not T.takes_taps('dist') and not T.takes_taps('kd')
     assert T.parse_kt_type('dkd+nst') == ['dkd', 'mmd'] and T.parse_kt_type('kd+dist') == ['kd', 'dist']
+
+
+def test_distill_block_applies_kt_warmup_epochs():
+    """DistillBlock.set_epoch scales DKD's weight over kt_warmup_epochs (from the loss options) when
+    given, else over the method's declared 20 epochs; KD is never scaled."""
+    from core.distiller import DistillBlock
+    import symbols
+    plan = [{'method': 'kd', 'weight': 1.0, 'pairs': [], 'layer_weights': []},
+            {'method': 'dkd', 'weight': 1.0, 'pairs': [], 'layer_weights': []}]
+    for options, want in (({}, [[1.0, 0.05], [1.0, 0.1]]), ({'kt_warmup_epochs': 2}, [[1.0, 0.5], [1.0, 1.0]])):
+        student = symbols.get_network('cifar_resnet8', 10, prefix='student_')
+        block = DistillBlock(student, plan, options, [], prefix='distill_')
+        assert [block.set_epoch(e) for e in (0, 1)] == want

@@ -169,10 +169,17 @@ def takes_taps(method):
     return METHODS[canonical_method(method)].inputs != 'logits'
 
 
-def warmup_factor(method, epoch):
-    """The factor on `method`'s weight in the 0-based `epoch`: min((epoch + 1) / W, 1) for a
-    declared warm-up of W epochs, else 1."""
+def warmup_epochs(method, override=None):
+    """The warm-up of `method` in epochs: 0 for a method that declares none; for one that
+    declares W > 0, `override` (config key kt_warmup_epochs) when given, else W."""
     w = METHODS[canonical_method(method)].warmup_epochs
+    return w if not w or override is None else override
+
+
+def warmup_factor(method, epoch, override=None):
+    """The factor on `method`'s weight in the 0-based `epoch`: min((epoch + 1) / W, 1) with W its
+    warm-up (`warmup_epochs`), 1 without one."""
+    w = warmup_epochs(method, override)
     return 1.0 if not w else min((epoch + 1) / float(w), 1.0)
 
 
@@ -180,4 +187,4 @@ __all__ = ['NORM_EPS', 'PairingError', 'ShapedLoss', 'HeadLoss', 'Connector', 'K
            'NSTLoss', 'OriginalNSTPolyLoss', 'ATLoss', 'FitNetLoss', 'FSPLoss', 'OFDLoss', 'KDSVDLoss', 'ofd_margin',
            'SPLoss', 'RKDLoss', 'PKTLoss', 'CCLoss', 'VIDLoss', 'ReviewKDLoss', 'ABLoss', 'FTLoss', 'CRDLoss',
            'Stage', 'STAGE_TRAINS', 'stage_settings', 'freeze', 'INPUTS', 'Method', 'METHODS',
-           'ALIASES', 'canonical_method', 'parse_kt_type', 'default_weight', 'takes_taps', 'warmup_factor']
+           'ALIASES', 'canonical_method', 'parse_kt_type', 'default_weight', 'takes_taps', 'warmup_epochs', 'warmup_factor']

@@ -105,6 +105,9 @@ def test_a_warm_up_longer_than_the_run_is_a_warning():
     (w,) = warnings_of(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
                            'num_epoch=2'))
     assert 'dkd warms its weight up over 20 epochs' in w and 'at most 10% of its kt_weight' in w
+    assert 'kt_warmup_epochs' in w
+    assert warnings_of(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
+                           'num_epoch=2', 'kt_warmup_epochs=2')) == []
 
 
 def test_num_classes_above_the_packs_classes_is_a_warning(tmp_path):
