@@ -28,7 +28,7 @@ PREFIX = 'repro'
 
 T3 = "[stage3_pre]"
 METHODS = [
-    ('student', ['kt=false']),
+    ('student', []),
     ('kd', ['kt_type=kd', 'kt_weight=16']),
     ('fitnet', ['kt_type=fitnet', 'kt_weight=100', 'teacher_symbol=stage3_pre', 'student_symbol=stage3_pre']),
     ('at', ['kt_type=at', 'kt_weight=1000', 'teacher_symbol=[stage1, stage2, stage3]',
@@ -52,18 +52,22 @@ METHODS = [
 ]
 
 
-def _peer(method, teacher_taps='null', student_taps=None):
+def _peer(method, teacher_taps='null', student_taps=None, *extra):
     """A method of the PyTorch benchmark suites at its registry defaults (the peers' CIFAR-100 weight and
     hyper-parameters), on the taps the peers use."""
     return (method, ['kt_type=%s' % method, 'kt_weight=null', 'teacher_symbol=%s' % teacher_taps,
-                     'student_symbol=%s' % (student_taps or teacher_taps)])
+                     'student_symbol=%s' % (student_taps or teacher_taps)] + list(extra))
+
+
+# DKD's and ReviewKD's weights warm up over 20 of the peers' 240 epochs: 2 of these 20
+WARMUP = 'kt_warmup_epochs=2'
 
 
 STAGES = '[stage1, stage2, stage3]'
 METHODS += [
     _peer('sp', 'stage3'), _peer('rkd', 'pool'), _peer('pkt', 'pool'), _peer('kdsvd', STAGES),
-    _peer('dkd'), _peer('dist'), _peer('cc', 'pool'), _peer('vid', STAGES),
-    _peer('reviewkd', '[stage1_pre, stage2_pre, stage3_pre, pool]', '[stage1, stage2, stage3, pool]'),
+    _peer('dkd', 'null', None, WARMUP), _peer('dist'), _peer('cc', 'pool'), _peer('vid', STAGES),
+    _peer('reviewkd', '[stage1_pre, stage2_pre, stage3_pre, pool]', '[stage1, stage2, stage3, pool]', WARMUP),
     _peer('ab', '[stage1_pre, stage2_pre, stage3_pre]'), _peer('ft', 'stage3'),
 ]
 
