@@ -140,3 +140,21 @@ def test_figure_commands_take_a_legacy_teacher(tiny_runs, capsys):
     capsys.readouterr()
     assert heatmaps.main(['--net', 'T=%s:bn1_output' % legacy, '--data-dir', data, '--out', out]) == 2
     assert 'all legacy checkpoints' in capsys.readouterr().err
+
+
+def test_every_reproduction_run_is_a_valid_configuration():
+    """tools.reproduce's command line of each method loads and validates (a key given twice, an unknown
+    key or a tap the ResNet-8/14 pair lacks would stop the protocol hours in), and covers every method."""
+    from config import load_config
+    from symbols.transfer import METHODS as REGISTRY, parse_kt_type
+    from tools import reproduce
+    covered = set()
+    for method, overrides in reproduce.METHODS:
+        args = reproduce.train_args(method, overrides, 0)
+        assert args[:2] == ['--cfg', reproduce.PRESET]
+        cfg = load_config(os.path.join(reproduce.ROOT, args[1]), args[2:], check_data=False)
+        assert cfg.model_prefix == 'repro_%s_s0' % method and cfg.kt == (method != 'student')
+        if cfg.kt:
+            covered.update(parse_kt_type(cfg.kt_type))
+    assert covered == set(REGISTRY) - {'crd'}, sorted(set(REGISTRY) - covered)   # crd: packs give no index yet
+    assert {m for m, _ in reproduce.METHODS} <= set(results_table.LABELS)        # each has its table label

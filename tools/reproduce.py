@@ -85,6 +85,12 @@ def started(name):
     return bool(checkpoint.epochs(os.path.join(ROOT, 'runs', 'repro', 'model'), name))
 
 
+def train_args(method, overrides, seed):
+    """train.py's arguments for one student run of the protocol."""
+    return ['--cfg', PRESET, 'model_prefix=%s' % run_name(method, seed), 'seed=%d' % seed,
+            'kt=%s' % ('false' if method == 'student' else 'true')] + overrides
+
+
 class StepFailed(cli.ToolError):
     """A step (packing, training) that exited with a non-zero status; `code` is that status."""
 
@@ -157,8 +163,7 @@ def main(argv=None):
             print('[%d/%d] %s: %s' % (k, len(todo), name, 'resuming' if resume else 'training'), flush=True)
             tic = time.time()
             with open(os.path.join(ROOT, 'runs', 'repro', name + '.out'), 'a') as log:
-                python(['train.py', '--cfg', PRESET, 'model_prefix=%s' % name, 'seed=%d' % seed,
-                        'kt=%s' % ('false' if method == 'student' else 'true')] + overrides + resume, log)
+                python(['train.py'] + train_args(method, overrides, seed) + resume, log)
             print('    finished in %.0fs' % (time.time() - tic), flush=True)
     from tools import make_results
     return make_results.main([])

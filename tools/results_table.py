@@ -24,7 +24,9 @@ LABELS = OrderedDict([
     ('student', 'student alone'), ('kd', 'KD'), ('fitnet', 'FitNet'), ('at', 'AT'),
     ('nst_linear', 'NST (linear)'), ('nst_poly', 'NST (poly)'), ('nst_gaussian', 'NST (Gaussian)'),
     ('fsp', 'FSP'), ('ofd', 'OFD'), ('kd_nst', 'KD + NST'), ('kd_fitnet', 'KD + FitNet'),
-    ('kd_fitnet_nst', 'KD + FitNet + NST'),
+    ('kd_fitnet_nst', 'KD + FitNet + NST'), ('sp', 'SP'), ('rkd', 'RKD'), ('pkt', 'PKT'), ('kdsvd', 'KDSVD'),
+    ('dkd', 'DKD'), ('dist', 'DIST'), ('cc', 'CC'), ('vid', 'VID'), ('reviewkd', 'ReviewKD'), ('ab', 'AB'),
+    ('ft', 'FT'), ('crd', 'CRD'),
 ])
 
 
