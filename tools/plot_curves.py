@@ -19,13 +19,16 @@ from .results_table import LABELS
 def series(runs, prefix, method):
     """(epochs, train error % (seeds x epochs), test error %) of one method's finished seeds."""
     import re
-    rows = []
-    for name, recs in runs.items():
-        if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):]):
-            rows.append(recs)
-    if not rows:
+    named = [(name, recs) for name, recs in runs.items()
+             if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):])]
+    if not named:
         return None
-    n = min(len(r) for r in rows)
+    n = max(len(recs) for _, recs in named)
+    short = ['%s (last epoch %d)' % (name, recs[-1]['epoch']) for name, recs in named if len(recs) < n]
+    if short:          # as results_table: a seed that stopped short would bend the mean curve
+        print('warning: %s: left out %d run(s) that stopped before epoch %d: %s' % (
+            method, len(short), n - 1, ', '.join(short)), file=sys.stderr)
+    rows = [recs for _, recs in named if len(recs) == n]
     epochs = np.array([r['epoch'] for r in rows[0][:n]]) + 1
     train = np.array([[100 * (1 - e['train_top1']) for e in r[:n]] for r in rows])
     test = np.array([[100 * (1 - e['val_top1']) for e in r[:n]] for r in rows])

@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import make_cifar, merged
 from tools import evaluate, export, heatmaps, launch, make_results, param_table, plot_curves, plotting
 from tools import reproduce, results_table, tsne
+from tools.records import find_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 META = dict(network='cifar_resnet8', num_classes=10, in_channels=3, image_size=32, mean=[125.3, 123.0, 113.9],
@@ -159,6 +160,17 @@ def test_plot_curves_names_the_methods_it_did_not_find(tmp_path, capsys):
                                                     str(out)], capsys)
     assert code == 0 and out.stat().st_size > 1000
     assert 'no runs for: fsp' in stdout and 'line 2' in err
+
+
+def test_plot_curves_leaves_out_a_seed_that_stopped_short_with_a_warning(tmp_path, capsys):
+    """As results_table: a crashed seed (1 epoch of 3) would bend the mean curve after its last epoch."""
+    rec = tmp_path / 'records'
+    write_records(rec, 'repro_kd_s0', top1=0.9)
+    write_records(rec, 'repro_kd_s1', top1=0.1, epochs=1)
+    epochs, train, test = plot_curves.series(find_runs(str(rec)), 'repro_', 'kd')
+    assert list(epochs) == [1, 2, 3] and test.shape == (1, 3) and np.allclose(test, 10.0)
+    err = capsys.readouterr().err
+    assert 'left out 1 run(s) that stopped before epoch 2' in err and 'repro_kd_s1 (last epoch 0)' in err
 
 
 def test_saving_a_figure_that_fails_keeps_the_earlier_file(tmp_path, monkeypatch):
