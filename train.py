@@ -66,7 +66,7 @@ def main(argv=None):
     p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
     p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. lr=0.05 kt_type=kd+mmd')
     p.add_argument('--print-config', action='store_true', help='print the validated config and exit')
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)      # key=value before and after the options
 
     from config import load_config, ConfigError
     from core.checkpoint import CheckpointError

@@ -85,6 +85,9 @@ _FIELDS = [
     Field('gpu_list', [], c.device_ids(), 'GPU ids, one image per GPU per step; [] trains on the CPU '
           '(NST_CPU_DEVICES=N: N CPU devices, as train.py)'),
     Field('retrain', False, c.boolean(), 'resume run model_prefix from model_load_epoch'),
+    Field('model_load_prefix', None, c.optional(c.name_like()), 'with retrain=true, the run to start from '
+          '(null: model_prefix itself): model_prefix=NEW model_load_prefix=RUN model_load_epoch=N branches run RUN '
+          'at epoch N into run NEW (in model_dir), leaving RUN as it is'),
     Field('model_load_epoch', -1, c.integer(min=-1), 'epoch to resume from with retrain=true; -1: the latest'),
     Field('overwrite', False, c.boolean(), 'start over under a name that has checkpoints, or resume from an '
           'epoch before the latest (the old files are moved to model_dir/replaced/, nothing is deleted)'),
@@ -127,9 +130,11 @@ _FIELDS = [
     Field('scales', [8, 16, 32], c.list_of(c.number(min=0, strict=True)), 'anchor scales (x 16 pixels)'),
     Field('ratios', [0.5, 1, 2], c.list_of(c.number(min=0, strict=True)), 'anchor aspect ratios'),
     Field('rpn_train_pre_nms', 12000, c.integer(min=1), 'RPN proposals before NMS (training)'),
-    Field('rpn_train_post_nms', 2000, c.integer(min=1), 'RPN proposals after NMS (training)'),
+    Field('rpn_train_post_nms', 2000, c.integer(min=1), 'RPN proposals after NMS (training); at most the '
+          'anchors of a short x short image, (short // 16)^2 x len(scales) x len(ratios)'),
     Field('rpn_test_pre_nms', 6000, c.integer(min=1), 'RPN proposals before NMS (test)'),
-    Field('rpn_test_post_nms', 300, c.integer(min=1), 'RPN proposals after NMS (test): RoIs per test image'),
+    Field('rpn_test_post_nms', 300, c.integer(min=1), 'RPN proposals after NMS (test): RoIs per test image; '
+          'at most the anchors, as rpn_train_post_nms'),
     Field('rpn_min_size', 16, c.integer(min=0), 'smallest proposal side (pixels)'),
     Field('num_sample', 128, c.integer(min=1), 'RoIs sampled per training image for the RCNN head'),
     Field('roi_size', 14, c.integer(min=1), 'RoIAlign output side (top_features then halves it)'),
@@ -214,8 +219,13 @@ def load_detection_config(path=None, overrides=(), backbone=True):
     else:
         values, origin = {}, 'the defaults'
     where = {k: origin for k in values}
+    given = {}
     for text in overrides:
         key, value = parse(text)
+        if key in given:
+            raise ConfigError('key %r is given twice on the command line (%s and %s): keep one'
+                              % (key, given[key], text))
+        given[key] = text
         values[key] = value
         where[key] = 'the command line'
     for key in values:
@@ -254,6 +264,20 @@ def _check_together(cfg, where, backbone=True):
     if cfg.max_size < cfg.short:
         raise ConfigError('config key max_size (%s) must be >= short (%d); got %d' % (where('max_size'), cfg.short,
                                                                                    cfg.max_size))
+    for key in ('scales', 'ratios'):
+        if not cfg[key]:
+            raise ConfigError('config key %r (%s) lists no value: give at least one (default %r)'
+                              % (key, where(key), FIELDS[key].default))
+    # the RPN keeps rpn_*_post_nms proposals of the anchors of an image: a square image of side `short`
+    # (the fewest) has (short // 16)^2 anchor positions x len(scales) x len(ratios) anchors
+    anchors = (cfg.short // 16) ** 2 * len(cfg.scales) * len(cfg.ratios)
+    for key in ('rpn_train_post_nms', 'rpn_test_post_nms'):
+        if cfg[key] > anchors:
+            raise ConfigError('config key %s (%s) is %d, but an image of short=%d has only %d anchors ((%d // 16)^2 '
+                              'positions x %d scales x %d ratios): lower %s to at most %d (and rpn_%s_pre_nms with '
+                              'it), or raise short' % (key, where(key), cfg[key], cfg.short, anchors, cfg.short,
+                                                       len(cfg.scales), len(cfg.ratios), key, anchors,
+                                                       key.split('_')[1]))
     if backbone:
         _check_backbone(cfg, where)
 

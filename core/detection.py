@@ -207,15 +207,15 @@ def _train_steps(net, trainer, losses, loader, steps, cfg, ctx, epoch, step, log
 
 # ------------------------------------------------------------------ the run
 def _resume_epoch(cfg):
-    have = checkpoint.epochs(cfg.model_dir, cfg.model_prefix)
+    have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
     if not have:
         raise DetectionError('retrain=true but run %r has no checkpoint in %s: leave out retrain to start it'
-                             % (cfg.model_prefix, cfg.model_dir))
+                             % (cfg.model_load_prefix, cfg.model_dir))
     if cfg.model_load_epoch < 0:
         return have[-1]
     if cfg.model_load_epoch not in have:
         raise DetectionError('model_load_epoch=%d: run %r has no checkpoint of that epoch in %s; its epochs: %s'
-                             % (cfg.model_load_epoch, cfg.model_prefix, cfg.model_dir, have))
+                             % (cfg.model_load_epoch, cfg.model_load_prefix, cfg.model_dir, have))
     return cfg.model_load_epoch
 
 
@@ -227,7 +227,8 @@ def best_by_map(model_dir, prefix, upto):
               for e in checkpoint.epochs(model_dir, prefix) if e <= upto]
     if not scored:
         return
-    _, e = max(scored)
+    top = max(m for m, _ in scored)
+    e = min(e for m, e in scored if m == top)      # the first of equal mAPs, as the uninterrupted run (m > best)
     try:
         if checkpoint.read_meta(model_dir, prefix, 'best').get('epoch') == e:
             return
@@ -253,13 +254,14 @@ def train(cfg):
     usable = with_objects(train_set)
     checkpoint.ensure_writable(cfg.model_dir, 'model_dir')
     checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
-    cfg['model_load_prefix'] = cfg.model_prefix
+    cfg['model_load_prefix'] = cfg.model_load_prefix or cfg.model_prefix
+    branch = cfg.retrain and cfg.model_load_prefix != cfg.model_prefix      # a new run from another's epoch
     with runs.RunLock(cfg.model_dir, cfg.model_prefix):
         begin = _resume_epoch(cfg) if cfg.retrain else 0
         seed_all(cfg.seed)
         net, backbone = build_detector(cfg, ctx)        # a backbone that cannot be used stops here
         runs.claim(cfg)                                 # then the run rules, which may move files aside
-        if begin:
+        if begin and not branch:
             runs.claim_resume(cfg, begin)
             best_by_map(cfg.model_dir, cfg.model_prefix, begin)
         log = RunLog(os.path.join(cfg.log_dir, cfg.model_prefix + '.log'))
@@ -268,10 +270,14 @@ def train(cfg):
                                 kvstore='device' if len(ctx) > 1 else None)
         best = -1.0
         if begin:
-            meta = checkpoint.load(cfg.model_dir, cfg.model_prefix, begin, net, ctx, trainer=trainer)
-            best = meta.get('best_map', -1.0)
-            log('resumed run %r from its epoch-%d checkpoint (VOC07 mAP %.2f%%)'
-                % (cfg.model_prefix, begin, 100 * meta.get('val_map', 0)))
+            meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, begin, net, ctx, trainer=trainer)
+            best = -1.0 if branch else meta.get('best_map', -1.0)      # a branch's best is of its own epochs
+            if branch:
+                log('run %r starts from epoch %d of run %r (VOC07 mAP %.2f%%)'
+                    % (cfg.model_prefix, begin, cfg.model_load_prefix, 100 * meta.get('val_map', 0)))
+            else:
+                log('resumed run %r from its epoch-%d checkpoint (VOC07 mAP %.2f%%)'
+                    % (cfg.model_prefix, begin, 100 * meta.get('val_map', 0)))
         log('backbone: %s; Faster R-CNN, %d classes; %d training images (%d with objects), %d evaluation images; '
             '%d device(s): %s' % (backbone.description, len(cfg.classes), len(train_set), len(usable), len(val_set),
                                   len(ctx), ', '.join(str(c) for c in ctx)))
@@ -289,8 +295,14 @@ def train(cfg):
             best = max(best, m)
             meta = {'kind': 'faster_rcnn', 'network': cfg.network, 'classes': list(cfg.classes), 'val_map': m,
                     'best_map': best, 'per_class_ap': per_class, 'backbone': backbone.description,
-                    'method': cfg.method, 'paper_map': cfg.paper_map, 'detector': structure(cfg)}
-            checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, trainer=trainer, meta=meta, best=is_best)
+                    'method': cfg.method, 'paper_map': cfg.paper_map, 'detector': structure(cfg),
+                    'log_dir': os.path.abspath(cfg.log_dir)}
+            try:
+                checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, trainer=trainer, meta=meta,
+                                best=is_best)
+            except checkpoint.NonFiniteCheckpoint as e:
+                raise Diverged('%s: the training diverged; lower lr (or raise warmup_iters), and check that mean/std '
+                               'are those the backbone was trained with; every earlier checkpoint is kept' % e)
             result = dict(epoch=epoch + 1, map=m, per_class=per_class, network=cfg.network, method=cfg.method,
                           paper_map=cfg.paper_map, losses=dict(zip(TERMS, terms.tolist())), time=time.time() - tic)
             record = dict({'epoch': epoch, 'val_map': m, 'lr': learning_rate(cfg, epoch, step - 1),

@@ -28,7 +28,15 @@ def val_loader(dataset, cfg, ctx):
     if cfg.num_val and cfg.num_val < len(dataset):
         full = dataset
         dataset = gluon.data.SimpleDataset(list(range(cfg.num_val))).transform(lambda i: full[i])
-    transform = FasterRCNNDefaultValTransform(cfg.short, cfg.max_size, mean, std)
+    base = FasterRCNNDefaultValTransform(cfg.short, cfg.max_size, mean, std)
+
+    def transform(img, label):
+        # an image without objects gets one padding row (class -1, which the metric leaves out): its
+        # detections still count, as false positives, and the batchify can stack its label
+        img, label, scale = base(img, label)
+        if label.shape[0] == 0:
+            label = np.full((1, 6), -1, dtype='float32')
+        return img, label, scale
     return gluon.data.DataLoader(dataset.transform(transform), batch_size=len(ctx), shuffle=False,
                                  batchify_fn=Tuple(*[Append() for _ in range(3)]), last_batch='keep',
                                  num_workers=cfg.num_workers)

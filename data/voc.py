@@ -63,7 +63,7 @@ def check_voc(root, sets):
             raise VOCError('voc_root %s has no VOC%d folder (set %d:%s); it holds %s' % (
                 root, year, year, split, ', '.join(have) or 'no VOC<year> folder: is it the VOCdevkit folder?'))
         main = os.path.join(folder, 'ImageSets', 'Main')
-        for sub in ('Annotations', 'JPEGImages', main):
+        for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
             path = os.path.join(folder, sub)
             if not os.path.isdir(path):
                 raise VOCError('voc_root %s: %s is missing (a VOCdevkit year folder holds Annotations/, JPEGImages/ '

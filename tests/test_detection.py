@@ -75,11 +75,14 @@ QUICK = ['short=96', 'max_size=120', 'rpn_channel=32', 'scales=[2,4,8]', 'num_sa
 
 
 def small(voc, tmp, *extra, network='tinydet'):
-    """Overrides for a CPU-sized detector on the generated 96-pixel set."""
-    return ['network=%s' % network, 'backbone_source=none', 'voc_root=%s' % voc, 'train_sets=2007:trainval',
-            'val_sets=2007:test', 'classes=[%s]' % ','.join(CLASSES)] + QUICK + [
+    """Overrides for a CPU-sized detector on the generated 96-pixel set (`extra` replaces a key given
+    before it: a key given twice is refused)."""
+    words = ['network=%s' % network, 'backbone_source=none', 'voc_root=%s' % voc, 'train_sets=2007:trainval',
+             'val_sets=2007:test', 'classes=[%s]' % ','.join(CLASSES)] + QUICK + [
             'lr=0.01', 'frequent=1000', 'progress=false', 'model_dir=%s' % os.path.join(tmp, 'model'),
-            'log_dir=%s' % os.path.join(tmp, 'log')] + list(extra)
+            'log_dir=%s' % os.path.join(tmp, 'log')]
+    keys = {w.split('=', 1)[0] for w in extra}
+    return [w for w in words if w.split('=', 1)[0] not in keys] + list(extra)
 
 
 def run_cli(argv, capsys):
@@ -490,7 +493,8 @@ def test_train_checkpoint_exact_resume_evaluate_and_report(voc, tmp_path, capsys
 def test_a_loss_that_diverges_stops_the_run_and_keeps_its_checkpoints(voc, tmp_path, capsys):
     argv = small(voc, str(tmp_path), 'freeze=false', 'epoch_size=4', 'num_val=2')
     assert run_cli(argv + ['num_epoch=1'], capsys)[0] == 0
-    code, _, err = run_cli(argv + ['num_epoch=2', 'retrain=true', 'lr=1e8'], capsys)
+    code, _, err = run_cli([a for a in argv if not a.startswith('lr=')] + ['num_epoch=2', 'retrain=true', 'lr=1e8'],
+                           capsys)
     assert code == 3 and re.search(r'^error: a loss became NaN/Inf at epoch 2 step \d .*lower lr', err, re.M), err
     model = os.path.join(str(tmp_path), 'model')
     assert checkpoint.epochs(model, 'voc_frcnn') == [1] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
@@ -564,3 +568,122 @@ def test_short_training_learns(tmp_path, capsys, monkeypatch):
     maps = [r['val_map'] for r in read_records(str(tmp_path / 'log' / 'voc_frcnn.jsonl'))]
     print('seed %d: untrained VOC07 mAP %.3f, after epochs 1-3 %s' % (LEARN_SEED, untrained, maps))
     assert untrained < 0.05 and max(maps) > untrained + 0.2 and maps[-1] > untrained + 0.15, (untrained, maps)
+
+
+# ------------------------------------------------------------------ a new user's trial (regressions)
+def _empty_test_image(voc, tmp):
+    """A copy of the generated set whose first test image's XML has no <object>; its id."""
+    root = _copy(voc, tmp)
+    first = open(os.path.join(root, 'VOC2007', 'ImageSets', 'Main', 'test.txt')).read().split()[0]
+    anno = os.path.join(root, 'VOC2007', 'Annotations', first + '.xml')
+    text = open(anno).read()
+    open(anno, 'w').write(re.sub('<object>.*</object>', '', text))
+    return root, first
+
+
+def test_relative_voc_root_an_image_without_objects_and_parameters_that_diverge(voc, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """A relative voc_root is read (it was joined twice); a test image without objects is evaluated
+    (training and --eval-only); parameters that become NaN stop the run with exit status 3."""
+    root, _ = _empty_test_image(voc, str(tmp_path))
+    monkeypatch.chdir(str(tmp_path))
+    assert not os.path.isabs(os.path.relpath(root))
+    argv = small(os.path.relpath(root), str(tmp_path), 'epoch_size=1', 'num_val=2', 'log_dir=altlog')
+    code, out, err = run_cli(argv + ['num_epoch=1'], capsys)
+    assert code == 0 and 'VOC07 11-point mAP' in out, err
+    model = os.path.join(str(tmp_path), 'model')
+    assert checkpoint.epochs(model, 'voc_frcnn') == [1]
+    # --curves finds the run's records in its own log_dir, not in log/ (another run's here)
+    os.makedirs('log')
+    open(os.path.join('log', 'voc_frcnn.jsonl'), 'w').write('{"epoch": 0, "val_map": 0.123, "train_rpn_cls": 1}\n')
+    code, out, err = run_cli(['--curves', 'c.png', 'model/voc_frcnn'], capsys)
+    assert code == 0 and os.path.isfile('c.png'), err
+    code, _, err = run_cli(['--curves', 'c.png', 'model/voc_frcnn', 'log_dir=log'], capsys)
+    one_error(code, err, r'log/voc_frcnn.jsonl does not hold the records of run model/voc_frcnn .*log_dir=DIR')
+    # an output name forgotten: the first run would be overwritten by a figure
+    code, _, err = run_cli(['--curves', 'model/voc_frcnn', 'model/voc_frcnn'], capsys)
+    one_error(code, err, r'--curves model/voc_frcnn names a run or checkpoint, not a figure')
+    code, _, err = run_cli(['--curves', 'curves', 'model/voc_frcnn'], capsys)
+    one_error(code, err, r'--curves curves has no image extension')
+    code, out, err = run_cli(argv + ['--eval-only', '--epoch', '1'], capsys)
+    assert code == 0 and 'VOC07 11-point mAP' in out, err
+
+    # a branch: a new run from epoch 1 of this one (which stays as it is)
+    code, out, err = run_cli(argv + ['num_epoch=2', 'retrain=true', 'model_prefix=branch', 'model_load_prefix=voc_frcnn',
+                                     'model_load_epoch=1'], capsys)
+    assert code == 0 and "run 'branch' starts from epoch 1 of run 'voc_frcnn'" in out, err
+    assert checkpoint.epochs(model, 'branch') == [2] and checkpoint.epochs(model, 'voc_frcnn') == [1]
+    assert checkpoint.read_meta(model, 'branch', 'best')['epoch'] == 2
+
+    def non_finite(*a, **k):
+        raise checkpoint.NonFiniteCheckpoint('the parameters of epoch 2 hold NaN or Inf; epoch 2 was not saved')
+    monkeypatch.setattr(checkpoint, 'save', non_finite)
+    code, _, err = run_cli(argv + ['num_epoch=2', 'retrain=true'], capsys)
+    assert code == 3 and 'Traceback' not in err and re.search(r'^error: the parameters of epoch 2 hold NaN.*lower lr '
+                                                             r'.*warmup_iters.*mean/std', err, re.M), err
+    assert checkpoint.epochs(model, 'voc_frcnn') == [1] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
+
+
+class _Replay(object):
+    """A detector that returns given detections, one image per call."""
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+
+    def _clear_cached_op(self):
+        pass
+
+    def __call__(self, x):
+        ids, scores, boxes = self.outputs.pop(0)
+        return (mx.nd.array(ids).reshape((1, -1, 1)), mx.nd.array(scores).reshape((1, -1, 1)),
+                mx.nd.array(boxes).reshape((1, -1, 4)))
+
+
+def test_an_image_without_objects_counts_its_detections_as_false_positives(voc, tmp_path):
+    from core.detection_eval import evaluate, val_loader
+    root, empty = _empty_test_image(voc, str(tmp_path))
+    cfg = load_detection_config(None, small(root, str(tmp_path), 'num_val=2'))
+    ds = voc_dataset(root, cfg.val_sets, cfg.classes)
+    assert len(ds[0][1]) == 0
+    batches = list(val_loader(ds, cfg, [mx.cpu()]))
+    assert batches[0][1][0].asnumpy().tolist() == [[[-1] * 6]]        # a padding row: no object
+    gt = batches[1][1][0].asnumpy()[0]
+    cls = int(gt[0, 4])
+    # image 2's objects found exactly; on the empty image a higher-scoring box of class `cls`
+    outputs = [([cls], [0.9], [gt[0, :4]]), (gt[:, 4], [0.5] * len(gt), gt[:, :4])]
+    per_class, m = evaluate(_Replay(outputs), val_loader(ds, cfg, [mx.cpu()]), cfg.classes, [mx.cpu()])
+    assert abs(per_class[CLASSES[cls]] - (0.5 if (gt[:, 4] == cls).sum() == 1 else per_class[CLASSES[cls]])) < 1e-6
+    assert per_class[CLASSES[cls]] < 1 and all(v == 1 for c, v in per_class.items()
+                                               if c != CLASSES[cls] and not np.isnan(v))
+
+
+def test_more_command_line_mistakes_are_one_error_line(voc, tmp_path, capsys):
+    base = small(voc, str(tmp_path))
+    # more RPN proposals than a short=128 image has anchors (8 x 8 positions x 9): refused before training
+    code, _, err = run_cli(small(voc, str(tmp_path), 'short=128', 'max_size=160', 'rpn_train_post_nms=2000'),
+                           capsys)
+    one_error(code, err, r'rpn_train_post_nms \(the command line\) is 2000, but an image of short=128 has only 576 '
+                         r'anchors.*lower rpn_train_post_nms to at most 576')
+    code, _, err = run_cli(small(voc, str(tmp_path), 'scales=[]'), capsys)
+    one_error(code, err, r"config key 'scales' \(the command line\) lists no value")
+    code, _, err = run_cli(base + ['wd=0.1', 'wd=0.2'], capsys)
+    one_error(code, err, r"key 'wd' is given twice on the command line \(wd=0.1 and wd=0.2\): keep one")
+    # key=value on both sides of the options (tools.detection and train.py)
+    code, _, err = run_cli(base[:3] + ['--eval-only', '--epoch', '1'] + base[3:] + ['wd=abc'], capsys)
+    one_error(code, err, r"config key 'wd' \(the command line\) must be a")
+    assert not checkpoint.epochs(os.path.join(str(tmp_path), 'model'), 'voc_frcnn')
+    import train
+    assert train.main(['lr=0.1', '--print-config', 'lr=0.2']) == 2
+    err = capsys.readouterr().err
+    assert "key 'lr' is given twice" in err and 'unrecognized' not in err, err
+
+
+def test_equal_maps_keep_the_first_best_on_resume(tmp_path):
+    from core.detection import best_by_map
+    net = nn.Dense(2, in_units=3)
+    net.initialize()
+    model = str(tmp_path)
+    checkpoint.save(model, 'tie', 1, net, meta={'val_map': 0.0}, best=True)
+    checkpoint.save(model, 'tie', 2, net, meta={'val_map': 0.0})
+    best_by_map(model, 'tie', 2)
+    assert checkpoint.read_meta(model, 'tie', 'best')['epoch'] == 1

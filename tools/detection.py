@@ -60,18 +60,56 @@ def table(names, overrides):
     print(results_table(rows, classes))
 
 
-def curves(out, names, overrides):
+def _records_of(label, model_dir, prefix, cfg, overrides):
+    """The epoch records of run model_dir/prefix, found as --table finds the run: from its checkpoints,
+    in the log_dir its checkpoints record (log_dir= on the command line first), and only when their
+    mAPs are those of its checkpoints (a log folder of another run under the same name is refused)."""
+    from core import checkpoint
     from core.records import read_records
+    meta = checkpoint.read_meta(model_dir, prefix, 'best')
+    if meta.get('kind') != 'faster_rcnn':
+        raise UsageError('%s/%s is not a Faster R-CNN run of tools.detection' % (model_dir, prefix))
+    given = any(o.startswith('log_dir=') for o in overrides)
+    folders = [cfg.log_dir] if given else [d for d in (meta.get('log_dir'), cfg.log_dir) if d]
+    saved = {e: checkpoint.read_meta(model_dir, prefix, e).get('val_map') for e in checkpoint.epochs(model_dir, prefix)}
+    tried = []
+    for folder in folders:
+        path = os.path.join(folder, prefix + '.jsonl')
+        if path in tried:
+            continue
+        tried.append(path)
+        if not os.path.isfile(path):
+            continue
+        records = [r for r in read_records(path) if 'val_map' in r]
+        if records and all(saved.get(r['epoch'] + 1, r['val_map']) == r['val_map'] for r in records):
+            return records
+        raise UsageError('%s does not hold the records of run %s/%s (%s): give its log folder with log_dir=DIR'
+                         % (path, model_dir, prefix, 'no detection record' if not records else
+                            'their mAPs are not those of its checkpoints'))
+    raise UsageError('run %s/%s has no records file: %s %s; give its log folder with log_dir=DIR'
+                     % (model_dir, prefix, ' nor '.join(tried), 'does not exist' if len(tried) == 1 else 'exist'))
+
+
+def _figure_out(out, option, example, names=()):
+    """`out` is a figure file: it has an image extension and does not name a run."""
+    from core import checkpoint
+    folder, base = os.path.split(out)
+    if out in names or checkpoint.epochs(folder or '.', base) or (out.endswith(('.params', '.json', '.states'))):
+        raise UsageError('%s %s names a run or checkpoint, not a figure: give the image file first, e.g. %s %s RUN...'
+                         % (option, out, option, example))
+    if not os.path.splitext(out)[1]:
+        raise UsageError('%s %s has no image extension: give the image file first, e.g. %s %s RUN... (.png, .pdf, '
+                         '.svg)' % (option, out, option, example))
+
+
+def curves(out, names, overrides):
     from tools.detection_report import plot_curves
     from tools.plotting import figure_path
+    _figure_out(out, '--curves', 'curves.png', names)
     figure_path(out, '--curves', 'curves.png')
     runs = []
     for label, model_dir, prefix, cfg, _ in _runs(names, overrides):
-        path = os.path.join(cfg.log_dir, prefix + '.jsonl')
-        records = [r for r in read_records(path) if 'val_map' in r]
-        if not records:
-            raise UsageError('%s holds no detection record (val_map): is %r a run of tools.detection?' % (path, prefix))
-        runs.append((label, records))
+        runs.append((label, _records_of(label, model_dir, prefix, cfg, overrides)))
     plot_curves(runs, out)
     print('%s: %d run(s) drawn' % (out, len(runs)))
 
@@ -83,6 +121,7 @@ def figure(cfg, out, tag, count, threshold):
     from data.voc import voc_dataset
     from tools.detection_report import plot_detections
     from tools.plotting import figure_path
+    _figure_out(out, '--figure', 'detections.png')
     figure_path(out, '--figure', 'detections.png')
     ctx = devices(cfg)[:1]
     dataset = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
@@ -134,7 +173,7 @@ def legacy_taps(prefix, epoch):
 
 def command_line(args, extra):
     words = (['--cfg', args.cfg] if args.cfg else []) + [o for o in args.overrides if not o.startswith(
-        ('retrain=', 'model_load_epoch=', 'overwrite='))] + extra
+        ('retrain=', 'model_load_epoch=', 'model_load_prefix=', 'overwrite='))] + extra
     return 'python -m tools.detection %s' % ' '.join(shlex.quote(w) for w in words)
 
 
@@ -156,7 +195,7 @@ def main(argv=None):
     p.add_argument('--legacy-taps', metavar='PREFIX', help='list the stride-16/32 internal outputs of a legacy Module '
                    'checkpoint (for backbone_split)')
     p.add_argument('overrides', nargs='*', help='key=value (and, with --table/--curves, the runs)')
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)      # key=value before and after the options
     names = [o for o in args.overrides if '=' not in o]
     overrides = [o for o in args.overrides if '=' in o]
     if args.legacy_taps:
