@@ -156,6 +156,11 @@ _FIELDS = [
           'Table 4 (shown beside the result)'),
 ]
 FIELDS = OrderedDict((f.name, f) for f in _FIELDS)
+# keys of other tools a user may try here: what to write instead
+_BATCH = ('detection trains one image per device per step (gluoncv\'s recipe, as lr is set for): more images a '
+          'step means more devices, gpu_list=[0,1,...]')
+SYNONYMS = {'epochs': 'the epochs are num_epoch=N (epoch_size=N: images per epoch)', 'num_epochs':
+            'the epochs are num_epoch=N', 'batch_size': _BATCH, 'batch': _BATCH, 'batch_per_gpu': _BATCH}
 
 
 # ------------------------------------------------------------------ files
@@ -185,6 +190,9 @@ def find_detection_file(path):
     or nothing at all."""
     if os.path.isfile(path):
         return path
+    if os.path.isdir(path):
+        raise ConfigError('detection config file %s is a folder: give a YAML/.py file in it or a detection preset (%s)'
+                          % (path, ', '.join(list_detection_presets())))
     for cand in (os.path.join(DETECTION_PRESET_DIR, path), os.path.join(DETECTION_PRESET_DIR, path + '.yaml')):
         if os.path.isfile(cand):
             return cand
@@ -229,6 +237,9 @@ def load_detection_config(path=None, overrides=(), backbone=True):
         values[key] = value
         where[key] = 'the command line'
     for key in values:
+        if key in SYNONYMS:
+            raise ConfigError('unknown detection config key %r in %s: %s; config/detection.py lists every key'
+                              % (key, where[key], SYNONYMS[key]))
         if key not in FIELDS:
             close = difflib.get_close_matches(key, FIELDS, n=1)
             raise ConfigError('unknown detection config key %r in %s%s; config/detection.py lists every key'

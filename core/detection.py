@@ -33,7 +33,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import checkpoint, runs
-from .detector import build_detector, trainable, structure
+from .detector import build_detector, trainable, structure, structure_differences
 from .detection_eval import evaluate, normalisation, val_loader
 
 LOG = logging.getLogger('detection')
@@ -249,6 +249,13 @@ def train(cfg):
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'     # effective before the engine's first operation
     ctx = devices(cfg)
     # everything that can be checked is checked before anything is written
+    twice = sorted({'%d:%s' % s for s in cfg.train_sets if cfg.train_sets.count(s) > 1})
+    if twice:
+        LOG.warning('train_sets names %s twice: its images are trained on twice an epoch', ', '.join(twice))
+    shared = ['%d:%s' % s for s in cfg.train_sets if s in cfg.val_sets]
+    if shared:
+        LOG.warning('train_sets and val_sets both hold %s: the mAP is measured on training images (VOC07: train on '
+                    '2007:trainval,2012:trainval, evaluate on 2007:test)', ', '.join(shared))
     train_set = voc_dataset(cfg.voc_root, cfg.train_sets, cfg.classes)
     val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
     usable = with_objects(train_set)
@@ -258,6 +265,13 @@ def train(cfg):
     branch = cfg.retrain and cfg.model_load_prefix != cfg.model_prefix      # a new run from another's epoch
     with runs.RunLock(cfg.model_dir, cfg.model_prefix):
         begin = _resume_epoch(cfg) if cfg.retrain else 0
+        if begin:
+            saved = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, begin).get('detector') or {}
+            changed = structure_differences(saved, cfg)
+            if changed:
+                raise DetectionError('run %r (epoch %d) was trained with another detector than configured: %s; '
+                                     'resume it as it was trained (set those keys back), or start a new run under '
+                                     'another model_prefix' % (cfg.model_load_prefix, begin, ', '.join(changed)))
         seed_all(cfg.seed)
         net, backbone = build_detector(cfg, ctx)        # a backbone that cannot be used stops here
         runs.claim(cfg)                                 # then the run rules, which may move files aside

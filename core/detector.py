@@ -35,7 +35,13 @@ class DetectorError(ValueError):
 
 def _project_backbone(cfg, ctx):
     import symbols
+    import re
     model_dir, name = os.path.split(cfg.backbone_prefix)
+    m = re.match(r'^(.*)-(\d{4}|best)(\.extra)?\.(params|json|states)$', name)
+    if m:
+        raise DetectorError('backbone_prefix=%s is a checkpoint file: give the run and the epoch, backbone_prefix=%s '
+                            'backbone_epoch=%s' % (cfg.backbone_prefix, os.path.join(model_dir, m.group(1)),
+                                                   -1 if m.group(2) == 'best' else int(m.group(2))))
     tag = 'best' if cfg.backbone_epoch < 0 else cfg.backbone_epoch
     try:
         meta = checkpoint.read_meta(model_dir or '.', name, tag)
@@ -60,7 +66,14 @@ def _gluoncv_backbone(cfg, ctx):
         raise DetectorError('backbone_source=gluoncv takes the gluoncv network\'s weights as a .params file '
                             '(backbone_prefix=PATH.params); got %s' % cfg.backbone_prefix)
     net = symbols.get_network(cfg.network, 1000, prefix='backbone_')
-    checkpoint.load_params(net, cfg.backbone_prefix, ctx, 'backbone params')
+    try:
+        checkpoint.load_params(net, cfg.backbone_prefix, ctx, 'backbone params')
+    except checkpoint.CheckpointError as e:
+        if 'does not fit' not in str(e):
+            raise
+        raise DetectorError('backbone_prefix=%s does not fit network=%s (%s): give the .params file of that network '
+                            '(1000 ImageNet classes), or set network= to the file\'s network'
+                            % (cfg.backbone_prefix, cfg.network, str(e).split(' (', 1)[-1].rsplit('):', 1)[0][:200]))
     return net, '%s from %s' % (cfg.network, cfg.backbone_prefix)
 
 
@@ -148,6 +161,18 @@ def trainable(net):
     return {k: p for k, p in net.collect_params().items() if p.grad_req != 'null'}
 
 
+def structure_differences(saved, cfg):
+    """'key: CHECKPOINT here, VALUE configured' for every structure key of checkpoint metadata
+    `saved` (its 'detector') that the configuration changes."""
+    now = structure(cfg)
+    keys = [k for k in STRUCTURE if k in saved and saved[k] != now[k]]
+    return ['%s=%s (the checkpoint: %s)' % (k, _text(now[k]), _text(saved[k])) for k in keys]
+
+
+def _text(v):
+    return '[%s]' % ','.join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+
+
 def structure(cfg):
     """What a checkpoint records to rebuild its detector: STRUCTURE keys and the backbone source."""
     from config.detection import backbone_source
@@ -180,5 +205,5 @@ def load_detector(model_dir, prefix, tag, ctx, cfg):
     return net, meta
 
 
-__all__ = ['DetectorError', 'Backbone', 'legacy_error', 'load_backbone', 'build_detector', 'trainable', 'structure',
+__all__ = ['DetectorError', 'structure_differences', 'Backbone', 'legacy_error', 'load_backbone', 'build_detector', 'trainable', 'structure',
            'load_detector', 'STRUCTURE']

@@ -168,6 +168,12 @@ def voc_class(classes):
             except mx.base.MXNetError as e:
                 raise VOCError('image %s does not decode (%s): replace it or remove its id from the split file'
                                % (path, _reason(e)))
+            size = self._im_shapes.get(idx)
+            if size is not None and (int(size[0]), int(size[1])) != (img.shape[1], img.shape[0]):
+                raise VOCError('annotation %s gives the image size %dx%d, but %s is %dx%d: fix its <size> (and the '
+                               'boxes, if they were drawn on another size)' % (
+                                   self._anno_path.format(*self._items[idx]), size[0], size[1], path, img.shape[1],
+                                   img.shape[0]))
             if self._transform is not None:
                 return self._transform(img, label)
             return img, label.copy()

@@ -382,6 +382,8 @@ def _first_training_image():
     ('bad_box', r'annotation .*000003.xml: <object> 1 .* is empty or outside the 96x96 image'),
     ('bad_jpeg', r'image .*%s.jpg does not decode' % _first_training_image()),
     ('missing_image', r'split file .*trainval.txt line 6 names 000005, but .*000005.jpg does not exist'),
+    ('wrong_size', r'annotation .*%s.xml gives the image size 120x96, but .*%s.jpg is 96x96: fix its <size>'
+     % (_first_training_image(), _first_training_image())),
 ])
 def test_data_faults_are_one_error_line_and_nothing_is_written(voc, tmp_path, capsys, fault, message):
     root = _copy(voc, str(tmp_path))
@@ -411,6 +413,10 @@ def test_data_faults_are_one_error_line_and_nothing_is_written(voc, tmp_path, ca
         open(anno, 'w').write(re.sub('<xmax>[0-9]+</xmax>', '<xmax>500</xmax>', text, count=1))
     elif fault == 'bad_jpeg':
         open(os.path.join(base, 'JPEGImages', _first_training_image() + '.jpg'), 'wb').write(b'not a jpeg' * 10)
+    elif fault == 'wrong_size':
+        path = os.path.join(base, 'Annotations', _first_training_image() + '.xml')
+        text = open(path).read()
+        open(path, 'w').write(text.replace('<width>96</width>', '<width>120</width>'))
     elif fault == 'missing_image':
         os.remove(os.path.join(base, 'JPEGImages', '000005.jpg'))
     argv = small(root, str(tmp_path), 'num_epoch=1', 'epoch_size=2', 'num_val=1', *extra)
@@ -608,12 +614,27 @@ def test_relative_voc_root_an_image_without_objects_and_parameters_that_diverge(
     code, out, err = run_cli(argv + ['--eval-only', '--epoch', '1'], capsys)
     assert code == 0 and 'VOC07 11-point mAP' in out, err
 
+    # a resume with another detector names what differs; --table names the runs there are
+    code, _, err = run_cli([a for a in argv if not a.startswith('rpn_channel=')] + ['num_epoch=2', 'retrain=true',
+                                                                                     'rpn_channel=16'], capsys)
+    one_error(code, err, r"run 'voc_frcnn' \(epoch 1\) was trained with another detector than configured: "
+                         r"rpn_channel=16 \(the checkpoint: 32\)")
+    code, _, err = run_cli(['--table', 'model/nothing'], capsys)
+    one_error(code, err, r'run model/nothing has no checkpoint; detection runs in model: voc_frcnn$')
+    code, _, err = run_cli(['--table', 'voc_kd', 'model_dir=model'], capsys)
+    one_error(code, err, r'run model/voc_frcnn_kd has no checkpoint: train it first, python -m tools.detection --cfg voc_kd')
     # a branch: a new run from epoch 1 of this one (which stays as it is)
     code, out, err = run_cli(argv + ['num_epoch=2', 'retrain=true', 'model_prefix=branch', 'model_load_prefix=voc_frcnn',
                                      'model_load_epoch=1'], capsys)
     assert code == 0 and "run 'branch' starts from epoch 1 of run 'voc_frcnn'" in out, err
     assert checkpoint.epochs(model, 'branch') == [2] and checkpoint.epochs(model, 'voc_frcnn') == [1]
     assert checkpoint.read_meta(model, 'branch', 'best')['epoch'] == 2
+
+    # a figure without any detection says so (no 'highest score nan')
+    import core.detection_eval
+    monkeypatch.setattr(core.detection_eval, 'detect', lambda *a: (np.zeros(0, int), np.zeros(0), np.zeros((0, 4))))
+    code, out, err = run_cli(argv + ['--figure', 'd.png', '--images', '1', '--epoch', '1'], capsys)
+    assert code == 0 and 'no detection at all' in out and 'nan' not in out, err
 
     def non_finite(*a, **k):
         raise checkpoint.NonFiniteCheckpoint('the parameters of epoch 2 hold NaN or Inf; epoch 2 was not saved')
@@ -687,3 +708,42 @@ def test_equal_maps_keep_the_first_best_on_resume(tmp_path):
     checkpoint.save(model, 'tie', 2, net, meta={'val_map': 0.0})
     best_by_map(model, 'tie', 2)
     assert checkpoint.read_meta(model, 'tie', 'best')['epoch'] == 1
+
+
+def test_messages_say_what_to_write(voc, tmp_path, capsys, monkeypatch, caplog):
+    base = small(voc, str(tmp_path))
+    code, _, err = run_cli(base + ['epochs=3'], capsys)
+    one_error(code, err, r"unknown detection config key 'epochs' in the command line: the epochs are num_epoch=N")
+    code, _, err = run_cli(base + ['batch_size=4'], capsys)
+    one_error(code, err, r"'batch_size' .*one image per device per step.*gpu_list")
+    code, _, err = run_cli(['--cfg', str(tmp_path)] + base, capsys)
+    one_error(code, err, r'detection config file .* is a folder')
+    code, _, err = run_cli(small(voc, str(tmp_path), 'backbone_source=project', 'backbone_prefix=model/x-0001.params'),
+                           capsys)
+    one_error(code, err, r'backbone_prefix=model/x-0001.params is a checkpoint file: give the run and the epoch, '
+                         r'backbone_prefix=model/x backbone_epoch=1')
+    other = nn.Dense(2, in_units=3)
+    other.initialize()
+    other.save_parameters(str(tmp_path / 'other.params'))
+    code, _, err = run_cli(small(voc, str(tmp_path), 'backbone_source=gluoncv',
+                                 'backbone_prefix=%s' % (tmp_path / 'other.params')), capsys)
+    one_error(code, err, r'backbone_prefix=.*other.params does not fit network=tinydet .*give the .params file of '
+                         r'that network')
+    assert 'num_classes' not in err
+    code, _, err = run_cli(base + ['--figure', 'd.png', '--threshold', '2'], capsys)
+    one_error(code, err, r'--threshold 2: a detection score lies in \[0, 1\]')
+    # training on the evaluation images, or a set twice: a warning each
+    import logging
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run_cli(small(os.path.join(str(tmp_path), 'nowhere'), str(tmp_path),
+                                     'train_sets=2007:test,2007:test'), capsys)
+    assert code == 2 and 'names 2007:test twice' in caplog.text, caplog.text
+    assert 'train_sets and val_sets both hold 2007:test' in caplog.text
+    # Ctrl-C before the first checkpoint: nothing to resume, the command to start again
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+    import core.detection
+    monkeypatch.setattr(core.detection, 'train', interrupted)
+    code, _, err = run_cli(base, capsys)
+    assert code == 130 and 'nothing was checkpointed' in err and 'retrain=true' not in err, err

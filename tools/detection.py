@@ -42,14 +42,42 @@ def _runs(names, overrides):
     return out
 
 
-def table(names, overrides):
+def _detection_runs(model_dir):
+    """Names of the Faster R-CNN runs with a best checkpoint in `model_dir`."""
+    import glob
+    import json
+    found = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(model_dir), '*-best.json'))):
+        try:
+            with open(path) as f:
+                if json.load(f).get('kind') == 'faster_rcnn':
+                    found.append(os.path.basename(path)[:-len('-best.json')])
+        except (OSError, ValueError, AttributeError):
+            pass
+    return found
+
+
+def _best_meta(label, model_dir, prefix, preset):
+    """The best checkpoint's metadata of a --table/--curves run; UsageError saying what to do when the
+    run is not there."""
     from core import checkpoint
+    if not checkpoint.epochs(model_dir, prefix) and not os.path.isfile(checkpoint.paths(model_dir, prefix,
+                                                                                       'best')['meta']):
+        have = _detection_runs(model_dir)
+        raise UsageError('run %s/%s has no checkpoint%s; detection runs in %s: %s' % (
+            model_dir, prefix, ': train it first, python -m tools.detection --cfg %s' % label if preset else '',
+            model_dir, ', '.join(have) or 'none'))
+    meta = checkpoint.read_meta(model_dir, prefix, 'best')
+    if meta.get('kind') != 'faster_rcnn':
+        raise UsageError('%s/%s is not a Faster R-CNN run of tools.detection' % (model_dir, prefix))
+    return meta
+
+
+def table(names, overrides):
     from tools.detection_report import results_table
     rows, classes = [], None
     for label, model_dir, prefix, cfg, preset in _runs(names, overrides):
-        meta = checkpoint.read_meta(model_dir, prefix, 'best')
-        if meta.get('kind') != 'faster_rcnn':
-            raise UsageError('%s/%s is not a Faster R-CNN run of tools.detection' % (model_dir, prefix))
+        meta = _best_meta(label, model_dir, prefix, preset)
         if classes is not None and meta.get('classes') != classes:
             raise UsageError('run %s/%s has other classes than the runs before it: one table takes runs on one set '
                              'of classes' % (model_dir, prefix))
@@ -60,15 +88,13 @@ def table(names, overrides):
     print(results_table(rows, classes))
 
 
-def _records_of(label, model_dir, prefix, cfg, overrides):
+def _records_of(label, model_dir, prefix, cfg, preset, overrides):
     """The epoch records of run model_dir/prefix, found as --table finds the run: from its checkpoints,
     in the log_dir its checkpoints record (log_dir= on the command line first), and only when their
     mAPs are those of its checkpoints (a log folder of another run under the same name is refused)."""
     from core import checkpoint
     from core.records import read_records
-    meta = checkpoint.read_meta(model_dir, prefix, 'best')
-    if meta.get('kind') != 'faster_rcnn':
-        raise UsageError('%s/%s is not a Faster R-CNN run of tools.detection' % (model_dir, prefix))
+    meta = _best_meta(label, model_dir, prefix, preset)
     given = any(o.startswith('log_dir=') for o in overrides)
     folders = [cfg.log_dir] if given else [d for d in (meta.get('log_dir'), cfg.log_dir) if d]
     saved = {e: checkpoint.read_meta(model_dir, prefix, e).get('val_map') for e in checkpoint.epochs(model_dir, prefix)}
@@ -108,8 +134,8 @@ def curves(out, names, overrides):
     _figure_out(out, '--curves', 'curves.png', names)
     figure_path(out, '--curves', 'curves.png')
     runs = []
-    for label, model_dir, prefix, cfg, _ in _runs(names, overrides):
-        runs.append((label, _records_of(label, model_dir, prefix, cfg, overrides)))
+    for label, model_dir, prefix, cfg, preset in _runs(names, overrides):
+        runs.append((label, _records_of(label, model_dir, prefix, cfg, preset, overrides)))
     plot_curves(runs, out)
     print('%s: %d run(s) drawn' % (out, len(runs)))
 
@@ -135,8 +161,9 @@ def figure(cfg, out, tag, count, threshold):
     n = plot_detections(images, out, meta['classes'], threshold,
                         '%s epoch %s: detections scoring >= %g (yellow); ground truth black, dashed'
                         % (cfg.model_prefix, meta.get('epoch'), threshold))
-    top = max([float(d[1][0]) for _, _, _, d in images if len(d[1])] or [float('nan')])
-    print('%s: %d image(s), %d detection(s) scoring >= %g drawn (highest score %.2f)' % (out, count, n, threshold, top))
+    scores = [float(d[1][0]) for _, _, _, d in images if len(d[1])]
+    print('%s: %d image(s), %d detection(s) scoring >= %g drawn (%s)' % (
+        out, count, n, threshold, 'highest score %.2f' % max(scores) if scores else 'no detection at all'))
 
 
 def evaluate_only(cfg, tag):
@@ -198,6 +225,9 @@ def main(argv=None):
     args = p.parse_intermixed_args(argv)      # key=value before and after the options
     names = [o for o in args.overrides if '=' not in o]
     overrides = [o for o in args.overrides if '=' in o]
+    if not 0 <= args.threshold <= 1:
+        raise UsageError('--threshold %g: a detection score lies in [0, 1]; give a threshold in it (default 0.5)'
+                         % args.threshold)
     if args.legacy_taps:
         legacy_taps(args.legacy_taps, 0 if args.epoch == 'best' else args.epoch)
         return 0
@@ -232,8 +262,14 @@ def main(argv=None):
             print('error: %s' % e, file=sys.stderr)
             return 3
         except KeyboardInterrupt:
-            print('interrupted; finished epochs are checkpointed. Resume: %s' % command_line(args, ['retrain=true']),
-                  file=sys.stderr)
+            from core import checkpoint
+            if checkpoint.epochs(cfg.model_dir, cfg.model_prefix):
+                print('interrupted; finished epochs are checkpointed. Resume: %s' % command_line(args, ['retrain=true']),
+                      file=sys.stderr)
+            else:
+                print('interrupted before the first epoch ended: nothing was checkpointed. Start it again: '
+                      'python -m tools.detection %s' % ' '.join(shlex.quote(w) for w in (
+                          sys.argv[1:] if argv is None else argv)), file=sys.stderr)
             return 130
     print('VOC07 11-point mAP: %.2f%%' % (100 * result['map']))
     print(results_table([result], cfg.classes))
