@@ -243,7 +243,7 @@ def best_by_map(model_dir, prefix, upto):
 def train(cfg):
     """Train or resume run cfg.model_prefix as configured; return the last epoch's result
     {'epoch', 'map', 'per_class', 'losses', 'network', 'method', 'paper_map', ...}."""
-    from data.voc import voc_dataset, with_objects
+    from data.voc import voc_dataset, with_objects, VOCError
     from .records import append_record, RecordsError
     if cfg.deterministic:
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'     # effective before the engine's first operation
@@ -304,13 +304,22 @@ def train(cfg):
             loader = train_loader(net, train_set, epoch_order(cfg, usable, epoch, len(ctx)), cfg, ctx, epoch)
             tic = time.time()
             terms, speed, step = train_epoch(net, trainer, losses, loader, steps, cfg, ctx, epoch, step, log)
-            per_class, m = evaluate(net, val_loader(val_set, cfg, ctx), cfg.classes, ctx)
+            meta = {'kind': 'faster_rcnn', 'network': cfg.network, 'classes': list(cfg.classes),
+                    'backbone': backbone.description, 'method': cfg.method, 'paper_map': cfg.paper_map,
+                    'detector': structure(cfg), 'log_dir': os.path.abspath(cfg.log_dir)}
+            try:
+                per_class, m = evaluate(net, val_loader(val_set, cfg, ctx), cfg.classes, ctx)
+            except Exception as e:          # the epoch trained is kept (without its mAP), then the error
+                checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, trainer=trainer,
+                                meta=dict(meta, best_map=best))
+                if isinstance(e, (DetectionError, VOCError)):
+                    raise type(e)('%s (epoch %d is checkpointed without its mAP)' % (e, epoch + 1))
+                raise DetectionError('evaluating epoch %d failed (%s: %s); the epoch is checkpointed without its '
+                                     'mAP (resume with retrain=true once the cause is fixed)'
+                                     % (epoch + 1, type(e).__name__, (str(e).strip().splitlines() or [''])[-1][:200]))
             is_best = m > best
             best = max(best, m)
-            meta = {'kind': 'faster_rcnn', 'network': cfg.network, 'classes': list(cfg.classes), 'val_map': m,
-                    'best_map': best, 'per_class_ap': per_class, 'backbone': backbone.description,
-                    'method': cfg.method, 'paper_map': cfg.paper_map, 'detector': structure(cfg),
-                    'log_dir': os.path.abspath(cfg.log_dir)}
+            meta.update(val_map=m, best_map=best, per_class_ap=per_class)
             try:
                 checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, trainer=trainer, meta=meta,
                                 best=is_best)

@@ -636,13 +636,24 @@ def test_relative_voc_root_an_image_without_objects_and_parameters_that_diverge(
     code, out, err = run_cli(argv + ['--figure', 'd.png', '--images', '1', '--epoch', '1'], capsys)
     assert code == 0 and 'no detection at all' in out and 'nan' not in out, err
 
+    # an evaluation that fails keeps the epoch trained
+    import core.detection
+
+    def boom(*a):
+        raise mx.base.MXNetError('boom')
+    with monkeypatch.context() as m:
+        m.setattr(core.detection, 'evaluate', boom)
+        code, _, err = run_cli(argv + ['num_epoch=2', 'retrain=true'], capsys)
+    one_error(code, err, r'evaluating epoch 2 failed \(MXNetError: boom\); the epoch is checkpointed without its mAP')
+    assert checkpoint.epochs(model, 'voc_frcnn') == [1, 2] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
+
     def non_finite(*a, **k):
-        raise checkpoint.NonFiniteCheckpoint('the parameters of epoch 2 hold NaN or Inf; epoch 2 was not saved')
+        raise checkpoint.NonFiniteCheckpoint('the parameters of epoch 3 hold NaN or Inf; epoch 3 was not saved')
     monkeypatch.setattr(checkpoint, 'save', non_finite)
-    code, _, err = run_cli(argv + ['num_epoch=2', 'retrain=true'], capsys)
-    assert code == 3 and 'Traceback' not in err and re.search(r'^error: the parameters of epoch 2 hold NaN.*lower lr '
+    code, _, err = run_cli(argv + ['num_epoch=3', 'retrain=true'], capsys)
+    assert code == 3 and 'Traceback' not in err and re.search(r'^error: the parameters of epoch 3 hold NaN.*lower lr '
                                                              r'.*warmup_iters.*mean/std', err, re.M), err
-    assert checkpoint.epochs(model, 'voc_frcnn') == [1] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
+    assert checkpoint.epochs(model, 'voc_frcnn') == [1, 2] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
 
 
 class _Replay(object):

@@ -147,7 +147,6 @@ def figure(cfg, out, tag, count, threshold):
     from data.voc import voc_dataset
     from tools.detection_report import plot_detections
     from tools.plotting import figure_path
-    _figure_out(out, '--figure', 'detections.png')
     figure_path(out, '--figure', 'detections.png')
     ctx = devices(cfg)[:1]
     dataset = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
