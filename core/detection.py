@@ -33,7 +33,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import checkpoint, runs
-from .detector import build_detector, trainable, structure, structure_differences
+from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
 from .detection_eval import evaluate, normalisation, val_loader
 
 LOG = logging.getLogger('detection')
@@ -284,7 +284,13 @@ def train(cfg):
                                 kvstore='device' if len(ctx) > 1 else None)
         best = -1.0
         if begin:
-            meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, begin, net, ctx, trainer=trainer)
+            try:
+                meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, begin, net, ctx, trainer=trainer)
+            except checkpoint.CheckpointError as e:
+                if 'check network/num_classes' not in str(e):
+                    raise
+                raise DetectionError(str(e).replace('check network/num_classes', 'resume with the detector keys it '
+                                                    'was trained with (%s)' % ', '.join(STRUCTURE)))
             best = -1.0 if branch else meta.get('best_map', -1.0)      # a branch's best is of its own epochs
             if branch:
                 log('run %r starts from epoch %d of run %r (VOC07 mAP %.2f%%)'

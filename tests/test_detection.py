@@ -619,6 +619,15 @@ def test_relative_voc_root_an_image_without_objects_and_parameters_that_diverge(
                                                                                      'rpn_channel=16'], capsys)
     one_error(code, err, r"run 'voc_frcnn' \(epoch 1\) was trained with another detector than configured: "
                          r"rpn_channel=16 \(the checkpoint: 32\)")
+    meta_file = checkpoint.paths(model, 'voc_frcnn', 1)['meta']           # a checkpoint that records no structure
+    text = open(meta_file).read()
+    import json
+    open(meta_file, 'w').write(json.dumps({k: v for k, v in json.loads(text).items() if k != 'detector'}))
+    code, _, err = run_cli([a for a in argv if not a.startswith('rpn_channel=')] + ['num_epoch=2', 'retrain=true',
+                                                                                     'rpn_channel=16'], capsys)
+    open(meta_file, 'w').write(text)
+    one_error(code, err, r'does not fit this network .*resume with the detector keys it was trained with \(network, '
+                         r'classes, rpn_channel')
     code, _, err = run_cli(['--table', 'model/nothing'], capsys)
     one_error(code, err, r'run model/nothing has no checkpoint; detection runs in model: voc_frcnn$')
     code, _, err = run_cli(['--table', 'voc_kd', 'model_dir=model'], capsys)
