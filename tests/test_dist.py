@@ -5,7 +5,6 @@ over the whole validation set:
 - Horovod through horovodrun with Gloo (2 workers). Horovod is built from source
   by `bash init.sh --deps`; where that was not possible the test is skipped and
   says why."""
-import importlib
 import json
 import os
 import shutil
@@ -21,11 +20,13 @@ from tests.helpers import make_cifar, merged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
-try:
-    importlib.import_module('horovod.mxnet')
-    NO_HOROVOD = None
-except ImportError as e:
-    NO_HOROVOD = 'horovod.mxnet is not built here (%s); `NST_HOROVOD=1 bash init.sh --deps` builds it' % e
+# Asked in a child process: importing horovod.mxnet loads libmxnet.so with RTLD_GLOBAL, whose bundled libjpeg
+# symbols then break PIL's JPEG encoder in this process ('broken data stream when writing image file'), and the
+# tests share one process.
+_probe = subprocess.run([sys.executable, '-c', 'import horovod.mxnet'], capture_output=True, text=True, timeout=300)
+NO_HOROVOD = None if _probe.returncode == 0 else (
+    'horovod.mxnet is not built here (%s); `NST_HOROVOD=1 bash init.sh --deps` builds it'
+    % ((_probe.stderr.strip().splitlines() or ['?'])[-1]))
 
 
 def run(cmd, **kw):
