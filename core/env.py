@@ -14,23 +14,35 @@ def cpu_count():
         return os.cpu_count() or 1
 
 
+def count_local_workers(default=1, warn=True):
+    """The training processes sharing this machine: NST_LOCAL_WORKERS (set by tools/launch.py
+    --launcher local) or HOROVOD_LOCAL_SIZE (set by horovodrun), else `default`. A value that is
+    not a positive whole number is ignored (with a warning on stderr when `warn`)."""
+    for key in ('NST_LOCAL_WORKERS', 'HOROVOD_LOCAL_SIZE'):
+        text = os.environ.get(key, '').strip()
+        if text:
+            if text.isdigit() and int(text) > 0:
+                return int(text)
+            if warn:
+                import sys
+                sys.stderr.write('warning: %s=%r is not a positive whole number; ignored (%d local process(es) '
+                                 'assumed)\n' % (key, text, default))
+            return default
+    return default
+
+
+def process_cores():
+    """The cores this process may use: its CPU affinity, shared evenly among the local workers."""
+    return max(1, cpu_count() // count_local_workers(warn=False))
+
+
 def configure_threads(local_workers=1):
     """Set OMP/MKL/engine thread counts for this machine unless already set.
 
     `local_workers`: processes sharing this machine (dist training on one
     host), each gets its share of the cores. Returns the values in force.
     """
-    # set by tools/launch.py --launcher local, or by horovodrun: processes on this machine
-    for key in ('NST_LOCAL_WORKERS', 'HOROVOD_LOCAL_SIZE'):
-        text = os.environ.get(key, '').strip()
-        if text:
-            if text.isdigit() and int(text) > 0:
-                local_workers = int(text)
-            else:
-                import sys
-                sys.stderr.write('warning: %s=%r is not a positive whole number; ignored (%d local process(es) '
-                                 'assumed)\n' % (key, text, local_workers))
-            break
+    local_workers = count_local_workers(local_workers)
     threads = max(1, cpu_count() // max(1, local_workers))
     defaults = {
         'OMP_NUM_THREADS': str(threads),

@@ -11,6 +11,7 @@ the dataset) with errors that say what to do.
 import os
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
+from core.env import process_cores
 from .packfile import check_pack, ensure_decodable, sample_channels, PackError
 from . import records
 
@@ -61,7 +62,7 @@ class DataSource(object):
         self.style = style
         self.batch_size = batch_size or cfg.global_batch_size
         self.num_parts, self.part_index = num_parts, part_index
-        threads = cfg.data_threads or max(1, os.cpu_count() or 1)
+        threads = cfg.data_threads or process_cores()
         if cfg.dataset in ('cifar10', 'cifar100'):
             from .cifar import load_cifar
             (self._train_x, self._train_y), (self._val_x, self._val_y) = load_cifar(cfg.data_dir, cfg.dataset)

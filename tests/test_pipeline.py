@@ -1,0 +1,401 @@
+"""The ImageNet input pipeline (data.decode.DecodeIter: OpenCV on a pool of threads).
+Batches repeat exactly for the same (seed, epoch), whatever the threads did and however many
+there are; workers read disjoint data and together see the single process's global batches;
+every batch is whole and its pad leaves each image once; the augmentation is fb.resnet's; read
+errors name the pack."""
+import collections
+import math
+import os
+import shutil
+
+import cv2
+import numpy as np
+import mxnet as mx
+import pytest
+
+from data import augment, decode, pack, records, DataError
+from tests.helpers import make_jpeg_tree
+
+MEAN, STD = [123.68, 116.28, 103.53], [58.395, 57.12, 57.375]
+N_TRAIN, N_VAL = 150, 61
+
+
+@pytest.fixture(scope='module')
+def packs(tmp_path_factory):
+    """Colour packs of varied sizes whose label is the record's number (so batches can be traced
+    to records)."""
+    root = tmp_path_factory.mktemp('pipeline')
+    rng = np.random.RandomState(0)
+    for split, n in (('train', N_TRAIN), ('val', N_VAL)):
+        items = []
+        for i in range(n):
+            img = cv2.resize(rng.randint(0, 256, (6, 8, 3)).astype(np.uint8), (30 + i % 7, 24 + i % 5))
+            items.append((i, float(i), cv2.imencode('.jpg', img)[1].tobytes()))
+        pack.write_records(str(root / split), items, progress=False)
+    return str(root / 'train'), str(root / 'val')
+
+
+def iters(packs, batch=8, threads=2, **kw):
+    kw = dict(dict(augment=True, seed=5, threads=threads), **kw)
+    return records.record_iters(packs[0], packs[1], batch, 16, 3, MEAN, STD, 'imagenet', resize=18, **kw)
+
+
+def epoch(it):
+    return [(b.data[0].asnumpy(), b.label[0].asnumpy(), b.pad) for b in it]
+
+
+def real_labels(batches):
+    """The labels of the rows that are not padding, in order."""
+    return [int(v) for _, label, pad in batches for v in label[:len(label) - pad]]
+
+
+def same(a, b):
+    return len(a) == len(b) and all(x[0].tobytes() == y[0].tobytes() and x[1].tobytes() == y[1].tobytes()
+                                    and x[2] == y[2] for x, y in zip(a, b))
+
+
+def test_same_seed_and_epoch_give_the_same_batches_whatever_the_threads(packs):
+    train, _ = iters(packs)
+    first, again, other = epoch(train(3)), epoch(train(3)), epoch(train(4))
+    assert len(first) == -(-N_TRAIN // 8) and all(d.shape == (8, 3, 16, 16) for d, _, _ in first)
+    assert same(first, again)
+    for threads in (1, 5):
+        assert same(first, epoch(iters(packs, threads=threads)[0](3)))
+    assert not any(np.array_equal(a[0], b[0]) for a, b in zip(first, other))          # another epoch
+    assert sorted(real_labels(first)) == sorted(real_labels(other)) == list(range(N_TRAIN))
+    assert not same(first, epoch(iters(packs, seed=6)[0](3)))
+    for batch in train(3):                          # DataBatch.index: each row's record (= its label here)
+        assert batch.index.tolist() == batch.label[0].asnumpy().astype(int).tolist()
+
+
+def test_workers_are_slices_of_the_single_process_global_batch(packs):
+    """Two workers of batch 8 read disjoint records and, together, exactly the batches of one
+    process with the global batch of 16 (the rows of worker r are rows 8r..8r+7)."""
+    whole = epoch(iters(packs, batch=16)[0](2))
+    parts = [epoch(iters(packs, num_parts=2, part_index=r)[0](2)) for r in range(2)]
+    assert len(whole) == len(parts[0]) == len(parts[1]) == -(-N_TRAIN // 16)
+    for w, p0, p1 in zip(whole, *parts):
+        assert w[0].tobytes() == np.concatenate([p0[0], p1[0]]).tobytes()
+        assert w[1].tobytes() == np.concatenate([p0[1], p1[1]]).tobytes() and w[2] == p0[2] + p1[2]
+    seen = [set(real_labels(p)) for p in parts]
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(N_TRAIN))
+    assert sum(len(real_labels(p)) for p in parts) == N_TRAIN
+
+
+@pytest.mark.parametrize('batch,workers', [(8, 1), (8, 2), (16, 3), (128, 1)])
+def test_validation_counts_every_image_once(packs, batch, workers):
+    """Whole batches; `pad` leaves exactly the images of the pack, each once over the workers, as
+    a single ImageRecordIter's round_batch does (a batch larger than the set included)."""
+    labels, pads = [], 0
+    for r in range(workers):
+        batches = epoch(iters(packs, batch=batch, num_parts=workers, part_index=r)[1]())
+        assert all(d.shape == (batch, 3, 16, 16) and l.shape == (batch,) for d, l, _ in batches)
+        labels += real_labels(batches)
+        pads += sum(p for _, _, p in batches)
+        # the padding rows are images of the pack, as round_batch's
+        assert set(int(v) for _, l, p in batches for v in l[len(l) - p:]) <= set(range(N_VAL))
+    single = mx.io.ImageRecordIter(path_imgrec=packs[1] + '.rec', path_imgidx=packs[1] + '.idx',
+                                   data_shape=(3, 16, 16), batch_size=8, resize=18, round_batch=True,
+                                   verbose=False)
+    reference = [(None, b.label[0].asnumpy(), b.pad) for b in single]
+    assert collections.Counter(labels) == collections.Counter(real_labels(reference)) == \
+        collections.Counter(range(N_VAL))
+    assert pads == -(-N_VAL // (batch * workers)) * batch * workers - N_VAL
+
+
+def test_evaluate_leaves_the_padding_out(packs):
+    from core.evaluate import evaluate
+    _, val = iters(packs)
+
+    class Net(object):                           # logits whose top-1 is the label of each row
+        def __init__(self):
+            self.labels = iter([b.label[0] for b in val()])
+
+        def __call__(self, x):
+            return mx.nd.one_hot(next(self.labels)[:x.shape[0]], N_VAL)
+    res = evaluate(Net(), val(), [mx.cpu()], N_VAL)
+    assert res['n'] == N_VAL and res['correct1'] == N_VAL
+
+
+def test_validation_images_are_the_resized_centre(packs):
+    """Shorter side bicubic to `resize` (ImageRecordIter's rounding), the centre crop, RGB,
+    (x - mean) / std."""
+    data, _, _ = epoch(iters(packs)[1]())[0]
+    index = decode.PackIndex(packs[1])
+    for i in range(8):
+        img = cv2.imdecode(np.frombuffer(index.read(i)[1], np.uint8), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        nh, nw = (18 * h // w, 18) if h > w else (18, 18 * w // h)
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_CUBIC)
+        y, x = (nh - 16) // 2, (nw - 16) // 2
+        ref = (img[y:y + 16, x:x + 16, ::-1].transpose(2, 0, 1) - np.reshape(MEAN, (3, 1, 1))) \
+            / np.reshape(STD, (3, 1, 1))
+        np.testing.assert_allclose(data[i], ref, atol=1e-5)
+
+
+def fb_resnet_colour(img_rgb, order, alpha, light):
+    """fb.resnet's ColorJitter + Lighting step by step on a float RGB image (H, W, 3)."""
+    def gray(x):
+        return x[..., 0:1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114
+    x = img_rgb.astype(np.float64)
+    for t in order:
+        f = alpha[t]
+        other = 0.0 if t == 0 else (gray(x).mean() if t == 1 else gray(x))
+        x = x * f + (1 - f) * other
+    return x + augment.EIGVEC.dot(np.asarray(light) * augment.EIGVAL)
+
+
+def test_training_augmentation_is_fb_resnet():
+    """augment_image = random-resized crop + bicubic resize + mirror + colour jitter (in a random
+    order) + PCA lighting + normalisation, step by step as fb.resnet does (the colour steps folded
+    into one map, exact up to OpenCV's gray, which is rounded to uint8)."""
+    rng = np.random.RandomState(1)
+    img = cv2.resize(rng.randint(0, 256, (5, 7, 3)).astype(np.uint8), (70, 50), interpolation=cv2.INTER_CUBIC)
+    draws = augment.draw_augmentation(seed=3, epoch=1, batch=0, rows=40)
+    for p, maps in zip(draws, augment.colour_maps(draws, MEAN, STD)):
+        out = np.empty((3, 24, 24), np.float32)
+        augment.augment_image(img, out, p, maps)
+        areas, ratios = p[:10], p[10:20]
+        x, y, cw, ch = augment.random_resized_box(50, 70, areas, ratios, p[20], p[21])
+        assert 0 <= x and x + cw <= 70 and 0 <= y and y + ch <= 50
+        if (x, y, cw, ch) != (10, 0, 50, 50):            # not the centre square (no try fitted)
+            assert 0.07 < cw * ch / 3500.0 <= 1 and 3 / 4 - 0.05 <= cw / float(ch) <= 4 / 3 + 0.05
+        crop = cv2.resize(img[y:y + ch, x:x + cw], (24, 24), interpolation=cv2.INTER_CUBIC)
+        if p[22] < 0.5:
+            crop = crop[:, ::-1]
+        ref = fb_resnet_colour(crop[..., ::-1], rng.permutation(3), p[23:26], p[26:29])
+        ref = ((ref - np.asarray(MEAN)) / np.asarray(STD)).transpose(2, 0, 1)
+        np.testing.assert_allclose(out, ref, atol=0.02)           # (0.02 x std: within 1.2 grey levels)
+    assert 0.07 < draws[:, :10].min() and draws[:, :10].max() <= 1.0
+    assert np.abs(draws[:, 10:20]).max() <= math.log(4 / 3) and np.abs(draws[:, 23:26] - 1).max() <= 0.4
+    assert not np.array_equal(draws, augment.draw_augmentation(seed=3, epoch=2, batch=0, rows=40))
+    np.testing.assert_array_equal(draws, augment.draw_augmentation(seed=3, epoch=1, batch=0, rows=40))
+
+
+def test_a_batch_stays_valid_while_the_next_is_taken(packs):
+    """The arrays of the last `keep` (2) batches are not rewritten by the decoding ahead."""
+    train = iters(packs, threads=3)[0]
+    it = train(0)
+    held = []
+    for batch in it:
+        held = (held + [(batch.data[0], batch.data[0].asnumpy().copy())])[-2:]
+        for arr, copy in held:
+            assert arr.asnumpy().tobytes() == copy.tobytes()
+    assert len(it._ring) == 5                    # the prefetch: 3 batches ahead + 2 kept
+    # the arrays of an iterator that has ended serve the next epoch's
+    assert {id(a) for a in it._ring} == {id(a) for a in train(1)._ring}
+
+
+def test_an_abandoned_iterator_stops(packs):
+    """The trainer may stop an epoch early (epoch_size): the iterator stops decoding and closes."""
+    it = iters(packs)[0](0)
+    next(it)
+    it.close()
+    assert it._pool is None
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_damaged_record_names_the_pack(tmp_path):
+    """A record that does not decode, or is no record, read by the decoding threads: DataError
+    naming the pack and the record."""
+    make_jpeg_tree(str(tmp_path / 'src'), classes=3, per_class=6, seed=1)
+    pack.build_packs(str(tmp_path / 'src'), str(tmp_path / 'out'), progress=False)
+    data = (tmp_path / 'out' / 'train.rec').read_bytes()
+    lines = (tmp_path / 'out' / 'train.idx').read_text().split('\n')
+    key, offset = (int(v) for v in lines[14].split())
+    for name, start, what in (('undecodable', offset + 8 + 24, 'record %d does not decode' % key),
+                              ('nomagic', offset, 'no whole record at offset %d' % offset)):
+        bad = tmp_path / name
+        bad.mkdir()
+        shutil.copy(str(tmp_path / 'out' / 'train.idx'), str(bad / 'train.idx'))
+        (bad / 'train.rec').write_bytes(data[:start] + b'\0' * 64 + data[start + 64:])
+        it = decode.DecodeIter(decode.PackIndex(str(bad / 'train')), 4, 16, MEAN, STD, augment=True,
+                                shuffle=False, threads=2)
+        with pytest.raises(DataError, match='reading .*%s/train.rec failed \\(%s.*--check .*%s/train'
+                           % (name, what, name)):
+            for _ in it:
+                pass
+        assert it._pool is None
+
+
+def test_data_source_decodes_imagenet_packs_on_threads(packs, tmp_path):
+    """DataSource reads dataset=imagenet packs with DecodeIter on data_threads (else the cores)
+    threads; the batches do not depend on the number."""
+    from config import load_config
+    from data import DataSource
+    folder = tmp_path / 'packs'
+    folder.mkdir()
+    for split, src in zip(('train', 'val'), packs):
+        for ext in ('.rec', '.idx'):
+            shutil.copy(src + ext, str(folder / (split + ext)))
+
+    def source(threads):
+        cfg = load_config(None, ['dataset=imagenet', 'data_dir=%s' % folder, 'num_classes=%d' % N_TRAIN,
+                                 'image_size=16', 'resize=18', 'batch_size=8', 'kt=false', 'gpu_list=[]',
+                                 'progress=false', 'data_threads=%d' % threads])
+        return DataSource(cfg, batch_size=8)
+    one, three = source(1), source(3)
+    it = three.train(0)
+    assert isinstance(it, decode.DecodeIter) and it._pool._max_workers == 3
+    assert same(epoch(it), epoch(one.train(0)))
+    assert collections.Counter(real_labels(epoch(three.val()))) == collections.Counter(range(N_VAL))
+
+
+def test_validation_images_are_those_of_the_image_record_iter_used_before(packs):
+    """The validation batches did not change with the new pipeline: MXNet's ImageRecordIter with
+    the keywords the project used (resize, centre crop, bicubic) gives the same pixels, up to one
+    grey level where its bundled JPEG decoder rounds differently."""
+    ours = epoch(iters(packs)[1]())
+    before = records.image_record_iter(path_imgrec=packs[1] + '.rec', path_imgidx=packs[1] + '.idx',
+                                       data_shape=(3, 16, 16), batch_size=8, resize=18, rand_crop=False,
+                                       rand_mirror=False, inter_method=2, round_batch=True, verbose=False,
+                                       **records._norm(MEAN, STD, 3))
+    theirs = [(b.data[0].asnumpy(), b.label[0].asnumpy(), b.pad) for b in before]
+    assert len(ours) == len(theirs)
+    for (d, l, p), (d2, l2, p2) in zip(ours, theirs):
+        assert l.tobytes() == l2.tobytes() and p == p2
+        levels = np.abs(d - d2) * np.reshape(STD, (1, 3, 1, 1))
+        assert levels.max() <= 1.0 + 1e-3 and levels.mean() < 0.2
+
+
+@pytest.mark.parametrize('use_map', [True, False])
+def test_pack_index_reads_records_in_any_index_order_mapped_or_not(packs, tmp_path, monkeypatch, use_map):
+    """PackIndex.read gives each record's label and image bytes as MXNet's reader does, whatever
+    the order of the index lines (a record ends where the next record in the file starts), from
+    the memory map or with pread (where the file system has no mmap), reading a record longer
+    than READ_AHEAD whole."""
+    lines = [l for l in open(packs[0] + '.idx').read().split('\n') if l.strip()]
+    prefix = str(tmp_path / 'shuffled')
+    shutil.copy(packs[0] + '.rec', prefix + '.rec')
+    chosen = lines[::-3]                              # backwards, and a third of the records
+    with open(prefix + '.idx', 'w') as f:
+        f.write('\n'.join(chosen) + '\n')
+    monkeypatch.setattr(decode, 'READ_AHEAD', 64)     # (pread) every record takes a second read
+    index = decode.PackIndex(prefix, use_map=use_map)
+    assert (index._map is not None) == use_map
+    reader = mx.recordio.MXIndexedRecordIO(packs[0] + '.idx', packs[0] + '.rec', 'r')
+    try:
+        for i, line in enumerate(chosen):
+            header, image = mx.recordio.unpack(reader.read_idx(int(line.split()[0])))
+            label, data = index.read(i)
+            assert label == header.label and bytes(data) == image and len(image) > 64
+    finally:
+        reader.close()
+        index.close()
+
+
+def test_a_pack_rewritten_in_place_while_in_use_is_an_error_not_a_crash(packs, tmp_path):
+    """Reading a mapped file past its new end would kill the process (SIGBUS): each read checks
+    that the file still holds the record."""
+    prefix = str(tmp_path / 'p')
+    for ext in ('.rec', '.idx'):
+        shutil.copy(packs[0] + ext, prefix + ext)
+    it = decode.DecodeIter(decode.PackIndex(prefix), 8, 16, MEAN, STD, augment=True, shuffle=True, threads=2,
+                           depth=1)
+    next(it)
+    for task in it._inflight[0][-1]:                  # the batch decoded ahead: done before the truncation
+        task.result()
+    size = os.path.getsize(prefix + '.rec')
+    with open(prefix + '.rec', 'r+b') as f:
+        f.truncate(size // 2)
+    with pytest.raises(DataError, match='reading %s.rec failed \\(it shrank from %d to %d bytes while in use: '
+                       'a pack must be replaced' % (prefix, size, size // 2)):
+        for _ in it:
+            pass
+    assert it._pool is None
+
+
+EXIT_SCRIPT = r'''
+import signal, sys, time
+from data import records
+train, _ = records.record_iters(sys.argv[1], sys.argv[1], 48, 224, 3, [0.0], [1.0], 'imagenet', threads=1)
+it = train(0)
+next(it)                                            # three batches now being decoded ahead
+sys.stderr.write('decoding\n')
+sys.stderr.flush()
+if sys.argv[2] == 'exit':
+    sys.exit(0)
+while True:                                         # until Ctrl-C: epoch after epoch
+    for batch in train(int(time.time())):
+        pass
+'''
+
+
+@pytest.fixture(scope='module')
+def photo_pack(tmp_path_factory):
+    """96 JPEGs of 400x300: about 2 ms each to decode, so a batch of 48 keeps a thread busy."""
+    root = tmp_path_factory.mktemp('photos')
+    rng = np.random.RandomState(3)
+    items = []
+    for i in range(96):
+        img = cv2.resize(rng.randint(0, 256, (30, 40, 3)).astype(np.uint8), (400, 300))
+        img = np.clip(img + rng.randint(-20, 21, img.shape), 0, 255).astype(np.uint8)
+        items.append((i, float(i % 3), cv2.imencode('.jpg', img)[1].tobytes()))
+    pack.write_records(str(root / 'p'), items, progress=False)
+    return str(root / 'p')
+
+
+@pytest.mark.parametrize('how', ['exit', 'ctrl-c'])
+def test_the_process_exits_promptly_while_batches_are_being_decoded(photo_pack, how):
+    """Leaving with an iterator decoding ahead, or Ctrl-C while waiting for a batch: the process
+    ends within seconds (the decoding threads take at most the queued work, no hang), with exit
+    status 0, or KeyboardInterrupt for Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.Popen([sys.executable, '-c', EXIT_SCRIPT, photo_pack, how], cwd=root, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        while p.stderr.readline() not in ('decoding\n', ''):
+            pass                                      # (MXNet's engine line)
+        assert p.poll() is None
+        tic = time.time()
+        if how == 'ctrl-c':
+            time.sleep(1.0)                           # well into the loop
+            tic = time.time()
+            p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+        elapsed = time.time() - tic
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if how == 'exit':
+        assert p.returncode == 0, err
+    else:
+        assert p.returncode != 0 and 'KeyboardInterrupt' in err, err
+    assert elapsed < 8.0, (elapsed, err)
+
+
+def test_input_pipeline_benchmark_measures_every_method_side_by_side(tmp_path):
+    """benchmarks/input_pipeline.py at a tiny scale: a line per path with the project's, the
+    previous and the bound's images/s and their ratio, the JSON with every figure; bad arguments
+    are one error each (exit status 2)."""
+    import json
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, '-m', 'benchmarks.input_pipeline', '--images', '48', '--small-images', '300',
+           '--seconds', '0.2', '--rounds', '1', '--keep', str(tmp_path / 'data')]
+    r = subprocess.run(cmd + ['--paths', 'imagenet_train,fashion_val,cifar_train'], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().split('\n')
+    result = json.loads(lines[-1])
+    assert [l.split()[0] for l in lines[:-1]] == ['imagenet_train', 'fashion_val', 'cifar_train']
+    assert 'project/bound' in lines[0] and 'project/before' in lines[0] and 'load' in lines[0]
+    for path, entry in result['paths'].items():
+        assert entry['img_s']['project'] > 0 and entry['img_s']['bound'] > 0
+        assert entry['ratio'] == pytest.approx(entry['img_s']['project'] / entry['img_s']['bound'])
+        assert set(entry['img_s']) == ({'project', 'bound'} if path == 'cifar_train' else
+                                       {'project', 'before', 'bound'})
+    assert not [f for f in os.listdir(str(tmp_path / 'data')) if f.endswith('.pickle')]
+    for bad, message in ((['--paths', 'imagenet_test'], '--paths: imagenet_test is not one of'),
+                         (['--seconds', '0'], '--seconds must be positive'),
+                         (['--rounds', '0'], '--rounds must be at least 1')):
+        r = subprocess.run(cmd + bad, cwd=root, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
