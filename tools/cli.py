@@ -83,19 +83,11 @@ _CREATED = []       # (folder, outermost folder created for it) by `output_path`
 
 
 def _remove_created():
-    """Remove the folders `output_path` created for this command, where they are still empty."""
-    while _CREATED:
-        folder, top = _CREATED.pop()
-        while True:
-            try:
-                os.rmdir(folder)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                break                    # not empty: something else is in it now
-            if folder == top or os.path.dirname(folder) == folder:
-                break
-            folder = os.path.dirname(folder)
+    """Remove the folders `output_path` created for this command, where they are still empty
+    (latest first)."""
+    from core.runs import remove_if_empty
+    created, _CREATED[:] = _CREATED[::-1], []
+    remove_if_empty(created)
 
 
 def command(main):
