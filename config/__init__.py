@@ -17,7 +17,7 @@ import os
 import re
 import runpy
 
-from .checks import ConfigError
+from .checks import ConfigError, once_each
 from .schema import FIELDS, defaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -256,15 +256,9 @@ def load_config(path=None, overrides=(), check_data=True):
             raise _unknown(key, origin)
         merged[key] = coerce(key, value)
         where[key] = origin
-    given = {}
-    for text in overrides:
-        key, value = parse_override(text)
+    for key, value in once_each(overrides, parse_override):
         if key not in FIELDS:
             raise _unknown(key, 'the command line')
-        if key in given:
-            raise ConfigError('key %r is given twice on the command line (%s and %s): keep one'
-                              % (key, given[key], text))
-        given[key] = text
         merged[key] = value
         where[key] = 'the command line'
     cfg = validate(merged, origin, where)

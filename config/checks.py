@@ -190,3 +190,16 @@ def dict_of_lists():
             _fail('a dict method -> list of layer weights', v)
         return {str(k): list_of(number(min=0))(x) for k, x in v.items()}
     return check
+
+
+def once_each(overrides, parse):
+    """(key, value) of each command-line override in order, parsed by `parse`;
+    ConfigError when a key is given a second time (the first one is yielded before that)."""
+    given = {}
+    for text in overrides:
+        key, value = parse(text)
+        if key in given:
+            raise ConfigError('key %r is given twice on the command line (%s and %s): keep one'
+                              % (key, given[key], text))
+        given[key] = text
+        yield key, value

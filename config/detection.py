@@ -227,13 +227,7 @@ def load_detection_config(path=None, overrides=(), backbone=True):
     else:
         values, origin = {}, 'the defaults'
     where = {k: origin for k in values}
-    given = {}
-    for text in overrides:
-        key, value = parse(text)
-        if key in given:
-            raise ConfigError('key %r is given twice on the command line (%s and %s): keep one'
-                              % (key, given[key], text))
-        given[key] = text
+    for key, value in c.once_each(overrides, parse):
         values[key] = value
         where[key] = 'the command line'
     for key in values:
