@@ -90,3 +90,24 @@ def legacy_resnet_symbol(num_classes=5, stride=1):
     x = mx.sym.Pooling(x, global_pool=True, pool_type='avg', kernel=(7, 7), name='pool1')
     x = mx.sym.FullyConnected(mx.sym.flatten(x), num_hidden=num_classes, name='fc1')
     return mx.sym.SoftmaxOutput(x, name='softmax')
+
+
+def run_tool(main, argv, capsys):
+    """(exit status, stdout, stderr) of a tool's main(argv), as `python -m tools.X` would end."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    assert 'Traceback' not in err
+    return code or 0, out, err
+
+
+def one_error(code, err, *needles):
+    """Exit status 2 and exactly one `error: ...` line holding every needle."""
+    assert code == 2, err
+    errors = [l for l in err.splitlines() if l.startswith('error: ')]
+    assert len(errors) == 1, err
+    for n in needles:
+        assert n in errors[0], (n, errors[0])
+    return errors[0]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import train
-from tests.helpers import make_cifar, tiny_train_args
+from tests.helpers import make_cifar, one_error, run_tool, tiny_train_args
 from tools import export, onnx_export
 
 pytestmark = pytest.mark.slow
@@ -32,24 +32,6 @@ FAMILIES = [
 ]
 
 
-def run_tool(main, argv, capsys):
-    """(exit status, stdout, stderr) of a tool's main(argv), as `python -m tools.X` would end."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert 'Traceback' not in err
-    return code or 0, out, err
-
-
-def one_error(code, err, *needles):
-    assert code == 2, err
-    errors = [l for l in err.splitlines() if l.startswith('error: ')]
-    assert len(errors) == 1, err
-    for n in needles:
-        assert n in errors[0], (n, errors[0])
-    return errors[0]
 
 
 def save_checkpoint(model_dir, name, network, image_size=32, seed=0):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import make_cifar, merged
+from tests.helpers import make_cifar, merged, one_error, run_tool
 from tools import evaluate, export, heatmaps, launch, make_results, param_table, plot_curves, plotting
 from tools import reproduce, results_table, tsne
 from tools.records import find_runs
@@ -17,27 +17,6 @@ from tools.records import find_runs
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 META = dict(network='cifar_resnet8', num_classes=10, in_channels=3, image_size=32, mean=[125.3, 123.0, 113.9],
             std=[63.0, 62.1, 66.7], dataset='cifar10')
-
-
-def run_tool(main, argv, capsys):
-    """(exit status, stdout, stderr) of a tool's main(argv), as `python -m tools.X` would end."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert 'Traceback' not in err
-    return code or 0, out, err
-
-
-def one_error(code, err, *needles):
-    """Exit status 2 and exactly one `error: ...` line holding every needle."""
-    assert code == 2, err
-    errors = [l for l in err.splitlines() if l.startswith('error: ')]
-    assert len(errors) == 1, err
-    for n in needles:
-        assert n in errors[0], (n, errors[0])
-    return errors[0]
 
 
 def python_m(args, cwd=ROOT):
