@@ -11,6 +11,22 @@ def temporary_name(path):
     return os.path.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
 
 
+def write_synced(tmp, write):
+    """`write(tmp)`, then fsync the file `tmp`: its bytes are on disk before it is renamed."""
+    write(tmp)
+    with open(tmp, 'rb+') as f:
+        os.fsync(f.fileno())
+
+
+def discard(tmp):
+    """Remove the temporary file `tmp` if it is there (nothing else to do if that fails)."""
+    if os.path.lexists(tmp):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
 def write_atomic(path, write):
     """Write `path` whole or not at all: `write(tmp)` writes a temporary file in the same folder,
     which is fsynced and renamed over `path`. On any failure the temporary file is removed, an
@@ -24,16 +40,10 @@ def write_atomic(path, write):
                 f.write(text)
     tmp = temporary_name(path)
     try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
+        write_synced(tmp, write)
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.lexists(tmp):
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
+        discard(tmp)
         if isinstance(e, OSError) and e.strerror and type(e).__module__ == 'builtins':
             raise type(e)(e.errno, e.strerror, path) from e
         raise

@@ -25,7 +25,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from .atomic import temporary_name
+from .atomic import discard, temporary_name, write_synced
 
 
 class CheckpointError(IOError):
@@ -99,16 +99,10 @@ def _write_together(files):
         for path, write in files:
             tmp = temporary_name(path)
             written.append(tmp)
-            write(tmp)
-            with open(tmp, 'rb+') as f:
-                os.fsync(f.fileno())
+            write_synced(tmp, write)
     except BaseException as e:
         for tmp in written:
-            if os.path.lexists(tmp):
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
+            discard(tmp)
         if not isinstance(e, Exception):
             raise
         raise CheckpointError('cannot write %s (%s): free disk space or choose another model_dir; earlier '
