@@ -4,7 +4,7 @@ MXNet 1.9.1 (the last 1.x release) was written for numpy <= 1.23 and Python
 <= 3.11. numpy 1.23.5, with which it works unchanged, has no wheels for
 Python 3.12, so there the pin is numpy 1.26.4 (constraints.txt), and numpy 1.24
 and Python 3.12 each removed one thing that mxnet uses while it is imported.
-This module restores exactly these two, each only when it is missing, so with
+This module restores exactly these, each only when it is missing, so with
 Python <= 3.11 and numpy 1.23.5 it changes nothing (`RESTORED` stays empty):
 
 ``numpy.bool``
@@ -15,6 +15,13 @@ Python <= 3.11 and numpy 1.23.5 it changes nothing (`RESTORED` stays empty):
     and ``mxnet/symbol/numpy/_symbol.py`` (line 1260). Restored as the builtin
     ``bool``, which is what it was. (numpy 2 defines ``numpy.bool`` again, as
     ``numpy.bool_``; it is then present and left alone.)
+
+``numpy.float``, ``numpy.int``
+    The aliases of the builtins ``float`` and ``int``, removed by numpy 1.24
+    too. gluoncv 0.10.5 uses them where this project goes: the anchors of
+    every Faster R-CNN (``model_zoo/rcnn/rpn/anchor.py`` lines 96, 97, 105,
+    so tools.detection), ``utils/metrics/coco_detection.py`` (lines 199, 201)
+    and ``model_zoo/hrnet.py`` (line 539). Restored as the builtins.
 
 ``distutils``
     Removed from the standard library in Python 3.12. mxnet imports
@@ -55,17 +62,32 @@ import importlib.abc
 import sys
 import warnings
 
-RESTORED = []          # what was put back in this process: 'numpy.bool', 'distutils'
+ALIASES = {'bool': bool, 'float': float, 'int': int}     # numpy's removed aliases of builtins
 
 
-def _restore_numpy_bool():
+def _shared_record():
+    """What was put back in this process ('numpy.bool', ..., 'distutils'): one list per process, kept
+    on the hook (init.sh's .pth line installs the hook from a copy of this module that it then forgets,
+    so the project's own ``import core.compat`` is a second copy, which must report the same)."""
+    for finder in sys.meta_path:
+        if type(finder).__name__ == '_BeforeMxnet' and isinstance(getattr(finder, 'restored', None), list):
+            return finder.restored
+    recorded = getattr(sys.modules.get('mxnet'), '_compat_restored', None)     # mxnet imported already
+    return recorded if isinstance(recorded, list) else []
+
+
+RESTORED = _shared_record()
+
+
+def _restore_numpy_aliases():
     import numpy
-    with warnings.catch_warnings():          # numpy <= 1.23 warns on the deprecated alias
-        warnings.simplefilter('ignore')
-        present = hasattr(numpy, 'bool')
-    if not present:
-        numpy.bool = bool
-        RESTORED.append('numpy.bool')
+    for name, builtin in ALIASES.items():
+        with warnings.catch_warnings():          # numpy <= 1.23 warns on the deprecated aliases
+            warnings.simplefilter('ignore')
+            present = hasattr(numpy, name)
+        if not present:
+            setattr(numpy, name, builtin)
+            RESTORED.append('numpy.' + name)
 
 
 def _restore_distutils():
@@ -103,7 +125,7 @@ def _preload_cuda(spec):
 
 def restore():
     """Put back what mxnet 1.9.1 uses and this numpy or Python lacks (idempotent)."""
-    _restore_numpy_bool()
+    _restore_numpy_aliases()
     _restore_distutils()
 
 
@@ -113,8 +135,12 @@ class _BeforeMxnet(importlib.abc.MetaPathFinder):
     It finds nothing itself: it asks the finders after it for mxnet, wraps the
     loader of what they found, and leaves ``sys.meta_path`` once mxnet is
     being loaded (a find_spec('mxnet') without an import, as some packages do
-    to test for mxnet, leaves it in place).
+    to test for mxnet, leaves it in place). ``restored`` is the module's `RESTORED`, for later copies of the
+    module.
     """
+
+    def __init__(self):
+        self.restored = RESTORED
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != 'mxnet':
@@ -135,6 +161,7 @@ class _BeforeMxnet(importlib.abc.MetaPathFinder):
                 sys.meta_path.remove(self)
             restore()
             failed = _preload_cuda(spec)
+            module._compat_restored = RESTORED       # for copies of this module imported after mxnet
             try:
                 exec_module(module)
             except OSError as e:

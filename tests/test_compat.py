@@ -19,15 +19,19 @@ def python(code, *flags, **kw):
                           timeout=300, **kw)
 
 
-# numpy as from 1.24 on: no `numpy.bool` (1.20-1.23 serve it with a warning, 2.x define it as numpy.bool_)
+# numpy as from 1.24 on: no `numpy.bool`, `numpy.float`, `numpy.int` (1.20-1.23 serve them with a warning;
+# 2.x defines numpy.bool again, as numpy.bool_)
 WITHOUT_NUMPY_BOOL = '''
-import sys
+import sys, warnings
 sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != '_BeforeMxnet']   # from init.sh's .pth
 sys.modules.pop('core.compat', None)
 import numpy
-numpy.__dict__.pop('bool', None)
-getattr(numpy, '__deprecated_attrs__', {}).pop('bool', None)
-assert not hasattr(numpy, 'bool')
+for name in ('bool', 'float', 'int'):
+    numpy.__dict__.pop(name, None)
+    getattr(numpy, '__deprecated_attrs__', {}).pop(name, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        assert not hasattr(numpy, name), name
 '''
 USE_MXNET = '''
 import mxnet as mx
@@ -45,9 +49,24 @@ def test_mxnet_fails_without_numpy_bool_and_compat_restores_it():
     assert fixed.returncode == 0, fixed.stderr[-1500:]
 
 
+def test_gluoncv_faster_rcnn_anchors_fail_without_numpy_float_and_compat_restores_it():
+    """gluoncv's RPN anchors (every detector of tools.detection) read numpy.float, gone since numpy 1.24."""
+    anchors = ('from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator\n'
+               'g = RPNAnchorGenerator(16, 16, (0.5, 1, 2), (8, 16), (8, 8))\n'
+               'assert g.anchors.shape == (1, 1, 8, 8, 24), g.anchors.shape\n')
+    bare = python(WITHOUT_NUMPY_BOOL + 'numpy.bool = bool\n' + anchors)
+    assert bare.returncode != 0 and "has no attribute 'float'" in bare.stderr, bare.stderr[-800:]
+    fixed = python(WITHOUT_NUMPY_BOOL + 'import core.compat\n' + anchors +
+                   'assert numpy.float is float and numpy.int is int, core.compat.RESTORED\n'
+                   'assert sorted(core.compat.RESTORED) == ["numpy.bool", "numpy.float", "numpy.int"]\n')
+    assert fixed.returncode == 0, fixed.stderr[-1500:]
+
+
 def test_compat_imports_nothing_and_changes_nothing_that_is_present():
     """Importing it loads neither numpy nor mxnet (numpy's OpenBLAS must load after core/env.py's thread
-    settings); on mxnet's import it adds numpy.bool only where numpy lacks it, and leaves the rest alone."""
+    settings); on mxnet's import it adds numpy.bool, .float and .int only where numpy lacks them, and leaves the
+    rest alone. The project's `import core.compat` is a second copy of the module (init.sh's .pth line installed the
+    hook from a copy it then forgot), and reports what the hook restored."""
     r = python('''
 import sys, warnings
 import core.compat
@@ -55,13 +74,14 @@ assert 'numpy' not in sys.modules and 'mxnet' not in sys.modules
 import numpy
 with warnings.catch_warnings():
     warnings.simplefilter('ignore')
-    before = getattr(numpy, 'bool', None)
+    before = {name: getattr(numpy, name, None) for name in ('bool', 'float', 'int')}
 import mxnet
 assert not any(type(f).__name__ == '_BeforeMxnet' for f in sys.meta_path)
-if before is None:
-    assert numpy.bool is bool and 'numpy.bool' in core.compat.RESTORED
-else:
-    assert numpy.__dict__.get('bool', before) is before and 'numpy.bool' not in core.compat.RESTORED
+for name, builtin in (('bool', bool), ('float', float), ('int', int)):
+    if before[name] is None:
+        assert getattr(numpy, name) is builtin and 'numpy.' + name in core.compat.RESTORED, (name, core.compat.RESTORED)
+    else:
+        assert numpy.__dict__.get(name, before[name]) is before[name] and 'numpy.' + name not in core.compat.RESTORED
 print(numpy.__version__, core.compat.RESTORED)
 ''')
     assert r.returncode == 0, r.stderr[-1500:]
