@@ -254,7 +254,7 @@ class Session(object):
             self.amp = amp
         self.plan = cfg.plan
         check_methods_fit(self.plan, self.workers)
-        self.data = DataSource(cfg, self.workers, self.rank, self.batch_size)
+        self.data = DataSource(cfg, self.workers, self.rank, self.batch_size, indices=plan_takes_indices(self.plan))
         check_batch_fits(cfg, self.batch_size, {'training': self.data.num_train, 'validation': self.data.num_val},
                          len(self.ctx), self.workers)
         # a method whose memory has a row per training sample (registry `indices`) needs their count

@@ -9,11 +9,13 @@ num_classes, images that do not decode, images whose channel count does not fit
 the dataset) with errors that say what to do.
 """
 import os
+import weakref
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from core.env import process_cores
 from .packfile import check_pack, ensure_decodable, sample_channels, PackError
 from . import records
+from .indices import row_list_file
 
 
 class DataError(PackError):
@@ -51,7 +53,15 @@ DEFAULTS = {
 
 
 class DataSource(object):
-    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None):
+    """The training and validation iterators of `cfg.dataset`, part `part_index` of `num_parts`.
+
+    With `indices` (a method of the plan keeps a row per training sample, e.g. crd), every training
+    batch also carries each sample's index in the whole training set in `DataBatch.index`, and
+    `num_samples` is that set's size (CIFAR pickles: the arrays' positions; packs: the record's row in
+    train.idx, see data/indices.py).
+    """
+
+    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None, indices=False):
         self.cfg = cfg
         channels, size, mean, std, style, pad = DEFAULTS[cfg.dataset]
         self.channels = channels
@@ -75,16 +85,24 @@ class DataSource(object):
             self._records = None
         else:
             prefix = lambda s: os.path.join(cfg.data_dir, s)
-            self.num_train = check_pack(prefix('train'), cfg.num_classes) // num_parts
+            train_records = check_pack(prefix('train'), cfg.num_classes)
+            self.num_train = train_records // num_parts
             self.num_val = check_pack(prefix('val'), cfg.num_classes) // num_parts
             for split in ('train', 'val'):
                 # on every path: the iterators that resize would abort the process on an image that
                 # does not decode, the others would train on garbage pixels (free for builder-made packs)
                 ensure_decodable(prefix(split), cfg.progress)
                 check_channels(prefix(split), channels, cfg.dataset)
+            rows = None
+            if indices:
+                self.num_samples = train_records
+                if style != 'imagenet':           # DecodeIter carries the rows itself; ImageRecordIter reads a list
+                    rows = row_list_file(prefix('train'))
+                    weakref.finalize(self, os.remove, rows)
             self._records = records.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
-                self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed)
+                self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,
+                row_list=rows)
         if cfg.num_examples:
             self.num_train = cfg.num_examples // num_parts
 

@@ -6,15 +6,17 @@ sample (CRD; their registry entries declare ``indices=True``).
     sample_indices(source, batch) the indices of a training batch's samples, (B,) float32 in
                                   0..N-1, checked on the host
 
-The in-memory datasets (CIFAR pickles, `ArrayIter`) carry them in `DataBatch.index`: the
-position of each sample in the training arrays. RecordIO packs do not yet: MXNet 1.9.1's
-`ImageRecordIter` leaves `DataBatch.index` at 0 for every record, so there a method that needs
-indices is refused with a DataError naming the fix. The pieces for packs are here:
-`write_row_list` writes a list that makes ImageRecordIter (``path_imglist``, ``label_width=2``)
-return each record's row in the pack beside its class, and `RowBatches` turns such batches
-into ordinary ones with the rows in `DataBatch.index`.
+Every training iterator carries them in `DataBatch.index` when `DataSource` is asked for them:
+- the in-memory datasets (CIFAR pickles, `ArrayIter`): each sample's position in the training arrays;
+- ImageNet packs (`DecodeIter`): each record's row in train.idx;
+- small-image packs (Fashion-MNIST): MXNet 1.9.1's `ImageRecordIter` leaves `DataBatch.index` at 0
+  for every record, so `row_list_file` writes a list that makes it (``path_imglist``,
+  ``label_width=2``) return each record's row in the pack beside its class, and `RowBatches` turns
+  such batches into ordinary ones with the rows in `DataBatch.index`. Order, images and
+  augmentation are those of the iterator without the list (the list only replaces the labels).
 """
 import os
+import tempfile
 
 import numpy as np
 import mxnet as mx
@@ -37,8 +39,8 @@ def sample_count(source):
     if train_x is not None:
         return len(train_x)
     raise _error('a method of kt_type needs each training sample\'s index (a memory bank with a row per sample, '
-                 'e.g. crd), which the %s RecordIO pack iterator does not supply yet; train it on cifar10/cifar100 '
-                 '(the python pickles) or leave it out of kt_type' % source.cfg.dataset)
+                 'e.g. crd), which %s was not built to supply (DataSource(..., indices=True))'
+                 % type(source).__name__)
 
 
 def sample_indices(source, batch, count=None):
@@ -78,6 +80,19 @@ def write_row_list(prefix, path):
             label = header.label if np.isscalar(header.label) else header.label[0]
             out.write('%d\t%r\t%d\t%d\n' % (header.id, float(label), row, key))
     return len(keys)
+
+
+def row_list_file(prefix):
+    """`write_row_list` of pack `prefix` into a new temporary file; returns its path (the caller
+    removes it). A failure removes the file and raises."""
+    fd, path = tempfile.mkstemp(prefix='nst-rows-', suffix='.lst')
+    os.close(fd)
+    try:
+        write_row_list(prefix, path)
+    except BaseException:
+        os.remove(path)
+        raise
+    return path
 
 
 class RowBatches(object):

@@ -16,6 +16,7 @@ import mxnet as mx
 
 from .augment import centre_crop_resize  # noqa: F401  (tools.features uses it from here)
 from .decode import DecodeIter, PackIndex
+from .indices import RowBatches
 
 _KNOWN = None
 
@@ -96,9 +97,11 @@ def _norm(mean, std, channels):
 
 
 def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mean, std, style,
-                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0):
+                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0, row_list=None):
     """(train(epoch), val()) iterator factories over part `part_index` of `num_parts` of the packs;
     `style` is 'imagenet' (DecodeIter: OpenCV on `threads` threads) or 'small' (ImageRecordIter).
+    DecodeIter's batches carry each record's row in the pack in `DataBatch.index`; ImageRecordIter's
+    do when `row_list` names a `data.indices.write_row_list` file of the training pack.
 
     The trainer rebuilds the training iterator each epoch, seeded from (seed, epoch), so a resumed
     run sees exactly the batches an uninterrupted one would.
@@ -127,5 +130,9 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
         train.update(pad=pad, fill_value=0, rand_crop=pad > 0, rand_mirror=True)
     val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
                rand_crop=False, rand_mirror=False)
-    return (lambda epoch: image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch))), \
-        (lambda: image_record_iter(**val))
+    if row_list is None:
+        make_train = lambda epoch: image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch))
+    else:
+        make_train = lambda epoch: RowBatches(image_record_iter(**dict(
+            train, seed=seed + epoch, seed_aug=seed + epoch, path_imglist=row_list, label_width=2)))
+    return make_train, (lambda: image_record_iter(**val))

@@ -68,7 +68,7 @@ METHODS += [
     _peer('sp', 'stage3'), _peer('rkd', 'pool'), _peer('pkt', 'pool'), _peer('kdsvd', STAGES),
     _peer('dkd', 'null', None, WARMUP), _peer('dist'), _peer('cc', 'pool'), _peer('vid', STAGES),
     _peer('reviewkd', '[stage1_pre, stage2_pre, stage3_pre, pool]', '[stage1, stage2, stage3, pool]', WARMUP),
-    _peer('ab', '[stage1_pre, stage2_pre, stage3_pre]'), _peer('ft', 'stage3'),
+    _peer('ab', '[stage1_pre, stage2_pre, stage3_pre]'), _peer('ft', 'stage3'), _peer('crd', 'pool'),
 ]
 
 

@@ -1,7 +1,12 @@
-"""Transfer methods whose declaration the data or the launch cannot serve stop before training
-with one error naming the problem and the fix (exit 2): a method that needs each sample's index
-(crd) on RecordIO packs, which do not supply it; a method with a stage or a per-sample memory
-(ab, ft, crd) under several worker processes."""
+"""Transfer methods and the data and launch they need: a method that needs each sample's index
+(crd) trains on RecordIO packs of both layouts; one with a stage or a per-sample memory (ab, ft,
+crd) under several worker processes stops before training with one error naming the problem and
+the fix (exit 2)."""
+import os
+import tempfile
+
+import mxnet as mx
+import numpy as np
 import pytest
 
 from core.trainer import TrainingError, check_methods_fit
@@ -9,23 +14,55 @@ from data import pack
 from tests.helpers import make_jpeg_tree
 
 
-def test_crd_on_a_pack_is_refused_before_training(tmp_path, train_run):
+def fashion_mnist_pack(tmp_path, train=20, val=10):
+    """A Fashion-MNIST pack (data.fashion_mnist from generated idx files): `train` and `val` images."""
+    import struct
+    from data import fashion_mnist
+    rng = np.random.RandomState(0)
+    src = tmp_path / 'fm_src'
+    src.mkdir()
+    for (images, labels), n in zip(fashion_mnist.FILES.values(), (train, val)):
+        for name, array in ((images, rng.randint(0, 255, (n, 28, 28))), (labels, np.arange(n) % 10)):
+            with open(str(src / name), 'wb') as f:
+                f.write(b'\0\0\x08' + bytes([array.ndim]) + struct.pack('>' + 'I' * array.ndim, *array.shape))
+                f.write(array.astype(np.uint8).tobytes())
+    out = tmp_path / 'fm'
+    assert fashion_mnist.main(['--out', str(out), '--source', str(src), '--no-download']) == 0
+    return ['dataset=fashion_mnist', 'data_dir=%s' % out, 'num_classes=10']
+
+
+def imagenet_pack(tmp_path):
+    """An ImageNet-layout pack of 3 classes: 12 training JPEGs, 6 validation JPEGs, at 16x16."""
     make_jpeg_tree(str(tmp_path / 'train'), classes=3, per_class=4, size=(20, 20), seed=1)
     make_jpeg_tree(str(tmp_path / 'val'), classes=3, per_class=2, size=(20, 20), seed=2)
     assert pack.main(['--train', str(tmp_path / 'train'), '--val', str(tmp_path / 'val'),
                       '--out', str(tmp_path / 'pack')]) == 0
-    common = ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'pack'), 'num_classes=3', 'image_size=16',
-              'network=cifar_resnet8', 'gpu_list=[]', 'batch_size=2', 'progress=false', 'data_threads=1',
-              'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'num_epoch=1',
-              'epoch_size=1']
-    assert train_run(common + ['model_prefix=teacher', 'kt=false'])[0] == 0
+    return ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'pack'), 'num_classes=3', 'image_size=16']
+
+
+@pytest.mark.parametrize('layout', ['fashion_mnist', 'imagenet'])
+def test_crd_trains_on_a_pack_and_updates_the_memory_row_of_every_sample(tmp_path, train_run, layout, monkeypatch):
+    """RecordIO packs carry each record's row in the pack (data/indices.py): after one epoch over the
+    whole training set every row of CRD's memory banks has been moved and renormalised (rows not reached
+    keep their random initial norms), and the checkpoint holds them."""
+    (tmp_path / 'tmp').mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))     # where the row list of the pack goes
+    data, samples = (fashion_mnist_pack(tmp_path), 20) if layout == 'fashion_mnist' else (imagenet_pack(tmp_path), 12)
+    common = data + ['network=cifar_resnet8', 'gpu_list=[]', 'batch_size=4', 'progress=false', 'data_threads=1',
+                     'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'num_epoch=1',
+                     'epoch_size=%d' % (samples // 4)]
+    assert train_run(common + ['model_prefix=teacher', 'kt=false', 'epoch_size=1'])[0] == 0
     code, err = train_run(common + ['model_prefix=crd', 'kt=true', 'kt_type=kd+crd', 'teacher_symbol=[null, pool]',
                                     'student_symbol=[null, pool]', 'teacher_prefix=%s' % (tmp_path / 'model' /
                                                                                           'teacher')])
-    assert code == 2, err
-    assert "needs each training sample's index" in err and 'imagenet RecordIO pack' in err, err
-    assert 'cifar10/cifar100' in err and 'Traceback' not in err
-    assert not (tmp_path / 'model' / 'crd-0001.params').exists()
+    assert code == 0, err
+    saved = mx.nd.load(str(tmp_path / 'model' / 'crd-0001.extra.params'))
+    memories = [v.asnumpy() for k, v in saved.items() if k.endswith('memory_s') or k.endswith('memory_t')]
+    assert len(memories) == 2, list(saved)
+    for memory in memories:
+        assert memory.shape[0] == samples
+        np.testing.assert_allclose(np.linalg.norm(memory, axis=1), 1.0, rtol=1e-4)
+    assert os.listdir(str(tmp_path / 'tmp')) == []                     # the row list is gone
 
 
 def test_stage_and_memory_methods_under_several_workers_are_refused():
