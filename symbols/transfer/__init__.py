@@ -6,7 +6,8 @@ Families (one module each):
 - `feature`: FitNet, AT, NST (MMD with linear / poly / Gaussian kernels),
   FSP, OFD (with `ofd_margin`), KDSVD;
 - `relational`: SP, RKD, PKT (batch-relational);
-- `heads`: CC, VID, ReviewKD (losses with trainable heads, `HeadLoss`);
+- `heads`: CC, VID (losses with trainable heads, `HeadLoss`);
+- `review`: ReviewKD (attention-based fusion of the stages, hierarchical context loss);
 - `staged`: AB, FT (heads trained in a stage before the main training, `Stage`);
 - `contrastive`: CRD (embedding heads and a memory bank indexed by sample);
 - `base`: `ShapedLoss`, `HeadLoss`, `Stage`, `PairingError`, `Connector` and shared helpers.
@@ -39,7 +40,8 @@ from .logit import KDLoss, DKDLoss, DISTLoss
 from .feature import (NSTLoss, OriginalNSTPolyLoss, ATLoss, FitNetLoss, FSPLoss, OFDLoss, KDSVDLoss,
                       ofd_margin)
 from .relational import SPLoss, RKDLoss, PKTLoss
-from .heads import CCLoss, VIDLoss, ReviewKDLoss
+from .heads import CCLoss, VIDLoss
+from .review import ReviewKDLoss
 from .staged import ABLoss, FTLoss
 from .contrastive import CRDLoss
 
