@@ -145,6 +145,20 @@ class _UniqueKeyLoader(object):
         return cls.cls
 
 
+def yaml_problem(error):
+    """One line for a YAML parser error: where (line and column, counted from 1) and what, e.g.
+    "line 2, column 12: expected ',' or ']', but got ':' (while parsing a flow sequence)"."""
+    mark = getattr(error, 'problem_mark', None)
+    problem = getattr(error, 'problem', None)
+    if mark is None or not problem:
+        return ' '.join(str(error).split())
+    context, where = getattr(error, 'context', None), getattr(error, 'context_mark', None)
+    if context and where is not None:
+        context += ' that starts at line %d, column %d' % (where.line + 1, where.column + 1)
+    return 'line %d, column %d: %s%s' % (mark.line + 1, mark.column + 1, problem,
+                                         ' (%s)' % context if context else '')
+
+
 def _read_yaml(path):
     import yaml
     try:
@@ -153,7 +167,7 @@ def _read_yaml(path):
     except ConfigError as e:
         raise ConfigError('config file %s: %s' % (path, e))
     except yaml.YAMLError as e:
-        raise ConfigError('config file %s is not valid YAML: %s' % (path, e))
+        raise ConfigError('config file %s is not valid YAML: %s' % (path, yaml_problem(e)))
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError('config file %s cannot be read (%s)' % (path, e))
     if values is None:

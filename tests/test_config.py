@@ -141,9 +141,12 @@ def test_yaml_and_py_config_files(tmp_path):
     p.write_text('network = "wrn16_2"\nkt = False\nimport os\n')
     assert cfg(path=str(p)).network == 'wrn16_2'
     bad = tmp_path / 'bad.yaml'
-    bad.write_text('lr: [1\n')
-    with pytest.raises(ConfigError, match='not valid YAML'):
+    bad.write_text('network: cifar_resnet8\nkt_weight: [16, 50\nlr: 0.1\n')      # a list left open
+    with pytest.raises(ConfigError) as e:
         cfg(path=str(bad))
+    assert str(e.value).endswith("not valid YAML: line 3, column 3: expected ',' or ']', but got ':' (while parsing "
+                                 "a flow sequence that starts at line 2, column 12)"), str(e.value)
+    assert '\n' not in str(e.value)
     with pytest.raises(ConfigError, match='does not exist'):
         cfg(path=str(tmp_path / 'none.yaml'))
 
