@@ -203,3 +203,12 @@ def once_each(overrides, parse):
                               % (key, given[key], text))
         given[key] = text
         yield key, value
+
+
+def resolved_source(source, prefix):
+    """What a weights source of `auto` stands for (teacher_source, backbone_source): 'legacy' when
+    `prefix`-symbol.json exists (a Module checkpoint), else 'project'; any other source as given."""
+    import os
+    if source != 'auto':
+        return source
+    return 'legacy' if prefix and os.path.isfile(prefix + '-symbol.json') else 'project'

@@ -253,11 +253,7 @@ def load_detection_config(path=None, overrides=(), backbone=True):
 
 def backbone_source(cfg):
     """The backbone source `auto` stands for: legacy when backbone_prefix-symbol.json exists, else project."""
-    if cfg.backbone_source != 'auto':
-        return cfg.backbone_source
-    if cfg.backbone_prefix and os.path.isfile(cfg.backbone_prefix + '-symbol.json'):
-        return 'legacy'
-    return 'project'
+    return c.resolved_source(cfg.backbone_source, cfg.backbone_prefix)
 
 
 def _check_together(cfg, where, backbone=True):

@@ -9,6 +9,7 @@ import re
 import mxnet as mx
 
 import symbols
+from config.checks import resolved_source
 from . import checkpoint
 
 LOG = logging.getLogger('teacher')
@@ -24,11 +25,8 @@ class TeacherError(ValueError):
 
 
 def source_of(cfg):
-    if cfg.teacher_source != 'auto':
-        return cfg.teacher_source
-    if cfg.teacher_prefix and os.path.isfile(cfg.teacher_prefix + '-symbol.json'):
-        return 'legacy'
-    return 'project'
+    """The teacher source `auto` stands for: legacy when teacher_prefix-symbol.json exists, else project."""
+    return resolved_source(cfg.teacher_source, cfg.teacher_prefix)
 
 
 def check_teacher_prefix(path):
