@@ -143,13 +143,17 @@ def serve(config):
     cancel = np.ndarray((len(slots),), np.int64, control)
     results = Connection(config['results'], readable=False)
     tasks, parent, packs = config['tasks'], config['parent'], Packs()
+    os.set_blocking(tasks, False)                   # (every worker: the idle ones all wake for a task)
     while True:
         ready, _, _ = select.select([tasks], [], [], 1.0)
         if not ready:
             if os.getppid() != parent:
                 return
             continue
-        record = os.read(tasks, TASK.size)
+        try:
+            record = os.read(tasks, TASK.size)
+        except BlockingIOError:                     # another worker took it
+            continue
         if len(record) != TASK.size:                # the end of the pipe: shut down
             return
         tid, slot, lo, hi = TASK.unpack(record)
