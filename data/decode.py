@@ -90,11 +90,13 @@ class _Workers(object):
 
     def __init__(self):
         self.procs, self.conns, self.task_w, self.cancel, self.closed = [], [], None, None, False
+        self.owner = os.getpid()
 
     def shutdown(self):
         """Skip every queued task, end the task pipe, give the workers LEAVE_SECONDS to leave, kill
-        the rest. Idempotent; safe at interpreter exit."""
-        if self.closed:
+        the rest. Idempotent; safe at interpreter exit; nothing in a forked child (whose exit must
+        not stop its parent's workers)."""
+        if self.closed or os.getpid() != self.owner:
             return
         self.closed = True
         if self.cancel is not None:
@@ -323,8 +325,10 @@ class DecodeIter(object):
     once the iterator is closed (at its end, by `close`, or when dropped) by the next iterator
     given the same `ring` (record_iters gives each factory one, on one pool for every epoch).
     Without a ring, or while another open iterator holds it, the iterator starts a pool of its own
-    (`threads` workers), shut down when it closes. A record that cannot be read or decoded raises
-    a DataError naming the pack; a worker that dies, a WorkerError.
+    (`threads` workers), shut down when it closes. `threads` = 1 is one worker process, not the
+    main thread: the decoding overlaps the training, as the one decoding thread did before. A
+    record that cannot be read or decoded raises a DataError naming the pack; a worker that dies,
+    a WorkerError.
     """
 
     def __init__(self, index, batch_size, image_size, mean, std, augment=False, resize=None, shuffle=False,
@@ -334,7 +338,7 @@ class DecodeIter(object):
             raise ValueError('part_index=%d is not in 0..num_parts-1 (num_parts=%d)' % (part_index, num_parts))
         self.index, self.batch_size, self.augment = index, batch_size, augment
         self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
-        self.resize = resize or centre_crop_resize(image_size)
+        self.resize = int(resize or centre_crop_resize(image_size))
         if not augment and self.resize < image_size:
             raise ValueError('resize=%d is smaller than image_size=%d' % (self.resize, image_size))
         self.seed, self.epoch, self.part_index, self.num_parts = seed, epoch, part_index, num_parts

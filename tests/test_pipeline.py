@@ -325,7 +325,7 @@ while True:                                         # until Ctrl-C: epoch after 
 
 @pytest.fixture(scope='module')
 def photo_pack(tmp_path_factory):
-    """96 JPEGs of 400x300: about 2 ms each to decode, so a batch of 48 keeps a thread busy."""
+    """96 JPEGs of 400x300: about 2 ms each to decode, so a batch of 48 keeps a worker busy."""
     root = tmp_path_factory.mktemp('photos')
     rng = np.random.RandomState(3)
     items = []
