@@ -428,7 +428,7 @@ def test_a_worker_killed_mid_epoch_is_one_clear_error_and_the_next_epoch_starts_
 def test_nothing_is_left_behind_when_the_factories_are_dropped(packs, tmp_path):
     """Dropping the iterator factories (after batches, or after a damaged record's DataError)
     stops their workers and closes every file and shared memory (memfds: nothing ever appears in
-    /dev/shm)."""
+    /dev/shm); a batch held past that keeps its memory (the NDArray holds the mapping)."""
     import gc
     bad = str(tmp_path / 'bad')
     pack.write_records(bad, [(i, float(i), cv2.imencode('.jpg', np.full((20, 20, 3), i, np.uint8))[1].tobytes())
@@ -446,7 +446,8 @@ def test_nothing_is_left_behind_when_the_factories_are_dropped(packs, tmp_path):
         pids = it._pool.pids
         assert shm_entries() == shm and open_fds() != fds and all(alive(pid) for pid in pids)
         if error is None:
-            next(it)
+            held = next(it).data[0]                   # (a batch kept past its factory: still valid)
+            copy = held.asnumpy().copy()
             next(val())
         else:
             with pytest.raises(error, match='record 9 does not decode'):
@@ -454,8 +455,13 @@ def test_nothing_is_left_behind_when_the_factories_are_dropped(packs, tmp_path):
                     pass
         del train, val, it
         gc.collect()
-        assert not any(alive(pid) for pid in pids)
-        assert shm_entries() == shm and open_fds() == fds
+        assert not any(alive(pid) for pid in pids) and shm_entries() == shm
+        if error is None:                             # the held batch's slot: its mapping (mmap's fd) stays
+            assert (held + 0).asnumpy().tobytes() == copy.tobytes()
+            assert [os.readlink('/proc/self/fd/' + fd) for fd in open_fds() - fds] == ['/memfd:decode-slot (deleted)']
+            del held
+            gc.collect()
+        assert open_fds() == fds
 
 
 def test_the_workers_load_opencv_but_not_mxnet(packs):
