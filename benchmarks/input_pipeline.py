@@ -12,8 +12,8 @@ and times, in one run, the methods one after another `--rounds` times (in revers
 other round; the median of each is kept, the ratio of each round printed too, and the load
 average after each round, so a change of machine load hits all of them alike):
   project  the iterator train.py uses, built by `data.records.record_iters` as `data.DataSource`
-           builds it, with `--threads` (default: the cores, as data_threads) threads: for
-           ImageNet packs `data.decode.DecodeIter` (OpenCV on a thread pool), for Fashion-MNIST
+           builds it, with `--threads` (default: the cores, as data_threads) decoding workers:
+           for ImageNet packs `data.decode.DecodeIter` (OpenCV in worker processes), for Fashion-MNIST
            packs one ImageRecordIter, for CIFAR `data.arrays.ArrayIter`;
   before   the iterator the project used before DecodeIter: one MXNet ImageRecordIter with the
            same keywords as then (`preprocess_threads` = the cores, which MXNet 1.9.1 caps at
@@ -290,14 +290,50 @@ class BoundPool(object):
 # ---------------------------------------------------------------------------------------------
 # the project's iterators
 
+class WorkerCPU(object):
+    """CPU seconds used by the decoding worker processes of DecodeIter iterators (their pools'
+    `pids`, read from /proc/PID/stat) since each was first seen; 0 for iterators without workers."""
+
+    def __init__(self):
+        self._start, self._last = {}, {}
+
+    @staticmethod
+    def _seconds(pid):
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:                             # (gone: its last reading stands)
+            return None
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))     # utime + stime
+
+    def see(self, it):
+        """Take the workers of iterator `it` into account (from now on, for new ones)."""
+        for pid in getattr(getattr(it, '_pool', None), 'pids', []):
+            if pid not in self._start:
+                now = self._seconds(pid)
+                if now is not None:
+                    self._start[pid] = self._last[pid] = now
+
+    def total(self):
+        """Seconds of CPU of every worker seen, since it was first seen."""
+        for pid in self._start:
+            now = self._seconds(pid)
+            if now is not None:
+                self._last[pid] = now
+        return sum(self._last[pid] - self._start[pid] for pid in self._start)
+
+
 def iterator_rate(make, seconds, first_epoch=0):
-    """(images/s, CPU ms per image of this process, all its threads) of the iterators `make(epoch)`
-    gives, epoch after epoch (each built afresh, as the trainer does), for about `seconds`: from
-    the first batch of the first epoch on (its start-up left out, as the bound's warm-up is), a
-    later epoch's start-up counted; whole batches, waiting for each one's data."""
+    """(images/s, CPU ms per image of this process, all its threads, and of its decoding worker
+    processes) of the iterators `make(epoch)` gives, epoch after epoch (each built afresh, as the
+    trainer does), for about `seconds`: from the first batch of the first epoch on (its start-up
+    left out, as the bound's warm-up is), a later epoch's start-up counted; whole batches, waiting
+    for each one's data."""
     epoch = first_epoch
     it = make(epoch)
     next(it).data[0].wait_to_read()
+    workers = WorkerCPU()
+    workers.see(it)
     images, tic, cpu = 0, time.time(), time.process_time()
     try:
         while time.time() - tic < seconds or not images:
@@ -306,10 +342,12 @@ def iterator_rate(make, seconds, first_epoch=0):
             except StopIteration:
                 epoch += 1
                 it = make(epoch)
+                workers.see(it)
                 continue
             batch.data[0].wait_to_read()
             images += batch.data[0].shape[0]
-        return images / (time.time() - tic), (time.process_time() - cpu) * 1e3 / images
+        used = time.process_time() - cpu + workers.total()
+        return images / (time.time() - tic), used * 1e3 / images
     finally:
         if hasattr(it, 'close'):
             it.close()
@@ -363,7 +401,7 @@ def parse_args(argv):
     p.add_argument('--batch', type=int, default=64, help='ImageNet batch')
     p.add_argument('--small-batch', type=int, default=128, help='Fashion-MNIST / CIFAR batch')
     p.add_argument('--threads', type=int, default=None,
-                   help="the project's decoding threads (default: the cores, as data_threads)")
+                   help="the project's decoding workers (default: the cores, as data_threads)")
     p.add_argument('--seconds', type=float, default=2.0, help='per measurement')
     p.add_argument('--rounds', type=int, default=11)
     p.add_argument('--paths', default=','.join(PATHS), help='comma-separated, of ' + ', '.join(PATHS))
@@ -456,7 +494,7 @@ def main(argv=None):
         sys.stderr.flush()
 
     load = os.getloadavg()
-    log('cores %d, decoding threads %d; load average %.2f %.2f %.2f' % ((cores, threads) + load))
+    log('cores %d, decoding workers %d; load average %.2f %.2f %.2f' % ((cores, threads) + load))
     root = args.keep or tempfile.mkdtemp(prefix='input_pipeline-')
     result = {'cores': cores, 'threads': threads, 'load_before': load, 'paths': {}}
     try:

@@ -48,8 +48,9 @@ _FIELDS = [
           'jitter 0.4, PCA lighting 0.1, mirror; cifar/fashion_mnist: pad + random crop, mirror)'),
     Field('pad', None, c.optional(c.integer(min=0)), 'padding before the random crop for small images '
           '(default 4 for cifar, 2 for fashion_mnist)'),
-    Field('data_threads', None, c.optional(c.integer(min=1)), 'decoding threads (default: the cores of this '
-          'process, shared among the local workers of a distributed run)'),
+    Field('data_threads', None, c.optional(c.integer(min=1)), 'ImageNet packs: decoding worker processes '
+          '(default: the cores of this process, shared among the local workers of a distributed run); '
+          'Fashion-MNIST packs: ImageRecordIter preprocess_threads'),
     Field('num_examples', None, c.optional(c.integer(min=1)), 'training-set size (default: counted from the '
           'pack index or the arrays)'),
     Field('epoch_size', None, c.optional(c.integer(min=1)), 'stop each epoch after this many batches '

@@ -14,8 +14,8 @@ import weakref
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from core.env import process_cores
 from .packfile import check_pack, ensure_decodable, sample_channels, PackError
-from . import records
-from .indices import row_list_file
+# data.records and data.indices (which import mxnet) are imported where they are used: the decoding
+# worker processes import this package without mxnet (data/decode_worker.py)
 
 
 class DataError(PackError):
@@ -93,6 +93,8 @@ class DataSource(object):
                 # does not decode, the others would train on garbage pixels (free for builder-made packs)
                 ensure_decodable(prefix(split), cfg.progress)
                 check_channels(prefix(split), channels, cfg.dataset)
+            from . import records
+            from .indices import row_list_file
             rows = None
             if indices:
                 self.num_samples = train_records

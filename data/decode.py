@@ -1,124 +1,51 @@
-"""ImageNet-style packs decoded with OpenCV on a pool of threads (`DecodeIter`).
+"""ImageNet-style packs decoded with OpenCV in worker processes (`DecodeIter` on a `DecodePool`).
 
-MXNet 1.9.1's ImageRecordIter decodes on max(cores/2 - 1, 1) threads whatever
-`preprocess_threads` says (one on 2 cores), and its decode + augmentation costs about twice
-OpenCV's; OpenCV releases the GIL while it decodes and resizes, so Python threads running it
-use every core (benchmarks/input_pipeline.py measures both against the decode bound).
+Why processes: OpenCV releases the GIL while it decodes and resizes, but the Python between its
+calls (augment_image's few lines per image) does not, so two threads of one process reach about
+1400 images/s on 2 cores where two processes reach about 1710 (decode + augmentation). MXNet
+1.9.1's ImageRecordIter decodes on max(cores/2 - 1, 1) threads whatever `preprocess_threads`
+says, and its decode + augmentation costs about twice OpenCV's (benchmarks/input_pipeline.py
+measures both against the decode bound).
+
+A `DecodePool` starts its workers once (data/decode_worker.py: new interpreters that import
+numpy, OpenCV and the `data` package, never mxnet) and owns a ring of batch buffers in shared
+memory (memfd: anonymous, so nothing is left in /dev/shm whatever happens to the process). Each
+slot's float32 planes are wrapped once as an NDArray (`mx.nd.from_numpy(..., zero_copy=True)`),
+so the workers write decoded, augmented, normalised images straight into the arrays MXNet reads.
+`record_iters` keeps one pool per pair of iterator factories (train and val, a ring each), for
+every epoch; it is shut down when the factories are dropped, at exit, or when an iterator that
+made its own pool closes. Workers leave when the task pipe ends (the main process closed it or
+died) or their parent is gone; they ignore SIGINT (they are in their own session: Ctrl-C at the
+terminal reaches only the main process, which stops them).
 """
 import collections
-import ctypes
-import mmap
+import json
 import os
-import struct
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from multiprocessing.connection import Connection, wait as wait_connections
 
 import mxnet as mx
 import numpy as np
 
-from .augment import augment_image, centre_crop_resize, centre_image, colour_maps, draw_augmentation, generator
-from .packfile import LENGTH_MASK, PackError, RECORD_MAGIC, read_idx, read_record_at
+from . import DataError
+from .augment import centre_crop_resize, colour_maps, draw_augmentation, generator
+from .decode_worker import TASK, map_fd, slot_layout, slot_views, write_header
+from .packindex import PackIndex, damaged  # noqa: F401  (the pack reader, here since DecodeIter began)
 
-#: bytes read at once for a record (more only when its header says it is longer)
-READ_AHEAD = 1 << 20
-
-
-def damaged(path, why):
-    """The DataError for a record of pack `path` that cannot be read or decoded."""
-    from . import DataError
-    prefix = path[:-4] if path.endswith('.rec') else path
-    return DataError('reading %s failed (%s). A record is probably damaged: find it with `python -m data.pack '
-                     '--check %s`, then rebuild or copy the pack again' % (path, why, prefix))
+#: the command a worker runs: the project's root on sys.path, then data.decode_worker.main
+BOOT = 'import sys; sys.path.insert(0, sys.argv[1]); from data.decode_worker import main; main(sys.argv[2:])'
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: seconds a shut-down worker has to leave before it is killed
+LEAVE_SECONDS = 2.0
 
 
-class PackIndex(object):
-    """A pack's records: keys and offsets from its .idx, read once; `read` takes one record.
-
-    The .rec is memory-mapped (read-only) when the file system allows it, so a record's image is
-    decoded straight from the page cache (a pread copy costs 1-2% of an ImageNet image's decode
-    here), else read with pread. Thread-safe. Reading a mapped page past the end of a file that
-    shrank would kill the process (SIGBUS), so each read first checks that the file still holds
-    the record (a DataError otherwise; only a truncation during the millisecond of that image's
-    decoding escapes it): a pack is to be replaced by a new file while in use (data.pack does
-    that), not rewritten in place.
-    """
-
-    def __init__(self, prefix, use_map=True):
-        keys, offsets = read_idx(prefix + '.idx')
-        self.prefix, self.path = prefix, prefix + '.rec'
-        self.keys = keys
-        self.offsets = np.asarray(offsets, np.int64)
-        self._fd = os.open(self.path, os.O_RDONLY)
-        self._map = None
-        if use_map:
-            try:
-                self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError):           # (a file system without mmap, an empty file)
-                self._map = None
-        self.size = len(self._map) if self._map is not None else os.fstat(self._fd).st_size
-        # bytes from each offset to the next record start (any order of the index) or the end
-        starts = np.unique(np.append(self.offsets, self.size))
-        self.spans = starts[np.searchsorted(starts, self.offsets, side='right')] - self.offsets
-        self._where = list(zip(self.offsets.tolist(), self.spans.tolist()))   # (Python ints: read per image)
-
-    def __len__(self):
-        return len(self.keys)
-
-    def _bytes(self, offset, count):
-        """A buffer of the `count` bytes at `offset` (fewer at the end of the file)."""
-        if self._map is None:
-            return memoryview(os.pread(self._fd, count, offset))
-        now = os.fstat(self._fd).st_size       # (reading a mapped page past the end: SIGBUS)
-        if now < offset + count:
-            raise damaged(self.path, 'it shrank from %d to %d bytes while in use: a pack must be replaced by a '
-                          'new file, as data.pack does, not rewritten in place' % (self.size, now))
-        return memoryview(self._map)[offset:offset + count]
-
-    def read(self, i):
-        """(label, image bytes) of the i-th record of the index; DataError naming the pack if no
-        whole image record starts at its offset."""
-        offset, span = self._where[i]
-        buf = self._bytes(offset, span if self._map is not None else min(span, READ_AHEAD))
-        magic, lrec = struct.unpack_from('<II', buf) if len(buf) >= 8 else (0, 0)
-        cflag, length = lrec >> 29, lrec & LENGTH_MASK
-        if magic != RECORD_MAGIC or cflag > 1 or 8 + length > span:
-            raise damaged(self.path, 'no whole record at offset %d (record %d)' % (offset, self.keys[i]))
-        if cflag == 1:                              # split around copies of the magic number (rare)
-            try:
-                with open(self.path, 'rb') as f:
-                    payload = memoryview(read_record_at(f, offset, self.size, self.path))
-            except PackError as e:
-                raise damaged(self.path, str(e))
-        else:
-            if 8 + length > len(buf):
-                buf = self._bytes(offset, 8 + length)
-            payload = buf[8:8 + length]
-        if len(payload) < 24:
-            raise damaged(self.path, 'record %d is too short for its header' % self.keys[i])
-        flag, label = struct.unpack_from('<If', payload)      # IRHeader: flag, label, id, id2
-        start = 24 + 4 * flag
-        if flag > 0:                                # a label vector after the header: its first
-            if len(payload) < start:
-                raise damaged(self.path, 'record %d is too short for its %d labels' % (self.keys[i], flag))
-            label = struct.unpack_from('<f', payload, 24)[0]
-        return label, payload[start:]
-
-    def close(self):
-        """Unmap and close the .rec (when no image buffer of it is still in use). Idempotent."""
-        fd, self._fd = getattr(self, '_fd', None), None
-        if fd is None:
-            return
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:                     # a buffer is still in use: the map goes with it
-                pass
-        os.close(fd)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+class WorkerError(DataError):
+    """A decoding worker process died (killed, out of memory) or failed; train.py says it in one line."""
 
 
 def _wait_to_write(arr):
@@ -126,15 +53,256 @@ def _wait_to_write(arr):
     mx.base.check_call(mx.base._LIB.MXNDArrayWaitToWrite(arr.handle))
 
 
-def _numpy_view(arr):
-    """A writable numpy array over the memory of the CPU float32 NDArray `arr` (no copy)."""
-    ptr = ctypes.c_void_p()
-    mx.base.check_call(mx.base._LIB.MXNDArrayGetData(arr.handle, ctypes.byref(ptr)))
-    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=arr.shape)
+def _shared_fd(name, size):
+    """A file descriptor of `size` bytes of anonymous shared memory (a memfd; where there is none, an
+    already-unlinked temporary file): it has no name to leave behind."""
+    if hasattr(os, 'memfd_create'):
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    else:
+        with tempfile.TemporaryFile(dir='/dev/shm' if os.path.isdir('/dev/shm') else None) as f:
+            fd = os.dup(f.fileno())
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _exit_text(code):
+    """'exited with signal 9 (SIGKILL)' / 'exited with status 1' for a Popen returncode."""
+    if code is None:
+        return 'stopped answering'
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = '?'
+        hint = ': killed, perhaps for lack of memory (lower data_threads or batch_size)' if -code == signal.SIGKILL \
+            else ''
+        return 'exited with signal %d (%s)%s' % (-code, name, hint)
+    return 'exited with status %d' % code
+
+
+class _Workers(object):
+    """The worker processes, their result connections, the task pipe's write end and the cancel
+    marks of a pool: what its finalizer needs (it must not hold the pool)."""
+
+    def __init__(self):
+        self.procs, self.conns, self.task_w, self.cancel, self.closed = [], [], None, None, False
+        self.owner = os.getpid()
+
+    def shutdown(self):
+        """Skip every queued task, end the task pipe, give the workers LEAVE_SECONDS to leave, kill
+        the rest. Idempotent; safe at interpreter exit; nothing in a forked child (whose exit must
+        not stop its parent's workers)."""
+        if self.closed or os.getpid() != self.owner:
+            return
+        self.closed = True
+        if self.cancel is not None:
+            self.cancel[:] = np.iinfo(np.int64).max
+        if self.task_w is not None:
+            os.close(self.task_w)
+            self.task_w = None
+        deadline = time.monotonic() + LEAVE_SECONDS
+        for p in self.procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for c in self.conns:
+            c.close()
+
+
+class DecodePool(object):
+    """`workers` decoding processes and `slots` shared batch buffers of (batch_size, 3, image_size,
+    image_size) float32, for one iterator per `Ring` at a time.
+
+    Holds, per slot: `arrays[slot]` (the NDArray over its planes), `views[slot]` (numpy views of
+    its planes, labels, records, draws, colour maps and header, data/decode_worker.py). Tasks are
+    ranges of rows of a slot (`submit`), answered in any order; `wait` takes a batch's answers in
+    order and raises the first failure (a DataError naming the pack and record, or a WorkerError).
+    A worker that dies breaks the pool: `broken` holds the error, raised again by every call.
+    """
+
+    def __init__(self, workers, batch_size, image_size, slots):
+        self.workers = max(1, int(workers))
+        self.batch_size, self.image_size = batch_size, image_size
+        self.shape = (batch_size, 3, image_size, image_size)
+        self.broken = None
+        size = slot_layout(batch_size, image_size)[1]
+        self._state = state = _Workers()
+        self._finalizer = weakref.finalize(self, state.shutdown)
+        fds = []
+        try:
+            fds = [_shared_fd('decode-slot', size) for _ in range(slots)]
+            fds.append(_shared_fd('decode-control', 8 * slots))
+            maps = [map_fd(fd, size) for fd in fds[:-1]]
+            self.views = [slot_views(m, batch_size, image_size) for m in maps]
+            self.arrays = [mx.nd.from_numpy(v['data'], zero_copy=True) for v in self.views]
+            state.cancel = np.ndarray((slots,), np.int64, map_fd(fds[-1], 8 * slots))
+            task_r, state.task_w = os.pipe()
+            try:
+                for k in range(self.workers):
+                    res_r, res_w = os.pipe()
+                    config = dict(batch_size=batch_size, image_size=image_size, slots=fds[:-1], control=fds[-1],
+                                  tasks=task_r, results=res_w, parent=os.getpid())
+                    try:
+                        state.procs.append(subprocess.Popen(
+                            [sys.executable, '-c', BOOT, ROOT, json.dumps(config)], pass_fds=fds + [task_r, res_w],
+                            stdin=subprocess.DEVNULL, start_new_session=True))
+                    except BaseException:
+                        os.close(res_r)
+                        raise
+                    finally:
+                        os.close(res_w)
+                    state.conns.append(Connection(res_r, writable=False))
+            finally:
+                os.close(task_r)
+        except BaseException:
+            state.shutdown()
+            raise
+        finally:
+            for fd in fds:                          # (the mappings and the workers keep the memory)
+                os.close(fd)
+        self._next = 0                              # the next task id
+        self._pending = {}                          # task id -> slot, until a worker answers
+        self._by_slot = [set() for _ in range(slots)]
+        self._wanted, self._done = set(), {}        # ids an iterator will wait for; their answers
+
+    def _check(self):
+        if self.broken is not None:
+            raise WorkerError(str(self.broken))
+        if self._state.closed:
+            raise WorkerError('the decoding pool was shut down')
+
+    def _fail(self, message):
+        """Break the pool with WorkerError(`message`) (the other workers are stopped) and raise it."""
+        self.broken = WorkerError(message)
+        self._state.shutdown()
+        raise WorkerError(message)
+
+    def _worker_gone(self, k):
+        """Break the pool for worker k, which closed its result pipe or exited."""
+        p = self._state.procs[k]
+        try:
+            code = p.wait(LEAVE_SECONDS)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._fail('the decoding worker %d of %d (pid %d) %s; the batches it was decoding are lost'
+                   % (k + 1, self.workers, p.pid, _exit_text(code)))
+
+    def _collect(self, timeout=1.0):
+        """Take the answers that arrive within `timeout` seconds; WorkerError if a worker is gone."""
+        conns = self._state.conns
+        ready = wait_connections(conns, timeout)
+        if not ready:
+            for k, p in enumerate(self._state.procs):
+                if p.poll() is not None:
+                    self._worker_gone(k)
+            return
+        for c in ready:
+            k = conns.index(c)
+            try:
+                tid, status, text = c.recv()
+            except (EOFError, OSError):
+                self._worker_gone(k)
+            except BaseException:                   # Ctrl-C inside a message: the pipe is out of step
+                self.broken = WorkerError('the decoding pool was interrupted while reading an answer')
+                self._state.shutdown()
+                raise
+            slot = self._pending.pop(tid, None)
+            if slot is not None:
+                self._by_slot[slot].discard(tid)
+            if tid in self._wanted:
+                self._done[tid] = (status, text)
+
+    def claim(self, slot):
+        """Make `slot` free to rewrite: wait for the tasks still writing it (an abandoned iterator's)
+        and for MXNet's operations on its array."""
+        while self._by_slot[slot]:
+            self._check()
+            self._collect()
+        _wait_to_write(self.arrays[slot])
+
+    def submit(self, slot, ranges):
+        """Queue one task per (first row, end row) of `ranges` on `slot` (its records, draws and
+        header written); the task ids, in order."""
+        self._check()
+        tids = []
+        for lo, hi in ranges:
+            tid, self._next = self._next, self._next + 1
+            self._pending[tid] = slot
+            self._by_slot[slot].add(tid)
+            self._wanted.add(tid)
+            tids.append(tid)
+            try:
+                os.write(self._state.task_w, TASK.pack(tid, slot, lo, hi))
+            except BrokenPipeError:                 # every worker is gone
+                self._collect(0.0)
+                self._fail('the decoding workers are gone')
+        return tids
+
+    def wait(self, tids):
+        """Wait for the tasks `tids` in order; the first failure raised (DataError, WorkerError)."""
+        for tid in tids:
+            if tid not in self._done and tid not in self._pending:
+                raise WorkerError('task %d of the decoding pool was answered already or never queued' % tid)
+            while tid not in self._done:
+                self._check()
+                self._collect()
+            status, text = self._done.pop(tid)
+            self._wanted.discard(tid)
+            if status == 'data':
+                raise DataError(text)
+            if status != 'done':
+                raise WorkerError('a decoding worker failed: %s' % (text or 'the task was cancelled'))
+
+    def cancel(self, slots, tids):
+        """Skip the queued tasks of `slots` (those running finish) and forget the answers of `tids`."""
+        for slot in slots:
+            self._state.cancel[slot] = self._next
+        self._wanted.difference_update(tids)
+        for tid in tids:
+            self._done.pop(tid, None)
+
+    def close(self):
+        """Shut the workers down (the arrays stay valid while referenced). Idempotent."""
+        self._finalizer()
+
+    @property
+    def pids(self):
+        """The workers' process ids."""
+        return [p.pid for p in self._state.procs]
+
+
+class Ring(object):
+    """Slots `slots` of `pool`, used by one DecodeIter at a time (`take`)."""
+
+    def __init__(self, pool, slots):
+        self.pool, self.slots, self._owner = pool, list(slots), None
+
+    def take(self, it):
+        """Give the ring to iterator `it` unless another open iterator holds it; whether it did."""
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not it and owner._pool is not None:
+            return False
+        self._owner = weakref.ref(it)
+        return True
+
+    def release(self, it):
+        """`it` no longer uses the ring."""
+        if self._owner is not None and self._owner() is it:
+            self._owner = None
+
+
+_Batch = collections.namedtuple('_Batch', 'slot pad records tasks')
 
 
 class DecodeIter(object):
-    """Batches of an ImageNet-style pack, decoded and augmented with OpenCV on `threads` threads.
+    """Batches of an ImageNet-style pack, decoded and augmented with OpenCV in `threads` worker
+    processes.
 
     Order: a permutation of the n records seeded by (seed, epoch) (index order without
     `shuffle`), repeated as far as needed to fill whole global batches of G = batch_size x
@@ -145,26 +313,32 @@ class DecodeIter(object):
     `index` (batch_size,) holds each row's record position in the pack's index (0..n-1).
 
     Randomness: every random number of global batch j comes from a generator seeded by
-    (seed, epoch, j) (`data.augment.draw_augmentation`), and each row is written by one task
-    into its own place, so a batch depends on neither the number of threads nor their timing:
-    a resumed run sees exactly the batches of an uninterrupted one.
+    (seed, epoch, j) (`data.augment.draw_augmentation`), drawn here and handed to the workers
+    with the rows; each row is written by one task into its own place, so a batch depends on
+    neither the number of workers nor their timing: a resumed run sees exactly the batches of an
+    uninterrupted one.
 
-    Prefetch: each batch is split into tasks of ceil(batch_size / (4 threads)) images; `depth`
-    batches are decoded ahead, straight into the memory of the batch's NDArray, in a ring of
-    depth + keep arrays. As with ImageRecordIter's buffers, a batch's array is rewritten `keep`
-    batches later (after MXNet has finished its operations on it), and once the iterator is
-    closed (at its end, by `close`, or when dropped) by the next iterator given the same `spare`
-    list. A record that cannot be read or decoded raises a DataError naming the pack.
+    Prefetch: each batch is split into tasks of ceil(batch_size / (4 workers)) images, which idle
+    workers take; `depth` batches are decoded ahead, straight into the shared memory of the
+    batch's NDArray, in a ring of depth + keep slots. As with ImageRecordIter's buffers, a batch's
+    array is rewritten `keep` batches later (after MXNet has finished its operations on it), and
+    once the iterator is closed (at its end, by `close`, or when dropped) by the next iterator
+    given the same `ring` (record_iters gives each factory one, on one pool for every epoch).
+    Without a ring, or while another open iterator holds it, the iterator starts a pool of its own
+    (`threads` workers), shut down when it closes. `threads` = 1 is one worker process, not the
+    main thread: the decoding overlaps the training, as the one decoding thread did before. A
+    record that cannot be read or decoded raises a DataError naming the pack; a worker that dies,
+    a WorkerError.
     """
 
     def __init__(self, index, batch_size, image_size, mean, std, augment=False, resize=None, shuffle=False,
-                 seed=0, epoch=0, num_parts=1, part_index=0, threads=1, depth=3, keep=2, spare=None):
+                 seed=0, epoch=0, num_parts=1, part_index=0, threads=1, depth=3, keep=2, ring=None):
         n = len(index)
         if not 0 <= part_index < num_parts:
             raise ValueError('part_index=%d is not in 0..num_parts-1 (num_parts=%d)' % (part_index, num_parts))
         self.index, self.batch_size, self.augment = index, batch_size, augment
         self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
-        self.resize = resize or centre_crop_resize(image_size)
+        self.resize = int(resize or centre_crop_resize(image_size))
         if not augment and self.resize < image_size:
             raise ValueError('resize=%d is smaller than image_size=%d' % (self.resize, image_size))
         self.seed, self.epoch, self.part_index, self.num_parts = seed, epoch, part_index, num_parts
@@ -176,27 +350,32 @@ class DecodeIter(object):
         shape = (batch_size, 3, image_size, image_size)
         self.provide_data = [mx.io.DataDesc('data', shape)]
         self.provide_label = [mx.io.DataDesc('softmax_label', (batch_size,))]
-        threads = max(1, int(threads))
-        if threads > 1:
-            import cv2
-            cv2.setNumThreads(1)                    # the pool is the parallelism (OpenCV's own costs here)
-        self._chunk = max(1, -(-batch_size // (4 * threads)))
-        # the ring: arrays a closed iterator of the same factory left (`spare`), else new ones
-        # (a new 64 x 3 x 224 x 224 array costs its page faults: 0.3 ms an image here)
-        self._spare = spare if spare is not None else []
-        self._ring = [self._spare.pop() if self._spare and self._spare[-1].shape == shape else mx.nd.empty(shape)
-                      for _ in range(depth + keep)]
+        self._header = dict(prefix=index.prefix, rec_id=index.file_id(), count=n, augment=bool(augment),
+                            resize=self.resize, mean=self.mean, std=self.std)
+        self._pool = self._own = None
         self._inflight = collections.deque()
+        slots = depth + keep
+        if ring is None or ring.pool.shape != shape or len(ring.slots) < slots or ring.pool.broken is not None \
+                or not ring.take(self):
+            self._own = DecodePool(threads, batch_size, image_size, slots)
+            ring = Ring(self._own, range(slots))
+            ring.take(self)
+        self._ring_of, self._pool, self._slots = ring, ring.pool, ring.slots[:slots]
+        self._ring = [self._pool.arrays[s] for s in self._slots]
+        self._chunk = max(1, -(-batch_size // (4 * self._pool.workers)))
         self._scheduled = 0
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix='decode')
-        for _ in range(depth):
-            self._schedule()
+        try:
+            for _ in range(depth):
+                self._schedule()
+        except BaseException:
+            self.close()
+            raise
 
     def __len__(self):
         return self._batches
 
     def _schedule(self):
-        """Queue the decoding of the next batch, if any, into its array of the ring."""
+        """Queue the decoding of the next batch, if any, into its slot of the ring."""
         j = self._scheduled
         if j >= self._batches:
             return
@@ -205,35 +384,17 @@ class DecodeIter(object):
         start = j * b * self.num_parts + self.part_index * b
         records = self._order[start:start + b]
         pad = int(np.clip(start + b - self._n, 0, b))
-        draws = None
+        slot = self._slots[j % len(self._slots)]
+        self._pool.claim(slot)                      # MXNet and any earlier task are done with it
+        views = self._pool.views[slot]
+        views['records'][:] = records
         if self.augment:                            # the global batch's draws: the same in every worker
             draws = draw_augmentation(self.seed, self.epoch, j, b * self.num_parts)[self.part_index * b:][:b]
-            draws = list(zip(draws.tolist(), colour_maps(draws, self.mean, self.std)))
-        out = self._ring[j % len(self._ring)]
-        _wait_to_write(out)                         # MXNet is done with the batch held here before
-        view, labels, rows_records = _numpy_view(out), np.empty(b, np.float32), records.tolist()
-        tasks = [self._pool.submit(self._decode, out, view, labels, rows, rows_records, draws)
-                 for rows in (range(i, min(i + self._chunk, b)) for i in range(0, b, self._chunk))]
-        self._inflight.append((out, labels, pad, records, tasks))
-
-    def _decode(self, out, view, labels, rows, records, draws):
-        """Decode rows `rows` of a batch into `view` (the memory of NDArray `out`, which this
-        reference keeps alive) and their labels into `labels`."""
-        import cv2
-        for r in rows:
-            i = records[r]
-            label, image = self.index.read(i)
-            try:
-                img = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-                if img is None or img.size == 0:
-                    raise damaged(self.index.path, 'record %d does not decode as an image' % self.index.keys[i])
-                if draws is not None:
-                    augment_image(img, view[r], draws[r][0], draws[r][1])
-                else:
-                    centre_image(img, view[r], self.resize, self.mean, self.std)
-            except cv2.error as e:
-                raise damaged(self.index.path, 'record %d: OpenCV: %s' % (self.index.keys[i], str(e).strip()[-200:]))
-            labels[r] = label
+            views['draws'][:] = draws
+            views['maps'][:] = colour_maps(draws, self.mean, self.std)
+        write_header(views, self._header)
+        tasks = self._pool.submit(slot, [(i, min(i + self._chunk, b)) for i in range(0, b, self._chunk)])
+        self._inflight.append(_Batch(slot, pad, records, tasks))
 
     def __iter__(self):
         return self
@@ -242,29 +403,32 @@ class DecodeIter(object):
         if not self._inflight:
             self.close()
             raise StopIteration
-        out, labels, pad, records, tasks = self._inflight.popleft()
+        batch = self._inflight.popleft()
         try:
             self._schedule()
-            for t in tasks:
-                t.result()
-        except BaseException:                       # a damaged record, Ctrl-C: stop decoding
+            self._pool.wait(batch.tasks)
+        except BaseException:                       # a damaged record, a dead worker, Ctrl-C: stop decoding
             self.close()
             raise
-        return mx.io.DataBatch(data=[out], label=[mx.nd.array(labels)], pad=pad, index=records,
-                               provide_data=self.provide_data, provide_label=self.provide_label)
+        labels = mx.nd.array(self._pool.views[batch.slot]['labels'])     # (a copy)
+        return mx.io.DataBatch(data=[self._pool.arrays[batch.slot]], label=[labels], pad=batch.pad,
+                               index=batch.records, provide_data=self.provide_data,
+                               provide_label=self.provide_label)
 
     next = __next__
 
     def close(self):
-        """Stop decoding (queued tasks are cancelled, the running ones finish); the ring's arrays go
-        to `spare` for the next iterator. Idempotent. (The pack stays open in `index`, which the
-        iterators of a factory share.)"""
+        """Stop decoding (queued tasks are skipped, running ones finish into the ring, which the next
+        user of the ring waits for) and hand the ring back; a pool of the iterator's own is shut
+        down. Idempotent. (The pack stays open in `index`, which the iterators of a factory share.)"""
         pool, self._pool = getattr(self, '_pool', None), None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._inflight.clear()
-            if len(self._spare) < len(self._ring):  # for the next iterator (it waits for MXNet's reads)
-                self._spare.extend(self._ring)
+        if pool is None:
+            return
+        pool.cancel(self._slots, [t for batch in self._inflight for t in batch.tasks])
+        self._inflight.clear()
+        self._ring_of.release(self)
+        if self._own is not None:
+            self._own.close()
 
     def __del__(self):
         try:

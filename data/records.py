@@ -1,6 +1,6 @@
 """The iterators over RecordIO packs, built as `data.DataSource` asks.
 
-- ImageNet packs: `data.decode.DecodeIter` (OpenCV on a pool of threads): training with
+- ImageNet packs: `data.decode.DecodeIter` (OpenCV in worker processes): training with
   fb.resnet's augmentation (`data.augment`), validation with the shorter side to `resize` and
   the centre crop. Order and every random number come from (seed, epoch, batch) alone.
 - Small images (Fashion-MNIST packs): one ImageRecordIter, pad + random crop + mirror (as fast
@@ -15,10 +15,12 @@ import re
 import mxnet as mx
 
 from .augment import centre_crop_resize  # noqa: F401  (tools.features uses it from here)
-from .decode import DecodeIter, PackIndex
+from .decode import DecodeIter, DecodePool, PackIndex, Ring
 from .indices import RowBatches
 
 _KNOWN = None
+#: DecodeIter's batches decoded ahead and batches kept valid (its ring: DEPTH + KEEP slots)
+DEPTH, KEEP = 3, 2
 
 
 def known_params():
@@ -99,7 +101,7 @@ def _norm(mean, std, channels):
 def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mean, std, style,
                  augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0, row_list=None):
     """(train(epoch), val()) iterator factories over part `part_index` of `num_parts` of the packs;
-    `style` is 'imagenet' (DecodeIter: OpenCV on `threads` threads) or 'small' (ImageRecordIter).
+    `style` is 'imagenet' (DecodeIter: OpenCV in `threads` worker processes) or 'small' (ImageRecordIter).
     DecodeIter's batches carry each record's row in the pack in `DataBatch.index`; ImageRecordIter's
     do when `row_list` names a `data.indices.write_row_list` file of the training pack.
 
@@ -115,11 +117,20 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
             return indexes[prefix]
         common = dict(batch_size=batch_size, image_size=image_size, mean=_expand(mean, 3, 0.0),
                       std=_expand(std, 3, 1.0), resize=resize, num_parts=num_parts, part_index=part_index,
-                      threads=threads)
-        spare_train, spare_val = [], []             # batch arrays, handed on from epoch to epoch
+                      threads=threads, depth=DEPTH, keep=KEEP)
+        rings = {}
+
+        def ring(split):
+            """The ring of `split` on the factories' pool: started at first use, kept from epoch to epoch
+            (a new one if a worker died), shut down when both factories are dropped."""
+            if 'pool' not in rings or rings['pool'].broken is not None:
+                slots = DEPTH + KEEP
+                pool = DecodePool(threads, batch_size, image_size, 2 * slots)
+                rings.update(pool=pool, train=Ring(pool, range(slots)), val=Ring(pool, range(slots, 2 * slots)))
+            return rings[split]
         return (lambda epoch: DecodeIter(index(prefix_train), augment=augment, shuffle=True, seed=seed, epoch=epoch,
-                                         spare=spare_train, **common)), \
-            (lambda: DecodeIter(index(prefix_val), spare=spare_val, **common))
+                                         ring=ring('train'), **common)), \
+            (lambda: DecodeIter(index(prefix_val), ring=ring('val'), **common))
     shape = (channels, image_size, image_size)
     common = dict(label_width=1, data_name='data', label_name='softmax_label', data_shape=shape,
                   batch_size=batch_size, preprocess_threads=threads, num_parts=num_parts,

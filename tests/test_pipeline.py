@@ -1,5 +1,5 @@
-"""The ImageNet input pipeline (data.decode.DecodeIter: OpenCV on a pool of threads).
-Batches repeat exactly for the same (seed, epoch), whatever the threads did and however many
+"""The ImageNet input pipeline (data.decode.DecodeIter: OpenCV in worker processes).
+Batches repeat exactly for the same (seed, epoch), whatever the workers did and however many
 there are; workers read disjoint data and together see the single process's global batches;
 every batch is whole and its pad leaves each image once; the augmentation is fb.resnet's; read
 errors name the pack."""
@@ -13,7 +13,7 @@ import numpy as np
 import mxnet as mx
 import pytest
 
-from data import augment, decode, pack, records, DataError
+from data import augment, decode, pack, packindex, records, DataError
 from tests.helpers import make_jpeg_tree
 
 MEAN, STD = [123.68, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -54,13 +54,15 @@ def same(a, b):
                                     and x[2] == y[2] for x, y in zip(a, b))
 
 
-def test_same_seed_and_epoch_give_the_same_batches_whatever_the_threads(packs):
-    train, _ = iters(packs)
+def test_same_seed_and_epoch_give_the_same_batches_whatever_the_workers(packs):
+    """The same batches from 1, 2 or 5 decoding processes (which worker decodes which rows varies)."""
+    train, val = iters(packs)
     first, again, other = epoch(train(3)), epoch(train(3)), epoch(train(4))
     assert len(first) == -(-N_TRAIN // 8) and all(d.shape == (8, 3, 16, 16) for d, _, _ in first)
     assert same(first, again)
     for threads in (1, 5):
         assert same(first, epoch(iters(packs, threads=threads)[0](3)))
+    assert same(epoch(val()), epoch(iters(packs, threads=1)[1]()))
     assert not any(np.array_equal(a[0], b[0]) for a, b in zip(first, other))          # another epoch
     assert sorted(real_labels(first)) == sorted(real_labels(other)) == list(range(N_TRAIN))
     assert not same(first, epoch(iters(packs, seed=6)[0](3)))
@@ -197,7 +199,7 @@ def test_an_abandoned_iterator_stops(packs):
 
 
 def test_damaged_record_names_the_pack(tmp_path):
-    """A record that does not decode, or is no record, read by the decoding threads: DataError
+    """A record that does not decode, or is no record, read by the decoding workers: DataError
     naming the pack and the record."""
     make_jpeg_tree(str(tmp_path / 'src'), classes=3, per_class=6, seed=1)
     pack.build_packs(str(tmp_path / 'src'), str(tmp_path / 'out'), progress=False)
@@ -219,9 +221,9 @@ def test_damaged_record_names_the_pack(tmp_path):
         assert it._pool is None
 
 
-def test_data_source_decodes_imagenet_packs_on_threads(packs, tmp_path):
-    """DataSource reads dataset=imagenet packs with DecodeIter on data_threads (else the cores)
-    threads; the batches do not depend on the number."""
+def test_data_source_decodes_imagenet_packs_in_worker_processes(packs, tmp_path):
+    """DataSource reads dataset=imagenet packs with DecodeIter in data_threads (else the cores)
+    worker processes; the batches do not depend on the number."""
     from config import load_config
     from data import DataSource
     folder = tmp_path / 'packs'
@@ -237,7 +239,7 @@ def test_data_source_decodes_imagenet_packs_on_threads(packs, tmp_path):
         return DataSource(cfg, batch_size=8)
     one, three = source(1), source(3)
     it = three.train(0)
-    assert isinstance(it, decode.DecodeIter) and it._pool._max_workers == 3
+    assert isinstance(it, decode.DecodeIter) and it._pool.workers == 3
     assert same(epoch(it), epoch(one.train(0)))
     assert collections.Counter(real_labels(epoch(three.val()))) == collections.Counter(range(N_VAL))
 
@@ -271,7 +273,7 @@ def test_pack_index_reads_records_in_any_index_order_mapped_or_not(packs, tmp_pa
     chosen = lines[::-3]                              # backwards, and a third of the records
     with open(prefix + '.idx', 'w') as f:
         f.write('\n'.join(chosen) + '\n')
-    monkeypatch.setattr(decode, 'READ_AHEAD', 64)     # (pread) every record takes a second read
+    monkeypatch.setattr(packindex, 'READ_AHEAD', 64)     # (pread) every record takes a second read
     index = decode.PackIndex(prefix, use_map=use_map)
     assert (index._map is not None) == use_map
     reader = mx.recordio.MXIndexedRecordIO(packs[0] + '.idx', packs[0] + '.rec', 'r')
@@ -294,8 +296,7 @@ def test_a_pack_rewritten_in_place_while_in_use_is_an_error_not_a_crash(packs, t
     it = decode.DecodeIter(decode.PackIndex(prefix), 8, 16, MEAN, STD, augment=True, shuffle=True, threads=2,
                            depth=1)
     next(it)
-    for task in it._inflight[0][-1]:                  # the batch decoded ahead: done before the truncation
-        task.result()
+    it._pool.claim(it._inflight[0].slot)              # the batch decoded ahead: done before the truncation
     size = os.path.getsize(prefix + '.rec')
     with open(prefix + '.rec', 'r+b') as f:
         f.truncate(size // 2)
@@ -312,7 +313,7 @@ from data import records
 train, _ = records.record_iters(sys.argv[1], sys.argv[1], 48, 224, 3, [0.0], [1.0], 'imagenet', threads=1)
 it = train(0)
 next(it)                                            # three batches now being decoded ahead
-sys.stderr.write('decoding\n')
+sys.stderr.write('decoding %s\n' % ' '.join(str(pid) for pid in it._pool.pids))
 sys.stderr.flush()
 if sys.argv[2] == 'exit':
     sys.exit(0)
@@ -324,7 +325,7 @@ while True:                                         # until Ctrl-C: epoch after 
 
 @pytest.fixture(scope='module')
 def photo_pack(tmp_path_factory):
-    """96 JPEGs of 400x300: about 2 ms each to decode, so a batch of 48 keeps a thread busy."""
+    """96 JPEGs of 400x300: about 2 ms each to decode, so a batch of 48 keeps a worker busy."""
     root = tmp_path_factory.mktemp('photos')
     rng = np.random.RandomState(3)
     items = []
@@ -336,27 +337,40 @@ def photo_pack(tmp_path_factory):
     return str(root / 'p')
 
 
-@pytest.mark.parametrize('how', ['exit', 'ctrl-c'])
+def alive(pid):
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.parametrize('how', ['exit', 'ctrl-c', 'killed'])
 def test_the_process_exits_promptly_while_batches_are_being_decoded(photo_pack, how):
-    """Leaving with an iterator decoding ahead, or Ctrl-C while waiting for a batch: the process
-    ends within seconds (the decoding threads take at most the queued work, no hang), with exit
-    status 0, or KeyboardInterrupt for Ctrl-C."""
+    """Leaving with an iterator decoding ahead, or Ctrl-C (SIGINT to the whole process group, as
+    a terminal sends it) while waiting for a batch: the process ends within seconds (the decoding
+    workers take at most the queued work, no hang), with exit status 0, or KeyboardInterrupt for
+    Ctrl-C; its decoding workers are gone soon after, also when it was killed (SIGKILL)."""
     import signal
     import subprocess
     import sys
     import time
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.Popen([sys.executable, '-c', EXIT_SCRIPT, photo_pack, how], cwd=root, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, start_new_session=True)
     try:
-        while p.stderr.readline() not in ('decoding\n', ''):
-            pass                                      # (MXNet's engine line)
-        assert p.poll() is None
+        line = ''
+        while not line.startswith('decoding'):
+            line = p.stderr.readline()                # (MXNet's engine line)
+            assert line, p.stderr.read()
+        workers = [int(pid) for pid in line.split()[1:]]
+        assert p.poll() is None and len(workers) == 1 and alive(workers[0])
         tic = time.time()
-        if how == 'ctrl-c':
+        if how != 'exit':
             time.sleep(1.0)                           # well into the loop
             tic = time.time()
-            p.send_signal(signal.SIGINT)
+            os.killpg(p.pid, signal.SIGINT if how == 'ctrl-c' else signal.SIGKILL)
         p.wait(timeout=60)
         elapsed = time.time() - tic
         err = p.stderr.read()
@@ -366,9 +380,116 @@ def test_the_process_exits_promptly_while_batches_are_being_decoded(photo_pack, 
             p.wait()
     if how == 'exit':
         assert p.returncode == 0, err
-    else:
+    elif how == 'ctrl-c':
         assert p.returncode != 0 and 'KeyboardInterrupt' in err, err
+    else:
+        assert p.returncode == -signal.SIGKILL
     assert elapsed < 8.0, (elapsed, err)
+    deadline = time.time() + 5.0                      # (an orphan sees its parent gone within a second)
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)
+    assert 'decoding worker' not in err and err.count('Traceback') == (how == 'ctrl-c'), err
+
+
+def shm_entries():
+    """The names in /dev/shm (POSIX shared memory) now."""
+    return set(os.listdir('/dev/shm')) if os.path.isdir('/dev/shm') else set()
+
+
+def open_fds():
+    """This process's open file descriptors now."""
+    return set(os.listdir('/proc/self/fd'))
+
+
+def test_a_worker_killed_mid_epoch_is_one_clear_error_and_the_next_epoch_starts_anew(packs):
+    """A decoding worker killed (as by the OOM killer) while batches are decoded: the iterator
+    raises one WorkerError naming the worker and the signal, without hanging, and stops the other
+    worker; the factory's next iterator starts a new pool and gives the undisturbed batches."""
+    import signal
+    import time
+    train, _ = iters(packs)
+    it = train(0)
+    next(it)
+    pids = it._pool.pids
+    os.kill(pids[1], signal.SIGKILL)
+    tic = time.time()
+    with pytest.raises(decode.WorkerError, match=r'^the decoding worker 2 of 2 \(pid %d\) exited with signal 9 '
+                       r'\(SIGKILL\): killed, perhaps for lack of memory \(lower data_threads or batch_size\); '
+                       r'the batches it was decoding are lost$' % pids[1]):
+        for _ in it:
+            pass
+    assert time.time() - tic < 10 and it._pool is None and not any(alive(pid) for pid in pids)
+    again = train(0)
+    assert not set(again._pool.pids) & set(pids)
+    assert same(epoch(again), epoch(iters(packs)[0](0)))
+
+
+def test_nothing_is_left_behind_when_the_factories_are_dropped(packs, tmp_path):
+    """Dropping the iterator factories (after batches, or after a damaged record's DataError)
+    stops their workers and closes every file and shared memory (memfds: nothing ever appears in
+    /dev/shm); a batch held past that keeps its memory (the NDArray holds the mapping)."""
+    import gc
+    bad = str(tmp_path / 'bad')
+    pack.write_records(bad, [(i, float(i), cv2.imencode('.jpg', np.full((20, 20, 3), i, np.uint8))[1].tobytes())
+                             for i in range(12)], progress=False)
+    offset = dict(tuple(int(v) for v in line.split()) for line in open(bad + '.idx') if line.strip())[9]
+    with open(bad + '.rec', 'r+b') as f:              # record 9's image: zeros
+        f.seek(offset + 8 + 24)
+        f.write(b'\0' * 64)
+    next(iters(packs)[0](0))                          # (MXNet's own first-use files before the count)
+    gc.collect()
+    shm, fds = shm_entries(), open_fds()
+    for prefix, error in ((packs[0], None), (bad, DataError)):
+        train, val = records.record_iters(prefix, prefix, 4, 16, 3, MEAN, STD, 'imagenet', resize=18, threads=2)
+        it = train(0)
+        pids = it._pool.pids
+        assert shm_entries() == shm and open_fds() != fds and all(alive(pid) for pid in pids)
+        if error is None:
+            held = next(it).data[0]                   # (a batch kept past its factory: still valid)
+            copy = held.asnumpy().copy()
+            next(val())
+        else:
+            with pytest.raises(error, match='record 9 does not decode'):
+                for _ in it:
+                    pass
+        del train, val, it
+        gc.collect()
+        assert not any(alive(pid) for pid in pids) and shm_entries() == shm
+        if error is None:                             # the held batch's slot: its mapping (mmap's fd) stays
+            assert (held + 0).asnumpy().tobytes() == copy.tobytes()
+            assert [os.readlink('/proc/self/fd/' + fd) for fd in open_fds() - fds] == ['/memfd:decode-slot (deleted)']
+            del held
+            gc.collect()
+        assert open_fds() == fds
+
+
+def test_the_workers_load_opencv_but_not_mxnet(packs):
+    """The decoding workers import OpenCV and the data package, never mxnet (a few hundred MB and
+    its engine's threads in every worker)."""
+    import time
+    it = iters(packs)[0](0)
+    next(it)
+    deadline = time.time() + 20
+    for pid in it._pool.pids:
+        while 'cv2' not in open('/proc/%d/maps' % pid).read() and time.time() < deadline:
+            time.sleep(0.05)                          # (a worker may still be starting)
+        maps = open('/proc/%d/maps' % pid).read()
+        assert 'cv2' in maps and 'libmxnet' not in maps
+
+
+def test_an_iterator_made_while_another_holds_the_ring_decodes_on_its_own(packs):
+    """Two open iterators of one factory: the second starts a pool of its own (the first still
+    holds the ring); both give the epoch's batches, and the next iterator uses the ring again."""
+    train, _ = iters(packs)
+    a = train(1)
+    shared = a._pool
+    first = next(a)
+    first = (first.data[0].asnumpy(), first.label[0].asnumpy(), first.pad)
+    b = train(1)
+    assert b._pool is not shared and b._pool.workers == shared.workers
+    assert same(epoch(b), [first] + epoch(a))
+    assert a._pool is None and b._pool is None and train(2)._pool is shared
 
 
 def test_input_pipeline_benchmark_measures_every_method_side_by_side(tmp_path):
