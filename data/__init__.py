@@ -12,6 +12,7 @@ import os
 import weakref
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
+from core.atomic import discard
 from core.env import process_cores
 from .packfile import check_pack, ensure_decodable, sample_channels, PackError
 # data.records and data.indices (which import mxnet) are imported where they are used: the decoding
@@ -100,7 +101,7 @@ class DataSource(object):
                 self.num_samples = train_records
                 if style != 'imagenet':           # DecodeIter carries the rows itself; ImageRecordIter reads a list
                     rows = row_list_file(prefix('train'))
-                    weakref.finalize(self, os.remove, rows)
+                    weakref.finalize(self, discard, rows)     # (quietly, if already gone)
             self._records = records.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,

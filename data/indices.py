@@ -21,6 +21,8 @@ import tempfile
 import numpy as np
 import mxnet as mx
 
+from core.atomic import discard
+
 from .packfile import read_idx, read_record_at, unpack_record
 
 
@@ -90,7 +92,7 @@ def row_list_file(prefix):
     try:
         write_row_list(prefix, path)
     except BaseException:
-        os.remove(path)
+        discard(path)
         raise
     return path
 
