@@ -72,6 +72,17 @@ def tiny_train_args(root, data, epoch_size=2, **extra):
     return args + ['%s=%s' % kv for kv in extra.items()]
 
 
+def cifar_teacher_run(root, network='cifar_resnet14'):
+    """A generated CIFAR-10 set (32 training, 16 test images) under `root`/cifar and a teacher
+    `network` trained on it for one step by train.py (run `teacher` in `root`/model); returns the
+    common train.py arguments (`tiny_train_args`, one step an epoch) for students on it."""
+    import train
+    make_cifar(str(root / 'cifar'), 'cifar10', train=32, test=16)
+    common = tiny_train_args(root, root / 'cifar', epoch_size=1)
+    assert train.main(common + ['network=%s' % network, 'model_prefix=teacher', 'kt=false']) == 0
+    return common
+
+
 def legacy_resnet_symbol(num_classes=5, stride=1):
     """A small tornadomeet-style pre-activation net with internal outputs bn1_output and
     fc1_output, as a Module symbol (the layout of the original's teacher resnet-101);

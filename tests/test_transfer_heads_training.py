@@ -14,7 +14,7 @@ import pytest
 
 import train
 from symbols import transfer as T
-from tests.helpers import make_cifar, merged, tiny_train_args
+from tests.helpers import cifar_teacher_run, merged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -30,10 +30,7 @@ TAPS = {'cc': ('pool', 'pool'),
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('heads')
-    make_cifar(str(root / 'cifar'), 'cifar10', train=32, test=16)
-    common = tiny_train_args(root, root / 'cifar', epoch_size=1)
-    assert train.main(common + ['network=cifar_resnet14', 'model_prefix=teacher', 'kt=false']) == 0
-    return root, common
+    return root, cifar_teacher_run(root)
 
 
 def method_args(root, method, combined):

@@ -17,7 +17,7 @@ import pytest
 
 import train
 from symbols import transfer as T
-from tests.helpers import make_cifar, merged, tiny_train_args
+from tests.helpers import cifar_teacher_run, merged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -31,10 +31,7 @@ FAST = ['ab_init_epochs=1', 'ft_init_epochs=1', 'crd_nce_k=64', 'crd_feat_dim=16
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('stages')
-    make_cifar(str(root / 'cifar'), 'cifar10', train=32, test=16)
-    common = tiny_train_args(root, root / 'cifar', epoch_size=1)
-    assert train.main(common + ['network=wrn16_2', 'model_prefix=teacher', 'kt=false']) == 0
-    return root, common + FAST
+    return root, cifar_teacher_run(root, 'wrn16_2') + FAST
 
 
 def method_args(root, methods, combined):

@@ -14,7 +14,7 @@ import train
 from config import load_config, ConfigError
 from core.distiller import DistillBlock, plan_taps
 from symbols import transfer as T
-from tests.helpers import make_cifar, tiny_train_args
+from tests.helpers import cifar_teacher_run
 
 
 def entry(method, pairs=(), layer_weights=None, weight=None):
@@ -114,10 +114,7 @@ def logit_methods_configurable():
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('methods')
-    make_cifar(str(root / 'cifar'), 'cifar10', train=32, test=16)
-    common = tiny_train_args(root, root / 'cifar', epoch_size=1)
-    assert train.main(common + ['network=cifar_resnet14', 'model_prefix=teacher', 'kt=false']) == 0
-    return root, common
+    return root, cifar_teacher_run(root)
 
 
 TAPS = {'sp': 'stage3', 'rkd': 'pool', 'pkt': 'pool', 'kdsvd': '[stage1, stage2, stage3]',   # as the peers
