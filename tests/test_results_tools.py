@@ -158,3 +158,32 @@ def test_every_reproduction_run_is_a_valid_configuration():
             covered.update(parse_kt_type(cfg.kt_type))
     assert covered == set(REGISTRY), sorted(set(REGISTRY) - covered)
     assert {m for m, _ in reproduce.METHODS} <= set(results_table.LABELS)        # each has its table label
+
+
+def test_reproduce_stopped_by_sigterm_stops_its_running_step(tmp_path):
+    """`kill` (or `timeout`, a scheduler) sends SIGTERM to tools.reproduce alone: the training step it runs
+    stops with it, instead of training on and holding the run's lock; the message says to run it again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    pid_file = tmp_path / 'child.pid'
+    step = "import os, time; open(%r, 'w').write(str(os.getpid())); time.sleep(60)" % str(pid_file)
+    parent = subprocess.Popen([sys.executable, '-c', 'from tools import reproduce; reproduce.python(["-c", %r])'
+                               % step], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 128 + signal.SIGTERM
+    err = parent.stderr.read()
+    assert 'terminated (SIGTERM)' in err and 'run it again to resume' in err and 'Traceback' not in err, err
+    time.sleep(0.2)
+    assert not os.path.exists('/proc/%d' % child) or open('/proc/%d/stat' % child).read().split()[2] == 'Z'

@@ -15,6 +15,7 @@ Finished runs are not run again; an interrupted run resumes from its last
 checkpoint. Progress is printed as runs start and finish.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,7 +115,30 @@ def python(args, log=None):
     """Run `python ARGS` in the repository (output to the open file `log` if given); StepFailed,
     naming the command, its exit status, its log file and its last message, if it fails."""
     cmd = [sys.executable] + args
-    r = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
+    r = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
+
+    def stop(signum, frame):                # SIGTERM (kill, timeout, a scheduler): the step stops too
+        r.terminate()
+        r.wait()
+        print('tools.reproduce: terminated (SIGTERM) during `python %s`; run it again to resume' % ' '.join(args),
+              file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while r.poll() is None:             # (a wait with a timeout: a signal that lands in another thread,
+            try:                            # e.g. one of MXNet's, does not interrupt a plain wait)
+                r.wait(0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    except KeyboardInterrupt:
+        try:
+            r.wait(30)                      # the step had the Ctrl-C too (one process group): it stops as it does
+        except subprocess.TimeoutExpired:
+            r.send_signal(signal.SIGINT)    # (the Ctrl-C was sent to this process alone)
+            r.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if r.returncode != 0:
         where = 'its messages are above'
         if log is not None:
