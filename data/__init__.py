@@ -95,11 +95,11 @@ class DataSource(object):
                 ensure_decodable(prefix(split), cfg.progress)
                 check_channels(prefix(split), channels, cfg.dataset)
             from . import records
-            from .indices import row_list_file
             rows = None
             if indices:
                 self.num_samples = train_records
                 if style != 'imagenet':           # DecodeIter carries the rows itself; ImageRecordIter reads a list
+                    from .indices import row_list_file
                     rows = row_list_file(prefix('train'))
                     weakref.finalize(self, discard, rows)     # (quietly, if already gone)
             self._records = records.record_iters(

@@ -141,9 +141,9 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
         train.update(pad=pad, fill_value=0, rand_crop=pad > 0, rand_mirror=True)
     val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
                rand_crop=False, rand_mirror=False)
-    if row_list is None:
-        make_train = lambda epoch: image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch))
-    else:
-        make_train = lambda epoch: RowBatches(image_record_iter(**dict(
-            train, seed=seed + epoch, seed_aug=seed + epoch, path_imglist=row_list, label_width=2)))
-    return make_train, (lambda: image_record_iter(**val))
+    rows = lambda it: it
+    if row_list is not None:                        # labels (B, 2): class, row in the pack
+        train.update(path_imglist=row_list, label_width=2)
+        rows = RowBatches
+    return (lambda epoch: rows(image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch)))), \
+        (lambda: image_record_iter(**val))
