@@ -175,8 +175,9 @@ def read_meta(model_dir, prefix, tag):
         raise CheckpointError('checkpoint metadata %s is corrupt (%s)' % (p, e))
 
 
-def load_params(block, path, ctx, what='params'):
-    """Load a Gluon params file into `block`, with a clear error for bad files."""
+def load_params(block, path, ctx, what='params', fits='check network/num_classes'):
+    """Load a Gluon params file into `block`, with a clear error for bad files (`fits`: what to check when
+    the file's shapes do not fit the block)."""
     if not os.path.isfile(path):
         raise CheckpointError('%s file %s does not exist' % (what, path))
     try:
@@ -189,8 +190,8 @@ def load_params(block, path, ctx, what='params'):
                               'epoch or copy the file again' % (what, path, text[:200]))
     except AssertionError as e:
         why = str(e).split(' Set allow_missing')[0].split(' Set ignore_extra')[0]   # not a setting of this toolkit
-        raise CheckpointError('%s file %s does not fit this network (%s): check network/num_classes'
-                              % (what, path, why[:300]))
+        raise CheckpointError('%s file %s does not fit this network (%s): %s'
+                              % (what, path, why[:300], fits))
     if not all_finite(ndarrays(block.collect_params())):
         raise NonFiniteCheckpoint('%s file %s holds NaN or Inf values (saved from a diverged run): use an '
                                   'earlier epoch' % (what, path))
@@ -202,7 +203,9 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None):
     p = paths(model_dir, prefix, tag)
     load_params(student, p['params'], ctx)
     if extra is not None and list(extra.collect_params().keys()):
-        load_params(extra, p['extra'], ctx, 'connector params')
+        load_params(extra, p['extra'], ctx, 'training-only params (connectors, heads, memory banks)',
+                    'resume with the network, kt_type, taps and training data the run started with (a memory bank '
+                    'has a row per training image)')
     if trainer is not None:
         if not os.path.isfile(p['states']):
             raise CheckpointError('optimizer state %s is missing; it is needed to resume exactly: resume from an '

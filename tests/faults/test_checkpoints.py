@@ -167,6 +167,28 @@ def test_resume_with_another_network_or_method_is_refused_by_name(cifar_setup, t
     assert checkpoint.epochs(str(root / 'model'), 'switch') == [1]            # nothing touched
 
 
+def test_resume_on_a_training_set_of_another_size_names_the_memory_bank(cifar_setup, train_run, tmp_path):
+    """CRD's memory bank has a row per training image: resuming it on another training set (here 80
+    images instead of 64) is one error saying to resume on the data the run started with, not a
+    network/num_classes hint; the checkpoint is untouched."""
+    from tests.helpers import make_cifar
+    root, _, student = cifar_setup
+    argv = student + ['model_prefix=bank', 'kt_type=crd', 'kt_weight=null', 'teacher_symbol=pool',
+                      'student_symbol=pool', 'crd_nce_k=16', 'crd_feat_dim=8']
+    assert train_run(argv)[0] == 0
+    extra = checkpoint.paths(str(root / 'model'), 'bank', 1)['extra']
+    with open(extra, 'rb') as f:
+        before = f.read()
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=80, test=32)
+    code, err = train_run(argv + ['data_dir=%s' % (tmp_path / 'cifar'), 'retrain=true', 'model_load_epoch=-1',
+                                  'num_epoch=2'])
+    assert code == 2 and 'Traceback' not in err, err
+    assert 'memory_s' in err and 'training data the run started with' in err and 'num_classes' not in err, err
+    with open(extra, 'rb') as f:
+        assert f.read() == before
+    assert checkpoint.epochs(str(root / 'model'), 'bank') == [1]
+
+
 def test_missing_optimizer_state_names_the_file_and_an_earlier_epoch(cifar_setup, train_run):
     root, common, _ = cifar_setup
     argv = common + ['network=cifar_resnet8', 'model_prefix=nostates', 'num_epoch=2']
