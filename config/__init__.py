@@ -506,6 +506,9 @@ def data_files(cfg):
 
 
 def check_data_files(cfg):
+    if os.path.isfile(cfg.data_dir):
+        raise ConfigError('config key data_dir=%r is a file: data_dir is the folder that holds the data, '
+                          'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
     missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
     if missing:
         if cfg.dataset == 'fashion_mnist':

@@ -130,6 +130,10 @@ def test_missing_data_files_are_reported(tmp_path):
         load_config(None, ['data_dir=%s' % tmp_path])
     with pytest.raises(ConfigError, match='missing data file.*data_batch_1'):
         load_config('cifar10_student', ['data_dir=%s' % tmp_path])
+    (tmp_path / 'train.rec').write_bytes(b'')       # data_dir given as a file of the pack: name its folder
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'train.rec')])
+    assert str(e.value).endswith('is a file: data_dir is the folder that holds the data, data_dir=%s' % tmp_path)
 
 
 def test_yaml_and_py_config_files(tmp_path):
