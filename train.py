@@ -12,6 +12,7 @@ unless the run is resumed or overwrite=true moves the old run aside.
 """
 import argparse
 import shlex
+import signal
 import sys
 
 from core.env import configure_threads
@@ -61,6 +62,15 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, 'error: %s%s (python train.py --help lists the options)\n' % (message, hint))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during training: handled as Ctrl-C is (every finished epoch kept, the resume command
+    printed), with exit status 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
@@ -84,6 +94,7 @@ def main(argv=None):
         return 0
     from core.trainer import run, TrainingError, Diverged
     from core.runs import RunError
+    previous = signal.signal(signal.SIGTERM, _terminate)     # (a scheduler's or `kill`'s stop: as Ctrl-C)
     try:
         record = run(cfg)
     except RunError as e:
@@ -98,14 +109,17 @@ def main(argv=None):
     except (TrainingError, CheckpointError, PackError, DataError, ConfigError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        what = 'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'
         if has_checkpoint(cfg):
-            print('\ninterrupted. Every finished epoch is checkpointed in %s; continue with\n  %s'
-                  % (cfg.model_dir, resume_command(args)), file=sys.stderr)
+            print('\n%s. Every finished epoch is checkpointed in %s; continue with\n  %s'
+                  % (what, cfg.model_dir, resume_command(args)), file=sys.stderr)
         else:
-            print('\ninterrupted before the first epoch of run %r finished: nothing was checkpointed. Start it '
-                  'again with\n  %s' % (cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
-        return 130
+            print('\n%s before the first epoch of run %r finished: nothing was checkpointed. Start it '
+                  'again with\n  %s' % (what, cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
+        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not record:
         print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'
               % cfg.num_epoch, file=sys.stderr)

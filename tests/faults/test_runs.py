@@ -7,6 +7,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -235,6 +236,29 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_
     assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1, 2, 3]
     code, err = train_run(resume[2:])                          # already finished
     assert code == 0 and 'nothing to train' in err and 'num_epoch=3' in err
+
+
+def test_sigterm_is_handled_as_ctrl_c_with_status_143(cifar_setup, train_run, monkeypatch):
+    """A scheduler's or `kill`'s SIGTERM during training: the finished epochs are kept, the lock is
+    released and the resume command printed, exit status 143 (it used to end silently, lock left)."""
+    import signal
+    root, common, _ = cifar_setup
+    from core.trainer import Session
+    real = Session.train_epoch
+
+    def terminated(self, epoch):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)                                        # the handler raises before this ends
+        return real(self, epoch)
+    monkeypatch.setattr(Session, 'train_epoch', terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=term', 'num_epoch=3'])
+    assert code == 143 and 'terminated (SIGTERM). Every finished epoch is checkpointed' in err, err
+    assert 'retrain=true model_load_epoch=-1' in err and 'Traceback' not in err
+    assert checkpoint.epochs(str(root / 'model'), 'term') == [1]
+    assert not os.path.exists(str(root / 'model' / 'term.lock'))
+    assert signal.getsignal(signal.SIGTERM) == before                # train.main leaves no handler behind
 
 
 def test_bfloat16_amp_distillation(cifar_setup):
