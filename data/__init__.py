@@ -9,10 +9,8 @@ num_classes, images that do not decode, images whose channel count does not fit
 the dataset) with errors that say what to do.
 """
 import os
-import weakref
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
-from core.atomic import discard
 from core.env import process_cores
 from .packfile import check_pack, ensure_decodable, sample_channels, PackError
 # data.records and data.indices (which import mxnet) are imported where they are used: the decoding
@@ -95,17 +93,12 @@ class DataSource(object):
                 ensure_decodable(prefix(split), cfg.progress)
                 check_channels(prefix(split), channels, cfg.dataset)
             from . import records
-            rows = None
             if indices:
                 self.num_samples = train_records
-                if style != 'imagenet':           # DecodeIter carries the rows itself; ImageRecordIter reads a list
-                    from .indices import row_list_file
-                    rows = row_list_file(prefix('train'))
-                    weakref.finalize(self, discard, rows)     # (quietly, if already gone)
             self._records = records.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,
-                row_list=rows)
+                indices=indices)
         if cfg.num_examples:
             self.num_train = cfg.num_examples // num_parts
 

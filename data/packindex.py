@@ -38,7 +38,7 @@ class PackIndex(object):
     def __init__(self, prefix, use_map=True):
         keys, offsets = read_idx(prefix + '.idx')
         self.prefix, self.path = prefix, prefix + '.rec'
-        self.keys = keys
+        self.keys = np.asarray(keys, np.int64)      # (arrays, not lists: each decoding worker holds a copy)
         self.offsets = np.asarray(offsets, np.int64)
         self._fd = os.open(self.path, os.O_RDONLY)
         self._map = None
@@ -51,7 +51,6 @@ class PackIndex(object):
         # bytes from each offset to the next record start (any order of the index) or the end
         starts = np.unique(np.append(self.offsets, self.size))
         self.spans = starts[np.searchsorted(starts, self.offsets, side='right')] - self.offsets
-        self._where = list(zip(self.offsets.tolist(), self.spans.tolist()))   # (Python ints: read per image)
 
     def __len__(self):
         return len(self.keys)
@@ -74,7 +73,7 @@ class PackIndex(object):
     def read(self, i):
         """(label, image bytes) of the i-th record of the index; DataError naming the pack if no
         whole image record starts at its offset."""
-        offset, span = self._where[i]
+        offset, span = int(self.offsets[i]), int(self.spans[i])
         buf = self._bytes(offset, span if self._map is not None else min(span, READ_AHEAD))
         magic, lrec = struct.unpack_from('<II', buf) if len(buf) >= 8 else (0, 0)
         cflag, length = lrec >> 29, lrec & LENGTH_MASK

@@ -11,12 +11,15 @@ MXNet 1.9.1's ImageRecordIter accepts unknown keyword arguments silently
 checked against the iterator's documented parameters before it is built.
 """
 import re
+import weakref
 
 import mxnet as mx
 
+from core.atomic import discard
 from .augment import centre_crop_resize  # noqa: F401  (tools.features uses it from here)
-from .decode import DecodeIter, DecodePool, PackIndex, Ring
-from .indices import RowBatches
+from .decode import DecodeIter, DecodePool, Ring
+from .indices import RowBatches, row_list_file
+from .packindex import PackIndex, damaged
 
 _KNOWN = None
 #: DecodeIter's batches decoded ahead and batches kept valid (its ring: DEPTH + KEEP slots)
@@ -48,12 +51,8 @@ def image_record_iter(**kwargs):
 
 def _read_error(path, error):
     """The DataError for an MXNet failure while reading pack `path`."""
-    from . import DataError
     first = [l for l in str(error).splitlines() if l.strip() and 'Traceback' not in l and 'File "' not in l]
-    prefix = path[:-4] if path.endswith('.rec') else path
-    return DataError('reading %s failed (%s). A record is probably damaged: find it with `python -m data.pack '
-                     '--check %s`, then rebuild or copy the pack again' % (path, (first or ['?'])[-1].strip(),
-                                                                          prefix))
+    return damaged(path, (first or ['?'])[-1].strip())
 
 
 class GuardedIter(object):
@@ -99,11 +98,12 @@ def _norm(mean, std, channels):
 
 
 def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mean, std, style,
-                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0, row_list=None):
+                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0, indices=False):
     """(train(epoch), val()) iterator factories over part `part_index` of `num_parts` of the packs;
     `style` is 'imagenet' (DecodeIter: OpenCV in `threads` worker processes) or 'small' (ImageRecordIter).
     DecodeIter's batches carry each record's row in the pack in `DataBatch.index`; ImageRecordIter's
-    do when `row_list` names a `data.indices.write_row_list` file of the training pack.
+    do with `indices`, through a temporary `data.indices.row_list_file` of the training pack, removed
+    with the training factory.
 
     The trainer rebuilds the training iterator each epoch, seeded from (seed, epoch), so a resumed
     run sees exactly the batches an uninterrupted one would.
@@ -142,8 +142,12 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
     val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
                rand_crop=False, rand_mirror=False)
     rows = lambda it: it
-    if row_list is not None:                        # labels (B, 2): class, row in the pack
+    if indices:                                     # labels (B, 2): class, row in the pack
+        row_list = row_list_file(prefix_train)
         train.update(path_imglist=row_list, label_width=2)
         rows = RowBatches
-    return (lambda epoch: rows(image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch)))), \
+    make_train = lambda epoch: rows(image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch)))
+    if indices:
+        weakref.finalize(make_train, discard, row_list)      # with the factory (quietly, if already gone)
+    return make_train, \
         (lambda: image_record_iter(**val))
