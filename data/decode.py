@@ -35,13 +35,20 @@ import numpy as np
 from . import DataError
 from .augment import centre_crop_resize, colour_maps, draw_augmentation, generator
 from .decode_worker import TASK, map_fd, slot_layout, slot_views, write_header
-from .packindex import PackIndex, damaged  # noqa: F401  (the pack reader, here since DecodeIter began)
+from .packindex import PackIndex  # noqa: F401  (the pack reader, here since DecodeIter began)
 
 #: the command a worker runs: the project's root on sys.path, then data.decode_worker.main
 BOOT = 'import sys; sys.path.insert(0, sys.argv[1]); from data.decode_worker import main; main(sys.argv[2:])'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: seconds a shut-down worker has to leave before it is killed
 LEAVE_SECONDS = 2.0
+
+
+def worker_env():
+    """The workers' environment: this process's, with one thread for numpy's BLAS and OpenMP (the
+    workers do no linear algebra; the main process's OMP_NUM_THREADS would start that many idle BLAS
+    threads in every worker)."""
+    return dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
 class WorkerError(DataError):
@@ -128,7 +135,6 @@ class DecodePool(object):
 
     def __init__(self, workers, batch_size, image_size, slots):
         self.workers = max(1, int(workers))
-        self.batch_size, self.image_size = batch_size, image_size
         self.shape = (batch_size, 3, image_size, image_size)
         self.broken = None
         size = slot_layout(batch_size, image_size)[1]
@@ -151,7 +157,7 @@ class DecodePool(object):
                     try:
                         state.procs.append(subprocess.Popen(
                             [sys.executable, '-c', BOOT, ROOT, json.dumps(config)], pass_fds=fds + [task_r, res_w],
-                            stdin=subprocess.DEVNULL, start_new_session=True))
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=worker_env()))
                     except BaseException:
                         os.close(res_r)
                         raise
@@ -232,16 +238,18 @@ class DecodePool(object):
         self._check()
         tids = []
         for lo, hi in ranges:
-            tid, self._next = self._next, self._next + 1
-            self._pending[tid] = slot
-            self._by_slot[slot].add(tid)
-            self._wanted.add(tid)
-            tids.append(tid)
+            tid, self._next = self._next, self._next + 1     # (before the write: a queued id is never reused)
             try:
                 os.write(self._state.task_w, TASK.pack(tid, slot, lo, hi))
             except BrokenPipeError:                 # every worker is gone
                 self._collect(0.0)
                 self._fail('the decoding workers are gone')
+            # recorded once queued: a Ctrl-C before the write leaves no id that no worker will answer (a
+            # later claim of the slot would wait for it forever)
+            self._pending[tid] = slot
+            self._by_slot[slot].add(tid)
+            self._wanted.add(tid)
+            tids.append(tid)
         return tids
 
     def wait(self, tids):
@@ -408,6 +416,7 @@ class DecodeIter(object):
             self._schedule()
             self._pool.wait(batch.tasks)
         except BaseException:                       # a damaged record, a dead worker, Ctrl-C: stop decoding
+            self._inflight.appendleft(batch)        # (so that close cancels its tasks and forgets their answers)
             self.close()
             raise
         labels = mx.nd.array(self._pool.views[batch.slot]['labels'])     # (a copy)

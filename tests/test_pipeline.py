@@ -413,6 +413,8 @@ def test_a_worker_killed_mid_epoch_is_one_clear_error_and_the_next_epoch_starts_
     next(it)
     pids = it._pool.pids
     os.kill(pids[1], signal.SIGKILL)
+    while alive(pids[1]):                   # dead before the epoch goes on (else the epoch, a few ms of tiny
+        time.sleep(0.01)                    # images, may end before the death shows: the next use reports it)
     tic = time.time()
     with pytest.raises(decode.WorkerError, match=r'^the decoding worker 2 of 2 \(pid %d\) exited with signal 9 '
                        r'\(SIGKILL\): killed, perhaps for lack of memory \(lower data_threads or batch_size\); '
