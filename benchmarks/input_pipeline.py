@@ -13,8 +13,11 @@ other round; the median of each is kept, the ratio of each round printed too, an
 average after each round, so a change of machine load hits all of them alike):
   project  the iterator train.py uses, built by `data.records.record_iters` as `data.DataSource`
            builds it, with `--threads` (default: the cores, as data_threads) decoding workers:
-           for ImageNet packs `data.decode.DecodeIter` (OpenCV in worker processes), for Fashion-MNIST
-           packs one ImageRecordIter, for CIFAR `data.arrays.ArrayIter`;
+           for ImageNet packs `data.decode.DecodeIter` (OpenCV in worker processes) as it feeds
+           a GPU (uint8 images and per-image colour maps, the colour step left to the device),
+           for Fashion-MNIST packs one ImageRecordIter, for CIFAR `data.arrays.ArrayIter`;
+  project_cpu  (ImageNet) DecodeIter as it feeds a network on the CPU: the workers apply the
+           colour maps and write float32 images;
   before   the iterator the project used before DecodeIter: one MXNet ImageRecordIter with the
            same keywords as then (`preprocess_threads` = the cores, which MXNet 1.9.1 caps at
            max(cores/2 - 1, 1)); for Fashion-MNIST that is the project's iterator again (the
@@ -27,7 +30,9 @@ average after each round, so a change of machine load hits all of them alike):
            (bicubic) and the centre 224; for Fashion-MNIST pad 2, a random 28 crop and a mirror
            (validation: the decode alone); for CIFAR (nothing to decode) pad 4, a random 32 crop
            and a mirror of each image with numpy. Into a uint8 batch: no colour jitter,
-           lighting, normalisation or float conversion, which the iterators also do.
+           lighting, normalisation or float conversion, which project_cpu also does.
+For ImageNet paths, `colour_ms` is the CPU time per batch of `data.device.colour_apply` (the
+colour step project leaves to the device) on this machine's CPU, for scale.
 Images/s of an iterator counts whole batches (the last one of an epoch included: it is whole)
 from the first batch of an epoch on, for `--seconds`, crossing into new epochs (each iterator
 built afresh as the trainer does every epoch, its start-up counted), waiting for each batch's
@@ -331,7 +336,8 @@ def iterator_rate(make, seconds, first_epoch=0):
     for each one's data."""
     epoch = first_epoch
     it = make(epoch)
-    next(it).data[0].wait_to_read()
+    for array in next(it).data:
+        array.wait_to_read()
     workers = WorkerCPU()
     workers.see(it)
     images, tic, cpu = 0, time.time(), time.process_time()
@@ -344,13 +350,31 @@ def iterator_rate(make, seconds, first_epoch=0):
                 it = make(epoch)
                 workers.see(it)
                 continue
-            batch.data[0].wait_to_read()
+            for array in batch.data:
+                array.wait_to_read()
             images += batch.data[0].shape[0]
         used = time.process_time() - cpu + workers.total()
         return images / (time.time() - tic), used * 1e3 / images
     finally:
         if hasattr(it, 'close'):
             it.close()
+
+
+def colour_ms(batch, size, repeats=10):
+    """CPU milliseconds per batch of `data.device.colour_apply` on (batch, 3, size, size) uint8 images on
+    this machine's CPU (the median of `repeats`, after one untimed call)."""
+    import mxnet as mx
+    from data.device import colour_apply
+    rng = np.random.RandomState(3)
+    images = mx.nd.array(rng.randint(0, 256, (batch, 3, size, size)), dtype='uint8')
+    colour = mx.nd.array(rng.uniform(-1, 1, (batch, 3, 4)))
+    colour_apply(images, colour).wait_to_read()
+    times = []
+    for _ in range(repeats):
+        cpu = time.process_time()
+        colour_apply(images, colour).wait_to_read()
+        times.append((time.process_time() - cpu) * 1e3)
+    return statistics.median(times)
 
 
 def before_iter(prefix, split, batch, threads, size, channels, mean, std, style, pad=0, epoch=0):
@@ -427,7 +451,8 @@ def measure_path(path, args, root, cores, threads, log):
     """The figures of one path, and its line: {'batch', 'img_s' (median per method), 'rounds'
     (images/s per round), 'cpu_ms_per_img' (median per method), 'load', 'ratio' (project / bound,
     of the medians), 'round_ratios' and their median 'round_ratio_median' (project / bound of
-    each round, measured minutes apart at most), 'cpu_ratio' (bound / project CPU per image), and
+    each round, measured minutes apart at most), 'cpu_ratio' (bound / project CPU per image), for
+    ImageNet paths 'project_cpu_ratio' (project_cpu / bound) and 'colour_ms', and
     for the ImageNet and Fashion-MNIST paths 'before_ratio' and 'speedup' (project / before)}."""
     from data import records
     from data.arrays import ArrayIter
@@ -439,7 +464,7 @@ def measure_path(path, args, root, cores, threads, log):
         b, items, shape = args.small_batch, list(x), (32, 32, 3)
         mean, std = [125.31, 122.95, 113.87], [62.99, 62.09, 66.70]
         project = lambda e: ArrayIter(x, y, b, mean, std, shuffle=True, augment=True, pad=4, seed=0, epoch=e)
-        before = None
+        before = project_cpu = None
     else:
         if dataset == 'imagenet':
             prefix, b, size, channels, style, pad = os.path.join(root, 'imagenet'), args.batch, 224, 3, 'imagenet', 0
@@ -447,15 +472,21 @@ def measure_path(path, args, root, cores, threads, log):
         else:
             prefix, b, size, channels, style, pad = os.path.join(root, 'fashion'), args.small_batch, 28, 1, 'small', 2
             mean, std, shape = [72.94], [90.02], (28, 28)
-        tr, va = records.record_iters(os.path.join(prefix, 'train'), os.path.join(prefix, 'val'), b, size,
-                                      channels, mean, std, style, pad=pad, threads=threads, seed=0)
-        project = tr if split == 'train' else (lambda e: va())
+        def factory(on_device):
+            tr, va = records.record_iters(os.path.join(prefix, 'train'), os.path.join(prefix, 'val'), b, size,
+                                          channels, mean, std, style, pad=pad, threads=threads, seed=0,
+                                          colour_on_device=on_device)
+            return tr if split == 'train' else (lambda e: va())
+        project = factory(True)
+        project_cpu = factory(False) if dataset == 'imagenet' else None
         items = read_images(os.path.join(prefix, split))
         before = lambda e: before_iter(prefix, split, b, cores, size, channels, mean, std, style, pad, e)
     log('%s: batch %d' % (path, b))
     with BoundPool(items, path, shape, b, cores, root) as bound:
         # project and bound next to each other in every round
         methods = {'project': lambda: iterator_rate(project, args.seconds), 'bound': lambda: bound.rate(args.seconds)}
+        if project_cpu is not None:
+            methods['project_cpu'] = lambda: iterator_rate(project_cpu, args.seconds)
         if before is not None:
             methods['before'] = lambda: iterator_rate(before, args.seconds)
         runs, loads = compare(path, methods, args.rounds, log)
@@ -468,12 +499,18 @@ def measure_path(path, args, root, cores, threads, log):
              'ratio': med['project'] / med['bound'], 'round_ratios': per_round, 'round_ratio_median': median(per_round),
              'cpu_ratio': cpu['bound'] / cpu['project']}
     line = '%-15s project %7.1f img/s' % (path, med['project'])
+    if 'project_cpu' in med:
+        entry['project_cpu_ratio'] = med['project_cpu'] / med['bound']
+        entry['colour_ms'] = colour_ms(b, size)
     if 'before' in med:
         entry['before_ratio'] = med['before'] / med['bound']
         entry['speedup'] = med['project'] / med['before']
         line += '  before %7.1f img/s' % med['before']
     line += '  bound %7.1f img/s  project/bound %.3f (per round: median %.3f, %s)' % (
         med['bound'], entry['ratio'], entry['round_ratio_median'], ' '.join('%.2f' % v for v in per_round))
+    if 'project_cpu' in med:
+        line += '  project_cpu %.1f img/s, /bound %.3f  colour_apply on the CPU %.1f ms/batch' % (
+            med['project_cpu'], entry['project_cpu_ratio'], entry['colour_ms'])
     if 'before' in med:
         line += '  before/bound %.3f  project/before %.2f' % (entry['before_ratio'], entry['speedup'])
     line += '  CPU ms/img %s' % ' '.join('%s %.2f' % kv for kv in cpu.items())

@@ -8,6 +8,8 @@ adds the workers' counts so that every worker reports the whole set.
 import mxnet as mx
 from mxnet import gluon, nd
 
+from data.device import device_inputs
+
 from .metrics import topk_correct, labels_outside, LabelOutOfRange
 
 
@@ -20,10 +22,9 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
         if max_batches is not None and i >= max_batches:
             break
         keep = batch.data[0].shape[0] - (batch.pad or 0)
-        data, label = batch.data[0][:keep], batch.label[0][:keep]
         parts = len(ctx) if keep >= len(ctx) else 1
-        xs = gluon.utils.split_and_load(data, ctx[:parts], even_split=False)
-        ys = gluon.utils.split_and_load(label, ctx[:parts], even_split=False)
+        xs = device_inputs(batch, ctx[:parts], keep)
+        ys = gluon.utils.split_and_load(batch.label[0][:keep], ctx[:parts], even_split=False)
         n += keep
         for k, (x, y) in enumerate(zip(xs, ys)):
             out = net(x)

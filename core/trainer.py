@@ -31,6 +31,7 @@ from mxnet import autograd, gluon, nd
 import symbols
 from config import warnings_of
 from data import DataSource
+from data.device import device_inputs, on_gpu
 from data.indices import sample_count, sample_indices
 from . import checkpoint, gpu_libs, gpu_support, monitor, runs, schedule, stages
 from .distiller import DistillBlock, plan_taps, plan_takes_indices
@@ -254,7 +255,8 @@ class Session(object):
             self.amp = amp
         self.plan = cfg.plan
         check_methods_fit(self.plan, self.workers)
-        self.data = DataSource(cfg, self.workers, self.rank, self.batch_size, indices=plan_takes_indices(self.plan))
+        self.data = DataSource(cfg, self.workers, self.rank, self.batch_size, indices=plan_takes_indices(self.plan),
+                               colour_on_device=on_gpu(self.ctx))
         check_batch_fits(cfg, self.batch_size, {'training': self.data.num_train, 'validation': self.data.num_val},
                          len(self.ctx), self.workers)
         # a method whose memory has a row per training sample (registry `indices`) needs their count
@@ -441,7 +443,7 @@ class Session(object):
         """The distillation block on each device's share of `batch` (call under autograd.record):
         (outputs per device, labels per device, sample indices per device or None)."""
         ctx = self.ctx
-        xs = gluon.utils.split_and_load(batch.data[0], ctx)
+        xs = device_inputs(batch, ctx)
         ys = gluon.utils.split_and_load(batch.label[0], ctx)
         idxs = None
         if self.block.takes_indices:

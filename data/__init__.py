@@ -58,9 +58,13 @@ class DataSource(object):
     batch also carries each sample's index in the whole training set in `DataBatch.index`, and
     `num_samples` is that set's size (CIFAR pickles: the arrays' positions; packs: the record's row in
     train.idx, see data/indices.py).
+
+    With `colour_on_device` (the network runs on a GPU), ImageNet packs give batches of uint8 images
+    and per-image colour maps, which `data.device.device_inputs` turns into the network's input on
+    the device (data/augment.py); every other batch is the float32 input itself.
     """
 
-    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None, indices=False):
+    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None, indices=False, colour_on_device=False):
         self.cfg = cfg
         channels, size, mean, std, style, pad = DEFAULTS[cfg.dataset]
         self.channels = channels
@@ -98,7 +102,7 @@ class DataSource(object):
             self._records = records.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,
-                indices=indices)
+                indices=indices, colour_on_device=colour_on_device)
         if cfg.num_examples:
             self.num_train = cfg.num_examples // num_parts
 

@@ -1,7 +1,7 @@
 """ImageNet-style packs decoded with OpenCV in worker processes (`DecodeIter` on a `DecodePool`).
 
 Why processes: OpenCV releases the GIL while it decodes and resizes, but the Python between its
-calls (augment_image's few lines per image) does not, so two threads of one process reach about
+calls (the augmentation's few lines per image) does not, so two threads of one process reach about
 1400 images/s on 2 cores where two processes reach about 1710 (decode + augmentation). MXNet
 1.9.1's ImageRecordIter decodes on max(cores/2 - 1, 1) threads whatever `preprocess_threads`
 says, and its decode + augmentation costs about twice OpenCV's (benchmarks/input_pipeline.py
@@ -10,13 +10,17 @@ measures both against the decode bound).
 A `DecodePool` starts its workers once (data/decode_worker.py: new interpreters that import
 numpy, OpenCV and the `data` package, never mxnet) and owns a ring of batch buffers in shared
 memory (memfd: anonymous, so nothing is left in /dev/shm whatever happens to the process). Each
-slot's float32 planes are wrapped once as an NDArray (`mx.nd.from_numpy(..., zero_copy=True)`),
-so the workers write decoded, augmented, normalised images straight into the arrays MXNet reads.
+slot's planes (uint8 when the colour step runs on the device, else float32) are wrapped once as
+an NDArray (`mx.nd.from_numpy(..., zero_copy=True)`), so the workers write decoded, augmented
+images straight into the arrays MXNet reads.
 `record_iters` keeps one pool per pair of iterator factories (train and val, a ring each), for
 every epoch; it is shut down when the factories are dropped, at exit, or when an iterator that
 made its own pool closes. Workers leave when the task pipe ends (the main process closed it or
-died) or their parent is gone; they ignore SIGINT (they are in their own session: Ctrl-C at the
-terminal reaches only the main process, which stops them).
+died) or their parent is gone; they ignore SIGINT (they are in their own process group: Ctrl-C at
+the terminal reaches only the main process, which stops them). They stay in the main process's
+session: where Linux groups the CPU by session (autogroup, on by default in Ubuntu), a session of
+their own would give each worker as much CPU as the whole trainer, and `nice python train.py`
+would not reach them.
 """
 import collections
 import json
@@ -33,22 +37,29 @@ import mxnet as mx
 import numpy as np
 
 from . import DataError
-from .augment import centre_crop_resize, colour_maps, draw_augmentation, generator
+from .augment import centre_crop_resize, colour_affine, draw_augmentation, generator, normalise_affine
 from .decode_worker import TASK, map_fd, slot_layout, slot_views, write_header
 from .packindex import PackIndex  # noqa: F401  (the pack reader, here since DecodeIter began)
 
 #: the command a worker runs: the project's root on sys.path, then data.decode_worker.main
 BOOT = 'import sys; sys.path.insert(0, sys.argv[1]); from data.decode_worker import main; main(sys.argv[2:])'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: a worker's own process group in the main process's session (Python 3.10: a session of its own)
+OWN_GROUP = {'process_group': 0} if sys.version_info >= (3, 11) else {'start_new_session': True}
 #: seconds a shut-down worker has to leave before it is killed
 LEAVE_SECONDS = 2.0
 
 
 def worker_env():
-    """The workers' environment: this process's, with one thread for numpy's BLAS and OpenMP (the
-    workers do no linear algebra; the main process's OMP_NUM_THREADS would start that many idle BLAS
-    threads in every worker)."""
-    return dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    """The workers' environment: this process's, with
+    - one thread for numpy's BLAS and OpenMP (the workers do no linear algebra; the main process's
+      OMP_NUM_THREADS would start that many idle BLAS threads in every worker);
+    - glibc's malloc keeping the memory it frees (up to 256 MB) and serving blocks up to 16 MB from
+      its heap: by default it maps every block over 128 KB afresh and gives freed memory back, so
+      each decoded image (about 560 KB for ImageNet) cost page faults; 9% of a worker's time here.
+      (Other C libraries ignore these variables.)"""
+    return dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                MALLOC_MMAP_THRESHOLD_=str(16 << 20), MALLOC_TRIM_THRESHOLD_=str(256 << 20))
 
 
 class WorkerError(DataError):
@@ -124,20 +135,22 @@ class _Workers(object):
 
 class DecodePool(object):
     """`workers` decoding processes and `slots` shared batch buffers of (batch_size, 3, image_size,
-    image_size) float32, for one iterator per `Ring` at a time.
+    image_size) `dtype` (float32: the workers apply the colour maps; uint8: the device will), for
+    one iterator per `Ring` at a time.
 
     Holds, per slot: `arrays[slot]` (the NDArray over its planes), `views[slot]` (numpy views of
-    its planes, labels, records, draws, colour maps and header, data/decode_worker.py). Tasks are
+    its planes, labels, records, draws, colour maps, contrast factors and header,
+    data/decode_worker.py). Tasks are
     ranges of rows of a slot (`submit`), answered in any order; `wait` takes a batch's answers in
     order and raises the first failure (a DataError naming the pack and record, or a WorkerError).
     A worker that dies breaks the pool: `broken` holds the error, raised again by every call.
     """
 
-    def __init__(self, workers, batch_size, image_size, slots):
+    def __init__(self, workers, batch_size, image_size, slots, dtype='float32'):
         self.workers = max(1, int(workers))
-        self.shape = (batch_size, 3, image_size, image_size)
+        self.shape, self.dtype = (batch_size, 3, image_size, image_size), np.dtype(dtype).name
         self.broken = None
-        size = slot_layout(batch_size, image_size)[1]
+        size = slot_layout(batch_size, image_size, self.dtype)[1]
         self._state = state = _Workers()
         self._finalizer = weakref.finalize(self, state.shutdown)
         fds = []
@@ -145,19 +158,19 @@ class DecodePool(object):
             fds = [_shared_fd('decode-slot', size) for _ in range(slots)]
             fds.append(_shared_fd('decode-control', 8 * slots))
             maps = [map_fd(fd, size) for fd in fds[:-1]]
-            self.views = [slot_views(m, batch_size, image_size) for m in maps]
+            self.views = [slot_views(m, batch_size, image_size, self.dtype) for m in maps]
             self.arrays = [mx.nd.from_numpy(v['data'], zero_copy=True) for v in self.views]
             state.cancel = np.ndarray((slots,), np.int64, map_fd(fds[-1], 8 * slots))
             task_r, state.task_w = os.pipe()
             try:
                 for k in range(self.workers):
                     res_r, res_w = os.pipe()
-                    config = dict(batch_size=batch_size, image_size=image_size, slots=fds[:-1], control=fds[-1],
-                                  tasks=task_r, results=res_w, parent=os.getpid())
+                    config = dict(batch_size=batch_size, image_size=image_size, dtype=self.dtype, slots=fds[:-1],
+                                  control=fds[-1], tasks=task_r, results=res_w, parent=os.getpid())
                     try:
                         state.procs.append(subprocess.Popen(
                             [sys.executable, '-c', BOOT, ROOT, json.dumps(config)], pass_fds=fds + [task_r, res_w],
-                            stdin=subprocess.DEVNULL, start_new_session=True, env=worker_env()))
+                            stdin=subprocess.DEVNULL, env=worker_env(), **OWN_GROUP))
                     except BaseException:
                         os.close(res_r)
                         raise
@@ -320,6 +333,12 @@ class DecodeIter(object):
     `pad` counts a batch's rows past the n-th (at its end), which evaluation leaves out;
     `index` (batch_size,) holds each row's record position in the pack's index (0..n-1).
 
+    Output: with `colour_on_device` (the network runs on a GPU), a batch's data is [images (B, 3,
+    S, S) uint8 RGB, colour (B, 3, 4) float32], each image's colour jitter, lighting and
+    normalisation as an affine map that `data.device.colour_apply` runs on the device (see
+    data/augment.py); otherwise the workers apply the maps and the data is [(B, 3, S, S) float32].
+    `data.device.device_inputs` turns either into the network's input.
+
     Randomness: every random number of global batch j comes from a generator seeded by
     (seed, epoch, j) (`data.augment.draw_augmentation`), drawn here and handed to the workers
     with the rows; each row is written by one task into its own place, so a batch depends on
@@ -340,7 +359,8 @@ class DecodeIter(object):
     """
 
     def __init__(self, index, batch_size, image_size, mean, std, augment=False, resize=None, shuffle=False,
-                 seed=0, epoch=0, num_parts=1, part_index=0, threads=1, depth=3, keep=2, ring=None):
+                 seed=0, epoch=0, num_parts=1, part_index=0, threads=1, depth=3, keep=2, ring=None,
+                 colour_on_device=False):
         n = len(index)
         if not 0 <= part_index < num_parts:
             raise ValueError('part_index=%d is not in 0..num_parts-1 (num_parts=%d)' % (part_index, num_parts))
@@ -356,16 +376,21 @@ class DecodeIter(object):
         self._order = np.resize(order, total)       # the order again as far as needed: whole batches
         self._n, self._batches = n, total // glob
         shape = (batch_size, 3, image_size, image_size)
-        self.provide_data = [mx.io.DataDesc('data', shape)]
+        self.colour_on_device = bool(colour_on_device)
+        dtype = 'uint8' if self.colour_on_device else 'float32'
+        self.provide_data = [mx.io.DataDesc('data', shape, np.dtype(dtype))]
+        if self.colour_on_device:
+            self.provide_data.append(mx.io.DataDesc('colour', (batch_size, 3, 4)))
         self.provide_label = [mx.io.DataDesc('softmax_label', (batch_size,))]
         self._header = dict(prefix=index.prefix, rec_id=index.file_id(), count=n, augment=bool(augment),
-                            resize=self.resize, mean=self.mean, std=self.std)
+                            resize=self.resize)
+        self._normalise = None if augment else normalise_affine(batch_size, self.mean, self.std)
         self._pool = self._own = None
         self._inflight = collections.deque()
         slots = depth + keep
-        if ring is None or ring.pool.shape != shape or len(ring.slots) < slots or ring.pool.broken is not None \
-                or not ring.take(self):
-            self._own = DecodePool(threads, batch_size, image_size, slots)
+        if ring is None or ring.pool.shape != shape or ring.pool.dtype != dtype or len(ring.slots) < slots \
+                or ring.pool.broken is not None or not ring.take(self):
+            self._own = DecodePool(threads, batch_size, image_size, slots, dtype)
             ring = Ring(self._own, range(slots))
             ring.take(self)
         self._ring_of, self._pool, self._slots = ring, ring.pool, ring.slots[:slots]
@@ -399,7 +424,9 @@ class DecodeIter(object):
         if self.augment:                            # the global batch's draws: the same in every worker
             draws = draw_augmentation(self.seed, self.epoch, j, b * self.num_parts)[self.part_index * b:][:b]
             views['draws'][:] = draws
-            views['maps'][:] = colour_maps(draws, self.mean, self.std)
+            views['colour'][:], views['contrast'][:] = colour_affine(draws, self.mean, self.std)
+        else:
+            views['colour'][:] = self._normalise
         write_header(views, self._header)
         tasks = self._pool.submit(slot, [(i, min(i + self._chunk, b)) for i in range(0, b, self._chunk)])
         self._inflight.append(_Batch(slot, pad, records, tasks))
@@ -419,8 +446,12 @@ class DecodeIter(object):
             self._inflight.appendleft(batch)        # (so that close cancels its tasks and forgets their answers)
             self.close()
             raise
-        labels = mx.nd.array(self._pool.views[batch.slot]['labels'])     # (a copy)
-        return mx.io.DataBatch(data=[self._pool.arrays[batch.slot]], label=[labels], pad=batch.pad,
+        views = self._pool.views[batch.slot]
+        labels = mx.nd.array(views['labels'])                           # (a copy)
+        data = [self._pool.arrays[batch.slot]]
+        if self.colour_on_device:
+            data.append(mx.nd.array(views['colour']))                  # (a copy)
+        return mx.io.DataBatch(data=data, label=[labels], pad=batch.pad,
                                index=batch.records, provide_data=self.provide_data,
                                provide_label=self.provide_label)
 

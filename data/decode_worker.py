@@ -2,16 +2,19 @@
 
 A worker imports numpy, OpenCV and the project's `data` package (data/__init__.py, packfile,
 packindex, augment), never mxnet: it is started as a new interpreter (`subprocess`, in its own
-session, so Ctrl-C at the terminal reaches only the main process, which shuts the workers down)
+process group, so Ctrl-C at the terminal reaches only the main process, which shuts the workers
+down)
 and runs `main`. Why not `multiprocessing`: its 'spawn' and 'forkserver' children import the
 parent's __main__ module again (train.py, benchmarks.*, pytest), and plain fork after MXNet
 started its engine threads is unsafe.
 
 Channels (all inherited file descriptors, listed in the worker's argument):
-- slot memory: one memfd per ring slot (`slot_layout`): the batch's float32 planes (B, 3, S, S),
-  then labels (B float32, written by the worker), records (B int64: positions in the pack's
-  index), draws (B x DRAWS float64), colour maps (B x 3 x 4 float64) and a JSON header (the
-  pack, the mode, resize, mean, std), written by the main process before it queues the tasks;
+- slot memory: one memfd per ring slot (`slot_layout`): the batch's RGB planes (B, 3, S, S),
+  uint8 (the colour step runs on the device) or float32 (the workers apply it), and its labels (B
+  float32), written by the worker; records (B int64: positions in the pack's index), draws (B x
+  DRAWS float64), colour maps (B x 3 x 4 float32, completed by the worker with each image's mean
+  gray) and contrast factors (B x 3 float64) and a JSON header (the pack, the mode, resize),
+  written by the main process before it queues the tasks;
 - control memory: int64 per slot, `cancel[slot]`: tasks of the slot with a smaller id are skipped;
 - the task pipe, shared by all workers: fixed TASK records (id, slot, first row, end row), each
   written whole (24 bytes < PIPE_BUF) and read whole, so the kernel hands each task to one idle
@@ -41,13 +44,14 @@ HEADER_BYTES = 16384
 ALIGN = 64
 
 
-def slot_layout(batch_size, image_size):
+def slot_layout(batch_size, image_size, dtype):
     """({name: (offset, shape, dtype)}, total bytes) of one ring slot's shared memory: 'data' (B, 3,
-    S, S) float32 first (page-aligned, wrapped by MXNet), then 'labels', 'records', 'draws',
-    'maps' and 'header' (uint8), each aligned to 64 bytes."""
-    parts = [('data', (batch_size, 3, image_size, image_size), np.float32), ('labels', (batch_size,), np.float32),
-             ('records', (batch_size,), np.int64), ('draws', (batch_size, DRAWS), np.float64),
-             ('maps', (batch_size, 3, 4), np.float64), ('header', (HEADER_BYTES,), np.uint8)]
+    S, S) of `dtype` (uint8 or float32) first (page-aligned, wrapped by MXNet), then 'labels',
+    'records', 'draws', 'colour', 'contrast' and 'header' (uint8), each aligned to 64 bytes."""
+    parts = [('data', (batch_size, 3, image_size, image_size), np.dtype(dtype)),
+             ('labels', (batch_size,), np.float32), ('records', (batch_size,), np.int64),
+             ('draws', (batch_size, DRAWS), np.float64), ('colour', (batch_size, 3, 4), np.float32),
+             ('contrast', (batch_size, 3), np.float64), ('header', (HEADER_BYTES,), np.uint8)]
     layout, offset = {}, 0
     for name, shape, dtype in parts:
         layout[name] = (offset, shape, dtype)
@@ -55,9 +59,9 @@ def slot_layout(batch_size, image_size):
     return layout, offset
 
 
-def slot_views(buf, batch_size, image_size):
+def slot_views(buf, batch_size, image_size, dtype):
     """{name: numpy array} over the shared memory `buf` of one slot (`slot_layout`)."""
-    layout, _ = slot_layout(batch_size, image_size)
+    layout, _ = slot_layout(batch_size, image_size, dtype)
     return {name: np.ndarray(shape, dtype, buf, offset) for name, (offset, shape, dtype) in layout.items()}
 
 
@@ -104,14 +108,17 @@ class Packs(object):
         return index
 
 
-def decode_rows(cv2, index, views, header, lo, hi):
-    """Decode and augment rows lo..hi-1 of a slot (the records at `views['records']`) into its data
-    planes, their labels into its labels; a DataError (data.packindex.damaged) naming the pack and
-    the record if one cannot be read or decoded."""
-    from .augment import augment_image, centre_image
+def decode_rows(cv2, index, views, header, lo, hi, scratch):
+    """Decode rows lo..hi-1 of a slot (the records at `views['records']`), crop (training: augment)
+    them and write their planes, uint8 or with the colour map applied (float32), into its data, their
+    labels into its labels, and complete their colour maps; a DataError (data.packindex.damaged)
+    naming the pack and the record if one cannot be read or decoded. `scratch`: the worker's
+    reusable images (`Scratch`)."""
+    from .augment import centre_image, crop_image, finish_colour, write_affine, write_planes
     from .packindex import damaged
-    data, labels, records = views['data'], views['labels'], views['records']
-    augment, resize, mean, std = header['augment'], header['resize'], header['mean'], header['std']
+    data, labels, records, colour = views['data'], views['labels'], views['records'], views['colour']
+    augment, resize, size = header['augment'], header['resize'], data.shape[-1]
+    floats = data.dtype == np.float32
     for r in range(lo, hi):
         i = int(records[r])
         label, image = index.read(i)
@@ -120,12 +127,35 @@ def decode_rows(cv2, index, views, header, lo, hi):
             if img is None or img.size == 0:
                 raise damaged(index.path, 'record %d does not decode as an image' % index.keys[i])
             if augment:
-                augment_image(img, data[r], views['draws'][r].tolist(), views['maps'][r].tolist())
+                img = crop_image(img, views['draws'][r].tolist(), scratch.image(size))
+                finish_colour(colour[r], views['contrast'][r], img)
             else:
-                centre_image(img, data[r], resize, mean, std)
+                img = centre_image(img, size, resize)
+            if floats:
+                write_affine(img, colour[r], data[r], scratch.floats(size))
+            else:
+                write_planes(img, data[r])
         except cv2.error as e:
             raise damaged(index.path, 'record %d: OpenCV: %s' % (index.keys[i], str(e).strip()[-200:]))
         labels[r] = label
+
+
+class Scratch(object):
+    """A worker's images reused from one record to the next (fresh ones would cost page faults):
+    the cropped uint8 image (S, S, 3) and two float32 ones for `write_affine`."""
+
+    def __init__(self):
+        self._image, self._floats = None, None
+
+    def image(self, size):
+        if self._image is None or self._image.shape[0] != size:
+            self._image = np.empty((size, size, 3), np.uint8)
+        return self._image
+
+    def floats(self, size):
+        if self._floats is None or self._floats[0].shape[0] != size:
+            self._floats = (np.empty((size, size, 3), np.float32), np.empty((size, size, 3), np.float32))
+        return self._floats
 
 
 def serve(config):
@@ -135,14 +165,14 @@ def serve(config):
     from . import DataError
     import cv2
     cv2.setNumThreads(1)                            # the workers are the parallelism
-    batch, size = config['batch_size'], config['image_size']
-    slot_bytes = slot_layout(batch, size)[1]
+    batch, size, dtype = config['batch_size'], config['image_size'], config['dtype']
+    slot_bytes = slot_layout(batch, size, dtype)[1]
     maps = [map_fd(fd, slot_bytes) for fd in config['slots']]
-    slots = [slot_views(m, batch, size) for m in maps]
+    slots = [slot_views(m, batch, size, dtype) for m in maps]
     control = map_fd(config['control'], 8 * len(slots))
     cancel = np.ndarray((len(slots),), np.int64, control)
     results = Connection(config['results'], readable=False)
-    tasks, parent, packs = config['tasks'], config['parent'], Packs()
+    tasks, parent, packs, scratch = config['tasks'], config['parent'], Packs(), Scratch()
     os.set_blocking(tasks, False)                   # (every worker: the idle ones all wake for a task)
     while True:
         ready, _, _ = select.select([tasks], [], [], 1.0)
@@ -163,7 +193,7 @@ def serve(config):
         views = slots[slot]
         try:
             header = read_header(views)
-            decode_rows(cv2, packs.get(header), views, header, lo, hi)
+            decode_rows(cv2, packs.get(header), views, header, lo, hi, scratch)
         except DataError as e:
             results.send((tid, 'data', str(e)))
         except Exception as e:                      # (a bug: said in one line by the main process)

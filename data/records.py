@@ -98,12 +98,15 @@ def _norm(mean, std, channels):
 
 
 def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mean, std, style,
-                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0, indices=False):
+                 augment=True, resize=None, pad=0, threads=1, num_parts=1, part_index=0, seed=0, indices=False,
+                 colour_on_device=False):
     """(train(epoch), val()) iterator factories over part `part_index` of `num_parts` of the packs;
     `style` is 'imagenet' (DecodeIter: OpenCV in `threads` worker processes) or 'small' (ImageRecordIter).
     DecodeIter's batches carry each record's row in the pack in `DataBatch.index`; ImageRecordIter's
     do with `indices`, through a temporary `data.indices.row_list_file` of the training pack, removed
-    with the training factory.
+    with the training factory. With `colour_on_device` (the network runs on a GPU), DecodeIter's batches
+    are uint8 images + colour maps for `data.device.device_inputs` (see DecodeIter); ImageRecordIter's
+    are float32 either way.
 
     The trainer rebuilds the training iterator each epoch, seeded from (seed, epoch), so a resumed
     run sees exactly the batches an uninterrupted one would.
@@ -117,7 +120,7 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
             return indexes[prefix]
         common = dict(batch_size=batch_size, image_size=image_size, mean=_expand(mean, 3, 0.0),
                       std=_expand(std, 3, 1.0), resize=resize, num_parts=num_parts, part_index=part_index,
-                      threads=threads, depth=DEPTH, keep=KEEP)
+                      threads=threads, depth=DEPTH, keep=KEEP, colour_on_device=colour_on_device)
         rings = {}
 
         def ring(split):
@@ -125,7 +128,8 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
             (a new one if a worker died), shut down when both factories are dropped."""
             if 'pool' not in rings or rings['pool'].broken is not None:
                 slots = DEPTH + KEEP
-                pool = DecodePool(threads, batch_size, image_size, 2 * slots)
+                pool = DecodePool(threads, batch_size, image_size, 2 * slots,
+                                  'uint8' if colour_on_device else 'float32')
                 rings.update(pool=pool, train=Ring(pool, range(slots)), val=Ring(pool, range(slots, 2 * slots)))
             return rings[split]
         return (lambda epoch: DecodeIter(index(prefix_train), augment=augment, shuffle=True, seed=seed, epoch=epoch,

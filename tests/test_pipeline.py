@@ -119,6 +119,56 @@ def test_evaluate_leaves_the_padding_out(packs):
     assert res['n'] == N_VAL and res['correct1'] == N_VAL
 
 
+def network_inputs(batches_of, ctx=(mx.cpu(),)):
+    """[(network input (numpy, the devices' shares joined), labels, pad)] of an epoch's batches."""
+    from data.device import device_inputs
+    return [(np.concatenate([x.asnumpy() for x in device_inputs(b, list(ctx))]), b.label[0].asnumpy(), b.pad)
+            for b in batches_of]
+
+
+def test_colour_on_the_device_gives_the_same_network_input(packs):
+    """For a GPU the workers deliver uint8 RGB planes and each image's colour map (B, 3, 4), the
+    colour step left to the device: the network input computed there equals the float32 one the
+    workers write for a CPU, in training and in validation, on one device or split over two; its
+    batches are the same whatever the workers, and the uint8 planes are the float images' pixels."""
+    on_device, on_cpu = iters(packs, colour_on_device=True), iters(packs)
+    first = next(on_device[0](3))
+    assert [(a.dtype, a.shape) for a in first.data] == [(np.uint8, (8, 3, 16, 16)), (np.float32, (8, 3, 4))]
+    assert [d.name for d in first.provide_data] == ['data', 'colour']
+    for split in (0, 1):
+        make = (lambda f: f[0](3)) if split == 0 else (lambda f: f[1]())
+        mine, theirs = network_inputs(make(on_device)), network_inputs(make(on_cpu))
+        assert len(mine) == len(theirs) and all(a[1].tobytes() == b[1].tobytes() and a[2] == b[2]
+                                                for a, b in zip(mine, theirs))
+        np.testing.assert_allclose(np.concatenate([m[0] for m in mine]), np.concatenate([t[0] for t in theirs]),
+                                   rtol=0, atol=2e-5)
+        two = network_inputs(make(on_device), ctx=(mx.cpu(0), mx.cpu(1)))
+        assert all(a[0].tobytes() == b[0].tobytes() for a, b in zip(mine, two))
+    raw = [(b.data[0].asnumpy(), b.data[1].asnumpy()) for b in on_device[0](3)]
+    again = [(b.data[0].asnumpy(), b.data[1].asnumpy()) for b in iters(packs, threads=1, colour_on_device=True)[0](3)]
+    assert all(a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() for a, b in zip(raw, again))
+    val = next(on_device[1]())                         # validation: the normalisation alone
+    np.testing.assert_allclose(val.data[1].asnumpy()[0], np.concatenate(
+        [np.diag(1 / np.asarray(STD)), (-np.asarray(MEAN) / STD)[:, None]], axis=1), rtol=1e-6)
+    pixels = (val.data[0].asnumpy().astype(np.float64) - np.reshape(MEAN, (3, 1, 1))) / np.reshape(STD, (3, 1, 1))
+    np.testing.assert_allclose(pixels, next(on_cpu[1]()).data[0].asnumpy(), rtol=0, atol=2e-5)
+
+
+def test_evaluate_takes_batches_whose_colour_runs_on_the_device(packs):
+    """Validation (core.evaluate) on uint8 batches and colour maps: the same counts as on float32
+    batches, the padding left out on both, on two devices too."""
+    from core.evaluate import evaluate
+
+    class Net(object):                           # the classes nearest to a function of the image's mean
+        def __call__(self, x):
+            centre = x.mean(axis=(1, 2, 3)).reshape((-1, 1)) * 40 + N_VAL / 2
+            return -(mx.nd.arange(N_VAL, ctx=x.context).reshape((1, -1)) - centre) ** 2
+    results = [evaluate(Net(), iters(packs, colour_on_device=flag)[1](), ctx, N_VAL)
+               for flag in (False, True) for ctx in ([mx.cpu()], [mx.cpu(0), mx.cpu(1)])]
+    assert all(r == results[0] for r in results) and results[0]['n'] == N_VAL
+    assert 0 < results[0]['correct5'] < N_VAL
+
+
 def test_validation_images_are_the_resized_centre(packs):
     """Shorter side bicubic to `resize` (ImageRecordIter's rounding), the centre crop, RGB,
     (x - mean) / std."""
@@ -148,26 +198,36 @@ def fb_resnet_colour(img_rgb, order, alpha, light):
 
 
 def test_training_augmentation_is_fb_resnet():
-    """augment_image = random-resized crop + bicubic resize + mirror + colour jitter (in a random
-    order) + PCA lighting + normalisation, step by step as fb.resnet does (the colour steps folded
-    into one map, exact up to OpenCV's gray, which is rounded to uint8)."""
+    """crop_image + the colour map = random-resized crop + bicubic resize + mirror + colour jitter
+    (in a random order) + PCA lighting + normalisation, step by step as fb.resnet does (the
+    colour steps folded into one affine map per image, exact up to float32 rounding), the same
+    whether the worker applies the map (write_affine) or the device does (colour_apply)."""
+    from data.device import colour_apply
     rng = np.random.RandomState(1)
     img = cv2.resize(rng.randint(0, 256, (5, 7, 3)).astype(np.uint8), (70, 50), interpolation=cv2.INTER_CUBIC)
     draws = augment.draw_augmentation(seed=3, epoch=1, batch=0, rows=40)
-    for p, maps in zip(draws, augment.colour_maps(draws, MEAN, STD)):
-        out = np.empty((3, 24, 24), np.float32)
-        augment.augment_image(img, out, p, maps)
+    affine, contrast = augment.colour_affine(draws, MEAN, STD)
+    planes, floats = np.empty((40, 3, 24, 24), np.uint8), np.empty((40, 3, 24, 24), np.float32)
+    scratch = (np.empty((24, 24, 3), np.float32), np.empty((24, 24, 3), np.float32))
+    for r, p in enumerate(draws):
+        crop = augment.crop_image(img, p, np.empty((24, 24, 3), np.uint8))
+        augment.finish_colour(affine[r], contrast[r], crop)
+        augment.write_planes(crop, planes[r])
+        augment.write_affine(crop, affine[r], floats[r], scratch)
         areas, ratios = p[:10], p[10:20]
         x, y, cw, ch = augment.random_resized_box(50, 70, areas, ratios, p[20], p[21])
         assert 0 <= x and x + cw <= 70 and 0 <= y and y + ch <= 50
         if (x, y, cw, ch) != (10, 0, 50, 50):            # not the centre square (no try fitted)
             assert 0.07 < cw * ch / 3500.0 <= 1 and 3 / 4 - 0.05 <= cw / float(ch) <= 4 / 3 + 0.05
-        crop = cv2.resize(img[y:y + ch, x:x + cw], (24, 24), interpolation=cv2.INTER_CUBIC)
+        ref_crop = cv2.resize(img[y:y + ch, x:x + cw], (24, 24), interpolation=cv2.INTER_CUBIC)
         if p[22] < 0.5:
-            crop = crop[:, ::-1]
-        ref = fb_resnet_colour(crop[..., ::-1], rng.permutation(3), p[23:26], p[26:29])
+            ref_crop = ref_crop[:, ::-1]
+        np.testing.assert_array_equal(planes[r], ref_crop[..., ::-1].transpose(2, 0, 1))
+        ref = fb_resnet_colour(ref_crop[..., ::-1], rng.permutation(3), p[23:26], p[26:29])
         ref = ((ref - np.asarray(MEAN)) / np.asarray(STD)).transpose(2, 0, 1)
-        np.testing.assert_allclose(out, ref, atol=0.02)           # (0.02 x std: within 1.2 grey levels)
+        np.testing.assert_allclose(floats[r], ref, rtol=0, atol=2e-5)
+    on_device = colour_apply(mx.nd.array(planes, dtype='uint8'), mx.nd.array(affine)).asnumpy()
+    np.testing.assert_allclose(on_device, floats, rtol=0, atol=2e-5)
     assert 0.07 < draws[:, :10].min() and draws[:, :10].max() <= 1.0
     assert np.abs(draws[:, 10:20]).max() <= math.log(4 / 3) and np.abs(draws[:, 23:26] - 1).max() <= 0.4
     assert not np.array_equal(draws, augment.draw_augmentation(seed=3, epoch=2, batch=0, rows=40))
@@ -466,6 +526,23 @@ def test_nothing_is_left_behind_when_the_factories_are_dropped(packs, tmp_path):
         assert open_fds() == fds
 
 
+def test_the_workers_share_the_trainers_session_in_a_group_of_their_own(packs):
+    """Ctrl-C at a terminal (SIGINT to the foreground process group) reaches the main process
+    only, while the workers stay in its session: where Linux shares the CPU by session
+    (autogroup), a session per worker would give each as much CPU as the whole trainer and put
+    it out of reach of `nice`."""
+    import sys
+    it = iters(packs)[0](0)
+    next(it)
+    for pid in it._pool.pids:
+        assert os.getpgid(pid) != os.getpgid(0)
+        if sys.version_info >= (3, 11):
+            assert os.getsid(pid) == os.getsid(0)
+            if os.path.exists('/proc/self/autogroup'):
+                assert open('/proc/%d/autogroup' % pid).read() == open('/proc/self/autogroup').read()
+    it.close()
+
+
 def test_the_workers_load_opencv_but_not_mxnet(packs):
     """The decoding workers import OpenCV and the data package, never mxnet (a few hundred MB and
     its engine's threads in every worker)."""
@@ -515,7 +592,11 @@ def test_input_pipeline_benchmark_measures_every_method_side_by_side(tmp_path):
         assert entry['img_s']['project'] > 0 and entry['img_s']['bound'] > 0
         assert entry['ratio'] == pytest.approx(entry['img_s']['project'] / entry['img_s']['bound'])
         assert set(entry['img_s']) == ({'project', 'bound'} if path == 'cifar_train' else
-                                       {'project', 'before', 'bound'})
+                                       {'project', 'project_cpu', 'before', 'bound'} if path == 'imagenet_train'
+                                       else {'project', 'before', 'bound'})
+    inet = result['paths']['imagenet_train']
+    assert inet['project_cpu_ratio'] == pytest.approx(inet['img_s']['project_cpu'] / inet['img_s']['bound'])
+    assert inet['colour_ms'] > 0 and 'project_cpu' in lines[0] and 'colour_apply' in lines[0]
     assert not [f for f in os.listdir(str(tmp_path / 'data')) if f.endswith('.pickle')]
     for bad, message in ((['--paths', 'imagenet_test'], '--paths: imagenet_test is not one of'),
                          (['--seconds', '0'], '--seconds must be positive'),

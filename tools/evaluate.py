@@ -23,8 +23,9 @@ def _evaluate(cfg, load, max_batches=None):
     from core.evaluate import evaluate
     from core.trainer import contexts
     from data import DataSource
-    data = DataSource(cfg)
+    from data.device import on_gpu
     ctx = contexts(cfg)
+    data = DataSource(cfg, colour_on_device=on_gpu(ctx))
     net, info = load(data, ctx)
     return evaluate(net, data.val(), ctx, cfg.num_classes, max_batches), info
 
