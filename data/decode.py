@@ -382,8 +382,8 @@ class DecodeIter(object):
         if self.colour_on_device:
             self.provide_data.append(mx.io.DataDesc('colour', (batch_size, 3, 4)))
         self.provide_label = [mx.io.DataDesc('softmax_label', (batch_size,))]
-        self._header = dict(prefix=index.prefix, rec_id=index.file_id(), count=n, augment=bool(augment),
-                            resize=self.resize)
+        self._header = dict(prefix=index.prefix, rec_id=index.file_id(), count=n, size=index.size,
+                            augment=bool(augment), resize=self.resize)
         self._normalise = None if augment else normalise_affine(batch_size, self.mean, self.std)
         self._pool = self._own = None
         self._inflight = collections.deque()

@@ -90,16 +90,19 @@ def map_fd(fd, size):
 
 class Packs(object):
     """The packs a worker has opened (`PackIndex` by prefix), each checked to be the file the main
-    process opened (same device and inode of the .rec, same number of records)."""
+    process opened (same device and inode of the .rec, same number of records, not shorter)."""
 
     def __init__(self):
         self._open = {}
 
     def get(self, header):
-        from .packindex import PackIndex, damaged
+        from .packindex import PackIndex, damaged, shrank
         prefix = header['prefix']
         index = self._open.get(prefix)
         if index is None:
+            now = os.stat(prefix + '.rec').st_size
+            if now < header['size']:                # (cut short before this worker first read it)
+                raise shrank(prefix + '.rec', header['size'], now)
             index = PackIndex(prefix)
             self._open[prefix] = index
         if index.file_id() != header['rec_id'] or len(index) != header['count']:

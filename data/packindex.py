@@ -23,6 +23,12 @@ def damaged(path, why):
                      '--check %s`, then rebuild or copy the pack again' % (path, why, prefix))
 
 
+def shrank(path, before, now):
+    """The DataError for pack `path`, which held `before` bytes when it was opened and `now` fewer."""
+    return damaged(path, 'it shrank from %d to %d bytes while in use: a pack must be replaced by a new file, as '
+                   'data.pack does, not rewritten in place' % (before, now))
+
+
 class PackIndex(object):
     """A pack's records: keys and offsets from its .idx, read once; `read` takes one record.
 
@@ -48,6 +54,11 @@ class PackIndex(object):
             except (OSError, ValueError):           # (a file system without mmap, an empty file)
                 self._map = None
         self.size = len(self._map) if self._map is not None else os.fstat(self._fd).st_size
+        if len(self.offsets) and int(self.offsets.max()) >= self.size:
+            end = int(self.offsets.max())
+            self.close()
+            raise damaged(self.path, 'its index %s.idx has a record at offset %d, but the file holds %d bytes: the '
+                          '.rec was cut short, or the .idx belongs to another pack' % (prefix, end, self.size))
         # bytes from each offset to the next record start (any order of the index) or the end
         starts = np.unique(np.append(self.offsets, self.size))
         self.spans = starts[np.searchsorted(starts, self.offsets, side='right')] - self.offsets
@@ -66,8 +77,7 @@ class PackIndex(object):
             return memoryview(os.pread(self._fd, count, offset))
         now = os.fstat(self._fd).st_size       # (reading a mapped page past the end: SIGBUS)
         if now < offset + count:
-            raise damaged(self.path, 'it shrank from %d to %d bytes while in use: a pack must be replaced by a '
-                          'new file, as data.pack does, not rewritten in place' % (self.size, now))
+            raise shrank(self.path, self.size, now)
         return memoryview(self._map)[offset:offset + count]
 
     def read(self, i):

@@ -365,6 +365,16 @@ def test_a_pack_rewritten_in_place_while_in_use_is_an_error_not_a_crash(packs, t
         for _ in it:
             pass
     assert it._pool is None
+    shutil.copy(packs[0] + '.rec', prefix + '.rec')    # cut short before any worker opened it
+    index = decode.PackIndex(prefix)
+    with open(prefix + '.rec', 'r+b') as f:
+        f.truncate(size // 2)
+    with pytest.raises(DataError, match='it shrank from %d to %d bytes while in use' % (size, size // 2)):
+        for _ in decode.DecodeIter(index, 8, 16, MEAN, STD, augment=True, threads=2):
+            pass
+    with pytest.raises(DataError, match=r'its index %s.idx has a record at offset \d+, but the file holds %d bytes'
+                       % (prefix, size // 2)):
+        decode.PackIndex(prefix)
 
 
 EXIT_SCRIPT = r'''
