@@ -65,6 +65,7 @@ class ArgumentParser(argparse.ArgumentParser):
 class Terminated(KeyboardInterrupt):
     """SIGTERM during training: handled as Ctrl-C is (every finished epoch kept, the resume command
     printed), with exit status 143."""
+    signal = signal.SIGTERM             # (raised again if lost in a finalizer: core/interrupt.py)
 
 
 def _terminate(signum, frame):

@@ -5,10 +5,15 @@ tools.*); this covers the second or two before them.
 
 `install()` puts a sys.excepthook in place that handles only an uncaught KeyboardInterrupt of a
 process started as one of the project's commands (`python train.py`, `python -m data.*`,
-`python -m tools.*`, `python -m benchmarks.*`); anything else goes to the previous hook.
+`python -m tools.*`, `python -m benchmarks.*`); anything else goes to the previous hook. It
+also keeps a Ctrl-C from being lost in a finalizer (`keep_lost_interrupts`), in any process that
+imports the project's `core`.
 """
+import _thread
 import os
+import signal
 import sys
+import threading
 
 COMMANDS = ('data', 'tools', 'benchmarks')
 
@@ -27,8 +32,46 @@ def is_project_command(argv):
     return False
 
 
+def keep_lost_interrupts():
+    """Python drops an exception raised inside a finalizer (`__del__`, a weakref callback) and
+    reports it to sys.unraisablehook instead. A Ctrl-C whose KeyboardInterrupt is raised there
+    (MXNet's NDArray.__del__ runs for every array freed, many a second in a training loop) would
+    be lost, and the program would go on as if nothing had been pressed. The hook put in place
+    here sends the signal again, 5 ms later from a helper thread (raised in the hook itself, it
+    would be dropped again; if it lands in a finalizer again, it is sent again), so the
+    KeyboardInterrupt is raised at the next point Python can raise it. Only while that signal has a Python handler;
+    KeyboardInterrupt subclasses that stand for another signal name it in their `signal`
+    attribute (train.py's SIGTERM). Every other unraisable exception goes to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, 'nst_keeps_interrupts', False):
+        return
+
+    def hook(unraisable):
+        kind = unraisable.exc_type
+        signum = getattr(kind, 'signal', signal.SIGINT) if kind is not None and issubclass(kind, KeyboardInterrupt) \
+            else None
+        if signum is None or not callable(signal.getsignal(signum)):
+            previous(unraisable)
+            return
+        try:
+            _send_later(signum)
+        except KeyboardInterrupt:                   # (the one sent before, landing here: send it again)
+            _send_later(signum)
+    hook.nst_keeps_interrupts = True
+    sys.unraisablehook = hook
+
+
+def _send_later(signum):
+    """Simulate signal `signum` arriving in the main thread in 5 ms, from a helper thread."""
+    timer = threading.Timer(0.005, _thread.interrupt_main, (signum,))
+    timer.daemon = True
+    timer.start()
+
+
 def install():
-    """Handle an uncaught KeyboardInterrupt of a project command with one line (see the module)."""
+    """Handle an uncaught KeyboardInterrupt of a project command with one line, and keep Ctrl-C
+    from being lost in a finalizer (see the module)."""
+    keep_lost_interrupts()
     previous = sys.excepthook
     if getattr(previous, 'nst_interrupt', False):
         return

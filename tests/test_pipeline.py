@@ -378,7 +378,8 @@ def test_a_pack_rewritten_in_place_while_in_use_is_an_error_not_a_crash(packs, t
 
 
 EXIT_SCRIPT = r'''
-import signal, sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)     # (the test asks for the stacks if it hangs)
 from data import records
 train, _ = records.record_iters(sys.argv[1], sys.argv[1], 48, 224, 3, [0.0], [1.0], 'imagenet', threads=1)
 it = train(0)
@@ -441,7 +442,13 @@ def test_the_process_exits_promptly_while_batches_are_being_decoded(photo_pack, 
             time.sleep(1.0)                           # well into the loop
             tic = time.time()
             os.killpg(p.pid, signal.SIGINT if how == 'ctrl-c' else signal.SIGKILL)
-        p.wait(timeout=60)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:             # where it hangs, for the report
+            os.kill(p.pid, signal.SIGUSR1)
+            time.sleep(2.0)
+            p.kill()
+            pytest.fail('no exit 60 s after %s; its threads:\n%s' % (how, p.communicate()[1][-6000:]))
         elapsed = time.time() - tic
         err = p.stderr.read()
     finally:

@@ -387,3 +387,45 @@ def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(other)], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=root))
     assert 'Traceback' in r.stderr and 'KeyboardInterrupt' in r.stderr
+
+
+LOST_IN_FINALIZER = r'''
+import os, signal, sys, time
+sys.unraisablehook = lambda u: sys.stderr.write('dropped %s\n' % u.exc_type.__name__)   # (as pytest's)
+if sys.argv[1] == 'core':
+    import core                                     # (what every project program imports)
+
+
+class Array(object):                                # a finalizer that runs Python code, as NDArray.__del__
+    def __del__(self):
+        if not getattr(signal, 'sent', False):      # Ctrl-C's KeyboardInterrupt raised while a finalizer runs
+            signal.sent = True                      # (where Python's SIGINT handler raises it when the signal
+            raise KeyboardInterrupt                 # arrives during one)
+
+
+tic = time.time()
+while time.time() - tic < 5:                        # a loop freeing objects, as a training loop does
+    Array()
+print('went on')
+'''
+
+
+@pytest.mark.parametrize('imports', ['core', 'nothing'])
+def test_ctrl_c_landing_in_a_finalizer_is_not_lost(tmp_path, imports):
+    """Python drops a KeyboardInterrupt raised inside a finalizer, which is where Ctrl-C's handler
+    raises it when the signal arrives during one (MXNet's NDArray.__del__ runs for every freed
+    array): the program went on as if Ctrl-C had not been pressed. With the project's
+    core imported, the interrupt is raised again at once; without it (the control; a program's
+    own unraisable hook, as pytest's, stands for Python's, which drops it on 3.12) the loop goes on
+    to its end."""
+    script = tmp_path / 'loop.py'
+    script.write_text(LOST_IN_FINALIZER)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    tic = time.time()
+    r = subprocess.run([sys.executable, str(script), imports], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=root))
+    if imports == 'core':
+        assert r.returncode != 0 and 'KeyboardInterrupt' in r.stderr and 'went on' not in r.stdout, r.stderr
+        assert 'dropped' not in r.stderr and time.time() - tic < 4.5
+    else:
+        assert r.returncode == 0 and 'went on' in r.stdout and 'dropped KeyboardInterrupt' in r.stderr
