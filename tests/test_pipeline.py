@@ -380,6 +380,7 @@ def test_a_pack_rewritten_in_place_while_in_use_is_an_error_not_a_crash(packs, t
 EXIT_SCRIPT = r'''
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)     # (the test asks for the stacks if it hangs)
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as at a terminal (a background job inherits it ignored)
 from data import records
 train, _ = records.record_iters(sys.argv[1], sys.argv[1], 48, 224, 3, [0.0], [1.0], 'imagenet', threads=1)
 it = train(0)

@@ -391,6 +391,7 @@ def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
 
 LOST_IN_FINALIZER = r'''
 import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as at a terminal (a background job inherits it ignored)
 sys.unraisablehook = lambda u: sys.stderr.write('dropped %s\n' % u.exc_type.__name__)   # (as pytest's)
 if sys.argv[1] == 'core':
     import core                                     # (what every project program imports)
