@@ -140,10 +140,10 @@ class DecodePool(object):
 
     Holds, per slot: `arrays[slot]` (the NDArray over its planes), `views[slot]` (numpy views of
     its planes, labels, records, draws, colour maps, contrast factors and header,
-    data/decode_worker.py). Tasks are
-    ranges of rows of a slot (`submit`), answered in any order; `wait` takes a batch's answers in
-    order and raises the first failure (a DataError naming the pack and record, or a WorkerError).
-    A worker that dies breaks the pool: `broken` holds the error, raised again by every call.
+    data/decode_worker.py). Tasks are ranges of rows of a slot (`submit`), answered in any order;
+    `wait` takes a batch's answers in order and raises the first failure (a DataError naming the
+    pack and record, or a WorkerError). A worker that dies breaks the pool: `broken` holds the
+    error, raised again by every call.
     """
 
     def __init__(self, workers, batch_size, image_size, slots, dtype='float32'):
