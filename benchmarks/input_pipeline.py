@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from core.env import configure_threads
+from core.env import configure_threads, proc_stat
 
 configure_threads()
 
@@ -304,10 +304,8 @@ class WorkerCPU(object):
 
     @staticmethod
     def _seconds(pid):
-        try:
-            with open('/proc/%d/stat' % pid) as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-        except OSError:                             # (gone: its last reading stands)
+        fields = proc_stat(pid)
+        if fields is None:                          # (gone: its last reading stands)
             return None
         return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))     # utime + stime
 

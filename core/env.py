@@ -54,3 +54,14 @@ def configure_threads(local_workers=1):
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     return {k: os.environ[k] for k in defaults}
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (Linux): [0] the state ('R', 'S', 'Z', ...),
+    [11] utime and [12] stime in clock ticks, [19] the start time in clock ticks since boot; None
+    where the process or /proc is not there."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+        return None

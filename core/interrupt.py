@@ -39,9 +39,10 @@ def keep_lost_interrupts():
     be lost, and the program would go on as if nothing had been pressed. The hook put in place
     here sends the signal again, 5 ms later from a helper thread (raised in the hook itself, it
     would be dropped again; if it lands in a finalizer again, it is sent again), so the
-    KeyboardInterrupt is raised at the next point Python can raise it. Only while that signal has a Python handler;
-    KeyboardInterrupt subclasses that stand for another signal name it in their `signal`
-    attribute (train.py's SIGTERM). Every other unraisable exception goes to the previous hook."""
+    KeyboardInterrupt is raised at the next point Python can raise it. Only while that signal has
+    a Python handler; KeyboardInterrupt subclasses that stand for another signal name it in their
+    `signal` attribute (train.py's SIGTERM). Every other unraisable exception goes to the
+    previous hook."""
     previous = sys.unraisablehook
     if getattr(previous, 'nst_keeps_interrupts', False):
         return

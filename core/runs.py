@@ -31,6 +31,7 @@ import socket
 import time
 
 from . import checkpoint
+from .env import proc_stat
 
 LOG = logging.getLogger('runs')
 
@@ -47,10 +48,10 @@ class RunError(RuntimeError):
 # ------------------------------------------------------------------ the lock
 def _start_ticks(pid):
     """Start time of process `pid` in clock ticks since boot (Linux), or None where unknown."""
+    fields = proc_stat(pid)
     try:
-        with open('/proc/%d/stat' % pid) as f:
-            return int(f.read().rsplit(')', 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19])
+    except (TypeError, ValueError, IndexError):
         return None
 
 

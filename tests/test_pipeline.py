@@ -411,11 +411,9 @@ def photo_pack(tmp_path_factory):
 
 def alive(pid):
     """Whether process `pid` exists and is not a zombie."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    from core.env import proc_stat
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != 'Z'
 
 
 @pytest.mark.parametrize('how', ['exit', 'ctrl-c', 'killed'])
