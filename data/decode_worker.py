@@ -116,7 +116,7 @@ def decode_rows(cv2, index, views, header, lo, hi, scratch):
     them and write their planes, uint8 or with the colour map applied (float32), into its data, their
     labels into its labels, and complete their colour maps; a DataError (data.packindex.damaged)
     naming the pack and the record if one cannot be read or decoded. `scratch`: the worker's
-    reusable images (`Scratch`)."""
+    reusable images (`scratch_images`)."""
     from .augment import centre_image, crop_image, finish_colour, write_affine, write_planes
     from .packindex import damaged
     data, labels, records, colour = views['data'], views['labels'], views['records'], views['colour']
@@ -130,12 +130,12 @@ def decode_rows(cv2, index, views, header, lo, hi, scratch):
             if img is None or img.size == 0:
                 raise damaged(index.path, 'record %d does not decode as an image' % index.keys[i])
             if augment:
-                img = crop_image(img, views['draws'][r].tolist(), scratch.image(size))
+                img = crop_image(img, views['draws'][r].tolist(), scratch[0])
                 finish_colour(colour[r], views['contrast'][r], img)
             else:
                 img = centre_image(img, size, resize)
             if floats:
-                write_affine(img, colour[r], data[r], scratch.floats(size))
+                write_affine(img, colour[r], data[r], scratch[1])
             else:
                 write_planes(img, data[r])
         except cv2.error as e:
@@ -143,22 +143,13 @@ def decode_rows(cv2, index, views, header, lo, hi, scratch):
         labels[r] = label
 
 
-class Scratch(object):
-    """A worker's images reused from one record to the next (fresh ones would cost page faults):
-    the cropped uint8 image (S, S, 3) and two float32 ones for `write_affine`."""
-
-    def __init__(self):
-        self._image, self._floats = None, None
-
-    def image(self, size):
-        if self._image is None or self._image.shape[0] != size:
-            self._image = np.empty((size, size, 3), np.uint8)
-        return self._image
-
-    def floats(self, size):
-        if self._floats is None or self._floats[0].shape[0] != size:
-            self._floats = (np.empty((size, size, 3), np.float32), np.empty((size, size, 3), np.float32))
-        return self._floats
+def scratch_images(size, dtype):
+    """A worker's images, reused from one record to the next (fresh ones would cost page faults): the
+    cropped uint8 image (S, S, 3) and, when the slots are float32, the two float32 ones `write_affine`
+    works in."""
+    floats = (np.empty((size, size, 3), np.float32), np.empty((size, size, 3), np.float32)) \
+        if np.dtype(dtype) == np.float32 else None
+    return np.empty((size, size, 3), np.uint8), floats
 
 
 def serve(config):
@@ -175,7 +166,7 @@ def serve(config):
     control = map_fd(config['control'], 8 * len(slots))
     cancel = np.ndarray((len(slots),), np.int64, control)
     results = Connection(config['results'], readable=False)
-    tasks, parent, packs, scratch = config['tasks'], config['parent'], Packs(), Scratch()
+    tasks, parent, packs, scratch = config['tasks'], config['parent'], Packs(), scratch_images(size, dtype)
     os.set_blocking(tasks, False)                   # (every worker: the idle ones all wake for a task)
     while True:
         ready, _, _ = select.select([tasks], [], [], 1.0)
