@@ -363,6 +363,15 @@ def validate(values, origin='config', where=None):
     if cfg.dataset in ('cifar10', 'cifar100') and cfg.image_size not in (None, 32):
         raise ConfigError('config key image_size (%s) is %d, but %s images are 32x32 and are not resized: '
                           'leave image_size unset (or 32)' % (at('image_size'), cfg.image_size, cfg.dataset))
+    if cfg.dataset == 'imagenet' and cfg.resize is not None:
+        from data import DEFAULTS
+        from data.augment import centre_crop_resize
+        size = cfg.image_size or DEFAULTS['imagenet'][1]
+        if cfg.resize < size:
+            raise ConfigError('config key resize (%s) is %d, smaller than image_size %d: validation resizes the '
+                              'shorter side to resize, then takes the centre image_size square; set resize to %d '
+                              'or more (unset: %d)' % (at('resize', 'image_size'), cfg.resize, size, size,
+                                                       centre_crop_resize(size)))
     if (cfg.mean is None) != (cfg.std is None):
         raise ConfigError('config keys mean and std (%s) must be given together' % at('mean', 'std'))
     if cfg.dtype == 'float16' and not cfg.gpu_list:

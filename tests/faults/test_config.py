@@ -145,6 +145,17 @@ def test_absurd_numbers_are_refused(override, message):
               ['dataset=cifar10'] if 'image_size' in override else []) + [override])
 
 
+def test_a_resize_below_the_image_size_is_refused():
+    """Found by a new user: resize=10 with image_size=32 on ImageNet packs was a ValueError traceback
+    when the validation iterator was built, after the teacher had loaded."""
+    with pytest.raises(ConfigError, match=r'resize \(.*the command line\) is 200, smaller than image_size 224: .* '
+                       r'set resize to 224 or more \(unset: 256\)'):
+        cfg('dataset=imagenet', 'resize=200')
+    with pytest.raises(ConfigError, match='is 10, smaller than image_size 32'):
+        cfg('dataset=imagenet', 'image_size=32', 'resize=10')
+    assert cfg('dataset=imagenet', 'image_size=32', 'resize=32').resize == 32
+
+
 def test_changing_kt_type_says_to_reset_the_weights_and_taps():
     with pytest.raises(ConfigError, match='teacher_symbol.*e.g. teacher_symbol=\\[null, stage3_pre, stage3_pre\\]'):
         cfg('kt_type=kd+mmd+at')
