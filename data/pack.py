@@ -48,6 +48,12 @@ SPLITS = ('train', 'val')
 PACK_FILES = ['classes.txt'] + [s + e for s in SPLITS for e in ('.lst', '.rec', '.idx', '.decoded.json')]
 
 
+def _not_a_folder(path):
+    """Why `path`, which is not a folder, cannot be read as one: 'does not exist' or 'is a file, not
+    a folder'."""
+    return 'is a file, not a folder' if os.path.exists(path) else 'does not exist'
+
+
 def list_class_folders(root, nested=False):
     """(classes, entries) of a one-folder-per-class tree: entries are (relpath, label), every
     class has at least one image (PackError naming the empty class folders otherwise). Images in
@@ -55,7 +61,7 @@ def list_class_folders(root, nested=False):
     its own and each holds folders of images, `root` is a level too high (e.g. a dataset root whose
     train/ and val/ would become two classes): PackError naming them, unless `nested`."""
     if not os.path.isdir(root):
-        raise PackError('image folder %s does not exist' % root)
+        raise PackError('image folder %s %s' % (root, _not_a_folder(root)))
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes and pack_prefixes(root):
         raise PackError('%s holds packs already (%s), not image folders: train on them with data_dir=%s, or give '
@@ -112,7 +118,7 @@ def read_label_file(path, root, classes, skip_unlisted=False):
     if not os.path.isfile(path):
         raise PackError('label file %s does not exist' % path)
     if not os.path.isdir(root):
-        raise PackError('validation folder %s does not exist' % root)
+        raise PackError('validation folder %s %s' % (root, _not_a_folder(root)))
     index = {c: i for i, c in enumerate(classes)}
     entries, seen = [], {}
     with open(path) as f:

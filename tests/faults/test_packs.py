@@ -643,3 +643,16 @@ def test_undecodable_validation_image_is_an_error_not_a_crash(tmp_path, train_ru
     assert not is_decodable(val)                   # the files changed since
     code, err = train_run(argv + ['model_prefix=dec2'])
     assert code == 2 and 'do not decode (record keys %d)' % key in err and 'val.rec' in err
+
+
+def test_an_image_folder_that_is_a_file_is_named_as_one(tmp_path):
+    """Found by a new user: --train naming a file (e.g. an existing pack's train.rec) said the folder
+    did not exist."""
+    f = tmp_path / 'train.rec'
+    f.write_bytes(b'x')
+    code = pack.main(['--train', str(f), '--val', str(tmp_path), '--out', str(tmp_path / 'out')])
+    assert code == 2 and not (tmp_path / 'out').exists()
+    with pytest.raises(pack.PackError, match='image folder %s is a file, not a folder$' % f):
+        pack.list_class_folders(str(f))
+    with pytest.raises(pack.PackError, match='does not exist$'):
+        pack.list_class_folders(str(tmp_path / 'nowhere'))
