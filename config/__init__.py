@@ -377,6 +377,12 @@ def validate(values, origin='config', where=None):
     if cfg.dtype == 'float16' and not cfg.gpu_list:
         raise ConfigError('config key dtype (%s): float16 AMP needs GPUs (MXNet 1.9.1 has no CPU float16 '
                           'AMP); use dtype=bfloat16 on the CPU or set gpu_list' % at('dtype', 'gpu_list'))
+    if cfg.dtype == 'bfloat16' and not cfg.gpu_list:
+        from core.cpu import bfloat16_problem
+        problem = bfloat16_problem()
+        if problem:
+            raise ConfigError('config key dtype=bfloat16 (%s): %s; use dtype=float32 on this machine'
+                              % (at('dtype'), problem))
     if cfg.kv_store == 'horovod':
         try:
             importlib.import_module('horovod.mxnet')

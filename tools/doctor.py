@@ -62,6 +62,9 @@ def main(argv=None):
     except ImportError as e:
         row('numpy', 'cannot be imported: %s' % e)
         errors.append('numpy cannot be imported: rerun init.sh')
+    from core.cpu import bfloat16_problem
+    bf16 = bfloat16_problem()
+    row('bfloat16', 'CPU AMP (dtype=bfloat16) runs here' if bf16 is None else 'NO: %s; train with dtype=float32' % bf16)
     row('threads', ' '.join('%s=%s%s' % (k, threads[k], '' if k in user_set else '*') for k in THREAD_KEYS)
         + '   (* core/env.py default)')
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from core import checkpoint, runs
+from core.cpu import bfloat16_problem
 from tests.helpers import merged
 
 pytestmark = pytest.mark.slow
@@ -261,6 +262,8 @@ def test_sigterm_is_handled_as_ctrl_c_with_status_143(cifar_setup, train_run, mo
     assert signal.getsignal(signal.SIGTERM) == before                # train.main leaves no handler behind
 
 
+@pytest.mark.skipif(bfloat16_problem() is not None, reason='bfloat16 AMP cannot run on this CPU: %s'
+                    % bfloat16_problem())
 def test_bfloat16_amp_distillation(cifar_setup):
     """dtype=bfloat16 (CPU AMP) through KD + NST; a subprocess, since amp.init patches MXNet for good."""
     import numpy as np
@@ -276,6 +279,48 @@ def test_bfloat16_amp_distillation(cifar_setup):
     assert np.isfinite(rec['train_kd']) and np.isfinite(rec['train_mmd']) and rec['train_mmd'] > 0
     params = mx.nd.load(checkpoint.paths(str(root / 'model'), 'bf16', 1)['params'])
     assert {v.dtype for v in params.values()} == {np.float32}        # float32 master weights are saved
+
+
+def test_bfloat16_on_a_cpu_without_avx512_is_one_error(cifar_setup):
+    """On a CPU without AVX-512 oneDNN has no bfloat16 kernels (a MXNetError traceback in the first
+    step): refused before anything is written, naming what is missing and dtype=float32. An
+    AVX2-only CPU is what DNNL_MAX_CPU_ISA=AVX2 makes of this one for oneDNN (without the check the
+    run fails with "could not create a primitive descriptor iterator")."""
+    root, _, student = cifar_setup
+    before = snapshot(root)
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, 'train.py'] + student + ['kt_type=kd', 'teacher_symbol=null',
+                                                                 'student_symbol=null', 'dtype=bfloat16',
+                                                                 'model_prefix=bf16_avx2'],
+                       cwd=cwd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, DNNL_MAX_CPU_ISA='AVX2'))
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = [l for l in r.stderr.splitlines() if 'error' in l]
+    assert len(lines) == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert 'dtype=bfloat16' in lines[0] and 'AVX512_CORE' in lines[0] and 'use dtype=float32' in lines[0]
+    assert snapshot(root) == before
+
+
+def test_bfloat16_support_is_read_from_the_cpu_flags():
+    """oneDNN's avx512_core (F, BW, VL, DQ) is what bfloat16 needs; an AVX2-only CPU (an AMD EPYC of
+    the Zen 2/3 kind) lacks all four; DNNL_MAX_CPU_ISA caps it by its exact names only."""
+    epyc_zen3 = set('fpu sse4_1 sse4_2 avx avx2 fma bmi2 sha_ni vaes'.split())
+    avx512 = epyc_zen3 | {'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512cd'}
+    problem = bfloat16_problem(epyc_zen3, {})
+    assert 'avx512f avx512bw avx512vl avx512dq missing' in problem
+    assert bfloat16_problem(avx512 - {'avx512vl'}, {}).startswith('this CPU has no AVX-512 (avx512vl missing)')
+    assert bfloat16_problem(avx512, {}) is None
+    assert 'DNNL_MAX_CPU_ISA=AVX2' in bfloat16_problem(avx512, {'DNNL_MAX_CPU_ISA': 'AVX2'})
+    for ignored in ('avx2', 'ALL', 'AVX512_CORE_BF16', 'bogus'):      # oneDNN does not cap on these
+        assert bfloat16_problem(avx512, {'DNNL_MAX_CPU_ISA': ignored}) is None, ignored
+
+
+def test_doctor_reports_bfloat16_support():
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, '-m', 'tools.doctor'], cwd=cwd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, DNNL_MAX_CPU_ISA='AVX2'))
+    assert r.returncode == 0, r.stderr             # the CPU build is usable; only bfloat16 is not
+    assert 'bfloat16    NO: DNNL_MAX_CPU_ISA=AVX2 caps oneDNN' in r.stdout and 'dtype=float32' in r.stdout
 
 
 def test_a_teacher_used_at_another_image_size_is_reported(tmp_path, train_run):
