@@ -79,9 +79,8 @@ def main(argv=None):
     p.add_argument('--print-config', action='store_true', help='print the validated config and exit')
     args = p.parse_intermixed_args(argv)      # key=value before and after the options
 
-    from config import load_config, ConfigError
-    from core.checkpoint import CheckpointError
-    from data import PackError, DataError
+    from config import load_config
+    from core.errors import ConfigError, Diverged, RunError, UserError
     try:
         from config.detection import refuse_detection_preset
         refuse_detection_preset(args.cfg)          # a voc_* preset belongs to python -m tools.detection
@@ -93,8 +92,7 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    from core.trainer import run, TrainingError, Diverged
-    from core.runs import RunError
+    from core.trainer import run
     previous = signal.signal(signal.SIGTERM, _terminate)     # (a scheduler's or `kill`'s stop: as Ctrl-C)
     try:
         record = run(cfg)
@@ -107,7 +105,7 @@ def main(argv=None):
             print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
                   'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
         return 3
-    except (TrainingError, CheckpointError, PackError, DataError, ConfigError) as e:
+    except UserError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

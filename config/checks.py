@@ -8,8 +8,8 @@ user wrote instead of reading it as a number.
 import math
 
 
-class ConfigError(ValueError):
-    """A bad configuration: names the key, what is allowed and what was given."""
+from core.errors import ConfigError  # noqa: F401  (a bad configuration: names the key, what is allowed and
+#                                                 what was given)
 
 
 def _fail(what, value):

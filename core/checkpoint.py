@@ -28,12 +28,7 @@ import numpy as np
 from .atomic import discard, temporary_name, write_synced
 
 
-class CheckpointError(IOError):
-    """A checkpoint that cannot be written or read; says which file and why."""
-
-
-class NonFiniteCheckpoint(CheckpointError):
-    """Parameters or optimizer state with NaN/Inf: not written, or refused when read."""
+from .errors import CheckpointError, NonFiniteCheckpoint  # noqa: E402,F401
 
 
 def ndarrays(obj):

@@ -33,6 +33,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import checkpoint, runs
+from .errors import TrainingError
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
 from .detection_eval import evaluate, normalisation, val_loader
 
@@ -40,12 +41,11 @@ LOG = logging.getLogger('detection')
 TERMS = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box')
 
 
-class DetectionError(ValueError):
+from .errors import Diverged  # noqa: E402,F401
+
+
+class DetectionError(TrainingError, ValueError):
     """A detection run that cannot go on as configured; says why and what to do."""
-
-
-class Diverged(DetectionError):
-    """A loss became NaN/Inf: the run stopped, earlier checkpoints are kept."""
 
 
 # ------------------------------------------------------------------ devices, seeds, schedule

@@ -15,6 +15,7 @@ Every problem is a `DetectorError` naming the key or file and the fix. Networks
 are built inside their own name scopes (gluoncv hard-codes some prefixes).
 """
 import os
+from .errors import NetworkError
 from collections import namedtuple
 
 import core.compat  # noqa: F401
@@ -29,7 +30,7 @@ STRUCTURE = ('network', 'classes', 'rpn_channel', 'scales', 'ratios', 'roi_size'
              'rpn_train_post_nms')
 
 
-class DetectorError(ValueError):
+class DetectorError(NetworkError):
     """A backbone or detector checkpoint that cannot be used as configured."""
 
 

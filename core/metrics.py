@@ -8,6 +8,7 @@ is caught, without a per-batch `asnumpy`.
 import numpy as np
 import mxnet as mx
 from mxnet import nd
+from .errors import DataError
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -26,7 +27,7 @@ def labels_outside(label, num_classes):
     return nd.sum(bad > 0).reshape((1,)).astype('float32')
 
 
-class LabelOutOfRange(ValueError):
+class LabelOutOfRange(DataError, ValueError):
     def __init__(self, count, num_classes, split='training'):
         self.count = count
         super(LabelOutOfRange, self).__init__(

@@ -17,11 +17,12 @@ import errno
 import json
 import logging
 import os
+from .errors import UserError
 
 LOG = logging.getLogger('records')
 
 
-class RecordsError(OSError):
+class RecordsError(UserError, OSError):
     """A records file that cannot be written (full disk, permissions) or read (missing, a folder);
     the message names the file and what to do, `errno` is the cause's."""
 

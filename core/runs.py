@@ -36,13 +36,7 @@ from .env import proc_stat
 LOG = logging.getLogger('runs')
 
 
-class RunError(RuntimeError):
-    """A run that must not start as configured; says why and what to do.
-    `resume` is True when resuming the existing run is one of the fixes."""
-
-    def __init__(self, message, resume=False):
-        super(RunError, self).__init__(message)
-        self.resume = resume
+from .errors import RunError  # noqa: E402,F401  (`resume`: resuming the existing run is one of the fixes)
 
 
 # ------------------------------------------------------------------ the lock

@@ -3,6 +3,7 @@ or a gluoncv model-zoo network, returned as a hybridized tapped block
 `x -> (logits, tap_1, ...)` that never receives gradients.
 """
 import logging
+from .errors import NetworkError
 import os
 import re
 
@@ -20,7 +21,7 @@ GLUONCV_WEIGHTS.update({'resnet50': 'resnet50_v1b', 'resnet152': 'resnet152_v1b'
                         'resnet50_nst': 'resnet50_v1s', 'mobilenet1.0': 'mobilenet1.0'})
 
 
-class TeacherError(ValueError):
+class TeacherError(NetworkError):
     """A teacher that cannot be used with this configuration."""
 
 

@@ -47,12 +47,7 @@ warnings.filterwarnings('ignore', message='The 2-th input to HybridBlock is not 
 warnings.filterwarnings('ignore', message='Parameter distill_extras_.* is not used by any computation')
 
 
-class TrainingError(RuntimeError):
-    """A problem found before or during training, explained for the user."""
-
-
-class Diverged(TrainingError):
-    """Training stopped because a loss or the parameters became NaN/Inf (exit status 3)."""
+from .errors import TrainingError, Diverged  # noqa: E402,F401
 
 
 class LogFileHandler(logging.FileHandler):

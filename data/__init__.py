@@ -17,8 +17,7 @@ from .packfile import check_pack, ensure_decodable, sample_channels, PackError
 # worker processes import this package without mxnet (data/decode_worker.py)
 
 
-class DataError(PackError):
-    """Data that does not fit the configuration (labels outside num_classes, ...)."""
+from core.errors import DataError  # noqa: E402  (the base of every data error, PackError's too)
 
 
 CHANNEL_NAMES = {1: 'grayscale', 3: 'colour', 4: 'colour with alpha'}

@@ -7,6 +7,7 @@ batch holds ``data``, uint8 (N, 3072) in channel-major 32x32 planes.
 """
 import os
 import pickle
+from core.errors import DataError
 
 import numpy as np
 
@@ -16,8 +17,8 @@ TEST = {'cifar10': ['test_batch'], 'cifar100': ['test']}
 LABEL_KEY = {'cifar10': 'labels', 'cifar100': 'fine_labels'}
 
 
-class CifarError(IOError):
-    pass
+class CifarError(DataError):
+    """A CIFAR folder or pickle that cannot be read."""
 
 
 def cifar_root(data_dir, variant):

@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from core.errors import DataError
 from .pack import (pack_arrays, write_classes, check_pack, check_out_dir, positive_int, staging, PackError,
                    ArgumentParser)
 
@@ -165,7 +166,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     try:
         state = prepare(args.out, args.source, not args.no_download, args.per_class)
-    except PackError as e:
+    except DataError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from core.errors import DataError
 from .packfile import PackError, check_pack, decodes, read_lst, mark_decodable, pack_prefixes, progress_bar
 __all__ = ['PackError', 'check_pack', 'read_lst', 'decodes', 'build_packs', 'pack_folder', 'pack_arrays',
            'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst', 'staging']
@@ -540,7 +541,7 @@ def main(argv=None):
                                    ' (packs there: %s)' % ', '.join(found) if found else ''))
             n = check_pack(prefix, args.num_classes, decode=True, progress=True)
             mark_decodable(prefix)
-        except PackError as e:
+        except DataError as e:
             print('error: %s' % e, file=sys.stderr)
             return 2
         except KeyboardInterrupt:
@@ -554,7 +555,7 @@ def main(argv=None):
     try:
         classes, stats = build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
                                      nested=args.nested_classes, skip_unlisted=args.skip_unlisted)
-    except PackError as e:
+    except DataError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

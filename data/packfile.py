@@ -9,6 +9,7 @@ outside num_classes before any training starts.
 import json
 import logging
 import math
+from core.errors import DataError
 import mmap
 import os
 import struct
@@ -23,7 +24,7 @@ LENGTH_MASK = (1 << 29) - 1     # the upper 3 bits of a part's length word are i
 LOG = logging.getLogger('pack')
 
 
-class PackError(IOError):
+class PackError(DataError):
     """A pack or source folder that cannot be used as it is."""
 
 

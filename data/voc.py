@@ -21,13 +21,14 @@ class index, difficult), 0-based pixels, shape (N, 6).
 import logging
 import os
 import xml.etree.ElementTree as ET
+from core.errors import DataError
 
 import numpy as np
 
 LOG = logging.getLogger('voc')
 
 
-class VOCError(ValueError):
+class VOCError(DataError, ValueError):
     """A VOC folder, split file, annotation or image that cannot be used."""
 
 

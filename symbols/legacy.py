@@ -13,8 +13,7 @@ import mxnet as mx
 from .taps import LegacyNetwork, with_taps
 
 
-class CheckpointError(IOError):
-    """A checkpoint file that is missing, truncated or does not fit."""
+from core.errors import CheckpointError  # noqa: F401  (a legacy checkpoint missing, truncated or not fitting)
 
 
 SOFTMAX_OPS = ('SoftmaxOutput', 'Softmax', 'SoftmaxActivation', 'softmax', 'log_softmax')

@@ -16,13 +16,14 @@ legacy MXNet Module checkpoints:
    (no copies: training the tapped block trains the network).
 """
 import warnings
+from core.errors import NetworkError
 from collections import OrderedDict
 
 import mxnet as mx
 from mxnet import gluon
 
 
-class TapError(ValueError):
+class TapError(NetworkError):
     """A tap name that the network does not offer."""
 
 

@@ -1,7 +1,7 @@
 """What every `python -m tools.*` command shares: argument checks, paths checked before any work,
 files written whole or not at all, and a user's mistake reported as one line.
 
-`@command` wraps a tool's `main(argv)`: a user error (`user_errors()`: a wrong argument, path,
+`@command` wraps a tool's `main(argv)`: a user error (`is_user_error`: a wrong argument, path,
 checkpoint, data folder, a full disk, ...) becomes one `error: ...` line on stderr and exit status
 2; a bug still shows its traceback. `parser()` gives an ArgumentParser whose own errors (a missing
 option, `--epoch abc`) are also one `error: ...` line with exit status 2.
@@ -17,25 +17,18 @@ import sys
 from core.atomic import temporary_name, write_atomic  # noqa: F401  (the tools' atomic writes)
 
 
-class ToolError(Exception):
-    """A failure a tool reports as one error line (exit status 2): the message says what is wrong
-    and what to do."""
+from core.errors import ToolError, UserError, exit_status  # noqa: E402  (ToolError: a tool's own failure, one error line)
 
 
 class UsageError(ToolError, ValueError):
     """A mistake in a tool's arguments or inputs."""
 
 
-def user_errors():
-    """The exception classes that mean a user's mistake or the environment, not a bug here: the
-    project's own errors (config, checkpoint, pack, data, tap, teacher, records errors all derive
-    from ValueError or OSError), OS errors (missing files, permissions, a full disk), and
-    core.trainer.TrainingError once that module is in use (e.g. a gpu_list without GPUs)."""
-    errors = [ToolError, OSError, ValueError]
-    trainer = sys.modules.get('core.trainer')
-    if trainer is not None and hasattr(trainer, 'TrainingError'):
-        errors.append(trainer.TrainingError)
-    return tuple(errors)
+def is_user_error(e):
+    """Whether exception `e` is a user's mistake or the environment, not a bug here: the project's
+    own errors (core.errors.UserError) and the OS errors of a path, a permission or a full disk
+    (those `describe` has a fix for). Anything else is a bug and keeps its traceback."""
+    return isinstance(e, UserError) or (isinstance(e, OSError) and e.errno in _FIXES)
 
 
 _FIXES = {
@@ -92,7 +85,7 @@ def _remove_created():
 
 def command(main):
     """Decorate a tool's `main(argv=None)`: returns main's exit status (None counts as 0); a user
-    error (`user_errors()`) prints `error: <describe(e)>` on stderr and returns 2. Warnings logged
+    error (`is_user_error`) prints `error: <describe(e)>` on stderr and returns 2 (`Diverged`: 3). Warnings logged
     meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines. Ctrl-C prints
     `interrupted` and returns 130. On any failure (Ctrl-C too) the output folders the command
     created and left empty are removed again."""
@@ -102,16 +95,15 @@ def command(main):
         del _CREATED[:]
         try:
             return main(argv) or 0
-        except user_errors() as e:
-            _remove_created()
-            print('error: %s' % describe(e), file=sys.stderr)
-            return 2
         except KeyboardInterrupt:
             _remove_created()
             print('\ninterrupted: no file was left half-written; run the command again to finish', file=sys.stderr)
             return 130
-        except BaseException:
+        except BaseException as e:
             _remove_created()
+            if isinstance(e, Exception) and is_user_error(e):
+                print('error: %s' % describe(e), file=sys.stderr)
+                return exit_status(e)
             raise
         finally:
             del _CREATED[:]

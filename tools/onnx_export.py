@@ -24,11 +24,12 @@ What that exporter needs and does, as found with onnx 1.17.0 and onnxruntime 1.1
 """
 import json
 import warnings
+from core.errors import ToolError
 
 OPSET = 13
 
 
-class OnnxError(ValueError):
+class OnnxError(ToolError, ValueError):
     """A model MXNet's ONNX exporter cannot convert faithfully (one error line, exit status 2)."""
 
 

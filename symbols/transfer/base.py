@@ -7,6 +7,7 @@ the output is the **per-sample** loss, shape (B,), unweighted; teacher inputs
 never receive gradients (`F.stop_gradient`). ``norm(v) = v / max(||v||_2, eps)``.
 """
 from collections import namedtuple
+from core.errors import NetworkError
 
 from mxnet import ndarray as nd
 from mxnet.gluon import nn, HybridBlock
@@ -16,7 +17,7 @@ from ..common import batch_norm
 NORM_EPS = 1e-12
 
 
-class PairingError(ValueError):
+class PairingError(NetworkError):
     """Student and teacher outputs that a loss cannot pair."""
 
 
