@@ -92,10 +92,10 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    from core.trainer import run
+    import tasks
     previous = signal.signal(signal.SIGTERM, _terminate)     # (a scheduler's or `kill`'s stop: as Ctrl-C)
     try:
-        record = run(cfg)
+        record = tasks.run(cfg, 'classification')
     except RunError as e:
         print('error: %s%s' % (e, '\n  resume: %s' % resume_command(args) if e.resume else ''), file=sys.stderr)
         return 2
@@ -124,7 +124,7 @@ def main(argv=None):
               % cfg.num_epoch, file=sys.stderr)
     else:
         print('final: epoch %d  top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%) on %d %s validation images'
-              % (record['epoch'], 100 * record['val_top1'], 100 * record['val_top5'],
+              % (record['epoch'] + 1, 100 * record['val_top1'], 100 * record['val_top5'],
                  100 * (1 - record['val_top1']), 100 * (1 - record['val_top5']), record['val_n'], cfg.dataset))
     return 0
 

@@ -81,7 +81,7 @@ def main(argv=None):
     from mxnet import autograd, gluon, nd
     import symbols
     from core.distiller import DistillBlock, plan_taps
-    from core.trainer import as_list
+    from tasks.classification.task import as_list
     ctx = mx.gpu(args.gpus[0]) if args.gpus else mx.cpu()
     size = symbols.input_size(args.student)
     x = nd.random.normal(shape=(args.batch, 3, size, size), ctx=ctx)

@@ -374,6 +374,21 @@ def validate(values, origin='config', where=None):
                                                        centre_crop_resize(size)))
     if (cfg.mean is None) != (cfg.std is None):
         raise ConfigError('config keys mean and std (%s) must be given together' % at('mean', 'std'))
+    check_engine_keys(cfg, at)
+    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
+                                       'kt_layer_weight')) if cfg.kt else []
+    if cfg.kt and cfg.teacher_prefix and cfg.teacher_source in ('auto', 'project') and \
+            os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+        raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: the student would '
+                          'be written over (or with overwrite=true, move aside) its own teacher; choose another '
+                          'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
+    return cfg
+
+
+
+def check_engine_keys(cfg, at):
+    """The checks across the keys the engine reads for every task (dtype, kv_store, gpu_list);
+    `at(*keys)` says where they were set."""
     if cfg.dtype == 'float16' and not cfg.gpu_list:
         raise ConfigError('config key dtype (%s): float16 AMP needs GPUs (MXNet 1.9.1 has no CPU float16 '
                           'AMP); use dtype=bfloat16 on the CPU or set gpu_list' % at('dtype', 'gpu_list'))
@@ -395,14 +410,6 @@ def validate(values, origin='config', where=None):
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
         raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
                           'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))
-    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
-                                       'kt_layer_weight')) if cfg.kt else []
-    if cfg.kt and cfg.teacher_prefix and cfg.teacher_source in ('auto', 'project') and \
-            os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
-        raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: the student would '
-                          'be written over (or with overwrite=true, move aside) its own teacher; choose another '
-                          'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
-    return cfg
 
 
 def _per_method(spec, methods, key, origin):

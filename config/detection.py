@@ -17,7 +17,10 @@ from collections import OrderedDict
 
 from . import checks as c
 from .checks import ConfigError
-from .schema import Field
+from .schema import Field, FIELDS as SCHEMA_FIELDS
+
+# the engine's keys of every task (core/engine.py), defined once in config/schema.py
+ENGINE_KEYS = ('kv_store', 'dtype', 'tensorboard')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DETECTION_PRESET_DIR = os.path.join(HERE, 'presets', 'detection')
@@ -154,7 +157,7 @@ _FIELDS = [
     Field('method', 'baseline', c.string(), 'how the backbone was trained (a label for the results table)'),
     Field('paper_map', None, c.optional(c.number(min=0, max=100)), 'the paper\'s VOC07 mAP for this row of '
           'Table 4 (shown beside the result)'),
-]
+] + [SCHEMA_FIELDS[k] for k in ENGINE_KEYS]
 FIELDS = OrderedDict((f.name, f) for f in _FIELDS)
 # keys of other tools a user may try here: what to write instead
 _BATCH = ('detection trains one image per device per step (gluoncv\'s recipe, as lr is set for): more images a '
@@ -247,6 +250,9 @@ def load_detection_config(path=None, overrides=(), backbone=True):
             raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, where.get(key, 'the defaults'), e,
                                                                      field.doc))
     _check_together(cfg, lambda key: where.get(key, 'the defaults'), backbone)
+    from . import check_engine_keys
+    check_engine_keys(cfg, lambda *keys: ' and '.join(sorted({where.get(k, 'the defaults') for k in keys})))
+    cfg['model_load_prefix'] = cfg.model_load_prefix or cfg.model_prefix
     cfg['config_origin'] = origin
     return cfg
 

@@ -192,11 +192,12 @@ def load_params(block, path, ctx, what='params', fits='check network/num_classes
                                   'earlier epoch' % (what, path))
 
 
-def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None):
-    """Restore a checkpoint into `student` (+ `extra`, `trainer`); return its metadata."""
+def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='check network/num_classes'):
+    """Restore a checkpoint into `student` (+ `extra`, `trainer`); return its metadata. `fits`: what
+    to do when the parameters do not fit the network."""
     meta = read_meta(model_dir, prefix, tag)
     p = paths(model_dir, prefix, tag)
-    load_params(student, p['params'], ctx)
+    load_params(student, p['params'], ctx, fits=fits)
     if extra is not None and list(extra.collect_params().keys()):
         load_params(extra, p['extra'], ctx, 'training-only params (connectors, heads, memory banks)',
                     'resume with the network, kt_type, taps and training data the run started with (a memory bank '

@@ -13,9 +13,11 @@ from data.device import device_inputs
 from .metrics import topk_correct, labels_outside, LabelOutOfRange
 
 
-def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
+def evaluate(net, val_iter, ctx, num_classes, max_batches=None, bar=None):
     """{'top1', 'top5', 'n', 'correct1', 'correct5'} of `net` (a block whose first output is the
-    logits): accuracies as fractions of the `n` images seen, and the counts behind them."""
+    logits): accuracies as fractions of the `n` images seen, and the counts behind them. Each batch
+    is waited for before the next is sent (MXNet would otherwise queue the whole validation set and
+    a Ctrl-C would reach Python only when all of it is done); `bar`, a progress bar, counts them."""
     sums = [nd.zeros((3,), ctx=c) for c in ctx]     # top-1, top-5 correct, labels out of range per device
     n = 0
     for i, batch in enumerate(val_iter):
@@ -32,6 +34,10 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None):
             sums[k] += nd.concat(topk_correct(logits, y, 1).reshape((1,)),
                                  topk_correct(logits, y, 5).reshape((1,)),
                                  labels_outside(y, num_classes), dim=0)
+        for s in sums:
+            s.wait_to_read()
+        if bar is not None:
+            bar.update(1)
     total = sum(s.copyto(mx.cpu()) for s in sums).asnumpy()
     if total[2] > 0:
         raise LabelOutOfRange(int(total[2]), num_classes, 'validation')

@@ -258,9 +258,10 @@ def claim(cfg, defer=False):
     make_room()
 
 
-def claim_resume(cfg, epoch):
+def claim_resume(cfg, epoch, metric='val_top1'):
     """Resuming run `model_prefix` from `epoch`: refuse (or with overwrite=true move aside) its later
-    epochs, which the resumed run would overwrite."""
+    epochs, which the resumed run would overwrite; the best copy is then the best kept epoch by
+    `metric` (the record key the run's task rates epochs by)."""
     model_dir, prefix = cfg.model_dir, cfg.model_prefix
     later = [e for e in checkpoint.epochs(model_dir, prefix) if e > epoch]
     if later and not cfg.overwrite:
@@ -271,6 +272,7 @@ def claim_resume(cfg, epoch):
     # later files, complete or not (an incomplete one would be overwritten without loss, but is kept too)
     moving = [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) != 'best' and int(_epoch_of(f)) > epoch]
     if not moving:
+        restore_best(model_dir, prefix, epoch, metric)      # a best copy that was never written (a full disk)
         return
     best_epoch = None
     try:
@@ -282,7 +284,7 @@ def claim_resume(cfg, epoch):
         moving += best_files
     dest = move_aside(model_dir, prefix, moving, 'resuming %r from epoch %d' % (prefix, epoch))
     if best_files and (best_epoch is None or best_epoch > epoch):
-        restore_best(model_dir, prefix, upto=epoch)
+        restore_best(model_dir, prefix, epoch, metric)
     rewind_records(os.path.join(cfg.log_dir, prefix + '.jsonl'), epoch, dest)
 
 
@@ -302,18 +304,26 @@ def rewind_records(path, epoch, dest):
         raise RunError('could not rewind the records %s to epoch %d (%s); its copy is in %s' % (path, epoch, e, dest))
 
 
-def restore_best(model_dir, prefix, upto):
-    """Make the kept epoch (<= upto) with the highest validation top-1 the best copy again."""
+def restore_best(model_dir, prefix, upto, metric='val_top1'):
+    """Make the kept epoch (<= upto) with the highest `metric` the best copy, if it is not: of equal
+    values the first, as an uninterrupted run keeps it (a later epoch is best only when better)."""
     scored = []
     for e in checkpoint.epochs(model_dir, prefix):
         if e <= upto:
             try:
-                scored.append((checkpoint.read_meta(model_dir, prefix, e).get('val_top1', -1.0), e))
+                scored.append((checkpoint.read_meta(model_dir, prefix, e).get(metric, -1.0), e))
             except checkpoint.CheckpointError:
                 pass
     if not scored:
         return
-    _, e = max(scored)
+    top = max(m for m, _ in scored)
+    e = min(e for m, e in scored if m == top)
+    try:
+        if checkpoint.read_meta(model_dir, prefix, 'best').get('epoch') == e and \
+                os.path.isfile(checkpoint.paths(model_dir, prefix, 'best')['params']):
+            return
+    except checkpoint.CheckpointError:
+        pass
     src, dst = checkpoint.paths(model_dir, prefix, e), checkpoint.paths(model_dir, prefix, 'best')
     for kind in ('params', 'extra', 'meta'):          # metadata last: it makes the copy complete
         if os.path.isfile(src[kind]):

@@ -1,10 +1,12 @@
 """Learning-rate schedule as a pure function of the (fractional) epoch, so a
 resumed run continues exactly where it stopped.
 
-lr(e) = base * warm(e) * decay(e), with
-  warm(e)  = min(1, e / warmup_epochs)            (1 without warm-up)
-  decay(e) = factor ** (number of steps <= e)     ('step')
-           = (1 + cos(pi * e' / E')) / 2           ('cosine', e' and E' counted after warm-up)
+lr(e, s) = base * warm(e) * decay(e) * warm_steps(s), with e the fractional epoch, s the global step
+(batches trained before this one), and
+  warm(e)       = min(1, e / warmup_epochs)            (1 without warm-up)
+  decay(e)      = factor ** (number of steps <= e)     ('step')
+                = (1 + cos(pi * e' / E')) / 2           ('cosine', e' and E' counted after warm-up)
+  warm_steps(s) = min(1, (s + 1) / warmup_iters)       (1 without step warm-up: detection's recipe)
 """
 import bisect
 import math
@@ -24,6 +26,13 @@ def learning_rate(epoch, base, mode='step', steps=(), factor=0.1, num_epoch=1, w
 
 
 def from_config(cfg):
-    """lr(epoch_float) for a validated config."""
-    return lambda e: learning_rate(e, cfg.lr, cfg.lr_mode, cfg.lr_step, cfg.lr_factor, cfg.num_epoch,
-                                   cfg.warmup_epochs)
+    """lr(epoch_float, step) for a validated config of any task (keys it has not: their defaults)."""
+    mode, warmup_epochs = cfg.get('lr_mode', 'step'), cfg.get('warmup_epochs', 0)
+    warmup_iters = cfg.get('warmup_iters', 0)
+
+    def lr(e, step=0):
+        value = learning_rate(e, cfg.lr, mode, cfg.lr_step, cfg.lr_factor, cfg.num_epoch, warmup_epochs)
+        if warmup_iters and step < warmup_iters:
+            value *= (step + 1) / float(warmup_iters)
+        return value
+    return lr

@@ -33,7 +33,7 @@ class StageDiverged(NonFiniteLoss):
         self.term, self.step, self.epoch = stage, step, epoch
         FloatingPointError.__init__(self, 'the loss of stage %s became NaN or Inf at its epoch %d, step %d; nothing '
                                           'was saved. Lower its learning rate (%s) and start the run again'
-                                    % (stage, epoch, step, lr_key))
+                                    % (stage, epoch + 1, step + 1, lr_key))
 
 
 def stage_seed(cfg, stage_index, epoch):
@@ -87,7 +87,7 @@ def _train(session, k, m, stage, epochs, lr):
 
 
 def _epoch(session, trainer, k, stage, epoch, epochs, scaled):
-    from .trainer import seed_everything
+    from .seeding import seed_everything
     cfg = session.cfg
     seed_everything(stage_seed(cfg, k, epoch))
     tic, total, seen, pending = time.time(), 0.0, 0, []
@@ -96,7 +96,7 @@ def _epoch(session, trainer, k, stage, epoch, epochs, scaled):
         if i >= session.steps_per_epoch:
             break
         with autograd.record():
-            outs, _, _ = session.forward(batch)
+            outs, _, _ = session.forward_outputs(batch)
         values = [out[0] for out in outs]
         if scaled:
             with session.amp.scale_loss(values, trainer) as scaled_values:

@@ -22,7 +22,8 @@ import symbols  # noqa: E402
 from symbols.detection import detection_split, detection_networks, split_backbone, SplitError  # noqa: E402
 from config.detection import load_detection_config, list_detection_presets  # noqa: E402
 from config.checks import ConfigError  # noqa: E402
-from core import checkpoint, detector  # noqa: E402
+from core import checkpoint  # noqa: E402
+from tasks.detection import detector  # noqa: E402
 from data.voc import voc_dataset  # noqa: E402
 
 
@@ -263,7 +264,7 @@ def test_backbone_from_a_legacy_module_checkpoint(legacy, voc, tmp_path, capsys)
     run = ['network=legacy-tiny', 'backbone_prefix=%s' % legacy] + split + data + ['num_epoch=1', 'epoch_size=2',
                                                                                     'num_val=3']
     code, out, err = run_cli(run, capsys)
-    assert code == 0 and 'legacy checkpoint' in out, err
+    assert code == 0 and 'legacy checkpoint' in err, err
     trained = checkpoint.read_meta(os.path.join(str(tmp_path), 'model'), 'voc_frcnn', 1)['val_map']
     code, out, err = run_cli(run + ['--eval-only', '--epoch', '1'], capsys)
     assert code == 0 and 'VOC07 11-point mAP: %.2f%%' % (100 * trained) in out, err
@@ -451,7 +452,7 @@ def test_train_checkpoint_exact_resume_evaluate_and_report(voc, tmp_path, capsys
     b = small(voc, os.path.join(tmp, 'b'), 'freeze=false', 'epoch_size=3', 'num_val=4')
     assert run_cli(b + ['num_epoch=1'], capsys)[0] == 0
     code, out, err = run_cli(b + ['num_epoch=2', 'retrain=true'], capsys)
-    assert code == 0 and "resumed run 'voc_frcnn' from its epoch-1 checkpoint" in out, err
+    assert code == 0 and "resumed run 'voc_frcnn' from its epoch-1 checkpoint" in err, err
     pa, pb = _params(mdir, 2), _params(os.path.join(tmp, 'b', 'model'), 2)
     assert pa.keys() == pb.keys() and len(pa) > 40
     assert all(np.array_equal(pa[k].asnumpy(), pb[k].asnumpy()) for k in pa)
@@ -501,7 +502,7 @@ def test_a_loss_that_diverges_stops_the_run_and_keeps_its_checkpoints(voc, tmp_p
     assert run_cli(argv + ['num_epoch=1'], capsys)[0] == 0
     code, _, err = run_cli([a for a in argv if not a.startswith('lr=')] + ['num_epoch=2', 'retrain=true', 'lr=1e8'],
                            capsys)
-    assert code == 3 and re.search(r'^error: a loss became NaN/Inf at epoch 2 step \d .*lower lr', err, re.M), err
+    assert code == 3 and re.search(r'^error: the \w+ loss became NaN or Inf at epoch 2, step \d+.*lower lr', err, re.M), err
     model = os.path.join(str(tmp_path), 'model')
     assert checkpoint.epochs(model, 'voc_frcnn') == [1] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
 
@@ -511,8 +512,9 @@ def test_two_devices_average_their_gradients(voc, tmp_path, capsys, monkeypatch)
     """A step on two CPU devices, one image each: both devices end with the same parameters, moved
     by lr x the mean of the two devices' gradients (SGD's first step); the command trains on
     NST_CPU_DEVICES=2 devices, two images a step."""
-    from core.detection import Losses, train_epoch, train_loader, seed_all
-    from mxnet import gluon
+    from tasks.detection.task import Losses, train_loader, shards
+    from core.seeding import seed_everything as seed_all
+    from mxnet import autograd, gluon
     cfg = load_detection_config(None, small(voc, str(tmp_path), 'freeze=false'))
     ctx = [mx.cpu(0), mx.cpu(1)]
     seed_all(0)
@@ -527,7 +529,11 @@ def test_two_devices_average_their_gradients(voc, tmp_path, capsys, monkeypatch)
         step(n)
     trainer.step = step_and_keep_gradients
     loader = train_loader(net, voc_dataset(voc, cfg.train_sets, cfg.classes), [0, 1], cfg, ctx, 0)
-    train_epoch(net, trainer, Losses(), loader, 1, cfg, ctx, 0, 0, print)
+    losses = Losses()
+    with autograd.record():
+        totals = [sum(losses(net, *shard)) for shard in shards(next(iter(loader)), ctx)]
+    autograd.backward(totals)
+    trainer.step(len(ctx))
     moved = 0
     for k, p in params.items():
         a, b = (d.asnumpy() for d in p.list_data())
@@ -538,7 +544,7 @@ def test_two_devices_average_their_gradients(voc, tmp_path, capsys, monkeypatch)
     assert moved > 20                                             # two images, two different gradients
     monkeypatch.setenv('NST_CPU_DEVICES', '2')
     code, out, err = run_cli(small(voc, str(tmp_path), 'num_epoch=1', 'epoch_size=5', 'num_val=2'), capsys)
-    assert code == 0 and '2 device(s): cpu(0), cpu(1)' in out, err
+    assert code == 0 and '2 device(s): cpu(0), cpu(1)' in err, err
     from core.records import read_records
     record, = read_records(os.path.join(str(tmp_path), 'log', 'voc_frcnn.jsonl'))
     assert (record['steps'], record['images']) == (2, 4)
@@ -560,8 +566,8 @@ def test_short_training_learns(tmp_path, capsys, monkeypatch):
     argv = small(root, str(tmp_path), 'freeze=false', 'rpn_channel=64', 'num_sample=32', 'roi_size=14',
                  'rpn_test_post_nms=50', 'lr=0.02', 'warmup_iters=20', 'lr_step=[3]', 'num_epoch=3',
                  'seed=%d' % LEARN_SEED)
-    from core.detection import seed_all
-    from core.detection_eval import evaluate, val_loader
+    from core.seeding import seed_everything as seed_all
+    from tasks.detection.evaluate import evaluate, val_loader
     cfg = load_detection_config(None, argv)
     seed_all(cfg.seed)                              # the initialisation the run starts from
     net, _ = detector.build_detector(cfg, [mx.cpu()])
@@ -635,25 +641,26 @@ def test_relative_voc_root_an_image_without_objects_and_parameters_that_diverge(
     # a branch: a new run from epoch 1 of this one (which stays as it is)
     code, out, err = run_cli(argv + ['num_epoch=2', 'retrain=true', 'model_prefix=branch', 'model_load_prefix=voc_frcnn',
                                      'model_load_epoch=1'], capsys)
-    assert code == 0 and "run 'branch' starts from epoch 1 of run 'voc_frcnn'" in out, err
+    assert code == 0 and "run 'branch' starts from epoch 1 of run 'voc_frcnn'" in err, err
     assert checkpoint.epochs(model, 'branch') == [2] and checkpoint.epochs(model, 'voc_frcnn') == [1]
     assert checkpoint.read_meta(model, 'branch', 'best')['epoch'] == 2
 
     # a figure without any detection says so (no 'highest score nan')
-    import core.detection_eval
-    monkeypatch.setattr(core.detection_eval, 'detect', lambda *a: (np.zeros(0, int), np.zeros(0), np.zeros((0, 4))))
+    import tasks.detection.evaluate
+    monkeypatch.setattr(tasks.detection.evaluate, 'detect', lambda *a: (np.zeros(0, int), np.zeros(0), np.zeros((0, 4))))
     code, out, err = run_cli(argv + ['--figure', 'd.png', '--images', '1', '--epoch', '1'], capsys)
     assert code == 0 and 'no detection at all' in out and 'nan' not in out, err
 
     # an evaluation that fails keeps the epoch trained
-    import core.detection
+    import tasks.detection.task
 
-    def boom(*a):
+    def boom(*a, **k):
         raise mx.base.MXNetError('boom')
     with monkeypatch.context() as m:
-        m.setattr(core.detection, 'evaluate', boom)
+        m.setattr(tasks.detection.task, 'evaluate', boom)
         code, _, err = run_cli(argv + ['num_epoch=2', 'retrain=true'], capsys)
-    one_error(code, err, r'evaluating epoch 2 failed \(MXNetError: boom\); the epoch is checkpointed without its mAP')
+    one_error(code, err, r'validating epoch 2 failed \(MXNetError: boom\); the epoch is checkpointed without its '
+                         r'validation')
     assert checkpoint.epochs(model, 'voc_frcnn') == [1, 2] and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
 
     def non_finite(*a, **k):
@@ -681,7 +688,7 @@ class _Replay(object):
 
 
 def test_an_image_without_objects_counts_its_detections_as_false_positives(voc, tmp_path):
-    from core.detection_eval import evaluate, val_loader
+    from tasks.detection.evaluate import evaluate, val_loader
     root, empty = _empty_test_image(voc, str(tmp_path))
     cfg = load_detection_config(None, small(root, str(tmp_path), 'num_val=2'))
     ds = voc_dataset(root, cfg.val_sets, cfg.classes)
@@ -720,13 +727,13 @@ def test_more_command_line_mistakes_are_one_error_line(voc, tmp_path, capsys):
 
 
 def test_equal_maps_keep_the_first_best_on_resume(tmp_path):
-    from core.detection import best_by_map
+    from core.runs import restore_best
     net = nn.Dense(2, in_units=3)
     net.initialize()
     model = str(tmp_path)
     checkpoint.save(model, 'tie', 1, net, meta={'val_map': 0.0}, best=True)
     checkpoint.save(model, 'tie', 2, net, meta={'val_map': 0.0})
-    best_by_map(model, 'tie', 2)
+    restore_best(model, 'tie', 2, 'val_map')
     assert checkpoint.read_meta(model, 'tie', 'best')['epoch'] == 1
 
 
@@ -763,7 +770,7 @@ def test_messages_say_what_to_write(voc, tmp_path, capsys, monkeypatch, caplog):
 
     def interrupted(cfg):
         raise KeyboardInterrupt
-    import core.detection
-    monkeypatch.setattr(core.detection, 'train', interrupted)
+    import tasks
+    monkeypatch.setattr(tasks, 'run', lambda cfg, name: interrupted(cfg))
     code, _, err = run_cli(base, capsys)
     assert code == 130 and 'nothing was checkpointed' in err and 'retrain=true' not in err, err

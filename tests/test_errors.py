@@ -45,10 +45,9 @@ def test_every_project_error_is_a_user_error_and_each_kind_exists_once():
         by_name.setdefault(n.rsplit('.', 1)[1], []).append(n)
     twice = {k: v for k, v in by_name.items() if len(v) > 1}
     assert twice == {}                           # one CheckpointError, one Diverged, ...
-    import core.trainer
-    import core.detection
+    import core.engine
     import symbols.legacy
-    assert core.trainer.Diverged is core.detection.Diverged is errors.Diverged
+    assert core.engine.Diverged is errors.Diverged
     assert symbols.legacy.CheckpointError is errors.CheckpointError
 
 
@@ -71,7 +70,7 @@ def test_a_tool_prints_user_errors_and_lets_bugs_through(capsys):
 
 
 def test_train_py_lets_a_bug_through(monkeypatch, tmp_path):
-    import core.trainer
+    import tasks
     import train
     from tests.helpers import make_cifar, tiny_train_args
     make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=8)
@@ -79,11 +78,11 @@ def test_train_py_lets_a_bug_through(monkeypatch, tmp_path):
 
     def bug(cfg):
         raise ValueError('a bug in the trainer')
-    monkeypatch.setattr(core.trainer, 'run', bug)
+    monkeypatch.setattr(tasks, 'run', lambda cfg, name: bug(cfg))
     with pytest.raises(ValueError, match='a bug in the trainer'):
         train.main(argv)
 
     def tap_error(cfg):
         raise errors.NetworkError('tap x: no such tap')
-    monkeypatch.setattr(core.trainer, 'run', tap_error)
+    monkeypatch.setattr(tasks, 'run', lambda cfg, name: tap_error(cfg))
     assert train.main(argv) == 2

@@ -169,7 +169,7 @@ def test_doctor_with_fake_gpus(monkeypatch, capsys):
 
 def test_trainer_preflight_with_fake_devices(monkeypatch):
     import mxnet as mx
-    from core import trainer
+    from core import devices as trainer
     cfg = types.SimpleNamespace(gpu_list=[0])
     fake_gpu_machine(monkeypatch, [H100])
     with pytest.raises(trainer.TrainingError) as e:

@@ -43,14 +43,14 @@ def test_event_files_hold_the_records_and_continue_over_an_interruption_and_a_re
     assert train.main(merged(run + ['num_epoch=2'])) == 0
 
     # killed in epoch 2 after its batches (their scalars are written), before its record and checkpoint
-    from core import trainer
-    check = trainer.Session._check_finite
+    from core import engine
+    check = engine.Engine._check_finite
 
     def interrupt(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt
         return check(self, epoch)
-    monkeypatch.setattr(trainer.Session, '_check_finite', interrupt)
+    monkeypatch.setattr(engine.Engine, '_check_finite', interrupt)
     assert train.main(merged(run + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1'])) == 130
     monkeypatch.undo()
     resumed = time.time()

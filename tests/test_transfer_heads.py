@@ -312,7 +312,7 @@ PLAN = [entry('kd'), entry('fitnet', [('stage2', 'stage2_pre')]), entry('cc', [(
 
 def distill_block(plan):
     """A DistillBlock on a CIFAR ResNet-8 student with random teacher taps (a wider teacher:
-    twice the student's channels), connected and initialised as `Session._check_pairs` does."""
+    twice the student's channels), connected and initialised as `ClassificationTask._check_pairs` does."""
     mx.random.seed(0)
     student = symbols.get_network('cifar_resnet8', 10, prefix='student_')
     s_taps, t_taps = plan_taps(plan)

@@ -141,14 +141,14 @@ def curves(out, names, overrides):
 
 
 def figure(cfg, out, tag, count, threshold):
-    from core import detector
-    from core.detection import devices
-    from core.detection_eval import detect
+    from core.devices import contexts
+    from tasks.detection import detector
+    from tasks.detection.evaluate import detect
     from data.voc import voc_dataset
     from tools.detection_report import plot_detections
     from tools.plotting import figure_path
     figure_path(out, '--figure', 'detections.png')
-    ctx = devices(cfg)[:1]
+    ctx = contexts(cfg)[:1]
     dataset = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
     if count > len(dataset):
         raise UsageError('--images %d: val_sets %s hold %d images' % (count, cfg.val_sets, len(dataset)))
@@ -166,11 +166,11 @@ def figure(cfg, out, tag, count, threshold):
 
 
 def evaluate_only(cfg, tag):
-    from core import detector
-    from core.detection import devices
-    from core.detection_eval import evaluate, val_loader
+    from core.devices import contexts
+    from tasks.detection import detector
+    from tasks.detection.evaluate import evaluate, val_loader
     from data.voc import voc_dataset
-    ctx = devices(cfg)
+    ctx = contexts(cfg)
     val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
     net, meta = detector.load_detector(cfg.model_dir, cfg.model_prefix, tag, ctx, cfg)
     if meta['classes'] != list(cfg.classes):
@@ -185,7 +185,7 @@ def evaluate_only(cfg, tag):
 def legacy_taps(prefix, epoch):
     import symbols
     from symbols.detection import legacy_candidates, CHECK_SIZE
-    from core.detector import legacy_error
+    from tasks.detection.detector import legacy_error
     try:
         net = symbols.load_legacy_network(prefix, epoch)
     except symbols.CheckpointError as e:
@@ -251,10 +251,11 @@ def main(argv=None):
     if args.eval_only:
         result = evaluate_only(cfg, args.epoch)
     else:
-        from core.detection import train, Diverged
-        from core.runs import RunError
+        import tasks
+        from tasks.detection.task import result_of
+        from core.errors import Diverged, RunError
         try:
-            result = train(cfg)
+            record = tasks.run(cfg, 'detection')
         except RunError as e:
             raise ToolError('%s%s' % (e, '; resume it: %s' % command_line(args, ['retrain=true']) if e.resume else ''))
         except Diverged as e:
@@ -270,6 +271,10 @@ def main(argv=None):
                       'python -m tools.detection %s' % ' '.join(shlex.quote(w) for w in (
                           sys.argv[1:] if argv is None else argv)), file=sys.stderr)
             return 130
+        if not record:
+            raise ToolError('run %r is already at num_epoch=%d: raise num_epoch to train further'
+                            % (cfg.model_prefix, cfg.num_epoch))
+        result = result_of(record, cfg)
     print('VOC07 11-point mAP: %.2f%%' % (100 * result['map']))
     print(results_table([result], cfg.classes))
     return 0

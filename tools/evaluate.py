@@ -21,7 +21,7 @@ from tools import cli  # noqa: E402  (after the thread defaults)
 def _evaluate(cfg, load, max_batches=None):
     """(validation result, what `load` says of the network) for the network `load(data, ctx)` builds."""
     from core.evaluate import evaluate
-    from core.trainer import contexts
+    from core.devices import contexts
     from data import DataSource
     from data.device import on_gpu
     ctx = contexts(cfg)
@@ -62,7 +62,6 @@ def main(argv=None):
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
     from config import load_config
-    import core.trainer  # noqa: F401  (its TrainingError, e.g. a gpu_list without GPUs, is a user error)
     cfg = load_config(args.cfg, args.overrides)
     if args.teacher:
         res, desc = evaluate_teacher(cfg)

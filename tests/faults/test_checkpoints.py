@@ -42,21 +42,21 @@ def test_save_refuses_non_finite_parameters_and_writes_nothing(tmp_path):
 def test_parameters_that_diverge_after_the_last_loss_check_are_never_saved(cifar_setup, train_run, monkeypatch):
     """The loss is read every `frequent` steps; an update after the last read can make the
     parameters NaN. That epoch is not validated, logged as good or saved; exit 3."""
-    from core.trainer import Session
+    from core.engine import Engine
     root, common, _ = cifar_setup
     argv = common + ['network=cifar_resnet8', 'model_prefix=diverge', 'frequent=50']
     assert train_run(argv)[0] == 0
     good = {k: open(v, 'rb').read() for k, v in checkpoint.paths(str(root / 'model'), 'diverge', 1).items()
             if os.path.isfile(v)}
-    real = Session.train_epoch
+    real = Engine.train_epoch
 
     def diverging(self, epoch):
         stats = real(self, epoch)
-        list(self.student.collect_params().values())[0].data()[:] = np.nan      # the last update diverged
+        list(self.task.student.collect_params().values())[0].data()[:] = np.nan      # the last update diverged
         return stats
-    monkeypatch.setattr(Session, 'train_epoch', diverging)
+    monkeypatch.setattr(Engine, 'train_epoch', diverging)
     code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
-    assert code == 3 and 'parameters became NaN or Inf during epoch 1' in err and 'Last good checkpoint: epoch 1' in err
+    assert code == 3 and 'parameters became NaN or Inf during epoch 2' in err and 'Last good checkpoint: epoch 1' in err
     assert checkpoint.epochs(str(root / 'model'), 'diverge') == [1]
     assert {k: open(v, 'rb').read() for k, v in checkpoint.paths(str(root / 'model'), 'diverge', 1).items()
             if os.path.isfile(v)} == good

@@ -9,7 +9,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from core.trainer import TrainingError, check_methods_fit
+from core.errors import TrainingError
+from tasks.classification.task import check_methods_fit
 from data import pack
 from tests.helpers import make_jpeg_tree
 
@@ -78,7 +79,7 @@ def test_batches_for_a_gpu_train_as_the_cpu_ones_do(tmp_path, train_run, monkeyp
     data.device) go through the whole trainer (teacher, the distillation step, validation; a stage
     before training takes its batches through the same step): with the devices taken for a GPU, a kd+mmd run ends where the CPU form's run
     ends, up to float32 rounding (inputs within 2e-5, grown by 3 steps of training to 2e-4)."""
-    import core.trainer
+    import tasks.classification.task as classification
     data = imagenet_pack(tmp_path)
     common = data + ['network=cifar_resnet8', 'gpu_list=[]', 'batch_size=4', 'progress=false', 'data_threads=1',
                      'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'num_epoch=1',
@@ -88,12 +89,12 @@ def test_batches_for_a_gpu_train_as_the_cpu_ones_do(tmp_path, train_run, monkeyp
                'teacher_symbol=[null, stage3]',
                'student_symbol=[null, stage3]']
     forms = []
-    real = core.trainer.DataSource
+    real = classification.DataSource
     for gpu_form in (False, True):
         def source(*args, **kw):
             forms.append(kw['colour_on_device'])
             return real(*args, **dict(kw, colour_on_device=gpu_form))
-        monkeypatch.setattr(core.trainer, 'DataSource', source)
+        monkeypatch.setattr(classification, 'DataSource', source)
         code, err = train_run(common + student + ['model_prefix=s%d' % gpu_form])
         assert code == 0, err
     assert forms == [False, False]                      # (CPU devices: the CPU form, unless made otherwise)

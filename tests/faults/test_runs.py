@@ -178,21 +178,21 @@ def test_log_dir_that_is_not_a_writable_folder(cifar_setup, tmp_path, train_run)
 
 def test_a_full_disk_while_logging_keeps_the_checkpoint(cifar_setup, train_run, monkeypatch):
     """The epoch record cannot be written (ENOSPC): a warning, and the checkpoint is still written."""
-    import core.trainer
+    import core.engine
     root, common, _ = cifar_setup
 
     def full(path, record):
         raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(core.trainer, 'append_record', full)
+    monkeypatch.setattr(core.engine, 'append_record', full)
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=fulllog'])
     assert code == 0, err
-    assert 'could not write the record of epoch 0' in err and 'No space left' in err
+    assert 'could not write the record of epoch 1' in err and 'No space left' in err
     assert checkpoint.epochs(str(root / 'model'), 'fulllog') == [1]
 
 
 def test_a_log_file_that_fails_says_so_once_without_a_traceback(tmp_path, capsys):
     import logging
-    from core.trainer import LogFileHandler
+    from core.runlog import LogFileHandler
 
     class FullDisk(object):
         def write(self, text):
@@ -216,20 +216,20 @@ def test_a_log_file_that_fails_says_so_once_without_a_traceback(tmp_path, capsys
 
 def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_run, monkeypatch):
     root, common, _ = cifar_setup
-    from core.trainer import Session
-    real = Session.train_epoch
+    from core.engine import Engine
+    real = Engine.train_epoch
 
     def interrupted(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         return real(self, epoch)
     argv = common + ['network=cifar_resnet8', 'model_prefix=ctrlc', 'num_epoch=3']
-    monkeypatch.setattr(Session, 'train_epoch', interrupted)
+    monkeypatch.setattr(Engine, 'train_epoch', interrupted)
     code, err = train_run(argv)
     assert code == 130 and 'interrupted' in err and 'retrain=true model_load_epoch=-1' in err
     assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1]
     assert not os.path.exists(str(root / 'model' / 'ctrlc.lock'))           # released
-    monkeypatch.setattr(Session, 'train_epoch', real)
+    monkeypatch.setattr(Engine, 'train_epoch', real)
     resume = shlex.split(err.split('continue with\n')[1].strip())      # as a shell reads it
     assert resume[0].endswith('python') and resume[1] == 'train.py'     # the interpreter used
     code, err = train_run(resume[2:])                          # the printed command, as printed
@@ -244,15 +244,15 @@ def test_sigterm_is_handled_as_ctrl_c_with_status_143(cifar_setup, train_run, mo
     released and the resume command printed, exit status 143 (it used to end silently, lock left)."""
     import signal
     root, common, _ = cifar_setup
-    from core.trainer import Session
-    real = Session.train_epoch
+    from core.engine import Engine
+    real = Engine.train_epoch
 
     def terminated(self, epoch):
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)                                        # the handler raises before this ends
         return real(self, epoch)
-    monkeypatch.setattr(Session, 'train_epoch', terminated)
+    monkeypatch.setattr(Engine, 'train_epoch', terminated)
     before = signal.getsignal(signal.SIGTERM)
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=term', 'num_epoch=3'])
     assert code == 143 and 'terminated (SIGTERM). Every finished epoch is checkpointed' in err, err
@@ -363,12 +363,12 @@ def test_gluoncv_teacher_from_a_local_params_file(cifar_setup, tmp_path, train_r
 def test_hints_after_a_stop_before_the_first_checkpoint_do_not_point_at_a_resume(cifar_setup, train_run,
                                                                                  monkeypatch):
     """Ctrl-C or divergence in epoch 0: nothing to resume, so the hint is the command itself."""
-    from core.trainer import Session
+    from core.engine import Engine
     _, common, _ = cifar_setup
 
     def interrupted(self, epoch):
         raise KeyboardInterrupt
-    monkeypatch.setattr(Session, 'train_epoch', interrupted)
+    monkeypatch.setattr(Engine, 'train_epoch', interrupted)
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=early'])
     assert code == 130 and 'before the first epoch' in err and 'retrain=true' not in err
     monkeypatch.undo()
@@ -395,7 +395,7 @@ def test_a_run_that_cannot_start_leaves_no_log_file_and_a_run_logs_its_config(ci
     assert code == 0 and 'warmup_epochs=3 is longer than the run (num_epoch=1)' in err, err
     log = (root / 'log' / 'warm.log').read_text()
     assert 'config: %s' % os.path.join('config', 'presets', 'cifar10_student.yaml') in log
-    assert 'warmup_epochs=3 is longer than the run' in log and 'Epoch[0]' in log
+    assert 'warmup_epochs=3 is longer than the run' in log and 'Epoch[1]' in log
 
 
 def test_overwrite_moves_the_old_run_aside_only_once_the_new_one_can_start(cifar_setup, train_run):

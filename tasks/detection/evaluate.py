@@ -42,22 +42,29 @@ def val_loader(dataset, cfg, ctx):
                                  num_workers=cfg.num_workers)
 
 
-def evaluate(net, loader, classes, ctx):
+def evaluate(net, loader, classes, ctx, bar=None):
     """VOC07 11-point AP per class and their mean: ({class: AP}, mAP). A class without test objects
-    has AP NaN and is left out of the mean (as gluoncv's metric does)."""
+    has AP NaN and is left out of the mean (as gluoncv's metric does). `bar`, a progress bar, counts
+    the images (and is closed at the end)."""
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
     from gluoncv.nn.bbox import BBoxClipToImage
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=list(classes))
     clip = BBoxClipToImage()
     net._clear_cached_op()          # a hybridized detector is called with other inputs in training
-    for imgs, labels, scales in loader:
-        for x, y, scale, device in zip(imgs, labels, scales, ctx):     # one image per device
-            x = x.as_in_context(device)
-            ids, scores, boxes = net(x)
-            s = scale.reshape((-1)).asscalar()
-            # one image at a time: the metric cannot stack images with different object counts
-            metric.update(clip(boxes, x) * s, ids, scores, y.slice_axis(axis=-1, begin=0, end=4) * s,
-                          y.slice_axis(axis=-1, begin=4, end=5), y.slice_axis(axis=-1, begin=5, end=6))
+    try:
+        for imgs, labels, scales in loader:
+            for x, y, scale, device in zip(imgs, labels, scales, ctx):     # one image per device
+                x = x.as_in_context(device)
+                ids, scores, boxes = net(x)
+                s = scale.reshape((-1)).asscalar()
+                # one image at a time: the metric cannot stack images with different object counts
+                metric.update(clip(boxes, x) * s, ids, scores, y.slice_axis(axis=-1, begin=0, end=4) * s,
+                              y.slice_axis(axis=-1, begin=4, end=5), y.slice_axis(axis=-1, begin=5, end=6))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     names, values = metric.get()
     net._clear_cached_op()
     return {n: float(v) for n, v in zip(names[:-1], values[:-1])}, float(values[-1])

@@ -15,13 +15,13 @@ Every problem is a `DetectorError` naming the key or file and the fix. Networks
 are built inside their own name scopes (gluoncv hard-codes some prefixes).
 """
 import os
-from .errors import NetworkError
 from collections import namedtuple
 
 import core.compat  # noqa: F401
 import mxnet as mx
 
-from . import checkpoint
+from core import checkpoint
+from core.errors import NetworkError
 
 Backbone = namedtuple('Backbone', 'features top description split')
 

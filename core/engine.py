@@ -1,0 +1,375 @@
+"""The training engine: one loop for every task (core/task.py says what a task supplies).
+
+`run(cfg, TaskClass)` trains (or resumes) run `cfg.model_prefix` for epochs [begin, num_epoch):
+
+- devices: `gpu_list` checked against the MXNet build (core/devices.py), else NST_CPU_DEVICES CPUs;
+  each batch is split over them; gradients are aggregated through the kvstore (`device`, `local`,
+  `dist_sync`, `dist_device_sync`) or, with `kv_store=horovod`, each process drives one device and
+  Horovod averages the gradients;
+- before anything is written: the folders, the run's lock, one run per name (core/runs.py); the
+  log file is held back until the run has started;
+- seeds: the set-up from `seed`, every epoch from (seed, epoch); the learning rate is set every
+  step from the fractional epoch and the global step (core/schedule.py): a resumed run repeats
+  exactly what an uninterrupted run does;
+- AMP (`dtype`): float16 (GPU, dynamic loss scaling) or bfloat16 (CPU), before any network;
+- every `frequent` steps the task's running means are read (a NaN/Inf term stops the run with
+  `Diverged`, nothing of the epoch saved), the progress bar and TensorBoard updated;
+- after every epoch: the parameters and optimizer state checked finite, the task's validation
+  (under dist_* / Horovod the task sums the workers' counts), a JSON record in
+  log_dir/<model_prefix>.jsonl, then an atomic checkpoint (rank 0) numbered epoch + 1, the best
+  epoch by the task's `best_metric` kept as <prefix>-best. A validation that fails keeps the
+  epoch's checkpoint (without its result) and then says why.
+
+Epochs are counted from 1 wherever a user reads them (logs, progress bars, messages: epoch N is
+the one checkpoint N holds); the records keep the 0-based index `epoch` (records of epoch N have
+`"epoch": N - 1`), as they always had.
+"""
+import glob
+import logging
+import math
+import os
+import sys
+import time
+
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from . import checkpoint, monitor, runs, schedule
+from .devices import contexts
+from .errors import Diverged, TrainingError, UserError
+from .metrics import NonFiniteLoss
+from .records import append_record
+from .runlog import setup_logging, teardown_logging, release_log_file
+from .seeding import seed_everything, epoch_seed
+
+LOG = logging.getLogger('train')
+
+
+def no_checkpoint_to_resume(cfg):
+    """What to say when retrain=true finds no complete checkpoint of model_load_prefix."""
+    if cfg.model_load_prefix != cfg.model_prefix:
+        metas = glob.glob(os.path.join(cfg.model_dir, '*-[0-9][0-9][0-9][0-9].json'))
+        there = sorted({os.path.basename(f)[:-len('-0001.json')] for f in metas})
+        return ('model_load_prefix=%s: %s has no complete checkpoint of that run to start from (runs there: %s); '
+                'give one of them' % (cfg.model_load_prefix, cfg.model_dir, ', '.join(there) or 'none'))
+    return ('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint of %r: nothing to resume. Start '
+            'the run without retrain=true (add overwrite=true if incomplete files of it are there)'
+            % (cfg.model_dir, cfg.model_load_prefix))
+
+
+def progress_bar(total, desc, enabled):
+    """A tqdm bar on stderr (`enabled` false: one that shows nothing)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+class Engine(object):
+    """Everything one training run holds besides its task: devices, workers, optimizer, schedule."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.kv, self.hvd = None, None
+        self.rank, self.workers = 0, 1
+        kv_store = cfg.get('kv_store', 'device')
+        if kv_store == 'horovod':
+            import horovod.mxnet as hvd
+            hvd.init()
+            self.hvd, self.rank, self.workers = hvd, hvd.rank(), hvd.size()
+        elif kv_store.startswith('dist'):
+            self.kv = mx.kv.create(kv_store)
+            self.rank, self.workers = self.kv.rank, self.kv.num_workers
+        self.ctx = contexts(cfg, self.hvd.local_rank() if self.hvd else None)
+        self.batch_size = cfg.get('batch_size', 1) * len(self.ctx)          # per worker
+        self.global_batch = self.batch_size * self.workers
+        # Trainer.step rescales by 1/batch: Horovod averages the gradients over the workers
+        # itself, the kvstore sums them
+        self.step_batch = self.batch_size if self.hvd else self.global_batch
+        self.monitor = monitor.create(cfg, self.rank)                # TensorBoard scalars (tensorboard=true)
+        self.amp = None
+        self.task = None
+        self.show_progress = cfg.progress and self.rank == 0
+
+    # ----------------------------------------------------------------- services to tasks
+    def progress(self, total, desc):
+        """A progress bar for a long loop of the task (validation), shown on rank 0 with progress=true."""
+        return progress_bar(total, desc, self.show_progress)
+
+    def worker_sum(self):
+        """A function that sums an NDArray over the workers (None for one worker): every worker must
+        call it at the same point."""
+        if self.kv is not None:
+            from .evaluate import kvstore_sum
+            if not hasattr(self, '_kv_sum'):
+                self._kv_sum = kvstore_sum(self.kv)
+            return self._kv_sum
+        if self.hvd is not None:
+            return lambda counts: self.hvd.allreduce(counts, average=False, name='validation_counts')
+        return None
+
+    # ----------------------------------------------------------------- set-up
+    def prepare(self, task_cls):
+        cfg = self.cfg
+        if cfg.get('dtype', 'float32') != 'float32':
+            # MXNet AMP: float16 (GPU, with dynamic loss scaling) or bfloat16 (CPU). It must be
+            # initialised before any network is built.
+            from mxnet.contrib import amp
+            amp.init(target_dtype=cfg.dtype)
+            self.amp = amp
+        task = self.task = task_cls(cfg, self)
+        task.prepare()
+        self.steps_per_epoch = task.steps_per_epoch
+        seed_everything(cfg.seed)
+        params = task.build()
+        name, opt = task.optimizer()
+        if self.amp is not None:
+            opt['multi_precision'] = True
+        if self.hvd is not None:
+            self.trainer = self.hvd.DistributedTrainer(params, name, opt)
+        else:
+            kw = {'update_on_kvstore': False} if self.kv else {}
+            self.trainer = gluon.Trainer(params, name, opt, kvstore=self.kv or 'device', **kw)
+        if self.amp is not None:
+            self.amp.init_trainer(self.trainer)
+        if self.kv is not None:
+            self.worker_sum()                 # registers its kvstore key on every worker, in the same order
+        self.lr_at = schedule.from_config(cfg)
+        self.begin_epoch = cfg.begin_epoch if cfg.get('begin_epoch') is not None else 0
+        self.best = -1.0                       # best validation metric so far (restored by _resume)
+        self.resumed = bool(cfg.retrain)
+        if cfg.retrain:
+            self._resume()
+        if self.hvd is not None:      # every worker starts from rank 0's parameters
+            self.hvd.broadcast_parameters(params, root_rank=0)
+        self.jsonl = os.path.join(cfg.log_dir, '%s.jsonl' % cfg.model_prefix)
+
+    def _load(self, epoch):
+        cfg, task = self.cfg, self.task
+        meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
+        saved_by = meta.get('model_prefix')
+        if saved_by is not None and saved_by != cfg.model_load_prefix:
+            LOG.warning('checkpoint %s epoch %d was saved by run %r (its metadata says model_prefix=%r): its files '
+                        'were copied or renamed from that run. Training goes on as run %r; to branch from %r without '
+                        'copying, use model_prefix=%s model_load_prefix=%s model_load_epoch=%d'
+                        % (cfg.model_load_prefix, epoch, saved_by, saved_by, cfg.model_prefix, saved_by,
+                           cfg.model_prefix, saved_by, epoch))
+        task.check_checkpoint(meta, epoch)
+        net, extra = task.saved_blocks()
+        return checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, self.ctx, extra, self.trainer,
+                               fits=task.fits)
+
+    def _resume(self):
+        """Restore model_load_prefix at model_load_epoch (-1: the latest checkpoint whose parameters
+        and optimizer state are finite; later non-finite ones are moved aside, never trained over)."""
+        cfg, task = self.cfg, self.task
+        same_run = cfg.model_load_prefix == cfg.model_prefix
+        if cfg.model_load_epoch == 0:
+            have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+            raise TrainingError('retrain=true resumes a checkpoint, and checkpoints are numbered from 1 (after the '
+                                'first epoch): set model_load_epoch=-1 for the latest, or one of the epochs of %r in '
+                                '%s: %s' % (cfg.model_load_prefix, cfg.model_dir, have or 'none yet'))
+        if cfg.model_load_epoch > 0:
+            have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+            if have and cfg.model_load_epoch not in have:
+                raise TrainingError('model_load_epoch=%d: run %r has no checkpoint of that epoch in %s; its epochs: '
+                                    '%s' % (cfg.model_load_epoch, cfg.model_load_prefix, cfg.model_dir, have))
+            epoch, meta = cfg.model_load_epoch, self._load(cfg.model_load_epoch)
+        else:
+            have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+            if not have:
+                raise TrainingError(no_checkpoint_to_resume(cfg))
+            meta, skipped = None, []
+            for epoch in reversed(have):
+                try:
+                    meta = self._load(epoch)
+                    break
+                except checkpoint.NonFiniteCheckpoint as e:
+                    LOG.warning('skipping epoch %d of %r: %s', epoch, cfg.model_load_prefix, e)
+                    skipped.append(epoch)
+            if meta is None:
+                raise TrainingError('every checkpoint of %r in %s (epochs %s) holds NaN or Inf: start over '
+                                    'with overwrite=true and a lower lr' % (cfg.model_load_prefix,
+                                                                            cfg.model_dir, have))
+            if skipped and same_run and self.rank == 0:
+                runs.move_aside(cfg.model_dir, cfg.model_prefix,
+                                runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),
+                                'non-finite checkpoints after epoch %d' % epoch)
+        if same_run and self.rank == 0:
+            runs.claim_resume(cfg, epoch, task.best_metric)
+        self.begin_epoch = epoch
+        # a branch (a new run from another run's epoch) has a best of its own epochs only
+        self.best = meta.get(task.best_key, -1.0) if same_run else -1.0
+        if same_run:
+            LOG.info('resumed run %r from its epoch-%d checkpoint in %s (%s)', cfg.model_load_prefix, epoch,
+                     cfg.model_dir, task.describe_checkpoint(meta))
+        else:
+            LOG.info('run %r starts from epoch %d of run %r (from its epoch-%d checkpoint in %s, %s); run %r is '
+                     'left as it is', cfg.model_prefix, epoch, cfg.model_load_prefix, epoch, cfg.model_dir,
+                     task.describe_checkpoint(meta), cfg.model_load_prefix)
+
+    # --------------------------------------------------------------- training
+    def train_epoch(self, epoch):
+        try:
+            return self._train_epoch(epoch)
+        except NonFiniteLoss as e:
+            raise NonFiniteLoss(e.term, e.step, epoch, e.fix)
+
+    def _train_epoch(self, epoch):
+        cfg, task = self.cfg, self.task
+        seed_everything(epoch_seed(cfg.seed, epoch))
+        task.set_epoch(epoch)
+        steps = self.steps_per_epoch
+        bar = progress_bar(steps, 'epoch %d' % (epoch + 1), self.show_progress)
+        tic, seen, done = time.time(), 0, 0
+        try:
+            for i, batch in enumerate(task.batches(epoch)):
+                if i >= steps:
+                    break
+                self.trainer.set_learning_rate(self.lr_at(epoch + i / float(steps), epoch * steps + i))
+                with autograd.record():
+                    losses, out = task.forward(batch)
+                if self.amp is not None and cfg.dtype == 'float16':
+                    with self.amp.scale_loss(losses, self.trainer) as scaled:
+                        autograd.backward(scaled)
+                else:
+                    autograd.backward(losses)
+                self.trainer.step(self.step_batch)
+                task.after_step(i, out)
+                seen += task.samples_per_step or self.batch_size
+                done = i + 1
+                if done % cfg.frequent == 0 or done == steps:
+                    stats = task.read()
+                    speed = seen / max(time.time() - tic, 1e-9)
+                    post = dict((n, '%.4g' % v) for n, v in stats.items() if n not in ('n', 'top1', 'top5'))
+                    if 'top1' in stats:
+                        post['acc'] = '%.4f' % stats['top1']
+                    post['img/s'] = '%.1f' % speed
+                    bar.set_postfix(post, refresh=False)
+                    self.monitor.step(epoch * steps + done, dict(
+                        [kv for kv in stats.items() if kv[0] != 'n'], lr=self.trainer.learning_rate, img_per_s=speed))
+                    bar.update(done - bar.n)
+                    if not self.show_progress or done % (cfg.frequent * 10) == 0:
+                        LOG.info('Epoch[%d] Batch [%d] Speed: %.1f samples/sec %s', epoch + 1, done, speed,
+                                 ' '.join('%s=%s' % kv for kv in post.items() if kv[0] != 'img/s'))
+        finally:
+            bar.close()
+        mx.nd.waitall()
+        stats = task.read()
+        stats['time'] = time.time() - tic
+        stats['speed'] = seen / max(stats['time'], 1e-9)
+        stats['steps'], stats['images'] = done, seen
+        return stats
+
+    def _check_finite(self, epoch):
+        """Stop (exit 3) before validating or saving an epoch whose parameters or optimizer state
+        hold NaN/Inf: the loss is read every `frequent` steps, and updates after the last read can
+        still diverge."""
+        net, extra = self.task.saved_blocks()
+        arrays = checkpoint.ndarrays(net.collect_params()) + checkpoint.optimizer_arrays(self.trainer)
+        if extra is not None:
+            arrays += checkpoint.ndarrays(extra.collect_params())
+        mx.nd.waitall()
+        if not checkpoint.all_finite(arrays):
+            have = checkpoint.epochs(self.cfg.model_dir, self.cfg.model_prefix)
+            raise Diverged('the parameters became NaN or Inf during epoch %d (after the last loss check); '
+                           'nothing of epoch %d was saved. Last good checkpoint: %s. %s and resume with '
+                           'retrain=true model_load_epoch=-1'
+                           % (epoch + 1, epoch + 1, 'epoch %d' % have[-1] if have else 'none',
+                              self.task.diverged_fix[0].upper() + self.task.diverged_fix[1:]))
+
+    def _save(self, epoch, meta, best=False):
+        cfg = self.cfg
+        net, extra = self.task.saved_blocks()
+        try:
+            checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, extra, self.trainer, meta, best=best)
+        except checkpoint.NonFiniteCheckpoint as e:
+            raise Diverged('%s: the training diverged; %s; every earlier checkpoint is kept'
+                           % (e, self.task.diverged_fix))
+
+    def fit(self):
+        cfg, task = self.cfg, self.task
+        task.start(self.resumed)
+        LOG.info('%s', task.describe())
+        result = {}
+        steps = self.steps_per_epoch
+        self.monitor.start(self.begin_epoch * steps)
+        for epoch in range(self.begin_epoch, cfg.num_epoch):
+            stats = self.train_epoch(epoch)
+            self._check_finite(epoch)
+            try:
+                val = task.evaluate()
+            except Exception as e:          # the epoch trained is kept (without its result), then the error
+                if self.rank == 0:
+                    self._save(epoch, dict(task.checkpoint_meta({'epoch': epoch}), epoch=epoch,
+                                           model_prefix=cfg.model_prefix, **{task.best_key: self.best}))
+                if isinstance(e, UserError):
+                    raise type(e)('%s (epoch %d is checkpointed without its validation)' % (e, epoch + 1))
+                raise TrainingError('validating epoch %d failed (%s: %s); the epoch is checkpointed without its '
+                                    'validation (resume with retrain=true once the cause is fixed)'
+                                    % (epoch + 1, type(e).__name__,
+                                       (str(e).strip().splitlines() or [''])[-1][:200]))
+            record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
+                      'speed': stats['speed'], 'steps': stats['steps'], 'images': stats['images']}
+            record.update(('train_' + k, v) for k, v in stats.items()
+                          if k not in ('n', 'time', 'speed', 'steps', 'images'))
+            record.update(val)
+            best = val[task.best_metric] > self.best
+            self.best = max(self.best, val[task.best_metric])
+            record[task.best_key] = self.best
+            LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
+            if self.rank == 0:
+                # The record goes first: a run killed before its checkpoint repeats the epoch and writes
+                # the record again; readers keep the last record of each epoch. A record that cannot be
+                # written (a full disk) is reported, and the checkpoint is still attempted.
+                try:
+                    append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix))
+                except OSError as e:
+                    LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
+                                epoch + 1, self.jsonl, e.strerror or e)
+                self.monitor.epoch((epoch + 1) * steps, record)
+                meta = dict(record, model_prefix=cfg.model_prefix, seed=cfg.seed, **task.checkpoint_meta(record))
+                self._save(epoch, meta, best=best)
+            result = record
+        return result
+
+
+def run(cfg, task_cls):
+    """Train run `cfg.model_prefix` as configured with the task `task_cls`; return the last epoch's
+    record ({} when the run was already at num_epoch)."""
+    if cfg.get('deterministic'):
+        # The engine is created at the first operation, so this still takes effect here.
+        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
+    engine = Engine(cfg)
+    setup_logging(cfg, engine.rank, to_file=False)           # the log file is the run's: claimed first
+    lock = None
+    created = runs.missing_folders([cfg.model_dir, cfg.log_dir]) if engine.rank == 0 else []
+    started = False
+    try:
+        if engine.rank == 0:
+            # before anything is written: the folders, one run per name, no run overwritten by mistake
+            checkpoint.ensure_writable(cfg.model_dir)
+            checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
+            lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
+            make_room = runs.claim(cfg, defer=True)
+        setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
+        LOG.info('config: %s', getattr(cfg, 'source', None) or cfg.get('config_origin') or 'given by the caller')
+        for text in task_cls.warnings(cfg):
+            LOG.warning('%s', text)
+        engine.prepare(task_cls)
+        if engine.rank == 0:
+            make_room()                 # overwrite=true: the old run goes aside only now that this one can start
+        release_log_file()
+        started = True
+        return engine.fit()
+    except NonFiniteLoss as e:
+        raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
+    finally:
+        engine.task = None              # the task (its data: temporary files, decoding workers) goes now
+        engine.monitor.close()
+        teardown_logging()
+        if lock is not None:
+            lock.release()
+        if not started:
+            runs.remove_if_empty(created)           # model_dir / log_dir this run created for nothing
+
+
+__all__ = ['run', 'Engine', 'progress_bar', 'no_checkpoint_to_resume']

@@ -1,0 +1,1 @@
+"""Classification with knowledge transfer (tasks/classification/task.py)."""

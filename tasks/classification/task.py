@@ -1,0 +1,316 @@
+"""Classification with knowledge transfer: a student, optionally a teacher and transfer losses.
+
+What the engine (core/engine.py) does not own: the data (core DataSource: packs, CIFAR pickles,
+arrays), the student and the teacher, the distillation block (the student plus the loss terms of
+`cfg.plan`, core/distiller.py), the stages some methods run before epoch 0 (core/stages.py), the
+running top-1/top-5 and loss terms, and validation top-1/top-5 over the whole validation set
+(under dist_* / Horovod the workers' counts are summed).
+
+- the teacher runs without gradients, hybridized, in inference mode (or with batch statistics
+  when `teacher_train_bn`);
+- each step's loss is the distillation block's per-sample total on each device's share of the
+  batch: cross-entropy + the weighted transfer terms.
+"""
+import logging
+import math
+import warnings
+
+import mxnet as mx
+from mxnet import autograd, gluon, nd
+
+import symbols
+from config import warnings_of
+from core import stages
+from core.distiller import DistillBlock, plan_taps, plan_takes_indices
+from core.errors import TrainingError
+from core.evaluate import evaluate, sum_over_workers
+from core.metrics import Running
+from core.task import Task
+from core.teacher import load_teacher, BatchStatsGuard, TeacherError
+from data import DataSource
+from data.device import device_inputs, on_gpu
+from data.indices import sample_count, sample_indices
+
+LOG = logging.getLogger('train')
+# A plain student (kt=False) gets a placeholder for the teacher logits it does not use.
+warnings.filterwarnings('ignore', message='The 2-th input to HybridBlock is not used')
+# Heads used in one mode only (FT's paraphraser decoder in its stage) are unused in the other.
+warnings.filterwarnings('ignore', message='Parameter distill_extras_.* is not used by any computation')
+
+
+def as_list(out):
+    """A block's outputs as a list (a block without taps returns one NDArray)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+LOSS_OPTIONS = ('kd_t', 'mmd_kernel', 'mmd_degree', 'mmd_c', 'at_p', 'dkd_alpha', 'dkd_beta', 'dkd_t', 'dist_beta',
+                'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k', 'cc_feat_dim', 'cc_normalize',
+                'vid_init_pred_var', 'vid_eps', 'reviewkd_mid_channels', 'ab_margin', 'ab_init_epochs', 'ab_init_lr',
+                'ft_p1', 'ft_p2', 'ft_rate', 'ft_init_epochs', 'ft_init_lr', 'crd_feat_dim', 'crd_nce_k',
+                'crd_nce_t', 'crd_nce_m', 'kt_warmup_epochs')
+
+
+def _loss_options(cfg, num_samples=None):
+    """The config keys the loss blocks' `make(options)` and the stages read, and the number of
+    training samples (the rows of a memory bank indexed by sample, e.g. CRD's)."""
+    options = {k: cfg[k] for k in LOSS_OPTIONS}
+    options['num_samples'] = num_samples
+    return options
+
+
+def check_methods_fit(plan, workers):
+    """TrainingError if a method's declaration cannot run with this many worker processes: a
+    stage before the training (its own optimizer, outside the workers' gradient exchange) or a
+    memory indexed by sample (each worker would see only its own samples)."""
+    from symbols.transfer import METHODS
+    special = [e['method'] for e in plan if METHODS[e['method']].stages or METHODS[e['method']].indices]
+    if workers > 1 and special:
+        raise TrainingError('%s %s a stage before training or a memory of every training sample, which this '
+                            'trainer runs in one process: train with one worker (several devices of one machine, '
+                            'gpu_list=[0,1,...], are fine), not %d workers under dist_*/horovod'
+                            % (', '.join(special), 'has' if len(special) == 1 else 'have', workers))
+
+
+def check_batch_fits(cfg, batch_size, sizes, devices=1, workers=1):
+    """TrainingError when one batch (`batch_size` a worker) is larger than the training or the
+    validation set (`sizes`: {name: images a worker reads}): MXNet's iterator fails on it ('number
+    of input images must be bigger than the batch size'), for validation only after an epoch."""
+    for name, n in sizes.items():
+        if batch_size > n:
+            per = ' (%d devices x batch_size=%d)' % (devices, cfg.batch_size) if devices > 1 else ''
+            share = ' (its share of %d workers)' % workers if workers > 1 else ''
+            raise TrainingError('a batch takes %d images%s but the %s set of %s has %d%s: lower batch_size to at '
+                                'most %d' % (batch_size, per, name, cfg.data_dir, n, share, max(1, n // devices)))
+
+
+class ClassificationTask(Task):
+    """A student trained on labels, with the transfer terms of `cfg.plan` from a teacher (`kt`)."""
+    name = 'classification'
+    best_metric = 'val_top1'
+    best_key = 'best_top1'
+    fits = 'check network/num_classes'
+
+    @classmethod
+    def warnings(cls, cfg):
+        return warnings_of(cfg)
+
+    # the engine's, for the stages (core/stages.py) that drive their own optimizer
+    @property
+    def amp(self):
+        return self.engine.amp
+
+    @property
+    def step_batch(self):
+        return self.engine.step_batch
+
+    @property
+    def ctx(self):
+        return self.engine.ctx
+
+    # ----------------------------------------------------------------- set-up
+    def prepare(self):
+        cfg, engine = self.cfg, self.engine
+        self.plan = cfg.plan
+        check_methods_fit(self.plan, engine.workers)
+        self.data = DataSource(cfg, engine.workers, engine.rank, engine.batch_size,
+                               indices=plan_takes_indices(self.plan), colour_on_device=on_gpu(engine.ctx))
+        check_batch_fits(cfg, engine.batch_size, {'training': self.data.num_train, 'validation': self.data.num_val},
+                         len(engine.ctx), engine.workers)
+        # a method whose memory has a row per training sample (registry `indices`) needs their count
+        self.loss_options = _loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
+        self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(engine.batch_size)))
+        self.samples_per_step = engine.batch_size
+        self.names = ['ce'] + [e['method'] for e in self.plan]
+
+    def build(self):
+        cfg, ctx = self.cfg, self.ctx
+        self.student = symbols.get_network(cfg.network, cfg.num_classes, self.data.channels, prefix='student_')
+        s_taps, t_taps = plan_taps(self.plan)
+        self.teacher = None
+        if cfg.kt:
+            try:
+                self.teacher, desc = load_teacher(cfg, t_taps, self.data.channels, ctx)
+            except TeacherError as e:
+                raise TrainingError(str(e))
+            self.teacher_desc = desc
+            self.teacher_guard = BatchStatsGuard(self.teacher) if cfg.teacher_train_bn else None
+        try:
+            self.block = DistillBlock(self.student, self.plan, self.loss_options, t_taps, prefix='distill_')
+        except symbols.TapError as e:
+            raise TrainingError('student_symbol: %s' % e)
+        self.student.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+        self.margins = []
+        self._check_pairs()
+        # what the optimizer updates: the student and the trained extras (connectors, heads); not
+        # the extras no optimizer trains (a memory bank), which would only cost kvstore copies
+        params = self.student.collect_params()
+        params.update({n: p for n, p in self.block.extras.collect_params().items() if p.grad_req != 'null'})
+        return params
+
+    def _check_pairs(self):
+        """One forward on a dummy batch: taps exist, class counts agree, shapes pair; adds connectors."""
+        cfg, ctx = self.cfg, self.ctx[0]
+        x = nd.zeros((2,) + self.data.data_shape, ctx=ctx)
+        s_out = as_list(self.block.student(x))
+        if self.teacher is None:
+            return
+        t_out = as_list(self.teacher(x))
+        if t_out[0].shape[1] != cfg.num_classes:
+            raise TrainingError('the teacher predicts %d classes but num_classes=%d: use a teacher trained on '
+                                'this data' % (t_out[0].shape[1], cfg.num_classes))
+        s_taps, t_taps = plan_taps(self.plan)
+        s_shape = dict(zip(s_taps, [o.shape[1:] for o in s_out[1:]]))
+        t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
+        try:
+            margin_taps = self.block.connect(s_shape, t_shape)
+        except ValueError as e:
+            raise TrainingError(str(e))
+        self.margins = [self._ofd_margin(tap, channels) for tap, channels in margin_taps]
+        self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2),
+                                     ctx=self.ctx)
+        index = [nd.zeros((2,), ctx=ctx)] if self.block.takes_indices else []
+        try:
+            with autograd.pause():
+                self.block(x, nd.zeros((2,), ctx=ctx), t_out[0], *(list(t_out[1:]) +
+                                                                   [mg[0] for mg in self.margins] + index))
+        except ValueError as e:
+            raise TrainingError('teacher and student features cannot be paired: %s' % e)
+
+    def _ofd_margin(self, tap, channels):
+        """OFD margin of a teacher tap from the BatchNorm that produces it."""
+        from symbols.transfer import ofd_margin
+        base = self.teacher.base
+        bn_path = getattr(base, 'TAP_BN', {}).get(tap)
+        try:
+            bn, _ = symbols.resolve_tap(base, bn_path or tap)
+        except symbols.TapError:
+            bn = None
+        params = {} if bn is None else {n.rsplit('_', 1)[-1]: p for n, p in bn.params.items()}
+        if 'gamma' not in params or 'beta' not in params:
+            raise TrainingError('ofd needs a teacher tap that is a BatchNorm output (pre-ReLU); %r is not. Use '
+                                'a *_pre tap' % tap)
+        m = ofd_margin(params['gamma'].data(self.ctx[0]).asnumpy(), params['beta'].data(self.ctx[0]).asnumpy())
+        if len(m) != channels:
+            raise TrainingError('ofd margin of tap %r has %d channels for a %d-channel map' % (tap, len(m), channels))
+        return [nd.array(m, ctx=c) for c in self.ctx]
+
+    def saved_blocks(self):
+        return self.student, self.block.extras
+
+    def check_checkpoint(self, meta, epoch):
+        cfg = self.cfg
+        trained = {'network': self.student.network_name, 'kt_type': cfg.kt_type if cfg.kt else None}
+        differ = ['%s=%s (this run: %s)' % (k, meta[k], v) for k, v in trained.items()
+                  if k in meta and meta[k] != v]
+        if differ:
+            raise TrainingError('checkpoint %s epoch %d was trained with %s: a resume keeps the network and the '
+                                'transfer methods; set them as the checkpoint has them, or start a new run'
+                                % (cfg.model_load_prefix, epoch, ', '.join(differ)))
+
+    def describe_checkpoint(self, meta):
+        return 'validation top-1 %.4f' % meta.get('val_top1', 0)
+
+    def start(self, resumed):
+        self.block.hybridize(static_alloc=True, static_shape=True)
+        self.student.hybridize(static_alloc=True)
+        if self.teacher is not None:
+            LOG.info('teacher: %s', self.teacher_desc)
+            t_val = self.validate(self.teacher, 'teacher validation')
+            LOG.info('teacher validation: top-1 %.4f top-5 %.4f (%d images)', t_val['top1'], t_val['top5'],
+                     t_val['n'])
+            self.check_teacher(t_val)
+        stages.run(self, resumed)          # the stages methods declare before epoch 0
+
+    def describe(self):
+        cfg, engine = self.cfg, self.engine
+        return ('training %s on %s (%d train images, %d per epoch step), global batch %d, epochs %d..%d, kt=%s'
+                % (cfg.network, cfg.dataset, self.data.num_train, engine.batch_size, engine.global_batch,
+                   engine.begin_epoch + 1, cfg.num_epoch, cfg.kt_type if cfg.kt else 'none'))
+
+    def check_teacher(self, t_val):
+        """Warn when the teacher does much worse here than on its own validation set (another
+        image_size, mean/std or dataset than it was trained with)."""
+        own = getattr(self.teacher, 'trained_with', None) or {}
+        size, top1 = own.get('image_size'), own.get('val_top1')
+        if size is not None and size != self.data.image_size:
+            LOG.warning('the teacher was trained on %dx%d images (its validation top-1 then %s) but image_size=%d '
+                        'here: it reaches top-1 %.2f%% at this size. Use image_size=%d unless that is intended',
+                        size, size, '%.2f%%' % (100 * top1) if top1 is not None else 'unknown',
+                        self.data.image_size, 100 * t_val['top1'], size)
+        elif top1 is not None and t_val['top1'] < top1 - 0.1:
+            LOG.warning('the teacher reaches top-1 %.2f%% here but %.2f%% on its own validation set: check that '
+                        'dataset, mean/std and image_size match its training', 100 * t_val['top1'], 100 * top1)
+
+    # --------------------------------------------------------------- an epoch
+    def set_epoch(self, epoch):
+        self.block.set_epoch(epoch)              # per-epoch factors the methods declare (DKD's warm-up)
+        self.running = Running(self.names, self.cfg.num_classes)
+
+    def batches(self, epoch):
+        return self.data.train(epoch)
+
+    def _teacher_forward(self, x):
+        if self.teacher_guard is not None:
+            return as_list(self.teacher_guard(self.teacher, x))
+        return as_list(self.teacher(x))
+
+    def forward_outputs(self, batch):
+        """The distillation block on each device's share of `batch` (call under autograd.record):
+        (outputs per device, labels per device, sample indices per device or None)."""
+        ctx = self.ctx
+        xs = device_inputs(batch, ctx)
+        ys = gluon.utils.split_and_load(batch.label[0], ctx)
+        idxs = None
+        if self.block.takes_indices:
+            idxs = gluon.utils.split_and_load(sample_indices(self.data, batch, self.loss_options['num_samples']),
+                                              ctx)
+        outs = []
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            if self.teacher is not None:
+                with autograd.pause():
+                    t_out = self._teacher_forward(x)
+                rest = list(t_out[1:]) + [mg[k] for mg in self.margins] + ([idxs[k]] if idxs else [])
+                outs.append(self.block(x, y, t_out[0], *rest))
+            else:
+                outs.append(self.block(x, y, nd.zeros((1,), ctx=x.context)))
+        return outs, ys, idxs
+
+    def forward(self, batch):
+        outs, ys, idxs = self.forward_outputs(batch)
+        return [out[0] for out in outs], (outs, ys, idxs)
+
+    def after_step(self, step, out):
+        outs, ys, idxs = out
+        self.block.after_step(outs, idxs)         # state outputs (a memory bank), if a loss has any
+        n_terms = 3 + self.block.n_terms
+        for k, (o, y) in enumerate(zip(outs, ys)):
+            self.running.update(k, step, o[1], y, list(o[2:n_terms]))
+
+    def read(self):
+        return self.running.read()
+
+    def validate(self, net, desc='validation'):
+        """Top-1/top-5 of `net` on the whole validation set (each dist worker evaluates its part)."""
+        batches = int(math.ceil(self.data.num_val / float(self.engine.batch_size)))
+        bar = self.engine.progress(batches, desc)
+        try:
+            val = evaluate(net, self.data.val(), self.ctx, self.cfg.num_classes, bar=bar)
+        finally:
+            bar.close()
+        reduce = self.engine.worker_sum()
+        return sum_over_workers(val, reduce) if reduce is not None else val
+
+    def evaluate(self):
+        val = self.validate(self.student)
+        return {'val_top1': val['top1'], 'val_top5': val['top5'], 'val_n': val['n']}
+
+    def checkpoint_meta(self, record):
+        cfg, data = self.cfg, self.data
+        return dict(network=self.student.network_name, num_classes=cfg.num_classes, in_channels=data.channels,
+                    image_size=data.image_size, mean=list(data.mean), std=list(data.std), dataset=cfg.dataset,
+                    kt_type=cfg.kt_type if cfg.kt else None)
+
+    def epoch_line(self, epoch, stats, val):
+        return ('Epoch[%d] Train-top1=%.4f Validation-top1=%.4f Validation-top5=%.4f (error %.2f%% / %.2f%%) '
+                'time %.1fs' % (epoch, stats['top1'], val['val_top1'], val['val_top5'], 100 * (1 - val['val_top1']),
+                                100 * (1 - val['val_top5']), stats['time']))

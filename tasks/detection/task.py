@@ -1,0 +1,237 @@
+"""Faster R-CNN on PASCAL VOC with a backbone of this project (paper §5.3, Table 4), as a task of the
+engine (core/engine.py), which owns devices, seeds, schedule, resume, checkpoints, records, logs.
+
+What is the task's own:
+- data: gluoncv's VOCDetection over the checked VOCdevkit (data/voc.py), its Faster R-CNN training
+  transform (resize, random flip, RPN targets) and batchify; one image per device per step; the
+  order, flips and RPN/RCNN sampling are seeded from (seed, epoch, position), so a resumed run
+  repeats an uninterrupted one;
+- the detector (tasks/detection/detector.py): gluoncv's FasterRCNN on the backbone's stride-16/32
+  split;
+- losses (gluoncv's recipe): RPN sigmoid cross-entropy + smooth L1, RCNN softmax cross-entropy +
+  smooth L1, each normalised by its sampled anchors/RoIs; the step's loss is their sum;
+- validation: VOC07 11-point AP per class and mAP (tasks/detection/evaluate.py), which picks the
+  best epoch.
+"""
+import logging
+import os
+import random
+
+import numpy as np
+from mxnet import gluon, nd
+
+from core.errors import TrainingError
+from core.metrics import NonFiniteLoss
+from core.task import Task
+from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
+from .evaluate import evaluate, normalisation, val_loader
+
+LOG = logging.getLogger('detection')
+TERMS = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box')
+
+
+class DetectionError(TrainingError, ValueError):
+    """A detection run that cannot go on as configured; says why and what to do."""
+
+
+# ------------------------------------------------------------------ data
+def epoch_order(cfg, usable, epoch, num_devices):
+    """The dataset indices of epoch `epoch`: `usable` shuffled with (seed, epoch), repeated or cut to
+    epoch_size, cut to a multiple of the device count."""
+    order = list(np.random.RandomState((cfg.seed * 100003 + epoch) % (2 ** 32)).permutation(usable))
+    size = cfg.epoch_size or len(order)
+    order = [order[i % len(order)] for i in range(size)]
+    return order[:len(order) - len(order) % num_devices]
+
+
+def train_loader(net, dataset, order, cfg, ctx, epoch):
+    """Batches of len(ctx) images for gluoncv's Faster R-CNN training transform: shards of (img, label,
+    rpn_cls_targets, rpn_box_targets, rpn_box_masks). Each sample is transformed under a seed of its
+    own, so flips and RPN anchor sampling do not depend on the loader's workers."""
+    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+    from gluoncv.data.batchify import FasterRCNNTrainBatchify
+    mean, std = normalisation(cfg)
+    transform = FasterRCNNDefaultTrainTransform(cfg.short, cfg.max_size, net, mean=mean, std=std, ashape=128)
+    base = (cfg.seed * 100003 + epoch) * 1000003
+
+    def sample(position):
+        seed = (base + position) % (2 ** 31)
+        np.random.seed(seed)                    # the transform's flip (random) and RPN sampling (numpy)
+        random.seed(seed)
+        img, label = dataset[order[position]]
+        return transform(img, label)
+    items = gluon.data.SimpleDataset(list(range(len(order)))).transform(sample)
+    return gluon.data.DataLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard',
+                                 batchify_fn=FasterRCNNTrainBatchify(net, len(ctx)), num_workers=cfg.num_workers)
+
+
+def shards(batch, ctx):
+    """One tuple of arrays per device from FasterRCNNTrainBatchify's output."""
+    parts = [part if isinstance(part, (list, tuple)) else [part] for part in batch]
+    return [tuple(p[k].as_in_context(c) for p in parts) for k, c in enumerate(ctx)]
+
+
+# ------------------------------------------------------------------ losses
+class Losses(object):
+    """gluoncv's Faster R-CNN losses of one device's shard: (rpn_cls, rpn_box, rcnn_cls, rcnn_box), scalars."""
+
+    def __init__(self):
+        self.rpn_cls = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+        self.rpn_box = gluon.loss.HuberLoss(rho=1. / 9.)
+        self.rcnn_cls = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.rcnn_box = gluon.loss.HuberLoss()
+
+    def __call__(self, net, data, label, rpn_cls_targets, rpn_box_targets, rpn_box_masks):
+        """data (B, 3, H, W), label (B, N, 6), RPN targets (B, A), (B, A, 4), (B, A, 4)."""
+        gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
+        cls_pred, box_pred, _, _, _, rpn_score, rpn_box, _, cls_targets, box_targets, box_masks, _ = \
+            net(data, gt_box, gt_label)
+        rpn_score = rpn_score.squeeze(axis=-1)
+        num_rpn = (rpn_cls_targets >= 0).sum()
+        rpn_cls = self.rpn_cls(rpn_score, rpn_cls_targets, rpn_cls_targets >= 0) * rpn_cls_targets.size / num_rpn
+        rpn_box = self.rpn_box(rpn_box, rpn_box_targets, rpn_box_masks) * rpn_box.size / num_rpn
+        num_rcnn = (cls_targets >= 0).sum()
+        rcnn_cls = self.rcnn_cls(cls_pred, cls_targets, cls_targets.expand_dims(-1) >= 0) * \
+            cls_targets.size / num_rcnn
+        rcnn_box = self.rcnn_box(box_pred, box_targets, box_masks) * box_pred.size / num_rcnn
+        return [rpn_cls.sum(), rpn_box.sum(), rcnn_cls.sum(), rcnn_box.sum()]
+
+
+class RunningTerms(object):
+    """The four loss terms of each step, summed on the host device without waiting; `read` checks
+    the steps since the last read for NaN/Inf and gives the means per step."""
+
+    def __init__(self, fix):
+        self.fix, self.sums, self.steps, self.pending = fix, None, 0, []
+
+    def update(self, step, terms):
+        """`terms`: per device, the list of 4 scalar NDArrays of TERMS; their mean over the devices counts."""
+        values = nd.add_n(*[nd.concat(*[t.reshape((1,)) for t in device], dim=0).as_in_context(terms[0][0].context)
+                            for device in terms]) / len(terms)
+        self.sums = values if self.sums is None else self.sums + values
+        self.steps += 1
+        self.pending.append((step, values))
+
+    def read(self):
+        for step, values in self.pending:
+            v = values.asnumpy()
+            bad = np.where(~np.isfinite(v))[0]
+            if len(bad):
+                raise NonFiniteLoss(TERMS[bad[0]], step, fix=self.fix)
+        self.pending = []
+        if self.sums is None:
+            return {}
+        means = self.sums.asnumpy() / max(self.steps, 1)
+        return dict(zip(TERMS, (float(v) for v in means)))
+
+
+# ------------------------------------------------------------------ the task
+class DetectionTask(Task):
+    """Faster R-CNN on VOC: one image per device per step, VOC07 mAP picks the best epoch."""
+    name = 'detection'
+    best_metric = 'val_map'
+    best_key = 'best_map'
+    fits = 'resume with the detector keys it was trained with (%s)' % ', '.join(STRUCTURE)
+    diverged_fix = ('lower lr (or raise warmup_iters), and check that mean/std are those the backbone was trained '
+                    'with')
+
+    @classmethod
+    def warnings(cls, cfg):
+        out = []
+        twice = sorted({'%d:%s' % s for s in cfg.train_sets if cfg.train_sets.count(s) > 1})
+        if twice:
+            out.append('train_sets names %s twice: its images are trained on twice an epoch' % ', '.join(twice))
+        shared = ['%d:%s' % s for s in cfg.train_sets if s in cfg.val_sets]
+        if shared:
+            out.append('train_sets and val_sets both hold %s: the mAP is measured on training images (VOC07: train '
+                       'on 2007:trainval,2012:trainval, evaluate on 2007:test)' % ', '.join(shared))
+        return out
+
+    def prepare(self):
+        from data.voc import voc_dataset, with_objects
+        cfg, ctx = self.cfg, self.engine.ctx
+        self.train_set = voc_dataset(cfg.voc_root, cfg.train_sets, cfg.classes)
+        self.val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
+        self.usable = with_objects(self.train_set)
+        self.steps_per_epoch = len(epoch_order(cfg, self.usable, 0, len(ctx))) // len(ctx)
+        self.samples_per_step = len(ctx)
+
+    def build(self):
+        self.net, self.backbone = build_detector(self.cfg, self.engine.ctx)   # a backbone that cannot be used stops here
+        self.losses = Losses()
+        return trainable(self.net)
+
+    def saved_blocks(self):
+        return self.net, None
+
+    def check_checkpoint(self, meta, epoch):
+        changed = structure_differences(meta.get('detector') or {}, self.cfg)
+        if changed:
+            raise DetectionError('run %r (epoch %d) was trained with another detector than configured: %s; resume '
+                                 'it as it was trained (set those keys back), or start a new run under another '
+                                 'model_prefix' % (self.cfg.model_load_prefix, epoch, ', '.join(changed)))
+
+    def describe_checkpoint(self, meta):
+        return 'VOC07 mAP %.2f%%' % (100 * meta.get('val_map', 0))
+
+    def start(self, resumed):
+        self.net.hybridize(static_alloc=True)
+
+    def describe(self):
+        cfg, ctx = self.cfg, self.engine.ctx
+        return ('backbone: %s; Faster R-CNN, %d classes; %d training images (%d with objects), %d evaluation images; '
+                '%d device(s): %s' % (self.backbone.description, len(cfg.classes), len(self.train_set),
+                                      len(self.usable), len(self.val_set), len(ctx), ', '.join(str(c) for c in ctx)))
+
+    def set_epoch(self, epoch):
+        self.running = RunningTerms(self.diverged_fix)
+
+    def batches(self, epoch):
+        cfg, ctx = self.cfg, self.engine.ctx
+        return train_loader(self.net, self.train_set, epoch_order(cfg, self.usable, epoch, len(ctx)), cfg, ctx,
+                            epoch)
+
+    def forward(self, batch):
+        terms = [self.losses(self.net, *shard) for shard in shards(batch, self.engine.ctx)]
+        return [sum(t) for t in terms], terms
+
+    def after_step(self, step, terms):
+        self.running.update(step, terms)
+
+    def read(self):
+        return self.running.read()
+
+    def evaluate(self):
+        cfg, ctx = self.cfg, self.engine.ctx
+        self.per_class, m = evaluate(self.net, val_loader(self.val_set, cfg, ctx), cfg.classes, ctx,
+                                     bar=self.engine.progress(len(self.val_set) if not cfg.num_val else
+                                                              min(cfg.num_val, len(self.val_set)), 'validation'))
+        val = {'val_map': m}
+        val.update(('ap_' + k, v) for k, v in self.per_class.items())
+        return val
+
+    def checkpoint_meta(self, record):
+        cfg = self.cfg
+        meta = {'kind': 'faster_rcnn', 'network': cfg.network, 'classes': list(cfg.classes),
+                'backbone': self.backbone.description, 'method': cfg.method, 'paper_map': cfg.paper_map,
+                'detector': structure(cfg), 'log_dir': os.path.abspath(cfg.log_dir)}
+        if 'val_map' in record:
+            meta['per_class_ap'] = self.per_class
+        return meta
+
+    def epoch_line(self, epoch, stats, val):
+        return 'epoch %d: VOC07 mAP %.2f%% (%.1f s, %.2f img/s); losses %s' % (
+            epoch, 100 * val['val_map'], stats['time'], stats['speed'],
+            ' '.join('%s %.4f' % (k, stats[k]) for k in TERMS if k in stats))
+
+
+def result_of(record, cfg):
+    """What tools.detection prints of a run's last epoch record: {'epoch' (1-based), 'map',
+    'per_class', 'losses', 'network', 'method', 'paper_map', 'time'}."""
+    return dict(epoch=record['epoch'] + 1, map=record['val_map'], network=cfg.network, method=cfg.method,
+                paper_map=cfg.paper_map, time=record['time'],
+                per_class={k[3:]: v for k, v in record.items() if k.startswith('ap_')},
+                losses={k: record['train_' + k] for k in TERMS if 'train_' + k in record})
+
+
+__all__ = ['DetectionTask', 'DetectionError', 'Losses', 'epoch_order', 'train_loader', 'shards', 'result_of', 'TERMS']
