@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Train a student, with or without a teacher and transfer losses.
+"""Train what a config names: a classification student, with or without a teacher and transfer
+losses (config/cfgs.py, the classification presets), or a Faster R-CNN detector on VOC (the voc_*
+presets, or any config with task: detection).
 
     python train.py                                  # config/cfgs.py
     python train.py --cfg config/presets/cifar10_kd_nst.yaml lr=0.05 gpu_list=[0,1]
+    python train.py --cfg voc_kd_nst                 # detection (as python -m tools.detection --cfg voc_kd_nst)
 
 Exit status: 0 on success, 2 for a configuration or data problem (the message
 names it), 3 when training stopped on a NaN/Inf loss or parameters, 130 on
@@ -79,12 +82,12 @@ def main(argv=None):
     p.add_argument('--print-config', action='store_true', help='print the validated config and exit')
     args = p.parse_intermixed_args(argv)      # key=value before and after the options
 
-    from config import load_config
+    from config import task_of
     from core.errors import ConfigError, Diverged, RunError, UserError
+    import tasks
     try:
-        from config.detection import refuse_detection_preset
-        refuse_detection_preset(args.cfg)          # a voc_* preset belongs to python -m tools.detection
-        cfg = load_config(args.cfg, args.overrides)
+        task = task_of(args.cfg, args.overrides)      # classification, or detection for the voc_* presets
+        cfg = tasks.get(task).load_config(args.cfg, args.overrides)
     except ConfigError as e:
         print('config error: %s' % e, file=sys.stderr)
         return 2
@@ -92,10 +95,9 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    import tasks
     previous = signal.signal(signal.SIGTERM, _terminate)     # (a scheduler's or `kill`'s stop: as Ctrl-C)
     try:
-        record = tasks.run(cfg, 'classification')
+        record = tasks.run(cfg, task)
     except RunError as e:
         print('error: %s%s' % (e, '\n  resume: %s' % resume_command(args) if e.resume else ''), file=sys.stderr)
         return 2
@@ -123,9 +125,7 @@ def main(argv=None):
         print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'
               % cfg.num_epoch, file=sys.stderr)
     else:
-        print('final: epoch %d  top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%) on %d %s validation images'
-              % (record['epoch'] + 1, 100 * record['val_top1'], 100 * record['val_top5'],
-                 100 * (1 - record['val_top1']), 100 * (1 - record['val_top5']), record['val_n'], cfg.dataset))
+        print('\n'.join(tasks.get(task).final_lines(record, cfg)))
     return 0
 
 

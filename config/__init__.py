@@ -201,6 +201,30 @@ def list_presets():
                   if f.endswith(('.yaml', '.yml', '.py')) and not f.startswith('_'))
 
 
+def task_of(path=None, overrides=()):
+    """The task (config key `task`) that config file or preset `path` with `overrides` trains:
+    a `task=` override, else the file's own `task` (its `base:` files included; the voc_* presets
+    are detection's), else classification. ConfigError for a file that cannot be read or an
+    unknown task."""
+    from .schema import TASK_NAMES
+    from .detection import is_detection_preset
+    task = None
+    for text in overrides:
+        if text.split('=', 1)[0].strip() == 'task':
+            task = parse_override(text)[1]
+            where = 'the command line'
+    if task is None and path:
+        if is_detection_preset(path):
+            return 'detection'
+        values, where = read_file(path)
+        task = values.get('task')
+    if task is None:
+        return 'classification'
+    if task not in TASK_NAMES:
+        raise ConfigError('config key task (%s) is %r: train.py trains %s' % (where, task, ' or '.join(TASK_NAMES)))
+    return task
+
+
 def parse_override(text):
     """'key=value' -> (key, value); value parsed as YAML (numbers, lists, true/null), then read as
     a config file's value is (`coerce`): the same text means the same in a file and here."""

@@ -1,4 +1,4 @@
-"""Configuration of Faster R-CNN training (`python -m tools.detection`, paper §5.3).
+"""Configuration of Faster R-CNN training (`python train.py --cfg voc_*`, paper §5.3).
 
 Detection has its own small schema (below: every key, its default, what it
 allows, what it means) and its own presets, `config/presets/detection/voc_*.yaml`
@@ -7,8 +7,8 @@ and the validation messages work as in `config/__init__.py`:
 
     cfg = load_detection_config('voc_kd_nst', ['num_epoch=2'])
 
-A classification preset given here, or a detection preset given to train.py, is
-refused with the command that takes it.
+train.py trains these presets too (they set `task: detection`); a classification preset given
+to `python -m tools.detection` is refused with the command that takes it.
 """
 import difflib
 import os
@@ -80,6 +80,7 @@ def split_taps():
 
 
 _FIELDS = [
+    Field('task', 'detection', c.choice('detection'), 'detection: this schema (python train.py --cfg voc_*)'),
     # run
     Field('model_prefix', 'voc_frcnn', c.name_like(), 'run name: model_dir/<prefix>-NNNN.*, log_dir/<prefix>.log '
           'and .jsonl'),
@@ -178,14 +179,6 @@ def is_detection_preset(name):
     """Whether `name` (not a file) names a detection preset."""
     return bool(name) and not os.path.isfile(name) and \
         os.path.splitext(os.path.basename(name))[0] in list_detection_presets()
-
-
-def refuse_detection_preset(name):
-    """ConfigError for train.py when `name` is a detection preset (it would not be found there)."""
-    if is_detection_preset(name):
-        base = os.path.splitext(os.path.basename(name))[0]
-        raise ConfigError('%s is a detection preset (Faster R-CNN on VOC, config/presets/detection/): run it with '
-                          'python -m tools.detection --cfg %s; train.py takes the classification presets' % (name, base))
 
 
 def find_detection_file(path):
@@ -313,4 +306,4 @@ def _check_backbone(cfg, where):
 
 
 __all__ = ['FIELDS', 'VOC_CLASSES', 'DETECTION_PRESET_DIR', 'load_detection_config', 'list_detection_presets',
-           'is_detection_preset', 'refuse_detection_preset', 'find_detection_file', 'backbone_source']
+           'is_detection_preset', 'find_detection_file', 'backbone_source']

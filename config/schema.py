@@ -9,8 +9,12 @@ from collections import OrderedDict, namedtuple
 from . import checks as c
 
 Field = namedtuple('Field', 'name default check doc')
+# the tasks train.py trains (tasks/ has one folder each), as the config key `task` names them
+TASK_NAMES = ('classification', 'detection')
 
 _FIELDS = [
+    Field('task', 'classification', c.choice(*TASK_NAMES), 'what train.py trains: classification (this schema) or '
+          'detection (Faster R-CNN on VOC: config/detection.py and its voc_* presets, which set it)'),
     # --- devices and run names (original keys) ---
     Field('gpu_list', [], c.device_ids(), "GPU ids to train on, e.g. [0, 1] or '0,1'; [] trains on the CPU"),
     Field('dataset', 'fashion_mnist', c.choice('fashion_mnist', 'cifar10', 'cifar100', 'imagenet'),

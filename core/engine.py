@@ -28,6 +28,7 @@ import glob
 import logging
 import math
 import os
+import re
 import sys
 import time
 
@@ -61,6 +62,25 @@ def progress_bar(total, desc, enabled):
     """A tqdm bar on stderr (`enabled` false: one that shows nothing)."""
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+# Operators without inputs (random draws, constants) in MXNet 1.9.1's bfloat16 list of operators cast
+# to float32: AMP's symbol wrapper casts an operator's inputs and fails on one that has none
+# ("'NoneType' object is not iterable", e.g. gluoncv's Faster R-CNN sampler, F.random.uniform). Their
+# outputs are float32 already, so they are left out of that list.
+INPUTLESS = re.compile(r'^(_random_(?!.*_like$).*|_zeros|_zeros_without_dtype|_ones|_full|_arange|_linspace|_eye)$')
+
+
+def init_amp(dtype):
+    """MXNet AMP for `dtype`: float16 (GPU, with dynamic loss scaling) or bfloat16 (CPU). It must be
+    initialised before any network is built; returns the amp module."""
+    from mxnet.contrib import amp
+    if dtype == 'bfloat16':
+        from mxnet.contrib.amp.lists import symbol_bf16
+        amp.init(target_dtype=dtype, fp32_ops=[op for op in symbol_bf16.FP32_FUNCS if not INPUTLESS.match(op)])
+    else:
+        amp.init(target_dtype=dtype)
+    return amp
 
 
 class Engine(object):
@@ -110,11 +130,7 @@ class Engine(object):
     def prepare(self, task_cls):
         cfg = self.cfg
         if cfg.get('dtype', 'float32') != 'float32':
-            # MXNet AMP: float16 (GPU, with dynamic loss scaling) or bfloat16 (CPU). It must be
-            # initialised before any network is built.
-            from mxnet.contrib import amp
-            amp.init(target_dtype=cfg.dtype)
-            self.amp = amp
+            self.amp = init_amp(cfg.dtype)
         task = self.task = task_cls(cfg, self)
         task.prepare()
         self.steps_per_epoch = task.steps_per_epoch
@@ -134,7 +150,7 @@ class Engine(object):
             self.worker_sum()                 # registers its kvstore key on every worker, in the same order
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch if cfg.get('begin_epoch') is not None else 0
-        self.best = -1.0                       # best validation metric so far (restored by _resume)
+        self.best = None                       # best validation metric so far (restored by _resume)
         self.resumed = bool(cfg.retrain)
         if cfg.retrain:
             self._resume()
@@ -197,7 +213,7 @@ class Engine(object):
             runs.claim_resume(cfg, epoch, task.best_metric)
         self.begin_epoch = epoch
         # a branch (a new run from another run's epoch) has a best of its own epochs only
-        self.best = meta.get(task.best_key, -1.0) if same_run else -1.0
+        self.best = meta.get(task.best_key) if same_run else None
         if same_run:
             LOG.info('resumed run %r from its epoch-%d checkpoint in %s (%s)', cfg.model_load_prefix, epoch,
                      cfg.model_dir, task.describe_checkpoint(meta))
@@ -312,8 +328,9 @@ class Engine(object):
             record.update(('train_' + k, v) for k, v in stats.items()
                           if k not in ('n', 'time', 'speed', 'steps', 'images'))
             record.update(val)
-            best = val[task.best_metric] > self.best
-            self.best = max(self.best, val[task.best_metric])
+            best = self.best is None or val[task.best_metric] > self.best
+            if best:
+                self.best = val[task.best_metric]
             record[task.best_key] = self.best
             LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
             if self.rank == 0:

@@ -311,7 +311,7 @@ def restore_best(model_dir, prefix, upto, metric='val_top1'):
     for e in checkpoint.epochs(model_dir, prefix):
         if e <= upto:
             try:
-                scored.append((checkpoint.read_meta(model_dir, prefix, e).get(metric, -1.0), e))
+                scored.append((checkpoint.read_meta(model_dir, prefix, e).get(metric, float('-inf')), e))
             except checkpoint.CheckpointError:
                 pass
     if not scored:

@@ -34,6 +34,16 @@ class Task(object):
     fits = 'resume with the configuration the run was trained with'
     diverged_fix = 'lower lr (or the kt_weight of a transfer term)'
 
+    @classmethod
+    def load_config(cls, path=None, overrides=()):
+        """The task's validated config from file or preset `path` and `key=value` overrides."""
+        raise NotImplementedError
+
+    @classmethod
+    def final_lines(cls, record, cfg):
+        """What train.py prints when the run has ended with epoch record `record`."""
+        return ['final: epoch %d  %s %.4f' % (record['epoch'] + 1, cls.best_metric, record[cls.best_metric])]
+
     def __init__(self, cfg, engine):
         self.cfg, self.engine = cfg, engine
         self.steps_per_epoch = None       # set by prepare()

@@ -1,7 +1,9 @@
-"""Evaluate a checkpoint: single-centre-crop top-1 / top-5 on the validation set.
+"""Evaluate a checkpoint of any task: classification, single-centre-crop top-1 / top-5 on the
+validation set; detection (a voc_* preset or task=detection), VOC07 mAP and AP per class.
 
     python -m tools.evaluate [--cfg PRESET] [--epoch N|best] [--prefix model/RUN] [key=value ...]
     python -m tools.evaluate --teacher [--cfg PRESET] [key=value ...]
+    python -m tools.evaluate --cfg voc_kd_nst [--epoch N|best] [key=value ...]
 
 By default the run named by the config's model_prefix in model_dir, its best
 epoch. The network comes from the checkpoint's metadata. With --teacher, the
@@ -49,6 +51,25 @@ def evaluate_teacher(cfg, max_batches=None):
     return _evaluate(cfg, lambda data, ctx: load_teacher(cfg, [], data.channels, ctx), max_batches)
 
 
+def evaluate_detection(args):
+    """VOC07 mAP of a detection checkpoint (the run of the config, or --prefix), printed with its table."""
+    from config.detection import load_detection_config
+    from tools.detection import evaluate_only
+    from tools.detection_report import results_table
+    if args.teacher:
+        raise cli.UsageError('--teacher evaluates a classification teacher; a detection config has none (its '
+                             'backbone is a classification run: evaluate that with its own config)')
+    cfg = load_detection_config(args.cfg, args.overrides, backbone=False)
+    if args.prefix:
+        folder, name = os.path.split(cli.checkpoint_prefix(args.prefix, '--prefix'))
+        cfg['model_dir'], cfg['model_prefix'] = folder or '.', name
+    result = evaluate_only(cfg, args.epoch)
+    print('%s epoch %s: VOC07 11-point mAP: %.2f%%' % (os.path.join(cfg.model_dir, cfg.model_prefix), args.epoch,
+                                                      100 * result['map']))
+    print(results_table([result], cfg.classes))
+    return 0
+
+
 @cli.command
 def main(argv=None):
     """Print top-1/top-5; 2 with one error line for a wrong argument, config, checkpoint (missing,
@@ -61,7 +82,9 @@ def main(argv=None):
                    'teacher_prefix, teacher_epoch, teacher_network)')
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
-    from config import load_config
+    from config import load_config, task_of
+    if task_of(args.cfg, args.overrides) == 'detection':
+        return evaluate_detection(args)
     cfg = load_config(args.cfg, args.overrides)
     if args.teacher:
         res, desc = evaluate_teacher(cfg)

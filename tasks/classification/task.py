@@ -91,6 +91,17 @@ class ClassificationTask(Task):
     fits = 'check network/num_classes'
 
     @classmethod
+    def load_config(cls, path=None, overrides=()):
+        from config import load_config
+        return load_config(path, overrides)
+
+    @classmethod
+    def final_lines(cls, record, cfg):
+        return ['final: epoch %d  top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%) on %d %s validation images'
+                % (record['epoch'] + 1, 100 * record['val_top1'], 100 * record['val_top5'],
+                   100 * (1 - record['val_top1']), 100 * (1 - record['val_top5']), record['val_n'], cfg.dataset)]
+
+    @classmethod
     def warnings(cls, cfg):
         return warnings_of(cfg)
 

@@ -136,6 +136,17 @@ class DetectionTask(Task):
                     'with')
 
     @classmethod
+    def load_config(cls, path=None, overrides=()):
+        from config.detection import load_detection_config
+        return load_detection_config(path, overrides)
+
+    @classmethod
+    def final_lines(cls, record, cfg):
+        from tools.detection_report import results_table
+        return ['VOC07 11-point mAP: %.2f%%' % (100 * record['val_map']),
+                results_table([result_of(record, cfg)], cfg.classes)]
+
+    @classmethod
     def warnings(cls, cfg):
         out = []
         twice = sorted({'%d:%s' % s for s in cfg.train_sets if cfg.train_sets.count(s) > 1})
