@@ -475,15 +475,16 @@ def _per_method(spec, methods, key, origin):
 
 
 def _tap_list(method, entry, key, origin):
-    if method == 'fsp':
+    from symbols.transfer import METHODS
+    if METHODS[method].inputs == 'fsp':                 # (a, b) tap pairs
         if entry is None:
             return []
         if isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry):
             entry = [entry]
         if not isinstance(entry, list) or not all(isinstance(p, list) and len(p) == 2 and
                                                   all(isinstance(x, str) for x in p) for p in entry):
-            raise ConfigError('config key %r (%s): fsp takes [a, b] tap pairs, e.g. [["stage1", "stage2"]]; '
-                              'got %r' % (key, origin, entry))
+            raise ConfigError('config key %r (%s): %s takes [a, b] tap pairs, e.g. [["stage1", "stage2"]]; '
+                              'got %r' % (key, origin, method, entry))
         return [tuple(p) for p in entry]
     if entry is None:
         return []
@@ -505,7 +506,7 @@ def resolve_plan(cfg, origin='config'):
     s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin)
     weights = cfg.kt_weight
     if weights is None:
-        weights = [default_weight(m, cfg.mmd_kernel) for m in methods]
+        weights = [default_weight(m, cfg) for m in methods]
     elif isinstance(weights, float):
         if len(methods) != 1:
             raise ConfigError('config key kt_weight (%s) is one number but kt_type %r has %d methods: give a '

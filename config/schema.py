@@ -5,6 +5,7 @@ dataset, model_prefix, network, depth, ..., kt_type, teacher_symbol,
 mmd_kernel, kt_weight, kd_t); the rest is what the Gluon port adds.
 """
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 from . import checks as c
 
@@ -99,55 +100,10 @@ _FIELDS = [
           'gaussian NST 100, FSP 1, OFD 1e-3) and the peers\' CIFAR-100 ones for the others (symbols.transfer)'),
     Field('kt_layer_weight', None, c.optional(c.dict_of_lists()), 'method -> weights of its layer pairs '
           '(default: equal, summing to 1)'),
-    Field('kd_t', 4.0, c.number(min=0, strict=True), 'KD temperature'),
-    Field('mmd_kernel', 'poly', c.choice('linear', 'poly', 'gaussian'), 'NST kernel'),
-    Field('mmd_degree', 2, c.integer(min=1), 'NST poly degree d'),
-    Field('mmd_c', 0.0, c.number(), 'NST poly constant c'),
-    Field('at_p', 2.0, c.number(min=0, strict=True), 'attention-transfer exponent p'),
-    Field('dkd_alpha', 1.0, c.number(min=0), 'DKD weight of the target-class term (mdistiller: 1)'),
-    Field('dkd_beta', 8.0, c.number(min=0), 'DKD weight of the non-target term (mdistiller CIFAR-100: 8; 2 for '
-          'ResNet-56 -> 20, 6 for WRN-40-2 -> 16-2)'),
-    Field('dkd_t', 4.0, c.number(min=0, strict=True), 'DKD temperature'),
-    Field('dist_beta', 1.0, c.number(min=0), 'DIST weight of the inter-class relation'),
-    Field('dist_gamma', 1.0, c.number(min=0), 'DIST weight of the intra-class relation'),
-    Field('dist_tau', 1.0, c.number(min=0, strict=True), 'DIST temperature'),
-    Field('rkd_distance', 25.0, c.number(min=0), 'RKD weight of the distance term'),
-    Field('rkd_angle', 50.0, c.number(min=0), 'RKD weight of the angle term'),
-    Field('kdsvd_k', 1, c.integer(min=1), 'KDSVD: singular vectors compared per layer'),
-    Field('cc_feat_dim', 128, c.integer(min=1), 'CC: dimension of the student and teacher embedding heads '
-          '(RepDistiller feat_dim 128)'),
-    Field('cc_normalize', False, c.boolean(), 'CC: L2-normalise the embeddings (RepDistiller Embed); false: '
-          'LinearEmbed, as its CIFAR script'),
-    Field('vid_init_pred_var', 5.0, c.number(min=0, strict=True), 'VID: initial per-channel variance '
-          '(RepDistiller 5.0)'),
-    Field('vid_eps', 1e-5, c.number(min=0, strict=True), 'VID: variance floor (RepDistiller 1e-5)'),
     Field('kt_warmup_epochs', None, c.optional(c.number(min=0)), 'epochs over which a method that declares a '
           'warm-up (dkd, reviewkd: 20, for the peers\' 240-epoch CIFAR-100 runs) ramps its weight up, x min((epoch + '
           '1) / W, 1); null: each method\'s own; 0: none'),
-    Field('reviewkd_mid_channels', None, c.optional(c.integer(min=1)), 'ReviewKD: ABF mid channels; null: '
-          'min(512, channels of the deepest student tap) as mdistiller'),
-    Field('ab_margin', 1.0, c.number(min=0, strict=True), 'AB: margin m of the activation-boundary loss '
-          '(RepDistiller 1.0)'),
-    Field('ab_init_epochs', None, c.optional(c.integer(min=0)), 'AB: epochs of its initialisation stage before '
-          'epoch 0 (student up to the taps and connectors on the AB loss alone); null: 30 as RepDistiller; '
-          '0 skips it'),
-    Field('ab_init_lr', None, c.optional(c.number(min=0, strict=True)), 'AB: constant lr of its initialisation '
-          'stage; null: the run\'s lr (RepDistiller)'),
-    Field('ft_p1', 2.0, c.number(min=0, strict=True), 'FT: power p1 of the factors\' channel mean (RepDistiller 2)'),
-    Field('ft_p2', 1.0, c.number(min=0, strict=True), 'FT: power p2 of the factor difference (RepDistiller 1: L1)'),
-    Field('ft_rate', 0.5, c.number(min=0, max=1, strict=True), 'FT: factor channels / teacher channels k '
-          '(RepDistiller 0.5)'),
-    Field('ft_init_epochs', None, c.optional(c.integer(min=0)), 'FT: epochs of the stage that trains the teacher\'s '
-          'paraphraser before epoch 0; null: 30 as RepDistiller; 0 skips it'),
-    Field('ft_init_lr', None, c.optional(c.number(min=0, strict=True)), 'FT: constant lr of the paraphraser stage; '
-          'null: 0.01 (RepDistiller for ResNet/WRN students)'),
-    Field('crd_feat_dim', 128, c.integer(min=1), 'CRD: dimension of the embedding heads and the memory bank '
-          '(RepDistiller feat_dim 128)'),
-    Field('crd_nce_k', 16384, c.integer(min=1), 'CRD: negatives per sample, drawn uniformly from the training set '
-          '(RepDistiller nce_k 16384)'),
-    Field('crd_nce_t', 0.07, c.number(min=0, strict=True), 'CRD: temperature (RepDistiller nce_t 0.07)'),
-    Field('crd_nce_m', 0.5, c.number(min=0, max=1, max_strict=True), 'CRD: momentum of the memory-bank update '
-          '(RepDistiller nce_m 0.5)'),
+    # (the options of each method follow here: `method_fields`, from symbols.transfer's registry)
     Field('teacher_train_bn', False, c.boolean(), 'run the teacher with BatchNorm in training mode (batch '
           'statistics) as the original did; its stored statistics are never changed'),
     # --- output ---
@@ -159,8 +115,51 @@ _FIELDS = [
           'per-epoch scalars (validation top-1/top-5, epoch time, each term); needs tensorboardX '
           "(pip install -c constraints.txt -e '.[tensorboard]')"),
 ]
+_STATIC = OrderedDict((f.name, f) for f in _FIELDS)
 
-FIELDS = OrderedDict((f.name, f) for f in _FIELDS)
+
+def method_fields():
+    """A Field of every option the registered transfer methods declare (symbols/transfer/registry.py),
+    with its check made from the option's type and bounds."""
+    from symbols.transfer import method_options
+    return [Field(o.name, o.default, option_check(o), o.doc) for _, o in method_options()]
+
+
+def option_check(option):
+    """The config check of a method's `Option`."""
+    if option.type == 'bool':
+        check = c.boolean()
+    elif option.type == 'choice':
+        check = c.choice(*option.choices)
+    elif option.type == 'int':
+        check = c.integer(min=option.min, max=option.max)
+    else:
+        check = c.number(min=option.min, max=option.max, strict=option.strict, max_strict=option.max_strict)
+    return c.optional(check) if option.optional else check
+
+
+class Schema(Mapping):
+    """{key: Field} of every classification config key: the fixed ones above, with the options of
+    the methods registered at the time of the look-up after the distillation keys (a method
+    registered later, e.g. by a user's module, brings its options with it)."""
+
+    def _fields(self):
+        split = [f.name for f in _FIELDS].index('kt_warmup_epochs') + 1
+        return OrderedDict((f.name, f) for f in _FIELDS[:split] + method_fields() + _FIELDS[split:])
+
+    def __getitem__(self, key):
+        if key in _STATIC:                  # (no registry look-up, which imports the loss blocks)
+            return _STATIC[key]
+        return self._fields()[key]
+
+    def __iter__(self):
+        return iter(self._fields())
+
+    def __len__(self):
+        return len(self._fields())
+
+
+FIELDS = Schema()
 
 
 def defaults():

@@ -195,8 +195,9 @@ class DistillBlock(HybridBlock):
     def connect(self, s_shapes, t_shapes):
         """Fit the plan to the taps' per-sample shapes ({tap: shape}): check that feature
         methods get feature maps, add a Connector where a method needs one, build the heads of
-        the losses that declare them, and return [(teacher tap, channels)] of the OFD margins
-        `hybrid_forward` takes, in input order. Initialise `extras` afterwards."""
+        the losses that declare them, and return [(method, teacher tap, channels)] of the margins
+        (a method's declared teacher hook, OFD's) `hybrid_forward` takes, in input order. Initialise
+        `extras` afterwards."""
         margins = []
         for m, entry in enumerate(self.plan):
             spec = METHODS[entry['method']]
@@ -215,7 +216,7 @@ class DistillBlock(HybridBlock):
                 if spec.connector:
                     self.add_connector(m, p, t_shapes[t][0], s_shapes[s][0])
                 if spec.margin:
-                    margins.append((t, t_shapes[t][0]))
+                    margins.append((entry['method'], t, t_shapes[t][0]))
             if spec.heads:
                 for p, shapes in enumerate(self._call_shapes(m, s_shapes, t_shapes)):
                     self._loss(m, p).build(*shapes)

@@ -1,6 +1,7 @@
-"""The extension points the README documents: a new network is a HybridBlock
-that declares its taps plus one `NETWORKS` line; a new method is one loss block
-plus one `METHODS` line. Both then train through train.py unchanged."""
+"""The extension points the docs describe: a new network is a HybridBlock that declares its taps
+plus one `NETWORKS` line; a new method is one loss block plus one registered `Method` that declares
+its options and stages. Both then train through train.py unchanged, the method's options are config
+keys with their checks, and its stage runs before epoch 0."""
 import json
 from collections import OrderedDict
 
@@ -35,7 +36,15 @@ class TinyNet(HybridBlock):
 
 
 class CosineLoss(transfer.ShapedLoss):
-    """1 - cos(s, t) of the flattened maps, per sample (equal shapes: a connector maps s to t)."""
+    """1 - cos(s, t) of the flattened maps, per sample (equal shapes: a connector maps s to t);
+    `eps` keeps the norm of a zero map away from 0."""
+
+    def __init__(self, eps=1e-12, **kwargs):
+        super(CosineLoss, self).__init__(**kwargs)
+        self.eps = eps
+
+    def finish_stage(self, name):
+        self.finished = name
 
     def _configure(self, shapes):
         if shapes[0] != shapes[1]:
@@ -44,13 +53,20 @@ class CosineLoss(transfer.ShapedLoss):
     def hybrid_forward(self, F, s, t):
         s, t = F.flatten(s), F.flatten(F.stop_gradient(t))
         dot = F.sum(s * t, axis=1)
-        return 1 - dot / F.sqrt(F.sum(s * s, axis=1) * F.sum(t * t, axis=1) + 1e-12)
+        return 1 - dot / F.sqrt(F.sum(s * s, axis=1) * F.sum(t * t, axis=1) + self.eps)
 
 
 def test_new_network_and_new_method_train_through_train_py(tmp_path, monkeypatch):
     monkeypatch.setitem(symbols.NETWORKS, 'tinynet', (lambda nc, ic, **kw: TinyNet(nc, ic, **kw), 32))
-    monkeypatch.setitem(transfer.METHODS, 'cos',
-                        transfer.Method('cos', 'feature', True, False, 1.0, lambda cfg: CosineLoss()))
+    cos = transfer.Method(
+        'cos', 'feature', 1.0, lambda o: CosineLoss(o['cos_eps']), 'a test of the registry', connector=True,
+        stages=(transfer.Stage('cos_init', 'student', 2, None, lambda loss: loss),),
+        options=[transfer.Option('cos_eps', 1e-12, 'cosine: added to the product of the norms', min=0, strict=True),
+                 transfer.Option('cos_init_epochs', None, 'cosine: epochs of its stage; null: 2', type='int', min=0,
+                                 optional=True),
+                 transfer.Option('cos_init_lr', None, 'cosine: lr of its stage; null: the run\'s', min=0,
+                                 strict=True, optional=True)])
+    monkeypatch.setitem(transfer.METHODS, 'cos', cos)
 
     net = symbols.get_network('tinynet', 10, prefix='x_')
     assert symbols.tap_names(net) == ['body_pre', 'body']
@@ -69,3 +85,16 @@ def test_new_network_and_new_method_train_through_train_py(tmp_path, monkeypatch
     with open(str(tmp_path / 'log' / 'student.jsonl')) as f:
         rec = json.loads(f.readlines()[-1])
     assert np.isfinite(rec['train_cos']) and rec['train_cos'] > 0
+    log = open(str(tmp_path / 'log' / 'student.log')).read()
+    assert 'stage cos_init of cos: 2 epoch(s)' in log and 'stage cos_init epoch 2/2' in log
+    # its options are config keys, with their checks and defaults; the stage's keys override it
+    from config import load_config
+    from config.checks import ConfigError
+    assert load_config(None, ['cos_eps=0.5'], check_data=False).cos_eps == 0.5
+    assert load_config(None, [], check_data=False).cos_eps == 1e-12
+    with pytest.raises(ConfigError, match="config key 'cos_eps'.*cosine: added to the product"):
+        load_config(None, ['cos_eps=-1'], check_data=False)
+    assert train.main(common + ['network=tinynet', 'model_prefix=student1', 'kt=true', 'kt_type=cos',
+                                'teacher_prefix=%s' % (tmp_path / 'model' / 'teacher'), 'teacher_epoch=1',
+                                'teacher_symbol=body_pre', 'student_symbol=body', 'cos_init_epochs=1']) == 0
+    assert 'stage cos_init of cos: 1 epoch(s)' in open(str(tmp_path / 'log' / 'student1.log')).read()

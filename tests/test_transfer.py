@@ -204,5 +204,5 @@ def test_registry_and_kt_type_parsing():
     with pytest.raises(ValueError, match='twice'):
         T.parse_kt_type('mmd+nst')
     assert T.default_weight('kd') == 16 and T.default_weight('fitnet') == 100
-    assert T.default_weight('at') == 1000 and T.default_weight('nst', 'linear') == 50
-    assert T.default_weight('mmd', 'gaussian') == 100
+    assert T.default_weight('at') == 1000 and T.default_weight('nst', {'mmd_kernel': 'linear'}) == 50
+    assert T.default_weight('mmd', {'mmd_kernel': 'gaussian'}) == 100

@@ -342,3 +342,21 @@ class KDSVDLoss(ShapedLoss):
                 loss = term if loss is None else loss + term
             prev = (v_s, v_t)
         return loss
+
+
+def ofd_teacher_margin(teacher, tap, ctx):
+    """OFD's teacher hook: the margin (C,) of teacher tap `tap`, from the BatchNorm that produces
+    it (the tap itself, or the BatchNorm the network's TAP_BN names for it), read on device `ctx`.
+    PairingError when the tap is not a BatchNorm output (a pre-ReLU *_pre tap is)."""
+    from ..taps import resolve_tap, TapError
+    base = getattr(teacher, 'base', teacher)
+    bn_path = getattr(base, 'TAP_BN', {}).get(tap)
+    try:
+        bn, _ = resolve_tap(base, bn_path or tap)
+    except TapError:
+        bn = None
+    params = {} if bn is None else {n.rsplit('_', 1)[-1]: p for n, p in bn.params.items()}
+    if 'gamma' not in params or 'beta' not in params:
+        raise PairingError('ofd needs a teacher tap that is a BatchNorm output (pre-ReLU); %r is not. Use a *_pre '
+                           'tap' % tap)
+    return ofd_margin(params['gamma'].data(ctx).asnumpy(), params['beta'].data(ctx).asnumpy())

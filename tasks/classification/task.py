@@ -43,17 +43,13 @@ def as_list(out):
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
-LOSS_OPTIONS = ('kd_t', 'mmd_kernel', 'mmd_degree', 'mmd_c', 'at_p', 'dkd_alpha', 'dkd_beta', 'dkd_t', 'dist_beta',
-                'dist_gamma', 'dist_tau', 'rkd_distance', 'rkd_angle', 'kdsvd_k', 'cc_feat_dim', 'cc_normalize',
-                'vid_init_pred_var', 'vid_eps', 'reviewkd_mid_channels', 'ab_margin', 'ab_init_epochs', 'ab_init_lr',
-                'ft_p1', 'ft_p2', 'ft_rate', 'ft_init_epochs', 'ft_init_lr', 'crd_feat_dim', 'crd_nce_k',
-                'crd_nce_t', 'crd_nce_m', 'kt_warmup_epochs')
-
-
 def _loss_options(cfg, num_samples=None):
-    """The config keys the loss blocks' `make(options)` and the stages read, and the number of
+    """What the loss blocks' `make(options)`, the stages and the warm-ups read: every option the
+    registered methods declare (symbols/transfer/registry.py), kt_warmup_epochs, and the number of
     training samples (the rows of a memory bank indexed by sample, e.g. CRD's)."""
-    options = {k: cfg[k] for k in LOSS_OPTIONS}
+    from symbols.transfer import method_options
+    options = {o.name: cfg[o.name] for _, o in method_options()}
+    options['kt_warmup_epochs'] = cfg.kt_warmup_epochs
     options['num_samples'] = num_samples
     return options
 
@@ -174,9 +170,9 @@ class ClassificationTask(Task):
         t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
         try:
             margin_taps = self.block.connect(s_shape, t_shape)
+            self.margins = [self._margin(method, tap, channels) for method, tap, channels in margin_taps]
         except ValueError as e:
             raise TrainingError(str(e))
-        self.margins = [self._ofd_margin(tap, channels) for tap, channels in margin_taps]
         self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2),
                                      ctx=self.ctx)
         index = [nd.zeros((2,), ctx=ctx)] if self.block.takes_indices else []
@@ -187,22 +183,14 @@ class ClassificationTask(Task):
         except ValueError as e:
             raise TrainingError('teacher and student features cannot be paired: %s' % e)
 
-    def _ofd_margin(self, tap, channels):
-        """OFD margin of a teacher tap from the BatchNorm that produces it."""
-        from symbols.transfer import ofd_margin
-        base = self.teacher.base
-        bn_path = getattr(base, 'TAP_BN', {}).get(tap)
-        try:
-            bn, _ = symbols.resolve_tap(base, bn_path or tap)
-        except symbols.TapError:
-            bn = None
-        params = {} if bn is None else {n.rsplit('_', 1)[-1]: p for n, p in bn.params.items()}
-        if 'gamma' not in params or 'beta' not in params:
-            raise TrainingError('ofd needs a teacher tap that is a BatchNorm output (pre-ReLU); %r is not. Use '
-                                'a *_pre tap' % tap)
-        m = ofd_margin(params['gamma'].data(self.ctx[0]).asnumpy(), params['beta'].data(self.ctx[0]).asnumpy())
+    def _margin(self, method, tap, channels):
+        """The per-channel margin of teacher tap `tap` from the teacher hook `method` declares
+        (OFD's: from the BatchNorm that produces the tap), on every device."""
+        from symbols.transfer import METHODS
+        m = METHODS[method].margin(self.teacher, tap, self.ctx[0])
         if len(m) != channels:
-            raise TrainingError('ofd margin of tap %r has %d channels for a %d-channel map' % (tap, len(m), channels))
+            raise TrainingError('%s margin of tap %r has %d channels for a %d-channel map'
+                                % (method, tap, len(m), channels))
         return [nd.array(m, ctx=c) for c in self.ctx]
 
     def saved_blocks(self):
