@@ -18,7 +18,7 @@ import re
 import runpy
 
 from .checks import ConfigError, once_each
-from .schema import FIELDS, defaults
+from .schema import FIELDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CFG = os.path.join(HERE, 'cfgs.py')
@@ -108,16 +108,16 @@ def _follows(values):
     return values
 
 
-def describe_source(chain):
+def describe_source(chain, listing='config/schema.py'):
     """Where a configuration's values come from, for the log: the files read (`read_file`'s
-    chain) over the defaults of config/schema.py."""
+    chain) over the defaults of the schema (`listing`, where its keys are)."""
     if not chain:
-        return 'the defaults of config/schema.py'
+        return 'the defaults of %s' % listing
     names = [os.path.relpath(p) if not os.path.relpath(p).startswith('..') else p for p in chain]
     text = names[0] + ''.join(' (base: %s)' % n for n in names[1:])
-    if os.path.abspath(chain[-1]) == os.path.abspath(DEFAULT_CFG) or \
+    if listing != 'config/schema.py' or os.path.abspath(chain[-1]) == os.path.abspath(DEFAULT_CFG) or \
             os.path.dirname(os.path.abspath(chain[0])) == os.path.abspath(PRESET_DIR):
-        return text + ', keys it does not set from config/schema.py'
+        return text + ', keys it does not set from %s' % listing
     return (text + '; keys it does not set have the defaults of config/schema.py, not the values of '
             'config/cfgs.py (add `base: cfgs.py` to the file to start from those)')
 
@@ -225,7 +225,7 @@ def task_of(path=None, overrides=()):
     return task
 
 
-def parse_override(text):
+def parse_override(text, fields=None):
     """'key=value' -> (key, value); value parsed as YAML (numbers, lists, true/null), then read as
     a config file's value is (`coerce`): the same text means the same in a file and here."""
     import yaml
@@ -241,7 +241,7 @@ def parse_override(text):
                               'the whole argument for the shell, e.g. \'gpu_list=[0, 1]\''
                               % (text, raw.strip(), str(e).splitlines()[0]))
         value = raw
-    return key, coerce(key, value, raw)
+    return key, coerce(key, value, raw, fields)
 
 
 def _numbers(value):
@@ -256,10 +256,11 @@ def _numbers(value):
     return value
 
 
-def coerce(key, value, raw=None):
-    """A value of `key` as the user meant it: a number where the key takes numbers (``lr: 1e-3``),
-    the text as written where it takes text (``model_prefix=123``, ``model_prefix: 007``)."""
-    field = FIELDS.get(key)
+def coerce(key, value, raw=None, fields=None):
+    """A value of `key` (of the schema `fields`, default classification's) as the user meant it: a
+    number where the key takes numbers (``lr: 1e-3``), the text as written where it takes text
+    (``model_prefix=123``, ``model_prefix: 007``)."""
+    field = (FIELDS if fields is None else fields).get(key)
     if field is None:
         return value
     if getattr(field.check, 'text', False):
@@ -276,31 +277,70 @@ SYNONYMS = {'learning_rate': 'lr', 'weight_decay': 'wd', 'epochs': 'num_epoch', 
             'resume': 'retrain', 'temperature': 'kd_t', 'method': 'kt_type', 'data': 'data_dir'}
 
 
-def _unknown(key, origin):
-    close = [SYNONYMS[key.lower()]] if key.lower() in SYNONYMS else difflib.get_close_matches(key, FIELDS, n=1)
-    hint = ' (did you mean %r?)' % close[0] if close else ''
-    return ConfigError('unknown config key %r in %s%s; see config/schema.py for every key' % (key, origin, hint))
+class TaskSchema(object):
+    """What the one loader (`load`) needs of a task's configuration: its `fields` ({key: Field}),
+    `synonyms` (a key other toolkits use -> the key here, or a sentence saying what to write),
+    `find_file(path)` (a file or one of the task's presets), its `default_file` (None: the
+    defaults), where every key is listed (`listing`), and `check_together(cfg, at, **options)`,
+    the task's checks across keys, registered by the part that owns them (`at(*keys)` says where
+    they were set). The engine's keys are checked for every task (`check_engine_keys`)."""
+
+    def __init__(self, task, fields, synonyms, find_file, default_file, listing, check_together, label=''):
+        self.task, self.fields, self.synonyms, self.find_file = task, fields, synonyms, find_file
+        self.default_file, self.listing, self.check_together, self.label = (default_file, listing, check_together,
+                                                                             label)
+
+    def unknown(self, key, origin):
+        """The error for a key the schema does not have: what to write instead, or the closest key."""
+        said = self.synonyms.get(key) or self.synonyms.get(key.lower())
+        if said is not None and ' ' in said:
+            hint = ': %s' % said
+        else:
+            close = [said] if said else difflib.get_close_matches(key, self.fields, n=1)
+            hint = ' (did you mean %r?)' % close[0] if close else ''
+        return ConfigError('unknown %sconfig key %r in %s%s; %s lists every key' % (self.label, key, origin, hint,
+                                                                                   self.listing))
+
+
+def load(schema, path=None, overrides=(), **options):
+    """The one loader of every task: read `path` (a file or a preset of the task, its `base:` chain
+    first; None: the task's default file, or its defaults), apply `key=value` overrides (each key
+    once), check every key's type and range, then the task's checks across keys (`options` go to
+    them) and the engine's; ConfigError naming the key, where it was set and the fix on any problem.
+    The result's `source` says where its values came from."""
+    chain = []
+    path = path or schema.default_file
+    if path:
+        values, origin = read_file(schema.find_file(path), chain=chain)
+    else:
+        values, origin = {}, 'the defaults'
+    where = {k: origin for k in values}           # key -> where its value was set, for the messages
+    values = {k: coerce(k, v, fields=schema.fields) for k, v in values.items()}
+    for key, value in once_each(overrides, lambda text: parse_override(text, schema.fields)):
+        values[key] = value
+        where[key] = 'the command line'
+    for key in values:
+        if key not in schema.fields:
+            raise schema.unknown(key, where[key])
+    cfg = Config()
+    for key, field in schema.fields.items():
+        try:
+            cfg[key] = field.check(values.get(key, field.default))
+        except ConfigError as e:
+            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, where.get(key, origin), e, field.doc))
+
+    def at(*keys):          # where the keys of a cross-key check were set
+        return ' and '.join(sorted({where.get(k, origin) for k in keys}))
+    schema.check_together(cfg, at, **options)
+    check_engine_keys(cfg, at)
+    cfg.source = describe_source(chain, schema.listing)
+    return cfg
 
 
 def load_config(path=None, overrides=(), check_data=True):
-    """Read, override and validate a configuration; raise ConfigError on any problem. The result's
-    `source` says where its values came from (`describe_source`)."""
-    chain = []
-    values, origin = read_file(path or DEFAULT_CFG, chain=chain)
-    merged = defaults()
-    where = {}                    # key -> where its value was set, for the error messages
-    for key, value in values.items():
-        if key not in FIELDS:
-            raise _unknown(key, origin)
-        merged[key] = coerce(key, value)
-        where[key] = origin
-    for key, value in once_each(overrides, parse_override):
-        if key not in FIELDS:
-            raise _unknown(key, 'the command line')
-        merged[key] = value
-        where[key] = 'the command line'
-    cfg = validate(merged, origin, where)
-    cfg.source = describe_source(chain)
+    """Read, override and validate a classification configuration (config/cfgs.py by default);
+    raise ConfigError on any problem. The result's `source` says where its values came from."""
+    cfg = load(CLASSIFICATION, path, overrides)
     if check_data:
         check_data_files(cfg)
     return cfg
@@ -345,24 +385,9 @@ def warnings_of(cfg):
     return out
 
 
-def validate(values, origin='config', where=None):
-    """Check every key's type and range, then the keys against each other.
-
-    `where` maps keys to where they were set (a file or 'the command line');
-    other keys are reported as coming from `origin`."""
-    cfg = Config()
-    where = where or {}
-    for key, field in FIELDS.items():
-        try:
-            cfg[key] = field.check(values.get(key, field.default))
-        except ConfigError as e:
-            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, where.get(key, origin), e, field.doc))
-    for key in values:
-        if key not in FIELDS:
-            raise _unknown(key, origin)
-
-    def at(*keys):          # where the keys of a cross-key check were set
-        return ' and '.join(sorted({where.get(k, origin) for k in keys}))
+def check_classification(cfg, at):
+    """Classification's checks across keys (each key's own check has passed); fills in the derived
+    keys (model_load_prefix, begin_epoch, the full network name) and the transfer plan `cfg.plan`."""
     if cfg.model_load_prefix is None:
         cfg['model_load_prefix'] = cfg.model_prefix
     if cfg.begin_epoch is None:
@@ -398,16 +423,17 @@ def validate(values, origin='config', where=None):
                                                        centre_crop_resize(size)))
     if (cfg.mean is None) != (cfg.std is None):
         raise ConfigError('config keys mean and std (%s) must be given together' % at('mean', 'std'))
-    check_engine_keys(cfg, at)
     cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
                                        'kt_layer_weight')) if cfg.kt else []
+    _check_teacher_is_not_the_run(cfg, at)
+
+
+def _check_teacher_is_not_the_run(cfg, at):
     if cfg.kt and cfg.teacher_prefix and cfg.teacher_source in ('auto', 'project') and \
             os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: the student would '
                           'be written over (or with overwrite=true, move aside) its own teacher; choose another '
                           'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
-    return cfg
-
 
 
 def check_engine_keys(cfg, at):
@@ -568,5 +594,9 @@ def check_data_files(cfg):
                           % (cfg.data_dir, ', '.join(missing), fix))
 
 
-__all__ = ['Config', 'ConfigError', 'load_config', 'validate', 'resolve_plan', 'list_presets',
-           'parse_override', 'coerce', 'FIELDS', 'describe_source', 'warnings_of']
+CLASSIFICATION = TaskSchema('classification', FIELDS, SYNONYMS, _find_file, DEFAULT_CFG, 'config/schema.py',
+                            check_classification)
+
+
+__all__ = ['Config', 'ConfigError', 'load_config', 'check_classification', 'resolve_plan', 'list_presets',
+           'parse_override', 'coerce', 'FIELDS', 'TaskSchema', 'load', 'CLASSIFICATION', 'task_of', 'describe_source', 'warnings_of']

@@ -10,7 +10,6 @@ and the validation messages work as in `config/__init__.py`:
 train.py trains these presets too (they set `task: detection`); a classification preset given
 to `python -m tools.detection` is refused with the command that takes it.
 """
-import difflib
 import os
 import re
 from collections import OrderedDict
@@ -200,54 +199,13 @@ def find_detection_file(path):
                       % (path, ', '.join(list_detection_presets())))
 
 
-def parse(text):
-    """'key=value' -> (key, value): YAML, except that a text key keeps the text as written when YAML
-    reads a number (model_prefix=123, train_sets=2007:10)."""
-    from . import parse_override
-    key, value = parse_override(text)
-    field = FIELDS.get(key)
-    if field is not None and getattr(field.check, 'text', False) and isinstance(value, (int, float)) \
-            and not isinstance(value, bool):
-        value = text.split('=', 1)[1].strip()
-    return key, value
-
-
-# ------------------------------------------------------------------ loading
 def load_detection_config(path=None, overrides=(), backbone=True):
     """Read a detection config (a voc_* preset name or a YAML/.py file; None: the defaults), apply
-    `key=value` overrides and validate everything; ConfigError naming the key on any problem.
-    `backbone=False` leaves out the backbone checks (evaluating a checkpoint, which records its own)."""
-    from . import read_file, Config
-    if path:
-        values, origin = read_file(find_detection_file(path))
-    else:
-        values, origin = {}, 'the defaults'
-    where = {k: origin for k in values}
-    for key, value in c.once_each(overrides, parse):
-        values[key] = value
-        where[key] = 'the command line'
-    for key in values:
-        if key in SYNONYMS:
-            raise ConfigError('unknown detection config key %r in %s: %s; config/detection.py lists every key'
-                              % (key, where[key], SYNONYMS[key]))
-        if key not in FIELDS:
-            close = difflib.get_close_matches(key, FIELDS, n=1)
-            raise ConfigError('unknown detection config key %r in %s%s; config/detection.py lists every key'
-                              % (key, where[key], ' (did you mean %r?)' % close[0] if close else ''))
-    cfg = Config()
-    for key, field in FIELDS.items():
-        value = values.get(key, field.default)
-        try:
-            cfg[key] = field.check(value)
-        except ConfigError as e:
-            raise ConfigError('config key %r (%s) %s. Meaning: %s' % (key, where.get(key, 'the defaults'), e,
-                                                                     field.doc))
-    _check_together(cfg, lambda key: where.get(key, 'the defaults'), backbone)
-    from . import check_engine_keys
-    check_engine_keys(cfg, lambda *keys: ' and '.join(sorted({where.get(k, 'the defaults') for k in keys})))
-    cfg['model_load_prefix'] = cfg.model_load_prefix or cfg.model_prefix
-    cfg['config_origin'] = origin
-    return cfg
+    `key=value` overrides and validate everything (config.load, the loader of every task);
+    ConfigError naming the key on any problem. `backbone=False` leaves out the backbone checks
+    (evaluating a checkpoint, which records its own)."""
+    from . import load
+    return load(DETECTION, path, overrides, backbone=backbone)
 
 
 def backbone_source(cfg):
@@ -256,8 +214,9 @@ def backbone_source(cfg):
 
 
 def _check_together(cfg, where, backbone=True):
-    """Checks across keys: mean/std lengths, sizes and (with `backbone`) a backbone to start from
-    and a split for it."""
+    """Detection's checks across keys: mean/std lengths, sizes and (with `backbone`) a backbone to
+    start from and a split for it; fills in model_load_prefix (null: model_prefix)."""
+    cfg['model_load_prefix'] = cfg.model_load_prefix or cfg.model_prefix
     for key in ('mean', 'std'):
         if len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values; got %r' % (key, where(key), cfg[key]))
@@ -305,5 +264,14 @@ def _check_backbone(cfg, where):
         raise ConfigError('config key %r (%s): %s' % ('network', where('network'), e))
 
 
-__all__ = ['FIELDS', 'VOC_CLASSES', 'DETECTION_PRESET_DIR', 'load_detection_config', 'list_detection_presets',
+def _schema():
+    from . import TaskSchema
+    return TaskSchema('detection', FIELDS, SYNONYMS, find_detection_file, None, 'config/detection.py',
+                      _check_together, label='detection ')
+
+
+DETECTION = _schema()
+
+
+__all__ = ['FIELDS', 'DETECTION', 'VOC_CLASSES', 'DETECTION_PRESET_DIR', 'load_detection_config', 'list_detection_presets',
            'is_detection_preset', 'find_detection_file', 'backbone_source']

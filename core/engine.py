@@ -26,7 +26,6 @@ the one checkpoint N holds); the records keep the 0-based index `epoch` (records
 """
 import glob
 import logging
-import math
 import os
 import re
 import sys
@@ -368,7 +367,7 @@ def run(cfg, task_cls):
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
             make_room = runs.claim(cfg, defer=True)
         setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
-        LOG.info('config: %s', getattr(cfg, 'source', None) or cfg.get('config_origin') or 'given by the caller')
+        LOG.info('config: %s', getattr(cfg, 'source', None) or 'given by the caller')
         for text in task_cls.warnings(cfg):
             LOG.warning('%s', text)
         engine.prepare(task_cls)
