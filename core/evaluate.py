@@ -24,6 +24,10 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None, bar=None):
         if max_batches is not None and i >= max_batches:
             break
         keep = batch.data[0].shape[0] - (batch.pad or 0)
+        if keep <= 0:                   # a batch of padding only (a dist worker's part ends on a batch)
+            if bar is not None:
+                bar.update(1)
+            continue
         parts = len(ctx) if keep >= len(ctx) else 1
         xs = device_inputs(batch, ctx[:parts], keep)
         ys = gluon.utils.split_and_load(batch.label[0][:keep], ctx[:parts], even_split=False)

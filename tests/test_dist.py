@@ -101,3 +101,86 @@ def test_distributed_stores_need_their_launchers(monkeypatch):
     if NO_HOROVOD is None:
         with pytest.raises(ConfigError, match='kv_store=horovod.*horovodrun'):
             load_config(None, ['kv_store=horovod'], check_data=False)
+
+
+@pytest.fixture(scope='module')
+def uneven(tmp_path_factory):
+    """(root, train.py arguments) on generated CIFAR-10 whose 50 validation images split unevenly
+    over 2 workers (a worker's part ends on a batch of padding only), with MXNet's default
+    threaded engine and oneDNN, as users run it (not deterministic=true)."""
+    root = tmp_path_factory.mktemp('uneven')
+    make_cifar(str(root / 'cifar'), 'cifar10', train=64, test=50)
+    return root, ['train.py', '--cfg', 'cifar10_student', 'data_dir=%s' % (root / 'cifar'), 'gpu_list=[]',
+                  'network=cifar_resnet8', 'batch_size=8', 'epoch_size=3', 'num_epoch=2', 'progress=false',
+                  'model_dir=%s' % (root / 'model'), 'log_dir=%s' % (root / 'log')]
+
+
+def test_dist_sync_and_horovod_validate_an_uneven_set_on_the_default_engine(uneven):
+    """Both launchers train and validate the whole set (it used to crash a worker at validation,
+    'Cannot find attribute forward_mem_plan', on a batch of padding only; Horovod's ranks aborted in
+    the first step under oneDNN and the threaded engine)."""
+    root, args = uneven
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('DMLC_', 'MXNET_ENGINE'))}
+    run([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local', sys.executable] + args +
+        ['model_prefix=dist_uneven', 'kv_store=dist_sync'], env=env)
+    assert [r['val_n'] for r in records(root, 'dist_uneven')] == [50, 50]
+    if NO_HOROVOD is None:
+        horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+        run([horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', sys.executable] + args +
+            ['model_prefix=hvd_uneven', 'kv_store=horovod'], env=env)
+        assert [r['val_n'] for r in records(root, 'hvd_uneven')] == [50, 50]
+
+
+def _processes_with(marker):
+    """Pids of the processes whose command line holds `marker`."""
+    found = []
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def _role(pid):
+    try:
+        with open('/proc/%d/environ' % pid, 'rb') as f:
+            env = dict(kv.split(b'=', 1) for kv in f.read().split(b'\0') if b'=' in kv)
+        return env.get(b'DMLC_ROLE', b'').decode(), env.get(b'DMLC_TASK_ID', b'').decode()
+    except OSError:
+        return None, None
+
+
+def test_a_worker_that_dies_stops_the_whole_job(uneven):
+    """SIGKILL to one worker mid-epoch: the launcher names it, stops the other worker (blocked in
+    the kvstore, it ignores SIGTERM: SIGKILL after the grace period), the server and the scheduler,
+    and exits non-zero within 30 s, leaving no process behind."""
+    import signal
+    import time
+    root, args = uneven
+    marker = 'model_prefix=dies_%d' % os.getpid()
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
+    launcher = subprocess.Popen([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+                                 sys.executable] + merged(args + [marker, 'kv_store=dist_sync', 'num_epoch=1000',
+                                                                  'frequent=1']),
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = root / 'log' / (marker.split('=')[1] + '.log')
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and 'Epoch[1] Batch' in log.read_text()):
+            assert launcher.poll() is None, launcher.communicate()
+            time.sleep(0.2)
+        worker, = [p for p in _processes_with(marker) if _role(p) == ('worker', '1')]
+        os.kill(worker, signal.SIGKILL)
+        killed = time.time()
+        out, err = launcher.communicate(timeout=60)
+        took = time.time() - killed
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0 and took < 30, (took, err[-2000:])
+    assert 'error: worker 1 of 2 (pid %d) was killed by signal 9' % worker in err, err[-2000:]
+    time.sleep(0.5)
+    assert _processes_with(marker) == []

@@ -1,9 +1,13 @@
-"""Start distributed training with MXNet's own launcher (tools/launch.py of the
-mxnet wheel, parameter-server kvstore), on Python 3.11 too.
+"""Start distributed training (parameter-server kvstore, kv_store=dist_sync) with MXNet's launcher
+options, on Python 3.11 too.
 
-The launcher's tracker (dmlc_tracker) calls `Thread.isAlive`, removed in
-Python 3.9; this wrapper restores it as an alias of `is_alive` and runs the
-launcher unchanged. Every option is mxnet's, e.g. on one machine:
+On one machine (--launcher local) this tool starts the scheduler, the servers and the workers
+itself and watches them: when any of them fails, it names the process and its error in one line,
+stops every other process (SIGTERM, then SIGKILL after a grace period: a worker blocked in a
+kvstore call never returns to Python) and exits with the failed process's status; Ctrl-C or
+SIGTERM stop them all alike. (MXNet's own local launcher leaves the other workers waiting forever
+for the dead one.) Other launchers (ssh, mpi, ...) run MXNet's tools/launch.py unchanged, with
+`Thread.isAlive` (removed in Python 3.9, which its tracker calls) restored. E.g. on one machine:
 
     python -m tools.launch -n 2 -s 1 --launcher local \\
         python train.py kv_store=dist_sync
@@ -18,8 +22,12 @@ With --launcher local each process gets an equal share of the cores
 """
 import os
 import runpy
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 
 from tools import cli
 
@@ -49,6 +57,13 @@ def check_arguments(argv):
     p.add_argument('--p3', action='store_true')
     p.add_argument('command', nargs='+')
     args, _ = p.parse_known_args(argv)
+    # the command is everything from its first word on, as written (its own options included)
+    takes_value = {'-n', '--num-workers', '-s', '--num-servers', '-H', '--hostfile', '--sync-dst-dir', '--launcher',
+                   '--env-server', '--env-worker', '--env'}
+    i = 0
+    while i < len(argv) and argv[i].startswith('-'):
+        i += 1 if '=' in argv[i] or argv[i] not in takes_value else 2
+    args.command = argv[i:]
     if args.launcher in ('ssh', 'mpi'):
         if not args.hostfile:
             raise cli.UsageError('--launcher %s%s needs -H HOSTFILE listing the machines (one per line); to run on '
@@ -59,18 +74,150 @@ def check_arguments(argv):
     return args
 
 
+GRACE = 5.0           # seconds a process gets to stop on SIGTERM before SIGKILL
+
+
+class Process(object):
+    """One process of the job: its role, index, the child, and the last lines it wrote on stderr
+    (forwarded to ours as they come)."""
+
+    def __init__(self, role, index, of, command, env):
+        self.role, self.index, self.of, self.tail = role, index, of, []
+        own_group = {'process_group': 0} if sys.version_info >= (3, 11) else {'start_new_session': True}
+        self.child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, **own_group)
+        self.reader = threading.Thread(target=self._forward, daemon=True)
+        self.reader.start()
+
+    def _forward(self):
+        for raw in iter(self.child.stderr.readline, b''):
+            line = raw.decode('utf-8', 'replace')
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            if line.strip():
+                self.tail = (self.tail + [line.rstrip()])[-30:]
+
+    @property
+    def name(self):
+        return '%s %d of %d (pid %d)' % (self.role, self.index, self.of, self.child.pid)
+
+    def error(self):
+        """The process's own account of its failure: its `error: ...` line, else the last line of a
+        traceback, else its last line."""
+        for line in reversed(self.tail):
+            if line.startswith(('error:', 'config error:')):
+                return line.split('error:', 1)[1].strip()
+        for line in reversed(self.tail):
+            if line and not line.startswith((' ', '[')):
+                return line.strip()
+        return 'no message'
+
+    def signal(self, sig):
+        try:
+            os.killpg(self.child.pid, sig)
+        except OSError:
+            pass
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _pairs(items, option):
+    out = {}
+    for item in items:
+        if ':' not in item:
+            raise cli.UsageError('%s %s: give NAME:VALUE' % (option, item))
+        k, v = item.split(':', 1)
+        out[k] = v
+    return out
+
+
+def run_local(args):
+    """The job on this machine: scheduler, servers and workers started and watched here; returns
+    the exit status (that of the first process that failed, 128 + the signal that stopped us)."""
+    n = args.num_workers
+    s = args.num_servers if args.num_servers is not None else n
+    if s < 1:
+        raise cli.UsageError('-s 0: a dist_* kvstore needs at least one server process; give -s 1 (or -s %d)' % n)
+    env = dict(os.environ, DMLC_NUM_WORKER=str(n), DMLC_NUM_SERVER=str(s), DMLC_PS_ROOT_URI='127.0.0.1',
+               DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_JOB_CLUSTER='local')
+    env.setdefault('NST_LOCAL_WORKERS', str(n + s))
+    env.update(_pairs(args.env, '--env'))
+    roles = [('scheduler', 0, 1, {})] + \
+        [('server', i, s, _pairs(args.env_server, '--env-server')) for i in range(s)] + \
+        [('worker', i, n, _pairs(args.env_worker, '--env-worker')) for i in range(n)]
+    procs, stopped = [], []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for role, index, of, extra in roles:
+            procs.append(Process(role, index, of, args.command, dict(env, DMLC_ROLE=role, DMLC_TASK_ID=str(index),
+                                                                     **extra)))
+        workers = [p for p in procs if p.role == 'worker']
+        failed = None
+        while failed is None and not stopped:
+            if all(p.child.poll() == 0 for p in workers):
+                break
+            failed = next((p for p in procs if p.child.poll() not in (None, 0)), None)
+            time.sleep(0.2)
+        if failed is None and not stopped:
+            deadline = time.time() + 60          # the servers and the scheduler end once the workers have
+            while any(p.child.poll() is None for p in procs) and time.time() < deadline:
+                time.sleep(0.2)
+            _stop_all(procs)
+            return 0
+        others = [p for p in procs if p.child.poll() is None]
+        if stopped:
+            what = 'interrupted' if stopped[0] == signal.SIGINT else 'terminated (SIGTERM)'
+            print('launch: %s; stopping all %d processes' % (what, len(others)), file=sys.stderr)
+            for p in others:
+                p.signal(stopped[0])
+        else:
+            for p in procs:
+                p.reader.join(2)
+            status = failed.child.returncode
+            how = 'exited with status %d' % status if status > 0 else 'was killed by signal %d' % -status
+            print('error: %s %s: %s; stopped the other %d processes of the job'
+                  % (failed.name, how, failed.error() if status > 0 else 'no message (it was killed)', len(others)),
+                  file=sys.stderr)
+        _stop_all(procs)
+        if stopped:
+            return 128 + stopped[0]
+        return failed.child.returncode if failed.child.returncode > 0 else 128 - failed.child.returncode
+    finally:
+        _stop_all(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_all(procs):
+    """SIGTERM to every process still running, SIGKILL to those still there after GRACE seconds."""
+    for p in procs:
+        if p.child.poll() is None:
+            p.signal(signal.SIGTERM)
+    deadline = time.time() + GRACE
+    while any(p.child.poll() is None for p in procs) and time.time() < deadline:
+        time.sleep(0.1)
+    for p in procs:
+        if p.child.poll() is None:
+            p.signal(signal.SIGKILL)
+            p.child.wait()
+
+
 @cli.command
 def main(argv=None):
     """Run mxnet's launcher on `argv` after checking it; 2 with one error line on a wrong option."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = check_arguments(argv)
+    if args.launcher == 'local':
+        return run_local(args)
     path = launcher_path()
     if not hasattr(threading.Thread, 'isAlive'):
         threading.Thread.isAlive = threading.Thread.is_alive
-    if args.launcher == 'local':
-        n = args.num_workers
-        s = args.num_servers if args.num_servers is not None else n
-        os.environ.setdefault('NST_LOCAL_WORKERS', str(n + s))
     sys.argv = [path] + argv
     runpy.run_path(sys.argv[0], run_name='__main__')
     return 0
