@@ -80,7 +80,7 @@ def main(argv=None):
     import mxnet as mx
     from mxnet import autograd, gluon, nd
     import symbols
-    from core.distiller import DistillBlock, plan_taps
+    from tasks.classification.distiller import DistillBlock, plan_taps
     from tasks.classification.task import as_list
     ctx = mx.gpu(args.gpus[0]) if args.gpus else mx.cpu()
     size = symbols.input_size(args.student)

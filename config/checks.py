@@ -16,6 +16,21 @@ def _fail(what, value):
     raise ConfigError('must be %s; got %r' % (what, value))
 
 
+def _allows(check, text):
+    """Mark `check` with the values it allows, in a few words (the reference pages and --help show it)."""
+    check.allowed = text
+    return check
+
+
+def _bounds(min, max, strict=False, max_strict=False, fmt='%g'):
+    out = []
+    if min is not None:
+        out.append(('> ' if strict else '>= ') + fmt % min)
+    if max is not None:
+        out.append(('< ' if max_strict else '<= ') + fmt % max)
+    return ' and '.join(out)
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -32,7 +47,7 @@ def integer(min=None, max=None):
             _fail('an integer' + rng, v)
         return v
     check.what = 'integer'
-    return check
+    return _allows(check, ('whole number ' + _bounds(min, max, fmt='%d')).strip())
 
 
 def number(min=None, max=None, strict=False, max_strict=False):
@@ -50,7 +65,7 @@ def number(min=None, max=None, strict=False, max_strict=False):
                 rng += (' < %g' if max_strict else ' <= %g') % max
             _fail('a finite number' + rng, v)
         return float(v)
-    return check
+    return _allows(check, ('number ' + _bounds(min, max, strict, max_strict)).strip())
 
 
 def boolean():
@@ -58,7 +73,7 @@ def boolean():
         if not isinstance(v, bool):
             _fail('True or False', v)
         return v
-    return check
+    return _allows(check, 'true or false')
 
 
 def _text(check):
@@ -71,7 +86,7 @@ def string():
         if not isinstance(v, str) or not v:
             _fail('a non-empty string', v)
         return v
-    return _text(check)
+    return _allows(_text(check), 'text')
 
 
 def name_like():
@@ -80,7 +95,7 @@ def name_like():
             _fail('a run name without slashes or surrounding spaces (to keep the runs in another folder, set model_dir '
                   'and log_dir)', v)
         return v
-    return _text(check)
+    return _allows(_text(check), 'a name without slashes')
 
 
 def choice(*options):
@@ -88,14 +103,14 @@ def choice(*options):
         if v not in options:
             _fail('one of %s' % ', '.join(repr(o) for o in options), v)
         return v
-    return check
+    return _allows(check, ' | '.join(str(o) for o in options))
 
 
 def optional(inner):
     def check(v):
         return None if v is None else inner(v)
     check.text = getattr(inner, 'text', False)
-    return check
+    return _allows(check, '%s or null' % getattr(inner, 'allowed', 'a value'))
 
 
 def list_of(inner):
@@ -111,7 +126,7 @@ def list_of(inner):
             except ConfigError as e:
                 raise ConfigError('item %d %s' % (i, e))
         return out
-    return check
+    return _allows(check, 'list of %s' % getattr(inner, 'allowed', 'values'))
 
 
 def device_ids():
@@ -129,7 +144,7 @@ def device_ids():
         if len(set(v)) != len(v):
             _fail('a list of distinct GPU ids', v)
         return v
-    return check
+    return _allows(check, "GPU ids, e.g. [0, 1] or '0,1'; [] for the CPU")
 
 
 def increasing_ints():
@@ -138,7 +153,7 @@ def increasing_ints():
         if any(b <= a for a, b in zip(v, v[1:])):
             _fail('a list of increasing epochs', v)
         return v
-    return check
+    return _allows(check, 'increasing epochs, e.g. [30, 60]')
 
 
 def number_or_list():
@@ -146,7 +161,7 @@ def number_or_list():
         if _is_num(v):
             return number(min=0)(v)
         return list_of(number(min=0))(v)
-    return check
+    return _allows(check, 'number >= 0, or a list of them')
 
 
 def kt_type():
@@ -159,7 +174,7 @@ def kt_type():
         except ValueError as e:
             raise ConfigError(str(e))
         return v
-    return check
+    return _allows(check, "methods joined by +, e.g. kd+mmd")
 
 
 def _tap_item(v):
@@ -181,7 +196,7 @@ def tap_spec():
         if isinstance(v, (list, tuple)):
             return [_tap_item(x) for x in v]
         _fail('a tap name, a list aligned with kt_type, or a dict method -> taps', v)
-    return _text(check)
+    return _allows(_text(check), 'tap name, list aligned with kt_type, or method -> taps')
 
 
 def dict_of_lists():
@@ -189,7 +204,7 @@ def dict_of_lists():
         if not isinstance(v, dict):
             _fail('a dict method -> list of layer weights', v)
         return {str(k): list_of(number(min=0))(x) for k, x in v.items()}
-    return check
+    return _allows(check, 'method -> list of numbers >= 0')
 
 
 def once_each(overrides, parse):

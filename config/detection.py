@@ -46,7 +46,7 @@ def voc_sets():
             out.append((int(m.group(1)), m.group(2)))
         return out
     check.text = True
-    return check
+    return c._allows(check, 'YEAR:SPLIT joined by commas')
 
 
 def class_list():
@@ -60,7 +60,7 @@ def class_list():
                 isinstance(s, str) and s and s == s.lower() and s.strip() == s and ' ' not in s for s in v):
             c._fail('a list of distinct lower-case class names without spaces (null: the 20 VOC classes)', v)
         return list(v)
-    return check
+    return c._allows(check, 'list of lower-case class names, or null')
 
 
 def split_taps():
@@ -75,7 +75,7 @@ def split_taps():
             c._fail('null or [STRIDE16_TAP, STRIDE32_TAP, FROZEN_TAP] (tap names; FROZEN_TAP may be null or left '
                     'out)', v)
         return list(v) + [None] * (3 - len(v))
-    return check
+    return c._allows(check, '[STRIDE16_TAP, STRIDE32_TAP, FROZEN_TAP] or null')
 
 
 _FIELDS = [

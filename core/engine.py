@@ -32,12 +32,11 @@ import sys
 import time
 
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import autograd, gluon, nd
 
 from . import checkpoint, monitor, runs, schedule
 from .devices import contexts
-from .errors import Diverged, TrainingError, UserError
-from .metrics import NonFiniteLoss
+from .errors import Diverged, NonFiniteLoss, TrainingError, UserError
 from .records import append_record
 from .runlog import setup_logging, teardown_logging, release_log_file
 from .seeding import seed_everything, epoch_seed
@@ -55,6 +54,24 @@ def no_checkpoint_to_resume(cfg):
     return ('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint of %r: nothing to resume. Start '
             'the run without retrain=true (add overwrite=true if incomplete files of it are there)'
             % (cfg.model_dir, cfg.model_load_prefix))
+
+
+# A kvstore key of its own, far above the parameter indices that gluon.Trainer uses (0..P-1).
+VAL_KEY = 1 << 30
+
+
+def kvstore_sum(kv):
+    """A `reduce` for `sum_over_workers` on a `dist_sync` kvstore: each worker pushes, and with
+    no optimizer on the servers (the trainer keeps updates local) they store the sum of one
+    round of pushes, which the pull returns. Registers its key: every worker calls this once,
+    in the same order."""
+    kv.init(VAL_KEY, nd.zeros((3,)))
+
+    def reduce(counts):
+        kv.push(VAL_KEY, counts)
+        kv.pull(VAL_KEY, out=counts)
+        return counts
+    return reduce
 
 
 def progress_bar(total, desc, enabled):
@@ -117,7 +134,6 @@ class Engine(object):
         """A function that sums an NDArray over the workers (None for one worker): every worker must
         call it at the same point."""
         if self.kv is not None:
-            from .evaluate import kvstore_sum
             if not hasattr(self, '_kv_sum'):
                 self._kv_sum = kvstore_sum(self.kv)
             return self._kv_sum
@@ -354,6 +370,11 @@ def run(cfg, task_cls):
     if cfg.get('deterministic'):
         # The engine is created at the first operation, so this still takes effect here.
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
+    elif cfg.get('kv_store') == 'horovod' and not cfg.gpu_list:
+        # Horovod's collectives on CPU arrays that oneDNN computed, under MXNet's threaded engine,
+        # exchange mismatched buffers (gloo: 'op.preamble.length <= op.nbytes') and abort a rank: such a
+        # run computes without oneDNN unless the user says otherwise (read at the first operation too)
+        os.environ.setdefault('MXNET_MKLDNN_ENABLED', '0')
     engine = Engine(cfg)
     setup_logging(cfg, engine.rank, to_file=False)           # the log file is the run's: claimed first
     lock = None

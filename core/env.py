@@ -51,11 +51,6 @@ def configure_threads(local_workers=1):
         'MXNET_CPU_WORKER_NTHREADS': '1',
         'MXNET_ENGINE_TYPE': 'ThreadedEnginePerDevice',
     }
-    if 'HOROVOD_RANK' in os.environ or 'OMPI_COMM_WORLD_RANK' in os.environ:
-        # Horovod's collectives on CPU arrays that oneDNN (MKLDNN) computed, under MXNet's threaded
-        # engine, exchange mismatched buffers (gloo: 'op.preamble.length <= op.nbytes') and abort a rank:
-        # a Horovod run computes without oneDNN unless the user says otherwise (GPU ops do not use it)
-        defaults['MXNET_MKLDNN_ENABLED'] = '0'
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     return {k: os.environ[k] for k in defaults}

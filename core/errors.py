@@ -68,6 +68,23 @@ class ToolError(UserError):
     """A failure a tool reports as one error line (exit status 2)."""
 
 
+# --------------------------------------------------------------------------- internal signals
+# Not a user's mistake by itself: raised inside a training step where the term and step are known,
+# and turned by the engine into `Diverged`, with the epoch, before it leaves the engine.
+class NonFiniteLoss(FloatingPointError):
+    """Loss term `term` became NaN/Inf at 0-based `step` of 0-based `epoch` (the message counts both
+    from 1, as checkpoints do)."""
+
+    def __init__(self, term, step, epoch=None, fix=None):
+        self.term, self.step, self.epoch, self.fix = term, step, epoch, fix
+        where = 'step %d' % (step + 1) if epoch is None else 'epoch %d, step %d' % (epoch + 1, step + 1)
+        if fix is None:
+            fix = 'lower lr' if term == 'ce' else 'lower lr or the %s weight (kt_weight)' % term
+        super(NonFiniteLoss, self).__init__(
+            'the %s loss became NaN or Inf at %s; training stopped. The last good checkpoint is kept: %s and '
+            'resume from it (retrain=true)' % (term, where, fix))
+
+
 EXIT_STATUS = {Diverged: 3}
 
 
@@ -80,4 +97,4 @@ def exit_status(error):
 
 
 __all__ = ['UserError', 'ConfigError', 'DataError', 'NetworkError', 'CheckpointError', 'NonFiniteCheckpoint',
-           'RunError', 'TrainingError', 'Diverged', 'ToolError', 'exit_status']
+           'RunError', 'TrainingError', 'Diverged', 'ToolError', 'NonFiniteLoss', 'exit_status']

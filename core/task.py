@@ -104,7 +104,7 @@ class Task(object):
         """After the optimizer step: accumulate the step's metrics (on the devices)."""
 
     def read(self):
-        """{name: running mean since the epoch began}; raise core.metrics.NonFiniteLoss for a NaN/Inf term."""
+        """{name: running mean since the epoch began}; raise core.errors.NonFiniteLoss for a NaN/Inf term."""
         return {}
 
     def evaluate(self):

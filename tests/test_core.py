@@ -6,7 +6,7 @@ import mxnet as mx
 
 from core.env import configure_threads, cpu_count
 from core.schedule import learning_rate
-from core.teacher import BatchStatsGuard
+from tasks.classification.teacher import BatchStatsGuard
 import symbols
 
 
@@ -58,8 +58,8 @@ def test_teacher_batch_statistics_leave_stored_statistics_unchanged():
 
 def test_labels_out_of_range_are_counted_on_the_device_and_raised_at_read():
     import pytest
-    from core.evaluate import evaluate
-    from core.metrics import Running, LabelOutOfRange
+    from tasks.classification.evaluate import evaluate
+    from tasks.classification.metrics import Running, LabelOutOfRange
     logits = mx.nd.array(np.eye(3)[[0, 1, 2, 0]])
     r = Running(['ce'], num_classes=3)
     r.update(0, 0, logits, mx.nd.array([0, 1, 2, 0]), [mx.nd.ones((4,))])

@@ -14,13 +14,13 @@ from core import errors
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # raised inside one module and turned into a user error before it leaves the trainer (with the
 # step and term it happened at)
-INTERNAL = {'core.metrics.NonFiniteLoss', 'core.stages.StageDiverged'}
+INTERNAL = {'core.errors.NonFiniteLoss', 'tasks.classification.stages.StageDiverged'}
 
 
 def project_classes():
     """{qualified name: class} of every exception class defined in the project's packages."""
     found = {}
-    for package in ('core', 'config', 'data', 'symbols', 'tools'):
+    for package in ('core', 'config', 'data', 'symbols', 'tasks', 'tools'):
         pkg = importlib.import_module(package)
         names = [package] + [package + '.' + m.name for m in pkgutil.walk_packages(pkg.__path__, '')
                              if not m.name.startswith('_')]

@@ -106,7 +106,7 @@ def test_validation_counts_every_image_once(packs, batch, workers):
 
 
 def test_evaluate_leaves_the_padding_out(packs):
-    from core.evaluate import evaluate
+    from tasks.classification.evaluate import evaluate
     _, val = iters(packs)
 
     class Net(object):                           # logits whose top-1 is the label of each row
@@ -155,9 +155,9 @@ def test_colour_on_the_device_gives_the_same_network_input(packs):
 
 
 def test_evaluate_takes_batches_whose_colour_runs_on_the_device(packs):
-    """Validation (core.evaluate) on uint8 batches and colour maps: the same counts as on float32
+    """Validation (tasks/classification/evaluate.py) on uint8 batches and colour maps: the same counts as on float32
     batches, the padding left out on both, on two devices too."""
-    from core.evaluate import evaluate
+    from tasks.classification.evaluate import evaluate
 
     class Net(object):                           # the classes nearest to a function of the image's mean
         def __call__(self, x):

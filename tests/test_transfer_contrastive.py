@@ -3,7 +3,7 @@ definition in float64 with the same heads, memory and contrast indices: the valu
 outputs, the memory update after a step (with several devices' shares), the normalisation
 constant Z set on the first step; the uniform sampler of negatives; finite differences
 w.r.t. the student input and the heads, hybridized and not; its registry declaration
-(`indices`) and its routing through `core.distiller.DistillBlock` (the index input, the
+(`indices`) and its routing through `tasks.classification.distiller.DistillBlock` (the index input, the
 state outputs, `after_step`)."""
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
 
 import symbols
-from core.distiller import DistillBlock, plan_taps
+from tasks.classification.distiller import DistillBlock, plan_taps
 from symbols import transfer as T
 from tests import numpy_reference as ref
 from tests.test_transfer_heads import with_heads, fd_check

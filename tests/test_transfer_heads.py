@@ -2,14 +2,14 @@
 embeddings, RepDistiller's VIDLoss, mdistiller's ReviewKD) against plain-numpy definitions in
 float64 with the same head weights, by finite differences w.r.t. the student input and a head
 parameter, hybridized and not; and their registry declaration (`heads=True`) routed by
-`core.distiller.DistillBlock` into `extras` beside the connectors."""
+`tasks.classification.distiller.DistillBlock` into `extras` beside the connectors."""
 import numpy as np
 import pytest
 import mxnet as mx
 from mxnet import autograd, nd
 
 import symbols
-from core.distiller import DistillBlock, plan_taps
+from tasks.classification.distiller import DistillBlock, plan_taps
 from symbols import transfer as T
 from tests import numpy_reference as ref
 

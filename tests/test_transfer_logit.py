@@ -115,7 +115,7 @@ def test_registry_declares_logit_methods():
 def test_distill_block_applies_kt_warmup_epochs():
     """DistillBlock.set_epoch scales DKD's weight over kt_warmup_epochs (from the loss options) when
     given, else over the method's declared 20 epochs; KD is never scaled."""
-    from core.distiller import DistillBlock
+    from tasks.classification.distiller import DistillBlock
     import symbols
     plan = [{'method': 'kd', 'weight': 1.0, 'pairs': [], 'layer_weights': []},
             {'method': 'dkd', 'weight': 1.0, 'pairs': [], 'layer_weights': []}]

@@ -1,4 +1,4 @@
-"""The new methods inside the training step: `core.distiller.DistillBlock` routes each loss's
+"""The new methods inside the training step: `tasks.classification.distiller.DistillBlock` routes each loss's
 inputs from its registry declaration (logits, labels, pooled vectors, maps, layer sequences,
 warm-up), and every new method trains through `train.main` alone and combined with KD + NST
 on tiny generated CIFAR data."""
@@ -12,7 +12,7 @@ from mxnet import nd
 import symbols
 import train
 from config import load_config, ConfigError
-from core.distiller import DistillBlock, plan_taps
+from tasks.classification.distiller import DistillBlock, plan_taps
 from symbols import transfer as T
 from tests.helpers import cifar_teacher_run
 

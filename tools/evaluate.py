@@ -22,7 +22,7 @@ from tools import cli  # noqa: E402  (after the thread defaults)
 
 def _evaluate(cfg, load, max_batches=None):
     """(validation result, what `load` says of the network) for the network `load(data, ctx)` builds."""
-    from core.evaluate import evaluate
+    from tasks.classification.evaluate import evaluate
     from core.devices import contexts
     from data import DataSource
     from data.device import on_gpu
@@ -47,7 +47,7 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
 
 def evaluate_teacher(cfg, max_batches=None):
     """(result, description) of the configured teacher, from any teacher source."""
-    from core.teacher import load_teacher
+    from tasks.classification.teacher import load_teacher
     return _evaluate(cfg, lambda data, ctx: load_teacher(cfg, [], data.channels, ctx), max_batches)
 
 

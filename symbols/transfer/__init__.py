@@ -23,7 +23,7 @@ their entry declares ``heads``: then the block owns trainable heads, shaped
 from its inputs, that train with the student.
 
 Adding a method: write one loss block and `register` one `Method` that declares
-what the loss takes and its options (registry.py); `core.distiller` routes the
+what the loss takes and its options (registry.py); `tasks.classification.distiller` routes the
 inputs from the declaration, config/schema.py and the docs read the options.
 """
 import math                                          # noqa: F401  (names the former transfer.py module

@@ -133,7 +133,7 @@ class HeadLoss(ShapedLoss):
     `build(*shapes)` with the per-sample shapes of the loss's inputs in call order
     (`_configure` checks them, `_build` creates the child blocks and parameters);
     `initialize()` follows. A registry entry declares such a loss with ``heads=True``:
-    `core.distiller.DistillBlock` then registers the block in its `Extras` (trained with the
+    `tasks.classification.distiller.DistillBlock` then registers the block in its `Extras` (trained with the
     student, saved in the checkpoint's ``.extra.params``, left out of the export) and builds
     it from the taps' shapes in `connect`. Later calls may bring other spatial sizes
     (`_configure` runs again) but must keep the channel counts the heads were built for.
@@ -175,7 +175,7 @@ class HeadLoss(ShapedLoss):
     def forward(self, x, *args):
         if self._built is None:
             raise PairingError('%s owns trainable heads shaped by its inputs: call build(*per-sample shapes) and '
-                               'initialize() first (core.distiller.DistillBlock.connect builds it from the taps)'
+                               'initialize() first (tasks.classification.distiller.DistillBlock.connect builds it from the taps)'
                                % type(self).__name__)
         return super(HeadLoss, self).forward(x, *args)
 

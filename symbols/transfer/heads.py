@@ -3,7 +3,7 @@ variance); the PyTorch-initialised layers the other head losses (review, staged,
 contrastive) build theirs from.
 
 Each is a `HeadLoss` (see `base`): its registry entry declares ``heads=True``, and
-`core.distiller.DistillBlock` then keeps the block in its `Extras` (trained with the student,
+`tasks.classification.distiller.DistillBlock` then keeps the block in its `Extras` (trained with the student,
 saved in the checkpoint's ``.extra.params``, restored on resume, left out of the export) and
 builds its heads from the taps' per-sample shapes in `connect`, before the parameters are
 initialised. The heads' initialisers are the peers' (PyTorch's): a Linear or Conv2d weight

@@ -77,7 +77,7 @@ class DKDLoss(ShapedLoss):
     peers' -inf where a probability underflows. mdistiller multiplies the
     loss by the warm-up factor min(epoch / 20, 1) (epochs from 1); that factor
     is the registry entry's ``warmup_epochs``, applied by the trainer
-    (`core.distiller.DistillBlock.set_epoch`), not here.
+    (`tasks.classification.distiller.DistillBlock.set_epoch`), not here.
     """
 
     def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, **kwargs):

@@ -57,22 +57,6 @@ class Option(object):
         self.min, self.max, self.strict, self.max_strict = min, max, strict, max_strict
         self.choices, self.optional = tuple(choices), optional
 
-    def describe(self):
-        """The allowed values in a few words, e.g. 'number > 0', 'whole number >= 1 or null'."""
-        if self.type == 'bool':
-            text = 'true or false'
-        elif self.type == 'choice':
-            text = ' | '.join(self.choices)
-        else:
-            text = 'number' if self.type == 'float' else 'whole number'
-            bounds = []
-            if self.min is not None:
-                bounds.append('%s %g' % ('>' if self.strict else '>=', self.min))
-            if self.max is not None:
-                bounds.append('%s %g' % ('<' if self.max_strict else '<=', self.max))
-            text += ' ' + ' and '.join(bounds) if bounds else ''
-        return text + (' or null' if self.optional else '')
-
     def __repr__(self):
         return 'Option(%r, default=%r)' % (self.name, self.default)
 

@@ -3,7 +3,7 @@ attention-based fusion (ABF) modules, compared with the teacher's stages by the 
 context loss.
 
 A `HeadLoss` (see `base`): its registry entry declares ``heads=True``, so the ABF modules live
-in `core.distiller.DistillBlock`'s `Extras` (trained with the student, saved in the
+in `tasks.classification.distiller.DistillBlock`'s `Extras` (trained with the student, saved in the
 checkpoint's ``.extra.params``, left out of the export) and are built from the taps' shapes in
 `connect`. Initialisers as the peer's (PyTorch's; the ABF convolutions' ``kaiming_uniform_(a=1)``).
 """

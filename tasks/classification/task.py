@@ -20,16 +20,16 @@ from mxnet import autograd, gluon, nd
 
 import symbols
 from config import warnings_of
-from core import stages
-from core.distiller import DistillBlock, plan_taps, plan_takes_indices
 from core.errors import TrainingError
-from core.evaluate import evaluate, sum_over_workers
-from core.metrics import Running
 from core.task import Task
-from core.teacher import load_teacher, BatchStatsGuard, TeacherError
 from data import DataSource
 from data.device import device_inputs, on_gpu
 from data.indices import sample_count, sample_indices
+from . import stages
+from .distiller import DistillBlock, plan_taps, plan_takes_indices
+from .evaluate import evaluate, sum_over_workers
+from .metrics import Running
+from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
 LOG = logging.getLogger('train')
 # A plain student (kt=False) gets a placeholder for the teacher logits it does not use.

@@ -21,7 +21,7 @@ import numpy as np
 from mxnet import gluon, nd
 
 from core.errors import TrainingError
-from core.metrics import NonFiniteLoss
+from core.errors import NonFiniteLoss
 from core.task import Task
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
 from .evaluate import evaluate, normalisation, val_loader

@@ -3,7 +3,6 @@ or a gluoncv model-zoo network, returned as a hybridized tapped block
 `x -> (logits, tap_1, ...)` that never receives gradients.
 """
 import logging
-from .errors import NetworkError
 import os
 import re
 
@@ -11,7 +10,8 @@ import mxnet as mx
 
 import symbols
 from config.checks import resolved_source
-from . import checkpoint
+from core import checkpoint
+from core.errors import NetworkError
 
 LOG = logging.getLogger('teacher')
 

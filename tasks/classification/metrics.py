@@ -8,21 +8,7 @@ is caught, without a per-batch `asnumpy`.
 import numpy as np
 import mxnet as mx
 from mxnet import nd
-from .errors import DataError
-
-
-class NonFiniteLoss(FloatingPointError):
-    """Loss term `term` became NaN/Inf at 0-based `step` of 0-based `epoch` (the message counts both
-    from 1, as checkpoints do)."""
-
-    def __init__(self, term, step, epoch=None, fix=None):
-        self.term, self.step, self.epoch, self.fix = term, step, epoch, fix
-        where = 'step %d' % (step + 1) if epoch is None else 'epoch %d, step %d' % (epoch + 1, step + 1)
-        if fix is None:
-            fix = 'lower lr' if term == 'ce' else 'lower lr or the %s weight (kt_weight)' % term
-        super(NonFiniteLoss, self).__init__(
-            'the %s loss became NaN or Inf at %s; training stopped. The last good checkpoint is kept: %s and '
-            'resume from it (retrain=true)' % (term, where, fix))
+from core.errors import DataError, NonFiniteLoss  # noqa: F401  (NonFiniteLoss: Running.read raises it)
 
 
 def labels_outside(label, num_classes):

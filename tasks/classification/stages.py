@@ -21,7 +21,7 @@ from mxnet import autograd, gluon, nd
 
 from symbols.transfer import stage_settings
 
-from .metrics import NonFiniteLoss
+from core.errors import NonFiniteLoss
 
 LOG = logging.getLogger('train')
 
@@ -87,7 +87,7 @@ def _train(session, k, m, stage, epochs, lr):
 
 
 def _epoch(session, trainer, k, stage, epoch, epochs, scaled):
-    from .seeding import seed_everything
+    from core.seeding import seed_everything
     cfg = session.cfg
     seed_everything(stage_seed(cfg, k, epoch))
     tic, total, seen, pending = time.time(), 0.0, 0, []

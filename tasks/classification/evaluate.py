@@ -54,24 +54,6 @@ def summary(correct1, correct5, n):
             'correct1': int(round(correct1)), 'correct5': int(round(correct5))}
 
 
-# A kvstore key of its own, far above the parameter indices that gluon.Trainer uses (0..P-1).
-VAL_KEY = 1 << 30
-
-
-def kvstore_sum(kv):
-    """A `reduce` for `sum_over_workers` on a `dist_sync` kvstore: each worker pushes, and with
-    no optimizer on the servers (the trainer keeps updates local) they store the sum of one
-    round of pushes, which the pull returns. Registers its key: every worker calls this once,
-    in the same order."""
-    kv.init(VAL_KEY, nd.zeros((3,)))
-
-    def reduce(counts):
-        kv.push(VAL_KEY, counts)
-        kv.pull(VAL_KEY, out=counts)
-        return counts
-    return reduce
-
-
 def sum_over_workers(result, reduce):
     """`result` of `evaluate` with its counts summed over the workers by `reduce` (an NDArray of
     (correct1, correct5, n) -> its sum over the workers). Every worker must call this at the same
