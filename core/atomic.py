@@ -18,6 +18,16 @@ def write_synced(tmp, write):
         os.fsync(f.fileno())
 
 
+def make_writable_folder(folder):
+    """Create `folder` if needed and prove that a file can be written there (a probe file is
+    written and removed); OSError otherwise."""
+    os.makedirs(folder, exist_ok=True)
+    probe = os.path.join(folder, '.write-test-%d' % os.getpid())
+    with open(probe, 'w') as f:
+        f.write('ok')
+    os.remove(probe)
+
+
 def discard(tmp):
     """Remove the temporary file `tmp` if it is there (nothing else to do if that fails)."""
     if os.path.lexists(tmp):

@@ -25,7 +25,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from .atomic import discard, temporary_name, write_synced
+from .atomic import discard, make_writable_folder, temporary_name, write_synced
 
 
 from .errors import CheckpointError, NonFiniteCheckpoint  # noqa: E402,F401
@@ -73,11 +73,7 @@ def optimizer_arrays(trainer):
 def ensure_writable(folder, key='model_dir'):
     """Create `folder` (the value of config key `key`) if needed and prove a file can be written there."""
     try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, '.write-test-%d' % os.getpid())
-        with open(probe, 'w') as f:
-            f.write('ok')
-        os.remove(probe)
+        make_writable_folder(folder)
     except OSError as e:
         raise CheckpointError('%s %s is not a writable folder (%s): choose another %s or fix its permissions'
                               % (key, folder, e.strerror or e, key))

@@ -18,9 +18,9 @@ import sys
 
 import numpy as np
 
-from core.errors import DataError
 from .pack import (pack_arrays, write_classes, check_pack, check_out_dir, positive_int, staging, PackError,
                    ArgumentParser)
+from .packfile import one_line_errors
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot']
@@ -164,14 +164,10 @@ def main(argv=None):
     p.add_argument('--no-download', action='store_true')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    try:
-        state = prepare(args.out, args.source, not args.no_download, args.per_class)
-    except DataError as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('\ninterrupted: %s is unchanged' % args.out, file=sys.stderr)
-        return 130
+    code, state = one_line_errors(lambda: prepare(args.out, args.source, not args.no_download, args.per_class),
+                                  args.out)
+    if code:
+        return code
     print('Fashion-MNIST packs in %s: %s' % (args.out, state))
     return 0
 

@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from core.errors import DataError
-from .packfile import PackError, check_pack, decodes, read_lst, mark_decodable, pack_prefixes, progress_bar
+from .packfile import (PackError, check_pack, decodes, read_lst, mark_decodable, one_line_errors, pack_prefixes,
+                       progress_bar)
 __all__ = ['PackError', 'check_pack', 'read_lst', 'decodes', 'build_packs', 'pack_folder', 'pack_arrays',
            'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst', 'staging']
 
@@ -552,15 +553,12 @@ def main(argv=None):
         return 0
     if not args.train or not args.out:
         p.error('--train and --out are required to build packs (or give --check PREFIX)')
-    try:
-        classes, stats = build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
-                                     nested=args.nested_classes, skip_unlisted=args.skip_unlisted)
-    except DataError as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('\ninterrupted: %s is unchanged' % args.out, file=sys.stderr)
-        return 130
+    code, built = one_line_errors(lambda: build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
+                                                      nested=args.nested_classes, skip_unlisted=args.skip_unlisted),
+                                  args.out)
+    if code:
+        return code
+    classes, stats = built
     for split, (n, skipped) in stats.items():
         print('%s: %d images packed, %d skipped, %d classes' % (split, n, skipped, len(classes)))
     return 0

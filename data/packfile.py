@@ -28,6 +28,20 @@ class PackError(DataError):
     """A pack or source folder that cannot be used as it is."""
 
 
+def one_line_errors(action, out):
+    """Run `action()` for a data command writing `out`: a DataError becomes one `error: ...` line and
+    exit status 2, Ctrl-C `interrupted: OUT is unchanged` and 130; else (0, what action returned)."""
+    import sys
+    try:
+        return 0, action()
+    except DataError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print('\ninterrupted: %s is unchanged' % out, file=sys.stderr)
+        return 130, None
+
+
 def progress_bar(total, desc, enabled=True):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit='img', disable=not enabled, file=sys.stderr,

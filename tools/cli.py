@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-from core.atomic import temporary_name, write_atomic  # noqa: F401  (the tools' atomic writes)
+from core.atomic import make_writable_folder, temporary_name, write_atomic  # noqa: F401  (the tools' atomic writes)
 
 
 from core.errors import ToolError, UserError, exit_status  # noqa: E402  (ToolError: a tool's own failure, one error line)
@@ -174,11 +174,7 @@ def output_path(path, option='--out', example='figure.png'):
             top = os.path.dirname(top)
         _CREATED.append((folder, top))
     try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, '.write-test-%d' % os.getpid())
-        with open(probe, 'w') as f:
-            f.write('ok')
-        os.remove(probe)
+        make_writable_folder(folder)
     except OSError as e:
         raise UsageError('%s %s: cannot write in folder %s (%s): choose another %s or fix its permissions'
                          % (option, path, folder, e.strerror or e, option))

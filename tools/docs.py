@@ -65,8 +65,8 @@ def config_page():
     from symbols.transfer import METHODS
     options = {o.name: (m.name, o) for m in METHODS.values() for o in m.options}
     lines = [HEADER, '# Configuration keys', '',
-             'Every key train.py reads, by task (`task`: %s). Set them in a config file (`--cfg`) or as '
-             '`key=value` on the command line; `python train.py --print-config` shows the resolved values. '
+             'Every key train.py reads, by task (`task`: %s). Set them in a config file (`--cfg`) or on the command line, e.g. '
+             '`lr=0.05`; `python train.py --print-config` shows the resolved values. '
              'How configs work: [configuration.md](../configuration.md).' % ', '.join(TASK_NAMES), '',
              '## Classification (config/schema.py)', '']
     seen = set()
