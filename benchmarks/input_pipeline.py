@@ -11,7 +11,7 @@ Builds its own data in a temporary folder (nothing is downloaded):
 and times, in one run, the methods one after another `--rounds` times (in reverse order every
 other round; the median of each is kept, the ratio of each round printed too, and the load
 average after each round, so a change of machine load hits all of them alike):
-  project  the iterator train.py uses, built by `data.records.record_iters` as `data.DataSource`
+  project  the iterator train.py uses, built by `data.packiters.record_iters` as `data.DataSource`
            builds it, with `--threads` (default: the cores, as data_threads) decoding workers:
            for ImageNet packs `data.decode.DecodeIter` (OpenCV in worker processes) as it feeds
            a GPU (uint8 images and per-image colour maps, the colour step left to the device),
@@ -377,11 +377,11 @@ def colour_ms(batch, size, repeats=10):
 
 def before_iter(prefix, split, batch, threads, size, channels, mean, std, style, pad=0, epoch=0):
     """The ImageRecordIter the project built before DecodeIter, with the same keywords."""
-    from data import records
+    from data import packiters
     kw = dict(label_width=1, data_name='data', label_name='softmax_label', data_shape=(channels, size, size),
               batch_size=batch, preprocess_threads=threads, round_batch=True, verbose=False,
               path_imgrec=os.path.join(prefix, split + '.rec'), path_imgidx=os.path.join(prefix, split + '.idx'),
-              **records._norm(mean, std, channels))
+              **packiters._norm(mean, std, channels))
     if split == 'train':
         kw.update(shuffle=True, seed=epoch, seed_aug=epoch, prefetch_buffer=4)
         if style == 'imagenet':
@@ -391,10 +391,10 @@ def before_iter(prefix, split, batch, threads, size, channels, mean, std, style,
         else:
             kw.update(pad=pad, fill_value=0, rand_crop=pad > 0, rand_mirror=True)
     elif style == 'imagenet':
-        kw.update(resize=records.centre_crop_resize(size), rand_crop=False, rand_mirror=False, inter_method=2)
+        kw.update(resize=packiters.centre_crop_resize(size), rand_crop=False, rand_mirror=False, inter_method=2)
     else:
         kw.update(rand_crop=False, rand_mirror=False)
-    return records.image_record_iter(**kw)
+    return packiters.image_record_iter(**kw)
 
 
 def compare(name, methods, rounds, log):
@@ -452,7 +452,7 @@ def measure_path(path, args, root, cores, threads, log):
     each round, measured minutes apart at most), 'cpu_ratio' (bound / project CPU per image), for
     ImageNet paths 'project_cpu_ratio' (project_cpu / bound) and 'colour_ms', and
     for the ImageNet and Fashion-MNIST paths 'before_ratio' and 'speedup' (project / before)}."""
-    from data import records
+    from data import packiters
     from data.arrays import ArrayIter
     dataset, split = path.split('_')
     if dataset == 'cifar':
@@ -471,7 +471,7 @@ def measure_path(path, args, root, cores, threads, log):
             prefix, b, size, channels, style, pad = os.path.join(root, 'fashion'), args.small_batch, 28, 1, 'small', 2
             mean, std, shape = [72.94], [90.02], (28, 28)
         def factory(on_device):
-            tr, va = records.record_iters(os.path.join(prefix, 'train'), os.path.join(prefix, 'val'), b, size,
+            tr, va = packiters.record_iters(os.path.join(prefix, 'train'), os.path.join(prefix, 'val'), b, size,
                                           channels, mean, std, style, pad=pad, threads=threads, seed=0,
                                           colour_on_device=on_device)
             return tr if split == 'train' else (lambda e: va())
@@ -519,7 +519,7 @@ def main(argv=None):
     args = parse_args(argv)
     import cv2
     from core.env import process_cores
-    from data import records
+    from data import packiters
     cv2.setNumThreads(1)             # as DecodeIter and the bound run it: the threads/processes are the parallelism
     cores = process_cores()
     threads = args.threads or cores
@@ -541,7 +541,7 @@ def main(argv=None):
             make_fashion(root, args.small_images)
         if os.path.isdir(inet):
             result['jpeg_mean_kb'] = os.path.getsize(os.path.join(inet, 'train.rec')) / 1024.0 / \
-                len(records.PackIndex(os.path.join(inet, 'train')))
+                len(packiters.PackIndex(os.path.join(inet, 'train')))
         log('data ready in %.0f s (%s)' % (time.time() - tic, root))
         for path in args.paths:
             result['paths'][path], line = measure_path(path, args, root, cores, threads, log)

@@ -122,7 +122,7 @@ def main(argv=None):
     s_out = as_list(block.student(x))
     s_shape = dict(zip(s_taps, [o.shape[1:] for o in s_out[1:]]))
     t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
-    margins = [nd.full((channels,), -1.0, ctx=ctx) for _, channels in block.connect(s_shape, t_shape)]
+    margins = [nd.full((channels,), -1.0, ctx=ctx) for _, _, channels in block.connect(s_shape, t_shape)]
     block.extras.initialize(init, ctx=ctx)
     block(x, y, t_out[0], *(t_out[1:] + margins))
     block.hybridize(static_alloc=True, static_shape=True)

@@ -13,7 +13,7 @@ import os
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from core.env import process_cores
 from .packfile import check_pack, ensure_decodable, sample_channels, PackError
-# data.records and data.indices (which import mxnet) are imported where they are used: the decoding
+# data.packiters and data.indices (which import mxnet) are imported where they are used: the decoding
 # worker processes import this package without mxnet (data/decode_worker.py)
 
 
@@ -95,10 +95,10 @@ class DataSource(object):
                 # does not decode, the others would train on garbage pixels (free for builder-made packs)
                 ensure_decodable(prefix(split), cfg.progress)
                 check_channels(prefix(split), channels, cfg.dataset)
-            from . import records
+            from . import packiters
             if indices:
                 self.num_samples = train_records
-            self._records = records.record_iters(
+            self._records = packiters.record_iters(
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,
                 indices=indices, colour_on_device=colour_on_device)

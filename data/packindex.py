@@ -1,6 +1,6 @@
 """Reading an ImageNet-style pack's records by their position in its index (`PackIndex`).
 
-Imports neither mxnet nor data.records: the decoding worker processes (data/decode_worker.py)
+Imports neither mxnet nor data.packiters: the decoding worker processes (data/decode_worker.py)
 read packs with it, and the `data` package they import with it leads to neither.
 """
 import mmap

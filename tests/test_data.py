@@ -8,7 +8,7 @@ import numpy as np
 import mxnet as mx
 import pytest
 
-from data import pack, records
+from data import pack, packiters
 from data.cifar import load_cifar, CifarError
 from data.arrays import ArrayIter
 from tests.helpers import make_jpeg_tree, make_cifar
@@ -153,7 +153,7 @@ def test_damaged_image_found_by_check_and_named_while_training(tree, tmp_path):
     assert pack.main(['--check', os.path.join(out, 'train'), '--num-classes', '3']) == 0
     with pytest.raises(DataError, match='reading .*train.rec failed.*--check .*damaged/train'):
         # (MXNet reads the first batch while building the iterator)
-        for _ in records.image_record_iter(path_imgrec=str(bad / 'train.rec'), path_imgidx=str(bad / 'train.idx'),
+        for _ in packiters.image_record_iter(path_imgrec=str(bad / 'train.rec'), path_imgidx=str(bad / 'train.idx'),
                                            data_shape=(3, 16, 16), batch_size=6, rand_crop=True,
                                            preprocess_threads=1):
             pass
@@ -161,12 +161,12 @@ def test_damaged_image_found_by_check_and_named_while_training(tree, tmp_path):
 
 def test_record_iter_rejects_unknown_keywords():
     with pytest.raises(TypeError, match='facebook_aug'):
-        records.image_record_iter(path_imgrec='x.rec', data_shape=(3, 8, 8), batch_size=1, facebook_aug=True)
+        packiters.image_record_iter(path_imgrec='x.rec', data_shape=(3, 8, 8), batch_size=1, facebook_aug=True)
 
 
 def test_imagenet_training_iterator_shapes(tree):
     _, _, out, _ = tree
-    train, val = records.record_iters(os.path.join(out, 'train'), os.path.join(out, 'val'), 4, 24, 3,
+    train, val = packiters.record_iters(os.path.join(out, 'train'), os.path.join(out, 'val'), 4, 24, 3,
                                       [123.68, 116.28, 103.53], [58.395, 57.12, 57.375], 'imagenet', resize=28)
     b = train(0).next()
     assert b.data[0].shape == (4, 3, 24, 24) and abs(float(b.data[0].mean().asscalar())) < 5

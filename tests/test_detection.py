@@ -803,6 +803,10 @@ def test_train_py_trains_detection_with_tensorboard_and_bfloat16(voc, tmp_path, 
     assert evaluate_tool.main(argv + ['--epoch', '2']) == 0
     meta = checkpoint.read_meta(str(tmp_path / 'model'), 'voc_frcnn', 2)
     assert 'epoch 2: VOC07 11-point mAP: %.2f%%' % (100 * meta['val_map']) in capsys.readouterr().out
+    from tools import results_table                                       # and tools.results_table its table
+    assert results_table.main(['--task', 'detection', str(tmp_path / 'model' / 'voc_frcnn'),
+                               'log_dir=%s' % (tmp_path / 'log')]) == 0
+    assert '| tinydet | baseline | - | %.1f |' % (100 * meta['best_map']) in capsys.readouterr().out
     assert train.main(['--cfg', 'voc_kd', '--print-config']) == 0          # a preset names its task
     assert 'task = \'detection\'' in capsys.readouterr().out
     if bfloat16_problem() is not None:

@@ -13,7 +13,7 @@ import numpy as np
 import mxnet as mx
 import pytest
 
-from data import augment, decode, pack, packindex, records, DataError
+from data import augment, decode, pack, packindex, packiters, DataError
 from tests.helpers import make_jpeg_tree
 
 MEAN, STD = [123.68, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -37,7 +37,7 @@ def packs(tmp_path_factory):
 
 def iters(packs, batch=8, threads=2, **kw):
     kw = dict(dict(augment=True, seed=5, threads=threads), **kw)
-    return records.record_iters(packs[0], packs[1], batch, 16, 3, MEAN, STD, 'imagenet', resize=18, **kw)
+    return packiters.record_iters(packs[0], packs[1], batch, 16, 3, MEAN, STD, 'imagenet', resize=18, **kw)
 
 
 def epoch(it):
@@ -309,10 +309,10 @@ def test_validation_images_are_those_of_the_image_record_iter_used_before(packs)
     the keywords the project used (resize, centre crop, bicubic) gives the same pixels, up to one
     grey level where its bundled JPEG decoder rounds differently."""
     ours = epoch(iters(packs)[1]())
-    before = records.image_record_iter(path_imgrec=packs[1] + '.rec', path_imgidx=packs[1] + '.idx',
+    before = packiters.image_record_iter(path_imgrec=packs[1] + '.rec', path_imgidx=packs[1] + '.idx',
                                        data_shape=(3, 16, 16), batch_size=8, resize=18, rand_crop=False,
                                        rand_mirror=False, inter_method=2, round_batch=True, verbose=False,
-                                       **records._norm(MEAN, STD, 3))
+                                       **packiters._norm(MEAN, STD, 3))
     theirs = [(b.data[0].asnumpy(), b.label[0].asnumpy(), b.pad) for b in before]
     assert len(ours) == len(theirs)
     for (d, l, p), (d2, l2, p2) in zip(ours, theirs):
@@ -381,8 +381,8 @@ EXIT_SCRIPT = r'''
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)     # (the test asks for the stacks if it hangs)
 signal.signal(signal.SIGINT, signal.default_int_handler)   # as at a terminal (a background job inherits it ignored)
-from data import records
-train, _ = records.record_iters(sys.argv[1], sys.argv[1], 48, 224, 3, [0.0], [1.0], 'imagenet', threads=1)
+from data import packiters
+train, _ = packiters.record_iters(sys.argv[1], sys.argv[1], 48, 224, 3, [0.0], [1.0], 'imagenet', threads=1)
 it = train(0)
 next(it)                                            # three batches now being decoded ahead
 sys.stderr.write('decoding %s\n' % ' '.join(str(pid) for pid in it._pool.pids))
@@ -519,7 +519,7 @@ def test_nothing_is_left_behind_when_the_factories_are_dropped(packs, tmp_path):
     gc.collect()
     shm, fds = shm_entries(), open_fds()
     for prefix, error in ((packs[0], None), (bad, DataError)):
-        train, val = records.record_iters(prefix, prefix, 4, 16, 3, MEAN, STD, 'imagenet', resize=18, threads=2)
+        train, val = packiters.record_iters(prefix, prefix, 4, 16, 3, MEAN, STD, 'imagenet', resize=18, threads=2)
         it = train(0)
         pids = it._pool.pids
         assert shm_entries() == shm and open_fds() != fds and all(alive(pid) for pid in pids)

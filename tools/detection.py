@@ -85,7 +85,9 @@ def table(names, overrides):
         rows.append(dict(network=meta.get('network'), method=cfg.method if preset else meta.get('method'),
                          paper_map=cfg.paper_map if preset else meta.get('paper_map'), map=meta['val_map'],
                          per_class=meta['per_class_ap']))
-    print(results_table(rows, classes))
+    text = results_table(rows, classes)
+    print(text)
+    return text
 
 
 def _records_of(label, model_dir, prefix, cfg, preset, overrides):

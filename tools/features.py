@@ -44,7 +44,7 @@ def load_tapped(prefix_path, taps, tag='best'):
 def pack_images(prefix, count, channels, size, resize=None):
     """The first `count` images (uint8 N x C x H x W) and labels of a RecordIO pack, unnormalised
     (shorter side to `resize` first if given, then the centre size x size crop)."""
-    from data.records import image_record_iter
+    from data.packiters import image_record_iter
     extra = {'resize': resize} if resize else {}
     it = image_record_iter(path_imgrec=prefix + '.rec', path_imgidx=prefix + '.idx',
                            data_shape=(channels, size, size), batch_size=count, shuffle=False, **extra)
@@ -90,7 +90,7 @@ def val_images(meta, data_dir, count):
         return x[:count].transpose(0, 3, 1, 2).copy()
     from data import check_pack, check_channels
     from data.packfile import ensure_decodable
-    from data.records import centre_crop_resize
+    from data.packiters import centre_crop_resize
     prefix = os.path.join(data_dir, 'val')
     have = check_pack(prefix)
     if count > have:

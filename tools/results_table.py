@@ -1,7 +1,13 @@
-"""Markdown results table from finished runs' per-epoch records.
+"""Markdown results table of any task's runs.
 
     python -m tools.results_table --records results/records --prefix repro_ [--out results/table.md]
+    python -m tools.results_table --task detection voc_baseline voc_kd_nst [model_dir=model]
 
+Detection (the paper's Table 4): the best checkpoint of each run named (a detection preset, or
+model_dir/RUN), its VOC07 mAP beside the paper's and the AP per class, as
+`python -m tools.detection --table` gives it.
+
+Classification:
 Runs are named <prefix><method>_s<seed>; each is compared at one epoch
 (--num-epoch N: its record of epoch N-1, runs that did not reach it left out;
 without it, the latest epoch any of these runs reached: a seed that stopped
@@ -87,7 +93,22 @@ def main(argv=None):
     p.add_argument('--student', default='')
     p.add_argument('--teacher', default='')
     p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')
-    args = p.parse_args(argv)
+    p.add_argument('--task', choices=['classification', 'detection'], default='classification')
+    p.add_argument('runs', nargs='*', help='detection: the runs (presets or model_dir/RUN) and key=value overrides')
+    args = p.parse_intermixed_args(argv)
+    if args.task == 'detection':
+        from tools.detection import table
+        names = [r for r in args.runs if '=' not in r]
+        if not names:
+            raise cli.UsageError('--task detection needs runs: detection presets (e.g. voc_baseline voc_kd_nst) or '
+                                 'model_dir/RUN')
+        text = table(names, [r for r in args.runs if '=' in r])
+        if args.out:
+            cli.write_atomic(args.out, text + '\n')
+        return 0
+    if args.runs:
+        raise cli.UsageError('%r: runs are named only with --task detection (classification runs are found by '
+                             '--records and --prefix)' % args.runs[0])
     if args.out:
         cli.output_path(args.out, example='table.md')
     runs = find_runs(args.records)
