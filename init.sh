@@ -15,7 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 DEPS_ONLY=0
-[[ "${1:-}" == "--deps" ]] && DEPS_ONLY=1
+for arg in "$@"; do
+  case "$arg" in
+    --deps) DEPS_ONLY=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "init.sh: unknown option $arg: the options are --deps (only the environment and packages) and --help" >&2
+       exit 2 ;;
+  esac
+done
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -31,8 +38,22 @@ real_python() {
 }
 VENV=${NST_VENV:-.venv}
 [[ "$VENV" == /* ]] || VENV="$ROOT/$VENV"
-if [[ -n "${VIRTUAL_ENV:-}" ]]; then PY="$VIRTUAL_ENV/bin/python"
-elif [[ -x "$VENV/bin/python" ]]; then PY="$VENV/bin/python"
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+  PY="$VIRTUAL_ENV/bin/python"
+  if [[ ! -x "$PY" ]]; then
+    echo "init.sh: VIRTUAL_ENV=$VIRTUAL_ENV names no virtual environment (a stale variable of a shell that had one active): run 'deactivate' or 'unset VIRTUAL_ENV', then bash init.sh" >&2
+    exit 2
+  fi
+elif [[ -x "$VENV/bin/python" ]]; then
+  PY="$VENV/bin/python"
+  if [[ -n "${PYTHON:-}" ]]; then
+    HAVE=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?")
+    WANT=$("$(real_python "$PYTHON")" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?")
+    if [[ "$HAVE" != "$WANT" ]]; then
+      echo "init.sh: PYTHON=$PYTHON (Python $WANT) is not used: $VENV exists with Python $HAVE. For a new environment with it run NST_VENV=.venv$(echo "$WANT" | tr -d .) PYTHON=$PYTHON bash init.sh (or remove $VENV first)" >&2
+      exit 2
+    fi
+  fi
 else PY=$(real_python "${PYTHON:-$(command -v python3.11 || command -v python3)}")
 fi
 # mxnet 1.9.1 needs numpy 1.x (core/compat.py), which has no wheels for 3.13+

@@ -4,6 +4,7 @@ both alike; the median of each and their ratio are printed.
 
     python -m benchmarks.side_by_side --against 60c36d6 [--rounds 5] step [train_step options]
     python -m benchmarks.side_by_side --against 60c36d6 [--rounds 5] train
+    python -m benchmarks.side_by_side --against 60c36d6 [--rounds 5] pipeline
 
 step   `python -m benchmarks.train_step` in each tree (default: KD + NST, ResNet-20 teacher,
        ResNet-8 student, batch 64): the distillation step's seconds (kt_step_s);
@@ -12,6 +13,9 @@ train  `train.py` in each tree on the same generated CIFAR-10 (512 training imag
        the whole loop as users run it (data, teacher, step, metrics, validation, records,
        checkpoints), measured as its last epoch's training images/s (the record's `speed`)
        and the run's wall time.
+pipeline  `python -m benchmarks.input_pipeline` in each tree (ImageNet and Fashion-MNIST training
+       paths, 3 rounds of 1 s, on data built once for both): each path's project images/s and
+       its ratio to the decode bound measured in the same run.
 The other commit is checked out with `git worktree` into a temporary folder (removed at the end);
 both trees run with this environment's Python.
 """
@@ -40,7 +44,7 @@ def _step(tree, extra):
 
 def _train_args(tree, work):
     return ['train.py', '--cfg', 'cifar10_student', 'data_dir=%s' % os.path.join(work, 'cifar'), 'gpu_list=[]',
-            'network=cifar_resnet8', 'batch_size=64', 'progress=false', 'frequent=4',
+            'batch_size=64', 'progress=false', 'frequent=4',
             'model_dir=%s' % os.path.join(work, 'model', os.path.basename(tree)),
             'log_dir=%s' % os.path.join(work, 'log', os.path.basename(tree))]
 
@@ -49,13 +53,15 @@ def _train(tree, work, round_):
     args = _train_args(tree, work)
     teacher = os.path.join(work, 'model', os.path.basename(tree), 'teacher')
     if not os.path.exists(teacher + '-0001.json'):
-        subprocess.run([sys.executable] + args + ['model_prefix=teacher', 'network=cifar_resnet14', 'num_epoch=1',
-                                                  'epoch_size=4'], cwd=tree, capture_output=True, timeout=1800,
-                       check=True)
+        r = subprocess.run([sys.executable] + args + ['model_prefix=teacher', 'network=cifar_resnet14', 'num_epoch=1',
+                                                      'epoch_size=4'], cwd=tree, capture_output=True, text=True,
+                           timeout=1800)
+        if r.returncode:
+            raise SystemExit('error: the teacher run failed in %s:\n%s' % (tree, r.stderr[-2000:]))
     prefix = 'student%d' % round_
     tic = time.time()
     r = subprocess.run([sys.executable] + args + [
-        'model_prefix=%s' % prefix, 'num_epoch=2', 'epoch_size=8', 'kt=true', 'kt_type=kd+mmd',
+        'model_prefix=%s' % prefix, 'network=cifar_resnet8', 'num_epoch=2', 'epoch_size=8', 'kt=true', 'kt_type=kd+mmd',
         'teacher_prefix=%s' % teacher, 'teacher_symbol=[null, stage3_pre]', 'student_symbol=[null, stage3_pre]'],
         cwd=tree, capture_output=True, text=True, timeout=1800)
     wall = time.time() - tic
@@ -66,11 +72,25 @@ def _train(tree, work, round_):
     return {'images_per_s': last['speed'], 'wall_s': wall}
 
 
+def _pipeline(tree, work):
+    r = subprocess.run([sys.executable, '-m', 'benchmarks.input_pipeline', '--paths', 'imagenet_train,fashion_train',
+                        '--rounds', '3', '--seconds', '1', '--keep', os.path.join(work, 'pipeline_data')], cwd=tree,
+                       capture_output=True, text=True, timeout=3600)
+    if r.returncode:
+        raise SystemExit('error: benchmarks.input_pipeline failed in %s:\n%s' % (tree, r.stderr[-2000:]))
+    res = json.loads(r.stdout.strip().splitlines()[-1])['paths']
+    out = {}
+    for path, got in res.items():
+        out[path + '_img_s'] = got['img_s']['project']
+        out[path + '_of_bound'] = got['ratio']
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--against', required=True, help='the other commit (e.g. the one before a change)')
     p.add_argument('--rounds', type=int, default=5)
-    p.add_argument('what', choices=['step', 'train'])
+    p.add_argument('what', choices=['step', 'train', 'pipeline'])
     p.add_argument('extra', nargs=argparse.REMAINDER, help='train_step options (step)')
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix='side_by_side_')
@@ -87,7 +107,8 @@ def main(argv=None):
         for k in range(args.rounds):
             order = list(trees) if k % 2 == 0 else list(trees)[::-1]
             for name in order:
-                res = _step(trees[name], args.extra) if args.what == 'step' else _train(trees[name], work, k)
+                res = _step(trees[name], args.extra) if args.what == 'step' else \
+                    _pipeline(trees[name], work) if args.what == 'pipeline' else _train(trees[name], work, k)
                 got[name].append(res)
             print('round %d: %s   (load %.2f)' % (k + 1, '   '.join(
                 '%s %s' % (name, ' '.join('%s=%.4g' % kv for kv in got[name][-1].items())) for name in trees),

@@ -592,6 +592,10 @@ def check_data_files(cfg):
             fix = 'unpack the official CIFAR python archive into data_dir'
         raise ConfigError('config key data_dir=%r: missing data file(s) %s; %s'
                           % (cfg.data_dir, ', '.join(missing), fix))
+    if _classes_listed(cfg) == 1:
+        raise ConfigError('config key data_dir=%r: its classes.txt lists 1 class, and a classifier needs 2 or more: '
+                          'pack a folder with two or more class sub-folders (python -m data.pack --train DIR '
+                          '--out %s)' % (cfg.data_dir, cfg.data_dir))
 
 
 CLASSIFICATION = TaskSchema('classification', FIELDS, SYNONYMS, _find_file, DEFAULT_CFG, 'config/schema.py',

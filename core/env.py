@@ -2,9 +2,48 @@
 
 MXNet on the CPU runs its operators on one OpenMP thread unless told
 otherwise; measured here, a ResNet-20 step ran 1.8x faster on 2 cores with
-OMP_NUM_THREADS=2. Values the user set are never changed.
+OMP_NUM_THREADS=2. Values the user set are never changed, but they are checked first: MXNet
+parses several of them when it is imported and aborts (OMP_NUM_THREADS=abc: dmlc::ParamError, exit
+134) or misbehaves (MXNET_CPU_WORKER_NTHREADS=-3: std::bad_alloc, then a hang) on a bad one.
 """
 import os
+import re
+import sys
+
+# variables read as a count of threads or devices (a whole number >= 1)
+COUNTS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS',
+          'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS', 'NST_CPU_DEVICES')
+ENGINES = ('ThreadedEnginePerDevice', 'ThreadedEngine', 'NaiveEngine')
+_WHOLE = re.compile(r'^\s*[1-9]\d*\s*$')
+
+
+def environment_problems(environ=None):
+    """One sentence for each variable this project or MXNet reads whose value cannot work: its
+    name, its value and a value that works."""
+    environ = os.environ if environ is None else environ
+    out = []
+    for key in COUNTS:
+        value = environ.get(key)
+        if value is None:
+            continue
+        if not _WHOLE.match(value):             # (MXNet reads OMP_NUM_THREADS as one whole number)
+            out.append('environment variable %s=%r is not a whole number >= 1: set e.g. %s=2, or unset it'
+                       % (key, value, key))
+    engine = environ.get('MXNET_ENGINE_TYPE')
+    if engine is not None and engine not in ENGINES:
+        out.append('environment variable MXNET_ENGINE_TYPE=%r is not an MXNet engine: set one of %s (e.g. '
+                   'MXNET_ENGINE_TYPE=ThreadedEnginePerDevice), or unset it' % (engine, ', '.join(ENGINES)))
+    return out
+
+
+def check_environment():
+    """Before MXNet is imported: stop with one `error: ...` line per unusable variable and exit
+    status 2 (a traceback or an abort later otherwise)."""
+    problems = environment_problems()
+    if problems:
+        for text in problems:
+            sys.stderr.write('error: %s\n' % text)
+        sys.exit(2)
 
 
 def cpu_count():
@@ -36,12 +75,15 @@ def process_cores():
     return max(1, cpu_count() // count_local_workers(warn=False))
 
 
-def configure_threads(local_workers=1):
-    """Set OMP/MKL/engine thread counts for this machine unless already set.
+def configure_threads(local_workers=1, check=True):
+    """Set OMP/MKL/engine thread counts for this machine unless already set; with `check`, first
+    stop (exit 2) on a variable that cannot work (`check_environment`).
 
     `local_workers`: processes sharing this machine (dist training on one
     host), each gets its share of the cores. Returns the values in force.
     """
+    if check:
+        check_environment()
     local_workers = count_local_workers(local_workers)
     threads = max(1, cpu_count() // max(1, local_workers))
     defaults = {

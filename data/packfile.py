@@ -70,9 +70,15 @@ def read_lst(path):
 
 
 def decodes(buf):
-    """True if OpenCV decodes the encoded image `buf` (bytes)."""
+    """True if OpenCV decodes the encoded image `buf` (bytes); False for no bytes at all (a file
+    left empty by an interrupted copy, on which OpenCV raises instead of returning None)."""
     import cv2
-    img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if not len(buf):
+        return False
+    try:
+        img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return False
     return img is not None and img.size > 0
 
 
@@ -442,7 +448,7 @@ def sample_channels(prefix, count=16):
     with open(rec, 'rb') as f:
         for i in sorted(set(np.linspace(0, len(offsets) - 1, min(count, len(offsets))).astype(int))):
             _, image = unpack_record(read_record_at(f, offsets[i], size, rec), keys[i], rec)
-            img = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+            img = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if decodes(image) else None
             if img is not None and img.size:
                 c = 1 if img.ndim == 2 else img.shape[2]
                 found[c] = found.get(c, 0) + 1

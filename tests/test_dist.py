@@ -131,6 +131,31 @@ def test_dist_sync_and_horovod_validate_an_uneven_set_on_the_default_engine(unev
         assert [r['val_n'] for r in records(root, 'hvd_uneven')] == [50, 50]
 
 
+def test_dist_sync_and_horovod_train_on_an_imagenet_layout_pack(tmp_path):
+    """Packs decoded by the worker processes (data/decode.py) under both launchers, default engine:
+    each worker reads its part of the pack, validation counts the whole set (11 images: uneven)."""
+    from data import pack
+    from tests.helpers import make_jpeg_tree
+    make_jpeg_tree(str(tmp_path / 'train'), classes=3, per_class=6, size=(20, 20), seed=1)
+    make_jpeg_tree(str(tmp_path / 'val'), classes=3, per_class=4, size=(20, 20), seed=2)
+    os.remove(str(tmp_path / 'val' / 'class_a' / '000.jpg'))
+    assert pack.main(['--train', str(tmp_path / 'train'), '--val', str(tmp_path / 'val'),
+                      '--out', str(tmp_path / 'pack')]) == 0
+    args = ['train.py', 'dataset=imagenet', 'data_dir=%s' % (tmp_path / 'pack'), 'num_classes=3', 'image_size=16',
+            'resize=16', 'gpu_list=[]', 'network=cifar_resnet8', 'batch_size=2', 'epoch_size=2', 'num_epoch=1',
+            'progress=false', 'data_threads=1', 'kt=false', 'model_dir=%s' % (tmp_path / 'model'),
+            'log_dir=%s' % (tmp_path / 'log')]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('DMLC_', 'MXNET_ENGINE'))}
+    run([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local', sys.executable] + args +
+        ['model_prefix=dist_pack', 'kv_store=dist_sync'], env=env)
+    assert [r['val_n'] for r in records(tmp_path, 'dist_pack')] == [11]
+    if NO_HOROVOD is None:
+        horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+        run([horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', sys.executable] + args +
+            ['model_prefix=hvd_pack', 'kv_store=horovod'], env=env)
+        assert [r['val_n'] for r in records(tmp_path, 'hvd_pack')] == [11]
+
+
 def _processes_with(marker):
     """Pids of the processes whose command line holds `marker`."""
     found = []

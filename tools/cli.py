@@ -91,6 +91,8 @@ def command(main):
     created and left empty are removed again."""
     @functools.wraps(main)
     def run(argv=None):
+        from core.env import check_environment
+        check_environment()                         # before anything imports mxnet: a bad variable aborts it
         _warnings_to_stderr()
         del _CREATED[:]
         try:

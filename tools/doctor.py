@@ -36,8 +36,10 @@ def main(argv=None):
     from tools import cli
     cli.parser('doctor', __doc__).parse_args(argv)          # no options: anything else is one error line
     user_set = {k for k in THREAD_KEYS if k in os.environ}
-    threads = configure_threads()
-    rows, errors, notes = [], [], []
+    from core.env import environment_problems
+    problems = environment_problems()
+    threads = configure_threads(check=False)
+    rows, errors, notes = [], list(problems), []
 
     def row(key, text):
         rows.append('%-11s %s' % (key, text))
@@ -121,7 +123,9 @@ def main(argv=None):
                      'NST_GPU=1 bash init.sh installs the GPU build')
 
     # MXNet itself (after core.compat loaded the CUDA libraries of a GPU build)
-    if build is not None and not (gpu_build and errors):
+    if problems:
+        row('mxnet', 'not imported: with the environment variables named below it would abort or misbehave')
+    elif build is not None and not (gpu_build and errors):
         try:
             import mxnet as mx
             feats = mx.runtime.Features()

@@ -118,6 +118,18 @@ def test_num_classes_above_the_packs_classes_is_a_warning(tmp_path):
     assert warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=3', 'kt=false')) == []
 
 
+def test_a_one_class_pack_is_refused_with_a_fix_that_works(tmp_path):
+    """The warning used to advise 'set num_classes=1', which the config refuses (num_classes >= 2)."""
+    from config import load_config, ConfigError
+    for split in ('train', 'val'):
+        for ext in ('rec', 'idx'):
+            (tmp_path / ('%s.%s' % (split, ext))).write_bytes(b'')
+    (tmp_path / 'classes.txt').write_text('0\tonly\n')
+    with pytest.raises(ConfigError, match=r"classes.txt lists 1 class, and a classifier needs 2 or more: pack a "
+                                          r"folder with two or more class sub-folders"):
+        load_config(None, ['dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false', 'num_classes=2'])
+
+
 def test_values_read_the_same_in_yaml_and_on_the_command_line(tmp_path):
     f = tmp_path / 'c.yaml'
     f.write_text('lr: 1e-3\nwd: 5e-4\nkt: true\nkt_type: kd+mmd\nkt_weight: [16, 5e1]\nmodel_prefix: 123\n'

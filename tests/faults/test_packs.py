@@ -656,3 +656,16 @@ def test_an_image_folder_that_is_a_file_is_named_as_one(tmp_path):
         pack.list_class_folders(str(f))
     with pytest.raises(pack.PackError, match='does not exist$'):
         pack.list_class_folders(str(tmp_path / 'nowhere'))
+
+
+def test_a_zero_byte_image_is_skipped_and_counted(src, tmp_path, capsys, caplog):
+    """The commonest leftover of an interrupted copy, an empty image file, is skipped, counted and
+    logged like any image that does not decode (it stopped data.pack with a cv2.error traceback)."""
+    train = tmp_path / 'train'
+    shutil.copytree(str(src / 'train'), str(train))
+    cls = sorted(os.listdir(str(train)))[0]
+    (train / cls / 'copied_halfway.jpg').write_bytes(b'')
+    assert pack.main(['--train', str(train), '--out', str(tmp_path / 'out')]) == 0
+    out, err = capsys.readouterr()
+    assert 'train: 12 images packed, 1 skipped, 3 classes' in out, (out, err)
+    assert 'copied_halfway.jpg: cannot be decoded as an image' in caplog.text and 'Traceback' not in err

@@ -1,0 +1,55 @@
+"""Environment variables that the project or MXNet reads: a value that cannot work is one error line
+per variable naming it, its value and a value that works, exit status 2, before MXNet is imported
+(MXNet itself aborted with dmlc::ParamError, exit 134, or raised std::bad_alloc and then hung, and
+NST_CPU_DEVICES was a ValueError or IndexError traceback); tools.doctor lists each as a problem and
+exits 2 instead of saying the build is usable."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.env import environment_problems
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CASES = [
+    ({'OMP_NUM_THREADS': 'abc'}, ["OMP_NUM_THREADS='abc' is not a whole number >= 1: set e.g. OMP_NUM_THREADS=2"]),
+    ({'OMP_NUM_THREADS': '0', 'MXNET_CPU_WORKER_NTHREADS': '-3'},
+     ["OMP_NUM_THREADS='0'", "MXNET_CPU_WORKER_NTHREADS='-3' is not a whole number >= 1"]),
+    ({'MXNET_ENGINE_TYPE': 'Bogus'}, ["MXNET_ENGINE_TYPE='Bogus' is not an MXNet engine: set one of "
+                                      "ThreadedEnginePerDevice, ThreadedEngine, NaiveEngine"]),
+    ({'NST_CPU_DEVICES': 'abc'}, ["NST_CPU_DEVICES='abc' is not a whole number >= 1: set e.g. NST_CPU_DEVICES=2"]),
+    ({'NST_CPU_DEVICES': '0'}, ["NST_CPU_DEVICES='0'"]),
+]
+
+
+def run(args, env):
+    return subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **env))
+
+
+@pytest.mark.parametrize('env, said', CASES)
+def test_train_py_stops_on_a_variable_that_cannot_work(env, said):
+    r = run(['train.py', '--print-config'], env)
+    errors = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+    assert r.returncode == 2 and len(errors) == len(said), r.stderr
+    assert 'Traceback' not in r.stderr and 'terminate called' not in r.stderr
+    for line, text in zip(errors, said):
+        assert 'environment variable ' + text in line, (line, text)
+
+
+def test_tools_stop_too_and_the_doctor_lists_each_variable():
+    r = run(['-m', 'tools.evaluate'], {'OMP_NUM_THREADS': 'abc'})
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
+        "error: environment variable OMP_NUM_THREADS='abc'"), r.stderr
+    r = run(['-m', 'tools.doctor'], {'OMP_NUM_THREADS': 'abc', 'MXNET_ENGINE_TYPE': 'Bogus'})
+    errors = [l for l in r.stderr.splitlines() if l.startswith('error: environment variable')]
+    assert r.returncode == 2 and len(errors) == 2 and 'usable' not in r.stdout, (r.stdout, r.stderr)
+    assert 'mxnet       not imported' in r.stdout and 'Traceback' not in r.stderr
+
+
+def test_values_that_work_pass():
+    assert environment_problems({'OMP_NUM_THREADS': '2', 'MKL_NUM_THREADS': ' 4 ', 'MXNET_ENGINE_TYPE': 'NaiveEngine',
+                                 'NST_CPU_DEVICES': '2', 'MXNET_CPU_WORKER_NTHREADS': '1'}) == []
+    assert environment_problems({}) == []
+    assert len(environment_problems({'OMP_NUM_THREADS': '4,2'})) == 1        # MXNet reads one whole number
