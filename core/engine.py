@@ -36,7 +36,7 @@ from mxnet import autograd, gluon, nd
 
 from . import checkpoint, monitor, runs, schedule
 from .devices import contexts
-from .errors import Diverged, NonFiniteLoss, TrainingError, UserError
+from .errors import Diverged, NonFiniteLoss, TrainingError
 from .records import append_record
 from .runlog import setup_logging, teardown_logging, release_log_file
 from .seeding import seed_everything, epoch_seed
@@ -328,24 +328,22 @@ class Engine(object):
             self._check_finite(epoch)
             try:
                 val = task.evaluate()
-            except Exception as e:          # the epoch trained is kept (without its result), then the error
+            except Exception as e:          # the epoch trained is kept (without its result), then the error as it is
                 if self.rank == 0:
                     self._save(epoch, dict(task.checkpoint_meta({'epoch': epoch}), epoch=epoch,
                                            model_prefix=cfg.model_prefix, **{task.best_key: self.best}))
-                if isinstance(e, UserError):
-                    raise type(e)('%s (epoch %d is checkpointed without its validation)' % (e, epoch + 1))
-                raise TrainingError('validating epoch %d failed (%s: %s); the epoch is checkpointed without its '
-                                    'validation (resume with retrain=true once the cause is fixed)'
-                                    % (epoch + 1, type(e).__name__,
-                                       (str(e).strip().splitlines() or [''])[-1][:200]))
+                    LOG.warning('validating epoch %d failed (%s); the epoch is checkpointed without its validation: '
+                                'resume with retrain=true once the cause is fixed', epoch + 1, type(e).__name__)
+                raise
             record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
                       'speed': stats['speed'], 'steps': stats['steps'], 'images': stats['images']}
             record.update(('train_' + k, v) for k, v in stats.items()
                           if k not in ('n', 'time', 'speed', 'steps', 'images'))
             record.update(val)
-            best = self.best is None or val[task.best_metric] > self.best
+            score = val[task.best_metric]
+            best = score == score and (self.best is None or self.best != self.best or score > self.best)   # NaN: never
             if best:
-                self.best = val[task.best_metric]
+                self.best = score
             record[task.best_key] = self.best
             LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
             if self.rank == 0:

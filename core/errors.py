@@ -8,7 +8,7 @@ one line and exit with status 2 (`Diverged`: 3); anything else is a bug and show
     UserError
     ├── ConfigError          config keys, presets, overrides          (config/)
     ├── DataError            packs, CIFAR pickles, VOC folders        (data/)
-    ├── NetworkError         networks, taps, teachers, detectors      (symbols/, core/teacher, tasks/detection)
+    ├── NetworkError         networks, taps, teachers, detectors      (symbols/, tasks/)
     ├── CheckpointError      checkpoint files: missing, damaged, not fitting
     │   └── NonFiniteCheckpoint
     ├── RunError             run names, locks, folders                (core/runs)

@@ -16,14 +16,13 @@ checkpoint (one `error: ...` line), 3 when a loss became NaN/Inf (the earlier
 checkpoints are kept), 130 on Ctrl-C (finished epochs are kept).
 """
 import os
-import shlex
 import sys
 
 from core.env import configure_threads
 
 configure_threads()      # before mxnet is imported
 
-from tools.cli import command, parser, epoch_arg, positive_int, ToolError, UsageError  # noqa: E402
+from tools.cli import command, parser, epoch_arg, positive_int, UsageError  # noqa: E402
 
 
 def _runs(names, overrides):
@@ -199,12 +198,6 @@ def legacy_taps(prefix, epoch):
         print('  stride %d: %s' % (stride, ', '.join(found[stride]) or 'none'))
 
 
-def command_line(args, extra):
-    words = (['--cfg', args.cfg] if args.cfg else []) + [o for o in args.overrides if not o.startswith(
-        ('retrain=', 'model_load_epoch=', 'model_load_prefix=', 'overwrite='))] + extra
-    return 'python -m tools.detection %s' % ' '.join(shlex.quote(w) for w in words)
-
-
 @command
 def main(argv=None):
     p = parser('detection', __doc__)
@@ -243,40 +236,19 @@ def main(argv=None):
         return 0
     if names:
         raise UsageError('%r is not key=value (runs are named only with --table or --curves)' % names[0])
+    if not (args.eval_only or args.figure):
+        # training is train.py's, with its run handling (resume hints, Ctrl-C and SIGTERM, exit codes)
+        import train
+        given = any(o.split('=', 1)[0].strip() == 'task' for o in overrides)
+        return train.main((['--cfg', args.cfg] if args.cfg else []) + overrides + ([] if given else ['task=detection']))
     from config.detection import load_detection_config
     # a checkpoint to evaluate or draw records its backbone: no backbone checks then
-    cfg = load_detection_config(args.cfg, overrides, backbone=not (args.eval_only or args.figure))
-    from tools.detection_report import results_table
+    cfg = load_detection_config(args.cfg, overrides, backbone=False)
     if args.figure:
         figure(cfg, args.figure, args.epoch, args.images, args.threshold)
         return 0
-    if args.eval_only:
-        result = evaluate_only(cfg, args.epoch)
-    else:
-        import tasks
-        from tasks.detection.task import result_of
-        from core.errors import Diverged, RunError
-        try:
-            record = tasks.run(cfg, 'detection')
-        except RunError as e:
-            raise ToolError('%s%s' % (e, '; resume it: %s' % command_line(args, ['retrain=true']) if e.resume else ''))
-        except Diverged as e:
-            print('error: %s' % e, file=sys.stderr)
-            return 3
-        except KeyboardInterrupt:
-            from core import checkpoint
-            if checkpoint.epochs(cfg.model_dir, cfg.model_prefix):
-                print('interrupted; finished epochs are checkpointed. Resume: %s' % command_line(args, ['retrain=true']),
-                      file=sys.stderr)
-            else:
-                print('interrupted before the first epoch ended: nothing was checkpointed. Start it again: '
-                      'python -m tools.detection %s' % ' '.join(shlex.quote(w) for w in (
-                          sys.argv[1:] if argv is None else argv)), file=sys.stderr)
-            return 130
-        if not record:
-            raise ToolError('run %r is already at num_epoch=%d: raise num_epoch to train further'
-                            % (cfg.model_prefix, cfg.num_epoch))
-        result = result_of(record, cfg)
+    from tools.detection_report import results_table
+    result = evaluate_only(cfg, args.epoch)
     print('VOC07 11-point mAP: %.2f%%' % (100 * result['map']))
     print(results_table([result], cfg.classes))
     return 0

@@ -162,7 +162,12 @@ def run_local(args):
         while failed is None and not stopped:
             if all(p.child.poll() == 0 for p in workers):
                 break
-            failed = next((p for p in procs if p.child.poll() not in (None, 0)), None)
+            # the process that failed first; of several seen in one poll, a worker (the others then fail
+            # because of it), and one that said why
+            now = [p for p in procs if p.child.poll() not in (None, 0)]
+            if now:
+                failed = sorted(now, key=lambda p: (p.role != 'worker', not any(
+                    l.startswith(('error:', 'config error:')) for l in p.tail)))[0]
             time.sleep(0.2)
         if failed is None and not stopped:
             deadline = time.time() + 60          # the servers and the scheduler end once the workers have
@@ -174,8 +179,11 @@ def run_local(args):
         if stopped:
             what = 'interrupted' if stopped[0] == signal.SIGINT else 'terminated (SIGTERM)'
             print('launch: %s; stopping all %d processes' % (what, len(others)), file=sys.stderr)
-            for p in others:
-                p.signal(stopped[0])
+            for p in others:                    # each stops as it does on Ctrl-C / SIGTERM (epochs kept, lock
+                p.signal(stopped[0])            # released); one blocked in the kvstore gets SIGKILL after GRACE
+            deadline = time.time() + GRACE
+            while any(p.child.poll() is None for p in others) and time.time() < deadline:
+                time.sleep(0.1)
         else:
             for p in procs:
                 p.reader.join(2)
@@ -196,6 +204,8 @@ def run_local(args):
 
 def _stop_all(procs):
     """SIGTERM to every process still running, SIGKILL to those still there after GRACE seconds."""
+    if all(p.child.poll() is not None for p in procs):
+        return
     for p in procs:
         if p.child.poll() is None:
             p.signal(signal.SIGTERM)

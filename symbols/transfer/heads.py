@@ -115,7 +115,8 @@ class VIDLoss(HeadLoss):
     def __init__(self, init_pred_var=5.0, eps=1e-5, mid_channels=None, **kwargs):
         super(VIDLoss, self).__init__(**kwargs)
         if init_pred_var <= eps:
-            raise ValueError('VID init_pred_var must exceed eps (%g), got %r' % (eps, init_pred_var))
+            raise PairingError('vid_init_pred_var (%r) must exceed vid_eps (%g): raise vid_init_pred_var or lower '
+                               'vid_eps' % (init_pred_var, eps))
         self.init_pred_var, self.eps = float(init_pred_var), float(eps)
         self.mid_channels = None if mid_channels is None else int(mid_channels)
 

@@ -1,6 +1,6 @@
 """The training stages methods declare to run before the main training
-(`symbols.transfer.Stage`: FT's paraphraser, AB's initialisation), run for the trainer's
-`Session` without knowing any method.
+(`symbols.transfer.Stage`: FT's paraphraser, AB's initialisation), run for the classification
+task (task.py) without knowing any method.
 
 A new run runs every declared stage before epoch 0, in plan order: the distillation block
 computes the stage's loss (`DistillBlock.set_stage`), and an optimizer of the run's kind
@@ -37,8 +37,9 @@ class StageDiverged(NonFiniteLoss):
 
 
 def stage_seed(cfg, stage_index, epoch):
-    """The seed of a stage epoch: apart from the main epochs' (seed * 100003 + epoch)."""
-    return cfg.seed * 100003 + 50000 + 1000 * stage_index + epoch
+    """The seed of a stage epoch: apart from the main epochs' (`core.seeding.epoch_seed`)."""
+    from core.seeding import epoch_seed
+    return epoch_seed(cfg.seed, 50000 + 1000 * stage_index + epoch)
 
 
 def run(session, resumed):

@@ -1,8 +1,8 @@
 """Classification with knowledge transfer: a student, optionally a teacher and transfer losses.
 
-What the engine (core/engine.py) does not own: the data (core DataSource: packs, CIFAR pickles,
+What the engine (core/engine.py) does not own: the data (data.DataSource: packs, CIFAR pickles,
 arrays), the student and the teacher, the distillation block (the student plus the loss terms of
-`cfg.plan`, core/distiller.py), the stages some methods run before epoch 0 (core/stages.py), the
+`cfg.plan`, distiller.py here), the stages some methods run before epoch 0 (stages.py), the
 running top-1/top-5 and loss terms, and validation top-1/top-5 over the whole validation set
 (under dist_* / Horovod the workers' counts are summed).
 
@@ -101,7 +101,7 @@ class ClassificationTask(Task):
     def warnings(cls, cfg):
         return warnings_of(cfg)
 
-    # the engine's, for the stages (core/stages.py) that drive their own optimizer
+    # the engine's, for the stages (stages.py) that drive their own optimizer
     @property
     def amp(self):
         return self.engine.amp

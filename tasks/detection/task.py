@@ -22,6 +22,7 @@ from mxnet import gluon, nd
 
 from core.errors import TrainingError
 from core.errors import NonFiniteLoss
+from core.seeding import epoch_seed
 from core.task import Task
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
 from .evaluate import evaluate, normalisation, val_loader
@@ -35,12 +36,14 @@ class DetectionError(TrainingError, ValueError):
 
 
 # ------------------------------------------------------------------ data
-def epoch_order(cfg, usable, epoch, num_devices):
-    """The dataset indices of epoch `epoch`: `usable` shuffled with (seed, epoch), repeated or cut to
-    epoch_size, cut to a multiple of the device count."""
-    order = list(np.random.RandomState((cfg.seed * 100003 + epoch) % (2 ** 32)).permutation(usable))
+def epoch_order(cfg, usable, epoch, num_devices, rank=0, workers=1):
+    """The dataset indices worker `rank` of `workers` trains on in epoch `epoch`: `usable` shuffled
+    with (seed, epoch), repeated or cut to epoch_size, every `workers`-th from `rank` on (the same
+    count for every worker), cut to a multiple of the worker's device count."""
+    order = list(np.random.RandomState(epoch_seed(cfg.seed, epoch) % (2 ** 32)).permutation(usable))
     size = cfg.epoch_size or len(order)
     order = [order[i % len(order)] for i in range(size)]
+    order = order[rank::workers][:len(order) // workers]
     return order[:len(order) - len(order) % num_devices]
 
 
@@ -52,7 +55,7 @@ def train_loader(net, dataset, order, cfg, ctx, epoch):
     from gluoncv.data.batchify import FasterRCNNTrainBatchify
     mean, std = normalisation(cfg)
     transform = FasterRCNNDefaultTrainTransform(cfg.short, cfg.max_size, net, mean=mean, std=std, ashape=128)
-    base = (cfg.seed * 100003 + epoch) * 1000003
+    base = epoch_seed(cfg.seed, epoch) * 1000003
 
     def sample(position):
         seed = (base + position) % (2 ** 31)
@@ -164,7 +167,8 @@ class DetectionTask(Task):
         self.train_set = voc_dataset(cfg.voc_root, cfg.train_sets, cfg.classes)
         self.val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
         self.usable = with_objects(self.train_set)
-        self.steps_per_epoch = len(epoch_order(cfg, self.usable, 0, len(ctx))) // len(ctx)
+        engine = self.engine
+        self.steps_per_epoch = len(epoch_order(cfg, self.usable, 0, len(ctx), engine.rank, engine.workers)) // len(ctx)
         self.samples_per_step = len(ctx)
 
     def build(self):
@@ -199,8 +203,8 @@ class DetectionTask(Task):
 
     def batches(self, epoch):
         cfg, ctx = self.cfg, self.engine.ctx
-        return train_loader(self.net, self.train_set, epoch_order(cfg, self.usable, epoch, len(ctx)), cfg, ctx,
-                            epoch)
+        order = epoch_order(cfg, self.usable, epoch, len(ctx), self.engine.rank, self.engine.workers)
+        return train_loader(self.net, self.train_set, order, cfg, ctx, epoch)
 
     def forward(self, batch):
         terms = [self.losses(self.net, *shard) for shard in shards(batch, self.engine.ctx)]
@@ -213,6 +217,8 @@ class DetectionTask(Task):
         return self.running.read()
 
     def evaluate(self):
+        """VOC07 mAP over the whole evaluation set (every worker of a distributed run evaluates all of
+        it: the same result on each, without exchanging detections)."""
         cfg, ctx = self.cfg, self.engine.ctx
         self.per_class, m = evaluate(self.net, val_loader(self.val_set, cfg, ctx), cfg.classes, ctx,
                                      bar=self.engine.progress(len(self.val_set) if not cfg.num_val else
