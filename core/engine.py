@@ -58,16 +58,21 @@ def no_checkpoint_to_resume(cfg):
 
 # A kvstore key of its own, far above the parameter indices that gluon.Trainer uses (0..P-1).
 VAL_KEY = 1 << 30
+# the length of the count vectors `worker_sum` adds up (registered before training: a key the servers
+# first see once training has started aborts them)
+SUM_LENGTH = 3
 
 
 def kvstore_sum(kv):
-    """A `reduce` for `sum_over_workers` on a `dist_sync` kvstore: each worker pushes, and with
-    no optimizer on the servers (the trainer keeps updates local) they store the sum of one
-    round of pushes, which the pull returns. Registers its key: every worker calls this once,
-    in the same order."""
-    kv.init(VAL_KEY, nd.zeros((3,)))
+    """A `reduce` (a (SUM_LENGTH,) NDArray -> its sum over the workers) on a `dist_sync` kvstore:
+    each worker pushes, and with no optimizer on the servers (the trainer keeps updates local) they
+    store the sum of one round of pushes, which the pull returns. Registers its key: every worker
+    calls this once, before training, in the same order."""
+    kv.init(VAL_KEY, nd.zeros((SUM_LENGTH,)))
 
     def reduce(counts):
+        if counts.shape != (SUM_LENGTH,):
+            raise ValueError('worker_sum adds up vectors of %d counts, not shape %s' % (SUM_LENGTH, counts.shape))
         kv.push(VAL_KEY, counts)
         kv.pull(VAL_KEY, out=counts)
         return counts
@@ -270,9 +275,7 @@ class Engine(object):
                 if done % cfg.frequent == 0 or done == steps:
                     stats = task.read()
                     speed = seen / max(time.time() - tic, 1e-9)
-                    post = dict((n, '%.4g' % v) for n, v in stats.items() if n not in ('n', 'top1', 'top5'))
-                    if 'top1' in stats:
-                        post['acc'] = '%.4f' % stats['top1']
+                    post = task.progress_fields(stats)
                     post['img/s'] = '%.1f' % speed
                     bar.set_postfix(post, refresh=False)
                     self.monitor.step(epoch * steps + done, dict(

@@ -107,6 +107,10 @@ class Task(object):
         """{name: running mean since the epoch began}; raise core.errors.NonFiniteLoss for a NaN/Inf term."""
         return {}
 
+    def progress_fields(self, stats):
+        """{label: text} of the running means `read` gave, for the progress bar and the log line."""
+        return dict((n, '%.4g' % v) for n, v in stats.items() if n != 'n')
+
     def evaluate(self):
         """{record key: value} of the validation after an epoch (the keys include best_metric)."""
         raise NotImplementedError

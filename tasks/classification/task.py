@@ -288,6 +288,12 @@ class ClassificationTask(Task):
     def read(self):
         return self.running.read()
 
+    def progress_fields(self, stats):
+        post = dict((n, '%.4g' % stats[n]) for n in self.names if n in stats)
+        if 'top1' in stats:
+            post['acc'] = '%.4f' % stats['top1']
+        return post
+
     def validate(self, net, desc='validation'):
         """Top-1/top-5 of `net` on the whole validation set (each dist worker evaluates its part)."""
         batches = int(math.ceil(self.data.num_val / float(self.engine.batch_size)))
