@@ -95,8 +95,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix='side_by_side_')
     other = os.path.join(work, 'other')
-    subprocess.run(['git', 'worktree', 'add', '--detach', other, args.against], cwd=ROOT, check=True,
-                   capture_output=True)
+    r = subprocess.run(['git', 'worktree', 'add', '--detach', other, args.against], cwd=ROOT, capture_output=True,
+                       text=True)
+    if r.returncode:
+        print('error: --against %s: git cannot check it out (%s); give a commit of this repository, e.g. HEAD~1'
+              % (args.against, (r.stderr.strip().splitlines() or ['?'])[-1]), file=sys.stderr)
+        return 2
     trees = {'this': ROOT, 'other': other}
     try:
         if args.what == 'train':
