@@ -65,16 +65,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, 'error: %s%s (python train.py --help lists the options)\n' % (message, hint))
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during training: handled as Ctrl-C is (every finished epoch kept, the resume command
-    printed), with exit status 143."""
-    signal = signal.SIGTERM             # (raised again if lost in a finalizer: core/interrupt.py)
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
@@ -95,7 +85,8 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    previous = signal.signal(signal.SIGTERM, _terminate)     # (a scheduler's or `kill`'s stop: as Ctrl-C)
+    from core.interrupt import Terminated, sigterm_as_interrupt
+    stop = sigterm_as_interrupt().__enter__()             # (a scheduler's or `kill`'s stop: as Ctrl-C)
     try:
         record = tasks.run(cfg, task)
     except RunError as e:
@@ -120,7 +111,7 @@ def main(argv=None):
                   'again with\n  %s' % (what, cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
         return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stop.__exit__()
     if not record:
         print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'
               % cfg.num_epoch, file=sys.stderr)

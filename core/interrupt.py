@@ -18,6 +18,28 @@ import threading
 COMMANDS = ('data', 'tools', 'benchmarks')
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a scheduler's stop) raised in the main thread as Ctrl-C's KeyboardInterrupt is,
+    so that a command stops the same way (what it wrote kept or rolled back, its message), with exit
+    status 143 instead of 130."""
+    signal = signal.SIGTERM             # (raised again if lost in a finalizer: keep_lost_interrupts)
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+class sigterm_as_interrupt(object):
+    """Within the `with`: SIGTERM raises `Terminated`; the handler before is put back after."""
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, _terminate)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self.previous)
+
+
 def is_project_command(argv):
     """Whether the interpreter's command line `argv` (sys.orig_argv) runs one of the project's
     commands: a train.py script, or -m of a module in data, tools or benchmarks."""

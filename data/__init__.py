@@ -82,12 +82,13 @@ class DataSource(object):
             if top >= cfg.num_classes:
                 raise DataError('%s in %s has label %d, outside num_classes=%d: set num_classes to %d or more'
                                 % (cfg.dataset, cfg.data_dir, top, cfg.num_classes, top + 1))
-            self.num_train = len(self._train_x) // num_parts
+            counted = len(self._train_x)
+            self.num_train = counted // num_parts
             self.num_val = len(self._val_x) // num_parts
             self._records = None
         else:
             prefix = lambda s: os.path.join(cfg.data_dir, s)
-            train_records = check_pack(prefix('train'), cfg.num_classes)
+            train_records = counted = check_pack(prefix('train'), cfg.num_classes)
             self.num_train = train_records // num_parts
             self.num_val = check_pack(prefix('val'), cfg.num_classes) // num_parts
             for split in ('train', 'val'):
@@ -103,6 +104,12 @@ class DataSource(object):
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,
                 indices=indices, colour_on_device=colour_on_device)
         if cfg.num_examples:
+            if cfg.num_examples > counted:
+                # the epoch would end with the data, before the steps the schedule counts on (a cosine
+                # run ended far from lr 0) while the log named the larger set
+                raise DataError('num_examples=%d but the training set of %s has %d images: leave num_examples '
+                                'unset (it is counted) or give at most %d' % (cfg.num_examples, cfg.data_dir,
+                                                                           counted, counted))
             self.num_train = cfg.num_examples // num_parts
 
     @property

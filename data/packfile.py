@@ -30,16 +30,21 @@ class PackError(DataError):
 
 def one_line_errors(action, out):
     """Run `action()` for a data command writing `out`: a DataError becomes one `error: ...` line and
-    exit status 2, Ctrl-C `interrupted: OUT is unchanged` and 130; else (0, what action returned)."""
+    exit status 2, Ctrl-C `interrupted: OUT is unchanged` and 130, SIGTERM the same (the staging
+    folder removed as on Ctrl-C; it was left behind) with 143; else (0, what action returned)."""
+    import signal
     import sys
+    from core.interrupt import Terminated, sigterm_as_interrupt
     try:
-        return 0, action()
+        with sigterm_as_interrupt():
+            return 0, action()
     except DataError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2, None
-    except KeyboardInterrupt:
-        print('\ninterrupted: %s is unchanged' % out, file=sys.stderr)
-        return 130, None
+    except KeyboardInterrupt as e:
+        term = isinstance(e, Terminated)
+        print('\n%s: %s is unchanged' % ('terminated (SIGTERM)' if term else 'interrupted', out), file=sys.stderr)
+        return (128 + signal.SIGTERM if term else 130), None
 
 
 def progress_bar(total, desc, enabled=True):

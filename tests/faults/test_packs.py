@@ -140,6 +140,30 @@ def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys,
     assert code == 130 and not (tmp_path / 'fresh').exists()       # the folders it created are gone again
 
 
+def test_a_repack_stopped_by_sigterm_leaves_the_old_pack_and_no_staging_folder(src, tmp_path, capsys, monkeypatch):
+    """SIGTERM (kill, a scheduler) during a re-pack is handled as Ctrl-C is: the pack-sized .building-*
+    folder is removed and OUT is said to be unchanged, exit 143 (it exited 143 with no message and left
+    the folder)."""
+    import signal
+    import time
+    out = tmp_path / 'out'
+    before = built(src, out)
+    real = pack.write_records
+
+    def terminated(prefix, *args, **kwargs):
+        if os.path.basename(prefix) == 'val':
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)                            # the handler raises before this ends
+        return real(prefix, *args, **kwargs)
+    monkeypatch.setattr(pack, 'write_records', terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out)],
+                    capsys)
+    assert code == 143 and 'terminated (SIGTERM): %s is unchanged' % out in err, err
+    assert files(out) == before and not [n for n in os.listdir(str(out)) if n.startswith('.building-')]
+    assert signal.getsignal(signal.SIGTERM) == handler
+
+
 def test_repack_replaces_every_pack_file_and_keeps_the_rest(src, tmp_path):
     """A new pack without validation: the old val.* (built for the old classes) are removed, so a new
     train never sits beside an old val; the user's own files stay; the builder's marks stay valid."""

@@ -475,3 +475,17 @@ def test_ctrl_c_landing_in_a_finalizer_is_not_lost(tmp_path, imports):
         assert 'dropped' not in r.stderr and time.time() - tic < 4.5
     else:
         assert r.returncode == 0 and 'went on' in r.stdout and 'dropped KeyboardInterrupt' in r.stderr
+
+
+def test_num_examples_larger_than_the_training_set_is_refused(cifar_setup, train_run):
+    """It was accepted: the log named 1,000 images, the epoch ended with the data's 8 batches, and a cosine
+    schedule ended a 1-epoch run at lr 0.097 instead of near 0."""
+    root, common, _ = cifar_setup
+    before = snapshot(root)
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=toomany', 'num_examples=1000',
+                                    'lr_mode=cosine'])
+    assert code == 2 and 'Traceback' not in err, err
+    assert 'num_examples=1000 but the training set of %s has 60 images: leave num_examples unset (it is counted) ' \
+           'or give at most 60' % (root / 'cifar') in err
+    assert snapshot(root) == before
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=fewer', 'num_examples=32'])[0] == 0
