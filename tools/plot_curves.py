@@ -24,10 +24,10 @@ def series(runs, prefix, method):
     if not named:
         return None
     n = max(len(recs) for _, recs in named)
-    short = ['%s (last epoch %d)' % (name, recs[-1]['epoch']) for name, recs in named if len(recs) < n]
+    short = ['%s (last epoch %d)' % (name, recs[-1]['epoch'] + 1) for name, recs in named if len(recs) < n]
     if short:          # as results_table: a seed that stopped short would bend the mean curve
         print('warning: %s: left out %d run(s) that stopped before epoch %d: %s' % (
-            method, len(short), n - 1, ', '.join(short)), file=sys.stderr)
+            method, len(short), n, ', '.join(short)), file=sys.stderr)
     rows = [recs for _, recs in named if len(recs) == n]
     epochs = np.array([r['epoch'] for r in rows[0][:n]]) + 1
     train = np.array([[100 * (1 - e['train_top1']) for e in r[:n]] for r in rows])

@@ -94,12 +94,12 @@ def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix=None, epoch_fi
     pattern = '%r<method>_s<seed>' % prefix
     if not matching:
         return UsageError('no runs named %s in %s; %s' % (pattern, folder, prefix_fix or _prefix_advice(runs)))
-    last = ['%s (last epoch %s)' % (n, runs[n][-1]['epoch'] if runs[n] else 'none: no readable record')
+    last = ['%s (last epoch %s)' % (n, runs[n][-1]['epoch'] + 1 if runs[n] else 'none: no readable record')
             for n in matching]
     if num_epoch is None:
         return UsageError('the runs named %s in %s have no readable record: %s' % (pattern, folder, _quote(last)))
-    return UsageError('no run named %s in %s reached its last epoch %d (--num-epoch %d): %s; %s' % (
-        pattern, folder, num_epoch - 1, num_epoch, _quote(last), epoch_fix or 'let the runs finish or lower --num-epoch'))
+    return UsageError('no run named %s in %s reached epoch %d (--num-epoch %d): %s; %s' % (
+        pattern, folder, num_epoch, num_epoch, _quote(last), epoch_fix or 'let the runs finish or lower --num-epoch'))
 
 
 def finished_runs(runs, names, log=None):
@@ -111,9 +111,9 @@ def finished_runs(runs, names, log=None):
     if not last:
         return []
     end = max(last.values())
-    short = ['%s (last epoch %d)' % (n, e) for n, e in last.items() if e < end]
+    short = ['%s (last epoch %d)' % (n, e + 1) for n, e in last.items() if e < end]      # epochs counted from 1
     if short and log is not None:
         log.warning('left out %d run(s) that stopped before epoch %d, the last epoch the other runs reached: %s. '
                     'Let them finish (resume: retrain=true model_load_epoch=-1), or pass --num-epoch N to '
-                    'compare every run at epoch N-1 (those that reached it)', len(short), end, _quote(short))
+                    'compare every run at epoch N (those that reached it)', len(short), end + 1, _quote(short))
     return [n for n, e in last.items() if e == end]

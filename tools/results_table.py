@@ -9,7 +9,7 @@ model_dir/RUN), its VOC07 mAP beside the paper's and the AP per class, as
 
 Classification:
 Runs are named <prefix><method>_s<seed>; each is compared at one epoch
-(--num-epoch N: its record of epoch N-1, runs that did not reach it left out;
+(--num-epoch N: epoch N, the record whose "epoch" is N-1; runs that did not reach it left out;
 without it, the latest epoch any of these runs reached: a seed that stopped
 short is left out, with a warning). Each row: method, student, teacher, top-1 and
 top-5 error (%) of the last epoch as mean +- std over seeds, seeds counted.
@@ -88,7 +88,7 @@ def main(argv=None):
     p.add_argument('--records', default='results/records', help="folder of the runs' .jsonl records")
     p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
     p.add_argument('--num-epoch', type=cli.positive_int, default=None,
-                   help='compare the runs at this many epochs (their record of epoch N-1; runs that did not reach '
+                   help='compare the runs at epoch N (their record whose "epoch" is N-1; runs that did not reach '
                    'it are left out)')
     p.add_argument('--student', default='')
     p.add_argument('--teacher', default='')

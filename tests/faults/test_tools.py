@@ -84,7 +84,7 @@ def test_results_table_without_matching_runs_is_an_error(tmp_path, capsys):
     assert not out.exists(), line
     code, _, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'myexp_', '--num-epoch', '10'],
                             capsys)
-    one_error(code, err, 'myexp_kd_s0 (last epoch 2)', '--num-epoch 10')
+    one_error(code, err, 'myexp_kd_s0 (last epoch 3)', '--num-epoch 10')
 
 
 def test_results_table_with_a_missing_or_empty_records_folder(tmp_path, capsys):
@@ -149,7 +149,7 @@ def test_plot_curves_leaves_out_a_seed_that_stopped_short_with_a_warning(tmp_pat
     epochs, train, test = plot_curves.series(find_runs(str(rec)), 'repro_', 'kd')
     assert list(epochs) == [1, 2, 3] and test.shape == (1, 3) and np.allclose(test, 10.0)
     err = capsys.readouterr().err
-    assert 'left out 1 run(s) that stopped before epoch 2' in err and 'repro_kd_s1 (last epoch 0)' in err
+    assert 'left out 1 run(s) that stopped before epoch 3' in err and 'repro_kd_s1 (last epoch 1)' in err
 
 
 def test_saving_a_figure_that_fails_keeps_the_earlier_file(tmp_path, monkeypatch):
@@ -193,7 +193,7 @@ def test_make_results_without_finished_runs_keeps_the_earlier_results(repro_tree
     one_error(code, err, str(repro_tree / 'records'), 'tools.reproduce')
     write_records(repro_tree / 'records', 'repro_kd_s0', epochs=3)          # unfinished: 3 of 20 epochs
     code, _, err = run_tool(make_results.main, [], capsys)
-    one_error(code, err, 'repro_kd_s0 (last epoch 2)')
+    one_error(code, err, 'repro_kd_s0 (last epoch 3)')
     assert (repro_tree / 'table.md').read_text() == 'earlier table'
     assert files(repro_tree) == ['records', 'table.md']
 
@@ -475,7 +475,7 @@ def test_results_table_leaves_out_a_seed_that_stopped_short_and_names_it(tmp_pat
     code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'exp_'], capsys)
     assert code == 0 and '| KD |  |  | 10.00 ± 0.00 | 1.00 ± 0.00 | 2 |' in out, out
     warning = [l for l in err.splitlines() if l.startswith('warning: ')]
-    assert len(warning) == 1 and 'exp_kd_s2 (last epoch 1)' in warning[0] and 'epoch 4' in warning[0]
+    assert len(warning) == 1 and 'exp_kd_s2 (last epoch 2)' in warning[0] and 'epoch 5' in warning[0]
     assert '--num-epoch' in warning[0]
     code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'exp_', '--num-epoch', '2'],
                               capsys)                   # all three at epoch 1, the crashed one included
