@@ -170,10 +170,7 @@ def run_local(args):
                     l.startswith(('error:', 'config error:')) for l in p.tail)))[0]
             time.sleep(0.2)
         if failed is None and not stopped:
-            deadline = time.time() + 60          # the servers and the scheduler end once the workers have
-            while any(p.child.poll() is None for p in procs) and time.time() < deadline:
-                time.sleep(0.2)
-            _stop_all(procs)
+            _wait(procs, 60)                     # the servers and the scheduler end once the workers have
             return 0
         others = [p for p in procs if p.child.poll() is None]
         if stopped:
@@ -181,18 +178,14 @@ def run_local(args):
             print('launch: %s; stopping all %d processes' % (what, len(others)), file=sys.stderr)
             for p in others:                    # each stops as it does on Ctrl-C / SIGTERM (epochs kept, lock
                 p.signal(stopped[0])            # released); one blocked in the kvstore gets SIGKILL after GRACE
-            deadline = time.time() + GRACE
-            while any(p.child.poll() is None for p in others) and time.time() < deadline:
-                time.sleep(0.1)
+            _wait(others, GRACE)
         else:
-            for p in procs:
-                p.reader.join(2)
+            failed.reader.join(2)               # its last lines, for its error (the others still run)
             status = failed.child.returncode
             how = 'exited with status %d' % status if status > 0 else 'was killed by signal %d' % -status
             print('error: %s %s: %s; stopped the other %d processes of the job'
                   % (failed.name, how, failed.error() if status > 0 else 'no message (it was killed)', len(others)),
                   file=sys.stderr)
-        _stop_all(procs)
         if stopped:
             return 128 + stopped[0]
         return failed.child.returncode if failed.child.returncode > 0 else 128 - failed.child.returncode
@@ -202,6 +195,13 @@ def run_local(args):
             signal.signal(sig, handler)
 
 
+def _wait(procs, seconds):
+    """Wait until every process of `procs` has ended, or `seconds` have passed."""
+    deadline = time.time() + seconds
+    while any(p.child.poll() is None for p in procs) and time.time() < deadline:
+        time.sleep(0.1)
+
+
 def _stop_all(procs):
     """SIGTERM to every process still running, SIGKILL to those still there after GRACE seconds."""
     if all(p.child.poll() is not None for p in procs):
@@ -209,9 +209,7 @@ def _stop_all(procs):
     for p in procs:
         if p.child.poll() is None:
             p.signal(signal.SIGTERM)
-    deadline = time.time() + GRACE
-    while any(p.child.poll() is None for p in procs) and time.time() < deadline:
-        time.sleep(0.1)
+    _wait(procs, GRACE)
     for p in procs:
         if p.child.poll() is None:
             p.signal(signal.SIGKILL)

@@ -220,11 +220,11 @@ class DetectionTask(Task):
         """VOC07 mAP over the whole evaluation set (every worker of a distributed run evaluates all of
         it: the same result on each, without exchanging detections)."""
         cfg, ctx = self.cfg, self.engine.ctx
-        self.per_class, m = evaluate(self.net, val_loader(self.val_set, cfg, ctx), cfg.classes, ctx,
+        per_class, m = evaluate(self.net, val_loader(self.val_set, cfg, ctx), cfg.classes, ctx,
                                      bar=self.engine.progress(len(self.val_set) if not cfg.num_val else
                                                               min(cfg.num_val, len(self.val_set)), 'validation'))
         val = {'val_map': m}
-        val.update(('ap_' + k, v) for k, v in self.per_class.items())
+        val.update(('ap_' + k, v) for k, v in per_class.items())
         return val
 
     def checkpoint_meta(self, record):
@@ -233,7 +233,7 @@ class DetectionTask(Task):
                 'backbone': self.backbone.description, 'method': cfg.method, 'paper_map': cfg.paper_map,
                 'detector': structure(cfg), 'log_dir': os.path.abspath(cfg.log_dir)}
         if 'val_map' in record:
-            meta['per_class_ap'] = self.per_class
+            meta['per_class_ap'] = per_class_of(record)
         return meta
 
     def epoch_line(self, epoch, stats, val):
@@ -242,12 +242,17 @@ class DetectionTask(Task):
             ' '.join('%s %.4f' % (k, stats[k]) for k in TERMS if k in stats))
 
 
+def per_class_of(record):
+    """{class: AP} of an epoch record (its ap_<class> keys, in the order evaluate gave them)."""
+    return {k[3:]: v for k, v in record.items() if k.startswith('ap_')}
+
+
 def result_of(record, cfg):
     """What tools.detection prints of a run's last epoch record: {'epoch' (1-based), 'map',
     'per_class', 'losses', 'network', 'method', 'paper_map', 'time'}."""
     return dict(epoch=record['epoch'] + 1, map=record['val_map'], network=cfg.network, method=cfg.method,
                 paper_map=cfg.paper_map, time=record['time'],
-                per_class={k[3:]: v for k, v in record.items() if k.startswith('ap_')},
+                per_class=per_class_of(record),
                 losses={k: record['train_' + k] for k in TERMS if 'train_' + k in record})
 
 
