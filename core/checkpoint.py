@@ -166,6 +166,54 @@ def read_meta(model_dir, prefix, tag):
         raise CheckpointError('checkpoint metadata %s is corrupt (%s)' % (p, e))
 
 
+def _names(names, most=3):
+    names = sorted(names)
+    return ', '.join(names[:most]) + (', ... (%d in all)' % len(names) if len(names) > most else '')
+
+
+def misfit(block, path, error=None):
+    """(why, copied): why params file `path` does not load into `block`, in words: the network its
+    metadata (the .json beside it) names (`copied`: the same network as `block`, so the file was
+    copied from elsewhere), the parameter names one side has and the other lacks, or the
+    first shape that differs; MXNet's own text (`error`, less its ignore_extra/allow_missing
+    advice, which is not a setting of this toolkit) when the names and shapes all agree."""
+    try:
+        saved = {n.split(':', 1)[-1]: v.shape for n, v in mx.nd.load(path).items()}
+    except (mx.base.MXNetError, AttributeError):
+        saved = None
+    parts, copied = [], False
+    meta_path = path[:-len('.params')] + '.json' if path.endswith('.params') else None
+    if meta_path and not path.endswith('.extra.params') and os.path.isfile(meta_path):
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            said = 'its metadata %s says network=%s, %s classes, %s input channel(s)' % (
+                os.path.basename(meta_path), meta.get('network'), meta.get('num_classes'), meta.get('in_channels'))
+            if meta.get('network') and meta.get('network') == getattr(block, 'network_name', None):
+                copied = True
+                said += (', as this network, so the params file does not belong with it (copied from another '
+                         'run?): copy the .params and .json of one checkpoint together')
+            parts.append(said)
+        except (OSError, ValueError):
+            pass
+    if saved is not None:
+        mine = {n: p.shape for n, p in block._collect_params_with_prefix().items()}
+        extra, missing = set(saved) - set(mine), set(mine) - set(saved)
+        if extra:
+            parts.append('%d of its parameters are not in this network (%s)' % (len(extra), _names(extra)))
+        if missing:
+            parts.append('%d of this network\'s parameters are not in it (%s)' % (len(missing), _names(missing)))
+        shapes = [n for n in sorted(set(saved) & set(mine)) if mine[n] and all(mine[n])
+                  and tuple(saved[n]) != tuple(mine[n])]
+        if shapes and not (extra or missing):
+            parts.append('%d parameter(s) differ in shape, e.g. %s: %s in the file, %s here'
+                         % (len(shapes), shapes[0], tuple(saved[shapes[0]]), tuple(mine[shapes[0]])))
+    if len(parts) < (2 if parts and parts[0].startswith('it holds') else 1):
+        why = str(error or '').split(' Set allow_missing')[0].split(' Set ignore_extra')[0]
+        parts.append(why.strip()[:300])
+    return '; '.join(p for p in parts if p), copied
+
+
 def load_params(block, path, ctx, what='params', fits='check network/num_classes'):
     """Load a Gluon params file into `block`, with a clear error for bad files (`fits`: what to check when
     the file's shapes do not fit the block)."""
@@ -179,10 +227,10 @@ def load_params(block, path, ctx, what='params', fits='check network/num_classes
         text = next((l for l in reversed(lines) if 'Check failed' in l or 'Error' in l), lines[-1] if lines else '?')
         raise CheckpointError('%s file %s cannot be read: it is truncated or corrupt (%s); use another '
                               'epoch or copy the file again' % (what, path, text[:200]))
-    except AssertionError as e:
-        why = str(e).split(' Set allow_missing')[0].split(' Set ignore_extra')[0]   # not a setting of this toolkit
-        raise CheckpointError('%s file %s does not fit this network (%s): %s'
-                              % (what, path, why[:300], fits))
+    except (AssertionError, ValueError) as e:
+        why, copied = misfit(block, path, e)
+        raise CheckpointError('%s file %s does not fit this network (%s)%s'
+                              % (what, path, why, '' if copied else ': ' + fits))
     if not all_finite(ndarrays(block.collect_params())):
         raise NonFiniteCheckpoint('%s file %s holds NaN or Inf values (saved from a diverged run): use an '
                                   'earlier epoch' % (what, path))

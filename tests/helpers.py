@@ -49,6 +49,22 @@ def make_cifar(root, variant='cifar10', train=200, test=100, seed=0):
     return folder
 
 
+def make_fashion_mnist(out, train=20, val=10, seed=0):
+    """A Fashion-MNIST pack (28x28 grayscale, 10 classes) in `out`, from generated idx files (the
+    official files' format) packed by data.fashion_mnist."""
+    import struct
+    from data import fashion_mnist
+    rng = np.random.RandomState(seed)
+    src = os.path.join(out, 'idx')
+    os.makedirs(src, exist_ok=True)
+    for (images, labels), n in zip(fashion_mnist.FILES.values(), (train, val)):
+        for name, array in ((images, rng.randint(0, 255, (n, 28, 28))), (labels, np.arange(n) % 10)):
+            with open(os.path.join(src, name), 'wb') as f:
+                f.write(b'\0\0\x08' + bytes([array.ndim]) + struct.pack('>' + 'I' * array.ndim, *array.shape))
+                f.write(array.astype(np.uint8).tobytes())
+    assert fashion_mnist.main(['--out', out, '--source', src, '--no-download']) == 0
+
+
 def merged(argv):
     """`argv` (train.py arguments, or a command that ends with them) with each key=value override
     once: a later one replaces an earlier one of the same key. Tests build arguments by appending
@@ -83,10 +99,11 @@ def cifar_teacher_run(root, network='cifar_resnet14'):
     return common
 
 
-def legacy_resnet_symbol(num_classes=5, stride=1):
+def legacy_resnet_symbol(num_classes=5, stride=1, global_pool=True):
     """A small tornadomeet-style pre-activation net with internal outputs bn1_output and
     fc1_output, as a Module symbol (the layout of the original's teacher resnet-101);
-    `stride` on the first convolution (32 gives 7x7 maps at 224x224, as ResNet-101)."""
+    `stride` on the first convolution (32 gives 7x7 maps at 224x224, as ResNet-101);
+    global_pool=False pools with a fixed 7x7 window (too large for maps under 7x7)."""
     import mxnet as mx
     data = mx.sym.var('data')
     x = mx.sym.BatchNorm(data, fix_gamma=True, eps=2e-5, name='bn_data')
@@ -98,7 +115,7 @@ def legacy_resnet_symbol(num_classes=5, stride=1):
     x = x + y
     x = mx.sym.BatchNorm(x, fix_gamma=False, eps=2e-5, name='bn1')
     x = mx.sym.Activation(x, act_type='relu', name='relu1')
-    x = mx.sym.Pooling(x, global_pool=True, pool_type='avg', kernel=(7, 7), name='pool1')
+    x = mx.sym.Pooling(x, global_pool=global_pool, pool_type='avg', kernel=(7, 7), name='pool1')
     x = mx.sym.FullyConnected(mx.sym.flatten(x), num_hidden=num_classes, name='fc1')
     return mx.sym.SoftmaxOutput(x, name='softmax')
 

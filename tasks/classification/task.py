@@ -161,7 +161,17 @@ class ClassificationTask(Task):
         s_out = as_list(self.block.student(x))
         if self.teacher is None:
             return
-        t_out = as_list(self.teacher(x))
+        try:
+            t_out = as_list(self.teacher(x))
+            t_out[0].wait_to_read()
+        except mx.base.MXNetError as e:
+            said = [l.strip() for l in str(e).splitlines() if l.strip() and 'Error' in l]
+            trained = (getattr(self.teacher, 'trained_with', None) or {}).get('image_size')
+            raise TrainingError('the teacher (%s) cannot run on this data\'s %s inputs%s (MXNet: %s): use a '
+                                'teacher trained on images of this size, or set image_size to its size'
+                                % (self.teacher_desc, 'x'.join(map(str, self.data.data_shape)),
+                                   ' (it was trained on %dx%d images)' % (trained, trained) if trained else '',
+                                   (said[-1] if said else str(e).strip())[:200]))
         if t_out[0].shape[1] != cfg.num_classes:
             raise TrainingError('the teacher predicts %d classes but num_classes=%d: use a teacher trained on '
                                 'this data' % (t_out[0].shape[1], cfg.num_classes))

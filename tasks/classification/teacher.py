@@ -9,6 +9,7 @@ import re
 import mxnet as mx
 
 import symbols
+from symbols import pretrained
 from config.checks import resolved_source
 from core import checkpoint
 from core.errors import NetworkError
@@ -19,6 +20,9 @@ LOG = logging.getLogger('teacher')
 GLUONCV_WEIGHTS = {'preact_resnet%d' % d: 'resnet%d_v2' % d for d in (18, 34, 50, 101, 152)}
 GLUONCV_WEIGHTS.update({'resnet50': 'resnet50_v1b', 'resnet152': 'resnet152_v1b',
                         'resnet50_nst': 'resnet50_v1s', 'mobilenet1.0': 'mobilenet1.0'})
+
+
+IMAGENET_CLASSES = 1000                  # the classes of every gluoncv classification weight file used here
 
 
 class TeacherError(NetworkError):
@@ -88,11 +92,27 @@ def _gluoncv(cfg, in_channels, ctx):
         if weights is None:
             raise TeacherError('gluoncv has no pretrained weights for %r: give a params file as teacher_prefix'
                                % name)
-        from gluoncv.model_zoo.model_store import get_model_file
-        LOG.info('fetching gluoncv weights %s (needs the network the first time)', weights)
-        params_file = get_model_file(weights, root=os.path.expanduser('~/.mxnet/models'))
+        if cfg.num_classes != IMAGENET_CLASSES:       # checked before anything is looked for or downloaded
+            raise TeacherError('gluoncv\'s %s weights predict the %d ImageNet classes but num_classes=%d: a zoo '
+                               'teacher needs ImageNet-labelled data; for other classes train (or fine-tune) a '
+                               'teacher on your data first and give its run as teacher_prefix'
+                               % (weights, IMAGENET_CLASSES, cfg.num_classes))
+        try:
+            params_file = pretrained.weights_file(weights)
+        except pretrained.WeightsError as e:
+            raise TeacherError(str(e) + ' (as teacher_prefix)')
     checkpoint.load_params(net, params_file, ctx, 'teacher params')
     return net, '%s from %s' % (name, params_file)
+
+
+def input_channels(net):
+    """The number of image channels `net` takes: the input-channel axis of its first 4-d weight
+    (its first convolution's), None when that is not known yet."""
+    for p in net.collect_params().values():
+        shape = p.shape or ()
+        if len(shape) == 4 and p.name.endswith('weight'):
+            return shape[1] or None
+    return None
 
 
 def load_teacher(cfg, taps, in_channels, ctx):
@@ -109,6 +129,11 @@ def load_teacher(cfg, taps, in_channels, ctx):
         net, desc = _gluoncv(cfg, in_channels, ctx)
     else:
         net, desc = _project(cfg, in_channels, ctx)
+    takes = input_channels(net)
+    if takes and takes != in_channels:
+        raise TeacherError('the teacher (%s) takes %d-channel images but the data has %d channel(s) (%s): use a '
+                           'teacher trained on images like these (the same dataset, or one packed with the same '
+                           'colour mode)' % (desc, takes, in_channels, 'grayscale' if in_channels == 1 else 'colour'))
     try:
         tapped = symbols.with_taps(net, taps)
     except symbols.TapError as e:

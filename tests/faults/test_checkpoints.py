@@ -236,3 +236,26 @@ def test_a_full_disk_in_a_first_checkpoint_leaves_nothing_half_written(tmp_path,
     assert 'overwrite=true' in err and '\n  resume: ' not in err
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=inc', 'retrain=true', 'model_load_epoch=-1'])
     assert code == 2 and 'nothing to resume' in err and 'without retrain=true' in err
+
+
+def test_a_params_file_of_another_network_is_named_on_resume(cifar_setup, train_run):
+    """#18.4: a checkpoint whose .params holds another network (a resnet14's file under a resnet8's
+    metadata, as `cp` leaves it) was a Gluon 'Set ignore_extra=True' ValueError traceback on resume:
+    now one error naming what the metadata says and the parameters that differ; nothing written."""
+    import shutil
+    root, common, _ = cifar_setup
+    model = root / 'model'
+    assert train_run(common + ['network=cifar_resnet14', 'model_prefix=big'])[0] == 0
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=mixed'])[0] == 0
+    shutil.copy(str(model / 'big-0001.params'), str(model / 'mixed-0001.params'))
+    before = sorted(os.listdir(str(model)))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=mixed', 'retrain=true',
+                                    'model_load_epoch=1', 'num_epoch=2'])
+    assert code == 2 and 'Traceback' not in err and 'ignore_extra' not in err, err
+    assert 'mixed-0001.json says network=cifar_resnet8' in err and 'are not in this network (stage' in err, err
+    assert 'copy the .params and .json of one checkpoint together' in err, err
+    assert sorted(os.listdir(str(model))) == before
+    # a resume of the resnet14 run as a resnet8 (model_load_prefix): the metadata's network is named
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=branch', 'model_load_prefix=big',
+                                    'retrain=true', 'model_load_epoch=1', 'num_epoch=2'])
+    assert code == 2 and 'network=cifar_resnet14 (this run: cifar_resnet8)' in err, err

@@ -243,3 +243,59 @@ def test_a_malformed_local_worker_count_is_ignored_with_a_warning(monkeypatch, c
     monkeypatch.setenv('NST_LOCAL_WORKERS', 'abc')
     configure_threads()
     assert "NST_LOCAL_WORKERS='abc' is not a positive whole number; ignored" in capsys.readouterr().err
+
+
+def test_a_colour_teacher_for_grayscale_data_is_named(cifar_setup, train_run, tmp_path):
+    """#18.5: a teacher trained on 3-channel CIFAR for a 1-channel Fashion-MNIST student was an MXNet
+    'Shape inconsistent' traceback; now one error naming both channel counts, before anything is written."""
+    from tests.helpers import make_fashion_mnist
+    root, _, student = cifar_setup
+    make_fashion_mnist(str(tmp_path / 'fm'))
+    argv = [a for a in student if not a.startswith('--cfg') and a != 'cifar10_student']
+    code, err = train_run(argv + ['dataset=fashion_mnist', 'data_dir=%s' % (tmp_path / 'fm'), 'kt_type=kd', 'kt_weight=null',
+                                  'model_prefix=gray', 'model_dir=%s' % (tmp_path / 'model')])
+    assert code == 2 and 'Traceback' not in err, err
+    assert 'takes 3-channel images but the data has 1 channel(s) (grayscale)' in err, err
+    assert not os.path.exists(str(tmp_path / 'model' / 'gray-0001.params'))
+
+
+def test_a_teacher_that_cannot_run_at_the_data_s_image_size_is_named(cifar_setup, train_run, tmp_path):
+    """#18.5: a legacy teacher with a fixed 7x7 pooling window (made for 224x224 inputs) on 32x32
+    images was an MXNet traceback from inside the teacher; now one error naming the input size."""
+    import mxnet as mx
+    from tests.helpers import legacy_resnet_symbol
+    _, _, student = cifar_setup
+    sym = legacy_resnet_symbol(num_classes=10, stride=32, global_pool=False)
+    mod = mx.mod.Module(sym, context=mx.cpu())
+    mod.bind(data_shapes=[('data', (2, 3, 224, 224))], label_shapes=[('softmax_label', (2,))])
+    mod.init_params(mx.init.Xavier())
+    arg, aux = mod.get_params()
+    mx.model.save_checkpoint(str(tmp_path / 'big'), 0, sym, arg, aux)
+    code, err = train_run(student + ['kt_type=kd', 'teacher_source=legacy', 'teacher_prefix=%s' % (tmp_path / 'big'),
+                                     'teacher_epoch=0', 'teacher_symbol=null', 'model_prefix=pool7'])
+    assert code == 2 and 'Traceback' not in err, err
+    assert 'cannot run on this data\'s 3x32x32 inputs' in err and 'image_size' in err, err
+
+
+def test_gluoncv_teacher_weights_missing_offline_is_one_line_within_seconds(cifar_setup, train_run, tmp_path,
+                                                                             monkeypatch):
+    """#18.6: a gluoncv teacher whose weights are not on disk, without internet, was a 60-line
+    `requests` ConnectionError traceback; now one line naming the file, gluoncv's folder and the URL,
+    at once (no time-out), and the class count is checked before anything is looked for."""
+    import time
+    from symbols import pretrained
+    _, _, student = cifar_setup
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxhome'))
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')         # the discard port: nothing answers
+    argv = student + ['kt_type=kd', 'kt_weight=null', 'teacher_source=gluoncv', 'teacher_network=resnet50',
+                      'model_prefix=zoo']
+    code, err = train_run(argv)
+    assert code == 2 and 'Traceback' not in err and "resnet50_v1b weights predict the 1000 ImageNet classes" in err
+    start = time.time()
+    code, err = train_run(argv + ['num_classes=1000'])
+    assert time.time() - start < 30
+    want = str(tmp_path / 'mxhome' / 'models' / pretrained.file_name('resnet50_v1b'))
+    assert code == 2 and 'Traceback' not in err, err
+    assert "weights 'resnet50_v1b' are not on disk" in err and want in err, err
+    assert 'http://127.0.0.1:9/gluon/models/resnet50_v1b-' in err and 'cannot be reached' in err, err
+    assert len([l for l in err.splitlines() if l.startswith('error')]) == 1

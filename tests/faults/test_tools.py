@@ -533,3 +533,23 @@ def test_ctrl_c_in_a_tool_is_one_line_and_exit_130(runs, tmp_path, capsys, monke
                                           str(tmp_path / 'new' / 'x')], capsys)
     assert code == 130 and err.strip() == 'interrupted: no file was left half-written; run the command again to finish'
     assert files(tmp_path) == []
+
+
+def test_evaluate_a_params_file_of_another_network(runs, tmp_path, capsys):
+    """#18.4: MXNet's raw 'Set ignore_extra=True' text became one error naming the metadata's network
+    and the parameter names that differ."""
+    import shutil
+    import mxnet as mx
+    import symbols
+    from core import checkpoint
+    for name in ('s-0001.json', 's-0001.params'):
+        shutil.copy(str(runs / 'model' / name), str(tmp_path / name.replace('s-', 'other-')))
+    net = symbols.get_network('cifar_resnet14', 10, 3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    net.save_parameters(checkpoint.paths(str(tmp_path), 'other', 1)['params'])
+    code, _, err = run_tool(evaluate.main, evaluate_args(runs, '--prefix', str(tmp_path / 'other'), '--epoch', '1'),
+                            capsys)
+    one_error(code, err, 'other-0001.params does not fit', 'other-0001.json says network=cifar_resnet8',
+              'are not in this network (stage')
+    assert 'ignore_extra' not in err
