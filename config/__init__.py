@@ -302,15 +302,19 @@ class TaskSchema(object):
                                                                                    self.listing))
 
 
-def load(schema, path=None, overrides=(), **options):
+def load(schema, path=None, overrides=(), saved=None, **options):
     """The one loader of every task: read `path` (a file or a preset of the task, its `base:` chain
     first; None: the task's default file, or its defaults), apply `key=value` overrides (each key
     once), check every key's type and range, then the task's checks across keys (`options` go to
     them) and the engine's; ConfigError naming the key, where it was set and the fix on any problem.
-    The result's `source` says where its values came from."""
+    `saved` = (values, where) starts from a configuration saved with a checkpoint instead of a
+    file (its keys that this schema no longer has are left out). The result's `source` says where
+    its values came from."""
     chain = []
     path = path or schema.default_file
-    if path:
+    if saved is not None:
+        values, origin = {k: v for k, v in saved[0].items() if k in schema.fields}, saved[1]
+    elif path:
         values, origin = read_file(schema.find_file(path), chain=chain)
     else:
         values, origin = {}, 'the defaults'
@@ -333,7 +337,25 @@ def load(schema, path=None, overrides=(), **options):
         return ' and '.join(sorted({where.get(k, origin) for k in keys}))
     schema.check_together(cfg, at, **options)
     check_engine_keys(cfg, at)
-    cfg.source = describe_source(chain, schema.listing)
+    cfg.source = origin if saved is not None else describe_source(chain, schema.listing)
+    return cfg
+
+
+def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
+    """The configuration a checkpoint was trained with (`meta`: its metadata, whose `config` the
+    engine writes; `where`: the checkpoint, for the messages), with `overrides` applied and checked
+    by its task's schema (a key the schema no longer has is left out); None for a checkpoint written before the metadata kept its configuration."""
+    saved = meta.get('config')
+    if not isinstance(saved, dict):
+        return None
+    values = dict(saved)
+    if values.get('task', 'classification') == 'detection':
+        from .detection import DETECTION
+        return load(DETECTION, None, overrides, saved=(values, 'the configuration saved with %s' % where),
+                    **options)
+    cfg = load(CLASSIFICATION, None, overrides, saved=(values, 'the configuration saved with %s' % where))
+    if check_data:
+        check_data_files(cfg)
     return cfg
 
 

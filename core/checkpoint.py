@@ -19,6 +19,7 @@ never written, and a params file holding NaN/Inf is refused when read
 """
 import glob
 import json
+import logging
 import os
 import re
 
@@ -29,6 +30,8 @@ from .atomic import discard, make_writable_folder, temporary_name, write_synced
 
 
 from .errors import CheckpointError, NonFiniteCheckpoint  # noqa: E402,F401
+
+LOG = logging.getLogger('checkpoint')
 
 
 def ndarrays(obj):
@@ -107,6 +110,19 @@ def _write_json(obj):
         with open(tmp, 'w') as f:
             json.dump(obj, f, indent=1, sort_keys=True)
     return write
+
+
+def jsonable(values):
+    """The items of dict `values` that JSON can hold (a run's configuration as its metadata keeps it,
+    as `config`; a derived value such as the method plan is left out)."""
+    out = {}
+    for key, value in values.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
 
 
 def paths(model_dir, prefix, tag):
@@ -214,6 +230,40 @@ def misfit(block, path, error=None):
     return '; '.join(p for p in parts if p), copied
 
 
+def best_recorded(model_dir, prefix, metric=None, upto=None):
+    """The complete epoch (<= `upto`) of run `prefix` whose metadata has the highest `metric` (None:
+    the metric each metadata names as `best_metric`, else val_top1 or val_map), the first of equal
+    ones as a run keeps its best copy; None when no epoch has one."""
+    scored = []
+    for e in epochs(model_dir, prefix):
+        if upto is None or e <= upto:
+            try:
+                meta = read_meta(model_dir, prefix, e)
+            except CheckpointError:
+                continue
+            key = metric or meta.get('best_metric') or ('val_map' if 'val_map' in meta else 'val_top1')
+            value = meta.get(key)
+            if isinstance(value, (int, float)) and value == value:
+                scored.append((value, e))
+    if not scored:
+        return None
+    top = max(m for m, _ in scored)
+    return min(e for m, e in scored if m == top)
+
+
+def resolve_tag(model_dir, prefix, tag):
+    """`tag` itself, except 'best' for a run whose best copy is missing (it could not be written,
+    e.g. on a full disk): then its best recorded epoch, with a warning saying so."""
+    if tag != 'best' or os.path.isfile(paths(model_dir, prefix, 'best')['meta']):
+        return tag
+    e = best_recorded(model_dir, prefix)
+    if e is None:
+        return tag                                  # read_meta names what is there
+    LOG.warning('run %r has no best copy (%s is missing): using epoch %d, the best validation score its '
+                'checkpoints record', prefix, os.path.basename(paths(model_dir, prefix, 'best')['meta']), e)
+    return e
+
+
 def load_params(block, path, ctx, what='params', fits='check network/num_classes'):
     """Load a Gluon params file into `block`, with a clear error for bad files (`fits`: what to check when
     the file's shapes do not fit the block)."""
@@ -267,6 +317,7 @@ def load_network(prefix_path, tag, ctx, prefix=None):
     import symbols
     model_dir, name = os.path.split(prefix_path)
     model_dir = model_dir or '.'
+    tag = resolve_tag(model_dir, name, tag)
     meta = read_meta(model_dir, name, tag)
     net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
     load_params(net, paths(model_dir, name, tag)['params'], ctx)

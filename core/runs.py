@@ -307,17 +307,9 @@ def rewind_records(path, epoch, dest):
 def restore_best(model_dir, prefix, upto, metric='val_top1'):
     """Make the kept epoch (<= upto) with the highest `metric` the best copy, if it is not: of equal
     values the first, as an uninterrupted run keeps it (a later epoch is best only when better)."""
-    scored = []
-    for e in checkpoint.epochs(model_dir, prefix):
-        if e <= upto:
-            try:
-                scored.append((checkpoint.read_meta(model_dir, prefix, e).get(metric, float('-inf')), e))
-            except checkpoint.CheckpointError:
-                pass
-    if not scored:
+    e = checkpoint.best_recorded(model_dir, prefix, metric, upto)
+    if e is None:
         return
-    top = max(m for m, _ in scored)
-    e = min(e for m, e in scored if m == top)
     try:
         if checkpoint.read_meta(model_dir, prefix, 'best').get('epoch') == e and \
                 os.path.isfile(checkpoint.paths(model_dir, prefix, 'best')['params']):

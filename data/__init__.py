@@ -12,7 +12,7 @@ import os
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from core.env import process_cores
-from .packfile import check_pack, ensure_decodable, sample_channels, PackError
+from .packfile import check_pack, ensure_decodable, sample_channels, sample_shapes, PackError
 # data.packiters and data.indices (which import mxnet) are imported where they are used: the decoding
 # worker processes import this package without mxnet (data/decode_worker.py)
 
@@ -39,6 +39,22 @@ def check_channels(prefix, channels, dataset):
                     'set dataset=%s to match the pack, or re-pack it from %s images'
                     % (dataset, channels, CHANNEL_NAMES[channels], sum(found.values()), prefix, kinds, other,
                        CHANNEL_NAMES[channels]))
+
+
+def check_small_size(prefix, image_size, dataset):
+    """DataError when images sampled from a small-image pack (Fashion-MNIST style: never resized)
+    are smaller than `image_size`: training would pad them into a zero border while validation
+    stretches them, so the two would see the images differently."""
+    shapes = sample_shapes(prefix)
+    if not shapes:
+        return
+    side = min(min(h, w) for _, h, w in shapes)
+    if side < image_size:
+        h, w = min(((h, w) for _, h, w in shapes), key=min)
+        raise DataError('image_size=%d but images of %s.rec are %dx%d, and dataset=%s packs are not resized '
+                        '(training would pad them into a zero border while validation stretches them): set '
+                        'image_size to %d or less, or re-pack the images at %d pixels or more'
+                        % (image_size, prefix, h, w, dataset, side, image_size))
 
 
 DEFAULTS = {
@@ -96,6 +112,8 @@ class DataSource(object):
                 # does not decode, the others would train on garbage pixels (free for builder-made packs)
                 ensure_decodable(prefix(split), cfg.progress)
                 check_channels(prefix(split), channels, cfg.dataset)
+                if style == 'small':
+                    check_small_size(prefix(split), self.image_size, cfg.dataset)
             from . import packiters
             if indices:
                 self.num_samples = train_records

@@ -441,20 +441,28 @@ def ensure_decodable(prefix, progress=True):
     mark_decodable(prefix)
 
 
-def sample_channels(prefix, count=16):
-    """{channel count: number of images} of up to `count` records spread evenly over the pack,
-    decoded as stored (1 = grayscale, 3 = colour, 4 = colour with alpha); records that do not
-    decode are left out."""
+def sample_shapes(prefix, count=16):
+    """(channels, height, width) of up to `count` records spread evenly over the pack, decoded as
+    stored (channels 1 = grayscale, 3 = colour, 4 = colour with alpha); records that do not decode
+    are left out."""
     import cv2
     keys, offsets = read_idx(prefix + '.idx')
     rec = prefix + '.rec'
     size = os.path.getsize(rec)
-    found = {}
+    shapes = []
     with open(rec, 'rb') as f:
         for i in sorted(set(np.linspace(0, len(offsets) - 1, min(count, len(offsets))).astype(int))):
             _, image = unpack_record(read_record_at(f, offsets[i], size, rec), keys[i], rec)
             img = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if decodes(image) else None
             if img is not None and img.size:
-                c = 1 if img.ndim == 2 else img.shape[2]
-                found[c] = found.get(c, 0) + 1
+                shapes.append((1 if img.ndim == 2 else img.shape[2],) + img.shape[:2])
+    return shapes
+
+
+def sample_channels(prefix, count=16):
+    """{channel count: number of images} of up to `count` records spread evenly over the pack
+    (`sample_shapes`)."""
+    found = {}
+    for c, _, _ in sample_shapes(prefix, count):
+        found[c] = found.get(c, 0) + 1
     return found

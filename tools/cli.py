@@ -113,6 +113,14 @@ def command(main):
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_args(self, args=None, namespace=None):
+        """Options and key=value overrides in any order (`--prefix P lr=0.1 --epoch 2 wd=0`), as
+        train.py takes them; argparse's plain parse stops taking positionals after the first option."""
+        try:
+            return self.parse_intermixed_args(args, namespace)
+        except TypeError:                           # a parser argparse cannot intermix (REMAINDER, ...)
+            return super(_Parser, self).parse_args(args, namespace)
+
     def error(self, message):
         """One `error: ...` line (naming the option) and exit status 2, as argparse does, without
         the usage block."""

@@ -4,7 +4,8 @@ MXNet's SymbolBlock and Module alone, and with --onnx OUT.onnx (MXNet's own ONNX
 exporter; opset 13, input `data`, any batch size). Training-only parts
 (connectors) are not included. Every exported form is checked against the
 trained network's outputs (onnxruntime for the ONNX file) on the run's
-validation images read from --data-dir, or on random inputs without it.
+validation images read from --data-dir (default: the run's data_dir, as saved
+with the checkpoint, where it still is), else on random inputs.
 
     python -m tools.export --prefix model/RUN [--epoch N|best] --out deploy/RUN [--onnx] [--data-dir DIR]
 """
@@ -99,7 +100,16 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
     net, meta = checkpoint.load_network(prefix_path, tag, ctx, prefix='student_')
     cli.require_finite(net, prefix_path, tag)
     size = meta.get('image_size', symbols.input_size(meta['network']))
-    x, inputs = check_inputs(meta, size, data_dir, images, batch)
+    saved_dir = (meta.get('config') or {}).get('data_dir')
+    if data_dir is None and saved_dir and os.path.isdir(saved_dir):     # the run's own data, where it still is
+        try:
+            x, inputs = check_inputs(meta, size, saved_dir, images, batch)
+            inputs += ' (the run\'s data_dir)'
+        except cli.UsageError as e:
+            x, inputs = check_inputs(meta, size, None, images, batch)
+            inputs += '; the run\'s data_dir could not be read: %s' % e
+    else:
+        x, inputs = check_inputs(meta, size, data_dir, images, batch)
     reference = net(x).asnumpy()                       # imperative, unfused
     if not np.isfinite(reference).all():
         raise ExportError('checkpoint %s (epoch %s) has finite parameters but its outputs are not finite (NaN/Inf) '
@@ -191,8 +201,8 @@ def main(argv=None):
     p.add_argument('--out', required=True, help='output prefix, e.g. deploy/fmnist_resnet8')
     p.add_argument('--onnx', action='store_true', help='also write OUT.onnx (needs onnx and onnxruntime: '
                    "pip install -c constraints.txt -e '.[onnx]')")
-    p.add_argument('--data-dir', help='the run\'s validation data (its data_dir): the exported forms are checked '
-                   'on its images; without it, on random inputs')
+    p.add_argument('--data-dir', help='the run\'s validation data: the exported forms are checked on its images '
+                   '(default: the run\'s data_dir saved with the checkpoint, where it still is; else random inputs)')
     p.add_argument('--images', type=cli.positive_int, default=8, help='validation images to check on (default 8)')
     p.add_argument('--overwrite', action='store_true', help='replace an export already at --out (a copy of the old '
                    'files goes to OUT_FOLDER/replaced/)')

@@ -514,8 +514,26 @@ def test_pack_channels_must_match_the_dataset(tmp_path):
     with pytest.raises(DataError, match=r'dataset=fashion_mnist expects 1-channel .* %s .*3-channel.*'
                        r'set dataset=imagenet.*or re-pack' % (colour / 'train.rec')):
         DataSource(config(colour, 'fashion_mnist', num_classes=2))
-    DataSource(config(gray, 'fashion_mnist', num_classes=2))
+    DataSource(config(gray, 'fashion_mnist', num_classes=2, image_size=12))   # (12x12 images are not enlarged)
     DataSource(config(colour, 'imagenet', num_classes=2))
+
+
+def test_small_images_are_never_seen_differently_in_training_and_validation(tmp_path):
+    """#18.8: image_size=32 on a 28x28 Fashion-MNIST pack trained on the image in a zero border and
+    validated on it stretched (5x5 images at the default 28 likewise): refused, naming the size."""
+    from tests.helpers import make_fashion_mnist
+    make_fashion_mnist(str(tmp_path / 'fm'))
+    with pytest.raises(DataError, match=r'image_size=32 but images of .*train.rec are 28x28.*not resized.*'
+                       r'set image_size to 28 or less'):
+        DataSource(config(tmp_path / 'fm', 'fashion_mnist', num_classes=10, image_size=32))
+    DataSource(config(tmp_path / 'fm', 'fashion_mnist', num_classes=10, image_size=24))   # a crop: the same in both
+    rng = np.random.RandomState(0)
+    tiny = tmp_path / 'tiny'
+    tiny.mkdir()
+    for s in ('train', 'val'):
+        pack.write_records(str(tiny / s), png_records(rng.randint(0, 255, (8, 5, 5)).astype(np.uint8)), progress=False)
+    with pytest.raises(DataError, match=r'image_size=28 but images of .*are 5x5'):
+        DataSource(config(tiny, 'fashion_mnist', num_classes=2))
 
 
 def test_a_few_grayscale_images_in_a_colour_pack_are_fine(src, tmp_path):

@@ -553,3 +553,56 @@ def test_evaluate_a_params_file_of_another_network(runs, tmp_path, capsys):
     one_error(code, err, 'other-0001.params does not fit', 'other-0001.json says network=cifar_resnet8',
               'are not in this network (stage')
     assert 'ignore_extra' not in err
+
+
+@pytest.fixture(scope='module')
+def three_class_run(tmp_path_factory):
+    """A 3-class ImageNet-layout pack, a run `three` trained on it by train.py (2 epochs) and a
+    10-class CIFAR-10 folder."""
+    import train
+    from data import pack
+    from tests.helpers import make_jpeg_tree
+    root = tmp_path_factory.mktemp('three')
+    make_jpeg_tree(str(root / 'src' / 'train'), classes=3, per_class=4, size=(20, 20), seed=1)
+    make_jpeg_tree(str(root / 'src' / 'val'), classes=3, per_class=2, size=(20, 20), seed=2)
+    assert pack.main(['--train', str(root / 'src' / 'train'), '--val', str(root / 'src' / 'val'),
+                      '--out', str(root / 'pack')]) == 0
+    make_cifar(str(root / 'cifar'), 'cifar10', train=16, test=16)
+    assert train.main(['dataset=imagenet', 'data_dir=%s' % (root / 'pack'), 'num_classes=3', 'image_size=16',
+                       'network=cifar_resnet8', 'kt=false', 'gpu_list=[]', 'batch_size=2', 'progress=false',
+                       'data_threads=1', 'model_dir=%s' % (root / 'model'), 'log_dir=%s' % (root / 'log'),
+                       'model_prefix=three', 'num_epoch=2', 'epoch_size=2']) == 0
+    return root
+
+
+def test_evaluate_without_cfg_uses_the_configuration_saved_with_the_checkpoint(three_class_run, capsys):
+    """#18.7: without --cfg, tools.evaluate scored a 3-class run on config/cfgs.py's data (labels
+    outside its classes, silently); now the checkpoint's own configuration (data, classes, size),
+    with key=value overrides on top; data whose labels the network cannot output is refused."""
+    prefix = str(three_class_run / 'model' / 'three')
+    code, out, err = run_tool(evaluate.main, ['--prefix', prefix], capsys)
+    assert code == 0 and 'on 6 images' in out, err
+    code, out, err = run_tool(evaluate.main, ['--prefix', prefix, 'batch_size=3', '--epoch', '1'], capsys)
+    assert code == 0 and 'epoch 1' in out and 'on 6 images' in out, err       # overrides after an option
+    code, out, err = run_tool(evaluate.main, ['--prefix', prefix, '--cfg', 'cifar10_student', 'gpu_list=[]',
+                                              'data_dir=%s' % (three_class_run / 'cifar')], capsys)
+    one_error(code, err, 'outside 0..2', 'num_classes=3')
+
+
+def test_evaluate_and_export_best_without_a_best_copy_use_the_best_recorded_epoch(three_class_run, tmp_path,
+                                                                                 capsys):
+    """#18.9: a run whose best copy could not be written (a full disk) made `--epoch best` (the
+    default) fail with 'no checkpoint ...-best.json'; now the best recorded epoch, with a warning."""
+    import shutil
+    from core import checkpoint
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    best = checkpoint.read_meta(str(model), 'three', 'best')['epoch']
+    for kind in ('params', 'meta'):
+        os.remove(checkpoint.paths(str(model), 'three', 'best')[kind])
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three')], capsys)
+    assert code == 0 and 'epoch %d' % best in out, err
+    assert "warning: run 'three' has no best copy" in err and 'using epoch %d' % best in err, err
+    code, out, err = run_tool(export.main, ['--prefix', str(model / 'three'), '--out', str(tmp_path / 'd')], capsys)
+    assert code == 0 and 'using epoch %d' % best in err, err
+    assert json.load(open(str(tmp_path / 'd-meta.json')))['epoch'] == best
