@@ -388,6 +388,7 @@ def run(cfg, task_cls):
             checkpoint.ensure_writable(cfg.model_dir)
             checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
+            runs.clear_leftovers(cfg.model_dir, cfg.log_dir, cfg.model_prefix)
             make_room = runs.claim(cfg, defer=True)
         setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
         LOG.info('config: %s', getattr(cfg, 'source', None) or 'given by the caller')

@@ -304,6 +304,38 @@ def rewind_records(path, epoch, dest):
         raise RunError('could not rewind the records %s to epoch %d (%s); its copy is in %s' % (path, epoch, e, dest))
 
 
+PROBE_AGE = 60.0            # seconds after which a folder's write-test probe is a leftover of a killed process
+
+
+def clear_leftovers(model_dir, log_dir, prefix):
+    """Remove what a killed process of run `prefix` left behind (SIGKILL or a power cut between
+    writing and renaming): its hidden checkpoint files `.PREFIX-NNNN[.extra].tmp-PID.{params,states,json}`
+    (only this run, whose lock the caller holds, writes them), and, in both folders, write-test
+    probes `.write-test-PID` older than a minute (a live one exists for microseconds). Returns the
+    paths removed."""
+    run_tmp = re.compile(r'^\.%s-(\d{4}|best)(\.extra)?\.tmp-\d+\.(params|states|json)$' % re.escape(prefix))
+    removed = []
+    for folder in sorted({model_dir, log_dir}):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                stale = (folder == model_dir and run_tmp.match(name)) or (
+                    re.match(r'^\.write-test-\d+$', name) and time.time() - os.path.getmtime(path) > PROBE_AGE)
+                if stale:
+                    os.remove(path)
+                    removed.append(path)
+            except OSError:
+                pass
+    if removed:
+        LOG.info('removed %d file(s) left by an interrupted process: %s', len(removed),
+                 ', '.join(os.path.basename(p) for p in removed))
+    return removed
+
+
 def restore_best(model_dir, prefix, upto, metric='val_top1'):
     """Make the kept epoch (<= upto) with the highest `metric` the best copy, if it is not: of equal
     values the first, as an uninterrupted run keeps it (a later epoch is best only when better)."""
@@ -324,5 +356,5 @@ def restore_best(model_dir, prefix, upto, metric='val_top1'):
     LOG.info('best copy of %r is now epoch %d', prefix, e)
 
 
-__all__ = ['RunError', 'RunLock', 'claim', 'claim_resume', 'checkpoint_files', 'epoch_files', 'move_aside',
+__all__ = ['RunError', 'RunLock', 'claim', 'clear_leftovers', 'claim_resume', 'checkpoint_files', 'epoch_files', 'move_aside',
            'restore_best', 'log_files']

@@ -32,13 +32,27 @@ def cifar_files(data_dir, variant):
     return [os.path.join(root, f) for f in TRAIN[variant] + TEST[variant]]
 
 
+class _Unpickler(pickle.Unpickler):
+    """pickle.Unpickler that also reads pickles written by numpy 2, whose arrays name the module
+    numpy._core (numpy.core before numpy 2, and in the numpy this project runs on)."""
+
+    def find_class(self, module, name):
+        if module == 'numpy._core' or module.startswith('numpy._core.'):
+            module = 'numpy.core' + module[len('numpy._core'):]
+        return super(_Unpickler, self).find_class(module, name)
+
+
 def _load_batch(path, variant):
     if not os.path.isfile(path):
         raise CifarError('CIFAR batch %s does not exist: unpack the official python version of %s into '
                          'data_dir' % (path, variant))
     try:
         with open(path, 'rb') as f:
-            batch = pickle.load(f, encoding='bytes')
+            batch = _Unpickler(f, encoding='bytes').load()
+    except (ImportError, AttributeError) as e:       # a class this Python or numpy does not have
+        raise CifarError('CIFAR batch %s was pickled with objects this environment cannot rebuild (%s: %s): write '
+                         'it again holding only a dict of numpy arrays and lists, or unpack the official archive'
+                         % (path, type(e).__name__, e))
     except Exception as e:
         raise CifarError('CIFAR batch %s cannot be read (%s): it is truncated or not the python version; '
                          'unpack the official archive again' % (path, e))

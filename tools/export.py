@@ -10,6 +10,7 @@ with the checkpoint, where it still is), else on random inputs.
     python -m tools.export --prefix model/RUN [--epoch N|best] --out deploy/RUN [--onnx] [--data-dir DIR]
 """
 import json
+import logging
 import os
 import shutil
 import sys
@@ -22,6 +23,11 @@ configure_threads()
 from tools import cli  # noqa: E402  (after the thread defaults)
 
 
+from core.health import logit_warning  # noqa: E402
+
+LOG = logging.getLogger('export')
+
+
 class ExportError(cli.ToolError):
     """An export that would not reproduce the trained model, or could not be written; nothing is
     left at OUT (an earlier export there is kept as it was)."""
@@ -30,15 +36,26 @@ class ExportError(cli.ToolError):
 def compare_outputs(reference, outputs, tol=1e-4):
     """The largest absolute difference between `reference` and the arrays of `outputs` ({check
     name: output}); ExportError unless it is <= tol * max(1, max |reference|). Written as
-    `not (worst <= bound)`, so NaN or Inf in any output fails the check."""
+    `not (worst <= bound)`, so NaN or Inf in any output fails the check; a form that gives NaN/Inf where the trained model is finite is
+    named, with the cause when the outputs are absurdly large (float32 overflow in another order)."""
     import numpy as np
+    from core.health import LOGIT_LIMIT
     reference = np.asarray(reference, np.float64)
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    broken = [name for name, out in outputs.items() if not np.isfinite(np.asarray(out)).all()]
+    if broken:
+        raise ExportError('exported model differs from the trained one: %s gives NaN/Inf where the trained '
+                          'model\'s outputs are finite%s'
+                          % (' and '.join(broken), '' if scale <= LOGIT_LIMIT else
+                             ': those reach %.2g, so float32 arithmetic in another order overflows; the trained '
+                             'model is not usable (logits this large mean the training diverged, e.g. an lr too '
+                             'high for the batch): export an earlier epoch or retrain with a lower lr' % scale))
     diffs = [(name, float(np.max(np.abs(np.asarray(out, np.float64) - reference)))) for name, out in outputs.items()]
     worst = float(np.max([d for _, d in diffs]))            # NaN when any difference is NaN
-    bound = tol * max(1.0, float(np.max(np.abs(reference))))
+    bound = tol * scale
     if not (worst <= bound):
-        raise ExportError('exported model differs from the trained one by %g (%s; allowed %g)'
-                          % (worst, ', '.join('%s %g' % d for d in diffs), bound))
+        raise ExportError('exported model differs from the trained one by %g (%s; allowed %g, %g of the largest '
+                          'output %g)' % (worst, ', '.join('%s %g' % d for d in diffs), bound, tol, scale))
     return worst
 
 
@@ -115,6 +132,9 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
         raise ExportError('checkpoint %s (epoch %s) has finite parameters but its outputs are not finite (NaN/Inf) '
                           'on %s (e.g. negative BatchNorm variances): it cannot be deployed; pick an '
                           'earlier epoch with --epoch N' % (prefix_path, tag, inputs))
+    warning = logit_warning(float(np.max(np.abs(reference))), 'checkpoint %s (epoch %s)' % (prefix_path, tag))
+    if warning:
+        LOG.warning('%s', warning)
     net.hybridize()
     net(x)
     tmp = _temporary_prefix(out)
@@ -164,7 +184,8 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
         for suffix in SUFFIXES:
             if os.path.lexists(tmp + suffix):
                 os.remove(tmp + suffix)
-    return {'worst': worst, 'inputs': inputs}
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    return {'worst': worst, 'relative': worst / scale, 'tol': tol, 'inputs': inputs, 'scale': scale}
 
 
 def keep_existing(out, overwrite):
@@ -230,11 +251,10 @@ def main(argv=None):
     if kept:
         print('the earlier export at %s was replaced; a copy is in %s' % (args.out, kept))
     print('exported %s-symbol.json%s %s-0000.params%s; SymbolBlock%s outputs match the trained model on %s '
-          '(max abs difference %.2g)' % (args.out, ',' if args.onnx else ' and', args.out,
-                                         ' and %s.onnx (opset 13)' % args.out if args.onnx else '',
-                                         ', Module and onnxruntime %s' % versions[1] if args.onnx else ' and Module',
-                                         done['inputs'],
-                                         done['worst']))
+          '(largest difference %.2g at an output scale of %.2g: %.1g relative, allowed %g)'
+          % (args.out, ',' if args.onnx else ' and', args.out, ' and %s.onnx (opset 13)' % args.out if args.onnx else '',
+             ', Module and onnxruntime %s' % versions[1] if args.onnx else ' and Module', done['inputs'],
+             done['worst'], done['scale'], done['relative'], done['tol']))
     return 0
 
 

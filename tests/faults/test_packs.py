@@ -711,3 +711,32 @@ def test_a_zero_byte_image_is_skipped_and_counted(src, tmp_path, capsys, caplog)
     out, err = capsys.readouterr()
     assert 'train: 12 images packed, 1 skipped, 3 classes' in out, (out, err)
     assert 'copied_halfway.jpg: cannot be decoded as an image' in caplog.text and 'Traceback' not in err
+
+
+def test_a_cifar_pickle_written_by_numpy_2_is_read(tmp_path):
+    """#18.15: a CIFAR batch pickled by numpy 2 (its arrays name the module numpy._core, which this
+    numpy does not have) was a traceback advising to unpack the archive again; it is read, equal to
+    the same batch written by this numpy. A class that cannot be rebuilt at all is named as such."""
+    import pickle
+    from data.cifar import load_cifar, CifarError
+    from tests.helpers import make_cifar
+    folder = make_cifar(str(tmp_path / 'c'), 'cifar10', train=50, test=10)
+    expected = load_cifar(str(tmp_path / 'c'), 'cifar10')
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        with open(path, 'rb') as f:
+            batch = pickle.load(f)
+        batch[b'data'] = np.asarray(batch[b'data'])
+        batch[b'labels'] = np.asarray(batch[b'labels'])           # arrays, as a numpy-2 conversion would write
+        text = pickle.dumps(batch, protocol=2)
+        assert b'numpy.core.multiarray' in text
+        with open(path, 'wb') as f:
+            f.write(text.replace(b'numpy.core.multiarray', b'numpy._core.multiarray'))
+    got = load_cifar(str(tmp_path / 'c'), 'cifar10')
+    for (ex, ey), (gx, gy) in zip(expected, got):
+        np.testing.assert_array_equal(ex, gx)
+        np.testing.assert_array_equal(ey, gy)
+    with open(os.path.join(folder, 'test_batch'), 'wb') as f:
+        f.write(b'\x80\x02cnumpy.nosuch\nthing\n)R.')          # protocol 2: GLOBAL numpy.nosuch.thing, call
+    with pytest.raises(CifarError, match=r'test_batch was pickled with objects this environment cannot rebuild'):
+        load_cifar(str(tmp_path / 'c'), 'cifar10')

@@ -489,3 +489,26 @@ def test_num_examples_larger_than_the_training_set_is_refused(cifar_setup, train
            'or give at most 60' % (root / 'cifar') in err
     assert snapshot(root) == before
     assert train_run(common + ['network=cifar_resnet8', 'model_prefix=fewer', 'num_examples=32'])[0] == 0
+
+
+def test_files_left_by_a_killed_process_are_cleared_by_the_next_run(cifar_setup, train_run):
+    """#18.10: SIGKILL mid-checkpoint left a hidden 0-byte `.RUN-NNNN.tmp-PID.params`, and one in a
+    folder probe an empty `.write-test-PID`, for good; the run's next start removes them (another
+    run's temporaries, which its own process may be writing, and a fresh probe are kept)."""
+    root, common, _ = cifar_setup
+    model, log = root / 'model', root / 'log'
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=killed'])[0] == 0
+    left = [model / '.killed-0002.tmp-99999.params', model / '.killed-0002.extra.tmp-99999.params',
+            model / '.killed-best.tmp-99999.json', model / '.write-test-99998', log / '.write-test-99997']
+    kept = [model / '.other-0001.tmp-99999.params', log / '.write-test-99996']
+    for p in left + kept:
+        p.write_bytes(b'')
+    old = time.time() - 3600
+    for p in left[3:] + kept[:1]:
+        os.utime(str(p), (old, old))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=killed', 'retrain=true',
+                                    'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 0, err
+    assert not [p for p in left if p.exists()] and all(p.exists() for p in kept)
+    assert 'removed 5 file(s) left by an interrupted process' in err, err
+    assert checkpoint.epochs(str(model), 'killed') == [1, 2]
