@@ -6,6 +6,7 @@ presets, or any config with task: detection).
     python train.py                                  # config/cfgs.py
     python train.py --cfg config/presets/cifar10_kd_nst.yaml lr=0.05 gpu_list=[0,1]
     python train.py --cfg voc_kd_nst                 # detection (as python -m tools.detection --cfg voc_kd_nst)
+    python train.py --keys [WORD]                    # every config key: default, allowed values, meaning
 
 Exit status: 0 on success, 2 for a configuration or data problem (the message
 names it), 3 when training stopped on a NaN/Inf loss or parameters, 130 on
@@ -70,7 +71,18 @@ def main(argv=None):
     p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
     p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. lr=0.05 kt_type=kd+mmd')
     p.add_argument('--print-config', action='store_true', help='print the validated config and exit')
+    p.add_argument('--keys', nargs='?', const='', metavar='WORD', help='list every config key (default, allowed '
+                   'values, meaning) by group, or only those about WORD (e.g. --keys teacher), and exit')
     args = p.parse_intermixed_args(argv)      # key=value before and after the options
+    if args.keys is not None:
+        from config.keys import listing
+        text = listing(args.keys)
+        if text is None:
+            print('error: no config key is about %r; python train.py --keys lists them all' % args.keys,
+                  file=sys.stderr)
+            return 2
+        print(text)
+        return 0
 
     from config import task_of
     from core.errors import ConfigError, Diverged, RunError, UserError

@@ -368,6 +368,31 @@ def load_config(path=None, overrides=(), check_data=True):
     return cfg
 
 
+CIFAR_CLASSES = {'cifar10': 10, 'cifar100': 100}
+
+
+def classes_of_data(cfg):
+    """(number of classes the data has, where that is said): 10/100 for CIFAR-10/100, else the lines
+    of data_dir/classes.txt (written by the pack builders); (None, None) without one."""
+    if cfg.dataset in CIFAR_CLASSES:
+        return CIFAR_CLASSES[cfg.dataset], 'dataset=%s' % cfg.dataset
+    listed = _classes_listed(cfg)
+    return (listed, os.path.join(cfg.data_dir, 'classes.txt')) if listed else (None, None)
+
+
+def _check_num_classes(cfg, at):
+    """num_classes from the data when unset; ConfigError when it is set and disagrees with the data."""
+    count, said = classes_of_data(cfg)
+    if count is None or count < 2:                 # (one class: check_data_files says what to do)
+        return
+    if cfg.num_classes is None:
+        cfg['num_classes'] = count
+    elif count != cfg.num_classes:
+        raise ConfigError('config key num_classes (%s) is %d but the data has %d classes (%s): leave num_classes '
+                          'unset (null: taken from the data) or set num_classes=%d'
+                          % (at('num_classes'), cfg.num_classes, count, said, count))
+
+
 def _classes_listed(cfg):
     """The number of classes in data_dir/classes.txt (written by the pack builder), None without one."""
     if cfg.dataset not in ('imagenet', 'fashion_mnist'):
@@ -381,18 +406,12 @@ def _classes_listed(cfg):
 
 def warnings_of(cfg):
     """Settings that are valid but probably not what was meant, one sentence each: a warm-up (of
-    the learning rate, or of a transfer method's weight) longer than the run, num_classes above
-    the classes the pack's classes.txt lists."""
+    the learning rate, or of a transfer method's weight) longer than the run."""
     out = []
     if cfg.warmup_epochs > cfg.num_epoch:
         out.append('warmup_epochs=%g is longer than the run (num_epoch=%d): the learning rate never reaches lr=%g '
                    '(at most %.3g); lower warmup_epochs or raise num_epoch'
                    % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
-    listed = _classes_listed(cfg)
-    if listed is not None and listed < cfg.num_classes:
-        out.append('num_classes=%d but %s lists %d classes: %d outputs of the network get no label (and top-5 is '
-                   'trivial below 6 classes); set num_classes=%d' % (cfg.num_classes, os.path.join(
-                       cfg.data_dir, 'classes.txt'), listed, cfg.num_classes - listed, listed))
     if cfg.kt:
         from symbols.transfer import METHODS, warmup_epochs
         for entry in cfg.plan:
@@ -412,6 +431,7 @@ def check_classification(cfg, at):
     keys (model_load_prefix, begin_epoch, the full network name) and the transfer plan `cfg.plan`."""
     if cfg.model_load_prefix is None:
         cfg['model_load_prefix'] = cfg.model_prefix
+    _check_num_classes(cfg, at)
     if cfg.begin_epoch is None:
         cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
     import symbols
@@ -427,6 +447,12 @@ def check_classification(cfg, at):
             if cfg.teacher_network not in get_model_list():
                 raise ConfigError('config key %r (%s): %s, and not a gluoncv model-zoo name either'
                                   % ('teacher_network', at('teacher_network'), e))
+    if cfg.pretrained is not None:
+        from symbols import pretrained
+        try:
+            pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
+        except pretrained.WeightsError as e:
+            raise ConfigError('config key pretrained (%s): %s' % (at('pretrained'), e))
     for key in ('mean', 'std'):
         if cfg[key] is not None and len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
@@ -618,6 +644,10 @@ def check_data_files(cfg):
         raise ConfigError('config key data_dir=%r: its classes.txt lists 1 class, and a classifier needs 2 or more: '
                           'pack a folder with two or more class sub-folders (python -m data.pack --train DIR '
                           '--out %s)' % (cfg.data_dir, cfg.data_dir))
+    if cfg.num_classes is None:
+        raise ConfigError('config key num_classes is not set and data_dir=%r has no classes.txt to take it from: '
+                          'set num_classes=N (the number of classes of the data), or pack the data with '
+                          'python -m data.pack, which writes classes.txt' % cfg.data_dir)
 
 
 CLASSIFICATION = TaskSchema('classification', FIELDS, SYNONYMS, _find_file, DEFAULT_CFG, 'config/schema.py',

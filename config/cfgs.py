@@ -30,7 +30,7 @@ num_epoch = 2
 frequent = 20
 
 # network config
-num_classes = 10
+num_classes = None                 # from the data: the pack's classes.txt (10 for Fashion-MNIST)
 
 # knowledge transfer
 kt = True

@@ -220,10 +220,25 @@ def once_each(overrides, parse):
         yield key, value
 
 
-def resolved_source(source, prefix):
-    """What a weights source of `auto` stands for (teacher_source, backbone_source): 'legacy' when
-    `prefix`-symbol.json exists (a Module checkpoint), else 'project'; any other source as given."""
+def resolved_source(source, prefix, network=None):
+    """What a weights source of `auto` stands for (teacher_source, backbone_source), from what
+    exists: 'legacy' when `prefix`-symbol.json exists (a Module checkpoint), 'gluoncv' for a
+    `prefix` that is a .params file, or no `prefix` and a `network` with gluoncv zoo weights,
+    else 'project' (a run of this project); any other source as given."""
     import os
     if source != 'auto':
         return source
-    return 'legacy' if prefix and os.path.isfile(prefix + '-symbol.json') else 'project'
+    if prefix and os.path.isfile(prefix + '-symbol.json'):
+        return 'legacy'
+    if prefix and prefix.endswith('.params'):
+        import re
+        m = re.match(r'^(.*)-(\d{4}|best)(\.extra)?\.params$', prefix)
+        if m and os.path.isfile('%s-%s.json' % (m.group(1), m.group(2))):
+            return 'project'                    # a checkpoint file of a run (the run's check names it)
+        return 'gluoncv'
+    if not prefix and network:
+        from symbols.pretrained import ZOO_WEIGHTS
+        from gluoncv.model_zoo import model_store
+        if network in ZOO_WEIGHTS or network in model_store._model_sha1:
+            return 'gluoncv'
+    return 'project'

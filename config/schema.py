@@ -78,7 +78,15 @@ _FIELDS = [
     Field('dtype', 'float32', c.choice('float32', 'float16', 'bfloat16'), 'mixed precision: float16 AMP '
           '(GPU) or bfloat16 AMP (CPU)'),
     # --- network ---
-    Field('num_classes', 10, c.integer(min=2), 'number of classes'),
+    Field('num_classes', None, c.optional(c.integer(min=2)), 'number of classes; null: from the data (the '
+          "pack's classes.txt, 10 or 100 for CIFAR-10/100); a value that disagrees with the data is refused"),
+    Field('pretrained', None, c.optional(c.string()), "the student's starting weights: 'zoo' (gluoncv's ImageNet "
+          "weights of `network`), a gluoncv weights name (resnet18_v2), a .params file or a run of this project "
+          "(model_dir/RUN); a classifier of another class count is replaced by a new one, the rest must fit. "
+          "null: random initialisation"),
+    Field('pretrained_epoch', -1, c.integer(min=-1), 'epoch of a `pretrained` run of this project; -1: its best'),
+    Field('pretrained_lr_mult', 1.0, c.number(min=0, strict=True), 'learning-rate factor of the parameters loaded '
+          'from `pretrained` (fine-tuning: e.g. 0.1, the body learns slower than a new classifier, which learns at lr)'),
     # --- knowledge transfer (original keys) ---
     Field('kt', False, c.boolean(), 'train with a teacher (False: plain student)'),
     Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd, sp, rkd, "
@@ -86,11 +94,13 @@ _FIELDS = [
     Field('teacher_prefix', None, c.optional(c.string()), 'teacher checkpoint '
           'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
           'gluoncv params file with teacher_source=gluoncv'),
-    Field('teacher_epoch', -1, c.integer(min=-1), 'teacher checkpoint epoch; -1: the best (project runs)'),
+    Field('teacher_epoch', -1, c.integer(min=-1), 'teacher checkpoint epoch; -1: the best (project runs), the '
+          'latest (legacy checkpoints)'),
     Field('teacher_network', None, c.optional(c.string()), 'teacher network name for project '
           'and gluoncv teachers (legacy checkpoints carry their own symbol)'),
     Field('teacher_source', 'auto', c.choice('auto', 'project', 'legacy', 'gluoncv'), 'where the teacher '
-          'comes from; auto: legacy if <teacher_prefix>-symbol.json exists, else project'),
+          'comes from; auto, from what exists: legacy if <teacher_prefix>-symbol.json exists, gluoncv for a .params '
+          'teacher_prefix or no teacher_prefix and a teacher_network with zoo weights, else project (a run)'),
     Field('teacher_symbol', None, c.tap_spec(), 'teacher taps per method: a tap name, a list aligned with '
           'kt_type (lists inside for several layer pairs; "fc1_output"/"logits" or null for kd), or a '
           'dict method -> taps'),
@@ -116,6 +126,23 @@ _FIELDS = [
           "(pip install -c constraints.txt -e '.[tensorboard]')"),
 ]
 _STATIC = OrderedDict((f.name, f) for f in _FIELDS)
+
+# classification's keys by the job they do, for `train.py --keys` and docs/reference/config.md (a key
+# not listed lands in "other": add it here); the methods' options follow Distillation, by method
+KEY_GROUPS = [
+    ('Task and run', ['task', 'model_prefix', 'model_dir', 'log_dir', 'model_load_prefix', 'model_load_epoch',
+                      'retrain', 'overwrite', 'begin_epoch']),
+    ('Data', ['dataset', 'data_dir', 'num_classes', 'image_size', 'resize', 'mean', 'std', 'augment', 'pad',
+              'data_threads', 'num_examples', 'epoch_size']),
+    ('Network', ['network', 'depth', 'pretrained', 'pretrained_epoch', 'pretrained_lr_mult']),
+    ('Devices, workers and precision', ['gpu_list', 'kv_store', 'dtype', 'deterministic']),
+    ('Optimisation', ['batch_size', 'optimizer', 'lr', 'wd', 'momentum', 'lr_step', 'lr_factor', 'lr_mode',
+                      'warmup_epochs', 'num_epoch', 'seed']),
+    ('Distillation', ['kt', 'kt_type', 'kt_weight', 'kt_layer_weight', 'kt_warmup_epochs', 'teacher_prefix',
+                      'teacher_epoch', 'teacher_network', 'teacher_source', 'teacher_symbol', 'student_symbol',
+                      'teacher_train_bn']),
+    ('Logging', ['progress', 'frequent', 'tensorboard']),
+]
 
 
 def method_fields():

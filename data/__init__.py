@@ -57,6 +57,23 @@ def check_small_size(prefix, image_size, dataset):
                         % (image_size, prefix, h, w, dataset, side, image_size))
 
 
+def class_names(cfg):
+    """The class names of the data, in label order, or None where the data names none: a pack's
+    classes.txt ('LABEL<TAB>NAME' lines), CIFAR's batches.meta / meta (label_names / fine_label_names)."""
+    if cfg.dataset in ('cifar10', 'cifar100'):
+        from .cifar import cifar_names
+        return cifar_names(cfg.data_dir, cfg.dataset)
+    try:
+        with open(os.path.join(cfg.data_dir, 'classes.txt'), encoding='utf-8') as f:
+            rows = [line.rstrip('\n').split('\t', 1) for line in f if line.strip()]
+        names = {int(r[0]): r[1] for r in rows if len(r) == 2 and r[0].strip().isdigit()}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if sorted(names) != list(range(len(names))):
+        return None
+    return [names[i] for i in range(len(names))]
+
+
 DEFAULTS = {
     # dataset: (channels, image_size, mean, std, style, pad)
     'imagenet': (3, 224, [123.68, 116.28, 103.53], [58.395, 57.12, 57.375], 'imagenet', 0),

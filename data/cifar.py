@@ -79,3 +79,17 @@ def load_cifar(data_dir, variant):
         parts = [_load_batch(os.path.join(root, n), variant) for n in names]
         out.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
     return out[0], out[1]
+
+
+def cifar_names(data_dir, variant):
+    """The class names of CIFAR-10 (batches.meta: label_names) or CIFAR-100 (meta: fine_label_names)
+    in data_dir, None when that file is missing or unreadable (it is optional for training)."""
+    root = cifar_root(data_dir, variant)
+    name, key = ('batches.meta', 'label_names') if variant == 'cifar10' else ('meta', 'fine_label_names')
+    try:
+        with open(os.path.join(root, name), 'rb') as f:
+            meta = _Unpickler(f, encoding='bytes').load()
+        names = meta.get(key.encode(), meta.get(key))
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    except Exception:                      # the names are a courtesy: a missing or odd file means none
+        return None

@@ -14,7 +14,7 @@ from mxnet.gluon import HybridBlock
 
 from .common import count_parameters, Tap
 from .taps import tap_names, with_taps, TapError, TappedNetwork, LegacyNetwork, resolve_tap
-from .legacy import load_legacy, load_legacy_network, CheckpointError
+from .legacy import load_legacy, load_legacy_network, latest_legacy_epoch, CheckpointError
 
 
 def _cifar_resnet(depth):
@@ -138,6 +138,6 @@ def get_network(name, num_classes, in_channels=3, prefix=None, **kwargs):
     return net
 
 
-__all__ = ['get_network', 'NameScope', 'tap_names', 'with_taps', 'load_legacy', 'load_legacy_network',
+__all__ = ['get_network', 'NameScope', 'tap_names', 'with_taps', 'load_legacy', 'load_legacy_network', 'latest_legacy_epoch',
            'count_parameters', 'network_names', 'resolve_name', 'input_size', 'TapError',
            'CheckpointError', 'TappedNetwork', 'LegacyNetwork', 'Tap', 'resolve_tap']

@@ -29,6 +29,19 @@ def _logits_of(symbol):
     return head
 
 
+def latest_legacy_epoch(prefix):
+    """The highest N of the PREFIX-NNNN.params files beside PREFIX-symbol.json (0 when there is none:
+    the load then names the missing file)."""
+    folder, name = os.path.split(prefix)
+    try:
+        found = [f[len(name) + 1:-len('.params')] for f in os.listdir(folder or '.')
+                 if f.startswith(name + '-') and f.endswith('.params')]
+    except OSError:
+        return 0
+    epochs = [int(e) for e in found if e.isdigit() and len(e) == 4]
+    return max(epochs) if epochs else 0
+
+
 def load_legacy_network(prefix, epoch, ctx=None):
     """The checkpoint as a `LegacyNetwork` (x -> logits) with its weights loaded."""
     sym_file = '%s-symbol.json' % prefix

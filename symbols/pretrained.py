@@ -1,4 +1,5 @@
-"""gluoncv model-zoo weights on disk: where gluoncv keeps them, and what to say when they are not there.
+"""Pretrained weights: gluoncv model-zoo weights on disk (where gluoncv keeps them, and what to say
+when they are not there), and starting a network from weights of another class count.
 
 gluoncv stores the weights of zoo network NAME as ``NAME-HASH8.params`` (HASH8: the first 8 hex
 digits of the file's SHA-1, from gluoncv's own table) in its model store, ``$MXNET_HOME/models``
@@ -13,6 +14,11 @@ import socket
 from urllib.parse import urlparse
 
 from core.errors import NetworkError
+
+# network of this project -> the gluoncv zoo weights of the same architecture (structural names agree)
+ZOO_WEIGHTS = {'preact_resnet%d' % d: 'resnet%d_v2' % d for d in (18, 34, 50, 101, 152)}
+ZOO_WEIGHTS.update({'resnet50': 'resnet50_v1b', 'resnet152': 'resnet152_v1b', 'resnet50_nst': 'resnet50_v1s',
+                    'mobilenet1.0': 'mobilenet1.0'})
 
 CONNECT_TIMEOUT = 4.0        # seconds to reach the weights repository before saying it cannot be reached
 
@@ -78,3 +84,105 @@ def weights_file(name):
     except Exception as e:                 # requests, zipfile and hash errors alike: the download failed
         raise WeightsError(missing_text(name, 'the download failed (%s: %s)' % (type(e).__name__,
                                                                              str(e).splitlines()[0][:120])))
+
+
+def zoo_weights_of(network):
+    """The zoo weights name of `network` (a network of this project, or a gluoncv zoo name itself);
+    WeightsError when gluoncv has none for it."""
+    from gluoncv.model_zoo import model_store
+    name = ZOO_WEIGHTS.get(network, network)
+    if name not in model_store._model_sha1:
+        raise WeightsError('gluoncv has no ImageNet weights for network %s; networks with zoo weights: %s'
+                           % (network, ', '.join(sorted(ZOO_WEIGHTS))))
+    return name
+
+
+def _saved_arrays(path):
+    """{structural name: NDArray} of a Gluon params file (a Module file's arg:/aux: prefixes dropped)."""
+    import mxnet as mx
+    try:
+        return {n.split(':', 1)[-1]: v for n, v in mx.nd.load(path).items()}
+    except mx.base.MXNetError as e:
+        raise WeightsError('params file %s cannot be read (%s): it is truncated or not an MXNet params file'
+                           % (path, str(e).strip().splitlines()[-1][:150]))
+
+
+def load_with_new_head(net, path, num_classes, what='pretrained weights'):
+    """Set the initialised (shapes known) network `net` from params file `path`, the classifier
+    excepted where it was trained for another class count: the parameters whose shapes differ from
+    the file's only in a dimension that is `num_classes` here (the last Dense layer's weight and
+    bias) keep their fresh initialisation. Returns (loaded names, replaced names). WeightsError,
+    naming them, when names are missing on either side or other shapes differ: the file holds
+    another network."""
+    saved = _saved_arrays(path)
+    mine = net._collect_params_with_prefix()
+    missing = sorted(set(mine) - set(saved))
+    extra = sorted(set(saved) - set(mine))
+    if missing or extra:
+        def few(names):
+            return ', '.join(names[:4]) + (', ... (%d in all)' % len(names) if len(names) > 4 else '')
+        raise WeightsError('%s %s do not fit network %s: %s%s%s; give weights of the same architecture'
+                           % (what, path, getattr(net, 'network_name', type(net).__name__),
+                              '%d parameter(s) of the network are not in the file (%s)' % (len(missing), few(missing))
+                              if missing else '', '; ' if missing and extra else '',
+                              '%d of the file are not in the network (%s)' % (len(extra), few(extra)) if extra else ''))
+    replaced, wrong = [], []
+    for name, p in mine.items():
+        have, want = tuple(saved[name].shape), tuple(p.shape)
+        if have == want:
+            continue
+        if len(have) == len(want) and want[0] == num_classes and have[1:] == want[1:]:
+            replaced.append(name)
+        else:
+            wrong.append('%s %s in the file, %s here' % (name, have, want))
+    if wrong:
+        raise WeightsError('%s %s do not fit network %s: %s%s; give weights of the same architecture'
+                           % (what, path, getattr(net, 'network_name', type(net).__name__), '; '.join(wrong[:3]),
+                              ' (%d in all)' % len(wrong) if len(wrong) > 3 else ''))
+    loaded = [n for n in mine if n not in replaced]
+    for name in loaded:
+        for d in mine[name].list_data():
+            saved[name].copyto(d)
+    return loaded, replaced
+
+
+def source_of(value, network, epoch=-1):
+    """What config key `pretrained` = `value` names, for `network`, without reading any weights:
+    ('zoo', zoo weights name) for 'zoo' (the zoo weights of `network`) or a zoo weights name,
+    ('file', path) for a .params file, ('run', (model_dir, prefix, tag)) for a checkpoint of this
+    project (model_dir/RUN; `epoch` -1: its best). WeightsError naming the accepted forms otherwise
+    (a legacy Module checkpoint included: its names are not a Gluon network's)."""
+    import os
+    if value == 'zoo':
+        return 'zoo', zoo_weights_of(network)
+    if value.endswith('.params'):
+        if not os.path.isfile(value):
+            raise WeightsError('pretrained=%s: no such file' % value)
+        return 'file', value
+    folder, name = os.path.split(value)
+    folder = folder or '.'
+    if os.path.isfile(value + '-symbol.json'):
+        raise WeightsError('pretrained=%s is a legacy MXNet Module checkpoint, whose parameter names are not a Gluon '
+                           'network\'s: it can be a teacher (teacher_source=legacy teacher_prefix=%s), not a starting '
+                           'point' % (value, value))
+    if os.path.isdir(folder) and any(f.startswith(name + '-') and f.endswith('.json') for f in os.listdir(folder)):
+        return 'run', (folder, name, 'best' if epoch < 0 else epoch)
+    from gluoncv.model_zoo import model_store
+    if value in model_store._model_sha1:
+        return 'zoo', value
+    raise WeightsError('pretrained=%s is neither \'zoo\', a gluoncv weights name (e.g. resnet18_v2), a .params file '
+                       'nor a run of this project (model_dir/RUN with checkpoints)' % value)
+
+
+def weights_path(kind, where):
+    """The params file of a `source_of` answer (zoo weights found or fetched by `weights_file`; a
+    run's checkpoint at its tag, the best recorded epoch for a missing best copy)."""
+    from core import checkpoint
+    if kind == 'zoo':
+        return weights_file(where)
+    if kind == 'file':
+        return where
+    folder, name, tag = where
+    tag = checkpoint.resolve_tag(folder, name, tag)
+    checkpoint.read_meta(folder, name, tag)            # CheckpointError naming the epochs there
+    return checkpoint.paths(folder, name, tag)['params']

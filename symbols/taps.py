@@ -65,9 +65,20 @@ def _available(net):
     return shown or '(none declared; give a child path such as "features.3")'
 
 
+# the original's ResNet teacher (tornadomeet's symbol) -> the same layer's tap in this project's
+# pre-activation networks (symbols/common.add_preact_head, gluoncv's ResNetV2 in symbols/zoo.py)
+LEGACY_EQUIVALENT = {'bn1_output': 'bn1', 'relu1_output': 'relu1', 'pool1_output': 'pool'}
+
+
 def resolve_tap(net, tap):
-    """Return (child block, 'in' or 'out') for a declared name or child path."""
-    path = declared_taps(net).get(tap, tap)
+    """Return (child block, 'in' or 'out') for a declared name or child path. The original teacher's
+    (a legacy checkpoint's) names of its head's outputs stand for the declared taps of the same
+    layers (LEGACY_EQUIVALENT), so a preset written for that teacher fits this project's
+    pre-activation networks too (and a legacy checkpoint takes ``bn1`` for ``bn1_output``)."""
+    declared = declared_taps(net)
+    if tap not in declared and LEGACY_EQUIVALENT.get(tap) in declared:
+        tap = LEGACY_EQUIVALENT[tap]
+    path = declared.get(tap, tap)
     side = 'out'
     if path.endswith(':in'):
         path, side = path[:-3], 'in'

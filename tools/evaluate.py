@@ -4,6 +4,7 @@ validation set; detection (a voc_* preset or task=detection), VOC07 mAP and AP p
     python -m tools.evaluate [--cfg PRESET] [--epoch N|best] [--prefix model/RUN] [key=value ...]
     python -m tools.evaluate --teacher [--cfg PRESET] [key=value ...]
     python -m tools.evaluate --cfg voc_kd_nst [--epoch N|best] [key=value ...]
+    python -m tools.evaluate --onnx deploy/RUN.onnx [--cfg PRESET] [key=value ...]
 
 By default the run named by the config's model_prefix in model_dir, its best
 epoch (its best recorded epoch when the best copy is missing). The network comes
@@ -34,7 +35,19 @@ def _evaluate(cfg, load, max_batches=None, classes_of=None):
     data = DataSource(cfg, colour_on_device=on_gpu(ctx))
     net, info = load(data, ctx)
     classes = classes_of(info) if classes_of else cfg.num_classes
-    return evaluate(net, data.val(), ctx, classes, max_batches), info
+    return dict(evaluate(net, data.val(), ctx, classes, max_batches), classes=classes), info
+
+
+def _warn_logits(res, what):
+    from core.health import logit_warning
+    warning = logit_warning(res.get('max_logit', 0.0), what)
+    if warning:
+        print('warning: %s' % warning, file=sys.stderr)
+
+
+def _accuracy(res, classes):
+    from tasks.classification.metrics import accuracy_text
+    return accuracy_text(res['top1'], res['top5'], classes)
 
 
 def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
@@ -52,6 +65,56 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
         net.hybridize(static_alloc=True)
         return net, meta
     return _evaluate(cfg, load, max_batches, classes_of=lambda meta: meta['num_classes'])
+
+
+def evaluate_onnx(args):
+    """(result, description) of an exported OUT.onnx scored with onnxruntime on a validation set:
+    the data of --cfg / overrides, else of the run it was exported from (OUT-meta.json's source, with
+    the configuration saved with that checkpoint, where it is on disk), else config/cfgs.py's."""
+    import json
+    from config import load_config, of_checkpoint
+    from core import checkpoint
+    from tools import onnx_export
+    onnx_export.require()
+    path = args.onnx
+    if not path.endswith('.onnx') or not os.path.isfile(path):
+        raise cli.UsageError('--onnx %s: %s; give the OUT.onnx that tools.export --onnx wrote'
+                             % (path, 'it is not a .onnx file' if os.path.isfile(path) else 'no such file'))
+    meta = {}
+    meta_path = path[:-len('.onnx')] + '-meta.json'
+    if os.path.isfile(meta_path):
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except ValueError as e:
+            raise cli.UsageError('%s is not valid JSON (%s): export again' % (meta_path, e))
+    cfg = None
+    if args.cfg is None and meta.get('source'):
+        folder, name = os.path.split(meta['source'])
+        try:
+            saved = checkpoint.read_meta(folder or '.', name, meta.get('epoch') or 'best')
+        except checkpoint.CheckpointError:
+            saved = None
+        if saved is not None:
+            cfg = of_checkpoint(saved, '%s epoch %s' % (meta['source'], meta.get('epoch')), args.overrides)
+    if cfg is None:
+        cfg = load_config(args.cfg, args.overrides)
+    for key in ('mean', 'std'):
+        if meta.get(key) is not None and cfg[key] is None:
+            cfg[key] = meta[key]                    # the normalisation the exported model expects
+    classes = meta.get('num_classes', cfg.num_classes)
+
+    def load(data, ctx):
+        net = onnx_export.OnnxNet(path)
+        want = meta.get('input_shape') or [d for d in net.input_shape[1:]]
+        if all(isinstance(d, int) for d in want) and tuple(want) != tuple(data.data_shape):
+            raise cli.UsageError('%s takes %s inputs but %s in %s gives %s: score it on the data it was exported '
+                                 'for (image_size, dataset), e.g. with --cfg and data_dir=...'
+                                 % (path, 'x'.join(map(str, want)), cfg.dataset, cfg.data_dir,
+                                    'x'.join(map(str, data.data_shape))))
+        return net, '%s (onnxruntime)' % path
+    cfg['gpu_list'] = []                             # onnxruntime runs on the CPU here
+    return _evaluate(cfg, load, classes_of=lambda info: classes)
 
 
 def evaluate_teacher(cfg, max_batches=None):
@@ -113,24 +176,29 @@ def main(argv=None):
     p.add_argument('--epoch', default='best', type=cli.epoch_arg, help='epoch number or "best"')
     p.add_argument('--teacher', action='store_true', help="evaluate the config's teacher (teacher_source, "
                    'teacher_prefix, teacher_epoch, teacher_network)')
+    p.add_argument('--onnx', metavar='FILE', help='score an exported OUT.onnx with onnxruntime instead (on the '
+                   'data of the run it was exported from, or of --cfg / key=value)')
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
     from config import load_config, task_of
+    if args.onnx:
+        res, desc = evaluate_onnx(args)
+        _warn_logits(res, desc)
+        print('%s: %s  on %d images' % (desc, _accuracy(res, res.get('classes')), res['n']))
+        return 0
     if task_of(args.cfg, args.overrides) == 'detection':
         return evaluate_detection(args)
     if args.teacher:
         res, desc = evaluate_teacher(load_config(args.cfg, args.overrides))
-        print('teacher %s: top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
-              % (desc, 100 * res['top1'], 100 * res['top5'], 100 * (1 - res['top1']), 100 * (1 - res['top5']),
-                 res['n']))
+        print('teacher %s: %s  on %d images' % (desc, _accuracy(res, res.get('classes')), res['n']))
         return 0
     cfg, prefix = checkpoint_config(args)
     if cfg.task == 'detection':
         return evaluate_detection(args, cfg)
     res, meta = evaluate_checkpoint(cfg, prefix, args.epoch)
-    print('%s epoch %s (%s): top-1 %.2f%%  top-5 %.2f%%  error %.2f%% / %.2f%%  on %d images'
-          % (prefix, meta.get('epoch'), meta['network'], 100 * res['top1'], 100 * res['top5'],
-             100 * (1 - res['top1']), 100 * (1 - res['top5']), res['n']))
+    _warn_logits(res, '%s epoch %s' % (prefix, meta.get('epoch')))
+    print('%s epoch %s (%s): %s  on %d images' % (prefix, meta.get('epoch'), meta['network'],
+                                                  _accuracy(res, meta['num_classes']), res['n']))
     return 0
 
 

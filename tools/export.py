@@ -99,6 +99,33 @@ def check_inputs(meta, size, data_dir=None, images=8, batch=2):
     return mx.nd.array(x), '%d validation images of %s from %s' % (len(x), meta['dataset'], data_dir)
 
 
+def deployment_meta(meta, size, prefix_path):
+    """OUT-meta.json: what a client needs to feed the exported model as the run's validation did
+    (input shape, resize side, crop, interpolation, channel order, mean/std), what comes out (class
+    names in output order), and where it comes from (run, epoch)."""
+    from data import DEFAULTS
+    config = meta.get('config') or {}
+    channels = meta['in_channels']
+    small = DEFAULTS.get(meta.get('dataset'), DEFAULTS['imagenet'])[4] == 'small'
+    if small:
+        resize, how = None, 'none: the images are used at their own size (%dx%d)' % (size, size)
+    else:
+        from data.augment import centre_crop_resize
+        resize = config.get('resize') or centre_crop_resize(size)
+        how = 'bicubic (OpenCV INTER_CUBIC)'
+    return {'network': meta['network'], 'num_classes': meta['num_classes'], 'classes': meta.get('classes'),
+            'input_shape': [channels, size, size], 'layout': 'NCHW, float32',
+            'channel_order': 'RGB' if channels == 3 else 'grayscale',
+            'resize_shorter_side': resize, 'interpolation': how,
+            'crop': 'the centre %dx%d square%s' % (size, size, ' of a larger image' if small else ' after the resize'),
+            'mean': meta.get('mean'), 'std': meta.get('std'),
+            'input': '(pixel - mean) / std on 0-255 pixels, per channel; NCHW, %s' % (
+                'RGB order' if channels == 3 else 'one grayscale channel'),
+            'output': 'logits (num_classes per image, in the order of classes); softmax for probabilities',
+            'source': prefix_path, 'run': meta.get('model_prefix'), 'epoch': meta.get('epoch'),
+            'dataset': meta.get('dataset')}
+
+
 def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, images=8):
     """Write OUT-symbol.json, OUT-0000.params, OUT-meta.json and, with `onnx`, OUT.onnx for
     checkpoint `prefix_path` at `tag`; return {'worst': the max abs difference of the checks
@@ -145,10 +172,7 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
             raise ExportError('cannot write the export to %s (%s): free disk space or choose another --out'
                               % (os.path.dirname(tmp), str(e).strip().split('\n')[-1][:200]))
         with open(tmp + '-meta.json', 'w') as f:
-            json.dump({'network': meta['network'], 'num_classes': meta['num_classes'], 'input_shape':
-                       [meta['in_channels'], size, size], 'mean': meta.get('mean'), 'std': meta.get('std'),
-                       'input': '(pixel - mean) / std, NCHW, RGB order for 3 channels', 'source': prefix_path,
-                       'epoch': meta.get('epoch')}, f, indent=1)
+            json.dump(deployment_meta(meta, size, prefix_path), f, indent=1)
         # check 1: Gluon SymbolBlock
         import warnings
         with warnings.catch_warnings():

@@ -132,3 +132,22 @@ def run(path, x):
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     return session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
+
+
+class OnnxNet(object):
+    """An exported OUT.onnx as a callable `x (NDArray) -> logits (NDArray)`, run by onnxruntime on
+    the CPU, for the evaluation loop that scores Gluon networks (tools.evaluate --onnx)."""
+
+    def __init__(self, path):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        first = self.session.get_inputs()[0]
+        self.input_name, self.input_shape = first.name, first.shape
+
+    def __call__(self, x):
+        import numpy as np
+        import mxnet as mx
+        out = self.session.run(None, {self.input_name: np.asarray(x.asnumpy(), np.float32)})[0]
+        return mx.nd.array(out, ctx=x.context)

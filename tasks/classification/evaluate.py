@@ -14,11 +14,13 @@ from .metrics import topk_correct, labels_outside, LabelOutOfRange
 
 
 def evaluate(net, val_iter, ctx, num_classes, max_batches=None, bar=None):
-    """{'top1', 'top5', 'n', 'correct1', 'correct5'} of `net` (a block whose first output is the
-    logits): accuracies as fractions of the `n` images seen, and the counts behind them. Each batch
+    """{'top1', 'top5', 'n', 'correct1', 'correct5', 'max_logit'} of `net` (a block whose first output
+    is the logits): accuracies as fractions of the `n` images seen, the counts behind them, and the
+    largest |logit| (core.health warns of an absurd one). Each batch
     is waited for before the next is sent (MXNet would otherwise queue the whole validation set and
     a Ctrl-C would reach Python only when all of it is done); `bar`, a progress bar, counts them."""
     sums = [nd.zeros((3,), ctx=c) for c in ctx]     # top-1, top-5 correct, labels out of range per device
+    peaks = [nd.zeros((1,), ctx=c) for c in ctx]    # the largest |logit| seen, per device
     n = 0
     for i, batch in enumerate(val_iter):
         if max_batches is not None and i >= max_batches:
@@ -38,6 +40,7 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None, bar=None):
             sums[k] += nd.concat(topk_correct(logits, y, 1).reshape((1,)),
                                  topk_correct(logits, y, 5).reshape((1,)),
                                  labels_outside(y, num_classes), dim=0)
+            peaks[k] = nd.maximum(peaks[k], nd.max(nd.abs(logits)).reshape((1,)))
         for s in sums:
             s.wait_to_read()
         if bar is not None:
@@ -45,7 +48,7 @@ def evaluate(net, val_iter, ctx, num_classes, max_batches=None, bar=None):
     total = sum(s.copyto(mx.cpu()) for s in sums).asnumpy()
     if total[2] > 0:
         raise LabelOutOfRange(int(total[2]), num_classes, 'validation')
-    return summary(total[0], total[1], n)
+    return dict(summary(total[0], total[1], n), max_logit=max(float(p.asscalar()) for p in peaks))
 
 
 def summary(correct1, correct5, n):

@@ -71,3 +71,14 @@ class Running(object):
         for name, v in zip(self.names, total[3:]):
             out[name] = float(v / n)
         return out
+
+
+TOP5_FROM = 6           # top-5 is printed for 6 classes or more (below, it is 100 % or nearly, and says nothing)
+
+
+def accuracy_text(top1, top5, classes):
+    """'top-1 A%  top-5 B%  (error a% / b%)', without top-5 for fewer than TOP5_FROM classes."""
+    if classes is not None and classes < TOP5_FROM:
+        return 'top-1 %.2f%%  (error %.2f%%)' % (100 * top1, 100 * (1 - top1))
+    return 'top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%)' % (100 * top1, 100 * top5, 100 * (1 - top1),
+                                                                  100 * (1 - top5))

@@ -21,14 +21,15 @@ from mxnet import autograd, gluon, nd
 import symbols
 from config import warnings_of
 from core.errors import TrainingError
+from core.health import logit_warning
 from core.task import Task
-from data import DataSource
+from data import DataSource, class_names
 from data.device import device_inputs, on_gpu
 from data.indices import sample_count, sample_indices
 from . import stages
 from .distiller import DistillBlock, plan_taps, plan_takes_indices
 from .evaluate import evaluate, sum_over_workers
-from .metrics import Running
+from .metrics import Running, TOP5_FROM, accuracy_text
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
 
 LOG = logging.getLogger('train')
@@ -93,9 +94,9 @@ class ClassificationTask(Task):
 
     @classmethod
     def final_lines(cls, record, cfg):
-        return ['final: epoch %d  top-1 %.2f%%  top-5 %.2f%%  (error %.2f%% / %.2f%%) on %d %s validation images'
-                % (record['epoch'] + 1, 100 * record['val_top1'], 100 * record['val_top5'],
-                   100 * (1 - record['val_top1']), 100 * (1 - record['val_top5']), record['val_n'], cfg.dataset)]
+        return ['final: epoch %d  %s on %d %s validation images'
+                % (record['epoch'] + 1, accuracy_text(record['val_top1'], record['val_top5'], cfg.num_classes),
+                   record['val_n'], cfg.dataset)]
 
     @classmethod
     def warnings(cls, cfg):
@@ -118,6 +119,7 @@ class ClassificationTask(Task):
     def prepare(self):
         cfg, engine = self.cfg, self.engine
         self.plan = cfg.plan
+        self.epoch, self.warned_logits = 0, False
         check_methods_fit(self.plan, engine.workers)
         self.data = DataSource(cfg, engine.workers, engine.rank, engine.batch_size,
                                indices=plan_takes_indices(self.plan), colour_on_device=on_gpu(engine.ctx))
@@ -128,6 +130,7 @@ class ClassificationTask(Task):
         self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(engine.batch_size)))
         self.samples_per_step = engine.batch_size
         self.names = ['ce'] + [e['method'] for e in self.plan]
+        self.class_names = class_names(cfg)
 
     def build(self):
         cfg, ctx = self.cfg, self.ctx
@@ -146,6 +149,8 @@ class ClassificationTask(Task):
         except symbols.TapError as e:
             raise TrainingError('student_symbol: %s' % e)
         self.student.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+        if cfg.pretrained is not None:
+            self._start_from_pretrained()
         self.margins = []
         self._check_pairs()
         # what the optimizer updates: the student and the trained extras (connectors, heads); not
@@ -153,6 +158,26 @@ class ClassificationTask(Task):
         params = self.student.collect_params()
         params.update({n: p for n, p in self.block.extras.collect_params().items() if p.grad_req != 'null'})
         return params
+
+    def _start_from_pretrained(self):
+        """The student's weights from config key `pretrained` (a resume then loads its checkpoint over
+        them); a classifier of another class count is new; `pretrained_lr_mult` on what was loaded."""
+        from symbols import pretrained
+        cfg = self.cfg
+        self.student(nd.zeros((1,) + self.data.data_shape, ctx=self.ctx[0]))      # the shapes, for the check
+        try:
+            kind, where = pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
+            path = pretrained.weights_path(kind, where)
+            loaded, replaced = pretrained.load_with_new_head(self.student, path, cfg.num_classes)
+        except pretrained.WeightsError as e:
+            raise TrainingError(str(e))
+        LOG.info('student starts from %s: %d parameters loaded%s', path, len(loaded),
+                 '; its classifier (%s) is new, for %d classes' % (', '.join(replaced), cfg.num_classes)
+                 if replaced else '')
+        if cfg.pretrained_lr_mult != 1.0:
+            params = self.student._collect_params_with_prefix()
+            for name in loaded:
+                params[name].lr_mult = cfg.pretrained_lr_mult
 
     def _check_pairs(self):
         """One forward on a dummy batch: taps exist, class counts agree, shapes pair; adds connectors."""
@@ -225,8 +250,8 @@ class ClassificationTask(Task):
         if self.teacher is not None:
             LOG.info('teacher: %s', self.teacher_desc)
             t_val = self.validate(self.teacher, 'teacher validation')
-            LOG.info('teacher validation: top-1 %.4f top-5 %.4f (%d images)', t_val['top1'], t_val['top5'],
-                     t_val['n'])
+            LOG.info('teacher validation: %s (%d images)', accuracy_text(t_val['top1'], t_val['top5'],
+                                                                         self.cfg.num_classes), t_val['n'])
             self.check_teacher(t_val)
         stages.run(self, resumed)          # the stages methods declare before epoch 0
 
@@ -252,6 +277,7 @@ class ClassificationTask(Task):
 
     # --------------------------------------------------------------- an epoch
     def set_epoch(self, epoch):
+        self.epoch = epoch
         self.block.set_epoch(epoch)              # per-epoch factors the methods declare (DKD's warm-up)
         self.running = Running(self.names, self.cfg.num_classes)
 
@@ -317,15 +343,22 @@ class ClassificationTask(Task):
 
     def evaluate(self):
         val = self.validate(self.student)
+        warning = logit_warning(val.get('max_logit', 0.0), 'the student (validation of epoch %d)' % (self.epoch + 1))
+        if warning and not self.warned_logits:       # once a run: it stays so until the run is fixed
+            LOG.warning('%s', warning)
+            self.warned_logits = True
         return {'val_top1': val['top1'], 'val_top5': val['top5'], 'val_n': val['n']}
 
     def checkpoint_meta(self, record):
         cfg, data = self.cfg, self.data
         return dict(network=self.student.network_name, num_classes=cfg.num_classes, in_channels=data.channels,
                     image_size=data.image_size, mean=list(data.mean), std=list(data.std), dataset=cfg.dataset,
-                    kt_type=cfg.kt_type if cfg.kt else None)
+                    kt_type=cfg.kt_type if cfg.kt else None, classes=self.class_names)
 
     def epoch_line(self, epoch, stats, val):
+        if self.cfg.num_classes < TOP5_FROM:
+            return ('Epoch[%d] Train-top1=%.4f Validation-top1=%.4f (error %.2f%%) time %.1fs'
+                    % (epoch, stats['top1'], val['val_top1'], 100 * (1 - val['val_top1']), stats['time']))
         return ('Epoch[%d] Train-top1=%.4f Validation-top1=%.4f Validation-top5=%.4f (error %.2f%% / %.2f%%) '
                 'time %.1fs' % (epoch, stats['top1'], val['val_top1'], val['val_top5'], 100 * (1 - val['val_top1']),
                                 100 * (1 - val['val_top5']), stats['time']))

@@ -16,10 +16,6 @@ from core.errors import NetworkError
 
 LOG = logging.getLogger('teacher')
 
-# registry name -> gluoncv pretrained-weights name
-GLUONCV_WEIGHTS = {'preact_resnet%d' % d: 'resnet%d_v2' % d for d in (18, 34, 50, 101, 152)}
-GLUONCV_WEIGHTS.update({'resnet50': 'resnet50_v1b', 'resnet152': 'resnet152_v1b',
-                        'resnet50_nst': 'resnet50_v1s', 'mobilenet1.0': 'mobilenet1.0'})
 
 
 IMAGENET_CLASSES = 1000                  # the classes of every gluoncv classification weight file used here
@@ -30,8 +26,8 @@ class TeacherError(NetworkError):
 
 
 def source_of(cfg):
-    """The teacher source `auto` stands for: legacy when teacher_prefix-symbol.json exists, else project."""
-    return resolved_source(cfg.teacher_source, cfg.teacher_prefix)
+    """The teacher source `auto` stands for (`config.checks.resolved_source`)."""
+    return resolved_source(cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network)
 
 
 def check_teacher_prefix(path):
@@ -81,7 +77,7 @@ def _gluoncv(cfg, in_channels, ctx):
     try:
         name = symbols.resolve_name(name)
         net = symbols.get_network(name, cfg.num_classes, in_channels, prefix='teacher_')
-        weights = GLUONCV_WEIGHTS.get(name)
+        weights = pretrained.ZOO_WEIGHTS.get(name)
     except ValueError:
         from gluoncv.model_zoo import get_model
         holder = symbols.NameScope(prefix='teacher_')
@@ -119,12 +115,13 @@ def load_teacher(cfg, taps, in_channels, ctx):
     """(tapped teacher block, description). Checks taps and class count."""
     source = source_of(cfg)
     if source == 'legacy':
+        epoch = cfg.teacher_epoch if cfg.teacher_epoch >= 0 else symbols.latest_legacy_epoch(cfg.teacher_prefix)
         try:
-            net = symbols.load_legacy_network(cfg.teacher_prefix, max(cfg.teacher_epoch, 0), ctx[0])
+            net = symbols.load_legacy_network(cfg.teacher_prefix, epoch, ctx[0])
         except symbols.CheckpointError as e:
             raise TeacherError(str(e))
         net.collect_params().reset_ctx(ctx)
-        desc = 'legacy checkpoint %s-%04d' % (cfg.teacher_prefix, max(cfg.teacher_epoch, 0))
+        desc = 'legacy checkpoint %s-%04d' % (cfg.teacher_prefix, epoch)
     elif source == 'gluoncv':
         net, desc = _gluoncv(cfg, in_channels, ctx)
     else:

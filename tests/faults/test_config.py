@@ -2,6 +2,7 @@
 value means the same in a YAML file, a .py file and on the command line."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -110,12 +111,26 @@ def test_a_warm_up_longer_than_the_run_is_a_warning():
                            'num_epoch=2', 'kt_warmup_epochs=2')) == []
 
 
-def test_num_classes_above_the_packs_classes_is_a_warning(tmp_path):
-    """Found by a new user: num_classes=10 on a 3-class pack trained silently (top-5 100%)."""
+def test_num_classes_comes_from_the_data_and_a_disagreeing_one_is_refused(tmp_path):
+    """Found by a new user: num_classes=10 on a 3-class pack trained silently (top-5 100%); it was a
+    warning, and #19.2 asks num_classes to come from the data (classes.txt, the CIFAR variant) and an
+    error when a given value disagrees."""
     (tmp_path / 'classes.txt').write_text('0\ta\n1\tb\n2\tc\n')
-    (w,) = warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=10', 'kt=false'))
-    assert 'num_classes=10 but %s lists 3 classes' % (tmp_path / 'classes.txt') in w and 'set num_classes=3' in w
-    assert warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=3', 'kt=false')) == []
+    with pytest.raises(ConfigError, match=r'num_classes \(the command line\) is 10 but the data has 3 classes '
+                                          r'\(%s\): leave num_classes unset' % re.escape(str(tmp_path / 'classes.txt'))):
+        cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=10', 'kt=false')
+    assert cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=3', 'kt=false').num_classes == 3
+    assert cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'num_classes=null', 'kt=false').num_classes == 3
+    assert cfg('dataset=cifar100', 'data_dir=%s' % tmp_path, 'kt=false').num_classes == 100
+    with pytest.raises(ConfigError, match=r'num_classes .* is 12 but the data has 10 classes \(dataset=cifar10\)'):
+        cfg('dataset=cifar10', 'data_dir=%s' % tmp_path, 'num_classes=12', 'kt=false')
+    (tmp_path / 'classes.txt').unlink()
+    from config import load_config
+    for split in ('train', 'val'):
+        for ext in ('rec', 'idx'):
+            (tmp_path / ('%s.%s' % (split, ext))).write_bytes(b'')
+    with pytest.raises(ConfigError, match=r'num_classes is not set and data_dir=.* has no classes.txt'):
+        load_config(None, ['dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false'])
 
 
 def test_a_one_class_pack_is_refused_with_a_fix_that_works(tmp_path):
@@ -215,10 +230,21 @@ def test_the_teacher_given_as_a_file_a_folder_or_the_run_itself(cifar_setup, tra
     assert sorted(os.listdir(str(root / 'model'))).count('teacher-0001.params') == 1
 
 
-def test_teacher_class_count_must_match(cifar_setup, train_run):
+def test_teacher_class_count_must_match(cifar_setup, train_run, tmp_path):
+    """(num_classes comes from the data now, and a disagreeing one is refused: the teacher here is a
+    legacy 5-class checkpoint on the 10 CIFAR-10 classes.)"""
+    import mxnet as mx
+    from tests.helpers import legacy_resnet_symbol
     _, _, student = cifar_setup
-    code, err = train_run(student + ['kt_type=kd', 'num_classes=12', 'model_prefix=s2'])
-    assert code == 2 and 'teacher predicts 10 classes but num_classes=12' in err
+    sym = legacy_resnet_symbol(num_classes=5)
+    mod = mx.mod.Module(sym, context=mx.cpu())
+    mod.bind(data_shapes=[('data', (2, 3, 32, 32))], label_shapes=[('softmax_label', (2,))])
+    mod.init_params(mx.init.Xavier())
+    arg, aux = mod.get_params()
+    mx.model.save_checkpoint(str(tmp_path / 'five'), 0, sym, arg, aux)
+    code, err = train_run(student + ['kt_type=kd', 'kt_weight=null', 'teacher_prefix=%s' % (tmp_path / 'five'),
+                                     'model_prefix=s2'])
+    assert code == 2 and 'teacher predicts 5 classes but num_classes=10' in err, err
 
 
 def test_unpairable_features(cifar_setup, train_run):
@@ -291,8 +317,9 @@ def test_gluoncv_teacher_weights_missing_offline_is_one_line_within_seconds(cifa
                       'model_prefix=zoo']
     code, err = train_run(argv)
     assert code == 2 and 'Traceback' not in err and "resnet50_v1b weights predict the 1000 ImageNet classes" in err
-    start = time.time()
-    code, err = train_run(argv + ['num_classes=1000'])
+    start = time.time()                       # (the same look-up for a student's pretrained weights)
+    code, err = train_run([a for a in argv if not a.startswith('network=')] +
+                          ['kt=false', 'network=resnet50', 'pretrained=zoo'])
     assert time.time() - start < 30
     want = str(tmp_path / 'mxhome' / 'models' / pretrained.file_name('resnet50_v1b'))
     assert code == 2 and 'Traceback' not in err, err
