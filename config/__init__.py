@@ -388,9 +388,11 @@ def _check_num_classes(cfg, at):
     if cfg.num_classes is None:
         cfg['num_classes'] = count
     elif count != cfg.num_classes:
-        raise ConfigError('config key num_classes (%s) is %d but the data has %d classes (%s): leave num_classes '
+        outside = ('; its labels %d..%d lie outside num_classes=%d' % (cfg.num_classes, count - 1, cfg.num_classes)
+                   if cfg.num_classes < count else '')
+        raise ConfigError('config key num_classes (%s) is %d but the data has %d classes (%s%s): leave num_classes '
                           'unset (null: taken from the data) or set num_classes=%d'
-                          % (at('num_classes'), cfg.num_classes, count, said, count))
+                          % (at('num_classes'), cfg.num_classes, count, said, outside, count))
 
 
 def _classes_listed(cfg):

@@ -64,15 +64,16 @@ def imagenet(tmp_path_factory):
     make_jpeg_tree(str(root / 'imgs' / 'val'), classes=2, per_class=2, size=(48, 56), seed=2)
     pack.build_packs(str(root / 'imgs' / 'train'), str(root / 'packs'), str(root / 'imgs' / 'val'),
                      progress=False)
-    # the original's teacher layout: a Module checkpoint with fc1_output and bn1_output
-    sym = legacy_resnet_symbol(num_classes=1000, stride=32)
+    # the original's teacher layout: a Module checkpoint with fc1_output and bn1_output (for the
+    # stand-in's 2 classes: num_classes comes from the pack)
+    sym = legacy_resnet_symbol(num_classes=2, stride=32)
     mod = mx.mod.Module(sym, context=mx.cpu())
     mod.bind(data_shapes=[('data', (1, 3, 224, 224))], label_shapes=[('softmax_label', (1,))])
     mod.init_params(mx.init.Xavier(magnitude=2))
     arg, aux = mod.get_params()
     mx.model.save_checkpoint(str(root / 'resnet-legacy'), 0, sym, arg, aux)
     # a gluoncv ResNetV2 params file, as downloaded weights would be
-    net = symbols.get_network('preact_resnet18', 1000)
+    net = symbols.get_network('preact_resnet18', 2)
     net.initialize(mx.init.Xavier(magnitude=2))
     net(mx.nd.zeros((1, 3, 224, 224)))
     net.save_parameters(str(root / 'resnet18_v2.params'))

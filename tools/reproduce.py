@@ -111,11 +111,12 @@ def _last_message(path):
     return (errors or lines or [''])[-1]
 
 
-def python(args, log=None):
-    """Run `python ARGS` in the repository (output to the open file `log` if given); StepFailed,
-    naming the command, its exit status, its log file and its last message, if it fails."""
+def python(args, log=None, cwd=ROOT):
+    """Run `python ARGS` in folder `cwd`, the repository by default (output to the open file `log`
+    if given); StepFailed, naming the command, its exit status, its log file and its last message,
+    if it fails."""
     cmd = [sys.executable] + args
-    r = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
+    r = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT if log else None)
 
     def stop(signum, frame):                # SIGTERM (kill, timeout, a scheduler): the step stops too
         r.terminate()

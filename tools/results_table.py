@@ -28,11 +28,11 @@ LOG = logging.getLogger('results_table')
 NAME = re.compile(r'^(?P<prefix>.*?)(?P<method>[a-z0-9_]+?)_s(?P<seed>\d+)$')
 LABELS = OrderedDict([
     ('student', 'student alone'), ('kd', 'KD'), ('fitnet', 'FitNet'), ('at', 'AT'),
-    ('nst_linear', 'NST (linear)'), ('nst_poly', 'NST (poly)'), ('nst_gaussian', 'NST (Gaussian)'),
+    ('nst', 'NST'), ('nst_linear', 'NST (linear)'), ('nst_poly', 'NST (poly)'), ('nst_gaussian', 'NST (Gaussian)'),
     ('fsp', 'FSP'), ('ofd', 'OFD'), ('kd_nst', 'KD + NST'), ('kd_fitnet', 'KD + FitNet'),
     ('kd_fitnet_nst', 'KD + FitNet + NST'), ('sp', 'SP'), ('rkd', 'RKD'), ('pkt', 'PKT'), ('kdsvd', 'KDSVD'),
     ('dkd', 'DKD'), ('dist', 'DIST'), ('cc', 'CC'), ('vid', 'VID'), ('reviewkd', 'ReviewKD'), ('ab', 'AB'),
-    ('ft', 'FT'), ('crd', 'CRD'),
+    ('ft', 'FT'), ('crd', 'CRD'), ('mmd', 'NST'), ('kd_mmd', 'KD + NST'),
 ])
 
 
@@ -64,20 +64,23 @@ def fmt(values):
 
 
 def make_table(groups, student='', teacher='', teacher_record=None):
-    """Markdown: one row per method (in the usual order), errors in percent."""
-    lines = ['| method | student | teacher | top-1 error (%) | top-5 error (%) | seeds |',
-             '|---|---|---|---|---|---|']
+    """Markdown: one row per method (in the usual order), errors in percent; without the top-5
+    column when the records have no top-5 (runs of 5 classes or fewer, where it says nothing)."""
+    with_top5 = any('val_top5' in r for recs in groups.values() for r in recs)
+    lines = ['| method | student | teacher | top-1 error (%%)%s | seeds |' % (' | top-5 error (%)' if with_top5 else ''),
+             '|---|---|---|---|%s---|' % ('---|' if with_top5 else '')]
     order = [m for m in LABELS if m in groups] + [m for m in groups if m not in LABELS]
     for method in order:
         recs = groups[method]
         top1 = [100 * (1 - r['val_top1']) for r in recs]
-        top5 = [100 * (1 - r['val_top5']) for r in recs]
-        lines.append('| %s | %s | %s | %s | %s | %d |' % (LABELS.get(method, method), student,
-                                                          '—' if method == 'student' else teacher,
-                                                          fmt(top1), fmt(top5), len(recs)))
+        top5 = ' | %s' % fmt([100 * (1 - r['val_top5']) for r in recs]) if with_top5 else ''
+        lines.append('| %s | %s | %s | %s%s | %d |' % (LABELS.get(method, method), student,
+                                                       '—' if method == 'student' else teacher,
+                                                       fmt(top1), top5, len(recs)))
     if teacher_record is not None:
-        lines.append('| teacher | %s | — | %.2f | %.2f | 1 |' % (teacher, 100 * (1 - teacher_record['val_top1']),
-                                                                100 * (1 - teacher_record['val_top5'])))
+        lines.append('| teacher | %s | — | %.2f%s | 1 |' % (
+            teacher, 100 * (1 - teacher_record['val_top1']),
+            ' | %.2f' % (100 * (1 - teacher_record['val_top5'])) if with_top5 else ''))
     return '\n'.join(lines) + '\n'
 
 

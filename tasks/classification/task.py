@@ -95,7 +95,7 @@ class ClassificationTask(Task):
     @classmethod
     def final_lines(cls, record, cfg):
         return ['final: epoch %d  %s on %d %s validation images'
-                % (record['epoch'] + 1, accuracy_text(record['val_top1'], record['val_top5'], cfg.num_classes),
+                % (record['epoch'] + 1, accuracy_text(record['val_top1'], record.get('val_top5'), cfg.num_classes),
                    record['val_n'], cfg.dataset)]
 
     @classmethod
@@ -347,6 +347,8 @@ class ClassificationTask(Task):
         if warning and not self.warned_logits:       # once a run: it stays so until the run is fixed
             LOG.warning('%s', warning)
             self.warned_logits = True
+        if self.cfg.num_classes < TOP5_FROM:           # top-5 of 5 classes or fewer says nothing: not recorded
+            return {'val_top1': val['top1'], 'val_n': val['n']}
         return {'val_top1': val['top1'], 'val_top5': val['top5'], 'val_n': val['n']}
 
     def checkpoint_meta(self, record):

@@ -1,0 +1,134 @@
+"""Compare distillation methods on any data: train one student per method and seed from a base
+config (resumably), then write the table (mean +- std over seeds), the curves and keep every
+run's records.
+
+    python -m tools.compare --cfg own_kd_nst data_dir=datasets/mine --methods student kd nst kd+nst \
+        --seeds 0 1 [--epochs N] [--name mine] [--out results/mine]
+    python -m tools.compare                 # Fashion-MNIST: config/presets/fashion_mnist_repro.yaml
+
+Each METHOD is `student` (no teacher) or a kt_type (`kd`, `nst`, `kd+nst`, `at`, `dkd`, ...), trained
+at the registry's default weights on the base config's taps (the first teacher/student tap pair its
+own kt_type uses; --teacher-tap / --student-tap to choose). Runs are named NAME_METHOD_sSEED
+(`+` written `_`), which `tools.results_table --prefix NAME_` reads; they live in OUT/model, their
+records in OUT/records; OUT/table.md and OUT/curves.png are rebuilt at the end. A finished run is
+not trained again; a started one resumes from its last checkpoint. Every run's config is checked
+before the first one trains.
+"""
+import os
+import sys
+import time
+
+from tools import cli
+
+
+class CompareError(cli.UsageError):
+    """A comparison that cannot be set up (a method, the taps, the base config)."""
+
+
+def label(method):
+    """The run-name part of METHOD: `kd+nst` -> `kd_nst` (the name tools.results_table groups by)."""
+    return method.replace('+', '_')
+
+
+def base_taps(cfg):
+    """(teacher tap, student tap) of the base config's first feature pair, or (None, None)."""
+    for entry in cfg.plan:
+        for s_tap, t_tap in entry['pairs']:
+            if isinstance(s_tap, str) and isinstance(t_tap, str):
+                return t_tap, s_tap
+    return None, None
+
+
+def method_overrides(method, teacher_tap, student_tap):
+    """train.py overrides of one METHOD (see the module doc)."""
+    from symbols.transfer import parse_kt_type, takes_taps
+    if method == 'student':
+        return ['kt=false']
+    try:
+        methods = parse_kt_type(method)
+    except ValueError as e:
+        raise CompareError('--methods: %r is neither `student` nor a kt_type (%s)' % (method, e))
+    out = ['kt=true', 'kt_type=%s' % method, 'kt_weight=null']
+    if any(takes_taps(m) for m in methods):
+        if teacher_tap is None or student_tap is None:
+            raise CompareError('--methods %s needs feature taps, and the base config names none: give '
+                               '--teacher-tap and --student-tap (python train.py --keys symbol says how taps are '
+                               'named)' % method)
+        out += ['teacher_symbol=%s' % teacher_tap, 'student_symbol=%s' % student_tap]
+    return out
+
+
+def finished(model_dir, name, num_epoch):
+    return os.path.isfile(os.path.join(model_dir, '%s-%04d.json' % (name, num_epoch)))
+
+
+@cli.command
+def main(argv=None):
+    """Train what is missing, then write OUT/table.md and OUT/curves.png; 2 with one error line for
+    a wrong argument, a config that does not load for some method, or a failed run (its log named)."""
+    from config import load_config
+    from core import checkpoint
+    from tools.reproduce import ROOT, python
+    p = cli.parser('compare', __doc__)
+    p.add_argument('--cfg', default='config/presets/fashion_mnist_repro.yaml', help='the base config (a preset or a '
+                   'file); default: the Fashion-MNIST protocol of tools.reproduce')
+    p.add_argument('--methods', nargs='+', default=['student', 'kd', 'nst', 'kd+nst'], metavar='METHOD')
+    p.add_argument('--seeds', type=cli.nonnegative_int, nargs='+', default=[0])
+    p.add_argument('--epochs', type=cli.positive_int, help="epochs of every run (default: the config's num_epoch)")
+    p.add_argument('--name', default='compare', help='runs are named NAME_METHOD_sSEED (default compare)')
+    p.add_argument('--out', help='folder of the runs, records, table and curves (default results/NAME)')
+    p.add_argument('--teacher-tap', help="the teacher's tap for feature methods (default: the base config's)")
+    p.add_argument('--student-tap', help="the student's tap for feature methods (default: the base config's)")
+    p.add_argument('overrides', nargs='*', help='key=value for every run, e.g. data_dir=datasets/mine')
+    args = p.parse_args(argv)
+    if not args.name.replace('_', '').isalnum() or not args.name[0].isalpha():
+        raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
+    out = args.out or os.path.join('results', args.name)
+    cli.output_path(os.path.join(out, 'table.md'), '--out')
+    given = {o.split('=', 1)[0].strip() for o in args.overrides}
+    if args.epochs and 'num_epoch' in given:
+        raise CompareError('--epochs %d and num_epoch= both say how long to train: keep one' % args.epochs)
+    defaults = ['model_dir=%s' % os.path.join(out, 'model'), 'log_dir=%s' % os.path.join(out, 'records'),
+                'progress=false'] + (['num_epoch=%d' % args.epochs] if args.epochs else [])
+    common = [d for d in defaults if d.split('=', 1)[0] not in given] + list(args.overrides)
+    base = load_config(args.cfg, common)
+    teacher_tap, student_tap = base_taps(base)
+    teacher_tap, student_tap = args.teacher_tap or teacher_tap, args.student_tap or student_tap
+    runs = []
+    for seed in args.seeds:
+        for method in args.methods:
+            name = '%s_%s_s%d' % (args.name, label(method), seed)
+            argv_run = ['--cfg', args.cfg] + common + method_overrides(method, teacher_tap, student_tap) + [
+                'model_prefix=%s' % name, 'seed=%d' % seed]
+            cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
+            runs.append((name, argv_run, cfg))
+    for k, (name, argv_run, cfg) in enumerate(runs, 1):
+        if finished(cfg.model_dir, name, cfg.num_epoch):
+            print('[%d/%d] %s: done' % (k, len(runs), name), flush=True)
+            continue
+        resume = ['retrain=true', 'model_load_epoch=-1'] if checkpoint.epochs(cfg.model_dir, name) else []
+        print('[%d/%d] %s: %s' % (k, len(runs), name, 'resuming' if resume else 'training'), flush=True)
+        tic = time.time()
+        os.makedirs(cfg.log_dir, exist_ok=True)
+        with open(os.path.join(cfg.log_dir, name + '.out'), 'a') as log:
+            python([os.path.join(ROOT, 'train.py')] + argv_run + resume, log, cwd=os.getcwd())
+        print('    finished in %.0fs' % (time.time() - tic), flush=True)
+    from tools import plot_curves, results_table
+    num_epoch, records = runs[0][2].num_epoch, runs[0][2].log_dir
+    code = results_table.main(['--records', records, '--prefix', args.name + '_',
+                               '--num-epoch', str(num_epoch), '--out', os.path.join(out, 'table.md'),
+                               '--student', runs[0][2].network, '--teacher', os.path.basename(
+                                   runs[0][2].teacher_prefix or '')])
+    if code:
+        return code
+    code = plot_curves.main(['--records', records, '--prefix', args.name + '_', '--methods']
+                            + [label(m) for m in args.methods] + ['--out', os.path.join(out, 'curves.png')])
+    if code:
+        return code
+    print('table: %s; curves: %s; records: %s' % (os.path.join(out, 'table.md'), os.path.join(out, 'curves.png'),
+                                                  records))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
