@@ -208,6 +208,7 @@ def task_of(path=None, overrides=()):
     unknown task."""
     from .schema import TASK_NAMES
     from .detection import is_detection_preset
+    from .segmentation import is_segmentation_preset
     task = None
     for text in overrides:
         if text.split('=', 1)[0].strip() == 'task':
@@ -216,6 +217,8 @@ def task_of(path=None, overrides=()):
     if task is None and path:
         if is_detection_preset(path):
             return 'detection'
+        if is_segmentation_preset(path):
+            return 'segmentation'
         values, where = read_file(path)
         task = values.get('task')
     if task is None:
@@ -349,6 +352,9 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
     if not isinstance(saved, dict):
         return None
     values = dict(saved)
+    if values.get('task') == 'segmentation':
+        from .segmentation import _segmentation_schema
+        return load(_segmentation_schema(), None, overrides, saved=(values, 'the configuration saved with %s' % where))
     if values.get('task', 'classification') == 'detection':
         from .detection import DETECTION
         return load(DETECTION, None, overrides, saved=(values, 'the configuration saved with %s' % where),

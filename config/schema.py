@@ -11,11 +11,12 @@ from . import checks as c
 
 Field = namedtuple('Field', 'name default check doc')
 # the tasks train.py trains (tasks/ has one folder each), as the config key `task` names them
-TASK_NAMES = ('classification', 'detection')
+TASK_NAMES = ('classification', 'detection', 'segmentation')
 
 _FIELDS = [
-    Field('task', 'classification', c.choice(*TASK_NAMES), 'what train.py trains: classification (this schema) or '
-          'detection (Faster R-CNN on VOC: config/detection.py and its voc_* presets, which set it)'),
+    Field('task', 'classification', c.choice(*TASK_NAMES), 'what train.py trains: classification (this schema), '
+          'detection (Faster R-CNN on VOC: config/detection.py and its voc_* presets, which set it) or segmentation '
+          '(DeepLab on VOC: config/segmentation.py, the seg_* presets)'),
     # --- devices and run names (original keys) ---
     Field('gpu_list', [], c.device_ids(), "GPU ids to train on, e.g. [0, 1] or '0,1'; [] trains on the CPU"),
     Field('dataset', 'fashion_mnist', c.choice('fashion_mnist', 'cifar10', 'cifar100', 'imagenet'),
@@ -67,7 +68,8 @@ _FIELDS = [
     Field('momentum', 0.9, c.number(min=0, max=1, max_strict=True), 'momentum'),
     Field('lr_step', [30, 60, 90], c.increasing_ints(), 'epochs at which lr is multiplied by lr_factor'),
     Field('lr_factor', 0.1, c.number(min=0, max=1, strict=True), 'lr multiplier at each lr_step'),
-    Field('lr_mode', 'step', c.choice('step', 'cosine'), 'step (lr_step/lr_factor) or cosine decay'),
+    Field('lr_mode', 'step', c.choice('step', 'cosine', 'poly'), 'step (lr_step/lr_factor), cosine decay, or poly '
+          '(1 - e/E)^0.9 (DeepLab\'s)'),
     Field('warmup_epochs', 0, c.number(min=0), 'linear warm-up from 0 over this many epochs'),
     Field('begin_epoch', None, c.optional(c.integer(min=0)), 'derived: model_load_epoch when retrain, else 0'),
     Field('num_epoch', 100, c.integer(min=1), 'last epoch (exclusive of begin_epoch)'),

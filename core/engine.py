@@ -366,12 +366,22 @@ class Engine(object):
         return result
 
 
+def operator_threads(n):
+    """Set the OpenMP threads of the operators this thread runs: 1 for deterministic=true (several
+    threads add partial sums in varying order in some backward passes, bilinear resizing and adaptive
+    pooling among them, so two runs would differ in the last bits; NaiveEngine runs the operators in
+    this thread), the configured count (OMP_NUM_THREADS) again after the run."""
+    import ctypes
+    mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(int(n)))
+
+
 def run(cfg, task_cls):
     """Train run `cfg.model_prefix` as configured with the task `task_cls`; return the last epoch's
     record ({} when the run was already at num_epoch)."""
     if cfg.get('deterministic'):
         # The engine is created at the first operation, so this still takes effect here.
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
+        operator_threads(1)
     elif cfg.get('kv_store') == 'horovod' and not cfg.gpu_list:
         # Horovod's collectives on CPU arrays that oneDNN computed, under MXNet's threaded engine,
         # exchange mismatched buffers (gloo: 'op.preamble.length <= op.nbytes') and abort a rank: such a
@@ -408,6 +418,8 @@ def run(cfg, task_cls):
         teardown_logging()
         if lock is not None:
             lock.release()
+        if cfg.get('deterministic'):
+            operator_threads(os.environ.get('OMP_NUM_THREADS') or 1)
         if not started:
             runs.remove_if_empty(created)           # model_dir / log_dir this run created for nothing
 

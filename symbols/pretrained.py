@@ -186,3 +186,23 @@ def weights_path(kind, where):
     tag = checkpoint.resolve_tag(folder, name, tag)
     checkpoint.read_meta(folder, name, tag)            # CheckpointError naming the epochs there
     return checkpoint.paths(folder, name, tag)['params']
+
+
+def load_into_backbone(net, path, what='pretrained weights'):
+    """Set every parameter of `net` (a backbone whose classifier was removed) from params file
+    `path`; the file's other parameters (its classifier) are not used. Returns the loaded names;
+    WeightsError naming them when the network has parameters the file lacks or shapes differ."""
+    saved = _saved_arrays(path)
+    mine = net._collect_params_with_prefix()
+    missing = sorted(set(mine) - set(saved))
+    wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
+             for n in sorted(set(mine) & set(saved)) if tuple(saved[n].shape) != tuple(mine[n].shape)]
+    if missing or wrong:
+        raise WeightsError('%s %s do not fit backbone %s: %s; give weights of the same architecture'
+                           % (what, path, getattr(net, 'network_name', type(net).__name__),
+                              '%d of its parameters are not in the file (%s)' % (len(missing), ', '.join(missing[:4]))
+                              if missing else '; '.join(wrong[:3])))
+    for name, p in mine.items():
+        for d in p.list_data():
+            saved[name].copyto(d)
+    return list(mine)

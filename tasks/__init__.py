@@ -3,12 +3,14 @@
 
     classification   a student on labels, with a teacher and transfer losses (train.py's default)
     detection        Faster R-CNN on PASCAL VOC from a backbone of this project (paper §5.3)
+    segmentation     DeepLabV3 / V3+ on PASCAL VOC (and SBD) on a backbone of this project
 """
 import importlib
 
 # task name -> (module, class): imported only when used (detection needs gluoncv's model code)
 TASKS = {'classification': ('tasks.classification.task', 'ClassificationTask'),
-         'detection': ('tasks.detection.task', 'DetectionTask')}
+         'detection': ('tasks.detection.task', 'DetectionTask'),
+         'segmentation': ('tasks.segmentation.task', 'SegmentationTask')}
 
 
 def get(name):

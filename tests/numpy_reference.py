@@ -527,3 +527,20 @@ def crd_update(memory_s, memory_t, z, index, e_s, e_t, estimates, momentum=0.5):
         rows = memory[index] * momentum + e * (1 - momentum)
         memory[index] = rows / np.sqrt((rows ** 2).sum(axis=1, keepdims=True))
     return memory_s, memory_t, np.where(z < 0, estimates, z)
+
+
+def cwd(s, t, tau=1.0):
+    """Channel-wise distillation (mmrazor ChannelWiseDivergence, per sample): (tau^2 / C) *
+    sum_c sum_i p_t[c, i] (log p_t[c, i] - log p_s[c, i]), p = softmax over the H*W positions of
+    channel c of map / tau; the larger map average-pooled to the smaller first."""
+    out = []
+    for a, b in zip(s, t):
+        a, b = match(a, b)
+        c = a.shape[0]
+        za, zb = a.reshape(c, -1) / tau, b.reshape(c, -1) / tau
+        log_pa = za - za.max(axis=1, keepdims=True)
+        log_pa = log_pa - np.log(np.exp(log_pa).sum(axis=1, keepdims=True))
+        log_pb = zb - zb.max(axis=1, keepdims=True)
+        log_pb = log_pb - np.log(np.exp(log_pb).sum(axis=1, keepdims=True))
+        out.append((np.exp(log_pb) * (log_pb - log_pa)).sum() * tau ** 2 / c)
+    return np.array(out)

@@ -206,3 +206,17 @@ def test_registry_and_kt_type_parsing():
     assert T.default_weight('kd') == 16 and T.default_weight('fitnet') == 100
     assert T.default_weight('at') == 1000 and T.default_weight('nst', {'mmd_kernel': 'linear'}) == 50
     assert T.default_weight('mmd', {'mmd_kernel': 'gaussian'}) == 100
+
+
+@pytest.mark.parametrize('shapes,tau', [(((5, 4, 4), (5, 4, 4)), 1.0), (((3, 8, 8), (3, 4, 4)), 4.0)])
+def test_cwd_matches_numpy_and_finite_differences(shapes, tau):
+    """CWD (#20): per-channel spatial softmax, KL(teacher || student) x tau^2, mean over channels."""
+    s, t = arr(2, *shapes[0]), arr(2, *shapes[1])
+    want = ref.cwd(s, t, tau)
+    np.testing.assert_allclose(run(T.CWDLoss(tau), s, t), want, rtol=1e-10)
+    np.testing.assert_allclose(run(T.CWDLoss(tau), s, t, hybridize=True), want, rtol=1e-10)
+    np.testing.assert_allclose(run(T.CWDLoss(tau), s, s), np.zeros(2), atol=1e-12)
+    assert (want > 0).all()
+    fd_check(T.CWDLoss(tau), [s, t])
+    with pytest.raises(T.PairingError, match='same channels'):
+        run(T.CWDLoss(tau), arr(2, 4, 4, 4), arr(2, 5, 4, 4))

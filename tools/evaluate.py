@@ -67,6 +67,17 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
     return _evaluate(cfg, load, max_batches, classes_of=lambda meta: meta['num_classes'])
 
 
+def evaluate_segmentation(cfg, prefix, tag):
+    """mIoU, pixel accuracy and IoU per class of a segmentation checkpoint on its validation list."""
+    from tasks.segmentation.task import evaluate_checkpoint, iou_table
+    res, meta = evaluate_checkpoint(cfg, prefix, tag)
+    print('%s epoch %s (%s, %s): mIoU %.2f%%  pixel accuracy %.2f%%  on %d images'
+          % (prefix, meta.get('epoch'), meta['segmentation']['head'], meta['network'], 100 * res['miou'],
+             100 * res['pixel_acc'], res['n']))
+    print(iou_table(dict(('iou_%s' % c, v) for c, v in zip(cfg.classes, res['iou'])), cfg.classes))
+    return 0
+
+
 def evaluate_onnx(args):
     """(result, description) of an exported OUT.onnx scored with onnxruntime on a validation set:
     the data of --cfg / overrides, else of the run it was exported from (OUT-meta.json's source, with
@@ -181,6 +192,11 @@ def main(argv=None):
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
     from config import load_config, task_of
+    if task_of(args.cfg, args.overrides) == 'segmentation' and args.cfg:
+        from config.segmentation import load_segmentation_config
+        cfg = load_segmentation_config(args.cfg, args.overrides)
+        prefix = cli.checkpoint_prefix(args.prefix or os.path.join(cfg.model_dir, cfg.model_prefix), '--prefix')
+        return evaluate_segmentation(cfg, prefix, args.epoch)
     if args.onnx:
         res, desc = evaluate_onnx(args)
         _warn_logits(res, desc)
@@ -195,6 +211,8 @@ def main(argv=None):
     cfg, prefix = checkpoint_config(args)
     if cfg.task == 'detection':
         return evaluate_detection(args, cfg)
+    if cfg.task == 'segmentation':
+        return evaluate_segmentation(cfg, prefix, args.epoch)
     res, meta = evaluate_checkpoint(cfg, prefix, args.epoch)
     _warn_logits(res, '%s epoch %s' % (prefix, meta.get('epoch')))
     print('%s epoch %s (%s): %s  on %d images' % (prefix, meta.get('epoch'), meta['network'],

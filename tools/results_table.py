@@ -84,6 +84,22 @@ def make_table(groups, student='', teacher='', teacher_record=None):
     return '\n'.join(lines) + '\n'
 
 
+def segmentation_table(groups, student='', teacher=''):
+    """Markdown: one row per method, mIoU and pixel accuracy (%) as mean +- std over seeds."""
+    missing = [m for m, recs in groups.items() if any('val_miou' not in r for r in recs)]
+    if missing:
+        raise cli.UsageError('runs of %s have no val_miou in their records: they are not segmentation runs (leave out '
+                             '--task segmentation)' % ', '.join(missing))
+    lines = ['| method | network | teacher | mIoU (%) | pixel accuracy (%) | seeds |', '|---|---|---|---|---|---|']
+    order = [m for m in LABELS if m in groups] + [m for m in groups if m not in LABELS]
+    for method in order:
+        recs = groups[method]
+        lines.append('| %s | %s | %s | %s | %s | %d |' % (
+            LABELS.get(method, method), student, '—' if method == 'student' else teacher,
+            fmt([100 * r['val_miou'] for r in recs]), fmt([100 * r['val_pixel_acc'] for r in recs]), len(recs)))
+    return '\n'.join(lines) + '\n'
+
+
 @cli.command
 def main(argv=None):
     """Print (and with --out write) the table; 2 with one error line when no run matches."""
@@ -96,7 +112,9 @@ def main(argv=None):
     p.add_argument('--student', default='')
     p.add_argument('--teacher', default='')
     p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')
-    p.add_argument('--task', choices=['classification', 'detection'], default='classification')
+    p.add_argument('--task', choices=['classification', 'detection', 'segmentation'], default='classification',
+                   help='segmentation: runs found as for classification (--records, --prefix), mIoU and pixel '
+                   'accuracy (%%) as mean +- std over seeds')
     p.add_argument('runs', nargs='*', help='detection: the runs (presets or model_dir/RUN) and key=value overrides')
     args = p.parse_intermixed_args(argv)
     if args.task == 'detection':
@@ -118,7 +136,10 @@ def main(argv=None):
     groups = group_runs(runs, args.prefix, args.num_epoch)
     if not groups:
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
-    table = make_table(groups, args.student, args.teacher)
+    if args.task == 'segmentation':
+        table = segmentation_table(groups, args.student, args.teacher)
+    else:
+        table = make_table(groups, args.student, args.teacher)
     if args.out:
         cli.write_atomic(args.out, table)
     print(table)

@@ -37,7 +37,7 @@ from .base import (NORM_EPS, PairingError, ShapedLoss, HeadLoss, Connector, Stag
                    freeze, _rows,
                    _rows_original, _pool_to)
 from .logit import KDLoss, DKDLoss, DISTLoss
-from .feature import (NSTLoss, OriginalNSTPolyLoss, ATLoss, FitNetLoss, FSPLoss, OFDLoss, KDSVDLoss,
+from .feature import (NSTLoss, OriginalNSTPolyLoss, ATLoss, FitNetLoss, FSPLoss, OFDLoss, KDSVDLoss, CWDLoss,
                       ofd_margin)
 from .relational import SPLoss, RKDLoss, PKTLoss
 from .heads import CCLoss, VIDLoss
@@ -75,6 +75,12 @@ register(Method(
 register(Method(
     'ofd', 'feature', 1e-3, lambda o: OFDLoss(), 'Heo et al., A Comprehensive Overhaul of Feature Distillation, '
     'ICCV 2019', connector=True, margin=ofd_teacher_margin))
+# mmrazor's CWD on PSPNet R101 -> R18 Cityscapes logits: tau 1, loss weight 3 (the paper's feature runs: tau 4).
+register(Method(
+    'cwd', 'feature', 3.0, lambda o: CWDLoss(o['cwd_tau']), 'Shu et al., Channel-wise Knowledge Distillation for '
+    'Dense Prediction, ICCV 2021 (CWD)',
+    options=[Option('cwd_tau', 1.0, 'CWD temperature of the per-channel spatial softmax (mmrazor PSPNet logits: 1; '
+                                    'the paper\'s feature maps: 4)', min=0, strict=True)]))
 # RepDistiller / mdistiller CIFAR-100 weights: SP 3000, RKD 1 (25 / 50 inside), PKT 30000, KDSVD 1.
 register(Method(
     'sp', 'feature', 3000.0, lambda o: SPLoss(), 'Tung & Mori, Similarity-Preserving Knowledge Distillation, '

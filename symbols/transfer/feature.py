@@ -360,3 +360,31 @@ def ofd_teacher_margin(teacher, tap, ctx):
         raise PairingError('ofd needs a teacher tap that is a BatchNorm output (pre-ReLU); %r is not. Use a *_pre '
                            'tap' % tap)
     return ofd_margin(params['gamma'].data(ctx).asnumpy(), params['beta'].data(ctx).asnumpy())
+
+
+class CWDLoss(ShapedLoss):
+    """Channel-wise distillation (Shu et al., ICCV 2021; mmrazor's ChannelWiseDivergence):
+    per sample, (tau^2 / C) * sum_c KL(p_t,c || p_s,c), where p_x,c = softmax over the H*W
+    positions of channel c of map x / tau. Student and teacher maps (B, C, H, W) have the same C
+    (logits of a dense task, or taps of equal width); a larger map is average-pooled to the
+    smaller H x W first."""
+
+    def __init__(self, tau=1.0, **kwargs):
+        super(CWDLoss, self).__init__(**kwargs)
+        self.tau = float(tau)
+
+    def _configure(self, shapes):
+        s_shape, t_shape = shapes
+        self._match_spatial(s_shape, t_shape, 'CWD')
+        if s_shape[0] != t_shape[0]:
+            raise PairingError('CWD compares channel by channel, so the student and the teacher tap need the same '
+                               'channels; got %d and %d: pair the logits (per-pixel class scores) or taps of equal '
+                               'width' % (s_shape[0], t_shape[0]))
+
+    def hybrid_forward(self, F, s, t):
+        s = F.reshape(_pool_to(F, s, self._ps), shape=(0, 0, -1)) / self.tau          # (B, C, H*W)
+        t = F.reshape(_pool_to(F, F.stop_gradient(t), self._pt), shape=(0, 0, -1)) / self.tau
+        log_ps = F.log_softmax(s, axis=2)
+        log_pt = F.log_softmax(t, axis=2)
+        kl = F.sum(F.exp(log_pt) * (log_pt - log_ps), axis=2)                         # (B, C)
+        return F.mean(kl, axis=1) * (self.tau ** 2)

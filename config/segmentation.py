@@ -1,0 +1,199 @@
+"""Configuration of semantic segmentation (`python train.py --cfg seg_*`, task: segmentation).
+
+Its own keys (data, network, head, augmentation) are below; the run, optimisation and engine keys
+are classification's (config/schema.py), with segmentation's defaults where they differ. Presets: config/presets/segmentation/seg_*.yaml.
+
+    cfg = load_segmentation_config('seg_voc_r18_deeplabv3plus', ['num_epoch=2'])
+"""
+import os
+from collections import OrderedDict
+
+from . import checks as c
+from .checks import ConfigError
+from .schema import Field, FIELDS as SCHEMA_FIELDS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PRESET_DIR = os.path.join(HERE, 'presets', 'segmentation')
+# classification's keys that mean the same here (their checks and meanings), with these defaults
+SHARED = OrderedDict([
+    ('model_prefix', 'voc_seg'), ('model_dir', None), ('log_dir', None), ('gpu_list', None), ('kv_store', None),
+    ('dtype', None), ('deterministic', None), ('seed', None), ('retrain', None), ('model_load_prefix', None),
+    ('model_load_epoch', None), ('begin_epoch', None), ('overwrite', None), ('progress', None), ('frequent', 20),
+    ('tensorboard', None), ('batch_size', 8), ('optimizer', 'sgd'), ('lr', 0.01), ('wd', 1e-4), ('momentum', None),
+    ('lr_mode', 'poly'), ('lr_step', None), ('lr_factor', None), ('warmup_epochs', None), ('num_epoch', 50),
+    ('epoch_size', None), ('mean', [123.68, 116.28, 103.53]), ('std', [58.395, 57.12, 57.375]),
+    ('pretrained', None), ('pretrained_epoch', None), ('pretrained_lr_mult', None),
+])
+HEADS = ('deeplabv3', 'deeplabv3+')
+
+
+def class_names():
+    """Check: null (the 21 VOC classes, background first) or a list of distinct names."""
+    from data.segmentation import VOC_CLASSES
+
+    def check(v):
+        if v is None:
+            return list(VOC_CLASSES)
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(',')]
+        if not isinstance(v, list) or len(v) < 2 or len(set(v)) != len(v) or not all(
+                isinstance(s, str) and s.strip() for s in v):
+            c._fail('a list of 2 or more distinct class names in label order (null: the 21 VOC classes)', v)
+        return list(v)
+    return c._allows(check, 'list of class names, or null')
+
+
+def seg_taps():
+    def check(v):
+        if v is None:
+            return None
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(',')]
+        if not isinstance(v, list) or len(v) != 2 or not all(isinstance(s, str) and s for s in v):
+            c._fail('null or [LOW_TAP, HIGH_TAP] (a stride-4 tap and the last feature map)', v)
+        return list(v)
+    return c._allows(check, '[LOW_TAP, HIGH_TAP] or null')
+
+
+_OWN = [
+    Field('task', 'segmentation', c.choice('segmentation'), 'segmentation: this schema (python train.py --cfg seg_*)'),
+    # data
+    Field('voc_root', 'datasets/VOCdevkit', c.string(), 'the VOCdevkit folder (VOC2012/JPEGImages, '
+          'SegmentationClass, ImageSets/Segmentation)'),
+    Field('train_split', 'train', c.string(), 'training list: VOC2012/ImageSets/Segmentation/<split>.txt'),
+    Field('val_split', 'val', c.string(), 'validation list (the whole list is evaluated, single scale)'),
+    Field('sbd_root', None, c.optional(c.string()), 'the SBD augmented set (its dataset/ folder: img/, cls/, '
+          'train.txt): its train list is trained on besides train_split, minus the validation images; null: VOC alone'),
+    Field('classes', None, class_names(), 'class names in label order (null: the 21 VOC classes, background first); '
+          'mask values are class indices, 255 is ignored'),
+    Field('crop_size', 513, c.integer(min=8), 'training crop side (DeepLab: 513)'),
+    Field('scale_min', 0.5, c.number(min=0, strict=True), 'smallest random scale of a training image'),
+    Field('scale_max', 2.0, c.number(min=0, strict=True), 'largest random scale of a training image'),
+    Field('num_workers', 0, c.integer(min=0), 'data loading worker processes (0: in the training process)'),
+    Field('num_val', None, c.optional(c.integer(min=1)), 'evaluate only the first N validation images (smoke runs; '
+          'null: all)'),
+    # network
+    Field('network', 'preact_resnet18', c.string(), 'backbone: a network of this project with a segmentation split '
+          '(symbols/segmentation.py: preact_resnet18..152, resnet50, resnet152, resnet50_nst) or seg_taps'),
+    Field('head', 'deeplabv3+', c.choice(*HEADS), 'DeepLabV3 (ASPP at the output stride) or DeepLabV3+ (ASPP + '
+          'stride-4 decoder)'),
+    Field('output_stride', 16, c.choice(16, 8), 'the backbone\'s output stride: later strides become dilations'),
+    Field('seg_taps', None, seg_taps(), '[LOW_TAP, HIGH_TAP]: the backbone\'s stride-4 map and its last feature map '
+          '(null: the network\'s own split)'),
+    Field('aspp_channels', 256, c.integer(min=1), 'width of the ASPP branches and the decoder'),
+]
+
+
+def _shared():
+    out = []
+    for key, default in SHARED.items():
+        f = SCHEMA_FIELDS[key]
+        out.append(f._replace(default=default) if default is not None else f)
+    return out
+
+
+class Schema(object):
+    """{key: Field}: segmentation's own keys and the shared ones."""
+
+    def _fields(self):
+        return OrderedDict((f.name, f) for f in _OWN + _shared())
+
+    def __getitem__(self, key):
+        return self._fields()[key]
+
+    def __contains__(self, key):
+        return key in self._fields()
+
+    def __iter__(self):
+        return iter(self._fields())
+
+    def __len__(self):
+        return len(self._fields())
+
+    def items(self):
+        return self._fields().items()
+
+    def values(self):
+        return self._fields().values()
+
+    def get(self, key, default=None):
+        return self._fields().get(key, default)
+
+
+FIELDS = Schema()
+SYNONYMS = {'crop': 'crop_size=N', 'base_size': 'crop_size=N (the random scale is scale_min..scale_max of the '
+            'image itself)', 'backbone': 'network=NAME', 'os': 'output_stride=16 or 8', 'aux': 'no auxiliary '
+            'head here: head=deeplabv3 or deeplabv3+'}
+
+
+def list_segmentation_presets():
+    if not os.path.isdir(PRESET_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(PRESET_DIR) if f.endswith('.yaml') and not f.startswith('_'))
+
+
+def is_segmentation_preset(name):
+    return bool(name) and not os.path.isfile(name) and \
+        os.path.splitext(os.path.basename(name))[0] in list_segmentation_presets()
+
+
+def find_segmentation_file(path):
+    if os.path.isfile(path):
+        return path
+    for cand in (os.path.join(PRESET_DIR, path), os.path.join(PRESET_DIR, path + '.yaml')):
+        if os.path.isfile(cand):
+            return cand
+    from . import _find_file
+    return _find_file(path)
+
+
+def _check_together(cfg, at):
+    """Segmentation's checks across keys; fills in model_load_prefix, begin_epoch and num_classes."""
+    if cfg.model_load_prefix is None:
+        cfg['model_load_prefix'] = cfg.model_prefix
+    if cfg.begin_epoch is None:
+        cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
+    cfg['num_classes'] = len(cfg.classes)
+    if cfg.scale_max < cfg.scale_min:
+        raise ConfigError('config keys scale_min and scale_max (%s): scale_max %g is below scale_min %g'
+                          % (at('scale_min', 'scale_max'), cfg.scale_max, cfg.scale_min))
+    for key in ('mean', 'std'):
+        if len(cfg[key]) != 3:
+            raise ConfigError('config key %r (%s) must list 3 values (RGB); got %r' % (key, at(key), cfg[key]))
+    import symbols
+    try:
+        cfg['network'] = symbols.resolve_name(cfg.network)
+    except ValueError as e:
+        raise ConfigError('config key network (%s): %s' % (at('network'), e))
+    if cfg.pretrained is not None:
+        from symbols import pretrained
+        try:
+            pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
+        except pretrained.WeightsError as e:
+            raise ConfigError('config key pretrained (%s): %s' % (at('pretrained'), e))
+
+
+def check_data(cfg):
+    """The data folders exist (the files themselves are checked by the task before training)."""
+    if not os.path.isdir(cfg.voc_root):
+        raise ConfigError('config key voc_root=%r does not exist: give the VOCdevkit folder (VOC2012/JPEGImages, '
+                          'SegmentationClass, ImageSets/Segmentation)' % cfg.voc_root)
+    if cfg.sbd_root is not None and not os.path.isdir(cfg.sbd_root):
+        raise ConfigError('config key sbd_root=%r does not exist: give the SBD dataset folder (img/, cls/, '
+                          'train.txt), or sbd_root=null' % cfg.sbd_root)
+
+
+def _segmentation_schema():
+    from . import TaskSchema
+    return TaskSchema('segmentation', FIELDS, SYNONYMS, find_segmentation_file, None, 'config/segmentation.py',
+                      _check_together, label='segmentation ')
+
+
+def load_segmentation_config(path=None, overrides=(), check=True):
+    """Read, override and validate a segmentation config (a seg_* preset or a file; None: the
+    defaults); ConfigError naming the key on any problem. `check`: the data folders exist too."""
+    from . import load
+    cfg = load(_segmentation_schema(), path, overrides)
+    if check:
+        check_data(cfg)
+    return cfg

@@ -1,0 +1,308 @@
+"""Semantic segmentation (DeepLabV3 / V3+ on PASCAL VOC) as a task of the engine (core/engine.py),
+which owns devices, seeds, the schedule (poly by default here), resume, checkpoints, records, logs.
+
+What is the task's own:
+- data (data/segmentation.py): the VOC 2012 lists (and SBD's), every mask checked before training;
+  training crops augmented from (seed, epoch, position) alone, so a resumed run repeats an
+  uninterrupted one; each worker trains on its share of an epoch;
+- the network (symbols/segmentation.py): a DeepLab head on a backbone of this project split by tap
+  names and dilated to `output_stride`, optionally from pretrained backbone weights;
+- the loss: per image, the mean cross-entropy of its pixels that are not 255;
+- validation: the confusion matrix over the whole validation set, single scale, one image a device
+  (tasks/segmentation/evaluate.py): mIoU picks the best epoch; pixel accuracy and IoU per class are
+  recorded.
+"""
+import logging
+
+import numpy as np
+from mxnet import gluon, nd
+
+from core.errors import NonFiniteLoss, TrainingError
+from core.seeding import epoch_seed
+from core.task import Task
+from data import segmentation as segdata
+from .evaluate import evaluate
+
+LOG = logging.getLogger('segmentation')
+
+
+class SegmentationError(TrainingError, ValueError):
+    """A segmentation run that cannot go on as configured; says why and what to do."""
+
+
+def epoch_order(cfg, count, epoch, rank=0, workers=1):
+    """The training-sample positions worker `rank` of `workers` trains on in epoch `epoch`: all
+    `count` shuffled with (seed, epoch), repeated or cut to epoch_size, every `workers`-th from
+    `rank` on (the same count for every worker)."""
+    order = list(np.random.RandomState(epoch_seed(cfg.seed, epoch) % (2 ** 32)).permutation(count))
+    size = cfg.epoch_size or len(order)
+    order = [order[i % len(order)] for i in range(size)]
+    return order[rank::workers][:len(order) // workers]
+
+
+class _TrainSet(object):
+    """Sample `position` of an epoch's order: its crop, augmented from (seed, epoch, position)."""
+
+    def __init__(self, items, order, cfg, epoch):
+        self.items, self.order, self.cfg = items, order, cfg
+        self.base = epoch_seed(cfg.seed, epoch) * 1000003
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, position):
+        cfg = self.cfg
+        rng = np.random.Generator(np.random.PCG64((self.base + position) % (2 ** 63)))
+        image, mask, _ = self.items[self.order[position]]
+        return segdata.train_sample(image, mask, rng, cfg.crop_size, cfg.scale_min, cfg.scale_max, cfg.mean, cfg.std)
+
+
+class PixelLoss(gluon.HybridBlock):
+    """Per image, the mean softmax cross-entropy over its pixels whose label is not 255: scores
+    (B, K, H, W), labels (B, H, W) -> (B,); an image without a labelled pixel gives 0."""
+
+    def hybrid_forward(self, F, scores, label):
+        valid = label != segdata.IGNORE
+        logp = F.log_softmax(scores, axis=1)
+        picked = F.pick(logp, label * valid, axis=1)                     # (B, H, W)
+        total = F.sum(-picked * valid, axis=(1, 2))
+        return total / F.maximum(F.sum(valid, axis=(1, 2)), 1)
+
+
+class RunningLoss(object):
+    """The step losses summed on the first device without waiting; `read` checks the steps since
+    the last read for NaN/Inf and gives the mean per step."""
+
+    def __init__(self, fix):
+        self.fix, self.sum, self.steps, self.pending = fix, None, 0, []
+
+    def update(self, step, losses):
+        value = nd.add_n(*[l.mean().as_in_context(losses[0].context) for l in losses]) / len(losses)
+        self.sum = value if self.sum is None else self.sum + value
+        self.steps += 1
+        self.pending.append((step, value))
+
+    def read(self):
+        for step, value in self.pending:
+            if not np.isfinite(value.asscalar()):
+                raise NonFiniteLoss('ce', step, fix=self.fix)
+        self.pending = []
+        return {} if self.sum is None else {'ce': float(self.sum.asscalar()) / max(self.steps, 1)}
+
+
+class SegmentationTask(Task):
+    """DeepLab on VOC: crops of batch_size images a device per step; mIoU picks the best epoch."""
+    name = 'segmentation'
+    best_metric = 'val_miou'
+    best_key = 'best_miou'
+    fits = 'resume with the network, head, output_stride, seg_taps and classes the run was trained with'
+    diverged_fix = 'lower lr'
+
+    @classmethod
+    def load_config(cls, path=None, overrides=()):
+        from config.segmentation import load_segmentation_config
+        return load_segmentation_config(path, overrides)
+
+    @classmethod
+    def final_lines(cls, record, cfg):
+        return ['final: epoch %d  mIoU %.2f%%  pixel accuracy %.2f%% on %d validation images'
+                % (record['epoch'] + 1, 100 * record['val_miou'], 100 * record['val_pixel_acc'], record['val_n']),
+                iou_table(record, cfg.classes)]
+
+    @classmethod
+    def warnings(cls, cfg):
+        if cfg.train_split == cfg.val_split and cfg.sbd_root is None:
+            return ['train_split and val_split are both %r: the mIoU is measured on training images' % cfg.val_split]
+        return []
+
+    def prepare(self):
+        cfg, engine = self.cfg, self.engine
+        self.train_items = segdata.voc_items(cfg.voc_root, cfg.train_split)
+        self.val_items = segdata.voc_items(cfg.voc_root, cfg.val_split)
+        if cfg.num_val:
+            self.val_items = self.val_items[:cfg.num_val]
+        if cfg.sbd_root is not None:                      # SBD's training list, without VOC's validation images
+            held_out = {_id(image) for image, _, _ in self.val_items}
+            known = {_id(image) for image, _, _ in self.train_items}
+            self.train_items += [it for it in segdata.sbd_items(cfg.sbd_root, 'train')
+                                 if _id(it[0]) not in held_out and _id(it[0]) not in known]
+        todo = self.train_items + self.val_items
+        bar = engine.progress(len(todo), 'checking masks')
+        try:
+            segdata.check_items(todo, cfg.num_classes, bar)
+        finally:
+            bar.close()
+        per_worker = len(epoch_order(cfg, len(self.train_items), 0, engine.rank, engine.workers))
+        if per_worker < engine.batch_size:
+            raise SegmentationError('a step takes %d images (batch_size=%d on %d device(s)) but each worker has %d '
+                                    'training images an epoch: lower batch_size or raise epoch_size'
+                                    % (engine.batch_size, cfg.batch_size, len(engine.ctx), per_worker))
+        self.steps_per_epoch = per_worker // engine.batch_size
+        self.samples_per_step = engine.batch_size
+
+    def build(self):
+        from symbols.segmentation import build_segmentation_network, used_parameters, SegmentationNetworkError
+        cfg, ctx = self.cfg, self.engine.ctx
+        try:
+            self.net, self.as_built = build_segmentation_network(
+                cfg.network, cfg.num_classes, cfg.head, cfg.output_stride, split=cfg.seg_taps,
+                channels=cfg.aspp_channels, prefix='student_', ctx=ctx)
+        except SegmentationNetworkError as e:
+            raise SegmentationError(str(e))
+        if cfg.pretrained is not None:
+            self._backbone_from_pretrained()
+        self.loss = PixelLoss()
+        return used_parameters(self.net)
+
+    def _backbone_from_pretrained(self):
+        """The backbone's weights from config key `pretrained` (its classifier is not used here)."""
+        from symbols import pretrained
+        cfg = self.cfg
+        try:
+            kind, where = pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
+            path = pretrained.weights_path(kind, where)
+            loaded = pretrained.load_into_backbone(self.net.backbone, path)
+        except pretrained.WeightsError as e:
+            raise SegmentationError(str(e))
+        LOG.info('backbone starts from %s: %d parameters loaded', path, len(loaded))
+        if cfg.pretrained_lr_mult != 1.0:
+            params = self.net.backbone._collect_params_with_prefix()
+            for name in loaded:
+                params[name].lr_mult = cfg.pretrained_lr_mult
+
+    def saved_blocks(self):
+        return self.net, None
+
+    def check_checkpoint(self, meta, epoch):
+        saved = meta.get('segmentation') or {}
+        changed = ['%s=%s (this run: %s)' % (k, saved[k], v) for k, v in self._structure().items()
+                   if k in saved and saved[k] != v]
+        if changed:
+            raise SegmentationError('run %r (epoch %d) was trained with %s: resume it as it was trained, or start a new '
+                                    'run under another model_prefix' % (self.cfg.model_load_prefix, epoch,
+                                                                       ', '.join(changed)))
+
+    def _structure(self):
+        cfg = self.cfg
+        return {'network': cfg.network, 'head': cfg.head, 'output_stride': cfg.output_stride,
+                'seg_taps': list(self.net.split), 'classes': list(cfg.classes), 'aspp_channels': cfg.aspp_channels}
+
+    def describe_checkpoint(self, meta):
+        return 'mIoU %.2f%%' % (100 * meta.get('val_miou', 0))
+
+    def start(self, resumed):
+        self.net.hybridize(static_alloc=True)
+
+    def describe(self):
+        cfg, ctx = self.cfg, self.engine.ctx
+        return ('%s on %s (split %s / %s, output stride %d), %d classes; %d training images, %d validation images; '
+                'crops of %d, %d a device; %d device(s)' % (
+                    cfg.head, cfg.network, self.net.split.low, self.net.split.high, cfg.output_stride,
+                    cfg.num_classes, len(self.train_items), len(self.val_items), cfg.crop_size, cfg.batch_size,
+                    len(ctx)))
+
+    def set_epoch(self, epoch):
+        self.running = RunningLoss(self.diverged_fix)
+
+    def batches(self, epoch):
+        cfg, engine = self.cfg, self.engine
+        order = epoch_order(cfg, len(self.train_items), epoch, engine.rank, engine.workers)
+        return gluon.data.DataLoader(_TrainSet(self.train_items, order, cfg, epoch), batch_size=engine.batch_size,
+                                     shuffle=False, last_batch='discard', num_workers=cfg.num_workers)
+
+    def forward(self, batch):
+        images, masks = batch
+        ctx = self.engine.ctx
+        xs = gluon.utils.split_and_load(images, ctx, even_split=False)
+        ys = gluon.utils.split_and_load(masks, ctx, even_split=False)
+        losses = [self.loss(self.net(x), y) for x, y in zip(xs, ys)]
+        return losses, losses
+
+    def after_step(self, step, losses):
+        self.running.update(step, losses)
+
+    def read(self):
+        return self.running.read()
+
+    def progress_fields(self, stats):
+        return {'ce': '%.4g' % stats['ce']} if 'ce' in stats else {}
+
+    def evaluate(self):
+        """mIoU over the whole validation set (every worker evaluates all of it: the same result on
+        each, without exchanging predictions)."""
+        cfg = self.cfg
+        samples = (segdata.val_sample(image, mask, cfg.mean, cfg.std) for image, mask, _ in self.val_items)
+        bar = self.engine.progress(len(self.val_items), 'validation')
+        try:
+            res = evaluate(self.net, samples, cfg.num_classes, self.engine.ctx, bar)
+        finally:
+            bar.close()
+        val = {'val_miou': res['miou'], 'val_pixel_acc': res['pixel_acc'], 'val_n': res['n']}
+        val.update(('iou_%s' % name, v) for name, v in zip(cfg.classes, res['iou']))
+        return val
+
+    def checkpoint_meta(self, record):
+        cfg = self.cfg
+        return {'kind': 'segmentation', 'network': cfg.network, 'num_classes': cfg.num_classes,
+                'classes': list(cfg.classes), 'in_channels': 3, 'mean': list(cfg.mean), 'std': list(cfg.std),
+                'segmentation': self._structure()}
+
+    def epoch_line(self, epoch, stats, val):
+        return 'epoch %d: mIoU %.2f%% pixel accuracy %.2f%% (%.1f s, %.2f img/s); ce %.4f' % (
+            epoch, 100 * val['val_miou'], 100 * val['val_pixel_acc'], stats['time'], stats['speed'],
+            stats.get('ce', float('nan')))
+
+
+def _id(path):
+    import os
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def iou_table(record, classes):
+    """Markdown: IoU per class of an epoch record (its iou_<class> keys), '-' where undefined."""
+    rows = ['| class | IoU (%) |', '|---|---|']
+    for name in classes:
+        v = record.get('iou_%s' % name)
+        rows.append('| %s | %s |' % (name, '-' if v is None or v != v else '%.2f' % (100 * v)))
+    return '\n'.join(rows)
+
+
+__all__ = ['SegmentationTask', 'SegmentationError', 'PixelLoss', 'epoch_order', 'iou_table']
+
+
+def load_network(prefix_path, tag, ctx, prefix='seg_'):
+    """(SegNet, metadata) of segmentation checkpoint `prefix_path` at `tag` (epoch or 'best', the best
+    recorded epoch when the best copy is missing), built as its metadata says, parameters loaded."""
+    import os
+    from core import checkpoint
+    from symbols.segmentation import build_segmentation_network
+    folder, name = os.path.split(prefix_path)
+    tag = checkpoint.resolve_tag(folder or '.', name, tag)
+    meta = checkpoint.read_meta(folder or '.', name, tag)
+    s = meta.get('segmentation')
+    if meta.get('kind') != 'segmentation' or not s:
+        raise SegmentationError('checkpoint %s (epoch %s) is not a segmentation run (its metadata says %s): give a '
+                                'run trained with task=segmentation' % (prefix_path, tag, meta.get('kind') or
+                                                                       'network=%s' % meta.get('network')))
+    net, _ = build_segmentation_network(s['network'], len(s['classes']), s['head'], s['output_stride'],
+                                        split=s['seg_taps'], channels=s['aspp_channels'], prefix=prefix, ctx=ctx)
+    checkpoint.load_params(net, checkpoint.paths(folder or '.', name, tag)['params'], ctx,
+                           fits='evaluate it with the configuration it was trained with')
+    return net, meta
+
+
+def evaluate_checkpoint(cfg, prefix_path, tag, max_images=None):
+    """(scores as `evaluate` gives them, metadata) of a segmentation checkpoint on the validation
+    list of `cfg` (its classes must be the checkpoint's)."""
+    from core.devices import contexts
+    ctx = contexts(cfg)
+    net, meta = load_network(prefix_path, tag, ctx)
+    if list(meta['classes']) != list(cfg.classes):
+        raise SegmentationError('checkpoint %s was trained on the classes %s, the config names %s: evaluate it on data '
+                                'of its classes (leave out --cfg to use the configuration saved with it)'
+                                % (prefix_path, meta['classes'], cfg.classes))
+    items = segdata.voc_items(cfg.voc_root, cfg.val_split)[:max_images or cfg.num_val or None]
+    segdata.check_items(items, cfg.num_classes)
+    net.hybridize(static_alloc=True)
+    samples = (segdata.val_sample(image, mask, cfg.mean, cfg.std) for image, mask, _ in items)
+    return evaluate(net, samples, cfg.num_classes, ctx), meta

@@ -1,0 +1,236 @@
+"""Segmentation, the third task (#20): the VOC layout read and checked, DeepLab heads at output
+strides 8 and 16, mIoU against a numpy reference, training through train.py with exact resume,
+evaluation and the results table, every bad input one error with nothing written, and learning."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import train
+from core import checkpoint
+from tests.helpers import one_error, run_tool
+from tests.seg_synth import make_voc_segmentation
+
+pytestmark = pytest.mark.slow
+CLASSES = 'classes=[background,rect,disc]'
+
+
+@pytest.fixture(scope='module')
+def voc(tmp_path_factory):
+    return make_voc_segmentation(str(tmp_path_factory.mktemp('vocseg') / 'VOCdevkit'))
+
+
+def args(voc, tmp, *extra):
+    """train.py arguments of a CPU-sized DeepLabV3+ on the generated set (a key in `extra` replaces
+    the same key here)."""
+    words = ['--cfg', 'seg_voc_r18_deeplabv3plus', 'voc_root=%s' % voc, 'sbd_root=null', CLASSES, 'gpu_list=[]',
+             'pretrained=null', 'batch_size=2', 'crop_size=32', 'epoch_size=4', 'num_epoch=1', 'num_workers=0',
+             'aspp_channels=16', 'progress=false', 'model_dir=%s' % os.path.join(tmp, 'model'),
+             'log_dir=%s' % os.path.join(tmp, 'log'), 'model_prefix=seg']
+    keys = {w.split('=', 1)[0] for w in extra}
+    return [w for w in words if w.split('=', 1)[0] not in keys] + list(extra)
+
+
+def run(argv, capsys):
+    code = train.main(argv)
+    out, err = capsys.readouterr()
+    assert 'Traceback' not in err
+    return code, out, err
+
+
+def run_process(argv):
+    """train.py in a process of its own (deterministic=true takes effect only before MXNet's engine
+    starts, which other tests of this process have started)."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, 'train.py'] + argv, cwd=os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), capture_output=True, text=True, timeout=600)
+    assert 'Traceback' not in r.stderr
+    return r.returncode, r.stdout, r.stderr
+
+
+def _params(model_dir, tag, prefix='seg'):
+    import mxnet as mx
+    return mx.nd.load(checkpoint.paths(model_dir, prefix, tag)['params'])
+
+
+def test_reads_the_voc_layout_and_checks_every_mask(voc):
+    from data import segmentation as segdata
+    items = segdata.voc_items(voc, 'train')
+    assert len(items) == 16 and all(os.path.isfile(i) and os.path.isfile(m) for i, m, _ in items)
+    assert segdata.check_items(items + segdata.voc_items(voc, 'val'), 3) == 22
+    mask = segdata.read_mask(items[0][1])
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1, 2, 255} and 255 in mask
+    x, y = segdata.train_sample(items[0][0], items[0][1], np.random.default_rng(0), 32, 0.5, 2.0, [120] * 3, [60] * 3)
+    assert x.shape == (3, 32, 32) and y.shape == (32, 32) and set(np.unique(y)) <= {0, 1, 2, 255}
+    again = segdata.train_sample(items[0][0], items[0][1], np.random.default_rng(0), 32, 0.5, 2.0, [120] * 3, [60] * 3)
+    assert (x == again[0]).all() and (y == again[1]).all()
+
+
+@pytest.mark.parametrize('network', ['preact_resnet18', 'resnet50'])
+def test_heads_at_output_strides_8_and_16(network):
+    import mxnet as mx
+    from symbols.segmentation import build_segmentation_network, used_parameters
+    import symbols
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 48))
+    for head in ('deeplabv3', 'deeplabv3+'):
+        for stride in (16, 8):
+            net, as_built = build_segmentation_network(network, 3, head, stride, channels=16)
+            assert as_built == 32
+            low, high = net.features(x)
+            assert low.shape[2:] == (16, 12) and high.shape[2:] == (64 // stride, 48 // stride)
+            y = net(x)
+            assert y.shape == (2, 3, 64, 48)
+            tapped = symbols.with_taps(net, ['logits', 'aspp', 'high'])(x)
+            assert tapped[1].shape[2:] == ((16, 12) if head == 'deeplabv3+' else (64 // stride, 48 // stride))
+            net.hybridize()
+            np.testing.assert_allclose(net(x).asnumpy(), y.asnumpy(), rtol=1e-4, atol=1e-5)
+            assert len(used_parameters(net)) == len(list(net.collect_params().keys()))   # no unused parameter
+
+
+def test_miou_against_a_numpy_reference():
+    from tasks.segmentation.evaluate import confusion, scores
+    rng = np.random.RandomState(0)
+    label = rng.randint(0, 4, size=(3, 20, 30))
+    label[:, :2] = 255
+    pred = np.where(rng.rand(*label.shape) < 0.7, label, rng.randint(0, 4, size=label.shape)) % 4
+    pred[label == 3] = 1                                      # class 3 never predicted: IoU 0
+    conf = sum(confusion(p, l, 5) for p, l in zip(pred, label))          # class 4: absent everywhere
+    got = scores(conf)
+    valid = label != 255
+    ious = []
+    for c in range(5):
+        inter = ((pred == c) & (label == c) & valid).sum()
+        union = (((pred == c) | (label == c)) & valid).sum()
+        ious.append(inter / union if union else np.nan)
+    np.testing.assert_allclose(got['iou'][:4], ious[:4], rtol=1e-12)
+    assert np.isnan(got['iou'][4]) and got['iou'][3] == 0.0
+    assert abs(got['miou'] - np.nanmean(ious)) < 1e-12
+    assert abs(got['pixel_acc'] - ((pred == label) & valid).sum() / valid.sum()) < 1e-12
+
+
+def test_train_resume_exactly_evaluate_and_tabulate(voc, tmp_path, capsys):
+    from core.records import read_records
+    from tools import evaluate, results_table
+    # (lr_mode=step: poly's lr depends on num_epoch, which the first piece of the run in two sets to 1;
+    # deterministic: oneDNN's threads are not bit-exact from run to run)
+    a = args(voc, str(tmp_path / 'a'), 'num_epoch=2', 'deterministic=true', 'lr_mode=step')
+    code, out, err = run_process(a)
+    assert code == 0, err
+    assert 'final: epoch 2  mIoU' in out and '| rect |' in out
+    mdir = str(tmp_path / 'a' / 'model')
+    assert checkpoint.epochs(mdir, 'seg') == [1, 2]
+    records = read_records(str(tmp_path / 'a' / 'log' / 'seg.jsonl'))
+    assert [r['epoch'] for r in records] == [0, 1] and all(0 <= r['val_miou'] <= 1 for r in records)
+    assert all('iou_disc' in r and np.isfinite(r['train_ce']) for r in records)
+    # in two pieces: bit-identical parameters and records
+    b = args(voc, str(tmp_path / 'b'), 'deterministic=true', 'lr_mode=step')
+    assert run_process(b)[0] == 0
+    code, out, err = run_process(args(voc, str(tmp_path / 'b'), 'num_epoch=2', 'retrain=true', 'model_load_epoch=-1',
+                                      'deterministic=true', 'lr_mode=step'))
+    assert code == 0 and "resumed run 'seg' from its epoch-1 checkpoint" in err, err
+    pa, pb = _params(mdir, 2), _params(str(tmp_path / 'b' / 'model'), 2)
+    assert pa.keys() == pb.keys() and all(np.array_equal(pa[k].asnumpy(), pb[k].asnumpy()) for k in pa)
+    timeless = lambda recs: [{k: v for k, v in r.items() if k not in ('time', 'speed')} for r in recs]  # noqa
+    assert timeless(read_records(str(tmp_path / 'b' / 'log' / 'seg.jsonl'))) == timeless(records)
+    # another network on resume is refused by name
+    code, _, err = run(args(voc, str(tmp_path / 'b'), 'num_epoch=3', 'retrain=true', 'model_load_epoch=-1',
+                            'lr_mode=step', 'head=deeplabv3'), capsys)
+    one_error(code, err, 'head=deeplabv3+ (this run: deeplabv3)')
+    # tools.evaluate from the checkpoint alone (its saved configuration), equal to the record
+    code, out, err = run_tool(evaluate.main, ['--prefix', os.path.join(mdir, 'seg'), '--epoch', '2'], capsys)
+    assert code == 0, err
+    assert 'mIoU %.2f%%' % (100 * records[1]['val_miou']) in out, (out, records[1]['val_miou'])
+    # the results table over seeds (runs named <prefix><method>_s<seed>)
+    recs = str(tmp_path / 'records')
+    os.makedirs(recs)
+    for seed in (0, 1):
+        shutil.copy(str(tmp_path / 'a' / 'log' / 'seg.jsonl'), os.path.join(recs, 'seg_student_s%d.jsonl' % seed))
+    code, out, err = run_tool(results_table.main, ['--task', 'segmentation', '--records', recs, '--prefix', 'seg_'],
+                              capsys)
+    assert code == 0 and '| student alone |' in out and '%.2f ± 0.00' % (100 * records[1]['val_miou']) in out, out
+
+
+def _mask_path(root, split, k=0):
+    from data import segmentation as segdata
+    return segdata.voc_items(root, split)[k]
+
+
+def _fault(root, fault):
+    """Damage a copy of the generated set as `fault` says; returns the words the error must hold."""
+    from PIL import Image
+    image, mask, list_file = _mask_path(root, 'train', 3)
+    if fault == 'value':
+        m = np.array(Image.open(mask))
+        m[5, 5] = 7
+        out = Image.fromarray(m, 'P')
+        out.putpalette(Image.open(mask).getpalette())
+        out.save(mask)
+        return [os.path.basename(mask), 'has the value 7', 'neither a class']
+    if fault == 'size':
+        Image.open(mask).crop((0, 0, 30, 20)).save(mask)
+        return [os.path.basename(mask), 'is 30x20 but its image', 'is 64x48']
+    if fault == 'missing':
+        os.remove(image)
+        return [os.path.basename(image), 'listed in %s' % list_file, 'does not exist']
+    if fault == 'palette':
+        m = Image.open(mask)
+        m.putpalette([255 - v for v in m.getpalette()])
+        m.save(mask)
+        return [os.path.basename(mask), 'palette PNG of another palette']
+    if fault == 'rgb':
+        Image.open(mask).convert('RGB').save(mask)
+        return [os.path.basename(mask), 'is a RGB image', 'class indices']
+    raise ValueError(fault)
+
+
+@pytest.mark.parametrize('fault', ['value', 'size', 'missing', 'palette', 'rgb'])
+def test_bad_data_is_one_error_and_nothing_is_written(voc, tmp_path, capsys, fault):
+    root = str(tmp_path / 'VOCdevkit')
+    shutil.copytree(voc, root)
+    words = _fault(root, fault)
+    code, _, err = run(args(root, str(tmp_path)), capsys)
+    one_error(code, err, *words)
+    assert not os.path.exists(str(tmp_path / 'model' / 'seg-0001.params'))
+    assert not os.path.exists(str(tmp_path / 'log' / 'seg.log'))
+
+
+def test_bad_networks_and_settings_are_one_error(voc, tmp_path, capsys):
+    for extra, words in ((['network=cifar_resnet8'], ['no segmentation split', 'seg_taps=[LOW, HIGH]']),
+                         (['network=cifar_resnet8', 'seg_taps=[stage1, stage3]'],
+                          ['reaches only output stride 4', 'output_stride=16']),
+                         (['output_stride=4'], ['output_stride']),
+                         (['scale_min=2', 'scale_max=1'], ['scale_max 1 is below scale_min 2']),
+                         (['voc_root=%s' % (tmp_path / 'nowhere')], ['does not exist', 'VOCdevkit']),
+                         (['train_split=bogus'], ['bogus.txt does not exist'])):
+        code, _, err = run(args(voc, str(tmp_path), *extra), capsys)
+        errors = [line for line in err.splitlines() if line.startswith(('error: ', 'config error: '))]
+        assert code == 2 and len(errors) == 1 and all(w in errors[0] for w in words), (extra, err)
+    assert not os.path.exists(str(tmp_path / 'model'))
+
+
+def test_a_classification_checkpoint_is_not_evaluated_as_segmentation(voc, tmp_path, capsys):
+    from tasks.segmentation.task import load_network, SegmentationError
+    import mxnet as mx
+    import symbols
+    net = symbols.get_network('cifar_resnet8', 3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    checkpoint.save(str(tmp_path), 'cls', 1, net, meta={'network': 'cifar_resnet8', 'num_classes': 3})
+    with pytest.raises(SegmentationError, match='is not a segmentation run'):
+        load_network(str(tmp_path / 'cls'), 1, [mx.cpu()])
+
+
+def test_short_training_learns(voc, tmp_path, capsys):
+    """On the generated shapes, 20 short epochs take the mIoU well above the untrained network's."""
+    a = args(voc, str(tmp_path), 'num_epoch=20', 'epoch_size=16', 'lr=0.02', 'crop_size=48', 'aspp_channels=32')
+    code, out, err = run(a, capsys)
+    assert code == 0, err
+    from core.records import read_records
+    records = read_records(str(tmp_path / 'log' / 'seg.jsonl'))
+    first, best = records[0]['val_miou'], max(r['val_miou'] for r in records)
+    meta = json.load(open(checkpoint.paths(str(tmp_path / 'model'), 'seg', 'best')['meta']))
+    assert meta['val_miou'] == best
+    assert best > 0.6 and best > first + 0.2, [round(r['val_miou'], 3) for r in records]
