@@ -20,14 +20,15 @@ CUDA11_LIBS = ['nvidia-cuda-runtime-cu11', 'nvidia-cublas-cu11', 'nvidia-cufft-c
 setup(
     name='nst-gluon',
     version='0.1.0',
-    description=('Knowledge distillation in MXNet Gluon: NST (Neuron Selectivity Transfer) and 17 more methods '
-                 '(KD, FitNet, AT, FSP, OFD, SP, RKD, PKT, KDSVD, DKD, DIST, CC, VID, ReviewKD, AB, FT, CRD) for '
-                 'classification, and Faster R-CNN detection from distilled backbones'),
+    description=('Knowledge distillation in MXNet Gluon: NST (Neuron Selectivity Transfer) and 18 more methods '
+                 '(KD, FitNet, AT, FSP, OFD, SP, RKD, PKT, KDSVD, DKD, DIST, CC, VID, ReviewKD, AB, FT, CRD, CWD) for '
+                 'classification, DeepLab segmentation, and Faster R-CNN detection from distilled backbones'),
     license='Apache-2.0',
     python_requires='>=3.10,<3.13',     # init.sh says why
     packages=['symbols', 'symbols.transfer', 'config', 'data', 'core', 'tasks', 'tasks.classification',
+              'tasks.segmentation',
               'tasks.detection', 'tools', 'benchmarks'],
-    package_data={'config': ['presets/*.yaml', 'presets/detection/*.yaml']},
+    package_data={'config': ['presets/*.yaml', 'presets/detection/*.yaml', 'presets/segmentation/*.yaml']},
     py_modules=['train'],
     install_requires=[
         'numpy==1.23.5; python_version < "3.12"',

@@ -66,20 +66,27 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, 'error: %s%s (python train.py --help lists the options)\n' % (message, hint))
 
 
-def main(argv=None):
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(add_help=True):
+    """train.py's command line: --cfg, key=value overrides, --print-config, --keys [WORD]."""
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=add_help)
     p.add_argument('--cfg', help='config file (.py or .yaml) or preset name; default config/cfgs.py')
     p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. lr=0.05 kt_type=kd+mmd')
     p.add_argument('--print-config', action='store_true', help='print the validated config and exit')
     p.add_argument('--keys', nargs='?', const='', metavar='WORD', help='list every config key (default, allowed '
                    'values, meaning) by group, or only those about WORD (e.g. --keys teacher), and exit')
-    args = p.parse_intermixed_args(argv)      # key=value before and after the options
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_intermixed_args(argv)      # key=value before and after the options
     if args.keys is not None:
         from config.keys import listing
         text = listing(args.keys)
         if text is None:
-            print('error: no config key is about %r; python train.py --keys lists them all' % args.keys,
-                  file=sys.stderr)
+            from config.keys import close_keys
+            close = close_keys(args.keys)
+            print('error: no config key is about %r%s; python train.py --keys lists them all'
+                  % (args.keys, ' (did you mean %s?)' % ' or '.join(close) if close else ''), file=sys.stderr)
             return 2
         print(text)
         return 0

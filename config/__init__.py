@@ -344,17 +344,32 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     return cfg
 
 
+# keys a run derives or sets for the command that started it (a resume, a move aside)
+DERIVED = ('begin_epoch', 'retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite', 'plan')
+# keys that hold paths, read relative to the folder the run was started in when they are not found here
+PATH_KEYS = ('data_dir', 'voc_root', 'sbd_root', 'model_dir', 'log_dir', 'teacher_prefix', 'backbone_prefix')
+
+
 def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
     """The configuration a checkpoint was trained with (`meta`: its metadata, whose `config` the
     engine writes; `where`: the checkpoint, for the messages), with `overrides` applied and checked
-    by its task's schema (a key the schema no longer has is left out); None for a checkpoint written before the metadata kept its configuration."""
+    by its task's schema (a key the schema no longer has is left out, and so are what the run derived or
+    did, DERIVED; a relative path that is not found from here is read from the folder the run was
+    started in, the metadata's `cwd`); None for a checkpoint written before the metadata kept its configuration."""
     saved = meta.get('config')
     if not isinstance(saved, dict):
         return None
-    values = dict(saved)
+    # what the run derived or did (a resume) is not part of its configuration here
+    values = {k: v for k, v in saved.items() if k not in DERIVED}
+    started_in = meta.get('cwd')
+    for key in PATH_KEYS:                           # relative to the folder the run was started in
+        value = values.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value) and started_in and \
+                not os.path.exists(value) and os.path.exists(os.path.join(started_in, value)):
+            values[key] = os.path.join(started_in, value)
     if values.get('task') == 'segmentation':
-        from .segmentation import _segmentation_schema
-        return load(_segmentation_schema(), None, overrides, saved=(values, 'the configuration saved with %s' % where))
+        from .segmentation import segmentation_schema
+        return load(segmentation_schema(), None, overrides, saved=(values, 'the configuration saved with %s' % where))
     if values.get('task', 'classification') == 'detection':
         from .detection import DETECTION
         return load(DETECTION, None, overrides, saved=(values, 'the configuration saved with %s' % where),
@@ -405,11 +420,12 @@ def _classes_listed(cfg):
     """The number of classes in data_dir/classes.txt (written by the pack builder), None without one."""
     if cfg.dataset not in ('imagenet', 'fashion_mnist'):
         return None
+    from data import read_classes_file, DataError
     try:
-        with open(os.path.join(cfg.data_dir, 'classes.txt')) as f:
-            return sum(1 for line in f if line.strip())
-    except (OSError, UnicodeDecodeError):
-        return None
+        names = read_classes_file(os.path.join(cfg.data_dir, 'classes.txt'))
+    except DataError as e:
+        raise ConfigError('config key data_dir=%r: %s' % (cfg.data_dir, e))
+    return len(names) if names is not None else None
 
 
 def warnings_of(cfg):

@@ -220,15 +220,27 @@ def once_each(overrides, parse):
         yield key, value
 
 
+def _project_run(prefix):
+    """Whether `prefix` (model_dir/RUN) has checkpoints of this project (RUN-NNNN.json, RUN-best.json)."""
+    import os
+    import re
+    folder, name = os.path.split(prefix)
+    try:
+        return any(re.match(r'^%s-(\d{4}|best)\.json$' % re.escape(name), f) for f in os.listdir(folder or '.'))
+    except OSError:
+        return False
+
+
 def resolved_source(source, prefix, network=None):
     """What a weights source of `auto` stands for (teacher_source, backbone_source), from what
-    exists: 'legacy' when `prefix`-symbol.json exists (a Module checkpoint), 'gluoncv' for a
+    exists: 'legacy' when `prefix`-symbol.json exists (a Module checkpoint) and no checkpoint of this
+    project has that name (an export written beside a run does not make it legacy), 'gluoncv' for a
     `prefix` that is a .params file, or no `prefix` and a `network` with gluoncv zoo weights,
     else 'project' (a run of this project); any other source as given."""
     import os
     if source != 'auto':
         return source
-    if prefix and os.path.isfile(prefix + '-symbol.json'):
+    if prefix and os.path.isfile(prefix + '-symbol.json') and not _project_run(prefix):
         return 'legacy'
     if prefix and prefix.endswith('.params'):
         import re

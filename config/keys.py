@@ -49,3 +49,14 @@ def listing(word=None, width=100):
     if not lines:
         return None
     return '\n'.join(lines[1:])
+
+
+def close_keys(word):
+    """Keys a user probably meant by `word` (another toolkit's name for one, or a near spelling)."""
+    import difflib
+    from . import CLASSIFICATION
+    said = CLASSIFICATION.synonyms.get(word) or CLASSIFICATION.synonyms.get(str(word).lower())
+    if said and ' ' not in said:
+        return [said]
+    names = sorted({f.name for _, fields in groups() for f in fields})
+    return difflib.get_close_matches(str(word), names, n=2)

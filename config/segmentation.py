@@ -183,7 +183,7 @@ def check_data(cfg):
                           'train.txt), or sbd_root=null' % cfg.sbd_root)
 
 
-def _segmentation_schema():
+def segmentation_schema():
     from . import TaskSchema
     return TaskSchema('segmentation', FIELDS, SYNONYMS, find_segmentation_file, None, 'config/segmentation.py',
                       _check_together, label='segmentation ')
@@ -193,7 +193,7 @@ def load_segmentation_config(path=None, overrides=(), check=True):
     """Read, override and validate a segmentation config (a seg_* preset or a file; None: the
     defaults); ConfigError naming the key on any problem. `check`: the data folders exist too."""
     from . import load
-    cfg = load(_segmentation_schema(), path, overrides)
+    cfg = load(segmentation_schema(), path, overrides)
     if check:
         check_data(cfg)
     return cfg

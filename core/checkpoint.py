@@ -189,32 +189,32 @@ def _names(names, most=3):
 
 def misfit(block, path, error=None):
     """(why, copied): why params file `path` does not load into `block`, in words: the network its
-    metadata (the .json beside it) names (`copied`: the same network as `block`, so the file was
-    copied from elsewhere), the parameter names one side has and the other lacks, or the
-    first shape that differs; MXNet's own text (`error`, less its ignore_extra/allow_missing
+    metadata (the .json beside it) names (`copied`: the same network as `block` but parameter names
+    of another, so the file was copied from elsewhere), the parameter names one side has and the
+    other lacks, the class count it was trained for, or the first shape that differs; MXNet's own text (`error`, less its ignore_extra/allow_missing
     advice, which is not a setting of this toolkit) when the names and shapes all agree."""
     try:
         saved = {n.split(':', 1)[-1]: v.shape for n, v in mx.nd.load(path).items()}
     except (mx.base.MXNetError, AttributeError):
         saved = None
-    parts, copied = [], False
+    parts, copied, meta = [], False, {}
     meta_path = path[:-len('.params')] + '.json' if path.endswith('.params') else None
     if meta_path and not path.endswith('.extra.params') and os.path.isfile(meta_path):
         try:
             with open(meta_path) as f:
                 meta = json.load(f)
-            said = 'its metadata %s says network=%s, %s classes, %s input channel(s)' % (
-                os.path.basename(meta_path), meta.get('network'), meta.get('num_classes'), meta.get('in_channels'))
-            if meta.get('network') and meta.get('network') == getattr(block, 'network_name', None):
-                copied = True
-                said += (', as this network, so the params file does not belong with it (copied from another '
-                         'run?): copy the .params and .json of one checkpoint together')
-            parts.append(said)
+            parts.append('its metadata %s says network=%s, %s classes, %s input channel(s)' % (
+                os.path.basename(meta_path), meta.get('network'), meta.get('num_classes'), meta.get('in_channels')))
         except (OSError, ValueError):
-            pass
+            meta = {}
+    same_network = bool(meta.get('network')) and meta.get('network') == getattr(block, 'network_name', None)
     if saved is not None:
         mine = {n: p.shape for n, p in block._collect_params_with_prefix().items()}
         extra, missing = set(saved) - set(mine), set(mine) - set(saved)
+        if (extra or missing) and same_network:          # the names of another network under this one's metadata
+            copied = True
+            parts.append('as this network, so the params file does not belong with it (copied from another run?): '
+                         'copy the .params and .json of one checkpoint together')
         if extra:
             parts.append('%d of its parameters are not in this network (%s)' % (len(extra), _names(extra)))
         if missing:
@@ -222,8 +222,13 @@ def misfit(block, path, error=None):
         shapes = [n for n in sorted(set(saved) & set(mine)) if mine[n] and all(mine[n])
                   and tuple(saved[n]) != tuple(mine[n])]
         if shapes and not (extra or missing):
-            parts.append('%d parameter(s) differ in shape, e.g. %s: %s in the file, %s here'
-                         % (len(shapes), shapes[0], tuple(saved[shapes[0]]), tuple(mine[shapes[0]])))
+            first = shapes[0]
+            if saved[first][0] == meta.get('num_classes') and tuple(saved[first][1:]) == tuple(mine[first][1:]):
+                parts.append('it was trained for %d classes (its classifier %s has %d outputs), this network has %d'
+                             % (saved[first][0], first.rsplit('.', 1)[0], saved[first][0], mine[first][0]))
+            else:
+                parts.append('%d parameter(s) differ in shape, e.g. %s: %s in the file, %s here'
+                             % (len(shapes), first, tuple(saved[first]), tuple(mine[first])))
     if len(parts) < (2 if parts and parts[0].startswith('it holds') else 1):
         why = str(error or '').split(' Set allow_missing')[0].split(' Set ignore_extra')[0]
         parts.append(why.strip()[:300])
@@ -262,6 +267,16 @@ def resolve_tag(model_dir, prefix, tag):
     LOG.warning('run %r has no best copy (%s is missing): using epoch %d, the best validation score its '
                 'checkpoints record', prefix, os.path.basename(paths(model_dir, prefix, 'best')['meta']), e)
     return e
+
+
+def warn_if_copied(meta, name, tag):
+    """A warning when checkpoint `name` at `tag` was saved by another run (its metadata's
+    model_prefix): its files were copied or renamed, and what it holds is that run's."""
+    saved_by = meta.get('model_prefix')
+    if saved_by and saved_by != name:
+        LOG.warning('checkpoint %s epoch %s was saved by run %r (its metadata says model_prefix=%r): its files were '
+                    'copied or renamed from that run, so this is %r\'s network (epoch %s of it)'
+                    % (name, tag, saved_by, saved_by, saved_by, meta.get('epoch')))
 
 
 def load_params(block, path, ctx, what='params', fits='check network/num_classes'):
@@ -319,6 +334,7 @@ def load_network(prefix_path, tag, ctx, prefix=None):
     model_dir = model_dir or '.'
     tag = resolve_tag(model_dir, name, tag)
     meta = read_meta(model_dir, name, tag)
+    warn_if_copied(meta, name, tag)
     net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
     load_params(net, paths(model_dir, name, tag)['params'], ctx)
     return net, meta

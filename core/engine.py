@@ -313,7 +313,7 @@ class Engine(object):
     def _save(self, epoch, meta, best=False):
         cfg = self.cfg
         net, extra = self.task.saved_blocks()
-        meta = dict(meta, config=checkpoint.jsonable(cfg), best_metric=self.task.best_metric)     # the run's configuration: tools read a checkpoint with it
+        meta = dict(meta, config=checkpoint.jsonable(cfg), best_metric=self.task.best_metric, cwd=os.getcwd())     # the run's configuration: tools read a checkpoint with it
         try:
             checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, extra, self.trainer, meta, best=best)
         except checkpoint.NonFiniteCheckpoint as e:

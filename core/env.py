@@ -15,6 +15,16 @@ COUNTS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MXNET_C
           'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS', 'NST_CPU_DEVICES')
 ENGINES = ('ThreadedEnginePerDevice', 'ThreadedEngine', 'NaiveEngine')
 _WHOLE = re.compile(r'^\s*[1-9]\d*\s*$')
+# MXNET_* variables MXNet reads as text; every other MXNET_* variable it reads (dmlc::GetEnv) is a
+# number or a flag, and a value that does not parse aborts the process (dmlc::ParamError, exit 134),
+# at import or at the first operator that reads it (MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN,
+# MXNET_MKLDNN_CACHE_NUM, ...)
+MXNET_TEXT = ('MXNET_ENGINE_TYPE', 'MXNET_HOME', 'MXNET_GLUON_REPO', 'MXNET_SUBGRAPH_BACKEND', 'MXNET_LIBRARY_PATH',
+              'MXNET_GPU_MEM_POOL_TYPE', 'MXNET_USE_OPERATOR_TUNING', 'MXNET_PROFILER_MODE', 'MXNET_PROFILER_FILENAME',
+              'MXNET_CUDA_LIB_CHECKING', 'MXNET_CUDNN_LIB_CHECKING', 'MXNET_STORAGE_FALLBACK_LOG_VERBOSE',
+              'MXNET_CUDA_VERSION_CHECKING', 'MXNET_CUDNN_VERSION_CHECKING')
+_NUMBER = re.compile(r'^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$')
+_FLAG = ('true', 'false', 'True', 'False')
 
 
 def environment_problems(environ=None):
@@ -29,6 +39,13 @@ def environment_problems(environ=None):
         if not _WHOLE.match(value):             # (MXNet reads OMP_NUM_THREADS as one whole number)
             out.append('environment variable %s=%r is not a whole number >= 1: set e.g. %s=2, or unset it'
                        % (key, value, key))
+    for key in sorted(environ):
+        if key.startswith('MXNET_') and key not in MXNET_TEXT and key not in COUNTS:
+            value = environ[key]
+            if not (_NUMBER.match(value) or value.strip() in _FLAG):
+                out.append('environment variable %s=%r is not a number: MXNet reads it as one and would abort '
+                           '(dmlc::ParamError); set a number (MXNet\'s docs/static_site/src/pages/api/faq/env_var.md '
+                           'lists each) or unset it' % (key, value))
     engine = environ.get('MXNET_ENGINE_TYPE')
     if engine is not None and engine not in ENGINES:
         out.append('environment variable MXNET_ENGINE_TYPE=%r is not an MXNet engine: set one of %s (e.g. '
@@ -36,9 +53,20 @@ def environment_problems(environ=None):
     return out
 
 
+def printable_streams():
+    """stdout and stderr write what their encoding cannot hold as escapes (a path with an 'ä' on an
+    ASCII terminal, PYTHONIOENCODING=ascii) instead of raising UnicodeEncodeError after the work."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors='backslashreplace')
+        except (AttributeError, ValueError):      # not a TextIOWrapper (captured by a test, redirected)
+            pass
+
+
 def check_environment():
     """Before MXNet is imported: stop with one `error: ...` line per unusable variable and exit
-    status 2 (a traceback or an abort later otherwise)."""
+    status 2 (a traceback or an abort later otherwise). Makes the output streams printable first."""
+    printable_streams()
     problems = environment_problems()
     if problems:
         for text in problems:

@@ -108,8 +108,12 @@ class RunLock(object):
                 raise RunError('run %r is already being trained by process %d on this host since %s (lock %s): '
                                'wait for it to finish, stop it, or choose another model_prefix'
                                % (self.prefix, pid, holder.get('since'), self.path))
-            LOG.warning('taking over the lock %s of a run that is no longer running (process %s, since %s)',
-                        self.path, pid, holder.get('since'))
+            if pid is None:
+                LOG.warning('taking over the lock %s, which names no process (damaged: a crash while it was '
+                            'written?)', self.path)
+            else:
+                LOG.warning('taking over the lock %s of a run that is no longer running (process %s, since %s)',
+                            self.path, pid, holder.get('since'))
             try:
                 os.remove(self.path)
             except FileNotFoundError:

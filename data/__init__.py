@@ -57,21 +57,39 @@ def check_small_size(prefix, image_size, dataset):
                         % (image_size, prefix, h, w, dataset, side, image_size))
 
 
+def read_classes_file(path):
+    """The class names of a pack's classes.txt ('LABEL<TAB>NAME' a line, labels 0, 1, ... in order),
+    None when there is no such file; DataError naming the line that is not of that form."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError('%s cannot be read (%s): pack the data again (python -m data.pack writes it)' % (path, e))
+    names = []
+    for k, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split('\t', 1)
+        if len(parts) != 2 or parts[0].strip() != str(len(names)) or not parts[1].strip():
+            raise DataError('%s line %d is %r: each line is LABEL<TAB>NAME with labels 0, 1, 2, ... in order (as '
+                            'python -m data.pack writes it); fix the line or pack the data again'
+                            % (path, k, line[:80]))
+        names.append(parts[1].strip())
+    return names
+
+
 def class_names(cfg):
     """The class names of the data, in label order, or None where the data names none: a pack's
-    classes.txt ('LABEL<TAB>NAME' lines), CIFAR's batches.meta / meta (label_names / fine_label_names)."""
+    classes.txt (`read_classes_file`), CIFAR's batches.meta / meta (label_names / fine_label_names)."""
     if cfg.dataset in ('cifar10', 'cifar100'):
         from .cifar import cifar_names
         return cifar_names(cfg.data_dir, cfg.dataset)
     try:
-        with open(os.path.join(cfg.data_dir, 'classes.txt'), encoding='utf-8') as f:
-            rows = [line.rstrip('\n').split('\t', 1) for line in f if line.strip()]
-        names = {int(r[0]): r[1] for r in rows if len(r) == 2 and r[0].strip().isdigit()}
-    except (OSError, ValueError, UnicodeDecodeError):
+        return read_classes_file(os.path.join(cfg.data_dir, 'classes.txt'))
+    except DataError:
         return None
-    if sorted(names) != list(range(len(names))):
-        return None
-    return [names[i] for i in range(len(names))]
 
 
 DEFAULTS = {

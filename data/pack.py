@@ -331,6 +331,28 @@ def read_classes(path):
         return [line.rstrip('\n').split('\t', 1)[1] for line in f if line.strip()]
 
 
+def keep_other_pack(out_dir, classes, overwrite):
+    """Whether out_dir holds a pack of other classes (another dataset, most likely) that a new pack
+    would replace: PackError without `overwrite`; with it True, and `staging(keep=True)` then keeps
+    the replaced files in out_dir/replaced/<time>/. A pack of the same classes is re-packed in place."""
+    old = os.path.join(out_dir, 'classes.txt')
+    if not os.path.isfile(old):
+        return False
+    try:
+        existing = read_classes(old)
+    except (OSError, IndexError, UnicodeDecodeError):
+        existing = None
+    if existing == list(classes):
+        return False
+    if not overwrite:
+        shown = lambda names: '%d: %s%s' % (len(names), ', '.join(names[:4]), ', ...' if len(names) > 4 else '')  # noqa
+        raise PackError('--out %s holds a pack of other classes (%s); the new one has %s: choose another --out, or add '
+                        '--overwrite to replace it (its files are kept in %s/replaced/)'
+                        % (out_dir, shown(existing) if existing else 'an unreadable classes.txt', shown(list(classes)),
+                           out_dir))
+    return True
+
+
 def check_out_dir(out_dir):
     """PackError if `out_dir` exists but is not a folder."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -393,7 +415,7 @@ def _commit(stage, out_dir):
 
 
 @contextlib.contextmanager
-def staging(out_dir):
+def staging(out_dir, keep=False):
     """A context giving a new, empty temporary folder inside `out_dir` (created if missing) to
     build pack files in.
 
@@ -403,7 +425,8 @@ def staging(out_dir):
     temporary folder is removed and out_dir is left as it was (removed again, with the parents,
     if this created it); errors from the file system or MXNet's writer become PackError. Only a
     process killed while the files are being moved (a handful of renames) leaves a mix; the
-    replaced files are then in out_dir/.building-*/.replaced.
+    replaced files are then in out_dir/.building-*/.replaced. With `keep`, the replaced pack files
+    go to out_dir/replaced/<time>/ instead of being removed.
     """
     import mxnet as mx
     check_out_dir(out_dir)
@@ -439,6 +462,14 @@ def staging(out_dir):
     except BaseException:
         abandon()
         raise
+    if keep:
+        import time
+        dest = os.path.join(out_dir, 'replaced', time.strftime('%Y%m%d-%H%M%S'))
+        os.makedirs(dest, exist_ok=True)
+        aside = os.path.join(stage, '.replaced')
+        for n in os.listdir(aside):
+            os.replace(os.path.join(aside, n), os.path.join(dest, n))
+        LOG.info('the pack it replaced is kept in %s', dest)
     shutil.rmtree(stage, ignore_errors=True)        # (what is left: the replaced pack files)
 
 
@@ -448,7 +479,7 @@ def _inside(path, folder):
 
 
 def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=None, progress=True, nested=False,
-                skip_unlisted=False):
+                skip_unlisted=False, overwrite=False):
     """Pack a training tree (and a validation tree, or a flat folder + label file) into out_dir:
     classes.txt, train.lst/.rec/.idx (and val.*); returns (classes, {split: (packed, skipped)}).
 
@@ -457,7 +488,8 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
     of them are complete (see `staging`): on any error or Ctrl-C out_dir is unchanged. `nested`:
     class folders whose images are all in sub-folders are classes all the same
     (`list_class_folders`); `skip_unlisted`: images of a flat validation folder missing from
-    `val_labels` are left out with a warning instead of an error.
+    `val_labels` are left out with a warning instead of an error. A pack of other classes already in
+    out_dir is refused unless `overwrite` (`keep_other_pack`).
     """
     if val_labels and val_root is None:
         raise PackError('--val-labels needs --val, the flat folder of the images it labels')
@@ -484,7 +516,8 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
                                 'carry the names of training folders' % (val_root, unknown[:5]))
             index = {c: i for i, c in enumerate(classes)}
             val_entries = [(rel, index[val_classes[label]]) for rel, label in val_entries]
-    with staging(out_dir) as stage:
+    keep = keep_other_pack(out_dir, classes, overwrite)
+    with staging(out_dir, keep) as stage:
         write_classes(os.path.join(stage, 'classes.txt'), classes)
         stats = {'train': pack_folder(train_root, train_entries, os.path.join(stage, 'train'), threads, progress)}
         if val_entries is not None:
@@ -528,6 +561,8 @@ def main(argv=None):
                    'image folder, e.g. the dataset root holding train/ and val/)')
     p.add_argument('--skip-unlisted', action='store_true', help='with --val-labels: pack only the images the file '
                    'lists (by default images of --val missing from it are an error)')
+    p.add_argument('--overwrite', action='store_true', help='replace a pack of other classes already in --out (its '
+                   'files are kept in OUT/replaced/<time>/)')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     if args.check:
@@ -554,7 +589,8 @@ def main(argv=None):
     if not args.train or not args.out:
         p.error('--train and --out are required to build packs (or give --check PREFIX)')
     code, built = one_line_errors(lambda: build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
-                                                      nested=args.nested_classes, skip_unlisted=args.skip_unlisted),
+                                                      nested=args.nested_classes, skip_unlisted=args.skip_unlisted,
+                                                      overwrite=args.overwrite),
                                   args.out)
     if code:
         return code

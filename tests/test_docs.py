@@ -12,11 +12,12 @@ import pytest
 import train
 from config import CLASSIFICATION, load, task_of
 from config.detection import DETECTION
+from config.segmentation import segmentation_schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = [os.path.join(ROOT, 'README.md')] + sorted(glob.glob(os.path.join(ROOT, 'docs', '**', '*.md'),
                                                                 recursive=True))
-SCHEMAS = {'classification': CLASSIFICATION, 'detection': DETECTION}
+SCHEMAS = {'classification': CLASSIFICATION, 'detection': DETECTION, 'segmentation': segmentation_schema()}
 # `key=value` spans of the docs that are not config keys: environment variables are upper case and
 # not matched; these are the options of other programs shown in the docs
 NOT_CONFIG = {'pip', 'numpy', 'horovod', 'mxnet', 'python_version'}
@@ -82,16 +83,13 @@ def test_every_train_command_in_the_docs_parses(launched, capsys):
         args = _train_args(words)
         if args is None:
             continue
-        parsed = train.ArgumentParser(add_help=False)
-        parsed.add_argument('--cfg')
-        parsed.add_argument('--print-config', action='store_true')
+        parsed = train.build_parser(add_help=False)
         parsed.add_argument('-h', '--help', action='store_true')
-        parsed.add_argument('overrides', nargs='*')
         try:
             ns = parsed.parse_intermixed_args(args)
         except SystemExit:
             pytest.fail('%s: %s does not parse: %s' % (page, ' '.join(words), capsys.readouterr().err))
-        if ns.help:
+        if ns.help or ns.keys is not None:
             continue
         task = task_of(ns.cfg, ns.overrides)
         cfg = load(SCHEMAS[task], ns.cfg, ns.overrides)     # a ConfigError names the page's mistake

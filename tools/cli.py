@@ -87,7 +87,7 @@ def command(main):
     """Decorate a tool's `main(argv=None)`: returns main's exit status (None counts as 0); a user
     error (`is_user_error`) prints `error: <describe(e)>` on stderr and returns 2 (`Diverged`: 3). Warnings logged
     meanwhile (e.g. damaged record lines) are printed as `warning: ...` lines. Ctrl-C prints
-    `interrupted` and returns 130. On any failure (Ctrl-C too) the output folders the command
+    `interrupted` and returns 130; SIGTERM the same with `terminated (SIGTERM)`, 143. On any failure (Ctrl-C too) the output folders the command
     created and left empty are removed again."""
     @functools.wraps(main)
     def run(argv=None):
@@ -95,12 +95,15 @@ def command(main):
         check_environment()                         # before anything imports mxnet: a bad variable aborts it
         _warnings_to_stderr()
         del _CREATED[:]
+        from core.interrupt import Terminated, sigterm_as_interrupt
         try:
-            return main(argv) or 0
-        except KeyboardInterrupt:
+            with sigterm_as_interrupt():                # kill / a scheduler's stop: as Ctrl-C
+                return main(argv) or 0
+        except KeyboardInterrupt as e:
             _remove_created()
-            print('\ninterrupted: no file was left half-written; run the command again to finish', file=sys.stderr)
-            return 130
+            print('\n%s: no file was left half-written; run the command again to finish'
+                  % ('terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
         except BaseException as e:
             _remove_created()
             if isinstance(e, Exception) and is_user_error(e):

@@ -17,6 +17,7 @@ before the first one trains.
 import os
 import sys
 import time
+from collections import OrderedDict
 
 from tools import cli
 
@@ -102,6 +103,14 @@ def main(argv=None):
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
+    for name, _, cfg in runs:                      # a run started for another length would be tabled as this one
+        have = checkpoint.epochs(cfg.model_dir, name)
+        if have:
+            started = (checkpoint.read_meta(cfg.model_dir, name, have[-1]).get('config') or {}).get('num_epoch')
+            if started is not None and started != cfg.num_epoch:
+                raise CompareError('run %s was started with num_epoch=%d (%d epoch(s) done), its schedule set for that '
+                                   'length: finish it with --epochs %d, or compare under another --name'
+                                   % (name, started, have[-1], started))
     for k, (name, argv_run, cfg) in enumerate(runs, 1):
         if finished(cfg.model_dir, name, cfg.num_epoch):
             print('[%d/%d] %s: done' % (k, len(runs), name), flush=True)
@@ -114,13 +123,21 @@ def main(argv=None):
             python([os.path.join(ROOT, 'train.py')] + argv_run + resume, log, cwd=os.getcwd())
         print('    finished in %.0fs' % (time.time() - tic), flush=True)
     from tools import plot_curves, results_table
+    from tools.records import find_runs
     num_epoch, records = runs[0][2].num_epoch, runs[0][2].log_dir
-    code = results_table.main(['--records', records, '--prefix', args.name + '_',
-                               '--num-epoch', str(num_epoch), '--out', os.path.join(out, 'table.md'),
-                               '--student', runs[0][2].network, '--teacher', os.path.basename(
-                                   runs[0][2].teacher_prefix or '')])
-    if code:
-        return code
+    found = find_runs(records, args.name + '_')
+    mine = OrderedDict()
+    for name, _, _ in runs:                        # the runs asked for, nothing else in the folder
+        recs = found.get(name) or []
+        foreign = sorted({r.get('model_prefix') for r in recs if r.get('model_prefix') not in (None, name)})
+        if foreign:
+            raise CompareError('records file %s holds records of run %s (copied or renamed?): remove it (or move it '
+                               'away) and run this again' % (os.path.join(records, name + '.jsonl'), foreign[0]))
+        mine[name] = recs
+    groups = results_table.group_runs(mine, args.name + '_', num_epoch)
+    table = results_table.make_table(groups, runs[0][2].network, os.path.basename(runs[0][2].teacher_prefix or ''))
+    cli.write_atomic(os.path.join(out, 'table.md'), table)
+    print(table)
     code = plot_curves.main(['--records', records, '--prefix', args.name + '_', '--methods']
                             + [label(m) for m in args.methods] + ['--out', os.path.join(out, 'curves.png')])
     if code:

@@ -212,6 +212,34 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
     return {'worst': worst, 'relative': worst / scale, 'tol': tol, 'inputs': inputs, 'scale': scale}
 
 
+def clear_stale_temporaries(out):
+    """Remove the temporary files (`.NAME.tmp-PID-*`) an export to `out` left when it was killed
+    (SIGKILL): those of a process that no longer runs."""
+    folder, name = os.path.split(os.path.abspath(out))
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    import re
+    for f in entries:
+        m = re.match(r'^\.%s\.tmp-(\d+)(-0000\.params|-meta\.json|\.onnx|-symbol\.json)$' % re.escape(name), f)
+        if m and not _alive(int(m.group(1))):
+            try:
+                os.remove(os.path.join(folder, f))
+            except OSError:
+                pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def keep_existing(out, overwrite):
     """An export already at `out`: UsageError without `overwrite`; with it, a copy of its files in
     <folder of out>/replaced/<name>-<time>/ (returned; None when there is nothing at `out`)."""
@@ -261,6 +289,13 @@ def main(argv=None):
         from tools import onnx_export
         versions = onnx_export.require()
     cli.output_path(args.out, '--out', example=os.path.basename(args.prefix) or 'RUN')
+    from core import checkpoint
+    folder, name = os.path.split(args.out)
+    if checkpoint.epochs(folder or '.', name) or os.path.isfile(checkpoint.paths(folder or '.', name, 'best')['meta']):
+        raise cli.UsageError('--out %s is the prefix of run %s\'s checkpoints: an export there would sit among them and '
+                             'read as a legacy checkpoint of that name; choose another --out, e.g. deploy/%s'
+                             % (args.out, name, name))
+    clear_stale_temporaries(args.out)
     kept = keep_existing(args.out, args.overwrite)
     try:
         done = export(args.prefix, args.epoch, args.out, onnx=args.onnx, data_dir=args.data_dir, images=args.images)

@@ -142,7 +142,12 @@ class OnnxNet(object):
         import onnxruntime
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        try:
+            self.session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        except Exception as e:             # onnxruntime's own exception types: a file it cannot load
+            from tools.cli import UsageError
+            raise UsageError('%s is not an ONNX model onnxruntime can load (%s): export it again with '
+                             'python -m tools.export --onnx' % (path, str(e).strip().splitlines()[0][:160]))
         first = self.session.get_inputs()[0]
         self.input_name, self.input_shape = first.name, first.shape
 

@@ -70,6 +70,7 @@ METHODS += [
     _peer('dkd', 'null', None, WARMUP), _peer('dist'), _peer('cc', 'pool'), _peer('vid', STAGES),
     _peer('reviewkd', '[stage1_pre, stage2_pre, stage3_pre, pool]', '[stage1, stage2, stage3, pool]', WARMUP),
     _peer('ab', '[stage1_pre, stage2_pre, stage3_pre]'), _peer('ft', 'stage3'), _peer('crd', 'pool'),
+    _peer('cwd', 'stage3_pre'),            # (the paper's feature setting would use cwd_tau=4; the registry's is 1)
 ]
 
 

@@ -32,7 +32,7 @@ LABELS = OrderedDict([
     ('fsp', 'FSP'), ('ofd', 'OFD'), ('kd_nst', 'KD + NST'), ('kd_fitnet', 'KD + FitNet'),
     ('kd_fitnet_nst', 'KD + FitNet + NST'), ('sp', 'SP'), ('rkd', 'RKD'), ('pkt', 'PKT'), ('kdsvd', 'KDSVD'),
     ('dkd', 'DKD'), ('dist', 'DIST'), ('cc', 'CC'), ('vid', 'VID'), ('reviewkd', 'ReviewKD'), ('ab', 'AB'),
-    ('ft', 'FT'), ('crd', 'CRD'), ('mmd', 'NST'), ('kd_mmd', 'KD + NST'),
+    ('ft', 'FT'), ('crd', 'CRD'), ('cwd', 'CWD'), ('mmd', 'NST'), ('kd_mmd', 'KD + NST'),
 ])
 
 

@@ -279,6 +279,7 @@ def load_network(prefix_path, tag, ctx, prefix='seg_'):
     folder, name = os.path.split(prefix_path)
     tag = checkpoint.resolve_tag(folder or '.', name, tag)
     meta = checkpoint.read_meta(folder or '.', name, tag)
+    checkpoint.warn_if_copied(meta, name, tag)
     s = meta.get('segmentation')
     if meta.get('kind') != 'segmentation' or not s:
         raise SegmentationError('checkpoint %s (epoch %s) is not a segmentation run (its metadata says %s): give a '

@@ -259,3 +259,24 @@ def test_a_params_file_of_another_network_is_named_on_resume(cifar_setup, train_
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=branch', 'model_load_prefix=big',
                                     'retrain=true', 'model_load_epoch=1', 'num_epoch=2'])
     assert code == 2 and 'network=cifar_resnet14 (this run: cifar_resnet8)' in err, err
+
+
+def test_a_checkpoint_of_another_class_count_is_named_as_such(cifar_setup, train_run, tmp_path):
+    """Found by a new user: a 3-class checkpoint of the same network copied into a 10-class run was
+    said to be 'a params file that does not belong with its metadata'; the cause is the class count."""
+    import shutil
+    root, common, _ = cifar_setup
+    model = root / 'model'
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=ten'])[0] == 0
+    net = symbols.get_network('cifar_resnet8', 3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    checkpoint.save(str(tmp_path), 'three', 1, net, meta={'network': 'cifar_resnet8', 'num_classes': 3,
+                                                           'in_channels': 3, 'model_prefix': 'three'})
+    for kind in ('params', 'meta'):
+        shutil.copy(checkpoint.paths(str(tmp_path), 'three', 1)[kind], checkpoint.paths(str(model), 'ten', 1)[kind])
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=ten', 'retrain=true', 'model_load_epoch=1',
+                                    'num_epoch=2'])
+    assert code == 2 and 'Traceback' not in err, err
+    assert 'it was trained for 3 classes (its classifier output has 3 outputs), this network has 10' in err, err
+    assert 'does not belong with it' not in err

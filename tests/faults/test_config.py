@@ -326,3 +326,19 @@ def test_gluoncv_teacher_weights_missing_offline_is_one_line_within_seconds(cifa
     assert "weights 'resnet50_v1b' are not on disk" in err and want in err, err
     assert 'http://127.0.0.1:9/gluon/models/resnet50_v1b-' in err and 'cannot be reached' in err, err
     assert len([l for l in err.splitlines() if l.startswith('error')]) == 1
+
+
+def test_a_classes_file_with_a_line_of_another_form_is_named(tmp_path):
+    """Found by a new user: a classes.txt line added without its label (`class_d`) made num_classes 4
+    while the class names stayed 3 (the export's meta then disagreed with itself)."""
+    (tmp_path / 'classes.txt').write_text('0\ta\n1\tb\n2\tc\nclass_d\n')
+    with pytest.raises(ConfigError, match=r"classes.txt line 4 is 'class_d': each line is LABEL<TAB>NAME"):
+        cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false')
+    (tmp_path / 'classes.txt').write_text('0\ta\n1\tb\n2\tc\n3\tclass_d\n')
+    assert cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false').num_classes == 4
+
+
+def test_keys_suggests_the_key_another_toolkit_calls_so():
+    r = subprocess.run([sys.executable, 'train.py', '--keys', 'learning_rate'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and '(did you mean lr?)' in r.stderr, r.stderr

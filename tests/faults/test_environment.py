@@ -20,6 +20,10 @@ CASES = [
                                       "ThreadedEnginePerDevice, ThreadedEngine, NaiveEngine"]),
     ({'NST_CPU_DEVICES': 'abc'}, ["NST_CPU_DEVICES='abc' is not a whole number >= 1: set e.g. NST_CPU_DEVICES=2"]),
     ({'NST_CPU_DEVICES': '0'}, ["NST_CPU_DEVICES='0'"]),
+    # found by a new user: every MXNET_* number MXNet parses, not only the thread counts (it aborted, 134,
+    # at import or at the first operator that reads it, tools.doctor included)
+    ({'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': 'abc'}, ["MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN='abc' is not a number"]),
+    ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a number"]),
 ]
 
 
@@ -53,3 +57,11 @@ def test_values_that_work_pass():
                                  'NST_CPU_DEVICES': '2', 'MXNET_CPU_WORKER_NTHREADS': '1'}) == []
     assert environment_problems({}) == []
     assert len(environment_problems({'OMP_NUM_THREADS': '4,2'})) == 1        # MXNet reads one whole number
+
+
+def test_output_that_the_terminal_cannot_encode_is_escaped_not_a_traceback(tmp_path):
+    """Found by a new user: on an ASCII terminal (PYTHONIOENCODING=ascii), a run whose data_dir holds
+    an 'ä' exported fine and then died printing its summary (UnicodeEncodeError traceback)."""
+    r = run(['-m', 'tools.export', '--prefix', str(tmp_path / 'p\u00e4ck' / 'run'), '--out', str(tmp_path / 'd')],
+            {'PYTHONIOENCODING': 'ascii', 'LC_ALL': 'C'})
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and 'p\\xe4ck' in r.stderr, r.stderr

@@ -106,7 +106,8 @@ def test_failed_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys):
     for name in ('class_a', 'class_b'):
         (bad_val / name).mkdir(parents=True)
         (bad_val / name / 'x.jpg').write_bytes(b'\xff\xd8 not a jpeg')
-    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(bad_val), '--out', str(out)], capsys)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(bad_val), '--out', str(out),
+                                '--overwrite'], capsys)
     assert code == 2 and 'none of the 2 images' in err and str(bad_val) in err
     assert files(out) == before
     assert sorted(os.listdir(str(out))) == sorted(before)          # no temporary folder left inside
@@ -130,8 +131,8 @@ def test_interrupted_repack_leaves_the_old_pack_untouched(src, tmp_path, capsys,
     out = tmp_path / 'out'
     before = built(src, out)
     interrupt_at_val(monkeypatch)
-    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out)],
-                    capsys)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out),
+                                '--overwrite'], capsys)
     assert code == 130 and 'interrupted' in err and '%s is unchanged' % out in err
     assert files(out) == before and sorted(os.listdir(str(tmp_path))) == ['out']
     fresh = tmp_path / 'fresh' / 'packs'
@@ -157,8 +158,8 @@ def test_a_repack_stopped_by_sigterm_leaves_the_old_pack_and_no_staging_folder(s
         return real(prefix, *args, **kwargs)
     monkeypatch.setattr(pack, 'write_records', terminated)
     handler = signal.getsignal(signal.SIGTERM)
-    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out)],
-                    capsys)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out),
+                                '--overwrite'], capsys)
     assert code == 143 and 'terminated (SIGTERM): %s is unchanged' % out in err, err
     assert files(out) == before and not [n for n in os.listdir(str(out)) if n.startswith('.building-')]
     assert signal.getsignal(signal.SIGTERM) == handler
@@ -169,9 +170,9 @@ def test_repack_replaces_every_pack_file_and_keeps_the_rest(src, tmp_path):
     train never sits beside an old val; the user's own files stay; the builder's marks stay valid."""
     out = tmp_path / 'out'
     built(src, out)
-    assert pack.main(['--train', str(src / 'train2'), '--out', str(out)]) == 0
-    assert sorted(os.listdir(str(out))) == ['classes.txt', 'notes.txt', 'train.decoded.json', 'train.idx',
-                                            'train.lst', 'train.rec']
+    assert pack.main(['--train', str(src / 'train2'), '--out', str(out), '--overwrite']) == 0   # (other classes)
+    assert sorted(os.listdir(str(out))) == ['classes.txt', 'notes.txt', 'replaced', 'train.decoded.json',
+                                            'train.idx', 'train.lst', 'train.rec']
     assert pack.read_classes(str(out / 'classes.txt')) == ['class_a', 'class_b']
     assert check_pack(str(out / 'train'), num_classes=2) == 6 and is_decodable(str(out / 'train'))
     assert (out / 'notes.txt').read_text() == 'not part of the pack'
@@ -740,3 +741,21 @@ def test_a_cifar_pickle_written_by_numpy_2_is_read(tmp_path):
         f.write(b'\x80\x02cnumpy.nosuch\nthing\n)R.')          # protocol 2: GLOBAL numpy.nosuch.thing, call
     with pytest.raises(CifarError, match=r'test_batch was pickled with objects this environment cannot rebuild'):
         load_cifar(str(tmp_path / 'c'), 'cifar10')
+
+
+def test_a_pack_of_other_classes_is_not_replaced_without_overwrite(src, tmp_path, capsys):
+    """Found by a new user: `data.pack --out` into a folder holding a Fashion-MNIST pack replaced it
+    with a 3-class colour pack, without a word and without a copy. Now refused naming both class
+    lists; with --overwrite the old pack files are kept in OUT/replaced/<time>/. A re-pack of the
+    same classes replaces in place, as before."""
+    out = tmp_path / 'out'
+    before = built(src, out)
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--out', str(out)], capsys)
+    assert code == 2 and 'holds a pack of other classes (3: class_a, class_b, class_c)' in err, err
+    assert 'the new one has 2: class_a, class_b' in err and '--overwrite' in err
+    assert files(out) == before
+    assert cli(pack.main, ['--train', str(src / 'train2'), '--out', str(out), '--overwrite'], capsys)[0] == 0
+    kept, = os.listdir(str(out / 'replaced'))
+    assert (out / 'replaced' / kept / 'train.rec').read_bytes() == before['train.rec']
+    assert pack.read_classes(str(out / 'classes.txt')) == ['class_a', 'class_b']
+    assert cli(pack.main, ['--train', str(src / 'train2'), '--out', str(out)], capsys)[0] == 0   # same classes

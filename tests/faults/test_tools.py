@@ -606,3 +606,105 @@ def test_evaluate_and_export_best_without_a_best_copy_use_the_best_recorded_epoc
     code, out, err = run_tool(export.main, ['--prefix', str(model / 'three'), '--out', str(tmp_path / 'd')], capsys)
     assert code == 0 and 'using epoch %d' % best in err, err
     assert json.load(open(str(tmp_path / 'd-meta.json')))['epoch'] == best
+
+
+# ---------------------------------------------------------------- found by a new user (#18's trial)
+
+def test_a_best_copy_from_another_run_is_named_by_evaluate_and_export(three_class_run, tmp_path, capsys):
+    """`cp model/e02-best.* model/k1-best.*`: evaluate and export reported e02's weights as k1's, silently."""
+    import shutil
+    from core import checkpoint
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    for kind in ('params', 'meta'):
+        shutil.copy(checkpoint.paths(str(model), 'three', 'best')[kind],
+                    checkpoint.paths(str(model), 'other', 'best')[kind])
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'other')], capsys)
+    assert code == 0 and "checkpoint other epoch best was saved by run 'three'" in err, err
+    code, out, err = run_tool(export.main, ['--prefix', str(model / 'other'), '--out', str(tmp_path / 'd')], capsys)
+    assert code == 0 and "was saved by run 'three'" in err, err
+
+
+def test_an_export_into_a_runs_own_prefix_is_refused(three_class_run, tmp_path, capsys):
+    """`--out model/RUN` put RUN-symbol.json among the run's checkpoints, and the run then read as a
+    legacy checkpoint (a teacher 'lacking 47 parameters'); a run of this project still wins there."""
+    import shutil
+    from config.checks import resolved_source
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    code, _, err = run_tool(export.main, ['--prefix', str(model / 'three'), '--out', str(model / 'three')], capsys)
+    one_error(code, err, 'is the prefix of run three', 'choose another --out')
+    assert not os.path.exists(str(model / 'three-symbol.json'))
+    (model / 'three-symbol.json').write_text('{}')                  # as an older version could leave it
+    assert resolved_source('auto', str(model / 'three')) == 'project'
+
+
+def test_tools_stopped_by_sigterm_say_so_and_leave_no_temporary_file(three_class_run, tmp_path):
+    """SIGTERM to tools.export exited 143 without a word and left .OUT.tmp-PID-* files (and an export
+    killed with SIGKILL left them for good: the next export now clears those of dead processes)."""
+    import signal
+    import time
+    out = tmp_path / 'deploy' / 'x'
+    (tmp_path / 'deploy').mkdir()
+    stale = tmp_path / 'deploy' / '.x.tmp-999999-0000.params'
+    stale.write_bytes(b'left by a killed export')
+    p = subprocess.Popen([sys.executable, '-m', 'tools.export', '--prefix', str(three_class_run / 'model' / 'three'),
+                          '--out', str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:                               # (it finished first: the stale file must be gone all the same)
+        assert not stale.exists()
+        return
+    assert p.returncode == 143 and 'terminated (SIGTERM)' in err and 'Traceback' not in err, err
+    assert not [f for f in os.listdir(str(tmp_path / 'deploy')) if '.tmp-' in f and f != stale.name]
+    r = python_m(['tools.export', '--prefix', str(three_class_run / 'model' / 'three'), '--out', str(out)])
+    assert r.returncode == 0 and not stale.exists(), r.stderr
+
+
+def test_a_resumed_run_and_a_relative_data_dir_evaluate_from_anywhere(tmp_path):
+    """tools.evaluate refused every checkpoint of a resumed run (`begin_epoch ... got -1` from the
+    configuration saved with it), and a run trained with a relative data_dir could not be evaluated
+    from another folder ('unpack the official CIFAR archive')."""
+    work = tmp_path / 'work'
+    make_cifar(str(work / 'd' / 'cifar'), 'cifar10', train=16, test=16)
+    base = [sys.executable, os.path.join(ROOT, 'train.py'), '--cfg', 'cifar10_student', 'data_dir=d/cifar',
+            'gpu_list=[]', 'batch_size=8', 'epoch_size=1', 'progress=false', 'network=cifar_resnet8', 'kt=false',
+            'model_dir=model', 'log_dir=log', 'model_prefix=rel']
+    for extra in (['num_epoch=1'], ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1']):
+        r = subprocess.run(base + extra, cwd=str(work), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    r = python_m(['tools.evaluate', '--prefix', str(work / 'model' / 'rel'), '--epoch', '2'], cwd=str(tmp_path))
+    assert r.returncode == 0 and 'epoch 2' in r.stdout and 'on 16 images' in r.stdout, r.stderr
+
+
+def test_a_file_that_is_not_an_onnx_model_is_one_error(runs, tmp_path, capsys):
+    pytest.importorskip('onnxruntime')
+    fake = tmp_path / 'fake.onnx'
+    fake.write_bytes(b'not a protobuf at all')
+    code, _, err = run_tool(evaluate.main, ['--onnx', str(fake), '--cfg', 'cifar10_student', 'gpu_list=[]',
+                                            'data_dir=%s' % (runs / 'data')], capsys)
+    one_error(code, err, 'fake.onnx is not an ONNX model onnxruntime can load', 'export it again')
+
+
+def test_compare_tables_only_its_own_runs_at_their_own_length(tmp_path):
+    """Found by a new user: tools.compare tabled a records file copied under one of its run names,
+    counted a seed it was not asked for, and called a run of another length (killed at epoch 9 of 40)
+    'done' for --epochs 3."""
+    import shutil
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=16)
+    out = tmp_path / 'cmp'
+    argv = ['tools.compare', '--cfg', 'cifar10_student', '--methods', 'student', '--seeds', '0', '--epochs', '1',
+            '--name', 'cmp', '--out', str(out), 'data_dir=%s' % (tmp_path / 'cifar'), 'gpu_list=[]',
+            'batch_size=8', 'epoch_size=1', 'network=cifar_resnet8']
+    r = python_m(argv)
+    assert r.returncode == 0 and '| student alone |' in r.stdout, r.stderr[-2000:]
+    shutil.copy(str(out / 'records' / 'cmp_student_s0.jsonl'), str(out / 'records' / 'cmp_student_s7.jsonl'))
+    r = python_m(argv)                                  # seed 7 (not asked for) is not in the table
+    assert r.returncode == 0 and '| 1 |' in r.stdout.split('| student alone |')[1].splitlines()[0], r.stdout
+    with open(str(out / 'records' / 'cmp_student_s0.jsonl'), 'a') as f:
+        f.write(json.dumps({'epoch': 0, 'val_top1': 0.9, 'val_top5': 1.0, 'model_prefix': 'elsewhere'}) + '\n')
+    r = python_m(argv)
+    assert r.returncode == 2 and "holds records of run elsewhere" in r.stderr and 'Traceback' not in r.stderr
+    r = python_m([a if a != '1' or argv[i - 1] != '--epochs' else '3' for i, a in enumerate(argv)])
+    assert r.returncode == 2 and 'was started with num_epoch=1' in r.stderr and '--epochs 1' in r.stderr, r.stderr
