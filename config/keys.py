@@ -28,6 +28,8 @@ def groups():
     if rest:
         out.append(('Classification: other', rest))
     out.append(('Detection (task=detection; the voc_* presets)', list(DETECTION.values())))
+    from .segmentation import FIELDS as SEGMENTATION
+    out.append(('Segmentation (task=segmentation; the seg_* presets)', list(SEGMENTATION.values())))
     return out
 
 

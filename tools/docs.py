@@ -71,6 +71,11 @@ def config_page():
     lines += ['## Detection (config/detection.py)', '',
               'Faster R-CNN on PASCAL VOC: `python train.py --cfg voc_kd_nst` (the voc_* presets set '
               '`task: detection`); [detection.md](../detection.md).', ''] + _table(DETECTION.values()) + ['']
+    from config.segmentation import FIELDS as SEGMENTATION
+    lines += ['## Segmentation (config/segmentation.py)', '',
+              'DeepLabV3 / V3+ on PASCAL VOC: `python train.py --cfg seg_voc_r18_deeplabv3plus` (the seg_* presets '
+              'set `task: segmentation`); [segmentation.md](../segmentation.md).', ''] + \
+        _table(SEGMENTATION.values()) + ['']
     return '\n'.join(lines)
 
 
