@@ -99,7 +99,7 @@ def test_every_train_command_in_the_docs_parses(launched, capsys):
 
 
 def test_every_tool_command_in_the_docs_exists_and_takes_its_keys(capsys):
-    keys = set(CLASSIFICATION.fields) | set(DETECTION.fields)
+    keys = set(CLASSIFICATION.fields) | set(DETECTION.fields) | set(SCHEMAS["segmentation"].fields)
     seen = set()
     for page, words in commands():
         tool = _tool(words)
@@ -122,7 +122,7 @@ def test_every_tool_command_in_the_docs_exists_and_takes_its_keys(capsys):
 
 
 def test_every_config_key_the_docs_mention_exists():
-    keys = set(CLASSIFICATION.fields) | set(DETECTION.fields)
+    keys = set(CLASSIFICATION.fields) | set(DETECTION.fields) | set(SCHEMAS["segmentation"].fields)
     for path in PAGES:
         text = open(path).read()
         for span in re.findall(r'`([^`\n]+)`', text):
