@@ -63,7 +63,7 @@ def read_classes_file(path):
     try:
         with open(path, encoding='utf-8') as f:
             lines = f.read().splitlines()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):   # (data_dir a file: check_data_files names that)
         return None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError('%s cannot be read (%s): pack the data again (python -m data.pack writes it)' % (path, e))
