@@ -1,7 +1,8 @@
 """Configuration of semantic segmentation (`python train.py --cfg seg_*`, task: segmentation).
 
-Its own keys (data, network, head, augmentation) are below; the run, optimisation and engine keys
-are classification's (config/schema.py), with segmentation's defaults where they differ. Presets: config/presets/segmentation/seg_*.yaml.
+Its own keys (data, network, head, augmentation) are below; the run, optimisation, engine and
+distillation keys are classification's (config/schema.py, the method options from the registry),
+with segmentation's defaults where they differ. Presets: config/presets/segmentation/seg_*.yaml.
 
     cfg = load_segmentation_config('seg_voc_r18_deeplabv3plus', ['num_epoch=2'])
 """
@@ -23,7 +24,13 @@ SHARED = OrderedDict([
     ('lr_mode', 'poly'), ('lr_step', None), ('lr_factor', None), ('warmup_epochs', None), ('num_epoch', 50),
     ('epoch_size', None), ('mean', [123.68, 116.28, 103.53]), ('std', [58.395, 57.12, 57.375]),
     ('pretrained', None), ('pretrained_epoch', None), ('pretrained_lr_mult', None),
+    # distillation inside the task: a segmentation teacher, any registered method on named taps
+    ('kt', None), ('kt_type', 'cwd'), ('kt_weight', None), ('kt_layer_weight', None), ('kt_warmup_epochs', None),
+    ('teacher_prefix', None), ('teacher_epoch', None), ('teacher_symbol', 'logits'), ('student_symbol', 'logits'),
 ])
+# methods a dense task cannot take yet: per-pixel labels with 255 (dkd), a row per training image
+# (crd), stages before training (ab, ft)
+NOT_DENSE = ('labels', 'indices', 'stages')
 HEADS = ('deeplabv3', 'deeplabv3+')
 
 
@@ -93,10 +100,12 @@ def _shared():
 
 
 class Schema(object):
-    """{key: Field}: segmentation's own keys and the shared ones."""
+    """{key: Field}: segmentation's own keys, the shared ones, and the registered methods' options
+    (read when looked up, as classification's schema does)."""
 
     def _fields(self):
-        return OrderedDict((f.name, f) for f in _OWN + _shared())
+        from .schema import method_fields
+        return OrderedDict((f.name, f) for f in _OWN + _shared() + method_fields())
 
     def __getitem__(self, key):
         return self._fields()[key]
@@ -148,7 +157,8 @@ def find_segmentation_file(path):
 
 
 def _check_together(cfg, at):
-    """Segmentation's checks across keys; fills in model_load_prefix, begin_epoch and num_classes."""
+    """Segmentation's checks across keys; fills in model_load_prefix, begin_epoch, num_classes and
+    the transfer plan."""
     if cfg.model_load_prefix is None:
         cfg['model_load_prefix'] = cfg.model_prefix
     if cfg.begin_epoch is None:
@@ -165,12 +175,36 @@ def _check_together(cfg, at):
         cfg['network'] = symbols.resolve_name(cfg.network)
     except ValueError as e:
         raise ConfigError('config key network (%s): %s' % (at('network'), e))
+    if cfg.kt:
+        _check_distillation(cfg, at)
+    else:
+        cfg['plan'] = []
     if cfg.pretrained is not None:
         from symbols import pretrained
         try:
             pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
         except pretrained.WeightsError as e:
             raise ConfigError('config key pretrained (%s): %s' % (at('pretrained'), e))
+
+
+def _check_distillation(cfg, at):
+    """The transfer plan (config.resolve_plan, as classification's) of a distilled segmentation run."""
+    from . import resolve_plan
+    from symbols.transfer import METHODS
+    if not cfg.teacher_prefix:
+        raise ConfigError('config key kt (%s) is true but teacher_prefix is not set: name the teacher, a segmentation '
+                          'run of this project (teacher_prefix=model/RUN)' % at('kt', 'teacher_prefix'))
+    if os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+        raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
+                          'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
+    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol', 'kt_layer_weight'))
+    for entry in cfg.plan:
+        spec = METHODS[entry['method']]
+        said = [what for what in NOT_DENSE if getattr(spec, what)]
+        if said:
+            raise ConfigError('config key kt_type (%s): %s declares %s, which a segmentation run does not give yet; '
+                              'use logit methods (kd, dist, cwd on logits) or feature methods (cwd, at, fitnet, mmd, '
+                              'ofd, ...)' % (at('kt_type'), entry['method'], ' and '.join(said)))
 
 
 def check_data(cfg):

@@ -343,6 +343,7 @@ def build_segmentation_network(backbone_name, num_classes, head='deeplabv3+', ou
                                        'give seg_taps=[LOW, HIGH] with a stride-4 LOW' % (split.low, backbone_name,
                                                                                           low_stride))
     net.head.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+    net(nd.zeros((1, in_channels, TRACE_SIZE, TRACE_SIZE), ctx=ctx[0]))        # the head's shapes, from a forward
     net.network_name = backbone_name
     return net, as_built
 

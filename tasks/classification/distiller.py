@@ -63,6 +63,17 @@ def plan_taps(plan):
     return s_taps, t_taps
 
 
+def loss_options(cfg, num_samples=None):
+    """What the loss blocks' `make(options)`, the stages and the warm-ups read: every option the
+    registered methods declare (symbols/transfer/registry.py), kt_warmup_epochs, and the number of
+    training samples (the rows of a memory bank indexed by sample, e.g. CRD's)."""
+    from symbols.transfer import method_options
+    options = {o.name: cfg[o.name] for _, o in method_options()}
+    options['kt_warmup_epochs'] = cfg.kt_warmup_epochs
+    options['num_samples'] = num_samples
+    return options
+
+
 def plan_takes_indices(plan):
     """Whether a method of the plan takes the samples' indices (registry `indices`)."""
     return any(METHODS[e['method']].indices for e in plan)
@@ -75,7 +86,10 @@ class Extras(HybridBlock):
 
 
 class DistillBlock(HybridBlock):
-    def __init__(self, student, plan, loss_options, teacher_taps, **kwargs):
+    """See the module doc. `task_loss(logits, label)` -> (B,): the task's own loss (default the
+    softmax cross-entropy of classification)."""
+
+    def __init__(self, student, plan, loss_options, teacher_taps, task_loss=None, **kwargs):
         super(DistillBlock, self).__init__(**kwargs)
         self.plan = plan
         s_taps, t_taps = plan_taps(plan)
@@ -92,7 +106,7 @@ class DistillBlock(HybridBlock):
         self._stage = None                 # (method index, Stage) while `set_stage` has one
         with self.name_scope():
             self.student = symbols.with_taps(student, s_taps)
-            self.ce = gluon.loss.SoftmaxCrossEntropyLoss()
+            self.ce = task_loss if task_loss is not None else gluon.loss.SoftmaxCrossEntropyLoss()
             self.extras = Extras(prefix='extras_')
             for m, entry in enumerate(plan):
                 spec = METHODS[entry['method']]

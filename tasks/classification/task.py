@@ -27,7 +27,7 @@ from data import DataSource, class_names
 from data.device import device_inputs, on_gpu
 from data.indices import sample_count, sample_indices
 from . import stages
-from .distiller import DistillBlock, plan_taps, plan_takes_indices
+from .distiller import DistillBlock, loss_options, plan_taps, plan_takes_indices
 from .evaluate import evaluate, sum_over_workers
 from .metrics import Running, TOP5_FROM, accuracy_text
 from .teacher import load_teacher, BatchStatsGuard, TeacherError
@@ -42,17 +42,6 @@ warnings.filterwarnings('ignore', message='Parameter distill_extras_.* is not us
 def as_list(out):
     """A block's outputs as a list (a block without taps returns one NDArray)."""
     return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
-def _loss_options(cfg, num_samples=None):
-    """What the loss blocks' `make(options)`, the stages and the warm-ups read: every option the
-    registered methods declare (symbols/transfer/registry.py), kt_warmup_epochs, and the number of
-    training samples (the rows of a memory bank indexed by sample, e.g. CRD's)."""
-    from symbols.transfer import method_options
-    options = {o.name: cfg[o.name] for _, o in method_options()}
-    options['kt_warmup_epochs'] = cfg.kt_warmup_epochs
-    options['num_samples'] = num_samples
-    return options
 
 
 def check_methods_fit(plan, workers):
@@ -126,7 +115,7 @@ class ClassificationTask(Task):
         check_batch_fits(cfg, engine.batch_size, {'training': self.data.num_train, 'validation': self.data.num_val},
                          len(engine.ctx), engine.workers)
         # a method whose memory has a row per training sample (registry `indices`) needs their count
-        self.loss_options = _loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
+        self.loss_options = loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
         self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(engine.batch_size)))
         self.samples_per_step = engine.batch_size
         self.names = ['ce'] + [e['method'] for e in self.plan]

@@ -7,20 +7,28 @@ What is the task's own:
   uninterrupted one; each worker trains on its share of an epoch;
 - the network (symbols/segmentation.py): a DeepLab head on a backbone of this project split by tap
   names and dilated to `output_stride`, optionally from pretrained backbone weights;
-- the loss: per image, the mean cross-entropy of its pixels that are not 255;
+- the loss: per image, the mean cross-entropy of its pixels that are not 255 (losses.py), plus,
+  with a teacher (a segmentation run of this project), any registered method on named taps of both
+  networks, the logit methods on the class scores of every pixel (distill.py);
 - validation: the confusion matrix over the whole validation set, single scale, one image a device
   (tasks/segmentation/evaluate.py): mIoU picks the best epoch; pixel accuracy and IoU per class are
   recorded.
 """
 import logging
+import os
 
+import mxnet as mx
 import numpy as np
-from mxnet import gluon, nd
+from mxnet import autograd, gluon, nd
 
+from core import checkpoint
 from core.errors import NonFiniteLoss, TrainingError
 from core.seeding import epoch_seed
 from core.task import Task
 from data import segmentation as segdata
+from symbols.taps import TapError
+from tasks.classification.distiller import loss_options, plan_taps
+from .distill import DenseDistillBlock
 from .evaluate import evaluate
 
 LOG = logging.getLogger('segmentation')
@@ -57,37 +65,32 @@ class _TrainSet(object):
         return segdata.train_sample(image, mask, rng, cfg.crop_size, cfg.scale_min, cfg.scale_max, cfg.mean, cfg.std)
 
 
-class PixelLoss(gluon.HybridBlock):
-    """Per image, the mean softmax cross-entropy over its pixels whose label is not 255: scores
-    (B, K, H, W), labels (B, H, W) -> (B,); an image without a labelled pixel gives 0."""
+class RunningTerms(object):
+    """The step's terms (`names`: ce, then each method's) summed on the first device without waiting;
+    `read` checks the steps since the last read for NaN/Inf and gives the means per step."""
 
-    def hybrid_forward(self, F, scores, label):
-        valid = label != segdata.IGNORE
-        logp = F.log_softmax(scores, axis=1)
-        picked = F.pick(logp, label * valid, axis=1)                     # (B, H, W)
-        total = F.sum(-picked * valid, axis=(1, 2))
-        return total / F.maximum(F.sum(valid, axis=(1, 2)), 1)
+    def __init__(self, names, fix):
+        self.names, self.fix, self.sums, self.steps, self.pending = names, fix, None, 0, []
 
-
-class RunningLoss(object):
-    """The step losses summed on the first device without waiting; `read` checks the steps since
-    the last read for NaN/Inf and gives the mean per step."""
-
-    def __init__(self, fix):
-        self.fix, self.sum, self.steps, self.pending = fix, None, 0, []
-
-    def update(self, step, losses):
-        value = nd.add_n(*[l.mean().as_in_context(losses[0].context) for l in losses]) / len(losses)
-        self.sum = value if self.sum is None else self.sum + value
+    def update(self, step, terms):
+        """`terms`: per device, the list of (B,) arrays of `names`; their mean over samples and devices counts."""
+        first = terms[0][0].context
+        values = nd.add_n(*[nd.concat(*[t.mean().reshape((1,)) for t in device], dim=0).as_in_context(first)
+                            for device in terms]) / len(terms)
+        self.sums = values if self.sums is None else self.sums + values
         self.steps += 1
-        self.pending.append((step, value))
+        self.pending.append((step, values))
 
     def read(self):
-        for step, value in self.pending:
-            if not np.isfinite(value.asscalar()):
-                raise NonFiniteLoss('ce', step, fix=self.fix)
+        for step, values in self.pending:
+            v = values.asnumpy()
+            bad = np.where(~np.isfinite(v))[0]
+            if len(bad):
+                raise NonFiniteLoss(self.names[bad[0]], step, fix=self.fix)
         self.pending = []
-        return {} if self.sum is None else {'ce': float(self.sum.asscalar()) / max(self.steps, 1)}
+        if self.sums is None:
+            return {}
+        return dict(zip(self.names, (float(x) / max(self.steps, 1) for x in self.sums.asnumpy())))
 
 
 class SegmentationTask(Task):
@@ -139,6 +142,8 @@ class SegmentationTask(Task):
                                     % (engine.batch_size, cfg.batch_size, len(engine.ctx), per_worker))
         self.steps_per_epoch = per_worker // engine.batch_size
         self.samples_per_step = engine.batch_size
+        self.plan = cfg.plan
+        self.names = ['ce'] + [e['method'] for e in self.plan]
 
     def build(self):
         from symbols.segmentation import build_segmentation_network, used_parameters, SegmentationNetworkError
@@ -151,8 +156,67 @@ class SegmentationTask(Task):
             raise SegmentationError(str(e))
         if cfg.pretrained is not None:
             self._backbone_from_pretrained()
-        self.loss = PixelLoss()
-        return used_parameters(self.net)
+        s_taps, t_taps = plan_taps(self.plan)
+        self.teacher, self.margins = None, []
+        if cfg.kt:
+            self.teacher, self.teacher_desc = self._load_teacher(t_taps)
+        try:
+            self.block = DenseDistillBlock(self.net, self.plan, loss_options(cfg), t_taps, prefix='distill_')
+        except TapError as e:
+            raise SegmentationError('student_symbol: %s' % e)
+        if self.teacher is not None:
+            self._pair()
+        params = used_parameters(self.net)
+        params.update({n: p for n, p in self.block.extras.collect_params().items() if p.grad_req != 'null'})
+        return params
+
+    def _load_teacher(self, t_taps):
+        """(tapped teacher, description): a segmentation run of this project with the classes of this
+        run, its taps `t_taps`, hybridized, never trained."""
+        import symbols
+        cfg, ctx = self.cfg, self.engine.ctx
+        folder, name = os.path.split(cfg.teacher_prefix)
+        if not checkpoint.epochs(folder or '.', name) and not os.path.isfile(
+                checkpoint.paths(folder or '.', name, 'best')['meta']):
+            raise SegmentationError('teacher_prefix=%s: no checkpoint of a run named %r in %s; train the teacher first '
+                                    '(a segmentation run) or correct teacher_prefix' % (cfg.teacher_prefix, name,
+                                                                                       folder or '.'))
+        net, meta = load_network(cfg.teacher_prefix, 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch, ctx,
+                                 prefix='teacher_')
+        if list(meta['classes']) != list(cfg.classes):
+            raise SegmentationError('the teacher %s was trained on the classes %s, this run has %s: use a teacher of '
+                                    'these classes' % (cfg.teacher_prefix, meta['classes'], cfg.classes))
+        try:
+            tapped = symbols.with_taps(net, t_taps)
+        except TapError as e:
+            raise SegmentationError('teacher_symbol: %s' % e)
+        for p in net.collect_params().values():
+            p.grad_req = 'null'
+        tapped.hybridize(static_alloc=True)
+        s = meta['segmentation']
+        return tapped, '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'], meta.get('epoch'))
+
+    def _pair(self):
+        """One forward of both networks on a crop: the taps pair up, connectors and heads are built,
+        the margins (OFD's teacher hook) computed on every device."""
+        from symbols.transfer import METHODS, PairingError
+        cfg, ctx = self.cfg, self.engine.ctx
+        x = nd.zeros((1, 3, cfg.crop_size, cfg.crop_size), ctx=ctx[0])
+        s_taps, t_taps = plan_taps(self.plan)
+        s_out, t_out = _as_list(self.block.student(x)), _as_list(self.teacher(x))
+        s_shape = dict(zip(s_taps, [o.shape[1:] for o in s_out[1:]]))
+        t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
+        try:
+            margins = self.block.connect(s_shape, t_shape)
+            for method, tap, _ in margins:
+                m = METHODS[method].margin(self.teacher, tap, ctx[0])
+                self.margins.append([nd.array(m, ctx=c) for c in ctx])
+            self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+            with autograd.pause():
+                self.block(x, nd.zeros((1, cfg.crop_size, cfg.crop_size), ctx=ctx[0]), t_out[0],
+                           *(list(t_out[1:]) + [mg[0] for mg in self.margins]))
+        except (ValueError, PairingError) as e:
+            raise SegmentationError('teacher and student taps cannot be paired: %s' % e)
 
     def _backbone_from_pretrained(self):
         """The backbone's weights from config key `pretrained` (its classifier is not used here)."""
@@ -171,9 +235,9 @@ class SegmentationTask(Task):
                 params[name].lr_mult = cfg.pretrained_lr_mult
 
     def saved_blocks(self):
-        return self.net, None
+        return self.net, self.block.extras
 
-    def check_checkpoint(self, meta, epoch):
+    def _check_structure(self, meta, epoch):
         saved = meta.get('segmentation') or {}
         changed = ['%s=%s (this run: %s)' % (k, saved[k], v) for k, v in self._structure().items()
                    if k in saved and saved[k] != v]
@@ -191,7 +255,12 @@ class SegmentationTask(Task):
         return 'mIoU %.2f%%' % (100 * meta.get('val_miou', 0))
 
     def start(self, resumed):
+        self.block.hybridize(static_alloc=True, static_shape=True)
         self.net.hybridize(static_alloc=True)
+        if self.teacher is not None:
+            LOG.info('teacher: %s; %s', self.teacher_desc, ', '.join(
+                '%s x %g on %s' % (e['method'], e['weight'], ', '.join('%s<-%s' % p for p in e['pairs']) or 'the class '
+                                   'scores of every pixel') for e in self.plan))
 
     def describe(self):
         cfg, ctx = self.cfg, self.engine.ctx
@@ -202,7 +271,8 @@ class SegmentationTask(Task):
                     len(ctx)))
 
     def set_epoch(self, epoch):
-        self.running = RunningLoss(self.diverged_fix)
+        self.block.set_epoch(epoch)
+        self.running = RunningTerms(self.names, self.diverged_fix)
 
     def batches(self, epoch):
         cfg, engine = self.cfg, self.engine
@@ -215,17 +285,27 @@ class SegmentationTask(Task):
         ctx = self.engine.ctx
         xs = gluon.utils.split_and_load(images, ctx, even_split=False)
         ys = gluon.utils.split_and_load(masks, ctx, even_split=False)
-        losses = [self.loss(self.net(x), y) for x, y in zip(xs, ys)]
-        return losses, losses
+        n = 3 + self.block.n_terms
+        totals, terms = [], []
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            if self.teacher is not None:
+                with autograd.pause():
+                    t_out = _as_list(self.teacher(x))
+                out = self.block(x, y, t_out[0], *(list(t_out[1:]) + [mg[k] for mg in self.margins]))
+            else:
+                out = self.block(x, y, nd.zeros((1,), ctx=x.context))
+            totals.append(out[0])
+            terms.append([out[2]] + list(out[3:n]))
+        return totals, terms
 
-    def after_step(self, step, losses):
-        self.running.update(step, losses)
+    def after_step(self, step, terms):
+        self.running.update(step, terms)
 
     def read(self):
         return self.running.read()
 
     def progress_fields(self, stats):
-        return {'ce': '%.4g' % stats['ce']} if 'ce' in stats else {}
+        return dict((n, '%.4g' % stats[n]) for n in self.names if n in stats)
 
     def evaluate(self):
         """mIoU over the whole validation set (every worker evaluates all of it: the same result on
@@ -241,20 +321,33 @@ class SegmentationTask(Task):
         val.update(('iou_%s' % name, v) for name, v in zip(cfg.classes, res['iou']))
         return val
 
+    def check_checkpoint(self, meta, epoch):
+        self._check_structure(meta, epoch)
+        kt = meta.get('kt_type')
+        here = self.cfg.kt_type if self.cfg.kt else None
+        if kt != here:
+            raise SegmentationError('run %r (epoch %d) was trained with kt_type=%s (this run: %s): a resume keeps the '
+                                    'transfer methods; set them as the checkpoint has them, or start a new run'
+                                    % (self.cfg.model_load_prefix, epoch, kt, here))
+
     def checkpoint_meta(self, record):
         cfg = self.cfg
-        return {'kind': 'segmentation', 'network': cfg.network, 'num_classes': cfg.num_classes,
+        return {'kind': 'segmentation', 'kt_type': cfg.kt_type if cfg.kt else None, 'network': cfg.network, 'num_classes': cfg.num_classes,
                 'classes': list(cfg.classes), 'in_channels': 3, 'mean': list(cfg.mean), 'std': list(cfg.std),
                 'segmentation': self._structure()}
 
     def epoch_line(self, epoch, stats, val):
-        return 'epoch %d: mIoU %.2f%% pixel accuracy %.2f%% (%.1f s, %.2f img/s); ce %.4f' % (
+        return 'epoch %d: mIoU %.2f%% pixel accuracy %.2f%% (%.1f s, %.2f img/s); %s' % (
             epoch, 100 * val['val_miou'], 100 * val['val_pixel_acc'], stats['time'], stats['speed'],
-            stats.get('ce', float('nan')))
+            ' '.join('%s %.4f' % (n, stats[n]) for n in self.names if n in stats))
+
+
+def _as_list(out):
+    """A block's outputs as a list (a tapped network without taps gives its single output itself)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def _id(path):
-    import os
     return os.path.splitext(os.path.basename(path))[0]
 
 
@@ -267,14 +360,12 @@ def iou_table(record, classes):
     return '\n'.join(rows)
 
 
-__all__ = ['SegmentationTask', 'SegmentationError', 'PixelLoss', 'epoch_order', 'iou_table']
+__all__ = ['SegmentationTask', 'SegmentationError', 'RunningTerms', 'epoch_order', 'iou_table', 'load_network']
 
 
 def load_network(prefix_path, tag, ctx, prefix='seg_'):
     """(SegNet, metadata) of segmentation checkpoint `prefix_path` at `tag` (epoch or 'best', the best
     recorded epoch when the best copy is missing), built as its metadata says, parameters loaded."""
-    import os
-    from core import checkpoint
     from symbols.segmentation import build_segmentation_network
     folder, name = os.path.split(prefix_path)
     tag = checkpoint.resolve_tag(folder or '.', name, tag)
