@@ -10,7 +10,7 @@ import pytest
 
 import train
 from core import checkpoint
-from tests.helpers import one_error, run_tool
+from tests.helpers import merged, one_error, run_tool
 from tests.seg_synth import make_voc_segmentation
 
 pytestmark = pytest.mark.slow
@@ -234,3 +234,92 @@ def test_short_training_learns(voc, tmp_path, capsys):
     meta = json.load(open(checkpoint.paths(str(tmp_path / 'model'), 'seg', 'best')['meta']))
     assert meta['val_miou'] == best
     assert best > 0.5 and best > first + 0.2, [round(r['val_miou'], 3) for r in records]
+
+
+def test_logit_methods_take_every_pixel_and_average_per_image():
+    """KD on class-score maps equals the mean over each image's pixels of KD on its pixel rows."""
+    import mxnet as mx
+    from symbols.transfer import KDLoss
+    from tasks.segmentation.distill import PerPixel
+    from tests import numpy_reference as ref
+    rng = np.random.RandomState(0)
+    s, t = rng.randn(2, 4, 3, 5), rng.randn(2, 4, 3, 5)
+    want = [ref.kd(s[b].reshape(4, -1).T, t[b].reshape(4, -1).T, 4.0).mean() for b in range(2)]
+    block = PerPixel(KDLoss(4.0))
+    got = block(mx.nd.array(s, dtype='float64'), mx.nd.array(t, dtype='float64')).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    block.hybridize()
+    np.testing.assert_allclose(block(mx.nd.array(s, dtype='float64'), mx.nd.array(t, dtype='float64')).asnumpy(),
+                               want, rtol=1e-10)
+
+
+def test_a_distillation_term_moves_the_student_toward_the_teacher():
+    """CWD on the class-score maps alone (every label 255: no cross-entropy): a few SGD steps on
+    the student lower it."""
+    import mxnet as mx
+    from mxnet import autograd, gluon
+    from symbols.segmentation import build_segmentation_network
+    from tasks.classification.distiller import loss_options
+    from tasks.segmentation.distill import DenseDistillBlock
+    from config.segmentation import load_segmentation_config
+    import symbols
+    mx.random.seed(0)
+    student, _ = build_segmentation_network('preact_resnet18', 3, 'deeplabv3', 16, channels=16, prefix='s_')
+    teacher, _ = build_segmentation_network('preact_resnet18', 3, 'deeplabv3', 16, channels=16, prefix='t_')
+    cfg = load_segmentation_config(None, ['kt=true', 'teacher_prefix=elsewhere', 'kt_type=cwd'], check=False)
+    block = DenseDistillBlock(student, cfg.plan, loss_options(cfg), ['logits'])
+    tapped = symbols.with_taps(teacher, ['logits'])
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 64))
+    y = mx.nd.full((2, 64, 64), 255)
+    t_out = tapped(x)
+    trainer = gluon.Trainer(student.collect_params(), 'sgd', {'learning_rate': 0.05})
+    values = []
+    for _ in range(4):
+        with autograd.record():
+            out = block(x, y, t_out[0], t_out[1])
+        out[0].backward()
+        trainer.step(2)
+        values.append(float(out[3].mean().asscalar()))
+        assert float(out[2].abs().max().asscalar()) == 0.0            # no labelled pixel: no cross-entropy
+    assert values[-1] < values[0] * 0.9, values
+
+
+def test_a_distilled_student_trains_resumes_and_refuses_what_does_not_fit(voc, tmp_path, capsys):
+    teacher = args(voc, str(tmp_path), 'model_prefix=teacher')
+    assert run(teacher, capsys)[0] == 0
+    student = args(voc, str(tmp_path), 'model_prefix=student', 'kt=true', 'teacher_prefix=%s' % (tmp_path / 'model' /
+                                                                                                 'teacher'),
+                   'kt_type=kd+cwd+ofd', 'teacher_symbol=[null, logits, backbone.bn1]',
+                   'student_symbol=[null, logits, backbone.bn1]')
+    code, out, err = run(student, capsys)
+    assert code == 0, err
+    assert 'kd x 16 on the class scores of every pixel, cwd x 3 on logits<-logits, ofd x 0.001 on ' in err
+    from core.records import read_records
+    rec, = read_records(str(tmp_path / 'log' / 'student.jsonl'))
+    assert all(np.isfinite(rec['train_%s' % m]) for m in ('ce', 'kd', 'cwd', 'ofd'))
+    assert checkpoint.epochs(str(tmp_path / 'model'), 'student') == [1]
+    assert os.path.isfile(checkpoint.paths(str(tmp_path / 'model'), 'student', 1)['extra'])   # OFD's connector
+    code, _, err = run(merged(student + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1']), capsys)
+    assert code == 0, err
+    code, _, err = run(merged(student + ['kt_type=cwd', 'teacher_symbol=logits', 'student_symbol=logits', 'num_epoch=3',
+                                  'retrain=true', 'model_load_epoch=-1']), capsys)
+    one_error(code, err, 'kt_type=kd+cwd+ofd (this run: cwd)')
+    code, _, err = run(merged(student + ['classes=[background,square,circle]', 'model_prefix=other']), capsys)
+    one_error(code, err, 'the teacher', "trained on the classes ['background', 'rect', 'disc']")
+    code, _, err = run(merged(student + ['kt_type=dkd', 'model_prefix=other']), capsys)
+    assert code == 2 and 'dkd declares labels, which a segmentation run does not give yet' in err, err
+    code, _, err = run(merged(student + ['teacher_prefix=%s' % (tmp_path / 'model' / 'nobody'),
+                                         'model_prefix=other']), capsys)
+    one_error(code, err, "no checkpoint of a run named 'nobody'")
+    assert not os.path.exists(str(tmp_path / 'model' / 'other-0001.params'))
+
+
+def test_every_segmentation_preset_is_a_valid_configuration():
+    from config.segmentation import list_segmentation_presets, load_segmentation_config
+    names = list_segmentation_presets()
+    assert {'seg_voc_r101_deeplabv3plus', 'seg_voc_r18_deeplabv3plus', 'seg_voc_r18_deeplabv3plus_ofd',
+            'seg_voc_r18_deeplabv3plus_cwd'} <= set(names)
+    for name in names:
+        cfg = load_segmentation_config(name, check=False)
+        assert cfg.task == 'segmentation' and cfg.lr_mode == 'poly' and cfg.crop_size == 513
+        assert cfg.num_classes == 21 and (cfg.plan != []) == cfg.kt
