@@ -35,7 +35,7 @@ from collections import OrderedDict, namedtuple
 import mxnet as mx
 from mxnet.gluon import nn, SymbolBlock
 
-from .taps import declared_taps, TapError, LegacyNetwork
+from .taps import chain_position, declared_taps, forward_chain, TapError, LegacyNetwork
 
 Split = namedtuple('Split', 'stride16 stride32 frozen')
 
@@ -98,30 +98,17 @@ def detection_networks():
 
 
 # ------------------------------------------------------------------ Gluon networks
-def _chain(net):
-    """The network's forward chain as (path, block): its top-level children in order, with a
-    `features` Sequential expanded into its items."""
-    out = []
-    for name, child in net._children.items():
-        if name == 'features' and isinstance(child, (nn.HybridSequential, nn.Sequential)):
-            out.extend(('features.%d' % i, c) for i, c in enumerate(child._children.values()))
-        else:
-            out.append((name, child))
-    return out
-
-
 def _index(chain, net, tap, role):
-    path = declared_taps(net).get(tap, tap)
-    for i, (p, _) in enumerate(chain):
-        if p == path:
-            return i
+    found = chain_position(chain, net, tap)
+    if found is not None:
+        return found[0]
     name = getattr(net, 'network_name', type(net).__name__)
     if tap not in declared_taps(net) and not any(p == tap for p, _ in chain):
         raise SplitError('network %s has no tap %r (the %s tap of its split); its taps: %s'
                          % (name, tap, role, ', '.join(declared_taps(net)) or '(none declared)'))
     raise SplitError('tap %r (child %r) of network %s, the %s tap of its split, is not on its top-level forward '
-                     'chain %s: a split tap must be one of these children' % (tap, path, name, role,
-                                                                              [p for p, _ in chain]))
+                     'chain %s: a split tap must be one of these children' % (tap, declared_taps(net).get(tap, tap),
+                                                                              name, role, [p for p, _ in chain]))
 
 
 def _walk(block):
@@ -147,7 +134,7 @@ def split_backbone(net, split=None, freeze=True):
     to the split's `frozen` tap get grad_req 'null' and every BatchNorm is frozen (global
     statistics, fixed affine)."""
     split = as_split(split) or detection_split(getattr(net, 'network_name', None), net)
-    chain = _chain(net)
+    chain = forward_chain(net)
     i16 = _index(chain, net, split.stride16, 'stride-16')
     i32 = _index(chain, net, split.stride32, 'stride-32')
     if i32 <= i16:

@@ -25,7 +25,7 @@ from mxnet import nd
 from mxnet.gluon import nn, HybridBlock
 
 from .common import batch_norm
-from .taps import TapError, declared_taps
+from .taps import TapError, chain_position, declared_taps, forward_chain
 
 SegSplit = namedtuple('SegSplit', 'low high')
 
@@ -65,23 +65,10 @@ def segmentation_split(name, net=None, override=None):
                                               ', '.join(p.strip('^$') for p in SEGMENTATION_SPLITS)))
 
 
-def forward_chain(net):
-    """The network's forward chain as [(path, block)]: its top-level children in order, a
-    `features` Sequential expanded into its items."""
-    out = []
-    for name, child in net._children.items():
-        if name == 'features' and isinstance(child, (nn.HybridSequential, nn.Sequential)):
-            out.extend(('features.%d' % i, c) for i, c in enumerate(child._children.values()))
-        else:
-            out.append((name, child))
-    return out
-
-
 def _position(chain, net, tap, role):
-    path = declared_taps(net).get(tap, tap)
-    for i, (p, _) in enumerate(chain):
-        if p == path:
-            return i, p
+    found = chain_position(chain, net, tap)
+    if found is not None:
+        return found
     name = getattr(net, 'network_name', type(net).__name__)
     raise SegmentationNetworkError('tap %r (the %s tap of the segmentation split) of network %s is not one of its '
                                    'top-level forward steps %s; its taps: %s'

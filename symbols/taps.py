@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 import mxnet as mx
 from mxnet import gluon
+from mxnet.gluon import nn
 
 
 class TapError(NetworkError):
@@ -187,3 +188,25 @@ class LegacyNetwork(gluon.SymbolBlock):
         block.taps = list(taps)
         object.__setattr__(block, 'base', self)
         return block
+
+
+def forward_chain(net):
+    """The network's forward chain as [(path, block)]: its top-level children in order, a
+    `features` Sequential expanded into its items (detection and segmentation split a backbone on it)."""
+    out = []
+    for name, child in net._children.items():
+        if name == 'features' and isinstance(child, (nn.HybridSequential, nn.Sequential)):
+            out.extend(('features.%d' % i, c) for i, c in enumerate(child._children.values()))
+        else:
+            out.append((name, child))
+    return out
+
+
+def chain_position(chain, net, tap):
+    """(index, path) of tap `tap` (a declared name or a child path) in `chain`; None when it is not one
+    of the chain's steps."""
+    path = declared_taps(net).get(tap, tap)
+    for i, (p, _) in enumerate(chain):
+        if p == path:
+            return i, p
+    return None

@@ -18,10 +18,10 @@ import os
 import random
 
 import numpy as np
-from mxnet import gluon, nd
+from mxnet import gluon
 
 from core.errors import TrainingError
-from core.errors import NonFiniteLoss
+from core.running import RunningTerms
 from core.seeding import epoch_seed
 from core.task import Task
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
@@ -100,34 +100,6 @@ class Losses(object):
         return [rpn_cls.sum(), rpn_box.sum(), rcnn_cls.sum(), rcnn_box.sum()]
 
 
-class RunningTerms(object):
-    """The four loss terms of each step, summed on the host device without waiting; `read` checks
-    the steps since the last read for NaN/Inf and gives the means per step."""
-
-    def __init__(self, fix):
-        self.fix, self.sums, self.steps, self.pending = fix, None, 0, []
-
-    def update(self, step, terms):
-        """`terms`: per device, the list of 4 scalar NDArrays of TERMS; their mean over the devices counts."""
-        values = nd.add_n(*[nd.concat(*[t.reshape((1,)) for t in device], dim=0).as_in_context(terms[0][0].context)
-                            for device in terms]) / len(terms)
-        self.sums = values if self.sums is None else self.sums + values
-        self.steps += 1
-        self.pending.append((step, values))
-
-    def read(self):
-        for step, values in self.pending:
-            v = values.asnumpy()
-            bad = np.where(~np.isfinite(v))[0]
-            if len(bad):
-                raise NonFiniteLoss(TERMS[bad[0]], step, fix=self.fix)
-        self.pending = []
-        if self.sums is None:
-            return {}
-        means = self.sums.asnumpy() / max(self.steps, 1)
-        return dict(zip(TERMS, (float(v) for v in means)))
-
-
 # ------------------------------------------------------------------ the task
 class DetectionTask(Task):
     """Faster R-CNN on VOC: one image per device per step, VOC07 mAP picks the best epoch."""
@@ -199,7 +171,7 @@ class DetectionTask(Task):
                                       len(self.usable), len(self.val_set), len(ctx), ', '.join(str(c) for c in ctx)))
 
     def set_epoch(self, epoch):
-        self.running = RunningTerms(self.diverged_fix)
+        self.running = RunningTerms(TERMS, self.diverged_fix)
 
     def batches(self, epoch):
         cfg, ctx = self.cfg, self.engine.ctx

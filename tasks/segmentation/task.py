@@ -22,7 +22,8 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from core import checkpoint
-from core.errors import NonFiniteLoss, TrainingError
+from core.errors import TrainingError
+from core.running import RunningTerms
 from core.seeding import epoch_seed
 from core.task import Task
 from data import segmentation as segdata
@@ -63,34 +64,6 @@ class _TrainSet(object):
         rng = np.random.Generator(np.random.PCG64((self.base + position) % (2 ** 63)))
         image, mask, _ = self.items[self.order[position]]
         return segdata.train_sample(image, mask, rng, cfg.crop_size, cfg.scale_min, cfg.scale_max, cfg.mean, cfg.std)
-
-
-class RunningTerms(object):
-    """The step's terms (`names`: ce, then each method's) summed on the first device without waiting;
-    `read` checks the steps since the last read for NaN/Inf and gives the means per step."""
-
-    def __init__(self, names, fix):
-        self.names, self.fix, self.sums, self.steps, self.pending = names, fix, None, 0, []
-
-    def update(self, step, terms):
-        """`terms`: per device, the list of (B,) arrays of `names`; their mean over samples and devices counts."""
-        first = terms[0][0].context
-        values = nd.add_n(*[nd.concat(*[t.mean().reshape((1,)) for t in device], dim=0).as_in_context(first)
-                            for device in terms]) / len(terms)
-        self.sums = values if self.sums is None else self.sums + values
-        self.steps += 1
-        self.pending.append((step, values))
-
-    def read(self):
-        for step, values in self.pending:
-            v = values.asnumpy()
-            bad = np.where(~np.isfinite(v))[0]
-            if len(bad):
-                raise NonFiniteLoss(self.names[bad[0]], step, fix=self.fix)
-        self.pending = []
-        if self.sums is None:
-            return {}
-        return dict(zip(self.names, (float(x) / max(self.steps, 1) for x in self.sums.asnumpy())))
 
 
 class SegmentationTask(Task):
@@ -360,7 +333,7 @@ def iou_table(record, classes):
     return '\n'.join(rows)
 
 
-__all__ = ['SegmentationTask', 'SegmentationError', 'RunningTerms', 'epoch_order', 'iou_table', 'load_network']
+__all__ = ['SegmentationTask', 'SegmentationError', 'epoch_order', 'iou_table', 'load_network']
 
 
 def load_network(prefix_path, tag, ctx, prefix='seg_'):
