@@ -33,10 +33,13 @@ def python_command():
     return rel if not rel.startswith('..') else exe
 
 
-def train_command(args, resume=True):
+def train_command(args, resume=True, lr=None):
     """The command line of the run `args` names (its --cfg and overrides); with `resume`, without the
-    overrides a resume replaces and with retrain=true model_load_epoch=-1."""
+    overrides a resume replaces and with retrain=true model_load_epoch=-1; with `lr`, lr=<lr> in place
+    of the run's."""
     keep = args.overrides
+    if lr is not None:
+        keep = [a for a in keep if a.split('=', 1)[0].strip() != 'lr'] + ['lr=%g' % lr]
     if resume:
         keep = [a for a in keep if a.split('=', 1)[0].strip() not in
                 ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
@@ -115,7 +118,8 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         if not has_checkpoint(cfg):
             print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
-                  'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
+                  'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False, lr=cfg.lr / 10)),
+                  file=sys.stderr)
         return 3
     except UserError as e:
         print('error: %s' % e, file=sys.stderr)

@@ -91,10 +91,12 @@ def _find_file(path, base_of=None):
             path, ', e.g. %s' % os.path.join(path, inside[0]) if inside else ' (it holds no .yaml or .py file)'))
     if path in ('cfgs', 'cfgs.py'):
         return DEFAULT_CFG
-    alt = os.path.join(PRESET_DIR, path)
-    for cand in (alt, alt + '.yaml', alt + '.py'):
-        if os.path.isfile(cand):
-            return cand
+    # a preset of any task (a file's `base:` may name one; its own `task:` then says which)
+    for folder in (PRESET_DIR, os.path.join(PRESET_DIR, 'detection'), os.path.join(PRESET_DIR, 'segmentation')):
+        alt = os.path.join(folder, path)
+        for cand in (alt, alt + '.yaml', alt + '.py'):
+            if os.path.isfile(cand):
+                return cand
     raise ConfigError('%s %s does not exist; presets: %s, or cfgs.py (the default run)'
                       % ('config file %s: base' % base_of if base_of else 'config file', path,
                          ', '.join(list_presets())))
@@ -214,13 +216,19 @@ def task_of(path=None, overrides=()):
         if text.split('=', 1)[0].strip() == 'task':
             task = parse_override(text)[1]
             where = 'the command line'
-    if task is None and path:
+    own = None
+    if path:
         if is_detection_preset(path):
-            return 'detection'
-        if is_segmentation_preset(path):
-            return 'segmentation'
-        values, where = read_file(path)
-        task = values.get('task')
+            own = 'detection'
+        elif is_segmentation_preset(path):
+            own = 'segmentation'
+        else:
+            own = read_file(path)[0].get('task')
+    if task is not None and own is not None and own != task:
+        raise ConfigError('config file %s is a %s config (task: %s) and the command line says task=%s: leave task= '
+                          'out (a file of the task %s trains it)' % (path, own, own, task, task))
+    if task is None and own is not None:
+        task, where = own, path
     if task is None:
         return 'classification'
     if task not in TASK_NAMES:

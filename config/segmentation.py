@@ -164,6 +164,9 @@ def _check_together(cfg, at):
     if cfg.begin_epoch is None:
         cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
     cfg['num_classes'] = len(cfg.classes)
+    if cfg.dtype == 'bfloat16':
+        raise ConfigError('config key dtype (%s) is bfloat16, which segmentation does not run yet (under MXNet 1.9.1\'s '
+                          'AMP the ASPP concatenates bfloat16 and float32 maps): use dtype=float32' % at('dtype'))
     if cfg.scale_max < cfg.scale_min:
         raise ConfigError('config keys scale_min and scale_max (%s): scale_max %g is below scale_min %g'
                           % (at('scale_min', 'scale_max'), cfg.scale_max, cfg.scale_min))

@@ -269,6 +269,17 @@ def resolve_tag(model_dir, prefix, tag):
     return e
 
 
+def refuse_other_kind(meta, prefix_path, wanted='a classification network'):
+    """CheckpointError when checkpoint `prefix_path` is of another task (its metadata's `kind`:
+    a segmentation or a Faster R-CNN run) than `wanted`."""
+    kind = meta.get('kind')
+    if kind in ('segmentation', 'faster_rcnn'):
+        task = 'segmentation' if kind == 'segmentation' else 'detection'
+        raise CheckpointError('checkpoint %s is a %s run (task=%s), not %s: python -m tools.evaluate --prefix %s '
+                              'evaluates it; give a run of that task here, or a classification run'
+                              % (prefix_path, task, task, wanted, prefix_path))
+
+
 def warn_if_copied(meta, name, tag):
     """A warning when checkpoint `name` at `tag` was saved by another run (its metadata's
     model_prefix): its files were copied or renamed, and what it holds is that run's."""
@@ -335,6 +346,7 @@ def load_network(prefix_path, tag, ctx, prefix=None):
     tag = resolve_tag(model_dir, name, tag)
     meta = read_meta(model_dir, name, tag)
     warn_if_copied(meta, name, tag)
+    refuse_other_kind(meta, prefix_path)
     net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
     load_params(net, paths(model_dir, name, tag)['params'], ctx)
     return net, meta

@@ -23,8 +23,17 @@ MXNET_TEXT = ('MXNET_ENGINE_TYPE', 'MXNET_HOME', 'MXNET_GLUON_REPO', 'MXNET_SUBG
               'MXNET_GPU_MEM_POOL_TYPE', 'MXNET_USE_OPERATOR_TUNING', 'MXNET_PROFILER_MODE', 'MXNET_PROFILER_FILENAME',
               'MXNET_CUDA_LIB_CHECKING', 'MXNET_CUDNN_LIB_CHECKING', 'MXNET_STORAGE_FALLBACK_LOG_VERBOSE',
               'MXNET_CUDA_VERSION_CHECKING', 'MXNET_CUDNN_VERSION_CHECKING')
+_INT = re.compile(r'^\s*[-+]?\d+\s*$')
 _NUMBER = re.compile(r'^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$')
-_FLAG = ('true', 'false', 'True', 'False')
+# MXNET_* variables MXNet reads as a flag (dmlc: 0, 1, true or false; '2' aborts) or as a decimal number
+MXNET_FLAGS = ('MXNET_MKLDNN_ENABLED', 'MXNET_MKLDNN_DEBUG', 'MXNET_USE_FUSION', 'MXNET_ENABLE_GPU_P2P',
+               'MXNET_UPDATE_ON_KVSTORE', 'MXNET_SAFE_ACCUMULATION', 'MXNET_EXEC_ENABLE_INPLACE',
+               'MXNET_EXEC_BULK_EXEC_INFERENCE', 'MXNET_EXEC_BULK_EXEC_TRAIN', 'MXNET_BACKWARD_DO_MIRROR',
+               'MXNET_SUBGRAPH_VERBOSE', 'MXNET_KVSTORE_USETREE', 'MXNET_KVSTORE_LOGTREE', 'MXNET_PROFILER_AUTOSTART',
+               'MXNET_ENABLE_CYTHON', 'MXNET_ENFORCE_CYTHON', 'MXNET_MKLDNN_QUANTIZE_FC_FUSION')
+MXNET_DECIMALS = ('MXNET_KVSTORE_TREE_LINK_USAGE_PENALTY',)
+_FLAG = ('true', 'false', 'True', 'False', 'TRUE', 'FALSE', '0', '1')
+SUBGRAPH_BACKENDS = ('', 'NONE', 'MKLDNN', 'MKLDNN_QUANTIZE', 'MKLDNN_QUANTIZE_FC', 'TensorRT')
 
 
 def environment_problems(environ=None):
@@ -40,12 +49,27 @@ def environment_problems(environ=None):
             out.append('environment variable %s=%r is not a whole number >= 1: set e.g. %s=2, or unset it'
                        % (key, value, key))
     for key in sorted(environ):
-        if key.startswith('MXNET_') and key not in MXNET_TEXT and key not in COUNTS:
-            value = environ[key]
-            if not (_NUMBER.match(value) or value.strip() in _FLAG):
-                out.append('environment variable %s=%r is not a number: MXNet reads it as one and would abort '
-                           '(dmlc::ParamError); set a number (MXNet\'s docs/static_site/src/pages/api/faq/env_var.md '
-                           'lists each) or unset it' % (key, value))
+        if not key.startswith('MXNET_') or key in MXNET_TEXT or key in COUNTS:
+            continue
+        value = environ[key]
+        if key in MXNET_FLAGS:
+            if value.strip() not in _FLAG:
+                out.append('environment variable %s=%r is not a flag: MXNet reads it as 0, 1, true or false and '
+                           'would abort (dmlc::ParamError); set %s=0 or 1, or unset it' % (key, value, key))
+        elif not (_NUMBER if key in MXNET_DECIMALS else _INT).match(value):
+            out.append('environment variable %s=%r is not a %s: MXNet reads it as one and would abort '
+                       '(dmlc::ParamError); set one (MXNet\'s docs/static_site/src/pages/api/faq/env_var.md lists '
+                       'each) or unset it' % (key, value, 'number' if key in MXNET_DECIMALS else 'whole number'))
+    backend = environ.get('MXNET_SUBGRAPH_BACKEND')
+    if backend is not None and backend not in SUBGRAPH_BACKENDS:
+        out.append('environment variable MXNET_SUBGRAPH_BACKEND=%r is not a subgraph backend of this MXNet (an export '
+                   'would fail binding its check): set one of %s, or unset it'
+                   % (backend, ', '.join(b for b in SUBGRAPH_BACKENDS if b)))
+    repo = environ.get('MXNET_GLUON_REPO')
+    if repo is not None and not re.match(r'^(https?|file)://', repo.strip()):
+        out.append('environment variable MXNET_GLUON_REPO=%r is not a URL: gluoncv downloads weights from it; set '
+                   'e.g. MXNET_GLUON_REPO=https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/, or unset it'
+                   % repo)
     engine = environ.get('MXNET_ENGINE_TYPE')
     if engine is not None and engine not in ENGINES:
         out.append('environment variable MXNET_ENGINE_TYPE=%r is not an MXNet engine: set one of %s (e.g. '

@@ -128,8 +128,9 @@ def image_size(path):
         raise SegmentationDataError('image %s cannot be read (%s): copy it again' % (path, str(e)[:120]))
 
 
-def check_items(items, num_classes, bar=None):
-    """Check every (image, mask, list file) of `items` (see the module doc); the number checked."""
+def check_items(items, num_classes, bar=None, seen=None):
+    """Check every (image, mask, list file) of `items` (see the module doc); the number checked.
+    `seen`, a set, gets every class index the masks hold."""
     for image, mask, list_file in items:
         for path, what in ((image, 'image'), (mask, 'mask')):
             if not os.path.isfile(path):
@@ -141,6 +142,8 @@ def check_items(items, num_classes, bar=None):
             raise SegmentationDataError('mask %s is %dx%d but its image %s is %dx%d: a mask has its image\'s size'
                                         % (mask, m.shape[1], m.shape[0], image, size[1], size[0]))
         values = np.unique(m)
+        if seen is not None:
+            seen.update(int(v) for v in values if v != IGNORE)
         bad = [int(v) for v in values if v >= num_classes and v != IGNORE]
         if bad:
             raise SegmentationDataError('mask %s has the value %d, which is neither a class (0..%d of num_classes=%d) '
@@ -152,9 +155,10 @@ def check_items(items, num_classes, bar=None):
 
 
 def read_image(path):
-    """RGB uint8 (H, W, 3)."""
+    """RGB uint8 (H, W, 3), as stored: an EXIF orientation is not applied (the mask is drawn on the
+    stored pixels, and the header check reads the stored size)."""
     import cv2
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise SegmentationDataError('image %s does not decode: copy it again' % path)
     return img[:, :, ::-1]

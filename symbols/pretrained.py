@@ -97,14 +97,20 @@ def zoo_weights_of(network):
     return name
 
 
-def _saved_arrays(path):
-    """{structural name: NDArray} of a Gluon params file (a Module file's arg:/aux: prefixes dropped)."""
+def _saved_arrays(path, mine=()):
+    """{structural name: NDArray} of a Gluon params file (a Module file's arg:/aux: prefixes dropped).
+    A segmentation run's file, whose backbone's names start with 'backbone.', gives its backbone
+    alone when that is what fits the names `mine` (a backbone or a classification network)."""
     import mxnet as mx
     try:
-        return {n.split(':', 1)[-1]: v for n, v in mx.nd.load(path).items()}
+        saved = {n.split(':', 1)[-1]: v for n, v in mx.nd.load(path).items()}
     except mx.base.MXNetError as e:
         raise WeightsError('params file %s cannot be read (%s): it is truncated or not an MXNet params file'
                            % (path, str(e).strip().splitlines()[-1][:150]))
+    backbone = {n[len('backbone.'):]: v for n, v in saved.items() if n.startswith('backbone.')}
+    if backbone and not set(mine) & set(saved) and set(mine) & set(backbone):
+        return backbone
+    return saved
 
 
 def load_with_new_head(net, path, num_classes, what='pretrained weights'):
@@ -114,10 +120,13 @@ def load_with_new_head(net, path, num_classes, what='pretrained weights'):
     bias) keep their fresh initialisation. Returns (loaded names, replaced names). WeightsError,
     naming them, when names are missing on either side or other shapes differ: the file holds
     another network."""
-    saved = _saved_arrays(path)
     mine = net._collect_params_with_prefix()
+    saved = _saved_arrays(path, mine)
     missing = sorted(set(mine) - set(saved))
     extra = sorted(set(saved) - set(mine))
+    new = [n for n in missing if mine[n].shape and mine[n].shape[0] == num_classes]
+    if new and len(new) == len(missing) and not extra:   # a backbone without classifier (a segmentation run's)
+        missing = []
     if missing or extra:
         def few(names):
             return ', '.join(names[:4]) + (', ... (%d in all)' % len(names) if len(names) > 4 else '')
@@ -126,8 +135,10 @@ def load_with_new_head(net, path, num_classes, what='pretrained weights'):
                               '%d parameter(s) of the network are not in the file (%s)' % (len(missing), few(missing))
                               if missing else '', '; ' if missing and extra else '',
                               '%d of the file are not in the network (%s)' % (len(extra), few(extra)) if extra else ''))
-    replaced, wrong = [], []
+    replaced, wrong = [n for n in new if n not in saved], []
     for name, p in mine.items():
+        if name not in saved:
+            continue
         have, want = tuple(saved[name].shape), tuple(p.shape)
         if have == want:
             continue
@@ -192,8 +203,8 @@ def load_into_backbone(net, path, what='pretrained weights'):
     """Set every parameter of `net` (a backbone whose classifier was removed) from params file
     `path`; the file's other parameters (its classifier) are not used. Returns the loaded names;
     WeightsError naming them when the network has parameters the file lacks or shapes differ."""
-    saved = _saved_arrays(path)
     mine = net._collect_params_with_prefix()
+    saved = _saved_arrays(path, mine)
     missing = sorted(set(mine) - set(saved))
     wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
              for n in sorted(set(mine) & set(saved)) if tuple(saved[n].shape) != tuple(mine[n].shape)]

@@ -116,7 +116,8 @@ def test_train_resume_exactly_evaluate_and_tabulate(voc, tmp_path, capsys):
     from tools import evaluate, results_table
     # (lr_mode=step: poly's lr depends on num_epoch, which the first piece of the run in two sets to 1;
     # deterministic: oneDNN's threads are not bit-exact from run to run)
-    a = args(voc, str(tmp_path / 'a'), 'num_epoch=2', 'deterministic=true', 'lr_mode=step')
+    a = args(voc, str(tmp_path / 'a'), 'num_epoch=2', 'deterministic=true', 'lr_mode=step',
+             'num_workers=2')                  # (loader processes: the same samples, no worker traceback)
     code, out, err = run_process(a)
     assert code == 0, err
     assert 'final: epoch 2  mIoU' in out and '| rect |' in out
@@ -146,11 +147,33 @@ def test_train_resume_exactly_evaluate_and_tabulate(voc, tmp_path, capsys):
     # the results table over seeds (runs named <prefix><method>_s<seed>)
     recs = str(tmp_path / 'records')
     os.makedirs(recs)
-    for seed in (0, 1):
-        shutil.copy(str(tmp_path / 'a' / 'log' / 'seg.jsonl'), os.path.join(recs, 'seg_student_s%d.jsonl' % seed))
+    for seed in (0, 1):                    # (records of two seeds: the run's, under each seed's name)
+        with open(os.path.join(recs, 'seg_student_s%d.jsonl' % seed), 'w') as f:
+            f.writelines(json.dumps(dict(r, model_prefix='seg_student_s%d' % seed)) + '\n' for r in records)
+    shutil.copy(os.path.join(recs, 'seg_student_s0.jsonl'), os.path.join(recs, 'seg_student_s2.jsonl'))   # copied
     code, out, err = run_tool(results_table.main, ['--task', 'segmentation', '--records', recs, '--prefix', 'seg_'],
                               capsys)
     assert code == 0 and '| student alone |' in out and '%.2f ± 0.00' % (100 * records[1]['val_miou']) in out, out
+    assert '| 2 |' in out and 'seg_student_s2.jsonl holds the records of run seg_student_s0' in err, (out, err)
+    code, _, err = run_tool(results_table.main, ['--records', recs, '--prefix', 'seg_'], capsys)
+    one_error(code, err, 'are segmentation runs', '--task segmentation')
+    # evaluation at another output stride (DeepLab evaluates at 8); another head is refused
+    code, out, err = run_tool(evaluate.main, ['--prefix', os.path.join(mdir, 'seg'), 'output_stride=8'], capsys)
+    assert code == 0 and 'mIoU' in out, err
+    code, _, err = run_tool(evaluate.main, ['--prefix', os.path.join(mdir, 'seg'), 'head=deeplabv3'], capsys)
+    one_error(code, err, 'head=deeplabv3 (the checkpoint: deeplabv3+)', 'only output_stride may differ')
+    # a segmentation run where a classification network is expected: named as such
+    from tests.helpers import make_cifar
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=16)
+    code, _, err = run_tool(evaluate.main, ['--prefix', os.path.join(mdir, 'seg'), '--cfg', 'cifar10_student',
+                                            'gpu_list=[]', 'data_dir=%s' % (tmp_path / 'cifar')], capsys)
+    assert code == 2 and 'is a segmentation run (task=segmentation)' in err, err
+    code, _, err = run_tool(evaluate.main, ['--teacher', '--cfg', 'seg_voc_r18_deeplabv3plus', 'voc_root=%s' % voc],
+                            capsys)
+    one_error(code, err, '--teacher evaluates a classification teacher')
+    # the backbone of a segmentation run as a starting point
+    code, _, err = run(args(voc, str(tmp_path / 'c'), 'pretrained=%s' % os.path.join(mdir, 'seg')), capsys)
+    assert code == 0 and 'backbone starts from %s-best.params' % os.path.join(mdir, 'seg') in err, err
 
 
 def _mask_path(root, split, k=0):
@@ -203,6 +226,8 @@ def test_bad_networks_and_settings_are_one_error(voc, tmp_path, capsys):
                           ['reaches only output stride 4', 'output_stride=16']),
                          (['output_stride=4'], ['output_stride']),
                          (['scale_min=2', 'scale_max=1'], ['scale_max 1 is below scale_min 2']),
+                         (['dtype=bfloat16'], ['dtype', 'bfloat16', 'use dtype=float32']),
+                         (['task=classification'], ['is a segmentation config (task: segmentation)']),
                          (['voc_root=%s' % (tmp_path / 'nowhere')], ['does not exist', 'VOCdevkit']),
                          (['train_split=bogus'], ['bogus.txt does not exist'])):
         code, _, err = run(args(voc, str(tmp_path), *extra), capsys)
@@ -323,3 +348,27 @@ def test_every_segmentation_preset_is_a_valid_configuration():
         cfg = load_segmentation_config(name, check=False)
         assert cfg.task == 'segmentation' and cfg.lr_mode == 'poly' and cfg.crop_size == 513
         assert cfg.num_classes == 21 and (cfg.plan != []) == cfg.kt
+
+
+def test_an_image_with_an_exif_rotation_is_read_as_stored(voc, tmp_path):
+    """Found by a new user: a JPEG with EXIF Orientation=6 was rotated by OpenCV while its mask and the
+    size check were not (training misaligned silently, validation an IndexError traceback)."""
+    from PIL import Image
+    from data import segmentation as segdata
+    root = str(tmp_path / 'VOCdevkit')
+    shutil.copytree(voc, root)
+    image, mask, _ = segdata.voc_items(root, 'val')[0]
+    img = Image.open(image)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(image, exif=exif, quality=95)
+    assert segdata.read_image(image).shape[:2] == segdata.read_mask(mask).shape
+    assert segdata.check_items(segdata.voc_items(root, 'val'), 3) == 6
+
+
+def test_classes_no_mask_holds_and_validation_images_trained_on_are_warned_of(voc, tmp_path, capsys):
+    code, _, err = run(args(voc, str(tmp_path), 'classes=[background,rect,disc,star]', 'val_split=trainval',
+                            'epoch_size=2'), capsys)
+    assert code == 0, err
+    assert 'no mask holds the class(es) star' in err and '6 validation image(s) of trainval are training images' in \
+        err, err

@@ -82,6 +82,12 @@ def main(argv=None):
     p.add_argument('--student-tap', help="the student's tap for feature methods (default: the base config's)")
     p.add_argument('overrides', nargs='*', help='key=value for every run, e.g. data_dir=datasets/mine')
     args = p.parse_args(argv)
+    from config import task_of
+    task = task_of(args.cfg, args.overrides)
+    if task != 'classification':
+        raise CompareError('--cfg %s is a %s config: tools.compare compares classification students; train %s runs '
+                           'with train.py and table them with python -m tools.results_table --task %s'
+                           % (args.cfg, task, task, task))
     if not args.name.replace('_', '').isalnum() or not args.name[0].isalpha():
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
@@ -123,12 +129,16 @@ def main(argv=None):
             python([os.path.join(ROOT, 'train.py')] + argv_run + resume, log, cwd=os.getcwd())
         print('    finished in %.0fs' % (time.time() - tic), flush=True)
     from tools import plot_curves, results_table
-    from tools.records import find_runs
+    from core.records import read_records
     num_epoch, records = runs[0][2].num_epoch, runs[0][2].log_dir
-    found = find_runs(records, args.name + '_')
     mine = OrderedDict()
     for name, _, _ in runs:                        # the runs asked for, nothing else in the folder
-        recs = found.get(name) or []
+        path = os.path.join(records, name + '.jsonl')
+        if not os.path.isfile(path):
+            raise CompareError('run %s is trained but its records file %s is missing (moved or deleted?): put it back, '
+                               'or move the run\'s checkpoints (%s/%s-*) aside to train it again'
+                               % (name, path, runs[0][2].model_dir, name))
+        recs = read_records(path)
         foreign = sorted({r.get('model_prefix') for r in recs if r.get('model_prefix') not in (None, name)})
         if foreign:
             raise CompareError('records file %s holds records of run %s (copied or renamed?): remove it (or move it '

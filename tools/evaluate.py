@@ -192,6 +192,12 @@ def main(argv=None):
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
     from config import load_config, task_of
+    if args.onnx and (args.prefix or args.teacher):
+        raise cli.UsageError('--onnx scores an exported file; --%s names something else to evaluate: give one of '
+                             'them' % ('prefix' if args.prefix else 'teacher'))
+    if args.teacher and task_of(args.cfg, args.overrides) != 'classification':
+        raise cli.UsageError('--teacher evaluates a classification teacher; a %s config has none: evaluate its run '
+                             'with --prefix' % task_of(args.cfg, args.overrides))
     if task_of(args.cfg, args.overrides) == 'segmentation' and args.cfg:
         from config.segmentation import load_segmentation_config
         cfg = load_segmentation_config(args.cfg, args.overrides)

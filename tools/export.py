@@ -67,7 +67,7 @@ def _temporary_prefix(out):
 SUFFIXES = ('-0000.params', '-meta.json', '.onnx', '-symbol.json')      # renamed in this order: the symbol last
 
 
-def check_inputs(meta, size, data_dir=None, images=8, batch=2):
+def check_inputs(meta, size, data_dir=None, images=8, batch=2, at_most=False):
     """(NDArray batch, description) the exported forms are checked on: the first `images` validation
     images of the run's dataset (meta['dataset']) read from `data_dir` as the run read them, normalised
     with the run's mean/std; without `data_dir`, `batch` standard-normal random inputs. UsageError
@@ -82,7 +82,7 @@ def check_inputs(meta, size, data_dir=None, images=8, batch=2):
                              'leave --data-dir out (random inputs are used)' % data_dir)
     from tools.features import val_images
     try:
-        x = val_images(dict(meta, image_size=size), data_dir, images)
+        x = val_images(dict(meta, image_size=size), data_dir, images, at_most)
     except (OSError, ValueError) as e:
         raise cli.UsageError('--data-dir %s does not hold the run\'s %s validation data: %s'
                              % (data_dir, meta['dataset'], cli.describe(e)))
@@ -145,9 +145,11 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
     cli.require_finite(net, prefix_path, tag)
     size = meta.get('image_size', symbols.input_size(meta['network']))
     saved_dir = (meta.get('config') or {}).get('data_dir')
+    if saved_dir and not os.path.isabs(saved_dir) and not os.path.isdir(saved_dir) and meta.get('cwd'):
+        saved_dir = os.path.join(meta['cwd'], saved_dir)          # relative to the folder the run started in
     if data_dir is None and saved_dir and os.path.isdir(saved_dir):     # the run's own data, where it still is
         try:
-            x, inputs = check_inputs(meta, size, saved_dir, images, batch)
+            x, inputs = check_inputs(meta, size, saved_dir, images, batch, at_most=True)
             inputs += ' (the run\'s data_dir)'
         except cli.UsageError as e:
             x, inputs = check_inputs(meta, size, None, images, batch)

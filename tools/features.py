@@ -76,14 +76,16 @@ def parse_view(text, label=True, option=None):
     return name or os.path.basename(prefix), prefix, tap
 
 
-def val_images(meta, data_dir, count):
+def val_images(meta, data_dir, count, at_most=False):
     """The first `count` validation images (uint8 N x C x H x W) of the data a checkpoint was trained
-    on (`meta`: dataset, in_channels, image_size), read from `data_dir`."""
+    on (`meta`: dataset, in_channels, image_size), read from `data_dir`; with `at_most`, fewer when
+    the validation set is smaller (else that is a UsageError)."""
     from tools.cli import UsageError
     dataset, channels, size = meta.get('dataset'), meta.get('in_channels', 3), meta.get('image_size')
     if dataset in ('cifar10', 'cifar100'):
         from data.cifar import load_cifar
         _, (x, _) = load_cifar(data_dir, dataset)
+        count = min(count, len(x)) if at_most else count
         if count > len(x):
             raise UsageError('--images %d: the validation set in %s has %d images; ask for at most that many'
                              % (count, data_dir, len(x)))
@@ -93,6 +95,7 @@ def val_images(meta, data_dir, count):
     from data.packiters import centre_crop_resize
     prefix = os.path.join(data_dir, 'val')
     have = check_pack(prefix)
+    count = min(count, have) if at_most else count
     if count > have:
         raise UsageError('--images %d: the validation pack %s.rec has %d images; ask for at most that many'
                          % (count, prefix, have))

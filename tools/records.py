@@ -4,6 +4,7 @@ name, and what to tell a user whose runs are not there.
 Reading a file is `core.records.read_records`: a damaged line (a run interrupted while writing
 it) is skipped with one warning per file, never a crash.
 """
+import logging
 import os
 import re
 from collections import OrderedDict
@@ -16,7 +17,8 @@ LISTED = 8                      # run names quoted in a message at most
 
 
 def find_runs(folder, prefix=''):
-    """{model_prefix: records} for every <prefix>*.jsonl in `folder`, by name. Raises RecordsError
+    """{model_prefix: records} for every <prefix>*.jsonl in `folder`, by name (a file whose records
+    name another run, copied or renamed, is left out with a warning). Raises RecordsError
     (an OSError naming the folder and what to give instead) when `folder` is not an existing
     folder; damaged lines are skipped as read_records does."""
     if not os.path.isdir(folder):
@@ -26,7 +28,15 @@ def find_runs(folder, prefix=''):
     runs = OrderedDict()
     for name in sorted(os.listdir(folder)):
         if name.endswith('.jsonl') and name.startswith(prefix):
-            runs[name[:-6]] = read_records(os.path.join(folder, name))
+            run = name[:-6]
+            records = read_records(os.path.join(folder, name))
+            foreign = sorted({r['model_prefix'] for r in records if r.get('model_prefix') not in (None, run)})
+            if foreign:                     # a records file copied or renamed: it would count twice
+                logging.getLogger('records').warning(
+                    '%s holds the records of run %s, not of %s (copied or renamed?): left out'
+                    % (os.path.join(folder, name), foreign[0], run))
+                continue
+            runs[run] = records
     return runs
 
 

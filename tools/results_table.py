@@ -139,6 +139,10 @@ def main(argv=None):
     if args.task == 'segmentation':
         table = segmentation_table(groups, args.student, args.teacher)
     else:
+        dense = sorted(m for m, recs in groups.items() if any('val_top1' not in r and 'val_miou' in r for r in recs))
+        if dense:
+            raise cli.UsageError('runs of %s are segmentation runs (their records have mIoU, not top-1): add --task '
+                                 'segmentation' % ', '.join(dense))
         table = make_table(groups, args.student, args.teacher)
     if args.out:
         cli.write_atomic(args.out, table)

@@ -57,6 +57,10 @@ def _project(cfg, in_channels, ctx):
     except checkpoint.CheckpointError as e:
         raise TeacherError('teacher checkpoint not found: %s. Train it first (see the README) or set '
                            'teacher_prefix / teacher_epoch' % e)
+    try:
+        checkpoint.refuse_other_kind(meta, cfg.teacher_prefix, 'a classification teacher')
+    except checkpoint.CheckpointError as e:
+        raise TeacherError(str(e))
     name = cfg.teacher_network or meta.get('network')
     if cfg.teacher_network and meta.get('network') and cfg.teacher_network != meta['network']:
         raise TeacherError('teacher_network=%r but checkpoint %s was trained as %r'

@@ -39,6 +39,8 @@ def evaluate(net, samples, num_classes, ctx, bar=None):
     for k, (image, mask) in enumerate(samples):
         c = ctx[k % len(ctx)]
         pred = nd.argmax(net(nd.array(image[None], ctx=c)), axis=1)[0].asnumpy().astype(np.int64)
+        if pred.shape != np.shape(mask):               # (read_image and check_items keep them equal)
+            raise ValueError('a prediction of %s for a mask of %s' % (pred.shape, np.shape(mask)))
         conf += confusion(pred, np.asarray(mask), num_classes)
         n += 1
         if bar is not None:

@@ -16,6 +16,7 @@ What is the task's own:
 """
 import logging
 import os
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -24,6 +25,7 @@ from mxnet import autograd, gluon, nd
 from core import checkpoint
 from core.errors import TrainingError
 from core.running import RunningTerms
+from core.interrupt import quiet_children
 from core.seeding import epoch_seed
 from core.task import Task
 from data import segmentation as segdata
@@ -33,6 +35,8 @@ from .distill import DenseDistillBlock
 from .evaluate import evaluate
 
 LOG = logging.getLogger('segmentation')
+# without a teacher the distillation block's teacher-score input is a placeholder, unused (as classification's)
+warnings.filterwarnings('ignore', message='The 2-th input to HybridBlock is not used')
 
 
 class SegmentationError(TrainingError, ValueError):
@@ -85,12 +89,6 @@ class SegmentationTask(Task):
                 % (record['epoch'] + 1, 100 * record['val_miou'], 100 * record['val_pixel_acc'], record['val_n']),
                 iou_table(record, cfg.classes)]
 
-    @classmethod
-    def warnings(cls, cfg):
-        if cfg.train_split == cfg.val_split and cfg.sbd_root is None:
-            return ['train_split and val_split are both %r: the mIoU is measured on training images' % cfg.val_split]
-        return []
-
     def prepare(self):
         cfg, engine = self.cfg, self.engine
         self.train_items = segdata.voc_items(cfg.voc_root, cfg.train_split)
@@ -104,10 +102,21 @@ class SegmentationTask(Task):
                                  if _id(it[0]) not in held_out and _id(it[0]) not in known]
         todo = self.train_items + self.val_items
         bar = engine.progress(len(todo), 'checking masks')
+        seen = set()
         try:
-            segdata.check_items(todo, cfg.num_classes, bar)
+            segdata.check_items(todo, cfg.num_classes, bar, seen)
         finally:
             bar.close()
+        absent = [name for k, name in enumerate(cfg.classes) if k not in seen]
+        if absent:
+            LOG.warning('no mask holds the class(es) %s (of classes=%s): their IoU is 0 where the network predicts '
+                        'them and undefined (left out of the mIoU) where it does not; check classes against the masks',
+                        ', '.join(absent), cfg.classes)
+        shared = {_id(i) for i, _, _ in self.train_items} & {_id(i) for i, _, _ in self.val_items}
+        if shared:
+            LOG.warning('%d validation image(s) of %s are training images too (e.g. %s): the mIoU is measured on '
+                        'images the network trains on; validate on a split without them (VOC: train, val)'
+                        % (len(shared), cfg.val_split, sorted(shared)[0]))
         per_worker = len(epoch_order(cfg, len(self.train_items), 0, engine.rank, engine.workers))
         if per_worker < engine.batch_size:
             raise SegmentationError('a step takes %d images (batch_size=%d on %d device(s)) but each worker has %d '
@@ -250,8 +259,9 @@ class SegmentationTask(Task):
     def batches(self, epoch):
         cfg, engine = self.cfg, self.engine
         order = epoch_order(cfg, len(self.train_items), epoch, engine.rank, engine.workers)
-        return gluon.data.DataLoader(_TrainSet(self.train_items, order, cfg, epoch), batch_size=engine.batch_size,
-                                     shuffle=False, last_batch='discard', num_workers=cfg.num_workers)
+        with quiet_children():                     # (its worker processes, if any, are forked here)
+            return gluon.data.DataLoader(_TrainSet(self.train_items, order, cfg, epoch), batch_size=engine.batch_size,
+                                         shuffle=False, last_batch='discard', num_workers=cfg.num_workers)
 
     def forward(self, batch):
         images, masks = batch
@@ -336,9 +346,10 @@ def iou_table(record, classes):
 __all__ = ['SegmentationTask', 'SegmentationError', 'epoch_order', 'iou_table', 'load_network']
 
 
-def load_network(prefix_path, tag, ctx, prefix='seg_'):
+def load_network(prefix_path, tag, ctx, prefix='seg_', output_stride=None):
     """(SegNet, metadata) of segmentation checkpoint `prefix_path` at `tag` (epoch or 'best', the best
-    recorded epoch when the best copy is missing), built as its metadata says, parameters loaded."""
+    recorded epoch when the best copy is missing), built as its metadata says (at `output_stride`
+    when given: the dilations change, the parameters do not), parameters loaded."""
     from symbols.segmentation import build_segmentation_network
     folder, name = os.path.split(prefix_path)
     tag = checkpoint.resolve_tag(folder or '.', name, tag)
@@ -349,7 +360,7 @@ def load_network(prefix_path, tag, ctx, prefix='seg_'):
         raise SegmentationError('checkpoint %s (epoch %s) is not a segmentation run (its metadata says %s): give a '
                                 'run trained with task=segmentation' % (prefix_path, tag, meta.get('kind') or
                                                                        'network=%s' % meta.get('network')))
-    net, _ = build_segmentation_network(s['network'], len(s['classes']), s['head'], s['output_stride'],
+    net, _ = build_segmentation_network(s['network'], len(s['classes']), s['head'], output_stride or s['output_stride'],
                                         split=s['seg_taps'], channels=s['aspp_channels'], prefix=prefix, ctx=ctx)
     checkpoint.load_params(net, checkpoint.paths(folder or '.', name, tag)['params'], ctx,
                            fits='evaluate it with the configuration it was trained with')
@@ -361,7 +372,13 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_images=None):
     list of `cfg` (its classes must be the checkpoint's)."""
     from core.devices import contexts
     ctx = contexts(cfg)
-    net, meta = load_network(prefix_path, tag, ctx)
+    net, meta = load_network(prefix_path, tag, ctx, output_stride=cfg.output_stride)
+    built = meta['segmentation']
+    differs = ['%s=%s (the checkpoint: %s)' % (k, cfg[k], built[k]) for k in ('network', 'head', 'aspp_channels')
+               if cfg[k] != built[k]]
+    if differs:
+        raise SegmentationError('the config says %s: a checkpoint is evaluated as it was built (only output_stride may '
+                                'differ, e.g. 8 at evaluation); leave those keys out' % ', '.join(differs))
     if list(meta['classes']) != list(cfg.classes):
         raise SegmentationError('checkpoint %s was trained on the classes %s, the config names %s: evaluate it on data '
                                 'of its classes (leave out --cfg to use the configuration saved with it)'

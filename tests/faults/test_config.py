@@ -342,3 +342,19 @@ def test_keys_suggests_the_key_another_toolkit_calls_so():
     r = subprocess.run([sys.executable, 'train.py', '--keys', 'learning_rate'], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and '(did you mean lr?)' in r.stderr, r.stderr
+
+
+def test_a_config_file_of_another_task_and_a_base_of_another_tasks_presets(tmp_path):
+    """Found by a new user: `--cfg seg_voc_r18_deeplabv3plus task=classification` said the preset did
+    not exist, and a YAML file of one's own could not take a detection or segmentation preset as its
+    `base:` (the docs promise `base: PRESET`)."""
+    from config import task_of, load
+    from config.segmentation import segmentation_schema
+    with pytest.raises(ConfigError, match=r'seg_voc_r18_deeplabv3plus is a segmentation config \(task: '
+                                          r'segmentation\) and the command line says task=classification'):
+        task_of('seg_voc_r18_deeplabv3plus', ['task=classification'])
+    own = tmp_path / 'mine.yaml'
+    own.write_text('task: segmentation\nbase: seg_voc_r18_deeplabv3plus\nnum_epoch: 3\n')
+    assert task_of(str(own)) == 'segmentation'
+    cfg = load(segmentation_schema(), str(own))
+    assert cfg.network == 'preact_resnet18' and cfg.num_epoch == 3 and cfg.crop_size == 513

@@ -22,8 +22,12 @@ CASES = [
     ({'NST_CPU_DEVICES': '0'}, ["NST_CPU_DEVICES='0'"]),
     # found by a new user: every MXNET_* number MXNet parses, not only the thread counts (it aborted, 134,
     # at import or at the first operator that reads it, tools.doctor included)
-    ({'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': 'abc'}, ["MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN='abc' is not a number"]),
-    ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a number"]),
+    ({'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': 'abc'}, ["MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN='abc' is not a whole number"]),
+    ({'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': '1.5'}, ["MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN='1.5' is not a whole number"]),
+    ({'MXNET_MKLDNN_ENABLED': '2'}, ["MXNET_MKLDNN_ENABLED='2' is not a flag"]),
+    ({'MXNET_SUBGRAPH_BACKEND': 'XYZ'}, ["MXNET_SUBGRAPH_BACKEND='XYZ' is not a subgraph backend"]),
+    ({'MXNET_GLUON_REPO': 'notaurl'}, ["MXNET_GLUON_REPO='notaurl' is not a URL"]),
+    ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a whole number"]),
 ]
 
 

@@ -708,3 +708,32 @@ def test_compare_tables_only_its_own_runs_at_their_own_length(tmp_path):
     assert r.returncode == 2 and "holds records of run elsewhere" in r.stderr and 'Traceback' not in r.stderr
     r = python_m([a if a != '1' or argv[i - 1] != '--epochs' else '3' for i, a in enumerate(argv)])
     assert r.returncode == 2 and 'was started with num_epoch=1' in r.stderr and '--epochs 1' in r.stderr, r.stderr
+
+
+def test_evaluate_refuses_two_things_to_score_and_compare_a_task_it_does_not_compare(three_class_run, tmp_path,
+                                                                                    capsys):
+    """Found by a new user: --prefix beside --onnx was silently dropped (one of the two scored), and
+    tools.compare with a segmentation preset said its preset or keys did not exist."""
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(three_class_run / 'model' / 'three'), '--onnx',
+                                            str(tmp_path / 'x.onnx')], capsys)
+    one_error(code, err, '--onnx scores an exported file; --prefix names something else')
+    from tools import compare
+    code, _, err = run_tool(compare.main, ['--cfg', 'seg_voc_r18_deeplabv3plus'], capsys)
+    one_error(code, err, 'is a segmentation config: tools.compare compares classification students')
+
+
+def test_export_checks_on_fewer_images_than_asked_and_finds_a_relative_data_dir(tmp_path):
+    """Found by a new user: the implicit check on the run's data fell back to random inputs when the
+    validation set had fewer than 8 images (naming an --images nobody gave), and when the export ran
+    from another folder than the training did (a relative data_dir)."""
+    work = tmp_path / 'work'
+    make_cifar(str(work / 'd'), 'cifar10', train=16, test=6)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--cfg', 'cifar10_student', 'data_dir=d',
+                        'gpu_list=[]', 'batch_size=2', 'epoch_size=1', 'num_epoch=1', 'progress=false',
+                        'network=cifar_resnet8', 'kt=false', 'model_dir=model', 'log_dir=log', 'model_prefix=few'],
+                       cwd=str(work), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = python_m(['tools.export', '--prefix', str(work / 'model' / 'few'), '--out', str(tmp_path / 'x')],
+                 cwd=str(tmp_path))
+    assert r.returncode == 0 and '6 validation images of cifar10 from %s' % (work / 'd') in r.stdout, \
+        (r.stdout, r.stderr)
