@@ -222,7 +222,7 @@ def task_of(path=None, overrides=()):
             own = 'detection'
         elif is_segmentation_preset(path):
             own = 'segmentation'
-        else:
+        elif task is None or os.path.isfile(path):   # (a folder given with task=...: that task's loader names it)
             own = read_file(path)[0].get('task')
     if task is not None and own is not None and own != task:
         raise ConfigError('config file %s is a %s config (task: %s) and the command line says task=%s: leave task= '
