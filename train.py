@@ -91,7 +91,13 @@ def main(argv=None):
             print('error: no config key is about %r%s; python train.py --keys lists them all'
                   % (args.keys, ' (did you mean %s?)' % ' or '.join(close) if close else ''), file=sys.stderr)
             return 2
-        print(text)
+        try:
+            print(text)
+            print('\n(the schemas\' defaults; --cfg and key=value are not applied here: python train.py --print-config '
+                  '[--cfg FILE] [key=value ...] shows a configuration\'s values)')
+        except BrokenPipeError:               # (piped into `head`)
+            import os
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
     from config import task_of

@@ -337,6 +337,9 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     for key in values:
         if key not in schema.fields:
             raise schema.unknown(key, where[key])
+    for key in PATH_KEYS + ('pretrained',):          # '~/data' means the home folder, as in a shell
+        if isinstance(values.get(key), str) and values[key].startswith('~'):
+            values[key] = os.path.expanduser(values[key])
     cfg = Config()
     for key, field in schema.fields.items():
         try:

@@ -189,6 +189,7 @@ class Engine(object):
                         % (cfg.model_load_prefix, epoch, saved_by, saved_by, cfg.model_prefix, saved_by,
                            cfg.model_prefix, saved_by, epoch))
         task.check_checkpoint(meta, epoch)
+        self._warn_of_changes(meta, epoch)
         net, extra = task.saved_blocks()
         return checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, self.ctx, extra, self.trainer,
                                fits=task.fits)
@@ -310,10 +311,25 @@ class Engine(object):
                            % (epoch + 1, epoch + 1, 'epoch %d' % have[-1] if have else 'none',
                               self.task.diverged_fix[0].upper() + self.task.diverged_fix[1:]))
 
+    def _warn_of_changes(self, meta, epoch):
+        """Warnings for a resume that changes what the later epochs train with: another teacher, another
+        global batch (devices, workers or batch_size), both legitimate but worth a line in the log."""
+        saved = meta.get('config') or {}
+        cfg = self.cfg
+        for key in ('teacher_prefix', 'teacher_epoch'):
+            if key in saved and cfg.get('kt') and saved[key] != cfg.get(key):
+                LOG.warning('resuming epoch %d with %s=%s; epochs 1..%d were trained with %s=%s', epoch, key,
+                            cfg.get(key), epoch, key, saved[key])
+        if meta.get('global_batch') and meta['global_batch'] != self.global_batch:
+            LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '
+                        'epochs 1..%d were trained with %d: the lr is not rescaled', epoch, self.global_batch,
+                        len(self.ctx), cfg.get('batch_size', 1), self.workers, epoch, meta['global_batch'])
+
     def _save(self, epoch, meta, best=False):
         cfg = self.cfg
         net, extra = self.task.saved_blocks()
-        meta = dict(meta, config=checkpoint.jsonable(cfg), best_metric=self.task.best_metric, cwd=os.getcwd())     # the run's configuration: tools read a checkpoint with it
+        meta = dict(meta, config=checkpoint.jsonable(cfg), best_metric=self.task.best_metric, cwd=os.getcwd(),
+                    global_batch=self.global_batch)     # the run's configuration: tools read a checkpoint with it
         try:
             checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, extra, self.trainer, meta, best=best)
         except checkpoint.NonFiniteCheckpoint as e:

@@ -70,6 +70,14 @@ def environment_problems(environ=None):
         out.append('environment variable MXNET_GLUON_REPO=%r is not a URL: gluoncv downloads weights from it; set '
                    'e.g. MXNET_GLUON_REPO=https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/, or unset it'
                    % repo)
+    role = environ.get('DMLC_ROLE')
+    if role in ('server', 'scheduler', 'worker'):
+        missing = [k for k in ('DMLC_NUM_WORKER', 'DMLC_NUM_SERVER', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT')
+                   if not environ.get(k)]
+        if missing:
+            out.append('environment variable DMLC_ROLE=%r (a parameter-server role) is set without %s: MXNet would stop '
+                       'at import; unset DMLC_ROLE (left from another job?), or start the job with python -m '
+                       'tools.launch, which sets them all' % (role, ', '.join(missing)))
     engine = environ.get('MXNET_ENGINE_TYPE')
     if engine is not None and engine not in ENGINES:
         out.append('environment variable MXNET_ENGINE_TYPE=%r is not an MXNet engine: set one of %s (e.g. '

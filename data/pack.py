@@ -77,7 +77,7 @@ def list_class_folders(root, nested=False):
         n = len(entries)
         for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
             for f in sorted(files):
-                if f.lower().endswith(IMAGE_EXTS):
+                if f.lower().endswith(IMAGE_EXTS) and _regular(os.path.join(dirpath, f)):
                     entries.append((os.path.relpath(os.path.join(dirpath, f), root), label))
         if len(entries) == n:
             empty.append(name)
@@ -155,11 +155,21 @@ def read_label_file(path, root, classes, skip_unlisted=False):
     return entries
 
 
+def _regular(path):
+    """A regular file (or a link to one): not a named pipe or a device, whose read would block."""
+    import stat
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True                    # (a dangling link: skipped later with a warning, as before)
+
+
 def image_files(root):
     """Relative paths of the image files below `root`, sorted."""
     found = []
     for dirpath, _, files in os.walk(root):
-        found.extend(os.path.relpath(os.path.join(dirpath, f), root) for f in files if f.lower().endswith(IMAGE_EXTS))
+        found.extend(os.path.relpath(os.path.join(dirpath, f), root) for f in files if f.lower().endswith(IMAGE_EXTS)
+                     and _regular(os.path.join(dirpath, f)))
     return sorted(found)
 
 
@@ -503,6 +513,9 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
         if root is not None and os.path.isdir(root) and _inside(out_dir, root):
             raise PackError('--out %s is inside the image folder %s: the packs would become part of their '
                             'source; choose an --out outside it' % (out_dir, root))
+    if val_root is not None and os.path.realpath(val_root) == os.path.realpath(train_root):
+        LOG.warning('--val %s is the training folder itself: the validation images are training images, and the '
+                    'accuracy measured on them says little; give a held-out folder', val_root)
     classes, train_entries = list_class_folders(train_root, nested)
     val_entries = None
     if val_root is not None:

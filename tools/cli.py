@@ -78,9 +78,19 @@ _CREATED = []       # (folder, outermost folder created for it) by `output_path`
 def _remove_created():
     """Remove the folders `output_path` created for this command, where they are still empty
     (latest first)."""
+    if not _CREATED:                   # (a Ctrl-C while the command still imports: nothing made, nothing to import)
+        return
     from core.runs import remove_if_empty
     created, _CREATED[:] = _CREATED[::-1], []
     remove_if_empty(created)
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null after a broken pipe, so that Python's flush at exit is quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def command(main):
@@ -99,6 +109,9 @@ def command(main):
         try:
             with sigterm_as_interrupt():                # kill / a scheduler's stop: as Ctrl-C
                 return main(argv) or 0
+        except BrokenPipeError:           # (output piped into `head`, which has stopped reading)
+            _quiet_stdout()
+            return 0
         except KeyboardInterrupt as e:
             _remove_created()
             print('\n%s: no file was left half-written; run the command again to finish'

@@ -26,6 +26,11 @@ class CompareError(cli.UsageError):
     """A comparison that cannot be set up (a method, the taps, the base config)."""
 
 
+# keys that say how a run is run, not what it trains (a change of them keeps a finished run comparable)
+RUN_KEYS = ('retrain', 'model_load_epoch', 'model_load_prefix', 'begin_epoch', 'overwrite', 'progress', 'frequent',
+            'tensorboard', 'data_threads', 'gpu_list', 'kv_store', 'model_dir', 'log_dir', 'plan')
+
+
 def label(method):
     """The run-name part of METHOD: `kd+nst` -> `kd_nst` (the name tools.results_table groups by)."""
     return method.replace('+', '_')
@@ -82,6 +87,8 @@ def main(argv=None):
     p.add_argument('--student-tap', help="the student's tap for feature methods (default: the base config's)")
     p.add_argument('overrides', nargs='*', help='key=value for every run, e.g. data_dir=datasets/mine')
     args = p.parse_args(argv)
+    args.methods = list(OrderedDict.fromkeys(args.methods))          # each method and seed once
+    args.seeds = list(OrderedDict.fromkeys(args.seeds))
     from config import task_of
     task = task_of(args.cfg, args.overrides)
     if task != 'classification':
@@ -109,14 +116,20 @@ def main(argv=None):
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
-    for name, _, cfg in runs:                      # a run started for another length would be tabled as this one
+    for name, _, cfg in runs:                      # a run started otherwise would be tabled as this one
         have = checkpoint.epochs(cfg.model_dir, name)
         if have:
-            started = (checkpoint.read_meta(cfg.model_dir, name, have[-1]).get('config') or {}).get('num_epoch')
+            saved = checkpoint.read_meta(cfg.model_dir, name, have[-1]).get('config') or {}
+            started = saved.get('num_epoch')
             if started is not None and started != cfg.num_epoch:
                 raise CompareError('run %s was started with num_epoch=%d (%d epoch(s) done), its schedule set for that '
                                    'length: finish it with --epochs %d, or compare under another --name'
                                    % (name, started, have[-1], started))
+            differ = ['%s=%s (now %s)' % (k, saved[k], cfg[k]) for k in sorted(saved)
+                      if k in cfg and k not in RUN_KEYS and saved[k] != cfg[k]]
+            if differ:
+                raise CompareError('run %s was trained with %s: compare under another --name, or give the settings it '
+                                   'was trained with' % (name, ', '.join(differ[:4])))
     for k, (name, argv_run, cfg) in enumerate(runs, 1):
         if finished(cfg.model_dir, name, cfg.num_epoch):
             print('[%d/%d] %s: done' % (k, len(runs), name), flush=True)

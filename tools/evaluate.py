@@ -31,8 +31,10 @@ def _evaluate(cfg, load, max_batches=None, classes_of=None):
     from core.devices import contexts
     from data import DataSource
     from data.device import on_gpu
+    from tasks.classification.task import check_batch_fits
     ctx = contexts(cfg)
     data = DataSource(cfg, colour_on_device=on_gpu(ctx))
+    check_batch_fits(cfg, data.batch_size, {'validation': data.num_val}, len(ctx))
     net, info = load(data, ctx)
     classes = classes_of(info) if classes_of else cfg.num_classes
     return dict(evaluate(net, data.val(), ctx, classes, max_batches), classes=classes), info

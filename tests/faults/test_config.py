@@ -358,3 +358,10 @@ def test_a_config_file_of_another_task_and_a_base_of_another_tasks_presets(tmp_p
     assert task_of(str(own)) == 'segmentation'
     cfg = load(segmentation_schema(), str(own))
     assert cfg.network == 'preact_resnet18' and cfg.num_epoch == 3 and cfg.crop_size == 513
+
+
+def test_a_path_starting_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    """Found by a new user: 'model_dir=~/models' (quoted, so the shell left it) wrote into ./~/models."""
+    monkeypatch.setenv('HOME', str(tmp_path))
+    c = cfg('model_dir=~/models', 'log_dir=~/logs', 'data_dir=~/fm')
+    assert (c.model_dir, c.log_dir, c.data_dir) == tuple(str(tmp_path / n) for n in ('models', 'logs', 'fm'))

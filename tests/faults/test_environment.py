@@ -27,6 +27,7 @@ CASES = [
     ({'MXNET_MKLDNN_ENABLED': '2'}, ["MXNET_MKLDNN_ENABLED='2' is not a flag"]),
     ({'MXNET_SUBGRAPH_BACKEND': 'XYZ'}, ["MXNET_SUBGRAPH_BACKEND='XYZ' is not a subgraph backend"]),
     ({'MXNET_GLUON_REPO': 'notaurl'}, ["MXNET_GLUON_REPO='notaurl' is not a URL"]),
+    ({'DMLC_ROLE': 'server'}, ["DMLC_ROLE='server' (a parameter-server role) is set without DMLC_NUM_WORKER"]),
     ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a whole number"]),
 ]
 
@@ -69,3 +70,13 @@ def test_output_that_the_terminal_cannot_encode_is_escaped_not_a_traceback(tmp_p
     r = run(['-m', 'tools.export', '--prefix', str(tmp_path / 'p\u00e4ck' / 'run'), '--out', str(tmp_path / 'd')],
             {'PYTHONIOENCODING': 'ascii', 'LC_ALL': 'C'})
     assert r.returncode == 2 and 'Traceback' not in r.stderr and 'p\\xe4ck' in r.stderr, r.stderr
+
+
+def test_output_piped_into_head_ends_quietly():
+    """Found by a new user: `python train.py --keys teacher | head -3` ended in a BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, 'train.py', '--keys'], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    p.stdout.close()                                  # as `head` does once it has its lines
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 0 and 'Traceback' not in err, err

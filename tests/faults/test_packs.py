@@ -759,3 +759,15 @@ def test_a_pack_of_other_classes_is_not_replaced_without_overwrite(src, tmp_path
     assert (out / 'replaced' / kept / 'train.rec').read_bytes() == before['train.rec']
     assert pack.read_classes(str(out / 'classes.txt')) == ['class_a', 'class_b']
     assert cli(pack.main, ['--train', str(src / 'train2'), '--out', str(out)], capsys)[0] == 0   # same classes
+
+
+def test_a_named_pipe_among_the_images_is_not_read_and_val_equal_to_train_is_warned_of(src, tmp_path, capsys,
+                                                                                      caplog):
+    """Found by a new user: a FIFO named pipe.jpg in the image tree made data.pack block for ever; and
+    --val given the training folder itself packed without a word."""
+    tree = tmp_path / 'tree'
+    shutil.copytree(str(src / 'train'), str(tree))
+    os.mkfifo(str(tree / 'class_a' / 'pipe.jpg'))
+    code, err = cli(pack.main, ['--train', str(tree), '--val', str(tree), '--out', str(tmp_path / 'out')], capsys)
+    assert code == 0 and 'is the training folder itself' in caplog.text + err, err
+    assert check_pack(str(tmp_path / 'out' / 'train'), 3) == 12

@@ -514,3 +514,13 @@ def test_files_left_by_a_killed_process_are_cleared_by_the_next_run(cifar_setup,
     assert not [p for p in left if p.exists()] and all(p.exists() for p in kept)
     assert 'removed 5 file(s) left by an interrupted process' in err, err
     assert checkpoint.epochs(str(model), 'killed') == [1, 2]
+
+
+
+def test_a_resume_with_another_global_batch_is_said(cifar_setup, train_run):
+    """Found by a new user: a resume with fewer devices (NST_CPU_DEVICES) halved the global batch silently."""
+    _, common, _ = cifar_setup
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=gb'])[0] == 0
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=gb', 'batch_size=4', 'retrain=true',
+                                    'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 0 and 'resuming epoch 1 with a global batch of 4' in err and 'trained with 8' in err, err

@@ -737,3 +737,10 @@ def test_export_checks_on_fewer_images_than_asked_and_finds_a_relative_data_dir(
                  cwd=str(tmp_path))
     assert r.returncode == 0 and '6 validation images of cifar10 from %s' % (work / 'd') in r.stdout, \
         (r.stdout, r.stderr)
+
+
+def test_evaluate_a_batch_larger_than_the_validation_set_is_named(three_class_run, capsys):
+    """Found by a new user: batch_size above the validation images said 'a record is probably damaged'."""
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(three_class_run / 'model' / 'three'), 'batch_size=50'],
+                            capsys)
+    one_error(code, err, 'a batch takes 50 images but the validation set', 'lower batch_size to at most 6')
