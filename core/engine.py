@@ -172,11 +172,11 @@ class Engine(object):
         self.begin_epoch = cfg.begin_epoch if cfg.get('begin_epoch') is not None else 0
         self.best = None                       # best validation metric so far (restored by _resume)
         self.resumed = bool(cfg.retrain)
+        self.jsonl = os.path.join(cfg.log_dir, '%s.jsonl' % cfg.model_prefix)
         if cfg.retrain:
             self._resume()
         if self.hvd is not None:      # every worker starts from rank 0's parameters
             self.hvd.broadcast_parameters(params, root_rank=0)
-        self.jsonl = os.path.join(cfg.log_dir, '%s.jsonl' % cfg.model_prefix)
 
     def _load(self, epoch):
         cfg, task = self.cfg, self.task
@@ -238,6 +238,7 @@ class Engine(object):
         if same_run:
             LOG.info('resumed run %r from its epoch-%d checkpoint in %s (%s)', cfg.model_load_prefix, epoch,
                      cfg.model_dir, task.describe_checkpoint(meta))
+            self._warn_of_missing_records(epoch)
         else:
             LOG.info('run %r starts from epoch %d of run %r (from its epoch-%d checkpoint in %s, %s); run %r is '
                      'left as it is', cfg.model_prefix, epoch, cfg.model_load_prefix, epoch, cfg.model_dir,
@@ -311,6 +312,20 @@ class Engine(object):
                            % (epoch + 1, epoch + 1, 'epoch %d' % have[-1] if have else 'none',
                               self.task.diverged_fix[0].upper() + self.task.diverged_fix[1:]))
 
+    def _warn_of_missing_records(self, epoch):
+        """A warning when the records of the epochs before a resume are not in log_dir (a run folder
+        copied or moved without its log_dir): its curves and tables would start at the resumed epoch."""
+        from .records import read_records
+        try:
+            have = {r['epoch'] for r in read_records(self.jsonl)} if os.path.isfile(self.jsonl) else set()
+        except (OSError, ValueError, KeyError):
+            have = set()
+        missing = [e + 1 for e in range(epoch) if e not in have]
+        if missing:
+            LOG.warning('the records of epoch(s) %s of run %r are not in %s (its checkpoints were copied or moved '
+                        'without their log_dir?): its curves and tables will lack them; copy the run\'s .jsonl '
+                        'there before resuming to keep them', _epochs_text(missing), self.cfg.model_prefix, self.jsonl)
+
     def _warn_of_changes(self, meta, epoch):
         """Warnings for a resume that changes what the later epochs train with: another teacher, another
         global batch (devices, workers or batch_size), both legitimate but worth a line in the log."""
@@ -380,6 +395,13 @@ class Engine(object):
                 self._save(epoch, meta, best=best)
             result = record
         return result
+
+
+def _epochs_text(epochs):
+    """'1..5' for consecutive epochs, else '1, 3, 4'."""
+    if epochs == list(range(epochs[0], epochs[-1] + 1)) and len(epochs) > 2:
+        return '%d..%d' % (epochs[0], epochs[-1])
+    return ', '.join(map(str, epochs))
 
 
 def operator_threads(n):

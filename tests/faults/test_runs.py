@@ -524,3 +524,22 @@ def test_a_resume_with_another_global_batch_is_said(cifar_setup, train_run):
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=gb', 'batch_size=4', 'retrain=true',
                                     'model_load_epoch=-1', 'num_epoch=2'])
     assert code == 0 and 'resuming epoch 1 with a global batch of 4' in err and 'trained with 8' in err, err
+
+
+def test_a_run_resumed_without_its_records_says_so(cifar_setup, train_run, tmp_path):
+    """Found by a new user: a run folder copied without its log_dir resumed silently, its records then
+    starting at the resumed epoch."""
+    import shutil
+    root, common, _ = cifar_setup
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=norec', 'num_epoch=2'])[0] == 0
+    copy = tmp_path / 'copied'
+    copy.mkdir()
+    for f in os.listdir(str(root / 'model')):
+        if f.startswith('norec-'):
+            shutil.copy(str(root / 'model' / f), str(copy / f))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=norec', 'num_epoch=3', 'retrain=true',
+                                    'model_load_epoch=-1', 'model_dir=%s' % copy, 'log_dir=%s' % (tmp_path / 'log')])
+    assert code == 0 and 'the records of epoch(s) 1, 2 of run' in err and 'copy the run' in err, err
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=norec', 'num_epoch=3', 'retrain=true',
+                                    'model_load_epoch=-1'])
+    assert code == 0 and 'the records of epoch' not in err, err
