@@ -229,7 +229,7 @@ def misfit(block, path, error=None):
             else:
                 parts.append('%d parameter(s) differ in shape, e.g. %s: %s in the file, %s here'
                              % (len(shapes), first, tuple(saved[first]), tuple(mine[first])))
-    if len(parts) < (2 if parts and parts[0].startswith('it holds') else 1):
+    if len(parts) == (1 if meta else 0):           # names and shapes agree: MXNet's own words say what differs
         why = str(error or '').split(' Set allow_missing')[0].split(' Set ignore_extra')[0]
         parts.append(why.strip()[:300])
     return '; '.join(p for p in parts if p), copied
