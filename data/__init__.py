@@ -12,7 +12,7 @@ import os
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from core.env import process_cores
-from .packfile import check_pack, ensure_decodable, sample_channels, sample_shapes, PackError
+from .packfile import check_pack, counts_of_channels, ensure_decodable, sample_channels, sample_shapes, PackError
 # data.packiters and data.indices (which import mxnet) are imported where they are used: the decoding
 # worker processes import this package without mxnet (data/decode_worker.py)
 
@@ -23,12 +23,12 @@ from core.errors import DataError  # noqa: E402  (the base of every data error, 
 CHANNEL_NAMES = {1: 'grayscale', 3: 'colour', 4: 'colour with alpha'}
 
 
-def check_channels(prefix, channels, dataset):
+def check_channels(prefix, channels, dataset, shapes=None):
     """DataError unless at least one of up to 16 images sampled over the pack has the channel
     count `channels` of `dataset` (a 4-channel image counts as colour): a few grayscale images
     in a colour pack are normal (ImageNet has some), a pack without one image of the expected
     kind was built for another dataset. MXNet would convert the images silently."""
-    found = sample_channels(prefix)
+    found = sample_channels(prefix) if shapes is None else counts_of_channels(shapes)
     if not found or channels in found or (channels == 3 and 4 in found):
         return
     kinds = ['%d-channel (%s)' % (c, CHANNEL_NAMES.get(c, '?')) for c in sorted(found)]
@@ -41,11 +41,11 @@ def check_channels(prefix, channels, dataset):
                        CHANNEL_NAMES[channels]))
 
 
-def check_small_size(prefix, image_size, dataset):
+def check_small_size(prefix, image_size, dataset, shapes=None):
     """DataError when images sampled from a small-image pack (Fashion-MNIST style: never resized)
     are smaller than `image_size`: training would pad them into a zero border while validation
     stretches them, so the two would see the images differently."""
-    shapes = sample_shapes(prefix)
+    shapes = sample_shapes(prefix) if shapes is None else shapes
     if not shapes:
         return
     side = min(min(h, w) for _, h, w in shapes)
@@ -146,9 +146,10 @@ class DataSource(object):
                 # on every path: the iterators that resize would abort the process on an image that
                 # does not decode, the others would train on garbage pixels (free for builder-made packs)
                 ensure_decodable(prefix(split), cfg.progress)
-                check_channels(prefix(split), channels, cfg.dataset)
+                shapes = sample_shapes(prefix(split))           # (the sampled images, decoded once for both)
+                check_channels(prefix(split), channels, cfg.dataset, shapes)
                 if style == 'small':
-                    check_small_size(prefix(split), self.image_size, cfg.dataset)
+                    check_small_size(prefix(split), self.image_size, cfg.dataset, shapes)
             from . import packiters
             if indices:
                 self.num_samples = train_records

@@ -462,7 +462,12 @@ def sample_shapes(prefix, count=16):
 def sample_channels(prefix, count=16):
     """{channel count: number of images} of up to `count` records spread evenly over the pack
     (`sample_shapes`)."""
+    return counts_of_channels(sample_shapes(prefix, count))
+
+
+def counts_of_channels(shapes):
+    """{channel count: number of images} of (channels, height, width) `shapes`."""
     found = {}
-    for c, _, _ in sample_shapes(prefix, count):
+    for c, _, _ in shapes:
         found[c] = found.get(c, 0) + 1
     return found
