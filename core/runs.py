@@ -49,8 +49,9 @@ def _start_ticks(pid):
         return None
 
 
-def _alive(pid, ticks):
-    """Whether process `pid` still runs and is the one that took the lock (same start time)."""
+def process_alive(pid, ticks=None):
+    """Whether process `pid` still runs on this host (and, given its start time `ticks`, is that
+    process: the one that took a lock, not a later one with its number)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -104,7 +105,7 @@ class RunLock(object):
                 raise RunError('run %r is being trained by process %s on host %s since %s (lock %s). Wait for it or '
                                'choose another model_prefix; if that run is no longer running, delete the lock '
                                'file' % (self.prefix, pid, holder.get('host'), holder.get('since'), self.path))
-            if holder and isinstance(pid, int) and _alive(pid, holder.get('start')):
+            if holder and isinstance(pid, int) and process_alive(pid, holder.get('start')):
                 raise RunError('run %r is already being trained by process %d on this host since %s (lock %s): '
                                'wait for it to finish, stop it, or choose another model_prefix'
                                % (self.prefix, pid, holder.get('since'), self.path))

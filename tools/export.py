@@ -223,23 +223,14 @@ def clear_stale_temporaries(out):
     except OSError:
         return
     import re
+    from core.runs import process_alive
     for f in entries:
         m = re.match(r'^\.%s\.tmp-(\d+)(-0000\.params|-meta\.json|\.onnx|-symbol\.json)$' % re.escape(name), f)
-        if m and not _alive(int(m.group(1))):
+        if m and not process_alive(int(m.group(1))):
             try:
                 os.remove(os.path.join(folder, f))
             except OSError:
                 pass
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def keep_existing(out, overwrite):
