@@ -96,8 +96,8 @@ def main(argv=None):
             print('\n(the schemas\' defaults; --cfg and key=value are not applied here: python train.py --print-config '
                   '[--cfg FILE] [key=value ...] shows a configuration\'s values)')
         except BrokenPipeError:               # (piped into `head`)
-            import os
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            from core.env import quiet_stdout
+            quiet_stdout()
         return 0
 
     from config import task_of

@@ -95,6 +95,15 @@ def printable_streams():
             pass
 
 
+def quiet_stdout():
+    """Point stdout at /dev/null after a broken pipe (output piped into `head`, which stopped reading),
+    so that Python's flush at exit is quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def check_environment():
     """Before MXNet is imported: stop with one `error: ...` line per unusable variable and exit
     status 2 (a traceback or an abort later otherwise). Makes the output streams printable first."""

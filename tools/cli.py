@@ -85,14 +85,6 @@ def _remove_created():
     remove_if_empty(created)
 
 
-def _quiet_stdout():
-    """Point stdout at /dev/null after a broken pipe, so that Python's flush at exit is quiet."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
 def command(main):
     """Decorate a tool's `main(argv=None)`: returns main's exit status (None counts as 0); a user
     error (`is_user_error`) prints `error: <describe(e)>` on stderr and returns 2 (`Diverged`: 3). Warnings logged
@@ -110,7 +102,8 @@ def command(main):
             with sigterm_as_interrupt():                # kill / a scheduler's stop: as Ctrl-C
                 return main(argv) or 0
         except BrokenPipeError:           # (output piped into `head`, which has stopped reading)
-            _quiet_stdout()
+            from core.env import quiet_stdout
+            quiet_stdout()
             return 0
         except KeyboardInterrupt as e:
             _remove_created()
