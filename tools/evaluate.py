@@ -93,7 +93,8 @@ def evaluate_onnx(args):
     path = args.onnx
     if not path.endswith('.onnx') or not os.path.isfile(path):
         raise cli.UsageError('--onnx %s: %s; give the OUT.onnx that tools.export --onnx wrote'
-                             % (path, 'it is not a .onnx file' if os.path.isfile(path) else 'no such file'))
+                             % (path, 'it is not a .onnx file' if os.path.isfile(path) else 'it is a folder'
+                                if os.path.isdir(path) else 'no such file'))
     meta = {}
     meta_path = path[:-len('.onnx')] + '-meta.json'
     if os.path.isfile(meta_path):

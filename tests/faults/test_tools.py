@@ -685,6 +685,8 @@ def test_a_file_that_is_not_an_onnx_model_is_one_error(runs, tmp_path, capsys):
     code, _, err = run_tool(evaluate.main, ['--onnx', str(fake), '--cfg', 'cifar10_student', 'gpu_list=[]',
                                             'data_dir=%s' % (runs / 'data')], capsys)
     one_error(code, err, 'fake.onnx is not an ONNX model onnxruntime can load', 'export it again')
+    code, _, err = run_tool(evaluate.main, ['--onnx', str(tmp_path)], capsys)       # a folder: named as one
+    one_error(code, err, '--onnx %s: it is a folder' % tmp_path)
 
 
 def test_compare_tables_only_its_own_runs_at_their_own_length(tmp_path):
