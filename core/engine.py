@@ -104,6 +104,13 @@ def init_amp(dtype):
     return amp
 
 
+def optimized(params):
+    """{name: Parameter} of `params` (a dict or ParameterDict) the optimizer updates: without the
+    parameters marked `for_statistics_only`, whose gradient only makes a BatchNorm's backward run
+    (`symbols.common.keep_statistics_running`)."""
+    return {n: p for n, p in params.items() if not getattr(p, 'for_statistics_only', False)}
+
+
 class Engine(object):
     """Everything one training run holds besides its task: devices, workers, optimizer, schedule."""
 
@@ -155,7 +162,7 @@ class Engine(object):
         task.prepare()
         self.steps_per_epoch = task.steps_per_epoch
         seed_everything(cfg.seed)
-        params = task.build()
+        params = optimized(task.build())
         name, opt = task.optimizer()
         if self.amp is not None:
             opt['multi_precision'] = True

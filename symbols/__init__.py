@@ -12,7 +12,7 @@ from collections import OrderedDict
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
 from mxnet.gluon import HybridBlock
 
-from .common import count_parameters, Tap
+from .common import count_parameters, keep_statistics_running, Tap
 from .taps import tap_names, with_taps, TapError, TappedNetwork, LegacyNetwork, resolve_tap
 from .legacy import load_legacy, load_legacy_network, latest_legacy_epoch, CheckpointError
 
@@ -134,6 +134,7 @@ def get_network(name, num_classes, in_channels=3, prefix=None, **kwargs):
         holder = NameScope(prefix=prefix)
         with holder.name_scope():
             net = factory(num_classes, in_channels, **kwargs)
+    keep_statistics_running(net)
     net.network_name = name
     return net
 

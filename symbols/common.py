@@ -33,6 +33,34 @@ def batch_norm(norm_layer=None, **kwargs):
     return layer(**kwargs)
 
 
+def keep_statistics_running(net):
+    """Let every BatchNorm of `net` without trainable parameters update its running statistics on CPU.
+
+    MXNet's CPU BatchNorm updates its running mean and variance in the backward pass only, and runs
+    no backward for a BatchNorm none of whose inputs needs a gradient: gluoncv's ResNetV2 input
+    BatchNorm (scale=False, center=False) reads the image, so its statistics stayed at 0 and 1 while
+    training normalised each batch by its own, and evaluation saw another network (cuDNN updates
+    them in the forward pass, so GPUs never showed it). Such a BatchNorm's beta (kept at 0 by
+    center=False) is given a gradient, which makes its backward run; the trainer leaves it out
+    (`core.engine.optimized`), so it stays 0 and the optimizer state keeps its parameters. A frozen
+    BatchNorm (use_global_stats) is left as it is. Returns the number of BatchNorms changed."""
+    changed = 0
+    stack = [net]
+    while stack:
+        block = stack.pop()
+        stack.extend(block._children.values())
+        if not isinstance(block, nn.BatchNorm) or block._kwargs.get('use_global_stats'):
+            continue
+        gamma, beta = block.gamma, block.beta
+        if gamma.grad_req == 'null' and beta.grad_req == 'null' and not beta._differentiable:
+            beta._differentiable = True
+            beta.grad_req = 'write'
+            beta.lr_mult = beta.wd_mult = 0.0
+            beta.for_statistics_only = True
+            changed += 1
+    return changed
+
+
 def add_preact_head(block, num_classes, in_units, norm_layer=None):
     """Give a pre-activation network its head: bn1 -> relu1 -> pool -> flatten -> output
     (call inside the network's name scope)."""

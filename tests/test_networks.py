@@ -198,3 +198,33 @@ def test_gluoncv_weight_files_load_into_the_zoo_networks(gluoncv_name, name, tmp
     net = symbols.get_network(name, 10, prefix='teacher_')
     net.load_parameters(str(tmp_path / 'w.params'))
     np.testing.assert_array_equal(net(x).asnumpy(), expected)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_every_batchnorm_keeps_running_statistics_while_training_on_cpu(hybridize):
+    """MXNet's CPU BatchNorm updates its running statistics only in a backward pass, which it skips
+    for the ResNetV2 input BatchNorm (no trainable parameter): its statistics stayed 0 and 1 and a
+    network trained on dark images predicted one class in evaluation. After training, the input
+    BatchNorm's running statistics are the data's, as every other BatchNorm's follow theirs."""
+    from mxnet import autograd, gluon
+    mx.random.seed(0)
+    net = symbols.get_network('preact_resnet18', 4, prefix='bnstat_')
+    net.initialize(mx.init.Xavier(magnitude=2))
+    if hybridize:
+        net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 1e-4})
+    data_bn = net.features[0]
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    beta_before = data_bn.beta.data().asnumpy().copy()
+    for _ in range(40):
+        x = mx.nd.random.normal(-1.5, 0.4, shape=(4, 3, 32, 32))       # darker than the mean/std assume
+        with autograd.record():
+            loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), mx.nd.array([0, 1, 2, 3]))
+        loss.backward()
+        trainer.step(4)
+    mx.nd.waitall()
+    np.testing.assert_allclose(data_bn.running_mean.data().asnumpy(), -1.5, atol=0.05)
+    np.testing.assert_allclose(data_bn.running_var.data().asnumpy(), 0.16, atol=0.02)
+    assert (data_bn.beta.data().asnumpy() == beta_before).all()           # its beta is never trained
+    for block in (net.features[2], net.features[5][0].bn1):      # and the other BatchNorms follow theirs
+        assert np.abs(block.running_mean.data().asnumpy()).max() > 0.01

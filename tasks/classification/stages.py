@@ -21,6 +21,7 @@ from mxnet import autograd, gluon, nd
 
 from symbols.transfer import stage_settings
 
+from core.engine import optimized
 from core.errors import NonFiniteLoss
 
 LOG = logging.getLogger('train')
@@ -65,7 +66,7 @@ def run(session, resumed):
 def _train(session, k, m, stage, epochs, lr):
     cfg, block = session.cfg, session.block
     method = block.plan[m]['method']
-    params = block.stage_parameters(m, stage)
+    params = optimized(block.stage_parameters(m, stage))
     LOG.info('stage %s of %s: %d epoch(s) at lr %g, training %d parameter arrays (%s)', stage.name, method,
              epochs, lr, len(params), 'the student up to its taps and the loss heads' if stage.trains == 'student'
              else 'the loss heads')
