@@ -83,8 +83,8 @@ _FIELDS = [
     Field('num_classes', None, c.optional(c.integer(min=2)), 'number of classes; null: from the data (the '
           "pack's classes.txt, 10 or 100 for CIFAR-10/100); a value that disagrees with the data is refused"),
     Field('pretrained', None, c.optional(c.string()), "the student's starting weights: 'zoo' (gluoncv's ImageNet "
-          "weights of `network`), a gluoncv weights name (resnet18_v2), a .params file or a run of this project "
-          "(model_dir/RUN); a classifier of another class count is replaced by a new one, the rest must fit. "
+          "weights of `network`), a gluoncv weights name (resnet18_v2), a .params file, a run of this project "
+          "(model_dir/RUN) or a legacy Module checkpoint of the same architecture (PREFIX); a classifier of another class count is replaced by a new one, the rest must fit. "
           "null: random initialisation"),
     Field('pretrained_epoch', -1, c.integer(min=-1), 'epoch of a `pretrained` run of this project; -1: its best'),
     Field('pretrained_lr_mult', 1.0, c.number(min=0, strict=True), 'learning-rate factor of the parameters loaded '

@@ -97,31 +97,36 @@ def zoo_weights_of(network):
     return name
 
 
-def _saved_arrays(path, mine=()):
-    """{structural name: NDArray} of a Gluon params file (a Module file's arg:/aux: prefixes dropped).
-    A segmentation run's file, whose backbone's names start with 'backbone.', gives its backbone
-    alone when that is what fits the names `mine` (a backbone or a classification network)."""
+def _saved_arrays(weights, mine=()):
+    """{structural name: NDArray} of `weights`: a Gluon params file (a Module file's arg:/aux:
+    prefixes dropped) or such a dict already read. A segmentation run's file, whose backbone's names
+    start with 'backbone.', gives its backbone alone when that is what fits the names `mine` (a
+    backbone or a classification network)."""
     import mxnet as mx
+    if isinstance(weights, dict):
+        return dict(weights)
     try:
-        saved = {n.split(':', 1)[-1]: v for n, v in mx.nd.load(path).items()}
+        saved = {n.split(':', 1)[-1]: v for n, v in mx.nd.load(weights).items()}
     except mx.base.MXNetError as e:
         raise WeightsError('params file %s cannot be read (%s): it is truncated or not an MXNet params file'
-                           % (path, str(e).strip().splitlines()[-1][:150]))
+                           % (weights, str(e).strip().splitlines()[-1][:150]))
     backbone = {n[len('backbone.'):]: v for n, v in saved.items() if n.startswith('backbone.')}
     if backbone and not set(mine) & set(saved) and set(mine) & set(backbone):
         return backbone
     return saved
 
 
-def load_with_new_head(net, path, num_classes, what='pretrained weights'):
-    """Set the initialised (shapes known) network `net` from params file `path`, the classifier
+def load_with_new_head(net, weights, num_classes, what='pretrained weights', named=None):
+    """Set the initialised (shapes known) network `net` from `weights` (a params file, or its arrays
+    by structural name, then `named` in messages), the classifier
     excepted where it was trained for another class count: the parameters whose shapes differ from
     the file's only in a dimension that is `num_classes` here (the last Dense layer's weight and
     bias) keep their fresh initialisation. Returns (loaded names, replaced names). WeightsError,
     naming them, when names are missing on either side or other shapes differ: the file holds
     another network."""
     mine = net._collect_params_with_prefix()
-    saved = _saved_arrays(path, mine)
+    saved = _saved_arrays(weights, mine)
+    path = named or weights
     missing = sorted(set(mine) - set(saved))
     extra = sorted(set(saved) - set(mine))
     new = [n for n in missing if mine[n].shape and mine[n].shape[0] == num_classes]
@@ -161,8 +166,9 @@ def source_of(value, network, epoch=-1):
     """What config key `pretrained` = `value` names, for `network`, without reading any weights:
     ('zoo', zoo weights name) for 'zoo' (the zoo weights of `network`) or a zoo weights name,
     ('file', path) for a .params file, ('run', (model_dir, prefix, tag)) for a checkpoint of this
-    project (model_dir/RUN; `epoch` -1: its best). WeightsError naming the accepted forms otherwise
-    (a legacy Module checkpoint included: its names are not a Gluon network's)."""
+    project (model_dir/RUN; `epoch` -1: its best), ('legacy', (prefix, epoch)) for a legacy MXNet
+    Module checkpoint (PREFIX-symbol.json; `epoch` -1: its latest). WeightsError naming the accepted
+    forms otherwise."""
     import os
     if value == 'zoo':
         return 'zoo', zoo_weights_of(network)
@@ -173,21 +179,39 @@ def source_of(value, network, epoch=-1):
     folder, name = os.path.split(value)
     folder = folder or '.'
     if os.path.isfile(value + '-symbol.json'):
-        raise WeightsError('pretrained=%s is a legacy MXNet Module checkpoint, whose parameter names are not a Gluon '
-                           'network\'s: it can be a teacher (teacher_source=legacy teacher_prefix=%s), not a starting '
-                           'point' % (value, value))
+        from .legacy import latest_legacy_epoch
+        return 'legacy', (value, latest_legacy_epoch(value) if epoch < 0 else epoch)
     if os.path.isdir(folder) and any(f.startswith(name + '-') and f.endswith('.json') for f in os.listdir(folder)):
         return 'run', (folder, name, 'best' if epoch < 0 else epoch)
     from gluoncv.model_zoo import model_store
     if value in model_store._model_sha1:
         return 'zoo', value
     raise WeightsError('pretrained=%s is neither \'zoo\', a gluoncv weights name (e.g. resnet18_v2), a .params file '
-                       'nor a run of this project (model_dir/RUN with checkpoints)' % value)
+                       'a run of this project (model_dir/RUN with checkpoints) nor a legacy MXNet Module checkpoint (PREFIX with '
+                       'PREFIX-symbol.json)' % value)
+
+
+def weights_of(kind, where, network, in_channels=3, image_size=None):
+    """(what, weights) of a `source_of` answer: a params file's path (zoo weights found or fetched by
+    `weights_file`; a run's checkpoint at its tag, the best recorded epoch for a missing best copy),
+    or for a legacy Module checkpoint its arrays under the names of `network`
+    (`symbols.legacy.as_network_weights`, checked by one forward of an `image_size` image); `what`
+    says where they came from, for the log."""
+    if kind == 'legacy':
+        from .legacy import as_network_weights
+        from core.errors import CheckpointError
+        prefix, epoch = where
+        try:
+            arrays = as_network_weights(prefix, epoch, network, in_channels, image_size)
+        except CheckpointError as e:
+            raise WeightsError('pretrained=%s: %s' % (prefix, e))
+        return 'legacy checkpoint %s epoch %d' % (prefix, epoch), arrays
+    path = weights_path(kind, where)
+    return path, path
 
 
 def weights_path(kind, where):
-    """The params file of a `source_of` answer (zoo weights found or fetched by `weights_file`; a
-    run's checkpoint at its tag, the best recorded epoch for a missing best copy)."""
+    """The params file of a `source_of` answer of kind zoo, file or run (see `weights_of`)."""
     from core import checkpoint
     if kind == 'zoo':
         return weights_file(where)
@@ -199,12 +223,13 @@ def weights_path(kind, where):
     return checkpoint.paths(folder, name, tag)['params']
 
 
-def load_into_backbone(net, path, what='pretrained weights'):
-    """Set every parameter of `net` (a backbone whose classifier was removed) from params file
-    `path`; the file's other parameters (its classifier) are not used. Returns the loaded names;
+def load_into_backbone(net, weights, what='pretrained weights', named=None):
+    """Set every parameter of `net` (a backbone whose classifier was removed) from `weights` (as in
+    `load_with_new_head`); the file's other parameters (its classifier) are not used. Returns the loaded names;
     WeightsError naming them when the network has parameters the file lacks or shapes differ."""
     mine = net._collect_params_with_prefix()
-    saved = _saved_arrays(path, mine)
+    saved = _saved_arrays(weights, mine)
+    path = named or weights
     missing = sorted(set(mine) - set(saved))
     wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
              for n in sorted(set(mine) & set(saved)) if tuple(saved[n].shape) != tuple(mine[n].shape)]

@@ -139,3 +139,45 @@ def one_error(code, err, *needles):
     for n in needles:
         assert n in errors[0], (n, errors[0])
     return errors[0]
+
+
+def write_as_legacy(net, prefix, image_size=32, in_channels=3, change=None):
+    """Write Gluon network `net` (initialised) as a legacy MXNet Module checkpoint PREFIX-symbol.json
+    + PREFIX-0000.params: its graph with a SoftmaxOutput on top and every parameter renamed to
+    ``layerNNN_<kind>`` in graph order (names that say nothing of Gluon's), as the original's
+    checkpoints are. BatchNorm statistics and gammas are first set to random values so that
+    a wrong pairing shows. `change(json_text)`, if given, edits the symbol (another function).
+    Returns (a random image x, the network's logits of x in predict mode)."""
+    import json
+    import os
+    import tempfile
+    import mxnet as mx
+    rng = np.random.RandomState(7)
+    for name, p in net._collect_params_with_prefix().items():
+        if name.endswith(('running_var', 'gamma')):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+        elif name.endswith(('running_mean', 'beta')):
+            p.set_data(mx.nd.array(rng.uniform(-0.2, 0.2, p.shape)))
+    x = mx.nd.array(rng.uniform(-1, 1, (1, in_channels, image_size, image_size)))
+    net.hybridize()
+    with mx.autograd.predict_mode():
+        net(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        net.export(os.path.join(tmp, 'g'))
+        sym = mx.sym.load(os.path.join(tmp, 'g-symbol.json'))
+        saved = mx.nd.load(os.path.join(tmp, 'g-0000.params'))
+    sym = mx.sym.SoftmaxOutput(sym, name='softmax')
+    order = [n for n in sym.list_arguments() if n not in ('data', 'softmax_label')] + sym.list_auxiliary_states()
+    names = {old: 'layer%03d_%s' % (i, old.rsplit('_', 1)[-1]) for i, old in enumerate(order)}
+    graph = json.loads(sym.tojson())
+    for node in graph['nodes']:
+        node['name'] = names.get(node['name'], node['name'])
+    text = json.dumps(graph)
+    if change is not None:
+        text = change(text)
+    with open(prefix + '-symbol.json', 'w') as f:
+        f.write(text)
+    mx.nd.save(prefix + '-0000.params', {k.split(':', 1)[0] + ':' + names[k.split(':', 1)[1]]: v
+                                          for k, v in saved.items()})
+    with mx.autograd.predict_mode():
+        return x, net(x)

@@ -14,7 +14,7 @@ import symbols
 import train
 from core import checkpoint
 from symbols import pretrained
-from tests.helpers import make_cifar, make_jpeg_tree, one_error, run_tool, tiny_train_args
+from tests.helpers import make_cifar, make_jpeg_tree, one_error, run_tool, tiny_train_args, write_as_legacy
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +78,45 @@ def test_weights_of_another_architecture_are_refused_naming_the_parameters(four,
         code = train.main(args + ['pretrained=%s' % value, 'model_prefix=wrong'])
         err = capsys.readouterr().err
         assert code == 2 and 'config key pretrained' in err and words in err, err
+
+
+def test_a_legacy_module_checkpoint_starts_a_network_of_its_architecture(four, capsys):
+    """Paired by order and shape, checked by one forward: the loaded network computes the legacy
+    checkpoint's logits; through train.py its classifier is replaced for the pack's 4 classes."""
+    root, args = four
+    prefix = str(root / 'legacy_r8')
+    source = saved_net(root / 'unused.params', classes=10, seed=3)
+    x, want = write_as_legacy(source, prefix, image_size=16)
+    named, arrays = pretrained.weights_of('legacy', (prefix, 0), 'cifar_resnet8', 3, 16)
+    assert named == 'legacy checkpoint %s epoch 0' % prefix
+    fresh = symbols.get_network('cifar_resnet8', 10, prefix='fresh_')
+    fresh.initialize()
+    fresh(mx.nd.zeros((1, 3, 16, 16)))
+    loaded, replaced = pretrained.load_with_new_head(fresh, arrays, 10, named=named)
+    assert replaced == [] and len(loaded) == len(arrays)
+    with mx.autograd.predict_mode():
+        np.testing.assert_allclose(fresh(x).asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-5)
+    assert train.main(args + ['pretrained=%s' % prefix, 'model_prefix=from_legacy', 'epoch_size=1', 'lr=1e-12']) == 0
+    err = capsys.readouterr().err
+    assert 'student starts from legacy checkpoint %s epoch 0' % prefix in err
+    assert 'its classifier (output.weight, output.bias) is new, for 4 classes' in err
+    net, _ = checkpoint.load_network(str(root / 'model' / 'from_legacy'), 1, mx.cpu())
+    got, src = net._collect_params_with_prefix(), source._collect_params_with_prefix()
+    for k in [k for k in src if 'conv' in k and k.endswith('weight')]:
+        np.testing.assert_allclose(got[k].data().asnumpy(), src[k].data().asnumpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_a_legacy_checkpoint_of_another_architecture_or_function_is_refused(four, capsys):
+    root, args = four
+    write_as_legacy(saved_net(root / 'unused14.params', network='cifar_resnet14'), str(root / 'legacy_r14'),
+                    image_size=16)
+    write_as_legacy(saved_net(root / 'unused8.params'), str(root / 'legacy_sigmoid'), image_size=16,
+                    change=lambda text: text.replace('"act_type": "relu"', '"act_type": "sigmoid"', 1))
+    for prefix, words in (('legacy_r14', ['parameters, network cifar_resnet8 has', 'another architecture']),
+                          ('legacy_sigmoid', ['computes another function', 'as a teacher'])):
+        code = train.main(args + ['pretrained=%s' % (root / prefix), 'model_prefix=wrong_' + prefix])
+        one_error(code, capsys.readouterr().err, 'pretrained=%s' % (root / prefix), *words)
+        assert not os.path.exists(str(root / 'model' / ('wrong_%s-0001.params' % prefix)))
 
 
 def test_lr_mult_applies_to_the_loaded_parameters_only(four, tmp_path, monkeypatch):

@@ -156,11 +156,12 @@ class ClassificationTask(Task):
         self.student(nd.zeros((1,) + self.data.data_shape, ctx=self.ctx[0]))      # the shapes, for the check
         try:
             kind, where = pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
-            path = pretrained.weights_path(kind, where)
-            loaded, replaced = pretrained.load_with_new_head(self.student, path, cfg.num_classes)
+            shape = self.data.data_shape
+            named, weights = pretrained.weights_of(kind, where, cfg.network, shape[0], shape[1])
+            loaded, replaced = pretrained.load_with_new_head(self.student, weights, cfg.num_classes, named=named)
         except pretrained.WeightsError as e:
             raise TrainingError(str(e))
-        LOG.info('student starts from %s: %d parameters loaded%s', path, len(loaded),
+        LOG.info('student starts from %s: %d parameters loaded%s', named, len(loaded),
                  '; its classifier (%s) is new, for %d classes' % (', '.join(replaced), cfg.num_classes)
                  if replaced else '')
         if cfg.pretrained_lr_mult != 1.0:

@@ -206,11 +206,11 @@ class SegmentationTask(Task):
         cfg = self.cfg
         try:
             kind, where = pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
-            path = pretrained.weights_path(kind, where)
-            loaded = pretrained.load_into_backbone(self.net.backbone, path)
+            named, weights = pretrained.weights_of(kind, where, cfg.network)
+            loaded = pretrained.load_into_backbone(self.net.backbone, weights, named=named)
         except pretrained.WeightsError as e:
             raise SegmentationError(str(e))
-        LOG.info('backbone starts from %s: %d parameters loaded', path, len(loaded))
+        LOG.info('backbone starts from %s: %d parameters loaded', named, len(loaded))
         if cfg.pretrained_lr_mult != 1.0:
             params = self.net.backbone._collect_params_with_prefix()
             for name in loaded:
