@@ -372,3 +372,28 @@ def test_classes_no_mask_holds_and_validation_images_trained_on_are_warned_of(vo
     assert code == 0, err
     assert 'no mask holds the class(es) star' in err and '6 validation image(s) of trainval are training images' in \
         err, err
+
+
+def test_compare_trains_segmentation_students_and_writes_table_and_curves(voc, tmp_path, capsys):
+    """tools.compare with a segmentation config: one run per method and seed, resumable, the mIoU
+    table and the cross-entropy / mIoU curves; plot_curves tells the tasks apart."""
+    from tools import compare, plot_curves
+    teacher = args(voc, str(tmp_path / 't'), 'model_prefix=teacher')
+    assert run(teacher, capsys)[0] == 0
+    common = [w for w in args(voc, str(tmp_path / 'x'))[2:] if not w.startswith(('model_dir=', 'log_dir=',
+                                                                                   'model_prefix=', 'progress=',
+                                                                                   'num_epoch='))]
+    argv = ['--cfg', 'seg_voc_r18_deeplabv3plus_cwd', '--methods', 'student', 'cwd', '--seeds', '0', '--epochs', '1',
+            '--name', 'cmp', '--out', str(tmp_path / 'cmp')] + common + [
+        'teacher_prefix=%s' % (tmp_path / 't' / 'model' / 'teacher')]
+    code, out, err = run_tool(compare.main, argv, capsys)
+    assert code == 0, err
+    assert '| student alone | preact_resnet18 |' in out and '| CWD | preact_resnet18 | teacher |' in out, out
+    assert 'mIoU (%)' in open(str(tmp_path / 'cmp' / 'table.md')).read()
+    assert os.path.getsize(str(tmp_path / 'cmp' / 'curves.png')) > 1000
+    code, out, _ = run_tool(compare.main, argv, capsys)                 # finished runs are not trained again
+    assert code == 0 and out.count(': done') == 2, out
+    code, _, err = run_tool(plot_curves.main, ['--records', str(tmp_path / 'cmp' / 'records'), '--prefix', 'cmp_',
+                                               '--methods', 'student', '--out', str(tmp_path / 'c.png')], capsys)
+    one_error(code, err, 'run cmp_cwd_s0 is a segmentation run', 'add --task segmentation')
+    assert not os.path.exists(str(tmp_path / 'c.png'))

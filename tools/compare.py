@@ -5,6 +5,10 @@ run's records.
     python -m tools.compare --cfg own_kd_nst data_dir=datasets/mine --methods student kd nst kd+nst \
         --seeds 0 1 [--epochs N] [--name mine] [--out results/mine]
     python -m tools.compare                 # Fashion-MNIST: config/presets/fashion_mnist_repro.yaml
+    python -m tools.compare --cfg seg_voc_r18_deeplabv3plus_cwd voc_root=... --methods student cwd --seeds 0 1 2
+
+A segmentation config (a seg_* preset, task=segmentation) compares segmentation students: mIoU and
+pixel accuracy in the table, training cross-entropy and validation mIoU in the curves.
 
 Each METHOD is `student` (no teacher) or a kt_type (`kd`, `nst`, `kd+nst`, `at`, `dkd`, ...), trained
 at the registry's default weights on the base config's taps (the first teacher/student tap pair its
@@ -24,6 +28,9 @@ from tools import cli
 
 class CompareError(cli.UsageError):
     """A comparison that cannot be set up (a method, the taps, the base config)."""
+
+
+COMPARED = ('classification', 'segmentation')      # the tasks whose students are compared (table and curves)
 
 
 # keys that say how a run is run, not what it trains (a change of them keeps a finished run comparable)
@@ -72,7 +79,6 @@ def finished(model_dir, name, num_epoch):
 def main(argv=None):
     """Train what is missing, then write OUT/table.md and OUT/curves.png; 2 with one error line for
     a wrong argument, a config that does not load for some method, or a failed run (its log named)."""
-    from config import load_config
     from core import checkpoint
     from tools.reproduce import ROOT, python
     p = cli.parser('compare', __doc__)
@@ -89,12 +95,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     args.methods = list(OrderedDict.fromkeys(args.methods))          # each method and seed once
     args.seeds = list(OrderedDict.fromkeys(args.seeds))
+    import tasks
     from config import task_of
     task = task_of(args.cfg, args.overrides)
-    if task != 'classification':
-        raise CompareError('--cfg %s is a %s config: tools.compare compares classification students; train %s runs '
-                           'with train.py and table them with python -m tools.results_table --task %s'
+    if task not in COMPARED:
+        raise CompareError('--cfg %s is a %s config: tools.compare compares classification and segmentation students; '
+                           'train %s runs with train.py and table them with python -m tools.results_table --task %s'
                            % (args.cfg, task, task, task))
+    load_config = tasks.get(task).load_config
     if not args.name.replace('_', '').isalnum() or not args.name[0].isalpha():
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
@@ -158,10 +166,11 @@ def main(argv=None):
                                'away) and run this again' % (os.path.join(records, name + '.jsonl'), foreign[0]))
         mine[name] = recs
     groups = results_table.group_runs(mine, args.name + '_', num_epoch)
-    table = results_table.make_table(groups, runs[0][2].network, os.path.basename(runs[0][2].teacher_prefix or ''))
+    make_table = results_table.segmentation_table if task == 'segmentation' else results_table.make_table
+    table = make_table(groups, runs[0][2].network, os.path.basename(runs[0][2].teacher_prefix or ''))
     cli.write_atomic(os.path.join(out, 'table.md'), table)
     print(table)
-    code = plot_curves.main(['--records', records, '--prefix', args.name + '_', '--methods']
+    code = plot_curves.main(['--records', records, '--prefix', args.name + '_', '--task', task, '--methods']
                             + [label(m) for m in args.methods] + ['--out', os.path.join(out, 'curves.png')])
     if code:
         return code

@@ -1,5 +1,6 @@
 """Training curves: train and test error against epoch for several runs on one
-figure (the NST paper's Figures 3 and 4), from per-epoch records.
+figure (the NST paper's Figures 3 and 4), from per-epoch records; for segmentation
+runs (--task segmentation) the training cross-entropy and the validation mIoU.
 
     python -m tools.plot_curves --records results/records --prefix repro_ \\
         --methods student kd nst_poly kd_nst --out results/curves.png
@@ -16,8 +17,16 @@ from .records import find_runs, methods_of, matching_runs, missing_runs
 from .results_table import LABELS
 
 
-def series(runs, prefix, method):
-    """(epochs, train error % (seeds x epochs), test error %) of one method's finished seeds."""
+# task -> the two panels: (axis label, value of one epoch's record)
+PANELS = {'classification': (('training error (%)', lambda e: 100 * (1 - e['train_top1'])),
+                             ('test error (%)', lambda e: 100 * (1 - e['val_top1']))),
+          'segmentation': (('training cross-entropy', lambda e: e['train_ce']),
+                           ('validation mIoU (%)', lambda e: 100 * e['val_miou']))}
+
+
+def series(runs, prefix, method, task='classification'):
+    """(epochs, left panel's values (seeds x epochs), right panel's) of one method's finished seeds
+    (`PANELS`: train and test error % for classification)."""
     import re
     named = [(name, recs) for name, recs in runs.items()
              if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):])]
@@ -30,17 +39,17 @@ def series(runs, prefix, method):
             method, len(short), n, ', '.join(short)), file=sys.stderr)
     rows = [recs for _, recs in named if len(recs) == n]
     epochs = np.array([r['epoch'] for r in rows[0][:n]]) + 1
-    train = np.array([[100 * (1 - e['train_top1']) for e in r[:n]] for r in rows])
-    test = np.array([[100 * (1 - e['val_top1']) for e in r[:n]] for r in rows])
-    return epochs, train, test
+    (_, left), (_, right) = PANELS[task]
+    return (epochs, np.array([[left(e) for e in r[:n]] for r in rows]),
+            np.array([[right(e) for e in r[:n]] for r in rows]))
 
 
-def plot(runs, prefix, methods, out, title='', folder='the records folder'):
+def plot(runs, prefix, methods, out, title='', folder='the records folder', task='classification'):
     """Write the PNG (whole or not at all); return the number of methods drawn. When no method has
     a run named <prefix><method>_s<seed> in `runs` (read from `folder`), raise UsageError naming
     what was searched and what is there, and write nothing."""
     from .plotting import pyplot, save
-    found = [(m, series(runs, prefix, m)) for m in methods]
+    found = [(m, series(runs, prefix, m, task)) for m in methods]
     found = [(m, s) for m, s in found if s is not None]
     if not found:
         if not matching_runs(runs, prefix):
@@ -61,7 +70,7 @@ def plot(runs, prefix, methods, out, title='', folder='the records folder'):
                 sd = values.std(axis=0, ddof=1)
                 ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
         drawn += 1
-    for ax, what in zip(axes, ('training error (%)', 'test error (%)')):
+    for ax, (what, _) in zip(axes, PANELS[task]):
         ax.set_xlabel('epoch')
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
@@ -78,12 +87,21 @@ def main(argv=None):
     p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
     p.add_argument('--methods', nargs='+', default=['student', 'kd', 'nst_poly', 'kd_nst'])
     p.add_argument('--title', default='')
+    p.add_argument('--task', choices=sorted(PANELS), default='classification',
+                   help='segmentation: training cross-entropy and validation mIoU')
     p.add_argument('--out', required=True, help='PNG to write')
     args = p.parse_args(argv)
     figure_path(args.out, example='curves.png')
     runs = find_runs(args.records)
-    n = plot(runs, args.prefix, args.methods, args.out, args.title, args.records)
-    missing = [m for m in args.methods if series(runs, args.prefix, m) is None]
+    kinds = {'val_top1': 'classification', 'val_miou': 'segmentation', 'val_map': 'detection'}
+    for name, recs in sorted(runs.items()):
+        kind = next((k for m, k in kinds.items() if recs and m in recs[0]), args.task)
+        if name.startswith(args.prefix) and kind != args.task:
+            raise cli.UsageError('run %s is a %s run: %s' % (name, kind, 'add --task segmentation' if kind ==
+                                                             'segmentation' else 'choose runs of one task with --prefix'
+                                                             + (' and --task %s' % kind if kind in PANELS else '')))
+    n = plot(runs, args.prefix, args.methods, args.out, args.title, args.records, args.task)
+    missing = [m for m in args.methods if series(runs, args.prefix, m, args.task) is None]
     print('%s: %d method%s drawn%s' % (args.out, n, '' if n == 1 else 's',
                                        '; no runs for: %s' % ', '.join(missing) if missing else ''))
     return 0
