@@ -376,7 +376,8 @@ def test_classes_no_mask_holds_and_validation_images_trained_on_are_warned_of(vo
 
 def test_compare_trains_segmentation_students_and_writes_table_and_curves(voc, tmp_path, capsys):
     """tools.compare with a segmentation config: one run per method and seed, resumable, the mIoU
-    table and the cross-entropy / mIoU curves; plot_curves tells the tasks apart."""
+    table and the cross-entropy / mIoU curves; plot_curves tells the tasks apart; tools.plot_masks
+    draws the runs' predictions."""
     from tools import compare, plot_curves
     teacher = args(voc, str(tmp_path / 't'), 'model_prefix=teacher')
     assert run(teacher, capsys)[0] == 0
@@ -397,3 +398,14 @@ def test_compare_trains_segmentation_students_and_writes_table_and_curves(voc, t
                                                '--methods', 'student', '--out', str(tmp_path / 'c.png')], capsys)
     one_error(code, err, 'run cmp_cwd_s0 is a segmentation run', 'add --task segmentation')
     assert not os.path.exists(str(tmp_path / 'c.png'))
+    # the predicted masks of the teacher and both students, side by side
+    from tools import plot_masks
+    runs = [str(tmp_path / 't' / 'model' / 'teacher')] + [str(tmp_path / 'cmp' / 'model' / n)
+                                                         for n in ('cmp_student_s0', 'cmp_cwd_s0')]
+    code, out, err = run_tool(plot_masks.main, ['--prefix'] + runs + ['--images', '2', '--out',
+                                                                     str(tmp_path / 'masks.png')], capsys)
+    assert code == 0 and '2 image(s) x 3 run(s)' in out, err
+    assert os.path.getsize(str(tmp_path / 'masks.png')) > 1000
+    code, _, err = run_tool(plot_masks.main, ['--prefix', runs[0], '--first', '99', '--out',
+                                              str(tmp_path / 'm2.png')], capsys)
+    one_error(code, err, '--first 99: the validation list val', 'has 6 images')
