@@ -88,6 +88,13 @@ _OWN = [
     Field('seg_taps', None, seg_taps(), '[LOW_TAP, HIGH_TAP]: the backbone\'s stride-4 map and its last feature map '
           '(null: the network\'s own split)'),
     Field('aspp_channels', 256, c.integer(min=1), 'width of the ASPP branches and the decoder'),
+    # the teacher of kt=true
+    Field('teacher_source', 'project', c.choice('project', 'gluoncv'), 'where the teacher comes from: project (a '
+          'segmentation run of this project, teacher_prefix=model/RUN) or gluoncv (gluoncv\'s DeepLabV3 '
+          'teacher_network; its weights: teacher_prefix=FILE.params, or null for gluoncv\'s model store)'),
+    Field('teacher_network', None, c.optional(c.string()), 'the gluoncv DeepLabV3 of teacher_source=gluoncv: '
+          'deeplab_resnet101_voc, deeplab_resnet152_voc, deeplab_resnet101_coco, ... (taps: logits, aspp, '
+          'layer1..layer4)'),
 ]
 
 
@@ -194,10 +201,17 @@ def _check_distillation(cfg, at):
     """The transfer plan (config.resolve_plan, as classification's) of a distilled segmentation run."""
     from . import resolve_plan
     from symbols.transfer import METHODS
-    if not cfg.teacher_prefix:
+    if cfg.teacher_source == 'gluoncv':
+        _check_gluoncv_teacher(cfg, at)
+    elif not cfg.teacher_prefix:
         raise ConfigError('config key kt (%s) is true but teacher_prefix is not set: name the teacher, a segmentation '
-                          'run of this project (teacher_prefix=model/RUN)' % at('kt', 'teacher_prefix'))
-    if os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+                          'run of this project (teacher_prefix=model/RUN), or teacher_source=gluoncv with a '
+                          'teacher_network' % at('kt', 'teacher_prefix'))
+    elif cfg.teacher_network is not None:
+        raise ConfigError('config key teacher_network (%s) names a gluoncv teacher, but teacher_source is project (a '
+                          'run, whose network its checkpoint names): set teacher_source=gluoncv, or leave '
+                          'teacher_network out' % at('teacher_network', 'teacher_source'))
+    elif os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
                           'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol', 'kt_layer_weight'))
@@ -208,6 +222,28 @@ def _check_distillation(cfg, at):
             raise ConfigError('config key kt_type (%s): %s declares %s, which a segmentation run does not give yet; '
                               'use logit methods (kd, dist, cwd on logits) or feature methods (cwd, at, fitnet, mmd, '
                               'ofd, ...)' % (at('kt_type'), entry['method'], ' and '.join(said)))
+
+
+def _check_gluoncv_teacher(cfg, at):
+    """teacher_source=gluoncv: a gluoncv DeepLabV3 of this run's class count, its weights a file that
+    exists or the model store's (looked up when the task loads it)."""
+    from symbols.segmentation import gluoncv_teacher_classes, SegmentationNetworkError
+    if cfg.teacher_network is None:
+        raise ConfigError('config key teacher_source (%s) is gluoncv but teacher_network is not set: name gluoncv\'s '
+                          'DeepLabV3, e.g. teacher_network=deeplab_resnet101_voc' % at('teacher_source',
+                                                                                       'teacher_network'))
+    try:
+        classes = gluoncv_teacher_classes(cfg.teacher_network)
+    except SegmentationNetworkError as e:
+        raise ConfigError('config key teacher_network (%s): %s' % (at('teacher_network'), e))
+    if classes != cfg.num_classes:
+        raise ConfigError('config key teacher_network (%s): %s predicts %d classes, this run has %d (classes): use a '
+                          'teacher trained on this run\'s classes' % (at('teacher_network', 'classes'),
+                                                                       cfg.teacher_network, classes, cfg.num_classes))
+    if cfg.teacher_prefix is not None and not os.path.isfile(cfg.teacher_prefix):
+        raise ConfigError('config key teacher_prefix (%s) = %s: no such file; with teacher_source=gluoncv it is the '
+                          'teacher\'s .params file (null: gluoncv\'s model store)' % (at('teacher_prefix'),
+                                                                                     cfg.teacher_prefix))
 
 
 def check_data(cfg):

@@ -346,3 +346,66 @@ def used_parameters(net):
     out = net(mx.sym.var('data'))
     names = set(out.list_arguments()) | set(out.list_auxiliary_states())
     return {n: p for n, p in net.collect_params().items() if n in names}
+
+
+# gluoncv's DeepLabV3 on a dilated ResNet v1s (output stride 8) as a teacher: name -> its dataset
+GLUONCV_TEACHER = re.compile(r'^deeplab_resnet(50|101|152)_(voc|ade|coco|citys)$')
+GLUONCV_DATASETS = {'voc': 'pascal_voc', 'ade': 'ade20k', 'coco': 'coco', 'citys': 'citys'}
+GLUONCV_TAPS = OrderedDict([('logits', 'head'), ('aspp', 'head.aspp'), ('layer1', 'layer1'), ('layer2', 'layer2'),
+                            ('layer3', 'layer3'), ('layer4', 'layer4')])
+
+
+def gluoncv_teacher_classes(name):
+    """The class count of gluoncv segmentation network `name` (its dataset's); SegmentationNetworkError
+    naming the accepted names when `name` is not a gluoncv DeepLabV3 on a ResNet."""
+    from gluoncv.data import datasets
+    from gluoncv.model_zoo.model_store import _model_sha1
+    m = GLUONCV_TEACHER.match(name or '')
+    if not m or name not in _model_sha1:
+        known = sorted(n for n in _model_sha1 if GLUONCV_TEACHER.match(n))
+        raise SegmentationNetworkError('%r is not a gluoncv DeepLabV3 this project can take as a teacher; gluoncv\'s: %s'
+                                       % (name, ', '.join(known)))
+    return datasets[GLUONCV_DATASETS[m.group(2)]].NUM_CLASS
+
+
+def gluoncv_teacher(name, weights, crop_size, ctx, prefix='teacher_'):
+    """gluoncv's DeepLabV3 `name` (e.g. deeplab_resnet101_voc) built without its auxiliary FCN head
+    (training-only) and set from params file `weights` (gluoncv's own file: its auxiliary head's
+    parameters are left out). It declares `GLUONCV_TAPS`: `logits` (class scores at stride 8, before
+    the resize to the input), `aspp`, and the backbone's `layer1`..`layer4`. Its final resize goes to
+    `crop_size` (gluoncv fixes it at construction). SegmentationNetworkError when the file does not
+    fit, naming the parameters that differ."""
+    from gluoncv.model_zoo.deeplabv3 import get_deeplab
+    import symbols
+    m = GLUONCV_TEACHER.match(name)
+    gluoncv_teacher_classes(name)
+    import warnings
+    holder = symbols.NameScope(prefix=prefix)
+    with holder.name_scope(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')                # gluoncv initialises its head twice
+        net = get_deeplab(GLUONCV_DATASETS[m.group(2)], 'resnet%s' % m.group(1), pretrained=False,
+                          pretrained_base=False, aux=False, crop_size=crop_size, ctx=ctx[0])
+    mine = net._collect_params_with_prefix()
+    try:
+        saved = {k.split(':', 1)[-1]: v for k, v in nd.load(weights).items()}
+    except mx.base.MXNetError as e:
+        raise SegmentationNetworkError('teacher weights %s cannot be read (%s): the file is truncated or not an MXNet '
+                                       'params file' % (weights, str(e).strip().splitlines()[-1][:150]))
+    missing = sorted(set(mine) - set(saved))
+    extra = sorted(n for n in set(saved) - set(mine) if not n.startswith('auxlayer.'))
+    wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
+             for n in sorted(set(mine) & set(saved)) if len(saved[n].shape) != len(mine[n].shape) or
+             any(a != b and b != 0 for a, b in zip(saved[n].shape, mine[n].shape))]     # (0: not inferred yet)
+    if missing or extra or wrong:
+        raise SegmentationNetworkError('teacher weights %s do not fit gluoncv network %s: %s; give that network\'s '
+                                       'own weights (gluoncv\'s %s-*.params) or the teacher_network they are of'
+                                       % (weights, name, '; '.join(filter(None, [
+                                           '%d of its parameters are not in the file (%s)' % (
+                                               len(missing), ', '.join(missing[:3])) if missing else '',
+                                           '%d of the file are not in it (%s)' % (len(extra), ', '.join(extra[:3]))
+                                           if extra else '', '; '.join(wrong[:2])])), name))
+    for n, p in mine.items():
+        p._load_init(saved[n], ctx)
+    net.TAPS = OrderedDict(GLUONCV_TAPS)
+    net.network_name = name
+    return net

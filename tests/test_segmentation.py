@@ -409,3 +409,45 @@ def test_compare_trains_segmentation_students_and_writes_table_and_curves(voc, t
     code, _, err = run_tool(plot_masks.main, ['--prefix', runs[0], '--first', '99', '--out',
                                               str(tmp_path / 'm2.png')], capsys)
     one_error(code, err, '--first 99: the validation list val', 'has 6 images')
+
+
+def test_a_gluoncv_deeplab_teacher_from_its_params_file(voc, tmp_path, capsys, monkeypatch):
+    """teacher_source=gluoncv: gluoncv's DeepLabV3 (ResNet-101, 21 VOC classes) from a local .params
+    file (its auxiliary head left out) distils the student on its `logits` tap; what does not fit
+    is one error each: another class count, a file of another network, weights missing offline."""
+    import mxnet as mx
+    import symbols
+    from gluoncv.model_zoo.deeplabv3 import get_deeplab
+    from symbols.segmentation import gluoncv_teacher
+    src = get_deeplab('pascal_voc', 'resnet101', pretrained=False, pretrained_base=False, aux=True, crop_size=32)
+    src.initialize()
+    x = mx.nd.random.uniform(shape=(1, 3, 32, 32))
+    want = src(x)[0]
+    weights = str(tmp_path / 'deeplab_r101_voc.params')
+    src.save_parameters(weights)
+    tapped = symbols.with_taps(gluoncv_teacher('deeplab_resnet101_voc', weights, 32, [mx.cpu()]), ['logits'])
+    got = tapped(x)
+    np.testing.assert_allclose(got[0].asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-5)
+    assert got[1].shape == (1, 21, 4, 4)                          # the class scores at stride 8
+    base = [w for w in args(voc, str(tmp_path)) if not w.startswith('classes=')] + [    # the 21 VOC classes
+        'kt=true', 'kt_type=cwd', 'teacher_source=gluoncv', 'teacher_network=deeplab_resnet101_voc']
+    code, _, err = run(base + ['teacher_prefix=%s' % weights], capsys)
+    assert code == 0, err
+    assert 'teacher: gluoncv deeplab_resnet101_voc (%s)' % weights in err
+    for extra, words in (
+            (['teacher_network=deeplab_resnet50_ade', 'teacher_prefix=%s' % weights, 'model_prefix=ade'],
+             ['deeplab_resnet50_ade predicts 150 classes, this run has 21']),
+            (['teacher_network=deeplab_resnet152_voc', 'teacher_prefix=%s' % weights, 'model_prefix=r152'],
+             ['do not fit gluoncv network deeplab_resnet152_voc', 'are not in the file (layer2.4.']),
+            (['teacher_network=resnet18_v1', 'model_prefix=r18'], ["'resnet18_v1' is not a gluoncv DeepLabV3"]),
+            (['teacher_source=project', 'teacher_prefix=%s' % weights, 'model_prefix=proj'],
+             ['teacher_network', 'names a gluoncv teacher, but teacher_source is project'])):
+        keys = {e.split('=', 1)[0] for e in extra}
+        code, _, err = run([w for w in base if w.split('=', 1)[0] not in keys] + extra, capsys)
+        errors = [line for line in err.splitlines() if line.startswith(('error: ', 'config error: '))]
+        assert code == 2 and len(errors) == 1 and all(w in errors[0] for w in words), (extra, err)
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'store'))
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')    # nothing answers: no download is tried
+    code, _, err = run([w for w in base if not w.startswith('model_prefix=')] + ['model_prefix=offline'], capsys)
+    one_error(code, err, 'deeplab_resnet101_voc', 'are not on disk', str(tmp_path / 'store' / 'models'))
+    assert not os.path.exists(str(tmp_path / 'model' / 'offline-0001.params'))

@@ -157,6 +157,8 @@ class SegmentationTask(Task):
         run, its taps `t_taps`, hybridized, never trained."""
         import symbols
         cfg, ctx = self.cfg, self.engine.ctx
+        if cfg.teacher_source == 'gluoncv':
+            return self._load_gluoncv_teacher(t_taps)
         folder, name = os.path.split(cfg.teacher_prefix)
         if not checkpoint.epochs(folder or '.', name) and not os.path.isfile(
                 checkpoint.paths(folder or '.', name, 'best')['meta']):
@@ -177,6 +179,30 @@ class SegmentationTask(Task):
         tapped.hybridize(static_alloc=True)
         s = meta['segmentation']
         return tapped, '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'], meta.get('epoch'))
+
+    def _load_gluoncv_teacher(self, t_taps):
+        """(tapped teacher, description): gluoncv's DeepLabV3 `teacher_network`, its weights from
+        `teacher_prefix` (a .params file) or gluoncv's model store (one line naming the file, the
+        folder and the URL when it is missing offline)."""
+        import symbols
+        from symbols import pretrained
+        from symbols.segmentation import gluoncv_teacher, SegmentationNetworkError
+        cfg, ctx = self.cfg, self.engine.ctx
+        try:
+            weights = cfg.teacher_prefix or pretrained.weights_file(cfg.teacher_network)
+            net = gluoncv_teacher(cfg.teacher_network, weights, cfg.crop_size, ctx)
+        except pretrained.WeightsError as e:
+            raise SegmentationError('teacher: %s' % e)
+        except SegmentationNetworkError as e:
+            raise SegmentationError(str(e))
+        try:
+            tapped = symbols.with_taps(net, t_taps)
+        except TapError as e:
+            raise SegmentationError('teacher_symbol: %s' % e)
+        for p in net.collect_params().values():
+            p.grad_req = 'null'
+        tapped.hybridize(static_alloc=True)
+        return tapped, 'gluoncv %s (%s)' % (cfg.teacher_network, weights)
 
     def _pair(self):
         """One forward of both networks on a crop: the taps pair up, connectors and heads are built,
