@@ -63,9 +63,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         import re
-        option = re.search(r'unrecognized arguments: -+([\w-]+)', message)
+        option = re.search(r'unrecognized arguments: -+([A-Za-z][\w-]*)', message)
         hint = ('; settings are key=value overrides, not options: write %s=VALUE (e.g. lr=0.05)'
                 % option.group(1).replace('-', '_') if option else '')
+        if re.search(r'unrecognized arguments: -?[\d.]*[\]}]', message):    # the rest of `k={a: [1, -1]}` unquoted
+            hint = ('; a value with spaces is split by the shell: quote it, e.g. "kt_layer_weight={at: [1, -1]}", or '
+                    'write it without spaces')
         self.exit(2, 'error: %s%s (python train.py --help lists the options)\n' % (message, hint))
 
 

@@ -307,7 +307,8 @@ class TaskSchema(object):
         if said is not None and ' ' in said:
             hint = ': %s' % said
         else:
-            close = [said] if said else difflib.get_close_matches(key, self.fields, n=1)
+            lower = [f for f in self.fields if f.lower() == key.lower()]       # 'LR' -> 'lr'
+            close = [said] if said else lower or difflib.get_close_matches(key, self.fields, n=1)
             hint = ' (did you mean %r?)' % close[0] if close else ''
         return ConfigError('unknown %sconfig key %r in %s%s; %s lists every key' % (self.label, key, origin, hint,
                                                                                    self.listing))
@@ -673,6 +674,11 @@ def check_data_files(cfg):
             fix = 'build the packs with `python -m data.pack --train TRAIN_DIR --val VAL_DIR --out %s`' % cfg.data_dir
         else:
             fix = 'unpack the official CIFAR python archive into data_dir'
+            other = {'cifar10': ('cifar100', 'train'), 'cifar100': ('cifar10', 'data_batch_1')}[cfg.dataset]
+            if os.path.isfile(os.path.join(cfg.data_dir, other[1])):
+                fix = 'data_dir holds %s, not %s: set dataset=%s' % (
+                    {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100'}[other[0]],
+                    {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100'}[cfg.dataset], other[0])
         raise ConfigError('config key data_dir=%r: missing data file(s) %s; %s'
                           % (cfg.data_dir, ', '.join(missing), fix))
     if _classes_listed(cfg) == 1:

@@ -22,7 +22,7 @@ SHARED = OrderedDict([
     ('model_load_epoch', None), ('begin_epoch', None), ('overwrite', None), ('progress', None), ('frequent', 20),
     ('tensorboard', None), ('batch_size', 8), ('optimizer', 'sgd'), ('lr', 0.01), ('wd', 1e-4), ('momentum', None),
     ('lr_mode', 'poly'), ('lr_step', None), ('lr_factor', None), ('warmup_epochs', None), ('num_epoch', 50),
-    ('epoch_size', None), ('mean', [123.68, 116.28, 103.53]), ('std', [58.395, 57.12, 57.375]),
+    ('mean', [123.68, 116.28, 103.53]), ('std', [58.395, 57.12, 57.375]),
     ('pretrained', None), ('pretrained_epoch', None), ('pretrained_lr_mult', None),
     # distillation inside the task: a segmentation teacher, any registered method on named taps
     ('kt', None), ('kt_type', 'cwd'), ('kt_weight', None), ('kt_layer_weight', None), ('kt_warmup_epochs', None),
@@ -77,6 +77,8 @@ _OWN = [
     Field('scale_min', 0.5, c.number(min=0, strict=True), 'smallest random scale of a training image'),
     Field('scale_max', 2.0, c.number(min=0, strict=True), 'largest random scale of a training image'),
     Field('num_workers', 0, c.integer(min=0), 'data loading worker processes (0: in the training process)'),
+    Field('epoch_size', None, c.optional(c.integer(min=1)), 'images per epoch, as detection counts them (the list '
+          'shuffled, then cut or repeated to it; quick runs and tests); default: the whole training list'),
     Field('num_val', None, c.optional(c.integer(min=1)), 'evaluate only the first N validation images (smoke runs; '
           'null: all)'),
     # network

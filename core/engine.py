@@ -34,7 +34,7 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from . import checkpoint, monitor, runs, schedule
+from . import checkpoint, interrupt, monitor, runs, schedule
 from .devices import contexts
 from .errors import Diverged, NonFiniteLoss, TrainingError
 from .records import append_record
@@ -344,7 +344,7 @@ class Engine(object):
                             cfg.get(key), epoch, key, saved[key])
         if meta.get('global_batch') and meta['global_batch'] != self.global_batch:
             LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '
-                        'epochs 1..%d were trained with %d: the lr is not rescaled', epoch, self.global_batch,
+                        'its epoch %d was trained with %d: the lr is not rescaled', epoch, self.global_batch,
                         len(self.ctx), cfg.get('batch_size', 1), self.workers, epoch, meta['global_batch'])
 
     def _save(self, epoch, meta, best=False):
@@ -377,29 +377,31 @@ class Engine(object):
                     LOG.warning('validating epoch %d failed (%s); the epoch is checkpointed without its validation: '
                                 'resume with retrain=true once the cause is fixed', epoch + 1, type(e).__name__)
                 raise
-            record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
-                      'speed': stats['speed'], 'steps': stats['steps'], 'images': stats['images']}
-            record.update(('train_' + k, v) for k, v in stats.items()
-                          if k not in ('n', 'time', 'speed', 'steps', 'images'))
-            record.update(val)
-            score = val[task.best_metric]
-            best = score == score and (self.best is None or self.best != self.best or score > self.best)   # NaN: never
-            if best:
-                self.best = score
-            record[task.best_key] = self.best
-            LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
-            if self.rank == 0:
-                # The record goes first: a run killed before its checkpoint repeats the epoch and writes
-                # the record again; readers keep the last record of each epoch. A record that cannot be
-                # written (a full disk) is reported, and the checkpoint is still attempted.
-                try:
-                    append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix))
-                except OSError as e:
-                    LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
-                                epoch + 1, self.jsonl, e.strerror or e)
-                self.monitor.epoch((epoch + 1) * steps, record)
-                meta = dict(record, model_prefix=cfg.model_prefix, seed=cfg.seed, **task.checkpoint_meta(record))
-                self._save(epoch, meta, best=best)
+            with interrupt.deferred():       # a validated epoch is recorded and checkpointed whole
+                record = {'epoch': epoch, 'lr': self.trainer.learning_rate, 'time': stats['time'],
+                          'speed': stats['speed'], 'steps': stats['steps'], 'images': stats['images']}
+                record.update(('train_' + k, v) for k, v in stats.items()
+                              if k not in ('n', 'time', 'speed', 'steps', 'images'))
+                record.update(val)
+                score = val[task.best_metric]
+                # (a NaN score is never the best)
+                best = score == score and (self.best is None or self.best != self.best or score > self.best)
+                if best:
+                    self.best = score
+                record[task.best_key] = self.best
+                LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
+                if self.rank == 0:
+                    # The record goes first: a run killed before its checkpoint repeats the epoch and writes
+                    # the record again; readers keep the last record of each epoch. A record that cannot be
+                    # written (a full disk) is reported, and the checkpoint is still attempted.
+                    try:
+                        append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix))
+                    except OSError as e:
+                        LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
+                                    epoch + 1, self.jsonl, e.strerror or e)
+                    self.monitor.epoch((epoch + 1) * steps, record)
+                    meta = dict(record, model_prefix=cfg.model_prefix, seed=cfg.seed, **task.checkpoint_meta(record))
+                    self._save(epoch, meta, best=best)
             result = record
         return result
 

@@ -40,6 +40,32 @@ class sigterm_as_interrupt(object):
         signal.signal(signal.SIGTERM, self.previous)
 
 
+class deferred(object):
+    """Within the `with`, Ctrl-C (SIGINT) and SIGTERM are held, not acted on: a few steps that must
+    run whole (an epoch's record and its checkpoint) finish first. On leaving, the handlers before
+    are put back and the first signal held is raised again, to act as it would have (a
+    KeyboardInterrupt, `Terminated`, or the default action). Outside the main thread: no effect."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.held, self.previous = None, {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in self.SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        if self.held is None:
+            self.held = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.held is not None:
+            signal.raise_signal(self.held)
+
+
 class quiet_children(object):
     """Within the `with`, processes forked (a DataLoader's worker pool) start with SIGTERM's default
     action and SIGINT ignored: the pool's terminate() then stops them without a Python traceback

@@ -591,6 +591,8 @@ def main(argv=None):
             n = check_pack(prefix, args.num_classes, decode=True, progress=True)
             mark_decodable(prefix)
         except DataError as e:
+            from tools.cli import end_progress_bars
+            end_progress_bars()
             print('error: %s' % e, file=sys.stderr)
             return 2
         except KeyboardInterrupt:
@@ -608,10 +610,21 @@ def main(argv=None):
     if code:
         return code
     classes, stats = built
-    for split, (n, skipped) in stats.items():
-        print('%s: %d images packed, %d skipped, %d classes' % (split, n, skipped, len(classes)))
+    from core.interrupt import Terminated, sigterm_as_interrupt
+    try:
+        with sigterm_as_interrupt():
+            for split, (n, skipped) in stats.items():
+                print('%s: %d images packed, %d skipped, %d classes' % (split, n, skipped, len(classes)))
+            sys.stdout.flush()
+    except KeyboardInterrupt as e:
+        print('\n%s after the packs were complete: %s holds them' % (
+            'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted', args.out), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status or 0)          # (no slow interpreter teardown after the packs are written: a stop then is silent)

@@ -313,9 +313,9 @@ def build_segmentation_network(backbone_name, num_classes, head='deeplabv3+', ou
     as_built = _trace_stride(net, run, in_channels, ctx)
     if as_built < output_stride:
         raise SegmentationNetworkError('network %s reaches only output stride %d at its %r tap, below the requested '
-                                       'output_stride=%d: set output_stride=%d or less, or use a backbone that '
-                                       'downsamples further (%s)' % (backbone_name, as_built, split.high,
-                                                                     output_stride, as_built,
+                                       'output_stride=%d (16 or 8): give seg_taps a HIGH tap of stride 8 or more, '
+                                       'or use a backbone that downsamples further (%s)' % (
+                                           backbone_name, as_built, split.high, output_stride,
                                                                      ', '.join(p.strip('^$') for p in
                                                                                SEGMENTATION_SPLITS)))
     dilate(backbone, run, output_stride, in_channels)

@@ -100,6 +100,11 @@ def test_a_legacy_module_checkpoint_starts_a_network_of_its_architecture(four, c
     err = capsys.readouterr().err
     assert 'student starts from legacy checkpoint %s epoch 0' % prefix in err
     assert 'its classifier (output.weight, output.bias) is new, for 4 classes' in err
+    from tools import evaluate                       # the 10-class checkpoint as a teacher of the 4-class data
+    code, _, err = run_tool(evaluate.main, ['--teacher', 'teacher_prefix=%s' % prefix] + [
+        a for a in args if a.split('=')[0] in ('dataset', 'data_dir', 'image_size', 'gpu_list', 'data_threads')] + [
+        'batch_size=4'], capsys)
+    one_error(code, err, 'predicts 10 classes, the data has 4')
     net, _ = checkpoint.load_network(str(root / 'model' / 'from_legacy'), 1, mx.cpu())
     got, src = net._collect_params_with_prefix(), source._collect_params_with_prefix()
     for k in [k for k in src if 'conv' in k and k.endswith('weight')]:

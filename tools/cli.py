@@ -113,12 +113,27 @@ def command(main):
         except BaseException as e:
             _remove_created()
             if isinstance(e, Exception) and is_user_error(e):
+                end_progress_bars()
                 print('error: %s' % describe(e), file=sys.stderr)
                 return exit_status(e)
             raise
         finally:
             del _CREATED[:]
     return run
+
+
+def end_progress_bars():
+    """Close the progress bars still drawn (an error raised inside their loop), so that the message
+    after them starts a line of its own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, '_instances', ())):
+        try:
+            bar.close()
+        except Exception:                       # (a bar of a stream already closed)
+            pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -217,10 +232,15 @@ def run_names(folder):
     return sorted(names)
 
 
-def checkpoint_prefix(prefix, option='--prefix'):
-    """Check a checkpoint prefix path (model_dir/RUN, or a legacy PREFIX with PREFIX-symbol.json)
-    before anything is loaded: not a folder, its folder exists, and some checkpoint of that name is
-    there. Returns `prefix`; raises UsageError listing the runs that are there."""
+def checkpoint_prefix(prefix, option='--prefix', legacy=False):
+    """Check a checkpoint prefix path (model_dir/RUN, or with `legacy` a legacy PREFIX with
+    PREFIX-symbol.json) before anything is loaded: not a folder, its folder exists, and some
+    checkpoint of that name is there. Returns `prefix`; raises UsageError listing the runs that are
+    there, or saying what a legacy checkpoint can be used as where it cannot be read."""
+    if not legacy and os.path.isfile(prefix + '-symbol.json'):
+        raise UsageError('%s %s is a legacy MXNet Module checkpoint, not a run of this project: evaluate it as a '
+                         'teacher (python -m tools.evaluate --teacher teacher_prefix=%s), or start a network from it '
+                         '(train.py pretrained=%s) and use that run here' % (option, prefix, prefix, prefix))
     m = re.match(r'^(.*)-(\d{4}|best)(\.params|\.json|\.states|\.extra\.params|-symbol\.json)?$', prefix)
     if m and m.group(3) and os.path.isfile(prefix):
         raise UsageError('%s %s is a checkpoint file; give the run it belongs to and the epoch: %s %s --epoch %s'

@@ -93,8 +93,16 @@ def main(argv=None):
     p.add_argument('--student-tap', help="the student's tap for feature methods (default: the base config's)")
     p.add_argument('overrides', nargs='*', help='key=value for every run, e.g. data_dir=datasets/mine')
     args = p.parse_args(argv)
-    args.methods = list(OrderedDict.fromkeys(args.methods))          # each method and seed once
+    args.overrides = [m for m in args.methods if '=' in m] + args.overrides   # (key=value after --methods A B)
+    args.methods = list(OrderedDict.fromkeys(m for m in args.methods if '=' not in m))   # each method and seed once
     args.seeds = list(OrderedDict.fromkeys(args.seeds))
+    if not args.methods:
+        raise CompareError('--methods names no method (key=value settings go after the methods): give student, kd, '
+                           'nst, ...')
+    for key, option in (('teacher_symbol', '--teacher-tap'), ('student_symbol', '--student-tap')):
+        if key in {o.split('=', 1)[0].strip() for o in args.overrides}:
+            raise CompareError('%s=... : tools.compare sets %s for each method (a feature method on the base config\'s '
+                               'taps); give the tap with %s TAP instead' % (key, key, option))
     import tasks
     from config import task_of
     task = task_of(args.cfg, args.overrides)

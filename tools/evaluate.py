@@ -103,6 +103,11 @@ def evaluate_onnx(args):
                 meta = json.load(f)
         except ValueError as e:
             raise cli.UsageError('%s is not valid JSON (%s): export again' % (meta_path, e))
+    elif args.cfg is None and not args.overrides:
+        raise cli.UsageError('--onnx %s: its metadata %s (tools.export writes it beside the .onnx file: the data, '
+                             'input size and mean/std) is missing: copy it there, or name the data and its '
+                             'normalisation yourself (--cfg PRESET, or data_dir=... image_size=... mean=... std=...)'
+                             % (path, meta_path))
     cfg = None
     if args.cfg is None and meta.get('source'):
         folder, name = os.path.split(meta['source'])
@@ -135,7 +140,17 @@ def evaluate_onnx(args):
 def evaluate_teacher(cfg, max_batches=None):
     """(result, description) of the configured teacher, from any teacher source."""
     from tasks.classification.teacher import load_teacher
-    return _evaluate(cfg, lambda data, ctx: load_teacher(cfg, [], data.channels, ctx), max_batches)
+
+    def load(data, ctx):
+        import mxnet as mx
+        net, desc = load_teacher(cfg, [], data.channels, ctx)
+        out = net(mx.nd.zeros((1,) + tuple(data.data_shape), ctx=ctx[0]))
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        if out.shape[1] != cfg.num_classes:
+            raise cli.UsageError('the teacher %s predicts %d classes, the data has %d (num_classes): evaluate it on '
+                                 'data of its classes' % (desc, out.shape[1], cfg.num_classes))
+        return net, desc
+    return _evaluate(cfg, load, max_batches)
 
 
 def evaluate_detection(args, cfg=None):
@@ -172,9 +187,16 @@ def checkpoint_config(args):
         prefix = cli.checkpoint_prefix(os.path.join(named.model_dir, named.model_prefix), 'model_dir/model_prefix')
     if args.cfg is None:
         folder, name = os.path.split(prefix)
-        tag = checkpoint.resolve_tag(folder or '.', name, args.epoch)
-        cfg = of_checkpoint(checkpoint.read_meta(folder or '.', name, tag), '%s epoch %s' % (prefix, tag),
-                            args.overrides, backbone=False)
+        tag = args.epoch = checkpoint.resolve_tag(folder or '.', name, args.epoch)   # (resolved once: one warning)
+        from config import ConfigError
+        try:
+            cfg = of_checkpoint(checkpoint.read_meta(folder or '.', name, tag), '%s epoch %s' % (prefix, tag),
+                                args.overrides, backbone=False)
+        except ConfigError as e:
+            if 'data_dir=' not in str(e) or any(o.startswith('data_dir=') for o in args.overrides):
+                raise
+            raise ConfigError('%s; if the data moved since run %s was trained, give its new folder: data_dir=NEW'
+                              % (e, name))
         if cfg is not None:
             return cfg, prefix
     return load_config(args.cfg, args.overrides), prefix

@@ -157,7 +157,7 @@ def run_figure(args, views, draw):
     from tools import cli
     parsed = [parse_view(text, label, option) for option, text, label in views]
     for (option, _, _), (_, prefix, _) in zip(views, parsed):
-        cli.checkpoint_prefix(prefix, option)
+        cli.checkpoint_prefix(prefix, option, legacy=True)
     cli.existing_dir(args.data_dir, '--data-dir', 'give the folder holding the validation data the runs were '
                      'trained on (e.g. datasets/fashion_mnist)')
     from tools.plotting import figure_path

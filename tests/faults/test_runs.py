@@ -262,6 +262,30 @@ def test_sigterm_is_handled_as_ctrl_c_with_status_143(cifar_setup, train_run, mo
     assert signal.getsignal(signal.SIGTERM) == before                # train.main leaves no handler behind
 
 
+@pytest.mark.parametrize('signame', ['SIGTERM', 'SIGINT'])
+def test_a_signal_just_after_validation_keeps_the_validated_epoch(cifar_setup, train_run, monkeypatch, signame):
+    """Found by a new user: a SIGTERM between an epoch's validation and its checkpoint dropped the
+    epoch (its record written, its checkpoint not) and said no epoch had finished. The record and
+    the checkpoint of a validated epoch are written whole; the signal acts right after."""
+    import signal
+    root, common, _ = cifar_setup
+    from tasks.classification.task import ClassificationTask
+    real = ClassificationTask.epoch_line
+
+    def line_then_signal(self, epoch, stats, val):
+        if epoch == 1:
+            os.kill(os.getpid(), getattr(signal, signame))
+            time.sleep(0.5)                                  # (an unheld signal would act here)
+        return real(self, epoch, stats, val)
+    monkeypatch.setattr(ClassificationTask, 'epoch_line', line_then_signal)
+    prefix = 'late' + signame.lower()
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=%s' % prefix, 'num_epoch=3'])
+    assert code == (143 if signame == 'SIGTERM' else 130), err
+    assert checkpoint.epochs(str(root / 'model'), prefix) == [1]
+    assert 'before the first epoch' not in err and 'retrain=true model_load_epoch=-1' in err, err
+    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+
+
 @pytest.mark.skipif(bfloat16_problem() is not None, reason='bfloat16 AMP cannot run on this CPU: %s'
                     % bfloat16_problem())
 def test_bfloat16_amp_distillation(cifar_setup):

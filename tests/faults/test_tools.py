@@ -747,3 +747,56 @@ def test_evaluate_a_batch_larger_than_the_validation_set_is_named(three_class_ru
     code, _, err = run_tool(evaluate.main, ['--prefix', str(three_class_run / 'model' / 'three'), 'batch_size=50'],
                             capsys)
     one_error(code, err, 'a batch takes 50 images but the validation set', 'lower batch_size to at most 6')
+
+
+# ---------------------------------------------------------------- found by a new user (#18's fourth trial)
+def test_fourth_trial_messages_name_the_problem_and_the_fix(three_class_run, tmp_path, capsys):
+    """A legacy Module prefix given to tools.evaluate/export said 'no checkpoint ...'; an .onnx copied
+    without its -meta.json was scored on config/cfgs.py's data (an init.sh hint); a run whose data
+    moved was not told data_dir=NEW; a CIFAR-10 folder as dataset=cifar100 said 'unpack the archive';
+    `LR=0.1` had no 'did you mean'; tools.compare added its own teacher_symbol beside the user's;
+    a library module run as a command printed nothing."""
+    import shutil
+    import train
+    from tools import compare
+    from tests.helpers import write_as_legacy
+    import symbols
+    import mxnet as mx
+    net = symbols.get_network('cifar_resnet8', 3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 16, 16)))
+    write_as_legacy(net, str(tmp_path / 'legacy'), image_size=16)
+    for tool in (evaluate, export):
+        code, _, err = run_tool(tool.main, ['--prefix', str(tmp_path / 'legacy')] + (
+            ['--out', str(tmp_path / 'd')] if tool is export else []), capsys)
+        one_error(code, err, 'is a legacy MXNet Module checkpoint', '--teacher teacher_prefix=%s' % (tmp_path / 'legacy'))
+    (tmp_path / 'lonely.onnx').write_bytes(b'not read')
+    code, _, err = run_tool(evaluate.main, ['--onnx', str(tmp_path / 'lonely.onnx')], capsys)
+    one_error(code, err, 'lonely-meta.json', 'is missing', 'copy it there')
+    moved = tmp_path / 'moved'
+    shutil.copytree(str(three_class_run / 'model'), str(moved / 'model'))
+    shutil.copytree(str(three_class_run / 'pack'), str(moved / 'pack'))
+    meta_file = moved / 'model' / 'three-best.json'
+    meta = json.load(open(str(meta_file)))
+    meta['config']['data_dir'] = str(tmp_path / 'gone')
+    meta_file.write_text(json.dumps(meta))
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(moved / 'model' / 'three')], capsys)
+    errors = [l for l in err.splitlines() if 'error' in l]
+    assert code == 2 and len(errors) == 1 and 'give its new folder: data_dir=NEW' in errors[0], err
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(moved / 'model' / 'three'),
+                                              'data_dir=%s' % (moved / 'pack')], capsys)
+    assert code == 0 and 'on 6 images' in out, err
+    common = ['gpu_list=[]', 'progress=false', 'model_dir=%s' % (tmp_path / 'm'), 'log_dir=%s' % (tmp_path / 'l')]
+    code = train.main(['--cfg', 'cifar100_student', 'data_dir=%s' % (three_class_run / 'cifar' / 'cifar-10-batches-py')]
+                      + common)
+    err = capsys.readouterr().err
+    assert code == 2 and 'data_dir holds CIFAR-10, not CIFAR-100: set dataset=cifar10' in err, err
+    code = train.main(['LR=0.1'] + common)
+    assert code == 2 and "did you mean 'lr'?" in capsys.readouterr().err
+    code, _, err = run_tool(compare.main, ['--methods', 'nst', 'teacher_symbol=stage3'], capsys)
+    one_error(code, err, 'tools.compare sets teacher_symbol for each method', '--teacher-tap TAP')
+    r = python_m(['tools.records', '--help'])
+    assert r.returncode == 2 and 'tools.records is a part the tools share, not a command' in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, 'train.py', 'kt_layer_weight={at:', '[1,', '-1]}'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'quote it' in r.stderr and '1=VALUE' not in r.stderr, r.stderr
