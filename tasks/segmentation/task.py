@@ -155,7 +155,6 @@ class SegmentationTask(Task):
     def _load_teacher(self, t_taps):
         """(tapped teacher, description): a segmentation run of this project with the classes of this
         run, its taps `t_taps`, hybridized, never trained."""
-        import symbols
         cfg, ctx = self.cfg, self.engine.ctx
         if cfg.teacher_source == 'gluoncv':
             return self._load_gluoncv_teacher(t_taps)
@@ -170,21 +169,14 @@ class SegmentationTask(Task):
         if list(meta['classes']) != list(cfg.classes):
             raise SegmentationError('the teacher %s was trained on the classes %s, this run has %s: use a teacher of '
                                     'these classes' % (cfg.teacher_prefix, meta['classes'], cfg.classes))
-        try:
-            tapped = symbols.with_taps(net, t_taps)
-        except TapError as e:
-            raise SegmentationError('teacher_symbol: %s' % e)
-        for p in net.collect_params().values():
-            p.grad_req = 'null'
-        tapped.hybridize(static_alloc=True)
         s = meta['segmentation']
-        return tapped, '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'], meta.get('epoch'))
+        return _frozen_taps(net, t_taps), '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'],
+                                                                      meta.get('epoch'))
 
     def _load_gluoncv_teacher(self, t_taps):
         """(tapped teacher, description): gluoncv's DeepLabV3 `teacher_network`, its weights from
         `teacher_prefix` (a .params file) or gluoncv's model store (one line naming the file, the
         folder and the URL when it is missing offline)."""
-        import symbols
         from symbols import pretrained
         from symbols.segmentation import gluoncv_teacher, SegmentationNetworkError
         cfg, ctx = self.cfg, self.engine.ctx
@@ -195,14 +187,7 @@ class SegmentationTask(Task):
             raise SegmentationError('teacher: %s' % e)
         except SegmentationNetworkError as e:
             raise SegmentationError(str(e))
-        try:
-            tapped = symbols.with_taps(net, t_taps)
-        except TapError as e:
-            raise SegmentationError('teacher_symbol: %s' % e)
-        for p in net.collect_params().values():
-            p.grad_req = 'null'
-        tapped.hybridize(static_alloc=True)
-        return tapped, 'gluoncv %s (%s)' % (cfg.teacher_network, weights)
+        return _frozen_taps(net, t_taps), 'gluoncv %s (%s)' % (cfg.teacher_network, weights)
 
     def _pair(self):
         """One forward of both networks on a crop: the taps pair up, connectors and heads are built,
@@ -370,6 +355,19 @@ def iou_table(record, classes):
 
 
 __all__ = ['SegmentationTask', 'SegmentationError', 'epoch_order', 'iou_table', 'load_network']
+
+
+def _frozen_taps(net, taps):
+    """The teacher `net` giving `taps` (x -> (scores, tap_1, ...)), hybridized, never trained."""
+    import symbols
+    try:
+        tapped = symbols.with_taps(net, taps)
+    except TapError as e:
+        raise SegmentationError('teacher_symbol: %s' % e)
+    for p in net.collect_params().values():
+        p.grad_req = 'null'
+    tapped.hybridize(static_alloc=True)
+    return tapped
 
 
 def load_network(prefix_path, tag, ctx, prefix='seg_', output_stride=None):
