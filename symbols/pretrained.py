@@ -175,6 +175,12 @@ def source_of(value, network, epoch=-1):
     if value.endswith('.params'):
         if not os.path.isfile(value):
             raise WeightsError('pretrained=%s: no such file' % value)
+        import re
+        m = re.match(r'^(.*)-(\d{4})\.params$', value)
+        if m and os.path.isfile(m.group(1) + '-symbol.json'):
+            raise WeightsError('pretrained=%s is the parameters of the legacy MXNet Module checkpoint %s: give its '
+                               'prefix, pretrained=%s pretrained_epoch=%d' % (value, m.group(1), m.group(1),
+                                                                              int(m.group(2))))
         return 'file', value
     folder, name = os.path.split(value)
     folder = folder or '.'
@@ -186,7 +192,7 @@ def source_of(value, network, epoch=-1):
     from gluoncv.model_zoo import model_store
     if value in model_store._model_sha1:
         return 'zoo', value
-    raise WeightsError('pretrained=%s is neither \'zoo\', a gluoncv weights name (e.g. resnet18_v2), a .params file '
+    raise WeightsError('pretrained=%s is neither \'zoo\', a gluoncv weights name (e.g. resnet18_v2), a .params file, '
                        'a run of this project (model_dir/RUN with checkpoints) nor a legacy MXNet Module checkpoint (PREFIX with '
                        'PREFIX-symbol.json)' % value)
 

@@ -218,6 +218,9 @@ def main(argv=None):
     p.add_argument('overrides', nargs='*')
     args = p.parse_args(argv)
     from config import load_config, task_of
+    if args.teacher and args.prefix:
+        raise cli.UsageError('--teacher evaluates the config\'s teacher (teacher_prefix=...); --prefix names a run to '
+                             'evaluate: give one of them')
     if args.onnx and (args.prefix or args.teacher):
         raise cli.UsageError('--onnx scores an exported file; --%s names something else to evaluate: give one of '
                              'them' % ('prefix' if args.prefix else 'teacher'))

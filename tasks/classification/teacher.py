@@ -55,6 +55,9 @@ def _project(cfg, in_channels, ctx):
     try:
         meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
     except checkpoint.CheckpointError as e:
+        if os.path.isfile(cfg.teacher_prefix + '-symbol.json'):
+            raise TeacherError('teacher_prefix=%s is a legacy MXNet Module checkpoint, not a run of this project: set '
+                               'teacher_source=legacy (or auto)' % cfg.teacher_prefix)
         raise TeacherError('teacher checkpoint not found: %s. Train it first (see the README) or set '
                            'teacher_prefix / teacher_epoch' % e)
     try:

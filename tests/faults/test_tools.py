@@ -800,3 +800,30 @@ def test_fourth_trial_messages_name_the_problem_and_the_fix(three_class_run, tmp
     r = subprocess.run([sys.executable, 'train.py', 'kt_layer_weight={at:', '[1,', '-1]}'], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and 'quote it' in r.stderr and '1=VALUE' not in r.stderr, r.stderr
+
+
+def test_fifth_trial_messages_name_the_problem_and_the_fix(three_class_run, tmp_path, capsys):
+    """The params half of a legacy checkpoint given as pretrained= was 'another architecture'; a
+    legacy prefix with teacher_source=project said 'train it first'; --teacher beside --prefix
+    dropped --prefix silently."""
+    import train
+    import symbols
+    import mxnet as mx
+    from tests.helpers import write_as_legacy
+    net = symbols.get_network('cifar_resnet8', 3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 16, 16)))
+    prefix = str(tmp_path / 'legacy')
+    write_as_legacy(net, prefix, image_size=16)
+    common = ['dataset=imagenet', 'data_dir=%s' % (three_class_run / 'pack'), 'image_size=16', 'network=cifar_resnet8',
+              'gpu_list=[]', 'batch_size=2', 'progress=false', 'data_threads=1', 'epoch_size=1', 'num_epoch=1',
+              'model_dir=%s' % (tmp_path / 'm'), 'log_dir=%s' % (tmp_path / 'l')]
+    code = train.main(common + ['kt=false', 'pretrained=%s-0000.params' % prefix])
+    err = capsys.readouterr().err
+    assert code == 2 and 'give its prefix, pretrained=%s pretrained_epoch=0' % prefix in err, err
+    code = train.main(common + ['kt=true', 'kt_type=kd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
+                                'teacher_source=project', 'teacher_prefix=%s' % prefix])
+    err = capsys.readouterr().err
+    assert code == 2 and 'is a legacy MXNet Module checkpoint' in err and 'teacher_source=legacy' in err, err
+    code, _, err = run_tool(evaluate.main, ['--teacher', '--prefix', str(three_class_run / 'model' / 'three')], capsys)
+    one_error(code, err, '--teacher evaluates the config', 'give one of them')
