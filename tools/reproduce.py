@@ -122,9 +122,9 @@ def python(args, log=None, cwd=ROOT):
     def stop(signum, frame):                # SIGTERM (kill, timeout, a scheduler): the step stops too
         r.terminate()
         r.wait()
-        tool = os.path.basename(sys.argv[0]).replace('.py', '') if sys.argv and sys.argv[0] else 'the tool'
-        print('tools.%s: terminated (SIGTERM) during `python %s`; run the same tools.%s command again to resume'
-              % (tool, ' '.join(args), tool),
+        name = os.path.basename(sys.argv[0]) if sys.argv else ''
+        tool = name[:-3] if name.endswith('.py') else 'reproduce'         # tools.compare runs its steps here too
+        print('tools.%s: terminated (SIGTERM) during `python %s`; run it again to resume' % (tool, ' '.join(args)),
               file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGTERM)
     previous = signal.signal(signal.SIGTERM, stop)
