@@ -97,7 +97,7 @@ def zoo_weights_of(network):
     return name
 
 
-def _saved_arrays(weights, mine=()):
+def saved_arrays(weights, mine=()):
     """{structural name: NDArray} of `weights`: a Gluon params file (a Module file's arg:/aux:
     prefixes dropped) or such a dict already read. A segmentation run's file, whose backbone's names
     start with 'backbone.', gives its backbone alone when that is what fits the names `mine` (a
@@ -116,6 +116,32 @@ def _saved_arrays(weights, mine=()):
     return saved
 
 
+def few(names, shown=4):
+    """`names` joined by commas, the first `shown` of them, with the total when there are more."""
+    return ', '.join(names[:shown]) + (', ... (%d in all)' % len(names) if len(names) > shown else '')
+
+
+def fit_problems(mine, saved, ignored=(), deferred=False):
+    """What keeps arrays `saved` {name: NDArray} from setting parameters `mine` {name: Parameter}: a
+    list of phrases (empty when they fit) naming the network's parameters the file lacks, the file's
+    arrays the network lacks (those whose names start with one of `ignored` excepted; `ignored`
+    None: all of them) and the shapes that differ. `deferred`: a 0 in a parameter's shape (not
+    inferred yet) matches any size."""
+    missing = sorted(set(mine) - set(saved))
+    extra = [] if ignored is None else sorted(n for n in set(saved) - set(mine) if not n.startswith(tuple(ignored)))
+
+    def differs(have, want):
+        if deferred:
+            return len(have) != len(want) or any(a != b and b != 0 for a, b in zip(have, want))
+        return have != want
+    wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
+             for n in sorted(set(mine) & set(saved)) if differs(tuple(saved[n].shape), tuple(mine[n].shape))]
+    return [text for text in (
+        '%d parameter(s) of the network are not in the file (%s)' % (len(missing), few(missing)) if missing else '',
+        '%d of the file are not in the network (%s)' % (len(extra), few(extra)) if extra else '',
+        '; '.join(wrong[:3]) + (' (%d in all)' % len(wrong) if len(wrong) > 3 else '') if wrong else '') if text]
+
+
 def load_with_new_head(net, weights, num_classes, what='pretrained weights', named=None):
     """Set the initialised (shapes known) network `net` from `weights` (a params file, or its arrays
     by structural name, then `named` in messages), the classifier
@@ -125,7 +151,7 @@ def load_with_new_head(net, weights, num_classes, what='pretrained weights', nam
     naming them, when names are missing on either side or other shapes differ: the file holds
     another network."""
     mine = net._collect_params_with_prefix()
-    saved = _saved_arrays(weights, mine)
+    saved = saved_arrays(weights, mine)
     path = named or weights
     missing = sorted(set(mine) - set(saved))
     extra = sorted(set(saved) - set(mine))
@@ -133,13 +159,9 @@ def load_with_new_head(net, weights, num_classes, what='pretrained weights', nam
     if new and len(new) == len(missing) and not extra:   # a backbone without classifier (a segmentation run's)
         missing = []
     if missing or extra:
-        def few(names):
-            return ', '.join(names[:4]) + (', ... (%d in all)' % len(names) if len(names) > 4 else '')
-        raise WeightsError('%s %s do not fit network %s: %s%s%s; give weights of the same architecture'
+        raise WeightsError('%s %s do not fit network %s: %s; give weights of the same architecture'
                            % (what, path, getattr(net, 'network_name', type(net).__name__),
-                              '%d parameter(s) of the network are not in the file (%s)' % (len(missing), few(missing))
-                              if missing else '', '; ' if missing and extra else '',
-                              '%d of the file are not in the network (%s)' % (len(extra), few(extra)) if extra else ''))
+                              '; '.join(fit_problems({n: mine[n] for n in missing}, {n: saved[n] for n in extra}))))
     replaced, wrong = [n for n in new if n not in saved], []
     for name, p in mine.items():
         if name not in saved:
@@ -234,16 +256,12 @@ def load_into_backbone(net, weights, what='pretrained weights', named=None):
     `load_with_new_head`); the file's other parameters (its classifier) are not used. Returns the loaded names;
     WeightsError naming them when the network has parameters the file lacks or shapes differ."""
     mine = net._collect_params_with_prefix()
-    saved = _saved_arrays(weights, mine)
+    saved = saved_arrays(weights, mine)
     path = named or weights
-    missing = sorted(set(mine) - set(saved))
-    wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
-             for n in sorted(set(mine) & set(saved)) if tuple(saved[n].shape) != tuple(mine[n].shape)]
-    if missing or wrong:
+    problems = fit_problems(mine, saved, ignored=None)          # the file's classifier is not used
+    if problems:
         raise WeightsError('%s %s do not fit backbone %s: %s; give weights of the same architecture'
-                           % (what, path, getattr(net, 'network_name', type(net).__name__),
-                              '%d of its parameters are not in the file (%s)' % (len(missing), ', '.join(missing[:4]))
-                              if missing else '; '.join(wrong[:3])))
+                           % (what, path, getattr(net, 'network_name', type(net).__name__), '; '.join(problems)))
     for name, p in mine.items():
         for d in p.list_data():
             saved[name].copyto(d)

@@ -385,25 +385,17 @@ def gluoncv_teacher(name, weights, crop_size, ctx, prefix='teacher_'):
         warnings.simplefilter('ignore')                # gluoncv initialises its head twice
         net = get_deeplab(GLUONCV_DATASETS[m.group(2)], 'resnet%s' % m.group(1), pretrained=False,
                           pretrained_base=False, aux=False, crop_size=crop_size, ctx=ctx[0])
+    from symbols.pretrained import WeightsError, saved_arrays, fit_problems
     mine = net._collect_params_with_prefix()
     try:
-        saved = {k.split(':', 1)[-1]: v for k, v in nd.load(weights).items()}
-    except mx.base.MXNetError as e:
-        raise SegmentationNetworkError('teacher weights %s cannot be read (%s): the file is truncated or not an MXNet '
-                                       'params file' % (weights, str(e).strip().splitlines()[-1][:150]))
-    missing = sorted(set(mine) - set(saved))
-    extra = sorted(n for n in set(saved) - set(mine) if not n.startswith('auxlayer.'))
-    wrong = ['%s %s in the file, %s here' % (n, tuple(saved[n].shape), tuple(mine[n].shape))
-             for n in sorted(set(mine) & set(saved)) if len(saved[n].shape) != len(mine[n].shape) or
-             any(a != b and b != 0 for a, b in zip(saved[n].shape, mine[n].shape))]     # (0: not inferred yet)
-    if missing or extra or wrong:
+        saved = saved_arrays(weights, mine)
+    except WeightsError as e:
+        raise SegmentationNetworkError('teacher %s' % e)
+    problems = fit_problems(mine, saved, ignored=('auxlayer.',), deferred=True)   # training-only auxiliary head
+    if problems:
         raise SegmentationNetworkError('teacher weights %s do not fit gluoncv network %s: %s; give that network\'s '
                                        'own weights (gluoncv\'s %s-*.params) or the teacher_network they are of'
-                                       % (weights, name, '; '.join(filter(None, [
-                                           '%d of its parameters are not in the file (%s)' % (
-                                               len(missing), ', '.join(missing[:3])) if missing else '',
-                                           '%d of the file are not in it (%s)' % (len(extra), ', '.join(extra[:3]))
-                                           if extra else '', '; '.join(wrong[:2])])), name))
+                                       % (weights, name, '; '.join(problems), name))
     for n, p in mine.items():
         p._load_init(saved[n], ctx)
     net.TAPS = OrderedDict(GLUONCV_TAPS)
