@@ -17,12 +17,13 @@ import os
 import re
 import runpy
 
+from . import preset_files
 from .checks import ConfigError, once_each
 from .schema import FIELDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CFG = os.path.join(HERE, 'cfgs.py')
-PRESET_DIR = os.path.join(HERE, 'presets')
+PRESET_DIR = preset_files.PRESET_DIR
 NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
 
 
@@ -92,14 +93,10 @@ def _find_file(path, base_of=None):
     if path in ('cfgs', 'cfgs.py'):
         return DEFAULT_CFG
     # a preset of any task (a file's `base:` may name one; its own `task:` then says which)
-    for folder in (PRESET_DIR, os.path.join(PRESET_DIR, 'detection'), os.path.join(PRESET_DIR, 'segmentation')):
-        alt = os.path.join(folder, path)
-        for cand in (alt, alt + '.yaml', alt + '.py'):
-            if os.path.isfile(cand):
-                return cand
-    raise ConfigError('%s %s does not exist; presets: %s, or cfgs.py (the default run)'
-                      % ('config file %s: base' % base_of if base_of else 'config file', path,
-                         ', '.join(list_presets())))
+    found = preset_files.find(path)
+    if found is None:
+        raise preset_files.unknown(path, 'config file %s: base' % base_of if base_of else 'config file')
+    return found
 
 
 def _follows(values):
@@ -197,10 +194,8 @@ def _run_python(path):
 
 
 def list_presets():
-    if not os.path.isdir(PRESET_DIR):
-        return []
-    return sorted(f.rsplit('.', 1)[0] for f in os.listdir(PRESET_DIR)
-                  if f.endswith(('.yaml', '.yml', '.py')) and not f.startswith('_'))
+    """The names of the classification presets."""
+    return preset_files.names('classification')
 
 
 def task_of(path=None, overrides=()):
@@ -209,8 +204,6 @@ def task_of(path=None, overrides=()):
     are detection's), else classification. ConfigError for a file that cannot be read or an
     unknown task."""
     from .schema import TASK_NAMES
-    from .detection import is_detection_preset
-    from .segmentation import is_segmentation_preset
     task = None
     for text in overrides:
         if text.split('=', 1)[0].strip() == 'task':
@@ -218,10 +211,8 @@ def task_of(path=None, overrides=()):
             where = 'the command line'
     own = None
     if path:
-        if is_detection_preset(path):
-            own = 'detection'
-        elif is_segmentation_preset(path):
-            own = 'segmentation'
+        if preset_files.task_of_preset(path) in ('detection', 'segmentation'):
+            own = preset_files.task_of_preset(path)
         elif task is None or os.path.isfile(path):   # (a folder given with task=...: that task's loader names it)
             own = read_file(path)[0].get('task')
     if task is not None and own is not None and own != task:
@@ -362,6 +353,10 @@ DERIVED = ('begin_epoch', 'retrain', 'model_load_epoch', 'model_load_prefix', 'o
 PATH_KEYS = ('data_dir', 'voc_root', 'sbd_root', 'model_dir', 'log_dir', 'teacher_prefix', 'backbone_prefix')
 
 
+# the keys naming a run's data folders (a moved folder is named again on the command line)
+DATA_KEYS = ('data_dir', 'voc_root', 'sbd_root')
+
+
 def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
     """The configuration a checkpoint was trained with (`meta`: its metadata, whose `config` the
     engine writes; `where`: the checkpoint, for the messages), with `overrides` applied and checked
@@ -379,17 +374,29 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
         if isinstance(value, str) and value and not os.path.isabs(value) and started_in and \
                 not os.path.exists(value) and os.path.exists(os.path.join(started_in, value)):
             values[key] = os.path.join(started_in, value)
-    if values.get('task') == 'segmentation':
-        from .segmentation import segmentation_schema
-        return load(segmentation_schema(), None, overrides, saved=(values, 'the configuration saved with %s' % where))
-    if values.get('task', 'classification') == 'detection':
-        from .detection import DETECTION
-        return load(DETECTION, None, overrides, saved=(values, 'the configuration saved with %s' % where),
-                    **options)
-    cfg = load(CLASSIFICATION, None, overrides, saved=(values, 'the configuration saved with %s' % where))
-    if check_data:
-        check_data_files(cfg)
-    return cfg
+    saved_as = (values, 'the configuration saved with %s' % where)
+    try:
+        if values.get('task') == 'segmentation':
+            from .segmentation import segmentation_schema, check_data as check_folders
+            cfg = load(segmentation_schema(), None, overrides, saved=saved_as)
+            if check_data:
+                check_folders(cfg)
+            return cfg
+        if values.get('task', 'classification') == 'detection':
+            from .detection import DETECTION
+            return load(DETECTION, None, overrides, saved=saved_as, **options)
+        cfg = load(CLASSIFICATION, None, overrides, saved=saved_as)
+        if check_data:
+            check_data_files(cfg)
+        return cfg
+    except ConfigError as e:
+        given = {o.split('=', 1)[0].strip() for o in overrides}
+        moved = [k for k in DATA_KEYS if k not in given and values.get(k) and
+                 ('%s=' % k in str(e) or 'key %s ' % k in str(e))]
+        if not moved:
+            raise
+        raise ConfigError('%s; %s=%s comes from the configuration saved with %s: if the data moved since that run was '
+                          'trained, give its new folder: %s=NEW' % (e, moved[0], values[moved[0]], where, moved[0]))
 
 
 def load_config(path=None, overrides=(), check_data=True):

@@ -14,7 +14,7 @@ import os
 import re
 from collections import OrderedDict
 
-from . import checks as c
+from . import checks as c, preset_files
 from .checks import ConfigError
 from .schema import Field, FIELDS as SCHEMA_FIELDS
 
@@ -22,7 +22,7 @@ from .schema import Field, FIELDS as SCHEMA_FIELDS
 ENGINE_KEYS = ('kv_store', 'dtype', 'tensorboard')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DETECTION_PRESET_DIR = os.path.join(HERE, 'presets', 'detection')
+DETECTION_PRESET_DIR = preset_files.FOLDERS['detection']
 VOC_CLASSES = ['aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
                'tvmonitor']
@@ -169,15 +169,12 @@ SYNONYMS = {'epochs': 'the epochs are num_epoch=N (epoch_size=N: images per epoc
 # ------------------------------------------------------------------ files
 def list_detection_presets():
     """Names of the detection presets (config/presets/detection/voc_*.yaml)."""
-    if not os.path.isdir(DETECTION_PRESET_DIR):
-        return []
-    return sorted(f[:-5] for f in os.listdir(DETECTION_PRESET_DIR) if f.endswith('.yaml') and not f.startswith('_'))
+    return preset_files.names('detection')
 
 
 def is_detection_preset(name):
     """Whether `name` (not a file) names a detection preset."""
-    return bool(name) and not os.path.isfile(name) and \
-        os.path.splitext(os.path.basename(name))[0] in list_detection_presets()
+    return preset_files.task_of_preset(name) == 'detection'
 
 
 def find_detection_file(path):
@@ -188,15 +185,14 @@ def find_detection_file(path):
     if os.path.isdir(path):
         raise ConfigError('detection config file %s is a folder: give a YAML/.py file in it or a detection preset (%s)'
                           % (path, ', '.join(list_detection_presets())))
-    for cand in (os.path.join(DETECTION_PRESET_DIR, path), os.path.join(DETECTION_PRESET_DIR, path + '.yaml')):
-        if os.path.isfile(cand):
-            return cand
-    from . import list_presets
-    if os.path.splitext(os.path.basename(path))[0] in list_presets():
-        raise ConfigError('%s is a classification preset of train.py (python train.py --cfg %s); detection presets: '
-                          '%s' % (path, path, ', '.join(list_detection_presets())))
-    raise ConfigError('detection config file %s does not exist; detection presets: %s'
-                      % (path, ', '.join(list_detection_presets())))
+    found = preset_files.find(path, ('detection',))
+    if found:
+        return found
+    other = preset_files.task_of_preset(path)
+    if other:
+        raise ConfigError('%s is a %s preset of train.py (python train.py --cfg %s); detection presets: %s'
+                          % (path, other, path, ', '.join(list_detection_presets())))
+    raise preset_files.unknown(path, 'detection config file', ('detection',))
 
 
 def load_detection_config(path=None, overrides=(), backbone=True):

@@ -9,12 +9,12 @@ with segmentation's defaults where they differ. Presets: config/presets/segmenta
 import os
 from collections import OrderedDict
 
-from . import checks as c
+from . import checks as c, preset_files
 from .checks import ConfigError
 from .schema import Field, FIELDS as SCHEMA_FIELDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PRESET_DIR = os.path.join(HERE, 'presets', 'segmentation')
+PRESET_DIR = preset_files.FOLDERS['segmentation']
 # classification's keys that mean the same here (their checks and meanings), with these defaults
 SHARED = OrderedDict([
     ('model_prefix', 'voc_seg'), ('model_dir', None), ('log_dir', None), ('gpu_list', None), ('kv_store', None),
@@ -145,24 +145,16 @@ SYNONYMS = {'crop': 'crop_size=N', 'base_size': 'crop_size=N (the random scale i
 
 
 def list_segmentation_presets():
-    if not os.path.isdir(PRESET_DIR):
-        return []
-    return sorted(f[:-5] for f in os.listdir(PRESET_DIR) if f.endswith('.yaml') and not f.startswith('_'))
-
-
-def is_segmentation_preset(name):
-    return bool(name) and not os.path.isfile(name) and \
-        os.path.splitext(os.path.basename(name))[0] in list_segmentation_presets()
+    """Names of the segmentation presets (config/presets/segmentation/seg_*.yaml)."""
+    return preset_files.names('segmentation')
 
 
 def find_segmentation_file(path):
+    """The file `path` names: itself, a segmentation preset, else what `config._find_file` finds."""
     if os.path.isfile(path):
         return path
-    for cand in (os.path.join(PRESET_DIR, path), os.path.join(PRESET_DIR, path + '.yaml')):
-        if os.path.isfile(cand):
-            return cand
     from . import _find_file
-    return _find_file(path)
+    return preset_files.find(path, ('segmentation',)) or _find_file(path)
 
 
 def _check_together(cfg, at):

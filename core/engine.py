@@ -334,14 +334,20 @@ class Engine(object):
                         'there before resuming to keep them', _epochs_text(missing), self.cfg.model_prefix, self.jsonl)
 
     def _warn_of_changes(self, meta, epoch):
-        """Warnings for a resume that changes what the later epochs train with: another teacher, another
-        global batch (devices, workers or batch_size), both legitimate but worth a line in the log."""
+        """Warnings for a resume that changes what the later epochs train with: another value of a
+        key that says what the run trains (lr, crop_size, the teacher, ...; not `RUN_KEYS`, nor
+        num_epoch, which a resume extends) or another global batch (devices, workers or batch_size),
+        legitimate but worth a line in the log."""
         saved = meta.get('config') or {}
         cfg = self.cfg
-        for key in ('teacher_prefix', 'teacher_epoch'):
-            if key in saved and cfg.get('kt') and saved[key] != cfg.get(key):
-                LOG.warning('resuming epoch %d with %s=%s; epochs 1..%d were trained with %s=%s', epoch, key,
-                            cfg.get(key), epoch, key, saved[key])
+        now = checkpoint.jsonable(cfg)
+        differ = [k for k in sorted(saved) if k in now and k not in runs.RUN_KEYS + ('num_epoch', 'batch_size')
+                  and saved[k] != now[k]]
+        if differ:
+            LOG.warning('resuming epoch %d with %s; epoch %d was trained with %s: the later epochs train otherwise '
+                        '(give the checkpoint\'s values to go on as the run was)', epoch,
+                        ', '.join('%s=%s' % (k, now[k]) for k in differ), epoch,
+                        ', '.join('%s=%s' % (k, saved[k]) for k in differ))
         if meta.get('global_batch') and meta['global_batch'] != self.global_batch:
             LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '
                         'its epoch %d was trained with %d: the lr is not rescaled', epoch, self.global_batch,

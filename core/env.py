@@ -160,7 +160,6 @@ def configure_threads(local_workers=1, check=True):
         'MKL_NUM_THREADS': str(threads),
         # one engine worker per CPU device: intra-op parallelism comes from OpenMP
         'MXNET_CPU_WORKER_NTHREADS': '1',
-        'MXNET_ENGINE_TYPE': 'ThreadedEnginePerDevice',
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -309,6 +309,10 @@ def rewind_records(path, epoch, dest):
         raise RunError('could not rewind the records %s to epoch %d (%s); its copy is in %s' % (path, epoch, e, dest))
 
 
+# keys that say how a run is run, not what it trains: changing them on resume keeps the run what it was
+RUN_KEYS = ('retrain', 'model_load_epoch', 'model_load_prefix', 'model_prefix', 'begin_epoch', 'overwrite', 'progress',
+            'frequent', 'tensorboard', 'data_threads', 'gpu_list', 'kv_store', 'model_dir', 'log_dir', 'plan')
+
 PROBE_AGE = 60.0            # seconds after which a folder's write-test probe is a leftover of a killed process
 
 

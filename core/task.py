@@ -55,6 +55,12 @@ class Task(object):
         """Texts of configuration warnings to log when the run starts."""
         return []
 
+    @classmethod
+    def locate_teacher(cls, cfg):
+        """Check, without building a network, that the teacher of `cfg` (kt true) can be found as
+        configured; the task's UserError naming what is missing. Tools that start several runs
+        (tools.compare) call it for each before any of them trains."""
+
     def prepare(self):
         """Read and check the data (and whatever else can be checked) before any network is built."""
         raise NotImplementedError

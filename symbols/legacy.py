@@ -42,15 +42,22 @@ def latest_legacy_epoch(prefix):
     return max(epochs) if epochs else 0
 
 
-def load_legacy_network(prefix, epoch, ctx=None, keys=('teacher_prefix', 'teacher_epoch')):
-    """The checkpoint as a `LegacyNetwork` (x -> logits) with its weights loaded; `keys`: the config
-    keys that named the prefix and the epoch, for the message when a file is missing."""
+def legacy_files(prefix, epoch, keys=('teacher_prefix', 'teacher_epoch')):
+    """(symbol file, params file) of legacy checkpoint `prefix` at `epoch`; CheckpointError naming
+    the missing one and the config keys `keys` that named the prefix and the epoch."""
     sym_file = '%s-symbol.json' % prefix
     par_file = '%s-%04d.params' % (prefix, epoch)
     for f in (sym_file, par_file):
         if not os.path.isfile(f):
             raise CheckpointError('legacy checkpoint file %s does not exist: check %s=%r and %s=%d'
                                   % (f, keys[0], prefix, keys[1], epoch))
+    return sym_file, par_file
+
+
+def load_legacy_network(prefix, epoch, ctx=None, keys=('teacher_prefix', 'teacher_epoch')):
+    """The checkpoint as a `LegacyNetwork` (x -> logits) with its weights loaded; `keys`: the config
+    keys that named the prefix and the epoch, for the message when a file is missing."""
+    sym_file, par_file = legacy_files(prefix, epoch, keys)
     try:
         symbol = mx.sym.load(sym_file)
     except Exception as e:

@@ -164,9 +164,11 @@ class LegacyNetwork(gluon.SymbolBlock):
         object.__setattr__(self, 'logits_symbol', logits)
 
     def internal_names(self):
-        return [n for n in self.full_symbol.get_internals().list_outputs()
-                if not n.endswith(('_weight', '_bias', '_gamma', '_beta',
-                                   '_moving_mean', '_moving_var', '_label')) and n != 'data']
+        """The outputs of the checkpoint's operators (its variables, weights and BatchNorm statistics
+        whatever their names, excepted): the taps it offers."""
+        symbol = self.full_symbol
+        variables = set(symbol.list_arguments()) | set(symbol.list_auxiliary_states())
+        return [n for n in symbol.get_internals().list_outputs() if n not in variables]
 
     def internal(self, tap):
         internals = self.full_symbol.get_internals()

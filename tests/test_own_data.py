@@ -226,3 +226,22 @@ def test_absurd_logits_are_warned_of_in_training_and_evaluation(tmp_path, capsys
     assert train.main(args + ['model_prefix=wild2', 'pretrained=%s' % (tmp_path / 'model' / 'wild'),
                               'lr=1e-12']) == 0
     assert 'the student (validation of epoch 1) has logits up to' in capsys.readouterr().err
+
+
+def test_a_legacy_checkpoint_offers_its_operators_outputs_as_taps(tmp_path):
+    """Found by a new user: the tap list of a legacy checkpoint whose parameters have opaque names
+    (layerNNN_mean, layerNNN_var) offered its BatchNorm statistics as taps; it now offers the outputs
+    of its operators only, whatever its variables are called."""
+    net = symbols.get_network('cifar_resnet8', 3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 16, 16)))
+    prefix = str(tmp_path / 'opaque')
+    write_as_legacy(net, prefix, image_size=16)
+    legacy = symbols.load_legacy_network(prefix, 0, mx.cpu())
+    offered = legacy.internal_names()
+    variables = set(legacy.full_symbol.list_arguments()) | set(legacy.full_symbol.list_auxiliary_states())
+    assert offered and not variables & set(offered) and not [n for n in offered if n.startswith('layer')], offered
+    assert all(n.endswith('_output') for n in offered), offered
+    with pytest.raises(symbols.TapError) as e:
+        symbols.with_taps(legacy, ['nope'])
+    assert 'layer0' not in str(e.value) and '_output' in str(e.value), e.value

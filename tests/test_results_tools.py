@@ -108,6 +108,10 @@ def test_tsne_and_heatmap_commands_on_runs(tiny_runs, capsys):
     assert tsne.main(['--teacher', '%s:stage3_pre' % (model / 'missing'), '--student', 'a=%s:stage3_pre'
                       % (model / 's'), '--data-dir', data, '--out', out]) == 2
     assert 'no checkpoint' in capsys.readouterr().err
+    # without --data-dir: the data the first run was trained on (its saved data_dir), not Fashion-MNIST's folder
+    assert heatmaps.main(['--net', 'T=%s:stage3_pre' % (model / 't'), '--images', '2', '--channels', '1',
+                          '--out', out]) == 0
+    assert '(2 panels)' in capsys.readouterr().out
 
 
 def test_pool_to_is_adaptive_average_pooling():

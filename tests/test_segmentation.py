@@ -1,6 +1,7 @@
 """Segmentation, the third task (#20): the VOC layout read and checked, DeepLab heads at output
 strides 8 and 16, mIoU against a numpy reference, training through train.py with exact resume,
 evaluation and the results table, every bad input one error with nothing written, and learning."""
+import glob
 import json
 import os
 import shutil
@@ -409,6 +410,27 @@ def test_compare_trains_segmentation_students_and_writes_table_and_curves(voc, t
     code, _, err = run_tool(plot_masks.main, ['--prefix', runs[0], '--first', '99', '--out',
                                               str(tmp_path / 'm2.png')], capsys)
     one_error(code, err, '--first 99: the validation list val', 'has 6 images')
+    code, _, err = run_tool(plot_masks.main, ['--prefix', runs[0], '--images', '100', '--out',
+                                              str(tmp_path / 'm2.png')], capsys)
+    one_error(code, err, '--images 100: the validation list val', 'ask for at most 6')
+    # a teacher that is not there stops the comparison before any run trains (the student alone first)
+    missing = [a for a in argv if not a.startswith('teacher_prefix=')] + [
+        'teacher_prefix=%s' % (tmp_path / 't' / 'model' / 'nope')]
+    missing[missing.index('cmp')] = 'cmp2'
+    code, _, err = run_tool(compare.main, missing, capsys)
+    one_error(code, err, 'run cmp2_cwd_s0: teacher_prefix=', "no checkpoint of a run named 'nope'")
+    assert not glob.glob(str(tmp_path / 'cmp' / 'model' / 'cmp2_*'))
+    # a run whose VOC folder moved: the tools say that its voc_root comes from the saved configuration
+    from tools import evaluate
+    for tag in ('best', '0001'):
+        meta_file = tmp_path / 't' / 'model' / ('teacher-%s.json' % tag)
+        meta = json.load(open(str(meta_file)))
+        meta['config']['voc_root'] = str(tmp_path / 'gone')
+        meta_file.write_text(json.dumps(meta))
+    for tool, extra in ((evaluate, []), (plot_masks, ['--out', str(tmp_path / 'm3.png')])):
+        code, _, err = run_tool(tool.main, ['--prefix', runs[0]] + extra, capsys)
+        one_error(code, err, 'voc_root=%s comes from the configuration saved with' % (tmp_path / 'gone'),
+                  'give its new folder: voc_root=NEW')
 
 
 def test_a_gluoncv_deeplab_teacher_from_its_params_file(voc, tmp_path, capsys, monkeypatch):

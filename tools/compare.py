@@ -24,6 +24,8 @@ import time
 from collections import OrderedDict
 
 from tools import cli
+from core.errors import UserError
+from core.runs import RUN_KEYS
 
 
 class CompareError(cli.UsageError):
@@ -31,11 +33,6 @@ class CompareError(cli.UsageError):
 
 
 COMPARED = ('classification', 'segmentation')      # the tasks whose students are compared (table and curves)
-
-
-# keys that say how a run is run, not what it trains (a change of them keeps a finished run comparable)
-RUN_KEYS = ('retrain', 'model_load_epoch', 'model_load_prefix', 'begin_epoch', 'overwrite', 'progress', 'frequent',
-            'tensorboard', 'data_threads', 'gpu_list', 'kv_store', 'model_dir', 'log_dir', 'plan')
 
 
 def label(method):
@@ -99,8 +96,9 @@ def main(argv=None):
     if not args.methods:
         raise CompareError('--methods names no method (key=value settings go after the methods): give student, kd, '
                            'nst, ...')
+    given = {o.split('=', 1)[0].strip() for o in args.overrides}
     for key, option in (('teacher_symbol', '--teacher-tap'), ('student_symbol', '--student-tap')):
-        if key in {o.split('=', 1)[0].strip() for o in args.overrides}:
+        if key in given:
             raise CompareError('%s=... : tools.compare sets %s for each method (a feature method on the base config\'s '
                                'taps); give the tap with %s TAP instead' % (key, key, option))
     import tasks
@@ -115,7 +113,6 @@ def main(argv=None):
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
     cli.output_path(os.path.join(out, 'table.md'), '--out')
-    given = {o.split('=', 1)[0].strip() for o in args.overrides}
     if args.epochs and 'num_epoch' in given:
         raise CompareError('--epochs %d and num_epoch= both say how long to train: keep one' % args.epochs)
     defaults = ['model_dir=%s' % os.path.join(out, 'model'), 'log_dir=%s' % os.path.join(out, 'records'),
@@ -132,6 +129,14 @@ def main(argv=None):
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
+    located = set()
+    for name, _, cfg in runs:                      # every teacher found before any run trains
+        if cfg.kt and (cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network) not in located:
+            try:
+                tasks.get(task).locate_teacher(cfg)
+            except UserError as e:
+                raise CompareError('run %s: %s' % (name, e))
+            located.add((cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network))
     for name, _, cfg in runs:                      # a run started otherwise would be tabled as this one
         have = checkpoint.epochs(cfg.model_dir, name)
         if have:

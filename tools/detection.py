@@ -239,6 +239,12 @@ def main(argv=None):
     if not (args.eval_only or args.figure):
         # training is train.py's, with its run handling (resume hints, Ctrl-C and SIGTERM, exit codes)
         import train
+        from config import preset_files
+        other = preset_files.task_of_preset(args.cfg)
+        if other not in (None, 'detection'):
+            raise UsageError('--cfg %s is a %s preset: train it with python train.py --cfg %s (tools.detection trains '
+                             'the detection presets: %s)' % (args.cfg, other, args.cfg,
+                                                             ', '.join(preset_files.names('detection'))))
         given = any(o.split('=', 1)[0].strip() == 'task' for o in overrides)
         return train.main((['--cfg', args.cfg] if args.cfg else []) + overrides + ([] if given else ['task=detection']))
     from config.detection import load_detection_config

@@ -67,8 +67,9 @@ def main(argv=None):
     from core.cpu import bfloat16_problem
     bf16 = bfloat16_problem()
     row('bfloat16', 'CPU AMP (dtype=bfloat16) runs here' if bf16 is None else 'NO: %s; train with dtype=float32' % bf16)
-    row('threads', ' '.join('%s=%s%s' % (k, threads[k], '' if k in user_set else '*') for k in THREAD_KEYS)
-        + '   (* core/env.py default)')
+    values = dict(threads, MXNET_ENGINE_TYPE=os.environ.get('MXNET_ENGINE_TYPE', 'ThreadedEnginePerDevice'))
+    row('threads', ' '.join('%s=%s%s' % (k, values[k], '' if k in user_set else '*') for k in THREAD_KEYS)
+        + '   (* the default of core/env.py or MXNet)')
 
     # CUDA libraries and the driver
     if gpu_build:

@@ -38,6 +38,10 @@ def _evaluate(cfg, load, max_batches=None, classes_of=None):
         check_batch_fits(cfg, data.batch_size, {'validation': data.num_val}, len(ctx))   # CIFAR's arrays pad)
     net, info = load(data, ctx)
     classes = classes_of(info) if classes_of else cfg.num_classes
+    if classes > cfg.num_classes:       # (fewer: the labels it cannot output are refused as they are met)
+        raise cli.UsageError('the network predicts %d classes, the data (%s in %s) has %d (num_classes): evaluate it on '
+                             'data of its classes (leave out --cfg, data_dir and num_classes to use its run\'s data)'
+                             % (classes, cfg.dataset, cfg.data_dir, cfg.num_classes))
     return dict(evaluate(net, data.val(), ctx, classes, max_batches), classes=classes), info
 
 
@@ -188,15 +192,8 @@ def checkpoint_config(args):
     if args.cfg is None:
         folder, name = os.path.split(prefix)
         tag = args.epoch = checkpoint.resolve_tag(folder or '.', name, args.epoch)   # (resolved once: one warning)
-        from config import ConfigError
-        try:
-            cfg = of_checkpoint(checkpoint.read_meta(folder or '.', name, tag), '%s epoch %s' % (prefix, tag),
-                                args.overrides, backbone=False)
-        except ConfigError as e:
-            if 'data_dir=' not in str(e) or any(o.startswith('data_dir=') for o in args.overrides):
-                raise
-            raise ConfigError('%s; if the data moved since run %s was trained, give its new folder: data_dir=NEW'
-                              % (e, name))
+        cfg = of_checkpoint(checkpoint.read_meta(folder or '.', name, tag), '%s epoch %s' % (prefix, tag),
+                            args.overrides, backbone=False)
         if cfg is not None:
             return cfg, prefix
     return load_config(args.cfg, args.overrides), prefix

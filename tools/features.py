@@ -118,15 +118,35 @@ def pool_to(fmap, h, w):
                      for a, b in rows], axis=-2)
 
 
+def run_data_dir(meta, prefix):
+    """The data_dir the run of checkpoint metadata `meta` (run `prefix`) was trained on, as its saved
+    configuration says (a relative one from the folder the run was started in, where it is not found
+    from here); UsageError asking for --data-dir when it is not known or no longer there."""
+    from tools.cli import UsageError
+    saved = (meta.get('config') or {}).get('data_dir')
+    if not saved:
+        raise UsageError('run %s does not say which data it was trained on (a checkpoint older than its saved '
+                         'configuration): give --data-dir, the folder of its validation data' % prefix)
+    if not os.path.isabs(saved) and not os.path.isdir(saved) and meta.get('cwd') and \
+            os.path.isdir(os.path.join(meta['cwd'], saved)):
+        saved = os.path.join(meta['cwd'], saved)
+    if not os.path.isdir(saved):
+        raise UsageError('run %s was trained on data_dir=%s, which is not there any more: give --data-dir, the folder '
+                         'of its validation data now' % (prefix, saved))
+    return saved
+
+
 def view_maps(views, data_dir, count, epoch='best'):
     """Images and [(label, tap maps)] for views [(label, prefix, tap)] on the same validation images."""
     loaded = [(name,) + load_tapped(prefix, [tap], epoch) for name, prefix, tap in views]
-    runs = [meta for _, _, meta in loaded if 'dataset' in meta]
+    runs = [(meta, prefix) for (_, _, meta), (_, prefix, _) in zip(loaded, views) if 'dataset' in meta]
     if not runs:
         from tools.cli import UsageError
         raise UsageError('the views are all legacy checkpoints: add a run of this project, whose metadata '
                          'says which data and image size to read')
-    images = val_images(runs[0], data_dir, count)
+    if data_dir is None:
+        data_dir = run_data_dir(*runs[0])
+    images = val_images(runs[0][0], data_dir, count)
     out = [(name, tap_outputs(block, images, meta['mean'], meta['std'])[1]) for name, block, meta in loaded]
     for (name, m), (_, prefix, tap) in zip(out, views):
         if m.ndim != 4:
@@ -142,7 +162,8 @@ def add_run_arguments(parser, images):
     """The options the figure commands share: data, image count (>= 1), epoch (a number or 'best'),
     output; argparse rejects a wrong value with one error line."""
     from tools import cli
-    parser.add_argument('--data-dir', default='datasets/fashion_mnist', help='the validation data of the runs')
+    parser.add_argument('--data-dir', help="the validation data of the runs (default: the first run's data_dir, as "
+                        'its saved configuration says)')
     parser.add_argument('--images', type=cli.positive_int, default=images, help='validation images to read')
     parser.add_argument('--epoch', default='best', type=cli.epoch_arg,
                         help='checkpoint epoch of every run, or "best"')
@@ -158,8 +179,9 @@ def run_figure(args, views, draw):
     parsed = [parse_view(text, label, option) for option, text, label in views]
     for (option, _, _), (_, prefix, _) in zip(views, parsed):
         cli.checkpoint_prefix(prefix, option, legacy=True)
-    cli.existing_dir(args.data_dir, '--data-dir', 'give the folder holding the validation data the runs were '
-                     'trained on (e.g. datasets/fashion_mnist)')
+    if args.data_dir is not None:
+        cli.existing_dir(args.data_dir, '--data-dir', 'give the folder holding the validation data the runs were '
+                         'trained on (e.g. datasets/fashion_mnist)')
     from tools.plotting import figure_path
     figure_path(args.out)
     images, maps = view_maps(parsed, args.data_dir, args.images, args.epoch)

@@ -3,10 +3,12 @@ Figure 2): for each image, the input and the maps of chosen channels of one or
 more networks, upsampled to the image and overlaid in colour.
 
     python -m tools.heatmaps --net "teacher=model/T:stage3_pre" --net "NST student=model/S:stage3_pre" \
-        --data-dir datasets/fashion_mnist [--images 4] [--channels 3] [--epoch best] --out heatmaps.png
+        [--data-dir DIR] [--images 4] [--channels 3] [--epoch best] --out heatmaps.png
 
 Each network shows its `--channels` most active channels of the tap. PREFIX is
-a run of this project or a legacy MXNet Module checkpoint (PREFIX-symbol.json).
+a run of this project or a legacy MXNet Module checkpoint (PREFIX-symbol.json). The images are the first validation images of
+the data the first run of this project was trained on (its saved data_dir),
+unless --data-dir names others.
 """
 import sys
 

@@ -62,6 +62,10 @@ def main(argv=None):
     if args.first >= len(items):
         raise cli.UsageError('--first %d: the validation list %s of %s has %d images' % (
             args.first, cfg.val_split, cfg.voc_root, len(items)))
+    if args.first + args.images > len(items):
+        raise cli.UsageError('--images %d%s: the validation list %s of %s has %d images; ask for at most %d' % (
+            args.images, ' from --first %d' % args.first if args.first else '', cfg.val_split, cfg.voc_root,
+            len(items), len(items) - args.first))
     items = items[args.first:args.first + args.images]
     segdata.check_items(items, cfg.num_classes)
     columns = []

@@ -8,12 +8,13 @@ hundred points) does the embedding.
 
     python -m tools.tsne --teacher model/T:stage3_pre \
         --student "student alone=model/S_plain:stage3_pre" --student "with NST=model/S_nst:stage3_pre" \
-        --data-dir datasets/fashion_mnist [--images 64] [--epoch best] --out tsne.png
+        [--data-dir DIR] [--images 64] [--epoch best] --out tsne.png
 
 PREFIX is a run of this project (as in --prefix of tools.evaluate) or a legacy
 MXNet Module checkpoint (PREFIX-symbol.json, e.g. the original's resnet-101
 teacher with TAP bn1_output); maps of different H x W are average-pooled to the
-smallest.
+smallest. The images are the first validation images of the data the first run of
+this project was trained on (its saved data_dir), unless --data-dir names others.
 """
 import sys
 

@@ -30,7 +30,7 @@ from . import stages
 from .distiller import DistillBlock, loss_options, plan_taps, plan_takes_indices
 from .evaluate import evaluate, sum_over_workers
 from .metrics import Running, TOP5_FROM, accuracy_text
-from .teacher import load_teacher, BatchStatsGuard, TeacherError
+from .teacher import load_teacher, locate_teacher, BatchStatsGuard, TeacherError
 
 LOG = logging.getLogger('train')
 # A plain student (kt=False) gets a placeholder for the teacher logits it does not use.
@@ -90,6 +90,10 @@ class ClassificationTask(Task):
     @classmethod
     def warnings(cls, cfg):
         return warnings_of(cfg)
+
+    @classmethod
+    def locate_teacher(cls, cfg):
+        locate_teacher(cfg)
 
     # the engine's, for the stages (stages.py) that drive their own optimizer
     @property

@@ -10,13 +10,12 @@ import mxnet as mx
 
 import symbols
 from symbols import pretrained
+from symbols.legacy import legacy_files
 from config.checks import resolved_source
 from core import checkpoint
 from core.errors import NetworkError
 
 LOG = logging.getLogger('teacher')
-
-
 
 IMAGENET_CLASSES = 1000                  # the classes of every gluoncv classification weight file used here
 
@@ -45,7 +44,8 @@ def check_teacher_prefix(path):
                               ' (it holds no checkpoints)'))
 
 
-def _project(cfg, in_channels, ctx):
+def _project_meta(cfg):
+    """(model_dir, run name, tag, metadata) of teacher run `teacher_prefix`, a classification run."""
     if not cfg.teacher_prefix:
         raise TeacherError('teacher_prefix is not set: name the teacher checkpoint, e.g. '
                            'teacher_prefix="model/fmnist_resnet14_teacher"')
@@ -64,15 +64,60 @@ def _project(cfg, in_channels, ctx):
         checkpoint.refuse_other_kind(meta, cfg.teacher_prefix, 'a classification teacher')
     except checkpoint.CheckpointError as e:
         raise TeacherError(str(e))
-    name = cfg.teacher_network or meta.get('network')
     if cfg.teacher_network and meta.get('network') and cfg.teacher_network != meta['network']:
         raise TeacherError('teacher_network=%r but checkpoint %s was trained as %r'
                            % (cfg.teacher_network, cfg.teacher_prefix, meta['network']))
+    return model_dir, prefix, tag, meta
+
+
+def _project(cfg, in_channels, ctx):
+    model_dir, prefix, tag, meta = _project_meta(cfg)
+    name = cfg.teacher_network or meta.get('network')
     net = symbols.get_network(name, meta.get('num_classes', cfg.num_classes),
                               meta.get('in_channels', in_channels), prefix='teacher_')
     checkpoint.load_params(net, checkpoint.paths(model_dir or '.', prefix, tag)['params'], ctx, 'teacher params')
     net.trained_with = {k: meta.get(k) for k in ('image_size', 'val_top1', 'dataset')}
     return net, '%s (%s, epoch %s)' % (cfg.teacher_prefix, name, meta.get('epoch'))
+
+
+def _zoo_params(cfg, name, weights):
+    """The file of gluoncv's ImageNet weights `weights` for teacher network `name` (None: it has
+    none), after checking that this run has ImageNet's classes."""
+    if weights is None:
+        raise TeacherError('gluoncv has no pretrained weights for %r: give a params file as teacher_prefix' % name)
+    if cfg.num_classes != IMAGENET_CLASSES:       # checked before anything is looked for or downloaded
+        raise TeacherError('gluoncv\'s %s weights predict the %d ImageNet classes but num_classes=%d: a zoo '
+                           'teacher needs ImageNet-labelled data; for other classes train (or fine-tune) a '
+                           'teacher on your data first and give its run as teacher_prefix'
+                           % (weights, IMAGENET_CLASSES, cfg.num_classes))
+    try:
+        return pretrained.weights_file(weights)
+    except pretrained.WeightsError as e:
+        raise TeacherError(str(e) + ' (as teacher_prefix)')
+
+
+def locate_teacher(cfg):
+    """Check, without building a network, that the teacher of `cfg` can be found as configured
+    (`Task.locate_teacher`); TeacherError naming what is missing."""
+    source = source_of(cfg)
+    if source == 'legacy':
+        epoch = cfg.teacher_epoch if cfg.teacher_epoch >= 0 else symbols.latest_legacy_epoch(cfg.teacher_prefix)
+        try:
+            legacy_files(cfg.teacher_prefix, epoch)
+        except symbols.CheckpointError as e:
+            raise TeacherError(str(e))
+    elif source == 'gluoncv':
+        if not cfg.teacher_network:
+            raise TeacherError('teacher_source=gluoncv needs teacher_network (e.g. preact_resnet101 or a gluoncv '
+                               'model-zoo name)')
+        if not (cfg.teacher_prefix and cfg.teacher_prefix.endswith('.params')):
+            try:
+                weights = pretrained.ZOO_WEIGHTS.get(symbols.resolve_name(cfg.teacher_network))
+            except ValueError:
+                weights = cfg.teacher_network
+            _zoo_params(cfg, cfg.teacher_network, weights)
+    else:
+        _project_meta(cfg)
 
 
 def _gluoncv(cfg, in_channels, ctx):
@@ -91,19 +136,7 @@ def _gluoncv(cfg, in_channels, ctx):
         with holder.name_scope():
             net = get_model(name, classes=cfg.num_classes, pretrained=False)
         weights = name
-    if params_file is None:
-        if weights is None:
-            raise TeacherError('gluoncv has no pretrained weights for %r: give a params file as teacher_prefix'
-                               % name)
-        if cfg.num_classes != IMAGENET_CLASSES:       # checked before anything is looked for or downloaded
-            raise TeacherError('gluoncv\'s %s weights predict the %d ImageNet classes but num_classes=%d: a zoo '
-                               'teacher needs ImageNet-labelled data; for other classes train (or fine-tune) a '
-                               'teacher on your data first and give its run as teacher_prefix'
-                               % (weights, IMAGENET_CLASSES, cfg.num_classes))
-        try:
-            params_file = pretrained.weights_file(weights)
-        except pretrained.WeightsError as e:
-            raise TeacherError(str(e) + ' (as teacher_prefix)')
+    params_file = params_file or _zoo_params(cfg, name, weights)
     checkpoint.load_params(net, params_file, ctx, 'teacher params')
     return net, '%s from %s' % (name, params_file)
 

@@ -152,23 +152,41 @@ class SegmentationTask(Task):
         params.update({n: p for n, p in self.block.extras.collect_params().items() if p.grad_req != 'null'})
         return params
 
-    def _load_teacher(self, t_taps):
-        """(tapped teacher, description): a segmentation run of this project with the classes of this
-        run, its taps `t_taps`, hybridized, never trained."""
-        cfg, ctx = self.cfg, self.engine.ctx
+    @classmethod
+    def locate_teacher(cls, cfg):
+        """The teacher's weights (a .params file) and, for a run of this project, its metadata, checked
+        without building a network: a run of these classes, gluoncv weights on disk or in the store."""
         if cfg.teacher_source == 'gluoncv':
-            return self._load_gluoncv_teacher(t_taps)
+            from symbols import pretrained
+            try:
+                return cfg.teacher_prefix or pretrained.weights_file(cfg.teacher_network), None
+            except pretrained.WeightsError as e:
+                raise SegmentationError('teacher: %s' % e)
         folder, name = os.path.split(cfg.teacher_prefix)
         if not checkpoint.epochs(folder or '.', name) and not os.path.isfile(
                 checkpoint.paths(folder or '.', name, 'best')['meta']):
             raise SegmentationError('teacher_prefix=%s: no checkpoint of a run named %r in %s; train the teacher first '
                                     '(a segmentation run) or correct teacher_prefix' % (cfg.teacher_prefix, name,
                                                                                        folder or '.'))
-        net, meta = load_network(cfg.teacher_prefix, 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch, ctx,
-                                 prefix='teacher_')
-        if list(meta['classes']) != list(cfg.classes):
+        tag = cfg.teacher_epoch if cfg.teacher_epoch >= 0 else 'best'
+        if tag == 'best' and not os.path.isfile(checkpoint.paths(folder or '.', name, 'best')['meta']):
+            recorded = checkpoint.best_recorded(folder or '.', name)      # (load_network says so when it loads)
+            tag = tag if recorded is None else recorded
+        meta = checkpoint.read_meta(folder or '.', name, tag)
+        if meta.get('kind') == 'segmentation' and list(meta.get('classes') or []) != list(cfg.classes):
             raise SegmentationError('the teacher %s was trained on the classes %s, this run has %s: use a teacher of '
                                     'these classes' % (cfg.teacher_prefix, meta['classes'], cfg.classes))
+        return checkpoint.paths(folder or '.', name, tag)['params'], meta
+
+    def _load_teacher(self, t_taps):
+        """(tapped teacher, description): a segmentation run of this project with the classes of this
+        run, its taps `t_taps`, hybridized, never trained."""
+        cfg, ctx = self.cfg, self.engine.ctx
+        if cfg.teacher_source == 'gluoncv':
+            return self._load_gluoncv_teacher(t_taps)
+        self.locate_teacher(cfg)
+        net, meta = load_network(cfg.teacher_prefix, 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch, ctx,
+                                 prefix='teacher_')
         s = meta['segmentation']
         return _frozen_taps(net, t_taps), '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'],
                                                                       meta.get('epoch'))
@@ -177,14 +195,11 @@ class SegmentationTask(Task):
         """(tapped teacher, description): gluoncv's DeepLabV3 `teacher_network`, its weights from
         `teacher_prefix` (a .params file) or gluoncv's model store (one line naming the file, the
         folder and the URL when it is missing offline)."""
-        from symbols import pretrained
         from symbols.segmentation import gluoncv_teacher, SegmentationNetworkError
         cfg, ctx = self.cfg, self.engine.ctx
+        weights, _ = self.locate_teacher(cfg)
         try:
-            weights = cfg.teacher_prefix or pretrained.weights_file(cfg.teacher_network)
             net = gluoncv_teacher(cfg.teacher_network, weights, cfg.crop_size, ctx)
-        except pretrained.WeightsError as e:
-            raise SegmentationError('teacher: %s' % e)
         except SegmentationNetworkError as e:
             raise SegmentationError(str(e))
         return _frozen_taps(net, t_taps), 'gluoncv %s (%s)' % (cfg.teacher_network, weights)

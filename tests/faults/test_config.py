@@ -365,3 +365,28 @@ def test_a_path_starting_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv('HOME', str(tmp_path))
     c = cfg('model_dir=~/models', 'log_dir=~/logs', 'data_dir=~/fm')
     assert (c.model_dir, c.log_dir, c.data_dir) == tuple(str(tmp_path / n) for n in ('models', 'logs', 'fm'))
+
+
+def test_a_misspelt_preset_of_any_task_gets_the_closest_name_and_every_task_s_presets(capsys):
+    """Found by a new user: a misspelt segmentation preset got the classification presets only and no
+    'did you mean'; tools.detection given a segmentation preset said 'the command line says
+    task=detection', which the user had not said; the error line was followed by MXNet's engine line."""
+    import train
+    from tools import detection
+    from tests.helpers import one_error, run_tool
+    for name, close in (('seg_voc_r18_deeplabv3plus_ofx', 'seg_voc_r18_deeplabv3plus_ofd, a segmentation preset'),
+                        ('voc_kd_nsst', 'voc_kd_nst, a detection preset'),
+                        ('cifar10_kdd', 'cifar10_kd, a classification preset')):
+        code = train.main(['--cfg', name])
+        lines = [line for line in capsys.readouterr().err.splitlines() if 'error' in line]
+        assert code == 2 and len(lines) == 1 and 'did you mean %s?' % close in lines[0], lines
+        assert 'segmentation: seg_voc_r101_deeplabv3plus' in lines[0] and 'detection: voc_at' in lines[0], lines
+    code, _, err = run_tool(detection.main, ['--cfg', 'seg_voc_r18_deeplabv3plus'], capsys)
+    one_error(code, err, 'seg_voc_r18_deeplabv3plus is a segmentation preset', 'python train.py --cfg '
+              'seg_voc_r18_deeplabv3plus', 'voc_kd_nst')
+    code, _, err = run_tool(detection.main, ['--cfg', 'voc_kd_nsst'], capsys)
+    assert code == 2 and 'did you mean voc_kd_nst' in err and 'detection presets: voc_at' in err, err
+    env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
+    r = subprocess.run([sys.executable, 'train.py', '--cfg', 'cifar10_kdd'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr     # nothing after the error

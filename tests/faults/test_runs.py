@@ -550,6 +550,21 @@ def test_a_resume_with_another_global_batch_is_said(cifar_setup, train_run):
     assert code == 0 and 'resuming epoch 1 with a global batch of 4' in err and 'trained with 8' in err, err
 
 
+def test_a_resume_with_other_training_settings_is_said(cifar_setup, train_run):
+    """Found by a new user: a segmentation run resumed with another lr and crop_size said nothing (the
+    teacher and the global batch were said); the engine says every such change, for every task."""
+    _, common, _ = cifar_setup
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=ch'])[0] == 0
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=ch', 'retrain=true', 'model_load_epoch=-1',
+                                    'num_epoch=2'])
+    assert code == 0 and 'train otherwise' not in err, err              # the same settings, a longer run
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=ch', 'retrain=true', 'model_load_epoch=-1',
+                                    'num_epoch=3', 'lr=0.037', 'wd=0.0003'])
+    lines = [line for line in err.splitlines() if 'train otherwise' in line]
+    assert code == 0 and len(lines) == 1, err
+    assert 'resuming epoch 2 with lr=0.037, wd=0.0003; epoch 2 was trained with lr=0.2, wd=0.0001' in lines[0], lines
+
+
 def test_a_run_resumed_without_its_records_says_so(cifar_setup, train_run, tmp_path):
     """Found by a new user: a run folder copied without its log_dir resumed silently, its records then
     starting at the resumed epoch."""

@@ -587,6 +587,17 @@ def test_evaluate_without_cfg_uses_the_configuration_saved_with_the_checkpoint(t
     code, out, err = run_tool(evaluate.main, ['--prefix', prefix, '--cfg', 'cifar10_student', 'gpu_list=[]',
                                               'data_dir=%s' % (three_class_run / 'cifar')], capsys)
     one_error(code, err, 'outside 0..2', 'num_classes=3')
+    # a network of more classes than the data has is refused too (it would score on classes the data lacks)
+    from data import pack
+    from tests.helpers import make_jpeg_tree
+    two = three_class_run / 'two'
+    for split, seed in (('train', 3), ('val', 4)):
+        make_jpeg_tree(str(two / 'src' / split), classes=2, per_class=2, size=(20, 20), seed=seed)
+    assert pack.main(['--train', str(two / 'src' / 'train'), '--val', str(two / 'src' / 'val'),
+                      '--out', str(two / 'pack')]) == 0
+    code, out, err = run_tool(evaluate.main, ['--prefix', prefix, 'data_dir=%s' % (two / 'pack'), 'num_classes=2'],
+                              capsys)
+    one_error(code, err, 'the network predicts 3 classes, the data', 'has 2 (num_classes)', 'leave out --cfg')
 
 
 def test_evaluate_and_export_best_without_a_best_copy_use_the_best_recorded_epoch(three_class_run, tmp_path,
