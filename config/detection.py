@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 from . import checks as c, preset_files
 from .checks import ConfigError
-from .schema import Field, FIELDS as SCHEMA_FIELDS
+from .schema import Field, Fields, FIELDS as SCHEMA_FIELDS
 
 # the engine's keys of every task (core/engine.py), defined once in config/schema.py
 ENGINE_KEYS = ('kv_store', 'dtype', 'tensorboard')
@@ -157,8 +157,23 @@ _FIELDS = [
     Field('method', 'baseline', c.string(), 'how the backbone was trained (a label for the results table)'),
     Field('paper_map', None, c.optional(c.number(min=0, max=100)), 'the paper\'s VOC07 mAP for this row of '
           'Table 4 (shown beside the result)'),
-] + [SCHEMA_FIELDS[k] for k in ENGINE_KEYS]
-FIELDS = OrderedDict((f.name, f) for f in _FIELDS)
+] + [SCHEMA_FIELDS[k] for k in ENGINE_KEYS] + [
+    # distillation inside the detector: a Faster R-CNN teacher of this project, registered methods on named taps
+    SCHEMA_FIELDS['kt']._replace(doc='distil the detector from a Faster R-CNN teacher (teacher_prefix) besides its own '
+                                 'losses (false: the plain recipe)'),
+    SCHEMA_FIELDS['kt_type']._replace(default='fitnet', doc="'+'-joined methods on the detectors' taps (features: "
+                                      "the stride-16 map; rcnn_logits: the class scores of the student's RoIs): "
+                                      'logit methods kd, dist and feature methods fitnet, at, mmd, cwd, vid, ...'),
+    SCHEMA_FIELDS['kt_weight'], SCHEMA_FIELDS['kt_layer_weight'], SCHEMA_FIELDS['kt_warmup_epochs'],
+    SCHEMA_FIELDS['teacher_prefix']._replace(doc='the teacher: a Faster R-CNN run of this project (model_dir/RUN) '
+                                             'with the same classes'),
+    SCHEMA_FIELDS['teacher_epoch']._replace(doc="the teacher run's epoch; -1: its best"),
+    SCHEMA_FIELDS['teacher_symbol']._replace(default='features', doc='teacher taps per method (features or '
+                                             'rcnn_logits), in the forms classification takes'),
+    SCHEMA_FIELDS['student_symbol']._replace(default='features', doc='student taps per method, as teacher_symbol'),
+]
+# detection's keys and the registered methods' options (read when looked up)
+FIELDS = Fields(_FIELDS, methods_after='kt_warmup_epochs')
 # keys of other tools a user may try here: what to write instead
 _BATCH = ('detection trains one image per device per step (gluoncv\'s recipe, as lr is set for): more images a '
           'step means more devices, gpu_list=[0,1,...]')
@@ -235,6 +250,46 @@ def _check_together(cfg, where, backbone=True):
                                                        key.split('_')[1]))
     if backbone:
         _check_backbone(cfg, where)
+    if cfg.kt:
+        _check_distillation(cfg, where)
+    else:
+        cfg['plan'] = []
+
+
+# what a detection run cannot give a method: labels per sample, sample indices, stages before training,
+# and the other images of a batch (one image a device) to a batch-relational feature method
+NOT_HERE = ('labels', 'indices', 'stages')
+
+
+def _check_distillation(cfg, where):
+    """The transfer plan (config.resolve_plan, as classification's) of a distilled detector."""
+    from . import resolve_plan
+    from symbols.transfer import METHODS
+    from tasks.detection.distill import TAPS
+    if not cfg.teacher_prefix:
+        raise ConfigError('config key kt (%s) is true but teacher_prefix is not set: name the teacher, a Faster R-CNN '
+                          'run of this project (teacher_prefix=model/RUN)' % where('kt', 'teacher_prefix'))
+    if os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+        raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
+                          'model_prefix' % (where('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
+    cfg['plan'] = resolve_plan(cfg, where('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
+                                          'kt_layer_weight'))
+    for entry in cfg.plan:
+        spec = METHODS[entry['method']]
+        said = [what for what in NOT_HERE if getattr(spec, what)]
+        if spec.inputs not in ('logits', 'feature'):
+            said.append('%s inputs' % spec.inputs)
+        elif spec.inputs == 'feature' and spec.relational:
+            said.append('a batch of images (it relates them; detection trains one image a device)')
+        if said:
+            raise ConfigError('config key kt_type (%s): %s needs %s, which a detection run does not give; use logit '
+                              'methods on the RoIs\' class scores (kd, dist) or feature methods on the features tap '
+                              '(fitnet, at, mmd, cwd, vid)' % (where('kt_type'), entry['method'], ' and '.join(said)))
+        for pair in entry['pairs']:
+            for role, tap in zip(('student_symbol', 'teacher_symbol'), pair):
+                if tap not in TAPS:
+                    raise ConfigError('config key %s (%s): %r is not a tap of a Faster R-CNN; its taps are %s'
+                                      % (role, where(role), tap, ', '.join(TAPS)))
 
 
 def _check_backbone(cfg, where):

@@ -127,7 +127,6 @@ _FIELDS = [
           'per-epoch scalars (validation top-1/top-5, epoch time, each term); needs tensorboardX '
           "(pip install -c constraints.txt -e '.[tensorboard]')"),
 ]
-_STATIC = OrderedDict((f.name, f) for f in _FIELDS)
 
 # classification's keys by the job they do, for `train.py --keys` and docs/reference/config.md (a key
 # not listed lands in "other": add it here); the methods' options follow Distillation, by method
@@ -167,18 +166,26 @@ def option_check(option):
     return c.optional(check) if option.optional else check
 
 
-class Schema(Mapping):
-    """{key: Field} of every classification config key: the fixed ones above, with the options of
-    the methods registered at the time of the look-up after the distillation keys (a method
-    registered later, e.g. by a user's module, brings its options with it)."""
+class Fields(Mapping):
+    """{key: Field} of a task's config keys: the fixed `fields` (a list) with the options of the
+    methods registered at the time of the look-up inserted after key `methods_after` (None: no
+    method options); a method registered later, e.g. by a user's module, brings its options with it.
+    A fixed key is found without the registry (which imports the loss blocks)."""
+
+    def __init__(self, fields, methods_after=None):
+        self.fixed = list(fields)
+        self.methods_after = methods_after
+        self.static = OrderedDict((f.name, f) for f in self.fixed)
 
     def _fields(self):
-        split = [f.name for f in _FIELDS].index('kt_warmup_epochs') + 1
-        return OrderedDict((f.name, f) for f in _FIELDS[:split] + method_fields() + _FIELDS[split:])
+        if self.methods_after is None:
+            return self.static
+        split = [f.name for f in self.fixed].index(self.methods_after) + 1
+        return OrderedDict((f.name, f) for f in self.fixed[:split] + method_fields() + self.fixed[split:])
 
     def __getitem__(self, key):
-        if key in _STATIC:                  # (no registry look-up, which imports the loss blocks)
-            return _STATIC[key]
+        if key in self.static:
+            return self.static[key]
         return self._fields()[key]
 
     def __iter__(self):
@@ -188,7 +195,8 @@ class Schema(Mapping):
         return len(self._fields())
 
 
-FIELDS = Schema()
+FIELDS = Fields(_FIELDS, methods_after='kt_warmup_epochs')
+# (classification's keys, which the other tasks' schemas share by name)
 
 
 def defaults():

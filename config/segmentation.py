@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from . import checks as c, preset_files
 from .checks import ConfigError
-from .schema import Field, FIELDS as SCHEMA_FIELDS
+from .schema import Field, Fields, FIELDS as SCHEMA_FIELDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRESET_DIR = preset_files.FOLDERS['segmentation']
@@ -108,37 +108,8 @@ def _shared():
     return out
 
 
-class Schema(object):
-    """{key: Field}: segmentation's own keys, the shared ones, and the registered methods' options
-    (read when looked up, as classification's schema does)."""
-
-    def _fields(self):
-        from .schema import method_fields
-        return OrderedDict((f.name, f) for f in _OWN + _shared() + method_fields())
-
-    def __getitem__(self, key):
-        return self._fields()[key]
-
-    def __contains__(self, key):
-        return key in self._fields()
-
-    def __iter__(self):
-        return iter(self._fields())
-
-    def __len__(self):
-        return len(self._fields())
-
-    def items(self):
-        return self._fields().items()
-
-    def values(self):
-        return self._fields().values()
-
-    def get(self, key, default=None):
-        return self._fields().get(key, default)
-
-
-FIELDS = Schema()
+# segmentation's own keys, the shared ones, and the registered methods' options (read when looked up)
+FIELDS = Fields(_OWN + _shared(), methods_after='kt_warmup_epochs')
 SYNONYMS = {'crop': 'crop_size=N', 'base_size': 'crop_size=N (the random scale is scale_min..scale_max of the '
             'image itself)', 'backbone': 'network=NAME', 'os': 'output_stride=16 or 8', 'aux': 'no auxiliary '
             'head here: head=deeplabv3 or deeplabv3+'}

@@ -318,7 +318,8 @@ def test_config_mistakes_are_one_error_line(voc, tmp_path, capsys):
 def test_detection_presets_are_table_4_and_train_py_refuses_them(capsys):
     import train
     rows = {}
-    for name in list_detection_presets():
+    table4 = [n for n in list_detection_presets() if not load_detection_config(n, backbone=False).kt]
+    for name in table4:
         cfg = load_detection_config(name)
         assert cfg.network == 'inception_bn' and cfg.train_sets == [(2007, 'trainval'), (2012, 'trainval')]
         assert cfg.val_sets == [(2007, 'test')] and len(cfg.classes) == 20 and cfg.backbone_split is None
@@ -328,7 +329,7 @@ def test_detection_presets_are_table_4_and_train_py_refuses_them(capsys):
     import shlex
     from config import load_config
     from config.detection import DETECTION_PRESET_DIR
-    for name in list_detection_presets():
+    for name in table4:
         cfg = load_detection_config(name)
         text = open(os.path.join(DETECTION_PRESET_DIR, name + '.yaml')).read()
         command = ' '.join(l[1:].strip().rstrip('\\') for l in text.splitlines() if l.startswith('#   '))
@@ -344,6 +345,13 @@ def test_detection_presets_are_table_4_and_train_py_refuses_them(capsys):
         assert [e['method'] for e in backbone.plan] == {'baseline': [], 'KD': ['kd'], 'FitNet': ['fitnet'],
                                                         'AT': ['at'], 'NST': ['mmd'], 'KD+NST': ['kd', 'mmd']}[
             cfg.method], name
+    # the distilled detector: the baseline's backbone, the KD+NST detector as its teacher
+    distilled = [n for n in list_detection_presets() if n not in table4]
+    assert distilled == ['voc_distill_kd_fitnet']
+    cfg = load_detection_config(distilled[0])
+    assert cfg.backbone_prefix == load_detection_config('voc_baseline').backbone_prefix
+    assert cfg.teacher_prefix == 'model/' + load_detection_config('voc_kd_nst').model_prefix
+    assert [(e['method'], e['pairs']) for e in cfg.plan] == [('kd', []), ('fitnet', [('features', 'features')])]
     # train.py trains a detection preset (its task); here its VOCdevkit is missing: one error naming it
     assert train.main(['--cfg', 'voc_kd', 'gpu_list=[]']) == 2
     err = capsys.readouterr().err
@@ -827,3 +835,79 @@ def test_train_py_trains_detection_with_tensorboard_and_bfloat16(voc, tmp_path, 
     assert r.returncode == 0, r.stderr[-3000:]
     record, = read_records(str(tmp_path / 'bf16' / 'log' / 'voc_frcnn.jsonl'))
     assert np.isfinite(record['train_rpn_cls']) and 0 <= record['val_map'] <= 1
+
+
+# ------------------------------------------------------------------ distillation inside the detector
+def test_per_roi_logit_loss_is_each_image_s_mean_over_its_rois():
+    """A logit method on the RoIs' class scores: every RoI is a row of the method's own loss, whose
+    values are averaged per image; the student's scores get its gradient."""
+    from mxnet import autograd
+    from symbols.transfer import METHODS
+    from tasks.detection.distill import PerRoI
+    rng = np.random.RandomState(3)
+    s = mx.nd.array(rng.randn(2, 5, 4))
+    t = mx.nd.array(rng.randn(2, 5, 4))
+    kd = METHODS['kd'].make({})
+    block = PerRoI(METHODS['kd'].make({}))
+    s.attach_grad()
+    with autograd.record():
+        got = block(s, t)
+        total = got.sum()
+    total.backward()
+    rows = kd(s.reshape((10, 4)), t.reshape((10, 4))).asnumpy().reshape(2, 5).mean(axis=1)
+    np.testing.assert_allclose(got.asnumpy(), rows, rtol=1e-5)
+    assert got.shape == (2,) and np.abs(s.grad.asnumpy()).sum() > 0
+
+
+@pytest.mark.slow
+def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
+    """Faster R-CNN -> Faster R-CNN: the teacher a detection run of this project, KD on the class
+    scores of the student's RoIs (the teacher scores the same boxes) and FitNet on the stride-16
+    features, on top of the detector's own losses; the FitNet term falls as the student's features
+    move toward the teacher's; the run resumes only with its methods; what cannot work is one error."""
+    from core.records import read_records
+    tmp = str(tmp_path)
+    assert run_cli(small(voc, tmp, 'model_prefix=teacher', 'num_epoch=1', 'epoch_size=4', 'num_val=2'),
+                   capsys)[0] == 0
+    teacher = os.path.join(tmp, 'model', 'teacher')
+    kt = ['kt=true', 'teacher_prefix=%s' % teacher, 'kt_type=kd+fitnet', 'kt_weight=[1,1]',
+          'teacher_symbol=[null,features]', 'student_symbol=[null,features]']
+    student = small(voc, tmp, 'model_prefix=student', 'freeze=false', 'epoch_size=4', 'num_val=2', *kt)
+    code, out, err = run_cli(student + ['num_epoch=3'], capsys)
+    assert code == 0, err
+    assert 'teacher: %s (Faster R-CNN on tinydet, epoch 1' % teacher in err and 'fitnet x 1 on features<-features' in err
+    records = read_records(os.path.join(tmp, 'log', 'student.jsonl'))
+    assert [r['epoch'] for r in records] == [0, 1, 2]
+    assert all(np.isfinite(r['train_kd']) and r['train_kd'] > 0 for r in records), records
+    assert records[2]['train_fitnet'] < records[0]['train_fitnet'], [r['train_fitnet'] for r in records]
+    meta = checkpoint.read_meta(os.path.join(tmp, 'model'), 'student', 3)
+    assert meta['kt_type'] == 'kd+fitnet'
+    assert os.path.isfile(checkpoint.paths(os.path.join(tmp, 'model'), 'student', 3)['extra'])   # the connector
+    code, _, err = run_cli([w for w in student if not w.startswith('kt=')] + ['kt=false', 'num_epoch=4',
+                                                                                'retrain=true'], capsys)
+    one_error(code, err, r'was trained with kt_type=kd\+fitnet \(this run: None\)')
+    # each mistake: one error line, nothing written
+    other = os.path.join(tmp, 'other')
+    for extra, pattern in (
+            (['teacher_prefix=%s' % os.path.join(tmp, 'model', 'nope')], r'teacher_prefix=.*nope: .*train the teacher '
+                                                                         r'first'),
+            (['classes=[dog,car,person]'], r'the teacher .*teacher detects the classes car,dog,person, this run '
+                                           r'dog,car,person'),
+            (['kt_type=sp', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
+             r'sp needs a batch of images .*one image a device'),
+            (['kt_type=dkd', 'kt_weight=1', 'teacher_symbol=null', 'student_symbol=null'], r'dkd needs labels'),
+            (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=features'],
+             r"teacher_symbol .*'stage3' is not a tap of a Faster R-CNN; its taps are features, rcnn_logits"),
+            (['kt_type=ofd', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
+             r'cannot be paired: ofd needs a teacher tap that is a BatchNorm output'),
+            (['teacher_prefix=%s' % os.path.join(tmp, 'model', 'student'), 'model_prefix=student'],
+             r'name the same run')):
+        keys = {e.split('=', 1)[0] for e in extra}
+        argv = [w for w in small(voc, other, 'model_prefix=x', 'epoch_size=2', 'num_val=2', 'num_epoch=1', *kt)
+                if w.split('=', 1)[0] not in keys] + extra
+        if any(e.startswith('model_prefix=student') for e in extra):
+            argv = [w.replace('model_dir=%s' % os.path.join(other, 'model'), 'model_dir=%s' % os.path.join(tmp, 'model'))
+                    for w in argv]
+        code, _, err = run_cli(argv, capsys)
+        one_error(code, err, pattern)
+        assert not os.path.exists(os.path.join(other, 'model')) or not os.listdir(os.path.join(other, 'model')), extra

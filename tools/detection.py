@@ -242,9 +242,8 @@ def main(argv=None):
         from config import preset_files
         other = preset_files.task_of_preset(args.cfg)
         if other not in (None, 'detection'):
-            raise UsageError('--cfg %s is a %s preset: train it with python train.py --cfg %s (tools.detection trains '
-                             'the detection presets: %s)' % (args.cfg, other, args.cfg,
-                                                             ', '.join(preset_files.names('detection'))))
+            raise UsageError('%s is a %s preset of train.py (python train.py --cfg %s); tools.detection trains the '
+                             'detection presets: %s' % (args.cfg, other, args.cfg, ', '.join(preset_files.names('detection'))))
         given = any(o.split('=', 1)[0].strip() == 'task' for o in overrides)
         return train.main((['--cfg', args.cfg] if args.cfg else []) + overrides + ([] if given else ['task=detection']))
     from config.detection import load_detection_config

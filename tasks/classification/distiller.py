@@ -105,7 +105,8 @@ class DistillBlock(HybridBlock):
         self.state_slots = []              # (method index, call index, state outputs) of the losses with state
         self._stage = None                 # (method index, Stage) while `set_stage` has one
         with self.name_scope():
-            self.student = symbols.with_taps(student, s_taps)
+            # None: the task runs the student itself and hands its logits and taps in (detection)
+            self.student = symbols.with_taps(student, s_taps) if student is not None else None
             self.ce = task_loss if task_loss is not None else gluon.loss.SoftmaxCrossEntropyLoss()
             self.extras = Extras(prefix='extras_')
             for m, entry in enumerate(plan):

@@ -124,13 +124,14 @@ def load_backbone(cfg, ctx, source=None):
     return Backbone(features, top, '%s, split at %s / %s' % (desc, split.stride16, split.stride32), split)
 
 
-def build_detector(cfg, ctx, source=None):
+def build_detector(cfg, ctx, source=None, prefix='detector_'):
     """(FasterRCNN, Backbone): gluoncv's Faster R-CNN on the backbone of `cfg`, every parameter
-    initialised on the devices `ctx` (seed first for a reproducible initialisation)."""
+    initialised on the devices `ctx` (seed first for a reproducible initialisation), built in name
+    scope `prefix` (a teacher beside a student: another one)."""
     import symbols
     from gluoncv.model_zoo.rcnn.faster_rcnn import FasterRCNN
     backbone = load_backbone(cfg, ctx, source)
-    scope = symbols.NameScope(prefix='detector_')
+    scope = symbols.NameScope(prefix=prefix)
     with scope.name_scope():
         net = FasterRCNN(backbone.features, backbone.top, classes=list(cfg.classes), short=cfg.short,
                          max_size=cfg.max_size, train_patterns=None, nms_thresh=0.3, nms_topk=400, post_nms=100,
@@ -183,7 +184,7 @@ def structure(cfg):
     return out
 
 
-def load_detector(model_dir, prefix, tag, ctx, cfg):
+def load_detector(model_dir, prefix, tag, ctx, cfg, scope='detector_'):
     """(detector, metadata) of run `prefix` at `tag` (epoch number or 'best'): rebuilt with the
     structure its checkpoint records, test-time settings (short, max_size, rpn_test_*) from
     `cfg`, parameters from the checkpoint. A legacy backbone needs its symbol file again."""
@@ -201,7 +202,7 @@ def load_detector(model_dir, prefix, tag, ctx, cfg):
     if source == 'legacy' and not os.path.isfile(str(built.backbone_prefix) + '-symbol.json'):
         raise DetectorError('run %r has a legacy backbone whose graph %s-symbol.json is needed to rebuild the '
                             'detector, and it is not there: restore it' % (prefix, built.backbone_prefix))
-    net, _ = build_detector(built, ctx, source)
+    net, _ = build_detector(built, ctx, source, prefix=scope)
     checkpoint.load_params(net, checkpoint.paths(model_dir, prefix, tag)['params'], ctx, 'detector params')
     return net, meta
 

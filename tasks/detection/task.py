@@ -86,11 +86,15 @@ class Losses(object):
         self.rcnn_cls = gluon.loss.SoftmaxCrossEntropyLoss()
         self.rcnn_box = gluon.loss.HuberLoss()
 
-    def __call__(self, net, data, label, rpn_cls_targets, rpn_box_targets, rpn_box_masks):
-        """data (B, 3, H, W), label (B, N, 6), RPN targets (B, A), (B, A, 4), (B, A, 4)."""
+    def __call__(self, net, data, label, rpn_cls_targets, rpn_box_targets, rpn_box_masks, outputs=None):
+        """data (B, 3, H, W), label (B, N, 6), RPN targets (B, A), (B, A, 4), (B, A, 4). `outputs`, a
+        dict, receives the RoI class scores `cls_pred` (B, R, K + 1) and the sampled RoIs `rois`
+        (B, R, 4) for distillation."""
         gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
-        cls_pred, box_pred, _, _, _, rpn_score, rpn_box, _, cls_targets, box_targets, box_masks, _ = \
+        cls_pred, box_pred, rois, _, _, rpn_score, rpn_box, _, cls_targets, box_targets, box_masks, _ = \
             net(data, gt_box, gt_label)
+        if outputs is not None:
+            outputs.update(cls_pred=cls_pred, rois=rois)
         rpn_score = rpn_score.squeeze(axis=-1)
         num_rpn = (rpn_cls_targets >= 0).sum()
         rpn_cls = self.rpn_cls(rpn_score, rpn_cls_targets, rpn_cls_targets >= 0) * rpn_cls_targets.size / num_rpn
@@ -148,10 +152,79 @@ class DetectionTask(Task):
     def build(self):
         self.net, self.backbone = build_detector(self.cfg, self.engine.ctx)   # a backbone that cannot be used stops here
         self.losses = Losses()
-        return trainable(self.net)
+        self.teacher, self.block, self.margins = None, None, []
+        self.names = list(TERMS) + [e['method'] for e in self.cfg.plan]
+        params = trainable(self.net)
+        if self.cfg.kt:
+            self._build_distillation()
+            params.update({n: p for n, p in self.block.extras.collect_params().items() if p.grad_req != 'null'})
+        return params
+
+    @classmethod
+    def locate_teacher(cls, cfg):
+        """(model_dir, run, tag) of the teacher: a Faster R-CNN run of this project with this run's classes."""
+        from core import checkpoint
+        folder, name = os.path.split(cfg.teacher_prefix)
+        tag = 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch
+        try:
+            tag = checkpoint.resolve_tag(folder or '.', name, tag)
+            meta = checkpoint.read_meta(folder or '.', name, tag)
+        except checkpoint.CheckpointError as e:
+            raise DetectionError('teacher_prefix=%s: %s; train the teacher first (a Faster R-CNN run) or correct '
+                                 'teacher_prefix / teacher_epoch' % (cfg.teacher_prefix, e))
+        if meta.get('kind') != 'faster_rcnn':
+            raise DetectionError('teacher_prefix=%s is not a Faster R-CNN run (its checkpoint says %s): give a run '
+                                 'trained with tools.detection or a voc_* preset'
+                                 % (cfg.teacher_prefix, meta.get('kind') or 'network=%s' % meta.get('network')))
+        if list(meta.get('classes') or []) != list(cfg.classes):
+            raise DetectionError('the teacher %s detects the classes %s, this run %s: use a teacher of these classes'
+                                 % (cfg.teacher_prefix, ','.join(meta.get('classes') or []), ','.join(cfg.classes)))
+        return folder or '.', name, tag
+
+    def _build_distillation(self):
+        """The teacher (frozen, inference mode), the distillation block, its connectors and heads
+        fitted to the taps' shapes on one image, the margins of the methods that declare a teacher hook."""
+        import mxnet as mx
+        from mxnet import autograd, nd
+        from symbols.transfer import METHODS, PairingError
+        from tasks.classification.distiller import loss_options
+        from .detector import load_detector, DetectorError
+        from .distill import DetectionDistillBlock, block_taps, teacher_taps
+        cfg, ctx = self.cfg, self.engine.ctx
+        folder, name, tag = self.locate_teacher(cfg)
+        try:
+            self.teacher, meta = load_detector(folder, name, tag, ctx, cfg, scope='teacher_')
+        except DetectorError as e:
+            raise DetectionError('teacher: %s' % e)
+        for p in self.teacher.collect_params().values():
+            p.grad_req = 'null'
+        self.teacher_desc = '%s (Faster R-CNN on %s, epoch %s, VOC07 mAP %.2f%%)' % (
+            cfg.teacher_prefix, meta.get('network'), meta.get('epoch'), 100 * meta.get('val_map', 0))
+        self.s_taps, self.t_taps, self.wants_logits = block_taps(cfg.plan)
+        self.block = DetectionDistillBlock(cfg.plan, loss_options(cfg), self.t_taps, prefix='distill_')
+        x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
+        with autograd.pause(train_mode=False):
+            s_map = self.net.features(x)
+        t_map = teacher_taps(self.teacher, x, None, ['features'], cfg.roi_size)['features']
+        logits = (cfg.num_sample, len(cfg.classes) + 1)
+        s_shape = {'features': s_map.shape[1:], 'rcnn_logits': logits}
+        t_shape = {'features': t_map.shape[1:], 'rcnn_logits': logits}
+        try:
+            for method, tap, _ in self.block.connect(s_shape, t_shape):
+                margin = METHODS[method].margin(self.teacher, tap, ctx[0])
+                self.margins.append([nd.array(margin, ctx=c) for c in ctx])
+            self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+            with autograd.pause():
+                zeros = nd.zeros((1,) + logits, ctx=ctx[0])
+                taps = {'features': (s_map, t_map), 'rcnn_logits': (zeros, zeros)}
+                self.block(nd.zeros((1,), ctx=ctx[0]), zeros, zeros, *([taps[t][0] for t in self.s_taps] +
+                                                                       [taps[t][1] for t in self.t_taps] +
+                                                                       [m[0] for m in self.margins]))
+        except (ValueError, PairingError) as e:
+            raise DetectionError('teacher and student taps cannot be paired: %s' % e)
 
     def saved_blocks(self):
-        return self.net, None
+        return self.net, (self.block.extras if self.block is not None else None)
 
     def check_checkpoint(self, meta, epoch):
         changed = structure_differences(meta.get('detector') or {}, self.cfg)
@@ -159,12 +232,30 @@ class DetectionTask(Task):
             raise DetectionError('run %r (epoch %d) was trained with another detector than configured: %s; resume '
                                  'it as it was trained (set those keys back), or start a new run under another '
                                  'model_prefix' % (self.cfg.model_load_prefix, epoch, ', '.join(changed)))
+        kt, here = meta.get('kt_type'), (self.cfg.kt_type if self.cfg.kt else None)
+        if kt != here:
+            raise DetectionError('run %r (epoch %d) was trained with kt_type=%s (this run: %s): a resume keeps the '
+                                 'transfer methods; set them as the checkpoint has them, or start a new run'
+                                 % (self.cfg.model_load_prefix, epoch, kt, here))
 
     def describe_checkpoint(self, meta):
         return 'VOC07 mAP %.2f%%' % (100 * meta.get('val_map', 0))
 
     def start(self, resumed):
-        self.net.hybridize(static_alloc=True)
+        from .distill import FeatureHook
+        if self.block is None:
+            self.net.hybridize(static_alloc=True)
+            return
+        # distilling: the detector runs imperatively around its hybridized backbone parts, so that its
+        # `features` output reaches the block (FeatureHook)
+        for net in (self.net, self.teacher):
+            for part in (net.features, net.top_features):
+                if part is not None:
+                    part.hybridize(static_alloc=True)
+        self.hook = FeatureHook(self.net.features)      # (after hybridize, which warns of a hook already there)
+        LOG.info('teacher: %s; %s', self.teacher_desc, ', '.join(
+            '%s x %g on %s' % (e['method'], e['weight'], ', '.join('%s<-%s' % p for p in e['pairs']) or
+                               "the class scores of the student's RoIs") for e in self.cfg.plan))
 
     def describe(self):
         cfg, ctx = self.cfg, self.engine.ctx
@@ -173,7 +264,9 @@ class DetectionTask(Task):
                                       len(self.usable), len(self.val_set), len(ctx), ', '.join(str(c) for c in ctx)))
 
     def set_epoch(self, epoch):
-        self.running = RunningTerms(TERMS, self.diverged_fix)
+        if self.block is not None:
+            self.block.set_epoch(epoch)            # the methods' declared warm-ups
+        self.running = RunningTerms(self.names, self.diverged_fix)
 
     def batches(self, epoch):
         cfg, ctx = self.cfg, self.engine.ctx
@@ -181,8 +274,24 @@ class DetectionTask(Task):
         return train_loader(self.net, self.train_set, order, cfg, ctx, epoch)
 
     def forward(self, batch):
-        terms = [self.losses(self.net, *shard) for shard in shards(batch, self.engine.ctx)]
-        return [sum(t) for t in terms], terms
+        if self.block is None:
+            terms = [self.losses(self.net, *shard) for shard in shards(batch, self.engine.ctx)]
+            return [sum(t) for t in terms], terms
+        from .distill import teacher_taps, zeros_like_logits
+        totals, terms = [], []
+        for k, shard in enumerate(shards(batch, self.engine.ctx)):
+            outputs = {}
+            own = self.losses(self.net, *shard, outputs=outputs)
+            s_tap = {'features': self.hook.value, 'rcnn_logits': outputs['cls_pred']}
+            t_tap = teacher_taps(self.teacher, shard[0], outputs['rois'], self.t_taps + (
+                ['rcnn_logits'] if self.wants_logits else []), self.cfg.roi_size)
+            t_logits = t_tap['rcnn_logits'] if self.wants_logits else zeros_like_logits(shard[0].context)
+            out = self.block(sum(own), outputs['cls_pred'], t_logits,
+                             *([s_tap[t] for t in self.s_taps] + [t_tap[t] for t in self.t_taps] +
+                               [m[k] for m in self.margins]))
+            totals.append(out[0])
+            terms.append(list(own) + list(out[3:3 + self.block.n_terms]))
+        return totals, terms
 
     def after_step(self, step, terms):
         self.running.update(step, terms)
@@ -204,6 +313,7 @@ class DetectionTask(Task):
     def checkpoint_meta(self, record):
         cfg = self.cfg
         meta = {'kind': 'faster_rcnn', 'network': cfg.network, 'classes': list(cfg.classes),
+                'kt_type': cfg.kt_type if cfg.kt else None,
                 'backbone': self.backbone.description, 'method': cfg.method, 'paper_map': cfg.paper_map,
                 'detector': structure(cfg), 'log_dir': os.path.abspath(cfg.log_dir)}
         if 'val_map' in record:
@@ -213,7 +323,7 @@ class DetectionTask(Task):
     def epoch_line(self, epoch, stats, val):
         return 'epoch %d: VOC07 mAP %.2f%% (%.1f s, %.2f img/s); losses %s' % (
             epoch, 100 * val['val_map'], stats['time'], stats['speed'],
-            ' '.join('%s %.4f' % (k, stats[k]) for k in TERMS if k in stats))
+            ' '.join('%s %.4f' % (k, stats[k]) for k in self.names if k in stats))
 
 
 def per_class_of(record):

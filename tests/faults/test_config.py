@@ -382,7 +382,7 @@ def test_a_misspelt_preset_of_any_task_gets_the_closest_name_and_every_task_s_pr
         assert code == 2 and len(lines) == 1 and 'did you mean %s?' % close in lines[0], lines
         assert 'segmentation: seg_voc_r101_deeplabv3plus' in lines[0] and 'detection: voc_at' in lines[0], lines
     code, _, err = run_tool(detection.main, ['--cfg', 'seg_voc_r18_deeplabv3plus'], capsys)
-    one_error(code, err, 'seg_voc_r18_deeplabv3plus is a segmentation preset', 'python train.py --cfg '
+    one_error(code, err, 'seg_voc_r18_deeplabv3plus is a segmentation preset of train.py', 'python train.py --cfg '
               'seg_voc_r18_deeplabv3plus', 'voc_kd_nst')
     code, _, err = run_tool(detection.main, ['--cfg', 'voc_kd_nsst'], capsys)
     assert code == 2 and 'did you mean voc_kd_nst' in err and 'detection presets: voc_at' in err, err

@@ -1,0 +1,123 @@
+"""Distillation inside detection: a Faster R-CNN student trained on its own four losses plus any
+registered method on named taps of the student and of a Faster R-CNN teacher of this project.
+The routing (registry declarations, connectors, heads, margins, warm-ups) is classification's
+`DistillBlock`; the student runs outside it (gluoncv's detector samples RoIs from the labels) and
+hands in its detection loss, its RoI class scores and its taps.
+
+Taps of a Faster R-CNN (`TAPS`), the same names for the student and the teacher:
+- `features`: the backbone's stride-16 map (B, C, H/16, W/16) that the RPN and the RoI head read;
+- `rcnn_logits`: the RoI head's class scores (B, N, K + 1) of the N RoIs the student sampled. The
+  teacher scores the same boxes: RoIAlign of its own `features` at the student's RoIs, then its
+  top_features and class predictor.
+
+    DetectionDistillBlock(det_loss, s_logits, t_logits, s_tap_1, ..., t_tap_1, ..., margin_1, ...)
+        -> (total, s_logits, det_loss, term_1, ..., term_M)
+
+`det_loss` (B,) is the student's detection loss per image (RPN and RCNN terms summed); a logit
+method (kd, dist) takes every RoI as a row, (B*N, K + 1), and its per-row loss is averaged over the
+image's RoIs; a feature method (fitnet, at, mmd, cwd, vid, ...) pairs `features` maps. Methods that
+need labels, sample indices, stages or the other images of a batch (one image a device here) are
+refused by the config (`config.detection`).
+"""
+from mxnet import autograd, nd
+from mxnet.gluon import HybridBlock
+
+from symbols.transfer import METHODS
+from tasks.classification.distiller import DistillBlock, plan_taps
+
+TAPS = ('features', 'rcnn_logits')
+
+
+class GivenLoss(HybridBlock):
+    """The task loss the student computed itself: (logits, loss) -> loss."""
+
+    def hybrid_forward(self, F, logits, loss):
+        return loss
+
+
+class PerRoI(HybridBlock):
+    """A logit loss applied to every RoI: scores (B, N, K) -> rows (B*N, K) for student and teacher,
+    the loss's (B*N,) values averaged per image -> (B,)."""
+
+    def __init__(self, loss, **kwargs):
+        super(PerRoI, self).__init__(**kwargs)
+        with self.name_scope():
+            self.loss = loss
+
+    def hybrid_forward(self, F, s, t):
+        per_row = self.loss(F.reshape(s, shape=(-3, 0)), F.reshape(t, shape=(-3, 0)))     # (B*N,)
+        return F.mean(F.reshape_like(per_row, F.sum(s, axis=2)), axis=1)
+
+
+class DetectionDistillBlock(DistillBlock):
+    """See the module doc."""
+
+    def __init__(self, plan, loss_options, teacher_taps, **kwargs):
+        super(DetectionDistillBlock, self).__init__(None, plan, loss_options, teacher_taps, task_loss=GivenLoss(),
+                                                    **kwargs)
+        self._given = []
+        for m, entry in enumerate(plan):
+            if METHODS[entry['method']].inputs == 'logits':
+                name = self._loss_name(m, 0)
+                owner = self.extras if METHODS[entry['method']].heads else self
+                owner._children[name] = PerRoI(owner._children[name], prefix='%s_rois_' % name)
+
+    def _student(self, x):
+        return x, self._given
+
+    def hybrid_forward(self, F, det_loss, s_logits, t_logits, *rest):
+        n_s = len(self.s_index)
+        self._given = list(rest[:n_s])             # the student's taps, read by `_student` in this call
+        try:
+            return super(DetectionDistillBlock, self).hybrid_forward(F, s_logits, det_loss, t_logits, *rest[n_s:])
+        finally:
+            self._given = []
+
+
+class FeatureHook(object):
+    """Keeps the last output of `block` (a detector's `features`) while the detector runs
+    imperatively, for the `features` tap."""
+
+    def __init__(self, block):
+        self.value = None
+        block.register_forward_hook(self)
+
+    def __call__(self, block, inputs, output):
+        self.value = output
+
+
+def teacher_taps(teacher, x, rois, taps, roi_size):
+    """{tap: NDArray} of the frozen teacher detector on images `x` (B, 3, H, W): `features`, and
+    `rcnn_logits` (B, N, K + 1) at the student's sampled RoIs `rois` (B, N, 4) when asked for."""
+    out = {}
+    with autograd.pause(train_mode=False):
+        feat = teacher.features(x)
+        out['features'] = feat
+        if 'rcnn_logits' in taps:
+            b, n = rois.shape[0], rois.shape[1]
+            index = nd.repeat(nd.arange(0, b, ctx=x.context), n).reshape((-1, 1))
+            boxes = nd.concat(index, rois.reshape((-1, 4)), dim=-1)
+            pooled = nd.contrib.ROIAlign(feat, boxes, (roi_size, roi_size), 1. / 16, sample_ratio=2)
+            top = teacher.top_features(pooled) if teacher.top_features is not None else pooled
+            pooled = teacher.box_features(top) if teacher.box_features is not None else \
+                nd.contrib.AdaptiveAvgPooling2D(top, output_size=1)
+            out['rcnn_logits'] = teacher.class_predictor(pooled).reshape((b, n, -1))
+    return out
+
+
+def block_taps(plan):
+    """(student taps, teacher taps) the block takes, in its input order, and whether any method
+    reads the RoI class scores (as logits or as a tap)."""
+    s_taps, t_taps = plan_taps(plan)
+    logits = any(METHODS[e['method']].inputs == 'logits' for e in plan) or 'rcnn_logits' in list(s_taps) + list(
+        t_taps)
+    return list(s_taps), list(t_taps), logits
+
+
+def zeros_like_logits(ctx):
+    """The teacher-logits input of a plan without logit methods (unused by the block)."""
+    return nd.zeros((1, 1, 1), ctx=ctx)
+
+
+__all__ = ['TAPS', 'DetectionDistillBlock', 'FeatureHook', 'PerRoI', 'teacher_taps', 'block_taps',
+           'zeros_like_logits']
