@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_step --teacher cifar_resnet56 --student cifar_resnet20 \\
         --batch 128 --classes 100 --kt kd+mmd
+    python -m benchmarks.train_step ... --all      # every registered method: a table of overheads
 
 On random 32x32 data (224 for ImageNet networks), hybridized, on the CPU (or
 --gpus), it times
@@ -11,7 +12,10 @@ On random 32x32 data (224 for ImageNet networks), hybridized, on the CPU (or
                   KD with T=4, NST poly on the three stage outputs, ...) +
                   backward + update;
 and prints one JSON object as its last line with those and
-overhead = kt_step_s / (student_step_s + teacher_fwd_s).
+overhead = kt_step_s / (student_step_s + teacher_fwd_s). Each method runs at its registry
+defaults, on the three stage taps of each network (logit methods on the logits); a method
+with stages (FT, AB) is timed in its main training, after `finish_stage`; CRD gets the sample
+indices and a memory bank of --num-samples rows.
 """
 import argparse
 import json
@@ -39,10 +43,10 @@ def stages(name):
 
 
 def plan_for(kt, s_stages, t_stages):
-    from symbols.transfer import parse_kt_type, default_weight
+    from symbols.transfer import parse_kt_type, default_weight, takes_taps
     plan = []
     for m in parse_kt_type(kt):
-        if m == 'kd':
+        if not takes_taps(m):                  # logit methods (kd, dkd, dist)
             pairs = []
         elif m == 'fsp':
             pairs = [((s_stages[0], s_stages[1]), (t_stages[0], t_stages[1])),
@@ -66,42 +70,48 @@ def timeit(fn, steps, warmup=3):
     return (time.time() - tic) / steps
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--teacher', default='cifar_resnet56')
-    p.add_argument('--student', default='cifar_resnet20')
-    p.add_argument('--batch', type=int, default=128)
-    p.add_argument('--classes', type=int, default=100)
-    p.add_argument('--kt', default='kd+mmd')
-    p.add_argument('--steps', type=int, default=10)
-    p.add_argument('--gpus', type=int, nargs='*', default=[])
-    args = p.parse_args(argv)
+def options_for(plan, num_samples):
+    """The loss options of `plan`: each method's registry defaults (NST's poly kernel, as the
+    original's default run), and the training-set size the methods that index samples need."""
+    from symbols.transfer import METHODS
+    options = {'num_samples': num_samples}
+    for entry in plan:
+        options.update(METHODS[entry['method']].defaults())
+    if any(e['method'] == 'mmd' for e in plan):
+        options['mmd_kernel'] = 'poly'
+    return options
 
+
+def measure(args, kt, ctx, student_step_s=None):
+    """{student_step_s, teacher_fwd_s, kt_step_s, overhead, ...} of distillation `kt` (the plain
+    student step is measured unless given)."""
     import mxnet as mx
     from mxnet import autograd, gluon, nd
     import symbols
-    from tasks.classification.distiller import DistillBlock, plan_taps
+    from core.engine import optimized
+    from tasks.classification.distiller import DistillBlock, plan_taps, plan_takes_indices
     from tasks.classification.task import as_list
-    ctx = mx.gpu(args.gpus[0]) if args.gpus else mx.cpu()
     size = symbols.input_size(args.student)
     x = nd.random.normal(shape=(args.batch, 3, size, size), ctx=ctx)
     y = nd.array([i % args.classes for i in range(args.batch)], ctx=ctx)
-    plan = plan_for(args.kt, stages(args.student), stages(args.teacher))
+    index = nd.arange(args.batch, ctx=ctx)               # the samples' indices in the training set
+    plan = plan_for(kt, stages(args.student), stages(args.teacher))
     s_taps, t_taps = plan_taps(plan)
     init = mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
 
-    # plain student step
-    plain = symbols.get_network(args.student, args.classes, 3, prefix='plain_')
-    plain.initialize(init, ctx=ctx)
-    plain.hybridize(static_alloc=True, static_shape=True)
-    ce = gluon.loss.SoftmaxCrossEntropyLoss()
-    tr_plain = gluon.Trainer(plain.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9})
+    if student_step_s is None:             # plain student step
+        plain = symbols.get_network(args.student, args.classes, 3, prefix='plain_')
+        plain.initialize(init, ctx=ctx)
+        plain.hybridize(static_alloc=True, static_shape=True)
+        ce = gluon.loss.SoftmaxCrossEntropyLoss()
+        tr_plain = gluon.Trainer(plain.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9})
 
-    def student_step():
-        with autograd.record():
-            loss = ce(plain(x), y)
-        loss.backward()
-        tr_plain.step(args.batch)
+        def student_step():
+            with autograd.record():
+                loss = ce(plain(x), y)
+            loss.backward()
+            tr_plain.step(args.batch)
+        student_step_s = timeit(student_step, args.steps)
 
     # teacher forward with taps
     teacher_net = symbols.get_network(args.teacher, args.classes, 3, prefix='teacher_')
@@ -114,9 +124,9 @@ def main(argv=None):
     def teacher_fwd():
         return as_list(teacher(x))
 
-    # distillation step through the project's DistillBlock
+    # distillation step through the project's DistillBlock, after its methods' stages (as in training)
     student = symbols.get_network(args.student, args.classes, 3, prefix='student_')
-    block = DistillBlock(student, plan, {'kd_t': 4.0, 'mmd_kernel': 'poly'}, t_taps, prefix='distill_')
+    block = DistillBlock(student, plan, options_for(plan, args.num_samples), t_taps, prefix='distill_')
     student.initialize(init, ctx=ctx)
     t_out = teacher_fwd()
     s_out = as_list(block.student(x))
@@ -124,28 +134,67 @@ def main(argv=None):
     t_shape = dict(zip(t_taps, [o.shape[1:] for o in t_out[1:]]))
     margins = [nd.full((channels,), -1.0, ctx=ctx) for _, _, channels in block.connect(s_shape, t_shape)]
     block.extras.initialize(init, ctx=ctx)
-    block(x, y, t_out[0], *(t_out[1:] + margins))
+    extra = [index] if plan_takes_indices(plan) else []
+    block(x, y, t_out[0], *(t_out[1:] + margins + extra))
+    for m, stage in block.stages():
+        block.finish_stage(m, stage)
     block.hybridize(static_alloc=True, static_shape=True)
-    params = student.collect_params()
-    params.update(block.extras.collect_params())
+    params = dict(student.collect_params().items())
+    params.update(block.extras.collect_params().items())
+    params = {n: p for n, p in optimized(params).items() if p.grad_req != 'null'}
     tr_kt = gluon.Trainer(params, 'sgd', {'learning_rate': 0.01, 'momentum': 0.9})
 
     def kt_step():
         with autograd.pause():
             t = teacher_fwd()
         with autograd.record():
-            out = block(x, y, t[0], *(t[1:] + margins))
+            out = block(x, y, t[0], *(t[1:] + margins + extra))
         out[0].backward()
         tr_kt.step(args.batch)
+        block.after_step([out], [index])
 
     res = {'teacher': args.teacher, 'student': args.student, 'batch': args.batch, 'classes': args.classes,
-           'kt': args.kt, 'taps': {'student': s_taps, 'teacher': t_taps}, 'device': str(ctx),
-           'student_step_s': timeit(student_step, args.steps), 'teacher_fwd_s': timeit(teacher_fwd, args.steps),
+           'kt': kt, 'taps': {'student': s_taps, 'teacher': t_taps}, 'device': str(ctx),
+           'student_step_s': student_step_s, 'teacher_fwd_s': timeit(teacher_fwd, args.steps),
            'kt_step_s': timeit(kt_step, args.steps)}
     res['overhead'] = res['kt_step_s'] / (res['student_step_s'] + res['teacher_fwd_s'])
-    print('student step %.4fs  teacher forward %.4fs  distillation step %.4fs  overhead %.3f'
-          % (res['student_step_s'], res['teacher_fwd_s'], res['kt_step_s'], res['overhead']))
-    print(json.dumps(res))
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--teacher', default='cifar_resnet56')
+    p.add_argument('--student', default='cifar_resnet20')
+    p.add_argument('--batch', type=int, default=128)
+    p.add_argument('--classes', type=int, default=100)
+    p.add_argument('--kt', default='kd+mmd')
+    p.add_argument('--all', action='store_true', help='every registered method, one at a time: a table of overheads')
+    p.add_argument('--num-samples', type=int, default=50000, help='training-set size for the methods that index '
+                   'samples (CRD\'s memory bank; CIFAR: 50000)')
+    p.add_argument('--steps', type=int, default=10)
+    p.add_argument('--gpus', type=int, nargs='*', default=[])
+    args = p.parse_args(argv)
+
+    import mxnet as mx
+    ctx = mx.gpu(args.gpus[0]) if args.gpus else mx.cpu()
+    if not args.all:
+        res = measure(args, args.kt, ctx)
+        print('student step %.4fs  teacher forward %.4fs  distillation step %.4fs  overhead %.3f'
+              % (res['student_step_s'], res['teacher_fwd_s'], res['kt_step_s'], res['overhead']))
+        print(json.dumps(res))
+        return
+    from symbols.transfer import METHODS
+    rows, student_s = [], None
+    print('| method | distillation step (s) | teacher forward (s) | overhead |')
+    print('|---|---|---|---|')
+    for name in METHODS:
+        res = measure(args, name, ctx, student_s)
+        student_s = res['student_step_s']
+        rows.append(res)
+        print('| %s | %.4f | %.4f | %.3f |' % (name, res['kt_step_s'], res['teacher_fwd_s'], res['overhead']),
+              flush=True)
+    print('student step %.4fs' % student_s)
+    print(json.dumps(rows))
 
 
 if __name__ == '__main__':

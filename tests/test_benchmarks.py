@@ -1,0 +1,19 @@
+"""The benchmark scripts run what they claim to time (their figures are measured by hand, not here)."""
+import json
+import math
+
+from benchmarks import train_step
+
+
+def test_train_step_times_every_registered_method(capsys):
+    """`--all` times every method of the registry, FT and AB after their stages, CRD with its sample
+    indices and memory bank: one table row each and a finite overhead."""
+    from symbols.transfer import METHODS
+    train_step.main(['--all', '--teacher', 'cifar_resnet14', '--student', 'cifar_resnet8', '--batch', '4',
+                     '--classes', '10', '--steps', '1', '--num-samples', '64'])
+    out = capsys.readouterr().out
+    rows = json.loads(out.strip().splitlines()[-1])
+    assert [r['kt'] for r in rows] == list(METHODS)
+    assert all(math.isfinite(r['overhead']) and r['overhead'] > 0 for r in rows), rows
+    assert {r['kt']: r['taps']['student'] for r in rows}['kd'] == []
+    assert sum(line.startswith('| ') for line in out.splitlines()) == len(METHODS) + 1     # header and rows
