@@ -28,9 +28,9 @@ SHARED = OrderedDict([
     ('kt', None), ('kt_type', 'cwd'), ('kt_weight', None), ('kt_layer_weight', None), ('kt_warmup_epochs', None),
     ('teacher_prefix', None), ('teacher_epoch', None), ('teacher_symbol', 'logits'), ('student_symbol', 'logits'),
 ])
-# methods a dense task cannot take yet: per-pixel labels with 255 (dkd), a row per training image
-# (crd), stages before training (ab, ft)
-NOT_DENSE = ('labels', 'indices', 'stages')
+# methods a dense task cannot take yet: a row per training image (crd), stages before training (ab, ft);
+# a logit method that takes labels (dkd) gets each pixel's class
+NOT_DENSE = ('indices', 'stages')
 HEADS = ('deeplabv3', 'deeplabv3+')
 
 
@@ -185,7 +185,7 @@ def _check_distillation(cfg, at):
         said = [what for what in NOT_DENSE if getattr(spec, what)]
         if said:
             raise ConfigError('config key kt_type (%s): %s declares %s, which a segmentation run does not give yet; '
-                              'use logit methods (kd, dist, cwd on logits) or feature methods (cwd, at, fitnet, mmd, '
+                              'use logit methods (kd, dkd, dist, cwd on logits) or feature methods (cwd, at, fitnet, mmd, '
                               'ofd, ...)' % (at('kt_type'), entry['method'], ' and '.join(said)))
 
 

@@ -279,6 +279,37 @@ def test_logit_methods_take_every_pixel_and_average_per_image():
                                want, rtol=1e-10)
 
 
+def test_dkd_takes_each_pixel_s_class_and_leaves_out_its_255_pixels():
+    """DKD on class-score maps equals, per image, the mean of DKD on the rows of its labelled pixels
+    (label 255 excluded; an image without one gives 0); the student's scores get its gradient."""
+    import mxnet as mx
+    from mxnet import autograd
+    from symbols.transfer import METHODS
+    from tasks.segmentation.distill import PerPixel
+    from tests import numpy_reference as ref
+    rng = np.random.RandomState(1)
+    s, t = rng.randn(3, 4, 3, 5), rng.randn(3, 4, 3, 5)
+    label = rng.randint(0, 4, size=(3, 3, 5)).astype(np.float64)
+    label[0, 1, :] = 255
+    label[2] = 255
+    want = []
+    for b in range(3):
+        keep = label[b].reshape(-1) != 255
+        rows = ref.dkd(s[b].reshape(4, -1).T[keep], t[b].reshape(4, -1).T[keep], label[b].reshape(-1)[keep],
+                       1.0, 8.0, 4.0) if keep.any() else np.zeros(1)
+        want.append(rows.mean())
+    block = PerPixel(METHODS['dkd'].make({}), labels=True)
+    x = mx.nd.array(s, dtype='float64')
+    x.attach_grad()
+    with autograd.record():
+        got = block(x, mx.nd.array(t, dtype='float64'), mx.nd.array(label, dtype='float64'))
+        total = got.sum()
+    total.backward()
+    np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-8)
+    assert got[2].asscalar() == 0 and np.abs(x.grad.asnumpy()[0]).sum() > 0
+    assert np.abs(x.grad.asnumpy()[2]).sum() == 0                       # no labelled pixel, no gradient
+
+
 def test_a_distillation_term_moves_the_student_toward_the_teacher():
     """CWD on the class-score maps alone (every label 255: no cross-entropy): a few SGD steps on
     the student lower it."""
@@ -332,8 +363,15 @@ def test_a_distilled_student_trains_resumes_and_refuses_what_does_not_fit(voc, t
     one_error(code, err, 'kt_type=kd+cwd+ofd (this run: cwd)')
     code, _, err = run(merged(student + ['classes=[background,square,circle]', 'model_prefix=other']), capsys)
     one_error(code, err, 'the teacher', "trained on the classes ['background', 'rect', 'disc']")
-    code, _, err = run(merged(student + ['kt_type=dkd', 'model_prefix=other']), capsys)
-    assert code == 2 and 'dkd declares labels, which a segmentation run does not give yet' in err, err
+    code, _, err = run(merged(student + ['kt_type=crd', 'teacher_symbol=logits', 'student_symbol=logits',
+                                         'model_prefix=other']), capsys)
+    assert code == 2 and 'crd declares indices, which a segmentation run does not give yet' in err, err
+    # DKD takes the class scores and the class of every pixel (its 255 pixels left out)
+    code, _, err = run(merged(student + ['kt_type=dkd', 'kt_weight=1', 'teacher_symbol=null', 'student_symbol=null',
+                                         'model_prefix=dkd']), capsys)
+    assert code == 0 and 'dkd x 1 on the class scores of every pixel' in err, err
+    rec, = read_records(str(tmp_path / 'log' / 'dkd.jsonl'))
+    assert np.isfinite(rec['train_dkd']) and rec['train_dkd'] > 0, rec
     code, _, err = run(merged(student + ['teacher_prefix=%s' % (tmp_path / 'model' / 'nobody'),
                                          'model_prefix=other']), capsys)
     one_error(code, err, "no checkpoint of a run named 'nobody'")
