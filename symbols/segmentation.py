@@ -263,7 +263,8 @@ class SegNet(HybridBlock):
                             ('aspp', 'head.aspp'), ('logits', 'head.classifier')])
         used = {p for p, _ in chain[:i_high + 1]}
         for tap, path in declared_taps(backbone).items():
-            if path.split(':')[0] in used:
+            step = path.split(':')[0]
+            if step in used or any(step.startswith(u + '.') for u in used):     # a step, or a block inside one
                 taps['backbone.' + tap] = 'backbone.' + path
         self.TAPS = taps
 

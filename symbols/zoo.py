@@ -36,6 +36,11 @@ def preact_resnet(depth, num_classes=1000, in_channels=3, norm_layer=None, **kwa
                             ('stage3', 'features.7'), ('stage4', 'features.8'),
                             ('bn1', 'features.9'), ('relu1', 'features.10'),
                             ('pool', 'features.12')])
+    # a pre-activation stage's pre-ReLU response (OFD's "BN before ReLU"): the BatchNorm that the next
+    # stage's first block applies to it; the last stage's is the final bn1
+    for k in range(1, 4):
+        net.TAPS['stage%d_pre' % k] = 'features.%d.0.bn1' % (5 + k)
+    net.TAPS['stage4_pre'] = 'features.9'
     return net
 
 

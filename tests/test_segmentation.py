@@ -372,6 +372,14 @@ def test_a_distilled_student_trains_resumes_and_refuses_what_does_not_fit(voc, t
     assert code == 0 and 'dkd x 1 on the class scores of every pixel' in err, err
     rec, = read_records(str(tmp_path / 'log' / 'dkd.jsonl'))
     assert np.isfinite(rec['train_dkd']) and rec['train_dkd'] > 0, rec
+    # OFD on the pre-ReLU map of every stage of the dilated backbones (the OFD preset's taps)
+    stages = '[[%s]]' % ', '.join('backbone.stage%d_pre' % k for k in range(1, 5))
+    code, _, err = run(merged(student + ['kt_type=ofd', 'kt_weight=0.001', 'teacher_symbol=%s' % stages,
+                                         'student_symbol=%s' % stages, 'kt_layer_weight={ofd: [0.125, 0.25, 0.5, 1]}',
+                                         'model_prefix=ofd4']), capsys)
+    assert code == 0 and 'backbone.stage1_pre<-backbone.stage1_pre' in err, err
+    rec, = read_records(str(tmp_path / 'log' / 'ofd4.jsonl'))
+    assert np.isfinite(rec['train_ofd']) and rec['train_ofd'] > 0, rec
     code, _, err = run(merged(student + ['teacher_prefix=%s' % (tmp_path / 'model' / 'nobody'),
                                          'model_prefix=other']), capsys)
     one_error(code, err, "no checkpoint of a run named 'nobody'")
@@ -387,6 +395,10 @@ def test_every_segmentation_preset_is_a_valid_configuration():
         cfg = load_segmentation_config(name, check=False)
         assert cfg.task == 'segmentation' and cfg.lr_mode == 'poly' and cfg.crop_size == 513
         assert cfg.num_classes == 21 and (cfg.plan != []) == cfg.kt
+    # OFD's rows: every backbone stage's pre-ReLU map, stage i's term divided by 2^(4 - i)
+    ofd, = load_segmentation_config('seg_voc_r18_deeplabv3plus_ofd', check=False).plan
+    assert ofd['pairs'] == [('backbone.stage%d_pre' % k,) * 2 for k in range(1, 5)]
+    assert ofd['layer_weights'] == [0.125, 0.25, 0.5, 1.0]
 
 
 def test_an_image_with_an_exif_rotation_is_read_as_stored(voc, tmp_path):
