@@ -66,21 +66,6 @@ class deferred(object):
             signal.raise_signal(self.held)
 
 
-class quiet_children(object):
-    """Within the `with`, processes forked (a DataLoader's worker pool) start with SIGTERM's default
-    action and SIGINT ignored: the pool's terminate() then stops them without a Python traceback
-    each, and Ctrl-C reaches the main process alone, which stops them."""
-
-    def __enter__(self):
-        self.term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        self.int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return self
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self.term)
-        signal.signal(signal.SIGINT, self.int)
-
-
 def is_project_command(argv):
     """Whether the interpreter's command line `argv` (sys.orig_argv) runs one of the project's
     commands: a train.py script, or -m of a module in data, tools or benchmarks."""

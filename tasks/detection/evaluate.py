@@ -12,6 +12,8 @@ import core.compat  # noqa: F401
 import numpy as np
 from mxnet import gluon
 
+from data.workers import WorkerLoader
+
 
 def normalisation(cfg):
     """(mean, std) of 0-1 pixels as gluoncv's transforms take them, from cfg.mean/std (0-255)."""
@@ -37,9 +39,9 @@ def val_loader(dataset, cfg, ctx):
         if label.shape[0] == 0:
             label = np.full((1, 6), -1, dtype='float32')
         return img, label, scale
-    return gluon.data.DataLoader(dataset.transform(transform), batch_size=len(ctx), shuffle=False,
-                                 batchify_fn=Tuple(*[Append() for _ in range(3)]), last_batch='keep',
-                                 num_workers=cfg.num_workers)
+    return WorkerLoader(dataset.transform(transform), batch_size=len(ctx), shuffle=False,
+                        batchify_fn=Tuple(*[Append() for _ in range(3)]), last_batch='keep',
+                        num_workers=cfg.num_workers)
 
 
 def evaluate(net, loader, classes, ctx, bar=None):

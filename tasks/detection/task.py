@@ -22,7 +22,7 @@ from mxnet import gluon
 
 from core.errors import TrainingError
 from core.running import RunningTerms
-from core.interrupt import quiet_children
+from data.workers import WorkerLoader
 from core.seeding import epoch_seed
 from core.task import Task
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
@@ -65,9 +65,8 @@ def train_loader(net, dataset, order, cfg, ctx, epoch):
         img, label = dataset[order[position]]
         return transform(img, label)
     items = gluon.data.SimpleDataset(list(range(len(order)))).transform(sample)
-    with quiet_children():                         # (its worker processes, if any, are forked here)
-        return gluon.data.DataLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard',
-                                     batchify_fn=FasterRCNNTrainBatchify(net, len(ctx)), num_workers=cfg.num_workers)
+    return WorkerLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard',
+                        batchify_fn=FasterRCNNTrainBatchify(net, len(ctx)), num_workers=cfg.num_workers)
 
 
 def shards(batch, ctx):

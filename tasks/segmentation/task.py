@@ -25,7 +25,7 @@ from mxnet import autograd, gluon, nd
 from core import checkpoint
 from core.errors import TrainingError
 from core.running import RunningTerms
-from core.interrupt import quiet_children
+from data.workers import WorkerLoader
 from core.seeding import epoch_seed
 from core.task import Task
 from data import segmentation as segdata
@@ -285,9 +285,8 @@ class SegmentationTask(Task):
     def batches(self, epoch):
         cfg, engine = self.cfg, self.engine
         order = epoch_order(cfg, len(self.train_items), epoch, engine.rank, engine.workers)
-        with quiet_children():                     # (its worker processes, if any, are forked here)
-            return gluon.data.DataLoader(_TrainSet(self.train_items, order, cfg, epoch), batch_size=engine.batch_size,
-                                         shuffle=False, last_batch='discard', num_workers=cfg.num_workers)
+        return WorkerLoader(_TrainSet(self.train_items, order, cfg, epoch), batch_size=engine.batch_size,
+                            shuffle=False, last_batch='discard', num_workers=cfg.num_workers)
 
     def forward(self, batch):
         images, masks = batch

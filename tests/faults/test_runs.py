@@ -582,3 +582,40 @@ def test_a_run_resumed_without_its_records_says_so(cifar_setup, train_run, tmp_p
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=norec', 'num_epoch=3', 'retrain=true',
                                     'model_load_epoch=-1'])
     assert code == 0 and 'the records of epoch' not in err, err
+
+
+@pytest.mark.parametrize('signame', ['SIGTERM', 'SIGINT'])
+def test_a_signal_to_the_process_group_stops_a_run_with_loader_workers(tmp_path, signame):
+    """Found by a new user: a segmentation run with num_workers=2 hung for good when `timeout` (or a
+    terminal's Ctrl-C, or a scheduler) signalled the whole process group: the workers died, gluon's
+    pool forked replacements beside MXNet's engine and deadlocked. The workers now ignore the signal,
+    the main process stops the run (130 / 143, the usual message), and no process is left."""
+    import signal
+    from tests.seg_synth import make_voc_segmentation
+    voc = make_voc_segmentation(str(tmp_path / 'VOCdevkit'), classes=3, train=16, val=4, size=(48, 48))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = [sys.executable, 'train.py', '--cfg', 'seg_voc_r18_deeplabv3plus', 'voc_root=%s' % voc, 'sbd_root=null',
+            'classes=[background,rect,disc]', 'gpu_list=[]', 'pretrained=null', 'batch_size=2', 'crop_size=32',
+            'num_workers=2', 'aspp_channels=16', 'progress=false', 'frequent=1', 'model_dir=%s' % (tmp_path / 'model'),
+            'log_dir=%s' % (tmp_path / 'log'), 'model_prefix=w', 'num_epoch=50', 'epoch_size=40']
+    run = subprocess.Popen(argv, cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                           start_new_session=True)
+    try:
+        log = tmp_path / 'log' / 'w.log'
+        deadline = time.time() + 240
+        while time.time() < deadline and run.poll() is None and 'Batch [2]' not in (
+                log.read_text() if log.exists() else ''):
+            time.sleep(0.2)
+        assert run.poll() is None, run.stderr.read()
+        os.killpg(run.pid, getattr(signal, signame))          # the process and its loader's workers
+        _, err = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == {'SIGTERM': 143, 'SIGINT': 130}[signame], err
+    assert ('terminated (SIGTERM)' if signame == 'SIGTERM' else 'interrupted') in err and 'Traceback' not in err, err
+    time.sleep(1)
+    left = subprocess.run(['pgrep', '-g', str(run.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, left                                      # every worker stopped with it
+    assert not (tmp_path / 'model' / 'w.lock').exists()
