@@ -269,6 +269,21 @@ def resolve_tag(model_dir, prefix, tag):
     return e
 
 
+def check_run_prefix(path, key='teacher_prefix', epoch_key='teacher_epoch'):
+    """CheckpointError when config key `key` = `path` names a checkpoint file or a folder instead of a
+    run (model_dir/RUN), saying which prefix (and `epoch_key`) to give."""
+    m = re.match(r'^(.*)-(\d{4}|best)\.(params|extra\.params|states|json)$', path)
+    if m and os.path.isfile(path):
+        epoch = -1 if m.group(2) == 'best' else int(m.group(2))
+        raise CheckpointError('%s=%s is a checkpoint file; give the run it belongs to and the epoch: %s=%s %s=%d'
+                              % (key, path, key, m.group(1), epoch_key, epoch))
+    if os.path.isdir(path):
+        found = sorted({n.rsplit('-', 1)[0] for n in os.listdir(path) if re.match(r'^.+-(\d{4}|best)\.json$', n)})
+        raise CheckpointError('%s=%s is a folder; give a run in it, %s=%s/RUN%s'
+                              % (key, path, key, path.rstrip('/'), ' (runs there: %s)' % ', '.join(found) if found
+                                 else ' (it holds no checkpoints)'))
+
+
 def refuse_other_kind(meta, prefix_path, wanted='a classification network'):
     """CheckpointError when checkpoint `prefix_path` is of another task (its metadata's `kind`:
     a segmentation or a Faster R-CNN run) than `wanted`."""

@@ -401,7 +401,9 @@ class Engine(object):
                     # the record again; readers keep the last record of each epoch. A record that cannot be
                     # written (a full disk) is reported, and the checkpoint is still attempted.
                     try:
-                        append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix))
+                        append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix, network=cfg.get('network'),
+                                                       teacher=os.path.basename(str(cfg.get('teacher_prefix') or '')) or
+                                                       cfg.get('teacher_network') if cfg.get('kt') else None))
                     except OSError as e:
                         LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
                                     epoch + 1, self.jsonl, e.strerror or e)

@@ -193,3 +193,18 @@ def test_reproduce_stopped_by_sigterm_stops_its_running_step(tmp_path):
     from core.env import proc_stat
     state = proc_stat(child)
     assert state is None or state[0] == 'Z'                     # gone, or a zombie
+
+
+def test_the_table_names_the_networks_the_records_name(tmp_path, capsys):
+    """Found by a new user: tools.results_table left the network and teacher columns blank unless
+    --student/--teacher were given; the records of every run now say them."""
+    for method, teacher in (('student', None), ('kd', 'segT')):
+        with open(str(tmp_path / ('seg_%s_s0.jsonl' % method)), 'w') as f:
+            f.write(json.dumps({'epoch': 0, 'val_miou': 0.5, 'val_pixel_acc': 0.9, 'network': 'preact_resnet18',
+                                'teacher': teacher, 'model_prefix': 'seg_%s_s0' % method}) + '\n')
+    assert results_table.main(['--task', 'segmentation', '--records', str(tmp_path), '--prefix', 'seg_']) == 0
+    out = capsys.readouterr().out
+    assert '| student alone | preact_resnet18 | — | 50.00 |' in out and '| KD | preact_resnet18 | segT | 50.00 |' in out
+    assert results_table.main(['--task', 'segmentation', '--records', str(tmp_path), '--prefix', 'seg_',
+                               '--student', 'R18']) == 0
+    assert '| KD | R18 | segT |' in capsys.readouterr().out

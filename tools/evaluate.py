@@ -67,7 +67,8 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
         cli.require_finite(net, prefix_path, tag)
         if meta.get('in_channels', data.channels) != data.channels:
             raise cli.UsageError('checkpoint %s takes %d-channel images but %s in %s has %d: evaluate it on the '
-                                 'data of its run (leave out --cfg to use the configuration saved with it)'
+                                 'data of its run (leave out --cfg and data_dir to use the configuration saved '
+                                 'with it)'
                                  % (prefix_path, meta['in_channels'], cfg.dataset, cfg.data_dir, data.channels))
         net.hybridize(static_alloc=True)
         return net, meta

@@ -102,7 +102,14 @@ def val_images(meta, data_dir, count, at_most=False):
     # as in training: the resizing iterator aborts on an image that does not decode, the others
     # would give garbage pixels (free for packs the builder made); the images must be of the run's kind
     ensure_decodable(prefix)
-    check_channels(prefix, channels, dataset)
+    from data import DataError
+    try:
+        check_channels(prefix, channels, dataset)
+    except DataError:
+        raise UsageError('the run was trained on %d-channel (%s) %s images, but the pack %s.rec holds %s ones: give '
+                         '--data-dir of data like its run\'s' % (channels, 'grayscale' if channels == 1 else 'colour',
+                                                                  dataset, prefix, 'colour' if channels == 1 else
+                                                                  'grayscale'))
     resize = centre_crop_resize(size) if dataset == 'imagenet' else None
     return pack_images(prefix, count, channels, size, resize)[0]
 

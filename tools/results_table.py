@@ -100,6 +100,12 @@ def segmentation_table(groups, student='', teacher=''):
     return '\n'.join(lines) + '\n'
 
 
+def _said(groups, key):
+    """What the runs' records say of `key` (network, teacher), when they all say the same; else ''."""
+    values = {r.get(key) for recs in groups.values() for r in recs if r.get(key)}
+    return values.pop() if len(values) == 1 else ''
+
+
 @cli.command
 def main(argv=None):
     """Print (and with --out write) the table; 2 with one error line when no run matches."""
@@ -109,8 +115,8 @@ def main(argv=None):
     p.add_argument('--num-epoch', type=cli.positive_int, default=None,
                    help='compare the runs at epoch N (their record whose "epoch" is N-1; runs that did not reach '
                    'it are left out)')
-    p.add_argument('--student', default='')
-    p.add_argument('--teacher', default='')
+    p.add_argument('--student', default='', help="the students' network (default: what their records say)")
+    p.add_argument('--teacher', default='', help='the teacher (default: what the records of the distilled runs say)')
     p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')
     p.add_argument('--task', choices=['classification', 'detection', 'segmentation'], default='classification',
                    help='segmentation: runs found as for classification (--records, --prefix), mIoU and pixel '
@@ -137,13 +143,14 @@ def main(argv=None):
     if not groups:
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
     if args.task == 'segmentation':
-        table = segmentation_table(groups, args.student, args.teacher)
+        table = segmentation_table(groups, args.student or _said(groups, 'network'),
+                                   args.teacher or _said(groups, 'teacher'))
     else:
         dense = sorted(m for m, recs in groups.items() if any('val_top1' not in r and 'val_miou' in r for r in recs))
         if dense:
             raise cli.UsageError('runs of %s are segmentation runs (their records have mIoU, not top-1): add --task '
                                  'segmentation' % ', '.join(dense))
-        table = make_table(groups, args.student, args.teacher)
+        table = make_table(groups, args.student or _said(groups, 'network'), args.teacher or _said(groups, 'teacher'))
     if args.out:
         cli.write_atomic(args.out, table)
     print(table)

@@ -4,7 +4,6 @@ or a gluoncv model-zoo network, returned as a hybridized tapped block
 """
 import logging
 import os
-import re
 
 import mxnet as mx
 
@@ -29,27 +28,15 @@ def source_of(cfg):
     return resolved_source(cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network)
 
 
-def check_teacher_prefix(path):
-    """TeacherError when teacher_prefix `path` names a checkpoint file or a folder instead of a run
-    (model_dir/RUN), saying which prefix (and teacher_epoch) to give."""
-    m = re.match(r'^(.*)-(\d{4}|best)\.(params|extra\.params|states|json)$', path)
-    if m and os.path.isfile(path):
-        epoch = -1 if m.group(2) == 'best' else int(m.group(2))
-        raise TeacherError('teacher_prefix=%s is a checkpoint file; give the run it belongs to and the epoch: '
-                           'teacher_prefix=%s teacher_epoch=%d' % (path, m.group(1), epoch))
-    if os.path.isdir(path):
-        found = sorted({n.rsplit('-', 1)[0] for n in os.listdir(path) if re.match(r'^.+-(\d{4}|best)\.json$', n)})
-        raise TeacherError('teacher_prefix=%s is a folder; give a run in it, teacher_prefix=%s/RUN%s'
-                           % (path, path.rstrip('/'), ' (runs there: %s)' % ', '.join(found) if found else
-                              ' (it holds no checkpoints)'))
-
-
 def _project_meta(cfg):
     """(model_dir, run name, tag, metadata) of teacher run `teacher_prefix`, a classification run."""
     if not cfg.teacher_prefix:
         raise TeacherError('teacher_prefix is not set: name the teacher checkpoint, e.g. '
                            'teacher_prefix="model/fmnist_resnet14_teacher"')
-    check_teacher_prefix(cfg.teacher_prefix)
+    try:
+        checkpoint.check_run_prefix(cfg.teacher_prefix)
+    except checkpoint.CheckpointError as e:
+        raise TeacherError(str(e))
     model_dir, prefix = os.path.split(cfg.teacher_prefix)
     tag = 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch
     try:

@@ -15,6 +15,7 @@ Every problem is a `DetectorError` naming the key or file and the fix. Networks
 are built inside their own name scopes (gluoncv hard-codes some prefixes).
 """
 import os
+import warnings
 from collections import namedtuple
 
 import core.compat  # noqa: F401
@@ -24,6 +25,9 @@ from core import checkpoint
 from core.errors import NetworkError
 
 Backbone = namedtuple('Backbone', 'features top description split')
+# the target encoder's fixed means and stds are used in training only (and never trained): gluoncv's
+# detector at inference says they are unused; said once here, not on every run
+warnings.filterwarnings('ignore', message=r'Parameter .*boxcenterencoder\d*_means.* is not used by any computation')
 
 # config keys that fix the detector's parameters (recorded in every checkpoint)
 STRUCTURE = ('network', 'classes', 'rpn_channel', 'scales', 'ratios', 'roi_size', 'backbone_split', 'num_sample',

@@ -163,6 +163,10 @@ class DetectionTask(Task):
     def locate_teacher(cls, cfg):
         """(model_dir, run, tag) of the teacher: a Faster R-CNN run of this project with this run's classes."""
         from core import checkpoint
+        try:
+            checkpoint.check_run_prefix(cfg.teacher_prefix)      # a checkpoint file or a folder instead of a run
+        except checkpoint.CheckpointError as e:
+            raise DetectionError(str(e))
         folder, name = os.path.split(cfg.teacher_prefix)
         tag = 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch
         try:

@@ -162,6 +162,10 @@ class SegmentationTask(Task):
                 return cfg.teacher_prefix or pretrained.weights_file(cfg.teacher_network), None
             except pretrained.WeightsError as e:
                 raise SegmentationError('teacher: %s' % e)
+        try:
+            checkpoint.check_run_prefix(cfg.teacher_prefix)      # a checkpoint file or a folder instead of a run
+        except checkpoint.CheckpointError as e:
+            raise SegmentationError(str(e))
         folder, name = os.path.split(cfg.teacher_prefix)
         if not checkpoint.epochs(folder or '.', name) and not os.path.isfile(
                 checkpoint.paths(folder or '.', name, 'best')['meta']):

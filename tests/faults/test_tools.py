@@ -838,3 +838,66 @@ def test_fifth_trial_messages_name_the_problem_and_the_fix(three_class_run, tmp_
     assert code == 2 and 'is a legacy MXNet Module checkpoint' in err and 'teacher_source=legacy' in err, err
     code, _, err = run_tool(evaluate.main, ['--teacher', '--prefix', str(three_class_run / 'model' / 'three')], capsys)
     one_error(code, err, '--teacher evaluates the config', 'give one of them')
+
+
+def test_python_m_tools_lists_the_commands():
+    """Found by a new user: `python -m tools` said 'No module named tools.__main__'."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, '-m', 'tools'], cwd=root, capture_output=True, text=True, timeout=60)
+    names = [line.split()[0] for line in r.stdout.splitlines()[1:]]
+    assert r.returncode == 0 and {'evaluate', 'export', 'compare', 'detection', 'doctor'} <= set(names), r.stdout
+    assert not {'cli', 'features', 'plotting'} & set(names)              # the shared parts are not commands
+
+
+def test_sixth_trial_messages_name_the_problem_and_the_fix(three_class_run, tmp_path, capsys):
+    """Found by a new user: a segmentation teacher_prefix naming a checkpoint file said 'no checkpoint
+    of a run named ...-0002.params'; tools.evaluate of a 3-class run on 2-class data advised setting
+    num_classes (it cannot change the network's classes); tools.heatmaps on data of other channels
+    advised `dataset=`, which it does not take."""
+    import cv2
+    import numpy as np
+    from data import pack
+    from tests.helpers import make_jpeg_tree
+    from tests.seg_synth import make_voc_segmentation
+    import train
+    prefix = str(three_class_run / 'model' / 'three')
+    two = tmp_path / 'two'
+    for split, seed in (('train', 3), ('val', 4)):
+        make_jpeg_tree(str(two / 'src' / split), classes=2, per_class=2, size=(20, 20), seed=seed)
+    assert pack.main(['--train', str(two / 'src' / 'train'), '--val', str(two / 'src' / 'val'),
+                      '--out', str(two / 'pack')]) == 0
+    capsys.readouterr()
+    code, _, err = run_tool(evaluate.main, ['--prefix', prefix, 'data_dir=%s' % (two / 'pack')], capsys)
+    one_error(code, err, 'predicts 3 classes but the data has 2', 'leave out data_dir', 'give data of those 3 classes')
+    assert 'set num_classes' not in err
+    gray = tmp_path / 'gray'
+    rng = np.random.RandomState(0)
+    for split in ('train', 'val'):
+        for c in range(3):
+            os.makedirs(str(gray / 'src' / split / ('c%d' % c)))
+            for i in range(2):
+                cv2.imwrite(str(gray / 'src' / split / ('c%d' % c) / ('%d.jpg' % i)),
+                            rng.randint(0, 255, (20, 20)).astype(np.uint8))
+    assert pack.main(['--train', str(gray / 'src' / 'train'), '--val', str(gray / 'src' / 'val'),
+                      '--out', str(gray / 'pack')]) == 0
+    capsys.readouterr()
+    code, _, err = run_tool(heatmaps.main, ['--net', 'T=%s:stage3_pre' % prefix, '--images', '2', '--data-dir',
+                                            str(gray / 'pack'), '--out', str(tmp_path / 'h.png')], capsys)
+    one_error(code, err, 'the run was trained on 3-channel (colour) imagenet images', 'holds grayscale ones',
+              '--data-dir of data like its run')
+    assert 'dataset=' not in err and not os.path.exists(str(tmp_path / 'h.png'))
+    # a segmentation teacher given as one of its checkpoint files
+    voc = make_voc_segmentation(str(tmp_path / 'VOCdevkit'), classes=3, train=4, val=2, size=(48, 48))
+    seg = ['--cfg', 'seg_voc_r18_deeplabv3plus', 'voc_root=%s' % voc, 'sbd_root=null', 'classes=[background,rect,disc]',
+           'gpu_list=[]', 'pretrained=null', 'batch_size=2', 'crop_size=32', 'aspp_channels=8', 'progress=false',
+           'num_epoch=1', 'model_dir=%s' % (tmp_path / 'm'), 'log_dir=%s' % (tmp_path / 'l')]
+    assert train.main(seg + ['model_prefix=segT']) == 0
+    capsys.readouterr()
+    code = train.main(seg + ['model_prefix=s', 'kt=true', 'kt_type=kd', 'teacher_symbol=null', 'student_symbol=null',
+                             'teacher_prefix=%s' % (tmp_path / 'm' / 'segT-0001.params')])
+    err = capsys.readouterr().err
+    want = 'is a checkpoint file; give the run it belongs to and the epoch: teacher_prefix=%s teacher_epoch=1' % (
+        tmp_path / 'm' / 'segT')
+    assert code == 2 and want in err, err
