@@ -82,7 +82,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     def draw(images, maps):
-        return 'wrote %s (%d panels)' % (args.out, plot(images, maps, args.out, args.channels))
+        have = min(f.shape[1] for _, f in maps)
+        note = ('; --channels %d: the tap has %d, all drawn' % (args.channels, have)) if args.channels > have else ''
+        return 'wrote %s (%d panels%s)' % (args.out, plot(images, maps, args.out, args.channels), note)
     return features.run_figure(args, [('--net', v, True) for v in args.net], draw)
 
 
