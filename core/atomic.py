@@ -57,3 +57,26 @@ def write_atomic(path, write):
         if isinstance(e, OSError) and e.strerror and type(e).__module__ == 'builtins':
             raise type(e)(e.errno, e.strerror, path) from e
         raise
+
+
+def remove_stale(folder, pattern, stale=lambda match, path: True):
+    """Remove the files of `folder` whose names match regular expression `pattern` and that
+    `stale(match, path)` calls left over (their writer was killed before its rename); returns the
+    paths removed. A file that cannot be looked at or removed is left as it is."""
+    import re
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = re.match(pattern, name)
+        path = os.path.join(folder, name)
+        try:
+            if m and stale(m, path):
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
+

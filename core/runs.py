@@ -31,6 +31,7 @@ import socket
 import time
 
 from . import checkpoint
+from .atomic import remove_stale
 from .env import proc_stat
 
 LOG = logging.getLogger('runs')
@@ -322,23 +323,10 @@ def clear_leftovers(model_dir, log_dir, prefix):
     (only this run, whose lock the caller holds, writes them), and, in both folders, write-test
     probes `.write-test-PID` older than a minute (a live one exists for microseconds). Returns the
     paths removed."""
-    run_tmp = re.compile(r'^\.%s-(\d{4}|best)(\.extra)?\.tmp-\d+\.(params|states|json)$' % re.escape(prefix))
-    removed = []
+    removed = remove_stale(model_dir, r'^\.%s-(\d{4}|best)(\.extra)?\.tmp-\d+\.(params|states|json)$' % re.escape(prefix))
     for folder in sorted({model_dir, log_dir}):
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(folder, name)
-            try:
-                stale = (folder == model_dir and run_tmp.match(name)) or (
-                    re.match(r'^\.write-test-\d+$', name) and time.time() - os.path.getmtime(path) > PROBE_AGE)
-                if stale:
-                    os.remove(path)
-                    removed.append(path)
-            except OSError:
-                pass
+        removed += remove_stale(folder, r'^\.write-test-\d+$',
+                                lambda m, path: time.time() - os.path.getmtime(path) > PROBE_AGE)
     if removed:
         LOG.info('removed %d file(s) left by an interrupted process: %s', len(removed),
                  ', '.join(os.path.basename(p) for p in removed))

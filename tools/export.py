@@ -217,20 +217,12 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
 def clear_stale_temporaries(out):
     """Remove the temporary files (`.NAME.tmp-PID-*`) an export to `out` left when it was killed
     (SIGKILL): those of a process that no longer runs."""
-    folder, name = os.path.split(os.path.abspath(out))
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return
     import re
+    from core.atomic import remove_stale
     from core.runs import process_alive
-    for f in entries:
-        m = re.match(r'^\.%s\.tmp-(\d+)(-0000\.params|-meta\.json|\.onnx|-symbol\.json)$' % re.escape(name), f)
-        if m and not process_alive(int(m.group(1))):
-            try:
-                os.remove(os.path.join(folder, f))
-            except OSError:
-                pass
+    folder, name = os.path.split(os.path.abspath(out))
+    remove_stale(folder, r'^\.%s\.tmp-(\d+)(-0000\.params|-meta\.json|\.onnx|-symbol\.json)$' % re.escape(name),
+                 lambda m, path: not process_alive(int(m.group(1))))
 
 
 def keep_existing(out, overwrite):
