@@ -12,7 +12,6 @@ to `python -m tools.detection` is refused with the command that takes it.
 """
 import os
 import re
-from collections import OrderedDict
 
 from . import checks as c, preset_files
 from .checks import ConfigError
@@ -262,8 +261,8 @@ NOT_HERE = ('labels', 'indices', 'stages')
 
 
 def _check_distillation(cfg, where):
-    """The transfer plan (config.resolve_plan, as classification's) of a distilled detector."""
-    from . import resolve_plan
+    """The transfer plan (config.plan.resolve_plan, as classification's) of a distilled detector."""
+    from .plan import resolve_plan
     from symbols.transfer import METHODS
     from tasks.detection.distill import TAPS
     if not cfg.teacher_prefix:

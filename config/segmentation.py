@@ -163,8 +163,8 @@ def _check_together(cfg, at):
 
 
 def _check_distillation(cfg, at):
-    """The transfer plan (config.resolve_plan, as classification's) of a distilled segmentation run."""
-    from . import resolve_plan
+    """The transfer plan (config.plan.resolve_plan, as classification's) of a distilled segmentation run."""
+    from .plan import resolve_plan
     from symbols.transfer import METHODS
     if cfg.teacher_source == 'gluoncv':
         _check_gluoncv_teacher(cfg, at)

@@ -1,0 +1,168 @@
+"""Classification's checks across keys and of its data: the class count the data has, the
+teacher, the warnings a run starts with, the data files."""
+import os
+
+from .checks import ConfigError
+from .plan import resolve_plan
+
+
+CIFAR_CLASSES = {'cifar10': 10, 'cifar100': 100}
+
+
+def classes_of_data(cfg):
+    """(number of classes the data has, where that is said): 10/100 for CIFAR-10/100, else the lines
+    of data_dir/classes.txt (written by the pack builders); (None, None) without one."""
+    if cfg.dataset in CIFAR_CLASSES:
+        return CIFAR_CLASSES[cfg.dataset], 'dataset=%s' % cfg.dataset
+    listed = _classes_listed(cfg)
+    return (listed, os.path.join(cfg.data_dir, 'classes.txt')) if listed else (None, None)
+
+
+def _check_num_classes(cfg, at):
+    """num_classes from the data when unset; ConfigError when it is set and disagrees with the data."""
+    count, said = classes_of_data(cfg)
+    if count is None or count < 2:                 # (one class: check_data_files says what to do)
+        return
+    if cfg.num_classes is None:
+        cfg['num_classes'] = count
+    elif count != cfg.num_classes:
+        outside = ('; its labels %d..%d lie outside num_classes=%d' % (cfg.num_classes, count - 1, cfg.num_classes)
+                   if cfg.num_classes < count else '')
+        raise ConfigError('config key num_classes (%s) is %d but the data has %d classes (%s%s): leave num_classes '
+                          'unset (null: taken from the data) or set num_classes=%d'
+                          % (at('num_classes'), cfg.num_classes, count, said, outside, count))
+
+
+def _classes_listed(cfg):
+    """The number of classes in data_dir/classes.txt (written by the pack builder), None without one."""
+    if cfg.dataset not in ('imagenet', 'fashion_mnist'):
+        return None
+    from data import read_classes_file, DataError
+    try:
+        names = read_classes_file(os.path.join(cfg.data_dir, 'classes.txt'))
+    except DataError as e:
+        raise ConfigError('config key data_dir=%r: %s' % (cfg.data_dir, e))
+    return len(names) if names is not None else None
+
+
+def warnings_of(cfg):
+    """Settings that are valid but probably not what was meant, one sentence each: a warm-up (of
+    the learning rate, or of a transfer method's weight) longer than the run."""
+    out = []
+    if cfg.warmup_epochs > cfg.num_epoch:
+        out.append('warmup_epochs=%g is longer than the run (num_epoch=%d): the learning rate never reaches lr=%g '
+                   '(at most %.3g); lower warmup_epochs or raise num_epoch'
+                   % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
+    if cfg.kt:
+        from symbols.transfer import METHODS, warmup_epochs
+        for entry in cfg.plan:
+            if entry['method'] not in METHODS:
+                continue
+            w = warmup_epochs(entry['method'], cfg.kt_warmup_epochs)
+            if w > cfg.num_epoch:
+                out.append('%s warms its weight up over %g epochs (x min((epoch+1)/%g, 1)) but num_epoch=%d: it '
+                           'reaches at most %.0f%% of its kt_weight %g in this run; set kt_warmup_epochs to a '
+                           'part of the run' % (entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w,
+                                                entry['weight']))
+    return out
+
+
+def check_classification(cfg, at):
+    """Classification's checks across keys (each key's own check has passed); fills in the derived
+    keys (model_load_prefix, begin_epoch, the full network name) and the transfer plan `cfg.plan`."""
+    if cfg.model_load_prefix is None:
+        cfg['model_load_prefix'] = cfg.model_prefix
+    _check_num_classes(cfg, at)
+    if cfg.begin_epoch is None:
+        cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
+    import symbols
+    try:                                             # a family + depth becomes the full name
+        cfg['network'] = symbols.resolve_name(cfg.network, cfg.depth)
+    except ValueError as e:
+        raise ConfigError('config key %r (%s): %s' % ('network', at('network', 'depth'), e))
+    if cfg.teacher_network is not None:              # a project network, or any gluoncv model-zoo name
+        try:
+            cfg['teacher_network'] = symbols.resolve_name(cfg.teacher_network)
+        except ValueError as e:
+            from gluoncv.model_zoo import get_model_list
+            if cfg.teacher_network not in get_model_list():
+                raise ConfigError('config key %r (%s): %s, and not a gluoncv model-zoo name either'
+                                  % ('teacher_network', at('teacher_network'), e))
+    if cfg.pretrained is not None:
+        from symbols import pretrained
+        try:
+            pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
+        except pretrained.WeightsError as e:
+            raise ConfigError('config key pretrained (%s): %s' % (at('pretrained'), e))
+    for key in ('mean', 'std'):
+        if cfg[key] is not None and len(cfg[key]) not in (1, 3):
+            raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
+                              % (key, at(key), cfg[key]))
+    if cfg.dataset in ('cifar10', 'cifar100') and cfg.image_size not in (None, 32):
+        raise ConfigError('config key image_size (%s) is %d, but %s images are 32x32 and are not resized: '
+                          'leave image_size unset (or 32)' % (at('image_size'), cfg.image_size, cfg.dataset))
+    if cfg.dataset == 'imagenet' and cfg.resize is not None:
+        from data import DEFAULTS
+        from data.augment import centre_crop_resize
+        size = cfg.image_size or DEFAULTS['imagenet'][1]
+        if cfg.resize < size:
+            raise ConfigError('config key resize (%s) is %d, smaller than image_size %d: validation resizes the '
+                              'shorter side to resize, then takes the centre image_size square; set resize to %d '
+                              'or more (unset: %d)' % (at('resize', 'image_size'), cfg.resize, size, size,
+                                                       centre_crop_resize(size)))
+    if (cfg.mean is None) != (cfg.std is None):
+        raise ConfigError('config keys mean and std (%s) must be given together' % at('mean', 'std'))
+    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
+                                       'kt_layer_weight')) if cfg.kt else []
+    _check_teacher_is_not_the_run(cfg, at)
+
+
+def _check_teacher_is_not_the_run(cfg, at):
+    if cfg.kt and cfg.teacher_prefix and cfg.teacher_source in ('auto', 'project') and \
+            os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+        raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: the student would '
+                          'be written over (or with overwrite=true, move aside) its own teacher; choose another '
+                          'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
+
+
+
+def data_files(cfg):
+    """The files the dataset needs (paths), for the existence check."""
+    d = cfg.data_dir
+    if cfg.dataset in ('imagenet', 'fashion_mnist'):
+        return [os.path.join(d, n) for n in ('train.rec', 'train.idx', 'val.rec', 'val.idx')]
+    from data.cifar import cifar_files
+    return cifar_files(d, cfg.dataset)
+
+
+def check_data_files(cfg):
+    if os.path.isfile(cfg.data_dir):
+        raise ConfigError('config key data_dir=%r is a file: data_dir is the folder that holds the data, '
+                          'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
+    missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
+    if missing:
+        if cfg.dataset == 'fashion_mnist':
+            fix = 'run `bash init.sh` (or `python -m data.fashion_mnist --out %s`)' % cfg.data_dir
+        elif cfg.dataset == 'imagenet':
+            fix = 'build the packs with `python -m data.pack --train TRAIN_DIR --val VAL_DIR --out %s`' % cfg.data_dir
+        else:
+            fix = 'unpack the official CIFAR python archive into data_dir'
+            other = {'cifar10': ('cifar100', 'train'), 'cifar100': ('cifar10', 'data_batch_1')}[cfg.dataset]
+            if os.path.isfile(os.path.join(cfg.data_dir, other[1])):
+                fix = 'data_dir holds %s, not %s: set dataset=%s' % (
+                    {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100'}[other[0]],
+                    {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100'}[cfg.dataset], other[0])
+        raise ConfigError('config key data_dir=%r: missing data file(s) %s; %s'
+                          % (cfg.data_dir, ', '.join(missing), fix))
+    if _classes_listed(cfg) == 1:
+        raise ConfigError('config key data_dir=%r: its classes.txt lists 1 class, and a classifier needs 2 or more: '
+                          'pack a folder with two or more class sub-folders (python -m data.pack --train DIR '
+                          '--out %s)' % (cfg.data_dir, cfg.data_dir))
+    if cfg.num_classes is None:
+        raise ConfigError('config key num_classes is not set and data_dir=%r has no classes.txt to take it from: '
+                          'set num_classes=N (the number of classes of the data), or pack the data with '
+                          'python -m data.pack, which writes classes.txt' % cfg.data_dir)
+
+
+
+__all__ = ['CIFAR_CLASSES', 'classes_of_data', 'warnings_of', 'check_classification', 'data_files', 'check_data_files']

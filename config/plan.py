@@ -1,0 +1,115 @@
+"""The transfer plan of any task: for every method of kt_type its weight, its (student tap, teacher
+tap) pairs and their layer weights, from the keys kt_type, kt_weight, teacher_symbol,
+student_symbol and kt_layer_weight (the forms docs/configuration.md lists)."""
+from .checks import ConfigError
+
+
+def _per_method(spec, methods, key, origin):
+    """Normalise teacher_symbol / student_symbol to {method: entry}."""
+    from symbols.transfer import takes_taps
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        from symbols.transfer import canonical_method
+        out = {}
+        for k, v in spec.items():
+            try:
+                m = canonical_method(k)
+            except ValueError as e:
+                raise ConfigError('config key %r (%s): %s' % (key, origin, e))
+            if m not in methods:
+                raise ConfigError('config key %r (%s) gives taps for %r, which kt_type %r does not use'
+                                  % (key, origin, k, '+'.join(methods)))
+            out[m] = v
+        return out
+    if isinstance(spec, str):
+        feature = [m for m in methods if takes_taps(m)]
+        if len(feature) > 1:
+            raise ConfigError('config key %r (%s) is one tap name but kt_type has %d feature methods %s: give '
+                              'a list aligned with kt_type or a dict method -> taps' % (key, origin,
+                                                                                        len(feature), feature))
+        return {feature[0]: spec} if feature else {}
+    if len(methods) == 1:
+        # one method: the list is its layers ([a, b]), or a list aligned with kt_type ([[a, b]])
+        if len(spec) == 1 and isinstance(spec[0], list):
+            spec = spec[0]
+        return {methods[0]: spec}
+    if len(spec) != len(methods):
+        raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
+                          'method, in order (null for the logit methods kd, dkd, dist), e.g. %s=%s' % (
+                              key, origin, len(spec), len(methods), '+'.join(methods), key,
+                              '[%s]' % ', '.join('stage3_pre' if takes_taps(m) else 'null' for m in methods)))
+    return dict(zip(methods, spec))
+
+
+def _tap_list(method, entry, key, origin):
+    from symbols.transfer import METHODS
+    if METHODS[method].inputs == 'fsp':                 # (a, b) tap pairs
+        if entry is None:
+            return []
+        if isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry):
+            entry = [entry]
+        if not isinstance(entry, list) or not all(isinstance(p, list) and len(p) == 2 and
+                                                  all(isinstance(x, str) for x in p) for p in entry):
+            raise ConfigError('config key %r (%s): %s takes [a, b] tap pairs, e.g. [["stage1", "stage2"]]; '
+                              'got %r' % (key, origin, method, entry))
+        return [tuple(p) for p in entry]
+    if entry is None:
+        return []
+    taps = [entry] if isinstance(entry, str) else list(entry)
+    if not all(isinstance(t, str) for t in taps):
+        raise ConfigError('config key %r (%s): %s takes tap names; got %r' % (key, origin, method, entry))
+    return taps
+
+
+def resolve_plan(cfg, origin='config'):
+    """The transfer plan: a list of dicts, one per method, in kt_type order:
+    {'method', 'weight', 'pairs': [(student_tap, teacher_tap), ...],
+    'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
+    fsp a tap is an (a, b) tuple.
+    """
+    from symbols.transfer import parse_kt_type, default_weight, takes_taps
+    methods = parse_kt_type(cfg.kt_type)
+    t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin)
+    s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin)
+    weights = cfg.kt_weight
+    if weights is None:
+        weights = [default_weight(m, cfg) for m in methods]
+    elif isinstance(weights, float):
+        if len(methods) != 1:
+            raise ConfigError('config key kt_weight (%s) is one number but kt_type %r has %d methods: give a '
+                              'list of %d weights, or kt_weight=null for each method\'s default weight'
+                              % (origin, cfg.kt_type, len(methods), len(methods)))
+        weights = [weights]
+    elif len(weights) != len(methods):
+        raise ConfigError('config key kt_weight (%s) has %d weights for the %d methods of kt_type %r: give %d '
+                          'weights in kt_type order, or kt_weight=null for each method\'s default weight'
+                          % (origin, len(weights), len(methods), cfg.kt_type, len(methods)))
+    layer_w = cfg.kt_layer_weight or {}
+    plan = []
+    for method, weight in zip(methods, weights):
+        if not takes_taps(method):              # logit methods (kd, dkd, dist) read no taps
+            pairs = []
+        else:
+            t_taps = _tap_list(method, t_spec.get(method), 'teacher_symbol', origin)
+            s_taps = _tap_list(method, s_spec.get(method), 'student_symbol', origin)
+            if not t_taps or not s_taps:
+                which = 'teacher_symbol' if not t_taps else 'student_symbol'
+                raise ConfigError('config key %s (%s) gives no taps for method %r of kt_type %r, e.g. %s = '
+                                  '{%r: "stage3_pre"}' % (which, origin, method, cfg.kt_type, which, method))
+            if len(t_taps) != len(s_taps):
+                raise ConfigError('method %r (%s): student_symbol lists %d taps and teacher_symbol %d; they '
+                                  'pair up one to one' % (method, origin, len(s_taps), len(t_taps)))
+            pairs = list(zip(s_taps, t_taps))
+        lw = layer_w.get(method)
+        if lw is None:
+            lw = [1.0 / max(1, len(pairs))] * max(1, len(pairs))
+        elif len(lw) != max(1, len(pairs)):
+            raise ConfigError('config key kt_layer_weight (%s) has %d weights for the %d layer pairs of %r'
+                              % (origin, len(lw), len(pairs), method))
+        plan.append({'method': method, 'weight': float(weight), 'pairs': pairs, 'layer_weights': lw})
+    return plan
+
+
+
+__all__ = ['resolve_plan']
