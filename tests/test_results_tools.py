@@ -211,3 +211,20 @@ def test_the_table_names_the_networks_the_records_name(tmp_path, capsys):
     assert results_table.main(['--task', 'segmentation', '--records', str(tmp_path), '--prefix', 'seg_',
                                '--student', 'R18']) == 0
     assert '| KD | R18 | segT |' in capsys.readouterr().out
+
+
+def test_best_compares_each_run_at_its_best_epoch(tmp_path, capsys):
+    """--best: each run's record with the highest validation score up to the epoch compared (the
+    first of equal ones), instead of that epoch's."""
+    for seed, scores in enumerate(([0.5, 0.9, 0.7], [0.6, 0.6, 0.4])):
+        with open(str(tmp_path / ('b_kd_s%d.jsonl' % seed)), 'w') as f:
+            for epoch, v in enumerate(scores):
+                f.write(json.dumps({'epoch': epoch, 'val_miou': v, 'val_pixel_acc': v + 0.05,
+                                    'model_prefix': 'b_kd_s%d' % seed}) + '\n')
+    argv = ['--task', 'segmentation', '--records', str(tmp_path), '--prefix', 'b_']
+    assert results_table.main(argv) == 0
+    assert '| KD |  |  | 55.00 ± 21.21 |' in capsys.readouterr().out            # the last epoch: 0.7, 0.4
+    assert results_table.main(argv + ['--best']) == 0
+    assert '| KD |  |  | 75.00 ± 21.21 | 80.00 ± 21.21 | 2 |' in capsys.readouterr().out   # 0.9, 0.6
+    assert results_table.main(argv + ['--best', '--num-epoch', '1']) == 0
+    assert '| KD |  |  | 55.00 ± 7.07 |' in capsys.readouterr().out            # up to epoch 1: 0.5, 0.6

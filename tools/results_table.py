@@ -36,11 +36,12 @@ LABELS = OrderedDict([
 ])
 
 
-def group_runs(runs, prefix, num_epoch=None):
+def group_runs(runs, prefix, num_epoch=None, best=None):
     """{method: [the record compared of each seed]} for runs named <prefix><method>_s<seed>: with
     num_epoch, the record of epoch num_epoch - 1 of every run that reached it; without, the last
     record of the runs that reached the latest last epoch of these runs (the others are left out
-    with a warning naming them)."""
+    with a warning naming them). `best` (a record key, e.g. val_miou): instead of that record, the
+    one with the highest `best` up to it (the first of equal ones, as a run keeps its best epoch)."""
     names = matching_runs(runs, prefix)
     if num_epoch is None:
         names = finished_runs(runs, names, LOG)
@@ -51,6 +52,9 @@ def group_runs(runs, prefix, num_epoch=None):
             rec = recs[-1] if recs else None
         else:
             rec = next((r for r in recs if r['epoch'] == num_epoch - 1), None)
+        if rec is not None and best is not None:
+            upto = [r for r in recs if r['epoch'] <= rec['epoch'] and r.get(best) == r.get(best)]
+            rec = max(upto, key=lambda r: (r[best], -r['epoch'])) if upto else rec
         if rec is not None:
             groups.setdefault(RUN_NAME.match(name[len(prefix):]).group('stem'), []).append(rec)
     return groups
@@ -115,6 +119,8 @@ def main(argv=None):
     p.add_argument('--num-epoch', type=cli.positive_int, default=None,
                    help='compare the runs at epoch N (their record whose "epoch" is N-1; runs that did not reach '
                    'it are left out)')
+    p.add_argument('--best', action='store_true', help="each run's best epoch (validation top-1 or mIoU) up to the "
+                   'epoch compared, instead of that epoch')
     p.add_argument('--student', default='', help="the students' network (default: what their records say)")
     p.add_argument('--teacher', default='', help='the teacher (default: what the records of the distilled runs say)')
     p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')
@@ -139,7 +145,8 @@ def main(argv=None):
     if args.out:
         cli.output_path(args.out, example='table.md')
     runs = find_runs(args.records)
-    groups = group_runs(runs, args.prefix, args.num_epoch)
+    groups = group_runs(runs, args.prefix, args.num_epoch,
+                        best=('val_miou' if args.task == 'segmentation' else 'val_top1') if args.best else None)
     if not groups:
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
     if args.task == 'segmentation':
