@@ -141,7 +141,11 @@ def check_data_files(cfg):
                           'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
     missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
     if missing:
-        if cfg.dataset == 'fashion_mnist':
+        if os.path.isdir(cfg.data_dir) and os.listdir(cfg.data_dir) and len(missing) == len(data_files(cfg)) and \
+                cfg.dataset in ('fashion_mnist', 'imagenet'):
+            fix = ('data_dir holds other files, not this dataset\'s packs: give the folder of the packs (python -m '
+                   'data.pack writes them) or of the data the run was trained on')
+        elif cfg.dataset == 'fashion_mnist':
             fix = 'run `bash init.sh` (or `python -m data.fashion_mnist --out %s`)' % cfg.data_dir
         elif cfg.dataset == 'imagenet':
             fix = 'build the packs with `python -m data.pack --train TRAIN_DIR --val VAL_DIR --out %s`' % cfg.data_dir

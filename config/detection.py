@@ -33,8 +33,8 @@ def voc_sets():
     what = "'YEAR:SPLIT' pairs joined by commas, e.g. '2007:trainval,2012:trainval'"
 
     def check(v):
-        if isinstance(v, list):
-            v = ','.join(str(x) for x in v)
+        if isinstance(v, list):          # (a checkpoint's saved configuration: [[2007, 'trainval'], ...])
+            v = ','.join('%s:%s' % tuple(x) if isinstance(x, (list, tuple)) and len(x) == 2 else str(x) for x in v)
         if not isinstance(v, str) or not v.strip():
             c._fail(what, v)
         out = []
@@ -160,16 +160,16 @@ _FIELDS = [
     # distillation inside the detector: a Faster R-CNN teacher of this project, registered methods on named taps
     SCHEMA_FIELDS['kt']._replace(doc='distil the detector from a Faster R-CNN teacher (teacher_prefix) besides its own '
                                  'losses (false: the plain recipe)'),
-    SCHEMA_FIELDS['kt_type']._replace(default='fitnet', doc="'+'-joined methods on the detectors' taps (features: "
+    SCHEMA_FIELDS['kt_type']._replace(default='kd', doc="'+'-joined methods on the detectors' taps (features: "
                                       "the stride-16 map; rcnn_logits: the class scores of the student's RoIs): "
                                       'logit methods kd, dist and feature methods fitnet, at, mmd, cwd, vid, ...'),
     SCHEMA_FIELDS['kt_weight'], SCHEMA_FIELDS['kt_layer_weight'], SCHEMA_FIELDS['kt_warmup_epochs'],
     SCHEMA_FIELDS['teacher_prefix']._replace(doc='the teacher: a Faster R-CNN run of this project (model_dir/RUN) '
                                              'with the same classes'),
     SCHEMA_FIELDS['teacher_epoch']._replace(doc="the teacher run's epoch; -1: its best"),
-    SCHEMA_FIELDS['teacher_symbol']._replace(default='features', doc='teacher taps per method (features or '
-                                             'rcnn_logits), in the forms classification takes'),
-    SCHEMA_FIELDS['student_symbol']._replace(default='features', doc='student taps per method, as teacher_symbol'),
+    SCHEMA_FIELDS['teacher_symbol']._replace(doc='teacher taps per method (features or rcnn_logits; null for the '
+                                             'logit methods), in the forms classification takes'),
+    SCHEMA_FIELDS['student_symbol']._replace(doc='student taps per method, as teacher_symbol'),
 ]
 # detection's keys and the registered methods' options (read when looked up)
 FIELDS = Fields(_FIELDS, methods_after='kt_warmup_epochs')
@@ -272,7 +272,7 @@ def _check_distillation(cfg, where):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
                           'model_prefix' % (where('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     cfg['plan'] = resolve_plan(cfg, where('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
-                                          'kt_layer_weight'))
+                                          'kt_layer_weight'), example='features', logits=('rcnn_logits',))
     for entry in cfg.plan:
         spec = METHODS[entry['method']]
         said = [what for what in NOT_HERE if getattr(spec, what)]

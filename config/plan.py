@@ -4,8 +4,14 @@ student_symbol and kt_layer_weight (the forms docs/configuration.md lists)."""
 from .checks import ConfigError
 
 
-def _per_method(spec, methods, key, origin):
-    """Normalise teacher_symbol / student_symbol to {method: entry}."""
+# the names a logit method (kd, dkd, dist) may be given as its 'tap': the class scores themselves
+LOGIT_NAMES = ('logits', 'fc1_output')
+
+
+def _per_method(spec, methods, key, origin, example='stage3_pre', logits=LOGIT_NAMES):
+    """Normalise teacher_symbol / student_symbol to {method: entry}; `example`: a tap of the task's
+    networks for the messages; `logits`: the names of the class scores, which a logit method may be
+    given."""
     from symbols.transfer import takes_taps
     if spec is None:
         return {}
@@ -28,6 +34,9 @@ def _per_method(spec, methods, key, origin):
             raise ConfigError('config key %r (%s) is one tap name but kt_type has %d feature methods %s: give '
                               'a list aligned with kt_type or a dict method -> taps' % (key, origin,
                                                                                         len(feature), feature))
+        if not feature and spec not in logits:
+            raise ConfigError('config key %r (%s) = %r names a tap, but kt_type %r has only logit methods, which take '
+                              'the class scores: leave %s out (null)' % (key, origin, spec, '+'.join(methods), key))
         return {feature[0]: spec} if feature else {}
     if len(methods) == 1:
         # one method: the list is its layers ([a, b]), or a list aligned with kt_type ([[a, b]])
@@ -38,7 +47,7 @@ def _per_method(spec, methods, key, origin):
         raise ConfigError('config key %r (%s) has %d entries for the %d methods of kt_type %r: give one per '
                           'method, in order (null for the logit methods kd, dkd, dist), e.g. %s=%s' % (
                               key, origin, len(spec), len(methods), '+'.join(methods), key,
-                              '[%s]' % ', '.join('stage3_pre' if takes_taps(m) else 'null' for m in methods)))
+                              '[%s]' % ', '.join(example if takes_taps(m) else 'null' for m in methods)))
     return dict(zip(methods, spec))
 
 
@@ -62,7 +71,7 @@ def _tap_list(method, entry, key, origin):
     return taps
 
 
-def resolve_plan(cfg, origin='config'):
+def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES):
     """The transfer plan: a list of dicts, one per method, in kt_type order:
     {'method', 'weight', 'pairs': [(student_tap, teacher_tap), ...],
     'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
@@ -70,8 +79,8 @@ def resolve_plan(cfg, origin='config'):
     """
     from symbols.transfer import parse_kt_type, default_weight, takes_taps
     methods = parse_kt_type(cfg.kt_type)
-    t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin)
-    s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin)
+    t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin, example, logits)
+    s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin, example, logits)
     weights = cfg.kt_weight
     if weights is None:
         weights = [default_weight(m, cfg) for m in methods]
@@ -89,6 +98,12 @@ def resolve_plan(cfg, origin='config'):
     plan = []
     for method, weight in zip(methods, weights):
         if not takes_taps(method):              # logit methods (kd, dkd, dist) read no taps
+            for key, spec in (('teacher_symbol', t_spec), ('student_symbol', s_spec)):
+                given = spec.get(method)
+                if isinstance(given, str) and given not in logits:    # (a list: a config's taps of other methods)
+                    raise ConfigError('config key %s (%s) gives %s the tap(s) %r, but it takes the class scores: '
+                                      'give null at its place (e.g. %s=[null, %s] for kt_type=%s+...)'
+                                      % (key, origin, method, given, key, example, method))
             pairs = []
         else:
             t_taps = _tap_list(method, t_spec.get(method), 'teacher_symbol', origin)
@@ -96,7 +111,7 @@ def resolve_plan(cfg, origin='config'):
             if not t_taps or not s_taps:
                 which = 'teacher_symbol' if not t_taps else 'student_symbol'
                 raise ConfigError('config key %s (%s) gives no taps for method %r of kt_type %r, e.g. %s = '
-                                  '{%r: "stage3_pre"}' % (which, origin, method, cfg.kt_type, which, method))
+                                  '{%r: "%s"}' % (which, origin, method, cfg.kt_type, which, method, example))
             if len(t_taps) != len(s_taps):
                 raise ConfigError('method %r (%s): student_symbol lists %d taps and teacher_symbol %d; they '
                                   'pair up one to one' % (method, origin, len(s_taps), len(t_taps)))

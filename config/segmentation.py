@@ -179,7 +179,8 @@ def _check_distillation(cfg, at):
     elif os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
                           'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
-    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol', 'kt_layer_weight'))
+    cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol', 'kt_layer_weight'),
+                               example='logits')
     for entry in cfg.plan:
         spec = METHODS[entry['method']]
         said = [what for what in NOT_DENSE if getattr(spec, what)]
@@ -214,8 +215,10 @@ def _check_gluoncv_teacher(cfg, at):
 def check_data(cfg):
     """The data folders exist (the files themselves are checked by the task before training)."""
     if not os.path.isdir(cfg.voc_root):
-        raise ConfigError('config key voc_root=%r does not exist: give the VOCdevkit folder (VOC2012/JPEGImages, '
-                          'SegmentationClass, ImageSets/Segmentation)' % cfg.voc_root)
+        raise ConfigError('config key voc_root=%r %s: give the VOCdevkit folder (VOC2012/JPEGImages, '
+                          'SegmentationClass, ImageSets/Segmentation)'
+                          % (cfg.voc_root, 'is a file, not a folder' if os.path.exists(cfg.voc_root) else
+                             'does not exist'))
     if cfg.sbd_root is not None and not os.path.isdir(cfg.sbd_root):
         raise ConfigError('config key sbd_root=%r does not exist: give the SBD dataset folder (img/, cls/, '
                           'train.txt), or sbd_root=null' % cfg.sbd_root)

@@ -82,6 +82,16 @@ def ensure_writable(folder, key='model_dir'):
                               % (key, folder, e.strerror or e, key))
 
 
+def reason(error):
+    """The line of `error` that says what went wrong: for MXNet's errors, the last line naming a
+    failed check or an error, without the C++ traceback around it (one line, at most 200 characters)."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip() and not l.strip().startswith((
+        'Traceback', 'File "', 'Stack trace', '[bt]'))]
+    text = next((l for l in reversed(lines) if 'Check failed' in l or 'Error' in l), lines[-1] if lines else
+                type(error).__name__)
+    return text[:200]
+
+
 def _write_together(files):
     """Write the files [(path, write)] of one checkpoint tag as a unit: each `write(tmp)` to a
     temporary name in the same folder and fsynced, and only when all are written, each renamed
@@ -100,7 +110,7 @@ def _write_together(files):
         if not isinstance(e, Exception):
             raise
         raise CheckpointError('cannot write %s (%s): free disk space or choose another model_dir; earlier '
-                              'checkpoints are intact' % (path, e))
+                              'checkpoints are intact' % (path, reason(e)))
     for tmp, (path, _) in zip(written, files):
         os.replace(tmp, path)
 
@@ -313,9 +323,7 @@ def load_params(block, path, ctx, what='params', fits='check network/num_classes
     try:
         block.load_parameters(path, ctx=ctx)
     except mx.base.MXNetError as e:
-        lines = [l.strip() for l in str(e).splitlines() if l.strip() and not l.startswith(('Traceback', '  File',
-                                                                                             'Stack trace'))]
-        text = next((l for l in reversed(lines) if 'Check failed' in l or 'Error' in l), lines[-1] if lines else '?')
+        text = reason(e)
         raise CheckpointError('%s file %s cannot be read: it is truncated or corrupt (%s); use another '
                               'epoch or copy the file again' % (what, path, text[:200]))
     except (AssertionError, ValueError) as e:

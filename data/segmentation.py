@@ -128,9 +128,10 @@ def image_size(path):
         raise SegmentationDataError('image %s cannot be read (%s): copy it again' % (path, str(e)[:120]))
 
 
-def check_items(items, num_classes, bar=None, seen=None):
+def check_items(items, num_classes, bar=None, seen=None, fix='fix the mask, or num_classes/classes'):
     """Check every (image, mask, list file) of `items` (see the module doc); the number checked.
-    `seen`, a set, gets every class index the masks hold."""
+    `seen`, a set, gets every class index the masks hold; `fix`: what a mask with a value beyond the
+    classes asks for (evaluating a checkpoint, whose classes are fixed: other data)."""
     for image, mask, list_file in items:
         for path, what in ((image, 'image'), (mask, 'mask')):
             if not os.path.isfile(path):
@@ -147,8 +148,7 @@ def check_items(items, num_classes, bar=None, seen=None):
         bad = [int(v) for v in values if v >= num_classes and v != IGNORE]
         if bad:
             raise SegmentationDataError('mask %s has the value %d, which is neither a class (0..%d of num_classes=%d) '
-                                        'nor %d (ignored): fix the mask, or num_classes/classes'
-                                        % (mask, bad[0], num_classes - 1, num_classes, IGNORE))
+                                        'nor %d (ignored): %s' % (mask, bad[0], num_classes - 1, num_classes, IGNORE, fix))
         if bar is not None:
             bar.update(1)
     return len(items)

@@ -74,3 +74,15 @@ def test_labels_out_of_range_are_counted_on_the_device_and_raised_at_read():
     bad = mx.io.NDArrayIter(logits.asnumpy(), np.array([0, 1, 2, 5]), batch_size=2)
     with pytest.raises(LabelOutOfRange, match='1 validation label.*0..2'):
         evaluate(net, bad, [mx.cpu()], 3)
+
+
+def test_an_mxnet_error_is_reported_by_its_reason_line():
+    """Found by a new user: a full disk while checkpointing said 'cannot write F (Traceback (most
+    recent call last):': MXNet's C++ traceback, not its reason."""
+    import mxnet as mx
+    from core.checkpoint import reason
+    e = mx.base.MXNetError('Traceback (most recent call last):\n  File "../3rdparty/dmlc-core/src/io/local_filesys.cc", '
+                           'line 38\nMXNetError: Check failed: std: :fwrite(ptr, 1, size, fp_) == size: FileStream.'
+                           'Write incomplete')
+    assert reason(e) == 'MXNetError: Check failed: std: :fwrite(ptr, 1, size, fp_) == size: FileStream.Write incomplete'
+    assert reason(OSError(28, 'No space left on device')) == '[Errno 28] No space left on device'

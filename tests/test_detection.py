@@ -884,6 +884,17 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
     meta = checkpoint.read_meta(os.path.join(tmp, 'model'), 'student', 3)
     assert meta['kt_type'] == 'kd+fitnet'
     assert os.path.isfile(checkpoint.paths(os.path.join(tmp, 'model'), 'student', 3)['extra'])   # the connector
+    # the runs are evaluated and tabled from what their checkpoints say (their VOC sets, their label)
+    from tools import evaluate, results_table
+    code = evaluate.main(['--prefix', teacher])
+    out, err = capsys.readouterr()
+    assert code == 0 and 'VOC07 11-point mAP' in out, err
+    assert results_table.main(['--task', 'detection', os.path.join(tmp, 'model', 'student')]) == 0
+    assert '| tinydet | distilled: kd+fitnet |' in capsys.readouterr().out
+    # a student of larger RoIs: the teacher scores the student's boxes at its own RoIAlign size
+    code, _, err = run_cli(small(voc, tmp, 'model_prefix=roi14', 'roi_size=14', 'epoch_size=2', 'num_val=2',
+                                 'num_epoch=1', *kt), capsys)
+    assert code == 0 and 'RoIAlign 7x7)' in err, err
     code, _, err = run_cli([w for w in student if not w.startswith('kt=')] + ['kt=false', 'num_epoch=4',
                                                                                 'retrain=true'], capsys)
     one_error(code, err, r'was trained with kt_type=kd\+fitnet \(this run: None\)')
@@ -902,7 +913,13 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
             (['kt_type=ofd', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
              r'cannot be paired: ofd needs a teacher tap that is a BatchNorm output'),
             (['teacher_prefix=%s' % os.path.join(tmp, 'model', 'student'), 'model_prefix=student'],
-             r'name the same run')):
+             r'name the same run'),
+            (['kt_type=kd', 'teacher_symbol=features', 'student_symbol=features', 'kt_weight=1'],
+             r"'features' names a tap, but kt_type 'kd' has only logit methods"),
+            (['teacher_symbol=[features]', 'student_symbol=[null,features]'],
+             r'teacher_symbol=\[null, features\]'),
+            (['kt_type=kd', 'teacher_symbol=stage3', 'student_symbol=null', 'kt_weight=1'],
+             r"'stage3' names a tap, but kt_type 'kd' has only logit methods")):
         keys = {e.split('=', 1)[0] for e in extra}
         argv = [w for w in small(voc, other, 'model_prefix=x', 'epoch_size=2', 'num_val=2', 'num_epoch=1', *kt)
                 if w.split('=', 1)[0] not in keys] + extra

@@ -114,7 +114,7 @@ def test_tsne_and_heatmap_commands_on_runs(tiny_runs, capsys):
     assert '(2 panels)' in capsys.readouterr().out
     assert heatmaps.main(['--net', 'T=%s:stage3_pre' % (model / 't'), '--images', '1', '--channels', '999',
                           '--out', out]) == 0
-    assert '(64 panels; --channels 999: the tap has 64, all drawn)' in capsys.readouterr().out
+    assert '(64 panels); --channels 999: the tap has 64, all drawn' in capsys.readouterr().out
 
 
 def test_pool_to_is_adaptive_average_pooling():

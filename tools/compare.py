@@ -97,6 +97,11 @@ def main(argv=None):
         raise CompareError('--methods names no method (key=value settings go after the methods): give student, kd, '
                            'nst, ...')
     given = {o.split('=', 1)[0].strip() for o in args.overrides}
+    for key in ('kt', 'kt_type', 'kt_weight'):
+        if key in given:
+            raise CompareError('%s=... : tools.compare sets %s itself for each method (--methods: student trains '
+                               'without a teacher, each kt_type with one, at its default weight); leave it out'
+                               % (key, key))
     for key, option in (('teacher_symbol', '--teacher-tap'), ('student_symbol', '--student-tap')):
         if key in given:
             raise CompareError('%s=... : tools.compare sets %s for each method (a feature method on the base config\'s '

@@ -84,7 +84,7 @@ def main(argv=None):
     def draw(images, maps):
         have = min(f.shape[1] for _, f in maps)
         note = ('; --channels %d: the tap has %d, all drawn' % (args.channels, have)) if args.channels > have else ''
-        return 'wrote %s (%d panels%s)' % (args.out, plot(images, maps, args.out, args.channels), note)
+        return 'wrote %s (%d panels)%s' % (args.out, plot(images, maps, args.out, args.channels), note)
     return features.run_figure(args, [('--net', v, True) for v in args.net], draw)
 
 

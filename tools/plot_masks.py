@@ -67,7 +67,8 @@ def main(argv=None):
             args.images, ' from --first %d' % args.first if args.first else '', cfg.val_split, cfg.voc_root,
             len(items), len(items) - args.first))
     items = items[args.first:args.first + args.images]
-    segdata.check_items(items, cfg.num_classes)
+    segdata.check_items(items, cfg.num_classes, fix='the runs predict these %d classes: draw them on data of their '
+                        'classes (leave out voc_root to use the first run\'s data)' % cfg.num_classes)
     columns = []
     for prefix in prefixes:
         net, meta = load_network(prefix, args.epoch, [mx.cpu()])

@@ -201,14 +201,16 @@ class DetectionTask(Task):
             raise DetectionError('teacher: %s' % e)
         for p in self.teacher.collect_params().values():
             p.grad_req = 'null'
-        self.teacher_desc = '%s (Faster R-CNN on %s, epoch %s, VOC07 mAP %.2f%%)' % (
-            cfg.teacher_prefix, meta.get('network'), meta.get('epoch'), 100 * meta.get('val_map', 0))
+        self.teacher_roi = (meta.get('detector') or {}).get('roi_size', cfg.roi_size)   # the RoIs it was trained on
+        self.teacher_desc = '%s (Faster R-CNN on %s, epoch %s, VOC07 mAP %.2f%%, RoIAlign %dx%d)' % (
+            cfg.teacher_prefix, meta.get('network'), meta.get('epoch'), 100 * meta.get('val_map', 0),
+            self.teacher_roi, self.teacher_roi)
         self.s_taps, self.t_taps, self.wants_logits = block_taps(cfg.plan)
         self.block = DetectionDistillBlock(cfg.plan, loss_options(cfg), self.t_taps, prefix='distill_')
         x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
         with autograd.pause(train_mode=False):
             s_map = self.net.features(x)
-        t_map = teacher_taps(self.teacher, x, None, ['features'], cfg.roi_size)['features']
+        t_map = teacher_taps(self.teacher, x, None, ['features'], self.teacher_roi)['features']
         logits = (cfg.num_sample, len(cfg.classes) + 1)
         s_shape = {'features': s_map.shape[1:], 'rcnn_logits': logits}
         t_shape = {'features': t_map.shape[1:], 'rcnn_logits': logits}
@@ -287,7 +289,7 @@ class DetectionTask(Task):
             own = self.losses(self.net, *shard, outputs=outputs)
             s_tap = {'features': self.hook.value, 'rcnn_logits': outputs['cls_pred']}
             t_tap = teacher_taps(self.teacher, shard[0], outputs['rois'], self.t_taps + (
-                ['rcnn_logits'] if self.wants_logits else []), self.cfg.roi_size)
+                ['rcnn_logits'] if self.wants_logits else []), self.teacher_roi)
             t_logits = t_tap['rcnn_logits'] if self.wants_logits else zeros_like_logits(shard[0].context)
             out = self.block(sum(own), outputs['cls_pred'], t_logits,
                              *([s_tap[t] for t in self.s_taps] + [t_tap[t] for t in self.t_taps] +
@@ -317,7 +319,7 @@ class DetectionTask(Task):
         cfg = self.cfg
         meta = {'kind': 'faster_rcnn', 'network': cfg.network, 'classes': list(cfg.classes),
                 'kt_type': cfg.kt_type if cfg.kt else None,
-                'backbone': self.backbone.description, 'method': cfg.method, 'paper_map': cfg.paper_map,
+                'backbone': self.backbone.description, 'method': method_label(cfg), 'paper_map': cfg.paper_map,
                 'detector': structure(cfg), 'log_dir': os.path.abspath(cfg.log_dir)}
         if 'val_map' in record:
             meta['per_class_ap'] = per_class_of(record)
@@ -329,6 +331,14 @@ class DetectionTask(Task):
             ' '.join('%s %.4f' % (k, stats[k]) for k in self.names if k in stats))
 
 
+def method_label(cfg):
+    """The run's label in the tables: config key `method`, or, for a detector distilled from a
+    detector under the default label, 'distilled: KT_TYPE'."""
+    if cfg.kt and cfg.method == 'baseline':
+        return 'distilled: %s' % cfg.kt_type
+    return cfg.method
+
+
 def per_class_of(record):
     """{class: AP} of an epoch record (its ap_<class> keys, in the order evaluate gave them)."""
     return {k[3:]: v for k, v in record.items() if k.startswith('ap_')}
@@ -337,7 +347,7 @@ def per_class_of(record):
 def result_of(record, cfg):
     """What tools.detection prints of a run's last epoch record: {'epoch' (1-based), 'map',
     'per_class', 'losses', 'network', 'method', 'paper_map', 'time'}."""
-    return dict(epoch=record['epoch'] + 1, map=record['val_map'], network=cfg.network, method=cfg.method,
+    return dict(epoch=record['epoch'] + 1, map=record['val_map'], network=cfg.network, method=method_label(cfg),
                 paper_map=cfg.paper_map, time=record['time'],
                 per_class=per_class_of(record),
                 losses={k: record['train_' + k] for k in TERMS if 'train_' + k in record})

@@ -426,7 +426,8 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_images=None):
                                 'of its classes (leave out --cfg to use the configuration saved with it)'
                                 % (prefix_path, meta['classes'], cfg.classes))
     items = segdata.voc_items(cfg.voc_root, cfg.val_split)[:max_images or cfg.num_val or None]
-    segdata.check_items(items, cfg.num_classes)
+    segdata.check_items(items, cfg.num_classes, fix='the checkpoint predicts these %d classes: evaluate it on data '
+                        'of its classes (leave out voc_root to use its run\'s data)' % cfg.num_classes)
     net.hybridize(static_alloc=True)
     samples = (segdata.val_sample(image, mask, cfg.mean, cfg.std) for image, mask, _ in items)
     return evaluate(net, samples, cfg.num_classes, ctx), meta

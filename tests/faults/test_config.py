@@ -390,3 +390,33 @@ def test_a_misspelt_preset_of_any_task_gets_the_closest_name_and_every_task_s_pr
     r = subprocess.run([sys.executable, 'train.py', '--cfg', 'cifar10_kdd'], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env=env)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr     # nothing after the error
+
+
+def test_seventh_trial_config_messages(tmp_path, capsys):
+    """Found by a new user: a logit method given a tap (kt_type=kd teacher_symbol=stage3) trained
+    without a word about it; a classification data_dir holding other data was told to run init.sh
+    into it; a file as segmentation voc_root was 'missing'; tools.compare blamed the user for kt=
+    given once (it sets kt itself)."""
+    from config.segmentation import load_segmentation_config
+    from tools import compare
+    from tests.helpers import one_error, run_tool
+    for overrides, words in (
+            (['kt=true', 'kt_type=kd', 'teacher_symbol=stage3'], "'stage3' names a tap, but kt_type 'kd' has only logit "
+                                                                 "methods, which take the class scores"),
+            (['kt=true', 'kt_type=kd+mmd', 'teacher_symbol=[stage3, stage3_pre]', 'student_symbol=[null, stage3_pre]'],
+             "gives kd the tap(s) 'stage3', but it takes the class scores: give null at its place")):
+        with pytest.raises(ConfigError) as e:
+            cfg(*overrides)
+        assert words in str(e.value), e.value
+    assert cfg('kt=true', 'kt_type=kd', 'kt_weight=null', 'teacher_symbol=logits').plan[0]['pairs'] == []   # the scores
+    other = tmp_path / 'voc'
+    other.mkdir()
+    (other / 'readme.txt').write_text('not a pack')
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ['data_dir=%s' % other])
+    assert 'data_dir holds other files, not this dataset\'s packs' in str(e.value) and 'init.sh' not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_segmentation_config('seg_voc_r18_deeplabv3plus', ['voc_root=%s' % (other / 'readme.txt')])
+    assert 'readme.txt\' is a file, not a folder' in str(e.value), e.value
+    code, _, err = run_tool(compare.main, ['--methods', 'kd', 'kt=true'], capsys)
+    one_error(code, err, 'tools.compare sets kt itself for each method', 'leave it out')
