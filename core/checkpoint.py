@@ -294,6 +294,20 @@ def check_run_prefix(path, key='teacher_prefix', epoch_key='teacher_epoch'):
                                  else ' (it holds no checkpoints)'))
 
 
+def run_at(prefix_path, epoch=-1, key='teacher_prefix', epoch_key='teacher_epoch', resolve=False):
+    """(model_dir, run name, tag, metadata) of run `prefix_path` (model_dir/RUN, named by config keys
+    `key` and `epoch_key`) at `epoch` (-1: its best; with `resolve`, the best recorded epoch when the
+    best copy is missing). CheckpointError for a checkpoint file or a folder given instead of a run,
+    or a run without that checkpoint."""
+    check_run_prefix(prefix_path, key, epoch_key)
+    folder, name = os.path.split(prefix_path)
+    folder = folder or '.'
+    tag = 'best' if epoch < 0 else epoch
+    if resolve:
+        tag = resolve_tag(folder, name, tag)
+    return folder, name, tag, read_meta(folder, name, tag)
+
+
 def refuse_other_kind(meta, prefix_path, wanted='a classification network'):
     """CheckpointError when checkpoint `prefix_path` is of another task (its metadata's `kind`:
     a segmentation or a Faster R-CNN run) than `wanted`."""

@@ -37,10 +37,8 @@ def _project_meta(cfg):
         checkpoint.check_run_prefix(cfg.teacher_prefix)
     except checkpoint.CheckpointError as e:
         raise TeacherError(str(e))
-    model_dir, prefix = os.path.split(cfg.teacher_prefix)
-    tag = 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch
     try:
-        meta = checkpoint.read_meta(model_dir or '.', prefix, tag)
+        model_dir, prefix, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch)
     except checkpoint.CheckpointError as e:
         if os.path.isfile(cfg.teacher_prefix + '-symbol.json'):
             raise TeacherError('teacher_prefix=%s is a legacy MXNet Module checkpoint, not a run of this project: set '

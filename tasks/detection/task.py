@@ -165,16 +165,13 @@ class DetectionTask(Task):
         from core import checkpoint
         try:
             checkpoint.check_run_prefix(cfg.teacher_prefix)      # a checkpoint file or a folder instead of a run
+            try:
+                folder, name, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch, resolve=True)
+            except checkpoint.CheckpointError as e:
+                raise checkpoint.CheckpointError('teacher_prefix=%s: %s; train the teacher first (a Faster R-CNN run) '
+                                                 'or correct teacher_prefix / teacher_epoch' % (cfg.teacher_prefix, e))
         except checkpoint.CheckpointError as e:
             raise DetectionError(str(e))
-        folder, name = os.path.split(cfg.teacher_prefix)
-        tag = 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch
-        try:
-            tag = checkpoint.resolve_tag(folder or '.', name, tag)
-            meta = checkpoint.read_meta(folder or '.', name, tag)
-        except checkpoint.CheckpointError as e:
-            raise DetectionError('teacher_prefix=%s: %s; train the teacher first (a Faster R-CNN run) or correct '
-                                 'teacher_prefix / teacher_epoch' % (cfg.teacher_prefix, e))
         if meta.get('kind') != 'faster_rcnn':
             raise DetectionError('teacher_prefix=%s is not a Faster R-CNN run (its checkpoint says %s): give a run '
                                  'trained with tools.detection or a voc_* preset'
@@ -182,7 +179,7 @@ class DetectionTask(Task):
         if list(meta.get('classes') or []) != list(cfg.classes):
             raise DetectionError('the teacher %s detects the classes %s, this run %s: use a teacher of these classes'
                                  % (cfg.teacher_prefix, ','.join(meta.get('classes') or []), ','.join(cfg.classes)))
-        return folder or '.', name, tag
+        return folder, name, tag
 
     def _build_distillation(self):
         """The teacher (frozen, inference mode), the distillation block, its connectors and heads
