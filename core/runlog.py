@@ -51,6 +51,9 @@ def setup_logging(cfg, rank=0, to_file=True, hold=False):
     teardown_logging()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        if getattr(h, '_warnings_only', False):     # a tool's warning printer (tools.detection trains in-process)
+            root.removeHandler(h)
     if rank == 0 and to_file:
         fh = LogFileHandler(os.path.join(cfg.log_dir, '%s.log' % cfg.model_prefix), mode='a', hold=hold)
         fh.setFormatter(logging.Formatter('%(asctime)s %(name)s %(levelname)s %(message)s', '%m-%d %H:%M:%S'))

@@ -69,7 +69,15 @@ def _warnings_to_stderr():
         if isinstance(h, _StderrWarnings):
             root.removeHandler(h)
     handler = _StderrWarnings(logging.WARNING)
+    handler._warnings_only = True          # a run's own log (core.runlog), which says warnings too, replaces it
     root.addHandler(handler)
+
+
+def _end_warnings_to_stderr():
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, _StderrWarnings):
+            root.removeHandler(h)
 
 
 _CREATED = []       # (folder, outermost folder created for it) by `output_path` in the running command
@@ -119,6 +127,7 @@ def command(main):
             raise
         finally:
             del _CREATED[:]
+            _end_warnings_to_stderr()               # (a command run in-process, e.g. by a test, leaves none)
     return run
 
 
