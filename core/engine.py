@@ -389,6 +389,10 @@ class Engine(object):
                 record.update(('train_' + k, v) for k, v in stats.items()
                               if k not in ('n', 'time', 'speed', 'steps', 'images'))
                 record.update(val)
+                # what the run is, for the tables of its records: its network and, distilled, its teacher
+                teacher = (os.path.basename(str(cfg.get('teacher_prefix') or '')) or cfg.get('teacher_network')) \
+                    if cfg.get('kt') else None
+                record.update((k, v) for k, v in (('network', cfg.get('network')), ('teacher', teacher)) if v)
                 score = val[task.best_metric]
                 # (a NaN score is never the best)
                 best = score == score and (self.best is None or self.best != self.best or score > self.best)
@@ -401,9 +405,7 @@ class Engine(object):
                     # the record again; readers keep the last record of each epoch. A record that cannot be
                     # written (a full disk) is reported, and the checkpoint is still attempted.
                     try:
-                        append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix, network=cfg.get('network'),
-                                                       teacher=os.path.basename(str(cfg.get('teacher_prefix') or '')) or
-                                                       cfg.get('teacher_network') if cfg.get('kt') else None))
+                        append_record(self.jsonl, dict(record, model_prefix=cfg.model_prefix))
                     except OSError as e:
                         LOG.warning('could not write the record of epoch %d to %s (%s); writing the checkpoint',
                                     epoch + 1, self.jsonl, e.strerror or e)
