@@ -77,7 +77,7 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
     'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
     fsp a tap is an (a, b) tuple.
     """
-    from symbols.transfer import parse_kt_type, default_weight, takes_taps
+    from symbols.transfer import METHODS, parse_kt_type, default_weight, takes_taps
     methods = parse_kt_type(cfg.kt_type)
     t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin, example, logits)
     s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin, example, logits)
@@ -110,8 +110,11 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
             s_taps = _tap_list(method, s_spec.get(method), 'student_symbol', origin)
             if not t_taps or not s_taps:
                 which = 'teacher_symbol' if not t_taps else 'student_symbol'
+                inputs = METHODS[method].inputs
+                shown = ('[["stage1", "stage2"]]' if inputs == 'fsp' else '["stage1", "stage2", "stage3"]'
+                         if inputs == 'layers' else '"%s"' % example)
                 raise ConfigError('config key %s (%s) gives no taps for method %r of kt_type %r, e.g. %s = '
-                                  '{%r: "%s"}' % (which, origin, method, cfg.kt_type, which, method, example))
+                                  '{%r: %s}' % (which, origin, method, cfg.kt_type, which, method, shown))
             if len(t_taps) != len(s_taps):
                 raise ConfigError('method %r (%s): student_symbol lists %d taps and teacher_symbol %d; they '
                                   'pair up one to one' % (method, origin, len(s_taps), len(t_taps)))

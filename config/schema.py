@@ -92,7 +92,7 @@ _FIELDS = [
     # --- knowledge transfer (original keys) ---
     Field('kt', False, c.boolean(), 'train with a teacher (False: plain student)'),
     Field('kt_type', 'kd+mmd', c.kt_type(), "'+'-joined methods: kd, fitnet, at, mmd (alias nst), fsp, ofd, sp, rkd, "
-          "pkt, kdsvd, dkd, dist, cc, vid, reviewkd, ab, ft, crd (symbols.transfer.METHODS)"),
+          "pkt, kdsvd, dkd, dist, cc, vid, reviewkd, ab, ft, crd, cwd (symbols.transfer.METHODS)"),
     Field('teacher_prefix', None, c.optional(c.string()), 'teacher checkpoint '
           'prefix: a run of this project, a legacy Module checkpoint (prefix-symbol.json exists), or a '
           'gluoncv params file with teacher_source=gluoncv'),

@@ -269,13 +269,15 @@ def best_recorded(model_dir, prefix, metric=None, upto=None):
 def resolve_tag(model_dir, prefix, tag):
     """`tag` itself, except 'best' for a run whose best copy is missing (it could not be written,
     e.g. on a full disk): then its best recorded epoch, with a warning saying so."""
-    if tag != 'best' or os.path.isfile(paths(model_dir, prefix, 'best')['meta']):
+    best = paths(model_dir, prefix, 'best')
+    if tag != 'best' or (os.path.isfile(best['meta']) and os.path.isfile(best['params'])):
         return tag
     e = best_recorded(model_dir, prefix)
     if e is None:
         return tag                                  # read_meta names what is there
     LOG.warning('run %r has no best copy (%s is missing): using epoch %d, the best validation score its '
-                'checkpoints record', prefix, os.path.basename(paths(model_dir, prefix, 'best')['meta']), e)
+                'checkpoints record', prefix, os.path.basename(best['meta'] if not os.path.isfile(best['meta']) else
+                                                               best['params']), e)
     return e
 
 

@@ -151,6 +151,13 @@ def view_maps(views, data_dir, count, epoch='best'):
         from tools.cli import UsageError
         raise UsageError('the views are all legacy checkpoints: add a run of this project, whose metadata '
                          'says which data and image size to read')
+    kinds = sorted({(meta.get('in_channels', 3), meta.get('image_size')) for meta, _ in runs}, key=str)
+    if len(kinds) > 1:
+        from tools.cli import UsageError
+        raise UsageError('the views are runs of different images (%s): every view reads the same images, so give '
+                         'runs trained on the same data' % ', '.join(
+                             '%s: %s-channel %sx%s' % (prefix, meta.get('in_channels', 3), meta.get('image_size'),
+                                                       meta.get('image_size')) for meta, prefix in runs))
     if data_dir is None:
         data_dir = run_data_dir(*runs[0])
     images = val_images(runs[0][0], data_dir, count)

@@ -41,7 +41,7 @@ def main(argv=None):
         raise missing_runs(RECORDS, runs, 'repro_', NUM_EPOCH,
                            epoch_fix='finish them with `python -m tools.reproduce` (it resumes interrupted runs)')
     teacher_log = os.path.join(ROOT, 'log', 'fmnist_resnet14_teacher.jsonl')
-    teacher_copy = os.path.join(RECORDS, 'teacher_fmnist_resnet14.jsonl')
+    teacher_copy = os.path.join(RECORDS, 'fmnist_resnet14_teacher.jsonl')   # (the run's own name)
     if os.path.isfile(teacher_log):
         cli.write_atomic(teacher_copy, lambda tmp: shutil.copyfile(teacher_log, tmp))
     teacher_recs = read_records(teacher_copy) if os.path.isfile(teacher_copy) else []

@@ -901,3 +901,34 @@ def test_sixth_trial_messages_name_the_problem_and_the_fix(three_class_run, tmp_
     want = 'is a checkpoint file; give the run it belongs to and the epoch: teacher_prefix=%s teacher_epoch=1' % (
         tmp_path / 'm' / 'segT')
     assert code == 2 and want in err, err
+
+
+def test_eighth_trial_answers(three_class_run, tmp_path, capsys, monkeypatch):
+    """Found by a new user: heatmaps/tsne of a grayscale and a colour run were a ValueError
+    traceback; a best copy without its params file had no fallback (its metadata alone did); the
+    tap example for fsp and reviewkd could not work; a Fashion-MNIST subset's folder was 'made by
+    init.sh'."""
+    import shutil
+    from config import ConfigError, load_config
+    from core import checkpoint
+    from tools import cli, features
+    metas = {'g': {'dataset': 'fashion_mnist', 'in_channels': 1, 'image_size': 28},
+             'c': {'dataset': 'imagenet', 'in_channels': 3, 'image_size': 32}}
+    monkeypatch.setattr(features, 'load_tapped', lambda prefix, taps, tag: (None, metas[prefix]))
+    with pytest.raises(cli.UsageError) as e:
+        features.view_maps([('a', 'g', 'stage3_pre'), ('b', 'c', 'stage3_pre')], None, 2)
+    assert 'the views are runs of different images (g: 1-channel 28x28, c: 3-channel 32x32)' in str(e.value)
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    best = checkpoint.read_meta(str(model), 'three', 'best')['epoch']
+    os.remove(checkpoint.paths(str(model), 'three', 'best')['params'])      # its metadata stays
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three')], capsys)
+    assert code == 0 and 'epoch %d' % best in out and 'three-best.params is missing' in err, err
+    for kt, shown in (('fsp', '{\'fsp\': [["stage1", "stage2"]]}'), ('reviewkd', '["stage1", "stage2", "stage3"]')):
+        with pytest.raises(ConfigError) as e:
+            load_config(None, ['kt=true', 'kt_type=%s' % kt, 'kt_weight=null', 'teacher_symbol=null',
+                               'student_symbol=null'], check_data=False)
+        assert shown in str(e.value), e.value
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ['data_dir=%s' % (tmp_path / 'fmnist_2k')])
+    assert 'python -m data.fashion_mnist --out %s` (add --per-class N' % (tmp_path / 'fmnist_2k') in str(e.value)
