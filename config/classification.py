@@ -146,8 +146,9 @@ def check_data_files(cfg):
             fix = ('data_dir holds other files, not this dataset\'s packs: give the folder of the packs (python -m '
                    'data.pack writes them) or of the data the run was trained on')
         elif cfg.dataset == 'fashion_mnist' and os.path.normpath(cfg.data_dir) != os.path.join('datasets', 'fashion_mnist'):
-            fix = ('pack it with `python -m data.fashion_mnist --out %s` (add --per-class N for a subset; `python -m '
-                   'tools.reproduce` makes datasets/fmnist_2k itself, with --per-class 200)' % cfg.data_dir)
+            fix = ('pack it with `python -m data.fashion_mnist --out %s` (add --per-class N for a subset; `bash '
+                   'init.sh` packs datasets/fashion_mnist, `python -m tools.reproduce` datasets/fmnist_2k with '
+                   '--per-class 200)' % cfg.data_dir)
         elif cfg.dataset == 'fashion_mnist':
             fix = 'run `bash init.sh` (or `python -m data.fashion_mnist --out %s`)' % cfg.data_dir
         elif cfg.dataset == 'imagenet':
