@@ -132,9 +132,15 @@ def install():
                     stream.flush()
                 except (OSError, ValueError):
                     pass
-            sys.stderr.write('\ninterrupted\n')
+            term = issubclass(kind, Terminated)
+            sys.stderr.write('\n%s\n' % ('terminated (SIGTERM)' if term else 'interrupted'))
             sys.stderr.flush()
-            os._exit(130)
+            os._exit(143 if term else 130)
         previous(kind, value, tb)
     hook.nst_interrupt = True
     sys.excepthook = hook
+    # a project command stopped by SIGTERM while it still imports: as Ctrl-C then, one line (its own
+    # handling, `sigterm_as_interrupt`, takes over once it runs)
+    if is_project_command(getattr(sys, 'orig_argv', sys.argv)) and \
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
