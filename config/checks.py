@@ -108,6 +108,10 @@ def choice(*options):
 
 def optional(inner):
     def check(v):
+        if isinstance(v, str) and v.strip().lower() in ('none', 'nil'):
+            # (Python's None is no YAML word: 'none' would be read as a path or a name)
+            raise ConfigError('must be %s; got %r, a string: no value is written null (or ~), or leave the key out'
+                              % (check.allowed, v))
         return None if v is None else inner(v)
     check.text = getattr(inner, 'text', False)
     return _allows(check, '%s or null' % getattr(inner, 'allowed', 'a value'))

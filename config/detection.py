@@ -289,6 +289,11 @@ def _check_distillation(cfg, where):
                 if tap not in TAPS:
                     raise ConfigError('config key %s (%s): %r is not a tap of a Faster R-CNN; its taps are %s'
                                       % (role, where(role), tap, ', '.join(TAPS)))
+            if pair[0] != pair[1]:
+                raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s pairs the student\'s %s with '
+                                  'the teacher\'s %s; a detector\'s tap is compared with the same tap of the teacher '
+                                  '(both features, or both rcnn_logits)' % (where('student_symbol', 'teacher_symbol'),
+                                                                            entry['method'], pair[0], pair[1]))
 
 
 def _check_backbone(cfg, where):

@@ -189,7 +189,10 @@ def read_meta(model_dir, prefix, tag):
         with open(p) as f:
             return json.load(f)
     except ValueError as e:
-        raise CheckpointError('checkpoint metadata %s is corrupt (%s)' % (p, e))
+        others = [t for t in epochs(model_dir, prefix) if t != tag]
+        raise CheckpointError('checkpoint metadata %s is corrupt (%s): it was damaged (a copy cut short?); use another '
+                              'epoch of the run (%s), or copy the file again from where the run was trained'
+                              % (p, e, 'its epochs: %s' % others if others else 'it has no other'))
 
 
 def _names(names, most=3):
@@ -270,14 +273,21 @@ def resolve_tag(model_dir, prefix, tag):
     """`tag` itself, except 'best' for a run whose best copy is missing (it could not be written,
     e.g. on a full disk): then its best recorded epoch, with a warning saying so."""
     best = paths(model_dir, prefix, 'best')
-    if tag != 'best' or (os.path.isfile(best['meta']) and os.path.isfile(best['params'])):
+    if tag != 'best':
         return tag
+    if not os.path.isfile(best['meta']) or not os.path.isfile(best['params']):
+        why = '%s is missing' % os.path.basename(best['meta'] if not os.path.isfile(best['meta']) else best['params'])
+    else:
+        try:
+            read_meta(model_dir, prefix, 'best')
+            return tag
+        except CheckpointError:
+            why = '%s is corrupt' % os.path.basename(best['meta'])
     e = best_recorded(model_dir, prefix)
     if e is None:
         return tag                                  # read_meta names what is there
-    LOG.warning('run %r has no best copy (%s is missing): using epoch %d, the best validation score its '
-                'checkpoints record', prefix, os.path.basename(best['meta'] if not os.path.isfile(best['meta']) else
-                                                               best['params']), e)
+    LOG.warning('run %r has no best copy (%s): using epoch %d, the best validation score its checkpoints '
+                'record', prefix, why, e)
     return e
 
 

@@ -432,6 +432,16 @@ def operator_threads(n):
     mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(int(n)))
 
 
+def _nothing_to_train(cfg):
+    """Whether the checkpoint a resume loads (model_load_prefix at model_load_epoch, -1 its latest)
+    is at or past num_epoch, so that the run has no epoch to train."""
+    if not cfg.retrain or cfg.get('model_load_epoch') is None:
+        return False
+    have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
+    epoch = cfg.model_load_epoch if cfg.model_load_epoch > 0 else max(have, default=0)
+    return epoch in have and epoch >= cfg.num_epoch
+
+
 def run(cfg, task_cls):
     """Train run `cfg.model_prefix` as configured with the task `task_cls`; return the last epoch's
     record ({} when the run was already at num_epoch)."""
@@ -459,6 +469,8 @@ def run(cfg, task_cls):
             make_room = runs.claim(cfg, defer=True)
         setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
         LOG.info('config: %s', getattr(cfg, 'source', None) or 'given by the caller')
+        if _nothing_to_train(cfg):
+            return {}                   # (neither its data nor its teacher is read)
         for text in task_cls.warnings(cfg):
             LOG.warning('%s', text)
         engine.prepare(task_cls)

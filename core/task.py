@@ -61,6 +61,13 @@ class Task(object):
         configured; the task's UserError naming what is missing. Tools that start several runs
         (tools.compare) call it for each before any of them trains."""
 
+    @classmethod
+    def tap_networks(cls, cfg):
+        """(student, teacher): the networks whose taps `cfg`'s student_symbol and teacher_symbol name, as a
+        run builds them, for tools that check tap names before any run trains (tools.compare); None for
+        one this task cannot build without training data."""
+        return None, None
+
     def prepare(self):
         """Read and check the data (and whatever else can be checked) before any network is built."""
         raise NotImplementedError

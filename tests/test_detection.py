@@ -910,6 +910,8 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
             (['kt_type=dkd', 'kt_weight=1', 'teacher_symbol=null', 'student_symbol=null'], r'dkd needs labels'),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=features'],
              r"teacher_symbol .*'stage3' is not a tap of a Faster R-CNN; its taps are features, rcnn_logits"),
+            (['kt_type=fitnet', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=features'],
+             r"fitnet pairs the student's features with the teacher's rcnn_logits"),
             (['kt_type=ofd', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
              r'cannot be paired: ofd needs a teacher tap that is a BatchNorm output'),
             (['teacher_prefix=%s' % os.path.join(tmp, 'model', 'student'), 'model_prefix=student'],

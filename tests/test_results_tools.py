@@ -228,3 +228,26 @@ def test_best_compares_each_run_at_its_best_epoch(tmp_path, capsys):
     assert '| KD |  |  | 75.00 ± 21.21 | 80.00 ± 21.21 | 2 |' in capsys.readouterr().out   # 0.9, 0.6
     assert results_table.main(argv + ['--best', '--num-epoch', '1']) == 0
     assert '| KD |  |  | 55.00 ± 7.07 |' in capsys.readouterr().out            # up to epoch 1: 0.5, 0.6
+
+
+def test_a_table_of_one_task_does_not_suggest_the_runs_of_another(tmp_path, capsys):
+    """Found by a new user: --task segmentation on a folder of classification records suggested their
+    prefixes; a detection table silently ignored --prefix/--num-epoch (it compares best checkpoints)."""
+    for name, rec in (('c_kd_s0', {'val_top1': 0.5, 'val_top5': 0.9}), ('s_kd_s0', {'val_miou': 0.4,
+                                                                                   'val_pixel_acc': 0.8})):
+        with open(str(tmp_path / (name + '.jsonl')), 'w') as f:
+            f.write(json.dumps(dict(rec, epoch=0, model_prefix=name)) + '\n')
+    code = results_table.main(['--task', 'segmentation', '--records', str(tmp_path), '--prefix', 'c_'])
+    err = capsys.readouterr().err
+    assert code == 2 and "'c_'<method>_s<seed>" in err and 'are classification runs' in err and \
+        'leave out --task segmentation' in err, err
+    code = results_table.main(['--task', 'segmentation', '--records', str(tmp_path), '--prefix', 'x_'])
+    err = capsys.readouterr().err
+    assert code == 2 and "--prefix 's_' (1 run)" in err and "'c_'" not in err, err
+    assert results_table.main(['--records', str(tmp_path), '--prefix', 's_']) == 2
+    assert 'add --task segmentation' in capsys.readouterr().err
+    for option in (['--prefix', 'c_'], ['--num-epoch', '3'], ['--records', str(tmp_path)]):
+        code = results_table.main(['--task', 'detection', 'voc_baseline'] + option)
+        err = capsys.readouterr().err
+        assert code == 2 and 'a detection table compares the best checkpoint of each run' in err and \
+            'leave out %s' % option[0] in err, err

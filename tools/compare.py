@@ -142,6 +142,21 @@ def main(argv=None):
             except UserError as e:
                 raise CompareError('run %s: %s' % (name, e))
             located.add((cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network))
+    tapped = next((cfg for _, _, cfg in runs if cfg.kt and any(isinstance(t, str) for e in cfg.plan
+                                                                for pair in e['pairs'] for t in pair)), None)
+    if tapped is not None:                         # the taps named, before any run trains
+        from symbols.taps import TapError, resolve_tap
+        try:
+            nets = tasks.get(task).tap_networks(tapped)
+        except UserError as e:
+            raise CompareError('run %s: %s' % (tapped.model_prefix, e))
+        for net, tap, option in zip(nets, (student_tap, teacher_tap), ('--student-tap', '--teacher-tap')):
+            if net is not None and tap is not None:
+                try:
+                    resolve_tap(net, tap)
+                except TapError as e:
+                    raise CompareError('%s %s (%s): %s' % (option, tap, 'given' if getattr(
+                        args, option[2:].replace('-', '_')) else "the base config's", e))
     for name, _, cfg in runs:                      # a run started otherwise would be tabled as this one
         have = checkpoint.epochs(cfg.model_dir, name)
         if have:

@@ -114,13 +114,13 @@ def _said(groups, key):
 def main(argv=None):
     """Print (and with --out write) the table; 2 with one error line when no run matches."""
     p = cli.parser('results_table', __doc__)
-    p.add_argument('--records', default='results/records', help="folder of the runs' .jsonl records")
-    p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
+    p.add_argument('--records', help="folder of the runs' .jsonl records (default results/records)")
+    p.add_argument('--prefix', help='runs are named <prefix><method>_s<seed> (default repro_)')
     p.add_argument('--num-epoch', type=cli.positive_int, default=None,
                    help='compare the runs at epoch N (their record whose "epoch" is N-1; runs that did not reach '
                    'it are left out)')
     p.add_argument('--best', action='store_true', help="each run's best epoch (validation top-1 or mIoU) up to the "
-                   'epoch compared, instead of that epoch')
+                   'epoch compared, instead of that epoch (a detection table always compares best checkpoints)')
     p.add_argument('--student', default='', help="the students' network (default: what their records say)")
     p.add_argument('--teacher', default='', help='the teacher (default: what the records of the distilled runs say)')
     p.add_argument('--out', help='markdown file to write (replaced only when the table is complete)')
@@ -131,6 +131,12 @@ def main(argv=None):
     args = p.parse_intermixed_args(argv)
     if args.task == 'detection':
         from tools.detection import table
+        given = [o for o, v in (('--records', args.records), ('--prefix', args.prefix), ('--num-epoch', args.num_epoch),
+                                ('--student', args.student), ('--teacher', args.teacher)) if v]
+        if given:
+            raise cli.UsageError('%s: a detection table compares the best checkpoint of each run named (presets or '
+                                 'model_dir/RUN), with the network and method its checkpoint records; leave out %s'
+                                 % (given[0], ' and '.join(given)))
         names = [r for r in args.runs if '=' not in r]
         if not names:
             raise cli.UsageError('--task detection needs runs: detection presets (e.g. voc_baseline voc_kd_nst) or '
@@ -139,15 +145,31 @@ def main(argv=None):
         if args.out:
             cli.write_atomic(args.out, text + '\n')
         return 0
+    args.records = args.records or 'results/records'
+    args.prefix = 'repro_' if args.prefix is None else args.prefix
     if args.runs:
         raise cli.UsageError('%r: runs are named only with --task detection (classification runs are found by '
                              '--records and --prefix)' % args.runs[0])
     if args.out:
         cli.output_path(args.out, example='table.md')
-    runs = find_runs(args.records)
-    groups = group_runs(runs, args.prefix, args.num_epoch,
-                        best=('val_miou' if args.task == 'segmentation' else 'val_top1') if args.best else None)
+    found = find_runs(args.records)
+    score = 'val_miou' if args.task == 'segmentation' else 'val_top1'
+    # the runs of this task (a record scores mIoU or top-1): the advice names their prefixes only
+    runs = OrderedDict((n, recs) for n, recs in found.items() if not recs or any(score in r for r in recs))
+    groups = group_runs(runs, args.prefix, args.num_epoch, best=score if args.best else None)
     if not groups:
+        other = [n for n in matching_runs(found, args.prefix) if n not in runs]
+        if other:
+            raise cli.UsageError('the runs named %r<method>_s<seed> in %s are %s runs (their records have %s, not %s):'
+                                 ' %s' % (args.prefix, args.records, 'classification' if score == 'val_miou' else
+                                          'segmentation', 'top-1' if score == 'val_miou' else 'mIoU',
+                                          'mIoU' if score == 'val_miou' else 'top-1',
+                                          'leave out --task segmentation' if score == 'val_miou'
+                                          else 'add --task segmentation'))
+        if found and not runs:
+            raise cli.UsageError('no %s runs in %s: its %d run record(s) are %s runs; pass the log_dir of the %s runs '
+                                 'as --records' % (args.task, args.records, len(found), 'classification' if
+                                                   score == 'val_miou' else 'segmentation', args.task))
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
     if args.task == 'segmentation':
         table = segmentation_table(groups, args.student or _said(groups, 'network'),

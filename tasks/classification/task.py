@@ -95,6 +95,15 @@ class ClassificationTask(Task):
     def locate_teacher(cls, cfg):
         locate_teacher(cfg)
 
+    @classmethod
+    def tap_networks(cls, cfg):
+        """The student as built, and a teacher run of this project's network (its weights are not read;
+        other teachers: None). Tap names do not depend on the image channels."""
+        from .teacher import teacher_network_name
+        student = symbols.get_network(cfg.network, cfg.num_classes, 3, prefix='student_')
+        name = teacher_network_name(cfg) if cfg.kt else None
+        return student, symbols.get_network(name, cfg.num_classes, 3, prefix='teacher_') if name else None
+
     # the engine's, for the stages (stages.py) that drive their own optimizer
     @property
     def amp(self):

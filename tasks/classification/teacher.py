@@ -105,6 +105,12 @@ def locate_teacher(cfg):
         _project_meta(cfg)
 
 
+def teacher_network_name(cfg):
+    """The network of a teacher run of this project, as its checkpoint names it; None for a legacy
+    or gluoncv teacher."""
+    return _project_meta(cfg)[3].get('network') if source_of(cfg) == 'project' else None
+
+
 def _gluoncv(cfg, in_channels, ctx):
     name = cfg.teacher_network
     if not name:

@@ -153,6 +153,21 @@ class SegmentationTask(Task):
         return params
 
     @classmethod
+    def tap_networks(cls, cfg):
+        """The student as built and a teacher run of this project (loaded; a gluoncv teacher: None)."""
+        from symbols.segmentation import build_segmentation_network, SegmentationNetworkError
+        try:
+            student = build_segmentation_network(cfg.network, cfg.num_classes, cfg.head, cfg.output_stride,
+                                                 split=cfg.seg_taps, channels=cfg.aspp_channels, prefix='student_')[0]
+        except SegmentationNetworkError as e:
+            raise SegmentationError(str(e))
+        if not cfg.kt or cfg.teacher_source == 'gluoncv':
+            return student, None
+        cls.locate_teacher(cfg)
+        return student, load_network(cfg.teacher_prefix, 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch,
+                                     [mx.cpu()], prefix='teacher_')[0]
+
+    @classmethod
     def locate_teacher(cls, cfg):
         """The teacher's weights (a .params file) and, for a run of this project, its metadata, checked
         without building a network: a run of these classes, gluoncv weights on disk or in the store."""

@@ -78,6 +78,12 @@ def test_command_line_slips_found_by_a_new_user(tmp_path):
         cfg('model_prefix=runs/exp1')
     code, err = cli('--lr', '0.1')
     assert code == 2 and 'write lr=VALUE' in err and len(err.strip().splitlines()) == 1, err
+    # (found later: pretrained=none was 'neither zoo, a gluoncv name nor a file', with no word of null)
+    for value in ('none', 'None'):
+        with pytest.raises(ConfigError, match=r"'pretrained' .*got %r, a string: no value is written null \(or ~\)"
+                           % value):
+            cfg('pretrained=%s' % value)
+    assert cfg('pretrained=null').pretrained is None
 
 
 def test_a_yaml_file_starts_from_the_schema_defaults_and_says_so(tmp_path):

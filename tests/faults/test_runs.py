@@ -237,6 +237,9 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_
     assert checkpoint.epochs(str(root / 'model'), 'ctrlc') == [1, 2, 3]
     code, err = train_run(resume[2:])                          # already finished
     assert code == 0 and 'nothing to train' in err and 'num_epoch=3' in err
+    # (found by a new user: a teacher no epoch would use was looked for first, and refused)
+    code, err = train_run(resume[2:] + ['kt=true', 'kt_type=kd', 'teacher_prefix=%s' % (root / 'nowhere' / 't')])
+    assert code == 0 and 'nothing to train' in err and 'teacher' not in err, err
 
 
 def test_sigterm_is_handled_as_ctrl_c_with_status_143(cifar_setup, train_run, monkeypatch):

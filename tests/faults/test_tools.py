@@ -619,6 +619,25 @@ def test_evaluate_and_export_best_without_a_best_copy_use_the_best_recorded_epoc
     assert json.load(open(str(tmp_path / 'd-meta.json')))['epoch'] == best
 
 
+def test_a_corrupt_checkpoint_metadata_names_the_other_epochs(three_class_run, tmp_path, capsys):
+    """Found by a new user: a damaged -best.json was 'corrupt' with no way out; now the best recorded
+    epoch is used instead (as for a missing best copy), and a damaged epoch's names the other epochs."""
+    import shutil
+    from core import checkpoint
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    best = checkpoint.read_meta(str(model), 'three', 'best')['epoch']
+    with open(checkpoint.paths(str(model), 'three', 'best')['meta'], 'w') as f:
+        f.write('{"epoch": ')
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three')], capsys)
+    assert code == 0 and 'epoch %d' % best in out, err
+    assert "run 'three' has no best copy (three-best.json is corrupt): using epoch %d" % best in err, err
+    with open(checkpoint.paths(str(model), 'three', 1)['meta'], 'w') as f:
+        f.write('{"epoch": ')
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three'), '--epoch', '1'], capsys)
+    one_error(code, err, 'three-0001.json is corrupt', 'use another epoch of the run (its epochs: [2')
+
+
 # ---------------------------------------------------------------- found by a new user (#18's trial)
 
 def test_a_best_copy_from_another_run_is_named_by_evaluate_and_export(three_class_run, tmp_path, capsys):
@@ -734,6 +753,16 @@ def test_evaluate_refuses_two_things_to_score_and_compare_a_task_it_does_not_com
     from tools import compare
     code, _, err = run_tool(compare.main, ['--cfg', 'voc_kd_nst'], capsys)
     one_error(code, err, 'is a detection config: tools.compare compares classification and segmentation students')
+    # a tap neither network has is named before any run trains (it used to fail in the first distilled run)
+    base = ['dataset=imagenet', 'data_dir=%s' % (three_class_run / 'pack'), 'num_classes=3', 'image_size=16',
+            'network=cifar_resnet8', 'gpu_list=[]', 'batch_size=2', 'epoch_size=1', 'data_threads=1',
+            'teacher_prefix=%s' % (three_class_run / 'model' / 'three')]
+    for taps, pattern in ((['--teacher-tap', 'stage9', '--student-tap', 'stage3'], '--teacher-tap stage9 (given)'),
+                          (['--teacher-tap', 'stage3', '--student-tap', 'stage3_pree'], '--student-tap stage3_pree')):
+        code, _, err = run_tool(compare.main, ['--cfg', 'config/cfgs.py', '--methods', 'student', 'nst', '--out',
+                                               str(tmp_path / 'cmp')] + taps + base, capsys)
+        one_error(code, err, pattern, 'unknown tap')
+        assert not os.path.exists(str(tmp_path / 'cmp' / 'model')), err
 
 
 def test_export_checks_on_fewer_images_than_asked_and_finds_a_relative_data_dir(tmp_path):
