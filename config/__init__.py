@@ -390,12 +390,12 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
             check_data_files(cfg)
         return cfg
     except ConfigError as e:
+        from .classification import ClassCountError
         given = {o.split('=', 1)[0].strip() for o in overrides}
-        count = re.search(r'^config key num_classes \(.*?\) is (\d+) but the data has (\d+) classes \(([^;)]*)', str(e))
-        if count and 'num_classes' not in given:       # the network's classes, not a setting to change
-            raise ConfigError('%s predicts %s classes but the data has %s (%s): a checkpoint is scored on data of its '
-                              'classes; leave out data_dir (its run\'s data), or give data of those %s classes'
-                              % (where, count.group(1), count.group(2), count.group(3), count.group(1)))
+        if isinstance(e, ClassCountError) and 'num_classes' not in given:  # the network's classes, not a setting
+            raise ConfigError('%s predicts %d classes but the data has %d (%s): a checkpoint is scored on data of its '
+                              'classes; leave out data_dir (its run\'s data), or give data of those %d classes'
+                              % (where, e.configured, e.found, e.said, e.configured))
         moved = [k for k in DATA_KEYS if k not in given and values.get(k) and
                  ('%s=' % k in str(e) or 'key %s ' % k in str(e))]
         if not moved:

@@ -18,6 +18,15 @@ def classes_of_data(cfg):
     return (listed, os.path.join(cfg.data_dir, 'classes.txt')) if listed else (None, None)
 
 
+class ClassCountError(ConfigError):
+    """num_classes set to another count than the data's: `configured`, `found` (the data's count) and
+    `said` (where the data's count comes from)."""
+
+    def __init__(self, text, configured, found, said):
+        super(ClassCountError, self).__init__(text)
+        self.configured, self.found, self.said = configured, found, said
+
+
 def _check_num_classes(cfg, at):
     """num_classes from the data when unset; ConfigError when it is set and disagrees with the data."""
     count, said = classes_of_data(cfg)
@@ -28,9 +37,10 @@ def _check_num_classes(cfg, at):
     elif count != cfg.num_classes:
         outside = ('; its labels %d..%d lie outside num_classes=%d' % (cfg.num_classes, count - 1, cfg.num_classes)
                    if cfg.num_classes < count else '')
-        raise ConfigError('config key num_classes (%s) is %d but the data has %d classes (%s%s): leave num_classes '
-                          'unset (null: taken from the data) or set num_classes=%d'
-                          % (at('num_classes'), cfg.num_classes, count, said, outside, count))
+        raise ClassCountError('config key num_classes (%s) is %d but the data has %d classes (%s%s): leave '
+                              'num_classes unset (null: taken from the data) or set num_classes=%d'
+                              % (at('num_classes'), cfg.num_classes, count, said, outside, count),
+                              cfg.num_classes, count, said)
 
 
 def _classes_listed(cfg):

@@ -107,7 +107,8 @@ class DistillBlock(HybridBlock):
         with self.name_scope():
             # None: the task runs the student itself and hands its logits and taps in (detection)
             self.student = symbols.with_taps(student, s_taps) if student is not None else None
-            self.ce = task_loss if task_loss is not None else gluon.loss.SoftmaxCrossEntropyLoss()
+            if student is not None:              # (a task that runs its student hands in its loss: `distil`)
+                self.ce = task_loss if task_loss is not None else gluon.loss.SoftmaxCrossEntropyLoss()
             self.extras = Extras(prefix='extras_')
             for m, entry in enumerate(plan):
                 spec = METHODS[entry['method']]
@@ -277,14 +278,20 @@ class DistillBlock(HybridBlock):
         return outs[0], [outs[i + 1] for i in range(len(self.s_index))]
 
     def hybrid_forward(self, F, x, label, t_logits, *rest):
+        if self._stage is not None:
+            return (self._stage_total(x, rest[:len(self.t_index)]),)
+        logits, s_feats = self._student(x)
+        return self.distil(logits, s_feats, self.ce(logits, label), label, t_logits, *rest)
+
+    def distil(self, logits, s_feats, task_loss, label, t_logits, *rest):
+        """(total, logits, task_loss, term_1, ..., term_M, states...) of the student's `logits` and taps
+        `s_feats` (in `s_index` order), its own loss `task_loss` (B,), the teacher's `t_logits` and `rest`
+        = (teacher taps, margins, [indices]) as `hybrid_forward` takes them; total = task_loss +
+        sum_m factor_m weight_m term_m. A task that runs its student itself (detection) calls this."""
         n_t, n_m = len(self.t_index), len(self.margin_slots)
         t_feats, margins = rest[:n_t], rest[n_t:n_t + n_m]
         index = rest[n_t + n_m] if self.takes_indices else None
-        if self._stage is not None:
-            return (self._stage_total(x, t_feats),)
-        logits, s_feats = self._student(x)
-        ce = self.ce(logits, label)
-        total = ce
+        total = task_loss
         terms, states = [], []
         margin_of = dict(zip(self.margin_slots, margins))
         for m, entry in enumerate(self.plan):
@@ -304,7 +311,7 @@ class DistillBlock(HybridBlock):
                 term = value * weight if term is None else term + value * weight
             terms.append(term)
             total = total + (self.factors[m] * entry['weight']) * term
-        return (total, logits, ce) + tuple(terms) + tuple(states)
+        return (total, logits, task_loss) + tuple(terms) + tuple(states)
 
     def _stage_total(self, x, t_feats):
         """sum over method m's loss calls of layer weight x the stage block's loss (B,)."""

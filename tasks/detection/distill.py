@@ -28,13 +28,6 @@ from tasks.classification.distiller import DistillBlock, plan_taps
 TAPS = ('features', 'rcnn_logits')
 
 
-class GivenLoss(HybridBlock):
-    """The task loss the student computed itself: (logits, loss) -> loss."""
-
-    def hybrid_forward(self, F, logits, loss):
-        return loss
-
-
 class PerRoI(HybridBlock):
     """A logit loss applied to every RoI: scores (B, N, K) -> rows (B*N, K) for student and teacher,
     the loss's (B*N,) values averaged per image -> (B,)."""
@@ -53,25 +46,16 @@ class DetectionDistillBlock(DistillBlock):
     """See the module doc."""
 
     def __init__(self, plan, loss_options, teacher_taps, **kwargs):
-        super(DetectionDistillBlock, self).__init__(None, plan, loss_options, teacher_taps, task_loss=GivenLoss(),
-                                                    **kwargs)
-        self._given = []
+        super(DetectionDistillBlock, self).__init__(None, plan, loss_options, teacher_taps, **kwargs)
         for m, entry in enumerate(plan):
             if METHODS[entry['method']].inputs == 'logits':
                 name = self._loss_name(m, 0)
                 owner = self.extras if METHODS[entry['method']].heads else self
                 owner._children[name] = PerRoI(owner._children[name], prefix='%s_rois_' % name)
 
-    def _student(self, x):
-        return x, self._given
-
     def hybrid_forward(self, F, det_loss, s_logits, t_logits, *rest):
         n_s = len(self.s_index)
-        self._given = list(rest[:n_s])             # the student's taps, read by `_student` in this call
-        try:
-            return super(DetectionDistillBlock, self).hybrid_forward(F, s_logits, det_loss, t_logits, *rest[n_s:])
-        finally:
-            self._given = []
+        return self.distil(s_logits, list(rest[:n_s]), det_loss, None, t_logits, *rest[n_s:])
 
 
 class FeatureHook(object):

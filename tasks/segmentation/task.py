@@ -163,9 +163,8 @@ class SegmentationTask(Task):
             raise SegmentationError(str(e))
         if not cfg.kt or cfg.teacher_source == 'gluoncv':
             return student, None
-        cls.locate_teacher(cfg)
-        return student, load_network(cfg.teacher_prefix, 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch,
-                                     [mx.cpu()], prefix='teacher_')[0]
+        _, located = cls.locate_teacher(cfg)
+        return student, load_network(cfg.teacher_prefix, located['tag'], [mx.cpu()], prefix='teacher_')[0]
 
     @classmethod
     def locate_teacher(cls, cfg):
@@ -179,23 +178,19 @@ class SegmentationTask(Task):
                 raise SegmentationError('teacher: %s' % e)
         try:
             checkpoint.check_run_prefix(cfg.teacher_prefix)      # a checkpoint file or a folder instead of a run
+            folder, name = os.path.split(cfg.teacher_prefix)
+            if not checkpoint.epochs(folder or '.', name) and not os.path.isfile(
+                    checkpoint.paths(folder or '.', name, 'best')['meta']):
+                raise SegmentationError('teacher_prefix=%s: no checkpoint of a run named %r in %s; train the teacher '
+                                        'first (a segmentation run) or correct teacher_prefix'
+                                        % (cfg.teacher_prefix, name, folder or '.'))
+            folder, name, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch, resolve=True)
         except checkpoint.CheckpointError as e:
             raise SegmentationError(str(e))
-        folder, name = os.path.split(cfg.teacher_prefix)
-        if not checkpoint.epochs(folder or '.', name) and not os.path.isfile(
-                checkpoint.paths(folder or '.', name, 'best')['meta']):
-            raise SegmentationError('teacher_prefix=%s: no checkpoint of a run named %r in %s; train the teacher first '
-                                    '(a segmentation run) or correct teacher_prefix' % (cfg.teacher_prefix, name,
-                                                                                       folder or '.'))
-        tag = cfg.teacher_epoch if cfg.teacher_epoch >= 0 else 'best'
-        if tag == 'best' and not os.path.isfile(checkpoint.paths(folder or '.', name, 'best')['meta']):
-            recorded = checkpoint.best_recorded(folder or '.', name)      # (load_network says so when it loads)
-            tag = tag if recorded is None else recorded
-        meta = checkpoint.read_meta(folder or '.', name, tag)
         if meta.get('kind') == 'segmentation' and list(meta.get('classes') or []) != list(cfg.classes):
             raise SegmentationError('the teacher %s was trained on the classes %s, this run has %s: use a teacher of '
                                     'these classes' % (cfg.teacher_prefix, meta['classes'], cfg.classes))
-        return checkpoint.paths(folder or '.', name, tag)['params'], meta
+        return checkpoint.paths(folder, name, tag)['params'], dict(meta, tag=tag)
 
     def _load_teacher(self, t_taps):
         """(tapped teacher, description): a segmentation run of this project with the classes of this
@@ -203,9 +198,8 @@ class SegmentationTask(Task):
         cfg, ctx = self.cfg, self.engine.ctx
         if cfg.teacher_source == 'gluoncv':
             return self._load_gluoncv_teacher(t_taps)
-        self.locate_teacher(cfg)
-        net, meta = load_network(cfg.teacher_prefix, 'best' if cfg.teacher_epoch < 0 else cfg.teacher_epoch, ctx,
-                                 prefix='teacher_')
+        _, located = self.locate_teacher(cfg)
+        net, meta = load_network(cfg.teacher_prefix, located['tag'], ctx, prefix='teacher_')
         s = meta['segmentation']
         return _frozen_taps(net, t_taps), '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'],
                                                                       meta.get('epoch'))
