@@ -255,9 +255,12 @@ def _check_together(cfg, where, backbone=True):
         cfg['plan'] = []
 
 
-# what a detection run cannot give a method: labels per sample, sample indices, stages before training,
-# and the other images of a batch (one image a device) to a batch-relational feature method
-NOT_HERE = ('labels', 'indices', 'stages')
+# A method of several map taps (fsp, kdsvd, reviewkd, ab) finds one map here, `features`; a stage
+# before epoch 0 may train loss heads on the teacher's taps (FT's paraphraser), not the student (it runs
+# inside the detector); a method with a memory row per image (CRD) takes the image's index.
+FITS_HERE = ("use logit methods on the RoIs' class scores (kd, dist, dkd), feature methods on the features tap "
+             "(fitnet, at, mmd, cwd, vid, ft, crd) or batch-relational methods on the rcnn_logits tap (sp, rkd, "
+             "pkt, cc)")
 
 
 def _check_distillation(cfg, where):
@@ -273,17 +276,15 @@ def _check_distillation(cfg, where):
                           'model_prefix' % (where('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     cfg['plan'] = resolve_plan(cfg, where('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
                                           'kt_layer_weight'), example='features', logits=('rcnn_logits',))
+    taps_at = where('student_symbol', 'teacher_symbol')
     for entry in cfg.plan:
-        spec = METHODS[entry['method']]
-        said = [what for what in NOT_HERE if getattr(spec, what)]
-        if spec.inputs not in ('logits', 'feature'):
-            said.append('%s inputs' % spec.inputs)
-        elif spec.inputs == 'feature' and spec.relational:
-            said.append('a batch of images (it relates them; detection trains one image a device)')
+        method, spec = entry['method'], METHODS[entry['method']]
+        said = ['a stage that trains the student (%s)' % st.name for st in spec.stages if st.trains == 'student']
+        if spec.inputs not in ('logits', 'feature', 'vector'):
+            said.append('%s inputs (several map taps; a detector has one map, features)' % spec.inputs)
         if said:
-            raise ConfigError('config key kt_type (%s): %s needs %s, which a detection run does not give; use logit '
-                              'methods on the RoIs\' class scores (kd, dist) or feature methods on the features tap '
-                              '(fitnet, at, mmd, cwd, vid)' % (where('kt_type'), entry['method'], ' and '.join(said)))
+            raise ConfigError('config key kt_type (%s): %s needs %s, which a detection run does not give; %s'
+                              % (where('kt_type'), method, ' and '.join(said), FITS_HERE))
         for pair in entry['pairs']:
             for role, tap in zip(('student_symbol', 'teacher_symbol'), pair):
                 if tap not in TAPS:
@@ -292,8 +293,21 @@ def _check_distillation(cfg, where):
             if pair[0] != pair[1]:
                 raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s pairs the student\'s %s with '
                                   'the teacher\'s %s; a detector\'s tap is compared with the same tap of the teacher '
-                                  '(both features, or both rcnn_logits)' % (where('student_symbol', 'teacher_symbol'),
-                                                                            entry['method'], pair[0], pair[1]))
+                                  '(both features, or both rcnn_logits)' % (taps_at, method, pair[0], pair[1]))
+            if spec.indices and pair[0] != 'features':
+                raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s keeps a memory row per '
+                                  'training image, and rcnn_logits has a row per RoI: give it the tap features'
+                                  % (taps_at, method))
+            if spec.relational and not spec.indices and pair[0] != 'rcnn_logits':    # (CRD: its negatives are
+                # drawn from its memory of the other images, not from the batch)
+                raise ConfigError('config keys kt_type, student_symbol and teacher_symbol (%s): %s needs a batch of '
+                                  'images on %s (it relates them; detection trains one image a device): give it the '
+                                  'tap rcnn_logits, where it relates the sampled RoIs of the image'
+                                  % (taps_at, method, pair[0]))
+            if spec.inputs == 'feature' and not spec.relational and pair[0] == 'rcnn_logits':
+                raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s pairs feature maps, and '
+                                  'rcnn_logits are the RoIs\' class scores: give it the tap features (or a logit '
+                                  'method, kd, for the class scores)' % (taps_at, method))
 
 
 def _check_backbone(cfg, where):

@@ -28,9 +28,6 @@ SHARED = OrderedDict([
     ('kt', None), ('kt_type', 'cwd'), ('kt_weight', None), ('kt_layer_weight', None), ('kt_warmup_epochs', None),
     ('teacher_prefix', None), ('teacher_epoch', None), ('teacher_symbol', 'logits'), ('student_symbol', 'logits'),
 ])
-# methods a dense task cannot take yet: a row per training image (crd), stages before training (ab, ft);
-# a logit method that takes labels (dkd) gets each pixel's class
-NOT_DENSE = ('indices', 'stages')
 HEADS = ('deeplabv3', 'deeplabv3+')
 
 
@@ -165,7 +162,6 @@ def _check_together(cfg, at):
 def _check_distillation(cfg, at):
     """The transfer plan (config.plan.resolve_plan, as classification's) of a distilled segmentation run."""
     from .plan import resolve_plan
-    from symbols.transfer import METHODS
     if cfg.teacher_source == 'gluoncv':
         _check_gluoncv_teacher(cfg, at)
     elif not cfg.teacher_prefix:
@@ -181,13 +177,6 @@ def _check_distillation(cfg, at):
                           'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol', 'kt_layer_weight'),
                                example='logits')
-    for entry in cfg.plan:
-        spec = METHODS[entry['method']]
-        said = [what for what in NOT_DENSE if getattr(spec, what)]
-        if said:
-            raise ConfigError('config key kt_type (%s): %s declares %s, which a segmentation run does not give yet; '
-                              'use logit methods (kd, dkd, dist, cwd on logits) or feature methods (cwd, at, fitnet, mmd, '
-                              'ofd, ...)' % (at('kt_type'), entry['method'], ' and '.join(said)))
 
 
 def _check_gluoncv_teacher(cfg, at):

@@ -50,6 +50,19 @@ class Task(object):
         self.samples_per_step = None      # images one worker trains on per step (for img/s)
 
     # ---------------------------------------------------------------- set-up
+    # the engine's, for what drives an optimizer of its own (the stages of tasks.classification.stages)
+    @property
+    def amp(self):
+        return self.engine.amp
+
+    @property
+    def step_batch(self):
+        return self.engine.step_batch
+
+    @property
+    def ctx(self):
+        return self.engine.ctx
+
     @classmethod
     def warnings(cls, cfg):
         """Texts of configuration warnings to log when the run starts."""

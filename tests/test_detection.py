@@ -859,6 +859,26 @@ def test_per_roi_logit_loss_is_each_image_s_mean_over_its_rois():
     assert got.shape == (2,) and np.abs(s.grad.asnumpy()).sum() > 0
 
 
+def test_per_roi_dkd_takes_each_roi_s_class_and_a_relational_loss_relates_the_image_s_rois():
+    """DKD on RoI rows gets each RoI's class target from the sampler, and RoIs it ignores (-1) are left
+    out of the image's mean (an image without a kept RoI gives 0); a batch-relational loss (RKD) on
+    one image relates that image's RoIs: its value is the loss of the RoIs as a batch."""
+    from symbols.transfer import METHODS
+    from tasks.detection.distill import PerRoI
+    rng = np.random.RandomState(4)
+    s, t = mx.nd.array(rng.randn(2, 5, 4)), mx.nd.array(rng.randn(2, 5, 4))
+    label = mx.nd.array([[0, 3, -1, 1, 2], [-1, -1, -1, -1, -1]])
+    dkd = METHODS['dkd'].make({'dkd_alpha': 1.0, 'dkd_beta': 8.0, 'dkd_t': 4.0})
+    got = PerRoI(METHODS['dkd'].make({'dkd_alpha': 1.0, 'dkd_beta': 8.0, 'dkd_t': 4.0}), labels=True)(s, t, label)
+    kept = [0, 1, 3, 4]
+    rows = dkd(s[0].take(mx.nd.array(kept)), t[0].take(mx.nd.array(kept)), label[0].take(mx.nd.array(kept)))
+    np.testing.assert_allclose(got.asnumpy(), [rows.asnumpy().mean(), 0.0], rtol=1e-5, atol=1e-7)
+    options = {'rkd_distance': 25.0, 'rkd_angle': 50.0}
+    rkd = METHODS['rkd'].make(options)
+    got = PerRoI(METHODS['rkd'].make(options))(s[:1], t[:1])
+    np.testing.assert_allclose(got.asnumpy(), [rkd(s[0], t[0]).asnumpy().mean()], rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
     """Faster R-CNN -> Faster R-CNN: the teacher a detection run of this project, KD on the class
@@ -898,6 +918,26 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
     code, _, err = run_cli([w for w in student if not w.startswith('kt=')] + ['kt=false', 'num_epoch=4',
                                                                                 'retrain=true'], capsys)
     one_error(code, err, r'was trained with kt_type=kd\+fitnet \(this run: None\)')
+    # DKD with the RoIs' class targets, and relational methods relating the image's RoIs
+    code, _, err = run_cli(small(voc, tmp, 'model_prefix=rois', 'epoch_size=2', 'num_val=2', 'num_epoch=1',
+                                 *(kt[:2] + ['kt_type=dkd+rkd+cc', 'kt_weight=[1,1,1]',
+                                             'teacher_symbol=[null,rcnn_logits,rcnn_logits]',
+                                             'student_symbol=[null,rcnn_logits,rcnn_logits]'])), capsys)
+    assert code == 0, err
+    rec, = read_records(os.path.join(tmp, 'log', 'rois.jsonl'))
+    assert all(np.isfinite(rec['train_%s' % m]) and rec['train_%s' % m] > 0 for m in ('dkd', 'rkd', 'cc')), rec
+    # FT's paraphraser stage on the teacher's features before epoch 0; CRD's memory row per training image
+    code, _, err = run_cli(small(voc, tmp, 'model_prefix=ftcrd', 'epoch_size=2', 'num_val=2', 'num_epoch=1',
+                                 *(kt[:2] + ['kt_type=ft+crd', 'kt_weight=null', 'teacher_symbol=[features,features]',
+                                             'student_symbol=[features,features]', 'ft_init_epochs=1',
+                                             'crd_nce_k=4', 'crd_feat_dim=8'])), capsys)
+    assert code == 0 and 'stage ft_init of ft: 1 epoch(s)' in err and 'stage ft_init epoch 1/1: loss' in err, err
+    rec, = read_records(os.path.join(tmp, 'log', 'ftcrd.jsonl'))
+    assert all(np.isfinite(rec['train_%s' % m]) and rec['train_%s' % m] > 0 for m in ('ft', 'crd')), rec
+    bank = [v.asnumpy() for k, v in mx.nd.load(checkpoint.paths(os.path.join(tmp, 'model'), 'ftcrd', 1)['extra'])
+            .items() if 'memory' in k]
+    images = int(re.search(r'(\d+) training images', err).group(1))
+    assert bank and all(b.shape[0] == images and np.isfinite(b).all() for b in bank), [b.shape for b in bank]
     # each mistake: one error line, nothing written
     other = os.path.join(tmp, 'other')
     for extra, pattern in (
@@ -906,8 +946,13 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
             (['classes=[dog,car,person]'], r'the teacher .*teacher detects the classes car,dog,person, this run '
                                            r'dog,car,person'),
             (['kt_type=sp', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
-             r'sp needs a batch of images .*one image a device'),
-            (['kt_type=dkd', 'kt_weight=1', 'teacher_symbol=null', 'student_symbol=null'], r'dkd needs labels'),
+             r'sp needs a batch of images .*one image a device.*give it the tap rcnn_logits'),
+            (['kt_type=crd', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=rcnn_logits'],
+             r'crd keeps a memory row per training image, and rcnn_logits has a row per RoI'),
+            (['kt_type=ab', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
+             r'ab needs a stage that trains the student \(ab_init\) and layers inputs'),
+            (['kt_type=at', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=rcnn_logits'],
+             r"at pairs feature maps, and rcnn_logits are the RoIs' class scores"),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=features'],
              r"teacher_symbol .*'stage3' is not a tap of a Faster R-CNN; its taps are features, rcnn_logits"),
             (['kt_type=fitnet', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=features'],

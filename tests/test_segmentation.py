@@ -363,9 +363,6 @@ def test_a_distilled_student_trains_resumes_and_refuses_what_does_not_fit(voc, t
     one_error(code, err, 'kt_type=kd+cwd+ofd (this run: cwd)')
     code, _, err = run(merged(student + ['classes=[background,square,circle]', 'model_prefix=other']), capsys)
     one_error(code, err, 'the teacher', "trained on the classes ['background', 'rect', 'disc']")
-    code, _, err = run(merged(student + ['kt_type=crd', 'teacher_symbol=logits', 'student_symbol=logits',
-                                         'model_prefix=other']), capsys)
-    assert code == 2 and 'crd declares indices, which a segmentation run does not give yet' in err, err
     # DKD takes the class scores and the class of every pixel (its 255 pixels left out)
     code, _, err = run(merged(student + ['kt_type=dkd', 'kt_weight=1', 'teacher_symbol=null', 'student_symbol=null',
                                          'model_prefix=dkd']), capsys)
@@ -384,6 +381,46 @@ def test_a_distilled_student_trains_resumes_and_refuses_what_does_not_fit(voc, t
                                          'model_prefix=other']), capsys)
     one_error(code, err, "no checkpoint of a run named 'nobody'")
     assert not os.path.exists(str(tmp_path / 'model' / 'other-0001.params'))
+
+
+def test_methods_with_stages_or_a_row_per_image_distil_a_segmentation_student(voc, tmp_path, capsys):
+    """#20 "any registered method": AB and FT run their stages before epoch 0 on the training crops
+    (a resume does not run them again), CRD keeps a memory row per training image, indexed by the
+    image's place in the training list."""
+    from core.records import read_records
+    teacher = args(voc, str(tmp_path), 'model_prefix=teacher')
+    assert run(teacher, capsys)[0] == 0
+    common = ['kt=true', 'teacher_prefix=%s' % (tmp_path / 'model' / 'teacher')]
+    pre = '[backbone.stage3_pre, backbone.stage4_pre]'
+    for name, extra, stage in (
+            ('ab', ['kt_type=ab', 'teacher_symbol=%s' % pre, 'student_symbol=%s' % pre, 'ab_init_epochs=2',
+                    'kt_weight=1'], 'stage ab_init of ab: 2 epoch(s)'),
+            ('ft', ['kt_type=ft', 'teacher_symbol=backbone.stage4', 'student_symbol=backbone.stage4',
+                    'ft_init_epochs=1', 'kt_weight=null'], 'stage ft_init of ft: 1 epoch(s)'),
+            ('crd', ['kt_type=crd', 'teacher_symbol=backbone.stage4', 'student_symbol=backbone.stage4',
+                     'crd_nce_k=4', 'crd_feat_dim=8', 'kt_weight=null'], None)):
+        argv = args(voc, str(tmp_path), 'model_prefix=%s' % name, 'epoch_size=2', *(common + extra))
+        code, _, err = run(argv, capsys)
+        assert code == 0, err
+        if stage:
+            assert stage in err and 'stage %s epoch 1/' % stage.split()[1] in err, err
+            losses = [float(l.split('loss ')[1].split()[0]) for l in err.splitlines()
+                      if 'stage %s epoch' % stage.split()[1] in l]
+            assert all(np.isfinite(losses)), losses
+        rec, = read_records(str(tmp_path / 'log' / ('%s.jsonl' % name)))
+        assert np.isfinite(rec['train_%s' % name]) and (name == 'ab' or rec['train_%s' % name] > 0), rec
+        if name in ('ab', 'crd'):      # a resume: no stage again; CRD's memory bank comes back
+            code, _, err = run(merged(argv + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1']), capsys)
+            assert code == 0, err
+            assert name == 'crd' or 'done before the checkpoint (its result was restored)' in err, err
+    # CRD's memory bank has a row per training image (16): the images' indices reached it
+    banks = [v.asnumpy() for k, v in _params_extra(str(tmp_path / 'model'), 'crd', 2).items() if 'memory' in k]
+    assert banks and all(b.shape[0] == 16 and np.isfinite(b).all() for b in banks), [b.shape for b in banks]
+
+
+def _params_extra(model_dir, prefix, tag):
+    import mxnet as mx
+    return mx.nd.load(checkpoint.paths(model_dir, prefix, tag)['extra'])
 
 
 def test_every_segmentation_preset_is_a_valid_configuration():

@@ -1,10 +1,13 @@
 """The training stages methods declare to run before the main training
-(`symbols.transfer.Stage`: FT's paraphraser, AB's initialisation), run for the classification
-task (task.py) without knowing any method.
+(`symbols.transfer.Stage`: FT's paraphraser, AB's initialisation), run for any task whose
+distillation block is a `DistillBlock` (classification, segmentation) without knowing any method.
+The task is read through the engine's interface (`core.task.Task`): its `batches(epoch)`,
+`forward(batch)` (one loss a device; the block gives the stage's loss while a stage is set),
+`optimizer()`, `steps_per_epoch`, `step_batch`, `amp`, and its `block`, `loss_options` and `cfg`.
 
 A new run runs every declared stage before epoch 0, in plan order: the distillation block
-computes the stage's loss (`DistillBlock.set_stage`), and an optimizer of the run's kind
-(`optimizer`, `momentum`, `wd`) at the stage's constant learning rate trains what the stage
+computes the stage's loss (`DistillBlock.set_stage`), and the run's optimizer (the task's
+`optimizer()`) at the stage's constant learning rate trains what the stage
 declares (`DistillBlock.stage_parameters`) for its epochs, `epoch_size` steps each when set,
 on the training data; then the loss block's `finish_stage` freezes what must not change in the
 main training. A resumed run only calls `finish_stage`: the stages' results (the student's
@@ -70,8 +73,8 @@ def _train(session, k, m, stage, epochs, lr):
     LOG.info('stage %s of %s: %d epoch(s) at lr %g, training %d parameter arrays (%s)', stage.name, method,
              epochs, lr, len(params), 'the student up to its taps and the loss heads' if stage.trains == 'student'
              else 'the loss heads')
-    trainer = gluon.Trainer(params, cfg.optimizer, {'learning_rate': lr, 'wd': cfg.wd, 'momentum': cfg.momentum},
-                            kvstore='device')
+    name, options = session.optimizer()            # the run's optimizer, at the stage's constant lr
+    trainer = gluon.Trainer(params, name, dict(options, learning_rate=lr), kvstore='device')
     scaled = session.amp is not None and cfg.dtype == 'float16'
     if session.amp is not None:
         session.amp.init_trainer(trainer)
@@ -94,12 +97,11 @@ def _epoch(session, trainer, k, stage, epoch, epochs, scaled):
     seed_everything(stage_seed(cfg, k, epoch))
     tic, total, seen, pending = time.time(), 0.0, 0, []
     sums = None
-    for i, batch in enumerate(session.data.train(epoch)):
+    for i, batch in enumerate(session.batches(epoch)):
         if i >= session.steps_per_epoch:
             break
         with autograd.record():
-            outs, _, _ = session.forward_outputs(batch)
-        values = [out[0] for out in outs]
+            values, _ = session.forward(batch)
         if scaled:
             with session.amp.scale_loss(values, trainer) as scaled_values:
                 autograd.backward(scaled_values)

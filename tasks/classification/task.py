@@ -104,19 +104,6 @@ class ClassificationTask(Task):
         name = teacher_network_name(cfg) if cfg.kt else None
         return student, symbols.get_network(name, cfg.num_classes, 3, prefix='teacher_') if name else None
 
-    # the engine's, for the stages (stages.py) that drive their own optimizer
-    @property
-    def amp(self):
-        return self.engine.amp
-
-    @property
-    def step_batch(self):
-        return self.engine.step_batch
-
-    @property
-    def ctx(self):
-        return self.engine.ctx
-
     # ----------------------------------------------------------------- set-up
     def prepare(self):
         cfg, engine = self.cfg, self.engine

@@ -10,14 +10,17 @@ Taps of a Faster R-CNN (`TAPS`), the same names for the student and the teacher:
   teacher scores the same boxes: RoIAlign of its own `features` at the student's RoIs, then its
   top_features and class predictor.
 
-    DetectionDistillBlock(det_loss, s_logits, t_logits, s_tap_1, ..., t_tap_1, ..., margin_1, ...)
-        -> (total, s_logits, det_loss, term_1, ..., term_M)
+    DetectionDistillBlock(det_loss, s_logits, t_logits, roi_classes, s_tap_1, ..., t_tap_1, ...,
+                          margin_1, ...) -> (total, s_logits, det_loss, term_1, ..., term_M)
 
-`det_loss` (B,) is the student's detection loss per image (RPN and RCNN terms summed); a logit
-method (kd, dist) takes every RoI as a row, (B*N, K + 1), and its per-row loss is averaged over the
-image's RoIs; a feature method (fitnet, at, mmd, cwd, vid, ...) pairs `features` maps. Methods that
-need labels, sample indices, stages or the other images of a batch (one image a device here) are
-refused by the config (`config.detection`).
+`det_loss` (B,) is the student's detection loss per image (RPN and RCNN terms summed);
+`roi_classes` (B, N) the class target of each sampled RoI (-1: ignored). A logit method (kd, dist,
+dkd with the RoIs' class targets) takes every RoI as a row, (B*N, K + 1), and its per-row loss is
+averaged over the image's RoIs; so does a batch-relational method (sp, rkd, pkt, cc) given the tap
+`rcnn_logits`: it relates the RoIs of the image. A feature method (fitnet, at, mmd, cwd, vid, ...)
+pairs `features` maps. Methods that need sample indices, stages, several map taps or a BatchNorm tap,
+and batch-relational methods on `features` (one image a device here) are refused by the config
+(`config.detection`).
 """
 from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
@@ -29,17 +32,32 @@ TAPS = ('features', 'rcnn_logits')
 
 
 class PerRoI(HybridBlock):
-    """A logit loss applied to every RoI: scores (B, N, K) -> rows (B*N, K) for student and teacher,
-    the loss's (B*N,) values averaged per image -> (B,)."""
+    """A loss applied to every RoI as a row: scores (B, N, K) -> rows (B*N, K) for student and
+    teacher, the loss's (B*N,) values averaged per image -> (B,). A batch-relational loss (sp, rkd,
+    pkt, cc, dist) so relates the RoIs of the device's image. A loss that takes labels (dkd) gets each
+    RoI's class target (B, N) from the detector's sampler; RoIs it ignores (-1) are left out of the
+    image's mean."""
 
-    def __init__(self, loss, **kwargs):
+    def __init__(self, loss, labels=False, **kwargs):
         super(PerRoI, self).__init__(**kwargs)
+        self.labels = labels
         with self.name_scope():
             self.loss = loss
 
-    def hybrid_forward(self, F, s, t):
-        per_row = self.loss(F.reshape(s, shape=(-3, 0)), F.reshape(t, shape=(-3, 0)))     # (B*N,)
-        return F.mean(F.reshape_like(per_row, F.sum(s, axis=2)), axis=1)
+    def build(self, *shapes):
+        """The heads of the loss (cc's embeddings), from the per-row shapes."""
+        return self.loss.build(*shapes)
+
+    def hybrid_forward(self, F, s, t, label=None):
+        shape = F.sum(s, axis=2)                                                          # (B, N)
+        s, t = F.reshape(s, shape=(-3, 0)), F.reshape(t, shape=(-3, 0))
+        if not self.labels:
+            return F.mean(F.reshape_like(self.loss(s, t), shape), axis=1)                # (B*N,) -> (B,)
+        label = F.reshape(label, shape=(-1,))
+        valid = label >= 0
+        per_row = self.loss(s, t, label * valid) * valid
+        return F.sum(F.reshape_like(per_row, shape), axis=1) / F.maximum(F.sum(F.reshape_like(valid, shape), axis=1),
+                                                                          1)
 
 
 class DetectionDistillBlock(DistillBlock):
@@ -48,14 +66,27 @@ class DetectionDistillBlock(DistillBlock):
     def __init__(self, plan, loss_options, teacher_taps, **kwargs):
         super(DetectionDistillBlock, self).__init__(None, plan, loss_options, teacher_taps, **kwargs)
         for m, entry in enumerate(plan):
-            if METHODS[entry['method']].inputs == 'logits':
-                name = self._loss_name(m, 0)
-                owner = self.extras if METHODS[entry['method']].heads else self
-                owner._children[name] = PerRoI(owner._children[name], prefix='%s_rois_' % name)
+            spec = METHODS[entry['method']]
+            owner = self.extras if spec.heads else self
+            for p in range(self._calls(m)):
+                if spec.inputs == 'logits' or tuple(entry['pairs'][p]) == ('rcnn_logits', 'rcnn_logits'):
+                    name = self._loss_name(m, p)
+                    owner._children[name] = PerRoI(owner._children[name], labels=spec.labels,
+                                                   prefix='%s_rois_' % name)
 
-    def hybrid_forward(self, F, det_loss, s_logits, t_logits, *rest):
+    @property
+    def staging(self):
+        """Whether a stage before epoch 0 is set (`set_stage`)."""
+        return self._stage is not None
+
+    def stage_loss(self, t_feats):
+        """(the stage's loss (B,),) of a stage that trains loss heads on the teacher's taps `t_feats`
+        (in `t_index` order); the config refuses stages that train the student here."""
+        return (self._stage_total(None, t_feats),)
+
+    def hybrid_forward(self, F, det_loss, s_logits, t_logits, roi_classes, *rest):
         n_s = len(self.s_index)
-        return self.distil(s_logits, list(rest[:n_s]), det_loss, None, t_logits, *rest[n_s:])
+        return self.distil(s_logits, list(rest[:n_s]), det_loss, roi_classes, t_logits, *rest[n_s:])
 
 
 class FeatureHook(object):

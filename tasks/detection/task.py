@@ -18,7 +18,7 @@ import os
 import random
 
 import numpy as np
-from mxnet import gluon
+from mxnet import gluon, nd
 
 from core.errors import TrainingError
 from core.running import RunningTerms
@@ -50,8 +50,9 @@ def epoch_order(cfg, usable, epoch, num_devices, rank=0, workers=1):
 
 def train_loader(net, dataset, order, cfg, ctx, epoch):
     """Batches of len(ctx) images for gluoncv's Faster R-CNN training transform: shards of (img, label,
-    rpn_cls_targets, rpn_box_targets, rpn_box_masks). Each sample is transformed under a seed of its
-    own, so flips and RPN anchor sampling do not depend on the loader's workers."""
+    rpn_cls_targets, rpn_box_targets, rpn_box_masks, the image's index in `dataset`). Each sample is
+    transformed under a seed of its own, so flips and RPN anchor sampling do not depend on the
+    loader's workers."""
     from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
     from gluoncv.data.batchify import FasterRCNNTrainBatchify
     mean, std = normalisation(cfg)
@@ -63,10 +64,14 @@ def train_loader(net, dataset, order, cfg, ctx, epoch):
         np.random.seed(seed)                    # the transform's flip (random) and RPN sampling (numpy)
         random.seed(seed)
         img, label = dataset[order[position]]
-        return transform(img, label)
+        return transform(img, label) + (np.float32(order[position]),)
     items = gluon.data.SimpleDataset(list(range(len(order)))).transform(sample)
-    return WorkerLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard',
-                        batchify_fn=FasterRCNNTrainBatchify(net, len(ctx)), num_workers=cfg.num_workers)
+    batchify = FasterRCNNTrainBatchify(net, len(ctx))
+
+    def with_index(samples):           # (gluoncv's fields, then each device's image index (1,))
+        return tuple(batchify([x[:-1] for x in samples])) + ([nd.array([x[-1]]) for x in samples],)
+    return WorkerLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard', batchify_fn=with_index,
+                        num_workers=cfg.num_workers)
 
 
 def shards(batch, ctx):
@@ -85,15 +90,16 @@ class Losses(object):
         self.rcnn_cls = gluon.loss.SoftmaxCrossEntropyLoss()
         self.rcnn_box = gluon.loss.HuberLoss()
 
-    def __call__(self, net, data, label, rpn_cls_targets, rpn_box_targets, rpn_box_masks, outputs=None):
-        """data (B, 3, H, W), label (B, N, 6), RPN targets (B, A), (B, A, 4), (B, A, 4). `outputs`, a
-        dict, receives the RoI class scores `cls_pred` (B, R, K + 1) and the sampled RoIs `rois`
-        (B, R, 4) for distillation."""
+    def __call__(self, net, data, label, rpn_cls_targets, rpn_box_targets, rpn_box_masks, index=None, outputs=None):
+        """data (B, 3, H, W), label (B, N, 6), RPN targets (B, A), (B, A, 4), (B, A, 4), as a shard of
+        `train_loader` gives them (`index`, the images' indices, is not read here). `outputs`, a
+        dict, receives the RoI class scores `cls_pred` (B, R, K + 1), the sampled RoIs `rois`
+        (B, R, 4) and their class targets `cls_targets` (B, R; -1 ignored) for distillation."""
         gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
         cls_pred, box_pred, rois, _, _, rpn_score, rpn_box, _, cls_targets, box_targets, box_masks, _ = \
             net(data, gt_box, gt_label)
         if outputs is not None:
-            outputs.update(cls_pred=cls_pred, rois=rois)
+            outputs.update(cls_pred=cls_pred, rois=rois, cls_targets=cls_targets)
         rpn_score = rpn_score.squeeze(axis=-1)
         num_rpn = (rpn_cls_targets >= 0).sum()
         rpn_cls = self.rpn_cls(rpn_score, rpn_cls_targets, rpn_cls_targets >= 0) * rpn_cls_targets.size / num_rpn
@@ -147,6 +153,9 @@ class DetectionTask(Task):
         engine = self.engine
         self.steps_per_epoch = len(epoch_order(cfg, self.usable, 0, len(ctx), engine.rank, engine.workers)) // len(ctx)
         self.samples_per_step = len(ctx)
+        from tasks.classification.distiller import loss_options, plan_takes_indices
+        # a method whose memory has a row per training image (registry `indices`: CRD) needs their count
+        self.loss_options = loss_options(cfg, len(self.train_set) if plan_takes_indices(cfg.plan) else None)
 
     def build(self):
         self.net, self.backbone = build_detector(self.cfg, self.engine.ctx)   # a backbone that cannot be used stops here
@@ -187,7 +196,6 @@ class DetectionTask(Task):
         import mxnet as mx
         from mxnet import autograd, nd
         from symbols.transfer import METHODS, PairingError
-        from tasks.classification.distiller import loss_options
         from .detector import load_detector, DetectorError
         from .distill import DetectionDistillBlock, block_taps, teacher_taps
         cfg, ctx = self.cfg, self.engine.ctx
@@ -203,14 +211,15 @@ class DetectionTask(Task):
             cfg.teacher_prefix, meta.get('network'), meta.get('epoch'), 100 * meta.get('val_map', 0),
             self.teacher_roi, self.teacher_roi)
         self.s_taps, self.t_taps, self.wants_logits = block_taps(cfg.plan)
-        self.block = DetectionDistillBlock(cfg.plan, loss_options(cfg), self.t_taps, prefix='distill_')
+        self.block = DetectionDistillBlock(cfg.plan, self.loss_options, self.t_taps, prefix='distill_')
         x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
         with autograd.pause(train_mode=False):
             s_map = self.net.features(x)
         t_map = teacher_taps(self.teacher, x, None, ['features'], self.teacher_roi)['features']
         logits = (cfg.num_sample, len(cfg.classes) + 1)
-        s_shape = {'features': s_map.shape[1:], 'rcnn_logits': logits}
-        t_shape = {'features': t_map.shape[1:], 'rcnn_logits': logits}
+        # (a method given the tap rcnn_logits takes each RoI as a row: (K + 1,) per row)
+        s_shape = {'features': s_map.shape[1:], 'rcnn_logits': logits[1:]}
+        t_shape = {'features': t_map.shape[1:], 'rcnn_logits': logits[1:]}
         try:
             for method, tap, _ in self.block.connect(s_shape, t_shape):
                 margin = METHODS[method].margin(self.teacher, tap, ctx[0])
@@ -219,9 +228,10 @@ class DetectionTask(Task):
             with autograd.pause():
                 zeros = nd.zeros((1,) + logits, ctx=ctx[0])
                 taps = {'features': (s_map, t_map), 'rcnn_logits': (zeros, zeros)}
-                self.block(nd.zeros((1,), ctx=ctx[0]), zeros, zeros, *([taps[t][0] for t in self.s_taps] +
-                                                                       [taps[t][1] for t in self.t_taps] +
-                                                                       [m[0] for m in self.margins]))
+                self.block(nd.zeros((1,), ctx=ctx[0]), zeros, zeros, nd.zeros((1, logits[0]), ctx=ctx[0]),
+                           *([taps[t][0] for t in self.s_taps] + [taps[t][1] for t in self.t_taps] +
+                             [m[0] for m in self.margins] + ([nd.zeros((1,), ctx=ctx[0])]
+                                                             if self.block.takes_indices else [])))
         except (ValueError, PairingError) as e:
             raise DetectionError('teacher and student taps cannot be paired: %s' % e)
 
@@ -258,6 +268,8 @@ class DetectionTask(Task):
         LOG.info('teacher: %s; %s', self.teacher_desc, ', '.join(
             '%s x %g on %s' % (e['method'], e['weight'], ', '.join('%s<-%s' % p for p in e['pairs']) or
                                "the class scores of the student's RoIs") for e in self.cfg.plan))
+        from tasks.classification import stages
+        stages.run(self, resumed)          # the stages methods declare before epoch 0 (FT's paraphraser)
 
     def describe(self):
         cfg, ctx = self.cfg, self.engine.ctx
@@ -276,11 +288,15 @@ class DetectionTask(Task):
         return train_loader(self.net, self.train_set, order, cfg, ctx, epoch)
 
     def forward(self, batch):
+        """One loss a device (the image's total; while a stage is set, the stage's loss) and (the terms
+        per device, the distillation block's outputs and the image indices per device, or None)."""
         if self.block is None:
             terms = [self.losses(self.net, *shard) for shard in shards(batch, self.engine.ctx)]
-            return [sum(t) for t in terms], terms
+            return [sum(t) for t in terms], (terms, None, None)
         from .distill import teacher_taps, zeros_like_logits
-        totals, terms = [], []
+        if self.block.staging:
+            return self._stage_forward(batch)
+        totals, terms, outs, idxs = [], [], [], []
         for k, shard in enumerate(shards(batch, self.engine.ctx)):
             outputs = {}
             own = self.losses(self.net, *shard, outputs=outputs)
@@ -288,14 +304,30 @@ class DetectionTask(Task):
             t_tap = teacher_taps(self.teacher, shard[0], outputs['rois'], self.t_taps + (
                 ['rcnn_logits'] if self.wants_logits else []), self.teacher_roi)
             t_logits = t_tap['rcnn_logits'] if self.wants_logits else zeros_like_logits(shard[0].context)
-            out = self.block(sum(own), outputs['cls_pred'], t_logits,
+            index = [shard[5]] if self.block.takes_indices else []
+            out = self.block(sum(own), outputs['cls_pred'], t_logits, outputs['cls_targets'],
                              *([s_tap[t] for t in self.s_taps] + [t_tap[t] for t in self.t_taps] +
-                               [m[k] for m in self.margins]))
+                               [m[k] for m in self.margins] + index))
             totals.append(out[0])
             terms.append(list(own) + list(out[3:3 + self.block.n_terms]))
-        return totals, terms
+            outs.append(out)
+            idxs.append(shard[5])
+        return totals, (terms, outs, idxs if self.block.takes_indices else None)
 
-    def after_step(self, step, terms):
+    def _stage_forward(self, batch):
+        """A stage before epoch 0 that trains loss heads on the teacher's taps (FT's paraphraser):
+        the stage's loss on each device's image; the student does not run."""
+        from .distill import teacher_taps
+        losses = []
+        for shard in shards(batch, self.engine.ctx):
+            t_tap = teacher_taps(self.teacher, shard[0], None, ['features'], self.teacher_roi)
+            losses.append(self.block.stage_loss([t_tap[t] for t in self.t_taps])[0])
+        return losses, None
+
+    def after_step(self, step, out):
+        terms, outs, idxs = out
+        if outs:
+            self.block.after_step(outs, idxs)     # state outputs (CRD's memory bank), if a loss has any
         self.running.update(step, terms)
 
     def read(self):

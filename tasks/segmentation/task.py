@@ -30,7 +30,7 @@ from core.seeding import epoch_seed
 from core.task import Task
 from data import segmentation as segdata
 from symbols.taps import TapError
-from tasks.classification.distiller import loss_options, plan_taps
+from tasks.classification.distiller import loss_options, plan_taps, plan_takes_indices
 from .distill import DenseDistillBlock
 from .evaluate import evaluate
 
@@ -54,7 +54,8 @@ def epoch_order(cfg, count, epoch, rank=0, workers=1):
 
 
 class _TrainSet(object):
-    """Sample `position` of an epoch's order: its crop, augmented from (seed, epoch, position)."""
+    """Sample `position` of an epoch's order: (image crop, mask crop, the image's index in the
+    training list), augmented from (seed, epoch, position)."""
 
     def __init__(self, items, order, cfg, epoch):
         self.items, self.order, self.cfg = items, order, cfg
@@ -67,7 +68,9 @@ class _TrainSet(object):
         cfg = self.cfg
         rng = np.random.Generator(np.random.PCG64((self.base + position) % (2 ** 63)))
         image, mask, _ = self.items[self.order[position]]
-        return segdata.train_sample(image, mask, rng, cfg.crop_size, cfg.scale_min, cfg.scale_max, cfg.mean, cfg.std)
+        crop, crop_mask = segdata.train_sample(image, mask, rng, cfg.crop_size, cfg.scale_min, cfg.scale_max, cfg.mean,
+                                               cfg.std)
+        return crop, crop_mask, np.float32(self.order[position])
 
 
 class SegmentationTask(Task):
@@ -126,6 +129,8 @@ class SegmentationTask(Task):
         self.samples_per_step = engine.batch_size
         self.plan = cfg.plan
         self.names = ['ce'] + [e['method'] for e in self.plan]
+        # a method whose memory has a row per training image (registry `indices`: CRD) needs their count
+        self.loss_options = loss_options(cfg, len(self.train_items) if plan_takes_indices(self.plan) else None)
 
     def build(self):
         from symbols.segmentation import build_segmentation_network, used_parameters, SegmentationNetworkError
@@ -143,7 +148,7 @@ class SegmentationTask(Task):
         if cfg.kt:
             self.teacher, self.teacher_desc = self._load_teacher(t_taps)
         try:
-            self.block = DenseDistillBlock(self.net, self.plan, loss_options(cfg), t_taps, prefix='distill_')
+            self.block = DenseDistillBlock(self.net, self.plan, self.loss_options, t_taps, prefix='distill_')
         except TapError as e:
             raise SegmentationError('student_symbol: %s' % e)
         if self.teacher is not None:
@@ -233,9 +238,10 @@ class SegmentationTask(Task):
                 m = METHODS[method].margin(self.teacher, tap, ctx[0])
                 self.margins.append([nd.array(m, ctx=c) for c in ctx])
             self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
+            index = [nd.zeros((1,), ctx=ctx[0])] if self.block.takes_indices else []
             with autograd.pause():
                 self.block(x, nd.zeros((1, cfg.crop_size, cfg.crop_size), ctx=ctx[0]), t_out[0],
-                           *(list(t_out[1:]) + [mg[0] for mg in self.margins]))
+                           *(list(t_out[1:]) + [mg[0] for mg in self.margins] + index))
         except (ValueError, PairingError) as e:
             raise SegmentationError('teacher and student taps cannot be paired: %s' % e)
 
@@ -276,12 +282,14 @@ class SegmentationTask(Task):
         return 'mIoU %.2f%%' % (100 * meta.get('val_miou', 0))
 
     def start(self, resumed):
+        from tasks.classification import stages
         self.block.hybridize(static_alloc=True, static_shape=True)
         self.net.hybridize(static_alloc=True)
         if self.teacher is not None:
             LOG.info('teacher: %s; %s', self.teacher_desc, ', '.join(
                 '%s x %g on %s' % (e['method'], e['weight'], ', '.join('%s<-%s' % p for p in e['pairs']) or 'the class '
                                    'scores of every pixel') for e in self.plan))
+        stages.run(self, resumed)          # the stages methods declare before epoch 0 (AB's, FT's)
 
     def describe(self):
         cfg, ctx = self.cfg, self.engine.ctx
@@ -302,24 +310,29 @@ class SegmentationTask(Task):
                             shuffle=False, last_batch='discard', num_workers=cfg.num_workers)
 
     def forward(self, batch):
-        images, masks = batch
+        """One loss a device (the images' total loss; while a stage is set, the stage's loss) and
+        (the terms per device, the block's outputs, the sample indices per device or None)."""
+        images, masks, index = batch
         ctx = self.engine.ctx
         xs = gluon.utils.split_and_load(images, ctx, even_split=False)
         ys = gluon.utils.split_and_load(masks, ctx, even_split=False)
+        idxs = gluon.utils.split_and_load(index, ctx, even_split=False) if self.block.takes_indices else None
         n = 3 + self.block.n_terms
-        totals, terms = [], []
+        outs = []
         for k, (x, y) in enumerate(zip(xs, ys)):
             if self.teacher is not None:
                 with autograd.pause():
                     t_out = _as_list(self.teacher(x))
-                out = self.block(x, y, t_out[0], *(list(t_out[1:]) + [mg[k] for mg in self.margins]))
+                rest = list(t_out[1:]) + [mg[k] for mg in self.margins] + ([idxs[k]] if idxs else [])
+                outs.append(self.block(x, y, t_out[0], *rest))
             else:
-                out = self.block(x, y, nd.zeros((1,), ctx=x.context))
-            totals.append(out[0])
-            terms.append([out[2]] + list(out[3:n]))
-        return totals, terms
+                outs.append(self.block(x, y, nd.zeros((1,), ctx=x.context)))
+        terms = [[out[2]] + list(out[3:n]) for out in outs] if len(outs[0]) > 1 else None   # (None: a stage's)
+        return [out[0] for out in outs], (terms, outs, idxs)
 
-    def after_step(self, step, terms):
+    def after_step(self, step, out):
+        terms, outs, idxs = out
+        self.block.after_step(outs, idxs)         # state outputs (CRD's memory bank), if a loss has any
         self.running.update(step, terms)
 
     def read(self):
