@@ -11,7 +11,8 @@ import math
 
 from mxnet import ndarray as nd
 
-from .base import NORM_EPS, PairingError, ShapedLoss, _normalize, _pool_to, _rows, _rows_original
+from .base import NORM_EPS, PairingError, ShapedLoss, _normalize, _pool_to, _rows, _rows_original, channel_mean, \
+    sample_sum
 
 
 class NSTLoss(ShapedLoss):
@@ -141,8 +142,8 @@ class ATLoss(ShapedLoss):
         self._match_spatial(shapes[0], shapes[1], 'AT')
 
     def _attention(self, F, x):
-        a = F.mean(F.power(F.abs(x), self.p), axis=1)          # (B, H, W)
-        return F.L2Normalization(F.reshape(a, shape=(0, -1)), mode='instance', eps=NORM_EPS ** 2)
+        a = channel_mean(F, F.square(x) if self.p == 2 else F.power(F.abs(x), self.p), self.reduce_dtype)  # (B, H*W)
+        return F.L2Normalization(a, mode='instance', eps=NORM_EPS ** 2)
 
     def hybrid_forward(self, F, s, t):
         a_s = self._attention(F, _pool_to(F, s, self._ps))
@@ -163,7 +164,7 @@ class FitNetLoss(ShapedLoss):
 
     def hybrid_forward(self, F, s, t):
         d = _pool_to(F, s, self._ps) - _pool_to(F, F.stop_gradient(t), self._pt)
-        return F.mean(F.square(d), axis=(1, 2, 3))
+        return sample_sum(F, F.square(d), mean=True, dtype=self.reduce_dtype)
 
 
 class FSPLoss(ShapedLoss):
@@ -224,7 +225,7 @@ class OFDLoss(ShapedLoss):
         t = _pool_to(F, F.stop_gradient(t), self._pt)
         target = F.broadcast_maximum(t, F.reshape(F.stop_gradient(margin), shape=(1, -1, 1, 1)))
         keep = 1 - (s <= target) * (target <= 0)
-        return F.sum(F.square(s - target) * keep, axis=(1, 2, 3))
+        return sample_sum(F, F.square(s - target) * keep, dtype=self.reduce_dtype)
 
 
 def ofd_margin(gamma, beta):

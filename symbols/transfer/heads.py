@@ -16,7 +16,7 @@ import math
 from mxnet import init
 from mxnet.gluon import nn
 
-from .base import HeadLoss, PairingError, _normalize, _pool_to
+from .base import HeadLoss, PairingError, _normalize, _pool_to, sample_sum
 
 
 def _torch_conv(channels, kernel, in_channels, use_bias, padding=0, bound=None):
@@ -140,6 +140,8 @@ class VIDLoss(HeadLoss):
     def hybrid_forward(self, F, s, t, log_scale):
         mu = self.regressor(_pool_to(F, s, self._ps))
         t = _pool_to(F, F.stop_gradient(t), self._pt)
-        var = F.reshape(F.Activation(log_scale, act_type='softrelu') + self.eps, shape=(1, -1, 1, 1))
-        nlp = 0.5 * F.broadcast_add(F.broadcast_div(F.square(mu - t), var), F.log(var))
-        return F.mean(nlp, axis=(1, 2, 3))
+        var = F.Activation(log_scale, act_type='softrelu') + self.eps                  # (C,)
+        # mean over C*H*W of 0.5 (log var_c + d^2 / var_c) = 0.5 (mean_c log var_c + mean d^2 / var_c)
+        scaled = F.broadcast_mul(mu - t, F.reshape(F.rsqrt(var), shape=(1, -1, 1, 1)))
+        return 0.5 * F.broadcast_add(sample_sum(F, F.square(scaled), mean=True, dtype=self.reduce_dtype),
+                                     F.mean(F.log(var), keepdims=True))
