@@ -5,6 +5,7 @@ both alike; the median of each and their ratio are printed.
     python -m benchmarks.side_by_side --against 60c36d6 [--rounds 5] step [train_step options]
     python -m benchmarks.side_by_side --against 60c36d6 [--rounds 5] train
     python -m benchmarks.side_by_side --against 60c36d6 [--rounds 5] pipeline
+    python -m benchmarks.side_by_side --against 60c36d6 [--rounds 1] [--methods at,vid] methods [train_step options]
 
 step   `python -m benchmarks.train_step` in each tree (default: KD + NST, ResNet-20 teacher,
        ResNet-8 student, batch 64): the distillation step's seconds (kt_step_s);
@@ -16,6 +17,10 @@ train  `train.py` in each tree on the same generated CIFAR-10 (512 training imag
 pipeline  `python -m benchmarks.input_pipeline` in each tree (ImageNet and Fashion-MNIST training
        paths, 3 rounds of 1 s, on data built once for both): each path's project images/s and
        its ratio to the decode bound measured in the same run.
+methods  `python -m benchmarks.train_step --kt M` for every registered method M (default ResNet-56 ->
+       ResNet-20, batch 128, 100 classes: the issue's benchmark), the two trees alternating per method:
+       a markdown table of each method's overhead = distillation step / (student step + teacher
+       forward) in both trees and the ratio of their distillation steps.
 The other commit is checked out with `git worktree` into a temporary folder (removed at the end);
 both trees run with this environment's Python.
 """
@@ -33,13 +38,39 @@ STEP_DEFAULTS = ['--teacher', 'cifar_resnet20', '--student', 'cifar_resnet8', '-
                  '--kt', 'kd+mmd', '--steps', '10']
 
 
-def _step(tree, extra):
+def _step(tree, extra, keys=('kt_step_s',)):
     r = subprocess.run([sys.executable, '-m', 'benchmarks.train_step'] + (extra or STEP_DEFAULTS), cwd=tree,
                        capture_output=True, text=True, timeout=1800)
     if r.returncode:
         raise SystemExit('error: benchmarks.train_step failed in %s:\n%s' % (tree, r.stderr[-2000:]))
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    return {'kt_step_s': res['kt_step_s']}
+    return {k: res[k] for k in keys}
+
+
+METHOD_KEYS = ('student_step_s', 'teacher_fwd_s', 'kt_step_s', 'overhead')
+
+
+def _methods(trees, names, rounds, extra, against):
+    """Each method in both trees, alternating (the order reversed every other measurement); a
+    markdown table of the medians."""
+    lines = ['| method | overhead (%s) | overhead (this) | distillation step (s) (%s) | (this) | this / %s |'
+             % (against, against, against), '|---|---|---|---|---|---|']
+    table = {}
+    k = 0
+    for name in names:
+        got = {tree: [] for tree in trees}
+        for _ in range(rounds):
+            for tree in (list(trees) if k % 2 == 0 else list(trees)[::-1]):
+                got[tree].append(_step(trees[tree], list(extra) + ['--kt', name], METHOD_KEYS))
+            k += 1
+        med = {tree: {key: statistics.median(r[key] for r in got[tree]) for key in METHOD_KEYS} for tree in trees}
+        table[name] = med
+        lines.append('| %s | %.3f | %.3f | %.3f | %.3f | %.3f |' % (
+            name, med['other']['overhead'], med['this']['overhead'], med['other']['kt_step_s'],
+            med['this']['kt_step_s'], med['this']['kt_step_s'] / med['other']['kt_step_s']))
+        print(lines[-1] + '   (load %.2f)' % os.getloadavg()[0], flush=True)
+    print('\n'.join(lines))
+    print(json.dumps({'against': against, 'what': 'methods', 'rounds': rounds, 'median': table}))
 
 
 def _train_args(tree, work):
@@ -90,7 +121,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--against', required=True, help='the other commit (e.g. the one before a change)')
     p.add_argument('--rounds', type=int, default=5)
-    p.add_argument('what', choices=['step', 'train', 'pipeline'])
+    p.add_argument('--methods', help='methods: the methods to time, comma-separated (default: every registered one)')
+    p.add_argument('what', choices=['step', 'train', 'pipeline', 'methods'])
     p.add_argument('extra', nargs=argparse.REMAINDER, help='train_step options (step)')
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix='side_by_side_')
@@ -103,6 +135,12 @@ def main(argv=None):
         return 2
     trees = {'this': ROOT, 'other': other}
     try:
+        if args.what == 'methods':
+            sys.path.insert(0, ROOT)
+            from symbols.transfer import METHODS
+            _methods(trees, args.methods.split(',') if args.methods else list(METHODS), args.rounds, args.extra,
+                     args.against)
+            return 0
         if args.what == 'train':
             sys.path.insert(0, ROOT)
             from tests.helpers import make_cifar
