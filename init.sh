@@ -49,6 +49,10 @@ elif [[ -x "$VENV/bin/python" ]]; then
   if [[ -n "${PYTHON:-}" ]]; then
     HAVE=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?")
     WANT=$("$(real_python "$PYTHON")" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?")
+    if [[ "$WANT" == "?" ]]; then
+      echo "init.sh: PYTHON=$PYTHON is not a working Python (not found, or it does not run); $VENV exists with Python $HAVE and is used without PYTHON: run bash init.sh, or name an installed interpreter (e.g. PYTHON=python3.11)" >&2
+      exit 2
+    fi
     if [[ "$HAVE" != "$WANT" ]]; then
       echo "init.sh: PYTHON=$PYTHON (Python $WANT) is not used: $VENV exists with Python $HAVE. For a new environment with it run NST_VENV=.venv$(echo "$WANT" | tr -d .) PYTHON=$PYTHON bash init.sh (or remove $VENV first)" >&2
       exit 2

@@ -52,6 +52,12 @@ def resume_command(args):
     return train_command(args, resume=True)
 
 
+def lower_lr(lr):
+    """The lr to suggest after a divergence at `lr`: a tenth of it, but at most 0.1 (SGD's usual scale
+    here: an absurd lr gets a working one at once, not one tenth at a time)."""
+    return min(lr / 10, 0.1) if lr > 0.1 else lr / 10
+
+
 def has_checkpoint(cfg):
     from core import checkpoint
     return bool(checkpoint.epochs(cfg.model_dir, cfg.model_prefix))
@@ -127,7 +133,7 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         if not has_checkpoint(cfg):
             print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
-                  'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False, lr=cfg.lr / 10)),
+                  'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False, lr=lower_lr(cfg.lr))),
                   file=sys.stderr)
         return 3
     except UserError as e:

@@ -5,6 +5,7 @@ A check that takes text (names, paths, tap names) has ``check.text = True``:
 the loader then keeps a value such as ``model_prefix=123`` as the text the
 user wrote instead of reading it as a number.
 """
+import os
 import math
 
 
@@ -258,3 +259,12 @@ def resolved_source(source, prefix, network=None):
         if network in ZOO_WEIGHTS or network in model_store._model_sha1:
             return 'gluoncv'
     return 'project'
+
+
+def same_run(prefix_a, prefix_b):
+    """Whether run prefixes model_dir/RUN `prefix_a` and `prefix_b` name the same run: the same name in
+    the same folder, through symbolic links too."""
+    def where(p):
+        folder, name = os.path.split(p)
+        return os.path.realpath(folder or '.'), name
+    return where(prefix_a) == where(prefix_b)

@@ -2,7 +2,7 @@
 teacher, the warnings a run starts with, the data files."""
 import os
 
-from .checks import ConfigError
+from .checks import ConfigError, same_run
 from .plan import resolve_plan
 
 
@@ -129,7 +129,7 @@ def check_classification(cfg, at):
 
 def _check_teacher_is_not_the_run(cfg, at):
     if cfg.kt and cfg.teacher_prefix and cfg.teacher_source in ('auto', 'project') and \
-            os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+            same_run(cfg.teacher_prefix, os.path.join(cfg.model_dir, cfg.model_prefix)):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: the student would '
                           'be written over (or with overwrite=true, move aside) its own teacher; choose another '
                           'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
@@ -150,6 +150,12 @@ def check_data_files(cfg):
         raise ConfigError('config key data_dir=%r is a file: data_dir is the folder that holds the data, '
                           'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
     missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if missing and not os.path.isabs(cfg.data_dir) and os.path.realpath(os.getcwd()) != os.path.realpath(project) \
+            and all(os.path.isfile(os.path.join(project, f)) for f in missing):
+        raise ConfigError('config key data_dir=%r is relative to the folder you run from (%s), and the data is in the '
+                          'project folder: run from %s, or give data_dir=%s' % (
+                              cfg.data_dir, os.getcwd(), project, os.path.join(project, cfg.data_dir)))
     if missing:
         if os.path.isdir(cfg.data_dir) and os.listdir(cfg.data_dir) and len(missing) == len(data_files(cfg)) and \
                 cfg.dataset in ('fashion_mnist', 'imagenet'):

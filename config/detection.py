@@ -14,7 +14,7 @@ import os
 import re
 
 from . import checks as c, preset_files
-from .checks import ConfigError
+from .checks import ConfigError, same_run
 from .schema import Field, Fields, FIELDS as SCHEMA_FIELDS
 
 # the engine's keys of every task (core/engine.py), defined once in config/schema.py
@@ -271,7 +271,7 @@ def _check_distillation(cfg, where):
     if not cfg.teacher_prefix:
         raise ConfigError('config key kt (%s) is true but teacher_prefix is not set: name the teacher, a Faster R-CNN '
                           'run of this project (teacher_prefix=model/RUN)' % where('kt', 'teacher_prefix'))
-    if os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+    if same_run(cfg.teacher_prefix, os.path.join(cfg.model_dir, cfg.model_prefix)):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
                           'model_prefix' % (where('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     cfg['plan'] = resolve_plan(cfg, where('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',

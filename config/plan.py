@@ -67,7 +67,11 @@ def _tap_list(method, entry, key, origin):
         return []
     taps = [entry] if isinstance(entry, str) else list(entry)
     if not all(isinstance(t, str) for t in taps):
-        raise ConfigError('config key %r (%s): %s takes tap names; got %r' % (key, origin, method, entry))
+        from symbols.transfer import METHODS
+        several = METHODS[method].inputs == 'layers'
+        raise ConfigError('config key %r (%s): %s takes tap names (%s), with no null among them; got %r, e.g. %s=%s'
+                          % (key, origin, method, 'two or more, one a stage' if several else 'one a pair', entry, key,
+                             '[stage1_pre, stage2_pre, stage3_pre]' if several else 'stage3_pre'))
     return taps
 
 

@@ -10,7 +10,7 @@ import os
 from collections import OrderedDict
 
 from . import checks as c, preset_files
-from .checks import ConfigError
+from .checks import ConfigError, same_run
 from .schema import Field, Fields, FIELDS as SCHEMA_FIELDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -172,7 +172,7 @@ def _check_distillation(cfg, at):
         raise ConfigError('config key teacher_network (%s) names a gluoncv teacher, but teacher_source is project (a '
                           'run, whose network its checkpoint names): set teacher_source=gluoncv, or leave '
                           'teacher_network out' % at('teacher_network', 'teacher_source'))
-    elif os.path.abspath(cfg.teacher_prefix) == os.path.abspath(os.path.join(cfg.model_dir, cfg.model_prefix)):
+    elif same_run(cfg.teacher_prefix, os.path.join(cfg.model_dir, cfg.model_prefix)):
         raise ConfigError('config keys model_prefix and teacher_prefix (%s) name the same run, %s: choose another '
                           'model_prefix' % (at('model_prefix', 'teacher_prefix', 'model_dir'), cfg.teacher_prefix))
     cfg['plan'] = resolve_plan(cfg, at('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol', 'kt_layer_weight'),

@@ -29,7 +29,7 @@ import numpy as np
 from .atomic import discard, make_writable_folder, temporary_name, write_synced
 
 
-from .errors import CheckpointError, NonFiniteCheckpoint  # noqa: E402,F401
+from .errors import CheckpointError, DamagedCheckpoint, NonFiniteCheckpoint  # noqa: E402,F401
 
 LOG = logging.getLogger('checkpoint')
 
@@ -157,12 +157,36 @@ def save(model_dir, prefix, epoch, student, extra=None, trainer=None, meta=None,
     tags = [epoch] + (['best'] if best else [])
     for tag in tags:
         p = paths(model_dir, prefix, tag)
-        files = [(p['params'], student.save_parameters)]
+
+        def write_params(tmp):             # (its checksum goes into the metadata, written after it)
+            student.save_parameters(tmp)
+            meta['params_crc32'] = file_crc32(tmp)
+        files = [(p['params'], write_params)]
         if extra is not None and list(extra.collect_params().keys()):
             files.append((p['extra'], extra.save_parameters))
         if trainer is not None and tag != 'best':
             files.append((p['states'], trainer.save_states))
-        _write_together(files + [(p['meta'], _write_json(meta))])
+        _write_together(files + [(p['meta'], lambda tmp: _write_json(meta)(tmp))])
+
+
+def file_crc32(path):
+    """CRC-32 of a file's bytes."""
+    import zlib
+    crc = 0
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 22), b''):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def check_params_file(meta, path):
+    """DamagedCheckpoint when parameters file `path` is not the one written with metadata `meta` (its
+    CRC-32 differs from the one the metadata records: a file copied from another run or epoch)."""
+    want = meta.get('params_crc32')
+    if isinstance(want, int) and os.path.isfile(path) and file_crc32(path) != want:
+        raise DamagedCheckpoint('%s is not the parameters file written with its metadata (its checksum differs: '
+                                'copied from another run or epoch?): copy the .params saved with this .json, or use '
+                                'another epoch' % path)
 
 
 def epochs(model_dir, prefix):
@@ -180,17 +204,23 @@ def read_meta(model_dir, prefix, tag):
     if not os.path.isfile(p):
         params = paths(model_dir, prefix, tag)['params']
         if os.path.isfile(params):
-            raise CheckpointError('checkpoint %s is incomplete (its %s is missing; the run was interrupted while '
-                                  'writing it): resume from an earlier epoch' % (params, p))
+            raise CheckpointError('checkpoint %s is incomplete: its metadata %s is missing (copied without it, or the '
+                                  'run was interrupted while writing it): copy the .json with the .params, or use '
+                                  'another epoch' % (params, p))
         have = epochs(model_dir, prefix)
-        raise CheckpointError('no checkpoint %s; complete epochs of %r in %s: %s' % (
-            p, prefix, model_dir, have or 'none'))
+        lone = sorted(glob.glob(os.path.join(model_dir, glob.escape(prefix) + '-*.params')))
+        lone = [os.path.basename(f) for f in lone if not f.endswith('.extra.params') and not os.path.isfile(
+            f[:-len('.params')] + '.json')]
+        raise CheckpointError('no checkpoint %s; complete epochs of %r in %s: %s%s' % (
+            p, prefix, model_dir, have or 'none', '' if not lone else ' (%s %s there without %s .json: copy the '
+            'metadata with the parameters)' % (', '.join(lone[:3]), 'is' if len(lone) == 1 else 'are',
+                                               'its' if len(lone) == 1 else 'their')))
     try:
         with open(p) as f:
             return json.load(f)
     except ValueError as e:
         others = [t for t in epochs(model_dir, prefix) if t != tag]
-        raise CheckpointError('checkpoint metadata %s is corrupt (%s): it was damaged (a copy cut short?); use another '
+        raise DamagedCheckpoint('checkpoint metadata %s is corrupt (%s): it was damaged (a copy cut short?); use another '
                               'epoch of the run (%s), or copy the file again from where the run was trained'
                               % (p, e, 'its epochs: %s' % others if others else 'it has no other'))
 
@@ -350,7 +380,7 @@ def load_params(block, path, ctx, what='params', fits='check network/num_classes
         block.load_parameters(path, ctx=ctx)
     except mx.base.MXNetError as e:
         text = reason(e)
-        raise CheckpointError('%s file %s cannot be read: it is truncated or corrupt (%s); use another '
+        raise DamagedCheckpoint('%s file %s cannot be read: it is truncated or corrupt (%s); use another '
                               'epoch or copy the file again' % (what, path, text[:200]))
     except (AssertionError, ValueError) as e:
         why, copied = misfit(block, path, e)
@@ -366,6 +396,7 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
     to do when the parameters do not fit the network."""
     meta = read_meta(model_dir, prefix, tag)
     p = paths(model_dir, prefix, tag)
+    check_params_file(meta, p['params'])
     load_params(student, p['params'], ctx, fits=fits)
     if extra is not None and list(extra.collect_params().keys()):
         load_params(extra, p['extra'], ctx, 'training-only params (connectors, heads, memory banks)',
@@ -373,12 +404,12 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
                     'has a row per training image)')
     if trainer is not None:
         if not os.path.isfile(p['states']):
-            raise CheckpointError('optimizer state %s is missing; it is needed to resume exactly: resume from an '
+            raise DamagedCheckpoint('optimizer state %s is missing; it is needed to resume exactly: resume from an '
                                   'earlier epoch that has one (model_load_epoch=N)' % p['states'])
         try:
             trainer.load_states(p['states'])
         except Exception as e:
-            raise CheckpointError('optimizer state %s cannot be read (%s): it is truncated or corrupt'
+            raise DamagedCheckpoint('optimizer state %s cannot be read (%s): it is truncated or corrupt'
                                   % (p['states'], str(e).split('\n')[0][:200]))
         if not all_finite(optimizer_arrays(trainer)):
             raise NonFiniteCheckpoint('optimizer state %s holds NaN or Inf values (saved from a diverged run): '
@@ -397,5 +428,6 @@ def load_network(prefix_path, tag, ctx, prefix=None):
     warn_if_copied(meta, name, tag)
     refuse_other_kind(meta, prefix_path)
     net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
+    check_params_file(meta, paths(model_dir, name, tag)['params'])
     load_params(net, paths(model_dir, name, tag)['params'], ctx)
     return net, meta

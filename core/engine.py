@@ -226,17 +226,17 @@ class Engine(object):
                 try:
                     meta = self._load(epoch)
                     break
-                except checkpoint.NonFiniteCheckpoint as e:
+                except (checkpoint.NonFiniteCheckpoint, checkpoint.DamagedCheckpoint) as e:
                     LOG.warning('skipping epoch %d of %r: %s', epoch, cfg.model_load_prefix, e)
                     skipped.append(epoch)
             if meta is None:
-                raise TrainingError('every checkpoint of %r in %s (epochs %s) holds NaN or Inf: start over '
-                                    'with overwrite=true and a lower lr' % (cfg.model_load_prefix,
-                                                                            cfg.model_dir, have))
+                raise TrainingError('no checkpoint of %r in %s (epochs %s) can be resumed: each holds NaN or Inf or '
+                                    'is damaged (the warnings above say which): start over with overwrite=true (and, '
+                                    'after NaN, a lower lr)' % (cfg.model_load_prefix, cfg.model_dir, have))
             if skipped and same_run and self.rank == 0:
                 runs.move_aside(cfg.model_dir, cfg.model_prefix,
                                 runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),
-                                'non-finite checkpoints after epoch %d' % epoch)
+                                'non-finite or damaged checkpoints after epoch %d' % epoch)
         if same_run and self.rank == 0:
             runs.claim_resume(cfg, epoch, task.best_metric)
         self.begin_epoch = epoch
@@ -393,6 +393,7 @@ class Engine(object):
                 teacher = (os.path.basename(str(cfg.get('teacher_prefix') or '')) or cfg.get('teacher_network')) \
                     if cfg.get('kt') else None
                 record.update((k, v) for k, v in (('network', cfg.get('network')), ('teacher', teacher)) if v)
+                record['model_dir'] = os.path.abspath(cfg.model_dir)      # whose records these are
                 score = val[task.best_metric]
                 # (a NaN score is never the best)
                 best = score == score and (self.best is None or self.best != self.best or score > self.best)

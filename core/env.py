@@ -12,7 +12,7 @@ import sys
 
 # variables read as a count of threads or devices (a whole number >= 1)
 COUNTS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS',
-          'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS', 'NST_CPU_DEVICES')
+          'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS', 'NST_CPU_DEVICES', 'NST_LOCAL_WORKERS')
 ENGINES = ('ThreadedEnginePerDevice', 'ThreadedEngine', 'NaiveEngine')
 _WHOLE = re.compile(r'^\s*[1-9]\d*\s*$')
 # MXNET_* variables MXNet reads as text; every other MXNET_* variable it reads (dmlc::GetEnv) is a
@@ -36,11 +36,30 @@ _FLAG = ('true', 'false', 'True', 'False', 'TRUE', 'FALSE', '0', '1')
 SUBGRAPH_BACKENDS = ('', 'NONE', 'MKLDNN', 'MKLDNN_QUANTIZE', 'MKLDNN_QUANTIZE_FC', 'TensorRT')
 
 
-def environment_problems(environ=None):
+def _all_errors(options):
+    """The warning filters among `options` (-W / PYTHONWARNINGS entries, action:message:category:module)
+    that turn every module's warnings into errors."""
+    out = []
+    for option in options:
+        parts = [p.strip() for p in option.split(':')]
+        action, category, module = parts[0], (parts[2] if len(parts) > 2 else ''), (parts[3] if len(parts) > 3 else '')
+        if action and 'error'.startswith(action) and not module and category in ('', 'Warning', 'DeprecationWarning'):
+            out.append(option)
+    return out
+
+
+def environment_problems(environ=None, warnoptions=None):
     """One sentence for each variable this project or MXNet reads whose value cannot work: its
-    name, its value and a value that works."""
+    name, its value and a value that works (`warnoptions`: the interpreter's -W options)."""
     environ = os.environ if environ is None else environ
     out = []
+    errors = _all_errors([o for o in environ.get('PYTHONWARNINGS', '').split(',') if o.strip()] +
+                         list(warnoptions or []))
+    if errors:
+        out.append('warning filter %r (PYTHONWARNINGS or -W) turns every warning into an error, and MXNet and gluoncv '
+                   'warn on their own (numpy\'s deprecated names, at import): the command would stop with a '
+                   'traceback; unset it, or limit it to your own module (e.g. PYTHONWARNINGS=error:::mymodule)'
+                   % errors[0])
     for key in COUNTS:
         value = environ.get(key)
         if value is None:
@@ -70,14 +89,18 @@ def environment_problems(environ=None):
         out.append('environment variable MXNET_GLUON_REPO=%r is not a URL: gluoncv downloads weights from it; set '
                    'e.g. MXNET_GLUON_REPO=https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/, or unset it'
                    % repo)
+    home = environ.get('MXNET_HOME')
+    if home and os.path.exists(home) and not os.path.isdir(home):
+        out.append('environment variable MXNET_HOME=%r is a file, not a folder: MXNet and gluoncv keep weights in '
+                   'MXNET_HOME/models; set it to a folder, or unset it (~/.mxnet)' % home)
     role = environ.get('DMLC_ROLE')
     if role in ('server', 'scheduler', 'worker'):
         missing = [k for k in ('DMLC_NUM_WORKER', 'DMLC_NUM_SERVER', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT')
                    if not environ.get(k)]
         if missing:
             out.append('environment variable DMLC_ROLE=%r (a parameter-server role) is set without %s: MXNet would stop '
-                       'at import; unset DMLC_ROLE (left from another job?), or start the job with python -m '
-                       'tools.launch, which sets them all' % (role, ', '.join(missing)))
+                       'at import; unset DMLC_ROLE (left from another job?): python -m tools.launch sets it, with the '
+                       'others, for each process it starts' % (role, ', '.join(missing)))
     engine = environ.get('MXNET_ENGINE_TYPE')
     if engine is not None and engine not in ENGINES:
         out.append('environment variable MXNET_ENGINE_TYPE=%r is not an MXNet engine: set one of %s (e.g. '
@@ -108,7 +131,7 @@ def check_environment():
     """Before MXNet is imported: stop with one `error: ...` line per unusable variable and exit
     status 2 (a traceback or an abort later otherwise). Makes the output streams printable first."""
     printable_streams()
-    problems = environment_problems()
+    problems = environment_problems(warnoptions=sys.warnoptions)
     if problems:
         for text in problems:
             sys.stderr.write('error: %s\n' % text)

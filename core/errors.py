@@ -46,6 +46,10 @@ class NonFiniteCheckpoint(CheckpointError):
     """Parameters or optimizer state with NaN/Inf: not written, or refused when read."""
 
 
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint file that is truncated, corrupt or missing beside the others of its epoch."""
+
+
 class RunError(UserError, RuntimeError):
     """A run that cannot start or resume under its name (another run's files, a lock, a folder).
     `resume`: the message is followed by the command that resumes the run."""

@@ -85,6 +85,11 @@ def append_record(path, record):
             os.close(fd)
 
 
+def _measured(key):
+    """Whether record key `key` holds a measurement, a number (val_top1, train_kd, lr, ...)."""
+    return key.startswith(('val_', 'train_', 'best_', 'iou_')) or key in ('lr', 'time', 'speed', 'steps', 'images')
+
+
 def read_records(path):
     """Records of one run sorted by epoch; a repeated epoch (a resumed run repeats an epoch that was
     not checkpointed) keeps its last record.
@@ -100,7 +105,7 @@ def read_records(path):
         what = {errno.ENOENT: 'does not exist', errno.EISDIR: 'is a folder, not a records file'}.get(
             e.errno, 'cannot be read (%s)' % (e.strerror or e))
         raise RecordsError('records file %s %s' % (path, what), e.errno) from e
-    by_epoch, damaged = {}, []
+    by_epoch, damaged, wrong = {}, [], []
     for n, line in enumerate(raw.split(b'\n'), 1):
         if not line.strip():
             continue
@@ -111,9 +116,16 @@ def read_records(path):
         if not (isinstance(rec, dict) and isinstance(rec.get('epoch'), int) and not isinstance(rec['epoch'], bool)):
             damaged.append(n)
             continue
+        bad = [k for k, v in rec.items() if _measured(k) and (not isinstance(v, (int, float)) or isinstance(v, bool))]
+        if bad:
+            wrong.append('%d (%s=%r)' % (n, bad[0], rec[bad[0]]))
+            continue
         by_epoch[rec['epoch']] = rec
     if damaged:
         LOG.warning('%s line%s %s: skipped damaged line%s (not a complete JSON record; a run interrupted while '
                     'writing one leaves such a line)', path, 's' if len(damaged) > 1 else '',
                     ', '.join(map(str, damaged)), 's' if len(damaged) > 1 else '')
+    if wrong:
+        LOG.warning('%s line%s %s: skipped record%s whose measurement is not a number (edited by hand?)', path,
+                    's' if len(wrong) > 1 else '', ', '.join(wrong), 's' if len(wrong) > 1 else '')
     return [by_epoch[e] for e in sorted(by_epoch)]

@@ -160,6 +160,18 @@ def epoch_files(model_dir, prefix, epochs):
     return [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) in tags]
 
 
+def _records_owner(log_dir, prefix):
+    """The model_dir the last record of log_dir/prefix.jsonl names (the engine writes it in every
+    record), None when it names none."""
+    from .records import read_records
+    try:
+        records = read_records(os.path.join(log_dir, prefix + '.jsonl'))
+    except OSError:
+        return None
+    owner = records[-1].get('model_dir') if records else None
+    return owner if isinstance(owner, str) else None
+
+
 def log_files(log_dir, prefix):
     return [p for p in (os.path.join(log_dir, prefix + '.log'), os.path.join(log_dir, prefix + '.jsonl'))
             if os.path.isfile(p)] + [p for p in [os.path.join(log_dir, 'tensorboard', prefix)] if os.path.isdir(p)]
@@ -254,6 +266,11 @@ def claim(cfg, defer=False):
                            % (prefix, model_dir, _describe(model_dir, prefix), what, model_dir), resume=True)
         moves.append((files + logs, 'overwrite=true'))
     elif logs:
+        owner = _records_owner(cfg.log_dir, prefix)
+        if owner and os.path.abspath(owner) != os.path.abspath(model_dir) and checkpoint.epochs(owner, prefix):
+            raise RunError('%s holds the records of run %r in %s, which has checkpoints: this run (model_dir=%s) '
+                           'would take them over. Give it another model_prefix, or a log_dir of its own'
+                           % (os.path.join(cfg.log_dir, prefix + '.jsonl'), prefix, owner, model_dir))
         moves.append((logs, 'logs of an earlier run %r without checkpoints' % prefix))
 
     def make_room():

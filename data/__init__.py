@@ -9,8 +9,15 @@ num_classes, images that do not decode, images whose channel count does not fit
 the dataset) with errors that say what to do.
 """
 import os
+import sys
 
 import core.compat  # noqa: F401  (before mxnet: what it needs from older numpy/Python)
+from core import interrupt as _interrupt
+if _interrupt.is_project_command(getattr(sys, 'orig_argv', [])):
+    # a variable MXNet reads at import (OMP_NUM_THREADS=abc, ...) would abort it: the data commands
+    # (data.pack, data.fashion_mnist, ...) check them as train.py and the tools do, before mxnet is imported
+    from core.env import check_environment
+    check_environment()
 from core.env import process_cores
 from .packfile import check_pack, counts_of_channels, ensure_decodable, sample_channels, sample_shapes, PackError
 # data.packiters and data.indices (which import mxnet) are imported where they are used: the decoding
@@ -90,6 +97,21 @@ def class_names(cfg):
         return read_classes_file(os.path.join(cfg.data_dir, 'classes.txt'))
     except DataError:
         return None
+
+
+def other_class_names(trained, cfg):
+    """A sentence when `trained` (the class names a checkpoint was trained on, in label order) and the
+    class names of cfg's data differ while their counts agree (label k of one is then not label k of
+    the other unless they are the same classes under other names); None when they agree or either
+    names none."""
+    ours = class_names(cfg)
+    if not trained or not ours or len(trained) != len(ours) or list(trained) == list(ours):
+        return None
+    differ = [k for k, (a, b) in enumerate(zip(trained, ours)) if a != b]
+    k = differ[0]
+    return ('it was trained on other class names than this data has (label %d: %r there, %r here; %d of %d labels '
+            'differ): unless these are the same classes under other names, its scores are of other classes'
+            % (k, trained[k], ours[k], len(differ), len(ours)))
 
 
 DEFAULTS = {

@@ -424,6 +424,18 @@ def _commit(stage, out_dir):
                  ', '.join(gone), out_dir)
 
 
+def _alive(staging_name):
+    """Whether the process that made staging folder `.building-<pid>-*` still runs (this machine)."""
+    try:
+        pid = int(staging_name.split('-')[1])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except OSError:                   # (another user's process: it runs)
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def staging(out_dir, keep=False):
     """A context giving a new, empty temporary folder inside `out_dir` (created if missing) to
@@ -450,6 +462,14 @@ def staging(out_dir, keep=False):
                         % (out_dir, e.strerror or e))
     stale = sorted(n for n in os.listdir(out_dir) if n.startswith('.building-')
                    and os.path.join(out_dir, n) != stage)
+    # a killed build's folder holds only its partial packs unless it was moving the old ones in
+    # (.replaced): those of writers no longer running are removed, the others kept and named
+    partial = [n for n in stale if not _alive(n) and not os.path.exists(os.path.join(out_dir, n, '.replaced'))]
+    for name in partial:
+        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+    if partial:
+        LOG.info('removed %s: the partial packs of a build that was killed', ', '.join(partial))
+    stale = [n for n in stale if n not in partial]
     if stale:
         LOG.warning('%s holds %s, left by a pack build that was killed (with the pack files it was replacing '
                     'in .replaced, if it was killed while moving them in); delete it once you do not need it',

@@ -61,13 +61,15 @@ def load_legacy_network(prefix, epoch, ctx=None, keys=('teacher_prefix', 'teache
     try:
         symbol = mx.sym.load(sym_file)
     except Exception as e:
-        raise CheckpointError('cannot read symbol file %s (%s): is it a complete MXNet symbol JSON?'
-                              % (sym_file, e))
+        from core.checkpoint import reason
+        raise CheckpointError('cannot read symbol file %s (%s): it is not a complete MXNet symbol JSON (cut short by '
+                              'a copy?); copy it again from the checkpoint\'s source' % (sym_file, reason(e)))
     try:
         saved = mx.nd.load(par_file)
     except Exception as e:
+        from core.checkpoint import reason
         raise CheckpointError('cannot read params file %s (%s): the file is truncated or corrupt; '
-                              'copy it again' % (par_file, e))
+                              'copy it again' % (par_file, reason(e)))
     logits = _logits_of(symbol)
     net = LegacyNetwork(symbol, logits, mx.sym.var('data'))
     arrays = {}

@@ -49,8 +49,9 @@ def base_taps(cfg):
     return None, None
 
 
-def method_overrides(method, teacher_tap, student_tap):
-    """train.py overrides of one METHOD (see the module doc)."""
+def method_overrides(method, teacher_tap, student_tap, taps_hint=''):
+    """train.py overrides of one METHOD (see the module doc); `taps_hint`: the taps the networks offer,
+    for the message when the base config names none."""
     from symbols.transfer import parse_kt_type, takes_taps
     if method == 'student':
         return ['kt=false']
@@ -62,10 +63,25 @@ def method_overrides(method, teacher_tap, student_tap):
     if any(takes_taps(m) for m in methods):
         if teacher_tap is None or student_tap is None:
             raise CompareError('--methods %s needs feature taps, and the base config names none: give '
-                               '--teacher-tap and --student-tap (python train.py --keys symbol says how taps are '
-                               'named)' % method)
+                               '--teacher-tap and --student-tap%s' % (method, taps_hint or ' (python train.py --keys '
+                                                                       'symbol says how taps are named)'))
         out += ['teacher_symbol=%s' % teacher_tap, 'student_symbol=%s' % student_tap]
     return out
+
+
+def _taps_hint(task_cls, cfg):
+    """' (the student's taps: ...)' from the networks the base config builds, or ''."""
+    from symbols.taps import tap_names
+    try:
+        student, _ = task_cls.tap_networks(cfg)
+    except UserError:
+        return ''
+    names = tap_names(student) if student is not None else []
+    if not names:
+        return ''
+    example = 'stage3_pre' if 'stage3_pre' in names else names[-1]
+    return ' (the student %s offers: %s; e.g. --teacher-tap %s --student-tap %s, when the teacher has it too)' % (
+        cfg.network, ', '.join(names), example, example)
 
 
 def finished(model_dir, name, num_epoch):
@@ -126,11 +142,12 @@ def main(argv=None):
     base = load_config(args.cfg, common)
     teacher_tap, student_tap = base_taps(base)
     teacher_tap, student_tap = args.teacher_tap or teacher_tap, args.student_tap or student_tap
+    hint = _taps_hint(tasks.get(task), base)
     runs = []
     for seed in args.seeds:
         for method in args.methods:
             name = '%s_%s_s%d' % (args.name, label(method), seed)
-            argv_run = ['--cfg', args.cfg] + common + method_overrides(method, teacher_tap, student_tap) + [
+            argv_run = ['--cfg', args.cfg] + common + method_overrides(method, teacher_tap, student_tap, hint) + [
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
@@ -195,8 +212,10 @@ def main(argv=None):
         recs = read_records(path)
         foreign = sorted({r.get('model_prefix') for r in recs if r.get('model_prefix') not in (None, name)})
         if foreign:
-            raise CompareError('records file %s holds records of run %s (copied or renamed?): remove it (or move it '
-                               'away) and run this again' % (os.path.join(records, name + '.jsonl'), foreign[0]))
+            raise CompareError('records file %s holds records of run %s (copied or renamed?), not of run %s: put '
+                               'run %s\'s own records file there, or move the run\'s checkpoints (%s/%s-*) and this '
+                               'file aside to train it again' % (os.path.join(records, name + '.jsonl'), foreign[0],
+                                                                  name, name, runs[0][2].model_dir, name))
         mine[name] = recs
     groups = results_table.group_runs(mine, args.name + '_', num_epoch)
     make_table = results_table.segmentation_table if task == 'segmentation' else results_table.make_table

@@ -70,6 +70,10 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
                                  'data of its run (leave out --cfg and data_dir to use the configuration saved '
                                  'with it)'
                                  % (prefix_path, meta['in_channels'], cfg.dataset, cfg.data_dir, data.channels))
+        from data import other_class_names
+        differ = other_class_names(meta.get('classes'), cfg)
+        if differ:
+            print('warning: checkpoint %s: %s' % (prefix_path, differ), file=sys.stderr)
         net.hybridize(static_alloc=True)
         return net, meta
     return _evaluate(cfg, load, max_batches, classes_of=lambda meta: meta['num_classes'])
@@ -131,7 +135,13 @@ def evaluate_onnx(args):
 
     def load(data, ctx):
         net = onnx_export.OnnxNet(path)
-        want = meta.get('input_shape') or [d for d in net.input_shape[1:]]
+        own = [d for d in net.input_shape[1:]]                     # what the model itself takes
+        said = meta.get('input_shape')
+        if said and all(isinstance(d, int) for d in own) and list(said) != own:
+            raise cli.UsageError('%s takes %s inputs, but its metadata %s says %s: the metadata belongs to another '
+                                 'export; copy the -meta.json written with this .onnx (or export again)'
+                                 % (path, 'x'.join(map(str, own)), meta_path, 'x'.join(map(str, said))))
+        want = own if all(isinstance(d, int) for d in own) else (said or own)
         if all(isinstance(d, int) for d in want) and tuple(want) != tuple(data.data_shape):
             raise cli.UsageError('%s takes %s inputs but %s in %s gives %s: score it on the data it was exported '
                                  'for (image_size, dataset), e.g. with --cfg and data_dir=...'

@@ -71,6 +71,12 @@ def check_arguments(argv):
                                                                         if '--launcher' not in argv else ''))
         if not os.path.isfile(args.hostfile):
             raise cli.UsageError('-H: hostfile %s does not exist' % args.hostfile)
+    given = [w.split('=', 1)[1].strip() for w in args.command if w.startswith('kv_store=')]
+    if any(os.path.basename(w) == 'train.py' for w in args.command) and not (given and given[-1].startswith('dist')):
+        raise cli.UsageError('the command trains %d workers of one job only with a parameter-server kvstore: add '
+                             'kv_store=dist_sync (or dist_device_sync, dist_async) to it%s; without one each worker '
+                             'would train the same run alone' % (args.num_workers, ' (it says kv_store=%s)' % given[-1]
+                                                                 if given else ''))
     return args
 
 

@@ -36,15 +36,27 @@ def main(argv=None):
     if not runs:
         raise cli.UsageError('no reproduction runs (repro_*.jsonl) in %s: run `python -m tools.reproduce` first'
                              % RECORDS)
+    from core import checkpoint
+    # runs trained here (their checkpoints in runs/repro/model): the table is of those alone, never
+    # of them mixed with the records shipped with the repository (other runs, another teacher)
+    local = [n for n in runs if checkpoint.epochs(MODELS, n)]
+    if local:
+        shipped = [n for n in runs if n not in local]
+        if shipped:
+            print('note: %d record file(s) in %s are of runs not trained here (%s%s): left out; the table is of the '
+                  '%d run(s) in %s' % (len(shipped), RECORDS, ', '.join(shipped[:3]), ', ...' if len(shipped) > 3
+                                       else '', len(local), MODELS), file=sys.stderr)
+        runs = {n: runs[n] for n in local}
     groups = results_table.group_runs(runs, 'repro_', NUM_EPOCH)
     if not groups:
         raise missing_runs(RECORDS, runs, 'repro_', NUM_EPOCH,
                            epoch_fix='finish them with `python -m tools.reproduce` (it resumes interrupted runs)')
     teacher_log = os.path.join(ROOT, 'log', 'fmnist_resnet14_teacher.jsonl')
     teacher_copy = os.path.join(RECORDS, 'fmnist_resnet14_teacher.jsonl')   # (the run's own name)
-    if os.path.isfile(teacher_log):
+    if local and os.path.isfile(teacher_log):      # (the teacher of the runs trained here)
         cli.write_atomic(teacher_copy, lambda tmp: shutil.copyfile(teacher_log, tmp))
-    teacher_recs = read_records(teacher_copy) if os.path.isfile(teacher_copy) else []
+    teacher_recs = read_records(teacher_copy) if os.path.isfile(teacher_copy) and (
+        not local or os.path.isfile(teacher_log)) else []
     teacher_rec = teacher_recs[-1] if teacher_recs else None
     table = results_table.make_table(groups, 'ResNet-8 (2k labels)', 'ResNet-14 (60k)', teacher_rec)
     cli.write_atomic(os.path.join(RESULTS, 'table.md'), table)

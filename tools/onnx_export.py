@@ -154,5 +154,10 @@ class OnnxNet(object):
     def __call__(self, x):
         import numpy as np
         import mxnet as mx
-        out = self.session.run(None, {self.input_name: np.asarray(x.asnumpy(), np.float32)})[0]
+        try:
+            out = self.session.run(None, {self.input_name: np.asarray(x.asnumpy(), np.float32)})[0]
+        except Exception as e:             # onnxruntime's own exception types: inputs the model does not take
+            from tools.cli import UsageError
+            raise UsageError('onnxruntime cannot run the model on inputs of shape %s (%s): score it on the data it '
+                             'was exported for' % ('x'.join(map(str, x.shape)), str(e).strip().splitlines()[0][:200]))
         return mx.nd.array(out, ctx=x.context)

@@ -18,10 +18,11 @@ from .results_table import LABELS
 
 
 # task -> the two panels: (axis label, value of one epoch's record)
-PANELS = {'classification': (('training error (%)', lambda e: 100 * (1 - e['train_top1'])),
-                             ('test error (%)', lambda e: 100 * (1 - e['val_top1']))),
-          'segmentation': (('training cross-entropy', lambda e: e['train_ce']),
-                           ('validation mIoU (%)', lambda e: 100 * e['val_miou']))}
+# (a record without the value, e.g. one written by hand: NaN, a gap in the curve)
+PANELS = {'classification': (('training error (%)', lambda e: 100 * (1 - e.get('train_top1', np.nan))),
+                             ('test error (%)', lambda e: 100 * (1 - e.get('val_top1', np.nan)))),
+          'segmentation': (('training cross-entropy', lambda e: e.get('train_ce', np.nan)),
+                           ('validation mIoU (%)', lambda e: 100 * e.get('val_miou', np.nan)))}
 
 
 def series(runs, prefix, method, task='classification'):

@@ -171,6 +171,12 @@ def main(argv=None):
                                  'as --records' % (args.task, args.records, len(found), 'classification' if
                                                    score == 'val_miou' else 'segmentation', args.task))
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
+    undefined = ['%s (epoch %d)' % (r.get('model_prefix', '?'), r['epoch'] + 1) for recs in groups.values()
+                 for r in recs if not np.isfinite(r.get(score, 0.0))]
+    if undefined:
+        LOG.warning('%s is not a number in the record of %s (a diverged validation?): the rows of those methods show '
+                    'nan; compare at an epoch before it (--num-epoch N) or leave the run out', score,
+                    ', '.join(undefined))
     if args.task == 'segmentation':
         table = segmentation_table(groups, args.student or _said(groups, 'network'),
                                    args.teacher or _said(groups, 'teacher'))

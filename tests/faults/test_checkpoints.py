@@ -137,6 +137,26 @@ def test_truncated_params_file(cifar_setup, train_run):
     assert code == 2 and 'numbered from 1' in err and 'model_load_epoch=-1' in err and '[1]' in err
 
 
+def test_a_damaged_latest_checkpoint_is_skipped_by_a_resume_from_the_latest(cifar_setup, train_run):
+    """Found by a new user (#18's ninth trial): with the latest epoch's params truncated (or its .states
+    missing), model_load_epoch=-1 said 'use another epoch' and model_load_epoch=N then said 'would overwrite
+    its later epochs: resume from the latest with -1', a loop. The latest usable epoch is resumed now,
+    and the damaged epoch is moved aside (as a NaN one is), nothing deleted."""
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=dmg', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    model = str(root / 'model')
+    p = checkpoint.paths(model, 'dmg', 2)['params']
+    data = open(p, 'rb').read()
+    open(p, 'wb').write(data[:len(data) // 3])
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=3'])
+    assert code == 0 and 'skipping epoch 2' in err and 'truncated or corrupt' in err, err
+    assert "resumed run 'dmg' from its epoch-1 checkpoint" in err, err
+    assert checkpoint.epochs(model, 'dmg') == [1, 2, 3]
+    moved = [f for d, _, fs in os.walk(os.path.join(model, 'replaced')) for f in fs if f.startswith('dmg-0002')]
+    assert 'dmg-0002.params' in moved, moved
+
+
 def test_connectors_are_checkpointed_and_resumed(cifar_setup, train_run):
     """FitNet/OFD connectors train with the student, live in .extra.params, and come back on resume."""
     root, _, student = cifar_setup

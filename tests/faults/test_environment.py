@@ -29,6 +29,9 @@ CASES = [
     ({'MXNET_GLUON_REPO': 'notaurl'}, ["MXNET_GLUON_REPO='notaurl' is not a URL"]),
     ({'DMLC_ROLE': 'server'}, ["DMLC_ROLE='server' (a parameter-server role) is set without DMLC_NUM_WORKER"]),
     ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a whole number"]),
+    # (#18's ninth trial: warned five times and ignored; a file as MXNET_HOME got advice to unzip into it)
+    ({'NST_LOCAL_WORKERS': 'abc'}, ["NST_LOCAL_WORKERS='abc' is not a whole number >= 1"]),
+    ({'MXNET_HOME': os.path.abspath(__file__)}, ["MXNET_HOME=%r is a file, not a folder" % os.path.abspath(__file__)]),
 ]
 
 
@@ -80,3 +83,21 @@ def test_output_piped_into_head_ends_quietly():
     p.stdout.close()                                  # as `head` does once it has its lines
     err = p.stderr.read()
     assert p.wait(timeout=120) == 0 and 'Traceback' not in err, err
+
+
+def test_the_data_commands_stop_too_and_warnings_as_errors_are_named():
+    """Found by a new user (#18's ninth trial): data.pack and data.fashion_mnist (and init.sh through
+    them) aborted on OMP_NUM_THREADS=abc or MXNET_MKLDNN_ENABLED=2 (exit 134); PYTHONWARNINGS=error
+    stopped train.py with a DeprecationWarning traceback from MXNet's import."""
+    for args, env in ((['-m', 'data.pack', '--train', 'a', '--val', 'b', '--out', 'c'], {'OMP_NUM_THREADS': 'abc'}),
+                      (['-m', 'data.pack', '--train', 'a', '--val', 'b', '--out', 'c'], {'MXNET_MKLDNN_ENABLED': '2'}),
+                      (['-m', 'data.fashion_mnist', '--out', 'c'], {'OMP_NUM_THREADS': 'abc'})):
+        r = run(args, env)
+        errors = [l for l in r.stderr.splitlines() if l.startswith('error: environment variable')]
+        assert r.returncode == 2 and len(errors) == 1 and 'terminate called' not in r.stderr, r.stderr
+    for env in ({'PYTHONWARNINGS': 'error'}, {'PYTHONWARNINGS': 'ignore,error::DeprecationWarning'}):
+        r = run(['train.py', '--print-config'], env)
+        assert r.returncode == 2 and 'turns every warning into an error' in r.stderr and 'Traceback' not in r.stderr, \
+            r.stderr
+    assert environment_problems({'PYTHONWARNINGS': 'error:::mymodule,ignore'}) == []
+    assert len(environment_problems({}, warnoptions=['error'])) == 1

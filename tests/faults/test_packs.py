@@ -771,3 +771,21 @@ def test_a_named_pipe_among_the_images_is_not_read_and_val_equal_to_train_is_war
     code, err = cli(pack.main, ['--train', str(tree), '--val', str(tree), '--out', str(tmp_path / 'out')], capsys)
     assert code == 0 and 'is the training folder itself' in caplog.text + err, err
     assert check_pack(str(tmp_path / 'out' / 'train'), 3) == 12
+
+
+def test_a_killed_builds_partial_packs_are_removed_by_the_next_build(src, tmp_path):
+    """Found by a new user (#18's ninth trial): after `kill -9` of a pack build, every later build only
+    warned of its pack-sized .building-* folder, forever. A folder of a writer that no longer runs,
+    holding only partial packs, is removed now; one holding the pack files it was replacing
+    (.replaced) is kept and named."""
+    out = tmp_path / 'out'
+    assert pack.main(['--train', str(src / 'train'), '--val', str(src / 'val'), '--out', str(out)]) == 0
+    gone = subprocess.Popen([sys.executable, '-c', 'pass'])
+    gone.wait()
+    partial = out / ('.building-%d-abc' % gone.pid)
+    partial.mkdir()
+    (partial / 'train.rec').write_bytes(b'x' * 1000)
+    moving = out / ('.building-%d-def' % gone.pid)
+    (moving / '.replaced').mkdir(parents=True)
+    assert pack.main(['--train', str(src / 'train'), '--val', str(src / 'val'), '--out', str(out)]) == 0
+    assert not partial.exists() and (moving / '.replaced').is_dir()

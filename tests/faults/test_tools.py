@@ -400,7 +400,12 @@ def test_launch_argument_mistakes(capsys, monkeypatch):
     for argv, needles in ((['-n', '2', '--launcher'], ['--launcher']),
                           (['-n', 'two', '--launcher', 'local', 'python', 'train.py'], ['-n', "'two'"]),
                           (['-n', '2', 'python', 'train.py'], ['--launcher ssh', '-H']),
-                          (['-n', '2', '-H', '/nonexistent/hosts', 'python', 'train.py'], ['/nonexistent/hosts'])):
+                          (['-n', '2', '-H', '/nonexistent/hosts', 'python', 'train.py'], ['/nonexistent/hosts']),
+                          # (found by a new user: without a dist kvstore the workers trained one run each, colliding)
+                          (['-n', '2', '--launcher', 'local', 'python', 'train.py', 'epoch_size=2'],
+                           ['add kv_store=dist_sync']),
+                          (['-n', '2', '--launcher', 'local', 'python', 'train.py', 'kv_store=device'],
+                           ['add kv_store=dist_sync', "it says kv_store=device"])):
         code, _, err = run_tool(launch.main, argv, capsys)
         one_error(code, err, *needles)
     assert 'NST_LOCAL_WORKERS' not in os.environ
@@ -639,6 +644,21 @@ def test_a_corrupt_checkpoint_metadata_names_the_other_epochs(three_class_run, t
 
 
 # ---------------------------------------------------------------- found by a new user (#18's trial)
+
+def test_a_params_file_copied_over_another_epochs_is_refused(three_class_run, tmp_path, capsys):
+    """Found by a new user (#18's ninth trial): a .params copied over another run's (or epoch's) was
+    scored as that run's, silently. The metadata records the CRC-32 of the parameters written with it."""
+    import shutil
+    from core import checkpoint
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    shutil.copy(checkpoint.paths(str(model), 'three', 2)['params'], checkpoint.paths(str(model), 'three', 1)['params'])
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(model / 'three'), '--epoch', '1'], capsys)
+    one_error(code, err, 'three-0001.params is not the parameters file written with its metadata',
+              'copy the .params saved with this .json')
+    code, out, _ = run_tool(evaluate.main, ['--prefix', str(model / 'three'), '--epoch', '2'], capsys)
+    assert code == 0 and 'epoch 2' in out
+
 
 def test_a_best_copy_from_another_run_is_named_by_evaluate_and_export(three_class_run, tmp_path, capsys):
     """`cp model/e02-best.* model/k1-best.*`: evaluate and export reported e02's weights as k1's, silently."""
