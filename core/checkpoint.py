@@ -396,8 +396,8 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
     to do when the parameters do not fit the network."""
     meta = read_meta(model_dir, prefix, tag)
     p = paths(model_dir, prefix, tag)
-    check_params_file(meta, p['params'])
     load_params(student, p['params'], ctx, fits=fits)
+    check_params_file(meta, p['params'])          # (after the load: a NaN file is named as such first)
     if extra is not None and list(extra.collect_params().keys()):
         load_params(extra, p['extra'], ctx, 'training-only params (connectors, heads, memory banks)',
                     'resume with the network, kt_type, taps and training data the run started with (a memory bank '
@@ -428,6 +428,6 @@ def load_network(prefix_path, tag, ctx, prefix=None):
     warn_if_copied(meta, name, tag)
     refuse_other_kind(meta, prefix_path)
     net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
-    check_params_file(meta, paths(model_dir, name, tag)['params'])
     load_params(net, paths(model_dir, name, tag)['params'], ctx)
+    check_params_file(meta, paths(model_dir, name, tag)['params'])
     return net, meta

@@ -61,11 +61,11 @@ def _project(cfg, in_channels, ctx):
     net = symbols.get_network(name, meta.get('num_classes', cfg.num_classes),
                               meta.get('in_channels', in_channels), prefix='teacher_')
     params = checkpoint.paths(model_dir or '.', prefix, tag)['params']
+    checkpoint.load_params(net, params, ctx, 'teacher params')
     try:
         checkpoint.check_params_file(meta, params)
     except checkpoint.CheckpointError as e:
         raise TeacherError('teacher: %s' % e)
-    checkpoint.load_params(net, params, ctx, 'teacher params')
     net.trained_with = {k: meta.get(k) for k in ('image_size', 'val_top1', 'dataset')}
     from data import other_class_names
     differ = other_class_names(meta.get('classes'), cfg)

@@ -427,8 +427,8 @@ def load_network(prefix_path, tag, ctx, prefix='seg_', output_stride=None):
     net, _ = build_segmentation_network(s['network'], len(s['classes']), s['head'], output_stride or s['output_stride'],
                                         split=s['seg_taps'], channels=s['aspp_channels'], prefix=prefix, ctx=ctx)
     params = checkpoint.paths(folder or '.', name, tag)['params']
-    checkpoint.check_params_file(meta, params)
     checkpoint.load_params(net, params, ctx, fits='evaluate it with the configuration it was trained with')
+    checkpoint.check_params_file(meta, params)
     return net, meta
 
 
