@@ -118,21 +118,13 @@ class ReviewKDLoss(HeadLoss):
         for i in range(n):
             setattr(self, 'abf%d' % i, _ABF(s_channels[i], mid, t_channels[i], fuse=i < n - 1, prefix='abf%d_' % i))
 
-    @staticmethod
-    def _pool(F, x, size, l):
-        """Adaptive average pooling of x (its H x W: `size`) to l x l: a plain average pooling
-        (oneDNN's, several times faster on CPU) when l divides H and W, where the two are equal."""
-        if size[0] % l == 0 and size[1] % l == 0:
-            k = (size[0] // l, size[1] // l)
-            return F.Pooling(x, kernel=k, stride=k, pool_type='avg')
-        return F.contrib.AdaptiveAvgPooling2D(x, output_size=(l, l))
-
-    def _hcl(self, F, out, t, size, levels):
+    def _hcl(self, F, out, t, levels):
         loss = sample_sum(F, F.square(out - t), mean=True, dtype=self.reduce_dtype)
         cnt, tot = 1.0, 1.0
         for l in levels:
             cnt /= 2.0
-            d = self._pool(F, out, size, l) - self._pool(F, t, size, l)
+            d = F.contrib.AdaptiveAvgPooling2D(out, output_size=(l, l)) - \
+                F.contrib.AdaptiveAvgPooling2D(t, output_size=(l, l))
             loss = loss + cnt * F.mean(F.square(d), axis=(1, 2, 3))
             tot += cnt
         return loss / tot
@@ -151,6 +143,6 @@ class ReviewKDLoss(HeadLoss):
                     F.broadcast_mul(y, F.slice_axis(z, axis=1, begin=1, end=2))
             residual = _nearest(F, x, self._s_size[i], self._t_size[i])
             out = abf.conv2(residual)
-            term = self._hcl(F, out, F.stop_gradient(maps[n + i]), self._t_size[i], self._levels[i])
+            term = self._hcl(F, out, F.stop_gradient(maps[n + i]), self._levels[i])
             loss = term if loss is None else loss + term
         return loss
