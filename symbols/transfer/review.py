@@ -32,6 +32,17 @@ def _nearest(F, x, src, dst):
     return x
 
 
+def _spread(F, z, channels):
+    """(B, 2, H, W) -> (B, 2 channels, H, W): channel 0 copied to the first `channels`, channel 1 to
+    the others, as a 1x1 convolution with constant 0/1 weights. The same values as broadcasting z's
+    channels in a product, but its backward is a matrix product: the backward of `broadcast_mul`
+    reduces over the channels, which MXNet 1.9.1 does several times slower on CPU."""
+    one = F.tile(F.ones_like(F.slice(z, begin=(0, 0, 0, 0), end=(1, 1, 1, 1))), reps=(channels, 1, 1, 1))  # z's dtype
+    zero = F.zeros_like(one)
+    weight = F.stop_gradient(F.concat(F.concat(one, zero, dim=1), F.concat(zero, one, dim=1), dim=0))
+    return F.Convolution(z, weight, kernel=(1, 1), num_filter=2 * channels, no_bias=True)
+
+
 class _ABF(nn.HybridBlock):
     """ReviewKD's attention-based fusion module (its children only; `ReviewKDLoss` runs it):
     conv1 = 1x1 conv + BN to `mid`; att = 1x1 conv (2 outputs, with bias) + sigmoid when it
@@ -115,17 +126,27 @@ class ReviewKDLoss(HeadLoss):
         s_channels, t_channels = self._signature
         n = len(s_channels)
         mid = self.mid_channels or min(self.max_mid_channels, s_channels[-1])
+        self._mid = mid
         for i in range(n):
             setattr(self, 'abf%d' % i, _ABF(s_channels[i], mid, t_channels[i], fuse=i < n - 1, prefix='abf%d_' % i))
 
-    def _hcl(self, F, out, t, levels):
+    def _hcl(self, F, out, t, levels, size):
+        """The hierarchical context loss of one stage, its maps of H x W `size`. A level l pools the
+        previous level's m x m maps instead of the full maps when that is the same average (m divides
+        H and W, and l divides m): three poolings of small maps instead of three of the full ones."""
         loss = sample_sum(F, F.square(out - t), mean=True, dtype=self.reduce_dtype)
         cnt, tot = 1.0, 1.0
+        prev = None                          # (the last level when its blocks were equal, else None)
         for l in levels:
             cnt /= 2.0
-            d = F.contrib.AdaptiveAvgPooling2D(out, output_size=(l, l)) - \
-                F.contrib.AdaptiveAvgPooling2D(t, output_size=(l, l))
-            loss = loss + cnt * F.mean(F.square(d), axis=(1, 2, 3))
+            if prev is not None and prev % l == 0:
+                out_l = F.contrib.AdaptiveAvgPooling2D(out_l, output_size=(l, l))
+                t_l = F.contrib.AdaptiveAvgPooling2D(t_l, output_size=(l, l))
+            else:
+                out_l = F.contrib.AdaptiveAvgPooling2D(out, output_size=(l, l))
+                t_l = F.contrib.AdaptiveAvgPooling2D(t, output_size=(l, l))
+            prev = l if size[0] % l == 0 and size[1] % l == 0 else None
+            loss = loss + cnt * F.mean(F.square(out_l - t_l), axis=(1, 2, 3))
             tot += cnt
         return loss / tot
 
@@ -138,11 +159,11 @@ class ReviewKDLoss(HeadLoss):
             x = abf.conv1(maps[i])
             if abf.att is not None:
                 y = _nearest(F, residual, self._t_size[i + 1], self._s_size[i])
-                z = abf.att(F.concat(x, y, dim=1))
-                x = F.broadcast_mul(x, F.slice_axis(z, axis=1, begin=0, end=1)) + \
-                    F.broadcast_mul(y, F.slice_axis(z, axis=1, begin=1, end=2))
+                z = _spread(F, abf.att(F.concat(x, y, dim=1)), self._mid)       # (B, 2 mid, H, W)
+                x = x * F.slice_axis(z, axis=1, begin=0, end=self._mid) + \
+                    y * F.slice_axis(z, axis=1, begin=self._mid, end=2 * self._mid)
             residual = _nearest(F, x, self._s_size[i], self._t_size[i])
             out = abf.conv2(residual)
-            term = self._hcl(F, out, F.stop_gradient(maps[n + i]), self._levels[i])
+            term = self._hcl(F, out, F.stop_gradient(maps[n + i]), self._levels[i], self._t_size[i])
             loss = term if loss is None else loss + term
         return loss
