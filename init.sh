@@ -18,7 +18,7 @@ DEPS_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --deps) DEPS_ONLY=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "init.sh: unknown option $arg: the options are --deps (only the environment and packages) and --help" >&2
        exit 2 ;;
   esac

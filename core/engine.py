@@ -190,11 +190,13 @@ class Engine(object):
         meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
         saved_by = meta.get('model_prefix')
         if saved_by is not None and saved_by != cfg.model_load_prefix:
-            LOG.warning('checkpoint %s epoch %d was saved by run %r (its metadata says model_prefix=%r): its files '
-                        'were copied or renamed from that run. Training goes on as run %r; to branch from %r without '
-                        'copying, use model_prefix=%s model_load_prefix=%s model_load_epoch=%d'
-                        % (cfg.model_load_prefix, epoch, saved_by, saved_by, cfg.model_prefix, saved_by,
-                           cfg.model_prefix, saved_by, epoch))
+            their = meta.get('epoch', epoch)          # (the epoch of that run the copy is)
+            LOG.warning('checkpoint %s epoch %d was saved by run %r as its epoch %s (its metadata says '
+                        'model_prefix=%r): its files were copied or renamed from that run. Training goes on as run '
+                        '%r; to branch from %r without copying, start a new run: model_prefix=NEW retrain=true '
+                        'model_load_prefix=%s model_load_epoch=%s'
+                        % (cfg.model_load_prefix, epoch, saved_by, their, saved_by, cfg.model_prefix, saved_by,
+                           saved_by, their))
         task.check_checkpoint(meta, epoch)
         self._warn_of_changes(meta, epoch)
         net, extra = task.saved_blocks()
@@ -324,9 +326,18 @@ class Engine(object):
         copied or moved without its log_dir): its curves and tables would start at the resumed epoch."""
         from .records import read_records
         try:
-            have = {r['epoch'] for r in read_records(self.jsonl)} if os.path.isfile(self.jsonl) else set()
+            records = read_records(self.jsonl) if os.path.isfile(self.jsonl) else []
         except (OSError, ValueError, KeyError):
-            have = set()
+            records = []
+        cfg = self.cfg
+        foreign = sorted({r['model_prefix'] for r in records if r.get('model_prefix') not in (None, cfg.model_prefix)})
+        if foreign:            # another run's records (copied or renamed): not this run's to go on with
+            if self.rank == 0:
+                runs.move_aside(cfg.model_dir, cfg.model_prefix, [self.jsonl],
+                                'records of run %r found as those of %r (copied or renamed?)'
+                                % (foreign[0], cfg.model_prefix))
+            records = []
+        have = {r['epoch'] for r in records}
         missing = [e + 1 for e in range(epoch) if e not in have]
         if missing:
             LOG.warning('the records of epoch(s) %s of run %r are not in %s (its checkpoints were copied or moved '

@@ -14,6 +14,8 @@ import sys
 COUNTS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS',
           'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS', 'NST_CPU_DEVICES', 'NST_LOCAL_WORKERS')
 ENGINES = ('ThreadedEnginePerDevice', 'ThreadedEngine', 'NaiveEngine')
+TUNED_TYPES = ('float32', 'float16', 'float64', 'int8', 'uint8', 'int32', 'int64')
+BINDINGS = ('true', 'false', 'master', 'primary', 'close', 'spread')
 _WHOLE = re.compile(r'^\s*[1-9]\d*\s*$')
 # MXNET_* variables MXNet reads as text; every other MXNET_* variable it reads (dmlc::GetEnv) is a
 # number or a flag, and a value that does not parse aborts the process (dmlc::ParamError, exit 134),
@@ -89,6 +91,16 @@ def environment_problems(environ=None, warnoptions=None):
         out.append('environment variable MXNET_GLUON_REPO=%r is not a URL: gluoncv downloads weights from it; set '
                    'e.g. MXNET_GLUON_REPO=https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/, or unset it'
                    % repo)
+    tuning = environ.get('MXNET_USE_OPERATOR_TUNING')
+    if tuning is not None and tuning.strip() not in ('0', '1') and not all(
+            t.strip() in TUNED_TYPES for t in tuning.split(',') if t.strip()):
+        out.append('environment variable MXNET_USE_OPERATOR_TUNING=%r is neither 0, 1 nor a list of types (%s): '
+                   'MXNet would print an error and go on; set MXNET_USE_OPERATOR_TUNING=1, or unset it'
+                   % (tuning, ', '.join(TUNED_TYPES)))
+    bind = environ.get('OMP_PROC_BIND')
+    if bind is not None and not all(b.strip().lower() in BINDINGS for b in bind.split(',')):
+        out.append('environment variable OMP_PROC_BIND=%r is not an OpenMP binding: set one of %s (or a '
+                   'comma-separated list of them), or unset it' % (bind, ', '.join(BINDINGS)))
     home = environ.get('MXNET_HOME')
     if home and os.path.exists(home) and not os.path.isdir(home):
         out.append('environment variable MXNET_HOME=%r is a file, not a folder: MXNet and gluoncv keep weights in '

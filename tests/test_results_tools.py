@@ -251,3 +251,14 @@ def test_a_table_of_one_task_does_not_suggest_the_runs_of_another(tmp_path, caps
         err = capsys.readouterr().err
         assert code == 2 and 'a detection table compares the best checkpoint of each run' in err and \
             'leave out %s' % option[0] in err, err
+
+
+def test_a_folder_of_copied_records_only_is_named_as_such(tmp_path, capsys):
+    """#18's tenth trial: records files each holding another run's records were all left out, and the
+    error then said the folder had no records at all."""
+    for name, holds in (('x_kd_s0', 'a'), ('x_kd_s1', 'b')):
+        with open(str(tmp_path / (name + '.jsonl')), 'w') as f:
+            f.write(json.dumps({'epoch': 0, 'val_top1': 0.5, 'model_prefix': holds}) + '\n')
+    assert results_table.main(['--records', str(tmp_path), '--prefix', 'x_']) == 2
+    err = capsys.readouterr().err
+    assert 'were all left out: each holds the records of another run' in err and 'no run records' not in err, err

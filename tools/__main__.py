@@ -31,4 +31,5 @@ def main():
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from tools.cli import output_written
+    sys.exit(output_written(main))

@@ -108,7 +108,9 @@ def command(main):
         from core.interrupt import Terminated, sigterm_as_interrupt
         try:
             with sigterm_as_interrupt():                # kill / a scheduler's stop: as Ctrl-C
-                return main(argv) or 0
+                code = main(argv) or 0
+                sys.stdout.flush()                  # (a full disk under a redirection: an error here, not at exit)
+                return code
         except BrokenPipeError:           # (output piped into `head`, which has stopped reading)
             from core.env import quiet_stdout
             quiet_stdout()
@@ -129,6 +131,58 @@ def command(main):
             del _CREATED[:]
             _end_warnings_to_stderr()               # (a command run in-process, e.g. by a test, leaves none)
     return run
+
+
+class OutputError(Exception):
+    """Standard output could not be written (`error`: the OSError)."""
+
+    def __init__(self, error):
+        super(OutputError, self).__init__(str(error))
+        self.error = error
+
+
+class _Output(object):
+    """sys.stdout, its write errors raised as OutputError (a broken pipe as itself)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _call(self, name, *args):
+        try:
+            return getattr(self._stream, name)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e)
+
+    def write(self, text):
+        return self._call('write', text)
+
+    def flush(self):
+        return self._call('flush')
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def output_written(main, *args):
+    """`main(*args)`'s exit status, with its output flushed: an output that cannot be written (stdout
+    redirected to a full disk) is one `error:` line and status 2, not a traceback."""
+    stream = sys.stdout
+    sys.stdout = _Output(stream)
+    try:
+        code = main(*args) or 0
+        sys.stdout.flush()
+        return code
+    except OutputError as e:
+        try:
+            stream = open(os.devnull, 'w')          # (Python's flush at exit would fail again)
+        except OSError:
+            pass
+        print('error: cannot write the output (%s)' % describe(e.error), file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout = stream
 
 
 def end_progress_bars():

@@ -158,4 +158,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from tools.cli import output_written
+    sys.exit(output_written(main))

@@ -98,6 +98,11 @@ def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix=None, epoch_fi
     runs there, with its count, and the records no prefix matches; or the unfinished runs with their
     last epoch), then the fix."""
     if not runs:
+        there = [n for n in os.listdir(folder) if n.endswith('.jsonl')] if os.path.isdir(folder) else []
+        if there:
+            return UsageError('the records files in %s (%s) were all left out: each holds the records of another '
+                              'run (the warnings above name it; copied or renamed?). Pass the log_dir the runs wrote, '
+                              'or name the copies after the runs they hold' % (folder, _quote(sorted(there))))
         return UsageError('no run records (*.jsonl) in %s: training writes log_dir/<model_prefix>.jsonl '
                           '(log/ by default); pass that folder as --records' % folder)
     matching = matching_runs(runs, prefix)

@@ -31,6 +31,9 @@ CASES = [
     ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a whole number"]),
     # (#18's ninth trial: warned five times and ignored; a file as MXNET_HOME got advice to unzip into it)
     ({'NST_LOCAL_WORKERS': 'abc'}, ["NST_LOCAL_WORKERS='abc' is not a whole number >= 1"]),
+    # (#18's tenth trial: MXNet printed its own C++ error and went on; libgomp likewise)
+    ({'MXNET_USE_OPERATOR_TUNING': 'xyz'}, ["MXNET_USE_OPERATOR_TUNING='xyz' is neither 0, 1 nor a list of types"]),
+    ({'OMP_PROC_BIND': 'garbage'}, ["OMP_PROC_BIND='garbage' is not an OpenMP binding"]),
     ({'MXNET_HOME': os.path.abspath(__file__)}, ["MXNET_HOME=%r is a file, not a folder" % os.path.abspath(__file__)]),
 ]
 
@@ -65,6 +68,7 @@ def test_values_that_work_pass():
                                  'NST_CPU_DEVICES': '2', 'MXNET_CPU_WORKER_NTHREADS': '1'}) == []
     assert environment_problems({}) == []
     assert len(environment_problems({'OMP_NUM_THREADS': '4,2'})) == 1        # MXNet reads one whole number
+    assert environment_problems({'MXNET_USE_OPERATOR_TUNING': 'float32,int8', 'OMP_PROC_BIND': 'spread,close'}) == []
 
 
 def test_output_that_the_terminal_cannot_encode_is_escaped_not_a_traceback(tmp_path):
@@ -101,3 +105,17 @@ def test_the_data_commands_stop_too_and_warnings_as_errors_are_named():
             r.stderr
     assert environment_problems({'PYTHONWARNINGS': 'error:::mymodule,ignore'}) == []
     assert len(environment_problems({}, warnoptions=['error'])) == 1
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='no /dev/full on this system')
+def test_output_to_a_full_disk_is_one_error_line():
+    """Found by a new user (#18's tenth trial): `train.py --keys > /dev/full`, `tools.doctor` and
+    `python -m tools` were OSError tracebacks (ENOSPC at a print)."""
+    for args in (['train.py', '--keys'], ['-m', 'tools.doctor'], ['-m', 'tools']):
+        with open('/dev/full', 'w') as full:
+            r = subprocess.run([sys.executable] + args, cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True,
+                               timeout=300)
+        assert r.returncode == 2 and 'Traceback' not in r.stderr, (args, r.stderr)
+        errors = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+        assert errors == ['error: cannot write the output (the disk is full: free some space and run again)'], \
+            (args, r.stderr)

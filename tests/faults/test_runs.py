@@ -623,3 +623,28 @@ def test_a_signal_to_the_process_group_stops_a_run_with_loader_workers(tmp_path,
     left = subprocess.run(['pgrep', '-g', str(run.pid)], capture_output=True, text=True).stdout.split()
     assert not left, left                                      # every worker stopped with it
     assert not (tmp_path / 'model' / 'w.lock').exists()
+
+
+def test_a_copied_checkpoint_gets_branch_advice_that_works_and_copied_records_are_set_aside(cifar_setup, train_run):
+    """#18's tenth trial: a checkpoint copied under another run's name and epoch was warned of with
+    advice that did not work (the copy's epoch number, the existing name, no retrain=true); another
+    run's records copied as a run's own were kept and appended to on resume."""
+    import shutil
+    root, common, _ = cifar_setup
+    model, log = root / 'model', root / 'log'
+    argv = common + ['network=cifar_resnet8', 'num_epoch=1']
+    assert train_run(argv + ['model_prefix=src10'])[0] == 0
+    for kind in ('json', 'params', 'states'):
+        shutil.copy(str(model / ('src10-0001.' + kind)), str(model / ('cp10-0003.' + kind)))
+    code, err = train_run(argv + ['model_prefix=cp10', 'retrain=true', 'model_load_epoch=-1', 'num_epoch=4'])
+    assert code == 0 and "was saved by run 'src10' as its epoch 1" in err, err
+    advice = err.split('start a new run: ')[1].split()[:4]
+    assert advice == ['model_prefix=NEW', 'retrain=true', 'model_load_prefix=src10', 'model_load_epoch=1'], advice
+    code, err = train_run(argv + [a.replace('NEW', 'br10') for a in advice] + ['num_epoch=2'])
+    assert code == 0 and "run 'br10' starts from epoch 1 of run 'src10'" in err, err
+    assert train_run(argv + ['model_prefix=own10'])[0] == 0
+    shutil.copy(str(log / 'src10.jsonl'), str(log / 'own10.jsonl'))
+    code, err = train_run(argv + ['model_prefix=own10', 'retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 0 and "records of run 'src10' found as those of 'own10'" in err, err
+    recs = [json.loads(l) for l in open(str(log / 'own10.jsonl')) if l.strip()]
+    assert [(r['model_prefix'], r['epoch']) for r in recs] == [('own10', 1)], recs

@@ -21,6 +21,7 @@ def test_unknown_options_are_refused():
             % option), r.stderr
     r = init_sh(['--help'])
     assert r.returncode == 0 and 'bash init.sh --deps' in r.stdout
+    assert 'set -e' not in r.stdout, r.stdout          # (#18's tenth trial: the help ended with a line of the script)
 
 
 def test_a_python_the_existing_environment_does_not_have_is_said(tmp_path):
