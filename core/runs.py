@@ -246,6 +246,11 @@ def claim(cfg, defer=False):
     function that makes them is returned (the trainer calls it once the run is set up, so a run
     that cannot start leaves the old one where it was); else returns None."""
     model_dir, prefix = cfg.model_dir, cfg.model_prefix
+    for name in (prefix + '.jsonl', prefix + '.log'):      # (a folder there: found only after an epoch)
+        path = os.path.join(cfg.log_dir, name)
+        if os.path.isdir(path):
+            raise RunError('%s is a folder, where run %r writes its %s: move it away, or give the run another '
+                           'model_prefix or log_dir' % (path, prefix, 'records' if name.endswith('.jsonl') else 'log'))
     files = checkpoint_files(model_dir, prefix)
     logs = log_files(cfg.log_dir, prefix)
     resume_same = cfg.retrain and cfg.model_load_prefix == prefix

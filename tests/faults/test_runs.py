@@ -648,3 +648,12 @@ def test_a_copied_checkpoint_gets_branch_advice_that_works_and_copied_records_ar
     assert code == 0 and "records of run 'src10' found as those of 'own10'" in err, err
     recs = [json.loads(l) for l in open(str(log / 'own10.jsonl')) if l.strip()]
     assert [(r['model_prefix'], r['epoch']) for r in recs] == [('own10', 1)], recs
+
+
+def test_a_folder_where_the_records_go_is_refused_before_training(cifar_setup, train_run):
+    """#18's tenth trial: `mkdir log/X.jsonl` was found after a whole epoch (a warning, no record)."""
+    root, common, _ = cifar_setup
+    (root / 'log' / 'dir10.jsonl').mkdir(parents=True)
+    code, err = train_run(common + ['network=cifar_resnet8', 'num_epoch=1', 'model_prefix=dir10'])
+    assert code == 2 and 'dir10.jsonl is a folder, where run' in err and 'Epoch[1]' not in err, err
+    assert not checkpoint.epochs(str(root / 'model'), 'dir10')
