@@ -133,8 +133,8 @@ def command(main):
     return run
 
 
-class OutputError(Exception):
-    """Standard output could not be written (`error`: the OSError)."""
+class OutputError(UserError):
+    """Standard output could not be written (`error`: the OSError): a full disk under a redirection."""
 
     def __init__(self, error):
         super(OutputError, self).__init__(str(error))
