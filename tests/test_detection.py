@@ -929,12 +929,14 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
     assert all(np.isfinite(rec['train_%s' % m]) and rec['train_%s' % m] > 0 for m in ('dkd', 'rkd', 'cc')), rec
     # FT's paraphraser stage on the teacher's features before epoch 0; CRD's memory row per training image
     code, _, err = run_cli(small(voc, tmp, 'model_prefix=ftcrd', 'epoch_size=2', 'num_val=2', 'num_epoch=1',
-                                 *(kt[:2] + ['kt_type=ft+crd', 'kt_weight=null', 'teacher_symbol=[features,features]',
-                                             'student_symbol=[features,features]', 'ft_init_epochs=1',
+                                 *(kt[:2] + ['kt_type=ft+crd+rkd', 'kt_weight=null',
+                                             'teacher_symbol=[features,features,rcnn_logits]',
+                                             'student_symbol=[features,features,rcnn_logits]', 'ft_init_epochs=1',
                                              'crd_nce_k=4', 'crd_feat_dim=8'])), capsys)
     assert code == 0 and 'stage ft_init of ft: 1 epoch(s)' in err and 'stage ft_init epoch 1/1: loss' in err, err
     rec, = read_records(os.path.join(tmp, 'log', 'ftcrd.jsonl'))
-    assert all(np.isfinite(rec['train_%s' % m]) and rec['train_%s' % m] > 0 for m in ('ft', 'crd')), rec
+    # (rkd on the RoI scores beside FT's stage: the stage reads only FT's features)
+    assert all(np.isfinite(rec['train_%s' % m]) and rec['train_%s' % m] > 0 for m in ('ft', 'crd', 'rkd')), rec
     bank = [v.asnumpy() for k, v in mx.nd.load(checkpoint.paths(os.path.join(tmp, 'model'), 'ftcrd', 1)['extra'])
             .items() if 'memory' in k]
     images = int(re.search(r'(\d+) training images', err).group(1))

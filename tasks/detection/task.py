@@ -321,7 +321,8 @@ class DetectionTask(Task):
         losses = []
         for shard in shards(batch, self.engine.ctx):
             t_tap = teacher_taps(self.teacher, shard[0], None, ['features'], self.teacher_roi)
-            losses.append(self.block.stage_loss([t_tap[t] for t in self.t_taps])[0])
+            # (the RoI scores need the student's RoIs; a stage reads only its own method's `features`)
+            losses.append(self.block.stage_loss([t_tap.get(t) for t in self.t_taps])[0])
         return losses, None
 
     def after_step(self, step, out):
