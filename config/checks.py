@@ -261,6 +261,25 @@ def resolved_source(source, prefix, network=None):
     return 'project'
 
 
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def in_project(path, found):
+    """The project folder's copy of a relative `path` when the command runs from another folder and
+    `found(that path)` holds (a relative data_dir or teacher_prefix read from the wrong folder), else
+    None."""
+    if os.path.isabs(path) or os.path.realpath(os.getcwd()) == os.path.realpath(PROJECT):
+        return None
+    there = os.path.join(PROJECT, path)
+    return there if found(there) else None
+
+
+def from_another_folder(key, path, there, what):
+    """The message for `in_project`'s finding: config key `key`=`path` read from the wrong folder."""
+    return ('%s=%r is relative to the folder you run from (%s), and %s is in the project folder: run from %s, or give '
+            '%s=%s' % (key, path, os.getcwd(), what, PROJECT, key, there))
+
+
 def same_run(prefix_a, prefix_b):
     """Whether run prefixes model_dir/RUN `prefix_a` and `prefix_b` name the same run: the same name in
     the same folder, through symbolic links too."""

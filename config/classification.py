@@ -2,7 +2,7 @@
 teacher, the warnings a run starts with, the data files."""
 import os
 
-from .checks import ConfigError, same_run
+from .checks import ConfigError, from_another_folder, in_project, same_run
 from .plan import resolve_plan
 
 
@@ -150,12 +150,10 @@ def check_data_files(cfg):
         raise ConfigError('config key data_dir=%r is a file: data_dir is the folder that holds the data, '
                           'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
     missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if missing and not os.path.isabs(cfg.data_dir) and os.path.realpath(os.getcwd()) != os.path.realpath(project) \
-            and all(os.path.isfile(os.path.join(project, f)) for f in missing):
-        raise ConfigError('config key data_dir=%r is relative to the folder you run from (%s), and the data is in the '
-                          'project folder: run from %s, or give data_dir=%s' % (
-                              cfg.data_dir, os.getcwd(), project, os.path.join(project, cfg.data_dir)))
+    there = missing and in_project(cfg.data_dir, lambda d: all(
+        os.path.isfile(os.path.join(d, os.path.relpath(f, cfg.data_dir))) for f in missing))
+    if there:
+        raise ConfigError('config key %s' % from_another_folder('data_dir', cfg.data_dir, there, 'the data'))
     if missing:
         if os.path.isdir(cfg.data_dir) and os.listdir(cfg.data_dir) and len(missing) == len(data_files(cfg)) and \
                 cfg.dataset in ('fashion_mnist', 'imagenet'):

@@ -166,7 +166,7 @@ def save(model_dir, prefix, epoch, student, extra=None, trainer=None, meta=None,
             files.append((p['extra'], extra.save_parameters))
         if trainer is not None and tag != 'best':
             files.append((p['states'], trainer.save_states))
-        _write_together(files + [(p['meta'], lambda tmp: _write_json(meta)(tmp))])
+        _write_together(files + [(p['meta'], _write_json(meta))])     # (meta has the checksum by then)
 
 
 def file_crc32(path):

@@ -153,23 +153,20 @@ def main(argv=None):
     if args.out:
         cli.output_path(args.out, example='table.md')
     found = find_runs(args.records)
-    score = 'val_miou' if args.task == 'segmentation' else 'val_top1'
+    # (the record key each task scores, its name, and how to ask for the other task's table)
+    score, word = ('val_miou', 'mIoU') if args.task == 'segmentation' else ('val_top1', 'top-1')
+    other_task, other_word, fix = ('classification', 'top-1', 'leave out --task segmentation') \
+        if args.task == 'segmentation' else ('segmentation', 'mIoU', 'add --task segmentation')
     # the runs of this task (a record scores mIoU or top-1): the advice names their prefixes only
     runs = OrderedDict((n, recs) for n, recs in found.items() if not recs or any(score in r for r in recs))
     groups = group_runs(runs, args.prefix, args.num_epoch, best=score if args.best else None)
     if not groups:
-        other = [n for n in matching_runs(found, args.prefix) if n not in runs]
-        if other:
+        if any(n not in runs for n in matching_runs(found, args.prefix)):
             raise cli.UsageError('the runs named %r<method>_s<seed> in %s are %s runs (their records have %s, not %s):'
-                                 ' %s' % (args.prefix, args.records, 'classification' if score == 'val_miou' else
-                                          'segmentation', 'top-1' if score == 'val_miou' else 'mIoU',
-                                          'mIoU' if score == 'val_miou' else 'top-1',
-                                          'leave out --task segmentation' if score == 'val_miou'
-                                          else 'add --task segmentation'))
+                                 ' %s' % (args.prefix, args.records, other_task, other_word, word, fix))
         if found and not runs:
             raise cli.UsageError('no %s runs in %s: its %d run record(s) are %s runs; pass the log_dir of the %s runs '
-                                 'as --records' % (args.task, args.records, len(found), 'classification' if
-                                                   score == 'val_miou' else 'segmentation', args.task))
+                                 'as --records' % (args.task, args.records, len(found), other_task, args.task))
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
     undefined = ['%s (epoch %d)' % (r.get('model_prefix', '?'), r['epoch'] + 1) for recs in groups.values()
                  for r in recs if not np.isfinite(r.get(score, 0.0))]

@@ -154,6 +154,11 @@ class DistillBlock(HybridBlock):
         self._stage = None if stage is None else (m, stage)
         self._clear_cached_op()
 
+    @property
+    def staging(self):
+        """Whether a stage is set (`set_stage`): the forward then gives `(stage_total,)`."""
+        return self._stage is not None
+
     def stage_blocks(self, m, stage):
         """The stage's block of each loss call of method m."""
         return [stage.block(self._loss(m, p)) for p in range(self._calls(m))]

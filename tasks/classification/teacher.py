@@ -40,13 +40,10 @@ def _project_meta(cfg):
     try:
         model_dir, prefix, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch)
     except checkpoint.CheckpointError as e:
-        project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        there = os.path.join(project, cfg.teacher_prefix)
-        if not os.path.isabs(cfg.teacher_prefix) and os.path.realpath(os.getcwd()) != os.path.realpath(project) \
-                and checkpoint.epochs(*os.path.split(there)):
-            raise TeacherError('teacher_prefix=%r is relative to the folder you run from (%s), and the run is in the '
-                               'project folder: run from %s, or give teacher_prefix=%s'
-                               % (cfg.teacher_prefix, os.getcwd(), project, there))
+        from config.checks import from_another_folder, in_project
+        there = in_project(cfg.teacher_prefix, lambda p: checkpoint.epochs(*os.path.split(p)))
+        if there:
+            raise TeacherError(from_another_folder('teacher_prefix', cfg.teacher_prefix, there, 'the run'))
         if os.path.isfile(cfg.teacher_prefix + '-symbol.json'):
             raise TeacherError('teacher_prefix=%s is a legacy MXNet Module checkpoint, not a run of this project: set '
                                'teacher_source=legacy (or auto)' % cfg.teacher_prefix)

@@ -74,11 +74,6 @@ class DetectionDistillBlock(DistillBlock):
                     owner._children[name] = PerRoI(owner._children[name], labels=spec.labels,
                                                    prefix='%s_rois_' % name)
 
-    @property
-    def staging(self):
-        """Whether a stage before epoch 0 is set (`set_stage`)."""
-        return self._stage is not None
-
     def stage_loss(self, t_feats):
         """(the stage's loss (B,),) of a stage that trains loss heads on the teacher's taps `t_feats`
         (in `t_index` order); the config refuses stages that train the student here."""

@@ -168,17 +168,18 @@ class SegmentationTask(Task):
             raise SegmentationError(str(e))
         if not cfg.kt or cfg.teacher_source == 'gluoncv':
             return student, None
-        _, located = cls.locate_teacher(cfg)
-        return student, load_network(cfg.teacher_prefix, located['tag'], [mx.cpu()], prefix='teacher_')[0]
+        tag = cls.locate_teacher(cfg)[2]
+        return student, load_network(cfg.teacher_prefix, tag, [mx.cpu()], prefix='teacher_')[0]
 
     @classmethod
     def locate_teacher(cls, cfg):
-        """The teacher's weights (a .params file) and, for a run of this project, its metadata, checked
-        without building a network: a run of these classes, gluoncv weights on disk or in the store."""
+        """(the teacher's weights, a .params file; for a run of this project its metadata and the epoch
+        or 'best' it is read at, else None, None), checked without building a network: a run of these
+        classes, gluoncv weights on disk or in the store."""
         if cfg.teacher_source == 'gluoncv':
             from symbols import pretrained
             try:
-                return cfg.teacher_prefix or pretrained.weights_file(cfg.teacher_network), None
+                return cfg.teacher_prefix or pretrained.weights_file(cfg.teacher_network), None, None
             except pretrained.WeightsError as e:
                 raise SegmentationError('teacher: %s' % e)
         try:
@@ -195,7 +196,7 @@ class SegmentationTask(Task):
         if meta.get('kind') == 'segmentation' and list(meta.get('classes') or []) != list(cfg.classes):
             raise SegmentationError('the teacher %s was trained on the classes %s, this run has %s: use a teacher of '
                                     'these classes' % (cfg.teacher_prefix, meta['classes'], cfg.classes))
-        return checkpoint.paths(folder, name, tag)['params'], dict(meta, tag=tag)
+        return checkpoint.paths(folder, name, tag)['params'], meta, tag
 
     def _load_teacher(self, t_taps):
         """(tapped teacher, description): a segmentation run of this project with the classes of this
@@ -203,8 +204,8 @@ class SegmentationTask(Task):
         cfg, ctx = self.cfg, self.engine.ctx
         if cfg.teacher_source == 'gluoncv':
             return self._load_gluoncv_teacher(t_taps)
-        _, located = self.locate_teacher(cfg)
-        net, meta = load_network(cfg.teacher_prefix, located['tag'], ctx, prefix='teacher_')
+        tag = self.locate_teacher(cfg)[2]
+        net, meta = load_network(cfg.teacher_prefix, tag, ctx, prefix='teacher_')
         s = meta['segmentation']
         return _frozen_taps(net, t_taps), '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'],
                                                                       meta.get('epoch'))
@@ -215,7 +216,7 @@ class SegmentationTask(Task):
         folder and the URL when it is missing offline)."""
         from symbols.segmentation import gluoncv_teacher, SegmentationNetworkError
         cfg, ctx = self.cfg, self.engine.ctx
-        weights, _ = self.locate_teacher(cfg)
+        weights = self.locate_teacher(cfg)[0]
         try:
             net = gluoncv_teacher(cfg.teacher_network, weights, cfg.crop_size, ctx)
         except SegmentationNetworkError as e:
@@ -327,7 +328,7 @@ class SegmentationTask(Task):
                 outs.append(self.block(x, y, t_out[0], *rest))
             else:
                 outs.append(self.block(x, y, nd.zeros((1,), ctx=x.context)))
-        terms = [[out[2]] + list(out[3:n]) for out in outs] if len(outs[0]) > 1 else None   # (None: a stage's)
+        terms = None if self.block.staging else [[out[2]] + list(out[3:n]) for out in outs]
         return [out[0] for out in outs], (terms, outs, idxs)
 
     def after_step(self, step, out):
