@@ -116,7 +116,12 @@ class ClassificationTask(Task):
                          len(engine.ctx), engine.workers)
         # a method whose memory has a row per training sample (registry `indices`) needs their count
         self.loss_options = loss_options(cfg, sample_count(self.data) if plan_takes_indices(self.plan) else None)
-        self.steps_per_epoch = cfg.epoch_size or int(math.ceil(self.data.num_train / float(engine.batch_size)))
+        one_pass = int(math.ceil(self.data.num_train / float(engine.batch_size)))
+        if cfg.epoch_size and cfg.epoch_size > one_pass:       # (the schedule follows the steps that run)
+            LOG.warning('epoch_size=%d is more than the %d steps of one pass over the %d training images: an epoch '
+                        'is one pass, %d steps (epoch_size stops an epoch early; it does not repeat the data)',
+                        cfg.epoch_size, one_pass, self.data.num_train, one_pass)
+        self.steps_per_epoch = min(cfg.epoch_size or one_pass, one_pass)
         self.samples_per_step = engine.batch_size
         self.names = ['ce'] + [e['method'] for e in self.plan]
         self.class_names = class_names(cfg)

@@ -657,3 +657,14 @@ def test_a_folder_where_the_records_go_is_refused_before_training(cifar_setup, t
     code, err = train_run(common + ['network=cifar_resnet8', 'num_epoch=1', 'model_prefix=dir10'])
     assert code == 2 and 'dir10.jsonl is a folder, where run' in err and 'Epoch[1]' not in err, err
     assert not checkpoint.epochs(str(root / 'model'), 'dir10')
+
+
+def test_an_epoch_size_beyond_one_pass_is_one_pass_and_the_schedule_follows(cifar_setup, train_run):
+    """Found in review (a careless epoch_size=99999999): the epoch stopped after one pass of the data
+    while the cosine schedule was spread over 99999999 steps, so the lr hardly decayed, silently."""
+    root, common, _ = cifar_setup
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=pass10', 'epoch_size=100000',
+                                    'lr_mode=cosine', 'lr=0.1'])
+    assert code == 0 and 'epoch_size=100000 is more than the 8 steps of one pass over the 60 training images' in err, err
+    rec = json.loads(open(str(root / 'log' / 'pass10.jsonl')).read().splitlines()[-1])
+    assert rec['steps'] == 8 and rec['lr'] < 0.01, rec                 # the cosine ran out over the 8 steps
