@@ -1,5 +1,6 @@
 """Files written whole or not at all: a temporary file in the same folder, fsynced, then
 renamed over the target (checkpoints, exports, tables, figures)."""
+import errno
 import os
 
 
@@ -26,6 +27,21 @@ def make_writable_folder(folder):
     with open(probe, 'w') as f:
         f.write('ok')
     os.remove(probe)
+
+
+def why_not_folder(folder, error):
+    """Why `folder` could not be made a writable folder, `error` being the OSError that said so: a
+    symbolic link that loops or points nowhere, a file, or the error's own words."""
+    if os.path.islink(folder) and not os.path.exists(folder):
+        try:
+            os.stat(folder)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return 'it is a symbolic link that loops back on itself'
+        return 'it is a symbolic link to %s, which does not exist' % os.readlink(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return 'it is a file, not a folder'
+    return getattr(error, 'strerror', None) or str(error)
 
 
 def discard(tmp):

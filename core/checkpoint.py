@@ -26,7 +26,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from .atomic import discard, make_writable_folder, temporary_name, write_synced
+from .atomic import discard, make_writable_folder, temporary_name, why_not_folder, write_synced
 
 
 from .errors import CheckpointError, DamagedCheckpoint, NonFiniteCheckpoint  # noqa: E402,F401
@@ -79,7 +79,7 @@ def ensure_writable(folder, key='model_dir'):
         make_writable_folder(folder)
     except OSError as e:
         raise CheckpointError('%s %s is not a writable folder (%s): choose another %s or fix its permissions'
-                              % (key, folder, e.strerror or e, key))
+                              % (key, folder, why_not_folder(folder, e), key))
 
 
 def reason(error):

@@ -337,6 +337,13 @@ class Engine(object):
                                 'records of run %r found as those of %r (copied or renamed?)'
                                 % (foreign[0], cfg.model_prefix))
             records = []
+        again = sorted(r['epoch'] + 1 for r in records if r['epoch'] >= epoch)
+        if again and self.rank == 0:     # epochs whose checkpoint was not written (killed between the two)
+            dest = runs.move_aside(cfg.model_dir, cfg.model_prefix, [],
+                                   'record(s) of epoch(s) %s of run %r, which has no checkpoint of them, will be '
+                                   'written again as these epochs are trained again; the records file as it was'
+                                   % (_epochs_text(again), cfg.model_prefix))
+            runs.rewind_records(self.jsonl, epoch, dest)
         have = {r['epoch'] for r in records}
         missing = [e + 1 for e in range(epoch) if e not in have]
         if missing:

@@ -58,10 +58,12 @@ def environment_problems(environ=None, warnoptions=None):
     errors = _all_errors([o for o in environ.get('PYTHONWARNINGS', '').split(',') if o.strip()] +
                          list(warnoptions or []))
     if errors:
-        out.append('warning filter %r (PYTHONWARNINGS or -W) turns every warning into an error, and MXNet and gluoncv '
+        category = (errors[0].split(':') + ['', ''])[2].strip()
+        what = 'every %s' % category if category and category != 'Warning' else 'every warning'
+        out.append('warning filter %r (PYTHONWARNINGS or -W) turns %s into an error, and MXNet and gluoncv '
                    'warn on their own (numpy\'s deprecated names, at import): the command would stop with a '
                    'traceback; unset it, or limit it to your own module (e.g. PYTHONWARNINGS=error:::mymodule)'
-                   % errors[0])
+                   % (errors[0], what))
     for key in COUNTS:
         value = environ.get(key)
         if value is None:

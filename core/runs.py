@@ -192,7 +192,10 @@ def move_aside(model_dir, prefix, files, why):
     except OSError as e:
         raise RunError('could not move the files of run %r to %s (%s); nothing was trained. Free disk space or '
                        'fix the permissions' % (prefix, dest, e))
-    LOG.warning('%s: moved %d file(s) of run %r to %s', why, len(files), prefix, dest)
+    if files:
+        LOG.warning('%s: moved %d file(s) of run %r to %s', why, len(files), prefix, dest)
+    else:
+        LOG.warning('%s: kept in %s', why, dest)
     return dest
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-from core.atomic import make_writable_folder, temporary_name, write_atomic  # noqa: F401  (the tools' atomic writes)
+from core.atomic import make_writable_folder, temporary_name, why_not_folder, write_atomic  # noqa: F401
 
 
 from core.errors import ToolError, UserError, exit_status  # noqa: E402  (ToolError: a tool's own failure, one error line)
@@ -203,10 +203,25 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         """Options and key=value overrides in any order (`--prefix P lr=0.1 --epoch 2 wd=0`), as
         train.py takes them; argparse's plain parse stops taking positionals after the first option."""
+        self._refuse_repeats(sys.argv[1:] if args is None else list(args))
         try:
             return self.parse_intermixed_args(args, namespace)
         except TypeError:                           # a parser argparse cannot intermix (REMAINDER, ...)
             return super(_Parser, self).parse_args(args, namespace)
+
+    def _refuse_repeats(self, args):
+        """An error for an option that takes one value given twice (`--epoch best --epoch 1`): argparse
+        would keep the last one without a word."""
+        seen = {}
+        for arg in args:
+            if arg == '--':
+                break
+            action = self._option_string_actions.get(arg.split('=', 1)[0] if arg.startswith('--') else arg)
+            if isinstance(action, argparse._StoreAction) and action.nargs is None:
+                seen.setdefault(action.dest, []).append(arg.split('=', 1)[0])
+        for dest, given in seen.items():
+            if len(given) > 1:
+                self.error('option %s is given %d times: it takes one value, give it once' % (given[0], len(given)))
 
     def error(self, message):
         """One `error: ...` line (naming the option) and exit status 2, as argparse does, without
@@ -226,6 +241,9 @@ def epoch_arg(text):
         return text
     if re.match(r'^\d+$', text.strip()):
         return int(text)
+    if text.strip() == '-1':
+        raise argparse.ArgumentTypeError("-1 (train.py's 'latest') is not taken here: give the epoch number, as in the "
+                                          "checkpoint's file name RUN-NNNN.params, or 'best'")
     raise argparse.ArgumentTypeError("%r is not an epoch number or 'best'" % text)
 
 
@@ -274,7 +292,7 @@ def output_path(path, option='--out', example='figure.png'):
         make_writable_folder(folder)
     except OSError as e:
         raise UsageError('%s %s: cannot write in folder %s (%s): choose another %s or fix its permissions'
-                         % (option, path, folder, e.strerror or e, option))
+                         % (option, path, folder, why_not_folder(folder, e), option))
     return path
 
 

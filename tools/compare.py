@@ -41,9 +41,15 @@ def label(method):
 
 
 def base_taps(cfg):
-    """(teacher tap, student tap) of the base config's first feature pair, or (None, None)."""
+    """(teacher tap, student tap) of the base config's first feature pair (of its methods, or, in a
+    config without a teacher, of its teacher_symbol / student_symbol), or (None, None)."""
     for entry in cfg.plan:
         for s_tap, t_tap in entry['pairs']:
+            if isinstance(s_tap, str) and isinstance(t_tap, str):
+                return t_tap, s_tap
+    if not cfg.plan:
+        as_list = lambda v: v if isinstance(v, (list, tuple)) else [v]
+        for t_tap, s_tap in zip(as_list(cfg.get('teacher_symbol')), as_list(cfg.get('student_symbol'))):
             if isinstance(s_tap, str) and isinstance(t_tap, str):
                 return t_tap, s_tap
     return None, None
@@ -95,7 +101,7 @@ def main(argv=None):
     from core import checkpoint
     from tools.reproduce import ROOT, python
     p = cli.parser('compare', __doc__)
-    p.add_argument('--cfg', default='config/presets/fashion_mnist_repro.yaml', help='the base config (a preset or a '
+    p.add_argument('--cfg', default='fashion_mnist_repro', help='the base config (a preset or a '
                    'file); default: the Fashion-MNIST protocol of tools.reproduce')
     p.add_argument('--methods', nargs='+', default=['student', 'kd', 'nst', 'kd+nst'], metavar='METHOD')
     p.add_argument('--seeds', type=cli.nonnegative_int, nargs='+', default=[0])
@@ -216,6 +222,13 @@ def main(argv=None):
                                'run %s\'s own records file there, or move the run\'s checkpoints (%s/%s-*) and this '
                                'file aside to train it again' % (os.path.join(records, name + '.jsonl'), foreign[0],
                                                                   name, name, runs[0][2].model_dir, name))
+        if not any(r['epoch'] == num_epoch - 1 for r in recs):
+            last = max((r['epoch'] + 1 for r in recs), default=None)
+            raise CompareError('records file %s has no record of epoch %d, the last epoch of run %s (%s): it was cut '
+                               'short or edited; put back a whole copy (model_dir/replaced/ may hold one), or move '
+                               'the run\'s checkpoints (%s/%s-*) and this file aside to train it again'
+                               % (path, num_epoch, name, 'it ends at epoch %d' % last if last else 'it holds none',
+                                  runs[0][2].model_dir, name))
         mine[name] = recs
     groups = results_table.group_runs(mine, args.name + '_', num_epoch)
     make_table = results_table.segmentation_table if task == 'segmentation' else results_table.make_table

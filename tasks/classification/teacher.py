@@ -47,6 +47,11 @@ def _project_meta(cfg):
         if os.path.isfile(cfg.teacher_prefix + '-symbol.json'):
             raise TeacherError('teacher_prefix=%s is a legacy MXNet Module checkpoint, not a run of this project: set '
                                'teacher_source=legacy (or auto)' % cfg.teacher_prefix)
+        have = checkpoint.epochs(*os.path.split(cfg.teacher_prefix))
+        if have:
+            raise TeacherError('teacher run %s has no checkpoint at teacher_epoch=%s: its epochs are %s; set '
+                               'teacher_epoch to one of them, or -1 for its best' % (cfg.teacher_prefix,
+                                                                                     cfg.teacher_epoch, have))
         raise TeacherError('teacher checkpoint not found: %s. Train it first (see the README) or set '
                            'teacher_prefix / teacher_epoch' % e)
     try:

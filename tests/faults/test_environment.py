@@ -99,9 +99,10 @@ def test_the_data_commands_stop_too_and_warnings_as_errors_are_named():
         r = run(args, env)
         errors = [l for l in r.stderr.splitlines() if l.startswith('error: environment variable')]
         assert r.returncode == 2 and len(errors) == 1 and 'terminate called' not in r.stderr, r.stderr
-    for env in ({'PYTHONWARNINGS': 'error'}, {'PYTHONWARNINGS': 'ignore,error::DeprecationWarning'}):
+    for env, what in (({'PYTHONWARNINGS': 'error'}, 'every warning'),      # (the category named: trial 10)
+                      ({'PYTHONWARNINGS': 'ignore,error::DeprecationWarning'}, 'every DeprecationWarning')):
         r = run(['train.py', '--print-config'], env)
-        assert r.returncode == 2 and 'turns every warning into an error' in r.stderr and 'Traceback' not in r.stderr, \
+        assert r.returncode == 2 and 'turns %s into an error' % what in r.stderr and 'Traceback' not in r.stderr, \
             r.stderr
     assert environment_problems({'PYTHONWARNINGS': 'error:::mymodule,ignore'}) == []
     assert len(environment_problems({}, warnoptions=['error'])) == 1

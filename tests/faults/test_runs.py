@@ -174,6 +174,13 @@ def test_log_dir_that_is_not_a_writable_folder(cifar_setup, tmp_path, train_run)
     model_dir = blocker / 'sub'
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=s6', 'model_dir=%s' % model_dir])
     assert code == 2 and 'model_dir %s is not a writable folder' % model_dir in err
+    loop, nowhere = tmp_path / 'loop', tmp_path / 'nowhere'      # symbolic links: said what they are (trial 10)
+    os.symlink(str(loop), str(loop))
+    os.symlink(str(tmp_path / 'gone'), str(nowhere))
+    for link, why in ((loop, 'a symbolic link that loops back on itself'),
+                      (nowhere, 'a symbolic link to %s, which does not exist' % (tmp_path / 'gone'))):
+        code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=s7', 'log_dir=%s' % link])
+        assert code == 2 and why in err and 'File exists' not in err, err
 
 
 def test_a_full_disk_while_logging_keeps_the_checkpoint(cifar_setup, train_run, monkeypatch):
@@ -668,3 +675,25 @@ def test_an_epoch_size_beyond_one_pass_is_one_pass_and_the_schedule_follows(cifa
     assert code == 0 and 'epoch_size=100000 is more than the 8 steps of one pass over the 60 training images' in err, err
     rec = json.loads(open(str(root / 'log' / 'pass10.jsonl')).read().splitlines()[-1])
     assert rec['steps'] == 8 and rec['lr'] < 0.01, rec                 # the cosine ran out over the 8 steps
+
+
+def test_an_epoch_trained_again_after_a_kill_before_its_checkpoint_has_one_record(cifar_setup, train_run):
+    """Found by a new user: a run killed between an epoch's record and its checkpoint trains the epoch
+    again on resume, and its records file held the epoch twice (tables read the last one; the file
+    itself misled). The file now holds each epoch once; the file as it was is kept aside."""
+    root, common, _ = cifar_setup
+    model, jsonl = str(root / 'model'), str(root / 'log' / 'killed.jsonl')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=killed', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    for f in runs.epoch_files(model, "killed", [2]):       # epoch 2 recorded, its checkpoint never written
+        os.remove(f)
+    with open(jsonl) as f:
+        assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1'])
+    assert code == 0 and 'record(s) of epoch(s) 2 of run' in err, err
+    with open(jsonl) as f:
+        assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
+    aside = [d for d in os.listdir(os.path.join(model, 'replaced')) if d.startswith('killed-')]
+    with open(os.path.join(model, 'replaced', aside[0], 'killed.jsonl')) as f:
+        assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
+    assert checkpoint.epochs(model, 'killed') == [1, 2]

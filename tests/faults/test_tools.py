@@ -760,6 +760,9 @@ def test_compare_tables_only_its_own_runs_at_their_own_length(tmp_path):
     assert r.returncode == 2 and "holds records of run elsewhere" in r.stderr and 'Traceback' not in r.stderr
     r = python_m([a if a != '1' or argv[i - 1] != '--epochs' else '3' for i, a in enumerate(argv)])
     assert r.returncode == 2 and 'was started with num_epoch=1' in r.stderr and '--epochs 1' in r.stderr, r.stderr
+    (out / 'records' / 'cmp_student_s0.jsonl').write_text('')    # cut short by its one line: not tabled silently
+    r = python_m(argv)
+    assert r.returncode == 2 and 'has no record of epoch 1, the last epoch of run cmp_student_s0' in r.stderr, r.stderr
 
 
 def test_evaluate_refuses_two_things_to_score_and_compare_a_task_it_does_not_compare(three_class_run, tmp_path,
@@ -981,3 +984,28 @@ def test_eighth_trial_answers(three_class_run, tmp_path, capsys, monkeypatch):
     with pytest.raises(ConfigError) as e:
         load_config(None, ['data_dir=%s' % (tmp_path / 'fmnist_2k')])
     assert 'python -m data.fashion_mnist --out %s` (add --per-class N' % (tmp_path / 'fmnist_2k') in str(e.value)
+
+
+def test_an_option_given_twice_and_epoch_minus_one_are_one_error_each(three_class_run, capsys):
+    """Found by a new user (trial 10): `--epoch best --epoch 1` scored epoch 1 without a word (argparse
+    keeps the last), and `--epoch -1` (train.py's latest) said only that it is not an epoch number."""
+    prefix = str(three_class_run / 'model' / 'three')
+    code, _, err = run_tool(evaluate.main, ['--prefix', prefix, '--epoch', 'best', '--epoch', '1'], capsys)
+    one_error(code, err, 'option --epoch is given 2 times: it takes one value, give it once')
+    code, _, err = run_tool(export.main, ['--prefix', prefix, '--epoch=1', '--out', 'x', '--epoch=2'], capsys)
+    one_error(code, err, 'option --epoch is given 2 times')
+    code, _, err = run_tool(evaluate.main, ['--prefix', prefix, '--epoch', '-1'], capsys)
+    one_error(code, err, "-1 (train.py's 'latest') is not taken here", "RUN-NNNN.params, or 'best'")
+    code, _, err = run_tool(evaluate.main, ['--prefix', prefix, '--epoch', '1', 'batch_size=4'], capsys)
+    assert code == 0, err                                        # (one --epoch among other arguments is fine)
+
+
+def test_compare_without_arguments_has_taps_for_its_default_methods(tmp_path, monkeypatch, capsys):
+    """Found by a new user (trial 10): `python -m tools.compare` as documented (default --methods
+    student kd nst kd+nst) said `--methods nst needs feature taps` of its own default config; from
+    another folder it did not find that config at all."""
+    from tools import compare
+    monkeypatch.chdir(str(tmp_path))
+    code, _, err = run_tool(compare.main, [], capsys)
+    assert code == 2 and 'needs feature taps' not in err and 'does not exist' not in err, err
+    assert 'datasets/fmnist_2k' in err, err                   # what is missing here: the data (a new folder)
