@@ -32,3 +32,51 @@ def test_side_by_side_methods_times_each_method_in_both_trees(capsys):
     got = json.loads(out.strip().splitlines()[-1])
     assert got['what'] == 'methods' and set(got['median']) == {'kd', 'at'}
     assert all(math.isfinite(got['median'][m][tree]['overhead']) for m in ('kd', 'at') for tree in ('this', 'other'))
+
+
+def test_every_method_has_a_peer_and_the_peer_script_needs_torch(tmp_path):
+    """benchmarks/peers.py names the peer code timed for every registered method, and says how to get
+    a Python with torch when run without one (this environment has none)."""
+    import subprocess
+    import sys
+    from benchmarks.peers import PEERS
+    from symbols.transfer import METHODS
+    assert set(PEERS) == set(METHODS)
+    try:
+        import torch  # noqa: F401
+        return                                               # (a torch here: nothing to refuse)
+    except ImportError:
+        pass
+    r = subprocess.run([sys.executable, 'benchmarks/peers.py', '--method', 'at'], capture_output=True, text=True,
+                       cwd=str(__import__('pathlib').Path(__file__).resolve().parents[1]))
+    assert r.returncode == 2 and 'bash benchmarks/peer_env.sh' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_against_peers_alternates_the_two_sides_and_tables_the_medians(tmp_path, monkeypatch, capsys):
+    """`benchmarks.against_peers`: ours and the peer's step alternate, the order reversed every other
+    round; the table holds each side's median samples/s and their ratio."""
+    from benchmarks import against_peers
+    calls, peer_values = [], iter([10.0, 30.0, 20.0])
+    fake = tmp_path / 'python'
+    log = tmp_path / 'peer-calls'
+    fake.write_text('#!/bin/sh\necho "$@" >> %s\necho \'{"peer": "P", "samples_s": \'$(cat %s)\'}\'\n'
+                    % (log, tmp_path / 'value'))
+    fake.chmod(0o755)
+
+    def ours(method, args):
+        calls.append('ours')
+        return {'samples_s': 40.0}
+
+    def peer(python, method, args):
+        calls.append('peer')
+        (tmp_path / 'value').write_text(str(next(peer_values)))
+        return against_peers.__dict__['_peer_step_real'](python, method, args)
+
+    monkeypatch.setattr(against_peers, '_peer_step_real', against_peers.peer_step, raising=False)
+    monkeypatch.setattr(against_peers, 'our_step', ours)
+    monkeypatch.setattr(against_peers, 'peer_step', peer)
+    against_peers.main(['--methods', 'at', '--rounds', '3', '--peer-python', str(fake)])
+    out = capsys.readouterr().out
+    assert calls == ['ours', 'peer', 'peer', 'ours', 'ours', 'peer']
+    assert '| at | P | 40.0 | 20.0 | 2.00 |' in out, out
+    assert '--method at' in log.read_text()
