@@ -8,9 +8,10 @@ order reversed every other round), so that a change of the machine's load hits b
 
 Both sides: teacher ResNet-56, student ResNet-20 (CIFAR), batch 128, 100 classes, random 32x32
 data, CPU. Printed: a markdown table of each side's median samples/s (batch / distillation step)
-and ours / peer's. Each side runs its method as its own code does by default (taps included:
-this project's three stage taps; the peer's own layer choice, e.g. RepDistiller's FitNet on one
-hint layer, SP on the last stage only), see benchmarks/peers.py for which peer times what.
+and ours / peer's. Both sides distil the layers the peer distils (`train_step --taps peer`:
+RepDistiller's FitNet on one hint layer, SP and FT on the last stage, RKD, PKT, CC and CRD on
+the pooled vector, AT, NST, KDSVD and VID on the three stages); see benchmarks/peers.py for which
+peer code times what.
 """
 import argparse
 import json
@@ -39,7 +40,8 @@ def peer_step(python, method, args):
 
 def our_step(method, args):
     res = _step(ROOT, ['--teacher', 'cifar_resnet56', '--student', 'cifar_resnet20', '--batch', str(args.batch),
-                       '--classes', str(args.classes), '--kt', method, '--steps', str(args.steps)], ('kt_step_s',))
+                       '--classes', str(args.classes), '--kt', method, '--steps', str(args.steps), '--taps', 'peer'],
+                ('kt_step_s',))
     return {'samples_s': args.batch / res['kt_step_s']}
 
 

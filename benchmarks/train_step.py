@@ -13,7 +13,9 @@ On random 32x32 data (224 for ImageNet networks), hybridized, on the CPU (or
                   backward + update;
 and prints one JSON object as its last line with those and
 overhead = kt_step_s / (student_step_s + teacher_fwd_s). Each method runs at its registry
-defaults, on the three stage taps of each network (logit methods on the logits); a method
+defaults, on the three stage taps of each network (logit methods on the logits; with --taps peer
+on the layers RepDistiller distils: FitNet one hint layer, SP and FT the last stage, RKD, PKT,
+CC and CRD the pooled vector); a method
 with stages (FT, AB) is timed in its main training, after `finish_stage`; CRD gets the sample
 indices and a memory bank of --num-samples rows.
 """
@@ -42,12 +44,25 @@ def stages(name):
     return pre if len(pre) == 3 else ['stage1', 'stage2', 'stage3']
 
 
-def plan_for(kt, s_stages, t_stages):
+# --taps peer: the layers RepDistiller (and mdistiller, for OFD and ReviewKD) distil for each method
+# on its CIFAR ResNets (feat[2] for FitNet's hint, feat[-2] the last stage, feat[-1] the pooled vector);
+# a method not listed takes the three stages as with --taps stages
+PEER_TAPS = {'fitnet': ['stage2'], 'sp': ['stage3'], 'ft': ['stage3'], 'rkd': ['pool'], 'pkt': ['pool'],
+             'cc': ['pool'], 'crd': ['pool'], 'at': ['stage1', 'stage2', 'stage3'],
+             'mmd': ['stage1', 'stage2', 'stage3'], 'kdsvd': ['stage1', 'stage2', 'stage3'],
+             'vid': ['stage1', 'stage2', 'stage3']}
+
+
+def plan_for(kt, s_stages, t_stages, taps='stages'):
+    """The transfer plan of `kt` at each method's default weight: feature methods on the three stage
+    taps (FSP on the pairs of consecutive stages), or with taps='peer' on PEER_TAPS."""
     from symbols.transfer import parse_kt_type, default_weight, takes_taps
     plan = []
     for m in parse_kt_type(kt):
         if not takes_taps(m):                  # logit methods (kd, dkd, dist)
             pairs = []
+        elif taps == 'peer' and m in PEER_TAPS:
+            pairs = [(tap, tap) for tap in PEER_TAPS[m]]
         elif m == 'fsp':
             pairs = [((s_stages[0], s_stages[1]), (t_stages[0], t_stages[1])),
                      ((s_stages[1], s_stages[2]), (t_stages[1], t_stages[2]))]
@@ -95,7 +110,7 @@ def measure(args, kt, ctx, student_step_s=None):
     x = nd.random.normal(shape=(args.batch, 3, size, size), ctx=ctx)
     y = nd.array([i % args.classes for i in range(args.batch)], ctx=ctx)
     index = nd.arange(args.batch, ctx=ctx)               # the samples' indices in the training set
-    plan = plan_for(kt, stages(args.student), stages(args.teacher))
+    plan = plan_for(kt, stages(args.student), stages(args.teacher), getattr(args, 'taps', 'stages'))
     s_taps, t_taps = plan_taps(plan)
     init = mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
 
@@ -172,6 +187,8 @@ def main(argv=None):
     p.add_argument('--num-samples', type=int, default=50000, help='training-set size for the methods that index '
                    'samples (CRD\'s memory bank; CIFAR: 50000)')
     p.add_argument('--steps', type=int, default=10)
+    p.add_argument('--taps', choices=['stages', 'peer'], default='stages', help='feature methods on the three stage '
+                   'taps (default), or on the layers RepDistiller distils for each method (PEER_TAPS)')
     p.add_argument('--gpus', type=int, nargs='*', default=[])
     args = p.parse_args(argv)
 

@@ -50,6 +50,15 @@ def contrast(b, seed=0):
     return np.concatenate([index[:, None], rng.randint(0, N, size=(b, K))], axis=1)
 
 
+@pytest.fixture(params=['whole', 'rows'])
+def scoring(request, monkeypatch):
+    """Both ways CRD scores the contrast indices: the whole memory, then the entries picked (a memory
+    of at most DENSE_ROWS x (K+1) rows), and the rows gathered (a larger one)."""
+    from symbols.transfer import contrastive
+    monkeypatch.setattr(contrastive, 'DENSE_ROWS', 10 ** 6 if request.param == 'whole' else 0)
+    return request.param
+
+
 def call(block, s, t, index, train=True):
     xs = [nd.array(x, dtype='float64') for x in (s, t, index)]
     with (autograd.train_mode() if train else autograd.predict_mode()):
@@ -63,7 +72,7 @@ def want(w, s, t, cidx):
 
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('shapes', [((7,), (9,)), ((4, 3, 3), (6,))], ids=['vectors', 'pooled_map'])
-def test_crd_matches_repdistiller_definition(shapes, hybridize):
+def test_crd_matches_repdistiller_definition(shapes, hybridize, scoring):
     block, w = crd_block(shapes)
     if hybridize:
         block.hybridize()
@@ -139,7 +148,7 @@ class LossOnly(HybridBlock):
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
-def test_crd_gradients(hybridize):
+def test_crd_gradients(hybridize, scoring):
     """With Z known (after the first step) the loss is smooth in the inputs and heads; the first
     step's Z estimate carries no gradient (RepDistiller takes it as a number)."""
     block, w = crd_block(((4, 3, 3), (6,)))

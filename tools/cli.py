@@ -15,9 +15,7 @@ import re
 import sys
 
 from core.atomic import make_writable_folder, temporary_name, why_not_folder, write_atomic  # noqa: F401
-
-
-from core.errors import ToolError, UserError, exit_status  # noqa: E402  (ToolError: a tool's own failure, one error line)
+from core.errors import ToolError, UserError, exit_status  # noqa: F401  (ToolError: a tool's own failure, one error line)
 
 
 class UsageError(ToolError, ValueError):

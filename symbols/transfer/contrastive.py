@@ -19,6 +19,8 @@ from .heads import _torch_dense
 
 #: the largest training set whose sample indices float32 holds exactly (the graph's indices are float32)
 MAX_SAMPLES = 2 ** 24
+#: memories of at most this many times K+1 rows are scored whole (`CRDLoss._scores`)
+DENSE_ROWS = 32
 
 
 class CRDLoss(HeadLoss):
@@ -120,10 +122,21 @@ class CRDLoss(HeadLoss):
         neg = F.minimum(F.floor(u * self.num_samples), self.num_samples - 1)
         return F.concat(index, neg, dim=1)
 
+    def _scores(self, F, memory, e, idx):
+        """(B, K+1) dot products M[j_bk] . e_b. Against the whole memory, (B, d) x (d, N) -> (B, N), then
+        the (B, K+1) entries picked, when the memory has at most DENSE_ROWS x (K+1) rows: one matrix
+        product instead of gathering B (K+1) rows of d floats (1 GB at the defaults on CIFAR), several
+        times faster and smaller there; gathering the rows beyond (the cost of the product grows with N)."""
+        if self.num_samples > DENSE_ROWS * (self._k + 1):
+            w = F.stop_gradient(F.take(memory, idx))                                    # (B, K+1, d)
+            return F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1))
+        every = F.dot(e, F.stop_gradient(memory), transpose_b=True)                     # (B, N)
+        rows = F.broadcast_like(F.reshape(F.contrib.arange_like(idx, axis=0), shape=(-1, 1)), idx)
+        return F.gather_nd(every, F.stack(rows, idx, axis=0))                            # (B, K+1)
+
     def _side(self, F, memory, e, idx, z):
         """(h(P)_b (B,), the Z estimate (1,)) of one side: its embedding e against the other side's memory."""
-        w = F.stop_gradient(F.take(memory, idx))                                        # (B, K+1, d)
-        p = F.exp(F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1)) / self.nce_t)
+        p = F.exp(self._scores(F, memory, e, idx) / self.nce_t)
         estimate = F.stop_gradient(F.mean(p, axis=(0, 1), keepdims=False) * self.num_samples)   # (1,)
         zz = F.stop_gradient(F.where(z < 0, estimate, z))
         p = F.broadcast_div(p, F.reshape(zz, shape=(1, 1)))
