@@ -19,7 +19,7 @@ import math
 from mxnet import init
 from mxnet.gluon import nn, HybridBlock
 
-from .base import HeadLoss, PairingError, _normalize, _pool_to, freeze
+from .base import HeadLoss, PairingError, _normalize, _pool_to, channel_mean, freeze, sample_sum
 from .heads import _torch_bn
 
 
@@ -251,10 +251,11 @@ class FTLoss(HeadLoss):
         self._clear_cached_op()
 
     def _factor(self, F, f):
-        return _normalize(F, F.reshape(F.mean(f ** self.p1, axis=1), shape=(0, -1)), axis=1)
+        """(B, H*W): the channel mean of f^p1 (a batched matrix product, `channel_mean`), L2-normalised."""
+        return _normalize(F, channel_mean(F, F.square(f) if self.p1 == 2 else f ** self.p1, self.reduce_dtype), axis=1)
 
     def hybrid_forward(self, F, s, t):
         f_s = _pool_to(F, self.translator(s), self._ps)
         f_t = _pool_to(F, F.stop_gradient(self.paraphraser.encoder(F.stop_gradient(t))), self._pt)
         d = self._factor(F, f_s) - self._factor(F, f_t)
-        return F.mean(F.abs(d) if self.p2 == 1 else d ** self.p2, axis=1)
+        return sample_sum(F, F.abs(d) if self.p2 == 1 else d ** self.p2, mean=True, dtype=self.reduce_dtype)
