@@ -16,12 +16,12 @@ unless the run is resumed or overwrite=true moves the old run aside.
 """
 import argparse
 import shlex
-import signal
 import sys
 
-from core.env import configure_threads
+from core.env import configure_threads, serve_if_parameter_server
 
 configure_threads()      # before mxnet is imported
+serve_if_parameter_server()      # a server or scheduler of a distributed job serves it here and exits
 
 
 def python_command():
@@ -122,7 +122,7 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    from core.interrupt import Terminated, sigterm_as_interrupt
+    from core.interrupt import sigterm_as_interrupt, stop_status, stop_words
     stop = sigterm_as_interrupt().__enter__()             # (a scheduler's or `kill`'s stop: as Ctrl-C)
     try:
         record = tasks.run(cfg, task)
@@ -140,14 +140,14 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        what = 'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'
+        what = stop_words(e)
         if has_checkpoint(cfg):
             print('\n%s. Every finished epoch is checkpointed in %s; continue with\n  %s'
                   % (what, cfg.model_dir, resume_command(args)), file=sys.stderr)
         else:
             print('\n%s before the first epoch of run %r finished: nothing was checkpointed. Start it '
                   'again with\n  %s' % (what, cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
-        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
+        return stop_status(e)
     finally:
         stop.__exit__()
     if not record:

@@ -375,6 +375,13 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
                 not os.path.exists(value) and os.path.exists(os.path.join(started_in, value)):
             values[key] = os.path.join(started_in, value)
     saved_as = (values, 'the configuration saved with %s' % where)
+    given = {o.split('=', 1)[0].strip() for o in overrides}
+    gone = [k for k in DATA_KEYS if k not in given and isinstance(values.get(k), str) and values[k] and
+            not os.path.exists(values[k])]
+    if check_data and gone:           # (a checkpoint from another machine, or data moved since)
+        raise ConfigError('%s=%s comes from the configuration saved with %s and is not on this machine (the '
+                          'checkpoint was copied from another machine, or the data moved since): give its new '
+                          'folder: %s=NEW' % (gone[0], values[gone[0]], where, gone[0]))
     try:
         if values.get('task') == 'segmentation':
             from .segmentation import segmentation_schema, check_data as check_folders
@@ -391,8 +398,12 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
         return cfg
     except ConfigError as e:
         from .classification import ClassCountError
-        given = {o.split('=', 1)[0].strip() for o in overrides}
         if isinstance(e, ClassCountError) and 'num_classes' not in given:  # the network's classes, not a setting
+            if not any(k in given for k in DATA_KEYS + ('dataset',)):      # its own run's data: the .json disagrees
+                raise ConfigError('%s predicts %d classes (its metadata\'s num_classes) but the data of its own run '
+                                  'has %d (%s): the metadata was edited or copied from another run; copy the .json '
+                                  'written with these parameters, or give data of %d classes (data_dir=...)'
+                                  % (where, e.configured, e.found, e.said, e.configured))
             raise ConfigError('%s predicts %d classes but the data has %d (%s): a checkpoint is scored on data of its '
                               'classes; leave out data_dir (its run\'s data), or give data of those %d classes'
                               % (where, e.configured, e.found, e.said, e.configured))

@@ -74,7 +74,34 @@ def warnings_of(cfg):
                            'reaches at most %.0f%% of its kt_weight %g in this run; set kt_warmup_epochs to a '
                            'part of the run' % (entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w,
                                                 entry['weight']))
+    out += _classes_without_images(cfg)
     return out
+
+
+def _classes_without_images(cfg):
+    """A sentence naming the classes of data_dir/classes.txt that no training image is labelled with
+    (its train.lst: a line added to classes.txt by hand, or a class folder that lost its images);
+    the network would keep an output that never trains. [] where there is no list to read."""
+    if cfg.dataset not in ('imagenet', 'fashion_mnist') or not cfg.num_classes:
+        return []
+    from data import read_classes_file, DataError
+    from data.packfile import PackError, read_lst
+    try:
+        names = read_classes_file(os.path.join(cfg.data_dir, 'classes.txt'))
+        lst = os.path.join(cfg.data_dir, 'train.lst')
+        labels = {int(label) for _, label, _ in read_lst(lst)} if os.path.isfile(lst) else None
+    except (DataError, PackError, OSError):
+        return []                  # (the data checks say what is wrong with these files)
+    if not names or not labels:
+        return []
+    empty = [k for k in range(len(names)) if k not in labels]
+    if not empty:
+        return []
+    shown = ', '.join('%d (%s)' % (k, names[k]) for k in empty[:5]) + (' ...' if len(empty) > 5 else '')
+    return ['%s lists %d classes, but no training image of %s is labelled %s: the network keeps an output for '
+            'each that never trains; remove the line(s) from classes.txt (and re-pack), or add images of those '
+            'classes' % (os.path.join(cfg.data_dir, 'classes.txt'), len(names), os.path.join(cfg.data_dir,
+                                                                                            'train.lst'), shown)]
 
 
 def check_classification(cfg, at):

@@ -165,7 +165,10 @@ def save(model_dir, prefix, epoch, student, extra=None, trainer=None, meta=None,
         if extra is not None and list(extra.collect_params().keys()):
             files.append((p['extra'], extra.save_parameters))
         if trainer is not None and tag != 'best':
-            files.append((p['states'], trainer.save_states))
+            def write_states(tmp):
+                trainer.save_states(tmp)
+                meta['states_crc32'] = file_crc32(tmp)
+            files.append((p['states'], write_states))
         _write_together(files + [(p['meta'], _write_json(meta))])     # (meta has the checksum by then)
 
 
@@ -299,6 +302,9 @@ def best_recorded(model_dir, prefix, metric=None, upto=None):
     return min(e for m, e in scored if m == top)
 
 
+_SAID = set()         # the best copies resolve_tag warned of
+
+
 def resolve_tag(model_dir, prefix, tag):
     """`tag` itself, except 'best' for a run whose best copy is missing (it could not be written,
     e.g. on a full disk): then its best recorded epoch, with a warning saying so."""
@@ -309,10 +315,17 @@ def resolve_tag(model_dir, prefix, tag):
         why = '%s is missing' % os.path.basename(best['meta'] if not os.path.isfile(best['meta']) else best['params'])
     else:
         try:
-            read_meta(model_dir, prefix, 'best')
-            return tag
+            meta = read_meta(model_dir, prefix, 'best')
         except CheckpointError:
             why = '%s is corrupt' % os.path.basename(best['meta'])
+        else:
+            have, said = epochs(model_dir, prefix), meta.get('epoch')
+            if have and isinstance(said, int) and said > have[-1] and (model_dir, prefix, said) not in _SAID:
+                _SAID.add((model_dir, prefix, said))          # (once a process)
+                LOG.warning('the best copy of run %r says it is epoch %d, after the run\'s last checkpoint (epoch %d): '
+                            'its later checkpoints were deleted, or %s was copied from another run or edited'
+                            % (prefix, said, have[-1], os.path.basename(best['meta'])))
+            return tag
     e = best_recorded(model_dir, prefix)
     if e is None:
         return tag                                  # read_meta names what is there
@@ -406,6 +419,11 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
         if not os.path.isfile(p['states']):
             raise DamagedCheckpoint('optimizer state %s is missing; it is needed to resume exactly: resume from an '
                                   'earlier epoch that has one (model_load_epoch=N)' % p['states'])
+        want = meta.get('states_crc32')
+        if isinstance(want, int) and file_crc32(p['states']) != want:
+            raise DamagedCheckpoint('%s is not the optimizer state written with its metadata (its checksum differs: '
+                                    'copied from another run or epoch?): copy the .states saved with this .json, or '
+                                    'resume from an earlier epoch (model_load_epoch=N)' % p['states'])
         try:
             trainer.load_states(p['states'])
         except Exception as e:

@@ -36,7 +36,7 @@ from mxnet import autograd, gluon, nd
 
 from . import checkpoint, interrupt, monitor, runs, schedule
 from .devices import contexts
-from .errors import Diverged, NonFiniteLoss, TrainingError
+from .errors import Diverged, NonFiniteLoss, RunError, TrainingError
 from .records import append_record
 from .runlog import setup_logging, teardown_logging, release_log_file
 from .seeding import seed_everything, epoch_seed
@@ -124,6 +124,10 @@ class Engine(object):
             hvd.init()
             self.hvd, self.rank, self.workers = hvd, hvd.rank(), hvd.size()
         elif kv_store.startswith('dist'):
+            from .env import wait_for_scheduler
+            problem = wait_for_scheduler()
+            if problem:
+                raise RunError(problem)
             self.kv = mx.kv.create(kv_store)
             self.rank, self.workers = self.kv.rank, self.kv.num_workers
         self.ctx = contexts(cfg, self.hvd.local_rank() if self.hvd else None)

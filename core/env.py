@@ -26,6 +26,11 @@ MXNET_TEXT = ('MXNET_ENGINE_TYPE', 'MXNET_HOME', 'MXNET_GLUON_REPO', 'MXNET_SUBG
               'MXNET_CUDA_LIB_CHECKING', 'MXNET_CUDNN_LIB_CHECKING', 'MXNET_STORAGE_FALLBACK_LOG_VERBOSE',
               'MXNET_CUDA_VERSION_CHECKING', 'MXNET_CUDNN_VERSION_CHECKING')
 _INT = re.compile(r'^\s*[-+]?\d+\s*$')
+# MXNET_* whole numbers that must not be negative (MXNet reserves a vector of that size: a negative
+# one is a 'vector::reserve' traceback at the first training step)
+MXNET_NONNEGATIVE = ('MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_FWD',
+                     'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_BWD', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_INFERENCE')
+_STACK = re.compile(r'^\s*(\d+)\s*([bkmgBKMG]?)\s*$')
 _NUMBER = re.compile(r'^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$')
 # MXNET_* variables MXNet reads as a flag (dmlc: 0, 1, true or false; '2' aborts) or as a decimal number
 MXNET_FLAGS = ('MXNET_MKLDNN_ENABLED', 'MXNET_MKLDNN_DEBUG', 'MXNET_USE_FUSION', 'MXNET_ENABLE_GPU_P2P',
@@ -50,9 +55,53 @@ def _all_errors(options):
     return out
 
 
-def environment_problems(environ=None, warnoptions=None):
+def in_a_job(argv=None):
+    """Whether command line `argv` (default sys.argv) is one a distributed job's launcher starts for
+    each of its processes: train.py with a kv_store=dist_* override (python -m tools.launch
+    refuses a train.py command without one)."""
+    argv = sys.argv if argv is None else argv
+    given = [a.split('=', 1)[1].strip() for a in argv[1:] if a.startswith('kv_store=')]
+    return bool(argv) and os.path.basename(argv[0]) == 'train.py' and bool(given) and given[-1].startswith('dist')
+
+
+def _stack_problems(environ):
+    """OMP_STACKSIZE (GOMP_STACKSIZE) that libgomp cannot parse, or one that no thread can be created
+    with (the stack of every OpenMP thread, beyond this machine's memory: 'libgomp: Thread creation
+    failed' and exit 1 at the first parallel operator)."""
+    out = []
+    for key in ('OMP_STACKSIZE', 'GOMP_STACKSIZE'):
+        value = environ.get(key)
+        if value is None:
+            continue
+        m = _STACK.match(value)
+        if not m or int(m.group(1)) == 0:
+            out.append('environment variable %s=%r is not a stack size: give a whole number with an optional unit '
+                       'B, K, M or G (e.g. %s=16M; a plain number is in K), or unset it' % (key, value, key))
+            continue
+        size = int(m.group(1)) * {'b': 1, '': 1024, 'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3}[m.group(2).lower()]
+        memory = _memory_bytes()
+        if memory and size >= memory // 4:
+            out.append('environment variable %s=%r gives every OpenMP thread a stack of %.3g GiB, too much for this '
+                       'machine\'s %.3g GiB of memory: the first parallel operator would stop with "libgomp: Thread '
+                       'creation failed"; set e.g. %s=16M, or unset it' % (key, value, size / 1024. ** 3,
+                                                                          memory / 1024. ** 3, key))
+    return out
+
+
+def _memory_bytes():
+    """This machine's memory and swap in bytes (Linux), None where /proc/meminfo is not there."""
+    try:
+        with open('/proc/meminfo') as f:
+            fields = dict(line.split(':', 1) for line in f if ':' in line)
+        return sum(int(fields[k].split()[0]) * 1024 for k in ('MemTotal', 'SwapTotal') if k in fields)
+    except (OSError, ValueError):
+        return None
+
+
+def environment_problems(environ=None, warnoptions=None, argv=None):
     """One sentence for each variable this project or MXNet reads whose value cannot work: its
-    name, its value and a value that works (`warnoptions`: the interpreter's -W options)."""
+    name, its value and a value that works (`warnoptions`: the interpreter's -W options; `argv`:
+    the command, default sys.argv, which decides whether a parameter-server role can be its)."""
     environ = os.environ if environ is None else environ
     out = []
     errors = _all_errors([o for o in environ.get('PYTHONWARNINGS', '').split(',') if o.strip()] +
@@ -83,6 +132,11 @@ def environment_problems(environ=None, warnoptions=None):
             out.append('environment variable %s=%r is not a %s: MXNet reads it as one and would abort '
                        '(dmlc::ParamError); set one (MXNet\'s docs/static_site/src/pages/api/faq/env_var.md lists '
                        'each) or unset it' % (key, value, 'number' if key in MXNET_DECIMALS else 'whole number'))
+        elif key in MXNET_NONNEGATIVE and int(value) < 0:
+            out.append('environment variable %s=%r is negative: MXNet sizes a buffer by it and would stop at the first '
+                       'step (vector::reserve); set a whole number >= 0 (MXNet\'s default is 15), or unset it'
+                       % (key, value))
+    out += _stack_problems(environ)
     backend = environ.get('MXNET_SUBGRAPH_BACKEND')
     if backend is not None and backend not in SUBGRAPH_BACKENDS:
         out.append('environment variable MXNET_SUBGRAPH_BACKEND=%r is not a subgraph backend of this MXNet (an export '
@@ -115,11 +169,77 @@ def environment_problems(environ=None, warnoptions=None):
             out.append('environment variable DMLC_ROLE=%r (a parameter-server role) is set without %s: MXNet would stop '
                        'at import; unset DMLC_ROLE (left from another job?): python -m tools.launch sets it, with the '
                        'others, for each process it starts' % (role, ', '.join(missing)))
+        elif role != 'worker' and not in_a_job(argv):
+            out.append('environment variable DMLC_ROLE=%r (with DMLC_PS_ROOT_URI=%s, DMLC_PS_ROOT_PORT=%s) makes '
+                       'MXNet\'s import serve a distributed job as its %s and wait for the job\'s other processes, '
+                       'for good, and this command takes no part in a job (only `train.py ... kv_store=dist_sync` '
+                       'started by python -m tools.launch does): unset DMLC_ROLE (left from another job?)'
+                       % (role, environ.get('DMLC_PS_ROOT_URI'), environ.get('DMLC_PS_ROOT_PORT'), role))
+    wait = environ.get('NST_SCHEDULER_WAIT')
+    if wait is not None and not (_NUMBER.match(wait) and float(wait) >= 0):
+        out.append('environment variable NST_SCHEDULER_WAIT=%r is not a number of seconds >= 0: set e.g. '
+                   'NST_SCHEDULER_WAIT=60, or unset it' % wait)
     engine = environ.get('MXNET_ENGINE_TYPE')
     if engine is not None and engine not in ENGINES:
         out.append('environment variable MXNET_ENGINE_TYPE=%r is not an MXNet engine: set one of %s (e.g. '
                    'MXNET_ENGINE_TYPE=ThreadedEnginePerDevice), or unset it' % (engine, ', '.join(ENGINES)))
     return out
+
+
+SCHEDULER_WAIT = 60.0          # seconds a job's process waits for its scheduler (NST_SCHEDULER_WAIT)
+
+
+def wait_for_scheduler(environ=None, seconds=None):
+    """For a server or worker of a parameter-server job (DMLC_ROLE): wait until its scheduler
+    (DMLC_PS_ROOT_URI:DMLC_PS_ROOT_PORT) accepts a connection, at most `seconds`; None then, or one
+    sentence saying that none answers. MXNet itself would wait for it for good, deaf to SIGTERM and
+    Ctrl-C; this wait is in Python, so both stop it."""
+    import socket
+    import time
+    environ = os.environ if environ is None else environ
+    if environ.get('DMLC_ROLE') not in ('server', 'worker'):
+        return None
+    if seconds is None:
+        seconds = float(environ.get('NST_SCHEDULER_WAIT') or SCHEDULER_WAIT)
+    host, port = environ.get('DMLC_PS_ROOT_URI'), environ.get('DMLC_PS_ROOT_PORT', '')
+    try:
+        address = (host, int(port))
+    except ValueError:
+        return 'environment variable DMLC_PS_ROOT_PORT=%r is not a port number: the launcher sets it; unset the ' \
+               'DMLC_* variables (left from another job?), or start the job with python -m tools.launch' % port
+    deadline = time.time() + seconds
+    while True:
+        try:
+            socket.create_connection(address, timeout=2).close()
+            return None
+        except OSError:
+            if time.time() >= deadline:
+                break
+            time.sleep(0.5)
+    return ('no scheduler answers at %s:%s (DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT) after %.0f s, and this %s of a '
+            'distributed job (DMLC_ROLE=%s) would wait for it for good: start the job with python -m tools.launch, '
+            'which starts its scheduler, or unset the DMLC_* variables (left from another job?)'
+            % (host, port, seconds, environ['DMLC_ROLE'], environ['DMLC_ROLE']))
+
+
+def serve_if_parameter_server():
+    """In a server or the scheduler of a parameter-server job (DMLC_ROLE set by the launcher, the
+    command being train.py with a dist kvstore): import MXNet, which serves the job and exits the
+    process when the job ends. SIGTERM and Ctrl-C keep their default action (end the process): a
+    server holds no files of the run, and MXNet's loop never returns to Python to handle them.
+    A server first waits for its scheduler (`wait_for_scheduler`), exit status 2 if none answers.
+    Nothing happens in other processes."""
+    import signal
+    role = os.environ.get('DMLC_ROLE')
+    if role not in ('server', 'scheduler'):
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    problem = wait_for_scheduler()
+    if problem:
+        sys.stderr.write('error: %s\n' % problem)
+        sys.exit(2)
+    import mxnet  # noqa: F401  (serves the job, then exits)
 
 
 def printable_streams():
@@ -197,6 +317,9 @@ def configure_threads(local_workers=1, check=True):
         'MKL_NUM_THREADS': str(threads),
         # one engine worker per CPU device: intra-op parallelism comes from OpenMP
         'MXNET_CPU_WORKER_NTHREADS': '1',
+        # MXNet's multi-line "Storage type fallback detected" note (MXNET_MKLDNN_ENABLED=0: an operator
+        # runs on the plain storage), which says nothing a user can act on
+        'MXNET_STORAGE_FALLBACK_LOG_VERBOSE': '0',
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -23,21 +23,46 @@ class Terminated(KeyboardInterrupt):
     so that a command stops the same way (what it wrote kept or rolled back, its message), with exit
     status 143 instead of 130."""
     signal = signal.SIGTERM             # (raised again if lost in a finalizer: keep_lost_interrupts)
+    words = 'terminated (SIGTERM)'
+
+
+class HungUp(Terminated):
+    """SIGHUP (the terminal closed, an ssh session dropped) as SIGTERM, with exit status 129."""
+    signal = signal.SIGHUP
+    words = 'hung up (SIGHUP: the terminal or session closed)'
+
+
+STOPS = {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp}
 
 
 def _terminate(signum, frame):
-    raise Terminated()
+    raise STOPS.get(signum, Terminated)()
+
+
+def stop_words(e):
+    """What stopped a command, from its KeyboardInterrupt `e`: 'interrupted' (Ctrl-C), 'terminated
+    (SIGTERM)', 'hung up (SIGHUP ...)'."""
+    return e.words if isinstance(e, Terminated) else 'interrupted'
+
+
+def stop_status(e):
+    """The exit status of a command stopped by KeyboardInterrupt `e`: 130 for Ctrl-C, 128 + the
+    signal's number for SIGTERM (143) and SIGHUP (129), as a shell reports a process the signal
+    killed."""
+    return 128 + e.signal if isinstance(e, Terminated) else 130
 
 
 class sigterm_as_interrupt(object):
-    """Within the `with`: SIGTERM raises `Terminated`; the handler before is put back after."""
+    """Within the `with`: SIGTERM raises `Terminated`, SIGHUP `HungUp`; the handlers before are put
+    back after."""
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGTERM, _terminate)
+        self.previous = {sig: signal.signal(sig, _terminate) for sig in STOPS}
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class deferred(object):
@@ -45,7 +70,7 @@ class deferred(object):
     run whole (an epoch's record and its checkpoint) finish first. On leaving, the handlers before
     are put back and the first signal held is raised again, to act as it would have (a
     KeyboardInterrupt, `Terminated`, or the default action). Outside the main thread: no effect."""
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __enter__(self):
         self.held, self.previous = None, {}
@@ -132,15 +157,15 @@ def install():
                     stream.flush()
                 except (OSError, ValueError):
                     pass
-            term = issubclass(kind, Terminated)
-            sys.stderr.write('\n%s\n' % ('terminated (SIGTERM)' if term else 'interrupted'))
+            sys.stderr.write('\n%s\n' % stop_words(value))
             sys.stderr.flush()
-            os._exit(143 if term else 130)
+            os._exit(stop_status(value))
         previous(kind, value, tb)
     hook.nst_interrupt = True
     sys.excepthook = hook
     # a project command stopped by SIGTERM while it still imports: as Ctrl-C then, one line (its own
     # handling, `sigterm_as_interrupt`, takes over once it runs)
-    if is_project_command(getattr(sys, 'orig_argv', sys.argv)) and \
-            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    if is_project_command(getattr(sys, 'orig_argv', sys.argv)) and threading.current_thread() is threading.main_thread():
+        for sig in STOPS:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _terminate)

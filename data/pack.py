@@ -486,16 +486,15 @@ def main(argv=None):
     if code:
         return code
     classes, stats = built
-    from core.interrupt import Terminated, sigterm_as_interrupt
+    from core.interrupt import sigterm_as_interrupt, stop_status, stop_words
     try:
         with sigterm_as_interrupt():
             for split, (n, skipped) in stats.items():
                 print('%s: %d images packed, %d skipped, %d classes' % (split, n, skipped, len(classes)))
             sys.stdout.flush()
     except KeyboardInterrupt as e:
-        print('\n%s after the packs were complete: %s holds them' % (
-            'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted', args.out), file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        print('\n%s after the packs were complete: %s holds them' % (stop_words(e), args.out), file=sys.stderr)
+        return stop_status(e)
     return 0
 
 

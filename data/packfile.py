@@ -32,9 +32,8 @@ def one_line_errors(action, out):
     """Run `action()` for a data command writing `out`: a DataError becomes one `error: ...` line and
     exit status 2, Ctrl-C `interrupted: OUT is unchanged` and 130, SIGTERM the same (the staging
     folder removed as on Ctrl-C; it was left behind) with 143; else (0, what action returned)."""
-    import signal
     import sys
-    from core.interrupt import Terminated, sigterm_as_interrupt
+    from core.interrupt import sigterm_as_interrupt, stop_status, stop_words
     try:
         with sigterm_as_interrupt():
             return 0, action()
@@ -42,9 +41,8 @@ def one_line_errors(action, out):
         print('error: %s' % e, file=sys.stderr)
         return 2, None
     except KeyboardInterrupt as e:
-        term = isinstance(e, Terminated)
-        print('\n%s: %s is unchanged' % ('terminated (SIGTERM)' if term else 'interrupted', out), file=sys.stderr)
-        return (128 + signal.SIGTERM if term else 130), None
+        print('\n%s: %s is unchanged' % (stop_words(e), out), file=sys.stderr)
+        return stop_status(e), None
 
 
 def progress_bar(total, desc, enabled=True):

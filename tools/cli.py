@@ -103,7 +103,7 @@ def command(main):
         check_environment()                         # before anything imports mxnet: a bad variable aborts it
         _warnings_to_stderr()
         del _CREATED[:]
-        from core.interrupt import Terminated, sigterm_as_interrupt
+        from core.interrupt import sigterm_as_interrupt, stop_status, stop_words
         try:
             with sigterm_as_interrupt():                # kill / a scheduler's stop: as Ctrl-C
                 code = main(argv) or 0
@@ -116,8 +116,8 @@ def command(main):
         except KeyboardInterrupt as e:
             _remove_created()
             print('\n%s: no file was left half-written; run the command again to finish'
-                  % ('terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
-            return 143 if isinstance(e, Terminated) else 130
+                  % stop_words(e), file=sys.stderr)
+            return stop_status(e)
         except BaseException as e:
             _remove_created()
             if isinstance(e, Exception) and is_user_error(e):
@@ -172,6 +172,11 @@ def output_written(main, *args):
         code = main(*args) or 0
         sys.stdout.flush()
         return code
+    except BrokenPipeError:               # (output piped into `head`, which has stopped reading)
+        from core.env import quiet_stdout
+        sys.stdout = stream
+        quiet_stdout()
+        return 0
     except OutputError as e:
         try:
             stream = open(os.devnull, 'w')          # (Python's flush at exit would fail again)
@@ -334,8 +339,11 @@ def checkpoint_prefix(prefix, option='--prefix', legacy=False):
         raise UsageError('%s %s: folder %s does not exist' % (option, prefix, folder))
     runs = run_names(folder)
     if name not in runs and not any(f.startswith(name + '-') for f in os.listdir(folder)):
-        raise UsageError('%s %s: no checkpoint of a run named %r; %s' % (
-            option, prefix, name, ('runs in %s: %s' % (folder, ', '.join(runs))) if runs
+        # a bare run name: the run in the default model folder, if there is one of that name
+        there = os.path.join('model', name) if not os.path.dirname(prefix) and name in run_names('model') else None
+        raise UsageError('%s %s: no checkpoint of a run named %r in %s%s; %s' % (
+            option, prefix, name, folder, ' (did you mean %s %s? runs are named model_dir/RUN)' % (option, there)
+            if there else '', ('runs in %s: %s' % (folder, ', '.join(runs))) if runs
             else 'there are no checkpoints in %s' % folder))
     return prefix
 

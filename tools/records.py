@@ -18,7 +18,7 @@ LISTED = 8                      # run names quoted in a message at most
 
 def find_runs(folder, prefix=''):
     """{model_prefix: records} for every <prefix>*.jsonl in `folder`, by name (a file whose records
-    name another run, copied or renamed, is left out with a warning). Raises RecordsError
+    name another run, copied or renamed, or that holds none, is left out with a warning). Raises RecordsError
     (an OSError naming the folder and what to give instead) when `folder` is not an existing
     folder; damaged lines are skipped as read_records does."""
     if not os.path.isdir(folder):
@@ -30,6 +30,10 @@ def find_runs(folder, prefix=''):
         if name.endswith('.jsonl') and name.startswith(prefix):
             run = name[:-6]
             records = read_records(os.path.join(folder, name))
+            if not records:                 # (training writes a record a finished epoch: emptied by hand?)
+                logging.getLogger('records').warning(
+                    '%s holds no record (emptied, or cut short?): run %s is left out' % (os.path.join(folder, name), run))
+                continue
             foreign = sorted({r['model_prefix'] for r in records if r.get('model_prefix') not in (None, run)})
             if foreign:                     # a records file copied or renamed: it would count twice
                 logging.getLogger('records').warning(

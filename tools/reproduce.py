@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from core.interrupt import STOPS
 from tools import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,15 +120,15 @@ def python(args, log=None, cwd=ROOT):
     cmd = [sys.executable] + args
     r = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT if log else None)
 
-    def stop(signum, frame):                # SIGTERM (kill, timeout, a scheduler): the step stops too
+    def stop(signum, frame):                # SIGTERM (kill, timeout, a scheduler), SIGHUP: the step stops too
         r.terminate()
         r.wait()
         name = os.path.basename(sys.argv[0]) if sys.argv else ''
         tool = name[:-3] if name.endswith('.py') else 'reproduce'         # tools.compare runs its steps here too
-        print('tools.%s: terminated (SIGTERM) during `python %s`; run it again to resume' % (tool, ' '.join(args)),
-              file=sys.stderr, flush=True)
-        sys.exit(128 + signal.SIGTERM)
-    previous = signal.signal(signal.SIGTERM, stop)
+        print('tools.%s: %s during `python %s`; run it again to resume' % (
+            tool, STOPS[signum].words, ' '.join(args)), file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+    previous = {sig: signal.signal(sig, stop) for sig in STOPS}
     try:
         while r.poll() is None:             # (a wait with a timeout: a signal that lands in another thread,
             try:                            # e.g. one of MXNet's, does not interrupt a plain wait)
@@ -142,7 +143,8 @@ def python(args, log=None, cwd=ROOT):
             r.wait()
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if r.returncode != 0:
         where = 'its messages are above'
         if log is not None:

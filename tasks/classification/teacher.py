@@ -38,7 +38,7 @@ def _project_meta(cfg):
     except checkpoint.CheckpointError as e:
         raise TeacherError(str(e))
     try:
-        model_dir, prefix, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch)
+        model_dir, prefix, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch, resolve=True)
     except checkpoint.CheckpointError as e:
         from config.checks import from_another_folder, in_project
         there = in_project(cfg.teacher_prefix, lambda p: checkpoint.epochs(*os.path.split(p)))

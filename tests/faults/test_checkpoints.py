@@ -300,3 +300,18 @@ def test_a_checkpoint_of_another_class_count_is_named_as_such(cifar_setup, train
     assert code == 2 and 'Traceback' not in err, err
     assert 'it was trained for 3 classes (its classifier output has 3 outputs), this network has 10' in err, err
     assert 'does not belong with it' not in err
+
+
+def test_optimizer_state_copied_from_another_run_is_named(cifar_setup, train_run):
+    """Found by a new user (#18's eleventh trial): another run's .states copied over a checkpoint's was
+    resumed without a word (the .params had a checksum in the metadata, the .states none)."""
+    import shutil
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    for name in ('sta', 'stb'):
+        assert train_run(common + ['network=cifar_resnet8', 'model_prefix=%s' % name, 'num_epoch=2'])[0] == 0
+    shutil.copy(checkpoint.paths(model, 'sta', 2)['states'], checkpoint.paths(model, 'stb', 2)['states'])
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stb', 'num_epoch=3', 'retrain=true',
+                                    'model_load_epoch=2'])
+    assert code == 2 and 'stb-0002.states is not the optimizer state written with its metadata' in err, err
+    assert 'Traceback' not in err

@@ -434,3 +434,17 @@ def test_seventh_trial_config_messages(tmp_path, capsys):
     assert 'readme.txt\' is a file, not a folder' in str(e.value), e.value
     code, _, err = run_tool(compare.main, ['--methods', 'kd', 'kt=true'], capsys)
     one_error(code, err, 'tools.compare sets kt itself for each method', 'leave it out')
+
+
+def test_a_class_no_training_image_has_is_warned_of(tmp_path):
+    """Found by a new user (#18's eleventh trial): a line added to classes.txt for a class without
+    images trained an 11-class network without a word (an output that never trains)."""
+    from config.classification import warnings_of
+    (tmp_path / 'classes.txt').write_text('0\ta\n1\tb\n2\tc\n3\tsock\n')
+    (tmp_path / 'train.lst').write_text('0\t0\ta/1.jpg\n1\t1\tb/1.jpg\n2\t2\tc/1.jpg\n3\t0.000000\ta/2.jpg\n')
+    said = [w for w in warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false'))
+            if 'no training image' in w]
+    assert len(said) == 1 and 'lists 4 classes, but no training image' in said[0] and '3 (sock)' in said[0], said
+    (tmp_path / 'train.lst').write_text('0\t0\ta/1.jpg\n1\t1\tb/1.jpg\n2\t2\tc/1.jpg\n3\t3\td/1.jpg\n')
+    assert not [w for w in warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false'))
+                if 'no training image' in w]

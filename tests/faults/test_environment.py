@@ -35,6 +35,13 @@ CASES = [
     ({'MXNET_USE_OPERATOR_TUNING': 'xyz'}, ["MXNET_USE_OPERATOR_TUNING='xyz' is neither 0, 1 nor a list of types"]),
     ({'OMP_PROC_BIND': 'garbage'}, ["OMP_PROC_BIND='garbage' is not an OpenMP binding"]),
     ({'MXNET_HOME': os.path.abspath(__file__)}, ["MXNET_HOME=%r is a file, not a folder" % os.path.abspath(__file__)]),
+    # (#18's eleventh trial: a 'vector::reserve' traceback at the first step; libgomp's 'Thread creation
+    # failed' and exit 1, the variable unnamed)
+    ({'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': '-5'}, ["MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN='-5' is negative"]),
+    ({'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_FWD': '-1'}, ["MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_FWD='-1' is negative"]),
+    ({'OMP_STACKSIZE': '64G'}, ["OMP_STACKSIZE='64G' gives every OpenMP thread a stack of 64 GiB"]),
+    ({'OMP_STACKSIZE': '12Q'}, ["OMP_STACKSIZE='12Q' is not a stack size"]),
+    ({'NST_SCHEDULER_WAIT': 'soon'}, ["NST_SCHEDULER_WAIT='soon' is not a number of seconds"]),
 ]
 
 
@@ -66,6 +73,8 @@ def test_tools_stop_too_and_the_doctor_lists_each_variable():
 def test_values_that_work_pass():
     assert environment_problems({'OMP_NUM_THREADS': '2', 'MKL_NUM_THREADS': ' 4 ', 'MXNET_ENGINE_TYPE': 'NaiveEngine',
                                  'NST_CPU_DEVICES': '2', 'MXNET_CPU_WORKER_NTHREADS': '1'}) == []
+    assert environment_problems({'OMP_STACKSIZE': '16M', 'GOMP_STACKSIZE': '2048', 'MXNET_MKLDNN_CACHE_NUM': '-1',
+                                 'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': '0', 'NST_SCHEDULER_WAIT': '120'}) == []
     assert environment_problems({}) == []
     assert len(environment_problems({'OMP_NUM_THREADS': '4,2'})) == 1        # MXNet reads one whole number
     assert environment_problems({'MXNET_USE_OPERATOR_TUNING': 'float32,int8', 'OMP_PROC_BIND': 'spread,close'}) == []
@@ -79,14 +88,16 @@ def test_output_that_the_terminal_cannot_encode_is_escaped_not_a_traceback(tmp_p
     assert r.returncode == 2 and 'Traceback' not in r.stderr and 'p\\xe4ck' in r.stderr, r.stderr
 
 
-def test_output_piped_into_head_ends_quietly():
-    """Found by a new user: `python train.py --keys teacher | head -3` ended in a BrokenPipeError traceback."""
-    p = subprocess.Popen([sys.executable, 'train.py', '--keys'], cwd=ROOT, stdout=subprocess.PIPE,
+@pytest.mark.parametrize('args', [['train.py', '--keys'], ['-m', 'tools'], ['-m', 'tools.doctor']])
+def test_output_piped_into_head_ends_quietly(args):
+    """Found by a new user: `python train.py --keys teacher | head -3` ended in a BrokenPipeError traceback;
+    so did `python -m tools | head -1` once in three (#18's eleventh trial)."""
+    p = subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     p.stdout.readline()
     p.stdout.close()                                  # as `head` does once it has its lines
     err = p.stderr.read()
-    assert p.wait(timeout=120) == 0 and 'Traceback' not in err, err
+    assert p.wait(timeout=120) in (0, 2) and 'Traceback' not in err, err     # (the doctor: 2 for a problem)
 
 
 def test_the_data_commands_stop_too_and_warnings_as_errors_are_named():
@@ -120,3 +131,54 @@ def test_output_to_a_full_disk_is_one_error_line():
         errors = [l for l in r.stderr.splitlines() if l.startswith('error:')]
         assert errors == ['error: cannot write the output (the disk is full: free some space and run again)'], \
             (args, r.stderr)
+
+
+JOB = {'DMLC_NUM_WORKER': '1', 'DMLC_NUM_SERVER': '1', 'DMLC_PS_ROOT_URI': '127.0.0.1'}
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
+
+
+def test_parameter_server_roles_left_from_another_job_are_refused_and_a_lone_worker_stops(tmp_path):
+    """Found by a new user (#18's eleventh trial): with a whole set of DMLC_* variables left in the
+    shell, DMLC_ROLE=server or scheduler turned tools.evaluate, tools.doctor and train.py into a
+    parameter server waiting for its job for good, deaf to SIGTERM; a worker of a dist kvstore waited
+    for a scheduler that was not there. Only train.py with kv_store=dist_* (what tools.launch starts)
+    takes a server's or the scheduler's role; a worker gives up on a scheduler that does not answer."""
+    job = dict(JOB, DMLC_PS_ROOT_PORT=_free_port())
+    for role in ('server', 'scheduler'):
+        for args in (['-m', 'tools.evaluate', '--prefix', 'model/none'], ['-m', 'tools.doctor'],
+                     ['train.py', '--print-config']):
+            r = run(args, dict(job, DMLC_ROLE=role))
+            assert r.returncode == 2 and "DMLC_ROLE=%r" % role in r.stderr, (args, r.stderr)
+            assert 'this command takes no part in a job' in r.stderr and 'Traceback' not in r.stderr
+    assert environment_problems(dict(job, DMLC_ROLE='server'), argv=['/x/train.py', 'kv_store=dist_sync']) == []
+    assert environment_problems(dict(job, DMLC_ROLE='worker'), argv=['/x/evaluate.py']) == []
+    # a worker of a dist kvstore whose scheduler does not answer: one error line after NST_SCHEDULER_WAIT
+    from tests.helpers import make_cifar
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=16)
+    r = run(['train.py', '--cfg', 'cifar10_student', 'kv_store=dist_sync', 'data_dir=%s' % (tmp_path / 'cifar'),
+             'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'gpu_list=[]', 'batch_size=8'],
+            dict(job, DMLC_ROLE='worker', NST_SCHEDULER_WAIT='1'))
+    assert r.returncode == 2 and 'no scheduler answers at 127.0.0.1:%s' % job['DMLC_PS_ROOT_PORT'] in r.stderr, \
+        r.stderr[-2000:]
+    assert 'Traceback' not in r.stderr
+
+
+def test_a_server_of_a_job_whose_scheduler_never_answers_stops_and_ends_on_sigterm():
+    """train.py as a job's server (tools.launch's command) waits for its scheduler in Python: SIGTERM
+    ends it at once, and without a scheduler it stops with one line."""
+    import signal
+    import time
+    job = dict(JOB, DMLC_PS_ROOT_PORT=_free_port(), DMLC_ROLE='server')
+    r = run(['train.py', 'kv_store=dist_sync'], dict(job, NST_SCHEDULER_WAIT='1'))
+    assert r.returncode == 2 and 'no scheduler answers' in r.stderr and 'this server of a distributed job' in r.stderr
+    p = subprocess.Popen([sys.executable, 'train.py', 'kv_store=dist_sync'], cwd=ROOT, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, **job))
+    time.sleep(3)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == -signal.SIGTERM

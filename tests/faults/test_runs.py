@@ -697,3 +697,39 @@ def test_an_epoch_trained_again_after_a_kill_before_its_checkpoint_has_one_recor
     with open(os.path.join(model, 'replaced', aside[0], 'killed.jsonl')) as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
     assert checkpoint.epochs(model, 'killed') == [1, 2]
+
+
+def test_sighup_is_handled_as_sigterm_with_status_129(cifar_setup, train_run, monkeypatch):
+    """Found by a new user (#18's eleventh trial): a closed terminal or a dropped ssh session (SIGHUP)
+    ended a run silently and left its lock; it now stops as SIGTERM does, exit status 129."""
+    import signal
+    root, common, _ = cifar_setup
+    from core.engine import Engine
+    real = Engine.train_epoch
+
+    def hung_up(self, epoch):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)                                        # the handler raises before this ends
+        return real(self, epoch)
+    monkeypatch.setattr(Engine, 'train_epoch', hung_up)
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=hup', 'num_epoch=3'])
+    assert code == 129 and 'hung up (SIGHUP' in err and 'Every finished epoch is checkpointed' in err, err
+    assert 'retrain=true model_load_epoch=-1' in err and 'Traceback' not in err
+    assert checkpoint.epochs(str(root / 'model'), 'hup') == [1]
+    assert not os.path.exists(str(root / 'model' / 'hup.lock'))
+
+
+def test_a_teacher_without_its_best_parameters_falls_back_to_its_best_recorded_epoch(cifar_setup, train_run):
+    """Found by a new user (#18's eleventh trial): a teacher run whose -best.params was deleted was
+    refused ('does not exist', no fix), while tools.evaluate fell back to the best recorded epoch."""
+    import shutil
+    root, _, student = cifar_setup
+    copy = root / 'nobest'
+    copy.mkdir()
+    for f in os.listdir(str(root / 'model')):
+        if f.startswith('teacher-') and f != 'teacher-best.params':
+            shutil.copy(str(root / 'model' / f), str(copy / f))
+    code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s' % (copy / 'teacher'), 'model_prefix=nb',
+                                     'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null'])
+    assert code == 0 and "run 'teacher' has no best copy (teacher-best.params is missing): using epoch" in err, err

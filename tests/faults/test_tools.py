@@ -1009,3 +1009,51 @@ def test_compare_without_arguments_has_taps_for_its_default_methods(tmp_path, mo
     code, _, err = run_tool(compare.main, [], capsys)
     assert code == 2 and 'needs feature taps' not in err and 'does not exist' not in err, err
     assert 'datasets/fmnist_2k' in err, err                   # what is missing here: the data (a new folder)
+
+
+def test_a_checkpoint_from_another_machine_or_edited_and_a_bare_run_name(three_class_run, tmp_path, capsys,
+                                                                       monkeypatch):
+    """Found by a new user (#18's eleventh trial): a checkpoint copied from another machine got advice to
+    pack its data at the other machine's path; a .json whose num_classes was edited got 'leave out
+    data_dir' when none was given; `--prefix RUN` did not point at model/RUN; a best copy edited to an
+    epoch after the run's last was silent; an emptied records file left its run out of the table
+    without a word."""
+    import shutil
+    copied = tmp_path / 'elsewhere'
+    shutil.copytree(str(three_class_run / 'model'), str(copied))
+    for f in copied.glob('three-*.json'):
+        meta = json.loads(f.read_text())
+        meta['config']['data_dir'], meta['cwd'] = '/data/alice/pack', '/home/alice/nst'
+        f.write_text(json.dumps(meta))
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(copied / 'three'), '--epoch', '2'], capsys)
+    one_error(code, err, 'data_dir=/data/alice/pack comes from the configuration saved with', 'not on this machine',
+              'give its new folder: data_dir=NEW')
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(copied / 'three'), '--epoch', '2',
+                                              'data_dir=%s' % (three_class_run / 'pack')], capsys)
+    assert code == 0 and 'on 6 images' in out, err
+    edited = tmp_path / 'edited'
+    shutil.copytree(str(three_class_run / 'model'), str(edited))
+    for f in edited.glob('three-*.json'):
+        meta = json.loads(f.read_text())
+        meta['config']['num_classes'] = meta['num_classes'] = 5
+        f.write_text(json.dumps(meta))
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(edited / 'three'), '--epoch', '2'], capsys)
+    line = one_error(code, err, "predicts 5 classes (its metadata's num_classes) but the data of its own run has 3",
+                     'the metadata was edited or copied from another run')
+    assert 'leave out data_dir' not in line
+    monkeypatch.chdir(str(three_class_run))
+    code, _, err = run_tool(evaluate.main, ['--prefix', 'three'], capsys)
+    one_error(code, err, "no checkpoint of a run named 'three' in .", 'did you mean --prefix model/three?')
+    best = edited / 'three-best.json'
+    meta = json.loads(best.read_text())
+    meta['epoch'], meta['config']['num_classes'], meta['num_classes'] = 7, 3, 3
+    best.write_text(json.dumps(meta))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(edited / 'three')], capsys)
+    assert code == 0 and err.count("the best copy of run 'three' says it is epoch 7, after the run's last "
+                                   "checkpoint (epoch 2)") == 1, err
+    records = tmp_path / 'records'
+    records.mkdir()
+    for name, text in (('t_kd_s0', json.dumps({'epoch': 0, 'val_top1': 0.5}) + '\n'), ('t_at_s0', '')):
+        (records / (name + '.jsonl')).write_text(text)
+    code, out, err = run_tool(results_table.main, ['--records', str(records), '--prefix', 't_'], capsys)
+    assert code == 0 and '| KD |' in out and 't_at_s0.jsonl holds no record (emptied, or cut short?)' in err, err
