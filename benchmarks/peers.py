@@ -105,7 +105,7 @@ def repdistiller_step(torch, args, name):
                                ABLoss, FactorTransfer, KDSVD, FSP, NSTLoss)
     from crd.criterion import CRDLoss
     from helper.loops import train_distill
-    from models.util import Embed, ConvReg, LinearEmbed, Connector, Translator, Paraphraser
+    from models.util import ConvReg, LinearEmbed, Connector, Translator, Paraphraser
     nn = torch.nn
     restated = name in ('dist', 'cwd')
     opt = types.SimpleNamespace(distill='kd' if restated else name, gamma=1.0, alpha=1.0, beta=1.0, kd_T=4,
@@ -126,6 +126,9 @@ def repdistiller_step(torch, args, name):
         trainable.append(regress)
     elif name == 'crd':
         opt.s_dim, opt.t_dim = feat_s[-1].shape[1], feat_t[-1].shape[1]
+        # RepDistiller's ContrastMemory moves its sampler to the GPU unconditionally (`.cuda()`): on a
+        # CPU-only torch that is made a no-op, and the memory stays where it is
+        torch.Tensor.cuda = lambda self, *a, **k: self
         criterion_kd = CRDLoss(opt)
         for m in (criterion_kd.embed_s, criterion_kd.embed_t):
             module_list.append(m)

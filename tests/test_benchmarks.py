@@ -80,3 +80,18 @@ def test_against_peers_alternates_the_two_sides_and_tables_the_medians(tmp_path,
     assert calls == ['ours', 'peer', 'peer', 'ours', 'ours', 'peer']
     assert '| at | P | 40.0 | 20.0 | 2.00 |' in out, out
     assert '--method at' in log.read_text()
+
+
+def test_a_peer_step_that_fails_is_said_in_the_table_and_the_others_go_on(tmp_path, monkeypatch, capsys):
+    """RepDistiller's CRD once failed on a CPU-only torch (its memory calls .cuda()): the table says so
+    for that method, and the methods after it are still timed."""
+    from benchmarks import against_peers
+    fake = tmp_path / 'python'
+    fake.write_text('#!/bin/sh\ncase "$*" in *"--method at"*) echo "AssertionError: no CUDA" >&2; exit 1;; esac\n'
+                    'echo \'{"peer": "P", "samples_s": 10.0}\'\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(against_peers, 'our_step', lambda method, args: {'samples_s': 20.0})
+    against_peers.main(['--methods', 'at,kd', '--rounds', '2', '--peer-python', str(fake)])
+    out = capsys.readouterr().out
+    assert '| at | RepDistiller | 20.0 | failed: AssertionError: no CUDA | |' in out, out
+    assert '| kd | P | 20.0 | 10.0 | 2.00 |' in out, out
