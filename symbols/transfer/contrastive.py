@@ -114,44 +114,49 @@ class CRDLoss(HeadLoss):
         return _normalize(F, dense(F.mean(x, axis=(2, 3)) if pool else x), axis=1)
 
     def _contrast_index(self, F, index):
-        """(B, K+1) float indices: the given ones, or column 0 the sample and K uniform draws."""
+        """(the samples' indices j_b0 (B,), their negatives j_b1..j_bK (B, K)), float: the given ones,
+        or K uniform draws."""
         if self._given:
-            return index
-        index = F.reshape(index, shape=(-1, 1))
-        u = F.random.uniform_like(F.broadcast_axis(index, axis=1, size=self._k))    # [0, 1)
-        neg = F.minimum(F.floor(u * self.num_samples), self.num_samples - 1)
-        return F.concat(index, neg, dim=1)
+            return (F.reshape(F.slice_axis(index, axis=1, begin=0, end=1), shape=(-1,)),
+                    F.slice_axis(index, axis=1, begin=1, end=None))
+        u = F.random.uniform_like(F.broadcast_axis(F.reshape(index, shape=(-1, 1)), axis=1, size=self._k))  # [0, 1)
+        return index, F.minimum(F.floor(u * self.num_samples), self.num_samples - 1)
 
-    def _scores(self, F, memory, e, idx):
-        """(B, K+1) dot products M[j_bk] . e_b. Against the whole memory, (B, d) x (d, N) -> (B, N), then
-        the (B, K+1) entries picked, when the memory has at most DENSE_ROWS x (K+1) rows: one matrix
-        product instead of gathering B (K+1) rows of d floats (1 GB at the defaults on CIFAR), several
-        times faster and smaller there; gathering the rows beyond (the cost of the product grows with N)."""
+    def _scores(self, F, memory, e, pos, neg):
+        """The dot products M[j_bk] . e_b: of the samples' own rows (B, 1), and of their negatives (B, K).
+        The negatives' against the whole memory, (B, d) x (d, N) -> (B, N), then the (B, K) entries
+        picked, when the memory has at most DENSE_ROWS x (K+1) rows: one matrix product instead of
+        gathering B K rows of d floats (1 GB at the defaults on CIFAR), several times faster and
+        smaller there; gathering the rows beyond (the cost of the product grows with N)."""
+        own = F.sum(F.stop_gradient(F.take(memory, pos)) * e, axis=1, keepdims=True)          # (B, 1)
         if self.num_samples > DENSE_ROWS * (self._k + 1):
-            w = F.stop_gradient(F.take(memory, idx))                                    # (B, K+1, d)
-            return F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1))
-        every = F.dot(e, F.stop_gradient(memory), transpose_b=True)                     # (B, N)
-        rows = F.broadcast_like(F.reshape(F.contrib.arange_like(idx, axis=0), shape=(-1, 1)), idx)
-        return F.gather_nd(every, F.stack(rows, idx, axis=0))                            # (B, K+1)
+            w = F.stop_gradient(F.take(memory, neg))                                    # (B, K, d)
+            return own, F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1))
+        every = F.reshape(F.dot(e, F.stop_gradient(memory), transpose_b=True), shape=(-1,))   # (B N,)
+        start = F.cast(F.contrib.arange_like(pos, axis=0), 'int32') * self.num_samples        # row b at b N
+        flat = F.broadcast_add(F.cast(neg, 'int32'), F.reshape(start, shape=(-1, 1)))         # (B, K)
+        return own, F.take(every, flat)
 
-    def _side(self, F, memory, e, idx, z):
+    def _side(self, F, memory, e, pos, neg, z):
         """(h(P)_b (B,), the Z estimate (1,)) of one side: its embedding e against the other side's memory."""
-        p = F.exp(self._scores(F, memory, e, idx) / self.nce_t)
-        estimate = F.stop_gradient(F.mean(p, axis=(0, 1), keepdims=False) * self.num_samples)   # (1,)
-        zz = F.stop_gradient(F.where(z < 0, estimate, z))
-        p = F.broadcast_div(p, F.reshape(zz, shape=(1, 1)))
+        own, others = self._scores(F, memory, e, pos, neg)
+        p_pos, p_neg = F.exp(own / self.nce_t), F.exp(others / self.nce_t)
+        # the mean of the B (K+1) values: (mean of the B own + K x mean of the B K others) / (K+1)
+        estimate = F.stop_gradient((F.mean(p_pos, axis=(0, 1)) + self._k * F.mean(p_neg, axis=(0, 1)))
+                                   * (float(self.num_samples) / (self._k + 1)))                 # (1,)
+        zz = F.reshape(F.stop_gradient(F.where(z < 0, estimate, z)), shape=(1, 1))
+        p_pos, p_neg = F.broadcast_div(p_pos, zz), F.broadcast_div(p_neg, zz)
         c = float(self._k) / self.num_samples
-        pos = F.slice_axis(p, axis=1, begin=0, end=1)
-        neg = F.slice_axis(p, axis=1, begin=1, end=None)
-        h = -F.log(pos / (pos + (c + self.eps))) - F.sum(F.log(c / (neg + (c + self.eps))), axis=1, keepdims=True)
+        h = -F.log(p_pos / (p_pos + (c + self.eps))) - F.sum(F.log(c / (p_neg + (c + self.eps))), axis=1,
+                                                             keepdims=True)
         return F.reshape(h, shape=(-1,)), estimate
 
     def hybrid_forward(self, F, s, t, index, memory_s, memory_t, z):
         e_s = self._embed(F, self.embed_s, s, self._pool[0])
         e_t = self._embed(F, self.embed_t, F.stop_gradient(t), self._pool[1])
-        idx = F.stop_gradient(self._contrast_index(F, F.cast(index, 'float32')))
-        h_s, z_s = self._side(F, memory_t, e_s, idx, F.slice_axis(z, axis=0, begin=0, end=1))
-        h_t, z_t = self._side(F, memory_s, e_t, idx, F.slice_axis(z, axis=0, begin=1, end=2))
+        pos, neg = [F.stop_gradient(i) for i in self._contrast_index(F, F.cast(index, 'float32'))]
+        h_s, z_s = self._side(F, memory_t, e_s, pos, neg, F.slice_axis(z, axis=0, begin=0, end=1))
+        h_t, z_t = self._side(F, memory_s, e_t, pos, neg, F.slice_axis(z, axis=0, begin=1, end=2))
         return h_s + h_t, F.stop_gradient(e_s), F.stop_gradient(e_t), F.concat(z_s, z_t, dim=0)
 
     def update_state(self, indices, states):
