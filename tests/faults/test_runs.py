@@ -249,27 +249,34 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_
     assert code == 0 and 'nothing to train' in err and 'teacher' not in err, err
 
 
-def test_sigterm_is_handled_as_ctrl_c_with_status_143(cifar_setup, train_run, monkeypatch):
-    """A scheduler's or `kill`'s SIGTERM during training: the finished epochs are kept, the lock is
-    released and the resume command printed, exit status 143 (it used to end silently, lock left)."""
+@pytest.mark.parametrize('signame, status, said', [
+    ('SIGTERM', 143, 'terminated (SIGTERM)'),
+    # (#18's eleventh trial: a closed terminal or a dropped ssh session ended a run silently, its lock left)
+    ('SIGHUP', 129, 'hung up (SIGHUP: the terminal or session closed)')])
+def test_sigterm_and_sighup_are_handled_as_ctrl_c(cifar_setup, train_run, monkeypatch, signame, status, said):
+    """A scheduler's or `kill`'s SIGTERM during training, or a SIGHUP: the finished epochs are kept, the
+    lock is released and the resume command printed, exit status 128 + the signal (it used to end
+    silently, lock left)."""
     import signal
     root, common, _ = cifar_setup
     from core.engine import Engine
     real = Engine.train_epoch
+    signum = getattr(signal, signame)
 
-    def terminated(self, epoch):
+    def stopped(self, epoch):
         if epoch == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             time.sleep(5)                                        # the handler raises before this ends
         return real(self, epoch)
-    monkeypatch.setattr(Engine, 'train_epoch', terminated)
-    before = signal.getsignal(signal.SIGTERM)
-    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=term', 'num_epoch=3'])
-    assert code == 143 and 'terminated (SIGTERM). Every finished epoch is checkpointed' in err, err
+    monkeypatch.setattr(Engine, 'train_epoch', stopped)
+    before = signal.getsignal(signum)
+    prefix = 'term' + signame.lower()
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=%s' % prefix, 'num_epoch=3'])
+    assert code == status and '%s. Every finished epoch is checkpointed' % said in err, err
     assert 'retrain=true model_load_epoch=-1' in err and 'Traceback' not in err
-    assert checkpoint.epochs(str(root / 'model'), 'term') == [1]
-    assert not os.path.exists(str(root / 'model' / 'term.lock'))
-    assert signal.getsignal(signal.SIGTERM) == before                # train.main leaves no handler behind
+    assert checkpoint.epochs(str(root / 'model'), prefix) == [1]
+    assert not os.path.exists(str(root / 'model' / (prefix + '.lock')))
+    assert signal.getsignal(signum) == before                        # train.main leaves no handler behind
 
 
 @pytest.mark.parametrize('signame', ['SIGTERM', 'SIGINT'])
@@ -697,27 +704,6 @@ def test_an_epoch_trained_again_after_a_kill_before_its_checkpoint_has_one_recor
     with open(os.path.join(model, 'replaced', aside[0], 'killed.jsonl')) as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
     assert checkpoint.epochs(model, 'killed') == [1, 2]
-
-
-def test_sighup_is_handled_as_sigterm_with_status_129(cifar_setup, train_run, monkeypatch):
-    """Found by a new user (#18's eleventh trial): a closed terminal or a dropped ssh session (SIGHUP)
-    ended a run silently and left its lock; it now stops as SIGTERM does, exit status 129."""
-    import signal
-    root, common, _ = cifar_setup
-    from core.engine import Engine
-    real = Engine.train_epoch
-
-    def hung_up(self, epoch):
-        if epoch == 1:
-            os.kill(os.getpid(), signal.SIGHUP)
-            time.sleep(5)                                        # the handler raises before this ends
-        return real(self, epoch)
-    monkeypatch.setattr(Engine, 'train_epoch', hung_up)
-    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=hup', 'num_epoch=3'])
-    assert code == 129 and 'hung up (SIGHUP' in err and 'Every finished epoch is checkpointed' in err, err
-    assert 'retrain=true model_load_epoch=-1' in err and 'Traceback' not in err
-    assert checkpoint.epochs(str(root / 'model'), 'hup') == [1]
-    assert not os.path.exists(str(root / 'model' / 'hup.lock'))
 
 
 def test_a_teacher_without_its_best_parameters_falls_back_to_its_best_recorded_epoch(cifar_setup, train_run):
