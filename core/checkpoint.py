@@ -220,12 +220,32 @@ def read_meta(model_dir, prefix, tag):
                                                'its' if len(lone) == 1 else 'their')))
     try:
         with open(p) as f:
-            return json.load(f)
+            meta = json.load(f)
     except ValueError as e:
         others = [t for t in epochs(model_dir, prefix) if t != tag]
         raise DamagedCheckpoint('checkpoint metadata %s is corrupt (%s): it was damaged (a copy cut short?); use another '
                               'epoch of the run (%s), or copy the file again from where the run was trained'
                               % (p, e, 'its epochs: %s' % others if others else 'it has no other'))
+    if not isinstance(meta, dict):
+        raise DamagedCheckpoint('checkpoint metadata %s is not a JSON object (edited, or another program\'s file): copy '
+                                'the .json written with the checkpoint' % p)
+    config = meta.get('config') if isinstance(meta.get('config'), dict) else {}
+    for key in ('network', 'num_classes'):      # (metadata edited, or written by another program: from its config)
+        if meta.get(key) is None and config.get(key) is not None:
+            meta[key] = config[key]
+    return meta
+
+
+def network_of(meta, where):
+    """(network name, class count) a classification checkpoint's metadata names; CheckpointError
+    naming what is missing (metadata edited, or written by another program)."""
+    missing = [k for k in ('network', 'num_classes') if meta.get(k) is None]
+    if missing:
+        raise CheckpointError('the metadata of %s names no %s (edited, or written by another program): copy the .json '
+                              'written with its parameters%s' % (where, ' and no '.join(missing),
+                                                                 ', or give teacher_network=NAME' if missing == [
+                                                                     'network'] and 'teacher' in where else ''))
+    return meta['network'], meta['num_classes']
 
 
 def _names(names, most=3):
@@ -445,7 +465,8 @@ def load_network(prefix_path, tag, ctx, prefix=None):
     meta = read_meta(model_dir, name, tag)
     warn_if_copied(meta, name, tag)
     refuse_other_kind(meta, prefix_path)
-    net = symbols.get_network(meta['network'], meta['num_classes'], meta.get('in_channels', 3), prefix=prefix)
+    network, num_classes = network_of(meta, 'checkpoint %s epoch %s' % (prefix_path, tag))
+    net = symbols.get_network(network, num_classes, meta.get('in_channels', 3), prefix=prefix)
     load_params(net, paths(model_dir, name, tag)['params'], ctx)
     check_params_file(meta, paths(model_dir, name, tag)['params'])
     return net, meta

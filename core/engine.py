@@ -227,18 +227,31 @@ class Engine(object):
             have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
             if not have:
                 raise TrainingError(no_checkpoint_to_resume(cfg))
-            meta, skipped = None, []
+            meta, skipped, stateless = None, [], []
             for epoch in reversed(have):
                 try:
                     meta = self._load(epoch)
                     break
                 except (checkpoint.NonFiniteCheckpoint, checkpoint.DamagedCheckpoint) as e:
-                    LOG.warning('skipping epoch %d of %r: %s', epoch, cfg.model_load_prefix, e)
+                    if not os.path.isfile(checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['states']):
+                        stateless.append(epoch)
+                    else:
+                        LOG.warning('skipping epoch %d of %r: %s', epoch, cfg.model_load_prefix, e)
                     skipped.append(epoch)
+            if meta is None and stateless == skipped:     # (every .states deleted, to save space?)
+                raise TrainingError('no checkpoint of %r in %s (epochs %s) has its optimizer state (.states), which a '
+                                    'resume needs to go on exactly (deleted to save space?): start a new run from its '
+                                    'weights, e.g. model_prefix=%s_more pretrained=%s pretrained_epoch=%d (the '
+                                    'optimizer starts afresh), or start over with overwrite=true'
+                                    % (cfg.model_load_prefix, cfg.model_dir, have, cfg.model_load_prefix,
+                                       os.path.join(cfg.model_dir, cfg.model_load_prefix), have[-1]))
             if meta is None:
                 raise TrainingError('no checkpoint of %r in %s (epochs %s) can be resumed: each holds NaN or Inf or '
                                     'is damaged (the warnings above say which): start over with overwrite=true (and, '
                                     'after NaN, a lower lr)' % (cfg.model_load_prefix, cfg.model_dir, have))
+            for epoch in stateless:
+                LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', epoch, cfg.model_load_prefix,
+                            checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['states'])
             if skipped and same_run and self.rank == 0:
                 runs.move_aside(cfg.model_dir, cfg.model_prefix,
                                 runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),

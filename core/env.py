@@ -28,6 +28,13 @@ MXNET_TEXT = ('MXNET_ENGINE_TYPE', 'MXNET_HOME', 'MXNET_GLUON_REPO', 'MXNET_SUBG
 _INT = re.compile(r'^\s*[-+]?\d+\s*$')
 # MXNET_* whole numbers that must not be negative (MXNet reserves a vector of that size: a negative
 # one is a 'vector::reserve' traceback at the first training step)
+# MXNET_* whole numbers that must be at least 1 (copies of a temporary space or of the random
+# generator's state: 0 divides by zero, SIGFPE, and a negative one is a bad_alloc)
+MXNET_POSITIVE = ('MXNET_CPU_TEMP_COPY', 'MXNET_GPU_TEMP_COPY', 'MXNET_CPU_PARALLEL_RAND_COPY',
+                  'MXNET_GPU_PARALLEL_RAND_COPY', 'MXNET_GPU_CUDNN_DROPOUT_STATE_COPY')
+# thread counts beyond which MXNet's engine cannot start its threads (it aborts: 'terminate called')
+MAX_THREADS = 4096
+ENGINE_THREADS = ('MXNET_CPU_WORKER_NTHREADS', 'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS')
 MXNET_NONNEGATIVE = ('MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_FWD',
                      'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_BWD', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_INFERENCE')
 _STACK = re.compile(r'^\s*(\d+)\s*([bkmgBKMG]?)\s*$')
@@ -104,6 +111,13 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
     the command, default sys.argv, which decides whether a parameter-server role can be its)."""
     environ = os.environ if environ is None else environ
     out = []
+    optimize = environ.get('PYTHONOPTIMIZE', '').strip()
+    level = max(sys.flags.optimize if environ is os.environ else 0,
+                int(optimize) if optimize.isdigit() else (1 if optimize else 0))
+    if level >= 2:
+        out.append('PYTHONOPTIMIZE=2 (or python -OO) strips docstrings, from which MXNet\'s import builds its '
+                   'operators\' documentation: the command would stop with a traceback; use PYTHONOPTIMIZE=1 (-O), or '
+                   'unset it')
     errors = _all_errors([o for o in environ.get('PYTHONWARNINGS', '').split(',') if o.strip()] +
                          list(warnoptions or []))
     if errors:
@@ -120,6 +134,10 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
         if not _WHOLE.match(value):             # (MXNet reads OMP_NUM_THREADS as one whole number)
             out.append('environment variable %s=%r is not a whole number >= 1: set e.g. %s=2, or unset it'
                        % (key, value, key))
+        elif key in ENGINE_THREADS and int(value) > MAX_THREADS:
+            out.append('environment variable %s=%r asks MXNet\'s engine for more threads than it can start (MXNet would '
+                       'abort); set at most %d (the cores: %d), or unset it'
+                       % (key, value, MAX_THREADS, cpu_count()))
     for key in sorted(environ):
         if not key.startswith('MXNET_') or key in MXNET_TEXT or key in COUNTS:
             continue
@@ -132,6 +150,10 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
             out.append('environment variable %s=%r is not a %s: MXNet reads it as one and would abort '
                        '(dmlc::ParamError); set one (MXNet\'s docs/static_site/src/pages/api/faq/env_var.md lists '
                        'each) or unset it' % (key, value, 'number' if key in MXNET_DECIMALS else 'whole number'))
+        elif key in MXNET_POSITIVE and int(value) < 1:
+            out.append('environment variable %s=%r is not a whole number >= 1: MXNet keeps that many copies and would '
+                       'stop (%s); set %s=1, or unset it' % (key, value, 'SIGFPE' if int(value) == 0 else 'bad_alloc',
+                                                              key))
         elif key in MXNET_NONNEGATIVE and int(value) < 0:
             out.append('environment variable %s=%r is negative: MXNet sizes a buffer by it and would stop at the first '
                        'step (vector::reserve); set a whole number >= 0 (MXNet\'s default is 15), or unset it'
@@ -301,6 +323,9 @@ def process_cores():
     return max(1, cpu_count() // count_local_workers(warn=False))
 
 
+_SAID_OVERSUBSCRIBED = []          # (the warning once a process)
+
+
 def configure_threads(local_workers=1, check=True):
     """Set OMP/MKL/engine thread counts for this machine unless already set; with `check`, first
     stop (exit 2) on a variable that cannot work (`check_environment`).
@@ -323,6 +348,12 @@ def configure_threads(local_workers=1, check=True):
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    omp = os.environ['OMP_NUM_THREADS'].strip()
+    if omp.isdigit() and int(omp) > 4 * cpu_count() and not _SAID_OVERSUBSCRIBED:
+        _SAID_OVERSUBSCRIBED.append(omp)
+        sys.stderr.write('warning: OMP_NUM_THREADS=%s is far more than this machine\'s %d core(s): each operator\'s '
+                         'threads then wait for each other and training runs many times slower; set '
+                         'OMP_NUM_THREADS=%d, or unset it\n' % (omp, cpu_count(), threads))
     return {k: os.environ[k] for k in defaults}
 
 

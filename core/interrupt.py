@@ -32,7 +32,13 @@ class HungUp(Terminated):
     words = 'hung up (SIGHUP: the terminal or session closed)'
 
 
-STOPS = {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp}
+class Quit(Terminated):
+    """SIGQUIT (Ctrl-\\ in a terminal) as SIGTERM, with exit status 131."""
+    signal = signal.SIGQUIT
+    words = 'quit (SIGQUIT, Ctrl-\\)'
+
+
+STOPS = {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp, signal.SIGQUIT: Quit}
 
 
 def _terminate(signum, frame):
@@ -53,8 +59,8 @@ def stop_status(e):
 
 
 class sigterm_as_interrupt(object):
-    """Within the `with`: SIGTERM raises `Terminated`, SIGHUP `HungUp`; the handlers before are put
-    back after."""
+    """Within the `with`: SIGTERM raises `Terminated`, SIGHUP `HungUp`, SIGQUIT `Quit`; the handlers
+    before are put back after."""
 
     def __enter__(self):
         self.previous = {sig: signal.signal(sig, _terminate) for sig in STOPS}
@@ -70,7 +76,7 @@ class deferred(object):
     run whole (an epoch's record and its checkpoint) finish first. On leaving, the handlers before
     are put back and the first signal held is raised again, to act as it would have (a
     KeyboardInterrupt, `Terminated`, or the default action). Outside the main thread: no effect."""
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
     def __enter__(self):
         self.held, self.previous = None, {}

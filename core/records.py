@@ -105,6 +105,8 @@ def read_records(path):
         what = {errno.ENOENT: 'does not exist', errno.EISDIR: 'is a folder, not a records file'}.get(
             e.errno, 'cannot be read (%s)' % (e.strerror or e))
         raise RecordsError('records file %s %s' % (path, what), e.errno) from e
+    if raw.startswith(b'\xef\xbb\xbf'):           # (a byte-order mark an editor wrote)
+        raw = raw[3:]
     by_epoch, damaged, wrong = {}, [], []
     for n, line in enumerate(raw.split(b'\n'), 1):
         if not line.strip():

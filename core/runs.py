@@ -190,6 +190,10 @@ def move_aside(model_dir, prefix, files, why):
         for f in files:
             shutil.move(f, os.path.join(dest, os.path.basename(f)))
     except OSError as e:
+        kept = os.path.join(model_dir, 'replaced')
+        if os.path.lexists(kept) and not os.path.isdir(kept):
+            raise RunError('could not move the files of run %r aside: %s is a file, where runs set aside go; nothing '
+                           'was trained. Move that file away' % (prefix, kept))
         raise RunError('could not move the files of run %r to %s (%s); nothing was trained. Free disk space or '
                        'fix the permissions' % (prefix, dest, e))
     if files:

@@ -105,7 +105,15 @@ def other_class_names(trained, cfg):
     the other unless they are the same classes under other names); None when they agree or either
     names none."""
     ours = class_names(cfg)
-    if not trained or not ours or len(trained) != len(ours) or list(trained) == list(ours):
+    if not trained or not ours:
+        return None
+    if not isinstance(trained, (list, tuple)) or not all(isinstance(n, str) for n in trained) or \
+            len(trained) != len(ours):      # (metadata edited, or written by another program)
+        return ('its metadata\'s class names are not a list of %d names (%s): they were edited, or written by '
+                'another program, so whether it was trained on these classes cannot be told; copy the .json written '
+                'with it' % (len(ours), ('%d names' % len(trained)) if isinstance(trained, (list, tuple))
+                             else 'a %s' % type(trained).__name__))
+    if list(trained) == list(ours):
         return None
     differ = [k for k, (a, b) in enumerate(zip(trained, ours)) if a != b]
     k = differ[0]

@@ -103,6 +103,10 @@ def staging(out_dir, keep=False):
     """
     import mxnet as mx
     check_out_dir(out_dir)
+    kept = os.path.join(out_dir, 'replaced')
+    if keep and os.path.lexists(kept) and not os.path.isdir(kept):
+        raise PackError('--out %s holds a file named replaced, where --overwrite keeps the pack it replaces: move that '
+                        'file away (nothing was written)' % out_dir)
     created = _first_missing(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -146,9 +150,13 @@ def staging(out_dir, keep=False):
     if keep:
         import time
         dest = os.path.join(out_dir, 'replaced', time.strftime('%Y%m%d-%H%M%S'))
-        os.makedirs(dest, exist_ok=True)
         aside = os.path.join(stage, '.replaced')
-        for n in os.listdir(aside):
-            os.replace(os.path.join(aside, n), os.path.join(dest, n))
+        try:
+            os.makedirs(dest, exist_ok=True)
+            for n in os.listdir(aside):
+                os.replace(os.path.join(aside, n), os.path.join(dest, n))
+        except OSError as e:           # (the new pack is in place; the old one stays whole where it is)
+            raise PackError('the new pack is in %s, but the pack it replaced could not be moved to %s (%s): it is '
+                            'whole in %s; move it from there yourself' % (out_dir, dest, e.strerror or e, aside))
         LOG.info('the pack it replaced is kept in %s', dest)
     shutil.rmtree(stage, ignore_errors=True)        # (what is left: the replaced pack files)

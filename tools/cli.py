@@ -277,6 +277,8 @@ def output_path(path, option='--out', example='figure.png'):
     `path`: it is not a folder, no part of its folder is a file, the folder exists (it is created
     if missing; a command that then fails removes it again, `command`) and is writable (a probe
     file is created and removed). Returns `path`; raises UsageError naming `option` and the fix."""
+    if not path.strip():
+        raise UsageError('%s is empty: give a file name such as %s' % (option, example))
     if os.path.isdir(path) or path.endswith(('/', os.sep)):
         raise UsageError('%s %s is a folder: give a file name such as %s' % (option, path,
                                                                              os.path.join(path, example)))

@@ -158,7 +158,7 @@ def run_local(args):
 
     def stop(signum, frame):
         stopped.append(signum)
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
     try:
         for role, index, of, extra in roles:
             procs.append(Process(role, index, of, args.command, dict(env, DMLC_ROLE=role, DMLC_TASK_ID=str(index),
@@ -180,8 +180,8 @@ def run_local(args):
             return 0
         others = [p for p in procs if p.child.poll() is None]
         if stopped:
-            what = {signal.SIGINT: 'interrupted', signal.SIGHUP: 'hung up (SIGHUP)'}.get(stopped[0],
-                                                                                  'terminated (SIGTERM)')
+            what = {signal.SIGINT: 'interrupted', signal.SIGHUP: 'hung up (SIGHUP)',
+                    signal.SIGQUIT: 'quit (SIGQUIT)'}.get(stopped[0], 'terminated (SIGTERM)')
             print('launch: %s; stopping all %d processes' % (what, len(others)), file=sys.stderr)
             for p in others:                    # each stops as it does on Ctrl-C / SIGTERM (epochs kept, lock
                 p.signal(stopped[0])            # released); one blocked in the kvstore gets SIGKILL after GRACE

@@ -61,12 +61,16 @@ def check_batch_fits(cfg, batch_size, sizes, devices=1, workers=1):
     """TrainingError when one batch (`batch_size` a worker) is larger than the training or the
     validation set (`sizes`: {name: images a worker reads}): MXNet's iterator fails on it ('number
     of input images must be bigger than the batch size'), for validation only after an epoch."""
+    smallest = min(sizes.values()) if sizes else None           # (the advice fits every set at once)
     for name, n in sizes.items():
         if batch_size > n:
             per = ' (%d devices x batch_size=%d)' % (devices, cfg.batch_size) if devices > 1 else ''
             share = ' (its share of %d workers)' % workers if workers > 1 else ''
-            raise TrainingError('a batch takes %d images%s but the %s set of %s has %d%s: lower batch_size to at '
-                                'most %d' % (batch_size, per, name, cfg.data_dir, n, share, max(1, n // devices)))
+            others = ['the %s set has %d' % (k, v) for k, v in sizes.items() if k != name and v < batch_size]
+            raise TrainingError('a batch takes %d images%s but the %s set of %s has %d%s%s: lower batch_size to at '
+                                'most %d' % (batch_size, per, name, cfg.data_dir, n, share,
+                                             ' (and %s)' % ', '.join(others) if others else '',
+                                             max(1, smallest // devices)))
 
 
 class ClassificationTask(Task):

@@ -67,6 +67,11 @@ def _project_meta(cfg):
 def _project(cfg, in_channels, ctx):
     model_dir, prefix, tag, meta = _project_meta(cfg)
     name = cfg.teacher_network or meta.get('network')
+    if name is None:
+        try:
+            checkpoint.network_of(meta, 'teacher %s' % cfg.teacher_prefix)
+        except checkpoint.CheckpointError as e:
+            raise TeacherError(str(e))
     net = symbols.get_network(name, meta.get('num_classes', cfg.num_classes),
                               meta.get('in_channels', in_channels), prefix='teacher_')
     params = checkpoint.paths(model_dir or '.', prefix, tag)['params']

@@ -315,3 +315,22 @@ def test_optimizer_state_copied_from_another_run_is_named(cifar_setup, train_run
                                     'model_load_epoch=2'])
     assert code == 2 and 'stb-0002.states is not the optimizer state written with its metadata' in err, err
     assert 'Traceback' not in err
+
+
+def test_every_optimizer_state_deleted_offers_a_new_run_from_the_weights(cifar_setup, train_run):
+    """Found by a new user (#18's twelfth trial): with every .states deleted (to save space) a resume said
+    that each epoch held NaN or was damaged, and offered only overwrite=true."""
+    import glob
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=nost', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    for f in glob.glob(os.path.join(model, 'nost-*.states')):
+        os.remove(f)
+    code, err = train_run(argv[:-1] + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1'])
+    assert code == 2 and "no checkpoint of 'nost' in %s (epochs [1, 2]) has its optimizer state" % model in err, err
+    assert 'NaN' not in err.split('error:')[-1]
+    advice = 'model_prefix=nost_more pretrained=%s pretrained_epoch=2' % os.path.join(model, 'nost')
+    assert advice in err
+    code, err = train_run(common + ['network=cifar_resnet8'] + advice.split() + ['num_epoch=1'])
+    assert code == 0, err                                          # the advice works

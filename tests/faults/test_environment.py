@@ -42,6 +42,12 @@ CASES = [
     ({'OMP_STACKSIZE': '64G'}, ["OMP_STACKSIZE='64G' gives every OpenMP thread a stack of 64 GiB"]),
     ({'OMP_STACKSIZE': '12Q'}, ["OMP_STACKSIZE='12Q' is not a stack size"]),
     ({'NST_SCHEDULER_WAIT': 'soon'}, ["NST_SCHEDULER_WAIT='soon' is not a number of seconds"]),
+    # (#18's twelfth trial: an abort, 'terminate called', a SIGFPE (136) without a word, a bad_alloc traceback)
+    ({'MXNET_CPU_WORKER_NTHREADS': '1000000'}, ["MXNET_CPU_WORKER_NTHREADS='1000000' asks MXNet's engine for more "
+                                                "threads than it can start"]),
+    ({'MXNET_CPU_TEMP_COPY': '0'}, ["MXNET_CPU_TEMP_COPY='0' is not a whole number >= 1"]),
+    ({'MXNET_CPU_TEMP_COPY': '-1'}, ["MXNET_CPU_TEMP_COPY='-1' is not a whole number >= 1"]),
+    ({'MXNET_CPU_PARALLEL_RAND_COPY': '0'}, ["MXNET_CPU_PARALLEL_RAND_COPY='0' is not a whole number >= 1"]),
 ]
 
 
@@ -182,3 +188,17 @@ def test_a_server_of_a_job_whose_scheduler_never_answers_stops_and_ends_on_sigte
     time.sleep(3)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == -signal.SIGTERM
+
+
+def test_docstrings_stripped_are_refused_and_oversubscribed_threads_warned_of():
+    """Found by a new user (#18's twelfth trial): PYTHONOPTIMIZE=2 (python -OO) made MXNet's import a
+    TypeError traceback; OMP_NUM_THREADS=64 on 2 cores trained 70 times slower without a word."""
+    from core.env import cpu_count
+    for args, env in ((['train.py', '--print-config'], {'PYTHONOPTIMIZE': '2'}),
+                      (['-OO', '-m', 'tools.evaluate', '--prefix', 'model/none'], {})):
+        r = run(args, env)
+        assert r.returncode == 2 and 'PYTHONOPTIMIZE=2 (or python -OO) strips docstrings' in r.stderr, r.stderr
+        assert 'Traceback' not in r.stderr
+    many = str(4 * cpu_count() + 1)
+    r = run(['train.py', '--keys', 'lr'], {'OMP_NUM_THREADS': many})
+    assert r.returncode == 0 and r.stderr.count('warning: OMP_NUM_THREADS=%s is far more than' % many) == 1, r.stderr

@@ -789,3 +789,18 @@ def test_a_killed_builds_partial_packs_are_removed_by_the_next_build(src, tmp_pa
     (moving / '.replaced').mkdir(parents=True)
     assert pack.main(['--train', str(src / 'train'), '--val', str(src / 'val'), '--out', str(out)]) == 0
     assert not partial.exists() and (moving / '.replaced').is_dir()
+
+
+def test_overwrite_with_a_file_where_the_old_pack_goes_is_refused_before_building(src, tmp_path, capsys):
+    """Found by a new user (#18's twelfth trial): with a file named `replaced` in --out, `--overwrite`
+    installed the new pack, then stopped with a NotADirectoryError traceback, the old pack left in a
+    hidden staging folder."""
+    out = tmp_path / 'out'
+    before = built(src, out)
+    (out / 'replaced').write_text('in the way')
+    code, err = cli(pack.main, ['--train', str(src / 'train2'), '--val', str(src / 'val2'), '--out', str(out),
+                                '--overwrite'], capsys)
+    assert code == 2 and 'holds a file named replaced, where --overwrite keeps the pack it replaces' in err, err
+    assert 'Traceback' not in err
+    assert {k: v for k, v in files(out).items() if k != 'replaced'} == before
+    assert not [n for n in os.listdir(str(out)) if n.startswith('.building-')]

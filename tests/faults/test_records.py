@@ -128,3 +128,11 @@ def test_tools_records_read_damaged_files(tmp_path, caplog):
         runs = find_runs(str(tmp_path), 'x_')
     assert [r['v'] for r in runs['x_kd_s0']] == [1, 2]
     assert len(damaged_warnings(caplog)) == 1
+
+
+def test_a_byte_order_mark_is_not_a_damaged_line(tmp_path, caplog):
+    """Found by a new user (#18's twelfth trial): a records file saved by an editor with a UTF-8 BOM lost its
+    first record as 'damaged'."""
+    path = tmp_path / 'r.jsonl'
+    path.write_bytes(b'\xef\xbb\xbf' + b'{"epoch": 0, "val_top1": 0.5}\n{"epoch": 1, "val_top1": 0.6}\n')
+    assert [r['epoch'] for r in read_records(str(path))] == [0, 1] and not damaged_warnings(caplog)

@@ -252,7 +252,9 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_
 @pytest.mark.parametrize('signame, status, said', [
     ('SIGTERM', 143, 'terminated (SIGTERM)'),
     # (#18's eleventh trial: a closed terminal or a dropped ssh session ended a run silently, its lock left)
-    ('SIGHUP', 129, 'hung up (SIGHUP: the terminal or session closed)')])
+    ('SIGHUP', 129, 'hung up (SIGHUP: the terminal or session closed)'),
+    # (#18's twelfth trial: Ctrl-\ ended a run silently, its lock left)
+    ('SIGQUIT', 131, 'quit (SIGQUIT, Ctrl-\\)')])
 def test_sigterm_and_sighup_are_handled_as_ctrl_c(cifar_setup, train_run, monkeypatch, signame, status, said):
     """A scheduler's or `kill`'s SIGTERM during training, or a SIGHUP: the finished epochs are kept, the
     lock is released and the resume command printed, exit status 128 + the signal (it used to end
@@ -719,3 +721,16 @@ def test_a_teacher_without_its_best_parameters_falls_back_to_its_best_recorded_e
     code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s' % (copy / 'teacher'), 'model_prefix=nb',
                                      'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null'])
     assert code == 0 and "run 'teacher' has no best copy (teacher-best.params is missing): using epoch" in err, err
+
+
+def test_overwrite_with_a_file_where_runs_are_set_aside_names_it(cifar_setup, train_run, tmp_path):
+    """Found by a new user (#18's twelfth trial): with a file named `replaced` in model_dir, overwrite=true
+    said to free disk space or fix the permissions."""
+    _, common, _ = cifar_setup
+    model = tmp_path / 'mdl'
+    argv = common + ['network=cifar_resnet8', 'model_prefix=w', 'model_dir=%s' % model, 'log_dir=%s' % (tmp_path / 'l')]
+    assert train_run(argv)[0] == 0
+    (model / 'replaced').write_text('in the way')
+    code, err = train_run(argv + ['overwrite=true'])
+    assert code == 2 and '%s is a file, where runs set aside go' % (model / 'replaced') in err, err
+    assert 'Free disk space' not in err and checkpoint.epochs(str(model), 'w') == [1]

@@ -1057,3 +1057,43 @@ def test_a_checkpoint_from_another_machine_or_edited_and_a_bare_run_name(three_c
         (records / (name + '.jsonl')).write_text(text)
     code, out, err = run_tool(results_table.main, ['--records', str(records), '--prefix', 't_'], capsys)
     assert code == 0 and '| KD |' in out and 't_at_s0.jsonl holds no record (emptied, or cut short?)' in err, err
+
+
+def test_metadata_without_its_network_or_classes_and_an_empty_out(three_class_run, tmp_path, capsys):
+    """Found by a new user (#18's twelfth trial): a checkpoint .json without `network` or `num_classes`
+    (edited, or another program's) was a KeyError traceback in tools.evaluate and a TypeError as a
+    teacher; `tools.export --out ""` wrote its files into the current folder."""
+    import shutil
+    from data import other_class_names
+    copy = tmp_path / 'm'
+    shutil.copytree(str(three_class_run / 'model'), str(copy))
+    for f in copy.glob('three-*.json'):
+        meta = json.loads(f.read_text())
+        del meta['network'], meta['num_classes']            # the configuration saved with it still says
+        f.write_text(json.dumps(meta))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(copy / 'three')], capsys)
+    assert code == 0 and 'on 6 images' in out, err
+    for f in copy.glob('three-*.json'):
+        meta = json.loads(f.read_text())
+        del meta['config']['network']
+        f.write_text(json.dumps(meta))
+    code, _, err = run_tool(export.main, ['--prefix', str(copy / 'three'), '--out', str(tmp_path / 'd' / 'x')], capsys)
+    one_error(code, err, 'names no network (edited, or written by another program)', 'copy the .json')
+    code, _, err = run_tool(export.main, ['--prefix', str(three_class_run / 'model' / 'three'), '--out', ''], capsys)
+    one_error(code, err, '--out is empty: give a file name')
+    # a teacher's class names that are not a list of its classes (edited): said, not passed over
+    from types import SimpleNamespace
+    cfg = SimpleNamespace(dataset='imagenet', data_dir=str(three_class_run / 'pack'))
+    for names in ('class_0,class_1,class_2', ['class_0']):
+        assert 'class names are not a list of 3 names' in (other_class_names(names, cfg) or ''), names
+
+
+def test_the_batch_advice_fits_every_set():
+    """Found by a new user (#18's twelfth trial): 'lower batch_size to at most 18' (the training set), and
+    then the validation set of 6 refused 18."""
+    from types import SimpleNamespace
+    from core.errors import TrainingError
+    from tasks.classification.task import check_batch_fits
+    with pytest.raises(TrainingError, match=r'the training set of D has 18 \(and the validation set has 6\): lower '
+                                            r'batch_size to at most 6'):
+        check_batch_fits(SimpleNamespace(data_dir='D', batch_size=64), 64, {'training': 18, 'validation': 6})
