@@ -114,7 +114,8 @@ def main(argv=None):
     import tasks
     try:
         task = task_of(args.cfg, args.overrides)      # classification, or detection for the voc_* presets
-        cfg = tasks.get(task).load_config(args.cfg, args.overrides)
+        # (--print-config shows a preset before its data is in place)
+        cfg = tasks.get(task).load_config(args.cfg, args.overrides, check_data=not args.print_config)
     except ConfigError as e:
         print('config error: %s' % e, file=sys.stderr)
         return 2

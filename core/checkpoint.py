@@ -233,6 +233,10 @@ def read_meta(model_dir, prefix, tag):
     for key in ('network', 'num_classes'):      # (metadata edited, or written by another program: from its config)
         if meta.get(key) is None and config.get(key) is not None:
             meta[key] = config[key]
+    if meta.get('in_channels') is None and config.get('dataset'):         # (the dataset's channels)
+        from data import DEFAULTS
+        if config['dataset'] in DEFAULTS:
+            meta['in_channels'] = DEFAULTS[config['dataset']][0]
     return meta
 
 
@@ -362,6 +366,15 @@ def check_run_prefix(path, key='teacher_prefix', epoch_key='teacher_epoch'):
         epoch = -1 if m.group(2) == 'best' else int(m.group(2))
         raise CheckpointError('%s=%s is a checkpoint file; give the run it belongs to and the epoch: %s=%s %s=%d'
                               % (key, path, key, m.group(1), epoch_key, epoch))
+    m = re.match(r'^(.*)-(\d{4}|best)$', path)
+    if m and os.path.isfile(path + '.json') and not glob.glob(glob.escape(path) + '-*.json'):
+        raise CheckpointError('%s=%s names a checkpoint of run %s, not a run; give the run and the epoch: %s=%s %s=%d'
+                              % (key, path, m.group(1), key, m.group(1), epoch_key,
+                                 -1 if m.group(2) == 'best' else int(m.group(2))))
+    if path.endswith(('/', os.sep)) and not os.path.isdir(path) and glob.glob(glob.escape(path.rstrip('/' + os.sep))
+                                                                             + '-*.json'):
+        raise CheckpointError('%s=%s ends with a slash, as a folder would; the run is %s=%s'
+                              % (key, path, key, path.rstrip('/' + os.sep)))
     if os.path.isdir(path):
         found = sorted({n.rsplit('-', 1)[0] for n in os.listdir(path) if re.match(r'^.+-(\d{4}|best)\.json$', n)})
         raise CheckpointError('%s=%s is a folder; give a run in it, %s=%s/RUN%s'

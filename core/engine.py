@@ -117,6 +117,7 @@ class Engine(object):
     def __init__(self, cfg):
         self.cfg = cfg
         self.kv, self.hvd = None, None
+        self.aside = None          # the folder a resume set checkpoints aside in (runs.move_aside)
         self.rank, self.workers = 0, 1
         kv_store = cfg.get('kv_store', 'device')
         if kv_store == 'horovod':
@@ -253,9 +254,9 @@ class Engine(object):
                 LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', epoch, cfg.model_load_prefix,
                             checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['states'])
             if skipped and same_run and self.rank == 0:
-                runs.move_aside(cfg.model_dir, cfg.model_prefix,
-                                runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),
-                                'non-finite or damaged checkpoints after epoch %d' % epoch)
+                self.aside = runs.move_aside(cfg.model_dir, cfg.model_prefix,
+                                             runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),
+                                             'non-finite or damaged checkpoints after epoch %d' % epoch)
         if same_run and self.rank == 0:
             runs.claim_resume(cfg, epoch, task.best_metric)
         self.begin_epoch = epoch
@@ -264,7 +265,7 @@ class Engine(object):
         if same_run:
             LOG.info('resumed run %r from its epoch-%d checkpoint in %s (%s)', cfg.model_load_prefix, epoch,
                      cfg.model_dir, task.describe_checkpoint(meta))
-            self._warn_of_missing_records(epoch)
+            self._warn_of_missing_records(epoch, meta)
         else:
             LOG.info('run %r starts from epoch %d of run %r (from its epoch-%d checkpoint in %s, %s); run %r is '
                      'left as it is', cfg.model_prefix, epoch, cfg.model_load_prefix, epoch, cfg.model_dir,
@@ -338,9 +339,12 @@ class Engine(object):
                            % (epoch + 1, epoch + 1, 'epoch %d' % have[-1] if have else 'none',
                               self.task.diverged_fix[0].upper() + self.task.diverged_fix[1:]))
 
-    def _warn_of_missing_records(self, epoch):
+    def _warn_of_missing_records(self, epoch, meta):
         """A warning when the records of the epochs before a resume are not in log_dir (a run folder
-        copied or moved without its log_dir): its curves and tables would start at the resumed epoch."""
+        copied or moved without its log_dir): its curves and tables would start at the resumed epoch.
+        Records of another run are set aside, unless the checkpoint resumed was saved by that run too
+        (`meta`: its metadata), the whole run renamed: then they are this run's, under its new name;
+        records of epochs to be trained again (their checkpoint never written) are rewound."""
         from .records import read_records
         try:
             records = read_records(self.jsonl) if os.path.isfile(self.jsonl) else []
@@ -348,6 +352,12 @@ class Engine(object):
             records = []
         cfg = self.cfg
         foreign = sorted({r['model_prefix'] for r in records if r.get('model_prefix') not in (None, cfg.model_prefix)})
+        if foreign == [meta.get('model_prefix')] and self.rank == 0:     # the run renamed, records and all
+            LOG.warning('the records in %s and the checkpoint resumed are of run %r: the run was renamed %r, and '
+                        'its records go on under that name', self.jsonl, foreign[0], cfg.model_prefix)
+            runs.rename_records(self.jsonl, cfg.model_prefix)
+            records = read_records(self.jsonl)
+            foreign = []
         if foreign:            # another run's records (copied or renamed): not this run's to go on with
             if self.rank == 0:
                 runs.move_aside(cfg.model_dir, cfg.model_prefix, [self.jsonl],
@@ -356,10 +366,13 @@ class Engine(object):
             records = []
         again = sorted(r['epoch'] + 1 for r in records if r['epoch'] >= epoch)
         if again and self.rank == 0:     # epochs whose checkpoint was not written (killed between the two)
-            dest = runs.move_aside(cfg.model_dir, cfg.model_prefix, [],
-                                   'record(s) of epoch(s) %s of run %r, which has no checkpoint of them, will be '
-                                   'written again as these epochs are trained again; the records file as it was'
-                                   % (_epochs_text(again), cfg.model_prefix))
+            why = ('record(s) of epoch(s) %s of run %r, which has no checkpoint of them, will be written again as these '
+                   'epochs are trained again; the records file as it was' % (_epochs_text(again), cfg.model_prefix))
+            dest = self.aside
+            if dest:
+                LOG.warning('%s: kept in %s', why, dest)
+            else:
+                dest = runs.move_aside(cfg.model_dir, cfg.model_prefix, [], why)
             runs.rewind_records(self.jsonl, epoch, dest)
         have = {r['epoch'] for r in records}
         missing = [e + 1 for e in range(epoch) if e not in have]

@@ -38,7 +38,14 @@ class Quit(Terminated):
     words = 'quit (SIGQUIT, Ctrl-\\)'
 
 
-STOPS = {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp, signal.SIGQUIT: Quit}
+class Stopped(Terminated):
+    """SIGUSR1 (a job scheduler's notice before its time limit, SLURM's --signal=USR1@60) as SIGTERM,
+    with exit status 138: the finished epochs are kept and the resume command said."""
+    signal = signal.SIGUSR1
+    words = 'stopped by SIGUSR1 (a job scheduler\'s notice before its time limit)'
+
+
+STOPS = {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp, signal.SIGQUIT: Quit, signal.SIGUSR1: Stopped}
 
 
 def _terminate(signum, frame):
@@ -59,8 +66,8 @@ def stop_status(e):
 
 
 class sigterm_as_interrupt(object):
-    """Within the `with`: SIGTERM raises `Terminated`, SIGHUP `HungUp`, SIGQUIT `Quit`; the handlers
-    before are put back after."""
+    """Within the `with`: SIGTERM raises `Terminated`, SIGHUP `HungUp`, SIGQUIT `Quit`, SIGUSR1
+    `Stopped`; the handlers before are put back after."""
 
     def __enter__(self):
         self.previous = {sig: signal.signal(sig, _terminate) for sig in STOPS}
@@ -76,7 +83,7 @@ class deferred(object):
     run whole (an epoch's record and its checkpoint) finish first. On leaving, the handlers before
     are put back and the first signal held is raised again, to act as it would have (a
     KeyboardInterrupt, `Terminated`, or the default action). Outside the main thread: no effect."""
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    SIGNALS = (signal.SIGINT,) + tuple(STOPS)
 
     def __enter__(self):
         self.held, self.previous = None, {}

@@ -78,11 +78,14 @@ class RunLock(object):
     def _read(self):
         try:
             with open(self.path) as f:
-                return json.load(f)
+                holder = json.load(f)
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
             return {}                   # unreadable: written by a process that died while writing it
+        if isinstance(holder, int) and not isinstance(holder, bool):
+            return {'pid': holder}      # (a pid file another script wrote: its process id alone)
+        return holder if isinstance(holder, dict) else {}
 
     def _create(self):
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -100,7 +103,7 @@ class RunLock(object):
             holder = self._read()
             if holder is None:
                 continue                 # released meanwhile: try again
-            same_host = holder.get('host') == self.mine['host']
+            same_host = holder.get('host') in (None, self.mine['host'])     # (a pid file names no host)
             pid = holder.get('pid')
             if holder and not same_host:
                 raise RunError('run %r is being trained by process %s on host %s since %s (lock %s). Wait for it or '
@@ -114,8 +117,8 @@ class RunLock(object):
                 LOG.warning('taking over the lock %s, which names no process (damaged: a crash while it was '
                             'written?)', self.path)
             else:
-                LOG.warning('taking over the lock %s of a run that is no longer running (process %s, since %s)',
-                            self.path, pid, holder.get('since'))
+                LOG.warning('taking over the lock %s of a run that is no longer running (process %s%s)',
+                            self.path, pid, ', since %s' % holder['since'] if holder.get('since') else '')
             try:
                 os.remove(self.path)
             except FileNotFoundError:
@@ -321,6 +324,15 @@ def claim_resume(cfg, epoch, metric='val_top1'):
     if best_files and (best_epoch is None or best_epoch > epoch):
         restore_best(model_dir, prefix, epoch, metric)
     rewind_records(os.path.join(cfg.log_dir, prefix + '.jsonl'), epoch, dest)
+
+
+def rename_records(path, prefix):
+    """Name run `prefix` in every record of the records file `path` (a run renamed, records and all),
+    written whole or not at all."""
+    from .atomic import write_atomic
+    from .records import read_records
+    records = [dict(r, model_prefix=prefix) for r in read_records(path)]
+    write_atomic(path, ''.join(json.dumps(r) + '\n' for r in records))
 
 
 def rewind_records(path, epoch, dest):

@@ -35,8 +35,10 @@ class Task(object):
     diverged_fix = 'lower lr (or the kt_weight of a transfer term)'
 
     @classmethod
-    def load_config(cls, path=None, overrides=()):
-        """The task's validated config from file or preset `path` and `key=value` overrides."""
+    def load_config(cls, path=None, overrides=(), check_data=True):
+        """The task's validated config from file or preset `path` and `key=value` overrides; with
+        `check_data` false, without the checks of the data (and checkpoints) it names, for a
+        configuration to be read before they are in place (train.py --print-config)."""
         raise NotImplementedError
 
     @classmethod

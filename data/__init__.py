@@ -68,7 +68,7 @@ def read_classes_file(path):
     """The class names of a pack's classes.txt ('LABEL<TAB>NAME' a line, labels 0, 1, ... in order),
     None when there is no such file; DataError naming the line that is not of that form."""
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:       # (utf-8-sig: a byte-order mark an editor wrote is skipped)
             lines = f.read().splitlines()
     except (FileNotFoundError, NotADirectoryError):   # (data_dir a file: check_data_files names that)
         return None

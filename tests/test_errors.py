@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # raised inside one module and turned into a user error before it leaves the trainer (with the
 # step and term it happened at), and the signal SIGTERM becomes
 INTERNAL = {'core.errors.NonFiniteLoss', 'tasks.classification.stages.StageDiverged',
-            'core.interrupt.Terminated'}     # (SIGTERM as a KeyboardInterrupt: a signal, not an error)
+            'core.interrupt.Terminated', 'core.interrupt.HungUp', 'core.interrupt.Quit',
+            'core.interrupt.Stopped'}     # (SIGTERM, SIGHUP, ... as a KeyboardInterrupt: a signal, not an error)
 
 
 def project_classes():

@@ -3,7 +3,9 @@ import os
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    """matplotlib.pyplot on the Agg backend (no display needed; the tools write files). An MPLBACKEND
+    of the shell (a notebook's, or one this matplotlib lacks) would stop its import: it is replaced."""
+    os.environ['MPLBACKEND'] = 'Agg'
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

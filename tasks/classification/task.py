@@ -81,9 +81,9 @@ class ClassificationTask(Task):
     fits = 'check network/num_classes'
 
     @classmethod
-    def load_config(cls, path=None, overrides=()):
+    def load_config(cls, path=None, overrides=(), check_data=True):
         from config import load_config
-        return load_config(path, overrides)
+        return load_config(path, overrides, check_data=check_data)
 
     @classmethod
     def final_lines(cls, record, cfg):
@@ -239,6 +239,12 @@ class ClassificationTask(Task):
             raise TrainingError('checkpoint %s epoch %d was trained with %s: a resume keeps the network and the '
                                 'transfer methods; set them as the checkpoint has them, or start a new run'
                                 % (cfg.model_load_prefix, epoch, ', '.join(differ)))
+        was = meta.get('teacher_params_crc32')
+        now = (getattr(self.teacher, 'trained_with', None) or {}).get('params_crc32')
+        if cfg.kt and was is not None and now is not None and was != now:
+            LOG.warning('the teacher %s is not the one epochs 1..%d of run %r were distilled from: its parameters '
+                        'changed since (retrained or replaced under the same name); the later epochs learn from the '
+                        'new one', self.teacher_desc, epoch, cfg.model_load_prefix)
 
     def describe_checkpoint(self, meta):
         return 'validation top-1 %.4f' % meta.get('val_top1', 0)
@@ -352,9 +358,11 @@ class ClassificationTask(Task):
 
     def checkpoint_meta(self, record):
         cfg, data = self.cfg, self.data
+        teacher = (getattr(self.teacher, 'trained_with', None) or {}).get('params_crc32')
         return dict(network=self.student.network_name, num_classes=cfg.num_classes, in_channels=data.channels,
                     image_size=data.image_size, mean=list(data.mean), std=list(data.std), dataset=cfg.dataset,
-                    kt_type=cfg.kt_type if cfg.kt else None, classes=self.class_names)
+                    kt_type=cfg.kt_type if cfg.kt else None, classes=self.class_names,
+                    **({'teacher_params_crc32': teacher} if teacher is not None else {}))
 
     def epoch_line(self, epoch, stats, val):
         if self.cfg.num_classes < TOP5_FROM:

@@ -81,6 +81,7 @@ def _project(cfg, in_channels, ctx):
     except checkpoint.CheckpointError as e:
         raise TeacherError('teacher: %s' % e)
     net.trained_with = {k: meta.get(k) for k in ('image_size', 'val_top1', 'dataset')}
+    net.trained_with['params_crc32'] = meta.get('params_crc32')      # which parameters (a resume compares it)
     from data import other_class_names
     differ = other_class_names(meta.get('classes'), cfg)
     if differ:

@@ -122,9 +122,9 @@ class DetectionTask(Task):
                     'with')
 
     @classmethod
-    def load_config(cls, path=None, overrides=()):
+    def load_config(cls, path=None, overrides=(), check_data=True):
         from config.detection import load_detection_config
-        return load_detection_config(path, overrides)
+        return load_detection_config(path, overrides, backbone=check_data)
 
     @classmethod
     def final_lines(cls, record, cfg):

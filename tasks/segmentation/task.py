@@ -82,9 +82,9 @@ class SegmentationTask(Task):
     diverged_fix = 'lower lr'
 
     @classmethod
-    def load_config(cls, path=None, overrides=()):
+    def load_config(cls, path=None, overrides=(), check_data=True):
         from config.segmentation import load_segmentation_config
-        return load_segmentation_config(path, overrides)
+        return load_segmentation_config(path, overrides, check=check_data)
 
     @classmethod
     def final_lines(cls, record, cfg):

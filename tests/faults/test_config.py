@@ -448,3 +448,27 @@ def test_a_class_no_training_image_has_is_warned_of(tmp_path):
     (tmp_path / 'train.lst').write_text('0\t0\ta/1.jpg\n1\t1\tb/1.jpg\n2\t2\tc/1.jpg\n3\t3\td/1.jpg\n')
     assert not [w for w in warnings_of(cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false'))
                 if 'no training image' in w]
+
+
+def test_a_teacher_named_with_a_slash_or_as_its_best_copy_and_a_classes_file_with_a_bom(cifar_setup, train_run,
+                                                                                      tmp_path):
+    """Found by a new user (#18's thirteenth trial): `teacher_prefix=model/T/` and `teacher_prefix=model/T-best`
+    said 'Train it first'; a classes.txt saved with a byte-order mark was refused at line 1."""
+    root, _, student = cifar_setup
+    teacher = root / 'model' / 'teacher'
+    code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s/' % teacher, 'model_prefix=s9'])
+    assert code == 2 and 'ends with a slash, as a folder would; the run is teacher_prefix=%s' % teacher in err, err
+    code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s-best' % teacher, 'model_prefix=s9'])
+    assert code == 2 and 'names a checkpoint of run %s, not a run' % teacher in err, err
+    assert 'teacher_prefix=%s teacher_epoch=-1' % teacher in err and 'Train it first' not in err
+    (tmp_path / 'classes.txt').write_bytes(b'\xef\xbb\xbf0\ta\n1\tb\n2\tc\n')
+    assert cfg('dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false').num_classes == 3
+
+
+def test_print_config_shows_a_preset_before_its_data_is_there():
+    """Found by a new user (#18's thirteenth trial): `train.py --cfg cifar10_kd_nst --print-config` said the
+    CIFAR files were missing: a shipped preset could not be read before its data was in place."""
+    r = subprocess.run([sys.executable, 'train.py', '--cfg', 'cifar10_kd_nst', '--print-config',
+                        'data_dir=/nonexistent/cifar'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "dataset = 'cifar10'" in r.stdout and "data_dir = '/nonexistent/cifar'" in r.stdout, \
+        r.stderr

@@ -254,7 +254,9 @@ def test_ctrl_c_keeps_finished_epochs_and_says_how_to_resume(cifar_setup, train_
     # (#18's eleventh trial: a closed terminal or a dropped ssh session ended a run silently, its lock left)
     ('SIGHUP', 129, 'hung up (SIGHUP: the terminal or session closed)'),
     # (#18's twelfth trial: Ctrl-\ ended a run silently, its lock left)
-    ('SIGQUIT', 131, 'quit (SIGQUIT, Ctrl-\\)')])
+    ('SIGQUIT', 131, 'quit (SIGQUIT, Ctrl-\\)'),
+    # (#18's thirteenth trial: SLURM's --signal=USR1@60 ended a run silently, its lock left)
+    ('SIGUSR1', 138, "stopped by SIGUSR1 (a job scheduler's notice before its time limit)")])
 def test_sigterm_and_sighup_are_handled_as_ctrl_c(cifar_setup, train_run, monkeypatch, signame, status, said):
     """A scheduler's or `kill`'s SIGTERM during training, or a SIGHUP: the finished epochs are kept, the
     lock is released and the resume command printed, exit status 128 + the signal (it used to end
@@ -691,10 +693,10 @@ def test_an_epoch_trained_again_after_a_kill_before_its_checkpoint_has_one_recor
     again on resume, and its records file held the epoch twice (tables read the last one; the file
     itself misled). The file now holds each epoch once; the file as it was is kept aside."""
     root, common, _ = cifar_setup
-    model, jsonl = str(root / 'model'), str(root / 'log' / 'killed.jsonl')
-    argv = common + ['network=cifar_resnet8', 'model_prefix=killed', 'num_epoch=2']
+    model, jsonl = str(root / 'model'), str(root / 'log' / 'recrun.jsonl')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=recrun', 'num_epoch=2']
     assert train_run(argv)[0] == 0
-    for f in runs.epoch_files(model, "killed", [2]):       # epoch 2 recorded, its checkpoint never written
+    for f in runs.epoch_files(model, 'recrun', [2]):       # epoch 2 recorded, its checkpoint never written
         os.remove(f)
     with open(jsonl) as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
@@ -702,10 +704,10 @@ def test_an_epoch_trained_again_after_a_kill_before_its_checkpoint_has_one_recor
     assert code == 0 and 'record(s) of epoch(s) 2 of run' in err, err
     with open(jsonl) as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
-    aside = [d for d in os.listdir(os.path.join(model, 'replaced')) if d.startswith('killed-')]
-    with open(os.path.join(model, 'replaced', aside[0], 'killed.jsonl')) as f:
+    aside = [d for d in os.listdir(os.path.join(model, 'replaced')) if d.startswith('recrun-')]
+    with open(os.path.join(model, 'replaced', aside[0], 'recrun.jsonl')) as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
-    assert checkpoint.epochs(model, 'killed') == [1, 2]
+    assert checkpoint.epochs(model, 'recrun') == [1, 2]
 
 
 def test_a_teacher_without_its_best_parameters_falls_back_to_its_best_recorded_epoch(cifar_setup, train_run):
@@ -734,3 +736,34 @@ def test_overwrite_with_a_file_where_runs_are_set_aside_names_it(cifar_setup, tr
     code, err = train_run(argv + ['overwrite=true'])
     assert code == 2 and '%s is a file, where runs set aside go' % (model / 'replaced') in err, err
     assert 'Free disk space' not in err and checkpoint.epochs(str(model), 'w') == [1]
+
+
+def test_a_run_renamed_with_its_records_and_a_pid_file_lock(cifar_setup, train_run):
+    """Found by a new user (#18's thirteenth trial): a run renamed with its records (`mv r1-* r2-*`,
+    `mv r1.jsonl r2.jsonl`) had its records set aside as another run's and was then told to copy them
+    back; a lock file holding only a process id (a pid-file script's) was an AttributeError traceback;
+    a teacher retrained under the same name was taken on resume without a word."""
+    import glob
+    import shutil
+    root, common, _ = cifar_setup
+    model, log = root / 'model', root / 'log'
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=rn1', 'num_epoch=2'])[0] == 0
+    for f in glob.glob(str(model / 'rn1-*')):
+        shutil.move(f, f.replace('rn1-', 'rn2-'))
+    shutil.move(str(log / 'rn1.jsonl'), str(log / 'rn2.jsonl'))
+    (model / 'rn2.lock').write_text('999999\n')
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=rn2', 'num_epoch=3', 'retrain=true',
+                                    'model_load_epoch=-1'])
+    assert code == 0 and "the run was renamed 'rn2', and its records go on under that name" in err, err
+    assert 'are not in' not in err and 'taking over the lock' in err and 'Traceback' not in err
+    from core.records import read_records
+    recs = read_records(str(log / 'rn2.jsonl'))
+    assert [r['epoch'] for r in recs] == [0, 1, 2] and {r['model_prefix'] for r in recs} == {'rn2'}
+    # a teacher retrained under its name: the resume says so
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=tch'])[0] == 0
+    student = common + ['network=cifar_resnet8', 'kt=true', 'kt_type=kd', 'kt_weight=null', 'teacher_symbol=null',
+                        'student_symbol=null', 'teacher_prefix=%s' % (model / 'tch'), 'model_prefix=stu']
+    assert train_run(student)[0] == 0
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=tch', 'lr=0.3', 'overwrite=true'])[0] == 0
+    code, err = train_run(student + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1'])
+    assert code == 0 and 'is not the one epochs 1..1 of run \'stu\' were distilled from' in err, err

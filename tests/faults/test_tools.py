@@ -347,7 +347,13 @@ def figure_args(runs, tool, out, *extra):
     s = str(runs / 'model' / 's')
     views = (['--teacher', s + ':stage3_pre', '--student', 'a=%s:stage3_pre' % s] if tool is tsne
              else ['--net', 'a=%s:stage3_pre' % s])
-    return views + ['--data-dir', str(runs / 'data'), '--out', str(out)] + list(extra)
+    args = views + ['--data-dir', str(runs / 'data'), '--out', str(out)]
+    for option, value in zip(extra[::2], extra[1::2]):      # (an option given once: a tool refuses it twice)
+        if option in args:
+            args[args.index(option) + 1] = value
+        else:
+            args += [option, value]
+    return args
 
 
 @pytest.mark.parametrize('tool', [tsne, heatmaps])
@@ -1097,3 +1103,22 @@ def test_the_batch_advice_fits_every_set():
     with pytest.raises(TrainingError, match=r'the training set of D has 18 \(and the validation set has 6\): lower '
                                             r'batch_size to at most 6'):
         check_batch_fits(SimpleNamespace(data_dir='D', batch_size=64), 64, {'training': 18, 'validation': 6})
+
+
+def test_a_notebook_plot_backend_and_metadata_without_input_channels(three_class_run, tmp_path, capsys, monkeypatch):
+    """Found by a new user (#18's thirteenth trial): MPLBACKEND left by a notebook (or a bogus one) was a
+    ValueError traceback in every figure tool; a checkpoint .json without in_channels (an older
+    version's) was evaluated as a colour network."""
+    import shutil
+    from tools import plotting
+    monkeypatch.setenv('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
+    plt = plotting.pyplot()
+    assert plt.get_backend().lower() == 'agg'
+    copy = tmp_path / 'm'
+    shutil.copytree(str(three_class_run / 'model'), str(copy))
+    for f in copy.glob('three-*.json'):
+        meta = json.loads(f.read_text())
+        meta.pop('in_channels', None)
+        f.write_text(json.dumps(meta))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(copy / 'three')], capsys)
+    assert code == 0 and 'on 6 images' in out, err
