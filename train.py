@@ -90,6 +90,11 @@ def build_parser(add_help=True):
 
 
 def main(argv=None):
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a == '--cfg' or a.startswith('--cfg=')]
+    if len(given) > 1:                 # (argparse keeps the last without a word)
+        print('error: --cfg is given %d times: a run reads one config file (a YAML file can start from another with '
+              '`base: FILE`); give it once' % len(given), file=sys.stderr)
+        return 2
     args = build_parser().parse_intermixed_args(argv)      # key=value before and after the options
     if args.keys is not None:
         from config.keys import listing

@@ -329,9 +329,15 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     for key in values:
         if key not in schema.fields:
             raise schema.unknown(key, where[key])
-    for key in PATH_KEYS + ('pretrained',):          # '~/data' means the home folder, as in a shell
+    for key in PATH_KEYS + ('pretrained',):          # '~/data' and '$HOME/data' mean what a shell makes of them
         if isinstance(values.get(key), str) and values[key].startswith('~'):
             values[key] = os.path.expanduser(values[key])
+        if isinstance(values.get(key), str) and '$' in values[key]:
+            expanded = os.path.expandvars(values[key])
+            if '$' in expanded:          # (a variable that is not set: said, not read as a folder name)
+                raise ConfigError('config key %s=%r (%s) names an environment variable that is not set: set it, or '
+                                  'write the path out' % (key, values[key], where.get(key, 'the config')))
+            values[key] = expanded
     cfg = Config()
     for key, field in schema.fields.items():
         try:

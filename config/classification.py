@@ -208,9 +208,11 @@ def check_data_files(cfg):
                           'pack a folder with two or more class sub-folders (python -m data.pack --train DIR '
                           '--out %s)' % (cfg.data_dir, cfg.data_dir))
     if cfg.num_classes is None:
-        raise ConfigError('config key num_classes is not set and data_dir=%r has no classes.txt to take it from: '
-                          'set num_classes=N (the number of classes of the data), or pack the data with '
-                          'python -m data.pack, which writes classes.txt' % cfg.data_dir)
+        listed = os.path.join(cfg.data_dir, 'classes.txt')
+        raise ConfigError('config key num_classes is not set and data_dir=%r %s to take it from: set num_classes=N '
+                          '(the number of classes of the data), or pack the data with python -m data.pack, which '
+                          'writes classes.txt' % (cfg.data_dir, 'has an empty classes.txt' if os.path.isfile(listed)
+                                                   else 'has no classes.txt'))
 
 
 

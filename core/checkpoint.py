@@ -441,6 +441,11 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
     """Restore a checkpoint into `student` (+ `extra`, `trainer`); return its metadata. `fits`: what
     to do when the parameters do not fit the network."""
     meta = read_meta(model_dir, prefix, tag)
+    said = meta.get('epoch')
+    if isinstance(tag, int) and isinstance(said, int) and not isinstance(said, bool) and said != tag:
+        raise CheckpointError('checkpoint %s is epoch %d by its file names but epoch %d by its metadata (the files '
+                              'were renamed from another epoch?): name them back (%s-%04d.*), or resume that epoch'
+                              % (paths(model_dir, prefix, tag)['meta'], tag, said, prefix, said))
     p = paths(model_dir, prefix, tag)
     load_params(student, p['params'], ctx, fits=fits)
     check_params_file(meta, p['params'])          # (after the load: a NaN file is named as such first)

@@ -197,6 +197,15 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
                        'for good, and this command takes no part in a job (only `train.py ... kv_store=dist_sync` '
                        'started by python -m tools.launch does): unset DMLC_ROLE (left from another job?)'
                        % (role, environ.get('DMLC_PS_ROOT_URI'), environ.get('DMLC_PS_ROOT_PORT'), role))
+    dynamic = environ.get('OMP_DYNAMIC')
+    if dynamic is not None and dynamic.strip().lower() not in ('true', 'false'):
+        out.append('environment variable OMP_DYNAMIC=%r is neither true nor false: libgomp would print an error and '
+                   'ignore it; set OMP_DYNAMIC=false, or unset it' % dynamic)
+    schedule = environ.get('OMP_SCHEDULE')
+    if schedule is not None and not re.match(r'^\s*((non)?monotonic:)?(static|dynamic|guided|auto)\s*(,\s*[1-9]\d*)?\s*$',
+                                             schedule, re.I):
+        out.append('environment variable OMP_SCHEDULE=%r is not an OpenMP schedule: libgomp would print an error and '
+                   'ignore it; set e.g. OMP_SCHEDULE=static or dynamic,4, or unset it' % schedule)
     wait = environ.get('NST_SCHEDULER_WAIT')
     if wait is not None and not (_NUMBER.match(wait) and float(wait) >= 0):
         out.append('environment variable NST_SCHEDULER_WAIT=%r is not a number of seconds >= 0: set e.g. '

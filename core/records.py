@@ -91,8 +91,8 @@ def _measured(key):
 
 
 def read_records(path):
-    """Records of one run sorted by epoch; a repeated epoch (a resumed run repeats an epoch that was
-    not checkpointed) keeps its last record.
+    """Records of one run sorted by epoch; a repeated epoch keeps its last record, with a warning (a
+    resume rewinds the records of the epochs it trains again, so a repeat was pasted or is old).
 
     Never fails on the file's content: a line that is not a JSON object with an integer 'epoch'
     (cut short by a crash, two records on one line, not UTF-8, ...) is skipped, and one warning on
@@ -107,7 +107,7 @@ def read_records(path):
         raise RecordsError('records file %s %s' % (path, what), e.errno) from e
     if raw.startswith(b'\xef\xbb\xbf'):           # (a byte-order mark an editor wrote)
         raw = raw[3:]
-    by_epoch, damaged, wrong = {}, [], []
+    by_epoch, damaged, wrong, repeated = {}, [], [], {}
     for n, line in enumerate(raw.split(b'\n'), 1):
         if not line.strip():
             continue
@@ -122,6 +122,8 @@ def read_records(path):
         if bad:
             wrong.append('%d (%s=%r)' % (n, bad[0], rec[bad[0]]))
             continue
+        if rec['epoch'] in by_epoch:
+            repeated.setdefault(rec['epoch'], []).append(n)
         by_epoch[rec['epoch']] = rec
     if damaged:
         LOG.warning('%s line%s %s: skipped damaged line%s (not a complete JSON record; a run interrupted while '
@@ -130,4 +132,8 @@ def read_records(path):
     if wrong:
         LOG.warning('%s line%s %s: skipped record%s whose measurement is not a number (edited by hand?)', path,
                     's' if len(wrong) > 1 else '', ', '.join(wrong), 's' if len(wrong) > 1 else '')
+    if repeated:
+        LOG.warning('%s: epoch(s) %s recorded more than once (again at line(s) %s: pasted, or a file of an older '
+                    'version); the last record of each is used', path, ', '.join(str(e + 1) for e in sorted(repeated)),
+                    ', '.join(str(n) for e in sorted(repeated) for n in repeated[e]))
     return [by_epoch[e] for e in sorted(by_epoch)]

@@ -334,3 +334,19 @@ def test_every_optimizer_state_deleted_offers_a_new_run_from_the_weights(cifar_s
     assert advice in err
     code, err = train_run(common + ['network=cifar_resnet8'] + advice.split() + ['num_epoch=1'])
     assert code == 0, err                                          # the advice works
+
+
+def test_a_checkpoint_renamed_to_another_epoch_is_named(cifar_setup, train_run):
+    """Found by a new user (#18's fourteenth trial): `s7-0001.*` renamed `s7-0005.*` was resumed as epoch 5
+    (epoch 1's weights on epoch 6's schedule), the warning blaming the log folder."""
+    import glob
+    import shutil
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=renum'])[0] == 0
+    for f in glob.glob(os.path.join(model, 'renum-0001.*')):
+        shutil.move(f, f.replace('-0001.', '-0005.'))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=renum', 'num_epoch=6', 'retrain=true',
+                                    'model_load_epoch=-1'])
+    assert code == 2 and 'is epoch 5 by its file names but epoch 1 by its metadata' in err, err
+    assert 'renum-0001.*' in err and 'Traceback' not in err

@@ -472,3 +472,28 @@ def test_print_config_shows_a_preset_before_its_data_is_there():
                         'data_dir=/nonexistent/cifar'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "dataset = 'cifar10'" in r.stdout and "data_dir = '/nonexistent/cifar'" in r.stdout, \
         r.stderr
+
+
+def test_two_config_files_and_an_empty_classes_file(tmp_path):
+    """Found by a new user (#18's fourteenth trial): `--cfg A --cfg B` used B alone without a word; an empty
+    classes.txt was called missing."""
+    code, err = cli('--cfg', 'cifar10_student', '--cfg', 'cifar10_kd')
+    assert code == 2 and '--cfg is given 2 times' in err and 'Traceback' not in err, err
+    from config import load_config
+    for split in ('train', 'val'):
+        for ext in ('rec', 'idx'):
+            (tmp_path / ('%s.%s' % (split, ext))).write_bytes(b'')
+    (tmp_path / 'classes.txt').write_text('')
+    with pytest.raises(ConfigError, match=r'num_classes is not set and data_dir=.* has an empty classes.txt'):
+        load_config(None, ['dataset=imagenet', 'data_dir=%s' % tmp_path, 'kt=false'])
+
+
+def test_a_path_with_an_environment_variable_is_expanded(monkeypatch, tmp_path):
+    """Found by a new user (#18's fourteenth trial): `'data_dir=$PWD/datasets/x'` (quoted, so the shell left
+    it) was read as a folder named `$PWD`, and the advice to pack it there went in a circle."""
+    monkeypatch.setenv('NST_TEST_ROOT', str(tmp_path))
+    assert cfg('data_dir=$NST_TEST_ROOT/data', 'kt=false').data_dir == str(tmp_path / 'data')
+    monkeypatch.delenv('NST_TEST_ROOT')
+    with pytest.raises(ConfigError, match=r"data_dir='\$NST_TEST_ROOT/data' \(the command line\) names an environment "
+                                          r"variable that is not set"):
+        cfg('data_dir=$NST_TEST_ROOT/data', 'kt=false')

@@ -48,6 +48,9 @@ CASES = [
     ({'MXNET_CPU_TEMP_COPY': '0'}, ["MXNET_CPU_TEMP_COPY='0' is not a whole number >= 1"]),
     ({'MXNET_CPU_TEMP_COPY': '-1'}, ["MXNET_CPU_TEMP_COPY='-1' is not a whole number >= 1"]),
     ({'MXNET_CPU_PARALLEL_RAND_COPY': '0'}, ["MXNET_CPU_PARALLEL_RAND_COPY='0' is not a whole number >= 1"]),
+    # (#18's fourteenth trial: libgomp's own error text, the value ignored)
+    ({'OMP_DYNAMIC': 'maybe'}, ["OMP_DYNAMIC='maybe' is neither true nor false"]),
+    ({'OMP_SCHEDULE': 'bogus'}, ["OMP_SCHEDULE='bogus' is not an OpenMP schedule"]),
 ]
 
 
@@ -79,6 +82,7 @@ def test_tools_stop_too_and_the_doctor_lists_each_variable():
 def test_values_that_work_pass():
     assert environment_problems({'OMP_NUM_THREADS': '2', 'MKL_NUM_THREADS': ' 4 ', 'MXNET_ENGINE_TYPE': 'NaiveEngine',
                                  'NST_CPU_DEVICES': '2', 'MXNET_CPU_WORKER_NTHREADS': '1'}) == []
+    assert environment_problems({'OMP_DYNAMIC': 'TRUE', 'OMP_SCHEDULE': 'nonmonotonic:dynamic,4'}) == []
     assert environment_problems({'OMP_STACKSIZE': '16M', 'GOMP_STACKSIZE': '2048', 'MXNET_MKLDNN_CACHE_NUM': '-1',
                                  'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN': '0', 'NST_SCHEDULER_WAIT': '120'}) == []
     assert environment_problems({}) == []

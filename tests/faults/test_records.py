@@ -136,3 +136,14 @@ def test_a_byte_order_mark_is_not_a_damaged_line(tmp_path, caplog):
     path = tmp_path / 'r.jsonl'
     path.write_bytes(b'\xef\xbb\xbf' + b'{"epoch": 0, "val_top1": 0.5}\n{"epoch": 1, "val_top1": 0.6}\n')
     assert [r['epoch'] for r in read_records(str(path))] == [0, 1] and not damaged_warnings(caplog)
+
+
+def test_an_epoch_recorded_twice_is_said(tmp_path, caplog):
+    """Found by a new user (#18's fourteenth trial): a record pasted into a file (the same epoch twice, the
+    last with another score) changed a table's mean without a word. The last record is still the one
+    used, with a warning naming the epoch and the line."""
+    path = tmp_path / 'r.jsonl'
+    path.write_text('{"epoch": 0, "val_top1": 0.5}\n{"epoch": 1, "val_top1": 0.6}\n{"epoch": 1, "val_top1": 0.99}\n')
+    assert read_records(str(path))[-1]['val_top1'] == 0.99
+    said = [r.getMessage() for r in damaged_warnings(caplog)]
+    assert len(said) == 1 and 'epoch(s) 2 recorded more than once (again at line(s) 3' in said[0], said
