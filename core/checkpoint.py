@@ -442,7 +442,9 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
     to do when the parameters do not fit the network."""
     meta = read_meta(model_dir, prefix, tag)
     said = meta.get('epoch')
-    if isinstance(tag, int) and isinstance(said, int) and not isinstance(said, bool) and said != tag:
+    # (renamed within the run; a checkpoint copied from another run is warned of as such, `warn_if_copied`)
+    if isinstance(tag, int) and isinstance(said, int) and not isinstance(said, bool) and said != tag and \
+            meta.get('model_prefix') in (None, prefix):
         raise CheckpointError('checkpoint %s is epoch %d by its file names but epoch %d by its metadata (the files '
                               'were renamed from another epoch?): name them back (%s-%04d.*), or resume that epoch'
                               % (paths(model_dir, prefix, tag)['meta'], tag, said, prefix, said))
