@@ -308,11 +308,11 @@ def test_optimizer_state_copied_from_another_run_is_named(cifar_setup, train_run
     import shutil
     root, common, _ = cifar_setup
     model = str(root / 'model')
-    for name in ('sta', 'stb'):
-        assert train_run(common + ['network=cifar_resnet8', 'model_prefix=%s' % name, 'num_epoch=2'])[0] == 0
+    for name, lr in (('sta', 'lr=0.1'), ('stb', 'lr=0.05')):   # (other states: the same settings give the same bytes)
+        assert train_run(common + ['network=cifar_resnet8', 'model_prefix=%s' % name, 'num_epoch=2', lr])[0] == 0
     shutil.copy(checkpoint.paths(model, 'sta', 2)['states'], checkpoint.paths(model, 'stb', 2)['states'])
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stb', 'num_epoch=3', 'retrain=true',
-                                    'model_load_epoch=2'])
+                                    'model_load_epoch=2', 'lr=0.05'])
     assert code == 2 and 'stb-0002.states is not the optimizer state written with its metadata' in err, err
     assert 'Traceback' not in err
 
