@@ -26,8 +26,6 @@ MXNET_TEXT = ('MXNET_ENGINE_TYPE', 'MXNET_HOME', 'MXNET_GLUON_REPO', 'MXNET_SUBG
               'MXNET_CUDA_LIB_CHECKING', 'MXNET_CUDNN_LIB_CHECKING', 'MXNET_STORAGE_FALLBACK_LOG_VERBOSE',
               'MXNET_CUDA_VERSION_CHECKING', 'MXNET_CUDNN_VERSION_CHECKING')
 _INT = re.compile(r'^\s*[-+]?\d+\s*$')
-# MXNET_* whole numbers that must not be negative (MXNet reserves a vector of that size: a negative
-# one is a 'vector::reserve' traceback at the first training step)
 # MXNET_* whole numbers that must be at least 1 (copies of a temporary space or of the random
 # generator's state: 0 divides by zero, SIGFPE, and a negative one is a bad_alloc)
 MXNET_POSITIVE = ('MXNET_CPU_TEMP_COPY', 'MXNET_GPU_TEMP_COPY', 'MXNET_CPU_PARALLEL_RAND_COPY',
@@ -35,6 +33,8 @@ MXNET_POSITIVE = ('MXNET_CPU_TEMP_COPY', 'MXNET_GPU_TEMP_COPY', 'MXNET_CPU_PARAL
 # thread counts beyond which MXNet's engine cannot start its threads (it aborts: 'terminate called')
 MAX_THREADS = 4096
 ENGINE_THREADS = ('MXNET_CPU_WORKER_NTHREADS', 'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS')
+# MXNET_* whole numbers that must not be negative (MXNet reserves a vector of that size: a negative
+# one is a 'vector::reserve' traceback at the first training step)
 MXNET_NONNEGATIVE = ('MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_FWD',
                      'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_BWD', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_INFERENCE')
 _STACK = re.compile(r'^\s*(\d+)\s*([bkmgBKMG]?)\s*$')
@@ -261,10 +261,11 @@ def serve_if_parameter_server():
     A server first waits for its scheduler (`wait_for_scheduler`), exit status 2 if none answers.
     Nothing happens in other processes."""
     import signal
+    from .interrupt import STOPS
     role = os.environ.get('DMLC_ROLE')
     if role not in ('server', 'scheduler'):
         return
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT,) + tuple(STOPS):      # (every signal core.interrupt gave a Python handler)
         signal.signal(sig, signal.SIG_DFL)
     problem = wait_for_scheduler()
     if problem:

@@ -53,15 +53,15 @@ def _terminate(signum, frame):
 
 
 def stop_words(e):
-    """What stopped a command, from its KeyboardInterrupt `e`: 'interrupted' (Ctrl-C), 'terminated
-    (SIGTERM)', 'hung up (SIGHUP ...)'."""
+    """What stopped a command, from its KeyboardInterrupt `e`: 'interrupted' (Ctrl-C), else the
+    `words` of its signal's class in `STOPS` ('terminated (SIGTERM)', 'hung up (SIGHUP ...)', ...)."""
     return e.words if isinstance(e, Terminated) else 'interrupted'
 
 
 def stop_status(e):
     """The exit status of a command stopped by KeyboardInterrupt `e`: 130 for Ctrl-C, 128 + the
-    signal's number for SIGTERM (143) and SIGHUP (129), as a shell reports a process the signal
-    killed."""
+    signal's number for the others (`STOPS`: SIGTERM 143, SIGHUP 129, SIGQUIT 131, SIGUSR1 138), as
+    a shell reports a process the signal killed."""
     return 128 + e.signal if isinstance(e, Terminated) else 130
 
 

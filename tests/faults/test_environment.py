@@ -187,11 +187,12 @@ def test_a_server_of_a_job_whose_scheduler_never_answers_stops_and_ends_on_sigte
     job = dict(JOB, DMLC_PS_ROOT_PORT=_free_port(), DMLC_ROLE='server')
     r = run(['train.py', 'kv_store=dist_sync'], dict(job, NST_SCHEDULER_WAIT='1'))
     assert r.returncode == 2 and 'no scheduler answers' in r.stderr and 'this server of a distributed job' in r.stderr
-    p = subprocess.Popen([sys.executable, 'train.py', 'kv_store=dist_sync'], cwd=ROOT, stderr=subprocess.PIPE,
-                         text=True, env=dict(os.environ, **job))
-    time.sleep(3)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=30) == -signal.SIGTERM
+    for signum in (signal.SIGTERM, signal.SIGUSR1):       # (SIGUSR1: a job scheduler's notice, as SIGTERM)
+        p = subprocess.Popen([sys.executable, 'train.py', 'kv_store=dist_sync'], cwd=ROOT, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ, **job))
+        time.sleep(3)
+        p.send_signal(signum)
+        assert p.wait(timeout=30) == -signum
 
 
 def test_docstrings_stripped_are_refused_and_oversubscribed_threads_warned_of():
