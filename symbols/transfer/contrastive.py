@@ -133,8 +133,9 @@ class CRDLoss(HeadLoss):
             w = F.stop_gradient(F.take(memory, neg))                                    # (B, K, d)
             return own, F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1))
         every = F.reshape(F.dot(e, F.stop_gradient(memory), transpose_b=True), shape=(-1,))   # (B N,)
-        start = F.cast(F.contrib.arange_like(pos, axis=0), 'int32') * self.num_samples        # row b at b N
-        flat = F.broadcast_add(F.cast(neg, 'int32'), F.reshape(start, shape=(-1, 1)))         # (B, K)
+        # (int64: b N + j outgrows int32 for a large batch of a large memory)
+        start = F.cast(F.contrib.arange_like(pos, axis=0), 'int64') * self.num_samples        # row b at b N
+        flat = F.broadcast_add(F.cast(neg, 'int64'), F.reshape(start, shape=(-1, 1)))         # (B, K)
         return own, F.take(every, flat)
 
     def _side(self, F, memory, e, pos, neg, z):
