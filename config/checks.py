@@ -5,8 +5,10 @@ A check that takes text (names, paths, tap names) has ``check.text = True``:
 the loader then keeps a value such as ``model_prefix=123`` as the text the
 user wrote instead of reading it as a number.
 """
-import os
 import math
+import os
+
+from core.project import PROJECT, from_another_folder, in_project  # noqa: F401  (re-exported)
 
 
 from core.errors import ConfigError  # noqa: F401  (a bad configuration: names the key, what is allowed and
@@ -259,25 +261,6 @@ def resolved_source(source, prefix, network=None):
         if network in ZOO_WEIGHTS or network in model_store._model_sha1:
             return 'gluoncv'
     return 'project'
-
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def in_project(path, found):
-    """The project folder's copy of a relative `path` when the command runs from another folder and
-    `found(that path)` holds (a relative data_dir or teacher_prefix read from the wrong folder), else
-    None."""
-    if os.path.isabs(path) or os.path.realpath(os.getcwd()) == os.path.realpath(PROJECT):
-        return None
-    there = os.path.join(PROJECT, path)
-    return there if found(there) else None
-
-
-def from_another_folder(key, path, there, what):
-    """The message for `in_project`'s finding: config key `key`=`path` read from the wrong folder."""
-    return ('%s=%r is relative to the folder you run from (%s), and %s is in the project folder: run from %s, or give '
-            '%s=%s' % (key, path, os.getcwd(), what, PROJECT, key, there))
 
 
 def same_run(prefix_a, prefix_b):

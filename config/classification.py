@@ -84,13 +84,16 @@ def _classes_without_images(cfg):
     the network would keep an output that never trains. [] where there is no list to read."""
     if cfg.dataset not in ('imagenet', 'fashion_mnist') or not cfg.num_classes:
         return []
+    import re
     from data import read_classes_file, DataError
-    from data.packfile import PackError, read_lst
     try:
         names = read_classes_file(os.path.join(cfg.data_dir, 'classes.txt'))
         lst = os.path.join(cfg.data_dir, 'train.lst')
-        labels = {int(label) for _, label, _ in read_lst(lst)} if os.path.isfile(lst) else None
-    except (DataError, PackError, OSError):
+        labels = None
+        if os.path.isfile(lst):    # (the label column alone, read at once: 0.4 s for ImageNet's 1.28M lines)
+            with open(lst, 'rb') as f:
+                labels = {int(float(v)) for v in set(re.findall(rb'^\d+\t([^\t\n]*)\t', f.read(), re.M))}
+    except (DataError, ValueError, OverflowError, OSError):
         return []                  # (the data checks say what is wrong with these files)
     if not names or not labels:
         return []

@@ -36,6 +36,7 @@ from mxnet import autograd, gluon, nd
 
 from . import checkpoint, interrupt, monitor, runs, schedule
 from .devices import contexts
+from .project import from_another_folder, in_project
 from .errors import Diverged, NonFiniteLoss, RunError, TrainingError
 from .records import append_record
 from .runlog import setup_logging, teardown_logging, release_log_file
@@ -46,6 +47,9 @@ LOG = logging.getLogger('train')
 
 def no_checkpoint_to_resume(cfg):
     """What to say when retrain=true finds no complete checkpoint of model_load_prefix."""
+    there = in_project(cfg.model_dir, lambda d: checkpoint.epochs(d, cfg.model_load_prefix))
+    if there:
+        return 'retrain=true: ' + from_another_folder('model_dir', cfg.model_dir, there, 'the run %r' % cfg.model_load_prefix)
     if cfg.model_load_prefix != cfg.model_prefix:
         metas = glob.glob(os.path.join(cfg.model_dir, '*-[0-9][0-9][0-9][0-9].json'))
         there = sorted({os.path.basename(f)[:-len('-0001.json')] for f in metas})
@@ -54,6 +58,18 @@ def no_checkpoint_to_resume(cfg):
     return ('retrain=True with model_load_epoch=-1 but %s has no complete checkpoint of %r: nothing to resume. Start '
             'the run without retrain=true (add overwrite=true if incomplete files of it are there)'
             % (cfg.model_dir, cfg.model_load_prefix))
+
+
+def intact_best(model_dir, prefix):
+    """The epoch of run `prefix`'s best copy when its metadata reads and its parameters are the ones
+    written with it (their CRC-32), else None."""
+    try:
+        meta = checkpoint.read_meta(model_dir, prefix, 'best')
+        checkpoint.check_params_file(meta, checkpoint.paths(model_dir, prefix, 'best')['params'])
+    except (checkpoint.CheckpointError, OSError):
+        return None
+    epoch = meta.get('epoch')
+    return epoch + 1 if isinstance(epoch, int) and 'params_crc32' in meta else None
 
 
 # A kvstore key of its own, far above the parameter indices that gluon.Trainer uses (0..P-1).
@@ -247,9 +263,15 @@ class Engine(object):
                                     % (cfg.model_load_prefix, cfg.model_dir, have, cfg.model_load_prefix,
                                        os.path.join(cfg.model_dir, cfg.model_load_prefix), have[-1]))
             if meta is None:
+                best = intact_best(cfg.model_dir, cfg.model_load_prefix)
                 raise TrainingError('no checkpoint of %r in %s (epochs %s) can be resumed: each holds NaN or Inf or '
-                                    'is damaged (the warnings above say which): start over with overwrite=true (and, '
-                                    'after NaN, a lower lr)' % (cfg.model_load_prefix, cfg.model_dir, have))
+                                    'is damaged (the warnings above say which): %sstart over with overwrite=true (and, '
+                                    'after NaN, a lower lr)' % (
+                                        cfg.model_load_prefix, cfg.model_dir, have, '' if best is None else
+                                        'its best copy (epoch %d) is intact: start a new run from its weights, e.g. '
+                                        'model_prefix=%s_more pretrained=%s pretrained_epoch=-1 (the optimizer starts '
+                                        'afresh), or ' % (best, cfg.model_load_prefix,
+                                                          os.path.join(cfg.model_dir, cfg.model_load_prefix))))
             for epoch in stateless:
                 LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', epoch, cfg.model_load_prefix,
                             checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['states'])
@@ -437,10 +459,11 @@ class Engine(object):
                 record.update(('train_' + k, v) for k, v in stats.items()
                               if k not in ('n', 'time', 'speed', 'steps', 'images'))
                 record.update(val)
-                # what the run is, for the tables of its records: its network and, distilled, its teacher
+                # what the run is, for the tables of its records: its network and, distilled, its teacher and methods
                 teacher = (os.path.basename(str(cfg.get('teacher_prefix') or '')) or cfg.get('teacher_network')) \
                     if cfg.get('kt') else None
-                record.update((k, v) for k, v in (('network', cfg.get('network')), ('teacher', teacher)) if v)
+                record.update((k, v) for k, v in (('network', cfg.get('network')), ('teacher', teacher),
+                                                  ('kt_type', cfg.get('kt_type') if cfg.get('kt') else None)) if v)
                 record['model_dir'] = os.path.abspath(cfg.model_dir)      # whose records these are
                 score = val[task.best_metric]
                 # (a NaN score is never the best)

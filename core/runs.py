@@ -65,6 +65,17 @@ def process_alive(pid, ticks=None):
     return ticks is None or now is None or now == ticks
 
 
+def _runs_python(pid):
+    """Whether process `pid` runs a Python interpreter (True where that cannot be read): a lock that
+    names no start time (a pid file) held by, say, process 1 (init) is no run's."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            argv = f.read().split(b'\0')
+    except OSError:
+        return True
+    return any(b'python' in os.path.basename(a).lower() for a in argv[:2])
+
+
 class RunLock(object):
     """D/P.lock for the life of a run: `acquire()` or RunError, `release()` (also on exit)."""
 
@@ -109,13 +120,17 @@ class RunLock(object):
                 raise RunError('run %r is being trained by process %s on host %s since %s (lock %s). Wait for it or '
                                'choose another model_prefix; if that run is no longer running, delete the lock '
                                'file' % (self.prefix, pid, holder.get('host'), holder.get('since'), self.path))
-            if holder and isinstance(pid, int) and process_alive(pid, holder.get('start')):
+            if (holder and isinstance(pid, int) and process_alive(pid, holder.get('start'))
+                    and (holder.get('start') is not None or _runs_python(pid))):
                 raise RunError('run %r is already being trained by process %d on this host since %s (lock %s): '
                                'wait for it to finish, stop it, or choose another model_prefix'
                                % (self.prefix, pid, holder.get('since'), self.path))
             if pid is None:
                 LOG.warning('taking over the lock %s, which names no process (damaged: a crash while it was '
                             'written?)', self.path)
+            elif isinstance(pid, int) and holder.get('start') is None and process_alive(pid):
+                LOG.warning('taking over the lock %s: the process it names (%d) runs no Python program, so no '
+                            'training run', self.path, pid)
             else:
                 LOG.warning('taking over the lock %s of a run that is no longer running (process %s%s)',
                             self.path, pid, ', since %s' % holder['since'] if holder.get('since') else '')

@@ -25,9 +25,10 @@ PANELS = {'classification': (('training error (%)', lambda e: 100 * (1 - e.get('
                            ('validation mIoU (%)', lambda e: 100 * e.get('val_miou', np.nan)))}
 
 
-def series(runs, prefix, method, task='classification'):
+def series(runs, prefix, method, task='classification', warn=True):
     """(epochs, left panel's values (seeds x epochs), right panel's) of one method's finished seeds
-    (`PANELS`: train and test error % for classification)."""
+    (`PANELS`: train and test error % for classification); `warn`: name the seeds left out (stopped
+    short) on stderr."""
     import re
     named = [(name, recs) for name, recs in runs.items()
              if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):])]
@@ -35,7 +36,7 @@ def series(runs, prefix, method, task='classification'):
         return None
     n = max(len(recs) for _, recs in named)
     short = ['%s (last epoch %d)' % (name, recs[-1]['epoch'] + 1) for name, recs in named if len(recs) < n]
-    if short:          # as results_table: a seed that stopped short would bend the mean curve
+    if short and warn:          # as results_table: a seed that stopped short would bend the mean curve
         print('warning: %s: left out %d run(s) that stopped before epoch %d: %s' % (
             method, len(short), n, ', '.join(short)), file=sys.stderr)
     rows = [recs for _, recs in named if len(recs) == n]
@@ -102,7 +103,7 @@ def main(argv=None):
                                                              'segmentation' else 'choose runs of one task with --prefix'
                                                              + (' and --task %s' % kind if kind in PANELS else '')))
     n = plot(runs, args.prefix, args.methods, args.out, args.title, args.records, args.task)
-    missing = [m for m in args.methods if series(runs, args.prefix, m, args.task) is None]
+    missing = [m for m in args.methods if series(runs, args.prefix, m, args.task, warn=False) is None]
     print('%s: %d method%s drawn%s' % (args.out, n, '' if n == 1 else 's',
                                        '; no runs for: %s' % ', '.join(missing) if missing else ''))
     return 0

@@ -45,6 +45,10 @@ def group_runs(runs, prefix, num_epoch=None, best=None):
     names = matching_runs(runs, prefix)
     if num_epoch is None:
         names = finished_runs(runs, names, LOG)
+    for name, kt_type in misnamed_runs(names, runs, prefix):
+        LOG.warning('run %s trained with kt_type %s, which its name does not say: it is tabled under the method its '
+                    'name says (runs are named <prefix><method>_s<seed>; rename the run with its records to table it '
+                    'right)', name, kt_type)
     groups = OrderedDict()
     for name in names:
         recs = runs[name]
@@ -58,6 +62,34 @@ def group_runs(runs, prefix, num_epoch=None, best=None):
         if rec is not None:
             groups.setdefault(RUN_NAME.match(name[len(prefix):]).group('stem'), []).append(rec)
     return groups
+
+
+def _methods_named(stem):
+    """The transfer methods a run's name says (kd_nst -> {kd, mmd}; 'student' -> the empty set), None
+    when its words name none (a name of the user's own, e.g. baseline)."""
+    words = stem.split('_')
+    named = {'mmd' if w == 'nst' else w for w in words if w in LABELS and w != 'student'}
+    return named if named or 'student' in words else None
+
+
+def _methods_run(record):
+    """The transfer methods a run's record says it trained with (its kt_type; the empty set for a run
+    without a teacher), None for records written before they said it."""
+    if 'kt_type' not in record:
+        return set() if 'model_dir' in record and not record.get('teacher') else None
+    return {'mmd' if m.strip().lower() == 'nst' else m.strip().lower() for m in str(record['kt_type']).split('+')}
+
+
+def misnamed_runs(names, runs, prefix):
+    """[(run name, kt_type it trained with)] of the runs whose name says other methods than their
+    records (a kd+mmd run named exp_kd_s0 would be tabled as KD)."""
+    out = []
+    for name in names:
+        said, recs = _methods_named(RUN_NAME.match(name[len(prefix):]).group('stem')), runs[name]
+        ran = _methods_run(recs[-1]) if recs else None
+        if said is not None and ran is not None and said != ran:
+            out.append((name, recs[-1].get('kt_type') or 'none (no teacher)'))
+    return out
 
 
 def fmt(values):

@@ -157,6 +157,26 @@ def test_a_damaged_latest_checkpoint_is_skipped_by_a_resume_from_the_latest(cifa
     assert 'dmg-0002.params' in moved, moved
 
 
+def test_every_epoch_damaged_offers_the_intact_best_copy_and_the_advice_works(cifar_setup, train_run):
+    """#18's fourteenth trial: with every epoch's parameters damaged but the best copy intact, the only
+    advice was to start over; it offers a new run from the best copy's weights, and that works."""
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=alldmg', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    model = str(root / 'model')
+    for epoch in (1, 2):
+        p = checkpoint.paths(model, 'alldmg', epoch)['params']
+        data = open(p, 'rb').read()
+        os.remove(p)                                   # (a new file: the best copy may share the old one's bytes)
+        open(p, 'wb').write(data[:len(data) // 3])
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=3'])
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and 'its best copy (epoch ' in line and 'pretrained_epoch=-1' in line, err
+    advice = line.split('e.g. ')[1].split(' (the optimizer')[0].split()
+    code, err = train_run(common + ['network=cifar_resnet8', 'num_epoch=1'] + advice)
+    assert code == 0 and checkpoint.epochs(model, 'alldmg_more') == [1], err
+
+
 def test_connectors_are_checkpointed_and_resumed(cifar_setup, train_run):
     """FitNet/OFD connectors train with the student, live in .extra.params, and come back on resume."""
     root, _, student = cifar_setup

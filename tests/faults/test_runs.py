@@ -745,6 +745,7 @@ def test_a_run_renamed_with_its_records_and_a_pid_file_lock(cifar_setup, train_r
     a teacher retrained under the same name was taken on resume without a word."""
     import glob
     import shutil
+    from core.records import read_records
     root, common, _ = cifar_setup
     model, log = root / 'model', root / 'log'
     assert train_run(common + ['network=cifar_resnet8', 'model_prefix=rn1', 'num_epoch=2'])[0] == 0
@@ -756,7 +757,6 @@ def test_a_run_renamed_with_its_records_and_a_pid_file_lock(cifar_setup, train_r
                                     'model_load_epoch=-1'])
     assert code == 0 and "the run was renamed 'rn2', and its records go on under that name" in err, err
     assert 'are not in' not in err and 'taking over the lock' in err and 'Traceback' not in err
-    from core.records import read_records
     recs = read_records(str(log / 'rn2.jsonl'))
     assert [r['epoch'] for r in recs] == [0, 1, 2] and {r['model_prefix'] for r in recs} == {'rn2'}
     # a teacher retrained under its name: the resume says so
@@ -764,6 +764,41 @@ def test_a_run_renamed_with_its_records_and_a_pid_file_lock(cifar_setup, train_r
     student = common + ['network=cifar_resnet8', 'kt=true', 'kt_type=kd', 'kt_weight=null', 'teacher_symbol=null',
                         'student_symbol=null', 'teacher_prefix=%s' % (model / 'tch'), 'model_prefix=stu']
     assert train_run(student)[0] == 0
+    assert [r.get('kt_type') for r in read_records(str(log / 'stu.jsonl'))] == ['kd']   # (what results_table reads)
     assert train_run(common + ['network=cifar_resnet8', 'model_prefix=tch', 'lr=0.3', 'overwrite=true'])[0] == 0
     code, err = train_run(student + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1'])
     assert code == 0 and 'is not the one epochs 1..1 of run \'stu\' were distilled from' in err, err
+
+
+def test_a_pid_file_lock_of_a_process_that_runs_no_python_is_taken_over(tmp_path, caplog):
+    """#18's eleventh trial: a lock holding only a process id (no start time, no host) naming a live
+    process that is no training run (init, a shell's sleep) was refused as held for good; one naming a
+    live Python process still is."""
+    import logging
+    sleeper = subprocess.Popen(['sleep', '60'])
+    python = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (tmp_path / 'r.lock').write_text('%d\n' % sleeper.pid)
+        with caplog.at_level(logging.WARNING):
+            lock = runs.RunLock(str(tmp_path), 'r').acquire()
+        assert 'the process it names (%d) runs no Python program' % sleeper.pid in caplog.text, caplog.text
+        lock.release()
+        (tmp_path / 'r.lock').write_text('%d\n' % python.pid)
+        with pytest.raises(runs.RunError, match='already being trained by process %d' % python.pid):
+            runs.RunLock(str(tmp_path), 'r').acquire()
+    finally:
+        sleeper.kill()
+        python.kill()
+
+
+def test_a_resume_from_another_folder_names_the_relative_model_dir(cifar_setup, train_run, tmp_path, monkeypatch):
+    """#18's fourteenth trial: resuming with a relative model_dir from another folder than the
+    project's said the run had no checkpoint; it names the folder now, as for data_dir."""
+    import core.project
+    root, common, _ = cifar_setup
+    monkeypatch.setattr(core.project, 'PROJECT', str(root))
+    monkeypatch.chdir(str(tmp_path))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=teacher', 'model_dir=model', 'num_epoch=2',
+                                    'retrain=true', 'model_load_epoch=-1'])
+    assert code == 2 and "model_dir='model' is relative to the folder you run from (%s)" % tmp_path in err, err
+    assert 'model_dir=%s' % (root / 'model') in err and not (tmp_path / 'model').exists()

@@ -87,6 +87,24 @@ def test_results_table_without_matching_runs_is_an_error(tmp_path, capsys):
     one_error(code, err, 'myexp_kd_s0 (last epoch 3)', '--num-epoch 10')
 
 
+def test_results_table_says_when_a_run_is_named_for_other_methods_than_it_trained_with(tmp_path, capsys):
+    """#18's fourteenth trial: a kd+mmd run named x_kd_s0 was tabled as KD without a word."""
+    rec = tmp_path / 'records'
+    for name, kt_type in (('x_kd_s0', 'kd+mmd'), ('x_kd_nst_s0', 'kd+nst'), ('x_student_s0', None),
+                          ('x_mine_s0', 'kd'), ('x_at_s0', None)):
+        write_records(rec, name)
+        lines = (rec / (name + '.jsonl')).read_text().splitlines()
+        with open(str(rec / (name + '.jsonl')), 'w') as f:
+            for line in lines:
+                r = dict(json.loads(line), model_dir='/m', **({'kt_type': kt_type, 'teacher': 't'} if kt_type else {}))
+                f.write(json.dumps(r) + '\n')
+    code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'x_'], capsys)
+    assert code == 0 and '| KD |' in out, out
+    assert 'run x_kd_s0 trained with kt_type kd+mmd, which its name does not say' in err, err
+    assert 'run x_at_s0 trained with kt_type none (no teacher)' in err, err
+    assert err.count('which its name does not say') == 2, err         # kd_nst, student and mine fit
+
+
 def test_results_table_with_a_missing_or_empty_records_folder(tmp_path, capsys):
     code, _, err = run_tool(results_table.main, ['--records', str(tmp_path / 'nope')], capsys)
     one_error(code, err, str(tmp_path / 'nope'), 'does not exist', '--records')
@@ -150,6 +168,9 @@ def test_plot_curves_leaves_out_a_seed_that_stopped_short_with_a_warning(tmp_pat
     assert list(epochs) == [1, 2, 3] and test.shape == (1, 3) and np.allclose(test, 10.0)
     err = capsys.readouterr().err
     assert 'left out 1 run(s) that stopped before epoch 3' in err and 'repro_kd_s1 (last epoch 1)' in err
+    # the command says it once (#18's fourteenth trial: twice)
+    assert plot_curves.main(['--records', str(rec), '--methods', 'kd', '--out', str(tmp_path / 'c.png')]) == 0
+    assert capsys.readouterr().err.count('left out 1 run(s)') == 1
 
 
 def test_saving_a_figure_that_fails_keeps_the_earlier_file(tmp_path, monkeypatch):
