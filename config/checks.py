@@ -8,7 +8,6 @@ user wrote instead of reading it as a number.
 import math
 import os
 
-from core.project import PROJECT, from_another_folder, in_project  # noqa: F401  (re-exported)
 
 
 from core.errors import ConfigError  # noqa: F401  (a bad configuration: names the key, what is allowed and

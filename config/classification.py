@@ -2,7 +2,9 @@
 teacher, the warnings a run starts with, the data files."""
 import os
 
-from .checks import ConfigError, from_another_folder, in_project, same_run
+from core.project import from_another_folder, in_project
+
+from .checks import ConfigError, same_run
 from .plan import resolve_plan
 
 

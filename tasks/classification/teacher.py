@@ -40,7 +40,7 @@ def _project_meta(cfg):
     try:
         model_dir, prefix, tag, meta = checkpoint.run_at(cfg.teacher_prefix, cfg.teacher_epoch, resolve=True)
     except checkpoint.CheckpointError as e:
-        from config.checks import from_another_folder, in_project
+        from core.project import from_another_folder, in_project
         there = in_project(cfg.teacher_prefix, lambda p: checkpoint.epochs(*os.path.split(p)))
         if there:
             raise TeacherError(from_another_folder('teacher_prefix', cfg.teacher_prefix, there, 'the run'))
