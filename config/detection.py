@@ -255,16 +255,35 @@ def _check_together(cfg, where, backbone=True):
         cfg['plan'] = []
 
 
-# A method of several map taps (fsp, kdsvd, reviewkd, ab) finds one map here, `features`; a stage
-# before epoch 0 may train loss heads on the teacher's taps (FT's paraphraser), not the student (it runs
-# inside the detector); a method with a memory row per image (CRD) takes the image's index.
-FITS_HERE = ("use logit methods on the RoIs' class scores (kd, dist, dkd), feature methods on the features tap "
-             "(fitnet, at, mmd, cwd, vid, ft, crd) or batch-relational methods on the rcnn_logits tap (sp, rkd, "
-             "pkt, cc)")
+# A detector's taps: its stride-16 `features`, the RoIs' class scores `rcnn_logits`, and the backbone's
+# stages up to stride 16 by their tap names (symbols.detection.stage_taps). A stage before epoch 0 may
+# train loss heads on the teacher's taps (FT's paraphraser), not the student (it runs inside the
+# detector); a method with a memory row per image (CRD) takes the image's index.
+FITS_HERE = ("use logit methods on the RoIs' class scores (kd, dist, dkd), map methods on features and the "
+             "backbone's stage taps (fitnet, at, mmd, cwd, vid, ft, crd, fsp, kdsvd, reviewkd) or batch-relational "
+             "methods on the rcnn_logits tap (sp, rkd, pkt, cc)")
+
+
+def student_stage_taps(cfg):
+    """The student backbone's stage taps (symbols.detection.stage_taps), [] for a legacy graph or a
+    network that cannot be built here."""
+    if backbone_source(cfg) == 'legacy':
+        return []
+    import symbols
+    from symbols.detection import stage_taps, SplitError
+    try:
+        return list(stage_taps(symbols.get_network(cfg.network, 10), cfg.backbone_split))
+    except (ValueError, SplitError):
+        return []
+
+
+def _flat(taps):
+    return [t for tap in taps for t in (tap if isinstance(tap, tuple) else (tap,))]
 
 
 def _check_distillation(cfg, where):
-    """The transfer plan (config.plan.resolve_plan, as classification's) of a distilled detector."""
+    """The transfer plan (config.plan.resolve_plan, as classification's) of a distilled detector.
+    The teacher's stage taps are checked when the teacher is loaded (tasks.detection)."""
     from .plan import resolve_plan
     from symbols.transfer import METHODS
     from tasks.detection.distill import TAPS
@@ -277,34 +296,36 @@ def _check_distillation(cfg, where):
     cfg['plan'] = resolve_plan(cfg, where('kt_type', 'kt_weight', 'teacher_symbol', 'student_symbol',
                                           'kt_layer_weight'), example='features', logits=('rcnn_logits',))
     taps_at = where('student_symbol', 'teacher_symbol')
+    stages = student_stage_taps(cfg)
     for entry in cfg.plan:
         method, spec = entry['method'], METHODS[entry['method']]
         said = ['a stage that trains the student (%s)' % st.name for st in spec.stages if st.trains == 'student']
-        if spec.inputs not in ('logits', 'feature', 'vector'):
-            said.append('%s inputs (several map taps; a detector has one map, features)' % spec.inputs)
         if said:
             raise ConfigError('config key kt_type (%s): %s needs %s, which a detection run does not give; %s'
                               % (where('kt_type'), method, ' and '.join(said), FITS_HERE))
+        for tap in _flat(s for s, _ in entry['pairs']):
+            if tap not in TAPS and tap not in stages:
+                raise ConfigError('config key student_symbol (%s): %r is not a tap of a Faster R-CNN on %s; its taps are '
+                                  '%s' % (where('student_symbol'), tap, cfg.network,
+                                          ', '.join(list(TAPS) + [t for t in stages if t not in TAPS])))
         for pair in entry['pairs']:
-            for role, tap in zip(('student_symbol', 'teacher_symbol'), pair):
-                if tap not in TAPS:
-                    raise ConfigError('config key %s (%s): %r is not a tap of a Faster R-CNN; its taps are %s'
-                                      % (role, where(role), tap, ', '.join(TAPS)))
-            if pair[0] != pair[1]:
+            s_taps, t_taps = _flat([pair[0]]), _flat([pair[1]])
+            if ('rcnn_logits' in s_taps) != ('rcnn_logits' in t_taps):
                 raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s pairs the student\'s %s with '
-                                  'the teacher\'s %s; a detector\'s tap is compared with the same tap of the teacher '
-                                  '(both features, or both rcnn_logits)' % (taps_at, method, pair[0], pair[1]))
-            if spec.indices and pair[0] != 'features':
+                                  'the teacher\'s %s; the RoIs\' class scores (rcnn_logits) are compared with the '
+                                  'teacher\'s, maps with maps' % (taps_at, method, pair[0], pair[1]))
+            logits = 'rcnn_logits' in s_taps
+            if spec.indices and logits:
                 raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s keeps a memory row per '
                                   'training image, and rcnn_logits has a row per RoI: give it the tap features'
                                   % (taps_at, method))
-            if spec.relational and not spec.indices and pair[0] != 'rcnn_logits':    # (CRD: its negatives are
-                # drawn from its memory of the other images, not from the batch)
+            if spec.relational and not spec.indices and not logits:    # (CRD: its negatives are drawn from
+                # its memory of the other images, not from the batch)
                 raise ConfigError('config keys kt_type, student_symbol and teacher_symbol (%s): %s needs a batch of '
                                   'images on %s (it relates them; detection trains one image a device): give it the '
                                   'tap rcnn_logits, where it relates the sampled RoIs of the image'
                                   % (taps_at, method, pair[0]))
-            if spec.inputs == 'feature' and not spec.relational and pair[0] == 'rcnn_logits':
+            if not spec.relational and spec.inputs != 'logits' and logits and spec.inputs != 'vector':
                 raise ConfigError('config keys student_symbol and teacher_symbol (%s): %s pairs feature maps, and '
                                   'rcnn_logits are the RoIs\' class scores: give it the tap features (or a logit '
                                   'method, kd, for the class scores)' % (taps_at, method))

@@ -160,6 +160,21 @@ def split_backbone(net, split=None, freeze=True):
     return features, top
 
 
+def stage_taps(net, split=None):
+    """{tap name: index of its step in `features`} of the taps `net` declares that are steps of its
+    forward chain up to the split's stride-16 tap (a detector's backbone stages, which distillation
+    inside a detector can pair by name), in chain order. The stride-16 tap itself is the detector's
+    `features` tap as well."""
+    split = as_split(split) or detection_split(getattr(net, 'network_name', None), net)
+    chain = forward_chain(net)
+    found = chain_position(chain, net, split.stride16)
+    if found is None:
+        return OrderedDict()
+    taps = [(tap, chain_position(chain, net, tap)) for tap in declared_taps(net)]
+    return OrderedDict(sorted(((t, at[0]) for t, at in taps if at is not None and at[0] <= found[0]),
+                              key=lambda item: item[1]))
+
+
 # ------------------------------------------------------------------ legacy checkpoints
 def _node_of(net, tap, role):
     """(node name, output index) of a legacy network's internal output `tap`."""
@@ -318,4 +333,4 @@ def legacy_candidates(net, in_channels=3):
 
 
 __all__ = ['DETECTION_SPLITS', 'Split', 'SplitError', 'as_split', 'detection_split', 'detection_networks',
-           'split_backbone', 'split_legacy', 'check_split', 'legacy_candidates', 'freeze_batchnorm']
+           'split_backbone', 'split_legacy', 'stage_taps', 'check_split', 'legacy_candidates', 'freeze_batchnorm']

@@ -953,11 +953,11 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
             (['kt_type=crd', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=rcnn_logits'],
              r'crd keeps a memory row per training image, and rcnn_logits has a row per RoI'),
             (['kt_type=ab', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
-             r'ab needs a stage that trains the student \(ab_init\) and layers inputs'),
+             r'ab needs a stage that trains the student \(ab_init\), which a detection run does not give'),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=rcnn_logits'],
              r"at pairs feature maps, and rcnn_logits are the RoIs' class scores"),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=features'],
-             r"teacher_symbol .*'stage3' is not a tap of a Faster R-CNN; its taps are features, rcnn_logits"),
+             r"teacher_symbol: 'stage3' is not a tap of the teacher .*; its taps are features, rcnn_logits, s2"),
             (['kt_type=fitnet', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=features'],
              r"fitnet pairs the student's features with the teacher's rcnn_logits"),
             (['kt_type=ofd', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
@@ -976,6 +976,43 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
         if any(e.startswith('model_prefix=student') for e in extra):
             argv = [w.replace('model_dir=%s' % os.path.join(other, 'model'), 'model_dir=%s' % os.path.join(tmp, 'model'))
                     for w in argv]
+        code, _, err = run_cli(argv, capsys)
+        one_error(code, err, pattern)
+        assert not os.path.exists(os.path.join(other, 'model')) or not os.listdir(os.path.join(other, 'model')), extra
+
+
+def test_a_detector_distils_on_the_backbone_stages_of_both_detectors(voc, tmp_path, capsys):
+    """#20: methods of several map taps (FSP, KDSVD, ReviewKD) and feature methods on a backbone stage
+    pair the stages of the student's and the teacher's backbones by their tap names (TinyDet: s2..s16,
+    the steps of `features`); the terms are finite and positive, and FitNet on a stage falls as the
+    student's stage moves toward the teacher's. A tap neither backbone has is one error each."""
+    from core.records import read_records
+    tmp = str(tmp_path)
+    assert run_cli(small(voc, tmp, 'model_prefix=teacher', 'num_epoch=1', 'epoch_size=2', 'num_val=2'),
+                   capsys)[0] == 0
+    teacher = os.path.join(tmp, 'model', 'teacher')
+    kt = ['kt=true', 'teacher_prefix=%s' % teacher, 'kt_type=fsp+kdsvd+reviewkd+fitnet', 'kt_weight=[1,1,1,1]',
+          'teacher_symbol=[[[s4,s8]],[s4,s8],[s8,features],[s8]]',
+          'student_symbol=[[[s4,s8]],[s4,s8],[s8,features],[s8]]', 'kt_warmup_epochs=0']
+    code, _, err = run_cli(small(voc, tmp, 'model_prefix=stages', 'freeze=false', 'epoch_size=4', 'num_val=2',
+                                 'num_epoch=3', *kt), capsys)
+    assert code == 0, err
+    assert 'fitnet x 1 on s8<-s8' in err and 'Traceback' not in err, err
+    records = read_records(os.path.join(tmp, 'log', 'stages.jsonl'))
+    for m in ('fsp', 'kdsvd', 'reviewkd', 'fitnet'):
+        assert all(np.isfinite(r['train_' + m]) and r['train_' + m] > 0 for r in records), (m, records)
+    assert records[2]['train_fitnet'] < records[0]['train_fitnet'], [r['train_fitnet'] for r in records]
+    other = os.path.join(tmp, 'other')
+    for extra, pattern in (
+            (['kt_type=at', 'kt_weight=1', 'teacher_symbol=s8', 'student_symbol=stage3'],
+             r"student_symbol .*'stage3' is not a tap of a Faster R-CNN on tinydet; its taps are features, "
+             r"rcnn_logits, s2, s4, s8, s16"),
+            (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=s8'],
+             r"teacher_symbol: 'stage3' is not a tap of the teacher .*teacher; its taps are features, rcnn_logits, "
+             r"s2, s4, s8, s16"),
+            (['kt_type=fsp', 'kt_weight=1', 'teacher_symbol=[[[s4,rcnn_logits]]]',
+              'student_symbol=[[[s4,s8]]]'], r"rcnn_logits\) are compared with the teacher's, maps with maps")):
+        argv = small(voc, other, 'model_prefix=x', 'epoch_size=2', 'num_val=2', 'num_epoch=1', *(kt[:2] + extra))
         code, _, err = run_cli(argv, capsys)
         one_error(code, err, pattern)
         assert not os.path.exists(os.path.join(other, 'model')) or not os.listdir(os.path.join(other, 'model')), extra

@@ -24,7 +24,8 @@ import mxnet as mx
 from core import checkpoint
 from core.errors import NetworkError
 
-Backbone = namedtuple('Backbone', 'features top description split')
+# `stage_taps`: {tap: index of its step in `features`} (symbols.detection.stage_taps; none for a legacy graph)
+Backbone = namedtuple('Backbone', 'features top description split stage_taps')
 # the target encoder's fixed means and stds are used in training only (and never trained): gluoncv's
 # detector at inference says they are unused; said once here, not on every run
 warnings.filterwarnings('ignore', message=r'Parameter .*boxcenterencoder\d*_means.* is not used by any computation')
@@ -103,12 +104,13 @@ def load_backbone(cfg, ctx, source=None):
     configured one (`load_detector` rebuilds the structure without the backbone's weights)."""
     import symbols
     from config.detection import backbone_source
-    from symbols.detection import detection_split, split_backbone, check_split, SplitError
+    from symbols.detection import detection_split, split_backbone, check_split, stage_taps, SplitError
     source = source or backbone_source(cfg)
     try:
         if source == 'legacy':
             features, top, split, desc = _legacy_backbone(cfg, ctx)
             check_split(features, top, split)
+            taps = {}
         else:
             if source == 'none':
                 net = symbols.get_network(cfg.network, 1000, prefix='backbone_')
@@ -121,11 +123,12 @@ def load_backbone(cfg, ctx, source=None):
             split = detection_split(cfg.network, net, cfg.backbone_split)
             features, top = split_backbone(net, split, freeze=cfg.freeze)
             check_split(features, top, split, net)
+            taps = stage_taps(net, split)
     except SplitError as e:
         raise DetectorError('backbone %s: %s' % (cfg.backbone_prefix or cfg.network, e))
     except symbols.CheckpointError as e:
         raise DetectorError(legacy_error(e))
-    return Backbone(features, top, '%s, split at %s / %s' % (desc, split.stride16, split.stride32), split)
+    return Backbone(features, top, '%s, split at %s / %s' % (desc, split.stride16, split.stride32), split, taps)
 
 
 def build_detector(cfg, ctx, source=None, prefix='detector_'):
@@ -159,6 +162,7 @@ def build_detector(cfg, ctx, source=None, prefix='detector_'):
     # detector first called for inference cannot infer them past the target encoder)
     net(mx.nd.zeros((1, 3, min(cfg.short, 256), min(cfg.short, 256)), ctx=ctx[0]))
     mx.nd.waitall()
+    net.stage_taps = backbone.stage_taps          # (the backbone's stages by tap name, for distillation)
     return net, backbone
 
 

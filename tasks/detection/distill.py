@@ -4,11 +4,14 @@ The routing (registry declarations, connectors, heads, margins, warm-ups) is cla
 `DistillBlock`; the student runs outside it (gluoncv's detector samples RoIs from the labels) and
 hands in its detection loss, its RoI class scores and its taps.
 
-Taps of a Faster R-CNN (`TAPS`), the same names for the student and the teacher:
-- `features`: the backbone's stride-16 map (B, C, H/16, W/16) that the RPN and the RoI head read;
-- `rcnn_logits`: the RoI head's class scores (B, N, K + 1) of the N RoIs the student sampled. The
-  teacher scores the same boxes: RoIAlign of its own `features` at the student's RoIs, then its
-  top_features and class predictor.
+Taps of a Faster R-CNN, the same names for the student and the teacher:
+- `features` (`TAPS`): the backbone's stride-16 map (B, C, H/16, W/16) that the RPN and the RoI head
+  read;
+- `rcnn_logits` (`TAPS`): the RoI head's class scores (B, N, K + 1) of the N RoIs the student
+  sampled. The teacher scores the same boxes: RoIAlign of its own `features` at the student's RoIs,
+  then its top_features and class predictor;
+- the backbone's stages up to stride 16 by their tap names (`detector.stage_taps`, from
+  symbols.detection.stage_taps): the output of that step of `features`, kept by a hook (`TapHooks`).
 
     DetectionDistillBlock(det_loss, s_logits, t_logits, roi_classes, s_tap_1, ..., t_tap_1, ...,
                           margin_1, ...) -> (total, s_logits, det_loss, term_1, ..., term_M)
@@ -18,9 +21,9 @@ Taps of a Faster R-CNN (`TAPS`), the same names for the student and the teacher:
 dkd with the RoIs' class targets) takes every RoI as a row, (B*N, K + 1), and its per-row loss is
 averaged over the image's RoIs; so does a batch-relational method (sp, rkd, pkt, cc) given the tap
 `rcnn_logits`: it relates the RoIs of the image. A feature method (fitnet, at, mmd, cwd, vid, ...)
-pairs `features` maps. Methods that need sample indices, stages, several map taps or a BatchNorm tap,
-and batch-relational methods on `features` (one image a device here) are refused by the config
-(`config.detection`).
+pairs maps (`features` and stage taps), a method of several map taps (fsp, kdsvd, reviewkd) takes
+stage taps. Stages that train the student (ab), batch-relational methods on maps (one image a device
+here) and map methods on `rcnn_logits` are refused by the config (`config.detection`).
 """
 from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
@@ -84,24 +87,47 @@ class DetectionDistillBlock(DistillBlock):
         return self.distil(s_logits, list(rest[:n_s]), det_loss, roi_classes, t_logits, *rest[n_s:])
 
 
-class FeatureHook(object):
-    """Keeps the last output of `block` (a detector's `features`) while the detector runs
-    imperatively, for the `features` tap."""
+class TapHooks(object):
+    """The last outputs of a detector's `features` (tap `features`) and of the backbone stages the
+    plan names (`detector.stage_taps`: tap -> step of `features`), kept while the detector runs
+    `features` step by step (`hybridize_parts`), as {tap: NDArray} in `values`."""
 
-    def __init__(self, block):
-        self.value = None
-        block.register_forward_hook(self)
+    def __init__(self, detector, taps):
+        self.values = {}
+        self.handles = [detector.features.register_forward_hook(self._keep('features'))]
+        steps = list(detector.features._children.values())
+        for tap in taps:
+            if tap in getattr(detector, 'stage_taps', {}) and tap != 'features':
+                self.handles.append(steps[detector.stage_taps[tap]].register_forward_hook(self._keep(tap)))
 
-    def __call__(self, block, inputs, output):
-        self.value = output
+    def _keep(self, tap):
+        def hook(block, inputs, output):
+            self.values[tap] = output
+        return hook
 
 
-def teacher_taps(teacher, x, rois, taps, roi_size):
-    """{tap: NDArray} of the frozen teacher detector on images `x` (B, 3, H, W): `features`, and
-    `rcnn_logits` (B, N, K + 1) at the student's sampled RoIs `rois` (B, N, 4) when asked for."""
+def hybridize_parts(detector, stages):
+    """Hybridize the detector's backbone parts for a distillation run, which calls the detector
+    imperatively: `features` whole, or step by step when `stages` (a stage tap is read from a step,
+    and a hook on a step of a hybridized whole never runs), and `top_features`."""
+    if stages:
+        for step in detector.features._children.values():
+            step.hybridize(static_alloc=True)
+    else:
+        detector.features.hybridize(static_alloc=True)
+    if detector.top_features is not None:
+        detector.top_features.hybridize(static_alloc=True)
+
+
+def teacher_taps(teacher, x, rois, taps, roi_size, hooks=None):
+    """{tap: NDArray} of the frozen teacher detector on images `x` (B, 3, H, W): `features`, the
+    backbone stages `hooks` (TapHooks on the teacher) keep, and `rcnn_logits` (B, N, K + 1) at the
+    student's sampled RoIs `rois` (B, N, 4) when asked for."""
     out = {}
     with autograd.pause(train_mode=False):
         feat = teacher.features(x)
+        if hooks is not None:
+            out.update(hooks.values)
         out['features'] = feat
         if 'rcnn_logits' in taps:
             b, n = rois.shape[0], rois.shape[1]
@@ -129,5 +155,5 @@ def zeros_like_logits(ctx):
     return nd.zeros((1, 1, 1), ctx=ctx)
 
 
-__all__ = ['TAPS', 'DetectionDistillBlock', 'FeatureHook', 'PerRoI', 'teacher_taps', 'block_taps',
+__all__ = ['TAPS', 'DetectionDistillBlock', 'TapHooks', 'PerRoI', 'hybridize_parts', 'teacher_taps', 'block_taps',
            'zeros_like_logits']

@@ -197,7 +197,7 @@ class DetectionTask(Task):
         from mxnet import autograd, nd
         from symbols.transfer import METHODS, PairingError
         from .detector import load_detector, DetectorError
-        from .distill import DetectionDistillBlock, block_taps, teacher_taps
+        from .distill import TAPS, DetectionDistillBlock, TapHooks, block_taps, hybridize_parts, teacher_taps
         cfg, ctx = self.cfg, self.engine.ctx
         folder, name, tag = self.locate_teacher(cfg)
         try:
@@ -211,15 +211,28 @@ class DetectionTask(Task):
             cfg.teacher_prefix, meta.get('network'), meta.get('epoch'), 100 * meta.get('val_map', 0),
             self.teacher_roi, self.teacher_roi)
         self.s_taps, self.t_taps, self.wants_logits = block_taps(cfg.plan)
+        for role, taps, net, whose in (('student_symbol', self.s_taps, self.net, 'the student'),
+                                       ('teacher_symbol', self.t_taps, self.teacher, 'the teacher %s' % name)):
+            unknown = [t for t in taps if t not in TAPS and t not in net.stage_taps]
+            if unknown:
+                raise DetectionError('%s: %r is not a tap of %s; its taps are %s' % (
+                    role, unknown[0], whose, ', '.join(list(TAPS) + [t for t in net.stage_taps if t not in TAPS])))
+        # the detectors run imperatively around their hybridized backbone parts (step by step where a
+        # stage tap is read), and hooks keep the taps the plan reads
+        stages = set(self.s_taps + self.t_taps) - set(TAPS)
+        for net in (self.net, self.teacher):
+            hybridize_parts(net, stages)
+        self.s_hooks, self.t_hooks = TapHooks(self.net, self.s_taps), TapHooks(self.teacher, self.t_taps)
         self.block = DetectionDistillBlock(cfg.plan, self.loss_options, self.t_taps, prefix='distill_')
         x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
         with autograd.pause(train_mode=False):
-            s_map = self.net.features(x)
-        t_map = teacher_taps(self.teacher, x, None, ['features'], self.teacher_roi)['features']
+            self.net.features(x)
+        s_maps = dict(self.s_hooks.values)
+        t_maps = teacher_taps(self.teacher, x, None, ['features'], self.teacher_roi, self.t_hooks)
         logits = (cfg.num_sample, len(cfg.classes) + 1)
         # (a method given the tap rcnn_logits takes each RoI as a row: (K + 1,) per row)
-        s_shape = {'features': s_map.shape[1:], 'rcnn_logits': logits[1:]}
-        t_shape = {'features': t_map.shape[1:], 'rcnn_logits': logits[1:]}
+        s_shape = dict({t: v.shape[1:] for t, v in s_maps.items()}, rcnn_logits=logits[1:])
+        t_shape = dict({t: v.shape[1:] for t, v in t_maps.items()}, rcnn_logits=logits[1:])
         try:
             for method, tap, _ in self.block.connect(s_shape, t_shape):
                 margin = METHODS[method].margin(self.teacher, tap, ctx[0])
@@ -227,9 +240,9 @@ class DetectionTask(Task):
             self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
             with autograd.pause():
                 zeros = nd.zeros((1,) + logits, ctx=ctx[0])
-                taps = {'features': (s_map, t_map), 'rcnn_logits': (zeros, zeros)}
+                s_maps['rcnn_logits'] = t_maps['rcnn_logits'] = zeros
                 self.block(nd.zeros((1,), ctx=ctx[0]), zeros, zeros, nd.zeros((1, logits[0]), ctx=ctx[0]),
-                           *([taps[t][0] for t in self.s_taps] + [taps[t][1] for t in self.t_taps] +
+                           *([s_maps[t] for t in self.s_taps] + [t_maps[t] for t in self.t_taps] +
                              [m[0] for m in self.margins] + ([nd.zeros((1,), ctx=ctx[0])]
                                                              if self.block.takes_indices else [])))
         except (ValueError, PairingError) as e:
@@ -254,17 +267,9 @@ class DetectionTask(Task):
         return 'VOC07 mAP %.2f%%' % (100 * meta.get('val_map', 0))
 
     def start(self, resumed):
-        from .distill import FeatureHook
         if self.block is None:
             self.net.hybridize(static_alloc=True)
             return
-        # distilling: the detector runs imperatively around its hybridized backbone parts, so that its
-        # `features` output reaches the block (FeatureHook)
-        for net in (self.net, self.teacher):
-            for part in (net.features, net.top_features):
-                if part is not None:
-                    part.hybridize(static_alloc=True)
-        self.hook = FeatureHook(self.net.features)      # (after hybridize, which warns of a hook already there)
         LOG.info('teacher: %s; %s', self.teacher_desc, ', '.join(
             '%s x %g on %s' % (e['method'], e['weight'], ', '.join('%s<-%s' % p for p in e['pairs']) or
                                "the class scores of the student's RoIs") for e in self.cfg.plan))
@@ -300,9 +305,9 @@ class DetectionTask(Task):
         for k, shard in enumerate(shards(batch, self.engine.ctx)):
             outputs = {}
             own = self.losses(self.net, *shard, outputs=outputs)
-            s_tap = {'features': self.hook.value, 'rcnn_logits': outputs['cls_pred']}
+            s_tap = dict(self.s_hooks.values, rcnn_logits=outputs['cls_pred'])
             t_tap = teacher_taps(self.teacher, shard[0], outputs['rois'], self.t_taps + (
-                ['rcnn_logits'] if self.wants_logits else []), self.teacher_roi)
+                ['rcnn_logits'] if self.wants_logits else []), self.teacher_roi, self.t_hooks)
             t_logits = t_tap['rcnn_logits'] if self.wants_logits else zeros_like_logits(shard[0].context)
             index = [shard[5]] if self.block.takes_indices else []
             out = self.block(sum(own), outputs['cls_pred'], t_logits, outputs['cls_targets'],
@@ -320,8 +325,8 @@ class DetectionTask(Task):
         from .distill import teacher_taps
         losses = []
         for shard in shards(batch, self.engine.ctx):
-            t_tap = teacher_taps(self.teacher, shard[0], None, ['features'], self.teacher_roi)
-            # (the RoI scores need the student's RoIs; a stage reads only its own method's `features`)
+            t_tap = teacher_taps(self.teacher, shard[0], None, ['features'], self.teacher_roi, self.t_hooks)
+            # (the RoI scores need the student's RoIs; a stage reads only its own method's map taps)
             losses.append(self.block.stage_loss([t_tap.get(t) for t in self.t_taps])[0])
         return losses, None
 
