@@ -260,8 +260,8 @@ def _check_together(cfg, where, backbone=True):
 # train loss heads on the teacher's taps (FT's paraphraser), not the student (it runs inside the
 # detector); a method with a memory row per image (CRD) takes the image's index.
 FITS_HERE = ("use logit methods on the RoIs' class scores (kd, dist, dkd), map methods on features and the "
-             "backbone's stage taps (fitnet, at, mmd, cwd, vid, ft, crd, fsp, kdsvd, reviewkd) or batch-relational "
-             "methods on the rcnn_logits tap (sp, rkd, pkt, cc)")
+             "backbone's taps (fitnet, at, mmd, cwd, vid, ft, crd, fsp, kdsvd, reviewkd; ofd on a *_pre tap) or "
+             "batch-relational methods on the rcnn_logits tap (sp, rkd, pkt, cc)")
 
 
 def student_stage_taps(cfg):

@@ -161,18 +161,36 @@ def split_backbone(net, split=None, freeze=True):
 
 
 def stage_taps(net, split=None):
-    """{tap name: index of its step in `features`} of the taps `net` declares that are steps of its
-    forward chain up to the split's stride-16 tap (a detector's backbone stages, which distillation
-    inside a detector can pair by name), in chain order. The stride-16 tap itself is the detector's
-    `features` tap as well."""
+    """{tap name: child path} of the taps `net` declares inside its forward chain up to the split's
+    stride-16 tap: the backbone's stages (chain steps) and the outputs inside them (a pre-ReLU
+    BatchNorm, `layer3_pre`), which distillation inside a detector pairs by name; in chain order.
+    The stride-16 tap itself is the detector's `features` tap as well."""
     split = as_split(split) or detection_split(getattr(net, 'network_name', None), net)
     chain = forward_chain(net)
     found = chain_position(chain, net, split.stride16)
     if found is None:
         return OrderedDict()
-    taps = [(tap, chain_position(chain, net, tap)) for tap in declared_taps(net)]
-    return OrderedDict(sorted(((t, at[0]) for t, at in taps if at is not None and at[0] <= found[0]),
-                              key=lambda item: item[1]))
+    steps = {p: i for i, (p, _) in enumerate(chain[:found[0] + 1])}
+    taps = []
+    for tap, path in declared_taps(net).items():
+        bare = path[:-3] if path.endswith(':in') else path
+        step = next((steps[p] for p in steps if bare == p or bare.startswith(p + '.')), None)
+        if step is not None and not (path.endswith(':in') and bare in steps):     # (a step's input: the one before)
+            taps.append((step, tap, path))
+    return OrderedDict((tap, path) for _, tap, path in sorted(taps, key=lambda t: t[0]))
+
+
+def hybridize_around(block, targets):
+    """Hybridize `block` except the blocks on the way to `targets` (blocks whose forward hooks must
+    run: a hook on a block inside a hybridized whole never does): those stay imperative, everything
+    beside them (and each target itself) is hybridized on its own."""
+    def holds(b):
+        return any(c is t or holds(c) for c in b._children.values() for t in targets)
+    if not holds(block):
+        block.hybridize(static_alloc=True)
+        return
+    for child in block._children.values():
+        hybridize_around(child, targets)
 
 
 # ------------------------------------------------------------------ legacy checkpoints
@@ -333,4 +351,4 @@ def legacy_candidates(net, in_channels=3):
 
 
 __all__ = ['DETECTION_SPLITS', 'Split', 'SplitError', 'as_split', 'detection_split', 'detection_networks',
-           'split_backbone', 'split_legacy', 'stage_taps', 'check_split', 'legacy_candidates', 'freeze_batchnorm']
+           'split_backbone', 'split_legacy', 'stage_taps', 'hybridize_around', 'check_split', 'legacy_candidates', 'freeze_batchnorm']

@@ -44,9 +44,10 @@ class TinyDet(HybridBlock):
     channels; stride 32), taps s2..s32, and the split it declares for Faster R-CNN (features to
     s16, top to s32, frozen up to s2). `norm='instance'` normalises each image by itself (the
     learning test: trained from scratch one image per step, BatchNorm's running statistics lag
-    behind and make the test mAP jump between epochs)."""
+    behind and make the test mAP jump between epochs). `s8_pre` is a tap inside a stage (the
+    pre-ReLU output OFD reads)."""
     TAPS = OrderedDict([('s2', 'features.0'), ('s4', 'features.1'), ('s8', 'features.2'), ('s16', 'features.3'),
-                        ('s32', 'features.4')])
+                        ('s32', 'features.4'), ('s8_pre', 'features.2.4')])     # (s8_pre: s8's last BatchNorm)
     DETECTION_SPLIT = ('s16', 's32', 's2')
 
     def __init__(self, num_classes, in_channels=3, width=16, norm='batch', **kwargs):
@@ -982,34 +983,35 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
 
 
 def test_a_detector_distils_on_the_backbone_stages_of_both_detectors(voc, tmp_path, capsys):
-    """#20: methods of several map taps (FSP, KDSVD, ReviewKD) and feature methods on a backbone stage
-    pair the stages of the student's and the teacher's backbones by their tap names (TinyDet: s2..s16,
-    the steps of `features`); the terms are finite and positive, and FitNet on a stage falls as the
-    student's stage moves toward the teacher's. A tap neither backbone has is one error each."""
+    """#20: methods of several map taps (FSP, KDSVD, ReviewKD), feature methods on a backbone stage and
+    OFD on a pre-ReLU tap inside a stage (its margin from the teacher backbone's BatchNorm) pair the
+    taps of the student's and the teacher's backbones by name (TinyDet: s2..s16, the steps of
+    `features`, and s8_pre inside s8); the terms are finite and positive, and FitNet on a stage falls
+    as the student's stage moves toward the teacher's. A tap neither backbone has is one error each."""
     from core.records import read_records
     tmp = str(tmp_path)
     assert run_cli(small(voc, tmp, 'model_prefix=teacher', 'num_epoch=1', 'epoch_size=2', 'num_val=2'),
                    capsys)[0] == 0
     teacher = os.path.join(tmp, 'model', 'teacher')
-    kt = ['kt=true', 'teacher_prefix=%s' % teacher, 'kt_type=fsp+kdsvd+reviewkd+fitnet', 'kt_weight=[1,1,1,1]',
-          'teacher_symbol=[[[s4,s8]],[s4,s8],[s8,features],[s8]]',
-          'student_symbol=[[[s4,s8]],[s4,s8],[s8,features],[s8]]', 'kt_warmup_epochs=0']
+    kt = ['kt=true', 'teacher_prefix=%s' % teacher, 'kt_type=fsp+kdsvd+reviewkd+fitnet+ofd', 'kt_weight=[1,1,1,1,1]',
+          'teacher_symbol=[[[s4,s8]],[s4,s8],[s8,features],[s8],[s8_pre]]',
+          'student_symbol=[[[s4,s8]],[s4,s8],[s8,features],[s8],[s8_pre]]', 'kt_warmup_epochs=0']
     code, _, err = run_cli(small(voc, tmp, 'model_prefix=stages', 'freeze=false', 'epoch_size=4', 'num_val=2',
                                  'num_epoch=3', *kt), capsys)
     assert code == 0, err
-    assert 'fitnet x 1 on s8<-s8' in err and 'Traceback' not in err, err
+    assert 'fitnet x 1 on s8<-s8' in err and 'Traceback' not in err and 'hook' not in err, err
     records = read_records(os.path.join(tmp, 'log', 'stages.jsonl'))
-    for m in ('fsp', 'kdsvd', 'reviewkd', 'fitnet'):
+    for m in ('fsp', 'kdsvd', 'reviewkd', 'fitnet', 'ofd'):
         assert all(np.isfinite(r['train_' + m]) and r['train_' + m] > 0 for r in records), (m, records)
     assert records[2]['train_fitnet'] < records[0]['train_fitnet'], [r['train_fitnet'] for r in records]
     other = os.path.join(tmp, 'other')
     for extra, pattern in (
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=s8', 'student_symbol=stage3'],
              r"student_symbol .*'stage3' is not a tap of a Faster R-CNN on tinydet; its taps are features, "
-             r"rcnn_logits, s2, s4, s8, s16"),
+             r"rcnn_logits, s2, s4, s8, s8_pre, s16"),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=s8'],
              r"teacher_symbol: 'stage3' is not a tap of the teacher .*teacher; its taps are features, rcnn_logits, "
-             r"s2, s4, s8, s16"),
+             r"s2, s4, s8, s8_pre, s16"),
             (['kt_type=fsp', 'kt_weight=1', 'teacher_symbol=[[[s4,rcnn_logits]]]',
               'student_symbol=[[[s4,s8]]]'], r"rcnn_logits\) are compared with the teacher's, maps with maps")):
         argv = small(voc, other, 'model_prefix=x', 'epoch_size=2', 'num_val=2', 'num_epoch=1', *(kt[:2] + extra))

@@ -16,7 +16,6 @@ are built inside their own name scopes (gluoncv hard-codes some prefixes).
 """
 import os
 import warnings
-from collections import namedtuple
 
 import core.compat  # noqa: F401
 import mxnet as mx
@@ -24,8 +23,17 @@ import mxnet as mx
 from core import checkpoint
 from core.errors import NetworkError
 
-# `stage_taps`: {tap: index of its step in `features`} (symbols.detection.stage_taps; none for a legacy graph)
-Backbone = namedtuple('Backbone', 'features top description split stage_taps')
+class Backbone(object):
+    """A backbone split for Faster R-CNN: `features`, `top` (the detector's two parts), `description`,
+    `split`, `stage_taps` ({tap: child path in `network`} of the taps inside `features`,
+    symbols.detection.stage_taps; none for a legacy graph) and `network`, the backbone network whose
+    blocks `features` and `top` share (None for a legacy graph). A plain object: a detector keeps it
+    as `backbone_parts` without Gluon taking its blocks for children."""
+    __slots__ = ('features', 'top', 'description', 'split', 'stage_taps', 'network')
+
+    def __init__(self, features, top, description, split, stage_taps, network):
+        self.features, self.top, self.description, self.split = features, top, description, split
+        self.stage_taps, self.network = stage_taps, network
 # the target encoder's fixed means and stds are used in training only (and never trained): gluoncv's
 # detector at inference says they are unused; said once here, not on every run
 warnings.filterwarnings('ignore', message=r'Parameter .*boxcenterencoder\d*_means.* is not used by any computation')
@@ -110,7 +118,7 @@ def load_backbone(cfg, ctx, source=None):
         if source == 'legacy':
             features, top, split, desc = _legacy_backbone(cfg, ctx)
             check_split(features, top, split)
-            taps = {}
+            taps, net = {}, None
         else:
             if source == 'none':
                 net = symbols.get_network(cfg.network, 1000, prefix='backbone_')
@@ -128,7 +136,7 @@ def load_backbone(cfg, ctx, source=None):
         raise DetectorError('backbone %s: %s' % (cfg.backbone_prefix or cfg.network, e))
     except symbols.CheckpointError as e:
         raise DetectorError(legacy_error(e))
-    return Backbone(features, top, '%s, split at %s / %s' % (desc, split.stride16, split.stride32), split, taps)
+    return Backbone(features, top, '%s, split at %s / %s' % (desc, split.stride16, split.stride32), split, taps, net)
 
 
 def build_detector(cfg, ctx, source=None, prefix='detector_'):
@@ -162,7 +170,7 @@ def build_detector(cfg, ctx, source=None, prefix='detector_'):
     # detector first called for inference cannot infer them past the target encoder)
     net(mx.nd.zeros((1, 3, min(cfg.short, 256), min(cfg.short, 256)), ctx=ctx[0]))
     mx.nd.waitall()
-    net.stage_taps = backbone.stage_taps          # (the backbone's stages by tap name, for distillation)
+    net.backbone_parts = backbone     # (its taps by name, for distillation; a namedtuple: no child block)
     return net, backbone
 
 

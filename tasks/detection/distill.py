@@ -10,8 +10,9 @@ Taps of a Faster R-CNN, the same names for the student and the teacher:
 - `rcnn_logits` (`TAPS`): the RoI head's class scores (B, N, K + 1) of the N RoIs the student
   sampled. The teacher scores the same boxes: RoIAlign of its own `features` at the student's RoIs,
   then its top_features and class predictor;
-- the backbone's stages up to stride 16 by their tap names (`detector.stage_taps`, from
-  symbols.detection.stage_taps): the output of that step of `features`, kept by a hook (`TapHooks`).
+- the backbone's taps inside `features` by their names (`detector.backbone_parts.stage_taps`, from
+  symbols.detection.stage_taps): its stages and the outputs inside them (a pre-ReLU BatchNorm for
+  OFD, whose margin comes from the teacher backbone's BatchNorm), kept by hooks (`TapHooks`).
 
     DetectionDistillBlock(det_loss, s_logits, t_logits, roi_classes, s_tap_1, ..., t_tap_1, ...,
                           margin_1, ...) -> (total, s_logits, det_loss, term_1, ..., term_M)
@@ -88,35 +89,31 @@ class DetectionDistillBlock(DistillBlock):
 
 
 class TapHooks(object):
-    """The last outputs of a detector's `features` (tap `features`) and of the backbone stages the
-    plan names (`detector.stage_taps`: tap -> step of `features`), kept while the detector runs
-    `features` step by step (`hybridize_parts`), as {tap: NDArray} in `values`."""
+    """The last outputs of a detector's `features` (tap `features`) and of the backbone taps inside
+    it that the plan names (`detector.backbone_parts.stage_taps`), as {tap: NDArray} in `values`.
+    The detector then runs imperatively around its hybridized backbone parts: `features` hybridized
+    around the blocks the hooks read (a hook inside a hybridized whole never runs; whole when only
+    `features` itself is read), and `top_features`."""
 
     def __init__(self, detector, taps):
-        self.values = {}
-        self.handles = [detector.features.register_forward_hook(self._keep('features'))]
-        steps = list(detector.features._children.values())
+        from symbols.detection import hybridize_around
+        from symbols.taps import resolve_tap
+        self.values, hooks = {}, [(detector.features, 'features', 'out')]
+        parts = detector.backbone_parts
         for tap in taps:
-            if tap in getattr(detector, 'stage_taps', {}) and tap != 'features':
-                self.handles.append(steps[detector.stage_taps[tap]].register_forward_hook(self._keep(tap)))
+            if tap in parts.stage_taps and tap != 'features':
+                block, side = resolve_tap(parts.network, tap)
+                hooks.append((block, tap, side))
+        hybridize_around(detector.features, [b for b, _, _ in hooks[1:]])
+        if detector.top_features is not None:
+            detector.top_features.hybridize(static_alloc=True)
+        for block, tap, side in hooks:            # (after hybridize, which warns of hooks already there)
+            block.register_forward_hook(self._keep(tap, side))
 
-    def _keep(self, tap):
+    def _keep(self, tap, side):
         def hook(block, inputs, output):
-            self.values[tap] = output
+            self.values[tap] = inputs[0] if side == 'in' else output
         return hook
-
-
-def hybridize_parts(detector, stages):
-    """Hybridize the detector's backbone parts for a distillation run, which calls the detector
-    imperatively: `features` whole, or step by step when `stages` (a stage tap is read from a step,
-    and a hook on a step of a hybridized whole never runs), and `top_features`."""
-    if stages:
-        for step in detector.features._children.values():
-            step.hybridize(static_alloc=True)
-    else:
-        detector.features.hybridize(static_alloc=True)
-    if detector.top_features is not None:
-        detector.top_features.hybridize(static_alloc=True)
 
 
 def teacher_taps(teacher, x, rois, taps, roi_size, hooks=None):
@@ -155,5 +152,5 @@ def zeros_like_logits(ctx):
     return nd.zeros((1, 1, 1), ctx=ctx)
 
 
-__all__ = ['TAPS', 'DetectionDistillBlock', 'TapHooks', 'PerRoI', 'hybridize_parts', 'teacher_taps', 'block_taps',
+__all__ = ['TAPS', 'DetectionDistillBlock', 'TapHooks', 'PerRoI', 'teacher_taps', 'block_taps',
            'zeros_like_logits']

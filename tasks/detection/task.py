@@ -197,7 +197,7 @@ class DetectionTask(Task):
         from mxnet import autograd, nd
         from symbols.transfer import METHODS, PairingError
         from .detector import load_detector, DetectorError
-        from .distill import TAPS, DetectionDistillBlock, TapHooks, block_taps, hybridize_parts, teacher_taps
+        from .distill import TAPS, DetectionDistillBlock, TapHooks, block_taps, teacher_taps
         cfg, ctx = self.cfg, self.engine.ctx
         folder, name, tag = self.locate_teacher(cfg)
         try:
@@ -213,15 +213,12 @@ class DetectionTask(Task):
         self.s_taps, self.t_taps, self.wants_logits = block_taps(cfg.plan)
         for role, taps, net, whose in (('student_symbol', self.s_taps, self.net, 'the student'),
                                        ('teacher_symbol', self.t_taps, self.teacher, 'the teacher %s' % name)):
-            unknown = [t for t in taps if t not in TAPS and t not in net.stage_taps]
+            have = net.backbone_parts.stage_taps
+            unknown = [t for t in taps if t not in TAPS and t not in have]
             if unknown:
                 raise DetectionError('%s: %r is not a tap of %s; its taps are %s' % (
-                    role, unknown[0], whose, ', '.join(list(TAPS) + [t for t in net.stage_taps if t not in TAPS])))
-        # the detectors run imperatively around their hybridized backbone parts (step by step where a
-        # stage tap is read), and hooks keep the taps the plan reads
-        stages = set(self.s_taps + self.t_taps) - set(TAPS)
-        for net in (self.net, self.teacher):
-            hybridize_parts(net, stages)
+                    role, unknown[0], whose, ', '.join(list(TAPS) + [t for t in have if t not in TAPS])))
+        # the detectors run imperatively around their hybridized backbone parts, hooks keep the taps
         self.s_hooks, self.t_hooks = TapHooks(self.net, self.s_taps), TapHooks(self.teacher, self.t_taps)
         self.block = DetectionDistillBlock(cfg.plan, self.loss_options, self.t_taps, prefix='distill_')
         x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
@@ -234,8 +231,11 @@ class DetectionTask(Task):
         s_shape = dict({t: v.shape[1:] for t, v in s_maps.items()}, rcnn_logits=logits[1:])
         t_shape = dict({t: v.shape[1:] for t, v in t_maps.items()}, rcnn_logits=logits[1:])
         try:
+            parts = self.teacher.backbone_parts
             for method, tap, _ in self.block.connect(s_shape, t_shape):
-                margin = METHODS[method].margin(self.teacher, tap, ctx[0])
+                # (a teacher hook reads the teacher's backbone network: `features` is its stride-16 tap)
+                margin = METHODS[method].margin(parts.network if parts.network is not None else self.teacher,
+                                                parts.split.stride16 if tap == 'features' else tap, ctx[0])
                 self.margins.append([nd.array(margin, ctx=c) for c in ctx])
             self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
             with autograd.pause():
