@@ -91,11 +91,20 @@ def string():
     return _allows(_text(check), 'text')
 
 
+# the longest run name: a run's files add up to 40 characters to it (`.RUN-0001.tmp-PID.extra.params`,
+# `replaced/RUN-<time>-N`), and a file name holds at most 255 bytes on the usual file systems
+NAME_BYTES = 215
+
+
 def name_like():
     def check(v):
         if not isinstance(v, str) or not v or '/' in v or '\\' in v or v.strip() != v:
             _fail('a run name without slashes or surrounding spaces (to keep the runs in another folder, set model_dir '
                   'and log_dir)', v)
+        if len(v.encode('utf-8')) > NAME_BYTES:
+            raise ConfigError('must be a run name of at most %d bytes (its files add up to 40 characters to it, and a '
+                              'file name holds at most 255 bytes); got one of %d bytes (%s...): choose a shorter name'
+                              % (NAME_BYTES, len(v.encode('utf-8')), v[:24]))
         return v
     return _allows(_text(check), 'a name without slashes')
 

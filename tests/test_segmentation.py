@@ -505,9 +505,14 @@ def test_compare_trains_segmentation_students_and_writes_table_and_curves(voc, t
     missing = [a for a in argv if not a.startswith('teacher_prefix=')] + [
         'teacher_prefix=%s' % (tmp_path / 't' / 'model' / 'nope')]
     missing[missing.index('cmp')] = 'cmp2'
+    code, _, err = run_tool(compare.main, missing, capsys)          # (its outputs would replace cmp's: refused)
+    one_error(code, err, 'holds table.md and curves.png that the comparison --name cmp --cfg '
+              'seg_voc_r18_deeplabv3plus_cwd wrote', 'give another --out')
+    missing[missing.index(str(tmp_path / 'cmp'))] = str(tmp_path / 'cmp2')
     code, _, err = run_tool(compare.main, missing, capsys)
     one_error(code, err, 'run cmp2_cwd_s0: teacher_prefix=', "no checkpoint of a run named 'nope'")
-    assert not glob.glob(str(tmp_path / 'cmp' / 'model' / 'cmp2_*'))
+    assert not glob.glob(str(tmp_path / 'cmp' / 'model' / 'cmp2_*')) and not glob.glob(str(tmp_path / 'cmp2' / 'model'
+                                                                                           / 'cmp2_*'))
     # a run whose VOC folder moved: the tools say that its voc_root comes from the saved configuration
     from tools import evaluate
     for tag in ('best', '0001'):

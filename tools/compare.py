@@ -14,10 +14,12 @@ Each METHOD is `student` (no teacher) or a kt_type (`kd`, `nst`, `kd+nst`, `at`,
 at the registry's default weights on the base config's taps (the first teacher/student tap pair its
 own kt_type uses; --teacher-tap / --student-tap to choose). Runs are named NAME_METHOD_sSEED
 (`+` written `_`), which `tools.results_table --prefix NAME_` reads; they live in OUT/model, their
-records in OUT/records; OUT/table.md and OUT/curves.png are rebuilt at the end. A finished run is
+records in OUT/records; OUT/table.md and OUT/curves.png are rebuilt at the end (OUT/compare.json says
+which comparison wrote them; those another comparison or tool wrote are refused, never replaced). A finished run is
 not trained again; a started one resumes from its last checkpoint. Every run's config is checked
 before the first one trains.
 """
+import json
 import os
 import sys
 import time
@@ -94,6 +96,34 @@ def finished(model_dir, name, num_epoch):
     return os.path.isfile(os.path.join(model_dir, '%s-%04d.json' % (name, num_epoch)))
 
 
+MANIFEST = 'compare.json'      # OUT/compare.json: the comparison that wrote OUT's table and curves
+
+
+def _refuse_others_outputs(out, name, cfg):
+    """CompareError when OUT holds a table.md or curves.png that another comparison (another --name or
+    --cfg: its OUT/compare.json) or another tool wrote (no compare.json, and no records of runs
+    NAME_*): rebuilding them would replace that work."""
+    import glob
+    there = [f for f in ('table.md', 'curves.png') if os.path.isfile(os.path.join(out, f))]
+    if not there:
+        return
+    try:
+        with open(os.path.join(out, MANIFEST)) as f:
+            wrote = json.load(f)
+    except (OSError, ValueError):
+        wrote = None
+    if isinstance(wrote, dict):
+        if wrote.get('name') == name and wrote.get('cfg') == cfg:
+            return
+        who = 'the comparison --name %s --cfg %s' % (wrote.get('name'), wrote.get('cfg'))
+    elif glob.glob(os.path.join(glob.escape(out), 'records', glob.escape(name) + '_*.jsonl')):
+        return                         # (this comparison's own runs, from before compare.json was written)
+    else:
+        who = 'another comparison or tool'
+    raise CompareError('%s holds %s that %s wrote, which this comparison would replace: give another --out (or '
+                       '--name), or move them away first' % (out, ' and '.join(there), who))
+
+
 @cli.command
 def main(argv=None):
     """Train what is missing, then write OUT/table.md and OUT/curves.png; 2 with one error line for
@@ -140,6 +170,7 @@ def main(argv=None):
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
     cli.output_path(os.path.join(out, 'table.md'), '--out')
+    _refuse_others_outputs(out, args.name, args.cfg)
     if args.epochs and 'num_epoch' in given:
         raise CompareError('--epochs %d and num_epoch= both say how long to train: keep one' % args.epochs)
     defaults = ['model_dir=%s' % os.path.join(out, 'model'), 'log_dir=%s' % os.path.join(out, 'records'),
@@ -234,6 +265,8 @@ def main(argv=None):
     make_table = results_table.segmentation_table if task == 'segmentation' else results_table.make_table
     table = make_table(groups, runs[0][2].network, os.path.basename(runs[0][2].teacher_prefix or ''))
     cli.write_atomic(os.path.join(out, 'table.md'), table)
+    cli.write_atomic(os.path.join(out, MANIFEST), json.dumps({'name': args.name, 'cfg': args.cfg,
+                                                               'methods': list(args.methods)}) + '\n')
     print(table)
     code = plot_curves.main(['--records', records, '--prefix', args.name + '_', '--task', task, '--methods']
                             + [label(m) for m in args.methods] + ['--out', os.path.join(out, 'curves.png')])

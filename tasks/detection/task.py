@@ -66,12 +66,19 @@ def train_loader(net, dataset, order, cfg, ctx, epoch):
         img, label = dataset[order[position]]
         return transform(img, label) + (np.float32(order[position]),)
     items = gluon.data.SimpleDataset(list(range(len(order)))).transform(sample)
-    batchify = FasterRCNNTrainBatchify(net, len(ctx))
+    return WorkerLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard',
+                        batchify_fn=WithIndex(FasterRCNNTrainBatchify(net, len(ctx))), num_workers=cfg.num_workers)
 
-    def with_index(samples):           # (gluoncv's fields, then each device's image index (1,))
-        return tuple(batchify([x[:-1] for x in samples])) + ([nd.array([x[-1]]) for x in samples],)
-    return WorkerLoader(items, batch_size=len(ctx), shuffle=False, last_batch='discard', batchify_fn=with_index,
-                        num_workers=cfg.num_workers)
+
+class WithIndex(object):
+    """gluoncv's batchify of the training samples, then each device's image index (1,): a class at
+    module level, as the loader's worker processes receive it pickled with every batch."""
+
+    def __init__(self, batchify):
+        self.batchify = batchify
+
+    def __call__(self, samples):
+        return tuple(self.batchify([x[:-1] for x in samples])) + ([nd.array([x[-1]]) for x in samples],)
 
 
 def shards(batch, ctx):

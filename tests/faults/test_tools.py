@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import make_cifar, merged, one_error, run_tool
 from tools import evaluate, export, heatmaps, launch, make_results, param_table, plot_curves, plotting
-from tools import reproduce, results_table, tsne
+from tools import compare, reproduce, results_table, tsne
 from tools.records import find_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -1143,3 +1143,19 @@ def test_a_notebook_plot_backend_and_metadata_without_input_channels(three_class
         f.write_text(json.dumps(meta))
     code, out, err = run_tool(evaluate.main, ['--prefix', str(copy / 'three')], capsys)
     assert code == 0 and 'on 6 images' in out, err
+
+
+def test_compare_never_replaces_a_table_another_comparison_or_tool_wrote(tmp_path, capsys):
+    """#18's fifteenth trial: `tools.compare --name zz --out results` replaced the project's own
+    reproduction table and curves (and --name seg_synthetic a committed results folder) without a word."""
+    out = tmp_path / 'results'
+    out.mkdir()
+    (out / 'table.md').write_text('| the reproduction |\n')
+    (out / 'curves.png').write_bytes(b'png')
+    code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
+    one_error(code, err, '%s holds table.md and curves.png that another comparison or tool wrote' % out,
+              'give another --out')
+    assert (out / 'table.md').read_text() == '| the reproduction |\n' and (out / 'curves.png').read_bytes() == b'png'
+    (out / 'compare.json').write_text(json.dumps({'name': 'other', 'cfg': 'x'}))
+    code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
+    one_error(code, err, 'that the comparison --name other --cfg x wrote')
