@@ -81,7 +81,7 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
     'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
     fsp a tap is an (a, b) tuple.
     """
-    from symbols.transfer import METHODS, parse_kt_type, default_weight, takes_taps
+    from symbols.transfer import METHODS, canonical_method, parse_kt_type, default_weight, takes_taps
     methods = parse_kt_type(cfg.kt_type)
     t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin, example, logits)
     s_spec = _per_method(cfg.student_symbol, methods, 'student_symbol', origin, example, logits)
@@ -98,7 +98,17 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
         raise ConfigError('config key kt_weight (%s) has %d weights for the %d methods of kt_type %r: give %d '
                           'weights in kt_type order, or kt_weight=null for each method\'s default weight'
                           % (origin, len(weights), len(methods), cfg.kt_type, len(methods)))
-    layer_w = cfg.kt_layer_weight or {}
+    layer_w = {}
+    for k, v in (cfg.kt_layer_weight or {}).items():          # (a method's name, as for the taps' dicts)
+        try:
+            m = canonical_method(k)
+        except ValueError as e:
+            raise ConfigError('config key kt_layer_weight (%s): %s' % (origin, e))
+        if m not in methods:
+            raise ConfigError('config key kt_layer_weight (%s) gives layer weights for %r, which kt_type %r does not '
+                              'use: give them for its methods (%s), or leave %r out'
+                              % (origin, k, cfg.kt_type, ', '.join(methods), k))
+        layer_w[m] = v
     plan = []
     for method, weight in zip(methods, weights):
         if not takes_taps(method):              # logit methods (kd, dkd, dist) read no taps

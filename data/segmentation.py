@@ -18,6 +18,7 @@ a random horizontal flip, normalised ((pixel - mean) / std, RGB, CHW float32); e
 comes from (seed, epoch, position), so a resumed run sees the samples an uninterrupted one does.
 Validation (`val_sample`): the whole image, normalised, one image a device (single scale).
 """
+import logging
 import os
 
 import numpy as np
@@ -56,7 +57,13 @@ def _ids(list_file, fix):
         ids = [line.strip().split()[0] for line in f if line.strip()]
     if not ids:
         raise SegmentationDataError('image list %s is empty: list one image ID a line' % list_file)
-    return ids
+    once = list(dict.fromkeys(ids))
+    if len(once) < len(ids):
+        import collections
+        twice = [i for i, n in collections.Counter(ids).items() if n > 1]
+        logging.getLogger('data').warning('image list %s names %d image(s) more than once (e.g. %s): each is used once',
+                                          list_file, len(twice), ', '.join(twice[:3]))
+    return once
 
 
 def voc_items(voc_root, split):
@@ -100,6 +107,10 @@ def read_mask(path, check_palette=True):
         img.load()
     except Exception as e:
         raise SegmentationDataError('mask %s cannot be read (%s): copy it again' % (path, str(e)[:120]))
+    if img.format == 'JPEG':         # (lossy: the edges between classes blur into values of other classes)
+        raise SegmentationDataError('mask %s holds JPEG data (saved as JPEG, then renamed?): JPEG blurs the edges '
+                                    'between classes into other values; save the mask as a PNG (a VOC palette PNG, or '
+                                    'a grayscale PNG of class indices)' % path)
     if img.mode not in ('P', 'L'):
         raise SegmentationDataError('mask %s is a %s image: a mask holds class indices (a VOC palette PNG, or a '
                                     'grayscale PNG of indices); convert its colours to indices' % (path, img.mode))
@@ -128,7 +139,7 @@ def image_size(path):
         raise SegmentationDataError('image %s cannot be read (%s): copy it again' % (path, str(e)[:120]))
 
 
-def check_items(items, num_classes, bar=None, seen=None, fix='fix the mask, or num_classes/classes'):
+def check_items(items, num_classes, bar=None, seen=None, fix='fix the mask, or list every class in classes=[...]'):
     """Check every (image, mask, list file) of `items` (see the module doc); the number checked.
     `seen`, a set, gets every class index the masks hold; `fix`: what a mask with a value beyond the
     classes asks for (evaluating a checkpoint, whose classes are fixed: other data)."""
@@ -147,7 +158,7 @@ def check_items(items, num_classes, bar=None, seen=None, fix='fix the mask, or n
             seen.update(int(v) for v in values if v != IGNORE)
         bad = [int(v) for v in values if v >= num_classes and v != IGNORE]
         if bad:
-            raise SegmentationDataError('mask %s has the value %d, which is neither a class (0..%d of num_classes=%d) '
+            raise SegmentationDataError('mask %s has the value %d, which is neither a class (0..%d of the %d classes) '
                                         'nor %d (ignored): %s' % (mask, bad[0], num_classes - 1, num_classes, IGNORE, fix))
         if bar is not None:
             bar.update(1)

@@ -193,7 +193,10 @@ def _fault(root, fault):
         out = Image.fromarray(m, 'P')
         out.putpalette(Image.open(mask).getpalette())
         out.save(mask)
-        return [os.path.basename(mask), 'has the value 7', 'neither a class']
+        return [os.path.basename(mask), 'has the value 7', 'neither a class', 'list every class in classes=[...]']
+    if fault == 'jpeg':                         # (#18's fifteenth trial: named a JPEG artefact's value)
+        Image.open(mask).convert('L').save(mask, format='JPEG')
+        return [os.path.basename(mask), 'holds JPEG data', 'save the mask as a PNG']
     if fault == 'size':
         Image.open(mask).crop((0, 0, 30, 20)).save(mask)
         return [os.path.basename(mask), 'is 30x20 but its image', 'is 64x48']
@@ -211,7 +214,7 @@ def _fault(root, fault):
     raise ValueError(fault)
 
 
-@pytest.mark.parametrize('fault', ['value', 'size', 'missing', 'palette', 'rgb'])
+@pytest.mark.parametrize('fault', ['value', 'size', 'missing', 'palette', 'rgb', 'jpeg'])
 def test_bad_data_is_one_error_and_nothing_is_written(voc, tmp_path, capsys, fault):
     root = str(tmp_path / 'VOCdevkit')
     shutil.copytree(voc, root)
@@ -566,3 +569,29 @@ def test_a_gluoncv_deeplab_teacher_from_its_params_file(voc, tmp_path, capsys, m
     code, _, err = run([w for w in base if not w.startswith('model_prefix=')] + ['model_prefix=offline'], capsys)
     one_error(code, err, 'deeplab_resnet101_voc', 'are not on disk', str(tmp_path / 'store' / 'models'))
     assert not os.path.exists(str(tmp_path / 'model' / 'offline-0001.params'))
+
+
+def test_an_image_listed_twice_is_used_once_and_a_crop_far_beyond_the_images_is_warned_of(voc, tmp_path, caplog):
+    """#18's fifteenth trial: two IDs listed twice in train.txt trained twice an epoch without a word;
+    crop_size=512 on 48x64 images trained crops of ~97% padding at 1 image/s without a word."""
+    import logging
+    from data import segmentation as segdata
+    from config.segmentation import load_segmentation_config
+    from tasks.segmentation.task import crop_beyond_images
+    root = str(tmp_path / 'VOCdevkit')
+    shutil.copytree(voc, root)
+    items = segdata.voc_items(root, 'train')
+    list_file = items[0][2]
+    ids = open(list_file).read().split()
+    with open(list_file, 'a') as f:
+        f.write('%s\n%s\n' % (ids[0], ids[1]))
+    with caplog.at_level(logging.WARNING):
+        again = segdata.voc_items(root, 'train')
+    assert again == items and 'names 2 image(s) more than once (e.g. %s, %s): each is used once' % (ids[0], ids[1]) \
+        in caplog.text, caplog.text
+    cfg = load_segmentation_config('seg_voc_r18_deeplabv3plus', ['voc_root=%s' % root, 'sbd_root=null', CLASSES,
+                                                                 'crop_size=512'], check=False)
+    said = crop_beyond_images(cfg, items)
+    assert said and 'crop_size=512 is more than twice' in said and '(64 x scale_max 2 = 128)' in said, said
+    cfg['crop_size'] = 200
+    assert crop_beyond_images(cfg, items) is None

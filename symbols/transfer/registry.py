@@ -136,9 +136,13 @@ def canonical_method(name):
 
 def parse_kt_type(kt_type):
     """'kd+mmd' -> ['kd', 'mmd'] (aliases resolved, duplicates rejected)."""
-    names = [canonical_method(p.strip()) for p in str(kt_type).split('+') if p.strip()]
-    if not names:
+    parts = [p.strip() for p in str(kt_type).split('+')]
+    if not any(parts):
         raise ValueError('kt_type is empty; use e.g. "kd", "mmd" or "kd+mmd"')
+    if not all(parts):
+        raise ValueError('kt_type %r has an empty method name (a "+" at an end, or two together): join method names '
+                         'with single "+", e.g. %r' % (kt_type, '+'.join(p for p in parts if p)))
+    names = [canonical_method(p) for p in parts]
     if len(set(names)) != len(names):
         raise ValueError('kt_type %r names a method twice' % kt_type)
     return names

@@ -73,6 +73,19 @@ class _TrainSet(object):
         return crop, crop_mask, np.float32(self.order[position])
 
 
+def crop_beyond_images(cfg, items, sample=20):
+    """The warning when crop_size is more than twice the largest side of the first `sample` training
+    images at the largest scale (most of every crop then is padding: ignored pixels, trained at the
+    crop's cost), else None."""
+    sides = [max(segdata.image_size(image)) for image, _, _ in items[:sample]]
+    if not sides or max(sides) * cfg.scale_max * 2 >= cfg.crop_size:
+        return None
+    reach = int(round(max(sides) * cfg.scale_max))
+    return ('crop_size=%d is more than twice the training images\' largest side at the largest scale (%d x '
+            'scale_max %g = %d): most of every crop is padding (ignored pixels), trained at the cost of the crop; set '
+            'crop_size near %d' % (cfg.crop_size, max(sides), cfg.scale_max, reach, reach))
+
+
 class SegmentationTask(Task):
     """DeepLab on VOC: crops of batch_size images a device per step; mIoU picks the best epoch."""
     name = 'segmentation'
@@ -115,6 +128,9 @@ class SegmentationTask(Task):
             LOG.warning('no mask holds the class(es) %s (of classes=%s): their IoU is 0 where the network predicts '
                         'them and undefined (left out of the mIoU) where it does not; check classes against the masks',
                         ', '.join(absent), cfg.classes)
+        too_large = crop_beyond_images(cfg, self.train_items)
+        if too_large:
+            LOG.warning('%s', too_large)
         shared = {_id(i) for i, _, _ in self.train_items} & {_id(i) for i, _, _ in self.val_items}
         if shared:
             LOG.warning('%d validation image(s) of %s are training images too (e.g. %s): the mIoU is measured on '

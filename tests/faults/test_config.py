@@ -497,3 +497,23 @@ def test_a_path_with_an_environment_variable_is_expanded(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match=r"data_dir='\$NST_TEST_ROOT/data' \(the command line\) names an environment "
                                           r"variable that is not set"):
         cfg('data_dir=$NST_TEST_ROOT/data', 'kt=false')
+
+
+@pytest.mark.parametrize('overrides, said', [
+    (['kt_type=kd+'], "kt_type 'kd\\+' has an empty method name"),
+    (['kt_type=+kd'], "kt_type '\\+kd' has an empty method name"),
+    (['kt_type=kd++mmd'], "kt_type 'kd\\+\\+mmd' has an empty method name"),
+    (['kt_layer_weight={atx: [1]}'], "kt_layer_weight .*unknown transfer method 'atx'"),
+    (['kt_layer_weight={at: [1]}'], "kt_layer_weight .*gives layer weights for 'at', which kt_type 'kd\\+mmd' does "
+                                    "not use"),
+    (['model_prefix=%s' % ('a' * 300)], 'a run name of at most 215 bytes'),
+])
+def test_method_lists_with_empty_or_unused_names_and_overlong_run_names_are_refused(overrides, said):
+    """#18's fifteenth trial: `kt_type=kd+`, `+kd`, `kd++mmd` and layer weights of a mistyped method or
+    one kt_type does not use were taken without a word; a 300-character model_prefix was an OSError
+    traceback at the lock (and a 248-character one failed after its first epoch)."""
+    with pytest.raises(ConfigError, match=said):
+        cfg(*(overrides if overrides[0].startswith('kt_type') else ['kt_type=kd+mmd', 'kt_weight=null'] + overrides))
+    # the alias is a method's name there too
+    plan = cfg('kt_type=kd+nst', 'kt_weight=null', 'kt_layer_weight={nst: [1]}').plan
+    assert plan[1]['method'] == 'mmd' and plan[1]['layer_weights'] == [1]
