@@ -68,13 +68,15 @@ def list_class_folders(root, nested=False):
     if not classes:
         raise PackError('image folder %s has no class sub-folders; expected ROOT/<class>/<image> (a flat '
                         'validation folder needs --val-labels)' % root)
-    entries, empty, inner = [], [], {}
+    entries, empty, inner, other = [], [], {}, []
     for label, name in enumerate(classes):
         n = len(entries)
         for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
             for f in sorted(files):
                 if f.lower().endswith(IMAGE_EXTS) and _regular(os.path.join(dirpath, f)):
                     entries.append((os.path.relpath(os.path.join(dirpath, f), root), label))
+                elif not f.startswith('.'):            # (hidden files, .DS_Store: not the user's images)
+                    other.append(os.path.relpath(os.path.join(dirpath, f), root))
         if len(entries) == n:
             empty.append(name)
         inner[name] = sorted({rel.split(os.sep)[1] for rel, _ in entries[n:] if rel.count(os.sep) > 1})
@@ -87,6 +89,10 @@ def list_class_folders(root, nested=False):
                                               ', '.join(IMAGE_EXTS)))
     if not nested and all(inner[c] for c in classes):
         raise PackError(_nested_message(root, classes, inner))
+    if other:
+        LOG.warning('%s: left out %d file(s) that are not %s images: %s%s (convert images of other formats, e.g. '
+                    '.webp or .tif, to JPEG or PNG to pack them)', root, len(other), '/'.join(IMAGE_EXTS),
+                    ', '.join(other[:5]), ', ...' if len(other) > 5 else '')
     return classes, entries
 
 
@@ -219,7 +225,8 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
             buf = src() if callable(src) else src
         except (IOError, OSError) as e:
             return idx, label, None, str(e)
-        return idx, label, buf, None if decodes(buf) else 'cannot be decoded as an image'
+        return idx, label, buf, None if decodes(buf) else ('an empty file (a copy cut short?)' if not len(buf) else
+                                                           'cannot be decoded as an image')
 
     bar = progress_bar(len(items), desc, progress)
     pool = ThreadPoolExecutor(threads)
@@ -294,8 +301,9 @@ def pack_folder(root, entries, prefix, threads=None, progress=True):
                 f.write('%d\t%f\t%s\n' % (i, float(label), rel))
     os.replace(prefix + '.lst.tmp', prefix + '.lst')
     if skipped:
-        LOG.warning('%s: skipped %d of %d images that could not be read or decoded', root, len(skipped),
-                    len(entries))
+        shown = [entries[i][0] for i in skipped[:5]]
+        LOG.warning('%s: skipped %d of %d images that could not be read or decoded: %s%s', root, len(skipped),
+                    len(entries), ', '.join(shown), ', ...' if len(skipped) > len(shown) else '')
     return len(written), len(skipped)
 
 

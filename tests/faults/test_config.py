@@ -517,3 +517,17 @@ def test_method_lists_with_empty_or_unused_names_and_overlong_run_names_are_refu
     # the alias is a method's name there too
     plan = cfg('kt_type=kd+nst', 'kt_weight=null', 'kt_layer_weight={nst: [1]}').plan
     assert plan[1]['method'] == 'mmd' and plan[1]['layer_weights'] == [1]
+
+
+def test_batch_advice_says_when_num_examples_made_the_training_set_small():
+    """#18's fifteenth trial: with num_examples=3 of a 10-image pack, 'the training set of D has 3'
+    read as if the pack had 3 images."""
+    from core.errors import TrainingError
+    from tasks.classification.task import check_batch_fits
+    c = cfg('num_examples=3', 'batch_size=4')
+    with pytest.raises(TrainingError, match=r'the training set of .* has 3 \(num_examples=3\): lower batch_size to at '
+                                            r'most 3, or raise num_examples'):
+        check_batch_fits(c, 4, {'training': 3, 'validation': 10})
+    with pytest.raises(TrainingError) as e:
+        check_batch_fits(cfg('batch_size=4'), 4, {'training': 3, 'validation': 10})
+    assert 'num_examples' not in str(e.value)

@@ -805,3 +805,30 @@ def test_overwrite_with_a_file_where_the_old_pack_goes_is_refused_before_buildin
     assert 'Traceback' not in err
     assert {k: v for k, v in files(out).items() if k != 'replaced'} == before
     assert not [n for n in os.listdir(str(out)) if n.startswith('.building-')]
+
+
+def test_skipped_and_left_out_files_are_named_and_fashion_mnist_never_replaces_another_pack(tmp_path, caplog, capsys):
+    """#18's fifteenth trial: the summary of skipped images named none of them (a text file named .jpg, a
+    0-byte copy), a .webp image was left out without a word, and `data.fashion_mnist --out` on the
+    user's own pack called it a Fashion-MNIST pack (and replaced a pack without a validation set)."""
+    import logging
+    root = tmp_path / 'imgs'
+    make_jpeg_tree(str(root), classes=2, per_class=3)
+    (root / 'class_a' / 'notes.jpg').write_text('not an image')
+    (root / 'class_a' / 'empty.jpg').write_bytes(b'')
+    (root / 'class_b' / 'w.webp').write_bytes(b'RIFF')
+    (root / 'class_b' / '.DS_Store').write_bytes(b'x')
+    out = tmp_path / 'own'
+    with caplog.at_level(logging.WARNING):
+        assert pack.main(['--train', str(root), '--out', str(out)]) == 0
+    assert 'skipped 2 of 8 images that could not be read or decoded: %s, %s' % (
+        os.path.join('class_a', 'empty.jpg'), os.path.join('class_a', 'notes.jpg')) in caplog.text, caplog.text
+    assert 'an empty file (a copy cut short?)' in caplog.text
+    assert 'left out 1 file(s) that are not .jpg/.jpeg/.png/.bmp images: %s' % os.path.join('class_b', 'w.webp') \
+        in caplog.text and '.DS_Store' not in caplog.text, caplog.text
+    before = files(out)
+    capsys.readouterr()
+    assert fashion_mnist.main(['--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'already holds a pack of other classes (class_a, class_b), not Fashion-MNIST' in err, err
+    assert files(out) == before
