@@ -247,6 +247,8 @@ def _check_together(cfg, where, backbone=True):
                               'it), or raise short' % (key, where(key), cfg[key], cfg.short, anchors, cfg.short,
                                                        len(cfg.scales), len(cfg.ratios), key, anchors,
                                                        key.split('_')[1]))
+    if cfg.paper_map is not None and where('network') == 'the command line' != where('paper_map'):
+        cfg['paper_map'] = None       # (a Table 4 row's figure is of its Inception-BN, not of the network given)
     if backbone:
         _check_backbone(cfg, where)
     if cfg.kt:

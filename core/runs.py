@@ -98,6 +98,14 @@ class RunLock(object):
             return {'pid': holder}      # (a pid file another script wrote: its process id alone)
         return holder if isinstance(holder, dict) else {}
 
+    def holder_alive(self):
+        """Whether the lock is held by a live process on this host (a run training now)."""
+        holder = self._read()
+        if not holder or holder.get('host') not in (None, self.mine['host']) or not isinstance(holder.get('pid'), int):
+            return False
+        return process_alive(holder['pid'], holder.get('start')) and (holder.get('start') is not None
+                                                                      or _runs_python(holder['pid']))
+
     def _create(self):
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         with os.fdopen(fd, 'w') as f:

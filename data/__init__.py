@@ -99,13 +99,17 @@ def class_names(cfg):
         return None
 
 
-def other_class_names(trained, cfg):
+def other_class_names(trained, cfg, num_classes=None):
     """A sentence when `trained` (the class names a checkpoint was trained on, in label order) and the
     class names of cfg's data differ while their counts agree (label k of one is then not label k of
     the other unless they are the same classes under other names); None when they agree or either
-    names none."""
+    names none, or when `num_classes` (the checkpoint's class count) says the names are whole and only
+    the counts differ (the class-count checks say that)."""
     ours = class_names(cfg)
     if not trained or not ours:
+        return None
+    if isinstance(trained, (list, tuple)) and all(isinstance(n, str) for n in trained) and \
+            len(trained) == num_classes and num_classes != len(ours):
         return None
     if not isinstance(trained, (list, tuple)) or not all(isinstance(n, str) for n in trained) or \
             len(trained) != len(ours):      # (metadata edited, or written by another program)

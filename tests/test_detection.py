@@ -326,6 +326,9 @@ def test_detection_presets_are_table_4_and_train_py_refuses_them(capsys):
         assert cfg.val_sets == [(2007, 'test')] and len(cfg.classes) == 20 and cfg.backbone_split is None
         rows[cfg.method] = cfg.paper_map
     assert rows == {'baseline': 75.6, 'KD': 76.0, 'FitNet': 76.6, 'AT': 76.5, 'NST': 76.8, 'KD+NST': 77.2}
+    # (#18's fifteenth trial) a row's figure is of its Inception-BN: another network given drops it
+    assert load_detection_config('voc_kd', ['network=preact_resnet18'], backbone=False).paper_map is None
+    assert load_detection_config('voc_kd', ['network=preact_resnet18', 'paper_map=70'], backbone=False).paper_map == 70
     # every backbone_prefix is the run of an ImageNet preset, or of the train.py command the preset spells out
     import shlex
     from config import load_config

@@ -71,7 +71,7 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
                                  'with it)'
                                  % (prefix_path, meta['in_channels'], cfg.dataset, cfg.data_dir, data.channels))
         from data import other_class_names
-        differ = other_class_names(meta.get('classes'), cfg)
+        differ = other_class_names(meta.get('classes'), cfg, meta.get('num_classes'))
         if differ:
             print('warning: checkpoint %s: %s' % (prefix_path, differ), file=sys.stderr)
         net.hybridize(static_alloc=True)

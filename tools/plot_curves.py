@@ -93,6 +93,7 @@ def main(argv=None):
                    help='segmentation: training cross-entropy and validation mIoU')
     p.add_argument('--out', required=True, help='PNG to write')
     args = p.parse_args(argv)
+    args.methods = list(dict.fromkeys(args.methods))          # each method once (as tools.compare)
     figure_path(args.out, example='curves.png')
     runs = find_runs(args.records)
     kinds = {'val_top1': 'classification', 'val_miou': 'segmentation', 'val_map': 'detection'}

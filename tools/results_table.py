@@ -22,7 +22,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import cli
-from .records import RUN_NAME, find_runs, finished_runs, matching_runs, missing_runs
+from .records import RUN_NAME, find_runs, finished_runs, matching_runs, missing_runs, still_training
 
 LOG = logging.getLogger('results_table')
 NAME = re.compile(r'^(?P<prefix>.*?)(?P<method>[a-z0-9_]+?)_s(?P<seed>\d+)$')
@@ -200,6 +200,15 @@ def main(argv=None):
             raise cli.UsageError('no %s runs in %s: its %d run record(s) are %s runs; pass the log_dir of the %s runs '
                                  'as --records' % (args.task, args.records, len(found), other_task, args.task))
         raise missing_runs(args.records, runs, args.prefix, args.num_epoch)
+    training = still_training(runs, matching_runs(runs, args.prefix))
+    if training:
+        LOG.warning('%s still training: its last record so far is tabled', ', '.join(training) + (
+            ' is' if len(training) == 1 else ' are'))
+    others = [n for n in matching_runs(found, args.prefix) if n not in runs]
+    if others:
+        LOG.warning('left out %s, %s run(s) (their records have %s, not %s): table them with --task %s',
+                    ', '.join(others[:5]) + (', ...' if len(others) > 5 else ''), other_task, other_word, word,
+                    other_task)
     undefined = ['%s (epoch %d)' % (r.get('model_prefix', '?'), r['epoch'] + 1) for recs in groups.values()
                  for r in recs if not np.isfinite(r.get(score, 0.0))]
     if undefined:

@@ -67,8 +67,8 @@ def check_batch_fits(cfg, batch_size, sizes, devices=1, workers=1):
             per = ' (%d devices x batch_size=%d)' % (devices, cfg.batch_size) if devices > 1 else ''
             share = ' (its share of %d workers)' % workers if workers > 1 else ''
             others = ['the %s set has %d' % (k, v) for k, v in sizes.items() if k != name and v < batch_size]
-            used = ' (num_examples=%d)' % cfg.num_examples if name == 'training' and cfg.get('num_examples') \
-                and cfg.num_examples <= n * workers else ''
+            given = getattr(cfg, 'num_examples', None)
+            used = ' (num_examples=%d)' % given if name == 'training' and given and given <= n * workers else ''
             raise TrainingError('a batch takes %d images%s but the %s set of %s has %d%s%s%s: lower batch_size to at '
                                 'most %d%s' % (batch_size, per, name, cfg.data_dir, n, used, share,
                                                ' (and %s)' % ', '.join(others) if others else '',

@@ -83,7 +83,7 @@ def _project(cfg, in_channels, ctx):
     net.trained_with = {k: meta.get(k) for k in ('image_size', 'val_top1', 'dataset')}
     net.trained_with['params_crc32'] = meta.get('params_crc32')      # which parameters (a resume compares it)
     from data import other_class_names
-    differ = other_class_names(meta.get('classes'), cfg)
+    differ = other_class_names(meta.get('classes'), cfg, meta.get('num_classes'))
     if differ:
         LOG.warning('the teacher %s: %s; give a teacher trained on these classes', cfg.teacher_prefix, differ)
     return net, '%s (%s, epoch %s)' % (cfg.teacher_prefix, name, meta.get('epoch'))

@@ -1113,6 +1113,9 @@ def test_metadata_without_its_network_or_classes_and_an_empty_out(three_class_ru
     cfg = SimpleNamespace(dataset='imagenet', data_dir=str(three_class_run / 'pack'))
     for names in ('class_0,class_1,class_2', ['class_0']):
         assert 'class names are not a list of 3 names' in (other_class_names(names, cfg) or ''), names
+    # (#18's fifteenth trial) a 10-class teacher's whole list of names is no edit: the class counts differ
+    assert other_class_names(['c%d' % k for k in range(10)], cfg, 10) is None
+    assert 'not a list of 3 names' in other_class_names(['c%d' % k for k in range(10)], cfg, 9)
 
 
 def test_the_batch_advice_fits_every_set():
@@ -1159,3 +1162,32 @@ def test_compare_never_replaces_a_table_another_comparison_or_tool_wrote(tmp_pat
     (out / 'compare.json').write_text(json.dumps({'name': 'other', 'cfg': 'x'}))
     code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
     one_error(code, err, 'that the comparison --name other --cfg x wrote')
+
+
+def test_results_table_names_runs_of_the_other_task_and_runs_still_training(tmp_path, capsys):
+    """#18's fifteenth trial: a prefix holding a segmentation run beside classification runs dropped it
+    without a word; a run still training was tabled as if finished; plot_curves drew a method named
+    twice twice."""
+    import os as _os
+    rec = tmp_path / 'records'
+    write_records(rec, 'p_kd_s0')
+    (rec / 'p_cwd_s0.jsonl').write_text(json.dumps({'epoch': 0, 'val_miou': 0.4, 'val_pixel_acc': 0.8}) + '\n')
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        model = tmp_path / 'model'
+        model.mkdir()
+        (model / 'p_kd_s0.lock').write_text(json.dumps({'pid': live.pid}))
+        lines = (rec / 'p_kd_s0.jsonl').read_text().splitlines()
+        (rec / 'p_kd_s0.jsonl').write_text(''.join(json.dumps(dict(json.loads(l), model_dir=str(model), teacher='t',
+                                                                   kt_type='kd')) + '\n' for l in lines))
+        code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'p_'], capsys)
+    finally:
+        live.kill()
+    assert code == 0 and '| KD |' in out, err
+    assert 'left out p_cwd_s0, segmentation run(s) (their records have mIoU, not top-1): table them with --task ' \
+           'segmentation' in err, err
+    assert 'p_kd_s0 (epoch 3 so far) is still training: its last record so far is tabled' in err, err
+    (rec / 'p_cwd_s0.jsonl').unlink()                       # (plot_curves refuses a mix of tasks)
+    assert plot_curves.main(['--records', str(rec), '--prefix', 'p_', '--methods', 'kd', 'kd',
+                             '--out', _os.path.join(str(tmp_path), 'c.png')]) == 0
+    assert '1 method drawn' in capsys.readouterr().out
