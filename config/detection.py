@@ -258,12 +258,9 @@ def _check_together(cfg, where, backbone=True):
 
 
 # A detector's taps: its stride-16 `features`, the RoIs' class scores `rcnn_logits`, and the backbone's
-# stages up to stride 16 by their tap names (symbols.detection.stage_taps). A stage before epoch 0 may
-# train loss heads on the teacher's taps (FT's paraphraser), not the student (it runs inside the
-# detector); a method with a memory row per image (CRD) takes the image's index.
-FITS_HERE = ("use logit methods on the RoIs' class scores (kd, dist, dkd), map methods on features and the "
-             "backbone's taps (fitnet, at, mmd, cwd, vid, ft, crd, fsp, kdsvd, reviewkd; ofd on a *_pre tap) or "
-             "batch-relational methods on the rcnn_logits tap (sp, rkd, pkt, cc)")
+# taps up to stride 16 by their names (symbols.detection.stage_taps). A stage before epoch 0 trains
+# loss heads on the teacher's taps (FT's paraphraser) or the student's backbone up to its taps (AB's
+# initialisation); a method with a memory row per image (CRD) takes the image's index.
 
 
 def student_stage_taps(cfg):
@@ -301,10 +298,6 @@ def _check_distillation(cfg, where):
     stages = student_stage_taps(cfg)
     for entry in cfg.plan:
         method, spec = entry['method'], METHODS[entry['method']]
-        said = ['a stage that trains the student (%s)' % st.name for st in spec.stages if st.trains == 'student']
-        if said:
-            raise ConfigError('config key kt_type (%s): %s needs %s, which a detection run does not give; %s'
-                              % (where('kt_type'), method, ' and '.join(said), FITS_HERE))
         for tap in _flat(s for s, _ in entry['pairs']):
             if tap not in TAPS and tap not in stages:
                 raise ConfigError('config key student_symbol (%s): %r is not a tap of a Faster R-CNN on %s; its taps are '

@@ -956,8 +956,6 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
              r'sp needs a batch of images .*one image a device.*give it the tap rcnn_logits'),
             (['kt_type=crd', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=rcnn_logits'],
              r'crd keeps a memory row per training image, and rcnn_logits has a row per RoI'),
-            (['kt_type=ab', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
-             r'ab needs a stage that trains the student \(ab_init\), which a detection run does not give'),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=rcnn_logits'],
              r"at pairs feature maps, and rcnn_logits are the RoIs' class scores"),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=features'],
@@ -1010,6 +1008,18 @@ def test_a_detector_distils_on_the_backbone_stages_of_both_detectors(voc, tmp_pa
     for m in ('fsp', 'kdsvd', 'reviewkd', 'fitnet', 'ofd'):
         assert all(np.isfinite(r['train_' + m]) and r['train_' + m] > 0 for r in records), (m, records)
     assert records[2]['train_fitnet'] < records[0]['train_fitnet'], [r['train_fitnet'] for r in records]
+    # AB: its initialisation stage trains the student's backbone up to its taps before epoch 0, on the
+    # teacher's activation boundaries, and the stage's loss falls
+    code, _, err = run_cli(small(voc, tmp, 'model_prefix=ab', 'freeze=false', 'epoch_size=4', 'num_val=2', 'num_epoch=1',
+                                 *(kt[:2] + ['kt_type=ab', 'kt_weight=1', 'teacher_symbol=[s4,s8]',
+                                             'student_symbol=[s4,s8]', 'ab_init_epochs=3', 'ab_init_lr=0.05'])), capsys)
+    assert code == 0, err
+    # (TinyDet's steps s2, s4, s8, not s16: 3 x (2 convolutions + 2 BatchNorms' gamma and beta) = 18 arrays;
+    # AB needs no connector between equal widths)
+    assert 'stage ab_init of ab: 3 epoch(s) at lr 0.05, training 18 parameter arrays (the student up to its ' \
+           'taps' in err, err
+    losses = [float(v) for v in re.findall(r'stage ab_init epoch \d/3: loss ([0-9.e+-]+)', err)]
+    assert len(losses) == 3 and losses[2] < losses[0], losses
     other = os.path.join(tmp, 'other')
     for extra, pattern in (
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=s8', 'student_symbol=stage3'],

@@ -22,9 +22,10 @@ Taps of a Faster R-CNN, the same names for the student and the teacher:
 dkd with the RoIs' class targets) takes every RoI as a row, (B*N, K + 1), and its per-row loss is
 averaged over the image's RoIs; so does a batch-relational method (sp, rkd, pkt, cc) given the tap
 `rcnn_logits`: it relates the RoIs of the image. A feature method (fitnet, at, mmd, cwd, vid, ...)
-pairs maps (`features` and stage taps), a method of several map taps (fsp, kdsvd, reviewkd) takes
-stage taps. Stages that train the student (ab), batch-relational methods on maps (one image a device
-here) and map methods on `rcnn_logits` are refused by the config (`config.detection`).
+pairs maps (`features` and stage taps), a method of several map taps (fsp, kdsvd, reviewkd, ab) takes
+stage taps; a stage before epoch 0 that trains the student (AB's initialisation) trains the
+backbone up to its taps. Batch-relational methods on maps (one image a device here) and map methods
+on `rcnn_logits` are refused by the config (`config.detection`).
 """
 from mxnet import autograd, nd
 from mxnet.gluon import HybridBlock
@@ -78,10 +79,34 @@ class DetectionDistillBlock(DistillBlock):
                     owner._children[name] = PerRoI(owner._children[name], labels=spec.labels,
                                                    prefix='%s_rois_' % name)
 
-    def stage_loss(self, t_feats):
-        """(the stage's loss (B,),) of a stage that trains loss heads on the teacher's taps `t_feats`
-        (in `t_index` order); the config refuses stages that train the student here."""
-        return (self._stage_total(None, t_feats),)
+    # the student's taps of a stage that trains the student (`stage_loss`), read by `_student`
+    _stage_taps = None
+    # (method index, Stage) -> {name: Parameter} of the student that the stage trains: set by the task,
+    # which knows the detector (the block does not hold the student)
+    student_parameters = None
+
+    def stage_loss(self, t_feats, s_feats=None):
+        """(the stage's loss (B,),) of a stage on the teacher's taps `t_feats` (in `t_index` order) and,
+        when it trains the student (AB's initialisation), the student's taps `s_feats` (in `s_index`
+        order), which the detector computed."""
+        self._stage_taps = s_feats
+        try:
+            return (self._stage_total(None, t_feats),)
+        finally:
+            self._stage_taps = None
+
+    def _student(self, x):
+        return None, list(self._stage_taps)
+
+    def stage_parameters(self, m, stage):
+        """The stage's blocks' parameters and, when it trains the student, the detector's backbone
+        parameters up to method m's taps (`student_parameters`); frozen ones left out."""
+        params = {}
+        for block in self.stage_blocks(m, stage):
+            params.update(block.collect_params())
+        if stage.trains == 'student':
+            params.update(self.student_parameters(m, stage))
+        return {n: p for n, p in params.items() if p.grad_req != 'null'}
 
     def hybrid_forward(self, F, det_loss, s_logits, t_logits, roi_classes, *rest):
         n_s = len(self.s_index)

@@ -228,6 +228,7 @@ class DetectionTask(Task):
         # the detectors run imperatively around their hybridized backbone parts, hooks keep the taps
         self.s_hooks, self.t_hooks = TapHooks(self.net, self.s_taps), TapHooks(self.teacher, self.t_taps)
         self.block = DetectionDistillBlock(cfg.plan, self.loss_options, self.t_taps, prefix='distill_')
+        self.block.student_parameters = self._stage_student_parameters
         x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
         with autograd.pause(train_mode=False):
             self.net.features(x)
@@ -327,15 +328,42 @@ class DetectionTask(Task):
         return totals, (terms, outs, idxs if self.block.takes_indices else None)
 
     def _stage_forward(self, batch):
-        """A stage before epoch 0 that trains loss heads on the teacher's taps (FT's paraphraser):
-        the stage's loss on each device's image; the student does not run."""
+        """A stage before epoch 0: the stage's loss on each device's image, from the teacher's taps
+        (FT's paraphraser: the student does not run) and, for a stage that trains the student (AB's
+        initialisation), the student backbone's taps (its `features` runs, not the detector's heads)."""
         from .distill import teacher_taps
+        m, stage = self.block._stage
         losses = []
         for shard in shards(batch, self.engine.ctx):
             t_tap = teacher_taps(self.teacher, shard[0], None, ['features'], self.teacher_roi, self.t_hooks)
             # (the RoI scores need the student's RoIs; a stage reads only its own method's map taps)
-            losses.append(self.block.stage_loss([t_tap.get(t) for t in self.t_taps])[0])
+            s_feats = None
+            if stage.trains == 'student':
+                self.net.features(shard[0])
+                s_feats = [self.s_hooks.values.get(t) for t in self.s_taps]
+            losses.append(self.block.stage_loss([t_tap.get(t) for t in self.t_taps], s_feats)[0])
         return losses, None
+
+    def _stage_student_parameters(self, m, stage):
+        """The student's backbone parameters up to method m's taps: every step of `features` up to the
+        last one that holds one of them (the RPN and the heads do not train in the stage)."""
+        from symbols.taps import resolve_tap
+        parts, steps = self.net.backbone_parts, list(self.net.features._children.values())
+
+        def holds(block, target):
+            return block is target or any(holds(c, target) for c in block._children.values())
+        last = 0
+        for s, _ in self.cfg.plan[m]['pairs']:
+            for tap in (s if isinstance(s, tuple) else (s,)):
+                if tap == 'features':
+                    last = len(steps) - 1
+                    continue
+                block = resolve_tap(parts.network, tap)[0]
+                last = max(last, next(i for i, step in enumerate(steps) if holds(step, block)))
+        params = {}
+        for step in steps[:last + 1]:
+            params.update(step.collect_params())
+        return params
 
     def after_step(self, step, out):
         terms, outs, idxs = out
