@@ -115,21 +115,17 @@ def is_packed(out):
 
 
 def _refuse_other_packs(out):
-    """PackError when `out` holds a pack of other data (its classes.txt names other classes, or pack
-    files without a classes.txt): packing Fashion-MNIST there would replace it."""
+    """PackError when `out` holds a pack of other data (its classes.txt, which data.pack writes, names
+    other classes): packing Fashion-MNIST there would replace it. (Pack files without a classes.txt
+    are an earlier Fashion-MNIST build that stopped before it, which this one completes.)"""
     from data import read_classes_file, DataError
-    from data.packfile import pack_prefixes
     try:
         names = read_classes_file(os.path.join(out, 'classes.txt'))
     except DataError:
         names = ['(a classes.txt that does not read)']
-    there = pack_prefixes(out) if os.path.isdir(out) else []
     if names is not None and names != CLASSES:
         raise PackError('%s already holds a pack of other classes (%s%s), not Fashion-MNIST: choose another --out'
                         % (out, ', '.join(names[:5]), ', ...' if len(names) > 5 else ''))
-    if names is None and there:
-        raise PackError('%s already holds pack files (%s) without a classes.txt: not a Fashion-MNIST pack of this tool; '
-                        'choose another --out' % (out, ', '.join(p + '.rec' for p in there)))
 
 
 def prepare(out, source=None, allow_download=True, per_class=None, progress=True):

@@ -225,8 +225,8 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
             buf = src() if callable(src) else src
         except (IOError, OSError) as e:
             return idx, label, None, str(e)
-        return idx, label, buf, None if decodes(buf) else ('an empty file (a copy cut short?)' if not len(buf) else
-                                                           'cannot be decoded as an image')
+        return idx, label, buf, None if decodes(buf) else ('cannot be decoded as an image: an empty file (a copy cut '
+                                                           'short?)' if not len(buf) else 'cannot be decoded as an image')
 
     bar = progress_bar(len(items), desc, progress)
     pool = ThreadPoolExecutor(threads)
