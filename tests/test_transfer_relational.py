@@ -148,7 +148,7 @@ def test_relational_losses_refuse_unpairable_inputs():
 
 
 def test_registry_declares_relational_and_kdsvd_methods():
-    expect = {'sp': ('feature', 3000.0, T.SPLoss, True), 'rkd': ('vector', 1.0, T.RKDLoss, True),
+    expect = {'sp': ('tensor', 3000.0, T.SPLoss, True), 'rkd': ('vector', 1.0, T.RKDLoss, True),
               'pkt': ('vector', 30000.0, T.PKTLoss, True), 'kdsvd': ('layers', 1.0, T.KDSVDLoss, False)}
     for name, (inputs, weight, cls, relational) in expect.items():
         spec = T.METHODS[name]

@@ -83,7 +83,7 @@ register(Method(
                                     'the paper\'s feature maps: 4)', min=0, strict=True)]))
 # RepDistiller / mdistiller CIFAR-100 weights: SP 3000, RKD 1 (25 / 50 inside), PKT 30000, KDSVD 1.
 register(Method(
-    'sp', 'feature', 3000.0, lambda o: SPLoss(), 'Tung & Mori, Similarity-Preserving Knowledge Distillation, '
+    'sp', 'tensor', 3000.0, lambda o: SPLoss(), 'Tung & Mori, Similarity-Preserving Knowledge Distillation, '
     'ICCV 2019', relational=True))
 register(Method(
     'rkd', 'vector', 1.0, lambda o: RKDLoss(o['rkd_distance'], o['rkd_angle']), 'Park et al., Relational '

@@ -36,6 +36,8 @@ INPUTS = OrderedDict([
     ('feature', 'per tap pair: the student and the teacher feature map (B, C, H, W)'),
     ('vector', 'per tap pair: the student and the teacher tap, each a vector (B, D) or a map '
                '(B, C, H, W) that the loss pools globally'),
+    ('tensor', 'per tap pair: the student and the teacher tap, each of any per-sample shape (a map, or a '
+               'vector: a detector\'s RoI class scores), which the loss flattens'),
     ('fsp', 'per tap pair of (a, b) taps: student a, student b, teacher a, teacher b maps'),
     ('layers', 'all of the method\'s tap pairs in one call, in order: student taps 1..n, then teacher '
                'taps 1..n (n >= 2), maps (B, C, H, W) or, for a loss that takes them, vectors (B, D); its '
