@@ -96,13 +96,15 @@ def finished(model_dir, name, num_epoch):
     return os.path.isfile(os.path.join(model_dir, '%s-%04d.json' % (name, num_epoch)))
 
 
+DEFAULT_CFG = 'fashion_mnist_repro'
 MANIFEST = 'compare.json'      # OUT/compare.json: the comparison that wrote OUT's table and curves
 
 
-def _refuse_others_outputs(out, name, cfg):
+def _refuse_others_outputs(out, name, cfg, methods, seeds):
     """CompareError when OUT holds a table.md or curves.png that another comparison (another --name or
     --cfg: its OUT/compare.json) or another tool wrote (no compare.json, and no records of runs
-    NAME_*): rebuilding them would replace that work."""
+    NAME_*), or this comparison with methods or seeds this call leaves out: rebuilding them would
+    replace that work."""
     import glob
     there = [f for f in ('table.md', 'curves.png') if os.path.isfile(os.path.join(out, f))]
     if not there:
@@ -114,6 +116,14 @@ def _refuse_others_outputs(out, name, cfg):
         wrote = None
     if isinstance(wrote, dict):
         if wrote.get('name') == name and wrote.get('cfg') == cfg:
+            lost = [m for m in wrote.get('methods') or [] if m not in methods] + \
+                ['seed %s' % k for k in wrote.get('seeds') or [] if k not in seeds]
+            if lost:                   # (the same comparison called for fewer: its table would lose rows)
+                raise CompareError('%s holds the table of this comparison with %s too, which this call leaves out: '
+                                   'its table would lose them; name them again (--methods %s --seeds %s), or give '
+                                   'another --out' % (out, ', '.join(lost), ' '.join(
+                                       list(methods) + [m for m in wrote.get('methods') or [] if m not in methods]),
+                                       ' '.join(str(k) for k in sorted(set(seeds) | set(wrote.get('seeds') or [])))))
             return
         who = 'the comparison --name %s --cfg %s' % (wrote.get('name'), wrote.get('cfg'))
     elif glob.glob(os.path.join(glob.escape(out), 'records', glob.escape(name) + '_*.jsonl')):
@@ -131,7 +141,7 @@ def main(argv=None):
     from core import checkpoint
     from tools.reproduce import ROOT, python
     p = cli.parser('compare', __doc__)
-    p.add_argument('--cfg', default='fashion_mnist_repro', help='the base config (a preset or a '
+    p.add_argument('--cfg', default=DEFAULT_CFG, help='the base config (a preset or a '
                    'file); default: the Fashion-MNIST protocol of tools.reproduce')
     p.add_argument('--methods', nargs='+', default=['student', 'kd', 'nst', 'kd+nst'], metavar='METHOD')
     p.add_argument('--seeds', type=cli.nonnegative_int, nargs='+', default=[0])
@@ -170,7 +180,7 @@ def main(argv=None):
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
     cli.output_path(os.path.join(out, 'table.md'), '--out')
-    _refuse_others_outputs(out, args.name, args.cfg)
+    _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)
     if args.epochs and 'num_epoch' in given:
         raise CompareError('--epochs %d and num_epoch= both say how long to train: keep one' % args.epochs)
     defaults = ['model_dir=%s' % os.path.join(out, 'model'), 'log_dir=%s' % os.path.join(out, 'records'),
@@ -266,7 +276,8 @@ def main(argv=None):
     table = make_table(groups, runs[0][2].network, os.path.basename(runs[0][2].teacher_prefix or ''))
     cli.write_atomic(os.path.join(out, 'table.md'), table)
     cli.write_atomic(os.path.join(out, MANIFEST), json.dumps({'name': args.name, 'cfg': args.cfg,
-                                                               'methods': list(args.methods)}) + '\n')
+                                                               'methods': list(args.methods),
+                                                               'seeds': list(args.seeds)}) + '\n')
     print(table)
     code = plot_curves.main(['--records', records, '--prefix', args.name + '_', '--task', task, '--methods']
                             + [label(m) for m in args.methods] + ['--out', os.path.join(out, 'curves.png')])

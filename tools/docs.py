@@ -94,7 +94,8 @@ def methods_page():
                                           for o in m.options if o.type == 'choice' for c in o.choices))
         declares = [what for what, on in (('connector', m.connector), ('teacher hook: margin', m.margin),
                                           ('labels', m.labels), ('sample indices', m.indices),
-                                          ('trainable heads', m.heads), ('batch-relational', m.relational))
+                                          ('trainable heads', m.heads), ('batch-relational', m.relational),
+                                          ('spatial (no 1x1 taps)', m.spatial))
                     if on]
         if m.warmup_epochs:
             declares.append('warm-up %d epochs' % m.warmup_epochs)

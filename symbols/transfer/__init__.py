@@ -61,7 +61,8 @@ register(Method(
     '2015', connector=True))
 register(Method(
     'at', 'feature', 1000.0, lambda o: ATLoss(o['at_p']), 'Zagoruyko & Komodakis, Paying More Attention to '
-    'Attention, ICLR 2017', options=[Option('at_p', 2.0, 'attention-transfer exponent p', min=0, strict=True)]))
+    'Attention, ICLR 2017', options=[Option('at_p', 2.0, 'attention-transfer exponent p', min=0, strict=True)],
+    spatial=True))
 register(Method(
     'mmd', 'feature', lambda o: 100.0 if o['mmd_kernel'] == 'gaussian' else 50.0,
     lambda o: NSTLoss(o['mmd_kernel'], o['mmd_degree'], o['mmd_c']),
@@ -69,7 +70,7 @@ register(Method(
     'Gaussian kernel 100)',
     options=[Option('mmd_kernel', 'poly', 'NST kernel', type='choice', choices=('linear', 'poly', 'gaussian')),
              Option('mmd_degree', 2, 'NST poly degree d', type='int', min=1),
-             Option('mmd_c', 0.0, 'NST poly constant c')]))
+             Option('mmd_c', 0.0, 'NST poly constant c')], spatial=True))
 register(Method(
     'fsp', 'fsp', 1.0, lambda o: FSPLoss(), 'Yim et al., A Gift from Knowledge Distillation (FSP), CVPR 2017'))
 register(Method(
@@ -80,7 +81,7 @@ register(Method(
     'cwd', 'feature', 3.0, lambda o: CWDLoss(o['cwd_tau']), 'Shu et al., Channel-wise Knowledge Distillation for '
     'Dense Prediction, ICCV 2021 (CWD)',
     options=[Option('cwd_tau', 1.0, 'CWD temperature of the per-channel spatial softmax (mmrazor PSPNet logits: 1; '
-                                    'the paper\'s feature maps: 4)', min=0, strict=True)]))
+                                    'the paper\'s feature maps: 4)', min=0, strict=True)], spatial=True))
 # RepDistiller / mdistiller CIFAR-100 weights: SP 3000, RKD 1 (25 / 50 inside), PKT 30000, KDSVD 1.
 register(Method(
     'sp', 'tensor', 3000.0, lambda o: SPLoss(), 'Tung & Mori, Similarity-Preserving Knowledge Distillation, '

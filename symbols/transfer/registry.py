@@ -25,6 +25,9 @@ declares:
 - `indices`: the loss also takes each sample's index in the training set, (B,), after the labels
   (CRD's memory bank; the options then hold `num_samples`); state outputs (`HeadLoss.n_states`) are
   handed to its `update_state` after every optimizer step;
+- `spatial`: the loss compares what each tap holds across its spatial positions (NST's selectivity,
+  AT's attention map, CWD's per-channel softmax): a 1x1 tap leaves it nothing to compare (a term of
+  0), which the distillation block refuses;
 - `stages`: `Stage`s run before epoch 0 in plan order (FT's paraphraser, AB's initialisation),
   skipped on resume, each followed by the loss block's `finish_stage(name)`; the options
   `<stage>_epochs` and `<stage>_lr` (declared with the method) override a stage's epochs and lr.
@@ -67,14 +70,14 @@ class Method(object):
     """One registered transfer method (see the module docstring for every field)."""
 
     def __init__(self, name, inputs, weight, loss, paper, options=(), connector=False, margin=None, labels=False,
-                 warmup_epochs=0, relational=False, heads=False, indices=False, stages=()):
+                 warmup_epochs=0, relational=False, heads=False, indices=False, stages=(), spatial=False):
         if inputs not in INPUTS:
             raise ValueError('method %s: inputs %r is not one of %s' % (name, inputs, ', '.join(INPUTS)))
         self.name, self.inputs, self.weight, self.loss, self.paper = name, inputs, weight, loss, paper
         self.options = tuple(options)
         self.connector, self.margin, self.labels = connector, margin, labels
         self.warmup_epochs, self.relational, self.heads = warmup_epochs, relational, heads
-        self.indices, self.stages = indices, tuple(stages)
+        self.indices, self.stages, self.spatial = indices, tuple(stages), spatial
         declared = {o.name for o in self.options}
         for stage in self.stages:
             missing = {stage.name + '_epochs', stage.name + '_lr'} - declared

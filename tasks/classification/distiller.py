@@ -234,6 +234,16 @@ class DistillBlock(HybridBlock):
                     raise PairingError('%s pairs vectors (B, D) or maps (B, C, H, W), but student tap %r has shape '
                                        '%s and teacher tap %r has shape %s'
                                        % (entry['method'], s, s_shapes[s], t, t_shapes[t]))
+                if spec.spatial:
+                    flat = [(role, tap, shape) for role, tap, shape in (('student', s, s_shapes[s]),
+                                                                       ('teacher', t, t_shapes[t]))
+                            if len(shape) == 3 and shape[1] * shape[2] == 1]
+                    if flat:
+                        role, tap, shape = flat[0]
+                        raise PairingError('%s compares its taps across their spatial positions, and the %s tap %r is '
+                                           '1x1 here (shape %s): its term would be 0; give it an earlier tap with a '
+                                           'spatial map, or train at a larger image size'
+                                           % (entry['method'], role, tap, tuple(shape)))
                 if spec.connector:
                     self.add_connector(m, p, t_shapes[t][0], s_shapes[s][0])
                 if spec.margin:

@@ -103,3 +103,20 @@ def test_batches_for_a_gpu_train_as_the_cpu_ones_do(tmp_path, train_run, monkeyp
     for name in cpu:
         np.testing.assert_allclose(gpu[name].asnumpy(), cpu[name].asnumpy(), rtol=1e-2, atol=1e-3, err_msg=name)
     assert any(not np.array_equal(gpu[n].asnumpy(), cpu[n].asnumpy()) for n in cpu)   # (two computations)
+
+
+@pytest.mark.parametrize('method', ['mmd', 'at', 'cwd'])
+def test_a_spatial_method_on_a_1x1_tap_is_refused(method):
+    """#18's sixteenth trial: NST on a tap that is 1x1 at the image size trained (tools.compare tabled
+    it as NST) with a term of exactly 0 every step. The methods that compare spatial positions declare
+    it, and the block refuses such a tap."""
+    from symbols.transfer import PairingError
+    from tasks.classification.distiller import loss_options
+    from tasks.detection.distill import DetectionDistillBlock
+    from config import load_config
+    options = loss_options(load_config(None, [], check_data=False))
+    plan = [{'method': method, 'weight': 1.0, 'pairs': [('a', 'a')], 'layer_weights': [1.0]}]
+    with pytest.raises(PairingError, match="compares its taps across their spatial positions, and the student tap "
+                                           "'a' is 1x1 here"):
+        DetectionDistillBlock(plan, options, ['a']).connect({'a': (8, 1, 1)}, {'a': (8, 2, 2)})
+    DetectionDistillBlock(plan, options, ['a']).connect({'a': (8, 2, 2)}, {'a': (8, 2, 2)})

@@ -1162,6 +1162,13 @@ def test_compare_never_replaces_a_table_another_comparison_or_tool_wrote(tmp_pat
     (out / 'compare.json').write_text(json.dumps({'name': 'other', 'cfg': 'x'}))
     code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
     one_error(code, err, 'that the comparison --name other --cfg x wrote')
+    # (#18's sixteenth trial) the same comparison called again for fewer methods or seeds: its table would shrink
+    (out / 'compare.json').write_text(json.dumps({'name': 'zz', 'cfg': compare.DEFAULT_CFG, 'methods': ['student', 'kd'],
+                                                  'seeds': [0, 1]}))
+    code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
+    one_error(code, err, 'holds the table of this comparison with kd, seed 1 too, which this call leaves out',
+              '--methods student kd --seeds 0 1')
+    assert (out / 'table.md').read_text() == '| the reproduction |\n'
 
 
 def test_results_table_names_runs_of_the_other_task_and_runs_still_training(tmp_path, capsys):
