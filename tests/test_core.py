@@ -86,3 +86,12 @@ def test_an_mxnet_error_is_reported_by_its_reason_line():
                            'Write incomplete')
     assert reason(e) == 'MXNetError: Check failed: std: :fwrite(ptr, 1, size, fp_) == size: FileStream.Write incomplete'
     assert reason(OSError(28, 'No space left on device')) == '[Errno 28] No space left on device'
+
+
+def test_loss_warning_names_the_terms_of_a_diverged_but_finite_detector():
+    """#18's sixteenth trial: a detector whose losses reached 3e6 (rcnn_cls) was recorded as its best
+    epoch without a word; the detection task warns with `core.health.loss_warning`."""
+    from core.health import loss_warning
+    said = loss_warning({'rpn_cls': 33441.3, 'rcnn_cls': 3286246.75, 'rcnn_box': 0.3}, 'this epoch')
+    assert said and 'rcnn_cls 3.29e+06, rpn_cls 3.34e+04' in said and 'rcnn_box' not in said and 'lower lr' in said
+    assert loss_warning({'rpn_cls': 0.69, 'rcnn_cls': float('nan')}, 'this epoch') is None

@@ -282,6 +282,15 @@ class ClassificationTask(Task):
         elif top1 is not None and t_val['top1'] < top1 - 0.1:
             LOG.warning('the teacher reaches top-1 %.2f%% here but %.2f%% on its own validation set: check that '
                         'dataset, mean/std and image_size match its training', 100 * t_val['top1'], 100 * top1)
+        diverged = logit_warning(t_val.get('max_logit', 0.0), 'the teacher %s' % self.cfg.teacher_prefix)
+        if diverged:
+            LOG.warning('%s', diverged.replace('train again, or use an earlier epoch', 'distil from another teacher '
+                                               'or an earlier epoch of it (teacher_epoch)'))
+        chance = 1.0 / max(self.cfg.num_classes, 1)
+        if self.cfg.num_classes > 1 and t_val['top1'] <= 1.5 * chance:
+            LOG.warning('the teacher scores at chance here (top-1 %.2f%% on %d classes, chance %.2f%%): distilling from '
+                        'it teaches nothing of these classes; check teacher_prefix (an untrained or diverged run?)',
+                        100 * t_val['top1'], self.cfg.num_classes, 100 * chance)
 
     # --------------------------------------------------------------- an epoch
     def set_epoch(self, epoch):

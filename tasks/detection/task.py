@@ -383,6 +383,11 @@ class DetectionTask(Task):
                                                               min(cfg.num_val, len(self.val_set)), 'validation'))
         val = {'val_map': m}
         val.update(('ap_' + k, v) for k, v in per_class.items())
+        from core.health import loss_warning
+        running = self.running.read()
+        warning = loss_warning({k: running[k] for k in TERMS if k in running}, 'this epoch')
+        if warning:
+            LOG.warning('%s', warning)
         return val
 
     def checkpoint_meta(self, record):

@@ -120,3 +120,22 @@ def test_a_spatial_method_on_a_1x1_tap_is_refused(method):
                                            "'a' is 1x1 here"):
         DetectionDistillBlock(plan, options, ['a']).connect({'a': (8, 1, 1)}, {'a': (8, 2, 2)})
     DetectionDistillBlock(plan, options, ['a']).connect({'a': (8, 2, 2)}, {'a': (8, 2, 2)})
+
+
+def test_a_teacher_at_chance_or_with_diverged_logits_is_warned_of(caplog):
+    """#18's sixteenth trial: a diverged teacher (logits up to 1.2e7, 10.14 % top-1 on 10 classes) was
+    distilled from without a word (tools.evaluate warned of the same checkpoint)."""
+    import logging
+    from types import SimpleNamespace
+    from tasks.classification.task import ClassificationTask
+    task = SimpleNamespace(teacher=SimpleNamespace(trained_with={'image_size': 28, 'val_top1': 0.1}),
+                           data=SimpleNamespace(image_size=28),
+                           cfg=SimpleNamespace(teacher_prefix='model/big2', num_classes=10))
+    with caplog.at_level(logging.WARNING):
+        ClassificationTask.check_teacher(task, {'top1': 0.1014, 'top5': 0.5, 'max_logit': 1.2e7})
+    assert 'the teacher model/big2 has logits up to 1.2e+07' in caplog.text, caplog.text
+    assert 'the teacher scores at chance here (top-1 10.14% on 10 classes, chance 10.00%)' in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ClassificationTask.check_teacher(task, {'top1': 0.8, 'top5': 0.99, 'max_logit': 12.0})
+    assert not caplog.text
