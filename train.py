@@ -33,13 +33,13 @@ def python_command():
     return rel if not rel.startswith('..') else exe
 
 
-def train_command(args, resume=True, lr=None):
+def train_command(args, resume=True, lr=None, replace=()):
     """The command line of the run `args` names (its --cfg and overrides); with `resume`, without the
     overrides a resume replaces and with retrain=true model_load_epoch=-1; with `lr`, lr=<lr> in place
-    of the run's."""
+    of the run's; `replace`: more key=value words in place of the run's."""
     keep = args.overrides
-    if lr is not None:
-        keep = [a for a in keep if a.split('=', 1)[0].strip() != 'lr'] + ['lr=%g' % lr]
+    for word in (['lr=%g' % lr] if lr is not None else []) + list(replace):
+        keep = [a for a in keep if a.split('=', 1)[0].strip() != word.split('=', 1)[0]] + [word]
     if resume:
         keep = [a for a in keep if a.split('=', 1)[0].strip() not in
                 ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
@@ -56,6 +56,21 @@ def lower_lr(lr):
     """The lr to suggest after a divergence at `lr`: a tenth of it, but at most 0.1 (SGD's usual scale
     here: an absurd lr gets a working one at once, not one tenth at a time)."""
     return min(lr / 10, 0.1) if lr > 0.1 else lr / 10
+
+
+def outsized_weights(cfg, factor=100.0):
+    """'kt_weight 1e+30 of kd is 6.2e+28 times its default (16)' for the transfer terms of the run's
+    plan weighted `factor` times their registry default or more (a lower lr does not cure those), else ''."""
+    if not cfg.get('kt') or not cfg.get('plan'):
+        return ''
+    from symbols.transfer import default_weight
+    said = []
+    for entry in cfg.plan:
+        default = default_weight(entry['method'], cfg)
+        if default > 0 and abs(entry['weight']) >= factor * default:
+            said.append('kt_weight %g of %s is %.2g times its default (%g)' % (entry['weight'], entry['method'],
+                                                                                abs(entry['weight']) / default, default))
+    return '; '.join(said)
 
 
 def has_checkpoint(cfg):
@@ -137,7 +152,12 @@ def main(argv=None):
         return 2
     except Diverged as e:
         print('error: %s' % e, file=sys.stderr)
-        if not has_checkpoint(cfg):
+        heavy = outsized_weights(cfg)
+        if heavy:
+            print('  %s: %s with the default weights (kt_weight=null), e.g.\n  %s' % (
+                heavy, 'resume' if has_checkpoint(cfg) else 'start again', train_command(
+                    args, resume=has_checkpoint(cfg), replace=['kt_weight=null'])), file=sys.stderr)
+        elif not has_checkpoint(cfg):
             print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
                   'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False, lr=lower_lr(cfg.lr))),
                   file=sys.stderr)

@@ -139,3 +139,25 @@ def test_a_teacher_at_chance_or_with_diverged_logits_is_warned_of(caplog):
     with caplog.at_level(logging.WARNING):
         ClassificationTask.check_teacher(task, {'top1': 0.8, 'top5': 0.99, 'max_logit': 12.0})
     assert not caplog.text
+
+
+def test_a_divergence_from_an_outsized_kt_weight_advises_the_default_weights_and_that_works(tmp_path, capsys):
+    """#18's sixteenth trial: kt_weight=[1e30] diverged, and the advice (a lower lr, the weight kept)
+    diverged again when followed."""
+    import shlex
+    import train
+    from tests.helpers import make_cifar, merged, tiny_train_args
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=64, test=32)
+    common = tiny_train_args(tmp_path, tmp_path / 'cifar', frequent=1)
+    assert train.main(merged(common + ['network=cifar_resnet8', 'model_prefix=t'])) == 0
+    argv = merged(common + ['network=cifar_resnet8', 'model_prefix=s', 'kt=true', 'kt_type=kd', 'kt_weight=[1e30]',
+                            'teacher_prefix=%s' % (tmp_path / 'model' / 't'), 'teacher_symbol=null',
+                            'student_symbol=null'])
+    capsys.readouterr()
+    assert train.main(argv) == 3
+    err = capsys.readouterr().err
+    assert 'kt_weight 1e+30 of kd is 6.' in err and 'times its default (16): start again with the default ' \
+        'weights' in err, err
+    advice = shlex.split(err.strip().splitlines()[-1])
+    assert advice[1] == 'train.py' and 'kt_weight=null' in advice
+    assert train.main(advice[2:]) == 0, capsys.readouterr().err
