@@ -244,7 +244,12 @@ class ClassificationTask(Task):
                                 % (cfg.model_load_prefix, epoch, ', '.join(differ)))
         was = meta.get('teacher_params_crc32')
         now = (getattr(self.teacher, 'trained_with', None) or {}).get('params_crc32')
-        if cfg.kt and was is not None and now is not None and was != now:
+        saved_teacher = (meta.get('config') or {}).get('teacher_prefix')
+        from config.checks import same_run
+        if cfg.kt and was is not None and now is not None and was != now and (
+                not isinstance(saved_teacher, str) or not cfg.teacher_prefix or same_run(saved_teacher,
+                                                                                         cfg.teacher_prefix)):
+            # (another teacher_prefix than the checkpoint's: the engine's warning of changed keys says that)
             LOG.warning('the teacher %s is not the one epochs 1..%d of run %r were distilled from: its parameters '
                         'changed since (retrained or replaced under the same name); the later epochs learn from the '
                         'new one', self.teacher_desc, epoch, cfg.model_load_prefix)

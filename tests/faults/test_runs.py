@@ -768,6 +768,11 @@ def test_a_run_renamed_with_its_records_and_a_pid_file_lock(cifar_setup, train_r
     assert train_run(common + ['network=cifar_resnet8', 'model_prefix=tch', 'lr=0.3', 'overwrite=true'])[0] == 0
     code, err = train_run(student + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1'])
     assert code == 0 and 'is not the one epochs 1..1 of run \'stu\' were distilled from' in err, err
+    # (#18's sixteenth trial) another teacher named on resume: said as that, not as a teacher retrained
+    assert train_run(common + ['network=cifar_resnet8', 'model_prefix=tch2', 'lr=0.2'])[0] == 0
+    code, err = train_run(student + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1',
+                                     'teacher_prefix=%s' % (model / 'tch2')])
+    assert code == 0 and 'with teacher_prefix=%s' % (model / 'tch2') in err and 'retrained or replaced' not in err, err
 
 
 def test_a_pid_file_lock_of_a_process_that_runs_no_python_is_taken_over(tmp_path, caplog):
