@@ -350,7 +350,48 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     schema.check_together(cfg, at, **options)
     check_engine_keys(cfg, at)
     cfg.source = origin if saved is not None else describe_source(chain, schema.listing)
+    cfg.notes = unused_transfer_keys(cfg, [k for k, w in where.items() if w == 'the command line'])
     return cfg
+
+
+# the keys of distillation beside the methods' own options
+TRANSFER_KEYS = ('kt_type', 'kt_weight', 'kt_layer_weight', 'kt_warmup_epochs', 'teacher_prefix', 'teacher_epoch',
+                 'teacher_symbol', 'student_symbol', 'teacher_network', 'teacher_source')
+
+
+def unused_transfer_keys(cfg, given):
+    """Warnings for distillation keys `given` on the command line that the run does not use: any of
+    them with kt=false, and a method's option when kt_type does not name the method."""
+    if 'kt' not in cfg:
+        return []
+    from symbols.transfer import method_options, parse_kt_type
+    owner = dict((o.name, m) for m, o in method_options())
+    if not cfg.kt:
+        unused = [k for k in given if k in TRANSFER_KEYS or k in owner]
+        return ['kt=false: %s given on the command line %s not used (no teacher is read); add kt=true to distil'
+                % (', '.join(sorted(unused)), 'is' if len(unused) == 1 else 'are')] if unused else []
+    try:
+        methods = parse_kt_type(cfg.kt_type)
+    except ValueError:
+        return []
+    out = []
+    from symbols.transfer import takes_taps
+    if not any(takes_taps(m) for m in methods):
+        def names(spec):
+            items = spec if isinstance(spec, (list, tuple)) else [spec]
+            return [t for t in items if isinstance(t, str) and t not in ('logits', 'rcnn_logits')]
+        taps = sorted(set(names(cfg.get('teacher_symbol')) + names(cfg.get('student_symbol'))))
+        if taps:
+            out.append('teacher_symbol / student_symbol name the tap(s) %s, which kt_type %r does not read (its methods '
+                       'take the class scores): they have no effect' % (', '.join(taps), cfg.kt_type))
+    for k in sorted(given):
+        if k in owner and owner[k] not in methods:
+            import difflib
+            ours = [o for o, m in owner.items() if m in methods]
+            close = difflib.get_close_matches(k, ours, n=1)
+            out.append('%s is an option of %s, which kt_type %r does not use: it has no effect%s'
+                       % (k, owner[k], cfg.kt_type, ' (did you mean %s?)' % close[0] if close else ''))
+    return out
 
 
 # keys a run derives or sets for the command that started it (a resume, a move aside)

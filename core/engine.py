@@ -543,7 +543,7 @@ def run(cfg, task_cls):
         LOG.info('config: %s', getattr(cfg, 'source', None) or 'given by the caller')
         if _nothing_to_train(cfg):
             return {}                   # (neither its data nor its teacher is read)
-        for text in task_cls.warnings(cfg):
+        for text in list(getattr(cfg, 'notes', [])) + task_cls.warnings(cfg):
             LOG.warning('%s', text)
         engine.prepare(task_cls)
         if engine.rank == 0:

@@ -531,3 +531,20 @@ def test_batch_advice_says_when_num_examples_made_the_training_set_small():
     with pytest.raises(TrainingError) as e:
         check_batch_fits(cfg('batch_size=4'), 4, {'training': 3, 'validation': 10})
     assert 'num_examples' not in str(e.value)
+
+
+def test_transfer_keys_the_run_does_not_use_are_warned_of():
+    """#18's sixteenth trial: `kt=false kt_type=at teacher_symbol=stage3 ...` trained without a teacher
+    without a word, and `kt_type=kd dkd_t=3` (meant: kd_t) set an option nothing read."""
+    notes = cfg('kt=false', 'kt_type=at', 'teacher_symbol=stage3').notes
+    assert notes == ['kt=false: kt_type, teacher_symbol given on the command line are not used (no teacher is read); '
+                     'add kt=true to distil'], notes
+    notes = cfg('kt_type=kd', 'dkd_t=3', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null').notes
+    assert notes == ["dkd_t is an option of dkd, which kt_type 'kd' does not use: it has no effect (did you mean "
+                     "kd_t?)"], notes
+    assert cfg('kt_type=kd+dkd', 'dkd_t=3', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null').notes == []
+    assert cfg().notes == []                # (config/cfgs.py's own keys are the file's choice)
+    # config/cfgs.py's taps (for kd+mmd) with kt_type=kd: kd reads the class scores
+    assert cfg('kt_type=kd', 'kt_weight=null').notes == [
+        "teacher_symbol / student_symbol name the tap(s) stage3_pre, which kt_type 'kd' does not read (its methods "
+        "take the class scores): they have no effect"]
