@@ -250,3 +250,16 @@ def test_distill_block_routes_indices_and_updates_the_memory_on_every_device(hyb
                                rtol=1e-5)
     z = crd.z.data(ctx[1]).asnumpy()
     np.testing.assert_allclose(z, (outs[0][7].asnumpy() + outs[1][7].asnumpy()) / 2, rtol=1e-6)
+
+
+def test_more_negatives_than_samples_is_warned_of(caplog):
+    """#18's sixteenth trial: crd_nce_k=100000 on 300 training samples trained without a word."""
+    import logging
+    with caplog.at_level(logging.WARNING):
+        block = T.CRDLoss(300, feat_dim=5, nce_k=100000)
+        block.build((8,), (8,), ())
+    assert 'crd_nce_k=100000 negatives a sample, but the training set has 300 samples' in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        T.CRDLoss(300, feat_dim=5, nce_k=100).build((8,), (8,), ())
+    assert not caplog.text

@@ -100,6 +100,12 @@ class CRDLoss(HeadLoss):
         if n > MAX_SAMPLES:
             raise PairingError('CRD indexes samples in float32, exact up to %d samples; the training set has %d'
                                % (MAX_SAMPLES, n))
+        if not self._given and self.nce_k >= n:
+            import logging
+            logging.getLogger('train').warning(
+                'crd_nce_k=%d negatives a sample, but the training set has %d samples: each is drawn about %.0f '
+                'times a row (RepDistiller: 16384 of CIFAR\'s 50000); set crd_nce_k below %d', self.nce_k, n,
+                self.nce_k / float(n), n)
         d_s, d_t = self._signature
         self.embed_s = _torch_dense(self.feat_dim, d_s)
         self.embed_t = _torch_dense(self.feat_dim, d_t)
