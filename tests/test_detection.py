@@ -918,8 +918,10 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
     assert '| tinydet | distilled: kd+fitnet |' in capsys.readouterr().out
     # a student of larger RoIs: the teacher scores the student's boxes at its own RoIAlign size
     code, _, err = run_cli(small(voc, tmp, 'model_prefix=roi14', 'roi_size=14', 'epoch_size=2', 'num_val=2',
-                                 'num_epoch=1', *kt), capsys)
+                                 'num_epoch=1', 'short=80', *kt), capsys)
     assert code == 0 and 'RoIAlign 7x7)' in err, err
+    # (#18's sixteenth trial) ... and at another image scale than it learnt: said
+    assert 'was trained at short=96, this run uses short=80' in err, err
     code, _, err = run_cli([w for w in student if not w.startswith('kt=')] + ['kt=false', 'num_epoch=4',
                                                                                 'retrain=true'], capsys)
     one_error(code, err, r'was trained with kt_type=kd\+fitnet \(this run: None\)')
@@ -964,7 +966,8 @@ def test_a_detector_distils_from_a_detector_teacher(voc, tmp_path, capsys):
             (['kt_type=fitnet', 'kt_weight=1', 'teacher_symbol=rcnn_logits', 'student_symbol=features'],
              r"fitnet pairs the student's features with the teacher's rcnn_logits"),
             (['kt_type=ofd', 'kt_weight=1', 'teacher_symbol=features', 'student_symbol=features'],
-             r'cannot be paired: ofd needs a teacher tap that is a BatchNorm output'),
+             r"cannot be paired: ofd needs a teacher tap that is a BatchNorm output \(pre-ReLU\); 'features' \(the "
+             r"backbone's s16\) is not"),
             (['teacher_prefix=%s' % os.path.join(tmp, 'model', 'student'), 'model_prefix=student'],
              r'name the same run'),
             (['kt_type=kd', 'teacher_symbol=features', 'student_symbol=features', 'kt_weight=1'],

@@ -214,6 +214,12 @@ class DetectionTask(Task):
         for p in self.teacher.collect_params().values():
             p.grad_req = 'null'
         self.teacher_roi = (meta.get('detector') or {}).get('roi_size', cfg.roi_size)   # the RoIs it was trained on
+        trained = meta.get('config') or {}
+        for key in ('short', 'max_size'):
+            if trained.get(key) is not None and trained[key] != cfg[key]:
+                LOG.warning('the teacher %s was trained at %s=%s, this run uses %s=%s: it sees the images at another '
+                            'scale than it learnt; use %s=%s unless that is intended', cfg.teacher_prefix, key,
+                            trained[key], key, cfg[key], key, trained[key])
         self.teacher_desc = '%s (Faster R-CNN on %s, epoch %s, VOC07 mAP %.2f%%, RoIAlign %dx%d)' % (
             cfg.teacher_prefix, meta.get('network'), meta.get('epoch'), 100 * meta.get('val_map', 0),
             self.teacher_roi, self.teacher_roi)
@@ -242,8 +248,12 @@ class DetectionTask(Task):
             parts = self.teacher.backbone_parts
             for method, tap, _ in self.block.connect(s_shape, t_shape):
                 # (a teacher hook reads the teacher's backbone network: `features` is its stride-16 tap)
-                margin = METHODS[method].margin(parts.network if parts.network is not None else self.teacher,
-                                                parts.split.stride16 if tap == 'features' else tap, ctx[0])
+                try:
+                    margin = METHODS[method].margin(parts.network if parts.network is not None else self.teacher,
+                                                    parts.split.stride16 if tap == 'features' else tap, ctx[0])
+                except PairingError as e:             # (named as the user named it)
+                    raise PairingError(str(e).replace(repr(parts.split.stride16), "'features' (the backbone's %s)"
+                                                      % parts.split.stride16) if tap == 'features' else str(e))
                 self.margins.append([nd.array(margin, ctx=c) for c in ctx])
             self.block.extras.initialize(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2), ctx=ctx)
             with autograd.pause():
