@@ -74,7 +74,13 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
         differ = other_class_names(meta.get('classes'), cfg, meta.get('num_classes'))
         if differ:
             print('warning: checkpoint %s: %s' % (prefix_path, differ), file=sys.stderr)
+        trained = meta.get('image_size')
+        if isinstance(trained, int) and trained != data.image_size:
+            print('warning: checkpoint %s was trained on %dx%d images and is evaluated at image_size=%d: its score '
+                  'here is not its score as trained; leave out image_size (its run\'s) unless that is intended'
+                  % (prefix_path, trained, trained, data.image_size), file=sys.stderr)
         net.hybridize(static_alloc=True)
+        meta = dict(meta, evaluated_size=data.image_size)
         return net, meta
     return _evaluate(cfg, load, max_batches, classes_of=lambda meta: meta['num_classes'])
 
@@ -258,8 +264,9 @@ def main(argv=None):
         return evaluate_segmentation(cfg, prefix, args.epoch)
     res, meta = evaluate_checkpoint(cfg, prefix, args.epoch)
     _warn_logits(res, '%s epoch %s' % (prefix, meta.get('epoch')))
-    print('%s epoch %s (%s): %s  on %d images' % (prefix, meta.get('epoch'), meta['network'],
-                                                  _accuracy(res, meta['num_classes']), res['n']))
+    print('%s epoch %s (%s): %s  on %d images (%dx%d)' % (prefix, meta.get('epoch'), meta['network'],
+                                                          _accuracy(res, meta['num_classes']), res['n'],
+                                                          meta['evaluated_size'], meta['evaluated_size']))
     return 0
 
 

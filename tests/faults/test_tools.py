@@ -616,6 +616,10 @@ def test_evaluate_without_cfg_uses_the_configuration_saved_with_the_checkpoint(t
     assert code == 0 and 'on 6 images' in out, err
     code, out, err = run_tool(evaluate.main, ['--prefix', prefix, 'batch_size=3', '--epoch', '1'], capsys)
     assert code == 0 and 'epoch 1' in out and 'on 6 images' in out, err       # overrides after an option
+    # (#18's sixteenth trial) at another image size than it was trained at: said, and the size shown
+    code, out, err = run_tool(evaluate.main, ['--prefix', prefix, 'image_size=12'], capsys)
+    assert code == 0 and 'on 6 images (12x12)' in out, out
+    assert 'was trained on 16x16 images and is evaluated at image_size=12' in err, err
     code, out, err = run_tool(evaluate.main, ['--prefix', prefix, '--cfg', 'cifar10_student', 'gpu_list=[]',
                                               'data_dir=%s' % (three_class_run / 'cifar')], capsys)
     one_error(code, err, 'outside 0..2', 'num_classes=3')
