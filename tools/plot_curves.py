@@ -3,7 +3,7 @@ figure (the NST paper's Figures 3 and 4), from per-epoch records; for segmentati
 runs (--task segmentation) the training cross-entropy and the validation mIoU.
 
     python -m tools.plot_curves --records results/records --prefix repro_ \\
-        --methods student kd nst_poly kd_nst --out results/curves.png
+        [--methods student kd nst_poly kd_nst] --out results/curves.png
 
 Seeds of one method are averaged (the band is +- one std).
 """
@@ -87,13 +87,14 @@ def main(argv=None):
     p = cli.parser('plot_curves', __doc__)
     p.add_argument('--records', default='results/records', help="folder of the runs' .jsonl records")
     p.add_argument('--prefix', default='repro_', help='runs are named <prefix><method>_s<seed>')
-    p.add_argument('--methods', nargs='+', default=['student', 'kd', 'nst_poly', 'kd_nst'])
+    p.add_argument('--methods', nargs='+', help='the methods to draw (default: every method with runs under --prefix)')
     p.add_argument('--title', default='')
     p.add_argument('--task', choices=sorted(PANELS), default='classification',
                    help='segmentation: training cross-entropy and validation mIoU')
     p.add_argument('--out', required=True, help='PNG to write')
     args = p.parse_args(argv)
-    args.methods = list(dict.fromkeys(args.methods))          # each method once (as tools.compare)
+    if args.methods is not None:
+        args.methods = list(dict.fromkeys(args.methods))          # each method once (as tools.compare)
     figure_path(args.out, example='curves.png')
     runs = find_runs(args.records)
     kinds = {'val_top1': 'classification', 'val_miou': 'segmentation', 'val_map': 'detection'}
@@ -103,8 +104,14 @@ def main(argv=None):
             raise cli.UsageError('run %s is a %s run: %s' % (name, kind, 'add --task segmentation' if kind ==
                                                              'segmentation' else 'choose runs of one task with --prefix'
                                                              + (' and --task %s' % kind if kind in PANELS else '')))
+    if args.methods is None:              # every method there, in the results table's order
+        there = methods_of(runs, args.prefix)
+        args.methods = [m for m in LABELS if m in there] + [m for m in there if m not in LABELS]
     n = plot(runs, args.prefix, args.methods, args.out, args.title, args.records, args.task)
     missing = [m for m in args.methods if series(runs, args.prefix, m, args.task, warn=False) is None]
+    if missing:
+        print('warning: no runs named %s<method>_s<seed> in %s for %s; methods there: %s' % (
+            args.prefix, args.records, ', '.join(missing), ', '.join(methods_of(runs, args.prefix))), file=sys.stderr)
     print('%s: %d method%s drawn%s' % (args.out, n, '' if n == 1 else 's',
                                        '; no runs for: %s' % ', '.join(missing) if missing else ''))
     return 0

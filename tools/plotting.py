@@ -14,10 +14,14 @@ def pyplot():
 
 def figure_path(out, option='--out', example='figure.png'):
     """Check, before any work, that a figure can be written at `out`: a file format matplotlib
-    writes (from the extension; none means PNG) and a writable place (tools.cli.output_path).
-    Returns `out`; raises UsageError naming `option`."""
+    writes (from the extension, which a figure's name must have: without one it reads as a run's
+    name) and a writable place (tools.cli.output_path). Returns `out`; raises UsageError naming
+    `option`."""
     from .cli import UsageError, output_path
     ext = os.path.splitext(out)[1][1:].lower()
+    if not ext and out and not out.endswith(os.sep) and not os.path.isdir(out):    # (a folder: output_path says so)
+        raise UsageError('%s %s has no file extension, so it reads as a run\'s or a folder\'s name, not a figure\'s: '
+                         'give one, e.g. %s %s.png' % (option, out, option, out))
     if ext:
         pyplot()
         from matplotlib.backend_bases import FigureCanvasBase

@@ -157,6 +157,15 @@ def test_plot_curves_names_the_methods_it_did_not_find(tmp_path, capsys):
                                                     str(out)], capsys)
     assert code == 0 and out.stat().st_size > 1000
     assert 'no runs for: fsp' in stdout and 'line 2' in err
+    # (#18's sixteenth trial) said on stderr too, with the methods there; by default every method there is drawn;
+    # a figure name without an extension (model/s_kd: a run's name) is refused
+    assert "warning: no runs named repro_<method>_s<seed> in %s for fsp; methods there: kd" % rec in err, err
+    write_records(rec, 'repro_at_s0')
+    code, stdout, err = run_tool(plot_curves.main, ['--records', str(rec), '--out', str(out)], capsys)
+    assert code == 0 and '2 methods drawn' in stdout and 'warning: no runs' not in err, (stdout, err)
+    code, _, err = run_tool(plot_curves.main, ['--records', str(rec), '--out', str(tmp_path / 's_kd')], capsys)
+    one_error(code, err, 'has no file extension', 's_kd.png')
+    assert not (tmp_path / 's_kd').exists()
 
 
 def test_plot_curves_leaves_out_a_seed_that_stopped_short_with_a_warning(tmp_path, capsys):
