@@ -191,6 +191,11 @@ def test_onnx_user_mistakes_are_one_error_before_any_work(data, tmp_path, monkey
         code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', out, '--onnx'], capsys)
         one_error(code, err, 'onnx.mapping', 'onnx==1.17.0')
     assert not os.path.exists(str(tmp_path / 'deploy')) or os.listdir(str(tmp_path / 'deploy')) == []
+    # (#18's sixteenth trial) scoring an export with a detection preset: said as such, not as its unknown keys
+    from tools import evaluate
+    (tmp_path / 'x.onnx').write_bytes(b'onnx')
+    code, _, err = run_tool(evaluate.main, ['--onnx', str(tmp_path / 'x.onnx'), '--cfg', 'voc_kd_nst'], capsys)
+    one_error(code, err, '--cfg voc_kd_nst is a detection config')
 
 
 @pytest.mark.parametrize('network', ['inception_bn', 'resnet50', 'resnet50_nst'])

@@ -133,6 +133,12 @@ def evaluate_onnx(args):
         if saved is not None:
             cfg = of_checkpoint(saved, '%s epoch %s' % (meta['source'], meta.get('epoch')), args.overrides)
     if cfg is None:
+        from config import task_of
+        task = task_of(args.cfg, args.overrides)
+        if task != 'classification':
+            raise cli.UsageError('--onnx scores a classification export on a classification validation set, and '
+                                 '--cfg %s is a %s config: give a classification config (or none: the export\'s '
+                                 'metadata names its data)' % (args.cfg, task))
         cfg = load_config(args.cfg, args.overrides)
     for key in ('mean', 'std'):
         if meta.get(key) is not None and cfg[key] is None:

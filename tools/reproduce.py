@@ -174,11 +174,20 @@ def main(argv=None):
     """Train what is missing, then rebuild results/ (tools.make_results, in this process); 2 with
     one error line on a wrong argument or a failed step (whose log file the message names)."""
     p = cli.parser('reproduce', __doc__)
-    p.add_argument('--seeds', type=cli.nonnegative_int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--methods', nargs='+', default=[m for m, _ in METHODS], choices=[m for m, _ in METHODS],
-                   metavar='METHOD', help='any of: %s' % ', '.join(m for m, _ in METHODS))
-    p.add_argument('--figures-only', action='store_true', help='only rebuild results/ from finished runs')
+    p.add_argument('--seeds', type=cli.nonnegative_int, nargs='+')
+    p.add_argument('--methods', nargs='+', choices=[m for m, _ in METHODS],
+                   metavar='METHOD', help='any of: %s (default: all)' % ', '.join(m for m, _ in METHODS))
+    p.add_argument('--figures-only', action='store_true', help='only rebuild results/ from finished runs (of every '
+                   'method and seed there)')
     args = p.parse_args(argv)
+    if args.figures_only and (args.methods or args.seeds):
+        raise cli.UsageError('--figures-only rebuilds results/ from every finished run there, and %s choose%s what to '
+                             'train: leave %s out' % (' and '.join(o for o, v in (('--methods', args.methods),
+                                                                                  ('--seeds', args.seeds)) if v),
+                                                      '' if args.methods and args.seeds else 's',
+                                                      'them' if args.methods and args.seeds else 'it'))
+    args.seeds = args.seeds or [0, 1, 2]
+    args.methods = args.methods or [m for m, _ in METHODS]
     os.makedirs(os.path.join(ROOT, 'results', 'records'), exist_ok=True)
     if not args.figures_only:
         os.makedirs(os.path.join(ROOT, 'runs', 'repro'), exist_ok=True)

@@ -250,6 +250,10 @@ def test_reproduce_figures_only_reads_damaged_records(repro_tree, capsys):
 def test_reproduce_rejects_an_unknown_method_before_any_work(repro_tree, capsys):
     code, _, err = run_tool(reproduce.main, ['--methods', 'kd', 'nst'], capsys)
     one_error(code, err, "'nst'", 'nst_poly')
+    # (#18's sixteenth trial: ignored without a word)
+    code, _, err = run_tool(reproduce.main, ['--figures-only', '--methods', 'kd', '--seeds', '9'], capsys)
+    one_error(code, err, '--figures-only rebuilds results/ from every finished run there, and --methods and --seeds '
+              'choose what to train: leave them out')
 
 
 def test_reproduce_reports_a_failed_step_with_its_log(tmp_path, capsys):
