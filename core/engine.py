@@ -414,10 +414,12 @@ class Engine(object):
         differ = [k for k in sorted(saved) if k in now and k not in runs.RUN_KEYS + ('num_epoch', 'batch_size')
                   and saved[k] != now[k]]
         if differ:
+            def shown(v):                  # (as the config writes it: null is a key's default)
+                return 'null' if v is None else v
             LOG.warning('resuming epoch %d with %s; epoch %d was trained with %s: the later epochs train otherwise '
                         '(give the checkpoint\'s values to go on as the run was)', epoch,
-                        ', '.join('%s=%s' % (k, now[k]) for k in differ), epoch,
-                        ', '.join('%s=%s' % (k, saved[k]) for k in differ))
+                        ', '.join('%s=%s' % (k, shown(now[k])) for k in differ), epoch,
+                        ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ))
         if meta.get('global_batch') and meta['global_batch'] != self.global_batch:
             LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '
                         'its epoch %d was trained with %d: the lr is not rescaled', epoch, self.global_batch,
