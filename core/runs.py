@@ -98,13 +98,18 @@ class RunLock(object):
             return {'pid': holder}      # (a pid file another script wrote: its process id alone)
         return holder if isinstance(holder, dict) else {}
 
+    @staticmethod
+    def _alive(holder):
+        """Whether the process a lock's content `holder` names (on this host) still runs: that process
+        (its start time, where the lock has one), or a Python program (a pid file's bare id)."""
+        pid = holder.get('pid') if holder else None
+        return isinstance(pid, int) and process_alive(pid, holder.get('start')) and (
+            holder.get('start') is not None or _runs_python(pid))
+
     def holder_alive(self):
         """Whether the lock is held by a live process on this host (a run training now)."""
         holder = self._read()
-        if not holder or holder.get('host') not in (None, self.mine['host']) or not isinstance(holder.get('pid'), int):
-            return False
-        return process_alive(holder['pid'], holder.get('start')) and (holder.get('start') is not None
-                                                                      or _runs_python(holder['pid']))
+        return bool(holder) and holder.get('host') in (None, self.mine['host']) and self._alive(holder)
 
     def _create(self):
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -128,8 +133,7 @@ class RunLock(object):
                 raise RunError('run %r is being trained by process %s on host %s since %s (lock %s). Wait for it or '
                                'choose another model_prefix; if that run is no longer running, delete the lock '
                                'file' % (self.prefix, pid, holder.get('host'), holder.get('since'), self.path))
-            if (holder and isinstance(pid, int) and process_alive(pid, holder.get('start'))
-                    and (holder.get('start') is not None or _runs_python(pid))):
+            if self._alive(holder):
                 raise RunError('run %r is already being trained by process %d on this host since %s (lock %s): '
                                'wait for it to finish, stop it, or choose another model_prefix'
                                % (self.prefix, pid, holder.get('since'), self.path))
