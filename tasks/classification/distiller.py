@@ -159,6 +159,11 @@ class DistillBlock(HybridBlock):
         """Whether a stage is set (`set_stage`): the forward then gives `(stage_total,)`."""
         return self._stage is not None
 
+    @property
+    def current_stage(self):
+        """(method index, Stage) of the stage set (`set_stage`), None in the training step."""
+        return self._stage
+
     def stage_blocks(self, m, stage):
         """The stage's block of each loss call of method m."""
         return [stage.block(self._loss(m, p)) for p in range(self._calls(m))]

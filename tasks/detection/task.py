@@ -342,7 +342,7 @@ class DetectionTask(Task):
         (FT's paraphraser: the student does not run) and, for a stage that trains the student (AB's
         initialisation), the student backbone's taps (its `features` runs, not the detector's heads)."""
         from .distill import teacher_taps
-        m, stage = self.block._stage
+        _, stage = self.block.current_stage
         losses = []
         for shard in shards(batch, self.engine.ctx):
             t_tap = teacher_taps(self.teacher, shard[0], None, ['features'], self.teacher_roi, self.t_hooks)
