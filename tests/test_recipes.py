@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, 'docs', 'recipes.md')
 TINY = ['batch_size=4', 'epoch_size=2', 'num_epoch=1', 'data_threads=1', 'progress=false']
-MINE = ['image_size=32']                                    # ImageNet-style networks on 40x36 photos
+MINE = ['image_size=64']      # ImageNet-style networks on 40x36 photos (bn1 2x2: NST needs a spatial map)
 DETECTION = ['gpu_list=[]', 'short=96', 'max_size=120', 'rpn_channel=32', 'scales=[2,4,8]', 'num_sample=16',
              'roi_size=7', 'rpn_train_pre_nms=300', 'rpn_train_post_nms=64', 'rpn_test_pre_nms=200',
              'rpn_test_post_nms=20', 'train_sets=2007:trainval', 'val_sets=2007:test',

@@ -42,7 +42,7 @@ def _evaluate(cfg, load, max_batches=None, classes_of=None):
         raise cli.UsageError('the network predicts %d classes, the data (%s in %s) has %d (num_classes): evaluate it on '
                              'data of its classes (leave out --cfg, data_dir and num_classes to use its run\'s data)'
                              % (classes, cfg.dataset, cfg.data_dir, cfg.num_classes))
-    return dict(evaluate(net, data.val(), ctx, classes, max_batches), classes=classes), info
+    return dict(evaluate(net, data.val(), ctx, classes, max_batches), classes=classes, size=data.image_size), info
 
 
 def _warn_logits(res, what):
@@ -80,7 +80,6 @@ def evaluate_checkpoint(cfg, prefix_path, tag, max_batches=None):
                   'here is not its score as trained; leave out image_size (its run\'s) unless that is intended'
                   % (prefix_path, trained, trained, data.image_size), file=sys.stderr)
         net.hybridize(static_alloc=True)
-        meta = dict(meta, evaluated_size=data.image_size)
         return net, meta
     return _evaluate(cfg, load, max_batches, classes_of=lambda meta: meta['num_classes'])
 
@@ -255,13 +254,15 @@ def main(argv=None):
     if args.onnx:
         res, desc = evaluate_onnx(args)
         _warn_logits(res, desc)
-        print('%s: %s  on %d images' % (desc, _accuracy(res, res.get('classes')), res['n']))
+        print('%s: %s  on %d images (%dx%d)' % (desc, _accuracy(res, res.get('classes')), res['n'], res['size'],
+                                               res['size']))
         return 0
     if task_of(args.cfg, args.overrides) == 'detection':
         return evaluate_detection(args)
     if args.teacher:
         res, desc = evaluate_teacher(load_config(args.cfg, args.overrides))
-        print('teacher %s: %s  on %d images' % (desc, _accuracy(res, res.get('classes')), res['n']))
+        print('teacher %s: %s  on %d images (%dx%d)' % (desc, _accuracy(res, res.get('classes')), res['n'],
+                                                       res['size'], res['size']))
         return 0
     cfg, prefix = checkpoint_config(args)
     if cfg.task == 'detection':
@@ -272,7 +273,7 @@ def main(argv=None):
     _warn_logits(res, '%s epoch %s' % (prefix, meta.get('epoch')))
     print('%s epoch %s (%s): %s  on %d images (%dx%d)' % (prefix, meta.get('epoch'), meta['network'],
                                                           _accuracy(res, meta['num_classes']), res['n'],
-                                                          meta['evaluated_size'], meta['evaluated_size']))
+                                                          res['size'], res['size']))
     return 0
 
 

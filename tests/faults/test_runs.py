@@ -399,7 +399,7 @@ def test_gluoncv_teacher_from_a_local_params_file(cifar_setup, tmp_path, train_r
     path = str(tmp_path / 'resnet18_v2.params')
     net.save_parameters(path)
     code, err = train_run(student + ['teacher_source=gluoncv', 'teacher_network=preact_resnet18',
-                               'teacher_prefix=%s' % path, 'kt_type=kd+mmd', 'teacher_symbol=[null, bn1]',
+                               'teacher_prefix=%s' % path, 'kt_type=kd+mmd', 'teacher_symbol=[null, stage1_pre]',
                                'student_symbol=[null, stage3_pre]', 'model_prefix=gcv'])
     assert code == 0, err
     assert 'teacher: preact_resnet18 from %s' % path in err
