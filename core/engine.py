@@ -272,9 +272,9 @@ class Engine(object):
                                         'model_prefix=%s_more pretrained=%s pretrained_epoch=-1 (the optimizer starts '
                                         'afresh), or ' % (best, cfg.model_load_prefix,
                                                           os.path.join(cfg.model_dir, cfg.model_load_prefix))))
-            for epoch in stateless:
-                LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', epoch, cfg.model_load_prefix,
-                            checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['states'])
+            for gone in stateless:        # (not `epoch`: the epoch resumed, read below)
+                LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', gone, cfg.model_load_prefix,
+                            checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, gone)['states'])
             if skipped and same_run and self.rank == 0:
                 self.aside = runs.move_aside(cfg.model_dir, cfg.model_prefix,
                                              runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),

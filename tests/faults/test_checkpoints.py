@@ -370,3 +370,20 @@ def test_a_checkpoint_renamed_to_another_epoch_is_named(cifar_setup, train_run):
                                     'model_load_epoch=-1'])
     assert code == 2 and 'is epoch 5 by its file names but epoch 1 by its metadata' in err, err
     assert 'renum-0001.*' in err and 'Traceback' not in err
+
+
+def test_a_latest_epoch_without_its_optimizer_state_resumes_the_one_before_and_trains_it_again(cifar_setup,
+                                                                                              train_run):
+    """#18's seventeenth trial: with epoch 2's .states deleted, a resume loaded epoch 1's weights but
+    said 'from its epoch-2 checkpoint' and trained epoch 3 only (a loop variable reused): epoch 2 was
+    never trained again."""
+    from core.records import read_records
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=nost2', 'num_epoch=2']
+    assert train_run(argv)[0] == 0
+    model = str(root / 'model')
+    os.remove(checkpoint.paths(model, 'nost2', 2)['states'])
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=3'])
+    assert code == 0 and "resumed run 'nost2' from its epoch-1 checkpoint" in err, err
+    assert checkpoint.epochs(model, 'nost2') == [1, 2, 3]
+    assert [r['epoch'] for r in read_records(str(root / 'log' / 'nost2.jsonl'))] == [0, 1, 2]
