@@ -38,18 +38,22 @@ def train_command(args, resume=True, lr=None, replace=()):
     overrides a resume replaces and with retrain=true model_load_epoch=-1; with `lr`, lr=<lr> in place
     of the run's; `replace`: more key=value words in place of the run's."""
     keep = args.overrides
-    for word in (['lr=%g' % lr] if lr is not None else []) + list(replace):
-        keep = [a for a in keep if a.split('=', 1)[0].strip() != word.split('=', 1)[0]] + [word]
     if resume:
         keep = [a for a in keep if a.split('=', 1)[0].strip() not in
                 ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
+    for word in (['lr=%g' % lr] if lr is not None else []) + list(replace):
+        keep = [a for a in keep if a.split('=', 1)[0].strip() != word.split('=', 1)[0]] + [word]
     words = (['--cfg', args.cfg] if args.cfg else []) + keep + (['retrain=true', 'model_load_epoch=-1']
                                                                 if resume else [])
     return '%s train.py %s' % (shlex.quote(python_command()), ' '.join(shlex.quote(a) for a in words))
 
 
-def resume_command(args):
-    return train_command(args, resume=True)
+def resume_command(args, cfg=None):
+    """The command that resumes the run `args` names; with its configuration `cfg`, one that names
+    the run resumed when the config file sets another model_load_prefix (a copy of config/cfgs.py whose
+    `model_load_prefix = model_prefix` comes before the model_prefix the user set)."""
+    other = cfg is not None and cfg.get('model_load_prefix') not in (None, cfg.model_prefix)
+    return train_command(args, resume=True, replace=['model_load_prefix=%s' % cfg.model_prefix] if other else ())
 
 
 def lower_lr(lr):
@@ -148,7 +152,7 @@ def main(argv=None):
     try:
         record = tasks.run(cfg, task)
     except RunError as e:
-        print('error: %s%s' % (e, '\n  resume: %s' % resume_command(args) if e.resume else ''), file=sys.stderr)
+        print('error: %s%s' % (e, '\n  resume: %s' % resume_command(args, cfg) if e.resume else ''), file=sys.stderr)
         return 2
     except Diverged as e:
         print('error: %s' % e, file=sys.stderr)

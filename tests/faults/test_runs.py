@@ -58,6 +58,17 @@ def test_resume_of_a_run_named_on_the_command_line_resumes_that_run(tmp_path, tr
     assert open(checkpoint.paths(str(tmp_path / 'model'), 'X', 1)['params'], 'rb').read() == x_epoch1
     assert run_files(tmp_path, 'default_run') == default_before
     assert checkpoint.epochs(str(tmp_path / 'model'), 'default_run') == [1]
+    # (#18's seventeenth trial) model_prefix set in the file after `model_load_prefix = model_prefix`: the
+    # refusal's resume command names the run to resume, and it works (it repeated the command refused)
+    late = tmp_path / 'late.py'
+    late.write_text(cfg.read_text() + 'model_prefix = "mine7"\n')
+    assert train_run(['--cfg', str(late)])[0] == 0
+    code, err = train_run(['--cfg', str(late), 'retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 2 and "starting from run 'default_run'" in err, err
+    resume = shlex.split(err.split('resume: ', 1)[1].strip())
+    assert 'model_load_prefix=mine7' in resume, resume
+    code, err = train_run(resume[2:])
+    assert code == 0 and "resumed run 'mine7' from its epoch-1 checkpoint" in err, err
 
 
 def test_a_new_run_under_an_existing_name_is_refused_then_overwrite_moves_it_aside(cifar_setup, train_run):
