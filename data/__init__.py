@@ -31,12 +31,17 @@ CHANNEL_NAMES = {1: 'grayscale', 3: 'colour', 4: 'colour with alpha'}
 
 
 def check_channels(prefix, channels, dataset, shapes=None):
-    """DataError unless at least one of up to 16 images sampled over the pack has the channel
-    count `channels` of `dataset` (a 4-channel image counts as colour): a few grayscale images
-    in a colour pack are normal (ImageNet has some), a pack without one image of the expected
-    kind was built for another dataset. MXNet would convert the images silently."""
+    """DataError unless the up to 16 images sampled over the pack fit the channel count `channels`
+    of `dataset`: for colour, at least one colour image (a 4-channel image counts as colour; a few
+    grayscale images in a colour pack are normal, ImageNet has some); for grayscale, at least half
+    of them (a colour pack with a few grayscale images was built for another dataset). MXNet would
+    convert the images silently."""
     found = sample_channels(prefix) if shapes is None else counts_of_channels(shapes)
-    if not found or channels in found or (channels == 3 and 4 in found):
+    if not found:
+        return
+    if channels == 1 and 2 * found.get(1, 0) >= sum(found.values()):
+        return                      # (a grayscale dataset: most images grayscale; a colour pack with a few is not)
+    if channels == 3 and (3 in found or 4 in found):
         return
     kinds = ['%d-channel (%s)' % (c, CHANNEL_NAMES.get(c, '?')) for c in sorted(found)]
     kinds = 'all ' + kinds[0] if len(kinds) == 1 else ', '.join('%d %s' % (found[c], k)

@@ -518,6 +518,16 @@ def test_pack_channels_must_match_the_dataset(tmp_path):
         DataSource(config(colour, 'fashion_mnist', num_classes=2))
     DataSource(config(gray, 'fashion_mnist', num_classes=2, image_size=12))   # (12x12 images are not enlarged)
     DataSource(config(colour, 'imagenet', num_classes=2))
+    # (#18's seventeenth trial) a colour pack with a few grayscale images is no grayscale pack either
+    mixed = tmp_path / 'mixed'
+    mixed.mkdir()
+    for s in ('train', 'val'):
+        images = [rng.randint(0, 255, (12, 12, 3)).astype(np.uint8) for _ in range(36)] + \
+            [rng.randint(0, 255, (12, 12)).astype(np.uint8) for _ in range(4)]
+        pack.write_records(str(mixed / s), png_records(images), progress=False)
+    with pytest.raises(DataError, match=r'dataset=fashion_mnist expects 1-channel .*set dataset=imagenet'):
+        DataSource(config(mixed, 'fashion_mnist', num_classes=2, image_size=12))
+    DataSource(config(mixed, 'imagenet', num_classes=2))
 
 
 def test_small_images_are_never_seen_differently_in_training_and_validation(tmp_path):
