@@ -11,6 +11,7 @@ both are complete (on any error or Ctrl-C, --out is unchanged).
     python -m data.fashion_mnist --out datasets/fashion_mnist
 """
 import gzip
+import json
 import logging
 import os
 import struct
@@ -142,6 +143,11 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
             raise PackError('%s already holds a Fashion-MNIST pack of %d training images, not the %d of --per-class '
                             '%d: choose another --out (or remove that pack first)' % (out, have, 10 * per_class,
                                                                                     per_class))
+        built = _built_with(out)
+        if not per_class and built.get('per_class'):
+            raise PackError('%s already holds a Fashion-MNIST subset of %d training images (--per-class %d), not the '
+                            'whole training set: give --per-class %d to use it, or another --out for the whole set'
+                            % (out, have, built['per_class'], built['per_class']))
         return 'present'
     folder = find_source(source, out)
     if folder is None and source:
@@ -167,7 +173,22 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
                 images, labels = subset(images, labels, per_class)
             pack_arrays(images, labels, os.path.join(stage, split), progress=progress)
         write_classes(os.path.join(stage, 'classes.txt'), CLASSES)
+        with open(os.path.join(stage, BUILT), 'w') as f:
+            json.dump({'per_class': per_class}, f)
     return 'packed'
+
+
+BUILT = 'fashion_mnist.json'        # OUT/fashion_mnist.json: how the pack there was built ({"per_class": k or null})
+
+
+def _built_with(out):
+    """What OUT/fashion_mnist.json says of the pack there ({} for a pack built before it was written)."""
+    try:
+        with open(os.path.join(out, BUILT)) as f:
+            said = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return said if isinstance(said, dict) else {}
 
 
 def main(argv=None):

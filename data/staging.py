@@ -11,7 +11,8 @@ from .packfile import PackError
 
 LOG = logging.getLogger('pack')
 SPLITS = ('train', 'val')
-PACK_FILES = ['classes.txt'] + [s + e for s in SPLITS for e in ('.lst', '.rec', '.idx', '.decoded.json')]
+PACK_FILES = ['classes.txt', 'fashion_mnist.json'] + [s + e for s in SPLITS for e in ('.lst', '.rec', '.idx',
+                                                                                         '.decoded.json')]
 
 
 def check_out_dir(out_dir):

@@ -226,6 +226,15 @@ def test_fashion_mnist_subset_over_a_pack_of_another_size(fmnist_source, tmp_pat
     assert code == 2 and 'already holds a Fashion-MNIST pack of 20 training images, not the 10 of --per-class 1' in err
     assert files(out) == before
     assert cli(fashion_mnist.main, argv + ['--per-class', '2'], capsys)[0] == 0  # the same 20: present
+    # (#18's seventeenth trial) a --per-class subset asked for as the whole set: refused, not 'present'
+    sub = tmp_path / 'sub'
+    assert cli(fashion_mnist.main, ['--out', str(sub), '--source', str(fmnist_source), '--no-download',
+                                    '--per-class', '1'], capsys)[0] == 0
+    before = files(sub)
+    code, err = cli(fashion_mnist.main, ['--out', str(sub), '--source', str(fmnist_source), '--no-download'], capsys)
+    assert code == 2 and 'already holds a Fashion-MNIST subset of 10 training images (--per-class 1), not the ' \
+        'whole training set' in err, err
+    assert files(sub) == before
 
 
 def test_fashion_mnist_per_class_above_a_class_size_is_refused(fmnist_source, tmp_path, capsys):
