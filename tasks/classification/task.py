@@ -21,7 +21,7 @@ from mxnet import autograd, gluon, nd
 import symbols
 from config import warnings_of
 from core.errors import TrainingError
-from core.health import logit_warning
+from core.health import logit_warning, loss_warning
 from core.task import Task
 from data import DataSource, class_names
 from data.device import device_inputs, on_gpu
@@ -366,6 +366,8 @@ class ClassificationTask(Task):
     def evaluate(self):
         val = self.validate(self.student)
         warning = logit_warning(val.get('max_logit', 0.0), 'the student (validation of epoch %d)' % (self.epoch + 1))
+        # (or its training cross-entropy: far beyond ln(classes) once logits have blown up in training)
+        warning = warning or loss_warning({'ce': self.running.read().get('ce', 0.0)}, 'epoch %d' % (self.epoch + 1))
         if warning and not self.warned_logits:       # once a run: it stays so until the run is fixed
             LOG.warning('%s', warning)
             self.warned_logits = True
