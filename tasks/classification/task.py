@@ -246,10 +246,12 @@ class ClassificationTask(Task):
         now = (getattr(self.teacher, 'trained_with', None) or {}).get('params_crc32')
         saved_teacher = (meta.get('config') or {}).get('teacher_prefix')
         from config.checks import same_run
-        if cfg.kt and was is not None and now is not None and was != now and (
-                not isinstance(saved_teacher, str) or not cfg.teacher_prefix or same_run(saved_teacher,
-                                                                                         cfg.teacher_prefix)):
-            # (another teacher_prefix than the checkpoint's: the engine's warning of changed keys says that)
+        same_teacher = (not isinstance(saved_teacher, str) or not cfg.teacher_prefix or same_run(
+            saved_teacher, cfg.teacher_prefix)) and (meta.get('config') or {}).get('teacher_epoch',
+                                                                                   cfg.get('teacher_epoch')) == \
+            cfg.get('teacher_epoch')
+        if cfg.kt and was is not None and now is not None and was != now and same_teacher:
+            # (another teacher_prefix or teacher_epoch than the checkpoint's: the warning of changed keys says so)
             LOG.warning('the teacher %s is not the one epochs 1..%d of run %r were distilled from: its parameters '
                         'changed since (retrained or replaced under the same name); the later epochs learn from the '
                         'new one', self.teacher_desc, epoch, cfg.model_load_prefix)
