@@ -350,7 +350,7 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     schema.check_together(cfg, at, **options)
     check_engine_keys(cfg, at)
     cfg.source = origin if saved is not None else describe_source(chain, schema.listing)
-    cfg.notes = unused_transfer_keys(cfg, [k for k, w in where.items() if w == 'the command line'])
+    cfg.notes = transfer_notes(cfg, [k for k, w in where.items() if w == 'the command line'])
     return cfg
 
 
@@ -359,11 +359,30 @@ TRANSFER_KEYS = ('kt_type', 'kt_weight', 'kt_layer_weight', 'kt_warmup_epochs', 
                  'teacher_symbol', 'student_symbol', 'teacher_network', 'teacher_source')
 
 
-def unused_transfer_keys(cfg, given):
-    """Warnings for distillation keys `given` on the command line that the run does not use: any of
-    them with kt=false, and a method's option when kt_type does not name the method."""
+def transfer_notes(cfg, given):
+    """Warnings of a run's distillation settings, in any task: keys `given` on the command line that
+    the run does not use (any of them with kt=false, a method's option when kt_type does not name the
+    method, taps beside logit-only methods), and a method's weight warm-up longer than the run."""
     if 'kt' not in cfg:
         return []
+    return _unused_transfer_keys(cfg, given) + (_long_warmups(cfg) if cfg.kt and cfg.get('plan') else [])
+
+
+def _long_warmups(cfg):
+    from symbols.transfer import METHODS, warmup_epochs
+    out = []
+    for entry in cfg.plan:
+        if entry['method'] not in METHODS:
+            continue
+        w = warmup_epochs(entry['method'], cfg.kt_warmup_epochs)
+        if w > cfg.num_epoch:
+            out.append('%s warms its weight up over %g epochs (x min((epoch+1)/%g, 1)) but num_epoch=%d: it reaches '
+                       'at most %.0f%% of its kt_weight %g in this run; set kt_warmup_epochs to a part of the run'
+                       % (entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w, entry['weight']))
+    return out
+
+
+def _unused_transfer_keys(cfg, given):
     from symbols.transfer import method_options, parse_kt_type
     owner = dict((o.name, m) for m, o in method_options())
     if not cfg.kt:

@@ -58,25 +58,14 @@ def _classes_listed(cfg):
 
 
 def warnings_of(cfg):
-    """Settings that are valid but probably not what was meant, one sentence each: a warm-up (of
-    the learning rate, or of a transfer method's weight) longer than the run."""
+    """Settings that are valid but probably not what was meant, one sentence each: a learning-rate
+    warm-up longer than the run, classes without training images."""
     out = []
     if cfg.warmup_epochs > cfg.num_epoch:
         out.append('warmup_epochs=%g is longer than the run (num_epoch=%d): the learning rate never reaches lr=%g '
                    '(at most %.3g); lower warmup_epochs or raise num_epoch'
                    % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
-    if cfg.kt:
-        from symbols.transfer import METHODS, warmup_epochs
-        for entry in cfg.plan:
-            if entry['method'] not in METHODS:
-                continue
-            w = warmup_epochs(entry['method'], cfg.kt_warmup_epochs)
-            if w > cfg.num_epoch:
-                out.append('%s warms its weight up over %g epochs (x min((epoch+1)/%g, 1)) but num_epoch=%d: it '
-                           'reaches at most %.0f%% of its kt_weight %g in this run; set kt_warmup_epochs to a '
-                           'part of the run' % (entry['method'], w, w, cfg.num_epoch, 100.0 * cfg.num_epoch / w,
-                                                entry['weight']))
-    out += _classes_without_images(cfg)
+    out += _classes_without_images(cfg)          # (a method's warm-up longer than the run: config.transfer_notes)
     return out
 
 

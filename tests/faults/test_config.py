@@ -106,15 +106,24 @@ def test_a_yaml_file_starts_from_the_schema_defaults_and_says_so(tmp_path):
 
 
 def test_a_warm_up_longer_than_the_run_is_a_warning():
-    assert warnings_of(cfg('warmup_epochs=2', 'num_epoch=2')) == []
-    (w,) = warnings_of(cfg('warmup_epochs=5', 'num_epoch=2'))
+    # (what a run starts with: its task's warnings and the configuration's notes, which every task's run logs)
+    def said(c):
+        return warnings_of(c) + c.notes
+    assert said(cfg('warmup_epochs=2', 'num_epoch=2')) == []
+    (w,) = said(cfg('warmup_epochs=5', 'num_epoch=2'))
     assert w.startswith('warmup_epochs=5 is longer than the run (num_epoch=2)') and 'lower warmup_epochs' in w
-    (w,) = warnings_of(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
-                           'num_epoch=2'))
+    (w,) = said(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
+                    'num_epoch=2'))
     assert 'dkd warms its weight up over 20 epochs' in w and 'at most 10% of its kt_weight' in w
     assert 'kt_warmup_epochs' in w
-    assert warnings_of(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
-                           'num_epoch=2', 'kt_warmup_epochs=2')) == []
+    assert said(cfg('kt_type=kd+dkd', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
+                    'num_epoch=2', 'kt_warmup_epochs=2')) == []
+    # (#18's seventeenth trial) in segmentation too, which had no such warning
+    from config.segmentation import load_segmentation_config
+    (w,) = load_segmentation_config('seg_voc_r18_deeplabv3plus', [
+        'kt=true', 'kt_type=dkd', 'kt_weight=null', 'teacher_prefix=model/x', 'teacher_symbol=logits',
+        'student_symbol=logits', 'num_epoch=1'], check=False).notes
+    assert 'dkd warms its weight up over 20 epochs' in w and 'at most 5% of its kt_weight' in w, w
 
 
 def test_num_classes_comes_from_the_data_and_a_disagreeing_one_is_refused(tmp_path):
@@ -542,7 +551,8 @@ def test_transfer_keys_the_run_does_not_use_are_warned_of():
     notes = cfg('kt_type=kd', 'dkd_t=3', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null').notes
     assert notes == ["dkd_t is an option of dkd, which kt_type 'kd' does not use: it has no effect (did you mean "
                      "kd_t?)"], notes
-    assert cfg('kt_type=kd+dkd', 'dkd_t=3', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null').notes == []
+    assert cfg('kt_type=kd+dkd', 'dkd_t=3', 'kt_weight=null', 'teacher_symbol=null', 'student_symbol=null',
+               'kt_warmup_epochs=0').notes == []
     assert cfg().notes == []                # (config/cfgs.py's own keys are the file's choice)
     # config/cfgs.py's taps (for kd+mmd) with kt_type=kd: kd reads the class scores
     assert cfg('kt_type=kd', 'kt_weight=null').notes == [
