@@ -595,3 +595,13 @@ def test_an_image_listed_twice_is_used_once_and_a_crop_far_beyond_the_images_is_
     assert said and 'crop_size=512 is more than twice' in said and '(64 x scale_max 2 = 128)' in said, said
     cfg['crop_size'] = 200
     assert crop_beyond_images(cfg, items) is None
+
+
+def test_a_teacher_that_finds_one_class_is_warned_of():
+    """#18's seventeenth trial: students were distilled from a teacher predicting background
+    everywhere (mIoU 30.61 %) without a word (classification warns of a teacher at chance)."""
+    from tasks.segmentation.task import one_class_teacher
+    said = one_class_teacher({'val_miou': 0.3061, 'iou_background': 0.918, 'iou_rect': 0.0, 'iou_disc': 0.0})
+    assert said and 'finds only background in its validation (mIoU 30.61%; IoU 0 for rect, disc)' in said, said
+    assert one_class_teacher({'val_miou': 0.6, 'iou_background': 0.9, 'iou_rect': 0.5, 'iou_disc': 0.4}) is None
+    assert one_class_teacher({'val_miou': 0.6}) is None                  # (an older checkpoint: no IoUs)

@@ -73,6 +73,20 @@ class _TrainSet(object):
         return crop, crop_mask, np.float32(self.order[position])
 
 
+def one_class_teacher(meta):
+    """The warning when a segmentation checkpoint's recorded validation (its metadata's iou_<class>)
+    finds at most one class (an IoU above 1 %): it predicts that class everywhere and teaches no
+    boundary; else None."""
+    ious = {k[len('iou_'):]: v for k, v in meta.items() if k.startswith('iou_') and isinstance(v, (int, float))}
+    found = [c for c, v in ious.items() if v == v and v > 0.01]
+    if len(ious) < 2 or len(found) > 1:
+        return None
+    return ('finds %s in its validation (mIoU %.2f%%; IoU 0 for %s): it predicts one class everywhere, and '
+            'distilling from it teaches no class boundary; train it further, or give another teacher'
+            % ('only %s' % found[0] if found else 'no class', 100 * meta.get('val_miou', 0.0),
+               ', '.join(c for c in ious if c not in found)))
+
+
 def crop_beyond_images(cfg, items, sample=20):
     """The warning when crop_size is more than twice the largest side of the first `sample` training
     images at the largest scale (most of every crop then is padding: ignored pixels, trained at the
@@ -222,6 +236,9 @@ class SegmentationTask(Task):
             return self._load_gluoncv_teacher(t_taps)
         tag = self.locate_teacher(cfg)[2]
         net, meta = load_network(cfg.teacher_prefix, tag, ctx, prefix='teacher_')
+        one = one_class_teacher(meta)
+        if one:
+            LOG.warning('the teacher %s %s', cfg.teacher_prefix, one)
         s = meta['segmentation']
         return _frozen_taps(net, t_taps), '%s (%s on %s, epoch %s)' % (cfg.teacher_prefix, s['head'], s['network'],
                                                                       meta.get('epoch'))
