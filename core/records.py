@@ -38,6 +38,15 @@ def _plain(value):
     raise TypeError('%r (%s) is not JSON serialisable' % (value, type(value).__name__))
 
 
+def _strict(record):
+    """`record` with its NaN and infinite numbers as None: strict JSON (null), which every JSON
+    reader takes (a class without pixels has no IoU); `read_records` reads them back as NaN."""
+    def plain(v):
+        v = v.item() if hasattr(v, 'item') and not isinstance(v, (list, dict)) else v
+        return None if isinstance(v, float) and (v != v or v in (float('inf'), float('-inf'))) else v
+    return {k: plain(v) for k, v in record.items()}
+
+
 def _why(e):
     code = getattr(e, 'errno', None)
     if code in (errno.ENOSPC, errno.EDQUOT):
@@ -57,7 +66,7 @@ def append_record(path, record):
     error) the file is truncated back to its previous size where possible and `RecordsError` (an
     OSError subclass whose `errno` is the cause's) is raised, naming the file. A record that cannot
     be serialised raises TypeError before the file is touched."""
-    line = json.dumps(record, default=_plain) + '\n'
+    line = json.dumps(_strict(record), default=_plain, allow_nan=False) + '\n'
     folder = os.path.dirname(path)
     fd, size = None, None
     try:
@@ -118,6 +127,7 @@ def read_records(path):
         if not (isinstance(rec, dict) and isinstance(rec.get('epoch'), int) and not isinstance(rec['epoch'], bool)):
             damaged.append(n)
             continue
+        rec.update((k, float('nan')) for k, v in list(rec.items()) if _measured(k) and v is None)   # (not measured)
         bad = [k for k, v in rec.items() if _measured(k) and (not isinstance(v, (int, float)) or isinstance(v, bool))]
         if bad:
             wrong.append('%d (%s=%r)' % (n, bad[0], rec[bad[0]]))

@@ -147,3 +147,18 @@ def test_an_epoch_recorded_twice_is_said(tmp_path, caplog):
     assert read_records(str(path))[-1]['val_top1'] == 0.99
     said = [r.getMessage() for r in damaged_warnings(caplog)]
     assert len(said) == 1 and 'epoch(s) 2 recorded more than once (again at line(s) 3' in said[0], said
+
+
+def test_a_value_that_is_not_a_number_is_written_as_strict_json(tmp_path):
+    """#18's seventeenth trial: a segmentation record held bare NaN (a class without pixels has no
+    IoU), which strict JSON readers (node's JSON.parse) refuse; it is null now, read back as NaN."""
+    import json
+    import math
+    path = str(tmp_path / 'r.jsonl')
+    import numpy as np
+    append_record(path, {'epoch': 0, 'val_miou': 0.5, 'iou_bird': float('nan'), 'val_top1': np.float32('inf')})
+    line = open(path).read()
+    strict = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert strict['iou_bird'] is None and strict['val_top1'] is None, line
+    rec, = read_records(path)
+    assert math.isnan(rec['iou_bird']) and math.isnan(rec['val_top1']) and rec['val_miou'] == 0.5
