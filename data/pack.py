@@ -116,7 +116,7 @@ def _nested_message(root, classes, inner):
 def read_label_file(path, root, classes, skip_unlisted=False):
     """Entries (name, label) of the flat folder `root` labelled by the file `path`: lines
     '<file name> <label>' (the label is the last field, so names may hold spaces; a class index
-    or a class folder name). Every image exists and is listed once, every label is a class, else
+    or a class folder name, which may hold spaces too; or '<file name><TAB><label>'). Every image exists and is listed once, every label is a class, else
     PackError naming the line; every image of `root` is listed, else PackError naming them (a
     warning with `skip_unlisted`)."""
     if not os.path.isfile(path):
@@ -124,10 +124,16 @@ def read_label_file(path, root, classes, skip_unlisted=False):
     if not os.path.isdir(root):
         raise PackError('validation folder %s %s' % (root, _not_a_folder(root)))
     index = {c: i for i, c in enumerate(classes)}
+    spaced = sorted((c for c in classes if len(c.split()) > 1), key=len, reverse=True)
     entries, seen = [], {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
-            parts = line.strip().rsplit(None, 1)
+            text = line.strip()
+            if '\t' in text:                              # name<TAB>label: either may hold spaces
+                parts = [p.strip() for p in text.rsplit('\t', 1)]
+            else:                                         # a class name with spaces ends the line whole
+                end = next((c for c in spaced if text.endswith(c) and text[:-len(c)][-1:].isspace()), None)
+                parts = [text[:-len(end)].strip(), end] if end else text.rsplit(None, 1)
             if not parts:
                 continue
             if len(parts) < 2:
@@ -143,8 +149,11 @@ def read_label_file(path, root, classes, skip_unlisted=False):
                 try:
                     label = int(label)
                 except ValueError:
-                    raise PackError('%s line %d: label %r is neither a class index nor a class folder name'
-                                    % (path, n, label))
+                    raise PackError('%s line %d: label %r is neither a class index nor a class folder name (the '
+                                    'classes: %s); give the class index, or separate the file name from the label '
+                                    'with a tab' % (path, n, label, ', '.join('%d %s' % (i, c) for i, c in
+                                                                              enumerate(classes[:10]))
+                                                    + (', ...' if len(classes) > 10 else '')))
             if not 0 <= label < len(classes):
                 raise PackError('%s line %d: label %d is out of range for %d classes' % (path, n, label,
                                                                                        len(classes)))

@@ -851,3 +851,27 @@ def test_skipped_and_left_out_files_are_named_and_fashion_mnist_never_replaces_a
     err = capsys.readouterr().err
     assert 'already holds a pack of other classes (class_a, class_b), not Fashion-MNIST' in err, err
     assert files(out) == before
+
+
+def test_val_labels_name_a_class_with_a_space_in_its_name(tmp_path, capsys):
+    """#18's seventeenth trial: a class folder 'dog house' could not be named in --val-labels (only
+    the last field was read as the label), and the error did not say to give its index."""
+    root = tmp_path / 'photos'
+    make_jpeg_tree(str(root / 'train'), classes=2, per_class=4)
+    os.rename(str(root / 'train' / 'class_b'), str(root / 'train' / 'dog house'))
+    val = root / 'valflat'
+    val.mkdir()
+    for k, cls in enumerate(('class_a', 'dog house')):
+        image = sorted(os.listdir(str(root / 'train' / cls)))[0]
+        shutil.copy(str(root / 'train' / cls / image), str(val / ('v %d.jpg' % k)))
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('v 0.jpg class_a\nv 1.jpg dog house\n')
+    argv = ['--train', str(root / 'train'), '--val', str(val), '--val-labels', str(labels)]
+    assert cli(pack.main, argv + ['--out', str(tmp_path / 'o1')], capsys)[0] == 0
+    assert [l.split('\t')[1] for l in open(str(tmp_path / 'o1' / 'val.lst'))] == ['0.000000', '1.000000']
+    labels.write_text('v 0.jpg\tclass_a\nv 1.jpg\tdog house\n')                       # tab-separated
+    assert cli(pack.main, argv + ['--out', str(tmp_path / 'o2')], capsys)[0] == 0
+    labels.write_text('v 0.jpg class_a\nv 1.jpg house\n')
+    code, err = cli(pack.main, argv + ['--out', str(tmp_path / 'o3')], capsys)
+    assert code == 2 and "label 'house' is neither a class index nor a class folder name (the classes: 0 class_a, " \
+        "1 dog house); give the class index" in err, err
