@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train what a config names: a classification student, with or without a teacher and transfer
-losses (config/cfgs.py, the classification presets), or a Faster R-CNN detector on VOC (the voc_*
-presets, or any config with task: detection).
+losses (config/cfgs.py, the classification presets), a Faster R-CNN detector on VOC (the voc_*
+presets, or any config with task: detection), or a DeepLab segmentation network (the seg_* presets,
+or any config with task: segmentation); each distilled from a teacher of its task if kt=true.
 
     python train.py                                  # config/cfgs.py
     python train.py --cfg config/presets/cifar10_kd_nst.yaml lr=0.05 gpu_list=[0,1]
@@ -10,9 +11,10 @@ presets, or any config with task: detection).
 
 Exit status: 0 on success, 2 for a configuration or data problem (the message
 names it), 3 when training stopped on a NaN/Inf loss or parameters, 130 on
-Ctrl-C (finished epochs stay checkpointed; resume with retrain=true
-model_load_epoch=-1). A run name that already has checkpoints is refused
-unless the run is resumed or overwrite=true moves the old run aside.
+Ctrl-C, 143 on SIGTERM, 129 on SIGHUP, 131 on SIGQUIT, 138 on SIGUSR1 (finished
+epochs stay checkpointed; resume with retrain=true model_load_epoch=-1). A run
+name that already has checkpoints is refused unless the run is resumed or
+overwrite=true moves the old run aside.
 """
 import argparse
 import shlex
