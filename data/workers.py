@@ -12,13 +12,31 @@ that a killed worker may hold. Here instead:
   forks a replacement;
 - the workers are stopped with SIGKILL and reaped, never joined blindly, when the loader is
   collected, when the pool is terminated (a worker's error), or at exit: the pool's own teardown
-  is cancelled.
+  is cancelled; the connection error multiprocessing's resource sharer thread reports when a
+  worker dies while fetching a batch is not printed as a traceback.
 """
 import multiprocessing.pool
 import signal
 import weakref
 
 from mxnet import gluon
+
+
+def _quiet_resource_sharer(hook):
+    """sys.excepthook that passes over the connection error multiprocessing's resource sharer (the
+    thread that hands shared-memory batches to the workers) reports when a worker is killed while
+    connecting to it (a stop of the run, `stop_pool`): the run says why it stopped; a traceback of
+    that thread would only hide it."""
+    import traceback
+
+    def quiet(etype, value, tb):
+        if issubclass(etype, (ConnectionError, EOFError)) and any(
+                frame.f_code.co_name == '_serve' and 'resource_sharer' in frame.f_code.co_filename
+                for frame, _ in traceback.walk_tb(tb)):
+            return
+        hook(etype, value, tb)
+    quiet.quiets_resource_sharer = True
+    return quiet
 
 
 def stop_pool(pool):
@@ -40,6 +58,9 @@ class WorkerLoader(gluon.data.DataLoader):
     by `stop_pool` (see the module doc); the same arguments."""
 
     def __init__(self, dataset, *args, **kwargs):
+        import sys
+        if not getattr(sys.excepthook, 'quiets_resource_sharer', False):
+            sys.excepthook = _quiet_resource_sharer(sys.excepthook)
         held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
         try:                                         # the workers are forked here, inheriting SIG_IGN
             super(WorkerLoader, self).__init__(dataset, *args, **kwargs)

@@ -619,3 +619,23 @@ def test_input_pipeline_benchmark_measures_every_method_side_by_side(tmp_path):
                          (['--rounds', '0'], '--rounds must be at least 1')):
         r = subprocess.run(cmd + bad, cwd=root, capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
+
+
+def test_a_worker_killed_while_fetching_from_the_resource_sharer_prints_no_traceback(capsys):
+    """The SIGINT-to-the-process-group test saw multiprocessing's resource sharer thread print a
+    ConnectionResetError traceback once (a worker killed in its handshake); WorkerLoader installs
+    an excepthook that passes over exactly that, and hands anything else on."""
+    import sys
+    from data.workers import _quiet_resource_sharer
+    seen = []
+    hook = _quiet_resource_sharer(lambda *exc: seen.append(exc[0]))
+
+    def _serve():                                     # (named as the sharer's thread function)
+        raise ConnectionResetError(104, 'Connection reset by peer')
+    _serve.__code__ = _serve.__code__.replace(co_filename='/usr/lib/python3/multiprocessing/resource_sharer.py')
+    for fn, kind in ((_serve, ConnectionResetError), (lambda: 1 / 0, ZeroDivisionError)):
+        try:
+            fn()
+        except Exception:
+            hook(*sys.exc_info())
+    assert seen == [ZeroDivisionError]
