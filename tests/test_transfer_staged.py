@@ -230,3 +230,18 @@ def test_registry_declares_the_staged_methods():
     assert T.stage_settings(stage, {'ft_init_epochs': 2, 'ft_init_lr': None}) == (2, 0.01)
     assert T.stage_settings(T.METHODS['ab'].stages[0], {'ab_init_lr': 0.2}) == (30, 0.2)
     assert T.parse_kt_type('ab+mmd') == ['ab', 'mmd'] and T.parse_kt_type('kd+ft') == ['kd', 'ft']
+
+
+def test_ab_heads_take_maps_of_any_size_once_built():
+    """A detector's maps change size with each image (its aspect ratio): AB's connectors depend on
+    the channels and their kind (identity, down, up, a 1x1 'valid' between equal sizes), not on the
+    sizes; only a 'valid' kernel from other sizes fixes them. (Found by the review of #20's AB in
+    detection: heads built on a square image refused the first non-square one.)"""
+    loss = T.ABLoss()
+    loss.build((8, 12, 12), (16, 6, 6), (4, 6, 6), (8, 6, 6))         # down; 'valid' 1x1 (other channels)
+    loss.initialize()
+    out = loss(nd.random.normal(shape=(2, 8, 12, 16)), nd.random.normal(shape=(2, 16, 6, 8)),     # the student's,
+               nd.random.normal(shape=(2, 4, 6, 8)), nd.random.normal(shape=(2, 8, 6, 8)))       # the teacher's
+    assert out.shape == (2,) and np.isfinite(out.asnumpy()).all()
+    with pytest.raises(T.PairingError, match='AB heads were built for inputs with channels'):      # (other channels)
+        loss(nd.zeros((2, 8, 12, 12)), nd.zeros((2, 16, 6, 6)), nd.zeros((2, 4, 6, 6)), nd.zeros((2, 6, 6, 6)))

@@ -110,13 +110,16 @@ class ABLoss(HeadLoss):
         if len(shapes) % 2 or n < 1 or any(len(s) != 3 for s in shapes):
             raise PairingError('AB takes the student\'s pre-ReLU maps 1..n then the teacher\'s 1..n, each '
                                '(B, C, H, W); got per-sample shapes %s' % (shapes,))
-        pairs = tuple((tuple(s), tuple(t)) for s, t in zip(shapes[:n], shapes[n:]))
-        self._kinds = [ab_connector_kind(s, t) for s, t in pairs]
-        self._check_built('AB', pairs)
+        kinds = [ab_connector_kind(s, t) for s, t in zip(shapes[:n], shapes[n:])]
+        # what the connectors depend on: the channels, the kind and a 'valid' kernel, not the map sizes
+        # themselves (a detector's images, and so its maps, change size from image to image)
+        signature = tuple((s[0], t[0], kind, (1 + s[1] - t[1], 1 + s[2] - t[2]) if kind == 'valid' else None)
+                          for s, t, kind in zip(shapes[:n], shapes[n:], kinds))
+        self._check_built('AB', signature)
+        self._kinds = kinds
 
     def _build(self, shapes):
-        for i, ((cs, hs, ws), (ct, ht, wt)) in enumerate(self._signature):
-            kind = self._kinds[i]
+        for i, (cs, ct, kind, kernel) in enumerate(self._signature):
             if kind is None:
                 continue
             if kind == 'down':
@@ -124,7 +127,7 @@ class ABLoss(HeadLoss):
             elif kind == 'up':
                 conv = _torch_conv(ct, 4, cs, strides=2, padding=1, transpose=True)
             else:
-                conv = _torch_conv(ct, (1 + hs - ht, 1 + ws - wt), cs)
+                conv = _torch_conv(ct, kernel, cs)
             setattr(self, 'connector%d' % i, _ConvBN(conv, ct, prefix='connector%d_' % i))
 
     def finish_stage(self, name):
