@@ -161,14 +161,17 @@ _FIELDS = [
     SCHEMA_FIELDS['kt']._replace(doc='distil the detector from a Faster R-CNN teacher (teacher_prefix) besides its own '
                                  'losses (false: the plain recipe)'),
     SCHEMA_FIELDS['kt_type']._replace(default='kd', doc="'+'-joined methods on the detectors' taps (features: "
-                                      "the stride-16 map; rcnn_logits: the class scores of the student's RoIs): "
-                                      'logit methods kd, dist and feature methods fitnet, at, mmd, cwd, vid, ...'),
+                                      "the stride-16 map; the backbone's taps up to it by name, e.g. layer2, "
+                                      "layer3_pre; rcnn_logits: the class scores of the student's RoIs): logit "
+                                      'methods kd, dist, dkd, map methods fitnet, at, mmd, cwd, vid, ofd, fsp, kdsvd, '
+                                      'reviewkd, ab, ...'),
     SCHEMA_FIELDS['kt_weight'], SCHEMA_FIELDS['kt_layer_weight'], SCHEMA_FIELDS['kt_warmup_epochs'],
     SCHEMA_FIELDS['teacher_prefix']._replace(doc='the teacher: a Faster R-CNN run of this project (model_dir/RUN) '
                                              'with the same classes'),
     SCHEMA_FIELDS['teacher_epoch']._replace(doc="the teacher run's epoch; -1: its best"),
-    SCHEMA_FIELDS['teacher_symbol']._replace(doc='teacher taps per method (features or rcnn_logits; null for the '
-                                             'logit methods), in the forms classification takes'),
+    SCHEMA_FIELDS['teacher_symbol']._replace(doc="teacher taps per method (features, rcnn_logits or the teacher "
+                                             "backbone's taps by name; null for the logit methods), in the forms "
+                                             'classification takes'),
     SCHEMA_FIELDS['student_symbol']._replace(doc='student taps per method, as teacher_symbol'),
 ]
 # detection's keys and the registered methods' options (read when looked up)

@@ -96,7 +96,8 @@ def append_record(path, record):
 
 def _measured(key):
     """Whether record key `key` holds a measurement, a number (val_top1, train_kd, lr, ...)."""
-    return key.startswith(('val_', 'train_', 'best_', 'iou_')) or key in ('lr', 'time', 'speed', 'steps', 'images')
+    return key.startswith(('val_', 'train_', 'best_', 'iou_', 'ap_')) or key in ('lr', 'time', 'speed', 'steps',
+                                                                                 'images')
 
 
 def read_records(path):

@@ -47,7 +47,8 @@ class TinyDet(HybridBlock):
     behind and make the test mAP jump between epochs). `s8_pre` is a tap inside a stage (the
     pre-ReLU output OFD reads)."""
     TAPS = OrderedDict([('s2', 'features.0'), ('s4', 'features.1'), ('s8', 'features.2'), ('s16', 'features.3'),
-                        ('s32', 'features.4'), ('s8_pre', 'features.2.4')])     # (s8_pre: s8's last BatchNorm)
+                        ('s32', 'features.4'), ('s8_pre', 'features.2.4'),      # (s8_pre: s8's last BatchNorm,
+                        ('s8_mid', 'features.2.1')])                            # s8_mid: its first)
     DETECTION_SPLIT = ('s16', 's32', 's2')
 
     def __init__(self, num_classes, in_channels=3, width=16, norm='batch', **kwargs):
@@ -1024,14 +1025,20 @@ def test_a_detector_distils_on_the_backbone_stages_of_both_detectors(voc, tmp_pa
            'taps' in err, err
     losses = [float(v) for v in re.findall(r'stage ab_init epoch \d/3: loss ([0-9.e+-]+)', err)]
     assert len(losses) == 3 and losses[2] < losses[0], losses
+    # a tap inside a stage: the stage trains what the tap depends on, not the layers after it (s8_mid: s2, s4
+    # whole, and s8's first convolution and BatchNorm: 12 + 3 arrays; the rest of s8 would get no gradient)
+    code, _, err = run_cli(small(voc, tmp, 'model_prefix=abmid', 'freeze=false', 'epoch_size=2', 'num_val=2',
+                                 'num_epoch=1', *(kt[:2] + ['kt_type=ab', 'kt_weight=1', 'teacher_symbol=[s4,s8_mid]',
+                                                            'student_symbol=[s4,s8_mid]', 'ab_init_epochs=1'])), capsys)
+    assert code == 0 and 'training 15 parameter arrays (the student up to its taps' in err, err
     other = os.path.join(tmp, 'other')
     for extra, pattern in (
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=s8', 'student_symbol=stage3'],
              r"student_symbol .*'stage3' is not a tap of a Faster R-CNN on tinydet; its taps are features, "
-             r"rcnn_logits, s2, s4, s8, s8_pre, s16"),
+             r"rcnn_logits, s2, s4, s8, s8_pre, s8_mid, s16"),
             (['kt_type=at', 'kt_weight=1', 'teacher_symbol=stage3', 'student_symbol=s8'],
              r"teacher_symbol: 'stage3' is not a tap of the teacher .*teacher; its taps are features, rcnn_logits, "
-             r"s2, s4, s8, s8_pre, s16"),
+             r"s2, s4, s8, s8_pre, s8_mid, s16"),
             (['kt_type=fsp', 'kt_weight=1', 'teacher_symbol=[[[s4,rcnn_logits]]]',
               'student_symbol=[[[s4,s8]]]'], r"rcnn_logits\) are compared with the teacher's, maps with maps")):
         argv = small(voc, other, 'model_prefix=x', 'epoch_size=2', 'num_val=2', 'num_epoch=1', *(kt[:2] + extra))

@@ -355,25 +355,22 @@ class DetectionTask(Task):
         return losses, None
 
     def _stage_student_parameters(self, m, stage):
-        """The student's backbone parameters up to method m's taps: every step of `features` up to the
-        last one that holds one of them (the RPN and the heads do not train in the stage)."""
-        from symbols.taps import resolve_tap
-        parts, steps = self.net.backbone_parts, list(self.net.features._children.values())
-
-        def holds(block, target):
-            return block is target or any(holds(c, target) for c in block._children.values())
-        last = 0
+        """The student's backbone parameters that method m's taps depend on (traced on the backbone
+        network's graph, as classification's stages do: not the layers after a tap inside a stage, nor
+        the RPN and the heads); a legacy backbone (no network to trace): all of `features`."""
+        import mxnet as mx
+        from symbols.taps import with_taps
+        parts = self.net.backbone_parts
+        taps = []
         for s, _ in self.cfg.plan[m]['pairs']:
             for tap in (s if isinstance(s, tuple) else (s,)):
-                if tap == 'features':
-                    last = len(steps) - 1
-                    continue
-                block = resolve_tap(parts.network, tap)[0]
-                last = max(last, next(i for i, step in enumerate(steps) if holds(step, block)))
-        params = {}
-        for step in steps[:last + 1]:
-            params.update(step.collect_params())
-        return params
+                taps.append(parts.split.stride16 if tap == 'features' else tap)
+        if parts.network is None:
+            return dict(self.net.features.collect_params().items())
+        outs = with_taps(parts.network, list(dict.fromkeys(taps)))(mx.sym.var('data'))
+        used = mx.sym.Group(list(outs[1:]))
+        names = set(used.list_arguments()) | set(used.list_auxiliary_states())
+        return {p.name: p for p in self.net.features.collect_params().values() if p.name in names}
 
     def after_step(self, step, out):
         terms, outs, idxs = out
