@@ -137,6 +137,14 @@ def main(argv=None):
 
     from config import task_of
     from core.errors import ConfigError, Diverged, RunError, UserError
+    import importlib.util
+    missing = [m for m in ('numpy', 'mxnet') if importlib.util.find_spec(m) is None]
+    if missing:                               # (a bare `python` without the project's packages, e.g. in a launch)
+        print('error: %s not installed for %s: run train.py with the project\'s interpreter, e.g. '
+              '.venv/bin/python train.py (bash init.sh makes it)' % (' and '.join(missing) + (' are' if len(missing) > 1
+                                                                                          else ' is'), sys.executable),
+              file=sys.stderr)
+        return 2
     import tasks
     try:
         task = task_of(args.cfg, args.overrides)      # classification, or detection for the voc_* presets

@@ -209,3 +209,12 @@ def test_a_worker_that_dies_stops_the_whole_job(uneven):
     assert 'error: worker 1 of 2 (pid %d) was killed by signal 9' % worker in err, err[-2000:]
     time.sleep(0.5)
     assert _processes_with(marker) == []
+
+
+def test_a_resume_under_a_parameter_server_job_is_refused_not_aborted(monkeypatch):
+    """#18's eighteenth trial: resuming a dist_sync run aborted its parameter server ('init 4 first',
+    SIGABRT); until that is found, a worker refuses the resume with the ways that work."""
+    monkeypatch.setenv('DMLC_ROLE', 'worker')
+    with pytest.raises(ConfigError, match='resuming under a parameter-server job is not supported yet .*kv_store=device'):
+        load_config(None, ['kv_store=dist_sync', 'retrain=true', 'model_load_epoch=-1'], check_data=False)
+    load_config(None, ['kv_store=dist_sync'], check_data=False)

@@ -39,3 +39,13 @@ def test_a_stale_virtual_env_is_named(tmp_path):
     r = init_sh(['--deps'], VIRTUAL_ENV=str(tmp_path / 'gone'))
     assert r.returncode == 2 and 'VIRTUAL_ENV=%s names no virtual environment' % (tmp_path / 'gone') in r.stderr
     assert "unset VIRTUAL_ENV" in r.stderr
+
+
+def test_train_py_under_an_interpreter_without_the_packages_is_one_line():
+    """#18's eighteenth trial: `tools.launch ... python train.py` with a bare `python` (no mxnet) printed a
+    ModuleNotFoundError traceback from each process; it is one line naming the interpreter to use."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, '-S', 'train.py'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    assert 'mxnet are not installed for' in r.stderr and '.venv/bin/python train.py' in r.stderr, r.stderr
