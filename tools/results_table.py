@@ -92,6 +92,21 @@ def misnamed_runs(names, runs, prefix):
     return out
 
 
+def _refuse_other_file(out):
+    """UsageError when `out` exists and is not a table of this tool (its first line the header of a
+    classification or segmentation table): --out would replace another file, e.g. a README."""
+    try:
+        with open(out, encoding='utf-8', errors='replace') as f:
+            first = f.readline()
+    except FileNotFoundError:
+        return
+    except OSError:
+        return                              # (cli.output_path has said what is wrong with the place)
+    if first.strip() and not first.startswith('| method |'):
+        raise cli.UsageError('--out %s is a file this tool did not write (its first line: %r): give another --out, or '
+                             'move that file away first' % (out, first.strip()[:60]))
+
+
 def fmt(values):
     values = np.asarray(values, dtype=float)
     if len(values) == 1:
@@ -184,6 +199,7 @@ def main(argv=None):
                              '--records and --prefix)' % args.runs[0])
     if args.out:
         cli.output_path(args.out, example='table.md')
+        _refuse_other_file(args.out)
     found = find_runs(args.records)
     # (the record key each task scores, its name, and how to ask for the other task's table)
     score, word = ('val_miou', 'mIoU') if args.task == 'segmentation' else ('val_top1', 'top-1')

@@ -1215,3 +1215,17 @@ def test_results_table_names_runs_of_the_other_task_and_runs_still_training(tmp_
     assert plot_curves.main(['--records', str(rec), '--prefix', 'p_', '--methods', 'kd', 'kd',
                              '--out', _os.path.join(str(tmp_path), 'c.png')]) == 0
     assert '1 method drawn' in capsys.readouterr().out
+
+
+def test_results_table_never_writes_over_a_file_it_did_not_write(tmp_path, capsys):
+    """#18's eighteenth trial: `--out rd.md`, a copy of README.md, was replaced by a 5-line table."""
+    rec = tmp_path / 'records'
+    write_records(rec, 'repro_kd_s0')
+    readme = tmp_path / 'rd.md'
+    readme.write_text('# NST-Gluon\n\nthe front page\n')
+    code, _, err = run_tool(results_table.main, ['--records', str(rec), '--out', str(readme)], capsys)
+    one_error(code, err, '--out %s is a file this tool did not write' % readme, "'# NST-Gluon'")
+    assert readme.read_text() == '# NST-Gluon\n\nthe front page\n'
+    table = tmp_path / 'table.md'
+    assert run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)[0] == 0
+    assert run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)[0] == 0   # its own: again
