@@ -434,6 +434,8 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
         return None
     # what the run derived or did (a resume) is not part of its configuration here
     values = {k: v for k, v in saved.items() if k not in DERIVED}
+    if str(values.get('kv_store', '')).startswith('dist') or values.get('kv_store') == 'horovod':
+        values['kv_store'] = 'device'     # (a run of a distributed job, read here by one process: a tool, a branch)
     started_in = meta.get('cwd')
     for key in PATH_KEYS:                           # relative to the folder the run was started in
         value = values.get(key)

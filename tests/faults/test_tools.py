@@ -1229,3 +1229,18 @@ def test_results_table_never_writes_over_a_file_it_did_not_write(tmp_path, capsy
     table = tmp_path / 'table.md'
     assert run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)[0] == 0
     assert run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)[0] == 0   # its own: again
+
+
+def test_a_checkpoint_of_a_distributed_run_is_read_by_one_process(three_class_run, tmp_path, capsys):
+    """#18's eighteenth trial: tools.evaluate of a dist_sync run's checkpoint was refused ('needs a
+    distributed launch') until kv_store=device was added by hand."""
+    import shutil
+    model = tmp_path / 'model'
+    shutil.copytree(str(three_class_run / 'model'), str(model))
+    for name in os.listdir(str(model)):
+        if name.startswith('three-') and name.endswith('.json'):
+            meta = json.loads((model / name).read_text())
+            meta['config']['kv_store'] = 'dist_sync'
+            (model / name).write_text(json.dumps(meta))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three')], capsys)
+    assert code == 0 and 'on 6 images' in out, err
