@@ -126,7 +126,8 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
                 which = 'teacher_symbol' if not t_taps else 'student_symbol'
                 inputs = METHODS[method].inputs
                 shown = ('[["stage1", "stage2"]]' if inputs == 'fsp' else '["stage1", "stage2", "stage3"]'
-                         if inputs == 'layers' else '"%s"' % example)
+                         if inputs == 'layers' else '"pool"' if inputs == 'vector' and example == 'stage3_pre'
+                         else '"%s"' % example)      # (a vector method reads classification's pooled feature)
                 raise ConfigError('config key %s (%s) gives no taps for method %r of kt_type %r, e.g. %s = '
                                   '{%r: %s}' % (which, origin, method, cfg.kt_type, which, method, shown))
             if len(t_taps) != len(s_taps):

@@ -52,6 +52,11 @@ def _project_meta(cfg):
             raise TeacherError('teacher run %s has no checkpoint at teacher_epoch=%s: its epochs are %s; set '
                                'teacher_epoch to one of them, or -1 for its best' % (cfg.teacher_prefix,
                                                                                      cfg.teacher_epoch, have))
+        inside = os.path.join(cfg.model_dir, cfg.teacher_prefix)        # (the run's name alone: model/ left out)
+        if not os.path.dirname(cfg.teacher_prefix) and checkpoint.epochs(*os.path.split(inside)):
+            raise TeacherError('teacher_prefix=%s names no run here, but model_dir holds run %r: give '
+                               'teacher_prefix=%s (a run is model_dir/NAME)' % (cfg.teacher_prefix, cfg.teacher_prefix,
+                                                                                inside))
         raise TeacherError('teacher checkpoint not found: %s. Train it first (see the README) or set '
                            'teacher_prefix / teacher_epoch' % e)
     try:

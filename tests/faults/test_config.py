@@ -467,6 +467,9 @@ def test_a_teacher_named_with_a_slash_or_as_its_best_copy_and_a_classes_file_wit
     teacher = root / 'model' / 'teacher'
     code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s/' % teacher, 'model_prefix=s9'])
     assert code == 2 and 'ends with a slash, as a folder would; the run is teacher_prefix=%s' % teacher in err, err
+    # (#18's eighteenth trial) the run's name alone, without model_dir: named
+    code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=teacher', 'model_prefix=s9'])
+    assert code == 2 and "model_dir holds run 'teacher': give teacher_prefix=%s" % teacher in err, err
     code, err = train_run(student + ['kt_type=kd', 'teacher_prefix=%s-best' % teacher, 'model_prefix=s9'])
     assert code == 2 and 'names a checkpoint of run %s, not a run' % teacher in err, err
     assert 'teacher_prefix=%s teacher_epoch=-1' % teacher in err and 'Train it first' not in err
