@@ -180,7 +180,6 @@ def main(argv=None):
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
     cli.output_path(os.path.join(out, 'table.md'), '--out')
-    _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)
     if args.epochs and 'num_epoch' in given:
         raise CompareError('--epochs %d and num_epoch= both say how long to train: keep one' % args.epochs)
     defaults = ['model_dir=%s' % os.path.join(out, 'model'), 'log_dir=%s' % os.path.join(out, 'records'),
@@ -198,6 +197,7 @@ def main(argv=None):
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
+    _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)   # (after the methods are checked)
     located = set()
     for name, _, cfg in runs:                      # every teacher found before any run trains
         if cfg.kt and (cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network) not in located:

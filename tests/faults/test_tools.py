@@ -1168,23 +1168,29 @@ def test_a_notebook_plot_backend_and_metadata_without_input_channels(three_class
 def test_compare_never_replaces_a_table_another_comparison_or_tool_wrote(tmp_path, capsys):
     """#18's fifteenth trial: `tools.compare --name zz --out results` replaced the project's own
     reproduction table and curves (and --name seg_synthetic a committed results folder) without a word."""
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=8)
+    base = ['--cfg', 'cifar10_student', 'data_dir=%s' % (tmp_path / 'cifar'), 'gpu_list=[]', 'network=cifar_resnet8']
     out = tmp_path / 'results'
     out.mkdir()
     (out / 'table.md').write_text('| the reproduction |\n')
     (out / 'curves.png').write_bytes(b'png')
-    code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
+    code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
     one_error(code, err, '%s holds table.md and curves.png that another comparison or tool wrote' % out,
               'give another --out')
     assert (out / 'table.md').read_text() == '| the reproduction |\n' and (out / 'curves.png').read_bytes() == b'png'
     (out / 'compare.json').write_text(json.dumps({'name': 'other', 'cfg': 'x'}))
-    code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
+    code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
     one_error(code, err, 'that the comparison --name other --cfg x wrote')
     # (#18's sixteenth trial) the same comparison called again for fewer methods or seeds: its table would shrink
-    (out / 'compare.json').write_text(json.dumps({'name': 'zz', 'cfg': compare.DEFAULT_CFG, 'methods': ['student', 'kd'],
+    (out / 'compare.json').write_text(json.dumps({'name': 'zz', 'cfg': 'cifar10_student', 'methods': ['student', 'kd'],
                                                   'seeds': [0, 1]}))
-    code, _, err = run_tool(compare.main, ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
+    code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--out', str(out), '--methods', 'student'], capsys)
     one_error(code, err, 'holds the table of this comparison with kd, seed 1 too, which this call leaves out',
               '--methods student kd --seeds 0 1')
+    # (#18's eighteenth trial) a mistyped method is named first, not repeated in that advice
+    code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--out', str(out), '--methods', 'student', 'kdd'],
+                            capsys)
+    assert code == 2 and 'kdd' in err and 'holds the table' not in err, err
     assert (out / 'table.md').read_text() == '| the reproduction |\n'
 
 
