@@ -420,6 +420,15 @@ class Engine(object):
                         '(give the checkpoint\'s values to go on as the run was)', epoch,
                         ', '.join('%s=%s' % (k, shown(now[k])) for k in differ), epoch,
                         ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ))
+        mode = cfg.get('lr_mode', 'step')
+        if mode in ('cosine', 'poly') and isinstance(saved.get('num_epoch'), int) and saved['num_epoch'] != cfg.num_epoch:
+            LOG.warning('resuming with num_epoch=%d; epochs 1..%d followed a %s lr schedule set for num_epoch=%d: the '
+                        'schedule is stretched to the new length, so the lr rises again from %.3g (its value at epoch '
+                        '%d as trained) to %.3g; to extend a run without that, use lr_mode=step or start a new run '
+                        'from its weights (pretrained=)', cfg.num_epoch, epoch, mode, saved['num_epoch'],
+                        schedule.learning_rate(epoch, cfg.lr, mode, (), 0.1, saved['num_epoch'],
+                                               cfg.get('warmup_epochs', 0), cfg.get('lr_power', 0.9)),
+                        epoch, self.lr_at(epoch))
         if meta.get('global_batch') and meta['global_batch'] != self.global_batch:
             LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '
                         'its epoch %d was trained with %d: the lr is not rescaled', epoch, self.global_batch,

@@ -818,3 +818,18 @@ def test_a_resume_from_another_folder_names_the_relative_model_dir(cifar_setup, 
                                     'retrain=true', 'model_load_epoch=-1'])
     assert code == 2 and "model_dir='model' is relative to the folder you run from (%s)" % tmp_path in err, err
     assert 'model_dir=%s' % (root / 'model') in err and not (tmp_path / 'model').exists()
+
+
+def test_a_resume_that_stretches_a_cosine_schedule_says_so(cifar_setup, train_run):
+    """#18's eighteenth trial: resuming a 1-epoch cosine run with num_epoch=2 raised the lr again from
+    ~0.005 to ~0.025 without a word (tools.compare refuses that change)."""
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'model_prefix=cos', 'lr_mode=cosine', 'num_epoch=1']
+    assert train_run(argv)[0] == 0
+    code, err = train_run(argv + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1'])
+    assert code == 0 and 'resuming with num_epoch=2; epochs 1..1 followed a cosine lr schedule set for num_epoch=1' \
+        in err and 'the lr rises again' in err, err
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=1'])
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=2', 'retrain=true',
+                                    'model_load_epoch=-1'])
+    assert code == 0 and 'lr schedule set for' not in err, err
