@@ -383,7 +383,8 @@ def _long_warmups(cfg):
 
 
 def _unused_transfer_keys(cfg, given):
-    from symbols.transfer import method_options, parse_kt_type
+    import difflib
+    from symbols.transfer import method_options, parse_kt_type, takes_taps
     owner = dict((o.name, m) for m, o in method_options())
     if not cfg.kt:
         unused = [k for k in given if k in TRANSFER_KEYS or k in owner]
@@ -394,7 +395,6 @@ def _unused_transfer_keys(cfg, given):
     except ValueError:
         return []
     out = []
-    from symbols.transfer import takes_taps
     if not any(takes_taps(m) for m in methods):
         def names(spec):
             items = spec if isinstance(spec, (list, tuple)) else [spec]
@@ -405,7 +405,6 @@ def _unused_transfer_keys(cfg, given):
                        'take the class scores): they have no effect' % (', '.join(taps), cfg.kt_type))
     for k in sorted(given):
         if k in owner and owner[k] not in methods:
-            import difflib
             ours = [o for o, m in owner.items() if m in methods]
             close = difflib.get_close_matches(k, ours, n=1)
             out.append('%s is an option of %s, which kt_type %r does not use: it has no effect%s'

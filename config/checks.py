@@ -9,7 +9,6 @@ import math
 import os
 
 
-
 from core.errors import ConfigError  # noqa: F401  (a bad configuration: names the key, what is allowed and
 #                                                 what was given)
 

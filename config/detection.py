@@ -303,8 +303,8 @@ def _check_distillation(cfg, where):
         method, spec = entry['method'], METHODS[entry['method']]
         for tap in _flat(s for s, _ in entry['pairs']):
             if tap not in TAPS and tap not in stages:
-                raise ConfigError('config key student_symbol (%s): %r is not a tap of a Faster R-CNN on %s; its taps are '
-                                  '%s' % (where('student_symbol'), tap, cfg.network,
+                raise ConfigError('config key student_symbol (%s): %r is not a tap of a Faster R-CNN on %s; its taps '
+                                  'are %s' % (where('student_symbol'), tap, cfg.network,
                                           ', '.join(list(TAPS) + [t for t in stages if t not in TAPS])))
         for pair in entry['pairs']:
             s_taps, t_taps = _flat([pair[0]]), _flat([pair[1]])

@@ -49,7 +49,8 @@ def no_checkpoint_to_resume(cfg):
     """What to say when retrain=true finds no complete checkpoint of model_load_prefix."""
     there = in_project(cfg.model_dir, lambda d: checkpoint.epochs(d, cfg.model_load_prefix))
     if there:
-        return 'retrain=true: ' + from_another_folder('model_dir', cfg.model_dir, there, 'the run %r' % cfg.model_load_prefix)
+        return 'retrain=true: ' + from_another_folder('model_dir', cfg.model_dir, there,
+                                                      'the run %r' % cfg.model_load_prefix)
     if cfg.model_load_prefix != cfg.model_prefix:
         metas = glob.glob(os.path.join(cfg.model_dir, '*-[0-9][0-9][0-9][0-9].json'))
         there = sorted({os.path.basename(f)[:-len('-0001.json')] for f in metas})
@@ -420,14 +421,13 @@ class Engine(object):
                         '(give the checkpoint\'s values to go on as the run was)', epoch,
                         ', '.join('%s=%s' % (k, shown(now[k])) for k in differ), epoch,
                         ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ))
-        mode = cfg.get('lr_mode', 'step')
-        if mode in ('cosine', 'poly') and isinstance(saved.get('num_epoch'), int) and saved['num_epoch'] != cfg.num_epoch:
+        mode, trained_for = cfg.get('lr_mode', 'step'), saved.get('num_epoch')
+        if mode in ('cosine', 'poly') and isinstance(trained_for, int) and trained_for != cfg.num_epoch:
+            as_trained = schedule.from_config(type(cfg)(cfg, num_epoch=trained_for))
             LOG.warning('resuming with num_epoch=%d; epochs 1..%d followed a %s lr schedule set for num_epoch=%d: the '
                         'schedule is stretched to the new length, so the lr rises again from %.3g (its value at epoch '
                         '%d as trained) to %.3g; to extend a run without that, use lr_mode=step or start a new run '
-                        'from its weights (pretrained=)', cfg.num_epoch, epoch, mode, saved['num_epoch'],
-                        schedule.learning_rate(epoch, cfg.lr, mode, (), 0.1, saved['num_epoch'],
-                                               cfg.get('warmup_epochs', 0), cfg.get('lr_power', 0.9)),
+                        'from its weights (pretrained=)', cfg.num_epoch, epoch, mode, trained_for, as_trained(epoch),
                         epoch, self.lr_at(epoch))
         if meta.get('global_batch') and meta['global_batch'] != self.global_batch:
             LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '

@@ -37,6 +37,8 @@ ENGINE_THREADS = ('MXNET_CPU_WORKER_NTHREADS', 'MXNET_GPU_WORKER_NTHREADS', 'MXN
 # one is a 'vector::reserve' traceback at the first training step)
 MXNET_NONNEGATIVE = ('MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_FWD',
                      'MXNET_EXEC_BULK_EXEC_MAX_NODE_TRAIN_BWD', 'MXNET_EXEC_BULK_EXEC_MAX_NODE_INFERENCE')
+# an OpenMP schedule libgomp reads: [[non]monotonic:]kind[,chunk]
+_OMP_SCHEDULE = re.compile(r'^\s*((non)?monotonic:)?(static|dynamic|guided|auto)\s*(,\s*[1-9]\d*)?\s*$', re.I)
 _STACK = re.compile(r'^\s*(\d+)\s*([bkmgBKMG]?)\s*$')
 _NUMBER = re.compile(r'^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$')
 # MXNET_* variables MXNet reads as a flag (dmlc: 0, 1, true or false; '2' aborts) or as a decimal number
@@ -202,8 +204,7 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
         out.append('environment variable OMP_DYNAMIC=%r is neither true nor false: libgomp would print an error and '
                    'ignore it; set OMP_DYNAMIC=false, or unset it' % dynamic)
     schedule = environ.get('OMP_SCHEDULE')
-    if schedule is not None and not re.match(r'^\s*((non)?monotonic:)?(static|dynamic|guided|auto)\s*(,\s*[1-9]\d*)?\s*$',
-                                             schedule, re.I):
+    if schedule is not None and not _OMP_SCHEDULE.match(schedule):
         out.append('environment variable OMP_SCHEDULE=%r is not an OpenMP schedule: libgomp would print an error and '
                    'ignore it; set e.g. OMP_SCHEDULE=static or dynamic,4, or unset it' % schedule)
     wait = environ.get('NST_SCHEDULER_WAIT')

@@ -27,4 +27,5 @@ def loss_warning(terms, what, limit=LOSS_LIMIT):
     if not high:
         return None
     return ('the losses of %s are far beyond a converging run\'s (%s): the training has diverged while staying '
-            'finite, most likely an lr too high; lower lr and train again, or use an earlier epoch' % (what, ', '.join(high)))
+            'finite, most likely an lr too high; lower lr and train again, or use an earlier epoch'
+            % (what, ', '.join(high)))

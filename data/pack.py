@@ -116,8 +116,8 @@ def _nested_message(root, classes, inner):
 def read_label_file(path, root, classes, skip_unlisted=False):
     """Entries (name, label) of the flat folder `root` labelled by the file `path`: lines
     '<file name> <label>' (the label is the last field, so names may hold spaces; a class index
-    or a class folder name, which may hold spaces too; or '<file name><TAB><label>'). Every image exists and is listed once, every label is a class, else
-    PackError naming the line; every image of `root` is listed, else PackError naming them (a
+    or a class folder name, which may hold spaces too; or '<file name><TAB><label>'). Every image
+    exists and is listed once, every label is a class, else PackError naming the line; every image of `root` is listed, else PackError naming them (a
     warning with `skip_unlisted`)."""
     if not os.path.isfile(path):
         raise PackError('label file %s does not exist' % path)
@@ -234,8 +234,10 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
             buf = src() if callable(src) else src
         except (IOError, OSError) as e:
             return idx, label, None, str(e)
-        return idx, label, buf, None if decodes(buf) else ('cannot be decoded as an image: an empty file (a copy cut '
-                                                           'short?)' if not len(buf) else 'cannot be decoded as an image')
+        if decodes(buf):
+            return idx, label, buf, None
+        return idx, label, buf, 'cannot be decoded as an image' + (': an empty file (a copy cut short?)'
+                                                                   if not len(buf) else '')
 
     bar = progress_bar(len(items), desc, progress)
     pool = ThreadPoolExecutor(threads)

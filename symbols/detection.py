@@ -351,4 +351,5 @@ def legacy_candidates(net, in_channels=3):
 
 
 __all__ = ['DETECTION_SPLITS', 'Split', 'SplitError', 'as_split', 'detection_split', 'detection_networks',
-           'split_backbone', 'split_legacy', 'stage_taps', 'hybridize_around', 'check_split', 'legacy_candidates', 'freeze_batchnorm']
+           'split_backbone', 'split_legacy', 'stage_taps', 'hybridize_around', 'check_split', 'legacy_candidates',
+           'freeze_batchnorm']

@@ -176,14 +176,19 @@ class DistillBlock(HybridBlock):
         for block in self.stage_blocks(m, stage):
             params.update(block.collect_params())
         if stage.trains == 'student':
-            s_taps = []
-            for s, _ in self.plan[m]['pairs']:
-                s_taps.extend(s if isinstance(s, tuple) else (s,))
-            outs = self.student(mx.sym.var('data'))
-            used = mx.sym.Group([outs[self.s_index[t] + 1] for t in s_taps])
-            names = set(used.list_arguments()) | set(used.list_auxiliary_states())
-            params.update({n: p for n, p in self.student.collect_params().items() if n in names})
+            params.update(self.student_tap_parameters(self.student_taps(m)))
         return {n: p for n, p in params.items() if p.grad_req != 'null'}
+
+    def student_taps(self, m):
+        """The student taps method m reads, in plan order (an FSP pair's two taps each)."""
+        return [t for s, _ in self.plan[m]['pairs'] for t in (s if isinstance(s, tuple) else (s,))]
+
+    def student_tap_parameters(self, taps):
+        """{name: Parameter} of the student that its `taps` depend on (traced on its graph)."""
+        outs = self.student(mx.sym.var('data'))
+        used = mx.sym.Group([outs[self.s_index[t] + 1] for t in taps])
+        names = set(used.list_arguments()) | set(used.list_auxiliary_states())
+        return {n: p for n, p in self.student.collect_params().items() if n in names}
 
     def finish_stage(self, m, stage):
         """After `stage` of method m ran (or, on resume, had run): each loss's `finish_stage`."""

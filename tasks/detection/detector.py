@@ -23,6 +23,7 @@ import mxnet as mx
 from core import checkpoint
 from core.errors import NetworkError
 
+
 class Backbone(object):
     """A backbone split for Faster R-CNN: `features`, `top` (the detector's two parts), `description`,
     `split`, `stage_taps` ({tap: child path in `network`} of the taps inside `features`,
@@ -34,6 +35,8 @@ class Backbone(object):
     def __init__(self, features, top, description, split, stage_taps, network):
         self.features, self.top, self.description, self.split = features, top, description, split
         self.stage_taps, self.network = stage_taps, network
+
+
 # the target encoder's fixed means and stds are used in training only (and never trained): gluoncv's
 # detector at inference says they are unused; said once here, not on every run
 warnings.filterwarnings('ignore', message=r'Parameter .*boxcenterencoder\d*_means.* is not used by any computation')
@@ -170,7 +173,7 @@ def build_detector(cfg, ctx, source=None, prefix='detector_'):
     # detector first called for inference cannot infer them past the target encoder)
     net(mx.nd.zeros((1, 3, min(cfg.short, 256), min(cfg.short, 256)), ctx=ctx[0]))
     mx.nd.waitall()
-    net.backbone_parts = backbone     # (its taps by name, for distillation; a namedtuple: no child block)
+    net.backbone_parts = backbone     # (its taps by name, for distillation; a plain object: no child block)
     return net, backbone
 
 

@@ -81,9 +81,9 @@ class DetectionDistillBlock(DistillBlock):
 
     # the student's taps of a stage that trains the student (`stage_loss`), read by `_student`
     _stage_taps = None
-    # (method index, Stage) -> {name: Parameter} of the student that the stage trains: set by the task,
-    # which knows the detector (the block does not hold the student)
-    student_parameters = None
+    # taps -> {name: Parameter} of the student that they depend on: set by the task, which knows the
+    # detector (the block does not hold the student)
+    student_tap_parameters = None
 
     def stage_loss(self, t_feats, s_feats=None):
         """(the stage's loss (B,),) of a stage on the teacher's taps `t_feats` (in `t_index` order) and,
@@ -97,16 +97,6 @@ class DetectionDistillBlock(DistillBlock):
 
     def _student(self, x):
         return None, list(self._stage_taps)
-
-    def stage_parameters(self, m, stage):
-        """The stage's blocks' parameters and, when it trains the student, the detector's backbone
-        parameters up to method m's taps (`student_parameters`); frozen ones left out."""
-        params = {}
-        for block in self.stage_blocks(m, stage):
-            params.update(block.collect_params())
-        if stage.trains == 'student':
-            params.update(self.student_parameters(m, stage))
-        return {n: p for n, p in params.items() if p.grad_req != 'null'}
 
     def hybrid_forward(self, F, det_loss, s_logits, t_logits, roi_classes, *rest):
         n_s = len(self.s_index)

@@ -234,7 +234,7 @@ class DetectionTask(Task):
         # the detectors run imperatively around their hybridized backbone parts, hooks keep the taps
         self.s_hooks, self.t_hooks = TapHooks(self.net, self.s_taps), TapHooks(self.teacher, self.t_taps)
         self.block = DetectionDistillBlock(cfg.plan, self.loss_options, self.t_taps, prefix='distill_')
-        self.block.student_parameters = self._stage_student_parameters
+        self.block.student_tap_parameters = self._student_tap_parameters
         x = nd.zeros((1, 3, cfg.short, cfg.short), ctx=ctx[0])
         with autograd.pause(train_mode=False):
             self.net.features(x)
@@ -354,21 +354,17 @@ class DetectionTask(Task):
             losses.append(self.block.stage_loss([t_tap.get(t) for t in self.t_taps], s_feats)[0])
         return losses, None
 
-    def _stage_student_parameters(self, m, stage):
-        """The student's backbone parameters that method m's taps depend on (traced on the backbone
-        network's graph, as classification's stages do: not the layers after a tap inside a stage, nor
-        the RPN and the heads); a legacy backbone (no network to trace): all of `features`."""
+    def _student_tap_parameters(self, taps):
+        """The student's backbone parameters that its `taps` depend on (traced on the backbone network's
+        graph, as classification's stages do: not the layers after a tap inside a stage, nor the RPN
+        and the heads); a legacy backbone (no network to trace): all of `features`."""
         import mxnet as mx
         from symbols.taps import with_taps
         parts = self.net.backbone_parts
-        taps = []
-        for s, _ in self.cfg.plan[m]['pairs']:
-            for tap in (s if isinstance(s, tuple) else (s,)):
-                taps.append(parts.split.stride16 if tap == 'features' else tap)
         if parts.network is None:
             return dict(self.net.features.collect_params().items())
-        outs = with_taps(parts.network, list(dict.fromkeys(taps)))(mx.sym.var('data'))
-        used = mx.sym.Group(list(outs[1:]))
+        named = list(dict.fromkeys(parts.split.stride16 if t == 'features' else t for t in taps))
+        used = mx.sym.Group(list(with_taps(parts.network, named)(mx.sym.var('data'))[1:]))
         names = set(used.list_arguments()) | set(used.list_auxiliary_states())
         return {p.name: p for p in self.net.features.collect_params().values() if p.name in names}
 
