@@ -515,14 +515,6 @@ def check_engine_keys(cfg, at):
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
         raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
                           'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))
-    if cfg.kv_store.startswith('dist') and cfg.get('retrain') and os.environ.get('DMLC_ROLE') == 'worker':
-        # (a resumed worker's first push reaches a key the parameter server has not initialised, which aborts
-        # the server: a known bug of this trainer, not yet found; refused rather than crashed)
-        raise ConfigError('config keys kv_store=%s and retrain=true (%s): resuming under a parameter-server job is '
-                          'not supported yet (it aborts the server); resume on one machine with kv_store=device '
-                          '(several devices: gpu_list), or with kv_store=horovod, or start a new dist run from the '
-                          "checkpoint's weights: pretrained=MODEL_DIR/RUN (the optimizer starts afresh)"
-                          % (cfg.kv_store, at('kv_store', 'retrain')))
 
 
 # classification's checks and the transfer plan of every task, in modules of their own (imported here: the
