@@ -190,7 +190,9 @@ def main(argv=None):
         return stop_status(e)
     finally:
         stop.__exit__()
-    if not record:
+    if record is None:
+        pass                    # (another worker of a distributed job: rank 0 reports for the job)
+    elif not record:
         print('nothing to train: the run starts at or after num_epoch=%d; raise num_epoch to train further'
               % cfg.num_epoch, file=sys.stderr)
     else:

@@ -446,7 +446,9 @@ def load_states(trainer, path):
     generate TBlob for MKLDNN data", in an engine thread): the key is never stored and the other
     workers' pull aborts the server ("init N first"). A training forward puts the weights back in the
     default layout, so the keys are initialised in the first `Trainer.step`, as in a run that starts
-    afresh (every worker then takes rank 0's parameters, as it would have here)."""
+    afresh (every worker then takes rank 0's parameters, as it would have here). Parameters without a
+    gradient (BatchNorm's running statistics) are never pushed: they get no key, so that step does not
+    replace the statistics each worker has just updated with rank 0's (every worker loaded the same)."""
     kvstore = trainer._kvstore_params.get('kvstore')
     if not (isinstance(kvstore, mx.kvstore.KVStore) and kvstore.type.startswith('dist')):
         trainer.load_states(path)
@@ -455,7 +457,7 @@ def load_states(trainer, path):
     try:
         trainer.load_states(path)
     finally:
-        trainer._params_to_init = pending + trainer._params_to_init
+        trainer._params_to_init = [p for p in pending if p.grad_req != 'null'] + trainer._params_to_init
 
 
 def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='check network/num_classes'):

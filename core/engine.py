@@ -34,7 +34,7 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon, nd
 
-from . import checkpoint, interrupt, monitor, runs, schedule
+from . import checkpoint, interrupt, monitor, runs, schedule, workers
 from .devices import contexts
 from .project import from_another_folder, in_project
 from .errors import Diverged, NonFiniteLoss, RunError, TrainingError
@@ -71,29 +71,6 @@ def intact_best(model_dir, prefix):
         return None
     epoch = meta.get('epoch')
     return epoch + 1 if isinstance(epoch, int) and 'params_crc32' in meta else None
-
-
-# A kvstore key of its own, far above the parameter indices that gluon.Trainer uses (0..P-1).
-VAL_KEY = 1 << 30
-# the length of the count vectors `worker_sum` adds up (registered before training: a key the servers
-# first see once training has started aborts them)
-SUM_LENGTH = 3
-
-
-def kvstore_sum(kv):
-    """A `reduce` (a (SUM_LENGTH,) NDArray -> its sum over the workers) on a `dist_sync` kvstore:
-    each worker pushes, and with no optimizer on the servers (the trainer keeps updates local) they
-    store the sum of one round of pushes, which the pull returns. Registers its key: every worker
-    calls this once, before training, in the same order."""
-    kv.init(VAL_KEY, nd.zeros((SUM_LENGTH,)))
-
-    def reduce(counts):
-        if counts.shape != (SUM_LENGTH,):
-            raise ValueError('worker_sum adds up vectors of %d counts, not shape %s' % (SUM_LENGTH, counts.shape))
-        kv.push(VAL_KEY, counts)
-        kv.pull(VAL_KEY, out=counts)
-        return counts
-    return reduce
 
 
 def progress_bar(total, desc, enabled):
@@ -158,6 +135,8 @@ class Engine(object):
         self.amp = None
         self.task = None
         self.show_progress = cfg.progress and self.rank == 0
+        self.sums = workers.WorkerSums(self.kv, self.hvd)
+        self.statistics = []                # the BatchNorm running statistics, averaged every epoch
 
     # ----------------------------------------------------------------- services to tasks
     def progress(self, total, desc):
@@ -165,15 +144,11 @@ class Engine(object):
         return progress_bar(total, desc, self.show_progress)
 
     def worker_sum(self):
-        """A function that sums an NDArray over the workers (None for one worker): every worker must
-        call it at the same point."""
-        if self.kv is not None:
-            if not hasattr(self, '_kv_sum'):
-                self._kv_sum = kvstore_sum(self.kv)
-            return self._kv_sum
-        if self.hvd is not None:
-            return lambda counts: self.hvd.allreduce(counts, average=False, name='validation_counts')
-        return None
+        """A function that sums a (SUM_LENGTH,) NDArray of counts over the workers (None for one worker):
+        every worker must call it at the same point."""
+        if not self.sums.distributed:
+            return None
+        return lambda counts: self.sums.sum('validation', counts)
 
     # ----------------------------------------------------------------- set-up
     def prepare(self, task_cls):
@@ -195,8 +170,13 @@ class Engine(object):
             self.trainer = gluon.Trainer(params, name, opt, kvstore=self.kv or 'device', **kw)
         if self.amp is not None:
             self.amp.init_trainer(self.trainer)
-        if self.kv is not None:
-            self.worker_sum()                 # registers its kvstore key on every worker, in the same order
+        net, extra = task.saved_blocks()
+        self.statistics = workers.statistics_of([net, extra])
+        # every worker registers its sums in the same order, before training
+        self.sums.register('validation', workers.SUM_LENGTH)
+        self.sums.register('train', workers.TRAIN_FIGURES + 1)
+        if self.statistics:
+            self.sums.register('statistics', workers.statistics_length(self.statistics))
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch if cfg.get('begin_epoch') is not None else 0
         self.best = None                       # best validation metric so far (restored by _resume)
@@ -339,7 +319,7 @@ class Engine(object):
         finally:
             bar.close()
         mx.nd.waitall()
-        stats = task.read()
+        stats = workers.mean_over_workers(task.read(), self.sums)
         stats['time'] = time.time() - tic
         stats['speed'] = seen / max(stats['time'], 1e-9)
         stats['steps'], stats['images'] = done, seen
@@ -455,6 +435,8 @@ class Engine(object):
         for epoch in range(self.begin_epoch, cfg.num_epoch):
             stats = self.train_epoch(epoch)
             self._check_finite(epoch)
+            # validated and saved alike, whichever device or worker computed them
+            workers.average_statistics(self.statistics, self.sums, self.workers)
             try:
                 val = task.evaluate()
             except Exception as e:          # the epoch trained is kept (without its result), then the error as it is
@@ -482,8 +464,8 @@ class Engine(object):
                 if best:
                     self.best = score
                 record[task.best_key] = self.best
-                LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
-                if self.rank == 0:
+                if self.rank == 0:     # (the figures are the workers' together: one line for the job)
+                    LOG.info('%s', task.epoch_line(epoch + 1, stats, val) + (' (best)' if best else ''))
                     # The record goes first: a run killed before its checkpoint repeats the epoch and writes
                     # the record again; readers keep the last record of each epoch. A record that cannot be
                     # written (a full disk) is reported, and the checkpoint is still attempted.
@@ -527,7 +509,8 @@ def _nothing_to_train(cfg):
 
 def run(cfg, task_cls):
     """Train run `cfg.model_prefix` as configured with the task `task_cls`; return the last epoch's
-    record ({} when the run was already at num_epoch)."""
+    record ({} when the run was already at num_epoch; None on the workers of a distributed job other
+    than rank 0, which reports for the job)."""
     if cfg.get('deterministic'):
         # The engine is created at the first operation, so this still takes effect here.
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
@@ -553,7 +536,7 @@ def run(cfg, task_cls):
         setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
         LOG.info('config: %s', getattr(cfg, 'source', None) or 'given by the caller')
         if _nothing_to_train(cfg):
-            return {}                   # (neither its data nor its teacher is read)
+            return {} if engine.rank == 0 else None      # (neither its data nor its teacher is read)
         for text in list(getattr(cfg, 'notes', [])) + task_cls.warnings(cfg):
             LOG.warning('%s', text)
         engine.prepare(task_cls)
@@ -561,7 +544,8 @@ def run(cfg, task_cls):
             make_room()                 # overwrite=true: the old run goes aside only now that this one can start
         release_log_file()
         started = True
-        return engine.fit()
+        record = engine.fit()
+        return record if engine.rank == 0 else None
     except NonFiniteLoss as e:
         raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
     finally:
