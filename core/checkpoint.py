@@ -192,6 +192,22 @@ def check_params_file(meta, path):
                                 'another epoch' % path)
 
 
+def epochs_text(numbers):
+    """Epoch numbers as a user reads them: '1..40' for a run of consecutive ones, '1, 3, 7..9' else
+    ('none' for none)."""
+    numbers = sorted(numbers)
+    if not numbers:
+        return 'none'
+    parts, start = [], 0
+    for i in range(1, len(numbers) + 1):
+        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+            first, last = numbers[start], numbers[i - 1]
+            parts.append(str(first) if first == last else
+                         ('%d, %d' % (first, last) if last == first + 1 else '%d..%d' % (first, last)))
+            start = i
+    return ', '.join(parts)
+
+
 def epochs(model_dir, prefix):
     """Complete checkpoint epochs of a run (those whose .json exists), ascending."""
     found = []
@@ -215,7 +231,7 @@ def read_meta(model_dir, prefix, tag):
         lone = [os.path.basename(f) for f in lone if not f.endswith('.extra.params') and not os.path.isfile(
             f[:-len('.params')] + '.json')]
         raise CheckpointError('no checkpoint %s; complete epochs of %r in %s: %s%s' % (
-            p, prefix, model_dir, have or 'none', '' if not lone else ' (%s %s there without %s .json: copy the '
+            p, prefix, model_dir, epochs_text(have), '' if not lone else ' (%s %s there without %s .json: copy the '
             'metadata with the parameters)' % (', '.join(lone[:3]), 'is' if len(lone) == 1 else 'are',
                                                'its' if len(lone) == 1 else 'their')))
     try:
@@ -225,7 +241,7 @@ def read_meta(model_dir, prefix, tag):
         others = [t for t in epochs(model_dir, prefix) if t != tag]
         raise DamagedCheckpoint('checkpoint metadata %s is corrupt (%s): it was damaged (a copy cut short?); use another '
                               'epoch of the run (%s), or copy the file again from where the run was trained'
-                              % (p, e, 'its epochs: %s' % others if others else 'it has no other'))
+                              % (p, e, 'its epochs: %s' % epochs_text(others) if others else 'it has no other'))
     if not isinstance(meta, dict):
         raise DamagedCheckpoint('checkpoint metadata %s is not a JSON object (edited, or another program\'s file): copy '
                                 'the .json written with the checkpoint' % p)

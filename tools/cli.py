@@ -379,4 +379,4 @@ def _epochs_hint(prefix):
         have = checkpoint.epochs(folder or '.', name)
     except Exception:                               # the hint is a courtesy; never mask the error
         have = []
-    return ' (complete epochs: %s)' % ', '.join(map(str, have)) if have else ''
+    return ' (complete epochs: %s)' % checkpoint.epochs_text(have) if have else ''

@@ -51,7 +51,7 @@ def _project_meta(cfg):
         if have:
             raise TeacherError('teacher run %s has no checkpoint at teacher_epoch=%s: its epochs are %s; set '
                                'teacher_epoch to one of them, or -1 for its best' % (cfg.teacher_prefix,
-                                                                                     cfg.teacher_epoch, have))
+                                                                                     cfg.teacher_epoch, checkpoint.epochs_text(have)))
         inside = os.path.join(cfg.model_dir, cfg.teacher_prefix)        # (the run's name alone: model/ left out)
         if not os.path.dirname(cfg.teacher_prefix) and checkpoint.epochs(*os.path.split(inside)):
             raise TeacherError('teacher_prefix=%s names no run here, but model_dir holds run %r: give '

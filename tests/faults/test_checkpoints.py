@@ -348,7 +348,7 @@ def test_every_optimizer_state_deleted_offers_a_new_run_from_the_weights(cifar_s
     for f in glob.glob(os.path.join(model, 'nost-*.states')):
         os.remove(f)
     code, err = train_run(argv[:-1] + ['num_epoch=3', 'retrain=true', 'model_load_epoch=-1'])
-    assert code == 2 and "no checkpoint of 'nost' in %s (epochs [1, 2]) has its optimizer state" % model in err, err
+    assert code == 2 and "no checkpoint of 'nost' in %s (epochs 1, 2) has its optimizer state" % model in err, err
     assert 'NaN' not in err.split('error:')[-1]
     advice = 'model_prefix=nost_more pretrained=%s pretrained_epoch=2' % os.path.join(model, 'nost')
     assert advice in err
@@ -387,3 +387,12 @@ def test_a_latest_epoch_without_its_optimizer_state_resumes_the_one_before_and_t
     assert code == 0 and "resumed run 'nost2' from its epoch-1 checkpoint" in err, err
     assert checkpoint.epochs(model, 'nost2') == [1, 2, 3]
     assert [r['epoch'] for r in read_records(str(root / 'log' / 'nost2.jsonl'))] == [0, 1, 2]
+
+
+def test_messages_name_a_long_run_of_epochs_as_a_range():
+    """#18's trial 18: a refusal listed every epoch of a 40-epoch run; runs of consecutive epochs are
+    written first..last in every message that names epochs."""
+    from core.checkpoint import epochs_text
+    assert epochs_text(range(1, 41)) == '1..40'
+    assert epochs_text([9, 1, 3, 4, 5]) == '1, 3..5, 9'
+    assert epochs_text([2, 3]) == '2, 3' and epochs_text([]) == 'none'

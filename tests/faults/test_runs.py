@@ -102,7 +102,7 @@ def test_resume_from_an_earlier_epoch_keeps_the_later_ones(cifar_setup, train_ru
     assert train_run(argv)[0] == 0
     before = run_files(root, 'branchy')
     code, err = train_run(argv + ['retrain=true', 'model_load_epoch=1'])
-    assert code == 2 and 'would overwrite its later epochs [2, 3]' in err and 'model_load_epoch=-1' in err
+    assert code == 2 and 'would overwrite its later epochs 2, 3.' in err and 'model_load_epoch=-1' in err
     assert run_files(root, 'branchy') == before
     # branching into a new name is allowed and leaves the run alone
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=branch2', 'num_epoch=3', 'retrain=true',

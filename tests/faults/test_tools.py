@@ -684,7 +684,7 @@ def test_a_corrupt_checkpoint_metadata_names_the_other_epochs(three_class_run, t
     with open(checkpoint.paths(str(model), 'three', 1)['meta'], 'w') as f:
         f.write('{"epoch": ')
     code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three'), '--epoch', '1'], capsys)
-    one_error(code, err, 'three-0001.json is corrupt', 'use another epoch of the run (its epochs: [2')
+    one_error(code, err, 'three-0001.json is corrupt', 'use another epoch of the run (its epochs: 2')
 
 
 # ---------------------------------------------------------------- found by a new user (#18's trial)
