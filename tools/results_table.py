@@ -14,7 +14,9 @@ without it, the latest epoch any of these runs reached: a seed that stopped
 short is left out, with a warning). Each row: method, student, teacher, top-1 and
 top-5 error (%) of the last epoch as mean +- std over seeds, seeds counted.
 """
+import json
 import logging
+import os
 import re
 import sys
 from collections import OrderedDict
@@ -105,6 +107,18 @@ def _refuse_other_file(out):
     if first.strip() and not first.startswith('| method |'):
         raise cli.UsageError('--out %s is a file this tool did not write (its first line: %r): give another --out, or '
                              'move that file away first' % (out, first.strip()[:60]))
+    manifest = os.path.join(os.path.dirname(out) or '.', 'compare.json')
+    if first.strip() and os.path.basename(out) == 'table.md' and os.path.isfile(manifest):
+        try:
+            with open(manifest) as f:
+                wrote = json.load(f)
+        except (OSError, ValueError):
+            wrote = {}
+        wrote = wrote if isinstance(wrote, dict) else {}
+        raise cli.UsageError('--out %s is the table tools.compare wrote for its comparison%s (%s): give another --out '
+                             '(running that comparison again rebuilds its table)'
+                             % (out, ' --name %s --cfg %s' % (wrote.get('name'), wrote.get('cfg')) if wrote else '',
+                                manifest))
 
 
 def fmt(values):

@@ -1235,6 +1235,13 @@ def test_results_table_never_writes_over_a_file_it_did_not_write(tmp_path, capsy
     table = tmp_path / 'table.md'
     assert run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)[0] == 0
     assert run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)[0] == 0   # its own: again
+    # a comparison's table (its folder's compare.json says tools.compare wrote it): its own tool rebuilds it
+    (tmp_path / 'compare.json').write_text(json.dumps({'name': 'nst', 'cfg': 'cifar10_student'}))
+    before = table.read_text()
+    code, _, err = run_tool(results_table.main, ['--records', str(rec), '--out', str(table)], capsys)
+    one_error(code, err, '--out %s is the table tools.compare wrote for its comparison --name nst --cfg '
+              'cifar10_student' % table, 'give another --out')
+    assert table.read_text() == before
 
 
 def test_a_checkpoint_of_a_distributed_run_is_read_by_one_process(three_class_run, tmp_path, capsys):
