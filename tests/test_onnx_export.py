@@ -122,6 +122,18 @@ def test_a_trained_run_exports_to_onnx_checked_on_its_validation_images(data, tm
     assert '16 validation images of cifar10' in stdout
     meta = json.load(open(out + '-meta.json'))
     assert meta['input_shape'] == [3, 32, 32] and meta['network'] == 'cifar_resnet8'
+    # scored from its run's config, then (#18's trial 18) with the run gone: config/cfgs.py's data is
+    # another dataset, refused naming the run; given the data, scored with a warning-free line
+    from tools import evaluate
+    code, stdout, err = run_tool(evaluate.main, ['--onnx', out + '.onnx'], capsys)
+    assert code == 0 and 'top-1' in stdout and 'warning' not in err, (stdout, err)
+    os.rename(str(tmp_path / 'model'), str(tmp_path / 'moved'))
+    code, _, err = run_tool(evaluate.main, ['--onnx', out + '.onnx'], capsys)
+    one_error(code, err, 'was exported from run %s (epoch 1), which is not there any more' % (tmp_path / 'model' / 't'),
+              'on cifar10 data, and config/cfgs.py reads fashion_mnist', 'dataset=cifar10 data_dir=')
+    code, stdout, err = run_tool(evaluate.main, ['--onnx', out + '.onnx', 'dataset=cifar10',
+                                                 'data_dir=%s' % (data / 'cifar')], capsys)
+    assert code == 0 and 'top-1' in stdout and 'not there any more' not in err, (stdout, err)
 
 
 def test_without_data_the_check_runs_on_random_inputs_and_says_so(data, tmp_path, capsys):

@@ -95,6 +95,21 @@ def evaluate_segmentation(cfg, prefix, tag):
     return 0
 
 
+def _whose(overrides):
+    return 'config/cfgs.py' if not overrides else 'config/cfgs.py with %s' % ' '.join(overrides)
+
+
+def _refuse_other_data(path, gone, meta, cfg, overrides):
+    """UsageError when the export's run is gone (`gone`: its path) and the config now read names
+    another dataset than the one the export was trained on."""
+    if meta.get('dataset') and cfg.dataset != meta['dataset']:
+        raise cli.UsageError('--onnx %s was exported from run %s (epoch %s), which is not there any more (moved, '
+                             'deleted or on another machine), on %s data, and %s reads %s: name its data, e.g. '
+                             '--cfg PRESET or dataset=%s data_dir=...' % (path, gone, meta.get('epoch'),
+                                                                         meta['dataset'], _whose(overrides),
+                                                                         cfg.dataset, meta['dataset']))
+
+
 def evaluate_onnx(args):
     """(result, description) of an exported OUT.onnx scored with onnxruntime on a validation set:
     the data of --cfg / overrides, else of the run it was exported from (OUT-meta.json's source, with
@@ -122,13 +137,13 @@ def evaluate_onnx(args):
                              'input size and mean/std) is missing: copy it there, or name the data and its '
                              'normalisation yourself (--cfg PRESET, or data_dir=... image_size=... mean=... std=...)'
                              % (path, meta_path))
-    cfg = None
+    cfg, gone = None, None
     if args.cfg is None and meta.get('source'):
         folder, name = os.path.split(meta['source'])
         try:
             saved = checkpoint.read_meta(folder or '.', name, meta.get('epoch') or 'best')
         except checkpoint.CheckpointError:
-            saved = None
+            saved, gone = None, meta['source']          # (the run it came from: moved, deleted, another machine)
         if saved is not None:
             cfg = of_checkpoint(saved, '%s epoch %s' % (meta['source'], meta.get('epoch')), args.overrides)
     if cfg is None:
@@ -138,7 +153,15 @@ def evaluate_onnx(args):
             raise cli.UsageError('--onnx scores a classification export on a classification validation set, and '
                                  '--cfg %s is a %s config: give a classification config (or none: the export\'s '
                                  'metadata names its data)' % (args.cfg, task))
+        if gone:
+            _refuse_other_data(path, gone, meta, load_config(args.cfg, args.overrides, check_data=False),
+                               args.overrides)
         cfg = load_config(args.cfg, args.overrides)
+    if gone and 'data_dir' not in {o.split('=', 1)[0] for o in args.overrides}:
+        print('warning: --onnx %s was exported from run %s (epoch %s), which is not there any more (moved, deleted '
+              'or on another machine): scoring it on %s data in %s, as %s reads them (data_dir=... names other '
+              'data)' % (path, gone, meta.get('epoch'), cfg.dataset, cfg.data_dir, _whose(args.overrides)),
+              file=sys.stderr)
     for key in ('mean', 'std'):
         if meta.get(key) is not None and cfg[key] is None:
             cfg[key] = meta[key]                    # the normalisation the exported model expects
