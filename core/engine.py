@@ -214,12 +214,14 @@ class Engine(object):
             have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
             raise TrainingError('retrain=true resumes a checkpoint, and checkpoints are numbered from 1 (after the '
                                 'first epoch): set model_load_epoch=-1 for the latest, or one of the epochs of %r in '
-                                '%s: %s' % (cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have) if have else 'none yet'))
+                                '%s: %s' % (cfg.model_load_prefix, cfg.model_dir,
+                                            checkpoint.epochs_text(have) if have else 'none yet'))
         if cfg.model_load_epoch > 0:
             have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
             if have and cfg.model_load_epoch not in have:
                 raise TrainingError('model_load_epoch=%d: run %r has no checkpoint of that epoch in %s; its epochs: '
-                                    '%s' % (cfg.model_load_epoch, cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have)))
+                                    '%s' % (cfg.model_load_epoch, cfg.model_load_prefix, cfg.model_dir,
+                                            checkpoint.epochs_text(have)))
             epoch, meta = cfg.model_load_epoch, self._load(cfg.model_load_epoch)
         else:
             have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
@@ -241,14 +243,16 @@ class Engine(object):
                                     'resume needs to go on exactly (deleted to save space?): start a new run from its '
                                     'weights, e.g. model_prefix=%s_more pretrained=%s pretrained_epoch=%d (the '
                                     'optimizer starts afresh), or start over with overwrite=true'
-                                    % (cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have), cfg.model_load_prefix,
-                                       os.path.join(cfg.model_dir, cfg.model_load_prefix), have[-1]))
+                                    % (cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have),
+                                       cfg.model_load_prefix, os.path.join(cfg.model_dir, cfg.model_load_prefix),
+                                       have[-1]))
             if meta is None:
                 best = intact_best(cfg.model_dir, cfg.model_load_prefix)
                 raise TrainingError('no checkpoint of %r in %s (epochs %s) can be resumed: each holds NaN or Inf or '
                                     'is damaged (the warnings above say which): %sstart over with overwrite=true (and, '
                                     'after NaN, a lower lr)' % (
-                                        cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have), '' if best is None else
+                                        cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have),
+                                        '' if best is None else
                                         'its best copy (epoch %d) is intact: start a new run from its weights, e.g. '
                                         'model_prefix=%s_more pretrained=%s pretrained_epoch=-1 (the optimizer starts '
                                         'afresh), or ' % (best, cfg.model_load_prefix,
@@ -369,8 +373,9 @@ class Engine(object):
             records = []
         again = sorted(r['epoch'] + 1 for r in records if r['epoch'] >= epoch)
         if again and self.rank == 0:     # epochs whose checkpoint was not written (killed between the two)
-            why = ('record(s) of epoch(s) %s of run %r, which has no checkpoint of them, will be written again as these '
-                   'epochs are trained again; the records file as it was' % (checkpoint.epochs_text(again), cfg.model_prefix))
+            why = ('record(s) of epoch(s) %s of run %r, which has no checkpoint of them, will be written again as '
+                   'these epochs are trained again; the records file as it was'
+                   % (checkpoint.epochs_text(again), cfg.model_prefix))
             dest = self.aside
             if dest:
                 LOG.warning('%s: kept in %s', why, dest)
@@ -382,7 +387,8 @@ class Engine(object):
         if missing:
             LOG.warning('the records of epoch(s) %s of run %r are not in %s (its checkpoints were copied or moved '
                         'without their log_dir?): its curves and tables will lack them; copy the run\'s .jsonl '
-                        'there before resuming to keep them', checkpoint.epochs_text(missing), self.cfg.model_prefix, self.jsonl)
+                        'there before resuming to keep them', checkpoint.epochs_text(missing), self.cfg.model_prefix,
+                        self.jsonl)
 
     def _warn_of_changes(self, meta, epoch):
         """Warnings for a resume that changes what the later epochs train with: another value of a

@@ -333,8 +333,8 @@ def claim_resume(cfg, epoch, metric='val_top1'):
         raise RunError('resuming run %r from epoch %d would overwrite its later epochs %s. Resume from the latest '
                        'with model_load_epoch=-1, branch into a new run with model_prefix=NEW '
                        'model_load_prefix=%s model_load_epoch=%d, or overwrite=true to move epochs %s aside (to '
-                       '%s/replaced/, nothing is deleted)' % (prefix, epoch, checkpoint.epochs_text(later), prefix, epoch,
-                                                           checkpoint.epochs_text(later), model_dir))
+                       '%s/replaced/, nothing is deleted)' % (prefix, epoch, checkpoint.epochs_text(later), prefix,
+                                                              epoch, checkpoint.epochs_text(later), model_dir))
     # later files, complete or not (an incomplete one would be overwritten without loss, but is kept too)
     moving = [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) != 'best' and int(_epoch_of(f)) > epoch]
     if not moving:
