@@ -200,6 +200,32 @@ def main(argv=None):
     return 0
 
 
+def worker_exit(code):
+    """End a worker of a parameter-server job that stops early (status `code`) at once. Python's own
+    exit would shut ps-lite down, which waits at a barrier for the other workers while they wait for
+    this one (the job hung), or, matched with a barrier they were at, lets them pull keys this worker
+    never initialised (the server aborted); tools.launch stops the rest of the job once this process
+    has ended."""
+    import os
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == '__main__':
     from tools.cli import output_written
+    import os
+    if os.environ.get('DMLC_ROLE') == 'worker':
+        try:
+            status = output_written(main)
+        except BaseException:                   # (a bug: its traceback, then the same early end)
+            import traceback
+            traceback.print_exc()
+            status = 1
+        if status:
+            worker_exit(status)
+        sys.exit(status)
     sys.exit(output_written(main))

@@ -506,6 +506,12 @@ def _nothing_to_train(cfg):
     return epoch in have and epoch >= cfg.num_epoch
 
 
+# The parameter-server kvstores of runs that stopped early, kept until the process ends: freeing one
+# shuts ps-lite down, which waits at a barrier for the other workers while they wait for this one
+# (train.py ends such a worker with os._exit, and tools.launch stops the rest of the job).
+UNFINISHED_KVSTORES = []
+
+
 def run(cfg, task_cls):
     """Train run `cfg.model_prefix` as configured with the task `task_cls`; return the last epoch's
     record ({} when the run was already at num_epoch; None on the workers of a distributed job other
@@ -523,7 +529,7 @@ def run(cfg, task_cls):
     setup_logging(cfg, engine.rank, to_file=False)           # the log file is the run's: claimed first
     lock = None
     created = runs.missing_folders([cfg.model_dir, cfg.log_dir]) if engine.rank == 0 else []
-    started = False
+    started = finished = False
     try:
         if engine.rank == 0:
             # before anything is written: the folders, one run per name, no run overwritten by mistake
@@ -535,6 +541,7 @@ def run(cfg, task_cls):
         setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
         LOG.info('config: %s', getattr(cfg, 'source', None) or 'given by the caller')
         if _nothing_to_train(cfg):
+            finished = True
             return {} if engine.rank == 0 else None      # (neither its data nor its teacher is read)
         for text in list(getattr(cfg, 'notes', [])) + task_cls.warnings(cfg):
             LOG.warning('%s', text)
@@ -544,10 +551,13 @@ def run(cfg, task_cls):
         release_log_file()
         started = True
         record = engine.fit()
+        finished = True
         return record if engine.rank == 0 else None
     except NonFiniteLoss as e:
         raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
     finally:
+        if not finished and engine.kv is not None:
+            UNFINISHED_KVSTORES.append(engine.kv)
         engine.task = None              # the task (its data: temporary files, decoding workers) goes now
         engine.monitor.close()
         teardown_logging()

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import mxnet as mx
@@ -195,7 +196,6 @@ def test_a_worker_that_dies_stops_the_whole_job(uneven):
     the kvstore, it ignores SIGTERM: SIGKILL after the grace period), the server and the scheduler,
     and exits non-zero within 30 s, leaving no process behind."""
     import signal
-    import time
     root, args = uneven
     marker = 'model_prefix=dies_%d' % os.getpid()
     env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
@@ -237,3 +237,16 @@ def test_a_dist_sync_run_resumes_where_it_stopped(reference):
     out = run(launch + job + ['retrain=true', 'model_load_epoch=-1'], env=env)
     assert 'resum' in out.lower() and 'epoch 1' in out, out[-3000:]
     assert_matches_single(root, 'dist_resumed', out)
+    # #18's trial 19: refusals of rank 0 alone (the run exists; a resume would overwrite later epochs) hung
+    # the job (its kvstore's shutdown waited for the other worker, which waited for it), or aborted the
+    # server ('init 0 first'): one error, the job stopped, nothing else running
+    for extra, said in (([], "run 'dist_resumed' already exists"),
+                        (['retrain=true', 'model_load_epoch=1'], 'would overwrite its later epochs 2.')):
+        took = time.time()
+        r = subprocess.run(merged(launch + job + extra), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=env)
+        took = time.time() - took
+        assert r.returncode == 2 and took < 120, (r.returncode, took, r.stderr[-3000:])
+        assert said in r.stderr and 'error: worker' in r.stderr, r.stderr[-3000:]
+        assert 'init 0 first' not in r.stderr and 'signal' not in r.stderr, r.stderr[-3000:]
+        assert _processes_with('model_prefix=dist_resumed') == []

@@ -74,7 +74,7 @@ def check_arguments(argv):
     given = [w.split('=', 1)[1].strip() for w in args.command if w.startswith('kv_store=')]
     if any(os.path.basename(w) == 'train.py' for w in args.command) and not (given and given[-1].startswith('dist')):
         raise cli.UsageError('the command trains %d workers of one job only with a parameter-server kvstore: add '
-                             'kv_store=dist_sync (or dist_device_sync, dist_async) to it%s; without one each worker '
+                             'kv_store=dist_sync (or dist_device_sync) to it%s; without one each worker '
                              'would train the same run alone' % (args.num_workers, ' (it says kv_store=%s)' % given[-1]
                                                                  if given else ''))
     return args
@@ -158,7 +158,8 @@ def run_local(args):
 
     def stop(signum, frame):
         stopped.append(signum)
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                                                          signal.SIGUSR1, signal.SIGUSR2)}
     try:
         for role, index, of, extra in roles:
             procs.append(Process(role, index, of, args.command, dict(env, DMLC_ROLE=role, DMLC_TASK_ID=str(index),
@@ -180,8 +181,9 @@ def run_local(args):
             return 0
         others = [p for p in procs if p.child.poll() is None]
         if stopped:
-            what = {signal.SIGINT: 'interrupted', signal.SIGHUP: 'hung up (SIGHUP)',
-                    signal.SIGQUIT: 'quit (SIGQUIT)'}.get(stopped[0], 'terminated (SIGTERM)')
+            what = {signal.SIGINT: 'interrupted', signal.SIGHUP: 'hung up (SIGHUP)', signal.SIGQUIT: 'quit (SIGQUIT)',
+                    signal.SIGUSR1: 'stopped (SIGUSR1)', signal.SIGUSR2: 'stopped (SIGUSR2)'}.get(
+                        stopped[0], 'terminated (SIGTERM)')
             print('launch: %s; stopping all %d processes' % (what, len(others)), file=sys.stderr)
             for p in others:                    # each stops as it does on Ctrl-C / SIGTERM (epochs kept, lock
                 p.signal(stopped[0])            # released); one blocked in the kvstore gets SIGKILL after GRACE
@@ -190,9 +192,12 @@ def run_local(args):
             failed.reader.join(2)               # its last lines, for its error (the others still run)
             status = failed.child.returncode
             how = 'exited with status %d' % status if status > 0 else 'was killed by signal %d' % -status
-            print('error: %s %s: %s; stopped the other %d processes of the job'
-                  % (failed.name, how, failed.error() if status > 0 else 'no message (it was killed)', len(others)),
-                  file=sys.stderr)
+            print('error: %s %s: %s; %s'
+                  % (failed.name, how, failed.error() if status > 0 else
+                     'it aborted (SIGABRT); its last lines are above' if status == -signal.SIGABRT else
+                     'no message (it was killed)',
+                     'stopped the other %d processes of the job' % len(others) if others else
+                     'the other processes of the job had ended'), file=sys.stderr)
         if stopped:
             return 128 + stopped[0]
         return failed.child.returncode if failed.child.returncode > 0 else 128 - failed.child.returncode
