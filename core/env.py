@@ -134,8 +134,10 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
         if value is None:
             continue
         if not _WHOLE.match(value):             # (MXNet reads OMP_NUM_THREADS as one whole number)
-            out.append('environment variable %s=%r is not a whole number >= 1: set e.g. %s=2, or unset it'
-                       % (key, value, key))
+            nested = ',' in value and all(_WHOLE.match(v) for v in value.split(','))
+            out.append('environment variable %s=%r is not a whole number >= 1%s: set e.g. %s=2, or unset it'
+                       % (key, value, ' (MXNet reads it as one number, not an OpenMP list of nested levels)'
+                          if nested else '', key))
         elif key in ENGINE_THREADS and int(value) > MAX_THREADS:
             out.append('environment variable %s=%r asks MXNet\'s engine for more threads than it can start (MXNet would '
                        'abort); set at most %d (the cores: %d), or unset it'
@@ -186,7 +188,11 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
         out.append('environment variable MXNET_HOME=%r is a file, not a folder: MXNet and gluoncv keep weights in '
                    'MXNET_HOME/models; set it to a folder, or unset it (~/.mxnet)' % home)
     role = environ.get('DMLC_ROLE')
-    if role in ('server', 'scheduler', 'worker'):
+    if role and role not in ('server', 'scheduler', 'worker'):
+        out.append('environment variable DMLC_ROLE=%r is not a parameter-server role (worker, server or scheduler, '
+                   'in lower case): MXNet would stop at import; unset DMLC_ROLE (left from another job?): python -m '
+                   'tools.launch sets it for each process it starts' % role)
+    elif role in ('server', 'scheduler', 'worker'):
         missing = [k for k in ('DMLC_NUM_WORKER', 'DMLC_NUM_SERVER', 'DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT')
                    if not environ.get(k)]
         if missing:
@@ -268,6 +274,9 @@ def serve_if_parameter_server():
         return
     for sig in (signal.SIGINT,) + tuple(STOPS):      # (every signal core.interrupt gave a Python handler)
         signal.signal(sig, signal.SIG_DFL)
+    import importlib.util
+    if importlib.util.find_spec('mxnet') is None:
+        sys.exit(2)           # (an interpreter without mxnet: its workers say so, as train.py does)
     problem = wait_for_scheduler()
     if problem:
         sys.stderr.write('error: %s\n' % problem)

@@ -28,6 +28,13 @@ CASES = [
     ({'MXNET_SUBGRAPH_BACKEND': 'XYZ'}, ["MXNET_SUBGRAPH_BACKEND='XYZ' is not a subgraph backend"]),
     ({'MXNET_GLUON_REPO': 'notaurl'}, ["MXNET_GLUON_REPO='notaurl' is not a URL"]),
     ({'DMLC_ROLE': 'server'}, ["DMLC_ROLE='server' (a parameter-server role) is set without DMLC_NUM_WORKER"]),
+    # (#18's trial 19: a ps-lite traceback, 'Check notnull: ... DMLC_NUM_WORKER'; OpenMP's nested list read as
+    # a malformed number without saying so)
+    ({'DMLC_ROLE': 'bogus'}, ["DMLC_ROLE='bogus' is not a parameter-server role (worker, server or scheduler"]),
+    ({'DMLC_ROLE': 'Worker'}, ["DMLC_ROLE='Worker' is not a parameter-server role (worker, server or scheduler, in "
+                               "lower case)"]),
+    ({'OMP_NUM_THREADS': '2,1'}, ["OMP_NUM_THREADS='2,1' is not a whole number >= 1 (MXNet reads it as one number, "
+                                  "not an OpenMP list"]),
     ({'MXNET_MKLDNN_CACHE_NUM': 'abc'}, ["MXNET_MKLDNN_CACHE_NUM='abc' is not a whole number"]),
     # (#18's ninth trial: warned five times and ignored; a file as MXNET_HOME got advice to unzip into it)
     ({'NST_LOCAL_WORKERS': 'abc'}, ["NST_LOCAL_WORKERS='abc' is not a whole number >= 1"]),

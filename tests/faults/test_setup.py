@@ -49,3 +49,11 @@ def test_train_py_under_an_interpreter_without_the_packages_is_one_line():
     r = subprocess.run([sys.executable, '-S', 'train.py'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
     assert 'mxnet are not installed for' in r.stderr and '.venv/bin/python train.py' in r.stderr, r.stderr
+    # (trial 19: the job's server and scheduler printed a traceback; they end, leaving the why to the workers)
+    import os
+    for role in ('server', 'scheduler'):
+        env = dict(os.environ, DMLC_ROLE=role, DMLC_NUM_WORKER='1', DMLC_NUM_SERVER='1', DMLC_PS_ROOT_URI='127.0.0.1',
+                   DMLC_PS_ROOT_PORT='9')
+        r = subprocess.run([sys.executable, '-S', 'train.py', 'kv_store=dist_sync'], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, env=env)
+        assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
