@@ -188,8 +188,14 @@ class Engine(object):
             self.hvd.broadcast_parameters(params, root_rank=0)
 
     def _load(self, epoch):
+        """Restore epoch `epoch` of model_load_prefix; return its metadata. Its warnings (copied files, a
+        changed configuration) are given once it has loaded: not for an epoch skipped as damaged."""
         cfg, task = self.cfg, self.task
         meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
+        task.check_checkpoint(meta, epoch)
+        net, extra = task.saved_blocks()
+        meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, self.ctx, extra, self.trainer,
+                               fits=task.fits)
         saved_by = meta.get('model_prefix')
         if saved_by is not None and saved_by != cfg.model_load_prefix:
             their = meta.get('epoch', epoch)          # (the epoch of that run the copy is)
@@ -199,11 +205,8 @@ class Engine(object):
                         'model_load_prefix=%s model_load_epoch=%s'
                         % (cfg.model_load_prefix, epoch, saved_by, their, saved_by, cfg.model_prefix, saved_by,
                            saved_by, their))
-        task.check_checkpoint(meta, epoch)
         self._warn_of_changes(meta, epoch)
-        net, extra = task.saved_blocks()
-        return checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, self.ctx, extra, self.trainer,
-                               fits=task.fits)
+        return meta
 
     def _resume(self):
         """Restore model_load_prefix at model_load_epoch (-1: the latest checkpoint whose parameters
@@ -261,9 +264,12 @@ class Engine(object):
                 LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', gone, cfg.model_load_prefix,
                             checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, gone)['states'])
             if skipped and same_run and self.rank == 0:
+                kinds = ['%s %s' % (checkpoint.epochs_text(which), what) for what, which in (
+                    ('non-finite or damaged', [e for e in skipped if e not in stateless]),
+                    ('without an optimizer state (.states)', stateless)) if which]
                 self.aside = runs.move_aside(cfg.model_dir, cfg.model_prefix,
                                              runs.epoch_files(cfg.model_dir, cfg.model_prefix, skipped),
-                                             'non-finite or damaged checkpoints after epoch %d' % epoch)
+                                             'checkpoints after epoch %d (epoch %s)' % (epoch, '; '.join(kinds)))
         if same_run and self.rank == 0:
             runs.claim_resume(cfg, epoch, task.best_metric)
         self.begin_epoch = epoch

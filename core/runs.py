@@ -348,7 +348,16 @@ def claim_resume(cfg, epoch, metric='val_top1'):
     best_files = [f for f in checkpoint_files(model_dir, prefix) if _epoch_of(f) == 'best']
     if best_files and (best_epoch is None or best_epoch > epoch):
         moving += best_files
-    dest = move_aside(model_dir, prefix, moving, 'resuming %r from epoch %d' % (prefix, epoch))
+    complete = set(checkpoint.epochs(model_dir, prefix))
+    incomplete = []                  # (why a later epoch is not resumed: a file of it deleted, or never written)
+    for e in sorted({int(_epoch_of(f)) for f in moving if _epoch_of(f) != 'best'} - complete):
+        lacks = [kind for kind in ('.params', '.json')
+                 if not os.path.isfile(os.path.join(model_dir, '%s-%04d%s' % (prefix, e, kind)))]
+        incomplete.append('epoch %d has no %s' % (e, ' nor '.join(lacks)))
+    why = 'resuming %r from epoch %d' % (prefix, epoch)
+    if incomplete:
+        why += ', its latest complete epoch (%s: deleted, or its writing was interrupted)' % '; '.join(incomplete)
+    dest = move_aside(model_dir, prefix, moving, why)
     if best_files and (best_epoch is None or best_epoch > epoch):
         restore_best(model_dir, prefix, epoch, metric)
     rewind_records(os.path.join(cfg.log_dir, prefix + '.jsonl'), epoch, dest)

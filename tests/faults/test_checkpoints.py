@@ -396,3 +396,28 @@ def test_messages_name_a_long_run_of_epochs_as_a_range():
     assert epochs_text(range(1, 41)) == '1..40'
     assert epochs_text([9, 1, 3, 4, 5]) == '1, 3..5, 9'
     assert epochs_text([2, 3]) == '2, 3' and epochs_text([]) == 'none'
+
+
+def test_a_resume_past_a_damaged_or_incomplete_epoch_says_why_and_warns_only_of_the_epoch_it_loads(
+        cifar_setup, train_run):
+    """#18's trial 19: a truncated or missing .states printed the schedule warnings of that epoch, then
+    skipped it ('non-finite or damaged' for a missing file); a deleted .params or .json dropped its
+    epoch without a reason."""
+    import glob
+    root, common, _ = cifar_setup
+    model = str(root / 'model')
+    argv = common + ['network=cifar_resnet8', 'model_prefix=skip', 'num_epoch=3', 'lr_mode=cosine']
+    assert train_run(argv)[0] == 0
+    os.remove(os.path.join(model, 'skip-0003.states'))
+    code, err = train_run(argv[:-2] + ['num_epoch=4', 'lr_mode=cosine', 'retrain=true', 'model_load_epoch=-1'])
+    assert code == 0, err
+    assert 'skipping epoch 3' in err and 'checkpoints after epoch 2 (epoch 3 without an optimizer state' in err, err
+    assert 'epochs 1..3 followed' not in err and 'epochs 1..2 followed' in err, err    # epoch 2's warning alone
+    assert err.count('lr rises again') == 1, err
+    for gone in ('skip-0004.params', 'skip-0003.json'):
+        os.remove(os.path.join(model, gone))
+    code, err = train_run(argv[:-2] + ['num_epoch=4', 'lr_mode=cosine', 'retrain=true', 'model_load_epoch=-1'])
+    assert code == 0, err
+    assert "resuming 'skip' from epoch 2, its latest complete epoch (epoch 3 has no .json; epoch 4 has no .params: " \
+           "deleted, or its writing was interrupted)" in err, err
+    assert sorted(glob.glob(os.path.join(model, 'skip-000[34].json'))), 'epochs 3 and 4 trained again'
