@@ -276,6 +276,11 @@ def main(argv=None):
     cli.output_path(args.out, '--out', example=os.path.basename(args.prefix) or 'RUN')
     from core import checkpoint
     folder, name = os.path.split(args.out)
+    for suffix in sorted(SUFFIXES + ('.params', '.json', '.states'), key=len, reverse=True):
+        if name.endswith(suffix) and name != suffix:       # (x.onnx would give x.onnx.onnx, x.onnx-symbol.json, ...)
+            raise cli.UsageError('--out %s names a file; --out is the prefix of the files an export writes (%s): give '
+                                 '--out %s' % (args.out, ', '.join('PREFIX' + s for s in SUFFIXES),
+                                               os.path.join(folder, name[:-len(suffix)])))
     if checkpoint.epochs(folder or '.', name) or os.path.isfile(checkpoint.paths(folder or '.', name, 'best')['meta']):
         raise cli.UsageError('--out %s is the prefix of run %s\'s checkpoints: an export there would sit among them and '
                              'read as a legacy checkpoint of that name; choose another --out, e.g. deploy/%s'
