@@ -47,7 +47,10 @@ def train_command(args, resume=True, lr=None, replace=()):
         keep = [a for a in keep if a.split('=', 1)[0].strip() != word.split('=', 1)[0]] + [word]
     words = (['--cfg', args.cfg] if args.cfg else []) + keep + (['retrain=true', 'model_load_epoch=-1']
                                                                 if resume else [])
-    return '%s train.py %s' % (shlex.quote(python_command()), ' '.join(shlex.quote(a) for a in words))
+    command = '%s train.py %s' % (shlex.quote(python_command()), ' '.join(shlex.quote(a) for a in words))
+    import os
+    launch = os.environ.get('NST_LAUNCH') if os.environ.get('DMLC_ROLE') == 'worker' else None
+    return '%s %s' % (launch, command) if launch else command     # (a worker of a job: under its launcher again)
 
 
 def resume_command(args, cfg=None):

@@ -351,6 +351,11 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     check_engine_keys(cfg, at)
     cfg.source = origin if saved is not None else describe_source(chain, schema.listing)
     cfg.notes = transfer_notes(cfg, [k for k, w in where.items() if w == 'the command line'])
+    if os.environ.get('DMLC_ROLE') == 'worker' and not str(cfg.get('kv_store', '')).startswith('dist'):
+        cfg.notes.append('environment variable DMLC_ROLE=worker (with the other DMLC_* of a job) is set, and kv_store=%s '
+                         'takes no part in a job: this run trains alone; unset the DMLC_* variables (left from '
+                         'another job?), or start a job with python -m tools.launch ... kv_store=dist_sync'
+                         % cfg.get('kv_store'))
     return cfg
 
 

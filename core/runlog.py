@@ -60,7 +60,9 @@ def setup_logging(cfg, rank=0, to_file=True, hold=False):
         fh._nst = True
         root.addHandler(fh)
     ch = logging.StreamHandler(sys.stderr)
-    distributed = 'DMLC_ROLE' in os.environ or 'HOROVOD_RANK' in os.environ
+    kv_store = str(cfg.get('kv_store', ''))
+    distributed = kv_store.startswith('dist') and 'DMLC_ROLE' in os.environ or \
+        kv_store == 'horovod' and 'HOROVOD_RANK' in os.environ
     ch.setFormatter(logging.Formatter(('[worker %d] ' % rank if distributed else '') +
                                       '%(name)s %(levelname)s %(message)s'))
     ch._nst = True

@@ -7,6 +7,7 @@ over the whole validation set:
   says why."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -249,4 +250,7 @@ def test_a_dist_sync_run_resumes_where_it_stopped(reference):
         assert r.returncode == 2 and took < 120, (r.returncode, took, r.stderr[-3000:])
         assert said in r.stderr and 'error: worker' in r.stderr, r.stderr[-3000:]
         assert 'init 0 first' not in r.stderr and 'signal' not in r.stderr, r.stderr[-3000:]
+        if not extra:       # the resume command it offers runs under the launcher again
+            assert re.search(r'-m tools\.launch -n 2 -s 1 --launcher local \S*python train\.py .*kv_store=dist_sync.* '
+                             r'retrain=true model_load_epoch=-1', r.stderr), r.stderr[-3000:]
         assert _processes_with('model_prefix=dist_resumed') == []

@@ -22,6 +22,7 @@ With --launcher local each process gets an equal share of the cores
 """
 import os
 import runpy
+import shlex
 import signal
 import socket
 import subprocess
@@ -233,6 +234,11 @@ def main(argv=None):
     """Run mxnet's launcher on `argv` after checking it; 2 with one error line on a wrong option."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = check_arguments(argv)
+    # this launch as a user types it, for the commands its workers print (a resume): the job's own command
+    # goes after it
+    exe = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith('..') else sys.executable
+    os.environ['NST_LAUNCH'] = ' '.join(shlex.quote(a) for a in [exe, '-m', 'tools.launch'] +
+                                        argv[:len(argv) - len(args.command)])
     if args.launcher == 'local':
         return run_local(args)
     path = launcher_path()

@@ -214,3 +214,21 @@ def test_docstrings_stripped_are_refused_and_oversubscribed_threads_warned_of():
     many = str(4 * cpu_count() + 1)
     r = run(['train.py', '--keys', 'lr'], {'OMP_NUM_THREADS': many})
     assert r.returncode == 0 and r.stderr.count('warning: OMP_NUM_THREADS=%s is far more than' % many) == 1, r.stderr
+
+
+def test_a_job_s_worker_variables_left_in_the_shell_are_warned_of(monkeypatch):
+    """#18's trial 19: DMLC_ROLE=worker and the job's other variables in the shell, with kv_store=device,
+    trained alone without a word (every line prefixed '[worker 0]')."""
+    from config import load_config
+    for key, value in dict(DMLC_ROLE='worker', DMLC_NUM_WORKER='2', DMLC_NUM_SERVER='1', DMLC_PS_ROOT_URI='127.0.0.1',
+                           DMLC_PS_ROOT_PORT='9091').items():
+        monkeypatch.setenv(key, value)
+    cfg = load_config(None, [], check_data=False)
+    assert any('DMLC_ROLE=worker' in n and 'this run trains alone' in n for n in cfg.notes), cfg.notes
+    import logging
+    from core.runlog import setup_logging, teardown_logging
+    setup_logging(cfg, 0, to_file=False)
+    try:
+        assert not any('[worker' in getattr(h.formatter, '_fmt', '') for h in logging.getLogger().handlers)
+    finally:
+        teardown_logging()
