@@ -187,7 +187,9 @@ def run_local(args):
                         stopped[0], 'terminated (SIGTERM)')
             print('launch: %s; stopping all %d processes' % (what, len(others)), file=sys.stderr)
             for p in others:                    # each stops as it does on Ctrl-C / SIGTERM (epochs kept, lock
-                p.signal(stopped[0])            # released); one blocked in the kvstore gets SIGKILL after GRACE
+                # released); one blocked in the kvstore gets SIGKILL after GRACE (SIGUSR2, which train.py does
+                # not handle, goes on as SIGTERM)
+                p.signal(signal.SIGTERM if stopped[0] == signal.SIGUSR2 else stopped[0])
             _wait(others, GRACE)
         else:
             failed.reader.join(2)               # its last lines, for its error (the others still run)
