@@ -284,6 +284,21 @@ class Engine(object):
                      'left as it is', cfg.model_prefix, epoch, cfg.model_load_prefix, epoch, cfg.model_dir,
                      task.describe_checkpoint(meta), cfg.model_load_prefix)
 
+    def _init_kvstore_keys(self):
+        """Initialise the parameter server's keys of the trainer's parameters (rank 0's values, pulled by
+        every worker) and wait until every worker has them, before the first gradients are pushed.
+        Gluon does it inside the first `Trainer.step`, where a worker's pull of a key's initial value
+        raced with that step's gradient push: once the servers had summed the gradients, the pull
+        returned the sum as the parameter (one worker's copy of a layer then went its own way, or every
+        worker started from gradients). Called after the first training forward, which puts oneDNN's
+        convolution weights back in the layout the push reads."""
+        trainer = self.trainer
+        if not trainer._kv_initialized:
+            trainer._init_kvstore()
+        if trainer._params_to_init:
+            trainer._init_params()
+            mx.nd.waitall()
+
     # --------------------------------------------------------------- training
     def train_epoch(self, epoch):
         try:
@@ -310,6 +325,8 @@ class Engine(object):
                         autograd.backward(scaled)
                 else:
                     autograd.backward(losses)
+                if self.kv is not None and i == 0:
+                    self._init_kvstore_keys()
                 self.trainer.step(self.step_batch)
                 task.after_step(i, out)
                 seen += task.samples_per_step or self.batch_size
