@@ -218,17 +218,29 @@ def worker_exit(code):
     os._exit(code)
 
 
-if __name__ == '__main__':
-    from tools.cli import output_written
+def run_process(main, *args):
+    """`main(*args)`'s exit status as a process's (its output flushed, tools.cli.output_written); a
+    worker of a parameter-server job (DMLC_ROLE=worker) that stops early ends through `worker_exit`:
+    an error, a signal, argparse's own exit, or a bug (its traceback first)."""
     import os
-    if os.environ.get('DMLC_ROLE') == 'worker':
-        try:
-            status = output_written(main)
-        except BaseException:                   # (a bug: its traceback, then the same early end)
-            import traceback
-            traceback.print_exc()
-            status = 1
-        if status:
-            worker_exit(status)
-        sys.exit(status)
-    sys.exit(output_written(main))
+    from tools.cli import output_written
+    if os.environ.get('DMLC_ROLE') != 'worker':
+        return output_written(main, *args)
+    try:
+        status = output_written(main, *args)
+    except SystemExit as e:                     # (argparse: --help, a malformed option)
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except KeyboardInterrupt as e:              # (a stop before train.py's own handling is in place)
+        from core.interrupt import stop_status
+        status = stop_status(e)
+    except BaseException:                       # (a bug: its traceback, then the same early end)
+        import traceback
+        traceback.print_exc()
+        status = 1
+    if status:
+        worker_exit(status)
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(run_process(main))

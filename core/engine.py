@@ -235,7 +235,14 @@ class Engine(object):
                 try:
                     meta = self._load(epoch)
                     break
-                except (checkpoint.NonFiniteCheckpoint, checkpoint.DamagedCheckpoint) as e:
+                except checkpoint.CheckpointError as e:
+                    damaged = isinstance(e, (checkpoint.NonFiniteCheckpoint, checkpoint.DamagedCheckpoint))
+                    gone = not os.path.isfile(checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['meta'])
+                    if not damaged and not (self.rank != 0 and gone):
+                        raise
+                    if not damaged:          # (another worker of the job: rank 0 set the epoch aside meanwhile)
+                        skipped.append(epoch)
+                        continue
                     if not os.path.isfile(checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, epoch)['states']):
                         stateless.append(epoch)
                     else:
@@ -325,8 +332,8 @@ class Engine(object):
                         autograd.backward(scaled)
                 else:
                     autograd.backward(losses)
-                if self.kv is not None and i == 0:
-                    self._init_kvstore_keys()
+                if self.kv is not None and (self.trainer._params_to_init or not self.trainer._kv_initialized):
+                    self._init_kvstore_keys()       # (the first step; a parameter initialised late)
                 self.trainer.step(self.step_batch)
                 task.after_step(i, out)
                 seen += task.samples_per_step or self.batch_size

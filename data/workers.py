@@ -54,14 +54,17 @@ def stop_pool(pool):
 
 
 class WorkerLoader(gluon.data.DataLoader):
-    """gluon's DataLoader whose worker processes (if any) ignore SIGINT and SIGTERM and are stopped
+    """gluon's DataLoader whose worker processes (if any) ignore SIGINT, SIGTERM and the other stop
+    signals (SIGHUP, SIGQUIT, SIGUSR1) and are stopped
     by `stop_pool` (see the module doc); the same arguments."""
 
     def __init__(self, dataset, *args, **kwargs):
         import sys
         if not getattr(sys.excepthook, 'quiets_resource_sharer', False):
             sys.excepthook = _quiet_resource_sharer(sys.excepthook)
-        held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        from core.interrupt import STOPS           # (SIGHUP, SIGQUIT, SIGUSR1 too: a launcher passes them to the group)
+        stops = sorted({signal.SIGINT, signal.SIGTERM} | set(STOPS))
+        held = {s: signal.signal(s, signal.SIG_IGN) for s in stops}
         try:                                         # the workers are forked here, inheriting SIG_IGN
             super(WorkerLoader, self).__init__(dataset, *args, **kwargs)
         finally:

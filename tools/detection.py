@@ -260,4 +260,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    import train            # (a worker of a parameter-server job that stops early ends at once, as train.py's)
+    sys.exit(train.run_process(main))

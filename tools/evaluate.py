@@ -142,8 +142,14 @@ def evaluate_onnx(args):
         folder, name = os.path.split(meta['source'])
         try:
             saved = checkpoint.read_meta(folder or '.', name, meta.get('epoch') or 'best')
-        except checkpoint.CheckpointError:
-            saved, gone = None, meta['source']          # (the run it came from: moved, deleted, another machine)
+        except checkpoint.CheckpointError as e:
+            saved = None
+            if checkpoint.epochs(folder or '.', name) or os.path.isfile(
+                    checkpoint.paths(folder or '.', name, 'best')['meta']):
+                print('warning: --onnx %s: the checkpoint it was exported from cannot be read (%s): scoring it on the '
+                      'data config/cfgs.py (and the keys given) name' % (path, checkpoint.reason(e)), file=sys.stderr)
+            else:
+                gone = meta['source']          # (the run it came from: moved, deleted, another machine)
         if saved is not None:
             cfg = of_checkpoint(saved, '%s epoch %s' % (meta['source'], meta.get('epoch')), args.overrides)
     if cfg is None:

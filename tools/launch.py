@@ -193,6 +193,17 @@ def run_local(args):
             _wait(others, GRACE)
         else:
             failed.reader.join(2)               # its last lines, for its error (the others still run)
+            if failed.role != 'worker' and failed.child.returncode > 0 and failed.error() == 'no message':
+                # (a server or the scheduler that ended without a word, e.g. under an interpreter without mxnet:
+                # a worker says why a moment later)
+                deadline = time.time() + 3
+                while time.time() < deadline and not any(p.child.poll() not in (None, 0) for p in workers):
+                    time.sleep(0.1)
+                said = [p for p in workers if p.child.poll() not in (None, 0)]
+                if said:
+                    failed = said[0]
+                    failed.reader.join(2)
+                    others = [p for p in procs if p.child.poll() is None]
             status = failed.child.returncode
             how = 'exited with status %d' % status if status > 0 else 'was killed by signal %d' % -status
             print('error: %s %s: %s; %s'

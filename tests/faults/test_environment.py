@@ -232,3 +232,14 @@ def test_a_job_s_worker_variables_left_in_the_shell_are_warned_of(monkeypatch):
         assert not any('[worker' in getattr(h.formatter, '_fmt', '') for h in logging.getLogger().handlers)
     finally:
         teardown_logging()
+
+
+def test_a_job_s_worker_ends_with_argparse_s_status_not_a_traceback():
+    """A review of #18's trial-19 fixes: a worker of a job (DMLC_ROLE=worker) given a malformed option, or
+    --help, printed a SystemExit traceback and ended with status 1."""
+    job = dict(DMLC_ROLE='worker', DMLC_NUM_WORKER='1', DMLC_NUM_SERVER='1', DMLC_PS_ROOT_URI='127.0.0.1',
+               DMLC_PS_ROOT_PORT='9')
+    r = run(['train.py', '--bogus'], job)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and 'SystemExit' not in r.stderr, r.stderr
+    r = run(['train.py', '--help'], job)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr and 'usage' in r.stdout.lower(), r.stderr
