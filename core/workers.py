@@ -66,7 +66,11 @@ def statistics_of(blocks):
 
 
 def statistics_length(params):
-    return int(sum(np.prod(p.shape) for p in params))
+    """How many values `params` hold; None while a shape is not known yet (deferred initialisation)."""
+    shapes = [p.shape for p in params]
+    if any(s is None or 0 in s for s in shapes):
+        return None
+    return int(sum(np.prod(s) for s in shapes))
 
 
 def average_statistics(params, sums, workers):
