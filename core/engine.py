@@ -361,8 +361,9 @@ class Engine(object):
         mx.nd.waitall()
         stats = workers.mean_over_workers(task.read(), self.sums)
         stats['time'] = time.time() - tic
-        stats['speed'] = seen / max(stats['time'], 1e-9)
-        stats['steps'], stats['images'] = done, seen
+        # the job's images and speed: every worker takes the same steps of the same batch
+        stats['steps'], stats['images'] = done, seen * self.workers
+        stats['speed'] = stats['images'] / max(stats['time'], 1e-9)
         return stats
 
     def _check_finite(self, epoch):
