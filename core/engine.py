@@ -70,7 +70,7 @@ def intact_best(model_dir, prefix):
     except (checkpoint.CheckpointError, OSError):
         return None
     epoch = meta.get('epoch')
-    return epoch + 1 if isinstance(epoch, int) and 'params_crc32' in meta else None
+    return epoch if isinstance(epoch, int) and 'params_crc32' in meta else None      # (numbered from 1)
 
 
 def progress_bar(total, desc, enabled):
@@ -536,8 +536,8 @@ def operator_threads(n):
 def _nothing_to_train(cfg):
     """Whether the checkpoint a resume loads (model_load_prefix at model_load_epoch, -1 its latest)
     is at or past num_epoch, so that the run has no epoch to train."""
-    if not cfg.retrain or cfg.get('model_load_epoch') is None:
-        return False
+    if not cfg.retrain or not cfg.get('model_load_epoch'):
+        return False                    # (model_load_epoch=0 with retrain=true: refused when resuming)
     have = checkpoint.epochs(cfg.model_dir, cfg.model_load_prefix)
     epoch = cfg.model_load_epoch if cfg.model_load_epoch > 0 else max(have, default=0)
     return epoch in have and epoch >= cfg.num_epoch

@@ -134,6 +134,11 @@ def test_a_trained_run_exports_to_onnx_checked_on_its_validation_images(data, tm
     code, stdout, err = run_tool(evaluate.main, ['--onnx', out + '.onnx', 'dataset=cifar10',
                                                  'data_dir=%s' % (data / 'cifar')], capsys)
     assert code == 0 and 'top-1' in stdout and 'not there any more' not in err, (stdout, err)
+    # (#18's trial 20: the same dataset named without its data: the error named config/cfgs.py's missing pack)
+    code, _, err = run_tool(evaluate.main, ['--onnx', out + '.onnx', 'dataset=cifar10',
+                                            'data_dir=%s' % (tmp_path / 'nodata')], capsys)
+    one_error(code, err, 'which is not there any more', 'does not name data to score it on',
+              'name the cifar10 data it was trained on, e.g. data_dir=')
 
 
 def test_without_data_the_check_runs_on_random_inputs_and_says_so(data, tmp_path, capsys):

@@ -115,7 +115,7 @@ def evaluate_onnx(args):
     the data of --cfg / overrides, else of the run it was exported from (OUT-meta.json's source, with
     the configuration saved with that checkpoint, where it is on disk), else config/cfgs.py's."""
     import json
-    from config import load_config, of_checkpoint
+    from config import ConfigError, load_config, of_checkpoint
     from core import checkpoint
     from tools import onnx_export
     onnx_export.require()
@@ -162,7 +162,15 @@ def evaluate_onnx(args):
         if gone:
             _refuse_other_data(path, gone, meta, load_config(args.cfg, args.overrides, check_data=False),
                                args.overrides)
-        cfg = load_config(args.cfg, args.overrides)
+        try:
+            cfg = load_config(args.cfg, args.overrides)
+        except ConfigError as e:
+            if not gone:
+                raise
+            raise cli.UsageError('--onnx %s was exported from run %s (epoch %s), which is not there any more (moved, '
+                                 'deleted or on another machine), and %s does not name data to score it on (%s): '
+                                 'name the %s data it was trained on, e.g. data_dir=...'
+                                 % (path, gone, meta.get('epoch'), _whose(args.overrides), e, meta.get('dataset')))
     if gone and 'data_dir' not in {o.split('=', 1)[0] for o in args.overrides}:
         print('warning: --onnx %s was exported from run %s (epoch %s), which is not there any more (moved, deleted '
               'or on another machine): scoring it on %s data in %s, as %s reads them (data_dir=... names other '

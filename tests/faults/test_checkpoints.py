@@ -172,6 +172,10 @@ def test_every_epoch_damaged_offers_the_intact_best_copy_and_the_advice_works(ci
     code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=3'])
     line = err.strip().splitlines()[-1]
     assert code == 2 and 'its best copy (epoch ' in line and 'pretrained_epoch=-1' in line, err
+    # (#18's trial 20: the epoch named was one past the best copy's)
+    import json
+    best = json.load(open(checkpoint.paths(model, 'alldmg', 'best')['meta']))['epoch']
+    assert 'its best copy (epoch %d) is intact' % best in line, (best, line)
     advice = line.split('e.g. ')[1].split(' (the optimizer')[0].split()
     code, err = train_run(common + ['network=cifar_resnet8', 'num_epoch=1'] + advice)
     assert code == 0 and checkpoint.epochs(model, 'alldmg_more') == [1], err
