@@ -289,8 +289,9 @@ class Engine(object):
         # a branch (a new run from another run's epoch) has a best of its own epochs only
         self.best = meta.get(task.best_key) if same_run else None
         if same_run:
-            LOG.info('resumed run %r from its epoch-%d checkpoint in %s (%s)', cfg.model_load_prefix, epoch,
-                     cfg.model_dir, task.describe_checkpoint(meta))
+            if self.rank == 0:        # (rank 0 has claimed the epochs after it: the resume goes ahead)
+                LOG.info('resumed run %r from its epoch-%d checkpoint in %s (%s)', cfg.model_load_prefix, epoch,
+                         cfg.model_dir, task.describe_checkpoint(meta))
             self._warn_of_missing_records(epoch, meta)
         else:
             LOG.info('run %r starts from epoch %d of run %r (from its epoch-%d checkpoint in %s, %s); run %r is '

@@ -261,3 +261,17 @@ def test_a_dist_sync_run_resumes_where_it_stopped(reference):
             assert re.search(r'-m tools\.launch -n 2 -s 1 --launcher local \S*python train\.py .*kv_store=dist_sync.* '
                              r'retrain=true model_load_epoch=-1', r.stderr), r.stderr[-3000:]
         assert _processes_with('model_prefix=dist_resumed') == []
+
+
+def test_the_launcher_says_an_error_every_worker_gives_once(tmp_path):
+    """#18's trials 19 and 20: an error every worker gives (a config error, how to resume) was printed by
+    each worker and again by the launcher: N + 1 times."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
+    env.update(DMLC_PS_ROOT_URI='127.0.0.1', DMLC_NODE_HOST='127.0.0.1')
+    r = subprocess.run(merged([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+                               sys.executable, 'train.py', 'kv_store=dist_sync', 'kt_type=kd++mmd',
+                               'model_dir=%s' % tmp_path]), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=env)
+    errors = [line for line in r.stderr.splitlines() if 'kd++mmd' in line]
+    assert r.returncode == 2 and len(errors) == 2, r.stderr[-3000:]
+    assert errors[1].startswith('error: worker ') and 'kd++mmd' in errors[1]

@@ -95,11 +95,17 @@ class Process(object):
         self.reader = threading.Thread(target=self._forward, daemon=True)
         self.reader.start()
 
+    # the lines forwarded that name no worker (errors, how to resume: every worker of the job says the same),
+    # by the process that said them first: the same line from another process is forwarded once
+    shown = {}
+
     def _forward(self):
         for raw in iter(self.child.stderr.readline, b''):
             line = raw.decode('utf-8', 'replace')
-            sys.stderr.write(line)
-            sys.stderr.flush()
+            mine = not line.strip() or line.startswith('[') or Process.shown.setdefault(line, self) is self
+            if mine:
+                sys.stderr.write(line)
+                sys.stderr.flush()
             if line.strip():
                 self.tail = (self.tail + [line.rstrip()])[-30:]
 
@@ -109,14 +115,20 @@ class Process(object):
 
     def error(self):
         """The process's own account of its failure: its `error: ...` line, else the last line of a
-        traceback, else its last line."""
-        for line in reversed(self.tail):
-            if line.startswith(('error:', 'config error:')):
-                return line.split('error:', 1)[1].strip()
-        for line in reversed(self.tail):
-            if line and not line.startswith((' ', '[')):
-                return line.strip()
+        traceback, else its last line (with the command on the next line when it ends with one)."""
+        for i in range(len(self.tail) - 1, -1, -1):
+            if self.tail[i].startswith(('error:', 'config error:')):
+                return self._with_command(i, self.tail[i].split('error:', 1)[1].strip())
+        for i in range(len(self.tail) - 1, -1, -1):
+            if self.tail[i] and not self.tail[i].startswith((' ', '[')):
+                return self._with_command(i, self.tail[i].strip())
         return 'no message'
+
+    def _with_command(self, i, text):
+        """`text` (of line i of the tail), with the next line when `text` ends introducing it."""
+        if text.endswith((' with', ':')) and i + 1 < len(self.tail):
+            text += ' ' + self.tail[i + 1].strip()
+        return text
 
     def signal(self, sig):
         try:
