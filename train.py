@@ -58,7 +58,13 @@ def resume_command(args, cfg=None):
     the run resumed when the config file sets another model_load_prefix (a copy of config/cfgs.py whose
     `model_load_prefix = model_prefix` comes before the model_prefix the user set)."""
     other = cfg is not None and cfg.get('model_load_prefix') not in (None, cfg.model_prefix)
-    return train_command(args, resume=True, replace=['model_load_prefix=%s' % cfg.model_prefix] if other else ())
+    replace = ['model_load_prefix=%s' % cfg.model_prefix] if other else []
+    if cfg is not None:                 # (num_epoch at or below the run's last epoch: the resume would train none)
+        from core import checkpoint
+        have = checkpoint.epochs(cfg.model_dir, cfg.model_prefix)
+        if have and have[-1] >= cfg.num_epoch:
+            replace.append('num_epoch=%d' % (have[-1] + 1))
+    return train_command(args, resume=True, replace=replace)
 
 
 def lower_lr(lr):

@@ -133,6 +133,8 @@ def test_truncated_params_file(cifar_setup, train_run):
     assert code == 2 and 'truncated or corrupt' in err and p in err
     code, err = train_run(argv + ['retrain=true', 'model_load_epoch=7', 'num_epoch=8'])
     assert code == 2 and 'no checkpoint' in err and 'its epochs: 1\n' in err, err
+    code, err = train_run(argv + ['retrain=true', 'num_epoch=1'])     # (trial 20: 'nothing to train', exit 0)
+    assert code == 2 and 'numbered from 1' in err, err
     code, err = train_run(argv + ['retrain=true', 'num_epoch=8'])               # model_load_epoch left at 0
     assert code == 2 and 'numbered from 1' in err and 'model_load_epoch=-1' in err and "'trunc' in %s: 1" % (root / 'model') in err, err
 

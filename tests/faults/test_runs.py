@@ -79,6 +79,8 @@ def test_a_new_run_under_an_existing_name_is_refused_then_overwrite_moves_it_asi
     code, err = train_run(argv + ['seed=5'])
     assert code == 2 and "run 'twice' already exists" in err and 'epochs 1' in err
     assert 'overwrite=true' in err and 'retrain=true model_load_epoch=-1' in err and 'Traceback' not in err
+    # (#18's trial 20: the resume offered kept num_epoch=1, at the run's last epoch: it trained nothing)
+    assert 'num_epoch=2 retrain=true model_load_epoch=-1' in err, err
     assert run_files(root, 'twice') == before
     # from another run's checkpoint into this name: refused too
     code, err = train_run(argv + ['retrain=true', 'model_load_prefix=teacher', 'model_load_epoch=1', 'num_epoch=2'])
