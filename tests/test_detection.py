@@ -481,7 +481,7 @@ def test_train_checkpoint_exact_resume_evaluate_and_report(voc, tmp_path, capsys
     # the run rules: a second start under the name is refused, a resume from an earlier epoch too
     code, _, err = run_cli(a, capsys)
     one_error(code, err, "run 'voc_frcnn' already exists ")
-    assert re.search(r'\n  resume: .*train.py .*task=detection retrain=true', err), err       # train.py's run handling
+    assert re.search(r'\n  resume: .*train.py .*task=detection num_epoch=3 retrain=true', err), err   # train.py's run handling
     code, _, err = run_cli(a + ['retrain=true', 'model_load_epoch=1'], capsys)
     one_error(code, err, 'would overwrite its later epochs')
     assert checkpoint.epochs(mdir, 'voc_frcnn') == [1, 2]
