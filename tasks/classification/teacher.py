@@ -208,8 +208,8 @@ class BatchStatsGuard(object):
     so they never change."""
 
     def __init__(self, block):
-        self.stats = [p for n, p in block.collect_params().items()
-                      if n.endswith(('running_mean', 'running_var', 'moving_mean', 'moving_var'))]
+        from core.workers import statistics_of
+        self.stats = statistics_of([block])
         self.saved = [[d.copy() for d in p.list_data()] for p in self.stats]
 
     def __call__(self, block, x):
