@@ -175,14 +175,15 @@ class Engine(object):
         # every worker registers its sums in the same order, before training
         self.sums.register('validation', workers.SUM_LENGTH)
         self.sums.register('train', workers.TRAIN_FIGURES + 1)
-        if self.statistics and workers.statistics_length(self.statistics) is None:
+        length = workers.statistics_length(self.statistics)
+        if self.statistics and length is None:
             if len(self.ctx) > 1 or self.workers > 1:      # (a backbone whose shapes are known at its first step)
                 LOG.warning('the BatchNorm running statistics of %s are not averaged over the devices and workers: '
                             'their shapes are not known before training; each device keeps its own, and the '
                             'checkpoint holds the first device\'s (of rank 0)' % cfg.get('network'))
             self.statistics = []
         if self.statistics:
-            self.sums.register('statistics', workers.statistics_length(self.statistics))
+            self.sums.register('statistics', length)
         self.lr_at = schedule.from_config(cfg)
         self.begin_epoch = cfg.begin_epoch if cfg.get('begin_epoch') is not None else 0
         self.best = None                       # best validation metric so far (restored by _resume)
