@@ -199,7 +199,7 @@ def test_onnx_user_mistakes_are_one_error_before_any_work(data, tmp_path, monkey
     code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', out, '--images', '0'], capsys)
     one_error(code, err, '--images', "'0'")
     # (#18's trial 19: --out x.onnx wrote x.onnx-symbol.json ... x.onnx.onnx)
-    for named in ('u.onnx', 'u-symbol.json', 'u.params'):
+    for named in ('u.onnx', 'u-symbol.json', 'u.params', 'u.ONNX'):
         code, _, err = run_tool(export.main, ['--prefix', prefix, '--out', out[:-1] + named, '--onnx'], capsys)
         one_error(code, err, '--out %s names a file' % (out[:-1] + named), 'give --out %s' % out)
     with monkeypatch.context() as m:

@@ -277,7 +277,7 @@ def main(argv=None):
     from core import checkpoint
     folder, name = os.path.split(args.out)
     for suffix in sorted(SUFFIXES + ('.params', '.json', '.states'), key=len, reverse=True):
-        if name.endswith(suffix) and name != suffix:       # (x.onnx would give x.onnx.onnx, x.onnx-symbol.json, ...)
+        if name.lower().endswith(suffix) and name.lower() != suffix:      # (x.ONNX too)       # (x.onnx would give x.onnx.onnx, x.onnx-symbol.json, ...)
             raise cli.UsageError('--out %s names a file; --out is the prefix of the files an export writes (%s): give '
                                  '--out %s' % (args.out, ', '.join('PREFIX' + s for s in SUFFIXES),
                                                os.path.join(folder, name[:-len(suffix)])))
