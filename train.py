@@ -88,6 +88,26 @@ def outsized_weights(cfg, factor=100.0):
     return '; '.join(said)
 
 
+def say_stopped(args, cfg, e):
+    """Say on stderr that the run `cfg` stopped (KeyboardInterrupt `e`: Ctrl-C, SIGTERM, ...), what was
+    kept and the command that goes on."""
+    from core.interrupt import stop_words
+    what = stop_words(e)
+    if has_checkpoint(cfg):
+        print('\n%s. Every finished epoch is checkpointed in %s; continue with\n  %s'
+              % (what, cfg.model_dir, resume_command(args)), file=sys.stderr)
+    else:
+        print('\n%s before the first epoch of run %r finished: nothing was checkpointed. Start it '
+              'again with\n  %s' % (what, cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
+
+
+def in_a_job_of_workers():
+    """Whether this process is a worker of a distributed job: a parameter-server job's (DMLC_ROLE) or
+    a Horovod rank (horovodrun sets HOROVOD_RANK)."""
+    import os
+    return os.environ.get('DMLC_ROLE') == 'worker' or 'HOROVOD_RANK' in os.environ
+
+
 def has_checkpoint(cfg):
     from core import checkpoint
     return bool(checkpoint.epochs(cfg.model_dir, cfg.model_prefix))
@@ -166,8 +186,13 @@ def main(argv=None):
         for k, v in cfg.items():
             print('%s = %r' % (k, v))
         return 0
-    from core.interrupt import sigterm_as_interrupt, stop_status, stop_words
+    from core.interrupt import StuckStopGuard, sigterm_as_interrupt, stop_status
     stop = sigterm_as_interrupt().__enter__()             # (a scheduler's or `kill`'s stop: as Ctrl-C)
+    # a worker of a job, stopped while it waits for a worker or server that is gone, still says how to
+    # resume and gives its lock back
+    said = []
+    guard = StuckStopGuard(lambda e: say_stopped(args, cfg, e), said=lambda: bool(said),
+                           grace=3.0 if in_a_job_of_workers() else None).__enter__()
     try:
         record = tasks.run(cfg, task)
     except RunError as e:
@@ -189,15 +214,11 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        what = stop_words(e)
-        if has_checkpoint(cfg):
-            print('\n%s. Every finished epoch is checkpointed in %s; continue with\n  %s'
-                  % (what, cfg.model_dir, resume_command(args)), file=sys.stderr)
-        else:
-            print('\n%s before the first epoch of run %r finished: nothing was checkpointed. Start it '
-                  'again with\n  %s' % (what, cfg.model_prefix, train_command(args, resume=False)), file=sys.stderr)
+        said.append(True)
+        say_stopped(args, cfg, e)
         return stop_status(e)
     finally:
+        guard.__exit__()
         stop.__exit__()
     if record is None:
         pass                    # (another worker of a distributed job: rank 0 reports for the job)

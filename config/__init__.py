@@ -13,6 +13,7 @@ with attribute access, validated, with derived values filled in
 """
 import difflib
 import importlib
+import importlib.util
 import os
 import re
 import runpy
@@ -509,12 +510,18 @@ def check_engine_keys(cfg, at):
             raise ConfigError('config key dtype=bfloat16 (%s): %s; use dtype=float32 on this machine'
                               % (at('dtype'), problem))
     if cfg.kv_store == 'horovod':
+        launched = 'HOROVOD_RANK' in os.environ or 'OMPI_COMM_WORLD_RANK' in os.environ
         try:
-            importlib.import_module('horovod.mxnet')
+            # (outside a launch, only whether it is installed: importing horovod.mxnet loads libmxnet.so
+            # globally, whose libjpeg then breaks PIL's JPEG encoder in this process)
+            if launched:
+                importlib.import_module('horovod.mxnet')
+            elif importlib.util.find_spec('horovod.mxnet') is None:
+                raise ImportError('no module named horovod.mxnet')
         except ImportError as e:
             raise ConfigError('config key kv_store=horovod (%s): horovod.mxnet is not available (%s); build it '
                               'with NST_HOROVOD=1 bash init.sh' % (at('kv_store'), e))
-        if 'HOROVOD_RANK' not in os.environ and 'OMPI_COMM_WORLD_RANK' not in os.environ:
+        if not launched:
             raise ConfigError('config key kv_store=horovod (%s) needs a Horovod launch: horovodrun -np N '
                               'python train.py kv_store=horovod (see the README)' % at('kv_store'))
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:

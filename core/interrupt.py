@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 COMMANDS = ('data', 'tools', 'benchmarks')
 
@@ -102,6 +103,81 @@ class deferred(object):
             signal.signal(signum, handler)
         if self.held is not None:
             signal.raise_signal(self.held)
+
+
+class StuckStopGuard(object):
+    """A worker of a distributed job waits in MXNet for the other workers (a kvstore pull, an
+    allreduce, `waitall`) and, when one of them has stopped or the parameter server has gone, waits
+    forever: a stop signal's Python handler never runs, so it would not release its run's lock nor
+    say how to resume, and its launcher kills it. Within the `with`, a helper thread sees every
+    signal that has a Python handler (through `signal.set_wakeup_fd`); if the process still runs
+    `grace` seconds after a stop (SIGINT or one of `STOPS`), it ends it as the handler would have:
+    `say(e)` for the stop's KeyboardInterrupt `e` (unless `said()` is true: the main thread spoke
+    already), every callable of `AT_FORCED_EXIT` (the run's lock), then `os._exit` with the stop's
+    status (`stop_status`). Outside the main thread, or for `grace` None: no effect."""
+
+    def __init__(self, say, said=lambda: False, grace=3.0):
+        self.say, self.said, self.grace = say, said, grace
+        self.previous_fd, self.fds = None, None
+
+    def __enter__(self):
+        if self.grace is None or threading.current_thread() is not threading.main_thread():
+            return self
+        self.fds = os.pipe()
+        os.set_blocking(self.fds[1], False)
+        self.previous_fd = signal.set_wakeup_fd(self.fds[1], warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(self.fds[0],), name='stuck-stop-guard', daemon=True).start()
+        return self
+
+    def _watch(self, fd):
+        try:
+            signum = self._first_stop(fd)
+        finally:
+            os.close(fd)
+        if signum is None:
+            return                  # (the guard ended)
+        time.sleep(self.grace)
+        if self.fds is None:
+            return                  # (the main thread stopped in time and left the guard)
+        e = STOPS[signum]() if signum in STOPS else KeyboardInterrupt()
+        try:
+            if not self.said():
+                self.say(e)
+            for cleanup in list(AT_FORCED_EXIT):
+                cleanup()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(stop_status(e))
+
+    @staticmethod
+    def _first_stop(fd):
+        """The first stop signal whose number the wakeup pipe `fd` delivers; None once it is closed."""
+        while True:
+            try:
+                data = os.read(fd, 64)
+            except OSError:
+                return None
+            if not data:
+                return None
+            stops = [b for b in data if b == signal.SIGINT or b in STOPS]
+            if stops:
+                return stops[0]
+
+    def __exit__(self, *exc):
+        if self.fds is None:
+            return
+        signal.set_wakeup_fd(self.previous_fd)
+        fds, self.fds = self.fds, None
+        os.close(fds[1])            # (the helper's read returns b'' and it ends)
+
+
+# what a forced exit (`StuckStopGuard`) undoes first: callables a run adds while it holds something the
+# next run needs back (its lock) and removes once it has given it back
+AT_FORCED_EXIT = []
 
 
 def is_project_command(argv):

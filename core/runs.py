@@ -33,6 +33,7 @@ import time
 from . import checkpoint
 from .atomic import remove_stale
 from .env import proc_stat
+from .interrupt import AT_FORCED_EXIT
 
 LOG = logging.getLogger('runs')
 
@@ -121,6 +122,7 @@ class RunLock(object):
             try:
                 self._create()
                 self.held = True
+                AT_FORCED_EXIT.append(self.release)     # (a worker stuck in its kvstore when stopped)
                 return self
             except FileExistsError:
                 pass
@@ -160,6 +162,8 @@ class RunLock(object):
             except OSError:
                 pass
         self.held = False
+        if self.release in AT_FORCED_EXIT:
+            AT_FORCED_EXIT.remove(self.release)
 
     def __enter__(self):
         return self.acquire()

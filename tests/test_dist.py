@@ -231,6 +231,44 @@ def test_a_worker_that_dies_stops_the_whole_job(uneven):
     assert _processes_with(marker) == []
 
 
+@pytest.mark.parametrize('role', [('worker', '1'), ('server', '0')])
+def test_a_stopped_worker_or_server_leaves_the_run_resumable(uneven, role):
+    """#18's trial 20: SIGTERM to one worker (not rank 0) or to the server left rank 0 waiting in the
+    kvstore, where no Python handler runs: the launcher SIGKILLed it after its grace period, the run's
+    lock stayed behind and no worker said how to resume. Now every worker stops as on Ctrl-C: the job
+    ends within the grace period, prints the resume command under the launcher, leaves no lock and
+    no process behind."""
+    import signal
+    root, args = uneven
+    prefix = 'stop_%s_%d' % (role[0], os.getpid())
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
+    launcher = subprocess.Popen([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+                                 sys.executable] + merged(args + ['model_prefix=' + prefix, 'kv_store=dist_sync',
+                                                                  'num_epoch=1000', 'frequent=1']),
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = root / 'log' / (prefix + '.log')
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and 'Epoch[2] Batch' in log.read_text()):
+            assert launcher.poll() is None, launcher.communicate()
+            time.sleep(0.2)
+        target, = [p for p in _processes_with('model_prefix=' + prefix) if _role(p) == role]
+        os.kill(target, signal.SIGTERM)
+        sent = time.time()
+        out, err = launcher.communicate(timeout=60)
+        took = time.time() - sent
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 143 and took < 20, (launcher.returncode, took, err[-3000:])
+    resume = [l for l in err.splitlines() if l.startswith('  ') and 'model_load_epoch=-1' in l]
+    assert len(resume) == 1 and '-m tools.launch -n 2 -s 1' in resume[0], err[-3000:]
+    assert 'killed by signal 9' not in err and 'Traceback' not in err, err[-3000:]
+    assert not (root / 'model' / (prefix + '.lock')).exists()
+    time.sleep(0.5)
+    assert _processes_with('model_prefix=' + prefix) == []
+
+
 def test_a_dist_sync_run_resumes_where_it_stopped(reference):
     """#18's eighteenth trial: resuming a dist_sync run aborted its parameter server ('init 4 first',
     SIGABRT): the optimizer state's load pushed convolution weights still in oneDNN's inference layout

@@ -217,11 +217,13 @@ def run_local(args):
                     failed.reader.join(2)
                     others = [p for p in procs if p.child.poll() is None]
             status = failed.child.returncode
-            how = 'exited with status %d' % status if status > 0 else 'was killed by signal %d' % -status
+            how = 'exited with status %d' % status if status > 0 else 'was killed by signal %d (%s)' % (
+                -status, _signal_name(-status))
             print('error: %s %s: %s; %s'
                   % (failed.name, how, failed.error() if status > 0 else
                      'it aborted (SIGABRT); its last lines are above' if status == -signal.SIGABRT else
-                     'no message (it was killed)',
+                     'no message (it was killed)' if status == -signal.SIGKILL else
+                     'a signal from outside the job stopped it',
                      'stopped the other %d processes of the job' % len(others) if others else
                      'the other processes of the job had ended'), file=sys.stderr)
         if stopped:
@@ -231,6 +233,14 @@ def run_local(args):
         _stop_all(procs)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _signal_name(number):
+    """'SIGTERM' for 15, ...; 'an unknown signal' for a number no signal has."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return 'an unknown signal'
 
 
 def _wait(procs, seconds):

@@ -835,3 +835,56 @@ def test_a_resume_that_stretches_a_cosine_schedule_says_so(cifar_setup, train_ru
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=2', 'retrain=true',
                                     'model_load_epoch=-1'])
     assert code == 0 and 'lr schedule set for' not in err, err
+
+
+STUCK = r'''
+import ctypes, os, sys, time
+from core.interrupt import AT_FORCED_EXIT, StuckStopGuard, sigterm_as_interrupt
+lock = sys.argv[1]
+open(lock, 'w').close()
+AT_FORCED_EXIT.append(lambda: os.remove(lock))
+said = []
+try:
+    with sigterm_as_interrupt(), StuckStopGuard(lambda e: print('said', type(e).__name__, file=sys.stderr),
+                                                said=lambda: bool(said), grace=0.5):
+        print('waiting', flush=True)
+        if sys.argv[2] == 'stuck':   # (as in a kvstore pull: a C call that signals do not interrupt)
+            mutex = ctypes.create_string_buffer(64)      # (zeros: a default pthread mutex)
+            ctypes.CDLL(None).pthread_mutex_lock(mutex)
+            ctypes.CDLL(None).pthread_mutex_lock(mutex)  # (locked again by its owner: waits for good)
+        else:
+            time.sleep(60)
+except KeyboardInterrupt as e:
+    said.append(True)
+    print('handled', type(e).__name__, file=sys.stderr, flush=True)
+time.sleep(1.5)                      # (past the guard's grace: it must not act once it is left)
+print('ended', file=sys.stderr)
+'''
+
+
+@pytest.mark.parametrize('how', ['stuck', 'in_python'])
+def test_a_stop_reaches_a_process_stuck_in_a_c_call(tmp_path, how):
+    """#18's trial 20: a worker of a dist job waiting in the kvstore for a worker (or server) that was
+    stopped never returned to Python; its launcher SIGKILLed it, which left the run's lock behind and
+    said no resume command. `StuckStopGuard` says it and releases the lock `grace` seconds after the
+    signal; a process whose own handler ran is left to it."""
+    import signal
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    lock = tmp_path / 'run.lock'
+    p = subprocess.Popen([sys.executable, '-c', STUCK, str(lock), how], cwd=root, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == 'waiting'
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        sent = time.time()
+        _, err = p.communicate(timeout=20)
+        took = time.time() - sent
+    finally:
+        if p.poll() is None:
+            p.kill()
+    if how == 'stuck':
+        assert p.returncode == 143 and 0.4 < took < 5, (p.returncode, took, err)
+        assert err.split() == ['said', 'Terminated'] and not lock.exists(), err
+    else:
+        assert p.returncode == 0 and err.split() == ['handled', 'Terminated', 'ended'] and lock.exists(), err
