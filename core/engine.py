@@ -340,9 +340,14 @@ class Engine(object):
                         autograd.backward(scaled)
                 else:
                     autograd.backward(losses)
-                if self.kv is not None and (self.trainer._params_to_init or not self.trainer._kv_initialized):
-                    self._init_kvstore_keys()       # (the first step; a parameter initialised late)
+                first = self.trainer._params_to_init or not self.trainer._kv_initialized
+                if first:                           # (the first step; a parameter initialised late)
+                    own = workers.own_copies(self.statistics)
+                    if self.kv is not None:
+                        self._init_kvstore_keys()
                 self.trainer.step(self.step_batch)
+                if first:
+                    workers.restore_copies(self.statistics, own)
                 task.after_step(i, out)
                 seen += task.samples_per_step or self.batch_size
                 done = i + 1

@@ -97,6 +97,22 @@ def average_statistics(params, sums, workers):
             a[:] = value.as_in_context(a.context).astype(a.dtype, copy=False)
 
 
+def own_copies(params):
+    """Copies of every device's copy of each parameter of `params` (running statistics), for
+    `restore_copies` after the trainer's first step: Gluon's trainer initialises its kvstore there,
+    after the step's forward and backward, and sets every device's (and every worker's) copy of
+    each parameter to the first device's (rank 0's), running statistics included, which would throw
+    away the first batch's statistics of every other device."""
+    return [[a.copy() for a in p.list_data()] for p in params]
+
+
+def restore_copies(params, copies):
+    """Put back the copies `own_copies(params)` made."""
+    for p, kept in zip(params, copies):
+        for a, k in zip(p.list_data(), kept):
+            a[:] = k
+
+
 def mean_over_workers(stats, sums):
     """An epoch's training figures (`stats`: name -> value, with `n` the images they average over)
     as the means over every worker's images; unchanged with one worker, or with more figures than

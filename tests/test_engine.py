@@ -117,3 +117,49 @@ def test_a_toy_task_gets_the_run_rules_and_the_lock(tmp_path):
         with pytest.raises(RunError, match="run 'other' is already being trained by process %d" % os.getpid()):
             engine.run(config(tmp_path, model_prefix='other', num_epoch=1), RegressionTask)
     assert checkpoint.epochs(str(tmp_path / 'model'), 'other') == []
+
+
+class NormalisedRegressionTask(RegressionTask):
+    """The toy regression with a BatchNorm on its input, each batch split over the run's devices;
+    it keeps the batches it trained on."""
+
+    def build(self):
+        self.net = gluon.nn.HybridSequential(prefix='norm_')
+        with self.net.name_scope():
+            self.net.add(gluon.nn.BatchNorm(in_channels=8), gluon.nn.Dense(1, in_units=8))
+        self.net.initialize(mx.init.Normal(0.1), ctx=self.engine.ctx)
+        self.trained_on = []
+        return self.net.collect_params()
+
+    def forward(self, batch):
+        x, y = batch
+        self.trained_on.append(x.asnumpy())
+        losses = [((self.net(a) - b) ** 2).mean(axis=1) for a, b in zip(
+            gluon.utils.split_and_load(x, self.engine.ctx), gluon.utils.split_and_load(y, self.engine.ctx))]
+        return losses, losses[0]
+
+    def after_step(self, step, loss):
+        pass
+
+
+def test_every_device_keeps_the_running_statistics_of_its_first_batch(tmp_path, monkeypatch):
+    """#18's leftover (Horovod's rank 1 ended its first epoch with other statistics than one process's
+    second device): Gluon's trainer initialises its kvstore at the first step, after the step's
+    backward, and copied the first device's running statistics over every other device's (and rank
+    0's over every worker's under dist_sync), so the other devices' first batches were lost. Averaged
+    over the devices at the end of the epoch, the running mean is then the moving average of the
+    whole batches' means."""
+    monkeypatch.setenv('NST_CPU_DEVICES', '2')
+    holder = {}
+
+    class Task(NormalisedRegressionTask):
+        def build(self):
+            holder['task'] = self
+            return super().build()
+    engine.run(config(tmp_path, num_epoch=1, batch_size=8, tensorboard=False), Task)
+    expected = np.zeros(8)
+    for x in holder['task'].trained_on:             # 4 steps of 16 images, 8 on each device
+        expected = 0.9 * expected + 0.1 * x.mean(axis=0)
+    saved = params(tmp_path, 'reg', 1)
+    assert len(holder['task'].trained_on) == 4
+    np.testing.assert_allclose(saved['0.running_mean'], expected, rtol=1e-5, atol=1e-6)

@@ -243,3 +243,16 @@ def test_a_job_s_worker_ends_with_argparse_s_status_not_a_traceback():
     assert r.returncode == 2 and 'Traceback' not in r.stderr and 'SystemExit' not in r.stderr, r.stderr
     r = run(['train.py', '--help'], job)
     assert r.returncode == 0 and 'Traceback' not in r.stderr and 'usage' in r.stdout.lower(), r.stderr
+
+
+@pytest.mark.parametrize('variable', ['HOROVOD_SIZE', 'OMPI_COMM_WORLD_SIZE'])
+def test_a_rank_of_a_horovodrun_or_mpirun_job_without_kv_store_horovod_is_refused(monkeypatch, variable):
+    """Found this session: `horovodrun -np 2 python train.py` without kv_store=horovod started two
+    runs of the same name: one was refused (its lock held), the other trained alone."""
+    from config import ConfigError, load_config
+    monkeypatch.setenv(variable, '2')
+    with pytest.raises(ConfigError, match=r"one of 2 processes of a job \(%s=2.*kv_store='device'.*add "
+                                          r"kv_store=horovod" % variable):
+        load_config(None, [], check_data=False)
+    monkeypatch.setenv(variable, '1')                         # (one process: nothing to refuse)
+    load_config(None, [], check_data=False)
