@@ -49,8 +49,37 @@ def train_command(args, resume=True, lr=None, replace=()):
                                                                 if resume else [])
     command = '%s train.py %s' % (shlex.quote(python_command()), ' '.join(shlex.quote(a) for a in words))
     import os
-    launch = os.environ.get('NST_LAUNCH') if os.environ.get('DMLC_ROLE') == 'worker' else None
+    launch = os.environ.get('NST_LAUNCH') if os.environ.get('DMLC_ROLE') == 'worker' else \
+        horovodrun_command() if 'HOROVOD_RANK' in os.environ else None
     return '%s %s' % (launch, command) if launch else command     # (a worker of a job: under its launcher again)
+
+
+def horovodrun_command():
+    """The horovodrun command line that started this Horovod rank, up to the command it runs (e.g.
+    `.venv/bin/horovodrun -np 2 -H localhost:2 --gloo`), read from the ancestor processes; None
+    where none of them is horovodrun."""
+    import os
+    pid = os.getppid()
+    for _ in range(8):
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                argv = [a.decode('utf-8', 'replace') for a in f.read().split(b'\0') if a]
+            with open('/proc/%d/stat' % pid) as f:
+                parent = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        at = [i for i, a in enumerate(argv[:2]) if os.path.basename(a) == 'horovodrun']
+        if at:
+            words = argv[at[0]:]
+            end = next((i for i, a in enumerate(words) if os.path.basename(a) == 'train.py'), len(words))
+            if end > 1 and 'python' in os.path.basename(words[end - 1]):
+                end -= 1                            # (the interpreter that runs train.py)
+            exe = os.path.relpath(words[0]) if not os.path.relpath(words[0]).startswith('..') else words[0]
+            return ' '.join(shlex.quote(a) for a in [exe] + words[1:end])
+        if pid <= 1:
+            return None
+        pid = parent
+    return None
 
 
 def resume_command(args, cfg=None):

@@ -599,6 +599,12 @@ def run(cfg, task_cls):
         return record if engine.rank == 0 else None
     except NonFiniteLoss as e:
         raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
+    except mx.base.MXNetError as e:
+        if engine.hvd is not None and 'Horovod has been shut down' in str(e):
+            raise RunError('the Horovod job was shut down while this rank (%d of %d) trained: another rank stopped or '
+                           'failed (its own message is above, prefixed with its number); every finished epoch is '
+                           'checkpointed' % (engine.rank, engine.workers), resume=True) from None
+        raise
     finally:
         if not finished and engine.kv is not None:
             UNFINISHED_KVSTORES.append(engine.kv)

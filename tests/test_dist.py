@@ -267,6 +267,50 @@ def test_a_stopped_worker_or_server_leaves_the_run_resumable(uneven, role):
     assert _processes_with('model_prefix=' + prefix) == []
 
 
+@pytest.mark.skipif(NO_HOROVOD is not None, reason=NO_HOROVOD or '')
+def test_a_horovod_rank_stopped_leaves_the_others_an_error_and_the_resume_command(uneven):
+    """Found this session: SIGTERM to Horovod's rank 1 made rank 0 end with an MXNetError traceback
+    ('Horovod has been shut down'), and the resume commands left horovodrun out."""
+    import signal
+    root, args = uneven
+    prefix = 'hvd_stop_%d' % os.getpid()
+    horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+    job = subprocess.Popen([horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', sys.executable] +
+                           merged(args + ['model_prefix=' + prefix, 'kv_store=horovod', 'num_epoch=1000', 'frequent=1']),
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = root / 'log' / (prefix + '.log')
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and 'Epoch[2] Batch' in log.read_text()):
+            assert job.poll() is None, job.communicate()
+            time.sleep(0.2)
+        rank1 = [p for p in _processes_with('model_prefix=' + prefix) if _horovod_rank(p) == '1']
+        os.kill(rank1[0], signal.SIGTERM)
+        out, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    ours = [l.split(':', 1)[1] for l in (out + err).splitlines() if l.startswith(('[0]<', '[1]<'))]
+    assert not any('Traceback' in l for l in ours), '\n'.join(ours[-40:])
+    assert any(l.startswith('error: the Horovod job was shut down while this rank (0 of 2)') for l in ours), ours[-20:]
+    resumes = [l for l in ours if 'retrain=true model_load_epoch=-1' in l]
+    assert resumes and all(re.search(r'horovodrun -np 2 -H localhost:2 --gloo \S*python train\.py ', l)
+                           for l in resumes), resumes
+    assert not (root / 'model' / (prefix + '.lock')).exists()
+
+
+def _horovod_rank(pid):
+    try:
+        with open('/proc/%d/environ' % pid, 'rb') as f:
+            env = dict(kv.split(b'=', 1) for kv in f.read().split(b'\0') if b'=' in kv)
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            if b'horovodrun' in f.read():
+                return None
+        return env.get(b'HOROVOD_RANK', b'').decode() or None
+    except OSError:
+        return None
+
+
 def test_a_dist_sync_run_resumes_where_it_stopped(reference):
     """#18's eighteenth trial: resuming a dist_sync run aborted its parameter server ('init 4 first',
     SIGABRT): the optimizer state's load pushed convolution weights still in oneDNN's inference layout
