@@ -453,29 +453,6 @@ def load_params(block, path, ctx, what='params', fits='check network/num_classes
                                   'earlier epoch' % (what, path))
 
 
-def load_states(trainer, path):
-    """`trainer.load_states(path)`, leaving a parameter-server kvstore's keys to the first step.
-
-    Gluon's load_states also initialises the kvstore: on a `dist_*` store rank 0 pushes every parameter
-    to the servers. On CPU, a network whose last forward ran outside training (the task's shape check)
-    holds its convolution weights in oneDNN's inference layout, which that push cannot read ("We can't
-    generate TBlob for MKLDNN data", in an engine thread): the key is never stored and the other
-    workers' pull aborts the server ("init N first"). A training forward puts the weights back in the
-    default layout, so the keys are initialised in the first `Trainer.step`, as in a run that starts
-    afresh (every worker then takes rank 0's parameters, as it would have here). Parameters without a
-    gradient (BatchNorm's running statistics) are never pushed: they get no key, so that step does not
-    replace the statistics each worker has just updated with rank 0's (every worker loaded the same)."""
-    kvstore = trainer._kvstore_params.get('kvstore')
-    if not (isinstance(kvstore, mx.kvstore.KVStore) and kvstore.type.startswith('dist')):
-        trainer.load_states(path)
-        return
-    pending, trainer._params_to_init = trainer._params_to_init, []
-    try:
-        trainer.load_states(path)
-    finally:
-        trainer._params_to_init = [p for p in pending if p.grad_req != 'null'] + trainer._params_to_init
-
-
 def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='check network/num_classes'):
     """Restore a checkpoint into `student` (+ `extra`, `trainer`); return its metadata. `fits`: what
     to do when the parameters do not fit the network."""
@@ -504,7 +481,7 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
                                     'copied from another run or epoch?): copy the .states saved with this .json, or '
                                     'resume from an earlier epoch (model_load_epoch=N)' % p['states'])
         try:
-            load_states(trainer, p['states'])
+            trainer.load_states(p['states'])
         except Exception as e:
             raise DamagedCheckpoint('optimizer state %s cannot be read (%s): it is truncated or corrupt'
                                   % (p['states'], str(e).split('\n')[0][:200]))

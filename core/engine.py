@@ -25,6 +25,7 @@ Epochs are counted from 1 wherever a user reads them (logs, progress bars, messa
 the one checkpoint N holds); the records keep the 0-based index `epoch` (records of epoch N have
 `"epoch": N - 1`), as they always had.
 """
+import contextlib
 import logging
 import os
 import re
@@ -164,6 +165,30 @@ class Engine(object):
             resume.resume(self)
         if self.hvd is not None:      # every worker starts from rank 0's parameters
             self.hvd.broadcast_parameters(params, root_rank=0)
+
+    @contextlib.contextmanager
+    def keys_left_to_first_step(self):
+        """Within the `with` (a checkpoint's optimizer state loading), the trainer initialises no key of
+        a parameter-server kvstore: they are left to the first step (`_init_kvstore_keys`).
+
+        Gluon's `Trainer.load_states` also initialises the kvstore: on a `dist_*` store rank 0 pushes
+        every parameter to the servers. On CPU, a network whose last forward ran outside training (the
+        task's shape check) holds its convolution weights in oneDNN's inference layout, which that push
+        cannot read ("We can't generate TBlob for MKLDNN data", in an engine thread): the key is never
+        stored and the other workers' pull aborts the server ("init N first"). A training forward puts
+        the weights back in the default layout, so the keys are initialised at the first step, as in a
+        run that starts afresh (every worker then takes rank 0's parameters, as it would have here).
+        Parameters without a gradient (BatchNorm's running statistics) get no key then: every worker
+        loaded the same."""
+        trainer = self.trainer
+        if self.kv is None:
+            yield
+            return
+        pending, trainer._params_to_init = trainer._params_to_init, []
+        try:
+            yield
+        finally:
+            trainer._params_to_init = [p for p in pending if p.grad_req != 'null'] + trainer._params_to_init
 
     def _init_kvstore_keys(self):
         """Initialise the parameter server's keys of the trainer's parameters (rank 0's values, pulled by

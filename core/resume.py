@@ -138,8 +138,9 @@ def load(engine, epoch):
     meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
     task.check_checkpoint(meta, epoch)
     net, extra = task.saved_blocks()
-    meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, engine.ctx, extra, engine.trainer,
-                           fits=task.fits)
+    with engine.keys_left_to_first_step():
+        meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, engine.ctx, extra, engine.trainer,
+                               fits=task.fits)
     saved_by = meta.get('model_prefix')
     if saved_by is not None and saved_by != cfg.model_load_prefix:
         their = meta.get('epoch', epoch)          # (the epoch of that run the copy is)
