@@ -436,6 +436,8 @@ def warn_if_copied(meta, name, tag):
 def load_params(block, path, ctx, what='params', fits='check network/num_classes'):
     """Load a Gluon params file into `block`, with a clear error for bad files (`fits`: what to check when
     the file's shapes do not fit the block)."""
+    if os.path.isdir(path):
+        raise CheckpointError('%s file %s is a folder, not a file: copy the checkpoint\'s file there' % (what, path))
     if not os.path.isfile(path):
         raise CheckpointError('%s file %s does not exist' % (what, path))
     try:
@@ -451,6 +453,18 @@ def load_params(block, path, ctx, what='params', fits='check network/num_classes
     if not all_finite(ndarrays(block.collect_params())):
         raise NonFiniteCheckpoint('%s file %s holds NaN or Inf values (saved from a diverged run): use an '
                                   'earlier epoch' % (what, path))
+
+
+def _earlier_epoch_advice(model_dir, prefix, tag):
+    """What to resume instead of epoch `tag` of run `prefix`, whose optimizer state is unusable: its
+    latest earlier epoch with one, else a new run from the weights."""
+    earlier = [e for e in epochs(model_dir, prefix) if isinstance(tag, int) and e < tag and
+               os.path.isfile(paths(model_dir, prefix, e)['states'])]
+    if earlier:
+        return 'resume from an earlier epoch that has one (model_load_epoch=%d)' % earlier[-1]
+    return ('no earlier epoch of %r has one: start a new run from its weights, e.g. model_prefix=%s_more pretrained=%s '
+            'pretrained_epoch=%s (the optimizer starts afresh)' % (prefix, prefix, os.path.join(model_dir, prefix),
+                                                                  tag))
 
 
 def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='check network/num_classes'):
@@ -472,14 +486,21 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
                     'resume with the network, kt_type, taps and training data the run started with (a memory bank '
                     'has a row per training image)')
     if trainer is not None:
+        instead = _earlier_epoch_advice(model_dir, prefix, tag)
+        if os.path.isdir(p['states']):
+            raise DamagedCheckpoint('optimizer state %s is a folder, not a file; the file is needed to resume exactly: '
+                                    'copy the .states saved with this .json there, or %s' % (p['states'], instead))
         if not os.path.isfile(p['states']):
-            raise DamagedCheckpoint('optimizer state %s is missing; it is needed to resume exactly: resume from an '
-                                  'earlier epoch that has one (model_load_epoch=N)' % p['states'])
+            raise DamagedCheckpoint('optimizer state %s is missing; it is needed to resume exactly: %s'
+                                    % (p['states'], instead))
+        if os.path.getsize(p['states']) == 0:
+            raise DamagedCheckpoint('optimizer state %s is empty (0 bytes: a copy or a write that was cut off): copy '
+                                    'the .states saved with this .json again, or %s' % (p['states'], instead))
         want = meta.get('states_crc32')
         if isinstance(want, int) and file_crc32(p['states']) != want:
             raise DamagedCheckpoint('%s is not the optimizer state written with its metadata (its checksum differs: '
-                                    'copied from another run or epoch?): copy the .states saved with this .json, or '
-                                    'resume from an earlier epoch (model_load_epoch=N)' % p['states'])
+                                    'copied from another run or epoch, or cut short?): copy the .states saved with this '
+                                    '.json, or %s' % (p['states'], instead))
         try:
             trainer.load_states(p['states'])
         except Exception as e:

@@ -138,9 +138,18 @@ def load(engine, epoch):
     meta = checkpoint.read_meta(cfg.model_dir, cfg.model_load_prefix, epoch)
     task.check_checkpoint(meta, epoch)
     net, extra = task.saved_blocks()
-    with engine.keys_left_to_first_step():
-        meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, engine.ctx, extra, engine.trainer,
-                               fits=task.fits)
+    saved, now, differ = changed_keys(meta, cfg)
+    try:
+        with engine.keys_left_to_first_step():
+            meta = checkpoint.load(cfg.model_dir, cfg.model_load_prefix, epoch, net, engine.ctx, extra,
+                                   engine.trainer, fits=task.fits)
+    except checkpoint.CheckpointError as e:
+        if 'does not fit' not in str(e) or not differ:
+            raise
+        # (the keys that differ say why, e.g. another dataset, rather than the task's general advice)
+        raise type(e)('%s; the checkpoint was trained with %s (now %s): resume with its values' % (
+            str(e).split(': ' + task.fits)[0], ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ),
+            ', '.join('%s=%s' % (k, shown(now[k])) for k in differ))) from None
     saved_by = meta.get('model_prefix')
     if saved_by is not None and saved_by != cfg.model_load_prefix:
         their = meta.get('epoch', epoch)          # (the epoch of that run the copy is)
@@ -154,19 +163,28 @@ def load(engine, epoch):
     return meta
 
 
+def shown(v):
+    """A config value as the config writes it (null is a key's default)."""
+    return 'null' if v is None else v
+
+
+def changed_keys(meta, cfg):
+    """(saved config, config now, [keys]) for checkpoint metadata `meta`: the keys that say what the run
+    trains (not `RUN_KEYS`, num_epoch or batch_size) whose value differs from the run's now."""
+    saved = meta.get('config') or {}
+    now = checkpoint.jsonable(cfg)
+    return saved, now, [k for k in sorted(saved) if k in now and k not in runs.RUN_KEYS + ('num_epoch', 'batch_size')
+                        and saved[k] != now[k]]
+
+
 def warn_of_changes(engine, meta, epoch):
     """Warnings for a resume that changes what the later epochs train with: another value of a
     key that says what the run trains (lr, crop_size, the teacher, ...; not `RUN_KEYS`, nor
     num_epoch, which a resume extends) or another global batch (devices, workers or batch_size),
     legitimate but worth a line in the log."""
-    saved = meta.get('config') or {}
+    saved, now, differ = changed_keys(meta, engine.cfg)
     cfg = engine.cfg
-    now = checkpoint.jsonable(cfg)
-    differ = [k for k in sorted(saved) if k in now and k not in runs.RUN_KEYS + ('num_epoch', 'batch_size')
-              and saved[k] != now[k]]
     if differ:
-        def shown(v):                  # (as the config writes it: null is a key's default)
-            return 'null' if v is None else v
         LOG.warning('resuming epoch %d with %s; epoch %d was trained with %s: the later epochs train otherwise '
                     '(give the checkpoint\'s values to go on as the run was)', epoch,
                     ', '.join('%s=%s' % (k, shown(now[k])) for k in differ), epoch,
@@ -174,11 +192,14 @@ def warn_of_changes(engine, meta, epoch):
     mode, trained_for = cfg.get('lr_mode', 'step'), saved.get('num_epoch')
     if mode in ('cosine', 'poly') and isinstance(trained_for, int) and trained_for != cfg.num_epoch:
         as_trained = schedule.from_config(type(cfg)(cfg, num_epoch=trained_for))
+        longer = cfg.num_epoch > trained_for
+        before, now_lr = as_trained(epoch), engine.lr_at(epoch)
         LOG.warning('resuming with num_epoch=%d; epochs 1..%d followed a %s lr schedule set for num_epoch=%d: the '
-                    'schedule is stretched to the new length, so the lr rises again from %.3g (its value at epoch '
-                    '%d as trained) to %.3g; to extend a run without that, use lr_mode=step or start a new run '
-                    'from its weights (pretrained=)', cfg.num_epoch, epoch, mode, trained_for, as_trained(epoch),
-                    epoch, engine.lr_at(epoch))
+                    'schedule is %s to the new length, so the lr %s from %.3g (its value at epoch %d as trained) to '
+                    '%.3g; to %s a run without that, use lr_mode=step or start a new run from its weights '
+                    '(pretrained=)', cfg.num_epoch, epoch, mode, trained_for, 'stretched' if longer else 'shrunk',
+                    'rises again' if now_lr > before else 'drops at once', before, epoch, now_lr,
+                    'extend' if longer else 'shorten')
     if meta.get('global_batch') and meta['global_batch'] != engine.global_batch:
         LOG.warning('resuming epoch %d with a global batch of %d (%d device(s) x batch_size=%d x %d worker(s)); '
                     'its epoch %d was trained with %d: the lr is not rescaled', epoch, engine.global_batch,

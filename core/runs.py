@@ -118,6 +118,9 @@ class RunLock(object):
             json.dump(self.mine, f)
 
     def acquire(self):
+        if os.path.isdir(self.path):
+            raise RunError('%s, the lock file of run %r, is a folder: remove it (no run uses it as one), or choose '
+                           'another model_prefix' % (self.path, self.prefix))
         for _ in range(3):
             try:
                 self._create()
@@ -152,6 +155,9 @@ class RunLock(object):
                 os.remove(self.path)
             except FileNotFoundError:
                 pass
+            except OSError as e:
+                raise RunError('could not take over the lock %s of run %r (%s): remove it by hand, or choose another '
+                               'model_prefix' % (self.path, self.prefix, e.strerror or e))
         raise RunError('could not take the lock %s of run %r: another process keeps taking it; is the run '
                        'being started twice?' % (self.path, self.prefix))
 

@@ -2,6 +2,8 @@
 checkpoint is named, and a full disk never damages an earlier one."""
 import errno
 import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -10,6 +12,9 @@ import pytest
 import symbols
 import train
 from core import checkpoint
+from tests.helpers import make_cifar
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.slow
 
@@ -427,3 +432,53 @@ def test_a_resume_past_a_damaged_or_incomplete_epoch_says_why_and_warns_only_of_
     assert "resuming 'skip' from epoch 2, its latest complete epoch (epoch 3 has no .json; epoch 4 has no .params: " \
            "deleted, or its writing was interrupted)" in err, err
     assert sorted(glob.glob(os.path.join(model, 'skip-000[34].json'))), 'epochs 3 and 4 trained again'
+
+
+def test_checkpoint_files_that_are_folders_empty_or_alone_are_named_as_such(cifar_setup, train_run, tmp_path):
+    """#18's trial 21: a .states that was a folder was 'missing', a 0-byte one had 'a checksum that
+    differs', a .params that was a folder 'did not exist', and a run with one epoch was told to resume
+    'an earlier epoch that has one'; a lock path that was a folder was an IsADirectoryError traceback."""
+    import shutil
+    root, common, _ = cifar_setup
+    model = root / 'model'
+    argv = common + ['network=cifar_resnet8', 'model_prefix=lone']
+    assert train_run(argv)[0] == 0
+    resume = argv + ['retrain=true', 'model_load_epoch=1', 'num_epoch=2']
+    states = model / 'lone-0001.states'
+    kept = states.read_bytes()
+    states.write_bytes(b'')
+    code, err = train_run(resume)
+    assert code == 2 and 'lone-0001.states is empty (0 bytes' in err and 'checksum' not in err, err
+    assert "no earlier epoch of 'lone' has one: start a new run from its weights" in err, err
+    states.unlink()
+    states.mkdir()
+    code, err = train_run(resume)
+    assert code == 2 and 'lone-0001.states is a folder, not a file' in err, err
+    states.rmdir()
+    states.write_bytes(kept)
+    params = model / 'lone-0001.params'
+    shutil.move(str(params), str(tmp_path / 'p'))
+    params.mkdir()
+    r = subprocess.run([sys.executable, '-m', 'tools.evaluate', '--prefix', str(model / 'lone'), '--epoch', '1'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'lone-0001.params is a folder, not a file' in r.stderr, r.stderr
+    params.rmdir()
+    shutil.move(str(tmp_path / 'p'), str(params))
+    (model / 'folder.lock').mkdir()
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=folder'])
+    assert code == 2 and 'folder.lock, the lock file of run \'folder\', is a folder: remove it' in err, err
+    assert 'Traceback' not in err and 'taking over' not in err, err
+
+
+def test_a_resume_onto_other_data_names_the_keys_that_changed(cifar_setup, train_run, tmp_path):
+    """#18's trial 21: resuming a run on another dataset (other classes) was told to 'check
+    network/num_classes'; the keys that changed are named, with the checkpoint's values."""
+    root, common, _ = cifar_setup
+    make_cifar(str(tmp_path / 'c100'), 'cifar100', train=64, test=32)
+    argv = common + ['network=cifar_resnet8', 'model_prefix=moved']
+    assert train_run(argv)[0] == 0
+    code, err = train_run(argv + ['dataset=cifar100', 'num_classes=100', 'data_dir=%s' % (tmp_path / 'c100'),
+                                  'retrain=true', 'model_load_epoch=1', 'num_epoch=2'])
+    assert code == 2 and 'does not fit this network' in err and 'check network/num_classes' not in err, err
+    assert 'the checkpoint was trained with' in err and 'dataset=cifar10' in err and 'num_classes=10' in err and \
+        'now ' in err and 'dataset=cifar100' in err, err

@@ -831,6 +831,16 @@ def test_a_resume_that_stretches_a_cosine_schedule_says_so(cifar_setup, train_ru
     code, err = train_run(argv + ['num_epoch=2', 'retrain=true', 'model_load_epoch=-1'])
     assert code == 0 and 'resuming with num_epoch=2; epochs 1..1 followed a cosine lr schedule set for num_epoch=1' \
         in err and 'the lr rises again' in err, err
+    # #18's trial 21: a run stopped early (set for num_epoch=5) and resumed with a shorter schedule was told the
+    # lr "rises again" while it fell, and how to "extend" it
+    meta_path = str(root / 'model' / 'cos-0001.json')
+    meta = json.load(open(meta_path))
+    meta['config']['num_epoch'] = 5
+    json.dump(meta, open(meta_path, 'w'))
+    code, err = train_run(argv + ['model_prefix=cos', 'num_epoch=2', 'retrain=true', 'model_load_epoch=1',
+                                  'overwrite=true'])
+    assert code == 0 and 'set for num_epoch=5: the schedule is shrunk to the new length, so the lr drops at once' in err \
+        and 'to shorten a run without that' in err, err
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=1'])
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=2', 'retrain=true',
                                     'model_load_epoch=-1'])
