@@ -388,7 +388,7 @@ def run(cfg, task_cls):
         os.environ.setdefault('MXNET_MKLDNN_ENABLED', '0')
     engine = Engine(cfg)
     setup_logging(cfg, engine.rank, to_file=False)           # the log file is the run's: claimed first
-    lock = None
+    lock = log_lock = None
     created = runs.missing_folders([cfg.model_dir, cfg.log_dir]) if engine.rank == 0 else []
     started = finished = False
     try:
@@ -397,6 +397,9 @@ def run(cfg, task_cls):
             checkpoint.ensure_writable(cfg.model_dir)
             checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
+            if os.path.realpath(cfg.log_dir) != os.path.realpath(cfg.model_dir):
+                # (two runs of one name in other model_dirs would write the same records and log)
+                log_lock = runs.RunLock(cfg.log_dir, cfg.model_prefix).acquire()
             runs.clear_leftovers(cfg.model_dir, cfg.log_dir, cfg.model_prefix)
             make_room = runs.claim(cfg, defer=True)
         setup_logging(cfg, engine.rank, hold=True)         # no log file for a run that cannot start
@@ -428,6 +431,8 @@ def run(cfg, task_cls):
         engine.task = None              # the task (its data: temporary files, decoding workers) goes now
         engine.monitor.close()
         teardown_logging()
+        if log_lock is not None:
+            log_lock.release()
         if lock is not None:
             lock.release()
         if cfg.get('deterministic'):

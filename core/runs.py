@@ -4,7 +4,9 @@ A run named P owns, in `model_dir` D and `log_dir` L:
   D/P-NNNN.{params,extra.params,states,json}, D/P-best.*   its checkpoints
   L/P.log, L/P.jsonl                                        its logs and per-epoch records
   L/tensorboard/P/                                          its TensorBoard events (tensorboard=true)
-  D/P.lock                                                  while it trains (JSON: pid, host, start)
+  D/P.lock, L/P.lock                                        while it trains (JSON: pid, host, start; L's
+                                                            when L is not D: a run of that name in
+                                                            another model_dir shares L's files)
 
 `RunLock` is held for the life of a run (by rank 0 of a distributed run): a
 second run of the same name is refused at once; a lock whose process is gone
@@ -20,7 +22,10 @@ warning.
   epochs (and a best copy taken from them) aside and makes the best of the
   kept epochs the best copy again;
 - log files of a name without checkpoints (a run that stopped before its first
-  checkpoint) are moved aside with a warning when a new run starts.
+  checkpoint) are moved aside with a warning when a new run starts;
+- records in L of the run of that name in another model_dir that has checkpoints
+  (a run copied to another folder) are never taken over: a new run or a resume of
+  the copy with that log_dir is refused.
 """
 import json
 import logging
@@ -287,6 +292,19 @@ def remove_if_empty(created):
             folder = os.path.dirname(folder)
 
 
+def _refuse_records_of_another_folder(cfg, what):
+    """RunError when log_dir's records of run model_prefix are those of the run of that name in another
+    model_dir, which has checkpoints (the run copied to another folder, or two runs of one name): `what`
+    this run would do to them."""
+    prefix, model_dir = cfg.model_prefix, cfg.model_dir
+    owner = _records_owner(cfg.log_dir, prefix)
+    if owner and os.path.abspath(owner) != os.path.abspath(model_dir) and checkpoint.epochs(owner, prefix):
+        raise RunError('%s holds the records of run %r in %s, which has checkpoints: this run (model_dir=%s) %s. '
+                       'Give it a log_dir of its own (e.g. log_dir=%s), or another model_prefix'
+                       % (os.path.join(cfg.log_dir, prefix + '.jsonl'), prefix, owner, model_dir, what,
+                          os.path.join(model_dir, 'log')))
+
+
 def claim(cfg, defer=False):
     """Check (and with overwrite=true, make) the room a run needs before it writes anything:
     see the module docstring. Raises RunError. With `defer`, the moves are not made yet: the
@@ -303,7 +321,9 @@ def claim(cfg, defer=False):
     resume_same = cfg.retrain and cfg.model_load_prefix == prefix
     moves = []
     if resume_same:
-        pass                             # the later-epoch rule needs the resolved epoch: `claim_resume`
+        # (the later-epoch rule needs the resolved epoch: `claim_resume`)
+        _refuse_records_of_another_folder(cfg, 'resuming this copy would take them over (write, rewind or set '
+                                               'aside its records)')
     elif files:
         if not cfg.overwrite and not checkpoint.epochs(model_dir, prefix):
             raise RunError('run %r in %s has only incomplete checkpoint files (%s: a run stopped while writing its '
@@ -318,11 +338,7 @@ def claim(cfg, defer=False):
                            % (prefix, model_dir, _describe(model_dir, prefix), what, model_dir), resume=True)
         moves.append((files + logs, 'overwrite=true'))
     elif logs:
-        owner = _records_owner(cfg.log_dir, prefix)
-        if owner and os.path.abspath(owner) != os.path.abspath(model_dir) and checkpoint.epochs(owner, prefix):
-            raise RunError('%s holds the records of run %r in %s, which has checkpoints: this run (model_dir=%s) '
-                           'would take them over. Give it another model_prefix, or a log_dir of its own'
-                           % (os.path.join(cfg.log_dir, prefix + '.jsonl'), prefix, owner, model_dir))
+        _refuse_records_of_another_folder(cfg, 'would take them over')
         moves.append((logs, 'logs of an earlier run %r without checkpoints' % prefix))
 
     def make_room():
