@@ -20,9 +20,10 @@ import argparse
 import shlex
 import sys
 
-from core.env import configure_threads, serve_if_parameter_server
+from core.env import configure_threads, end_with_launcher, serve_if_parameter_server
 
 configure_threads()      # before mxnet is imported
+end_with_launcher()      # a process of a tools.launch job stops when its launcher is gone
 serve_if_parameter_server()      # a server or scheduler of a distributed job serves it here and exits
 
 

@@ -32,6 +32,9 @@ MXNET_POSITIVE = ('MXNET_CPU_TEMP_COPY', 'MXNET_GPU_TEMP_COPY', 'MXNET_CPU_PARAL
                   'MXNET_GPU_PARALLEL_RAND_COPY', 'MXNET_GPU_CUDNN_DROPOUT_STATE_COPY')
 # thread counts beyond which MXNet's engine cannot start its threads (it aborts: 'terminate called')
 MAX_THREADS = 4096
+# the OpenMP thread counts of the operators, and how many times the cores they may be (more: refused)
+OPENMP_THREADS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+OVERSUBSCRIBED = 16
 ENGINE_THREADS = ('MXNET_CPU_WORKER_NTHREADS', 'MXNET_GPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS')
 # MXNET_* whole numbers that must not be negative (MXNet reserves a vector of that size: a negative
 # one is a 'vector::reserve' traceback at the first training step)
@@ -138,6 +141,10 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
             out.append('environment variable %s=%r is not a whole number >= 1%s: set e.g. %s=2, or unset it'
                        % (key, value, ' (MXNet reads it as one number, not an OpenMP list of nested levels)'
                           if nested else '', key))
+        elif key in OPENMP_THREADS and int(value) > OVERSUBSCRIBED * cpu_count():
+            out.append('environment variable %s=%s is more than %d times this machine\'s %d core(s): every operator '
+                       'would share the cores among that many threads, and training would crawl; set at most the cores (%s=%d), or unset it'
+                       % (key, value, OVERSUBSCRIBED, cpu_count(), key, cpu_count()))
         elif key in ENGINE_THREADS and int(value) > MAX_THREADS:
             out.append('environment variable %s=%r asks MXNet\'s engine for more threads than it can start (MXNet would '
                        'abort); set at most %d (the cores: %d), or unset it'
@@ -258,6 +265,25 @@ def wait_for_scheduler(environ=None, seconds=None):
             'distributed job (DMLC_ROLE=%s) would wait for it for good: start the job with python -m tools.launch, '
             'which starts its scheduler, or unset the DMLC_* variables (left from another job?)'
             % (host, port, seconds, environ['DMLC_ROLE'], environ['DMLC_ROLE']))
+
+
+def end_with_launcher():
+    """In a process `tools.launch --launcher local` started (NST_LAUNCHER_PID: the launcher's process
+    id), a helper thread that sends this process SIGTERM once the launcher is gone (killed with
+    SIGKILL, it could not stop the job): a worker then stops as on SIGTERM (its finished epochs kept,
+    its lock released), a server or the scheduler ends. Nothing happens in other processes."""
+    import signal
+    import threading
+    import time
+    pid = os.environ.get('NST_LAUNCHER_PID', '')
+    if not pid.isdigit() or os.getppid() != int(pid):
+        return
+
+    def watch():
+        while os.getppid() == int(pid):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name='end-with-launcher', daemon=True).start()
 
 
 def serve_if_parameter_server():

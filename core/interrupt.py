@@ -141,10 +141,16 @@ class StuckStopGuard(object):
             return                  # (the main thread stopped in time and left the guard)
         e = STOPS[signum]() if signum in STOPS else KeyboardInterrupt()
         try:
-            if not self.said():
-                self.say(e)
+            try:
+                if not self.said():
+                    self.say(e)
+            except Exception:           # (stderr gone with the launcher: the lock still goes)
+                pass
             for cleanup in list(AT_FORCED_EXIT):
-                cleanup()
+                try:
+                    cleanup()
+                except Exception:
+                    pass
         finally:
             for stream in (sys.stdout, sys.stderr):
                 try:

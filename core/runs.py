@@ -321,9 +321,11 @@ def claim(cfg, defer=False):
     resume_same = cfg.retrain and cfg.model_load_prefix == prefix
     moves = []
     if resume_same:
-        # (the later-epoch rule needs the resolved epoch: `claim_resume`)
-        _refuse_records_of_another_folder(cfg, 'resuming this copy would take them over (write, rewind or set '
-                                               'aside its records)')
+        # (the later-epoch rule needs the resolved epoch: `claim_resume`; without checkpoints here the resume
+        # says what is wrong)
+        if checkpoint.epochs(model_dir, prefix):
+            _refuse_records_of_another_folder(cfg, 'resuming this copy would take them over (write, rewind or set '
+                                                   'aside its records)')
     elif files:
         if not cfg.overwrite and not checkpoint.epochs(model_dir, prefix):
             raise RunError('run %r in %s has only incomplete checkpoint files (%s: a run stopped while writing its '

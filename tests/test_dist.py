@@ -311,6 +311,49 @@ def _horovod_rank(pid):
         return None
 
 
+def test_a_stopped_worker_is_named_and_the_job_ends_with_its_launcher(uneven, tmp_path):
+    """#18's trial 21: SIGSTOP to one worker left the launcher waiting without a word; SIGKILL to the
+    launcher left its scheduler, server and workers training on, holding the run's lock, with nobody
+    reading their output. The launcher names a stopped process; its processes stop once it is gone."""
+    import signal
+    root, args = uneven
+    prefix = 'orphan_%d' % os.getpid()
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
+    err_path = tmp_path / 'launch.err'
+    with open(str(err_path), 'w') as err_file:
+        launcher = subprocess.Popen([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local',
+                                     sys.executable] + merged(args + ['model_prefix=' + prefix, 'kv_store=dist_sync',
+                                                                      'num_epoch=1000', 'frequent=1']),
+                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+    try:
+        log = root / 'log' / (prefix + '.log')
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and 'Epoch[2] Batch' in log.read_text()):
+            assert launcher.poll() is None, err_path.read_text()[-3000:]
+            time.sleep(0.2)
+        worker, = [p for p in _processes_with('model_prefix=' + prefix) if _role(p) == ('worker', '1')]
+        os.kill(worker, signal.SIGSTOP)
+        deadline = time.time() + 30
+        while time.time() < deadline and 'is stopped (SIGSTOP' not in err_path.read_text():
+            time.sleep(0.5)
+        said = err_path.read_text()
+        assert 'launch: worker 1 of 2 (pid %d) is stopped (SIGSTOP or Ctrl-Z), and the job waits for it: continue it ' \
+               'with kill -CONT %d' % (worker, worker) in said, said[-3000:]
+        os.kill(worker, signal.SIGCONT)
+        launcher.kill()
+        launcher.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and _processes_with('model_prefix=' + prefix):
+            time.sleep(0.5)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for p in _processes_with('model_prefix=' + prefix):
+            os.kill(p, signal.SIGKILL)
+    assert _processes_with('model_prefix=' + prefix) == []
+    assert not (root / 'model' / (prefix + '.lock')).exists()
+
+
 def test_a_dist_sync_run_resumes_where_it_stopped(reference):
     """#18's eighteenth trial: resuming a dist_sync run aborted its parameter server ('init 4 first',
     SIGABRT): the optimizer state's load pushed convolution weights still in oneDNN's inference layout

@@ -82,6 +82,16 @@ def check_arguments(argv):
 
 
 GRACE = 5.0           # seconds a process gets to stop on SIGTERM before SIGKILL
+STOPPED_NOTICE = 10.0  # seconds a process is stopped (SIGSTOP) before the launcher says so
+
+
+def _process_state(pid):
+    """The state letter of process `pid` (R, S, T for stopped, ...), from /proc; None where unknown."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 class Process(object):
@@ -136,6 +146,22 @@ class Process(object):
         except OSError:
             pass
 
+    stopped_since = None        # when the process was first seen stopped (SIGSTOP, Ctrl-Z), if it is now
+
+    def say_if_stopped(self, after=STOPPED_NOTICE):
+        """Say once, `after` seconds into it, that the process is stopped (the job waits for it)."""
+        state = _process_state(self.child.pid)
+        if state not in ('T', 't'):
+            self.stopped_since = None
+            return
+        now = time.time()
+        if self.stopped_since is None:
+            self.stopped_since = now
+        elif self.stopped_since is not True and now - self.stopped_since >= after:
+            self.stopped_since = True           # (said)
+            print('launch: %s is stopped (SIGSTOP or Ctrl-Z), and the job waits for it: continue it with kill -CONT '
+                  '%d, or stop the job with Ctrl-C' % (self.name, self.child.pid), file=sys.stderr)
+
 
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -161,7 +187,7 @@ def run_local(args):
     if s < 1:
         raise cli.UsageError('-s 0: a dist_* kvstore needs at least one server process; give -s 1 (or -s %d)' % n)
     env = dict(os.environ, DMLC_NUM_WORKER=str(n), DMLC_NUM_SERVER=str(s), DMLC_PS_ROOT_URI='127.0.0.1',
-               DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_JOB_CLUSTER='local')
+               DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_JOB_CLUSTER='local', NST_LAUNCHER_PID=str(os.getpid()))
     env.setdefault('NST_LOCAL_WORKERS', str(n + s))
     env.update(_pairs(args.env, '--env'))
     roles = [('scheduler', 0, 1, {})] + \
@@ -182,6 +208,8 @@ def run_local(args):
         while failed is None and not stopped:
             if all(p.child.poll() == 0 for p in workers):
                 break
+            for p in procs:
+                p.say_if_stopped()
             # the process that failed first; of several seen in one poll, a worker (the others then fail
             # because of it), and one that said why
             now = [p for p in procs if p.child.poll() not in (None, 0)]

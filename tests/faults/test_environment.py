@@ -58,6 +58,8 @@ CASES = [
     # (#18's fourteenth trial: libgomp's own error text, the value ignored)
     ({'OMP_DYNAMIC': 'maybe'}, ["OMP_DYNAMIC='maybe' is neither true nor false"]),
     ({'OMP_SCHEDULE': 'bogus'}, ["OMP_SCHEDULE='bogus' is not an OpenMP schedule"]),
+    # (#18's trial 21: warned of, then no two batches in a minute on 2 cores)
+    ({'OMP_NUM_THREADS': '100000'}, ['OMP_NUM_THREADS=100000 is more than 16 times this machine\'s']),
 ]
 
 

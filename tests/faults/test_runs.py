@@ -908,23 +908,23 @@ def test_a_copy_of_a_run_in_another_model_dir_never_takes_over_the_original_s_re
     records file, interleaved."""
     import shutil
     root, common, _ = cifar_setup
-    argv = common + ['network=cifar_resnet8', 'model_prefix=orig', 'num_epoch=2']
+    argv = common + ['network=cifar_resnet8', 'model_prefix=origin21', 'num_epoch=2']
     assert train_run(argv)[0] == 0
-    records = (root / 'log' / 'orig.jsonl').read_bytes()
+    records = (root / 'log' / 'origin21.jsonl').read_bytes()
     other = tmp_path / 'other'
     other.mkdir()
     for f in os.listdir(str(root / 'model')):
-        if f.startswith('orig-0001.'):
+        if f.startswith('origin21-0001.'):
             shutil.copy(str(root / 'model' / f), str(other / f))
     code, err = train_run(argv + ['model_dir=%s' % other, 'retrain=true', 'model_load_epoch=1'])
-    assert code == 2 and 'holds the records of run \'orig\' in %s, which has checkpoints' % (root / 'model') in err, err
+    assert code == 2 and 'holds the records of run \'origin21\' in %s, which has checkpoints' % (root / 'model') in err, err
     assert 'log_dir of its own' in err, err
-    assert (root / 'log' / 'orig.jsonl').read_bytes() == records and not (other / 'replaced').exists()
+    assert (root / 'log' / 'origin21.jsonl').read_bytes() == records and not (other / 'replaced').exists()
     code, err = train_run(argv + ['model_dir=%s' % other, 'retrain=true', 'model_load_epoch=1',
                                   'log_dir=%s' % (other / 'log')])
     assert code == 0, err
     # the log_dir's lock: a run of that name in another model_dir is training now
-    with runs.RunLock(str(root / 'log'), 'twin'):
-        code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=twin', 'model_dir=%s' % other])
-    assert code == 2 and "run 'twin' is already being trained by process %d" % os.getpid() in err, err
-    assert str(root / 'log' / 'twin.lock') in err
+    with runs.RunLock(str(root / 'log'), 'twin21'):
+        code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=twin21', 'model_dir=%s' % other])
+    assert code == 2 and "run 'twin21' is already being trained by process %d" % os.getpid() in err, err
+    assert str(root / 'log' / 'twin21.lock') in err
