@@ -49,8 +49,28 @@ class Stopped(Terminated):
 STOPS = {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp, signal.SIGQUIT: Quit, signal.SIGUSR1: Stopped}
 
 
+# the stop signals (SIGINT included) this process received while one of the handlers here was in place,
+# in order: an error raised after one (an import the KeyboardInterrupt cut short, left half-initialised)
+# is the stop's, not a bug (`stop_received`)
+RECEIVED = []
+
+
 def _terminate(signum, frame):
+    RECEIVED.append(signum)
     raise STOPS.get(signum, Terminated)()
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C: KeyboardInterrupt, as Python's own handler, remembered in `RECEIVED`."""
+    RECEIVED.append(signum)
+    raise KeyboardInterrupt()
+
+
+def stop_received():
+    """The KeyboardInterrupt (`Terminated`, ...) of the first stop signal `RECEIVED`, else None."""
+    if not RECEIVED:
+        return None
+    return STOPS[RECEIVED[0]]() if RECEIVED[0] in STOPS else KeyboardInterrupt()
 
 
 def stop_words(e):
@@ -72,6 +92,8 @@ class sigterm_as_interrupt(object):
 
     def __enter__(self):
         self.previous = {sig: signal.signal(sig, _terminate) for sig in STOPS}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
         return self
 
     def __exit__(self, *exc):
@@ -246,6 +268,9 @@ def install():
         return
 
     def hook(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt) and stop_received() is not None:
+            value = stop_received()         # (an error left by the stop, e.g. an import it cut short)
+            kind = type(value)
         if issubclass(kind, KeyboardInterrupt) and is_project_command(getattr(sys, 'orig_argv', sys.argv)):
             for stream in (sys.stdout, sys.stderr):
                 try:
@@ -264,3 +289,5 @@ def install():
         for sig in STOPS:
             if signal.getsignal(sig) == signal.SIG_DFL:
                 signal.signal(sig, _terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt)

@@ -103,7 +103,7 @@ def command(main):
         check_environment()                         # before anything imports mxnet: a bad variable aborts it
         _warnings_to_stderr()
         del _CREATED[:]
-        from core.interrupt import sigterm_as_interrupt, stop_status, stop_words
+        from core.interrupt import RECEIVED, sigterm_as_interrupt, stop_received, stop_status, stop_words
         try:
             with sigterm_as_interrupt():                # kill / a scheduler's stop: as Ctrl-C
                 code = main(argv) or 0
@@ -124,9 +124,15 @@ def command(main):
                 end_progress_bars()
                 print('error: %s' % describe(e), file=sys.stderr)
                 return exit_status(e)
+            stop = stop_received()
+            if stop is not None and isinstance(e, Exception):   # (left by the stop: an import it cut short)
+                print('\n%s: no file was left half-written; run the command again to finish' % stop_words(stop),
+                      file=sys.stderr)
+                return stop_status(stop)
             raise
         finally:
             del _CREATED[:]
+            del RECEIVED[:]                         # (a command run in-process again, e.g. by a test)
             _end_warnings_to_stderr()               # (a command run in-process, e.g. by a test, leaves none)
     return run
 

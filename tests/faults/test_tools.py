@@ -1257,3 +1257,27 @@ def test_a_checkpoint_of_a_distributed_run_is_read_by_one_process(three_class_ru
             (model / name).write_text(json.dumps(meta))
     code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'three')], capsys)
     assert code == 0 and 'on 6 images' in out, err
+
+
+def test_an_error_a_ctrl_c_left_behind_is_reported_as_the_ctrl_c(capsys):
+    """#18's trial 21: Ctrl-C while tools.export imported mxnet (and through it sklearn and pandas) left
+    pandas half-initialised; the next use was an AttributeError traceback. An error raised after a stop
+    signal arrived is the stop's (one line, 130); without a signal it is a bug, raised as it is."""
+    import signal
+    from core import interrupt
+    from tools import cli
+
+    @cli.command
+    def stopped(argv=None):
+        interrupt.RECEIVED.append(signal.SIGINT)            # (what the Ctrl-C handler records)
+        raise AttributeError("partially initialized module 'pandas' has no attribute 'core'")
+    assert stopped([]) == 130
+    err = capsys.readouterr().err
+    assert 'interrupted: no file was left half-written' in err and 'AttributeError' not in err, err
+    assert interrupt.RECEIVED == []
+
+    @cli.command
+    def bug(argv=None):
+        raise AttributeError('a bug')
+    with pytest.raises(AttributeError, match='a bug'):
+        bug([])
