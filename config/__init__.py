@@ -430,7 +430,8 @@ DATA_KEYS = ('data_dir', 'voc_root', 'sbd_root')
 
 def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
     """The configuration a checkpoint was trained with (`meta`: its metadata, whose `config` the
-    engine writes; `where`: the checkpoint, for the messages), with `overrides` applied and checked
+    engine writes; `where`: the checkpoint, for the messages; `check_data`: its data checked, 'validation':
+    a classification run's validation files alone), with `overrides` applied and checked
     by its task's schema (a key the schema no longer has is left out, and so are what the run derived or
     did, DERIVED; a relative path that is not found from here is read from the folder the run was
     started in, the metadata's `cwd`); None for a checkpoint written before the metadata kept its configuration."""
@@ -467,7 +468,7 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
             return load(DETECTION, None, overrides, saved=saved_as, **options)
         cfg = load(CLASSIFICATION, None, overrides, saved=saved_as)
         if check_data:
-            check_data_files(cfg)
+            check_data_files(cfg, validation_only=check_data == 'validation')
         return cfg
     except ConfigError as e:
         from .classification import ClassCountError
@@ -490,10 +491,11 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
 
 def load_config(path=None, overrides=(), check_data=True):
     """Read, override and validate a classification configuration (config/cfgs.py by default);
-    raise ConfigError on any problem. The result's `source` says where its values came from."""
+    raise ConfigError on any problem. The result's `source` says where its values came from.
+    `check_data`: the data files checked ('validation': the validation set's alone)."""
     cfg = load(CLASSIFICATION, path, overrides)
     if check_data:
-        check_data_files(cfg)
+        check_data_files(cfg, validation_only=check_data == 'validation')
     return cfg
 
 

@@ -157,26 +157,28 @@ def _check_teacher_is_not_the_run(cfg, at):
 
 
 
-def data_files(cfg):
-    """The files the dataset needs (paths), for the existence check."""
+def data_files(cfg, validation_only=False):
+    """The files the dataset needs (paths), for the existence check; `validation_only`: those of its
+    validation set alone (what evaluating a checkpoint reads)."""
     d = cfg.data_dir
     if cfg.dataset in ('imagenet', 'fashion_mnist'):
-        return [os.path.join(d, n) for n in ('train.rec', 'train.idx', 'val.rec', 'val.idx')]
+        return [os.path.join(d, n) for n in (() if validation_only else ('train.rec', 'train.idx')) +
+                ('val.rec', 'val.idx')]
     from data.cifar import cifar_files
-    return cifar_files(d, cfg.dataset)
+    return cifar_files(d, cfg.dataset, train=not validation_only)
 
 
-def check_data_files(cfg):
+def check_data_files(cfg, validation_only=False):
     if os.path.isfile(cfg.data_dir):
         raise ConfigError('config key data_dir=%r is a file: data_dir is the folder that holds the data, '
                           'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
-    missing = [f for f in data_files(cfg) if not os.path.isfile(f)]
+    missing = [f for f in data_files(cfg, validation_only) if not os.path.isfile(f)]
     there = missing and in_project(cfg.data_dir, lambda d: all(
         os.path.isfile(os.path.join(d, os.path.relpath(f, cfg.data_dir))) for f in missing))
     if there:
         raise ConfigError('config key %s' % from_another_folder('data_dir', cfg.data_dir, there, 'the data'))
     if missing:
-        if os.path.isdir(cfg.data_dir) and os.listdir(cfg.data_dir) and len(missing) == len(data_files(cfg)) and \
+        if os.path.isdir(cfg.data_dir) and os.listdir(cfg.data_dir) and len(missing) == len(data_files(cfg, validation_only)) and \
                 cfg.dataset in ('fashion_mnist', 'imagenet'):
             fix = ('data_dir holds other files, not this dataset\'s packs: give the folder of the packs (python -m '
                    'data.pack writes them) or of the data the run was trained on')

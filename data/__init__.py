@@ -153,7 +153,8 @@ class DataSource(object):
     the device (data/augment.py); every other batch is the float32 input itself.
     """
 
-    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None, indices=False, colour_on_device=False):
+    def __init__(self, cfg, num_parts=1, part_index=0, batch_size=None, indices=False, colour_on_device=False,
+                 validation_only=False):
         self.cfg = cfg
         channels, size, mean, std, style, pad = DEFAULTS[cfg.dataset]
         self.channels = channels
@@ -167,8 +168,9 @@ class DataSource(object):
         threads = cfg.data_threads or process_cores()
         if cfg.dataset in ('cifar10', 'cifar100'):
             from .cifar import load_cifar
-            (self._train_x, self._train_y), (self._val_x, self._val_y) = load_cifar(cfg.data_dir, cfg.dataset)
-            top = int(max(self._train_y.max(), self._val_y.max()))
+            (self._train_x, self._train_y), (self._val_x, self._val_y) = load_cifar(cfg.data_dir, cfg.dataset,
+                                                                                    train=not validation_only)
+            top = int(max(self._train_y.max(initial=0), self._val_y.max()))
             if top >= cfg.num_classes:
                 raise DataError('%s in %s has label %d, outside num_classes=%d: set num_classes to %d or more'
                                 % (cfg.dataset, cfg.data_dir, top, cfg.num_classes, top + 1))
@@ -178,10 +180,10 @@ class DataSource(object):
             self._records = None
         else:
             prefix = lambda s: os.path.join(cfg.data_dir, s)
-            train_records = counted = check_pack(prefix('train'), cfg.num_classes)
+            train_records = counted = 0 if validation_only else check_pack(prefix('train'), cfg.num_classes)
             self.num_train = train_records // num_parts
             self.num_val = check_pack(prefix('val'), cfg.num_classes) // num_parts
-            for split in ('train', 'val'):
+            for split in ('val',) if validation_only else ('train', 'val'):
                 # on every path: the iterators that resize would abort the process on an image that
                 # does not decode, the others would train on garbage pixels (free for builder-made packs)
                 ensure_decodable(prefix(split), cfg.progress)
@@ -196,7 +198,7 @@ class DataSource(object):
                 prefix('train'), prefix('val'), self.batch_size, self.image_size, channels, self.mean,
                 self.std, style, cfg.augment, cfg.resize, self.pad, threads, num_parts, part_index, cfg.seed,
                 indices=indices, colour_on_device=colour_on_device)
-        if cfg.num_examples:
+        if cfg.num_examples and not validation_only:
             if cfg.num_examples > counted:
                 # the epoch would end with the data, before the steps the schedule counts on (a cosine
                 # run ended far from lr 0) while the log named the larger set

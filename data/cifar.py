@@ -27,9 +27,11 @@ def cifar_root(data_dir, variant):
     return sub if os.path.isdir(sub) else data_dir
 
 
-def cifar_files(data_dir, variant):
+def cifar_files(data_dir, variant, train=True):
+    """The files of CIFAR `variant` under `data_dir`: its training and test files (`train` false: its test
+    files alone)."""
     root = cifar_root(data_dir, variant)
-    return [os.path.join(root, f) for f in TRAIN[variant] + TEST[variant]]
+    return [os.path.join(root, f) for f in (TRAIN[variant] if train else []) + TEST[variant]]
 
 
 class _Unpickler(pickle.Unpickler):
@@ -71,13 +73,15 @@ def _load_batch(path, variant):
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def load_cifar(data_dir, variant):
-    """((train_x, train_y), (test_x, test_y)); x uint8 NHWC, y int64."""
+def load_cifar(data_dir, variant, train=True):
+    """((train_x, train_y), (test_x, test_y)); x uint8 NHWC, y int64 (`train` false: the training set
+    empty, its files not read)."""
     root = cifar_root(data_dir, variant)
     out = []
-    for names in (TRAIN[variant], TEST[variant]):
+    for names in (TRAIN[variant] if train else [], TEST[variant]):
         parts = [_load_batch(os.path.join(root, n), variant) for n in names]
-        out.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
+        out.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])) if parts else
+                   (np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0,), np.int64)))
     return out[0], out[1]
 
 

@@ -33,7 +33,7 @@ def _evaluate(cfg, load, max_batches=None, classes_of=None):
     from data.device import on_gpu
     from tasks.classification.task import check_batch_fits
     ctx = contexts(cfg)
-    data = DataSource(cfg, colour_on_device=on_gpu(ctx))
+    data = DataSource(cfg, colour_on_device=on_gpu(ctx), validation_only=True)
     if cfg.dataset in ('imagenet', 'fashion_mnist'):   # (MXNet's pack iterator needs a batch within the set;
         check_batch_fits(cfg, data.batch_size, {'validation': data.num_val}, len(ctx))   # CIFAR's arrays pad)
     net, info = load(data, ctx)
@@ -151,7 +151,8 @@ def evaluate_onnx(args):
             else:
                 gone = meta['source']          # (the run it came from: moved, deleted, another machine)
         if saved is not None:
-            cfg = of_checkpoint(saved, '%s epoch %s' % (meta['source'], meta.get('epoch')), args.overrides)
+            cfg = of_checkpoint(saved, '%s epoch %s' % (meta['source'], meta.get('epoch')), args.overrides,
+                                check_data='validation')
     if cfg is None:
         from config import task_of
         task = task_of(args.cfg, args.overrides)
@@ -163,7 +164,7 @@ def evaluate_onnx(args):
             _refuse_other_data(path, gone, meta, load_config(args.cfg, args.overrides, check_data=False),
                                args.overrides)
         try:
-            cfg = load_config(args.cfg, args.overrides)
+            cfg = load_config(args.cfg, args.overrides, check_data='validation')
         except ConfigError as e:
             if not gone:
                 raise
@@ -252,10 +253,10 @@ def checkpoint_config(args):
         folder, name = os.path.split(prefix)
         tag = args.epoch = checkpoint.resolve_tag(folder or '.', name, args.epoch)   # (resolved once: one warning)
         cfg = of_checkpoint(checkpoint.read_meta(folder or '.', name, tag), '%s epoch %s' % (prefix, tag),
-                            args.overrides, backbone=False)
+                            args.overrides, backbone=False, check_data='validation')
         if cfg is not None:
             return cfg, prefix
-    return load_config(args.cfg, args.overrides), prefix
+    return load_config(args.cfg, args.overrides, check_data='validation'), prefix
 
 
 @cli.command
@@ -297,7 +298,7 @@ def main(argv=None):
     if task_of(args.cfg, args.overrides) == 'detection':
         return evaluate_detection(args)
     if args.teacher:
-        res, desc = evaluate_teacher(load_config(args.cfg, args.overrides))
+        res, desc = evaluate_teacher(load_config(args.cfg, args.overrides, check_data='validation'))
         print('teacher %s: %s  on %d images (%dx%d)' % (desc, _accuracy(res, res.get('classes')), res['n'],
                                                        res['size'], res['size']))
         return 0

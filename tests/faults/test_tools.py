@@ -1281,3 +1281,20 @@ def test_an_error_a_ctrl_c_left_behind_is_reported_as_the_ctrl_c(capsys):
         raise AttributeError('a bug')
     with pytest.raises(AttributeError, match='a bug'):
         bug([])
+
+
+def test_evaluate_needs_the_validation_set_alone(cifar_setup, tmp_path):
+    """#18's trial 21: tools.evaluate refused a folder with the validation files alone ('missing data
+    file(s) .../train.rec'), though it scores on the validation set."""
+    import shutil
+    root, _, _ = cifar_setup
+    src = root / 'cifar' / 'cifar-10-batches-py'
+    dst = tmp_path / 'val_only' / 'cifar-10-batches-py'
+    dst.mkdir(parents=True)
+    for name in ('test_batch', 'batches.meta'):
+        if (src / name).exists():
+            shutil.copy(str(src / name), str(dst / name))
+    r = subprocess.run([sys.executable, '-m', 'tools.evaluate', '--prefix', str(root / 'model' / 'teacher'),
+                        'data_dir=%s' % (tmp_path / 'val_only')], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and 'top-1' in r.stdout and 'on 32 images' in r.stdout, (r.stdout, r.stderr[-2000:])
+    assert 'data_batch' not in r.stderr
