@@ -51,7 +51,7 @@ def train_command(args, resume=True, lr=None, replace=()):
     command = '%s train.py %s' % (shlex.quote(python_command()), ' '.join(shlex.quote(a) for a in words))
     import os
     launch = os.environ.get('NST_LAUNCH') if os.environ.get('DMLC_ROLE') == 'worker' else \
-        horovodrun_command() if 'HOROVOD_RANK' in os.environ else None
+        (os.environ.get('NST_LAUNCH') or horovodrun_command()) if 'HOROVOD_RANK' in os.environ else None
     return '%s %s' % (launch, command) if launch else command     # (a worker of a job: under its launcher again)
 
 

@@ -299,6 +299,19 @@ def test_a_horovod_rank_stopped_leaves_the_others_an_error_and_the_resume_comman
     assert not (root / 'model' / (prefix + '.lock')).exists()
 
 
+@pytest.mark.skipif(NO_HOROVOD is not None, reason=NO_HOROVOD or '')
+def test_tools_horovodrun_says_which_rank_ended_the_job_in_one_line(tmp_path):
+    """#18's trial 21: horovodrun ends a job whose rank failed with a RuntimeError traceback of its own (and
+    Ctrl-C with another, status 1); tools.horovodrun runs it and says which rank, with that rank's status."""
+    r = subprocess.run([sys.executable, '-m', 'tools.horovodrun', '-np', '2', '-H', 'localhost:2', '--gloo',
+                        sys.executable, 'train.py', 'kv_store=horovod', 'kt_type=kd++mmd',
+                        'model_dir=%s' % tmp_path], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'Traceback' not in r.stdout + r.stderr, (r.stdout[-2000:], r.stderr[-2000:])
+    assert re.search(r'^error: rank [01] of the Horovod job exited with status 2 and horovodrun stopped the others',
+                     r.stderr, re.M), r.stderr[-2000:]
+    assert 'kd++mmd' in r.stdout + r.stderr
+
+
 def _horovod_rank(pid):
     try:
         with open('/proc/%d/environ' % pid, 'rb') as f:

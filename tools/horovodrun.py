@@ -1,0 +1,73 @@
+"""Start Horovod training (kv_store=horovod) with horovodrun's options, each failure in one line.
+
+horovodrun itself ends a job whose rank failed or stopped with a RuntimeError traceback of its own
+("Horovod detected that one or more processes exited with non-zero status"), and Ctrl-C on it with
+another, exit status 1. This tool runs horovodrun unchanged (its options, e.g. -np, -H, --gloo, go
+through as they are) and says instead which rank ended the job and how, with that rank's exit status
+(130 on Ctrl-C); the ranks' own messages (errors, how to resume) are above it, prefixed [RANK]. The
+resume commands the ranks print run under this tool again. On one machine:
+
+    python -m tools.horovodrun -np 2 -H localhost:2 --gloo python train.py kv_store=horovod
+"""
+import os
+import re
+import shlex
+import sys
+
+from tools import cli
+
+
+def launch_words(argv):
+    """This launch as a user types it, up to the command it runs (its interpreter running train.py),
+    for the resume commands the ranks print."""
+    end = next((i for i, a in enumerate(argv) if os.path.basename(a) == 'train.py'), len(argv))
+    if end > 0 and 'python' in os.path.basename(argv[end - 1]):
+        end -= 1
+    rel = os.path.relpath(sys.executable)
+    exe = rel if not rel.startswith('..') else sys.executable
+    return ' '.join(shlex.quote(a) for a in [exe, '-m', 'tools.horovodrun'] + list(argv[:end]))
+
+
+def failed_rank(error):
+    """(rank, exit status) of the first rank that ended the job, from horovodrun's RuntimeError text;
+    None where the text says neither."""
+    found = re.search(r'Process name:\s*(\S+)\s+Exit code:\s*(-?\d+)', str(error))
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def status_words(status):
+    """'exited with status 2', 'was stopped by SIGTERM (143)', ... for a rank's exit status."""
+    import signal
+    number = status - 128 if status > 128 else -status if status < 0 else None
+    try:
+        name = signal.Signals(number).name if number else None
+    except ValueError:
+        name = None
+    return 'was stopped by %s (%d)' % (name, status) if name else 'exited with status %d' % status
+
+
+@cli.command
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from horovod.runner.launch import run_commandline
+    except ImportError as e:
+        raise cli.UsageError('horovod is not installed for %s (%s): build it with NST_HOROVOD=1 bash init.sh --deps'
+                             % (sys.executable, e))
+    os.environ['NST_LAUNCH'] = launch_words(argv)
+    sys.argv = ['horovodrun'] + argv
+    try:
+        run_commandline()
+    except RuntimeError as e:
+        failed = failed_rank(e)
+        if failed is None:
+            raise
+        rank, status = failed
+        print('error: rank %s of the Horovod job %s and horovodrun stopped the others; its own message is above '
+              '(lines prefixed [%s])' % (rank, status_words(status), rank), file=sys.stderr)
+        return status if 0 < status < 256 else 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
