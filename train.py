@@ -277,11 +277,13 @@ def worker_exit(code):
 
 def run_process(main, *args):
     """`main(*args)`'s exit status as a process's (its output flushed, tools.cli.output_written); a
-    worker of a parameter-server job (DMLC_ROLE=worker) that stops early ends through `worker_exit`:
-    an error, a signal, argparse's own exit, or a bug (its traceback first)."""
+    worker of a parameter-server job (DMLC_ROLE=worker) or a Horovod rank that stops early ends through
+    `worker_exit`: an error, a signal, argparse's own exit, or a bug (its traceback first). (A Horovod
+    rank's own exit would run Horovod's atexit hook, which fails with a traceback once another rank
+    has shut the job down.)"""
     import os
     from tools.cli import output_written
-    if os.environ.get('DMLC_ROLE') != 'worker':
+    if not in_a_job_of_workers():
         return output_written(main, *args)
     try:
         status = output_written(main, *args)

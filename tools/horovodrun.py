@@ -1,11 +1,12 @@
 """Start Horovod training (kv_store=horovod) with horovodrun's options, each failure in one line.
 
-horovodrun itself ends a job whose rank failed or stopped with a RuntimeError traceback of its own
-("Horovod detected that one or more processes exited with non-zero status"), and Ctrl-C on it with
-another, exit status 1. This tool runs horovodrun unchanged (its options, e.g. -np, -H, --gloo, go
-through as they are) and says instead which rank ended the job and how, with that rank's exit status
-(130 on Ctrl-C); the ranks' own messages (errors, how to resume) are above it, prefixed [RANK]. The
-resume commands the ranks print run under this tool again. On one machine:
+horovodrun itself ends a job whose rank failed or stopped (Ctrl-C too: it stops every rank with
+SIGTERM) with a RuntimeError traceback of its own ("Horovod detected that one or more processes
+exited with non-zero status") and exit status 1. This tool runs horovodrun unchanged (its options,
+e.g. -np, -H, --gloo, go through as they are) and says instead which rank ended the job and how,
+with that rank's exit status (143 after Ctrl-C); the ranks' own messages (errors, how to resume)
+are above it, prefixed [RANK]. The resume commands the ranks print run under this tool again. On
+one machine:
 
     python -m tools.horovodrun -np 2 -H localhost:2 --gloo python train.py kv_store=horovod
 """
@@ -59,6 +60,12 @@ def main(argv=None):
     try:
         run_commandline()
     except RuntimeError as e:
+        from core.interrupt import stop_received, stop_status, stop_words
+        stop = stop_received()
+        if stop is not None:                # (Ctrl-C, SIGTERM: horovodrun stopped its ranks, then raised)
+            print('%s: horovodrun stopped every rank; their lines above say what was kept and how to resume'
+                  % stop_words(stop), file=sys.stderr)
+            return stop_status(stop)
         failed = failed_rank(e)
         if failed is None:
             raise
