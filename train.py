@@ -62,19 +62,19 @@ def horovodrun_command():
     import os
     pid = os.getppid()
     for _ in range(8):
+        from core.env import proc_stat
+        stat = proc_stat(pid)
         try:
             with open('/proc/%d/cmdline' % pid, 'rb') as f:
                 argv = [a.decode('utf-8', 'replace') for a in f.read().split(b'\0') if a]
-            with open('/proc/%d/stat' % pid) as f:
-                parent = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
+            parent = int(stat[1])
+        except (OSError, ValueError, IndexError, TypeError):
             return None
         at = [i for i, a in enumerate(argv[:2]) if os.path.basename(a) == 'horovodrun']
         if at:
+            from tools.horovodrun import interpreter_at
             words = argv[at[0]:]
-            end = next((i for i, a in enumerate(words) if os.path.basename(a) == 'train.py'), len(words))
-            if end > 1 and 'python' in os.path.basename(words[end - 1]):
-                end -= 1                            # (the interpreter that runs train.py)
+            end = interpreter_at(words)             # (up to the interpreter that runs train.py)
             exe = os.path.relpath(words[0]) if not os.path.relpath(words[0]).startswith('..') else words[0]
             return ' '.join(shlex.quote(a) for a in [exe] + words[1:end])
         if pid <= 1:
@@ -133,9 +133,10 @@ def say_stopped(args, cfg, e):
 
 def in_a_job_of_workers():
     """Whether this process is a worker of a distributed job: a parameter-server job's (DMLC_ROLE) or
-    a Horovod rank (horovodrun sets HOROVOD_RANK)."""
+    a Horovod rank (horovodrun sets HOROVOD_RANK, mpirun OMPI_COMM_WORLD_RANK)."""
     import os
-    return os.environ.get('DMLC_ROLE') == 'worker' or 'HOROVOD_RANK' in os.environ
+    return os.environ.get('DMLC_ROLE') == 'worker' or 'HOROVOD_RANK' in os.environ or 'OMPI_COMM_WORLD_RANK' in \
+        os.environ
 
 
 def has_checkpoint(cfg):
@@ -246,6 +247,8 @@ def main(argv=None):
     except KeyboardInterrupt as e:
         said.append(True)
         say_stopped(args, cfg, e)
+        from core.interrupt import RECEIVED
+        del RECEIVED[:]                     # (handled: a later error of a caller in this process is its own)
         return stop_status(e)
     finally:
         guard.__exit__()

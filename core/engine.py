@@ -367,6 +367,10 @@ def _nothing_to_train(cfg):
     return epoch in have and epoch >= cfg.num_epoch
 
 
+# what an MXNetError of a Horovod collective says when another rank has stopped: Horovod shut down, or
+# (the other rank gone before that) its Gloo connection closed
+HOROVOD_GONE = ('Horovod has been shut down', 'Connection reset by peer', 'Connection closed by peer')
+
 # The parameter-server kvstores of runs that stopped early, kept until the process ends: freeing one
 # shuts ps-lite down, which waits at a barrier for the other workers while they wait for this one
 # (train.py ends such a worker with os._exit, and tools.launch stops the rest of the job).
@@ -420,7 +424,7 @@ def run(cfg, task_cls):
     except NonFiniteLoss as e:
         raise Diverged(str(e))          # nothing of the failing epoch was checkpointed
     except mx.base.MXNetError as e:
-        if engine.hvd is not None and 'Horovod has been shut down' in str(e):
+        if engine.hvd is not None and any(m in str(e) for m in HOROVOD_GONE):
             raise RunError('the Horovod job was shut down while this rank (%d of %d) trained: another rank stopped or '
                            'failed (its own message is above, prefixed with its number); every finished epoch is '
                            'checkpointed' % (engine.rank, engine.workers), resume=True) from None

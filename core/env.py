@@ -269,20 +269,35 @@ def wait_for_scheduler(environ=None, seconds=None):
 
 def end_with_launcher():
     """In a process `tools.launch --launcher local` started (NST_LAUNCHER_PID: the launcher's process
-    id), a helper thread that sends this process SIGTERM once the launcher is gone (killed with
+    id, an ancestor of this one), a helper thread that sends this process SIGTERM once the launcher is gone (killed with
     SIGKILL, it could not stop the job): a worker then stops as on SIGTERM (its finished epochs kept,
     its lock released), a server or the scheduler ends. Nothing happens in other processes."""
     import signal
     import threading
     import time
     pid = os.environ.get('NST_LAUNCHER_PID', '')
-    if not pid.isdigit() or os.getppid() != int(pid):
+    if not pid.isdigit():
         return
 
+    def alive():
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True                     # (there, another user's: not ours to judge)
+
     def watch():
-        while os.getppid() == int(pid):
+        while alive():
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+    ancestor, up = os.getppid(), 0
+    while ancestor > 1 and ancestor != int(pid) and up < 8:    # (the launcher, or a shell it started)
+        stat = proc_stat(ancestor)
+        ancestor, up = (int(stat[1]) if stat else 0), up + 1
+    if ancestor != int(pid):
+        return                              # (a variable left from another job)
     threading.Thread(target=watch, name='end-with-launcher', daemon=True).start()
 
 

@@ -114,6 +114,7 @@ class deferred(object):
             return self
         for signum in self.SIGNALS:
             self.previous[signum] = signal.signal(signum, self._hold)
+        DEFERRING.append(self)
         return self
 
     def _hold(self, signum, frame):
@@ -121,10 +122,16 @@ class deferred(object):
             self.held = signum
 
     def __exit__(self, *exc):
+        if self in DEFERRING:
+            DEFERRING.remove(self)
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         if self.held is not None:
             signal.raise_signal(self.held)
+
+
+# the `deferred` sections under way (in the main thread): a `StuckStopGuard` lets them finish
+DEFERRING = []
 
 
 class StuckStopGuard(object):
@@ -133,14 +140,17 @@ class StuckStopGuard(object):
     forever: a stop signal's Python handler never runs, so it would not release its run's lock nor
     say how to resume, and its launcher kills it. Within the `with`, a helper thread sees every
     signal that has a Python handler (through `signal.set_wakeup_fd`); if the process still runs
-    `grace` seconds after a stop (SIGINT or one of `STOPS`), it ends it as the handler would have:
-    `say(e)` for the stop's KeyboardInterrupt `e` (unless `said()` is true: the main thread spoke
-    already), every callable of `AT_FORCED_EXIT` (the run's lock), then `os._exit` with the stop's
-    status (`stop_status`). Outside the main thread, or for `grace` None: no effect."""
+    `grace` seconds after a stop (SIGINT or one of `STOPS`), and no `deferred` section (an epoch's
+    checkpoint being written) is under way (it gets up to `DEFERRED_WAIT` seconds more), it ends the
+    process as the handler would have: `say(e)` for the stop's KeyboardInterrupt `e` (unless `said()`
+    is true: the main thread spoke already), every callable of `AT_FORCED_EXIT` (the run's lock), then
+    `os._exit` with the stop's status (`stop_status`). Outside the main thread, or for `grace` None:
+    no effect."""
+    DEFERRED_WAIT = 60.0
 
     def __init__(self, say, said=lambda: False, grace=3.0):
         self.say, self.said, self.grace = say, said, grace
-        self.previous_fd, self.fds = None, None
+        self.previous_fd, self.fds, self.active = None, None, False
 
     def __enter__(self):
         if self.grace is None or threading.current_thread() is not threading.main_thread():
@@ -148,19 +158,40 @@ class StuckStopGuard(object):
         self.fds = os.pipe()
         os.set_blocking(self.fds[1], False)
         self.previous_fd = signal.set_wakeup_fd(self.fds[1], warn_on_full_buffer=False)
+        self.active = True
         threading.Thread(target=self._watch, args=(self.fds[0],), name='stuck-stop-guard', daemon=True).start()
         return self
 
     def _watch(self, fd):
+        """Read the signal numbers the wakeup pipe `fd` delivers until it is closed (`__exit__`); past
+        the grace period of the first stop, end the process (`_end`)."""
+        import select
+        signum = deadline = None
         try:
-            signum = self._first_stop(fd)
+            while True:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = select.select([fd], [], [], timeout)[0]
+                if ready:
+                    data = os.read(fd, 64)
+                    if not data:
+                        return              # (the guard ended)
+                    stops = [b for b in data if b == signal.SIGINT or b in STOPS]
+                    if signum is None and stops:
+                        signum, deadline = stops[0], time.monotonic() + self.grace
+                        last = deadline + self.DEFERRED_WAIT
+                    continue
+                if not self.active:
+                    return                  # (the main thread stopped in time and left the guard)
+                if DEFERRING and time.monotonic() < last:
+                    deadline = time.monotonic() + 0.2       # (a checkpoint being written: let it finish)
+                    continue
+                self._end(signum)
+        except OSError:
+            return
         finally:
             os.close(fd)
-        if signum is None:
-            return                  # (the guard ended)
-        time.sleep(self.grace)
-        if self.fds is None:
-            return                  # (the main thread stopped in time and left the guard)
+
+    def _end(self, signum):
         e = STOPS[signum]() if signum in STOPS else KeyboardInterrupt()
         try:
             try:
@@ -181,26 +212,13 @@ class StuckStopGuard(object):
                     pass
             os._exit(stop_status(e))
 
-    @staticmethod
-    def _first_stop(fd):
-        """The first stop signal whose number the wakeup pipe `fd` delivers; None once it is closed."""
-        while True:
-            try:
-                data = os.read(fd, 64)
-            except OSError:
-                return None
-            if not data:
-                return None
-            stops = [b for b in data if b == signal.SIGINT or b in STOPS]
-            if stops:
-                return stops[0]
-
     def __exit__(self, *exc):
         if self.fds is None:
             return
+        self.active = False
         signal.set_wakeup_fd(self.previous_fd)
         fds, self.fds = self.fds, None
-        os.close(fds[1])            # (the helper's read returns b'' and it ends)
+        os.close(fds[1])            # (the helper reads the end of the pipe, closes its end and ends)
 
 
 # what a forced exit (`StuckStopGuard`) undoes first: callables a run adds while it holds something the

@@ -292,17 +292,35 @@ def remove_if_empty(created):
             folder = os.path.dirname(folder)
 
 
+def _same_folder(a, b):
+    """Whether paths `a` and `b` name the same folder (symbolic links followed)."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _refuse_records_of_another_folder(cfg, what):
     """RunError when log_dir's records of run model_prefix are those of the run of that name in another
     model_dir, which has checkpoints (the run copied to another folder, or two runs of one name): `what`
     this run would do to them."""
     prefix, model_dir = cfg.model_prefix, cfg.model_dir
     owner = _records_owner(cfg.log_dir, prefix)
-    if owner and os.path.abspath(owner) != os.path.abspath(model_dir) and checkpoint.epochs(owner, prefix):
-        raise RunError('%s holds the records of run %r in %s, which has checkpoints: this run (model_dir=%s) %s. '
-                       'Give it a log_dir of its own (e.g. log_dir=%s), or another model_prefix'
-                       % (os.path.join(cfg.log_dir, prefix + '.jsonl'), prefix, owner, model_dir, what,
-                          os.path.join(model_dir, 'log')))
+    if not owner or _same_folder(owner, model_dir):
+        return
+    have = checkpoint.epochs(owner, prefix)
+    if not have:
+        return
+    try:                    # (that run's own log_dir, as its checkpoint says: a copied tree has one of its own)
+        meta = checkpoint.read_meta(owner, prefix, have[-1])
+        theirs = (meta.get('config') or {}).get('log_dir')
+        if isinstance(theirs, str) and theirs and not os.path.isabs(theirs) and meta.get('cwd'):
+            theirs = os.path.join(meta['cwd'], theirs)
+    except checkpoint.CheckpointError:
+        theirs = None
+    if isinstance(theirs, str) and theirs and not _same_folder(theirs, cfg.log_dir):
+        return              # (the records were copied with the run: this copy's own now)
+    raise RunError('%s holds the records of run %r in %s, which has checkpoints: this run (model_dir=%s) %s. '
+                   'Give it a log_dir of its own (e.g. log_dir=%s), or another model_prefix'
+                   % (os.path.join(cfg.log_dir, prefix + '.jsonl'), prefix, owner, model_dir, what,
+                      os.path.join(model_dir, 'log')))
 
 
 def claim(cfg, defer=False):

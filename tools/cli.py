@@ -125,7 +125,7 @@ def command(main):
                 print('error: %s' % describe(e), file=sys.stderr)
                 return exit_status(e)
             stop = stop_received()
-            if stop is not None and isinstance(e, Exception):   # (left by the stop: an import it cut short)
+            if stop is not None and isinstance(e, (ImportError, AttributeError)):   # (an import the stop cut short)
                 print('\n%s: no file was left half-written; run the command again to finish' % stop_words(stop),
                       file=sys.stderr)
                 return stop_status(stop)
@@ -135,6 +135,15 @@ def command(main):
             del RECEIVED[:]                         # (a command run in-process again, e.g. by a test)
             _end_warnings_to_stderr()               # (a command run in-process, e.g. by a test, leaves none)
     return run
+
+
+def signal_name(number):
+    """'SIGTERM' for 15, ...; None for a number no signal has."""
+    import signal
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
 
 
 class OutputError(UserError):

@@ -21,12 +21,20 @@ from tools import cli
 def launch_words(argv):
     """This launch as a user types it, up to the command it runs (its interpreter running train.py),
     for the resume commands the ranks print."""
-    end = next((i for i, a in enumerate(argv) if os.path.basename(a) == 'train.py'), len(argv))
-    if end > 0 and 'python' in os.path.basename(argv[end - 1]):
-        end -= 1
+    end = interpreter_at(argv)
     rel = os.path.relpath(sys.executable)
     exe = rel if not rel.startswith('..') else sys.executable
     return ' '.join(shlex.quote(a) for a in [exe, '-m', 'tools.horovodrun'] + list(argv[:end]))
+
+
+def interpreter_at(words):
+    """Where the command a launcher runs begins among `words`: the interpreter (and its options) before
+    train.py, else train.py, else the end."""
+    end = next((i for i, a in enumerate(words) if os.path.basename(a) == 'train.py'), len(words))
+    at = end - 1
+    while at > 0 and words[at].startswith('-'):        # (python -u train.py)
+        at -= 1
+    return at if at >= 0 and end > 0 and 'python' in os.path.basename(words[at]) else end
 
 
 def failed_rank(error):
@@ -38,12 +46,8 @@ def failed_rank(error):
 
 def status_words(status):
     """'exited with status 2', 'was stopped by SIGTERM (143)', ... for a rank's exit status."""
-    import signal
     number = status - 128 if status > 128 else -status if status < 0 else None
-    try:
-        name = signal.Signals(number).name if number else None
-    except ValueError:
-        name = None
+    name = cli.signal_name(number) if number else None
     return 'was stopped by %s (%d)' % (name, status) if name else 'exited with status %d' % status
 
 

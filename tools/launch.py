@@ -85,13 +85,15 @@ GRACE = 5.0           # seconds a process gets to stop on SIGTERM before SIGKILL
 STOPPED_NOTICE = 10.0  # seconds a process is stopped (SIGSTOP) before the launcher says so
 
 
+# the signals a process gets from its own fault (not a stop from outside)
+CRASHES = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL)
+
+
 def _process_state(pid):
     """The state letter of process `pid` (R, S, T for stopped, ...), from /proc; None where unknown."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
+    from core.env import proc_stat
+    fields = proc_stat(pid)
+    return fields[0] if fields else None
 
 
 class Process(object):
@@ -250,6 +252,7 @@ def run_local(args):
             print('error: %s %s: %s; %s'
                   % (failed.name, how, failed.error() if status > 0 else
                      'it aborted (SIGABRT); its last lines are above' if status == -signal.SIGABRT else
+                     'it crashed (%s); its last lines are above' % _signal_name(-status) if -status in CRASHES else
                      'no message (it was killed)' if status == -signal.SIGKILL else
                      'a signal from outside the job stopped it',
                      'stopped the other %d processes of the job' % len(others) if others else
@@ -265,10 +268,7 @@ def run_local(args):
 
 def _signal_name(number):
     """'SIGTERM' for 15, ...; 'an unknown signal' for a number no signal has."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return 'an unknown signal'
+    return cli.signal_name(number) or 'an unknown signal'
 
 
 def _wait(procs, seconds):

@@ -849,7 +849,7 @@ def test_a_resume_that_stretches_a_cosine_schedule_says_so(cifar_setup, train_ru
 
 STUCK = r'''
 import ctypes, os, sys, time
-from core.interrupt import AT_FORCED_EXIT, StuckStopGuard, sigterm_as_interrupt
+from core.interrupt import AT_FORCED_EXIT, StuckStopGuard, deferred, sigterm_as_interrupt
 lock = sys.argv[1]
 open(lock, 'w').close()
 AT_FORCED_EXIT.append(lambda: os.remove(lock))
@@ -862,6 +862,10 @@ try:
             mutex = ctypes.create_string_buffer(64)      # (zeros: a default pthread mutex)
             ctypes.CDLL(None).pthread_mutex_lock(mutex)
             ctypes.CDLL(None).pthread_mutex_lock(mutex)  # (locked again by its owner: waits for good)
+        elif sys.argv[2] == 'deferred':                  # (a checkpoint written for longer than the grace)
+            with deferred():
+                time.sleep(1.5)
+                print('saved', file=sys.stderr, flush=True)
         else:
             time.sleep(60)
 except KeyboardInterrupt as e:
@@ -872,7 +876,7 @@ print('ended', file=sys.stderr)
 '''
 
 
-@pytest.mark.parametrize('how', ['stuck', 'in_python'])
+@pytest.mark.parametrize('how', ['stuck', 'in_python', 'deferred'])
 def test_a_stop_reaches_a_process_stuck_in_a_c_call(tmp_path, how):
     """#18's trial 20: a worker of a dist job waiting in the kvstore for a worker (or server) that was
     stopped never returned to Python; its launcher SIGKILLed it, which left the run's lock behind and
@@ -896,6 +900,9 @@ def test_a_stop_reaches_a_process_stuck_in_a_c_call(tmp_path, how):
     if how == 'stuck':
         assert p.returncode == 143 and 0.4 < took < 5, (p.returncode, took, err)
         assert err.split() == ['said', 'Terminated'] and not lock.exists(), err
+    elif how == 'deferred':         # (the section finishes, then the stop acts; the guard waited for it)
+        assert p.returncode == 0 and err.split() == ['saved', 'handled', 'Terminated', 'ended'] and lock.exists(), err
+        assert 'BrokenPipeError' not in err
     else:
         assert p.returncode == 0 and err.split() == ['handled', 'Terminated', 'ended'] and lock.exists(), err
 
@@ -928,3 +935,18 @@ def test_a_copy_of_a_run_in_another_model_dir_never_takes_over_the_original_s_re
         code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=twin21', 'model_dir=%s' % other])
     assert code == 2 and "run 'twin21' is already being trained by process %d" % os.getpid() in err, err
     assert str(root / 'log' / 'twin21.lock') in err
+    # (a review: the same folder spelled through a link, and a copied tree with its own log_dir, resume)
+    tree = tmp_path / 'tree'
+    (tree / 'model').mkdir(parents=True)
+    (tree / 'log').mkdir()
+    for f in os.listdir(str(root / 'model')):
+        if f.startswith('origin21-'):
+            shutil.copy(str(root / 'model' / f), str(tree / 'model' / f))
+    shutil.copy(str(root / 'log' / 'origin21.jsonl'), str(tree / 'log' / 'origin21.jsonl'))
+    code, err = train_run(argv + ['model_dir=%s' % (tree / 'model'), 'log_dir=%s' % (tree / 'log'), 'num_epoch=3',
+                                  'retrain=true', 'model_load_epoch=-1'])
+    assert code == 0 and 'holds the records' not in err, err
+    os.symlink(str(root / 'model'), str(tmp_path / 'link'))
+    code, err = train_run(argv + ['model_dir=%s' % (tmp_path / 'link'), 'num_epoch=3', 'retrain=true',
+                                  'model_load_epoch=-1'])
+    assert code == 0 and 'holds the records' not in err, err
