@@ -499,8 +499,8 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
         want = meta.get('states_crc32')
         if isinstance(want, int) and file_crc32(p['states']) != want:
             raise DamagedCheckpoint('%s is not the optimizer state written with its metadata (its checksum differs: '
-                                    'copied from another run or epoch, or cut short?): copy the .states saved with this '
-                                    '.json, or %s' % (p['states'], instead))
+                                    'copied from another run or epoch, or cut short?): copy the .states saved with '
+                                    'this .json, or %s' % (p['states'], instead))
         try:
             trainer.load_states(p['states'])
         except Exception as e:

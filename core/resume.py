@@ -8,6 +8,7 @@ batch (`warn_of_changes`), records that are missing, another run's, or of epochs
 (`warn_of_missing_records`), files copied from another run (`load`).
 """
 import glob
+import json
 import logging
 import os
 
@@ -146,9 +147,9 @@ def load(engine, epoch):
     except checkpoint.CheckpointError as e:
         if 'does not fit' not in str(e) or not differ:
             raise
-        # (the keys that differ say why, e.g. another dataset, rather than the task's general advice)
+        # (the keys that differ say why, e.g. another dataset, after the task's general advice)
         raise type(e)('%s; the checkpoint was trained with %s (now %s): resume with its values' % (
-            str(e).split(': ' + task.fits)[0], ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ),
+            e, ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ),
             ', '.join('%s=%s' % (k, shown(now[k])) for k in differ))) from None
     saved_by = meta.get('model_prefix')
     if saved_by is not None and saved_by != cfg.model_load_prefix:
@@ -172,7 +173,7 @@ def changed_keys(meta, cfg):
     """(saved config, config now, [keys]) for checkpoint metadata `meta`: the keys that say what the run
     trains (not `RUN_KEYS`, num_epoch or batch_size) whose value differs from the run's now."""
     saved = meta.get('config') or {}
-    now = checkpoint.jsonable(cfg)
+    now = json.loads(json.dumps(checkpoint.jsonable(cfg)))     # (tuples as the saved JSON has them: lists)
     return saved, now, [k for k in sorted(saved) if k in now and k not in runs.RUN_KEYS + ('num_epoch', 'batch_size')
                         and saved[k] != now[k]]
 

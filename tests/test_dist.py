@@ -197,33 +197,43 @@ def _role(pid):
         return None, None
 
 
+def _signal_during_training(command, log, pick, sig, env=None, after='Epoch[2] Batch'):
+    """Start job `command`, wait until its log `log` holds `after` (training under way), send `sig` to
+    the process `pick(pids)` chooses among those whose command line names the log's run, and wait for
+    the job to end: (pid signalled, stdout, stderr, seconds from the signal to the job's end, its exit
+    status)."""
+    marker = 'model_prefix=' + os.path.basename(str(log))[:-len('.log')]
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and after in log.read_text()):
+            assert job.poll() is None, job.communicate()
+            time.sleep(0.2)
+        pid = pick(_processes_with(marker))
+        os.kill(pid, sig)
+        sent = time.time()
+        out, err = job.communicate(timeout=60)
+        return pid, out, err, time.time() - sent, job.returncode
+    finally:
+        if job.poll() is None:
+            job.kill()
+
+
 def test_a_worker_that_dies_stops_the_whole_job(uneven):
-    """SIGKILL to one worker mid-epoch: the launcher names it, stops the other worker (blocked in
-    the kvstore, it ignores SIGTERM: SIGKILL after the grace period), the server and the scheduler,
-    and exits non-zero within 30 s, leaving no process behind."""
+    """SIGKILL to one worker mid-epoch: the launcher names it, stops the other worker (waiting in the
+    kvstore, it ends through its stuck-stop guard, else SIGKILL after the grace period), the server
+    and the scheduler, and exits non-zero within 30 s, leaving no process behind."""
     import signal
     root, args = uneven
     marker = 'model_prefix=dies_%d' % os.getpid()
     env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
-    launcher = subprocess.Popen([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local',
-                                 sys.executable] + merged(args + [marker, 'kv_store=dist_sync', 'num_epoch=1000',
-                                                                  'frequent=1']),
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        log = root / 'log' / (marker.split('=')[1] + '.log')
-        deadline = time.time() + 120
-        while time.time() < deadline and not (log.exists() and 'Epoch[1] Batch' in log.read_text()):
-            assert launcher.poll() is None, launcher.communicate()
-            time.sleep(0.2)
-        worker, = [p for p in _processes_with(marker) if _role(p) == ('worker', '1')]
-        os.kill(worker, signal.SIGKILL)
-        killed = time.time()
-        out, err = launcher.communicate(timeout=60)
-        took = time.time() - killed
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-    assert launcher.returncode != 0 and took < 30, (took, err[-2000:])
+    worker, out, err, took, status = _signal_during_training(
+        [sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local', sys.executable] +
+        merged(args + [marker, 'kv_store=dist_sync', 'num_epoch=1000', 'frequent=1']),
+        root / 'log' / (marker.split('=')[1] + '.log'),
+        lambda pids: [p for p in pids if _role(p) == ('worker', '1')][0], signal.SIGKILL, env=env,
+        after='Epoch[1] Batch')
+    assert status != 0 and took < 30, (took, err[-2000:])
     assert 'error: worker 1 of 2 (pid %d) was killed by signal 9' % worker in err, err[-2000:]
     time.sleep(0.5)
     assert _processes_with(marker) == []
@@ -240,25 +250,12 @@ def test_a_stopped_worker_or_server_leaves_the_run_resumable(uneven, role):
     root, args = uneven
     prefix = 'stop_%s_%d' % (role[0], os.getpid())
     env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
-    launcher = subprocess.Popen([sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local',
-                                 sys.executable] + merged(args + ['model_prefix=' + prefix, 'kv_store=dist_sync',
-                                                                  'num_epoch=1000', 'frequent=1']),
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        log = root / 'log' / (prefix + '.log')
-        deadline = time.time() + 120
-        while time.time() < deadline and not (log.exists() and 'Epoch[2] Batch' in log.read_text()):
-            assert launcher.poll() is None, launcher.communicate()
-            time.sleep(0.2)
-        target, = [p for p in _processes_with('model_prefix=' + prefix) if _role(p) == role]
-        os.kill(target, signal.SIGTERM)
-        sent = time.time()
-        out, err = launcher.communicate(timeout=60)
-        took = time.time() - sent
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-    assert launcher.returncode == 143 and took < 20, (launcher.returncode, took, err[-3000:])
+    _, out, err, took, status = _signal_during_training(
+        [sys.executable, '-m', 'tools.launch', '-n', '2', '-s', '1', '--launcher', 'local', sys.executable] +
+        merged(args + ['model_prefix=' + prefix, 'kv_store=dist_sync', 'num_epoch=1000', 'frequent=1']),
+        root / 'log' / (prefix + '.log'), lambda pids: [p for p in pids if _role(p) == role][0], signal.SIGTERM,
+        env=env)
+    assert status == 143 and took < 20, (status, took, err[-3000:])
     resume = [l for l in err.splitlines() if l.startswith('  ') and 'model_load_epoch=-1' in l]
     assert len(resume) == 1 and '-m tools.launch -n 2 -s 1' in resume[0], err[-3000:]
     assert 'killed by signal 9' not in err and 'Traceback' not in err, err[-3000:]
@@ -275,21 +272,11 @@ def test_a_horovod_rank_stopped_leaves_the_others_an_error_and_the_resume_comman
     root, args = uneven
     prefix = 'hvd_stop_%d' % os.getpid()
     horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
-    job = subprocess.Popen([horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', sys.executable] +
-                           merged(args + ['model_prefix=' + prefix, 'kv_store=horovod', 'num_epoch=1000', 'frequent=1']),
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        log = root / 'log' / (prefix + '.log')
-        deadline = time.time() + 120
-        while time.time() < deadline and not (log.exists() and 'Epoch[2] Batch' in log.read_text()):
-            assert job.poll() is None, job.communicate()
-            time.sleep(0.2)
-        rank1 = [p for p in _processes_with('model_prefix=' + prefix) if _horovod_rank(p) == '1']
-        os.kill(rank1[0], signal.SIGTERM)
-        out, err = job.communicate(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
+    _, out, err, _, _ = _signal_during_training(
+        [horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', sys.executable] +
+        merged(args + ['model_prefix=' + prefix, 'kv_store=horovod', 'num_epoch=1000', 'frequent=1']),
+        root / 'log' / (prefix + '.log'), lambda pids: [p for p in pids if _horovod_rank(p) == '1'][0],
+        signal.SIGTERM)
     ours = [l.split(':', 1)[1] for l in (out + err).splitlines() if l.startswith(('[0]<', '[1]<'))]
     assert not any('Traceback' in l for l in ours), '\n'.join(ours[-40:])
     # rank 0 meets the shut-down job in a collective (an error), or horovodrun's SIGTERM first (a stop)

@@ -59,8 +59,9 @@ def main(argv=None):
     except ImportError as e:
         raise cli.UsageError('horovod is not installed for %s (%s): build it with NST_HOROVOD=1 bash init.sh --deps'
                              % (sys.executable, e))
+    before = sys.argv, os.environ.get('NST_LAUNCH')
     os.environ['NST_LAUNCH'] = launch_words(argv)
-    sys.argv = ['horovodrun'] + argv
+    sys.argv = ['horovodrun'] + argv            # (horovodrun reads its options there)
     try:
         run_commandline()
     except RuntimeError as e:
@@ -77,6 +78,12 @@ def main(argv=None):
         print('error: rank %s of the Horovod job %s and horovodrun stopped the others; its own message is above '
               '(lines prefixed [%s])' % (rank, status_words(status), rank), file=sys.stderr)
         return status if 0 < status < 256 else 1
+    finally:
+        sys.argv = before[0]
+        if before[1] is None:
+            os.environ.pop('NST_LAUNCH', None)
+        else:
+            os.environ['NST_LAUNCH'] = before[1]
     return 0
 
 

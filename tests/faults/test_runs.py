@@ -839,8 +839,8 @@ def test_a_resume_that_stretches_a_cosine_schedule_says_so(cifar_setup, train_ru
     json.dump(meta, open(meta_path, 'w'))
     code, err = train_run(argv + ['model_prefix=cos', 'num_epoch=2', 'retrain=true', 'model_load_epoch=1',
                                   'overwrite=true'])
-    assert code == 0 and 'set for num_epoch=5: the schedule is shrunk to the new length, so the lr drops at once' in err \
-        and 'to shorten a run without that' in err, err
+    assert code == 0 and 'set for num_epoch=5: the schedule is shrunk to the new length, so the lr drops at ' \
+        'once' in err and 'to shorten a run without that' in err, err
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=1'])
     code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=stp', 'num_epoch=2', 'retrain=true',
                                     'model_load_epoch=-1'])
@@ -924,7 +924,8 @@ def test_a_copy_of_a_run_in_another_model_dir_never_takes_over_the_original_s_re
         if f.startswith('origin21-0001.'):
             shutil.copy(str(root / 'model' / f), str(other / f))
     code, err = train_run(argv + ['model_dir=%s' % other, 'retrain=true', 'model_load_epoch=1'])
-    assert code == 2 and 'holds the records of run \'origin21\' in %s, which has checkpoints' % (root / 'model') in err, err
+    said = 'holds the records of run \'origin21\' in %s, which has checkpoints' % (root / 'model')
+    assert code == 2 and said in err, err
     assert 'log_dir of its own' in err, err
     assert (root / 'log' / 'origin21.jsonl').read_bytes() == records and not (other / 'replaced').exists()
     code, err = train_run(argv + ['model_dir=%s' % other, 'retrain=true', 'model_load_epoch=1',
