@@ -297,7 +297,10 @@ def run_process(main, *args):
         status = stop_status(e)
     except BaseException:                       # (a bug: its traceback, then the same early end)
         import traceback
-        traceback.print_exc()
+        try:
+            traceback.print_exc()
+        except Exception:                       # (stderr gone: the early end all the same)
+            pass
         status = 1
     if status:
         worker_exit(status)

@@ -526,13 +526,20 @@ def check_engine_keys(cfg, at):
         if not launched:
             raise ConfigError('config key kv_store=horovod (%s) needs a Horovod launch: horovodrun -np N '
                               'python train.py kv_store=horovod (see the README)' % at('kv_store'))
-    ranks = [(k, os.environ[k]) for k in ('HOROVOD_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMI_SIZE')
+    ranks = [(k, os.environ[k], rank) for k, rank in (('HOROVOD_SIZE', 'HOROVOD_RANK'),
+                                                      ('OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_RANK'),
+                                                      ('PMI_SIZE', 'PMI_RANK'))
              if os.environ.get(k, '').strip().isdigit() and int(os.environ[k]) > 1]
     if ranks and cfg.kv_store != 'horovod' and not cfg.kv_store.startswith('dist'):
+        size, value, rank = ranks[0]
+        if rank not in os.environ:          # (no rank of its own: the size is a leftover in the shell)
+            raise ConfigError('environment variable %s=%s is set without %s, as no launcher sets it (left from '
+                              'another job?): unset %s, or start the job with horovodrun and kv_store=horovod'
+                              % (size, value, rank, size))
         raise ConfigError('this process is one of %s processes of a job (%s=%s: horovodrun or mpirun started it) but '
                           'kv_store=%r (%s): each would train the same run alone; add kv_store=horovod to the '
-                          'command, or run train.py without horovodrun' % (ranks[0][1], ranks[0][0], ranks[0][1],
-                                                                           cfg.kv_store, at('kv_store')))
+                          'command, or run train.py without horovodrun' % (value, size, value, cfg.kv_store,
+                                                                           at('kv_store')))
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
         raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
                           'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))

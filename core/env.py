@@ -291,6 +291,11 @@ def end_with_launcher():
     def watch():
         while alive():
             time.sleep(1.0)
+        # its output went to the launcher, which is gone: it goes nowhere now (a write would fail, and the
+        # stop's own message with it)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
         os.kill(os.getpid(), signal.SIGTERM)
     ancestor, up = os.getppid(), 0
     while ancestor > 1 and ancestor != int(pid) and up < 8:    # (the launcher, or a shell it started)

@@ -309,3 +309,18 @@ def install():
                 signal.signal(sig, _terminate)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _interrupt)
+        if not any(k in os.environ for k in ('DMLC_ROLE', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK')):
+            import atexit
+            atexit.register(_ignore_stops_at_exit)
+
+
+def _ignore_stops_at_exit():
+    """A command that has finished (its exit status decided, its files written) ignores the stop signals
+    while the interpreter shuts down: Python puts their default action back then, and a SIGTERM arriving
+    in that moment killed the process (status -15, no message) after its work was done. (Not in the
+    processes of a distributed job: one that waits there for the others still ends on SIGTERM.)"""
+    for sig in (signal.SIGINT,) + tuple(STOPS):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass

@@ -88,11 +88,16 @@ def resume(engine):
                     LOG.warning('skipping epoch %d of %r: %s', epoch, cfg.model_load_prefix, e)
                 skipped.append(epoch)
         if meta is None and stateless == skipped:     # (every .states deleted, to save space?)
+            folders = [checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, e)['states'] for e in stateless]
+            folders = [f for f in folders if os.path.isdir(f)]
             raise TrainingError('no checkpoint of %r in %s (epochs %s) has its optimizer state (.states), which a '
-                                'resume needs to go on exactly (deleted to save space?): start a new run from its '
+                                'resume needs to go on exactly (%s): start a new run from its '
                                 'weights, e.g. model_prefix=%s_more pretrained=%s pretrained_epoch=%d (the '
                                 'optimizer starts afresh), or start over with overwrite=true'
                                 % (cfg.model_load_prefix, cfg.model_dir, checkpoint.epochs_text(have),
+                                   '%s %s a folder, not a file' % (', '.join(folders), 'is' if len(folders) == 1
+                                                                   else 'are') if folders else
+                                   'deleted to save space?',
                                    cfg.model_load_prefix, os.path.join(cfg.model_dir, cfg.model_load_prefix),
                                    have[-1]))
         if meta is None:
@@ -107,8 +112,9 @@ def resume(engine):
                                     'afresh), or ' % (best, cfg.model_load_prefix,
                                                       os.path.join(cfg.model_dir, cfg.model_load_prefix))))
         for gone in stateless:        # (not `epoch`: the epoch resumed, read below)
-            LOG.warning('skipping epoch %d of %r: its optimizer state %s is missing', gone, cfg.model_load_prefix,
-                        checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, gone)['states'])
+            states = checkpoint.paths(cfg.model_dir, cfg.model_load_prefix, gone)['states']
+            LOG.warning('skipping epoch %d of %r: its optimizer state %s is %s', gone, cfg.model_load_prefix, states,
+                        'a folder, not a file' if os.path.isdir(states) else 'missing')
         if skipped and same_run and engine.rank == 0:
             kinds = ['%s %s' % (checkpoint.epochs_text(which), what) for what, which in (
                 ('non-finite or damaged', [e for e in skipped if e not in stateless]),

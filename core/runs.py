@@ -399,7 +399,9 @@ def claim_resume(cfg, epoch, metric='val_top1'):
     for e in sorted({int(_epoch_of(f)) for f in moving if _epoch_of(f) != 'best'} - complete):
         lacks = [kind for kind in ('.params', '.json')
                  if not os.path.isfile(os.path.join(model_dir, '%s-%04d%s' % (prefix, e, kind)))]
-        incomplete.append('epoch %d has no %s' % (e, ' nor '.join(lacks)))
+        folders = [k for k in lacks if os.path.isdir(os.path.join(model_dir, '%s-%04d%s' % (prefix, e, k)))]
+        incomplete.append('epoch %d has no %s%s' % (e, ' nor '.join(lacks), ' (its %s a folder)' % (
+            ' and '.join(folders) + (' is' if len(folders) == 1 else ' are')) if folders else ''))
     why = 'resuming %r from epoch %d' % (prefix, epoch)
     if incomplete:
         why += ', its latest complete epoch (%s: deleted, or its writing was interrupted)' % '; '.join(incomplete)

@@ -1,10 +1,10 @@
 """Start Horovod training (kv_store=horovod) with horovodrun's options, each failure in one line.
 
-horovodrun itself ends a job whose rank failed or stopped (Ctrl-C too: it stops every rank with
-SIGTERM) with a RuntimeError traceback of its own ("Horovod detected that one or more processes
+horovodrun itself ends a job whose rank failed or stopped (Ctrl-C too: it stops every rank) with
+a RuntimeError traceback of its own ("Horovod detected that one or more processes
 exited with non-zero status") and exit status 1. This tool runs horovodrun unchanged (its options,
 e.g. -np, -H, --gloo, go through as they are) and says instead which rank ended the job and how,
-with that rank's exit status (143 after Ctrl-C); the ranks' own messages (errors, how to resume)
+with that rank's exit status (Ctrl-C: `interrupted`, 130); the ranks' own messages (errors, how to resume)
 are above it, prefixed [RANK]. The resume commands the ranks print run under this tool again. On
 one machine:
 
@@ -51,6 +51,24 @@ def status_words(status):
     return 'was stopped by %s (%d)' % (name, status) if name else 'exited with status %d' % status
 
 
+def _remembering(install):
+    """`signal.signal` whose handlers for the stop signals first note the signal in
+    `core.interrupt.RECEIVED`: horovodrun puts its own handlers for Ctrl-C and SIGTERM in place (it
+    stops its ranks), and the end of the job is then said as the stop it was."""
+    from core.interrupt import RECEIVED, STOPS
+    import signal
+
+    def remembering(signum, handler):
+        if callable(handler) and (signum == signal.SIGINT or signum in STOPS):
+            inner = handler
+
+            def handler(number, frame):
+                RECEIVED.append(number)
+                return inner(number, frame)
+        return install(signum, handler)
+    return remembering
+
+
 @cli.command
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -59,11 +77,15 @@ def main(argv=None):
     except ImportError as e:
         raise cli.UsageError('horovod is not installed for %s (%s): build it with NST_HOROVOD=1 bash init.sh --deps'
                              % (sys.executable, e))
-    before = sys.argv, os.environ.get('NST_LAUNCH')
+    import signal
+    before = sys.argv, os.environ.get('NST_LAUNCH'), signal.signal
     os.environ['NST_LAUNCH'] = launch_words(argv)
     sys.argv = ['horovodrun'] + argv            # (horovodrun reads its options there)
+    signal.signal = _remembering(signal.signal)
     try:
         run_commandline()
+    except ValueError as e:                     # (its own checks of the options, e.g. -np above the slots)
+        raise cli.UsageError('horovodrun: %s' % e)
     except RuntimeError as e:
         from core.interrupt import stop_received, stop_status, stop_words
         stop = stop_received()
@@ -79,6 +101,7 @@ def main(argv=None):
               '(lines prefixed [%s])' % (rank, status_words(status), rank), file=sys.stderr)
         return status if 0 < status < 256 else 1
     finally:
+        signal.signal = before[2]
         sys.argv = before[0]
         if before[1] is None:
             os.environ.pop('NST_LAUNCH', None)

@@ -454,6 +454,9 @@ def test_checkpoint_files_that_are_folders_empty_or_alone_are_named_as_such(cifa
     states.mkdir()
     code, err = train_run(resume)
     assert code == 2 and 'lone-0001.states is a folder, not a file' in err, err
+    # (#18's trial 22: the latest epoch's .states a folder, resumed from the latest: 'is missing')
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    assert code == 2 and 'lone-0001.states is a folder, not a file' in err, err
     states.rmdir()
     states.write_bytes(kept)
     params = model / 'lone-0001.params'

@@ -252,9 +252,15 @@ def test_a_rank_of_a_horovodrun_or_mpirun_job_without_kv_store_horovod_is_refuse
     """Found this session: `horovodrun -np 2 python train.py` without kv_store=horovod started two
     runs of the same name: one was refused (its lock held), the other trained alone."""
     from config import ConfigError, load_config
+    rank = variable.replace('SIZE', 'RANK')
     monkeypatch.setenv(variable, '2')
+    monkeypatch.setenv(rank, '1')
     with pytest.raises(ConfigError, match=r"one of 2 processes of a job \(%s=2.*kv_store='device'.*add "
                                           r"kv_store=horovod" % variable):
+        load_config(None, [], check_data=False)
+    monkeypatch.delenv(rank)                # (#18's trial 22: left in the shell, no launcher named)
+    with pytest.raises(ConfigError, match=r'%s=2 is set without %s.*left from another job.*unset %s'
+                                          % (variable, rank, variable)):
         load_config(None, [], check_data=False)
     monkeypatch.setenv(variable, '1')                         # (one process: nothing to refuse)
     load_config(None, [], check_data=False)
