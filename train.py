@@ -269,13 +269,8 @@ def worker_exit(code):
     this one (the job hung), or, matched with a barrier they were at, lets them pull keys this worker
     never initialised (the server aborted); tools.launch stops the rest of the job once this process
     has ended."""
-    import os
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    from core.interrupt import end_now
+    end_now(code)
 
 
 def run_process(main, *args):

@@ -205,12 +205,7 @@ class StuckStopGuard(object):
                 except Exception:
                     pass
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            os._exit(stop_status(e))
+            end_now(stop_status(e))
 
     def __exit__(self, *exc):
         if self.fds is None:
@@ -219,6 +214,26 @@ class StuckStopGuard(object):
         signal.set_wakeup_fd(self.previous_fd)
         fds, self.fds = self.fds, None
         os.close(fds[1])            # (the helper reads the end of the pipe, closes its end and ends)
+
+
+def end_now(status):
+    """End this process at once with `status` (`os._exit`: no atexit hooks, no finalizers), its output
+    flushed and multiprocessing's temporary folder of this process (/tmp/pymp-*, which its finalizer
+    would remove) removed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        import multiprocessing.process
+        import shutil
+        folder = multiprocessing.process.current_process()._config.get('tempdir')
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+    except Exception:
+        pass
+    os._exit(status)
 
 
 # what a forced exit (`StuckStopGuard`) undoes first: callables a run adds while it holds something the

@@ -857,7 +857,8 @@ said = []
 try:
     with sigterm_as_interrupt(), StuckStopGuard(lambda e: print('said', type(e).__name__, file=sys.stderr),
                                                 said=lambda: bool(said), grace=0.5):
-        print('waiting', flush=True)
+        import multiprocessing.util
+        print('waiting', multiprocessing.util.get_temp_dir(), flush=True)   # (a DataLoader's pool makes one)
         if sys.argv[2] == 'stuck':   # (as in a kvstore pull: a C call that signals do not interrupt)
             mutex = ctypes.create_string_buffer(64)      # (zeros: a default pthread mutex)
             ctypes.CDLL(None).pthread_mutex_lock(mutex)
@@ -888,7 +889,8 @@ def test_a_stop_reaches_a_process_stuck_in_a_c_call(tmp_path, how):
     p = subprocess.Popen([sys.executable, '-c', STUCK, str(lock), how], cwd=root, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
-        assert p.stdout.readline().strip() == 'waiting'
+        said, temporary = p.stdout.readline().split()
+        assert said == 'waiting' and os.path.isdir(temporary)
         time.sleep(0.3)
         p.send_signal(signal.SIGTERM)
         sent = time.time()
@@ -900,6 +902,7 @@ def test_a_stop_reaches_a_process_stuck_in_a_c_call(tmp_path, how):
     if how == 'stuck':
         assert p.returncode == 143 and 0.4 < took < 5, (p.returncode, took, err)
         assert err.split() == ['said', 'Terminated'] and not lock.exists(), err
+        assert not os.path.exists(temporary)       # (os._exit skips multiprocessing's own clean-up)
     elif how == 'deferred':         # (the section finishes, then the stop acts; the guard waited for it)
         assert p.returncode == 0 and err.split() == ['saved', 'handled', 'Terminated', 'ended'] and lock.exists(), err
         assert 'BrokenPipeError' not in err
