@@ -330,11 +330,12 @@ def install():
 
 
 def _ignore_stops_at_exit():
-    """A command that has finished (its exit status decided, its files written) ignores the stop signals
-    while the interpreter shuts down: Python puts their default action back then, and a SIGTERM arriving
-    in that moment killed the process (status -15, no message) after its work was done. (Not in the
-    processes of a distributed job: one that waits there for the others still ends on SIGTERM.)"""
-    for sig in (signal.SIGINT,) + tuple(STOPS):
+    """A command that has finished (its exit status decided, its files written) ignores SIGTERM and the
+    other `STOPS` while the interpreter shuts down: Python puts their default action back then, and a
+    SIGTERM arriving in that moment killed the process (status -15, no message) after its work was
+    done. Ctrl-C keeps its default action (a shutdown that hangs can still be interrupted). (Not in
+    the processes of a distributed job: one that waits there for the others still ends on SIGTERM.)"""
+    for sig in STOPS:
         try:
             signal.signal(sig, signal.SIG_IGN)
         except (ValueError, OSError):
