@@ -401,7 +401,7 @@ def run(cfg, task_cls):
             checkpoint.ensure_writable(cfg.model_dir)
             checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
-            if os.path.realpath(cfg.log_dir) != os.path.realpath(cfg.model_dir):
+            if not runs.same_folder(cfg.log_dir, cfg.model_dir):
                 # (two runs of one name in other model_dirs would write the same records and log)
                 log_lock = runs.RunLock(cfg.log_dir, cfg.model_prefix).acquire()
             runs.clear_leftovers(cfg.model_dir, cfg.log_dir, cfg.model_prefix)

@@ -66,11 +66,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt()
 
 
+def stop_of(signum):
+    """The KeyboardInterrupt that stands for stop signal `signum`: `Terminated`, ... (`STOPS`), or
+    KeyboardInterrupt itself for SIGINT."""
+    return STOPS[signum]() if signum in STOPS else KeyboardInterrupt()
+
+
 def stop_received():
     """The KeyboardInterrupt (`Terminated`, ...) of the first stop signal `RECEIVED`, else None."""
-    if not RECEIVED:
-        return None
-    return STOPS[RECEIVED[0]]() if RECEIVED[0] in STOPS else KeyboardInterrupt()
+    return stop_of(RECEIVED[0]) if RECEIVED else None
 
 
 def stop_words(e):
@@ -192,7 +196,7 @@ class StuckStopGuard(object):
             os.close(fd)
 
     def _end(self, signum):
-        e = STOPS[signum]() if signum in STOPS else KeyboardInterrupt()
+        e = stop_of(signum)
         try:
             try:
                 if not self.said():
@@ -311,8 +315,7 @@ def install():
                 except (OSError, ValueError):
                     pass
             sys.stderr.write('\n%s\n' % stop_words(value))
-            sys.stderr.flush()
-            os._exit(stop_status(value))
+            end_now(stop_status(value))
         previous(kind, value, tb)
     hook.nst_interrupt = True
     sys.excepthook = hook

@@ -292,7 +292,7 @@ def remove_if_empty(created):
             folder = os.path.dirname(folder)
 
 
-def _same_folder(a, b):
+def same_folder(a, b):
     """Whether paths `a` and `b` name the same folder (symbolic links followed)."""
     return os.path.realpath(a) == os.path.realpath(b)
 
@@ -303,7 +303,7 @@ def _refuse_records_of_another_folder(cfg, what):
     this run would do to them."""
     prefix, model_dir = cfg.model_prefix, cfg.model_dir
     owner = _records_owner(cfg.log_dir, prefix)
-    if not owner or _same_folder(owner, model_dir):
+    if not owner or same_folder(owner, model_dir):
         return
     have = checkpoint.epochs(owner, prefix)
     if not have:
@@ -315,7 +315,7 @@ def _refuse_records_of_another_folder(cfg, what):
             theirs = os.path.join(meta['cwd'], theirs)
     except checkpoint.CheckpointError:
         theirs = None
-    if isinstance(theirs, str) and theirs and not _same_folder(theirs, cfg.log_dir):
+    if isinstance(theirs, str) and theirs and not same_folder(theirs, cfg.log_dir):
         return              # (the records were copied with the run: this copy's own now)
     raise RunError('%s holds the records of run %r in %s, which has checkpoints: this run (model_dir=%s) %s. '
                    'Give it a log_dir of its own (e.g. log_dir=%s), or another model_prefix'
