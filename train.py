@@ -133,10 +133,9 @@ def say_stopped(args, cfg, e):
 
 def in_a_job_of_workers():
     """Whether this process is a worker of a distributed job: a parameter-server job's (DMLC_ROLE) or
-    a Horovod rank (horovodrun sets HOROVOD_RANK, mpirun OMPI_COMM_WORLD_RANK)."""
-    import os
-    return os.environ.get('DMLC_ROLE') == 'worker' or 'HOROVOD_RANK' in os.environ or 'OMPI_COMM_WORLD_RANK' in \
-        os.environ
+    a Horovod rank (core.env.job_role)."""
+    from core.env import job_role
+    return job_role() in ('worker', 'rank')
 
 
 def has_checkpoint(cfg):

@@ -512,7 +512,8 @@ def check_engine_keys(cfg, at):
             raise ConfigError('config key dtype=bfloat16 (%s): %s; use dtype=float32 on this machine'
                               % (at('dtype'), problem))
     if cfg.kv_store == 'horovod':
-        launched = 'HOROVOD_RANK' in os.environ or 'OMPI_COMM_WORLD_RANK' in os.environ
+        from core.env import job_role
+        launched = job_role() == 'rank'
         try:
             # (outside a launch, only whether it is installed: importing horovod.mxnet loads libmxnet.so
             # globally, whose libjpeg then breaks PIL's JPEG encoder in this process)

@@ -76,6 +76,16 @@ def in_a_job(argv=None):
     return bool(argv) and os.path.basename(argv[0]) == 'train.py' and bool(given) and given[-1].startswith('dist')
 
 
+def job_role(environ=None):
+    """What this process is in a job of several processes, from the variables its launcher set:
+    'rank' (a Horovod rank: horovodrun sets HOROVOD_RANK, mpirun OMPI_COMM_WORLD_RANK), 'worker',
+    'server' or 'scheduler' (a parameter-server job's DMLC_ROLE, as set), or None (no job)."""
+    environ = os.environ if environ is None else environ
+    if 'HOROVOD_RANK' in environ or 'OMPI_COMM_WORLD_RANK' in environ:
+        return 'rank'
+    return environ.get('DMLC_ROLE')
+
+
 def _stack_problems(environ):
     """OMP_STACKSIZE (GOMP_STACKSIZE) that libgomp cannot parse, or one that no thread can be created
     with (the stack of every OpenMP thread, beyond this machine's memory: 'libgomp: Thread creation

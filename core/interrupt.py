@@ -327,7 +327,8 @@ def install():
                 signal.signal(sig, _terminate)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _interrupt)
-        if not any(k in os.environ for k in ('DMLC_ROLE', 'HOROVOD_RANK', 'OMPI_COMM_WORLD_RANK')):
+        from .env import job_role
+        if job_role() is None:
             import atexit
             atexit.register(_ignore_stops_at_exit)
 

@@ -264,3 +264,14 @@ def test_a_rank_of_a_horovodrun_or_mpirun_job_without_kv_store_horovod_is_refuse
         load_config(None, [], check_data=False)
     monkeypatch.setenv(variable, '1')                         # (one process: nothing to refuse)
     load_config(None, [], check_data=False)
+
+
+def test_job_role_names_what_a_launcher_made_this_process():
+    """One reading of the launchers' variables (train.py's job check, the stop handling's and the
+    Horovod config check use it): a Horovod or MPI rank first, then a parameter-server role."""
+    from core.env import job_role
+    assert job_role({}) is None
+    assert job_role({'DMLC_ROLE': 'server'}) == 'server'
+    assert job_role({'DMLC_ROLE': 'worker', 'HOROVOD_RANK': '1'}) == 'rank'
+    assert job_role({'OMPI_COMM_WORLD_RANK': '0'}) == 'rank'
+    assert job_role({'HOROVOD_SIZE': '2'}) is None                 # a size alone is a leftover, not a rank
