@@ -173,6 +173,69 @@ def test_crd_gradients(hybridize, scoring):
     np.testing.assert_allclose(p.grad().asnumpy(), grad_known, rtol=1e-8)
 
 
+def set_by_a_step(block, w, s, t, cidx):
+    """One step's `update_state` (which sets Z and moves the memory rows): afterwards the block
+    scores with Z alone (`_z_set`, its graph without the estimate); `w` takes the new memory and Z."""
+    f64 = lambda x: nd.array(x, dtype='float64')
+    out = call(block, s, t, cidx)
+    assert not block._z_set and block.update_state([f64(cidx[:, 0])], [[f64(x) for x in out[1:]]]) is True
+    assert block._z_set
+    for name in ('memory_s', 'memory_t', 'z'):
+        w[name] = block._collect_params_with_prefix()[name].data().asnumpy()
+    assert (w['z'] > 0).all()
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_crd_once_z_is_set_skips_the_estimate_with_the_same_values(hybridize, scoring):
+    block, w = crd_block(((4, 3, 3), (6,)))
+    if hybridize:
+        block.hybridize()
+    s, t, cidx = arr(5, 4, 3, 3), arr(5, 6), contrast(5, seed=4)
+    set_by_a_step(block, w, s, t, cidx)
+    loss, e_s, e_t, est = call(block, s, t, cidx)
+    r_loss, r_es, r_et, _ = want(w, s, t, cidx)
+    np.testing.assert_allclose(loss, r_loss, rtol=RTOL)
+    np.testing.assert_allclose(e_s, r_es, rtol=RTOL)
+    np.testing.assert_allclose(est, w['z'], rtol=RTOL)         # the estimate output is Z
+    f64 = lambda x: nd.array(x, dtype='float64')
+    assert block.update_state([f64(cidx[:, 0])], [[f64(x) for x in call(block, s, t, cidx)[1:]]]) is False
+    np.testing.assert_allclose(block.z.data().asnumpy(), w['z'], rtol=RTOL)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_crd_gradients_once_z_is_set(hybridize, scoring):
+    block, w = crd_block(((4, 3, 3), (6,)))
+    s, t, cidx = arr(5, 4, 3, 3), arr(5, 6), contrast(5, seed=6)
+    set_by_a_step(block, w, s, t, cidx)
+    net = LossOnly(block)
+    if hybridize:
+        net.hybridize()
+    fd_check(net, [s, t, cidx], wrt=0)
+    fd_check(net, [s, t, cidx], wrt='crd.embed_s.weight')
+    assert np.abs(fd_check(net, [s, t, cidx], wrt='crd.embed_t.bias')).sum() > 0
+
+
+def test_a_distill_block_builds_its_graph_again_once_crd_sets_z():
+    """DistillBlock.after_step clears its cached graph when a loss's update_state says so (CRD,
+    once Z is set), and not on the steps after."""
+    rebuilt = []
+    block = DistillBlock.__new__(DistillBlock)
+    HybridBlock.__init__(block)
+    block.plan, block.state_slots = [{'method': 'crd', 'pairs': []}], [(0, 0, 3)]
+    answers = iter([True, False])
+
+    class Loss(object):
+        def update_state(self, indices, states):
+            return next(answers)
+    block._loss = lambda m, p: Loss()
+    block._clear_cached_op = lambda: rebuilt.append(1)
+    outs = [[nd.zeros((1,))] * 7]
+    block.after_step(outs, [nd.zeros((1,))])
+    assert rebuilt == [1]
+    block.after_step(outs, [nd.zeros((1,))])
+    assert rebuilt == [1]
+
+
 def test_crd_needs_the_training_set_size_and_fits_float32_indices():
     with pytest.raises(T.PairingError, match='num_samples'):
         T.METHODS['crd'].make({}).build((7,), (9,), ())

@@ -226,7 +226,9 @@ class HeadLoss(ShapedLoss):
         """After an optimizer step: fold the step's state outputs into the loss's non-trained
         parameters. `indices`: per device, the sample indices the loss was called with (or
         None); `states`: per device, the list of its `n_states` state outputs. Every device's
-        copy of a parameter receives the updates of all devices, so the copies stay equal."""
+        copy of a parameter receives the updates of all devices, so the copies stay equal. Returns
+        True when the loss's graph is to be built again (its `hybrid_forward` reads the new state),
+        else False."""
         raise NotImplementedError('%s declares %d state outputs but no update_state' % (type(self).__name__,
                                                                                       self.n_states))
 

@@ -23,6 +23,18 @@ MAX_SAMPLES = 2 ** 24
 DENSE_ROWS = 32
 
 
+def _row_sum(F, x):
+    """(B, K) -> (B, 1) row sums as a matrix-vector product with ones of x's dtype (MXNet 1.9.1's CPU
+    `sum(axis=1)` takes several times longer on CRD's (128, 16384) scores; see base.sample_sum)."""
+    return F.dot(x, F.ones_like(F.slice_axis(x, axis=0, begin=0, end=1)), transpose_b=True)
+
+
+def _amp_active():
+    """Whether MXNet AMP was initialised in this process (it then casts some operators' inputs)."""
+    from mxnet.contrib.amp import amp
+    return bool(amp._amp_initialized)
+
+
 class CRDLoss(HeadLoss):
     """Contrastive Representation Distillation (Tian et al., ICLR 2020; RepDistiller's ``CRDLoss``).
 
@@ -79,6 +91,7 @@ class CRDLoss(HeadLoss):
         self.num_samples = None if num_samples is None else int(num_samples)
         self.feat_dim, self.nce_k = int(feat_dim), int(nce_k)
         self.nce_t, self.nce_m, self.eps = float(nce_t), float(nce_m), float(eps)
+        self._z_set = False      # Z known to be set (by `update_state`): the graph then skips its estimate
 
     def _configure(self, shapes):
         if len(shapes) != 3 or any(len(s) not in (1, 3) for s in shapes[:2]) or len(shapes[2]) > 1:
@@ -128,34 +141,70 @@ class CRDLoss(HeadLoss):
         u = F.random.uniform_like(F.broadcast_axis(F.reshape(index, shape=(-1, 1)), axis=1, size=self._k))  # [0, 1)
         return index, F.minimum(F.floor(u * self.num_samples), self.num_samples - 1)
 
-    def _scores(self, F, memory, e, pos, neg):
-        """The dot products M[j_bk] . e_b: of the samples' own rows (B, 1), and of their negatives (B, K).
+    def _scores(self, F, memory, a, pos, neg, shift=None):
+        """The scores x = M[j_bk] . a_b (a = e / T), less `shift` L (1,) if given: of the samples' own
+        rows (B, 1), and of their negatives (B, K).
+
         The negatives' against the whole memory, (B, d) x (d, N) -> (B, N), then the (B, K) entries
         picked, when the memory has at most DENSE_ROWS x (K+1) rows: one matrix product instead of
         gathering B K rows of d floats (1 GB at the defaults on CIFAR), several times faster and
-        smaller there; gathering the rows beyond (the cost of the product grows with N)."""
-        own = F.sum(F.stop_gradient(F.take(memory, pos)) * e, axis=1, keepdims=True)          # (B, 1)
-        if self.num_samples > DENSE_ROWS * (self._k + 1):
-            w = F.stop_gradient(F.take(memory, neg))                                    # (B, K, d)
-            return own, F.reshape(F.batch_dot(w, F.expand_dims(e, axis=2)), shape=(0, -1))
-        every = F.reshape(F.dot(e, F.stop_gradient(memory), transpose_b=True), shape=(-1,))   # (B N,)
+        smaller there; gathering the rows beyond (the cost of the product grows with N). The
+        product is a FullyConnected (faster than `dot` forward and backward on the CPU), with -L
+        as its bias: a subtraction whose backward would reduce over the B K scores saved; under
+        AMP (which runs FullyConnected in float16 or bfloat16) a float32 `dot`. The memory takes
+        no gradient (grad_req null), so it needs no stop_gradient (a copy of N d floats)."""
+        own = F.sum(F.take(memory, pos) * a, axis=1, keepdims=True)                      # (B, 1)
+        if shift is not None:
+            own = F.broadcast_sub(own, F.reshape(shift, shape=(1, 1)))
+        if self.num_samples > DENSE_ROWS * (self._k + 1) or _amp_active():
+            if self.num_samples > DENSE_ROWS * (self._k + 1):
+                w = F.take(memory, neg)                                                  # (B, K, d)
+                others = F.reshape(F.batch_dot(w, F.expand_dims(a, axis=2)), shape=(0, -1))
+            else:
+                others = self._pick(F, F.dot(a, memory, transpose_b=True), pos, neg)
+            return own, others if shift is None else F.broadcast_sub(others, F.reshape(shift, shape=(1, 1)))
+        bias = None if shift is None else F.broadcast_to(-shift, shape=(self.num_samples,))
+        every = F.FullyConnected(a, memory, bias, num_hidden=self.num_samples, no_bias=shift is None)  # (B, N)
+        return own, self._pick(F, every, pos, neg)
+
+    def _pick(self, F, every, pos, neg):
+        """The (B, K) entries every[b, j_bk] of the (B, N) scores."""
         # (int64: b N + j outgrows int32 for a large batch of a large memory)
-        start = F.cast(F.contrib.arange_like(pos, axis=0), 'int64') * self.num_samples        # row b at b N
-        flat = F.broadcast_add(F.cast(neg, 'int64'), F.reshape(start, shape=(-1, 1)))         # (B, K)
-        return own, F.take(every, flat)
+        start = F.cast(F.contrib.arange_like(pos, axis=0), 'int64') * self.num_samples    # row b at b N
+        flat = F.broadcast_add(F.cast(neg, 'int64'), F.reshape(start, shape=(-1, 1)))     # (B, K)
+        return F.take(F.reshape(every, shape=(-1,)), flat)
 
     def _side(self, F, memory, e, pos, neg, z):
-        """(h(P)_b (B,), the Z estimate (1,)) of one side: its embedding e against the other side's memory."""
-        own, others = self._scores(F, memory, e, pos, neg)
-        p_pos, p_neg = F.exp(own / self.nce_t), F.exp(others / self.nce_t)
-        # the mean of the B (K+1) values: (mean of the B own + K x mean of the B K others) / (K+1)
-        estimate = F.stop_gradient((F.mean(p_pos, axis=(0, 1)) + self._k * F.mean(p_neg, axis=(0, 1)))
-                                   * (float(self.num_samples) / (self._k + 1)))                 # (1,)
-        zz = F.reshape(F.stop_gradient(F.where(z < 0, estimate, z)), shape=(1, 1))
-        p_pos, p_neg = F.broadcast_div(p_pos, zz), F.broadcast_div(p_neg, zz)
+        """(h(P)_b (B,), the Z estimate (1,)) of one side: its embedding e against the other side's memory.
+
+        In the log domain, with x = M[j] . e / T, log P = x - log Z, c' = c + eps and
+        L = log Z + log c', softrelu(u) = log(1 + exp(u)):
+            -log(P_b0 / (P_b0 + c')) = softrelu(L - x_b0),
+            -log(c / (P_bk + c')) = softrelu(x_bk - L) + log(c' / c),
+        so h_b = softrelu(L - x_b0) + sum_k softrelu(x_bk - L) + K log(c' / c): one fused operator
+        per score instead of exp, a division by Z, an addition, a division and a log (and their
+        backward passes) over the B K scores.
+
+        Z: while unset (z < 0) the step's estimate, computed in the graph from exp(x) (no
+        gradient); once `update_state` has set it (`_z_set`), Z alone, and the graph skips the
+        estimate (its output is then Z)."""
         c = float(self._k) / self.num_samples
-        h = -F.log(p_pos / (p_pos + (c + self.eps))) - F.sum(F.log(c / (p_neg + (c + self.eps))), axis=1,
-                                                             keepdims=True)
+        log_c1 = math.log(c + self.eps)
+        a = e / self.nce_t
+        if self._z_set:
+            shift = F.log(z) + log_c1                                                            # L (1,)
+            own, others = self._scores(F, memory, a, pos, neg, shift)
+            estimate = z
+        else:
+            own, others = self._scores(F, memory, a, pos, neg)
+            # the mean of the B (K+1) values exp(x): (mean of the B own + mean of the B rows' sums) / (K+1)
+            estimate = F.stop_gradient((F.mean(F.exp(own), axis=(0, 1)) + F.mean(_row_sum(F, F.exp(others)),
+                                                                                   axis=(0, 1)))
+                                       * (float(self.num_samples) / (self._k + 1)))             # (1,)
+            shift = F.reshape(F.log(F.stop_gradient(F.where(z < 0, estimate, z))), shape=(1, 1)) + log_c1
+            own, others = F.broadcast_sub(own, shift), F.broadcast_sub(others, shift)
+        h = (F.Activation(-own, act_type='softrelu') + _row_sum(F, F.Activation(others, act_type='softrelu'))
+             + self._k * math.log1p(self.eps / c))
         return F.reshape(h, shape=(-1,)), estimate
 
     def hybrid_forward(self, F, s, t, index, memory_s, memory_t, z):
@@ -169,7 +218,9 @@ class CRDLoss(HeadLoss):
     def update_state(self, indices, states):
         """Move the memory rows of the step's samples towards their embeddings (momentum
         `nce_m`, renormalised) on every device's copy, with every device's samples, and set Z
-        from the first step's estimates (their mean over the devices) if unset."""
+        from the first step's estimates (their mean over the devices) if unset. Returns True once,
+        when Z is first seen set (on the first step, or the first after a resume): the graph is to
+        be built again, without the estimate."""
         m = self.nce_m
         rows = [(i if len(i.shape) == 1 else i[:, 0]) for i in indices]
         for param, col in ((self.memory_s, 0), (self.memory_t, 1)):
@@ -182,4 +233,9 @@ class CRDLoss(HeadLoss):
         for z in self.z.list_data():
             est = nd.add_n(*[st[2].as_in_context(z.context).astype(z.dtype, copy=False) for st in states]) / len(states)
             z[:] = nd.where(z < 0, est, z)
+        if not self._z_set and (self.z.data().asnumpy() >= 0).all():      # (a wait for Z, until it is set)
+            self._z_set = True
+            self._clear_cached_op()
+            return True
+        return False
 

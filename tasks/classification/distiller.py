@@ -206,11 +206,14 @@ class DistillBlock(HybridBlock):
         device (`outs`: the block's outputs per device; `indices`: the index input per device)."""
         if not self.state_slots:
             return
-        k = 3 + self.n_terms
+        k, rebuild = 3 + self.n_terms, False
         for m, p, n in self.state_slots:
             states = [list(out[k:k + n]) for out in outs]
-            self._loss(m, p).update_state(indices if METHODS[self.plan[m]['method']].indices else None, states)
+            rebuild |= bool(self._loss(m, p).update_state(indices if METHODS[self.plan[m]['method']].indices else None,
+                                                          states))
             k += n
+        if rebuild:
+            self._clear_cached_op()
 
     def _loss_name(self, m, p):
         return 'loss_%s_%d' % (self.plan[m]['method'], p)
