@@ -55,6 +55,31 @@ _FLAG = ('true', 'false', 'True', 'False', 'TRUE', 'FALSE', '0', '1')
 SUBGRAPH_BACKENDS = ('', 'NONE', 'MKLDNN', 'MKLDNN_QUANTIZE', 'MKLDNN_QUANTIZE_FC', 'TensorRT')
 
 
+_WORDS = lambda *words: (lambda v: v.lower() in words)
+_WHOLE_AT_LEAST = lambda low: (lambda v: v.isdigit() and int(v) >= low)
+#: libgomp's variables besides those checked on their own: {name: (check of the stripped value, a valid
+#: example)}; libgomp prints "Invalid value for environment variable ..." and ignores a value they refuse
+LIBGOMP_VALUES = {
+    'OMP_WAIT_POLICY': (_WORDS('active', 'passive'), 'passive (or active)'),
+    'OMP_NESTED': (_WORDS('true', 'false'), 'false (or true)'),
+    'OMP_CANCELLATION': (_WORDS('true', 'false'), 'false (or true)'),
+    'OMP_DISPLAY_AFFINITY': (_WORDS('true', 'false'), 'false (or true)'),
+    'OMP_DISPLAY_ENV': (_WORDS('true', 'false', 'verbose'), 'false (true or verbose)'),
+    'OMP_TARGET_OFFLOAD': (_WORDS('default', 'mandatory', 'disabled'), 'default (mandatory or disabled)'),
+    'OMP_MAX_ACTIVE_LEVELS': (_WHOLE_AT_LEAST(0), '1 (a whole number >= 0)'),
+    'OMP_MAX_TASK_PRIORITY': (_WHOLE_AT_LEAST(0), '0 (a whole number >= 0)'),
+    'OMP_DEFAULT_DEVICE': (_WHOLE_AT_LEAST(0), '0 (a whole number >= 0)'),
+    'OMP_THREAD_LIMIT': (_WHOLE_AT_LEAST(1), '2 (a whole number >= 1)'),
+    'GOMP_DEBUG': (_WHOLE_AT_LEAST(0), '0 (a whole number >= 0)'),
+    'GOMP_SPINCOUNT': (lambda v: bool(re.match(r'^(\d+\s*[kKmMgGtT]?|infinite|infinity)$', v, re.I)),
+                       '300000 (a whole number, with k, M, G or T, or infinite)'),
+    'OMP_PLACES': (lambda v: bool(re.match(r'^((threads|cores|sockets|ll_caches|numa_domains)(\(\d+\))?|'
+                                           r'[\s{}\d,:!-]*\d[\s{}\d,:!-]*)$', v, re.I)),
+                   'cores (threads, sockets, or CPU sets such as {0,1})'),
+}
+_CPU_LIST = re.compile(r'^\s*\d+(-\d+(:[1-9]\d*)?)?([\s,]+\d+(-\d+(:[1-9]\d*)?)?)*\s*$')
+
+
 def _all_errors(options):
     """The warning filters among `options` (-W / PYTHONWARNINGS entries, action:message:category:module)
     that turn every module's warnings into errors."""
@@ -226,6 +251,16 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
     if dynamic is not None and dynamic.strip().lower() not in ('true', 'false'):
         out.append('environment variable OMP_DYNAMIC=%r is neither true nor false: libgomp would print an error and '
                    'ignore it; set OMP_DYNAMIC=false, or unset it' % dynamic)
+    for key, (valid, example) in sorted(LIBGOMP_VALUES.items()):
+        value = environ.get(key)
+        if value is not None and not valid(value.strip()):
+            out.append('environment variable %s=%r is not a value libgomp reads: it would print an error and ignore '
+                       'it; set e.g. %s=%s, or unset it' % (key, value, key, example))
+    affinity = environ.get('GOMP_CPU_AFFINITY')
+    if affinity is not None and not _CPU_LIST.match(affinity):
+        out.append('environment variable GOMP_CPU_AFFINITY=%r is not a list of CPU numbers and ranges (e.g. "0 1" or '
+                   '0-3 or 0-7:2): libgomp would print an error, and on some values spin at start-up for good; set '
+                   'e.g. GOMP_CPU_AFFINITY=0-%d, or unset it' % (affinity, cpu_count() - 1))
     schedule = environ.get('OMP_SCHEDULE')
     if schedule is not None and not _OMP_SCHEDULE.match(schedule):
         out.append('environment variable OMP_SCHEDULE=%r is not an OpenMP schedule: libgomp would print an error and '
@@ -342,7 +377,19 @@ def serve_if_parameter_server():
 
 def printable_streams():
     """stdout and stderr write what their encoding cannot hold as escapes (a path with an 'ä' on an
-    ASCII terminal, PYTHONIOENCODING=ascii) instead of raising UnicodeEncodeError after the work."""
+    ASCII terminal, PYTHONIOENCODING=ascii) instead of raising UnicodeEncodeError after the work; a
+    stream the shell closed (`>&-`, `2>&-`: Python then has None for it, and the first write or
+    flush failed) writes to /dev/null (the run's log file still gets everything)."""
+    for fd, name in ((1, 'stdout'), (2, 'stderr')):
+        if getattr(sys, name) is None:
+            try:
+                os.fstat(fd)                  # (the fd is taken by another file: leave it alone)
+            except OSError:
+                null = os.open(os.devnull, os.O_WRONLY)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                setattr(sys, name, open(fd, 'w', buffering=1, closefd=False))
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(errors='backslashreplace')

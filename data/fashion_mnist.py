@@ -16,6 +16,7 @@ import logging
 import os
 import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -44,12 +45,18 @@ def _find(folder, name):
 
 def read_idx(path):
     """An idx file (optionally gzipped) as a numpy uint8 array."""
-    with _open(path) as f:
-        head = f.read(4)
-        if len(head) < 4 or head[:2] != b'\x00\x00' or head[2] != 8:
-            raise PackError('%s is not an idx file of unsigned bytes' % path)
-        dims = struct.unpack('>' + 'I' * head[3], f.read(4 * head[3]))
-        data = f.read()
+    try:
+        with _open(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b'\x00\x00' or head[2] != 8:
+                raise PackError('%s is not an idx file of unsigned bytes' % path)
+            dims = struct.unpack('>' + 'I' * head[3], f.read(4 * head[3]))
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:      # (a .gz cut short, or not gzip at all)
+        raise PackError('%s is not a complete gzip file (%s); install or download it again, or give the file '
+                        'unpacked' % (path, e))
+    except struct.error:
+        raise PackError('idx file %s is truncated (it ends inside its header); install or download it again' % path)
     n = int(np.prod(dims))
     if len(data) < n:
         raise PackError('idx file %s is truncated (%d of %d bytes); install or download it again'
@@ -154,7 +161,8 @@ def prepare(out, source=None, allow_download=True, per_class=None, progress=True
         missing = [n for pair in FILES.values() for n in pair if not _find(source, n)]
         raise PackError('--source %s does not hold the Fashion-MNIST idx files (missing: %s, or the same with .gz)'
                         % (source, ', '.join(missing)) if os.path.isdir(source) else
-                        '--source folder %s does not exist' % source)
+                        '--source %s is a file, not a folder: give the folder that holds the four idx files'
+                        % source if os.path.exists(source) else '--source folder %s does not exist' % source)
     if folder is None and allow_download:
         try:
             folder = download(out)

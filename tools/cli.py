@@ -181,6 +181,8 @@ class _Output(object):
 def output_written(main, *args):
     """`main(*args)`'s exit status, with its output flushed: an output that cannot be written (stdout
     redirected to a full disk) is one `error:` line and status 2, not a traceback."""
+    from core.env import printable_streams
+    printable_streams()                   # (a stream the shell closed: /dev/null)
     stream = sys.stdout
     sys.stdout = _Output(stream)
     try:

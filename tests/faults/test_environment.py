@@ -58,6 +58,10 @@ CASES = [
     # (#18's fourteenth trial: libgomp's own error text, the value ignored)
     ({'OMP_DYNAMIC': 'maybe'}, ["OMP_DYNAMIC='maybe' is neither true nor false"]),
     ({'OMP_SCHEDULE': 'bogus'}, ["OMP_SCHEDULE='bogus' is not an OpenMP schedule"]),
+    # (#18's trial 23: libgomp's own error text, the value ignored; GOMP_CPU_AFFINITY=a spun for good)
+    ({'OMP_WAIT_POLICY': 'bogus', 'OMP_THREAD_LIMIT': 'abc'},
+     ["OMP_THREAD_LIMIT='abc' is not a value libgomp reads", "OMP_WAIT_POLICY='bogus' is not a value libgomp reads"]),
+    ({'GOMP_CPU_AFFINITY': 'a'}, ["GOMP_CPU_AFFINITY='a' is not a list of CPU numbers"]),
     # (#18's trial 21: warned of, then no two batches in a minute on 2 cores)
     ({'OMP_NUM_THREADS': '100000'}, ['OMP_NUM_THREADS=100000 is more than 16 times this machine\'s']),
 ]
@@ -97,6 +101,15 @@ def test_values_that_work_pass():
     assert environment_problems({}) == []
     assert len(environment_problems({'OMP_NUM_THREADS': '4,2'})) == 1        # MXNet reads one whole number
     assert environment_problems({'MXNET_USE_OPERATOR_TUNING': 'float32,int8', 'OMP_PROC_BIND': 'spread,close'}) == []
+    # every form this libgomp accepted without a word (measured)
+    assert environment_problems({'OMP_WAIT_POLICY': ' ACTIVE ', 'OMP_NESTED': 'TRUE', 'OMP_DISPLAY_ENV': 'VERBOSE',
+                                 'OMP_MAX_ACTIVE_LEVELS': '0', 'OMP_TARGET_OFFLOAD': 'MANDATORY', 'GOMP_SPINCOUNT': '10k',
+                                 'GOMP_DEBUG': '1', 'OMP_PLACES': '{0:2}:2:1', 'GOMP_CPU_AFFINITY': '0,1 2-3 4-7:2'}) == []
+    for places in ('cores', 'threads(2)', '{0,1}'):
+        assert environment_problems({'OMP_PLACES': places}) == []
+    for key, value in (('OMP_THREAD_LIMIT', '0'), ('OMP_DEFAULT_DEVICE', '-1'), ('GOMP_SPINCOUNT', '1.5'),
+                       ('GOMP_CPU_AFFINITY', '0-1:0'), ('GOMP_CPU_AFFINITY', ' '), ('OMP_PLACES', 'bogus')):
+        assert len(environment_problems({key: value})) == 1, (key, value)       # libgomp: "Invalid value"
 
 
 def test_output_that_the_terminal_cannot_encode_is_escaped_not_a_traceback(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from core import checkpoint
 from data import pack, fashion_mnist, DataSource, DataError
 from data.packfile import PackError, RECORD_MAGIC, check_pack, is_decodable, read_lst, read_record_at
-from tests.helpers import make_jpeg_tree
+from tests.helpers import make_jpeg_tree, one_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -652,6 +652,34 @@ def test_fashion_mnist_source_mistakes(tmp_path, capsys, monkeypatch):
     code, err = cli(fashion_mnist.main, ['--out', str(fm), '--source', str(tmp_path / 'partial')], capsys)
     assert code == 2 and 'does not hold the Fashion-MNIST idx files (missing: train-labels-idx1-ubyte, ' in err
     assert not fm.exists()
+
+
+def test_fashion_mnist_damaged_or_misnamed_sources(fmnist_source, tmp_path, capsys, monkeypatch):
+    """A .gz cut short (an interrupted copy) or not gzip at all, an idx file that ends inside its
+    header, and a --source that is a file: one error each, naming the file, nothing written."""
+    import gzip
+    import shutil
+    monkeypatch.setattr(fashion_mnist, 'download', lambda out: None)
+    fm = tmp_path / 'fm'
+    name = 'train-images-idx3-ubyte'
+
+    def source_with(content, gz):
+        src = tmp_path / ('src_gz' if gz else 'src_raw')
+        shutil.rmtree(str(src), ignore_errors=True)
+        shutil.copytree(str(fmnist_source), str(src))
+        os.remove(str(src / name))
+        with open(str(src / (name + '.gz' if gz else name)), 'wb') as f:
+            f.write(content)
+        return ['--out', str(fm), '--source', str(src)]
+    whole = gzip.compress(open(str(fmnist_source / name), 'rb').read())
+    for content, gz, needle in ((whole[:len(whole) // 3], True, 'is not a complete gzip file'),
+                                (b'not gzip', True, 'is not a complete gzip file'),
+                                (b'\0\0\x08\x03\0\0', False, 'ends inside its header')):
+        code, err = cli(fashion_mnist.main, source_with(content, gz), capsys)
+        one_error(code, err, name, needle, 'again')
+        assert not fm.exists()
+    code, err = cli(fashion_mnist.main, ['--out', str(fm), '--source', str(fmnist_source / name)], capsys)
+    one_error(code, err, 'is a file, not a folder')
 
 
 def test_label_outside_num_classes(cifar_setup, train_run):

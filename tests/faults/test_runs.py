@@ -954,3 +954,23 @@ def test_a_copy_of_a_run_in_another_model_dir_never_takes_over_the_original_s_re
     code, err = train_run(argv + ['model_dir=%s' % (tmp_path / 'link'), 'num_epoch=3', 'retrain=true',
                                   'model_load_epoch=-1'])
     assert code == 0 and 'holds the records' not in err, err
+
+
+def test_closed_output_streams_are_not_a_failure(cifar_setup):
+    """`cmd >&-` or `cmd 2>&-` (Python then has None for the stream; tqdm's progress bar and the
+    tools' final flush failed with an AttributeError, or the run ended silently with status 1): the
+    stream writes to /dev/null, the run trains and checkpoints, its log file gets everything."""
+    root, common, _ = cifar_setup
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def run(argv, redirect):
+        command = ' '.join(shlex.quote(a) for a in [sys.executable] + argv) + ' ' + redirect
+        return subprocess.run(['bash', '-c', command], cwd=cwd, capture_output=True, text=True, timeout=300)
+    for redirect, name in (('>&-', 'closed_stdout'), ('2>&-', 'closed_stderr')):
+        r = run(['train.py'] + merged(common + ['network=cifar_resnet8', 'kt=false', 'progress=true',
+                                                 'model_prefix=%s' % name]), redirect)
+        assert r.returncode == 0 and 'Traceback' not in r.stderr + r.stdout, (redirect, r.stderr)
+        assert checkpoint.epochs(str(root / 'model'), name) == [1]
+        assert 'Epoch[1]' in open(str(root / 'log' / (name + '.log'))).read()
+    r = run(['-m', 'tools.evaluate', '--prefix', str(root / 'model' / 'closed_stdout')], '>&-')
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
