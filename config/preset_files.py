@@ -43,7 +43,11 @@ def find(path, tasks=tuple(FOLDERS)):
 
 def unknown(path, what='config file', tasks=tuple(FOLDERS)):
     """The ConfigError for `what` `path`, neither a file nor a preset: the closest preset name of any
-    task, then the presets of `tasks` by task."""
+    task, then the presets of `tasks` by task (for a path that exists but is no file, e.g.
+    /dev/null or a pipe: that it is no file)."""
+    if os.path.exists(path):
+        return ConfigError('%s %s is not a file (a device, a pipe or a socket): give a .yaml or .py config file, or '
+                           'a preset\'s name' % (what, path))
     base = os.path.splitext(os.path.basename(path))[0]
     close = difflib.get_close_matches(base, [n for task in FOLDERS for n in names(task)], n=1, cutoff=0.7)
     hint = ' (did you mean %s, a %s preset?)' % (close[0], task_of_preset(close[0])) if close else ''

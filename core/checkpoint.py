@@ -245,6 +245,11 @@ def read_meta(model_dir, prefix, tag):
     if not isinstance(meta, dict):
         raise DamagedCheckpoint('checkpoint metadata %s is not a JSON object (edited, or another program\'s file): copy '
                                 'the .json written with the checkpoint' % p)
+    said = meta.get('epoch')
+    if said is not None and (not isinstance(said, int) or isinstance(said, bool) or said < 1):
+        raise DamagedCheckpoint('checkpoint metadata %s says epoch %s, not a whole number >= 1 (edited, or another '
+                                'program\'s file): copy the .json written with the checkpoint, or use another epoch'
+                                % (p, json.dumps(said)))
     config = meta.get('config') if isinstance(meta.get('config'), dict) else {}
     for key in ('network', 'num_classes'):      # (metadata edited, or written by another program: from its config)
         if meta.get(key) is None and config.get(key) is not None:
@@ -426,11 +431,14 @@ def refuse_other_kind(meta, prefix_path, wanted='a classification network'):
 def warn_if_copied(meta, name, tag):
     """A warning when checkpoint `name` at `tag` was saved by another run (its metadata's
     model_prefix): its files were copied or renamed, and what it holds is that run's."""
-    saved_by = meta.get('model_prefix')
+    saved_by, said = meta.get('model_prefix'), meta.get('epoch')
     if saved_by and saved_by != name:
         LOG.warning('checkpoint %s epoch %s was saved by run %r (its metadata says model_prefix=%r): its files were '
                     'copied or renamed from that run, so this is %r\'s network (epoch %s of it)'
-                    % (name, tag, saved_by, saved_by, saved_by, meta.get('epoch')))
+                    % (name, tag, saved_by, saved_by, saved_by, said))
+    elif isinstance(tag, int) and isinstance(said, int) and said != tag:
+        LOG.warning('checkpoint %s epoch %d says it is epoch %d (its metadata): its files were copied or renamed from '
+                    'that epoch, so this is the network of epoch %d' % (name, tag, said, said))
 
 
 def load_params(block, path, ctx, what='params', fits='check network/num_classes'):
@@ -471,13 +479,20 @@ def load(model_dir, prefix, tag, student, ctx, extra=None, trainer=None, fits='c
     """Restore a checkpoint into `student` (+ `extra`, `trainer`); return its metadata. `fits`: what
     to do when the parameters do not fit the network."""
     meta = read_meta(model_dir, prefix, tag)
-    said = meta.get('epoch')
-    # (renamed within the run; a checkpoint copied from another run is warned of as such, `warn_if_copied`)
-    if isinstance(tag, int) and isinstance(said, int) and not isinstance(said, bool) and said != tag and \
-            meta.get('model_prefix') in (None, prefix):
-        raise CheckpointError('checkpoint %s is epoch %d by its file names but epoch %d by its metadata (the files '
-                              'were renamed from another epoch?): name them back (%s-%04d.*), or resume that epoch'
-                              % (paths(model_dir, prefix, tag)['meta'], tag, said, prefix, said))
+    said, saved_by = meta.get('epoch'), meta.get('model_prefix')
+    # (a training run resumes the epoch it names: the schedule, the records and the next checkpoint's number
+    # follow it; a checkpoint copied from another run at its own epoch is warned of as such, `resume`)
+    if isinstance(tag, int) and isinstance(said, int) and said != tag:
+        meta_path = paths(model_dir, prefix, tag)['meta']
+        if saved_by in (None, prefix):
+            raise CheckpointError('checkpoint %s is epoch %d by its file names but epoch %d by its metadata (the files '
+                                  'were renamed from another epoch?): name them back (%s-%04d.*), or resume that epoch'
+                                  % (meta_path, tag, said, prefix, said))
+        raise CheckpointError('checkpoint %s is epoch %d by its file names but epoch %d of run %r by its metadata (copied '
+                              'from that run): resumed as epoch %d, its schedule would restart at a point its weights '
+                              'are not at. Branch from that run without copying: model_prefix=NEW retrain=true '
+                              'model_load_prefix=%s model_load_epoch=%d (in the model_dir that holds it), or name the '
+                              'copies %s-%04d.*' % (meta_path, tag, said, saved_by, tag, saved_by, said, prefix, said))
     p = paths(model_dir, prefix, tag)
     load_params(student, p['params'], ctx, fits=fits)
     check_params_file(meta, p['params'])          # (after the load: a NaN file is named as such first)

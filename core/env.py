@@ -313,11 +313,13 @@ def wait_for_scheduler(environ=None, seconds=None):
 
 
 def end_with_launcher():
-    """In a process `tools.launch --launcher local` started (NST_LAUNCHER_PID: the launcher's process
-    id, an ancestor of this one), a helper thread that sends this process SIGTERM once the launcher is gone (killed with
-    SIGKILL, it could not stop the job): a worker then stops as on SIGTERM (its finished epochs kept,
-    its lock released), a server or the scheduler ends. Nothing happens in other processes."""
+    """In a process `tools.launch --launcher local`, `tools.compare` or `tools.reproduce` started
+    (NST_LAUNCHER_PID: the launcher's process id, an ancestor of this one), a helper thread that sends
+    this process SIGTERM once the launcher is gone (killed with SIGKILL, it could not stop its
+    processes): a worker or a compared run then stops as on SIGTERM (its finished epochs kept, its
+    lock released), a server or the scheduler ends. Nothing happens in other processes."""
     import signal
+    import stat as stat_module
     import threading
     import time
     pid = os.environ.get('NST_LAUNCHER_PID', '')
@@ -336,11 +338,16 @@ def end_with_launcher():
     def watch():
         while alive():
             time.sleep(1.0)
-        # its output went to the launcher, which is gone: it goes nowhere now (a write would fail, and the
-        # stop's own message with it)
+        # output that went to the launcher through a pipe goes nowhere now (a write would fail, and the stop's
+        # own message with it); output into a file (a compared run's log) stays
         null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
+        for fd in (1, 2):
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError:
+                continue
+            if stat_module.S_ISFIFO(mode) or stat_module.S_ISSOCK(mode):
+                os.dup2(null, fd)
         os.kill(os.getpid(), signal.SIGTERM)
     ancestor, up = os.getppid(), 0
     while ancestor > 1 and ancestor != int(pid) and up < 8:    # (the launcher, or a shell it started)

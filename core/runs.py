@@ -323,6 +323,27 @@ def _refuse_records_of_another_folder(cfg, what):
                       os.path.join(model_dir, 'log')))
 
 
+def _refuse_lookalike(cfg):
+    """RunError when model_prefix is new but another run in model_dir or log_dir has a name that
+    reads the same, written with other Unicode code points (NFC and NFD: 'café' typed on two systems,
+    or copied from another program): two runs the listings cannot tell apart."""
+    import unicodedata
+    same = unicodedata.normalize('NFC', cfg.model_prefix)
+    for folder, pattern in ((cfg.model_dir, r'^(.+)-(\d{4}|best)\.json$'), (cfg.log_dir, r'^(.+)\.jsonl$')):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for f in names:
+            m = re.match(pattern, f)
+            if m and m.group(1) != cfg.model_prefix and unicodedata.normalize('NFC', m.group(1)) == same:
+                raise RunError('model_prefix=%s reads as run %s in %s but is written with other Unicode characters '
+                               '(%s against %s: typed on another system, or copied from another program), so it would '
+                               'be a second run that looks the same: give the existing name exactly (copy it from '
+                               'the folder\'s listing), or another model_prefix'
+                               % (cfg.model_prefix, m.group(1), folder, ascii(cfg.model_prefix), ascii(m.group(1))))
+
+
 def claim(cfg, defer=False):
     """Check (and with overwrite=true, make) the room a run needs before it writes anything:
     see the module docstring. Raises RunError. With `defer`, the moves are not made yet: the
@@ -336,6 +357,8 @@ def claim(cfg, defer=False):
                            'model_prefix or log_dir' % (path, prefix, 'records' if name.endswith('.jsonl') else 'log'))
     files = checkpoint_files(model_dir, prefix)
     logs = log_files(cfg.log_dir, prefix)
+    if not files and not logs:
+        _refuse_lookalike(cfg)
     resume_same = cfg.retrain and cfg.model_load_prefix == prefix
     moves = []
     if resume_same:

@@ -187,7 +187,8 @@ def run_local(args):
     n = args.num_workers
     s = args.num_servers if args.num_servers is not None else n
     if s < 1:
-        raise cli.UsageError('-s 0: a dist_* kvstore needs at least one server process; give -s 1 (or -s %d)' % n)
+        raise cli.UsageError('-s 0: a dist_* kvstore needs at least one server process; give -s 1%s'
+                             % (' (or -s %d, one per worker)' % n if n > 1 else ''))
     env = dict(os.environ, DMLC_NUM_WORKER=str(n), DMLC_NUM_SERVER=str(s), DMLC_PS_ROOT_URI='127.0.0.1',
                DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_JOB_CLUSTER='local', NST_LAUNCHER_PID=str(os.getpid()))
     env.setdefault('NST_LOCAL_WORKERS', str(n + s))

@@ -118,7 +118,10 @@ def python(args, log=None, cwd=ROOT):
     if given); StepFailed, naming the command, its exit status, its log file and its last message,
     if it fails."""
     cmd = [sys.executable] + args
-    r = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT if log else None)
+    # (NST_LAUNCHER_PID: a train.py step stops as on SIGTERM if this process is killed with SIGKILL,
+    # core.env.end_with_launcher, instead of training on, orphaned, with the run's lock)
+    r = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT if log else None,
+                         env=dict(os.environ, NST_LAUNCHER_PID=str(os.getpid())))
 
     def stop(signum, frame):                # SIGTERM (kill, timeout, a scheduler), SIGHUP: the step stops too
         r.terminate()

@@ -78,6 +78,9 @@ def test_command_line_slips_found_by_a_new_user(tmp_path):
         cfg('model_prefix=runs/exp1')
     code, err = cli('--lr', '0.1')
     assert code == 2 and 'write lr=VALUE' in err and len(err.strip().splitlines()) == 1, err
+    # (#18's trial 23: /dev/null "does not exist")
+    with pytest.raises(ConfigError, match=r"config file /dev/null is not a file \(a device, a pipe or a socket\)"):
+        cfg(path='/dev/null')
     # (found later: pretrained=none was 'neither zoo, a gluoncv name nor a file', with no word of null)
     for value in ('none', 'None'):
         with pytest.raises(ConfigError, match=r"'pretrained' .*got %r, a string: no value is written null \(or ~\)"

@@ -974,3 +974,17 @@ def test_closed_output_streams_are_not_a_failure(cifar_setup):
         assert 'Epoch[1]' in open(str(root / 'log' / (name + '.log'))).read()
     r = run(['-m', 'tools.evaluate', '--prefix', str(root / 'model' / 'closed_stdout')], '>&-')
     assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_a_run_name_that_reads_as_another_s_is_refused(cifar_setup, train_run):
+    """#18's trial 23: model_prefix=café typed in NFC, then in NFD (another system's keyboard, or a
+    name copied from another program), made two runs that every listing showed as 'café, café'."""
+    root, common, _ = cifar_setup
+    nfc, nfd = 'caf\u00e9', 'cafe\u0301'
+    assert train_run(common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=%s' % nfc])[0] == 0
+    for extra in ([], ['retrain=true', 'model_load_epoch=-1']):
+        code, err = train_run(common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=%s' % nfd] + extra)
+        errors = [l for l in err.splitlines() if l.startswith('error:')]
+        assert code == 2 and len(errors) == 1 and 'is written with other Unicode characters' in errors[0], err
+        assert "'cafe\\u0301' against 'caf\\xe9'" in errors[0]
+    assert checkpoint.epochs(str(root / 'model'), nfd) == [] and checkpoint.epochs(str(root / 'model'), nfc) == [1]

@@ -445,7 +445,12 @@ def test_launch_argument_mistakes(capsys, monkeypatch):
                           (['-n', '2', '--launcher', 'local', 'python', 'train.py', 'epoch_size=2'],
                            ['add kv_store=dist_sync']),
                           (['-n', '2', '--launcher', 'local', 'python', 'train.py', 'kv_store=device'],
-                           ['add kv_store=dist_sync', "it says kv_store=device"])):
+                           ['add kv_store=dist_sync', "it says kv_store=device"]),
+                          # (#18's trial 23: "give -s 1 (or -s 1)")
+                          (['-n', '1', '-s', '0', '--launcher', 'local', 'python', 'train.py', 'kv_store=dist_sync'],
+                           ['needs at least one server process; give -s 1']),
+                          (['-n', '2', '-s', '0', '--launcher', 'local', 'python', 'train.py', 'kv_store=dist_sync'],
+                           ['give -s 1 (or -s 2, one per worker)'])):
         code, _, err = run_tool(launch.main, argv, capsys)
         one_error(code, err, *needles)
     assert 'NST_LOCAL_WORKERS' not in os.environ
@@ -1298,3 +1303,37 @@ def test_evaluate_needs_the_validation_set_alone(cifar_setup, tmp_path):
                         'data_dir=%s' % (tmp_path / 'val_only')], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and 'top-1' in r.stdout and 'on 32 images' in r.stdout, (r.stdout, r.stderr[-2000:])
     assert 'data_batch' not in r.stderr
+
+
+def test_a_compared_run_stops_when_tools_compare_is_killed(tmp_path):
+    """#18's trial 23: tools.compare killed with SIGKILL (timeout -s KILL, the OOM killer) left its
+    train.py step training on, orphaned, with the run's lock; the next compare was refused. The step
+    now stops as on SIGTERM (its lock released, its log file says so), within seconds."""
+    import signal
+    import time
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=16)
+    out = tmp_path / 'cmp'
+    argv = ['-m', 'tools.compare', '--cfg', 'cifar10_student', '--methods', 'student', '--seeds', '0', '--epochs',
+            '500', '--name', 'kil', '--out', str(out), 'data_dir=%s' % (tmp_path / 'cifar'), 'gpu_list=[]',
+            'batch_size=8', 'epoch_size=1', 'network=cifar_resnet8']
+    compare_process = subprocess.Popen([sys.executable] + argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+    lock = out / 'model' / 'kil_student_s0.lock'
+    try:
+        deadline = time.time() + 120
+        while not (lock.exists() and lock.stat().st_size) and time.time() < deadline:
+            time.sleep(0.2)
+        holder = json.loads(lock.read_text())['pid']
+        time.sleep(1.0)
+        compare_process.kill()
+        compare_process.wait()
+        deadline = time.time() + 30
+        while os.path.exists('/proc/%d' % holder) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not os.path.exists('/proc/%d' % holder), 'the compared run trains on without tools.compare'
+        assert not lock.exists()
+        assert 'terminated (SIGTERM)' in (out / 'records' / 'kil_student_s0.out').read_text()
+    finally:
+        compare_process.kill()
+        for line in os.popen('pgrep -f model_prefix=kil_student_s0').read().split():
+            os.kill(int(line), signal.SIGKILL)
