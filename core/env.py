@@ -46,10 +46,13 @@ _STACK = re.compile(r'^\s*(\d+)\s*([bkmgBKMG]?)\s*$')
 _NUMBER = re.compile(r'^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$')
 # MXNET_* variables MXNet reads as a flag (dmlc: 0, 1, true or false; '2' aborts) or as a decimal number
 MXNET_FLAGS = ('MXNET_MKLDNN_ENABLED', 'MXNET_MKLDNN_DEBUG', 'MXNET_USE_FUSION', 'MXNET_ENABLE_GPU_P2P',
-               'MXNET_UPDATE_ON_KVSTORE', 'MXNET_SAFE_ACCUMULATION', 'MXNET_EXEC_ENABLE_INPLACE',
+               'MXNET_SAFE_ACCUMULATION', 'MXNET_EXEC_ENABLE_INPLACE', 'MXNET_ENFORCE_DETERMINISM',
                'MXNET_EXEC_BULK_EXEC_INFERENCE', 'MXNET_EXEC_BULK_EXEC_TRAIN', 'MXNET_BACKWARD_DO_MIRROR',
                'MXNET_SUBGRAPH_VERBOSE', 'MXNET_KVSTORE_USETREE', 'MXNET_KVSTORE_LOGTREE', 'MXNET_PROFILER_AUTOSTART',
-               'MXNET_ENABLE_CYTHON', 'MXNET_ENFORCE_CYTHON', 'MXNET_MKLDNN_QUANTIZE_FC_FUSION')
+               'MXNET_MKLDNN_QUANTIZE_FC_FUSION')
+#: flags MXNet's Python code reads with int(): 0 or 1, never true/false (a ValueError traceback at import, or
+#: at the first optimizer step)
+MXNET_PYTHON_FLAGS = ('MXNET_UPDATE_ON_KVSTORE', 'MXNET_ENABLE_CYTHON', 'MXNET_ENFORCE_CYTHON')
 MXNET_DECIMALS = ('MXNET_KVSTORE_TREE_LINK_USAGE_PENALTY',)
 _FLAG = ('true', 'false', 'True', 'False', 'TRUE', 'FALSE', '0', '1')
 SUBGRAPH_BACKENDS = ('', 'NONE', 'MKLDNN', 'MKLDNN_QUANTIZE', 'MKLDNN_QUANTIZE_FC', 'TensorRT')
@@ -188,7 +191,11 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
         if not key.startswith('MXNET_') or key in MXNET_TEXT or key in COUNTS:
             continue
         value = environ[key]
-        if key in MXNET_FLAGS:
+        if key in MXNET_PYTHON_FLAGS:
+            if not _INT.match(value):
+                out.append('environment variable %s=%r is not 0 or 1: MXNet\'s Python code reads it with int() and would '
+                           'stop with a ValueError; set %s=0 or 1, or unset it' % (key, value, key))
+        elif key in MXNET_FLAGS:
             if value.strip() not in _FLAG:
                 out.append('environment variable %s=%r is not a flag: MXNet reads it as 0, 1, true or false and '
                            'would abort (dmlc::ParamError); set %s=0 or 1, or unset it' % (key, value, key))
@@ -225,6 +232,15 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
     if bind is not None and not all(b.strip().lower() in BINDINGS for b in bind.split(',')):
         out.append('environment variable OMP_PROC_BIND=%r is not an OpenMP binding: set one of %s (or a '
                    'comma-separated list of them), or unset it' % (bind, ', '.join(BINDINGS)))
+    library = environ.get('MXNET_LIBRARY_PATH')
+    if library is not None and not os.path.isfile(library):
+        out.append('environment variable MXNET_LIBRARY_PATH=%r is not a file: MXNet would warn through the root logger '
+                   '(every message printed twice after it) and load its own library; unset it, or give the path of a '
+                   'libmxnet.so' % library)
+    if environ.get('PYTHONINSPECT'):
+        out.append('environment variable PYTHONINSPECT=%r makes Python open its interactive prompt after the command '
+                   '(and print a SystemExit traceback when it ends with a status): unset it (python -i does the same '
+                   'for one command)' % environ['PYTHONINSPECT'])
     home = environ.get('MXNET_HOME')
     if home and os.path.exists(home) and not os.path.isdir(home):
         out.append('environment variable MXNET_HOME=%r is a file, not a folder: MXNet and gluoncv keep weights in '
@@ -421,6 +437,9 @@ def check_environment():
     if problems:
         for text in problems:
             sys.stderr.write('error: %s\n' % text)
+        if sys.flags.inspect:             # (PYTHONINSPECT: sys.exit would print a traceback, then open the prompt)
+            sys.stderr.flush()
+            os._exit(2)
         sys.exit(2)
 
 

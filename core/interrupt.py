@@ -305,6 +305,14 @@ def install():
         return
 
     def hook(kind, value, tb):
+        if issubclass(kind, SystemExit) and sys.flags.inspect and is_project_command(
+                getattr(sys, 'orig_argv', sys.argv)):
+            # (python -i / PYTHONINSPECT: Python prints the command's end as a traceback, then opens its prompt;
+            # a project command ends with its status instead)
+            code = value.code
+            if code is not None and not isinstance(code, int):
+                sys.stderr.write('%s\n' % code)
+            end_now(code if isinstance(code, int) else 0 if code is None else 1)
         if not issubclass(kind, KeyboardInterrupt) and stop_received() is not None:
             value = stop_received()         # (an error left by the stop, e.g. an import it cut short)
             kind = type(value)

@@ -301,8 +301,19 @@ def main(argv=None):
     # this launch as a user types it, for the commands its workers print (a resume): the job's own command
     # goes after it
     exe = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith('..') else sys.executable
+    before = os.environ.get('NST_LAUNCH')
     os.environ['NST_LAUNCH'] = ' '.join(shlex.quote(a) for a in [exe, '-m', 'tools.launch'] +
                                         argv[:len(argv) - len(args.command)])
+    try:
+        return _launch(args, argv)
+    finally:                              # (called in-process, e.g. by a test: the variable is not left behind)
+        if before is None:
+            os.environ.pop('NST_LAUNCH', None)
+        else:
+            os.environ['NST_LAUNCH'] = before
+
+
+def _launch(args, argv):
     if args.launcher == 'local':
         return run_local(args)
     path = launcher_path()

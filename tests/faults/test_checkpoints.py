@@ -394,33 +394,33 @@ def test_copies_of_another_run_s_epoch_and_edited_epochs_in_the_metadata(cifar_s
     from tests.helpers import run_tool, one_error
     root, common, _ = cifar_setup
     model = str(root / 'model')
-    argv = common + ['network=cifar_resnet8', 'model_prefix=orig', 'num_epoch=2']
+    argv = common + ['network=cifar_resnet8', 'model_prefix=orig23', 'num_epoch=2']
     assert train_run(argv)[0] == 0
 
     def copy(src, dst):
         for kind in ('meta', 'params', 'states'):
-            shutil.copy(checkpoint.paths(model, 'orig', src)['meta' if kind == 'meta' else kind],
+            shutil.copy(checkpoint.paths(model, 'orig23', src)['meta' if kind == 'meta' else kind],
                         checkpoint.paths(model, dst[0], dst[1])[kind])
-    copy(2, ('cp', 1))
-    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=cp', 'num_epoch=3', 'retrain=true',
+    copy(2, ('cp23', 1))
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=cp23', 'num_epoch=3', 'retrain=true',
                                     'model_load_epoch=-1'])
-    one_error(code, err, "is epoch 1 by its file names but epoch 2 of run 'orig' by its metadata",
-              'model_prefix=NEW retrain=true model_load_prefix=orig model_load_epoch=2', 'cp-0002.*')
-    assert checkpoint.epochs(model, 'cp') == [1]
-    copy(2, ('cp2', 2))                            # the same epoch: resumes, warned of as a copy
-    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=cp2', 'num_epoch=3', 'retrain=true',
+    one_error(code, err, "is epoch 1 by its file names but epoch 2 of run 'orig23' by its metadata",
+              'model_prefix=NEW retrain=true model_load_prefix=orig23 model_load_epoch=2', 'cp23-0002.*')
+    assert checkpoint.epochs(model, 'cp23') == [1]
+    copy(2, ('cp23b', 2))                            # the same epoch: resumes, warned of as a copy
+    code, err = train_run(common + ['network=cifar_resnet8', 'model_prefix=cp23b', 'num_epoch=3', 'retrain=true',
                                     'model_load_epoch=-1'])
-    assert code == 0 and "was saved by run 'orig' as its epoch 2" in err, err
-    copy(2, ('orig', 9))
-    code, out, err = run_tool(evaluate.main, ['--prefix', os.path.join(model, 'orig'), '--epoch', '9'], capsys)
-    assert code == 0 and "checkpoint orig epoch 9 says it is epoch 2 (its metadata)" in err, err
-    meta_path = checkpoint.paths(model, 'orig', 9)['meta']
+    assert code == 0 and "was saved by run 'orig23' as its epoch 2" in err, err
+    copy(2, ('orig23', 9))
+    code, out, err = run_tool(evaluate.main, ['--prefix', os.path.join(model, 'orig23'), '--epoch', '9'], capsys)
+    assert code == 0 and "checkpoint orig23 epoch 9 says it is epoch 2 (its metadata)" in err, err
+    meta_path = checkpoint.paths(model, 'orig23', 9)['meta']
     for said in ('three', -3, True, 0):
         meta = json.load(open(meta_path))
         meta['epoch'] = said
         json.dump(meta, open(meta_path, 'w'))
-        code, out, err = run_tool(evaluate.main, ['--prefix', os.path.join(model, 'orig'), '--epoch', '9'], capsys)
-        one_error(code, err, 'says epoch %s, not a whole number >= 1' % json.dumps(said), 'orig-0009.json')
+        code, out, err = run_tool(evaluate.main, ['--prefix', os.path.join(model, 'orig23'), '--epoch', '9'], capsys)
+        one_error(code, err, 'says epoch %s, not a whole number >= 1' % json.dumps(said), 'orig23-0009.json')
     code, err = train_run(argv + ['num_epoch=10', 'retrain=true', 'model_load_epoch=9'])
     one_error(code, err, 'says epoch 0, not a whole number >= 1')          # (-1 sets it aside as damaged)
 

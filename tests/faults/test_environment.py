@@ -288,3 +288,26 @@ def test_job_role_names_what_a_launcher_made_this_process():
     assert job_role({'DMLC_ROLE': 'worker', 'HOROVOD_RANK': '1'}) == 'rank'
     assert job_role({'OMPI_COMM_WORLD_RANK': '0'}) == 'rank'
     assert job_role({'HOROVOD_SIZE': '2'}) is None                 # a size alone is a leftover, not a rank
+
+
+def test_int_read_flags_libraries_and_an_interactive_prompt_after_the_command():
+    """#18's trial 24: MXNET_UPDATE_ON_KVSTORE=true passed the check and stopped the first step with a
+    ValueError traceback (MXNet's Python code reads it with int()), MXNET_ENABLE_CYTHON=true the
+    import; MXNET_ENFORCE_DETERMINISM=true (a flag MXNet reads as one) was refused as no number;
+    MXNET_LIBRARY_PATH=/nonexistent printed every log line twice; PYTHONINSPECT=1 ended a finished
+    command with a SystemExit traceback."""
+    for key in ('MXNET_UPDATE_ON_KVSTORE', 'MXNET_ENABLE_CYTHON', 'MXNET_ENFORCE_CYTHON'):
+        assert environment_problems({key: 'true'}) == [
+            "environment variable %s='true' is not 0 or 1: MXNet's Python code reads it with int() and would stop "
+            "with a ValueError; set %s=0 or 1, or unset it" % (key, key)]
+        assert environment_problems({key: '0'}) == []
+    assert environment_problems({'MXNET_ENFORCE_DETERMINISM': 'true'}) == []
+    assert 'is not a file' in environment_problems({'MXNET_LIBRARY_PATH': '/nonexistent'})[0]
+    for args in (['train.py', '--print-config'], ['-m', 'tools.doctor']):
+        r = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONINSPECT='1'))
+        assert r.returncode == 2 and "PYTHONINSPECT='1' makes Python open its interactive prompt" in r.stderr
+        assert 'Traceback' not in r.stderr and '>>>' not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, '-i', '-m', 'tools.doctor'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)                  # (python -i: the command's own end)
+    assert r.returncode in (0, 2) and 'Traceback' not in r.stderr and '>>>' not in r.stderr, r.stderr

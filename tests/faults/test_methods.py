@@ -78,13 +78,15 @@ def test_batches_for_a_gpu_train_as_the_cpu_ones_do(tmp_path, train_run, monkeyp
     """ImageNet batches in their GPU form (uint8 images + colour maps, the colour step on the device:
     data.device) go through the whole trainer (teacher, the distillation step, validation; a stage
     before training takes its batches through the same step): with the devices taken for a GPU, a kd+mmd run ends where the CPU form's run
-    ends, up to float32 rounding (inputs within 2e-5, grown by 3 steps of training to 2e-4)."""
+    ends, up to float32 rounding: after its one step the parameters agree within about 1e-6 (with
+    three steps of a batch of 4 the difference grew chaotically, to 2e-4 with AVX2 kernels and past
+    1e-3 with AVX-512 ones)."""
     import tasks.classification.task as classification
     data = imagenet_pack(tmp_path)
     common = data + ['network=cifar_resnet8', 'gpu_list=[]', 'batch_size=4', 'progress=false', 'data_threads=1',
                      'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'num_epoch=1',
-                     'epoch_size=3', 'deterministic=true']
-    assert train_run(common + ['model_prefix=teacher', 'kt=false', 'epoch_size=1'])[0] == 0
+                     'epoch_size=1', 'deterministic=true']
+    assert train_run(common + ['model_prefix=teacher', 'kt=false'])[0] == 0
     student = ['kt=true', 'kt_type=kd+mmd', 'teacher_prefix=%s' % (tmp_path / 'model' / 'teacher'),
                'teacher_symbol=[null, stage3]',
                'student_symbol=[null, stage3]']
@@ -101,7 +103,7 @@ def test_batches_for_a_gpu_train_as_the_cpu_ones_do(tmp_path, train_run, monkeyp
     cpu, gpu = [mx.nd.load(str(tmp_path / 'model' / ('s%d-0001.params' % k))) for k in (0, 1)]
     assert sorted(cpu) == sorted(gpu)
     for name in cpu:
-        np.testing.assert_allclose(gpu[name].asnumpy(), cpu[name].asnumpy(), rtol=1e-2, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(gpu[name].asnumpy(), cpu[name].asnumpy(), rtol=1e-3, atol=2e-5, err_msg=name)
     assert any(not np.array_equal(gpu[n].asnumpy(), cpu[n].asnumpy()) for n in cpu)   # (two computations)
 
 

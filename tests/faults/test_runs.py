@@ -667,9 +667,11 @@ def test_a_copied_checkpoint_gets_branch_advice_that_works_and_copied_records_ar
     assert train_run(argv + ['model_prefix=src10'])[0] == 0
     for kind in ('json', 'params', 'states'):
         shutil.copy(str(model / ('src10-0001.' + kind)), str(model / ('cp10-0003.' + kind)))
+    # (#18's trial 23: resumed as epoch 3, the schedule restarted at a point the weights were not at; now
+    # refused, with the same advice)
     code, err = train_run(argv + ['model_prefix=cp10', 'retrain=true', 'model_load_epoch=-1', 'num_epoch=4'])
-    assert code == 0 and "was saved by run 'src10' as its epoch 1" in err, err
-    advice = err.split('start a new run: ')[1].split()[:4]
+    assert code == 2 and "is epoch 3 by its file names but epoch 1 of run 'src10' by its metadata" in err, err
+    advice = err.split('Branch from that run without copying: ')[1].split()[:4]
     assert advice == ['model_prefix=NEW', 'retrain=true', 'model_load_prefix=src10', 'model_load_epoch=1'], advice
     code, err = train_run(argv + [a.replace('NEW', 'br10') for a in advice] + ['num_epoch=2'])
     assert code == 0 and "run 'br10' starts from epoch 1 of run 'src10'" in err, err

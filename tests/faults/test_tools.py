@@ -453,7 +453,7 @@ def test_launch_argument_mistakes(capsys, monkeypatch):
                            ['give -s 1 (or -s 2, one per worker)'])):
         code, _, err = run_tool(launch.main, argv, capsys)
         one_error(code, err, *needles)
-    assert 'NST_LOCAL_WORKERS' not in os.environ
+    assert 'NST_LOCAL_WORKERS' not in os.environ and 'NST_LAUNCH' not in os.environ
 
 
 def test_param_table_and_doctor_reject_arguments(capsys):
