@@ -4,6 +4,7 @@ A config's relative `data_dir`, `model_dir` or `teacher_prefix` is read from the
 runs in; run from elsewhere it names nothing, while the project folder holds it. `in_project` finds
 that case and `from_another_folder` says it.
 """
+import errno
 import os
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,3 +24,20 @@ def from_another_folder(key, path, there, what):
     """The message for `in_project`'s finding: config key `key`=`path` read from the wrong folder."""
     return ('%s=%r is relative to the folder you run from (%s), and %s is in the project folder: run from %s, or give '
             '%s=%s' % (key, path, os.getcwd(), what, PROJECT, key, there))
+
+
+def broken_link(path):
+    """What is wrong when `path`, or a folder on the way to it, is a symbolic link that loops ('X is a
+    symbolic link that loops') or points nowhere ('X is a symbolic link to Y, which does not
+    exist'); None otherwise. (The system's own words, "does not exist" or ELOOP, name neither.)"""
+    parts = os.path.abspath(path).split(os.sep)
+    for k in range(2, len(parts) + 1):
+        here = os.sep.join(parts[:k])
+        if os.path.islink(here):
+            try:
+                os.stat(here)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    return '%s is a symbolic link that loops' % here
+                return '%s is a symbolic link to %s, which does not exist' % (here, os.readlink(here))
+    return None

@@ -181,7 +181,22 @@ def changed_keys(meta, cfg):
     saved = meta.get('config') or {}
     now = json.loads(json.dumps(checkpoint.jsonable(cfg)))     # (tuples as the saved JSON has them: lists)
     return saved, now, [k for k in sorted(saved) if k in now and k not in runs.RUN_KEYS + ('num_epoch', 'batch_size')
-                        and saved[k] != now[k]]
+                        and saved[k] != now[k] and not _same_path(k, saved[k], now[k], meta.get('cwd'))]
+
+
+def _same_path(key, saved, now, saved_cwd):
+    """Whether config key `key` names a file or folder (..._dir, ..._prefix, ..._root, pretrained) and
+    both values name the same one: `saved` read from the folder the run was started in (`saved_cwd`,
+    the metadata's cwd), `now` from this one (data_dir=data and data_dir=/abs/path/data alike)."""
+    if not (key.endswith(('_dir', '_prefix', '_root')) or key == 'pretrained'):
+        return False
+    if not isinstance(saved, str) or not isinstance(now, str) or not saved or not now:
+        return False
+    if not os.path.isabs(saved):
+        if not saved_cwd:
+            return False
+        saved = os.path.join(saved_cwd, saved)
+    return os.path.realpath(saved) == os.path.realpath(now)
 
 
 def warn_of_changes(engine, meta, epoch):

@@ -38,6 +38,7 @@ import time
 from . import checkpoint
 from .atomic import remove_stale
 from .env import proc_stat
+from .project import from_another_folder, in_project
 from .interrupt import AT_FORCED_EXIT
 
 LOG = logging.getLogger('runs')
@@ -83,11 +84,14 @@ def _runs_python(pid):
 
 
 class RunLock(object):
-    """D/P.lock for the life of a run: `acquire()` or RunError, `release()` (also on exit)."""
+    """D/P.lock for the life of a run: `acquire()` or RunError, `release()` (also on exit). Another
+    job that must not run twice at once names itself in the errors: `subject` (default "run 'P'"),
+    `doing` (default 'trained') and `instead` (default 'another model_prefix')."""
 
-    def __init__(self, model_dir, prefix):
+    def __init__(self, model_dir, prefix, subject=None, doing='trained', instead='another model_prefix'):
         self.path = os.path.join(model_dir, prefix + '.lock')
         self.prefix = prefix
+        self.subject, self.doing, self.instead = subject or 'run %r' % prefix, doing, instead
         self.mine = {'pid': os.getpid(), 'host': socket.gethostname(), 'start': _start_ticks(os.getpid()),
                      'since': time.strftime('%Y-%m-%d %H:%M:%S')}
         self.held = False
@@ -124,8 +128,8 @@ class RunLock(object):
 
     def acquire(self):
         if os.path.isdir(self.path):
-            raise RunError('%s, the lock file of run %r, is a folder: remove it (no run uses it as one), or choose '
-                           'another model_prefix' % (self.path, self.prefix))
+            raise RunError('%s, the lock file of %s, is a folder: remove it (no run uses it as one), or choose %s'
+                           % (self.path, self.subject, self.instead))
         for _ in range(3):
             try:
                 self._create()
@@ -140,13 +144,14 @@ class RunLock(object):
             same_host = holder.get('host') in (None, self.mine['host'])     # (a pid file names no host)
             pid = holder.get('pid')
             if holder and not same_host:
-                raise RunError('run %r is being trained by process %s on host %s since %s (lock %s). Wait for it or '
-                               'choose another model_prefix; if that run is no longer running, delete the lock '
-                               'file' % (self.prefix, pid, holder.get('host'), holder.get('since'), self.path))
+                raise RunError('%s is being %s by process %s on host %s since %s (lock %s). Wait for it or choose '
+                               '%s; if that process is no longer running, delete the lock file'
+                               % (self.subject, self.doing, pid, holder.get('host'), holder.get('since'), self.path,
+                                  self.instead))
             if self._alive(holder):
-                raise RunError('run %r is already being trained by process %d on this host since %s (lock %s): '
-                               'wait for it to finish, stop it, or choose another model_prefix'
-                               % (self.prefix, pid, holder.get('since'), self.path))
+                raise RunError('%s is already being %s by process %d on this host since %s (lock %s): wait for it '
+                               'to finish, stop it, or choose %s' % (self.subject, self.doing, pid,
+                                                                     holder.get('since'), self.path, self.instead))
             if pid is None:
                 LOG.warning('taking over the lock %s, which names no process (damaged: a crash while it was '
                             'written?)', self.path)
@@ -161,10 +166,10 @@ class RunLock(object):
             except FileNotFoundError:
                 pass
             except OSError as e:
-                raise RunError('could not take over the lock %s of run %r (%s): remove it by hand, or choose another '
-                               'model_prefix' % (self.path, self.prefix, e.strerror or e))
-        raise RunError('could not take the lock %s of run %r: another process keeps taking it; is the run '
-                       'being started twice?' % (self.path, self.prefix))
+                raise RunError('could not take over the lock %s of %s (%s): remove it by hand, or choose %s'
+                               % (self.path, self.subject, e.strerror or e, self.instead))
+        raise RunError('could not take the lock %s of %s: another process keeps taking it; is it being started '
+                       'twice?' % (self.path, self.subject))
 
     def release(self):
         if self.held and self._read() == self.mine:
@@ -365,6 +370,11 @@ def claim(cfg, defer=False):
         # (the later-epoch rule needs the resolved epoch: `claim_resume`; without checkpoints here the resume
         # says what is wrong)
         if checkpoint.epochs(model_dir, prefix):
+            records = lambda d: os.path.isfile(os.path.join(d, prefix + '.jsonl'))
+            there = None if records(cfg.log_dir) else in_project(cfg.log_dir, records)
+            if there:        # (run from another folder: its records would start again there, split in two files)
+                raise RunError('config key ' + from_another_folder('log_dir', cfg.log_dir, there,
+                                                                   'the records file of run %r' % prefix))
             _refuse_records_of_another_folder(cfg, 'resuming this copy would take them over (write, rewind or set '
                                                    'aside its records)')
     elif files:

@@ -221,6 +221,17 @@ def main(argv=None):
                 except TapError as e:
                     raise CompareError('%s %s (%s): %s' % (option, tap, 'given' if getattr(
                         args, option[2:].replace('-', '_')) else "the base config's", e))
+    from core.runs import RunLock
+    os.makedirs(out, exist_ok=True)
+    # (two comparisons of one --name in one --out would train and table the same runs at once)
+    with RunLock(out, args.name + '.compare', subject='tools.compare --name %s (--out %s)' % (args.name, out),
+                 doing='run', instead='another --name or --out'):
+        return _train_and_table(args, task, out, runs, checkpoint, ROOT, python)
+
+
+def _train_and_table(args, task, out, runs, checkpoint, ROOT, python):
+    """Train (or resume) each run not finished yet, then write OUT/table.md and OUT/curves.png (under
+    the comparison's lock, `main`)."""
     for name, _, cfg in runs:                      # a run started otherwise would be tabled as this one
         have = checkpoint.epochs(cfg.model_dir, name)
         if have:

@@ -285,18 +285,24 @@ def main(argv=None):
         raise cli.UsageError('--out %s is the prefix of run %s\'s checkpoints: an export there would sit among them and '
                              'read as a legacy checkpoint of that name; choose another --out, e.g. deploy/%s'
                              % (args.out, name, name))
-    clear_stale_temporaries(args.out)
-    kept = keep_existing(args.out, args.overwrite)
-    try:
-        done = export(args.prefix, args.epoch, args.out, onnx=args.onnx, data_dir=args.data_dir, images=args.images)
-    except BaseException:
-        if kept:                                   # the old export is still in place: no copy needed
-            shutil.rmtree(kept, ignore_errors=True)
-            try:
-                os.rmdir(os.path.dirname(kept))   # replaced/, if nothing else is in it
-            except OSError:
-                pass
-        raise
+    from core.runs import RunLock
+    os.makedirs(folder or '.', exist_ok=True)
+    # (two exports to one --out at once: each found nothing there, and the later replaced the other unasked)
+    with RunLock(folder or '.', '.%s.export' % name, subject='the export to --out %s' % args.out, doing='written',
+                 instead='another --out'):
+        clear_stale_temporaries(args.out)
+        kept = keep_existing(args.out, args.overwrite)
+        try:
+            done = export(args.prefix, args.epoch, args.out, onnx=args.onnx, data_dir=args.data_dir,
+                          images=args.images)
+        except BaseException:
+            if kept:                                   # the old export is still in place: no copy needed
+                shutil.rmtree(kept, ignore_errors=True)
+                try:
+                    os.rmdir(os.path.dirname(kept))   # replaced/, if nothing else is in it
+                except OSError:
+                    pass
+            raise
     if kept:
         print('the earlier export at %s was replaced; a copy is in %s' % (args.out, kept))
     print('exported %s-symbol.json%s %s-0000.params%s; SymbolBlock%s outputs match the trained model on %s '

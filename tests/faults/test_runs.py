@@ -990,3 +990,56 @@ def test_a_run_name_that_reads_as_another_s_is_refused(cifar_setup, train_run):
         assert code == 2 and len(errors) == 1 and 'is written with other Unicode characters' in errors[0], err
         assert "'cafe\\u0301' against 'caf\\xe9'" in errors[0]
     assert checkpoint.epochs(str(root / 'model'), nfd) == [] and checkpoint.epochs(str(root / 'model'), nfc) == [1]
+
+
+def test_a_resume_from_another_folder_with_a_relative_log_dir_is_refused(cifar_setup, train_run, monkeypatch,
+                                                                         tmp_path):
+    """#18's trial 24: a resume run from log/ with an absolute model_dir and the default log_dir=log
+    wrote epoch 5's record into log/log/s3.jsonl, the run's records split over two files (a relative
+    model_dir is refused there already)."""
+    import core.project
+    root, common, _ = cifar_setup
+    argv = common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=split24']
+    assert train_run(argv)[0] == 0
+    monkeypatch.setattr(core.project, 'PROJECT', str(root))          # (the project folder holds log/)
+    monkeypatch.chdir(str(tmp_path))
+    code, err = train_run(argv + ['log_dir=log', 'retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    errors = [l for l in err.splitlines() if l.startswith('error:')]
+    assert code == 2 and len(errors) == 1, err
+    assert "log_dir='log' is relative to the folder you run from (%s), and the records file of run 'split24' is in the " \
+           "project folder: run from %s, or give log_dir=%s" % (tmp_path, root, root / 'log') in errors[0], errors[0]
+    assert not (tmp_path / 'log').exists() and checkpoint.epochs(str(root / 'model'), 'split24') == [1]
+
+
+def test_the_same_folders_written_otherwise_are_no_change_on_resume(cifar_setup, train_run, monkeypatch):
+    """#18's trial 24: a resume with data_dir (or teacher_prefix) given as the absolute path of the same
+    folder warned that the later epochs train otherwise; another folder still does."""
+    import shutil
+    root, common, _ = cifar_setup
+    monkeypatch.chdir(str(root))
+    argv = common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=samepath', 'data_dir=cifar']
+    assert train_run(argv)[0] == 0
+    code, err = train_run(argv + ['data_dir=%s' % (root / 'cifar'), 'retrain=true', 'model_load_epoch=-1',
+                                  'num_epoch=2'])
+    assert code == 0 and 'train otherwise' not in err, err
+    shutil.copytree(str(root / 'cifar'), str(root / 'cifar_copy'))
+    code, err = train_run(argv + ['data_dir=cifar_copy', 'retrain=true', 'model_load_epoch=-1', 'num_epoch=3'])
+    assert code == 0 and 'data_dir=cifar_copy; epoch 2 was trained with data_dir=%s' % (root / 'cifar') in err, err
+
+
+def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(cifar_setup, train_run, tmp_path, capsys):
+    """#18's trial 24: `ln -s loopd loopd` as data_dir was 'cannot be read ([Errno 40] ...): pack the data
+    again', and as the folder of --prefix 'folder loopd does not exist'."""
+    from tools import evaluate
+    from tests.helpers import run_tool, one_error
+    root, common, _ = cifar_setup
+    os.symlink('loopd', str(tmp_path / 'loopd'))
+    os.symlink(str(tmp_path / 'gone'), str(tmp_path / 'dangling'))
+    code, err = train_run(common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=loop24', 'dataset=imagenet',
+                                    'data_dir=%s' % (tmp_path / 'loopd')])
+    assert code == 2 and '%s is a symbolic link that loops' % (tmp_path / 'loopd') in err, err
+    assert 'pack the data again' not in err
+    for link, said in (('loopd', 'is a symbolic link that loops'),
+                       ('dangling', 'is a symbolic link to %s, which does not exist' % (tmp_path / 'gone'))):
+        code, _, err = run_tool(evaluate.main, ['--prefix', str(tmp_path / link / 'run')], capsys)
+        one_error(code, err, '%s %s' % (tmp_path / link, said))

@@ -515,6 +515,23 @@ def test_export_over_an_existing_export_needs_overwrite_and_keeps_a_copy(runs, t
         {p.name: b for p, b in before.items()}
 
 
+def test_two_exports_to_one_out_at_once_are_refused(runs, tmp_path, capsys):
+    """#18's trial 24: exports of two runs to one --out at the same moment both found it empty and said
+    'exported'; one silently replaced the other. The export holds a lock on its --out while it writes."""
+    from core.runs import RunLock
+    deploy = tmp_path / 'deploy'
+    deploy.mkdir()
+    argv = ['--prefix', str(runs / 'model' / 's'), '--out', str(deploy / 'twin')]
+    with RunLock(str(deploy), '.twin.export'):                 # (another export, here this process, writing)
+        code, _, err = run_tool(export.main, argv, capsys)
+        one_error(code, err, 'the export to --out %s is already being written by process %d' % (deploy / 'twin',
+                                                                                               os.getpid()),
+                  'another --out')
+        assert sorted(p.name for p in deploy.iterdir()) == ['.twin.export.lock']
+    assert run_tool(export.main, argv, capsys)[0] == 0
+    assert not (deploy / '.twin.export.lock').exists()
+
+
 def test_results_table_leaves_out_a_seed_that_stopped_short_and_names_it(tmp_path, capsys):
     """Without --num-epoch, a crashed seed (last epoch 1 of 0..4) was averaged with the finished
     ones, pulling the mean towards an earlier epoch without a word."""
@@ -1324,6 +1341,12 @@ def test_a_compared_run_stops_when_tools_compare_is_killed(tmp_path):
         while not (lock.exists() and lock.stat().st_size) and time.time() < deadline:
             time.sleep(0.2)
         holder = json.loads(lock.read_text())['pid']
+        # (trial 24: a second compare of the same --name and --out, started meanwhile, decided to train a run
+        # the first was finishing, was refused by its checkpoint, and wrote its error into the first's log)
+        second = python_m(argv[1:])
+        assert second.returncode == 2 and 'tools.compare --name kil (--out %s) is already being run by process %d' % (
+            out, compare_process.pid) in second.stderr, second.stderr
+        assert 'already' not in (out / 'records' / 'kil_student_s0.out').read_text()
         time.sleep(1.0)
         compare_process.kill()
         compare_process.wait()
