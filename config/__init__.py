@@ -475,9 +475,10 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
         if isinstance(e, ClassCountError) and 'num_classes' not in given:  # the network's classes, not a setting
             if not any(k in given for k in DATA_KEYS + ('dataset',)):      # its own run's data: the .json disagrees
                 raise ConfigError('%s predicts %d classes (its metadata\'s num_classes) but the data of its own run '
-                                  'has %d (%s): the metadata was edited or copied from another run; copy the .json '
-                                  'written with these parameters, or give data of %d classes (data_dir=...)'
-                                  % (where, e.configured, e.found, e.said, e.configured))
+                                  'has %d (%s): the data was packed again since (python -m data.pack --overwrite keeps '
+                                  'the earlier pack in DATA_DIR/replaced/), or the metadata was edited or copied from '
+                                  'another run; give data of %d classes (data_dir=...), or copy the .json written with '
+                                  'these parameters' % (where, e.configured, e.found, e.said, e.configured))
             raise ConfigError('%s predicts %d classes but the data has %d (%s): a checkpoint is scored on data of its '
                               'classes; leave out data_dir (its run\'s data), or give data of those %d classes'
                               % (where, e.configured, e.found, e.said, e.configured))

@@ -154,9 +154,16 @@ def load(engine, epoch):
         if 'does not fit' not in str(e) or not differ:
             raise
         # (the keys that differ say why, e.g. another dataset, after the task's general advice)
-        raise type(e)('%s; the checkpoint was trained with %s (now %s): resume with its values' % (
+        advice = 'resume with its values'
+        if 'num_classes' in differ and isinstance(saved.get('num_classes'), int):
+            # (num_classes is the data's count when unset: a pack made again with other classes would be refused
+            # at the count the checkpoint needs)
+            advice = ('resume with data of its %d classes, the data it was trained on (packed again since? python -m '
+                      'data.pack --overwrite keeps the earlier pack in DATA_DIR/replaced/), and num_classes=%d or '
+                      'unset' % (saved['num_classes'], saved['num_classes']))
+        raise type(e)('%s; the checkpoint was trained with %s (now %s): %s' % (
             e, ', '.join('%s=%s' % (k, shown(saved[k])) for k in differ),
-            ', '.join('%s=%s' % (k, shown(now[k])) for k in differ))) from None
+            ', '.join('%s=%s' % (k, shown(now[k])) for k in differ), advice)) from None
     saved_by = meta.get('model_prefix')
     if saved_by is not None and saved_by != cfg.model_load_prefix:
         their = meta.get('epoch', epoch)          # (the epoch of that run the copy is)

@@ -1043,3 +1043,30 @@ def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(cifar_setup, trai
                        ('dangling', 'is a symbolic link to %s, which does not exist' % (tmp_path / 'gone'))):
         code, _, err = run_tool(evaluate.main, ['--prefix', str(tmp_path / link / 'run')], capsys)
         one_error(code, err, '%s %s' % (tmp_path / link, said))
+
+
+def test_a_run_whose_data_was_packed_again_with_other_classes_is_told_so(tmp_path, train_run, capsys):
+    """#18's trial 24: after `data.pack --overwrite` with a 4th class, evaluating a 3-class run blamed its
+    metadata, and its resume advised num_classes=3, which the config then refused for the 4-class data
+    ("set num_classes=4"): a circle. Both now say the data was packed again and keep its earlier pack."""
+    from data import pack
+    from tools import evaluate
+    from tests.helpers import make_jpeg_tree, run_tool, one_error
+    for classes in (3, 4):
+        make_jpeg_tree(str(tmp_path / ('train%d' % classes)), classes=classes, per_class=4, size=(20, 20), seed=1)
+        make_jpeg_tree(str(tmp_path / ('val%d' % classes)), classes=classes, per_class=2, size=(20, 20), seed=2)
+    assert pack.main(['--train', str(tmp_path / 'train3'), '--val', str(tmp_path / 'val3'),
+                      '--out', str(tmp_path / 'pack')]) == 0
+    argv = ['dataset=imagenet', 'data_dir=%s' % (tmp_path / 'pack'), 'image_size=16', 'network=cifar_resnet8',
+            'kt=false', 'gpu_list=[]', 'batch_size=4', 'progress=false', 'data_threads=1', 'num_epoch=1',
+            'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'model_prefix=repacked']
+    assert train_run(argv)[0] == 0
+    assert pack.main(['--train', str(tmp_path / 'train4'), '--val', str(tmp_path / 'val4'),
+                      '--out', str(tmp_path / 'pack'), '--overwrite']) == 0
+    capsys.readouterr()
+    code, _, err = run_tool(evaluate.main, ['--prefix', str(tmp_path / 'model' / 'repacked')], capsys)
+    one_error(code, err, 'predicts 3 classes', 'has 4', 'the data was packed again since')
+    code, err = train_run(argv + ['retrain=true', 'model_load_epoch=-1', 'num_epoch=2'])
+    errors = [l for l in err.splitlines() if 'error:' in l]
+    assert code == 2 and len(errors) == 1 and 'packed again since?' in errors[0], err
+    assert 'resume with its values' not in errors[0]
