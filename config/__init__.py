@@ -84,7 +84,12 @@ def read_file(path, _seen=(), chain=None):
 
 
 def _find_file(path, base_of=None):
-    """The config file `path` names: the file itself, else a preset, or config/cfgs.py for cfgs.py."""
+    """The config file `path` names: the file itself, else a preset, or config/cfgs.py for cfgs.py. A
+    preset's bare name means the preset also where the folder the command runs in holds a folder, or a
+    file that is no config file (.py, .yaml), of that name."""
+    config_file = os.path.isfile(path) and path.endswith(('.py', '.yaml', '.yml'))
+    if not config_file and os.sep not in path and os.path.exists(path) and preset_files.find(path):
+        return preset_files.find(path)
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):
@@ -442,6 +447,17 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
     values = {k: v for k, v in saved.items() if k not in DERIVED}
     if str(values.get('kv_store', '')).startswith('dist') or values.get('kv_store') == 'horovod':
         values['kv_store'] = 'device'     # (a run of a distributed job, read here by one process: a tool, a branch)
+    given_keys = {o.split('=', 1)[0].strip() for o in overrides}
+    if values.get('gpu_list') and 'gpu_list' not in given_keys:
+        # (devices are this machine's: a checkpoint trained on GPUs is read here on its CPU if they cannot be used)
+        from core.devices import gpu_list_problem
+        problem = gpu_list_problem(values['gpu_list'])
+        if problem:
+            import logging
+            logging.getLogger('train').warning('%s was trained with gpu_list=%s, which cannot be used here (%s): it '
+                                               'runs on the CPU (give gpu_list=... to choose the devices)'
+                                               % (where, values['gpu_list'], problem.split(':')[0].split(' but ')[-1]))
+            values['gpu_list'] = []
     started_in = meta.get('cwd')
     for key in PATH_KEYS:                           # relative to the folder the run was started in
         value = values.get(key)

@@ -29,16 +29,30 @@ def make_writable_folder(folder):
     os.remove(probe)
 
 
+def broken_link(path):
+    """(the link, what it is) when `path`, or a folder on the way to it, is a symbolic link that loops
+    ('a symbolic link that loops back on itself') or points nowhere ('a symbolic link to Y, which does
+    not exist'); None otherwise. (The system's own words, "does not exist" or ELOOP, name neither.)"""
+    parts = os.path.abspath(path).split(os.sep)
+    for k in range(2, len(parts) + 1):
+        here = os.sep.join(parts[:k])
+        if os.path.islink(here):
+            try:
+                os.stat(here)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    return here, 'a symbolic link that loops back on itself'
+                return here, 'a symbolic link to %s, which does not exist' % os.readlink(here)
+    return None
+
+
 def why_not_folder(folder, error):
     """Why `folder` could not be made a writable folder, `error` being the OSError that said so: a
-    symbolic link that loops or points nowhere, a file, or the error's own words."""
-    if os.path.islink(folder) and not os.path.exists(folder):
-        try:
-            os.stat(folder)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                return 'it is a symbolic link that loops back on itself'
-        return 'it is a symbolic link to %s, which does not exist' % os.readlink(folder)
+    symbolic link that loops or points nowhere (it, or a folder on the way), a file, or the error's
+    own words."""
+    link = broken_link(folder)
+    if link:
+        return ('it is %s' if link[0] == os.path.abspath(folder) else link[0] + ' is %s') % link[1]
     if os.path.exists(folder) and not os.path.isdir(folder):
         return 'it is a file, not a folder'
     return getattr(error, 'strerror', None) or str(error)

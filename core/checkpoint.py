@@ -73,13 +73,26 @@ def optimizer_arrays(trainer):
     return [a for u in updaters for a in ndarrays(getattr(u, 'states', {}))]
 
 
-def ensure_writable(folder, key='model_dir'):
-    """Create `folder` (the value of config key `key`) if needed and prove a file can be written there."""
+def ensure_writable(folder, key='model_dir', longest=None):
+    """Create `folder` (the value of config key `key`) if needed and prove a file can be written there;
+    `longest`: the longest file name the run will write there, which must fit the file system's
+    limits on names and paths (a deep folder passed this check and failed the first checkpoint)."""
     try:
         make_writable_folder(folder)
     except OSError as e:
         raise CheckpointError('%s %s is not a writable folder (%s): choose another %s or fix its permissions'
                               % (key, folder, why_not_folder(folder, e), key))
+    if longest:
+        path = os.path.join(os.path.abspath(folder), longest)
+        try:
+            too_long = (len(os.fsencode(path)) >= os.pathconf(folder, 'PC_PATH_MAX') or
+                        len(os.fsencode(longest)) > os.pathconf(folder, 'PC_NAME_MAX'))
+        except (OSError, ValueError):
+            too_long = False
+        if too_long:
+            raise CheckpointError('%s %s is too deep for the files a run writes there (%s, %d bytes with its folder: '
+                                  'more than this file system allows): choose a %s with a shorter path, or a shorter '
+                                  'model_prefix' % (key, folder, longest, len(os.fsencode(path)), key))
 
 
 def reason(error):
@@ -90,6 +103,21 @@ def reason(error):
     text = next((l for l in reversed(lines) if 'Check failed' in l or 'Error' in l), lines[-1] if lines else
                 type(error).__name__)
     return text[:200]
+
+
+def _write_advice(error, folder):
+    """What to do about a checkpoint file that could not be written (`error`) into `folder`."""
+    import errno
+    code = getattr(error, 'errno', None)
+    if code == errno.ENOENT and not os.path.isdir(folder):
+        return ('its folder %s no longer exists (moved, renamed or deleted while the run trained?): put it back, or '
+                'resume the run where it is now' % folder)
+    if code == errno.ENAMETOOLONG:
+        return ('the path of the checkpoint\'s files is longer than this file system allows: choose a model_dir with '
+                'a shorter path, or a shorter model_prefix')
+    if code in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return 'model_dir is not writable now: make it writable, or resume in another model_dir'
+    return 'free disk space or choose another model_dir'
 
 
 def _write_together(files):
@@ -109,8 +137,8 @@ def _write_together(files):
             discard(tmp)
         if not isinstance(e, Exception):
             raise
-        raise CheckpointError('cannot write %s (%s): free disk space or choose another model_dir; earlier '
-                              'checkpoints are intact' % (path, reason(e)))
+        raise CheckpointError('cannot write %s (%s): %s; earlier checkpoints are intact'
+                              % (path, reason(e), _write_advice(e, os.path.dirname(path))))
     for tmp, (path, _) in zip(written, files):
         os.replace(tmp, path)
 

@@ -27,8 +27,18 @@ def contexts(cfg, local_rank=None):
         ids = [ids[local_rank]]
     if not ids:
         return [mx.cpu(i) for i in range(cpu_device_count())]
-    # before any CUDA work: the build, the driver's GPUs and their compute capabilities against the
-    # build's table (core/gpu_support.py), so a GPU this build has no code for stops here, by name
+    problem = gpu_list_problem(ids)
+    if problem:
+        raise TrainingError(problem)
+    return [mx.gpu(i) for i in ids]
+
+
+def gpu_list_problem(ids):
+    """Why GPUs `ids` cannot run this MXNet build here (one message naming what works), or None.
+    Before any CUDA work: the build, the driver's GPUs and their compute capabilities against the
+    build's table (core/gpu_support.py), so a GPU this build has no code for is named."""
+    if not ids:
+        return None
     build, version = gpu_support.installed_build()
     driver = gpu_libs.driver_gpus() if build != 'cpu' else gpu_libs.DriverInfo(gpus=[])
     gpus = driver.gpus
@@ -39,7 +49,4 @@ def contexts(cfg, local_rank=None):
             gpus = None
         if gpus is not None:
             build = None          # capabilities unknown: check the count only
-    problem = gpu_support.check_gpu_list(ids, build, gpus, version or '', driver.error)
-    if problem:
-        raise TrainingError(problem)
-    return [mx.gpu(i) for i in ids]
+    return gpu_support.check_gpu_list(ids, build, gpus, version or '', driver.error)

@@ -37,6 +37,7 @@ from mxnet import autograd, gluon
 
 from . import checkpoint, interrupt, monitor, resume, runs, schedule, workers
 from .devices import contexts
+from .project import working_folder
 from .errors import Diverged, NonFiniteLoss, RunError
 from .records import append_record
 from .runlog import setup_logging, teardown_logging, release_log_file
@@ -284,7 +285,7 @@ class Engine(object):
     def _save(self, epoch, meta, best=False):
         cfg = self.cfg
         net, extra = self.task.saved_blocks()
-        meta = dict(meta, config=checkpoint.jsonable(cfg), best_metric=self.task.best_metric, cwd=os.getcwd(),
+        meta = dict(meta, config=checkpoint.jsonable(cfg), best_metric=self.task.best_metric, cwd=working_folder(),
                     global_batch=self.global_batch)     # the run's configuration: tools read a checkpoint with it
         try:
             checkpoint.save(cfg.model_dir, cfg.model_prefix, epoch + 1, net, extra, self.trainer, meta, best=best)
@@ -398,8 +399,10 @@ def run(cfg, task_cls):
     try:
         if engine.rank == 0:
             # before anything is written: the folders, one run per name, no run overwritten by mistake
-            checkpoint.ensure_writable(cfg.model_dir)
-            checkpoint.ensure_writable(cfg.log_dir, 'log_dir')
+            # (the longest names: a checkpoint's temporary extra params, the records' rewind copy)
+            checkpoint.ensure_writable(cfg.model_dir, longest=os.path.basename(checkpoint.temporary_name(
+                checkpoint.paths(cfg.model_dir, cfg.model_prefix, 'best')['extra'])) + '0000000')
+            checkpoint.ensure_writable(cfg.log_dir, 'log_dir', longest='.%s.jsonl.tmp-00000000000' % cfg.model_prefix)
             lock = runs.RunLock(cfg.model_dir, cfg.model_prefix).acquire()
             if not runs.same_folder(cfg.log_dir, cfg.model_dir):
                 # (two runs of one name in other model_dirs would write the same records and log)

@@ -80,6 +80,9 @@ LIBGOMP_VALUES = {
                                            r'[\s{}\d,:!-]*\d[\s{}\d,:!-]*)$', v, re.I)),
                    'cores (threads, sockets, or CPU sets such as {0,1})'),
 }
+#: tqdm's parameters that its TQDM_<NAME> variables set, read with int() or float() when tqdm is imported
+TQDM_NUMBERS = dict([(n, float) for n in ('mininterval', 'maxinterval', 'smoothing', 'delay', 'total', 'miniters')] +
+                    [(n, int) for n in ('initial', 'unit_divisor', 'ncols', 'position', 'nrows')])
 _CPU_LIST = re.compile(r'^\s*\d+(-\d+(:[1-9]\d*)?)?([\s,]+\d+(-\d+(:[1-9]\d*)?)?)*\s*$')
 
 
@@ -154,6 +157,11 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
     the command, default sys.argv, which decides whether a parameter-server role can be its)."""
     environ = os.environ if environ is None else environ
     out = []
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        out.append('the folder this command runs in was deleted (or moved away) after you changed into it: every '
+                   'relative path would fail; cd to an existing folder (e.g. the project folder) and run it again')
     optimize = environ.get('PYTHONOPTIMIZE', '').strip()
     level = max(sys.flags.optimize if environ is os.environ else 0,
                 int(optimize) if optimize.isdigit() else (1 if optimize else 0))
@@ -232,6 +240,15 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
     if bind is not None and not all(b.strip().lower() in BINDINGS for b in bind.split(',')):
         out.append('environment variable OMP_PROC_BIND=%r is not an OpenMP binding: set one of %s (or a '
                    'comma-separated list of them), or unset it' % (bind, ', '.join(BINDINGS)))
+    for key in sorted(k for k in environ if k.startswith('TQDM_')):
+        kind = TQDM_NUMBERS.get(key[len('TQDM_'):].lower())
+        if kind is not None:
+            try:
+                kind(environ[key])
+            except ValueError:
+                out.append('environment variable %s=%r is not %s: tqdm (the progress bars) reads it as one and would '
+                           'stop with a ValueError; set a number, or unset it'
+                           % (key, environ[key], 'a whole number' if kind is int else 'a number'))
     library = environ.get('MXNET_LIBRARY_PATH')
     if library is not None and not os.path.isfile(library):
         out.append('environment variable MXNET_LIBRARY_PATH=%r is not a file: MXNet would warn through the root logger '

@@ -4,7 +4,6 @@ A config's relative `data_dir`, `model_dir` or `teacher_prefix` is read from the
 runs in; run from elsewhere it names nothing, while the project folder holds it. `in_project` finds
 that case and `from_another_folder` says it.
 """
-import errno
 import os
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,18 +25,10 @@ def from_another_folder(key, path, there, what):
             '%s=%s' % (key, path, os.getcwd(), what, PROJECT, key, there))
 
 
-def broken_link(path):
-    """What is wrong when `path`, or a folder on the way to it, is a symbolic link that loops ('X is a
-    symbolic link that loops') or points nowhere ('X is a symbolic link to Y, which does not
-    exist'); None otherwise. (The system's own words, "does not exist" or ELOOP, name neither.)"""
-    parts = os.path.abspath(path).split(os.sep)
-    for k in range(2, len(parts) + 1):
-        here = os.sep.join(parts[:k])
-        if os.path.islink(here):
-            try:
-                os.stat(here)
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    return '%s is a symbolic link that loops' % here
-                return '%s is a symbolic link to %s, which does not exist' % (here, os.readlink(here))
-    return None
+def working_folder():
+    """The folder the command runs in, or None when it was deleted (or moved away) meanwhile: what a
+    checkpoint's metadata records to read its relative paths later."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None

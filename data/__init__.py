@@ -78,10 +78,11 @@ def read_classes_file(path):
     except (FileNotFoundError, NotADirectoryError):   # (data_dir a file: check_data_files names that)
         return None
     except (OSError, UnicodeDecodeError) as e:
-        from core.project import broken_link
+        from core.atomic import broken_link
         link = broken_link(path)
         if link:
-            raise DataError('%s cannot be read: %s; point it at the data, or give the data\'s folder itself' % (path, link))
+            raise DataError('%s cannot be read: %s is %s; point it at the data, or give the data\'s folder itself'
+                            % ((path,) + link))
         raise DataError('%s cannot be read (%s): pack the data again (python -m data.pack writes it)' % (path, e))
     names = []
     for k, line in enumerate(lines, 1):

@@ -139,6 +139,15 @@ def test_a_trained_run_exports_to_onnx_checked_on_its_validation_images(data, tm
                                             'data_dir=%s' % (tmp_path / 'nodata')], capsys)
     one_error(code, err, 'which is not there any more', 'does not name data to score it on',
               'name the cifar10 data it was trained on, e.g. data_dir=')
+    # (#18's trial 25: another run's .onnx copied over this one was scored under this export's name, no
+    # word: the metadata knows its file by its CRC-32)
+    meta = json.load(open(out + '-meta.json'))
+    assert isinstance(meta['onnx_crc32'], int)
+    meta['onnx_crc32'] ^= 1                                    # (the file no longer the one exported with it)
+    json.dump(meta, open(out + '-meta.json', 'w'))
+    code, stdout, err = run_tool(evaluate.main, ['--onnx', out + '.onnx', 'dataset=cifar10',
+                                                 'data_dir=%s' % (data / 'cifar')], capsys)
+    assert code == 0 and 'top-1' in stdout and 'is not the file exported with its metadata' in err, err
 
 
 def test_without_data_the_check_runs_on_random_inputs_and_says_so(data, tmp_path, capsys):

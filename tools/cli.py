@@ -355,10 +355,10 @@ def checkpoint_prefix(prefix, option='--prefix', legacy=False):
     folder, name = os.path.split(prefix)
     folder = folder or '.'
     if not os.path.isdir(folder):
-        from core.project import broken_link
+        from core.atomic import broken_link
         link = broken_link(folder)
-        raise UsageError('%s %s: %s' % (option, prefix, '%s: point it at the folder of the run, or give that folder'
-                                          % link if link else 'folder %s does not exist' % folder))
+        raise UsageError('%s %s: %s' % (option, prefix, '%s is %s: point it at the folder of the run, or give that '
+                                          'folder' % link if link else 'folder %s does not exist' % folder))
     runs = run_names(folder)
     if name not in runs and not any(f.startswith(name + '-') for f in os.listdir(folder)):
         # a bare run name: the run in the default model folder, if there is one of that name

@@ -137,6 +137,10 @@ def evaluate_onnx(args):
                              'input size and mean/std) is missing: copy it there, or name the data and its '
                              'normalisation yourself (--cfg PRESET, or data_dir=... image_size=... mean=... std=...)'
                              % (path, meta_path))
+    if isinstance(meta.get('onnx_crc32'), int) and checkpoint.file_crc32(path) != meta['onnx_crc32']:
+        print('warning: --onnx %s is not the file exported with its metadata %s (its CRC-32 differs: copied over or '
+              'replaced since?): scoring it as it is, on the data that metadata names; it is not run %s\'s network '
+              '(epoch %s) as exported' % (path, meta_path, meta.get('run'), meta.get('epoch')), file=sys.stderr)
     cfg, gone = None, None
     if args.cfg is None and meta.get('source'):
         folder, name = os.path.split(meta['source'])

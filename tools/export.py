@@ -197,6 +197,11 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
                                             'exporter: %s. Nothing was written; export without --onnx for MXNet'
                                             % (meta['network'], '; '.join(reasons)))
             onnx_export.write(tmp + '-symbol.json', tmp + '-0000.params', x.shape, tmp + '.onnx')
+            with open(tmp + '-meta.json') as f:        # (tools.evaluate --onnx knows the file by it)
+                described = json.load(f)
+            described['onnx_crc32'] = checkpoint.file_crc32(tmp + '.onnx')
+            with open(tmp + '-meta.json', 'w') as f:
+                json.dump(described, f, indent=1)
             outputs['onnxruntime'] = onnx_export.run(tmp + '.onnx', x.asnumpy())
         worst = compare_outputs(reference, outputs, tol)
         for suffix in written:

@@ -157,7 +157,9 @@ def _gluoncv(cfg, in_channels, ctx):
             net = get_model(name, classes=cfg.num_classes, pretrained=False)
         weights = name
     params_file = params_file or _zoo_params(cfg, name, weights)
-    checkpoint.load_params(net, params_file, ctx, 'teacher params')
+    checkpoint.load_params(net, params_file, ctx, 'teacher params',
+                           'check teacher_network (%s here) and num_classes: the file holds another network\'s '
+                           'weights' % name)
     return net, '%s from %s' % (name, params_file)
 
 

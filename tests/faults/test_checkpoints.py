@@ -527,3 +527,39 @@ def test_a_resume_onto_other_data_names_the_keys_that_changed(cifar_setup, train
     assert code == 2 and 'does not fit this network' in err, err
     assert 'the checkpoint was trained with' in err and 'dataset=cifar10' in err and 'num_classes=10' in err and \
         'now ' in err and 'dataset=cifar100' in err, err
+
+
+def test_a_checkpoint_trained_on_gpus_is_evaluated_on_this_machine_s_devices(cifar_setup, tmp_path, capsys):
+    """#18's trial 25: tools.evaluate of a checkpoint whose saved configuration says gpu_list=[0, 1, 2, 3]
+    (trained on a GPU machine) was refused here ('this MXNet build sees no GPU ... Set gpu_list=[] to
+    train on the CPU'), while tools.export and a student's teacher_prefix took it."""
+    import json
+    import shutil
+    from tools import evaluate
+    from tests.helpers import run_tool
+    root, _, _ = cifar_setup
+    model = tmp_path / 'model'
+    model.mkdir()
+    for kind in ('meta', 'params'):
+        shutil.copy(checkpoint.paths(str(root / 'model'), 'teacher', 1)[kind],
+                    checkpoint.paths(str(model), 'teacher', 1)[kind])
+    meta_path = checkpoint.paths(str(model), 'teacher', 1)['meta']
+    meta = json.load(open(meta_path))
+    meta['config']['gpu_list'] = [0, 1, 2, 3]
+    json.dump(meta, open(meta_path, 'w'))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'teacher'), '--epoch', '1'], capsys)
+    assert code == 0 and 'top-1' in out, err
+    assert 'was trained with gpu_list=[0, 1, 2, 3], which cannot be used here (this MXNet build sees no GPU)' in err
+
+
+def test_a_teacher_params_file_of_another_network_names_teacher_network(cifar_setup, train_run, tmp_path):
+    """#18's trial 25: teacher_prefix=a ResNet-8 .params with teacher_network=cifar_resnet20 said
+    'check network/num_classes'; the key to fix is teacher_network."""
+    import shutil
+    root, common, _ = cifar_setup
+    params = tmp_path / 'r8.params'
+    shutil.copy(checkpoint.paths(str(root / 'model'), 'teacher', 1)['params'], str(params))
+    code, err = train_run(common + ['network=cifar_resnet8', 'kt=true', 'kt_type=kd', 'kt_weight=null', 'model_prefix=tn25',
+                                    'teacher_prefix=%s' % params, 'teacher_network=cifar_resnet20'])
+    errors = [l for l in err.splitlines() if l.startswith('error:')]
+    assert code == 2 and len(errors) == 1 and 'check teacher_network (cifar_resnet20 here)' in errors[0], err

@@ -564,3 +564,19 @@ def test_transfer_keys_the_run_does_not_use_are_warned_of():
     assert cfg('kt_type=kd', 'kt_weight=null').notes == [
         "teacher_symbol / student_symbol name the tap(s) stage3_pre, which kt_type 'kd' does not read (its methods "
         "take the class scores): they have no effect"]
+
+
+def test_a_preset_name_beside_a_folder_or_file_of_that_name_is_the_preset(tmp_path, monkeypatch):
+    """#18's trial 25: --cfg fashion_mnist_teacher run where a folder (or a file without .py/.yaml) of that
+    name lay in the working folder said 'is a folder: give a file in it' (or 'use a .py or .yaml file'),
+    the preset hidden."""
+    preset = dict(cfg(path=os.path.join(ROOT, 'config', 'presets', 'fashion_mnist_teacher.yaml')))
+    monkeypatch.chdir(str(tmp_path))
+    (tmp_path / 'fashion_mnist_teacher').mkdir()
+    assert dict(cfg(path='fashion_mnist_teacher')) == preset
+    (tmp_path / 'fashion_mnist_teacher').rmdir()
+    (tmp_path / 'fashion_mnist_teacher').write_text('lr: 0.7\n')
+    assert dict(cfg(path='fashion_mnist_teacher')) == preset
+    (tmp_path / 'mine').mkdir()                             # (no preset of that name: the folder is named)
+    with pytest.raises(ConfigError, match='config file mine is a folder'):
+        cfg(path='mine')

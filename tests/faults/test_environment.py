@@ -311,3 +311,23 @@ def test_int_read_flags_libraries_and_an_interactive_prompt_after_the_command():
     r = subprocess.run([sys.executable, '-i', '-m', 'tools.doctor'], cwd=ROOT, capture_output=True, text=True,
                        timeout=300, stdin=subprocess.DEVNULL)                  # (python -i: the command's own end)
     assert r.returncode in (0, 2) and 'Traceback' not in r.stderr and '>>>' not in r.stderr, r.stderr
+
+
+def test_progress_bar_variables_and_a_deleted_working_folder(tmp_path):
+    """#18's trial 25: TQDM_MININTERVAL=abc stopped train.py and tools.evaluate with a ValueError inside
+    tqdm; a command started in a folder deleted meanwhile stopped with a FileNotFoundError traceback
+    (train.py) or 'it does not exist: check the path' (tools.evaluate, of a prefix that existed)."""
+    assert environment_problems({'TQDM_MININTERVAL': 'abc'}) == [
+        "environment variable TQDM_MININTERVAL='abc' is not a number: tqdm (the progress bars) reads it as one and "
+        "would stop with a ValueError; set a number, or unset it"]
+    assert 'a whole number' in environment_problems({'TQDM_NCOLS': '1.5'})[0]
+    assert environment_problems({'TQDM_NCOLS': '-5', 'TQDM_DISABLE': '1', 'TQDM_MININTERVAL': '0.5'}) == []
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    for args in (['train.py', '--print-config'], ['-m', 'tools.evaluate', '--prefix', str(tmp_path / 'model' / 'x')]):
+        command = 'cd %s && rmdir %s && PYTHONPATH=%s %s %s' % (gone, gone, ROOT, sys.executable, ' '.join(
+            [os.path.join(ROOT, args[0]) if args[0].endswith('.py') else args[0]] + args[1:]))
+        r = subprocess.run(['bash', '-c', command], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith('error: the folder this command runs in was deleted')
+        gone.mkdir()

@@ -1070,3 +1070,40 @@ def test_a_run_whose_data_was_packed_again_with_other_classes_is_told_so(tmp_pat
     errors = [l for l in err.splitlines() if 'error:' in l]
     assert code == 2 and len(errors) == 1 and 'packed again since?' in errors[0], err
     assert 'resume with its values' not in errors[0]
+
+
+def test_a_model_dir_too_deep_for_the_checkpoint_names_is_refused_before_training(cifar_setup, train_run, tmp_path):
+    """#18's trial 25: a model_dir of 4,071 characters passed the folder check, trained an epoch, then
+    failed its checkpoint with 'free disk space'."""
+    root, common, _ = cifar_setup
+    deep = str(tmp_path)
+    while len(deep) + 201 < 4071:
+        deep = os.path.join(deep, 'c' * 200)
+    deep = os.path.join(deep, 'c' * (4071 - len(deep) - 1))           # 4,071 characters, as the trial's
+    os.makedirs(deep)
+    code, err = train_run(common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=deep25', 'model_dir=%s' % deep])
+    assert code == 2 and 'is too deep for the files a run writes there' in err and 'Epoch[1]' not in err, err
+
+
+def test_a_working_folder_deleted_while_the_run_trains(cifar_setup, tmp_path):
+    """#18's trial 25: the folder train.py ran from, deleted while it trained, stopped the next
+    checkpoint with a FileNotFoundError traceback (its metadata records the working folder); the epoch
+    was in the records without its checkpoint. The metadata now records none then."""
+    import time
+    root, common, _ = cifar_setup
+    gone = tmp_path / 'cwd'
+    gone.mkdir()
+    ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = [sys.executable, os.path.join(ROOT, 'train.py')] + merged(
+        common + ['network=cifar_resnet8', 'kt=false', 'model_prefix=nocwd', 'num_epoch=2'])
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.Popen(argv, cwd=str(gone), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = root / 'model' / 'nocwd.lock'
+    deadline = time.time() + 120
+    while not lock.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    gone.rmdir()
+    err = p.communicate(timeout=300)[1]
+    assert p.returncode == 0 and 'Traceback' not in err, err
+    assert checkpoint.epochs(str(root / 'model'), 'nocwd') == [1, 2]
+    assert checkpoint.read_meta(str(root / 'model'), 'nocwd', 2)['cwd'] is None
