@@ -2,6 +2,7 @@
 renamed over the target (checkpoints, exports, tables, figures)."""
 import errno
 import os
+import time
 
 
 def temporary_name(path):
@@ -110,3 +111,9 @@ def remove_stale(folder, pattern, stale=lambda match, path: True):
             pass
     return removed
 
+
+
+def aside_stamp():
+    """The time in the name of a folder that keeps what was set aside (replaced/<name>-<stamp>/): UTC,
+    so that the names sort in the order they were made whatever the time zone each command ran in."""
+    return time.strftime('%Y%m%d-%H%M%SZ', time.gmtime())

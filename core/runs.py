@@ -36,7 +36,7 @@ import socket
 import time
 
 from . import checkpoint
-from .atomic import remove_stale
+from .atomic import aside_stamp, remove_stale
 from .env import proc_stat
 from .project import from_another_folder, in_project
 from .interrupt import AT_FORCED_EXIT
@@ -229,7 +229,7 @@ def log_files(log_dir, prefix):
 
 def move_aside(model_dir, prefix, files, why):
     """Move `files` to model_dir/replaced/<prefix>-<time>/ (nothing is deleted); return that folder."""
-    stamp = time.strftime('%Y%m%d-%H%M%S')
+    stamp = aside_stamp()
     dest = os.path.join(model_dir, 'replaced', '%s-%s' % (prefix, stamp))
     n = 1
     while os.path.exists(dest):

@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+from core.atomic import aside_stamp
+
 from .packfile import PackError
 
 LOG = logging.getLogger('pack')
@@ -149,8 +151,7 @@ def staging(out_dir, keep=False):
         abandon()
         raise
     if keep:
-        import time
-        dest = os.path.join(out_dir, 'replaced', time.strftime('%Y%m%d-%H%M%S'))
+        dest = os.path.join(out_dir, 'replaced', aside_stamp())
         aside = os.path.join(stage, '.replaced')
         try:
             os.makedirs(dest, exist_ok=True)

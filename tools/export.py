@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 
 from core.env import configure_threads
 
@@ -246,8 +245,9 @@ def keep_existing(out, overwrite):
             pass
         raise cli.UsageError('--out %s already holds an export%s: choose another --out, or add --overwrite to '
                              'replace it (a copy of the old files is kept)' % (out, source))
+    from core.atomic import aside_stamp
     folder, name = os.path.split(os.path.abspath(out))
-    dest = os.path.join(folder, 'replaced', '%s-%s' % (name, time.strftime('%Y%m%d-%H%M%S')))
+    dest = os.path.join(folder, 'replaced', '%s-%s' % (name, aside_stamp()))
     os.makedirs(dest, exist_ok=True)
     for f in existing:
         shutil.copy2(f, os.path.join(dest, os.path.basename(f)))

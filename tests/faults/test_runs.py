@@ -1107,3 +1107,18 @@ def test_a_working_folder_deleted_while_the_run_trains(cifar_setup, tmp_path):
     assert p.returncode == 0 and 'Traceback' not in err, err
     assert checkpoint.epochs(str(root / 'model'), 'nocwd') == [1, 2]
     assert checkpoint.read_meta(str(root / 'model'), 'nocwd', 2)['cwd'] is None
+
+
+def test_folders_set_aside_sort_in_the_order_they_were_made_in_any_time_zone(monkeypatch):
+    """#18's trial 25: a run set aside under TZ=Etc/GMT-14, then another under TZ=Etc/GMT+12, got
+    names that sorted the later one first (local time)."""
+    import time
+    from core.atomic import aside_stamp
+    stamps = []
+    for zone in ('Etc/GMT-14', 'Etc/GMT+12'):
+        monkeypatch.setenv('TZ', zone)
+        time.tzset()
+        stamps.append(aside_stamp())
+    monkeypatch.delenv('TZ')
+    time.tzset()
+    assert stamps == sorted(stamps) and all(s.endswith('Z') for s in stamps), stamps
