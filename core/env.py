@@ -250,10 +250,10 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
                            'stop with a ValueError; set a number, or unset it'
                            % (key, environ[key], 'a whole number' if kind is int else 'a number'))
     library = environ.get('MXNET_LIBRARY_PATH')
-    if library is not None and not os.path.isfile(library):
-        out.append('environment variable MXNET_LIBRARY_PATH=%r is not a file: MXNet would warn through the root logger '
-                   '(every message printed twice after it) and load its own library; unset it, or give the path of a '
-                   'libmxnet.so' % library)
+    if library and (not os.path.isfile(library) or not os.path.isabs(library)):      # (empty: MXNet ignores it)
+        out.append('environment variable MXNET_LIBRARY_PATH=%r is %s: MXNet would warn through the root logger (every '
+                   'message printed twice after it) and load its own library; unset it, or give the absolute path '
+                   'of a libmxnet.so' % (library, 'not absolute' if os.path.isfile(library) else 'not a file'))
     if environ.get('PYTHONINSPECT'):
         out.append('environment variable PYTHONINSPECT=%r makes Python open its interactive prompt after the command '
                    '(and print a SystemExit traceback when it ends with a status): unset it (python -i does the same '

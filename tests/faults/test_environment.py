@@ -303,6 +303,7 @@ def test_int_read_flags_libraries_and_an_interactive_prompt_after_the_command():
         assert environment_problems({key: '0'}) == []
     assert environment_problems({'MXNET_ENFORCE_DETERMINISM': 'true'}) == []
     assert 'is not a file' in environment_problems({'MXNET_LIBRARY_PATH': '/nonexistent'})[0]
+    assert environment_problems({'MXNET_LIBRARY_PATH': ''}) == []                # (MXNet ignores it empty)
     for args in (['train.py', '--print-config'], ['-m', 'tools.doctor']):
         r = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True, timeout=300,
                            stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONINSPECT='1'))
