@@ -87,9 +87,8 @@ def _find_file(path, base_of=None):
     """The config file `path` names: the file itself, else a preset, or config/cfgs.py for cfgs.py. A
     preset's bare name means the preset also where the folder the command runs in holds a folder, or a
     file that is no config file (.py, .yaml), of that name."""
-    config_file = os.path.isfile(path) and path.endswith(('.py', '.yaml', '.yml'))
-    if not config_file and os.sep not in path and os.path.exists(path) and preset_files.find(path):
-        return preset_files.find(path)
+    if preset_files.shadowed(path):
+        return preset_files.shadowed(path)
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):
@@ -454,9 +453,10 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
         problem = gpu_list_problem(values['gpu_list'])
         if problem:
             import logging
-            logging.getLogger('train').warning('%s was trained with gpu_list=%s, which cannot be used here (%s): it '
-                                               'runs on the CPU (give gpu_list=... to choose the devices)'
-                                               % (where, values['gpu_list'], problem.split(':')[0].split(' but ')[-1]))
+            logging.getLogger('train').warning('%s was trained with gpu_list=%s, which this machine cannot use: it '
+                                               'runs on the CPU here (give gpu_list=... to choose the devices; '
+                                               'python -m tools.doctor says what the GPUs here can run)'
+                                               % (where, values['gpu_list']))
             values['gpu_list'] = []
     started_in = meta.get('cwd')
     for key in PATH_KEYS:                           # relative to the folder the run was started in

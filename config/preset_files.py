@@ -41,6 +41,15 @@ def find(path, tasks=tuple(FOLDERS)):
     return None
 
 
+def shadowed(path, tasks=tuple(FOLDERS)):
+    """The preset file a bare preset name `path` means where the working folder holds a folder, or a
+    file that is no config file (.py, .yaml), of that name (it would be refused), else None."""
+    config_file = os.path.isfile(path) and path.endswith(('.py', '.yaml', '.yml'))
+    if config_file or os.sep in path or not os.path.exists(path):
+        return None
+    return find(path, tasks)
+
+
 def unknown(path, what='config file', tasks=tuple(FOLDERS)):
     """The ConfigError for `what` `path`, neither a file nor a preset: the closest preset name of any
     task, then the presets of `tasks` by task (for a path that exists but is no file, e.g.

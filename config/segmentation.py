@@ -118,7 +118,10 @@ def list_segmentation_presets():
 
 
 def find_segmentation_file(path):
-    """The file `path` names: itself, a segmentation preset, else what `config._find_file` finds."""
+    """The file `path` names: itself, a segmentation preset, else what `config._find_file` finds (a
+    preset's bare name means the preset beside a folder or non-config file of that name)."""
+    if preset_files.shadowed(path, ('segmentation',)):
+        return preset_files.shadowed(path, ('segmentation',))
     if os.path.isfile(path):
         return path
     from . import _find_file

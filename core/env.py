@@ -59,7 +59,7 @@ SUBGRAPH_BACKENDS = ('', 'NONE', 'MKLDNN', 'MKLDNN_QUANTIZE', 'MKLDNN_QUANTIZE_F
 
 
 _WORDS = lambda *words: (lambda v: v.lower() in words)
-_WHOLE_AT_LEAST = lambda low: (lambda v: v.isdigit() and int(v) >= low)
+_WHOLE_AT_LEAST = lambda low: (lambda v: bool(re.match(r'^\+?[0-9]+$', v)) and int(v) >= low)
 #: libgomp's variables besides those checked on their own: {name: (check of the stripped value, a valid
 #: example)}; libgomp prints "Invalid value for environment variable ..." and ignores a value they refuse
 LIBGOMP_VALUES = {
@@ -76,14 +76,36 @@ LIBGOMP_VALUES = {
     'GOMP_DEBUG': (_WHOLE_AT_LEAST(0), '0 (a whole number >= 0)'),
     'GOMP_SPINCOUNT': (lambda v: bool(re.match(r'^(\d+\s*[kKmMgGtT]?|infinite|infinity)$', v, re.I)),
                        '300000 (a whole number, with k, M, G or T, or infinite)'),
-    'OMP_PLACES': (lambda v: bool(re.match(r'^((threads|cores|sockets|ll_caches|numa_domains)(\(\d+\))?|'
+    'OMP_PLACES': (lambda v: bool(re.match(r'^((threads|cores|sockets|ll_caches|numa_domains)\s*(\(\s*\d+\s*\))?|'
                                            r'[\s{}\d,:!-]*\d[\s{}\d,:!-]*)$', v, re.I)),
                    'cores (threads, sockets, or CPU sets such as {0,1})'),
 }
 #: tqdm's parameters that its TQDM_<NAME> variables set, read with int() or float() when tqdm is imported
 TQDM_NUMBERS = dict([(n, float) for n in ('mininterval', 'maxinterval', 'smoothing', 'delay', 'total', 'miniters')] +
                     [(n, int) for n in ('initial', 'unit_divisor', 'ncols', 'position', 'nrows')])
-_CPU_LIST = re.compile(r'^\s*\d+(-\d+(:[1-9]\d*)?)?([\s,]+\d+(-\d+(:[1-9]\d*)?)?)*\s*$')
+_C_NUMBER = r'(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)'          # strtoul's base 0: hex, octal, decimal
+_CPU_RANGE = re.compile(r'\s*%s(\s*-\s*%s(\s*:\s*%s)?)?\s*$' % (_C_NUMBER, _C_NUMBER, _C_NUMBER))
+
+
+def _c_int(text):
+    """A number as C's strtoul reads it in base 0: 0x... hexadecimal, 0... octal, else decimal."""
+    if text.lower().startswith('0x'):
+        return int(text, 16)
+    return int(text, 8) if text.startswith('0') and len(text) > 1 else int(text)
+
+
+def _cpu_list_ok(value):
+    """Whether GOMP_CPU_AFFINITY `value` is a list libgomp reads: CPU numbers and ranges FIRST-LAST[:STRIDE]
+    (numbers in C's bases, LAST >= FIRST, STRIDE >= 1), separated by spaces or commas."""
+    if not value.strip():
+        return False
+    for item in re.split(r'(?<![-:])[\s,]+(?![-:\s])', value.strip()):
+        m = _CPU_RANGE.match(item)
+        if not m:
+            return False
+        if m.group(3) and (_c_int(m.group(3)) < _c_int(m.group(1)) or (m.group(5) and _c_int(m.group(5)) < 1)):
+            return False
+    return True
 
 
 def _all_errors(options):
@@ -290,7 +312,7 @@ def environment_problems(environ=None, warnoptions=None, argv=None):
             out.append('environment variable %s=%r is not a value libgomp reads: it would print an error and ignore '
                        'it; set e.g. %s=%s, or unset it' % (key, value, key, example))
     affinity = environ.get('GOMP_CPU_AFFINITY')
-    if affinity is not None and not _CPU_LIST.match(affinity):
+    if affinity is not None and not _cpu_list_ok(affinity):
         out.append('environment variable GOMP_CPU_AFFINITY=%r is not a list of CPU numbers and ranges (e.g. "0 1" or '
                    '0-3 or 0-7:2): libgomp would print an error, and on some values spin at start-up for good; set '
                    'e.g. GOMP_CPU_AFFINITY=0-%d, or unset it' % (affinity, cpu_count() - 1))

@@ -197,7 +197,6 @@ def main(argv=None):
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
-    _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)   # (after the methods are checked)
     located = set()
     for name, _, cfg in runs:                      # every teacher found before any run trains
         if cfg.kt and (cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network) not in located:
@@ -223,9 +222,10 @@ def main(argv=None):
                         args, option[2:].replace('-', '_')) else "the base config's", e))
     from core.runs import RunLock
     os.makedirs(out, exist_ok=True)
-    # (two comparisons of one --name in one --out would train and table the same runs at once)
-    with RunLock(out, args.name + '.compare', subject='tools.compare --name %s (--out %s)' % (args.name, out),
-                 doing='run', instead='another --name or --out'):
+    # (two comparisons into one --out would train the same runs, or write the same table, at once)
+    with RunLock(out, '.compare', subject='tools.compare into --out %s' % out, doing='run',
+                 instead='another --out'):
+        _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)   # (after the methods are checked)
         return _train_and_table(args, task, out, runs, checkpoint, ROOT, python)
 
 

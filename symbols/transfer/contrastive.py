@@ -233,7 +233,7 @@ class CRDLoss(HeadLoss):
         for z in self.z.list_data():
             est = nd.add_n(*[st[2].as_in_context(z.context).astype(z.dtype, copy=False) for st in states]) / len(states)
             z[:] = nd.where(z < 0, est, z)
-        if not self._z_set and (self.z.data().asnumpy() >= 0).all():      # (a wait for Z, until it is set)
+        if not self._z_set and (self.z.list_data()[0].asnumpy() >= 0).all():   # (a wait for Z, until it is set)
             self._z_set = True
             self._clear_cached_op()
             return True

@@ -549,7 +549,7 @@ def test_a_checkpoint_trained_on_gpus_is_evaluated_on_this_machine_s_devices(cif
     json.dump(meta, open(meta_path, 'w'))
     code, out, err = run_tool(evaluate.main, ['--prefix', str(model / 'teacher'), '--epoch', '1'], capsys)
     assert code == 0 and 'top-1' in out, err
-    assert 'was trained with gpu_list=[0, 1, 2, 3], which cannot be used here (this MXNet build sees no GPU)' in err
+    assert 'was trained with gpu_list=[0, 1, 2, 3], which this machine cannot use: it runs on the CPU here' in err
 
 
 def test_a_teacher_params_file_of_another_network_names_teacher_network(cifar_setup, train_run, tmp_path):

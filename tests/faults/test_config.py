@@ -577,6 +577,12 @@ def test_a_preset_name_beside_a_folder_or_file_of_that_name_is_the_preset(tmp_pa
     (tmp_path / 'fashion_mnist_teacher').rmdir()
     (tmp_path / 'fashion_mnist_teacher').write_text('lr: 0.7\n')
     assert dict(cfg(path='fashion_mnist_teacher')) == preset
+    # (review: detection's and segmentation's finders too)
+    from config.detection import find_detection_file
+    from config.segmentation import find_segmentation_file
+    for name, find in (('voc_kd_nst', find_detection_file), ('seg_voc_r18_deeplabv3plus', find_segmentation_file)):
+        (tmp_path / name).mkdir()
+        assert find(name).startswith(os.path.join(ROOT, 'config', 'presets')), name
     (tmp_path / 'mine').mkdir()                             # (no preset of that name: the folder is named)
     with pytest.raises(ConfigError, match='config file mine is a folder'):
         cfg(path='mine')

@@ -105,6 +105,11 @@ def test_values_that_work_pass():
     assert environment_problems({'OMP_WAIT_POLICY': ' ACTIVE ', 'OMP_NESTED': 'TRUE', 'OMP_DISPLAY_ENV': 'VERBOSE',
                                  'OMP_MAX_ACTIVE_LEVELS': '0', 'OMP_TARGET_OFFLOAD': 'MANDATORY', 'GOMP_SPINCOUNT': '10k',
                                  'GOMP_DEBUG': '1', 'OMP_PLACES': '{0:2}:2:1', 'GOMP_CPU_AFFINITY': '0,1 2-3 4-7:2'}) == []
+    # (review: libgomp reads C's bases and spaces after '-', and '+2'; '1-0' and a Unicode digit it does not)
+    assert environment_problems({'GOMP_CPU_AFFINITY': '0x0-0x1 0- 1', 'OMP_THREAD_LIMIT': '+2',
+                                 'OMP_PLACES': 'threads (2)'}) == []
+    for key, value in (('GOMP_CPU_AFFINITY', '1-0'), ('OMP_MAX_ACTIVE_LEVELS', '\u00b2')):
+        assert len(environment_problems({key: value})) == 1, (key, value)
     for places in ('cores', 'threads(2)', '{0,1}'):
         assert environment_problems({'OMP_PLACES': places}) == []
     for key, value in (('OMP_THREAD_LIMIT', '0'), ('OMP_DEFAULT_DEVICE', '-1'), ('GOMP_SPINCOUNT', '1.5'),

@@ -1344,7 +1344,7 @@ def test_a_compared_run_stops_when_tools_compare_is_killed(tmp_path):
         # (trial 24: a second compare of the same --name and --out, started meanwhile, decided to train a run
         # the first was finishing, was refused by its checkpoint, and wrote its error into the first's log)
         second = python_m(argv[1:])
-        assert second.returncode == 2 and 'tools.compare --name kil (--out %s) is already being run by process %d' % (
+        assert second.returncode == 2 and 'tools.compare into --out %s is already being run by process %d' % (
             out, compare_process.pid) in second.stderr, second.stderr
         assert 'already' not in (out / 'records' / 'kil_student_s0.out').read_text()
         time.sleep(1.0)
