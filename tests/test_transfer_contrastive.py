@@ -326,3 +326,15 @@ def test_more_negatives_than_samples_is_warned_of(caplog):
     with caplog.at_level(logging.WARNING):
         T.CRDLoss(300, feat_dim=5, nce_k=100).build((8,), (8,), ())
     assert not caplog.text
+
+
+def test_crd_sets_z_on_devices_other_than_cpu0():
+    """Review: update_state read Z with `z.data()`, which looks on the current context (cpu(0)) and
+    fails for a memory on two GPUs; here two CPU devices other than cpu(0) stand for them."""
+    ctx = [mx.cpu(1), mx.cpu(2)]
+    block = T.CRDLoss(N, feat_dim=5, nce_k=K)
+    block.build((7,), (9,), ())
+    block.initialize(mx.init.Xavier(), ctx=ctx)
+    states = [[nd.ones((2, 5), ctx=c) * 0.1, nd.ones((2, 5), ctx=c) * 0.2, nd.array([3.0, 4.0], ctx=c)] for c in ctx]
+    assert block.update_state([nd.array([0, 1], ctx=ctx[0]), nd.array([2, 3], ctx=ctx[1])], states) is True
+    assert block._z_set and all((z.asnumpy() == [3.0, 4.0]).all() for z in block.z.list_data())
