@@ -197,6 +197,7 @@ def main(argv=None):
                 'model_prefix=%s' % name, 'seed=%d' % seed]
             cfg = load_config(argv_run[1], argv_run[2:])          # every run's config, before any training
             runs.append((name, argv_run, cfg))
+    _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)   # (after the methods are checked)
     located = set()
     for name, _, cfg in runs:                      # every teacher found before any run trains
         if cfg.kt and (cfg.teacher_source, cfg.teacher_prefix, cfg.teacher_network) not in located:
@@ -225,7 +226,7 @@ def main(argv=None):
     # (two comparisons into one --out would train the same runs, or write the same table, at once)
     with RunLock(out, '.compare', subject='tools.compare into --out %s' % out, doing='run',
                  instead='another --out'):
-        _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)   # (after the methods are checked)
+        _refuse_others_outputs(out, args.name, args.cfg, args.methods, args.seeds)   # (again: one may have ended)
         return _train_and_table(args, task, out, runs, checkpoint, ROOT, python)
 
 
