@@ -87,8 +87,9 @@ def _find_file(path, base_of=None):
     """The config file `path` names: the file itself, else a preset, or config/cfgs.py for cfgs.py. A
     preset's bare name means the preset also where the folder the command runs in holds a folder, or a
     file that is no config file (.py, .yaml), of that name."""
-    if preset_files.shadowed(path):
-        return preset_files.shadowed(path)
+    preset = preset_files.shadowed(path)
+    if preset:
+        return preset
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):

@@ -198,8 +198,9 @@ def find_detection_file(path):
     """The file `path` names: itself, else a detection preset; ConfigError for a classification preset
     or nothing at all (a preset's bare name means the preset beside a folder or non-config file of that
     name, `preset_files.shadowed`)."""
-    if preset_files.shadowed(path, ('detection',)):
-        return preset_files.shadowed(path, ('detection',))
+    preset = preset_files.shadowed(path, ('detection',))
+    if preset:
+        return preset
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):

@@ -120,8 +120,9 @@ def list_segmentation_presets():
 def find_segmentation_file(path):
     """The file `path` names: itself, a segmentation preset, else what `config._find_file` finds (a
     preset's bare name means the preset beside a folder or non-config file of that name)."""
-    if preset_files.shadowed(path, ('segmentation',)):
-        return preset_files.shadowed(path, ('segmentation',))
+    preset = preset_files.shadowed(path, ('segmentation',))
+    if preset:
+        return preset
     if os.path.isfile(path):
         return path
     from . import _find_file

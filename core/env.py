@@ -476,9 +476,6 @@ def check_environment():
     if problems:
         for text in problems:
             sys.stderr.write('error: %s\n' % text)
-        if sys.flags.inspect:             # (PYTHONINSPECT: sys.exit would print a traceback, then open the prompt)
-            sys.stderr.flush()
-            os._exit(2)
         sys.exit(2)
 
 

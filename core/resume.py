@@ -192,10 +192,11 @@ def changed_keys(meta, cfg):
 
 
 def _same_path(key, saved, now, saved_cwd):
-    """Whether config key `key` names a file or folder (..._dir, ..._prefix, ..._root, pretrained) and
-    both values name the same one: `saved` read from the folder the run was started in (`saved_cwd`,
-    the metadata's cwd), `now` from this one (data_dir=data and data_dir=/abs/path/data alike)."""
-    if not (key.endswith(('_dir', '_prefix', '_root')) or key == 'pretrained'):
+    """Whether config key `key` names a file or folder (config.PATH_KEYS, pretrained) and both values
+    name the same one: `saved` read from the folder the run was started in (`saved_cwd`, the
+    metadata's cwd), `now` from this one (data_dir=data and data_dir=/abs/path/data alike)."""
+    from config import PATH_KEYS
+    if key not in PATH_KEYS + ('pretrained',):
         return False
     if not isinstance(saved, str) or not isinstance(now, str) or not saved or not now:
         return False

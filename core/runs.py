@@ -328,25 +328,39 @@ def _refuse_records_of_another_folder(cfg, what):
                       os.path.join(model_dir, 'log')))
 
 
+def run_names(folder):
+    """Names of the checkpointed runs in `folder`: this project's (RUN-NNNN.json / RUN-best.json)
+    and legacy Module checkpoints (RUN-symbol.json), sorted."""
+    names = set()
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    for f in entries:
+        m = re.match(r'^(.+)-(\d{4}|best|symbol)\.json$', f)
+        if m:
+            names.add(m.group(1))
+    return sorted(names)
+
+
 def _refuse_lookalike(cfg):
     """RunError when model_prefix is new but another run in model_dir or log_dir has a name that
     reads the same, written with other Unicode code points (NFC and NFD: 'café' typed on two systems,
     or copied from another program): two runs the listings cannot tell apart."""
     import unicodedata
     same = unicodedata.normalize('NFC', cfg.model_prefix)
-    for folder, pattern in ((cfg.model_dir, r'^(.+)-(\d{4}|best)\.json$'), (cfg.log_dir, r'^(.+)\.jsonl$')):
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for f in names:
-            m = re.match(pattern, f)
-            if m and m.group(1) != cfg.model_prefix and unicodedata.normalize('NFC', m.group(1)) == same:
+    try:
+        logs = [f[:-len('.jsonl')] for f in os.listdir(cfg.log_dir) if f.endswith('.jsonl')]
+    except OSError:
+        logs = []
+    for folder, names in ((cfg.model_dir, run_names(cfg.model_dir)), (cfg.log_dir, logs)):
+        for name in names:
+            if name != cfg.model_prefix and unicodedata.normalize('NFC', name) == same:
                 raise RunError('model_prefix=%s reads as run %s in %s but is written with other Unicode characters '
                                '(%s against %s: typed on another system, or copied from another program), so it would '
                                'be a second run that looks the same: give the existing name exactly (copy it from '
                                'the folder\'s listing), or another model_prefix'
-                               % (cfg.model_prefix, m.group(1), folder, ascii(cfg.model_prefix), ascii(m.group(1))))
+                               % (cfg.model_prefix, name, folder, ascii(cfg.model_prefix), ascii(name)))
 
 
 def claim(cfg, defer=False):

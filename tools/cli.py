@@ -318,28 +318,12 @@ def output_path(path, option='--out', example='figure.png'):
     return path
 
 
-
-
-def run_names(folder):
-    """Names of the checkpointed runs in `folder`: this project's (RUN-NNNN.json / RUN-best.json)
-    and legacy Module checkpoints (RUN-symbol.json), sorted."""
-    names = set()
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return []
-    for f in entries:
-        m = re.match(r'^(.+)-(\d{4}|best|symbol)\.json$', f)
-        if m:
-            names.add(m.group(1))
-    return sorted(names)
-
-
 def checkpoint_prefix(prefix, option='--prefix', legacy=False):
     """Check a checkpoint prefix path (model_dir/RUN, or with `legacy` a legacy PREFIX with
     PREFIX-symbol.json) before anything is loaded: not a folder, its folder exists, and some
     checkpoint of that name is there. Returns `prefix`; raises UsageError listing the runs that are
     there, or saying what a legacy checkpoint can be used as where it cannot be read."""
+    from core.runs import run_names
     if not legacy and os.path.isfile(prefix + '-symbol.json'):
         raise UsageError('%s %s is a legacy MXNet Module checkpoint, not a run of this project: evaluate it as a '
                          'teacher (python -m tools.evaluate --teacher teacher_prefix=%s), or start a network from it '

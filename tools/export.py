@@ -172,8 +172,7 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
         except mx.base.MXNetError as e:
             raise ExportError('cannot write the export to %s (%s): free disk space or choose another --out'
                               % (os.path.dirname(tmp), str(e).strip().split('\n')[-1][:200]))
-        with open(tmp + '-meta.json', 'w') as f:
-            json.dump(deployment_meta(meta, size, prefix_path), f, indent=1)
+        described = deployment_meta(meta, size, prefix_path)
         # check 1: Gluon SymbolBlock
         import warnings
         with warnings.catch_warnings():
@@ -196,13 +195,11 @@ def export(prefix_path, tag, out, batch=2, tol=1e-4, onnx=False, data_dir=None, 
                                             'exporter: %s. Nothing was written; export without --onnx for MXNet'
                                             % (meta['network'], '; '.join(reasons)))
             onnx_export.write(tmp + '-symbol.json', tmp + '-0000.params', x.shape, tmp + '.onnx')
-            with open(tmp + '-meta.json') as f:        # (tools.evaluate --onnx knows the file by it)
-                described = json.load(f)
-            described['onnx_crc32'] = checkpoint.file_crc32(tmp + '.onnx')
-            with open(tmp + '-meta.json', 'w') as f:
-                json.dump(described, f, indent=1)
+            described['onnx_crc32'] = checkpoint.file_crc32(tmp + '.onnx')   # (tools.evaluate --onnx knows it by it)
             outputs['onnxruntime'] = onnx_export.run(tmp + '.onnx', x.asnumpy())
         worst = compare_outputs(reference, outputs, tol)
+        with open(tmp + '-meta.json', 'w') as f:
+            json.dump(described, f, indent=1)
         for suffix in written:
             with open(tmp + suffix, 'rb+') as f:
                 os.fsync(f.fileno())

@@ -156,16 +156,16 @@ class CRDLoss(HeadLoss):
         own = F.sum(F.take(memory, pos) * a, axis=1, keepdims=True)                      # (B, 1)
         if shift is not None:
             own = F.broadcast_sub(own, F.reshape(shift, shape=(1, 1)))
-        if self.num_samples > DENSE_ROWS * (self._k + 1) or _amp_active():
-            if self.num_samples > DENSE_ROWS * (self._k + 1):
-                w = F.take(memory, neg)                                                  # (B, K, d)
-                others = F.reshape(F.batch_dot(w, F.expand_dims(a, axis=2)), shape=(0, -1))
-            else:
-                others = self._pick(F, F.dot(a, memory, transpose_b=True), pos, neg)
-            return own, others if shift is None else F.broadcast_sub(others, F.reshape(shift, shape=(1, 1)))
-        bias = None if shift is None else F.broadcast_to(-shift, shape=(self.num_samples,))
-        every = F.FullyConnected(a, memory, bias, num_hidden=self.num_samples, no_bias=shift is None)  # (B, N)
-        return own, self._pick(F, every, pos, neg)
+        if self.num_samples > DENSE_ROWS * (self._k + 1):
+            w = F.take(memory, neg)                                                      # (B, K, d)
+            others = F.reshape(F.batch_dot(w, F.expand_dims(a, axis=2)), shape=(0, -1))
+        elif _amp_active():
+            others = self._pick(F, F.dot(a, memory, transpose_b=True), pos, neg)
+        else:
+            bias = None if shift is None else F.broadcast_to(-shift, shape=(self.num_samples,))
+            every = F.FullyConnected(a, memory, bias, num_hidden=self.num_samples, no_bias=shift is None)  # (B, N)
+            return own, self._pick(F, every, pos, neg)
+        return own, others if shift is None else F.broadcast_sub(others, F.reshape(shift, shape=(1, 1)))
 
     def _pick(self, F, every, pos, neg):
         """The (B, K) entries every[b, j_bk] of the (B, N) scores."""
