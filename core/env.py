@@ -99,7 +99,7 @@ def _cpu_list_ok(value):
     (numbers in C's bases, LAST >= FIRST, STRIDE >= 1), separated by spaces or commas."""
     if not value.strip():
         return False
-    for item in re.split(r'(?<![-:])[\s,]+(?![-:\s])', value.strip()):
+    for item in re.split(r'(?<![-:\s])(?:\s*,\s*|\s+)(?![-:\s,])', value.strip()):   # (one comma at most between)
         m = _CPU_RANGE.match(item)
         if not m:
             return False

@@ -108,7 +108,8 @@ def test_values_that_work_pass():
     # (review: libgomp reads C's bases and spaces after '-', and '+2'; '1-0' and a Unicode digit it does not)
     assert environment_problems({'GOMP_CPU_AFFINITY': '0x0-0x1 0- 1', 'OMP_THREAD_LIMIT': '+2',
                                  'OMP_PLACES': 'threads (2)'}) == []
-    for key, value in (('GOMP_CPU_AFFINITY', '1-0'), ('OMP_MAX_ACTIVE_LEVELS', '\u00b2')):
+    assert environment_problems({'GOMP_CPU_AFFINITY': '0, 1'}) == []
+    for key, value in (('GOMP_CPU_AFFINITY', '1-0'), ('OMP_MAX_ACTIVE_LEVELS', '\u00b2'), ('GOMP_CPU_AFFINITY', '0,,1')):
         assert len(environment_problems({key: value})) == 1, (key, value)
     for places in ('cores', 'threads(2)', '{0,1}'):
         assert environment_problems({'OMP_PLACES': places}) == []
