@@ -47,7 +47,7 @@ class Config(dict):
         return self['batch_size'] * self.num_devices
 
 
-def read_file(path, _seen=(), chain=None):
+def read_file(path, _seen=(), chain=None, origins=None):
     """The key/value pairs a config file sets (no validation), and its path.
 
     `path` is a file, else a preset name (config/presets/) or ``cfgs.py`` (config/cfgs.py).
@@ -55,7 +55,9 @@ def read_file(path, _seen=(), chain=None):
     preset or ``cfgs.py``): the base's values come first, the file's own override them. A file
     that sets ``model_load_prefix`` equal to its ``model_prefix`` (the original's
     ``model_load_prefix = model_prefix``) leaves it unset, so that it follows model_prefix wherever
-    that is set later. `chain`, a list, gets the path of every file read, the file's own first.
+    that is set later. `chain`, a list, gets the path of every file read, the file's own first;
+    `origins`, a dict, gets for each key the path of the file whose value it keeps (a base's key
+    that the file does not set is the base's).
     """
     path = _find_file(path)
     if chain is not None:
@@ -69,16 +71,21 @@ def read_file(path, _seen=(), chain=None):
                 base_path = str(base)                # a preset name, or cfgs.py
             if os.path.abspath(_find_file(base_path, path)) in _seen + (os.path.abspath(path),):
                 raise ConfigError('config file %s: its base chain loops back to %s' % (path, base_path))
-            merged, _ = read_file(base_path, _seen + (os.path.abspath(path),), chain)
-            merged.update(values)
-            values = merged
-        return _follows(values), path
+            merged, _ = read_file(base_path, _seen + (os.path.abspath(path),), chain, origins)
+        else:
+            merged = {}
+        if origins is not None:
+            origins.update((k, path) for k in values)          # the file's own keys (a base's were set above)
+        merged.update(values)
+        return _follows(merged), path
     if path.endswith('.py'):
         values = {k: v for k, v in _run_python(path).items() if not k.startswith('_') and
                   not callable(v) and type(v).__name__ != 'module'}
         if not values:
             raise ConfigError('config file %s sets no key (it is empty); add assignments such as lr = 0.1, or '
                               'leave out --cfg to use config/cfgs.py' % path)
+        if origins is not None:
+            origins.update((k, path) for k in values)
         return _follows(values), path
     raise ConfigError('config file %s: use a .py or .yaml file' % path)
 
@@ -324,10 +331,13 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     if saved is not None:
         values, origin = {k: v for k, v in saved[0].items() if k in schema.fields}, saved[1]
     elif path:
-        values, origin = read_file(schema.find_file(path), chain=chain)
+        origins = {}
+        values, origin = read_file(schema.find_file(path), chain=chain, origins=origins)
     else:
         values, origin = {}, 'the defaults'
     where = {k: origin for k in values}           # key -> where its value was set, for the messages
+    if path and saved is None:
+        where.update((k, f) for k, f in origins.items() if k in values)     # a base's key: the base file
     values = {k: coerce(k, v, fields=schema.fields) for k, v in values.items()}
     for key, value in once_each(overrides, lambda text: parse_override(text, schema.fields)):
         values[key] = value

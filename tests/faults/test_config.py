@@ -210,6 +210,21 @@ def test_changing_kt_type_says_to_reset_the_weights_and_taps():
     assert [e['weight'] for e in cfg('kt_type=kd+mmd+at', 'kt_weight=null', *taps).plan] == [16.0, 50.0, 1000.0]
 
 
+def test_an_error_names_the_file_each_key_came_from_through_a_base_chain(tmp_path):
+    """(trial 25) A YAML based on cfgs.py that changes kt_type only: kt_weight came from cfgs.py, and
+    the error says so (it named the YAML for both keys); a key of a base's base is that file's."""
+    mine = tmp_path / 'mine.yaml'
+    mine.write_text('base: cfgs.py\nkt_type: kd\n')
+    with pytest.raises(ConfigError, match=r'kt_weight \(([^)]*) and ([^)]*)\) has 2 weights') as e:
+        cfg(path=str(mine))
+    assert set(re.search(r'\(([^)]*) and ([^)]*)\)', str(e.value)).groups()) == {DEFAULT_CFG, str(mine)}
+    mid = tmp_path / 'mid.yaml'
+    mid.write_text('base: cfgs.py\nlr: -1\n')
+    mine.write_text('base: mid.yaml\nnum_epoch: 3\n')
+    with pytest.raises(ConfigError, match=r"'lr' \(%s\) must be" % re.escape(str(mid))):
+        cfg(path=str(mine))
+
+
 def test_model_load_prefix_follows_model_prefix_unless_set():
     assert cfg('model_prefix=X').model_load_prefix == 'X'                 # cfgs.py: model_load_prefix = model_prefix
     assert cfg('model_prefix=X', 'model_load_prefix=Y').model_load_prefix == 'Y'
