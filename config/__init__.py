@@ -47,7 +47,7 @@ class Config(dict):
         return self['batch_size'] * self.num_devices
 
 
-def read_file(path, _seen=(), chain=None, origins=None):
+def read_file(path, _seen=(), chain=None, origins=None, texts=None):
     """The key/value pairs a config file sets (no validation), and its path.
 
     `path` is a file, else a preset name (config/presets/) or ``cfgs.py`` (config/cfgs.py).
@@ -57,37 +57,53 @@ def read_file(path, _seen=(), chain=None, origins=None):
     ``model_load_prefix = model_prefix``) leaves it unset, so that it follows model_prefix wherever
     that is set later. `chain`, a list, gets the path of every file read, the file's own first;
     `origins`, a dict, gets for each key the path of the file whose value it keeps (a base's key
-    that the file does not set is the base's).
+    that the file does not set is the base's); `texts`, a dict, the YAML values' texts as written
+    (`_scalar_texts`). A ``.py`` file names its base as ``base = 'cfgs.py'``.
     """
     path = _find_file(path)
     if chain is not None:
         chain.append(path)
     if path.endswith(('.yaml', '.yml')):
-        values = _read_yaml(path)
-        base = values.pop('base', None)
-        if base is not None:
-            base_path = os.path.join(os.path.dirname(path), str(base))
-            if not os.path.isfile(base_path):
-                base_path = str(base)                # a preset name, or cfgs.py
-            if os.path.abspath(_find_file(base_path, path)) in _seen + (os.path.abspath(path),):
-                raise ConfigError('config file %s: its base chain loops back to %s' % (path, base_path))
-            merged, _ = read_file(base_path, _seen + (os.path.abspath(path),), chain, origins)
-        else:
-            merged = {}
-        if origins is not None:
-            origins.update((k, path) for k in values)          # the file's own keys (a base's were set above)
-        merged.update(values)
-        return _follows(merged), path
-    if path.endswith('.py'):
-        values = {k: v for k, v in _run_python(path).items() if not k.startswith('_') and
+        own_texts = {}
+        values = _read_yaml(path, own_texts)
+    elif path.endswith('.py'):
+        own_texts = {}
+        values = {k: _plain(v) for k, v in _run_python(path).items() if not k.startswith('_') and
                   not callable(v) and type(v).__name__ != 'module'}
         if not values:
             raise ConfigError('config file %s sets no key (it is empty); add assignments such as lr = 0.1, or '
                               'leave out --cfg to use config/cfgs.py' % path)
-        if origins is not None:
-            origins.update((k, path) for k in values)
-        return _follows(values), path
-    raise ConfigError('config file %s: use a .py or .yaml file' % path)
+    else:
+        raise ConfigError('config file %s: use a .py or .yaml file' % path)
+    base = values.pop('base', None)
+    merged = {}
+    if base is not None:
+        base_path = os.path.join(os.path.dirname(path), str(base))
+        if not os.path.isfile(base_path):
+            base_path = str(base)                # a preset name, or cfgs.py
+        if os.path.abspath(_find_file(base_path, path)) in _seen + (os.path.abspath(path),):
+            raise ConfigError('config file %s: its base chain loops back to %s' % (path, base_path))
+        merged, _ = read_file(base_path, _seen + (os.path.abspath(path),), chain, origins, texts)
+    if origins is not None:
+        origins.update((k, path) for k in values)              # the file's own keys (a base's were set above)
+    if texts is not None:
+        for k in values:
+            texts.pop(k, None)
+        texts.update((k, t) for k, t in own_texts.items() if k in values)
+    merged.update(values)
+    return _follows(merged), path
+
+
+def _plain(value):
+    """A .py config's value as plain Python: numpy scalars and arrays (``lr = np.float32(0.05)``)
+    as the numbers and lists they hold, inside lists and tuples too."""
+    if type(value).__module__ == 'numpy' and hasattr(value, 'tolist'):
+        if getattr(value, 'dtype', None) is not None and value.dtype.kind == 'f' and value.ndim == 0:
+            return float(str(value))         # (np.float32(0.05) is 0.05, as written, not 0.0500000007)
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def _find_file(path, base_of=None):
@@ -120,14 +136,15 @@ def _follows(values):
     return values
 
 
-def describe_source(chain, listing='config/schema.py'):
+def describe_source(chain, listing='config/schema.py', sets_cfgs=False):
     """Where a configuration's values come from, for the log: the files read (`read_file`'s
-    chain) over the defaults of the schema (`listing`, where its keys are)."""
+    chain) over the defaults of the schema (`listing`, where its keys are); `sets_cfgs`: the files
+    set every key config/cfgs.py sets (a .py config that does ``from config.cfgs import *``)."""
     if not chain:
         return 'the defaults of %s' % listing
     names = [os.path.relpath(p) if not os.path.relpath(p).startswith('..') else p for p in chain]
     text = names[0] + ''.join(' (base: %s)' % n for n in names[1:])
-    if listing != 'config/schema.py' or os.path.abspath(chain[-1]) == os.path.abspath(DEFAULT_CFG) or \
+    if listing != 'config/schema.py' or sets_cfgs or os.path.abspath(chain[-1]) == os.path.abspath(DEFAULT_CFG) or \
             os.path.dirname(os.path.abspath(chain[0])) == os.path.abspath(PRESET_DIR):
         return text + ', keys it does not set from %s' % listing
     return (text + '; keys it does not set have the defaults of config/schema.py, not the values of '
@@ -135,7 +152,9 @@ def describe_source(chain, listing='config/schema.py'):
 
 
 class _UniqueKeyLoader(object):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (built on first use)."""
+    """yaml.SafeLoader that refuses a key given twice in one mapping and a key that is a list or
+    mapping (built on first use). Merge keys (``<<: *defaults``) merge as YAML says: a key of the
+    mapping itself then overrides the merged one (that is not "set twice")."""
     cls = None
 
     @classmethod
@@ -147,7 +166,14 @@ class _UniqueKeyLoader(object):
                 def construct_mapping(self, node, deep=False):
                     seen = {}
                     for key_node, _ in node.value:
+                        if key_node.tag == 'tag:yaml.org,2002:merge':
+                            continue
                         key = self.construct_object(key_node, deep=deep)
+                        try:
+                            hash(key)
+                        except TypeError:
+                            raise ConfigError('line %d: a key is a list or mapping; keys are names such as lr'
+                                              % (key_node.start_mark.line + 1))
                         if key in seen:
                             raise ConfigError('key %r is set twice (lines %d and %d); keep one'
                                               % (key, seen[key], key_node.start_mark.line + 1))
@@ -155,6 +181,19 @@ class _UniqueKeyLoader(object):
                     return super(Loader, self).construct_mapping(node, deep)
             cls.cls = Loader
         return cls.cls
+
+
+def _scalar_texts(node):
+    """{key: the text as written} of a YAML mapping node's plain (unquoted) scalar values: what a
+    key that takes text keeps (``model_prefix: off`` is the name 'off', not false; `coerce`)."""
+    import yaml
+    texts = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and isinstance(value_node, yaml.ScalarNode) and \
+                    value_node.style is None and value_node.tag != 'tag:yaml.org,2002:null':
+                texts[key_node.value] = value_node.value
+    return texts
 
 
 def yaml_problem(error):
@@ -171,11 +210,18 @@ def yaml_problem(error):
                                          ' (%s)' % context if context else '')
 
 
-def _read_yaml(path):
+def _read_yaml(path, texts=None):
+    """The mapping a YAML config file holds; `texts`, a dict, gets its values' texts as written
+    (`_scalar_texts`)."""
     import yaml
     try:
         with open(path) as f:
-            values = yaml.load(f, Loader=_UniqueKeyLoader.get())
+            loader = _UniqueKeyLoader.get()(f)
+            try:
+                node = loader.get_single_node()
+                values = None if node is None else loader.construct_document(node)
+            finally:
+                loader.dispose()
     except ConfigError as e:
         raise ConfigError('config file %s: %s' % (path, e))
     except yaml.YAMLError as e:
@@ -187,14 +233,33 @@ def _read_yaml(path):
                           '--cfg to use config/cfgs.py' % path)
     if not isinstance(values, dict):
         raise ConfigError('config file %s must hold a mapping of key: value' % path)
+    for key_node, _ in node.value:          # (a list or mapping as a key was refused by the loader)
+        if key_node.tag not in ('tag:yaml.org,2002:str', 'tag:yaml.org,2002:merge'):
+            kind = key_node.tag.rsplit(':', 1)[-1]
+            raise ConfigError('config file %s line %d: key %s is not a name (YAML reads it as %s); keys are names '
+                              'such as lr' % (path, key_node.start_mark.line + 1, key_node.value or "''",
+                                              {'int': 'a number', 'float': 'a number', 'bool': 'true or false',
+                                               'null': 'null', 'timestamp': 'a date'}.get(kind, 'a ' + kind)))
+    if texts is not None:
+        texts.update(_scalar_texts(node))
     return dict(values)
 
 
+_RUN_CACHE = {}
+
+
 def _run_python(path):
-    """The namespace a .py config file leaves; ConfigError (with the line) if it does not run."""
+    """The namespace a .py config file leaves; ConfigError (with the line) if it does not run. A file
+    runs once a process (a command reads its config more than once: a config that prints, or draws
+    a random seed, does it once), again if it changed."""
     import traceback
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key in _RUN_CACHE:
+        return dict(_RUN_CACHE[key])
     try:
-        return runpy.run_path(path)
+        _RUN_CACHE[key] = runpy.run_path(path)
+        return dict(_RUN_CACHE[key])
     except SyntaxError as e:
         raise ConfigError('config file %s has a Python syntax error at line %s: %s; fix that line'
                           % (path, e.lineno, e.msg))
@@ -211,6 +276,15 @@ def list_presets():
     return preset_files.names('classification')
 
 
+def given_file(path):
+    """`path` as given by --cfg: None if not given; ConfigError for an empty one (an unset shell variable,
+    ``--cfg "$CFG"``), which would otherwise mean the default file without a word."""
+    if path is not None and not str(path).strip():
+        raise ConfigError('--cfg is empty (%r; a shell variable that is not set?): name a config file or preset, or '
+                          'leave --cfg out for config/cfgs.py' % path)
+    return path
+
+
 def task_of(path=None, overrides=()):
     """The task (config key `task`) that config file or preset `path` with `overrides` trains:
     a `task=` override, else the file's own `task` (its `base:` files included; the voc_* presets
@@ -223,7 +297,7 @@ def task_of(path=None, overrides=()):
             task = parse_override(text)[1]
             where = 'the command line'
     own = None
-    if path:
+    if given_file(path):
         if preset_files.task_of_preset(path) in ('detection', 'segmentation'):
             own = preset_files.task_of_preset(path)
         elif task is None or os.path.isfile(path):   # (a folder given with task=...: that task's loader names it)
@@ -279,8 +353,10 @@ def coerce(key, value, raw=None, fields=None):
     if field is None:
         return value
     if getattr(field.check, 'text', False):
+        if raw is not None and value is not None and not isinstance(value, (str, list, dict)):
+            return raw.strip()              # (model_prefix=off, =2026-01-01, =12:30: the name as written)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return raw.strip() if raw is not None else str(value)
+            return str(value)
         return value
     return _numbers(value)
 
@@ -326,19 +402,18 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     `saved` = (values, where) starts from a configuration saved with a checkpoint instead of a
     file (its keys that this schema no longer has are left out). The result's `source` says where
     its values came from."""
-    chain = []
-    path = path or schema.default_file
+    chain, origins, texts = [], {}, {}
+    path = given_file(path) or schema.default_file
     if saved is not None:
         values, origin = {k: v for k, v in saved[0].items() if k in schema.fields}, saved[1]
     elif path:
-        origins = {}
-        values, origin = read_file(schema.find_file(path), chain=chain, origins=origins)
+        values, origin = read_file(schema.find_file(path), chain=chain, origins=origins, texts=texts)
     else:
         values, origin = {}, 'the defaults'
     where = {k: origin for k in values}           # key -> where its value was set, for the messages
-    if path and saved is None:
-        where.update((k, f) for k, f in origins.items() if k in values)     # a base's key: the base file
-    values = {k: coerce(k, v, fields=schema.fields) for k, v in values.items()}
+    where.update((k, f) for k, f in origins.items() if k in values)     # a base's key: the base file
+    values = {k: coerce(k, v, texts.get(k), schema.fields) for k, v in values.items()}
+    sets_cfgs = bool(chain) and schema.default_file == DEFAULT_CFG and set(read_file(DEFAULT_CFG)[0]) <= set(values)
     for key, value in once_each(overrides, lambda text: parse_override(text, schema.fields)):
         values[key] = value
         where[key] = 'the command line'
@@ -365,7 +440,7 @@ def load(schema, path=None, overrides=(), saved=None, **options):
         return ' and '.join(sorted({where.get(k, origin) for k in keys}))
     schema.check_together(cfg, at, **options)
     check_engine_keys(cfg, at)
-    cfg.source = origin if saved is not None else describe_source(chain, schema.listing)
+    cfg.source = origin if saved is not None else describe_source(chain, schema.listing, sets_cfgs)
     cfg.notes = transfer_notes(cfg, [k for k, w in where.items() if w == 'the command line'])
     if os.environ.get('DMLC_ROLE') == 'worker' and not str(cfg.get('kv_store', '')).startswith('dist'):
         cfg.notes.append('environment variable DMLC_ROLE=worker (with the other DMLC_* of a job) is set, and kv_store=%s '

@@ -97,6 +97,9 @@ NAME_BYTES = 215
 
 def name_like():
     def check(v):
+        if isinstance(v, str) and v and v.startswith('.') and '/' not in v:
+            raise ConfigError('must be a run name that does not start with a dot; got %r (a run\'s files would be hidden, '
+                              'and . and .. name folders): choose another name' % v)
         if not isinstance(v, str) or not v or '/' in v or '\\' in v or v.strip() != v:
             _fail('a run name without slashes or surrounding spaces (to keep the runs in another folder, set model_dir '
                   'and log_dir)', v)

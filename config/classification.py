@@ -172,6 +172,11 @@ def check_data_files(cfg, validation_only=False):
     if os.path.isfile(cfg.data_dir):
         raise ConfigError('config key data_dir=%r is a file: data_dir is the folder that holds the data, '
                           'data_dir=%s' % (cfg.data_dir, os.path.dirname(cfg.data_dir) or '.'))
+    if cfg.dataset in ('imagenet', 'fashion_mnist'):
+        from data.packindex import uri_problem
+        problem = uri_problem(data_files(cfg, validation_only)[-1])
+        if problem:
+            raise ConfigError('config key data_dir=%r: the pack %s' % (cfg.data_dir, problem))
     missing = [f for f in data_files(cfg, validation_only) if not os.path.isfile(f)]
     there = missing and in_project(cfg.data_dir, lambda d: all(
         os.path.isfile(os.path.join(d, os.path.relpath(f, cfg.data_dir))) for f in missing))

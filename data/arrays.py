@@ -31,7 +31,7 @@ class ArrayIter(mx.io.DataIter):
         self.std = np.asarray(std if len(std) == c else list(std) * c, np.float32).reshape(1, c, 1, 1)
         self.augment, self.pad = augment, pad
         self.num_parts, self.part_index = num_parts, part_index
-        rng = np.random.RandomState(seed + epoch)
+        rng = np.random.RandomState((seed + epoch) % 2 ** 32)          # (any whole seed >= 0)
         n = len(self.images)
         order = rng.permutation(n) if shuffle else np.arange(n)
         g = batch_size * num_parts

@@ -37,7 +37,7 @@ import numpy as np
 
 from core.errors import DataError
 from .staging import check_out_dir, staging  # noqa: F401  (staging: data.fashion_mnist's)
-from .packfile import (PackError, check_pack, decodes, read_lst, mark_decodable, one_line_errors, pack_prefixes,
+from .packfile import (PackError, check_pack, decode_problem, decodes, read_lst, mark_decodable, one_line_errors, pack_prefixes,
                        progress_bar)
 __all__ = ['PackError', 'check_pack', 'read_lst', 'decodes', 'build_packs', 'pack_folder', 'pack_arrays',
            'write_records', 'write_classes', 'list_class_folders', 'read_label_file', 'write_lst', 'staging']
@@ -60,7 +60,15 @@ def list_class_folders(root, nested=False):
     train/ and val/ would become two classes): PackError naming them, unless `nested`."""
     if not os.path.isdir(root):
         raise PackError('image folder %s %s' % (root, _not_a_folder(root)))
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    listed = sorted(os.listdir(root))
+    left_out = [d for d in listed if _not_the_users(d) and os.path.isdir(os.path.join(root, d))]
+    dangling = [d for d in listed if os.path.islink(os.path.join(root, d)) and not os.path.exists(os.path.join(root, d))]
+    if dangling:
+        LOG.warning('%s: left out %s, a symbolic link to something that does not exist (%s): make the link point at '
+                    'a class folder to pack it', root, ', '.join(dangling[:5]), ', '.join(
+                        '%s -> %s' % (d, os.readlink(os.path.join(root, d))) for d in dangling[:3]))
+    classes = [d for d in listed if os.path.isdir(os.path.join(root, d)) and d not in left_out]
+    _check_names(root, classes)
     if not classes and pack_prefixes(root):
         raise PackError('%s holds packs already (%s), not image folders: train on them with data_dir=%s, or give '
                         'the image folder they were built from' % (root, ', '.join(p + '.rec' for p in
@@ -71,12 +79,19 @@ def list_class_folders(root, nested=False):
     entries, empty, inner, other = [], [], {}, []
     for label, name in enumerate(classes):
         n = len(entries)
-        for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
+        for dirpath, dirs, files in sorted(os.walk(os.path.join(root, name))):
+            left_out += [os.path.relpath(os.path.join(dirpath, d), root) for d in dirs if _not_the_users(d)]
+            dirs[:] = [d for d in dirs if not _not_the_users(d)]
             for f in sorted(files):
-                if f.lower().endswith(IMAGE_EXTS) and _regular(os.path.join(dirpath, f)):
-                    entries.append((os.path.relpath(os.path.join(dirpath, f), root), label))
-                elif not f.startswith('.'):            # (hidden files, .DS_Store: not the user's images)
-                    other.append(os.path.relpath(os.path.join(dirpath, f), root))
+                rel = os.path.relpath(os.path.join(dirpath, f), root)
+                if _not_the_users(f):
+                    if f.lower().endswith(IMAGE_EXTS):
+                        left_out.append(rel)
+                elif f.lower().endswith(IMAGE_EXTS) and _regular(os.path.join(dirpath, f)):
+                    _check_names(root, [rel])
+                    entries.append((rel, label))
+                else:
+                    other.append(rel)
         if len(entries) == n:
             empty.append(name)
         inner[name] = sorted({rel.split(os.sep)[1] for rel, _ in entries[n:] if rel.count(os.sep) > 1})
@@ -93,7 +108,26 @@ def list_class_folders(root, nested=False):
         LOG.warning('%s: left out %d file(s) that are not %s images: %s%s (convert images of other formats, e.g. '
                     '.webp or .tif, to JPEG or PNG to pack them)', root, len(other), '/'.join(IMAGE_EXTS),
                     ', '.join(other[:5]), ', ...' if len(other) > 5 else '')
+    if left_out:
+        LOG.warning('%s: left out %d hidden or system folder(s) and image(s) (names that start with a dot, '
+                    '__MACOSX): %s%s; rename one to pack it', root, len(left_out), ', '.join(left_out[:5]),
+                    ', ...' if len(left_out) > 5 else '')
     return classes, entries
+
+
+def _not_the_users(name):
+    """A hidden file or folder (.ipynb_checkpoints, .DS_Store, macOS's ._x.jpg) or __MACOSX (a macOS
+    zip's metadata folder): not the user's images, left out of a pack."""
+    return name.startswith('.') or name == '__MACOSX'
+
+
+def _check_names(root, names):
+    """PackError for a class folder or image name (relative to `root`) with a line break: the list
+    files hold one image a line, and the name would break them."""
+    bad = [n for n in names if '\n' in n or '\r' in n]
+    if bad:
+        raise PackError('%s: %r has a line break in its name, which the pack\'s list files (one image a line) cannot '
+                        'hold: rename it' % (root, bad[0]))
 
 
 def _nested_message(root, classes, inner):
@@ -126,40 +160,44 @@ def read_label_file(path, root, classes, skip_unlisted=False):
     index = {c: i for i, c in enumerate(classes)}
     spaced = sorted((c for c in classes if len(c.split()) > 1), key=len, reverse=True)
     entries, seen = [], {}
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            text = line.strip()
-            if '\t' in text:                              # name<TAB>label: either may hold spaces
-                parts = [p.strip() for p in text.rsplit('\t', 1)]
-            else:                                         # a class name with spaces ends the line whole
-                end = next((c for c in spaced if text.endswith(c) and text[:-len(c)][-1:].isspace()), None)
-                parts = [text[:-len(end)].strip(), end] if end else text.rsplit(None, 1)
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise PackError('%s line %d: expected "<file name> <label>", got %r' % (path, n, line.strip()))
-            name, label = parts
-            if name in seen:
-                raise PackError('%s line %d: image %s is listed twice (also on line %d); list every image once'
-                                % (path, n, name, seen[name]))
-            seen[name] = n
-            if label in index:
-                label = index[label]
-            else:
-                try:
-                    label = int(label)
-                except ValueError:
-                    raise PackError('%s line %d: label %r is neither a class index nor a class folder name (the '
-                                    'classes: %s); give the class index, or separate the file name from the label '
-                                    'with a tab' % (path, n, label, ', '.join('%d %s' % (i, c) for i, c in
-                                                                              enumerate(classes[:10]))
-                                                    + (', ...' if len(classes) > 10 else '')))
-            if not 0 <= label < len(classes):
-                raise PackError('%s line %d: label %d is out of range for %d classes' % (path, n, label,
-                                                                                       len(classes)))
-            if not os.path.isfile(os.path.join(root, name)):
-                raise PackError('%s line %d: image %s does not exist in %s' % (path, n, name, root))
-            entries.append((name, label))
+    try:
+        with open(path, encoding='utf-8-sig') as f:     # (utf-8-sig: a byte-order mark an editor wrote is skipped)
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise PackError('label file %s is not UTF-8 text (%s): save it as UTF-8' % (path, e))
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if '\t' in text:                              # name<TAB>label: either may hold spaces
+            parts = [p.strip() for p in text.rsplit('\t', 1)]
+        else:                                         # a class name with spaces ends the line whole
+            end = next((c for c in spaced if text.endswith(c) and text[:-len(c)][-1:].isspace()), None)
+            parts = [text[:-len(end)].strip(), end] if end else text.rsplit(None, 1)
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise PackError('%s line %d: expected "<file name> <label>", got %r' % (path, n, line.strip()))
+        name, label = parts
+        if name in seen:
+            raise PackError('%s line %d: image %s is listed twice (also on line %d); list every image once'
+                            % (path, n, name, seen[name]))
+        seen[name] = n
+        if label in index:
+            label = index[label]
+        else:
+            try:
+                label = int(label)
+            except ValueError:
+                raise PackError('%s line %d: label %r is neither a class index nor a class folder name (the '
+                                'classes: %s); give the class index, or separate the file name from the label '
+                                'with a tab' % (path, n, label, ', '.join('%d %s' % (i, c) for i, c in
+                                                                          enumerate(classes[:10]))
+                                                + (', ...' if len(classes) > 10 else '')))
+        if not 0 <= label < len(classes):
+            raise PackError('%s line %d: label %d is out of range for %d classes' % (path, n, label,
+                                                                                   len(classes)))
+        if not os.path.isfile(os.path.join(root, name)):
+            raise PackError('%s line %d: image %s does not exist in %s' % (path, n, name, root))
+        entries.append((name, label))
     if not entries:
         raise PackError('label file %s lists no images' % path)
     check_all_listed(path, root, entries, skip_unlisted)
@@ -178,9 +216,10 @@ def _regular(path):
 def image_files(root):
     """Relative paths of the image files below `root`, sorted."""
     found = []
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not _not_the_users(d)]
         found.extend(os.path.relpath(os.path.join(dirpath, f), root) for f in files if f.lower().endswith(IMAGE_EXTS)
-                     and _regular(os.path.join(dirpath, f)))
+                     and not _not_the_users(f) and _regular(os.path.join(dirpath, f)))
     return sorted(found)
 
 
@@ -210,14 +249,15 @@ def write_lst(path, entries):
     os.replace(path + '.tmp', path)
 
 
-def write_records(prefix, items, desc='pack', threads=None, progress=True, source=None, names=None):
+def write_records(prefix, items, desc='pack', threads=None, progress=True, source=None, names=None, reasons=None):
     """Write `prefix.rec/.idx` from items (index, label, bytes-or-loader), in item order.
 
     A loader is a callable returning the bytes. Every image is decoded on `threads` threads (a
     bounded number ahead of the writer); one that cannot be read or decoded is skipped and logged
     (as names[index] when `names` is given). Returns (written, skipped) lists of indices, and marks
     the pack decodable. PackError if no image at all could be written (`source`: where the images
-    came from, for the message). The files are written under temporary names and renamed at the
+    came from, for the message); `reasons`, a dict, gets each skipped index's reason. The files
+    are written under temporary names and renamed at the
     end: a failed or interrupted run (Ctrl-C returns within a few images) leaves neither a half
     pack nor temporary files.
     """
@@ -234,10 +274,7 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
             buf = src() if callable(src) else src
         except (IOError, OSError) as e:
             return idx, label, None, str(e)
-        if decodes(buf):
-            return idx, label, buf, None
-        return idx, label, buf, 'cannot be decoded as an image' + (': an empty file (a copy cut short?)'
-                                                                   if not len(buf) else '')
+        return idx, label, buf, decode_problem(buf)
 
     bar = progress_bar(len(items), desc, progress)
     pool = ThreadPoolExecutor(threads)
@@ -263,6 +300,8 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
                 written.append(idx)
             else:
                 skipped.append(idx)
+                if reasons is not None:
+                    reasons[idx] = err
                 name = names[idx] if names is not None else 'record %d' % idx
                 first_error = first_error or '%s: %s' % (name, err)
                 LOG.warning('skipping %s: %s', name, err)
@@ -271,7 +310,7 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
         record = None
         if not written:
             raise PackError('none of the %d images%s could be read and decoded (%s): nothing was packed; check '
-                            'that these are image files, and copy them again if they are damaged'
+                            'that these are 8-bit image files, and copy them again if they are damaged'
                             % (len(items), ' in %s' % source if source else '', first_error or 'no images'))
         os.replace(tmp_rec, prefix + '.rec')
         os.replace(tmp_idx, prefix + '.idx')
@@ -293,19 +332,30 @@ def write_records(prefix, items, desc='pack', threads=None, progress=True, sourc
     return written, skipped
 
 
-def pack_folder(root, entries, prefix, threads=None, progress=True):
+def pack_folder(root, entries, prefix, threads=None, progress=True, classes=None):
     """Pack the listed images (relpath, label) of `root` into prefix.rec/.idx (pass-through) and
     prefix.lst (the images packed). An image that cannot be read or decoded is skipped and
-    logged; PackError if none can. Returns (packed, skipped) counts."""
+    logged; PackError if none can, or (given the `classes`' names) if a class of `entries` is left
+    without an image. Returns (packed, skipped) counts."""
     def reader(rel):
         def read():
             with open(os.path.join(root, rel), 'rb') as f:
                 return f.read()
         return read
     items = [(i, float(label), reader(rel)) for i, (rel, label) in enumerate(entries)]
+    reasons = {}
     written, skipped = write_records(prefix, items, os.path.basename(prefix), threads, progress, source=root,
-                                     names=[os.path.join(root, rel) for rel, _ in entries])
+                                     names=[os.path.join(root, rel) for rel, _ in entries], reasons=reasons)
     kept = set(written)
+    if classes is not None:
+        lost = sorted({label for _, label in entries} - {entries[i][1] for i in kept})
+        if lost:
+            raise PackError('class%s %s of %s: none of %s images could be read and decoded (%s): a class without '
+                            'images cannot be learnt; remove the folder%s or add images that decode; nothing was packed'
+                            % ('es' if len(lost) > 1 else '', ', '.join(classes[c] for c in lost[:5]), root,
+                               'their' if len(lost) > 1 else 'its',
+                               next('%s: %s' % (entries[i][0], why) for i, why in reasons.items()
+                                    if entries[i][1] in lost), 's' if len(lost) > 1 else ''))
     with open(prefix + '.lst.tmp', 'w') as f:
         for i, (rel, label) in enumerate(entries):
             if i in kept:
@@ -427,7 +477,8 @@ def build_packs(train_root, out_dir, val_root=None, val_labels=None, threads=Non
     keep = keep_other_pack(out_dir, classes, overwrite)
     with staging(out_dir, keep) as stage:
         write_classes(os.path.join(stage, 'classes.txt'), classes)
-        stats = {'train': pack_folder(train_root, train_entries, os.path.join(stage, 'train'), threads, progress)}
+        stats = {'train': pack_folder(train_root, train_entries, os.path.join(stage, 'train'), threads, progress,
+                                      classes)}
         if val_entries is not None:
             stats['val'] = pack_folder(val_root, val_entries, os.path.join(stage, 'val'), threads, progress)
     return classes, stats
@@ -498,6 +549,10 @@ def main(argv=None):
         return 0
     if not args.train or not args.out:
         p.error('--train and --out are required to build packs (or give --check PREFIX)')
+    from .packindex import URI_SYNTAX, uri_problem
+    problem = uri_problem(os.path.join(args.out, 'train.rec'), 'choose an --out without %s' % ' '.join(URI_SYNTAX))
+    if problem:
+        p.error('--out: training could not read the packs: %s' % problem)
     code, built = one_line_errors(lambda: build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
                                                       nested=args.nested_classes, skip_unlisted=args.skip_unlisted,
                                                       overwrite=args.overwrite),

@@ -85,6 +85,26 @@ def decodes(buf):
     return img is not None and img.size > 0
 
 
+def decode_problem(buf):
+    """Why the encoded image `buf` (bytes) cannot be packed as it is, or None: it does not decode (an
+    empty file is said so), or it holds more than 8 bits a value (a 16-bit PNG or TIFF), which MXNet's
+    decoder keeps the top 8 bits of: 12-bit values 0..4095 would train as 0..15."""
+    import cv2
+    if not len(buf):
+        return 'cannot be decoded as an image: an empty file (a copy cut short?)'
+    try:
+        img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None or not img.size:
+        return 'cannot be decoded as an image'
+    if img.dtype != np.uint8:
+        return ('is a %d-bit image (values up to %s here), and MXNet decodes images to 8 bits by keeping the top 8 '
+                '(values 0..4095 of 12-bit data would train as 0..15): convert it to 8 bits first, scaling its range '
+                'to 0..255' % (img.dtype.itemsize * 8, img.max()))
+    return None
+
+
 def read_idx(path):
     """(keys, offsets) of an index file: two integers on every non-blank line, the offset not
     negative, else PackError naming the file and the line."""

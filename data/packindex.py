@@ -23,6 +23,24 @@ def damaged(path, why):
                      '--check %s`, then rebuild or copy the pack again' % (path, why, prefix))
 
 
+#: characters that MXNet's record reader (dmlc's URI parser) reads as syntax in a pack's path: '#' starts
+#: a cache file's name, '?' arguments, ';' separates files (measured: every other ASCII character reads)
+URI_SYNTAX = {'#': 'a cache file', '?': 'arguments', ';': 'a list of files'}
+
+
+def uri_problem(path, fix=None):
+    """Why MXNet's record reader cannot open pack file `path`, and `fix` (default: rename its folder or
+    link it), or None."""
+    found = [c for c in URI_SYNTAX if c in path]
+    if not found:
+        return None
+    return ('%s has %s in its path, which MXNet\'s record reader reads as URI syntax (%s), so it cannot open the '
+            'file: %s' % (path, ' and '.join(repr(c) for c in found), ', '.join('%s %s' % (c, URI_SYNTAX[c])
+                                                                                for c in found),
+                          fix or 'rename the folder, or read it through a link without them (ln -s "%s" NEWNAME)'
+                          % (os.path.dirname(path) or '.')))
+
+
 def shrank(path, before, now):
     """The DataError for pack `path`, which held `before` bytes when it was opened and `now` fewer."""
     return damaged(path, 'it shrank from %d to %d bytes while in use: a pack must be replaced by a new file, as '

@@ -19,7 +19,7 @@ from core.atomic import discard
 from .augment import centre_crop_resize  # noqa: F401  (tools.features uses it from here)
 from .decode import DecodeIter, DecodePool, Ring
 from .indices import RowBatches, row_list_file
-from .packindex import PackIndex, damaged
+from .packindex import PackIndex, damaged, uri_problem
 
 _KNOWN = None
 #: DecodeIter's batches decoded ahead and batches kept valid (its ring: DEPTH + KEEP slots)
@@ -43,6 +43,11 @@ def image_record_iter(**kwargs):
         raise TypeError('ImageRecordIter has no parameter(s) %s in MXNet %s (it would ignore them silently)'
                         % (', '.join(unknown), mx.__version__))
     path = kwargs.get('path_imgrec', '?')
+    for key in ('path_imgrec', 'path_imgidx', 'path_imglist'):
+        problem = kwargs.get(key) and uri_problem(kwargs[key])
+        if problem:
+            from . import DataError
+            raise DataError(problem)
     try:
         return GuardedIter(mx.io.ImageRecordIter(**kwargs), path)
     except mx.base.MXNetError as e:
@@ -140,7 +145,7 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
                   batch_size=batch_size, preprocess_threads=threads, num_parts=num_parts,
                   part_index=part_index, round_batch=True, **_norm(mean, std, channels))
     train = dict(common, path_imgrec=prefix_train + '.rec', path_imgidx=prefix_train + '.idx',
-                 shuffle=True, seed=seed, seed_aug=seed, prefetch_buffer=4)
+                 shuffle=True, seed=seed % 2 ** 31, seed_aug=seed % 2 ** 31, prefetch_buffer=4)
     if augment:
         train.update(pad=pad, fill_value=0, rand_crop=pad > 0, rand_mirror=True)
     val = dict(common, path_imgrec=prefix_val + '.rec', path_imgidx=prefix_val + '.idx',
@@ -150,7 +155,9 @@ def record_iters(prefix_train, prefix_val, batch_size, image_size, channels, mea
         row_list = row_list_file(prefix_train)
         train.update(path_imglist=row_list, label_width=2)
         rows = RowBatches
-    make_train = lambda epoch: rows(image_record_iter(**dict(train, seed=seed + epoch, seed_aug=seed + epoch)))
+    # (the iterator's seeds are C ints: a seed of 2**31 or more is taken modulo 2**31)
+    make_train = lambda epoch: rows(image_record_iter(**dict(train, seed=(seed + epoch) % 2 ** 31,
+                                                             seed_aug=(seed + epoch) % 2 ** 31)))
     if indices:
         weakref.finalize(make_train, discard, row_list)      # with the factory (quietly, if already gone)
     return make_train, \

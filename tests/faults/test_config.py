@@ -601,3 +601,93 @@ def test_a_preset_name_beside_a_folder_or_file_of_that_name_is_the_preset(tmp_pa
     (tmp_path / 'mine').mkdir()                             # (no preset of that name: the folder is named)
     with pytest.raises(ConfigError, match='config file mine is a folder'):
         cfg(path='mine')
+
+
+def test_yaml_keys_that_are_not_names_and_merge_keys(tmp_path):
+    """(trial 26) A YAML key that YAML reads as a number, boolean, null or date, or that is a list, is one
+    error naming the line (they were AttributeError and TypeError tracebacks); merge keys merge as
+    YAML says, the mapping's own key winning (they were "could not determine a constructor")."""
+    f = tmp_path / 'c.yaml'
+    for key, word in (('1', 'a number'), ('true', 'true or false'), ('null', 'null'), ('2026-01-01', 'a date')):
+        f.write_text('base: cfgs.py\n%s: 2\n' % key)
+        with pytest.raises(ConfigError, match=r'line 2: key %s is not a name \(YAML reads it as %s\)' % (key, word)):
+            cfg(path=str(f))
+    f.write_text('base: cfgs.py\n? [a, b]\n: 1\n')
+    with pytest.raises(ConfigError, match='line 2: a key is a list or mapping; keys are names'):
+        cfg(path=str(f))
+    f.write_text('base: cfgs.py\nshared: &s {lr: 0.3, wd: 0.001}\n')
+    with pytest.raises(ConfigError, match="unknown config key 'shared'"):
+        cfg(path=str(f))
+    f.write_text('base: cfgs.py\n<<: {lr: 0.3, wd: 0.001}\nwd: 0.002\n')
+    c = cfg(path=str(f))
+    assert (c.lr, c.wd) == (0.3, 0.002)
+    code, err = cli('--cfg', str(f))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize('text', ['off', 'yes', 'NO', '2026-01-01', '12:30', '007'])
+def test_a_name_keeps_the_text_as_written_in_a_file_and_on_the_command_line(tmp_path, text):
+    """(trial 26) YAML reads off/yes/NO as booleans, 2026-01-01 as a date and 12:30 as 750: a key that
+    takes a name keeps the text as written, in a file as on the command line."""
+    f = tmp_path / 'c.yaml'
+    f.write_text('base: cfgs.py\nmodel_prefix: %s\ndata_dir: %s\n' % (text, text))
+    c = cfg(path=str(f))
+    assert (c.model_prefix, c.data_dir) == (text, text)
+    c = cfg('model_prefix=%s' % text, 'data_dir=%s' % text)
+    assert (c.model_prefix, c.data_dir) == (text, text)
+
+
+@pytest.mark.parametrize('name', ['.', '..', '.hidden'])
+def test_a_run_name_that_starts_with_a_dot_is_refused(name):
+    """(trial 26) model_prefix=. trained into hidden files model/.-0001.* that no tool could name again."""
+    with pytest.raises(ConfigError, match='does not start with a dot; got %r' % name):
+        cfg('model_prefix=%s' % name)
+
+
+def test_a_py_config_runs_once_takes_numpy_numbers_and_names_its_base(tmp_path):
+    """(trial 26) A .py config ran twice a command (a random seed drawn in it changed between the two
+    reads); `lr = np.float32(0.05)` was "must be a finite number > 0; got 0.05"; `base = 'cfgs.py'`,
+    which the docs offer, was an unknown key; a file that imports cfgs.py was said to take the other
+    keys from schema.py's defaults."""
+    f = tmp_path / 'mine.py'
+    f.write_text('import random\nimport numpy as np\nfrom config.cfgs import *\nseed = random.randrange(10 ** 9)\n'
+                 'lr = np.float32(0.05)\nkt_weight = np.array([16, 50])\nprint("ran", seed)\n')
+    code = subprocess.run([sys.executable, 'train.py', '--print-config', '--cfg', str(f)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert code.returncode == 0, code.stderr
+    ran = [l for l in code.stdout.splitlines() if l.startswith('ran ')]
+    assert len(ran) == 1 and 'seed = %s' % ran[0].split()[1] in code.stdout
+    c = cfg(path=str(f))
+    assert c.lr == 0.05 and [e['weight'] for e in c.plan] == [16.0, 50.0]
+    assert 'not the values of config/cfgs.py' not in c.source
+    f.write_text('base = "cfgs.py"\nlr = 0.02\n')
+    c = cfg(path=str(f))
+    assert c.lr == 0.02 and c.model_prefix == cfg().model_prefix and '(base: config/cfgs.py)' in c.source
+
+
+def test_an_empty_cfg_is_refused():
+    """(trial 26) `--cfg "$CFG"` with CFG unset trained on config/cfgs.py without a word."""
+    for value in ('', ' '):
+        code, err = cli('--cfg', value)
+        assert code == 2 and '--cfg is empty' in err and 'leave --cfg out' in err, err
+
+
+def test_a_pack_path_mxnet_reads_as_uri_syntax_is_refused(tmp_path):
+    """(trial 26) '#', '?' and ';' in data_dir: MXNet's record reader reads them as URI syntax, and the
+    run failed with "a record is probably damaged"; data.pack built such packs without a word."""
+    for ch in '#?;':
+        folder = tmp_path / ('fm%sx' % ch)
+        folder.mkdir()
+        for name in ('train.rec', 'train.idx', 'val.rec', 'val.idx'):
+            (folder / name).write_bytes(b'')
+        with pytest.raises(ConfigError, match=r"has '\%s' in its path, which MXNet's record reader reads as URI "
+                                              r"syntax.*rename the folder" % ch):
+            load_config(None, ['data_dir=%s' % folder, 'dataset=imagenet', 'num_classes=3'])
+        r = subprocess.run([sys.executable, '-m', 'data.pack', '--train', str(tmp_path), '--out',
+                            str(tmp_path / ('out%s1' % ch))], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and 'choose an --out without' in r.stderr, r.stderr
+        assert not (tmp_path / ('out%s1' % ch)).exists()
+    from data.packiters import image_record_iter
+    from data import DataError
+    with pytest.raises(DataError, match='URI syntax'):
+        image_record_iter(path_imgrec=str(tmp_path / 'fm#x' / 'val.rec'), data_shape=(1, 28, 28), batch_size=2)

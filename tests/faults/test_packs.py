@@ -903,3 +903,99 @@ def test_val_labels_name_a_class_with_a_space_in_its_name(tmp_path, capsys):
     code, err = cli(pack.main, argv + ['--out', str(tmp_path / 'o3')], capsys)
     assert code == 2 and "label 'house' is neither a class index nor a class folder name (the classes: 0 class_a, " \
         "1 dog house); give the class index" in err, err
+
+
+# --- 6. a researcher's own folders (trial 26) -----------------------------------------------------------
+
+def test_hidden_and_macos_entries_and_dangling_class_links_are_left_out_and_said(src, tmp_path, capsys, caplog):
+    """.ipynb_checkpoints became a class, a hidden image and a macOS zip's __MACOSX/._x.jpg were packed
+    (the latter a class of images that do not decode); a class-folder link to nothing was dropped
+    without a word. All are left out now, each named in a warning."""
+    import cv2
+    train = tmp_path / 'train'
+    shutil.copytree(str(src / 'train'), str(train))
+    first = sorted(os.listdir(str(train / 'class_a')))[0]
+    for hidden in ('.ipynb_checkpoints', '__MACOSX/class_a'):
+        (train / hidden).mkdir(parents=True)
+        shutil.copy(str(train / 'class_a' / first), str(train / hidden / first))
+    (train / '__MACOSX' / 'class_a' / ('._' + first)).write_bytes(b'\0\5\26\7 AppleDouble')
+    shutil.copy(str(train / 'class_a' / first), str(train / 'class_b' / '.hidden.jpg'))
+    os.symlink('../no_such_folder', str(train / 'kitty'))
+    caplog.set_level('WARNING')
+    code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
+    assert code == 0
+    assert (tmp_path / 'out' / 'classes.txt').read_text().split() == ['0', 'class_a', '1', 'class_b', '2', 'class_c']
+    assert sorted(n for _, _, n in read_lst(str(tmp_path / 'out' / 'train.lst'))) == sorted(
+        os.path.join(c, f) for c in ('class_a', 'class_b', 'class_c') for f in os.listdir(str(src / 'train' / c)))
+    said = caplog.text
+    assert 'left out 3 hidden or system' in said and '.ipynb_checkpoints' in said and '__MACOSX' in said
+    assert 'class_b/.hidden.jpg' in said and 'kitty -> ../no_such_folder' in said
+    assert cv2 is not None
+
+
+def test_a_line_break_in_a_class_or_image_name_is_refused(src, tmp_path, capsys):
+    """A class folder 'new\\nline' packed into list files broken across lines, which training then
+    refused with "pack the data again" (a circle): refused before anything is written."""
+    for bad in ('new\nline', 'class_a/im\rage.jpg'):
+        train = tmp_path / 'train'
+        shutil.rmtree(str(train), ignore_errors=True)
+        shutil.copytree(str(src / 'train'), str(train))
+        target = train / bad if '/' in bad else train / bad / 'x.jpg'
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(str(train / 'class_a' / sorted(os.listdir(str(train / 'class_a')))[0]), str(target))
+        code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
+        assert code == 2 and 'has a line break in its name' in err and 'rename it' in err, err
+        assert not (tmp_path / 'out').exists()
+
+
+def test_a_16_bit_image_is_not_packed_as_its_top_8_bits(tmp_path, capsys, caplog):
+    """A 12-bit sensor image in a 16-bit PNG decodes in MXNet to its top 8 bits (0..4095 -> 0..15): it
+    was packed and trained on without a word. Such an image is skipped, with the reason and the fix;
+    a class left with no image is refused (nothing is written), as an empty class folder is."""
+    import cv2
+    train = tmp_path / 'train'
+    rng = np.random.RandomState(0)
+    for c in ('a', 'b'):
+        (train / c).mkdir(parents=True)
+        for i in range(3):
+            img = rng.randint(0, 4096, size=(12, 12)).astype(np.uint16) if c == 'a' else \
+                rng.randint(0, 256, size=(12, 12)).astype(np.uint8)
+            cv2.imwrite(str(train / c / ('%d.png' % i)), img)
+    code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
+    assert code == 2 and 'class a of %s: none of its images could be read and decoded' % train in err, err
+    assert 'is a 16-bit image' in err and 'convert it to 8 bits' in err
+    assert not (tmp_path / 'out').exists()
+    cv2.imwrite(str(train / 'a' / '8bit.png'), rng.randint(0, 256, size=(12, 12)).astype(np.uint8))
+    code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
+    assert code == 0 and 'skipping %s: is a 16-bit image' % (train / 'a' / '0.png') in caplog.text, err
+    assert len(read_lst(str(tmp_path / 'out' / 'train.lst'))) == 4
+
+
+def test_a_label_file_with_a_byte_order_mark(src, tmp_path, capsys):
+    """An editor's byte-order mark made the first line's image "not exist"."""
+    val, listed = flat_val(tmp_path, src, [('v0.jpg', '1'), ('v1.jpg', '0')])
+    lines = listed.read_text().splitlines()
+    labels = tmp_path / 'bom.txt'
+    labels.write_bytes(b'\xef\xbb\xbf' + '\n'.join(lines).encode('utf-8') + b'\n')
+    code, err = cli(pack.main, ['--train', str(src / 'train'), '--val', str(val), '--val-labels', str(labels),
+                                '--out', str(tmp_path / 'out')], capsys)
+    assert code == 0, err
+    labels.write_bytes('\n'.join(lines).encode('utf-16'))
+    code, err = cli(pack.main, ['--train', str(src / 'train'), '--val', str(val), '--val-labels', str(labels),
+                                '--out', str(tmp_path / 'out2')], capsys)
+    assert code == 2 and 'is not UTF-8 text' in err and 'save it as UTF-8' in err, err
+
+
+def test_seeds_beyond_a_c_int_train(src, tmp_path):
+    """seed=2**31 was accepted and then failed as "a record is probably damaged" (MXNet's iterator seeds
+    are C ints); the in-memory arrays' generator takes seeds below 2**32 only."""
+    from data.packiters import record_iters
+    from data.arrays import ArrayIter
+    out = tmp_path / 'out'
+    built(src, out)
+    for seed in (2 ** 31, 2 ** 32 + 5, 10 ** 20):
+        make_train, _ = record_iters(str(out / 'train'), str(out / 'val'), 2, 16, 3, [0, 0, 0], [1, 1, 1], 'small',
+                                     seed=seed)
+        assert next(iter(make_train(3))).data[0].shape == (2, 3, 16, 16)
+        it = ArrayIter(np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4), 2, [0.0], [1.0], shuffle=True, seed=seed, epoch=3)
+        assert next(iter(it)).data[0].shape[0] == 2
