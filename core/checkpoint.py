@@ -378,6 +378,14 @@ def best_recorded(model_dir, prefix, metric=None, upto=None):
 _SAID = set()         # the best copies resolve_tag warned of
 
 
+def _weights_of(model_dir, prefix, epoch):
+    """The CRC-32 of epoch `epoch`'s weights that its metadata records, or None."""
+    try:
+        return read_meta(model_dir, prefix, epoch).get('params_crc32')
+    except CheckpointError:
+        return None
+
+
 def resolve_tag(model_dir, prefix, tag):
     """`tag` itself, except 'best' for a run whose best copy is missing (it could not be written,
     e.g. on a full disk): then its best recorded epoch, with a warning saying so."""
@@ -393,11 +401,18 @@ def resolve_tag(model_dir, prefix, tag):
             why = '%s is corrupt' % os.path.basename(best['meta'])
         else:
             have, said = epochs(model_dir, prefix), meta.get('epoch')
-            if have and isinstance(said, int) and said > have[-1] and (model_dir, prefix, said) not in _SAID:
+            if have and isinstance(said, int) and (model_dir, prefix, said) not in _SAID:
                 _SAID.add((model_dir, prefix, said))          # (once a process)
-                LOG.warning('the best copy of run %r says it is epoch %d, after the run\'s last checkpoint (epoch %d): '
-                            'its later checkpoints were deleted, or %s was copied from another run or edited'
-                            % (prefix, said, have[-1], os.path.basename(best['meta'])))
+                if said > have[-1]:
+                    LOG.warning('the best copy of run %r says it is epoch %d, after the run\'s last checkpoint (epoch '
+                                '%d): its later checkpoints were deleted, or %s was copied from another run or edited'
+                                % (prefix, said, have[-1], os.path.basename(best['meta'])))
+                elif said in have and _weights_of(model_dir, prefix, said) not in (None, meta.get('params_crc32')):
+                    same = [e for e in have if _weights_of(model_dir, prefix, e) == meta.get('params_crc32')]
+                    LOG.warning('the best copy of run %r says it is epoch %d, but its weights are not epoch %d\'s (%s): '
+                                '%s was edited, or copied from another run; evaluate an epoch by its number to be sure'
+                                % (prefix, said, said, 'they are epoch %d\'s' % same[0] if same else
+                                   'nor any other checkpoint\'s of the run', os.path.basename(best['meta'])))
             return tag
     e = best_recorded(model_dir, prefix)
     if e is None:

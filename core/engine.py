@@ -326,6 +326,7 @@ class Engine(object):
                 record.update((k, v) for k, v in (('network', cfg.get('network')), ('teacher', teacher),
                                                   ('kt_type', cfg.get('kt_type') if cfg.get('kt') else None)) if v)
                 record['model_dir'] = os.path.abspath(cfg.model_dir)      # whose records these are
+                record['num_epoch'] = cfg.num_epoch                       # (a table tells finished runs by it)
                 score = val[task.best_metric]
                 # (a NaN score is never the best)
                 best = score == score and (self.best is None or self.best != self.best or score > self.best)

@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import re
 from .errors import UserError
 
 LOG = logging.getLogger('records')
@@ -100,6 +101,14 @@ def _measured(key):
                                                                                  'images')
 
 
+#: the record keys that hold a fraction in 0..1 (accuracies, mIoU, AP): a value above 1 was written by hand
+FRACTION = re.compile(r'(top\d+|miou|pixel_acc|_map)$')
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_records(path):
     """Records of one run sorted by epoch; a repeated epoch keeps its last record, with a warning (a
     resume rewinds the records of the epochs it trains again, so a repeat was pasted or is old).
@@ -107,7 +116,10 @@ def read_records(path):
     Never fails on the file's content: a line that is not a JSON object with an integer 'epoch'
     (cut short by a crash, two records on one line, not UTF-8, ...) is skipped, and one warning on
     the `records` logger names the file and the numbers of all skipped lines. Blank lines are
-    ignored. Raises RecordsError (an OSError) only when the file cannot be read at all."""
+    ignored. A record whose measurement is not a number, or whose accuracy is no fraction in 0..1
+    (`FRACTION`; a percentage written by hand), is skipped likewise; a field named like a
+    measurement that no record gives as a number (a note added by hand) is dropped, with a warning.
+    Raises RecordsError (an OSError) only when the file cannot be read at all."""
     try:
         with open(path, 'rb') as f:
             raw = f.read()
@@ -117,7 +129,8 @@ def read_records(path):
         raise RecordsError('records file %s %s' % (path, what), e.errno) from e
     if raw.startswith(b'\xef\xbb\xbf'):           # (a byte-order mark an editor wrote)
         raw = raw[3:]
-    by_epoch, damaged, wrong, repeated = {}, [], [], {}
+    by_epoch, damaged, no_epoch, wrong, unit, repeated = {}, [], [], [], [], {}
+    parsed = []
     for n, line in enumerate(raw.split(b'\n'), 1):
         if not line.strip():
             continue
@@ -125,13 +138,26 @@ def read_records(path):
             rec = json.loads(line.decode('utf-8'))
         except ValueError:                         # JSONDecodeError and UnicodeDecodeError
             rec = None
-        if not (isinstance(rec, dict) and isinstance(rec.get('epoch'), int) and not isinstance(rec['epoch'], bool)):
+        if not isinstance(rec, dict) or 'epoch' not in rec:
             damaged.append(n)
-            continue
-        rec.update((k, float('nan')) for k, v in list(rec.items()) if _measured(k) and v is None)   # (not measured)
-        bad = [k for k, v in rec.items() if _measured(k) and (not isinstance(v, (int, float)) or isinstance(v, bool))]
+        elif not (isinstance(rec.get('epoch'), int) and not isinstance(rec['epoch'], bool)):
+            no_epoch.append('%d (epoch=%r)' % (n, rec.get('epoch')))
+        else:
+            rec.update((k, float('nan')) for k, v in list(rec.items()) if _measured(k) and v is None)  # (not measured)
+            parsed.append((n, rec))
+    # a field named like a measurement that no record gives as a number was added by hand (a note): ignored
+    notes = sorted({k for _, rec in parsed for k in rec if _measured(k)} -
+                   {k for _, rec in parsed for k, v in rec.items() if _measured(k) and _number(v)})
+    for n, rec in parsed:
+        for k in notes:
+            rec.pop(k, None)
+        bad = [k for k, v in rec.items() if _measured(k) and not _number(v)]
         if bad:
             wrong.append('%d (%s=%r)' % (n, bad[0], rec[bad[0]]))
+            continue
+        over = [k for k, v in rec.items() if FRACTION.search(k) and (v < 0 or v > 1)]     # (NaN passes: not measured)
+        if over:
+            unit.append('%d (%s=%r)' % (n, over[0], rec[over[0]]))
             continue
         if rec['epoch'] in by_epoch:
             repeated.setdefault(rec['epoch'], []).append(n)
@@ -140,9 +166,20 @@ def read_records(path):
         LOG.warning('%s line%s %s: skipped damaged line%s (not a complete JSON record; a run interrupted while '
                     'writing one leaves such a line)', path, 's' if len(damaged) > 1 else '',
                     ', '.join(map(str, damaged)), 's' if len(damaged) > 1 else '')
+    if no_epoch:
+        LOG.warning('%s line%s %s: skipped record%s whose "epoch" is not a whole number (edited by hand? training '
+                    'writes "epoch": 0 for the first)', path, 's' if len(no_epoch) > 1 else '', ', '.join(no_epoch),
+                    's' if len(no_epoch) > 1 else '')
+    if notes:
+        LOG.warning('%s: ignored field%s %s, which no record gives as a number (added by hand?)', path,
+                    's' if len(notes) > 1 else '', ', '.join(notes))
     if wrong:
         LOG.warning('%s line%s %s: skipped record%s whose measurement is not a number (edited by hand?)', path,
                     's' if len(wrong) > 1 else '', ', '.join(wrong), 's' if len(wrong) > 1 else '')
+    if unit:
+        LOG.warning('%s line%s %s: skipped record%s whose accuracy is not a fraction between 0 and 1 (a percentage '
+                    'written by hand? training writes 0.975 for 97.5 %%)', path, 's' if len(unit) > 1 else '',
+                    ', '.join(unit), 's' if len(unit) > 1 else '')
     if repeated:
         LOG.warning('%s: epoch(s) %s recorded more than once (again at line(s) %s: pasted, or a file of an older '
                     'version); the last record of each is used', path, ', '.join(str(e + 1) for e in sorted(repeated)),

@@ -476,7 +476,9 @@ def test_train_checkpoint_exact_resume_evaluate_and_report(voc, tmp_path, capsys
     assert pa.keys() == pb.keys() and len(pa) > 40
     assert all(np.array_equal(pa[k].asnumpy(), pb[k].asnumpy()) for k in pa)
     # (the time it took, and where the run lives: the runs compared live in two folders)
-    timeless = lambda recs: [{k: v for k, v in r.items() if k not in ('time', 'speed', 'model_dir')} for r in recs]  # noqa
+    # (and the num_epoch each piece was trained to)
+    timeless = lambda recs: [{k: v for k, v in r.items() if k not in ('time', 'speed', 'model_dir', 'num_epoch')}  # noqa
+                             for r in recs]
     assert timeless(read_records(os.path.join(tmp, 'b', 'log', 'voc_frcnn.jsonl'))) == timeless(records)
     # the run rules: a second start under the name is refused, a resume from an earlier epoch too
     code, _, err = run_cli(a, capsys)
@@ -496,6 +498,8 @@ def test_train_checkpoint_exact_resume_evaluate_and_report(voc, tmp_path, capsys
     maps = [checkpoint.read_meta(mdir, 'voc_frcnn', e)['val_map'] for e in (1, 2)]
     assert checkpoint.read_meta(mdir, 'voc_frcnn', 'best')['val_map'] == max(maps)
     assert [r['epoch'] for r in read_records(os.path.join(ldir, 'voc_frcnn.jsonl'))] == [0, 1]
+    # (each record names the run's num_epoch: a table tells a finished run from one that stopped by it)
+    assert {r['num_epoch'] for r in read_records(os.path.join(ldir, 'voc_frcnn.jsonl'))} == {2}
     # evaluation of a checkpoint gives the mAP measured in training
     code, out, err = run_cli(['--eval-only', '--epoch', '2'] + a, capsys)
     assert code == 0, err

@@ -121,6 +121,11 @@ def _refuse_other_file(out):
                                 manifest))
 
 
+def cell(text):
+    """`text` as one markdown table cell: '|' escaped, line breaks as spaces (--student 'R8 | 2k')."""
+    return ' '.join(str(text).split()).replace('|', '\\|')
+
+
 def fmt(values):
     values = np.asarray(values, dtype=float)
     if len(values) == 1:
@@ -139,12 +144,12 @@ def make_table(groups, student='', teacher='', teacher_record=None):
         recs = groups[method]
         top1 = [100 * (1 - r['val_top1']) for r in recs]
         top5 = ' | %s' % fmt([100 * (1 - r['val_top5']) for r in recs]) if with_top5 else ''
-        lines.append('| %s | %s | %s | %s%s | %d |' % (LABELS.get(method, method), student,
-                                                       '—' if method == 'student' else teacher,
+        lines.append('| %s | %s | %s | %s%s | %d |' % (cell(LABELS.get(method, method)), cell(student),
+                                                       '—' if method == 'student' else cell(teacher),
                                                        fmt(top1), top5, len(recs)))
     if teacher_record is not None:
         lines.append('| teacher | %s | — | %.2f%s | 1 |' % (
-            teacher, 100 * (1 - teacher_record['val_top1']),
+            cell(teacher), 100 * (1 - teacher_record['val_top1']),
             ' | %.2f' % (100 * (1 - teacher_record['val_top5'])) if with_top5 else ''))
     return '\n'.join(lines) + '\n'
 
@@ -160,7 +165,7 @@ def segmentation_table(groups, student='', teacher=''):
     for method in order:
         recs = groups[method]
         lines.append('| %s | %s | %s | %s | %s | %d |' % (
-            LABELS.get(method, method), student, '—' if method == 'student' else teacher,
+            cell(LABELS.get(method, method)), cell(student), '—' if method == 'student' else cell(teacher),
             fmt([100 * r['val_miou'] for r in recs]), fmt([100 * r['val_pixel_acc'] for r in recs]), len(recs)))
     return '\n'.join(lines) + '\n'
 
@@ -213,6 +218,9 @@ def main(argv=None):
                              '--records and --prefix)' % args.runs[0])
     if args.out:
         cli.output_path(args.out, example='table.md')
+        if args.out.endswith('.jsonl'):
+            raise cli.UsageError('--out %s: .jsonl names a run\'s records, and tables would read the markdown there '
+                                 'as a damaged run; give a .md file, e.g. --out table.md' % args.out)
         _refuse_other_file(args.out)
     found = find_runs(args.records)
     # (the record key each task scores, its name, and how to ask for the other task's table)

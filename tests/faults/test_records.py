@@ -162,3 +162,64 @@ def test_a_value_that_is_not_a_number_is_written_as_strict_json(tmp_path):
     assert strict['iou_bird'] is None and strict['val_top1'] is None, line
     rec, = read_records(path)
     assert math.isnan(rec['iou_bird']) and math.isnan(rec['val_top1']) and rec['val_miou'] == 0.5
+
+
+def test_hand_edited_records_are_read_as_far_as_they_can_be_and_said(tmp_path, caplog):
+    """(trial 26) A note field named val_... hid every record of its run ("measurement is not a number"
+    for each); val_top1 written as a percentage (97.5) was tabled as -4783 % error; an epoch written
+    1.0 or "1" was "not a complete JSON record"."""
+    p = str(tmp_path / 'run.jsonl')
+    with open(p, 'w') as f:
+        f.write('{"epoch": 0, "val_top1": 0.5, "val_top1_extra": {"a": 1}}\n'
+                '{"epoch": 1, "val_top1": 97.5, "val_top1_extra": {"a": 2}}\n'
+                '{"epoch": 2, "val_top1": 0.6, "val_top1_extra": "x"}\n'
+                '{"epoch": 3.0, "val_top1": 0.6}\n'
+                '{"epoch": "4", "val_top1": 0.6}\n'
+                '{"epoch": 5, "val_top1": "0.7"}\n'
+                '{"epoch": 6, "val_top1": NaN}\n')
+    with caplog.at_level(logging.WARNING):
+        recs = read_records(p)
+    assert [r['epoch'] for r in recs] == [0, 2, 6] and all('val_top1_extra' not in r for r in recs)
+    said = caplog.text
+    assert 'ignored field val_top1_extra, which no record gives as a number' in said
+    assert "line 2 (val_top1=97.5): skipped record whose accuracy is not a fraction between 0 and 1" in said
+    assert "lines 4 (epoch=3.0), 5 (epoch='4'): skipped records whose \"epoch\" is not a whole number" in said
+    assert "line 6 (val_top1='0.7'): skipped record whose measurement is not a number" in said
+    assert 'damaged' not in said
+
+
+def run_records(folder, name, epochs, num_epoch=None, **fields):
+    for e in range(epochs):
+        rec = dict(epoch=e, val_top1=0.5 + 0.01 * e, val_top5=0.9, model_prefix=name, **fields)
+        if num_epoch is not None:
+            rec['num_epoch'] = num_epoch
+        append_record(os.path.join(str(folder), name + '.jsonl'), rec)
+
+
+def test_results_table_says_finished_shorter_runs_and_escapes_cells(tmp_path, caplog, capsys):
+    """(trial 26) KD runs that finished at num_epoch=2 beside a 3-epoch baseline were left out with
+    "let them finish (resume ...)", which then said "nothing to train"; --student 'R8 | 2k' broke the
+    table's cells; --out log/RUN.jsonl wrote a markdown table where the next table read a damaged run."""
+    import re
+    from tools import results_table
+    run_records(tmp_path, 'p_kd_s0', 2, num_epoch=2)
+    run_records(tmp_path, 'p_kd_s1', 2, num_epoch=2)
+    run_records(tmp_path, 'p_student_s0', 3, num_epoch=3)
+    run_records(tmp_path, 'p_at_s0', 2, num_epoch=5)                  # (stopped: its num_epoch is 5)
+    argv = ['--records', str(tmp_path), '--prefix', 'p_']
+    with caplog.at_level(logging.WARNING):
+        assert results_table.main(argv + ['--student', 'R8 | 2k', '--teacher', 'R14\nnew']) == 0
+    said = caplog.text
+    assert 'left out 2 run(s) that finished at their num_epoch, before epoch 3' in said
+    assert 'p_kd_s0 (num_epoch 2)' in said and 'Pass --num-epoch 2' in said
+    assert 'stopped before epoch 3' in said and 'p_at_s0 (last epoch 2)' in said
+    table = capsys.readouterr().out
+    rows = [l for l in table.splitlines() if l.startswith('|')]
+    assert len(rows) == 3 and 'R8 \\| 2k' in table                  # (the student alone: 3 epochs)
+    assert results_table.main(argv + ['--num-epoch', '2', '--student', 'R8 | 2k', '--teacher', 'R14\nnew']) == 0
+    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith('|')]
+    assert len(rows) == 5 and sum('| R14 new |' in r for r in rows) == 2                # KD and AT at epoch 2
+    assert {r.replace('\\|', '').count('|') for r in rows} == {rows[0].count('|')}     # every row its cells
+    assert results_table.main(argv + ['--out', str(tmp_path / 'p_kd_s9.jsonl')]) == 2
+    assert re.search(r"\.jsonl names a run's records.*--out table\.md", capsys.readouterr().err)
+    assert not (tmp_path / 'p_kd_s9.jsonl').exists()

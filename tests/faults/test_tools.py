@@ -1125,6 +1125,27 @@ def test_a_checkpoint_from_another_machine_or_edited_and_a_bare_run_name(three_c
     assert code == 0 and '| KD |' in out and 't_at_s0.jsonl holds no record (emptied, or cut short?)' in err, err
 
 
+def test_a_best_copy_edited_to_name_another_epoch_is_said(three_class_run, tmp_path, capsys):
+    """(trial 26) -best.json's "epoch" edited to another checkpoint of the run: evaluate printed that
+    epoch with the best copy's score, without a word. The metadata's weight checksums tell."""
+    import shutil
+    edited = tmp_path / 'edited'
+    shutil.copytree(str(three_class_run / 'model'), str(edited))
+    best = edited / 'three-best.json'
+    meta = json.loads(best.read_text())
+    truth = meta['epoch']
+    other = 1 if truth == 2 else 2
+    meta['epoch'] = other
+    best.write_text(json.dumps(meta))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(edited / 'three')], capsys)
+    assert code == 0 and err.count("the best copy of run 'three' says it is epoch %d, but its weights are not epoch "
+                                   "%d's (they are epoch %d's)" % (other, other, truth)) == 1, err
+    meta['epoch'] = truth
+    best.write_text(json.dumps(meta))
+    code, out, err = run_tool(evaluate.main, ['--prefix', str(edited / 'three')], capsys)
+    assert code == 0 and 'best copy' not in err, err
+
+
 def test_metadata_without_its_network_or_classes_and_an_empty_out(three_class_run, tmp_path, capsys):
     """Found by a new user (#18's twelfth trial): a checkpoint .json without `network` or `num_classes`
     (edited, or another program's) was a KeyError traceback in tools.evaluate and a TypeError as a
