@@ -96,13 +96,20 @@ def read_file(path, _seen=(), chain=None, origins=None, texts=None):
 
 def _plain(value):
     """A .py config's value as plain Python: numpy scalars and arrays (``lr = np.float32(0.05)``)
-    as the numbers and lists they hold, inside lists and tuples too."""
+    as the numbers and lists they hold (a float as written: 0.05, not 0.0500000007), inside lists,
+    tuples and dicts too."""
     if type(value).__module__ == 'numpy' and hasattr(value, 'tolist'):
-        if getattr(value, 'dtype', None) is not None and value.dtype.kind == 'f' and value.ndim == 0:
-            return float(str(value))         # (np.float32(0.05) is 0.05, as written, not 0.0500000007)
+        if getattr(value, 'ndim', 0):
+            return [_plain(v) for v in value]
+        if value.dtype.kind == 'f':
+            return float(str(value))
         return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -353,6 +360,8 @@ def coerce(key, value, raw=None, fields=None):
     if field is None:
         return value
     if getattr(field.check, 'text', False):
+        if isinstance(value, bool) and getattr(field.check, 'optional', False):
+            return value                    # (teacher_prefix=false means no teacher: the check says to write null)
         if raw is not None and value is not None and not isinstance(value, (str, list, dict)):
             return raw.strip()              # (model_prefix=off, =2026-01-01, =12:30: the name as written)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -413,7 +422,13 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     where = {k: origin for k in values}           # key -> where its value was set, for the messages
     where.update((k, f) for k, f in origins.items() if k in values)     # a base's key: the base file
     values = {k: coerce(k, v, texts.get(k), schema.fields) for k, v in values.items()}
-    sets_cfgs = bool(chain) and schema.default_file == DEFAULT_CFG and set(read_file(DEFAULT_CFG)[0]) <= set(values)
+    sets_cfgs = False          # (a .py file of the user's that does `from config.cfgs import *`)
+    if chain and chain[0].endswith('.py') and os.path.abspath(chain[0]) != os.path.abspath(DEFAULT_CFG) and \
+            schema.default_file == DEFAULT_CFG:
+        try:
+            sets_cfgs = set(read_file(DEFAULT_CFG)[0]) <= set(values)
+        except ConfigError:
+            pass
     for key, value in once_each(overrides, lambda text: parse_override(text, schema.fields)):
         values[key] = value
         where[key] = 'the command line'
@@ -602,6 +617,13 @@ def load_config(path=None, overrides=(), check_data=True):
     return cfg
 
 
+def checkpoint_files(model_dir, prefix):
+    """The checkpoint metadata files of run `prefix` in `model_dir` (a run of a name refused now that was
+    trained before stays usable)."""
+    import glob
+    return glob.glob(os.path.join(glob.escape(str(model_dir or '.')), glob.escape(prefix) + '-*.json'))
+
+
 def check_engine_keys(cfg, at):
     """The checks across the keys the engine reads for every task (dtype, kv_store, gpu_list);
     `at(*keys)` says where they were set."""
@@ -644,6 +666,10 @@ def check_engine_keys(cfg, at):
                           'kv_store=%r (%s): each would train the same run alone; add kv_store=horovod to the '
                           'command, or run train.py without horovodrun' % (value, size, value, cfg.kv_store,
                                                                            at('kv_store')))
+    prefix = cfg.get('model_prefix')
+    if isinstance(prefix, str) and prefix.startswith('.') and not checkpoint_files(cfg.get('model_dir'), prefix):
+        raise ConfigError('config key model_prefix=%r (%s): a run name that starts with a dot would hide the run\'s '
+                          'files (and . and .. name folders): choose another name' % (prefix, at('model_prefix')))
     if cfg.kv_store.startswith('dist') and 'DMLC_ROLE' not in os.environ:
         raise ConfigError('config key kv_store=%r (%s) needs a distributed launch: start training with '
                           'tools/launch.py (see the README), or use kv_store=device' % (cfg.kv_store, at('kv_store')))

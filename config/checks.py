@@ -97,9 +97,6 @@ NAME_BYTES = 215
 
 def name_like():
     def check(v):
-        if isinstance(v, str) and v and v.startswith('.') and '/' not in v:
-            raise ConfigError('must be a run name that does not start with a dot; got %r (a run\'s files would be hidden, '
-                              'and . and .. name folders): choose another name' % v)
         if not isinstance(v, str) or not v or '/' in v or '\\' in v or v.strip() != v:
             _fail('a run name without slashes or surrounding spaces (to keep the runs in another folder, set model_dir '
                   'and log_dir)', v)
@@ -121,12 +118,17 @@ def choice(*options):
 
 def optional(inner):
     def check(v):
+        if isinstance(v, bool) and not getattr(inner, 'allowed', '').startswith('true or false'):
+            # (teacher_prefix=false, pretrained: no: YAML reads those words as booleans)
+            raise ConfigError('must be %s; got %s: no value is written null (or ~), or leave the key out'
+                              % (check.allowed, str(v).lower()))
         if isinstance(v, str) and v.strip().lower() in ('none', 'nil'):
             # (Python's None is no YAML word: 'none' would be read as a path or a name)
             raise ConfigError('must be %s; got %r, a string: no value is written null (or ~), or leave the key out'
                               % (check.allowed, v))
         return None if v is None else inner(v)
     check.text = getattr(inner, 'text', False)
+    check.optional = True
     return _allows(check, '%s or null' % getattr(inner, 'allowed', 'a value'))
 
 

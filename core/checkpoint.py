@@ -408,10 +408,11 @@ def resolve_tag(model_dir, prefix, tag):
                                 '%d): its later checkpoints were deleted, or %s was copied from another run or edited'
                                 % (prefix, said, have[-1], os.path.basename(best['meta'])))
                 elif said in have and _weights_of(model_dir, prefix, said) not in (None, meta.get('params_crc32')):
-                    same = [e for e in have if _weights_of(model_dir, prefix, e) == meta.get('params_crc32')]
+                    same = next((e for e in have if _weights_of(model_dir, prefix, e) == meta.get('params_crc32')),
+                                None)
                     LOG.warning('the best copy of run %r says it is epoch %d, but its weights are not epoch %d\'s (%s): '
                                 '%s was edited, or copied from another run; evaluate an epoch by its number to be sure'
-                                % (prefix, said, said, 'they are epoch %d\'s' % same[0] if same else
+                                % (prefix, said, said, 'they are epoch %d\'s' % same if same is not None else
                                    'nor any other checkpoint\'s of the run', os.path.basename(best['meta'])))
             return tag
     e = best_recorded(model_dir, prefix)

@@ -150,7 +150,8 @@ class TensorBoard(Monitor):
         self._scalars(step, 'train', values)
 
     def epoch(self, step, record):
-        self._scalars(step, 'epoch', dict((k, v) for k, v in record.items() if k != 'epoch'))
+        # (what the record says of the run, e.g. its num_epoch, is no curve)
+        self._scalars(step, 'epoch', dict((k, v) for k, v in record.items() if k not in ('epoch', 'num_epoch')))
 
     def close(self):
         if self.writer is not None:

@@ -105,6 +105,15 @@ def _measured(key):
 FRACTION = re.compile(r'(top\d+|miou|pixel_acc|_map)$')
 
 
+#: the measurements every task's trainer writes (with each method's train_<term> and the iou_/ap_ of a class)
+WRITTEN = ('val_top1', 'val_top5', 'val_n', 'val_map', 'val_miou', 'val_pixel_acc', 'lr', 'time', 'speed', 'steps',
+           'images')
+
+
+def _written(key):
+    return key in WRITTEN or key.startswith(('train_', 'best_', 'iou_', 'ap_'))
+
+
 def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -145,8 +154,9 @@ def read_records(path):
         else:
             rec.update((k, float('nan')) for k, v in list(rec.items()) if _measured(k) and v is None)  # (not measured)
             parsed.append((n, rec))
-    # a field named like a measurement that no record gives as a number was added by hand (a note): ignored
-    notes = sorted({k for _, rec in parsed for k in rec if _measured(k)} -
+    # a field named like a measurement that no record gives as a number was added by hand (a note), unless
+    # it is one the trainer writes: ignored
+    notes = sorted({k for _, rec in parsed for k in rec if _measured(k) and not _written(k)} -
                    {k for _, rec in parsed for k, v in rec.items() if _measured(k) and _number(v)})
     for n, rec in parsed:
         for k in notes:
@@ -155,7 +165,7 @@ def read_records(path):
         if bad:
             wrong.append('%d (%s=%r)' % (n, bad[0], rec[bad[0]]))
             continue
-        over = [k for k, v in rec.items() if FRACTION.search(k) and (v < 0 or v > 1)]     # (NaN passes: not measured)
+        over = [k for k, v in rec.items() if _measured(k) and FRACTION.search(k) and (v < 0 or v > 1)]  # (NaN passes)
         if over:
             unit.append('%d (%s=%r)' % (n, over[0], rec[over[0]]))
             continue

@@ -207,6 +207,9 @@ def main(argv=None):
                    help='keep only this many training images a class')
     p.add_argument('--no-download', action='store_true')
     args = p.parse_args(argv)
+    from .packindex import out_problem
+    if out_problem(args.out):
+        p.error(out_problem(args.out))
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     code, state = one_line_errors(lambda: prepare(args.out, args.source, not args.no_download, args.per_class),
                                   args.out)

@@ -79,9 +79,12 @@ def list_class_folders(root, nested=False):
     entries, empty, inner, other = [], [], {}, []
     for label, name in enumerate(classes):
         n = len(entries)
-        for dirpath, dirs, files in sorted(os.walk(os.path.join(root, name))):
+        walked = []
+        for dirpath, dirs, files in os.walk(os.path.join(root, name)):       # (pruned as it goes, sorted after)
             left_out += [os.path.relpath(os.path.join(dirpath, d), root) for d in dirs if _not_the_users(d)]
             dirs[:] = [d for d in dirs if not _not_the_users(d)]
+            walked.append((dirpath, files))
+        for dirpath, files in sorted(walked):
             for f in sorted(files):
                 rel = os.path.relpath(os.path.join(dirpath, f), root)
                 if _not_the_users(f):
@@ -549,10 +552,9 @@ def main(argv=None):
         return 0
     if not args.train or not args.out:
         p.error('--train and --out are required to build packs (or give --check PREFIX)')
-    from .packindex import URI_SYNTAX, uri_problem
-    problem = uri_problem(os.path.join(args.out, 'train.rec'), 'choose an --out without %s' % ' '.join(URI_SYNTAX))
-    if problem:
-        p.error('--out: training could not read the packs: %s' % problem)
+    from .packindex import out_problem
+    if out_problem(args.out):
+        p.error(out_problem(args.out))
     code, built = one_line_errors(lambda: build_packs(args.train, args.out, args.val, args.val_labels, args.threads,
                                                       nested=args.nested_classes, skip_unlisted=args.skip_unlisted,
                                                       overwrite=args.overwrite),

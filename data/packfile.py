@@ -72,36 +72,38 @@ def read_lst(path):
     return items
 
 
-def decodes(buf):
-    """True if OpenCV decodes the encoded image `buf` (bytes); False for no bytes at all (a file
-    left empty by an interrupted copy, on which OpenCV raises instead of returning None)."""
+def _decoded(buf):
+    """The image OpenCV decodes from the encoded bytes `buf`, as stored (IMREAD_UNCHANGED), or None; None
+    for no bytes at all (a file left empty by an interrupted copy, on which OpenCV raises)."""
     import cv2
     if not len(buf):
-        return False
+        return None
     try:
         img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
-        return False
-    return img is not None and img.size > 0
+        return None
+    return img if img is not None and img.size > 0 else None
+
+
+def decodes(buf):
+    """True if OpenCV decodes the encoded image `buf` (bytes)."""
+    return _decoded(buf) is not None
 
 
 def decode_problem(buf):
     """Why the encoded image `buf` (bytes) cannot be packed as it is, or None: it does not decode (an
-    empty file is said so), or it holds more than 8 bits a value (a 16-bit PNG or TIFF), which MXNet's
-    decoder keeps the top 8 bits of: 12-bit values 0..4095 would train as 0..15."""
-    import cv2
+    empty file is said so), or it is a 16-bit image (PNG, TIFF) whose values stay below 4096: MXNet's
+    decoder keeps the top 8 bits, so 12-bit data 0..4095 would train as 0..15 (a full-range 16-bit
+    image keeps its range)."""
     if not len(buf):
         return 'cannot be decoded as an image: an empty file (a copy cut short?)'
-    try:
-        img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        img = None
-    if img is None or not img.size:
+    img = _decoded(buf)
+    if img is None:
         return 'cannot be decoded as an image'
-    if img.dtype != np.uint8:
-        return ('is a %d-bit image (values up to %s here), and MXNet decodes images to 8 bits by keeping the top 8 '
-                '(values 0..4095 of 12-bit data would train as 0..15): convert it to 8 bits first, scaling its range '
-                'to 0..255' % (img.dtype.itemsize * 8, img.max()))
+    if img.dtype == np.uint16 and int(img.max()) >> 8 < 16:
+        return ('is a 16-bit image whose values reach only %d, and MXNet decodes images to 8 bits by keeping the top '
+                '8 (it would train as values 0..%d, nearly black): convert it to 8 bits first, scaling its range to '
+                '0..255' % (img.max(), int(img.max()) >> 8))
     return None
 
 

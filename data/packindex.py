@@ -41,6 +41,13 @@ def uri_problem(path, fix=None):
                           % (os.path.dirname(path) or '.')))
 
 
+def out_problem(out):
+    """What is wrong with `out` as the folder of packs to build (an --out), or None: training could not
+    read packs there (`uri_problem`)."""
+    problem = uri_problem(os.path.join(out, 'train.rec'), 'choose an --out without %s' % ' '.join(URI_SYNTAX))
+    return problem and '--out: training could not read the packs: %s' % problem
+
+
 def shrank(path, before, now):
     """The DataError for pack `path`, which held `before` bytes when it was opened and `now` fewer."""
     return damaged(path, 'it shrank from %d to %d bytes while in use: a pack must be replaced by a new file, as '

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .markdown import cell
 from .plotting import pyplot, save
 
 COLOURS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#46f0f0', '#f032e6', '#bcf60c', '#fabebe',
@@ -31,10 +32,10 @@ def results_table(rows, classes):
     lines = ['| backbone | method | paper VOC07 mAP | VOC07 mAP here |', '|---|---|---|---|']
     for r in rows:
         paper = '%.1f' % r['paper_map'] if r.get('paper_map') is not None else '-'
-        lines.append('| %s | %s | %s | %s |' % (r['network'], r['method'], paper, _pct(r['map'])))
-    lines += ['', '| method | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes)]
+        lines.append('| %s | %s | %s | %s |' % (cell(r['network']), cell(r['method']), paper, _pct(r['map'])))
+    lines += ['', '| method | ' + ' | '.join(cell(c) for c in classes) + ' |', '|---|' + '---|' * len(classes)]
     for r in rows:
-        lines.append('| %s | %s |' % (r['method'], ' | '.join(_pct(r['per_class'].get(c)) for c in classes)))
+        lines.append('| %s | %s |' % (cell(r['method']), ' | '.join(_pct(r['per_class'].get(c)) for c in classes)))
     return '\n'.join(lines)
 
 

@@ -20,6 +20,7 @@ from core.env import configure_threads
 configure_threads()
 
 from tools import cli  # noqa: E402
+from tools.markdown import cell  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ('docs/reference/config.md', 'docs/reference/methods.md')
@@ -29,15 +30,11 @@ def _value(v):
     return '`%s`' % ('null' if v is None else str(v).lower() if isinstance(v, bool) else v)
 
 
-def _cell(text):
-    return str(text).replace('|', '\\|').replace('\n', ' ')
-
-
 def _table(fields):
     rows = ['| key | default | allowed | meaning |', '|---|---|---|---|']
     for f in fields:
-        rows.append('| `%s` | %s | %s | %s |' % (f.name, _value(f.default), _cell(getattr(f.check, 'allowed', '')),
-                                                 _cell(f.doc)))
+        rows.append('| `%s` | %s | %s | %s |' % (f.name, _value(f.default), cell(getattr(f.check, 'allowed', '')),
+                                                 cell(f.doc)))
     return rows
 
 
@@ -62,7 +59,7 @@ def config_page():
     rows = ['| key | method | default | allowed | meaning |', '|---|---|---|---|---|']
     for name, (method, o) in options.items():
         rows.append('| `%s` | %s | %s | %s | %s |' % (name, method, _value(o.default),
-                                                       _cell(getattr(FIELDS[name].check, 'allowed', '')), _cell(o.doc)))
+                                                       cell(getattr(FIELDS[name].check, 'allowed', '')), cell(o.doc)))
     lines += rows + ['']
     seen.update(options)
     rest = [f for k, f in FIELDS.items() if k not in seen]
@@ -103,10 +100,10 @@ def methods_page():
                      for s in m.stages]
         name = '`%s`' % m.name + (' (alias `%s`)' % aliases[m.name] if m.name in aliases else '')
         lines.append('| %s | %s | %s | %s | %s | %s |' % (
-            name, _cell(m.paper), m.inputs, weight, ', '.join(declares) or '-',
+            name, cell(m.paper), m.inputs, weight, ', '.join(declares) or '-',
             ', '.join('`%s`' % o.name for o in m.options) or '-'))
     lines += ['', '## Inputs', '', '| inputs | what the loss is called with |', '|---|---|']
-    lines += ['| %s | %s |' % (k, _cell(v)) for k, v in INPUTS.items()]
+    lines += ['| %s | %s |' % (k, cell(v)) for k, v in INPUTS.items()]
     return '\n'.join(lines) + '\n'
 
 

@@ -145,6 +145,7 @@ def finished_runs(runs, names, log=None):
         return []
     end = max(last.values())
     # (epochs counted from 1 in the messages; a run whose records say it reached its num_epoch finished)
+    done_at = [e for n, e in last.items() if e < end and runs[n][-1].get('num_epoch') == e + 1]
     done = ['%s (num_epoch %d)' % (n, e + 1) for n, e in last.items() if e < end and
             runs[n][-1].get('num_epoch') == e + 1]
     short = ['%s (last epoch %d)' % (n, e + 1) for n, e in last.items() if e < end and
@@ -152,7 +153,7 @@ def finished_runs(runs, names, log=None):
     if done and log is not None:
         log.warning('left out %d run(s) that finished at their num_epoch, before epoch %d, which the other runs '
                     'reached: %s. Pass --num-epoch %d to compare every run at epoch %d (those that reached it)',
-                    len(done), end + 1, _quote(done), min(last.values()) + 1, min(last.values()) + 1)
+                    len(done), end + 1, _quote(done), min(done_at) + 1, min(done_at) + 1)
     if short and log is not None:
         log.warning('left out %d run(s) that stopped before epoch %d, the last epoch the other runs reached: %s. '
                     'Let them finish (resume: retrain=true model_load_epoch=-1), or pass --num-epoch N to '

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import cli
 from .records import RUN_NAME, find_runs, finished_runs, matching_runs, missing_runs, still_training
+from .markdown import cell
 
 LOG = logging.getLogger('results_table')
 NAME = re.compile(r'^(?P<prefix>.*?)(?P<method>[a-z0-9_]+?)_s(?P<seed>\d+)$')
@@ -121,11 +122,6 @@ def _refuse_other_file(out):
                                 manifest))
 
 
-def cell(text):
-    """`text` as one markdown table cell: '|' escaped, line breaks as spaces (--student 'R8 | 2k')."""
-    return ' '.join(str(text).split()).replace('|', '\\|')
-
-
 def fmt(values):
     values = np.asarray(values, dtype=float)
     if len(values) == 1:
@@ -195,6 +191,9 @@ def main(argv=None):
                    'accuracy (%%) as mean +- std over seeds')
     p.add_argument('runs', nargs='*', help='detection: the runs (presets or model_dir/RUN) and key=value overrides')
     args = p.parse_intermixed_args(argv)
+    if args.out and args.out.endswith('.jsonl'):
+        raise cli.UsageError('--out %s: .jsonl names a run\'s records, and tables would read the markdown there as a '
+                             'damaged run; give a .md file, e.g. --out table.md' % args.out)
     if args.task == 'detection':
         from tools.detection import table
         given = [o for o, v in (('--records', args.records), ('--prefix', args.prefix), ('--num-epoch', args.num_epoch),
@@ -218,9 +217,6 @@ def main(argv=None):
                              '--records and --prefix)' % args.runs[0])
     if args.out:
         cli.output_path(args.out, example='table.md')
-        if args.out.endswith('.jsonl'):
-            raise cli.UsageError('--out %s: .jsonl names a run\'s records, and tables would read the markdown there '
-                                 'as a damaged run; give a .md file, e.g. --out table.md' % args.out)
         _refuse_other_file(args.out)
     found = find_runs(args.records)
     # (the record key each task scores, its name, and how to ask for the other task's table)

@@ -635,13 +635,20 @@ def test_a_name_keeps_the_text_as_written_in_a_file_and_on_the_command_line(tmp_
     assert (c.model_prefix, c.data_dir) == (text, text)
     c = cfg('model_prefix=%s' % text, 'data_dir=%s' % text)
     assert (c.model_prefix, c.data_dir) == (text, text)
+    if text in ('off', 'NO'):       # a key that may be null: the word is no name there, and null is said
+        with pytest.raises(ConfigError, match='must be text or null; got false: no value is written null'):
+            cfg('teacher_prefix=%s' % text)
 
 
 @pytest.mark.parametrize('name', ['.', '..', '.hidden'])
-def test_a_run_name_that_starts_with_a_dot_is_refused(name):
-    """(trial 26) model_prefix=. trained into hidden files model/.-0001.* that no tool could name again."""
-    with pytest.raises(ConfigError, match='does not start with a dot; got %r' % name):
-        cfg('model_prefix=%s' % name)
+def test_a_run_name_that_starts_with_a_dot_is_refused(name, tmp_path):
+    """(trial 26) model_prefix=. trained into hidden files model/.-0001.* that no tool could name again.
+    A run of such a name trained before stays usable (resumed, or loaded with its saved config)."""
+    with pytest.raises(ConfigError, match=r"model_prefix=%s \(the command line\): a run name that starts with a "
+                                          r"dot would hide the run's files" % re.escape(repr(name))):
+        cfg('model_prefix=%s' % name, 'model_dir=%s' % tmp_path)
+    (tmp_path / ('%s-0001.json' % name)).write_text('{}')
+    assert cfg('model_prefix=%s' % name, 'model_dir=%s' % tmp_path).model_prefix == name
 
 
 def test_a_py_config_runs_once_takes_numpy_numbers_and_names_its_base(tmp_path):
@@ -660,6 +667,12 @@ def test_a_py_config_runs_once_takes_numpy_numbers_and_names_its_base(tmp_path):
     c = cfg(path=str(f))
     assert c.lr == 0.05 and [e['weight'] for e in c.plan] == [16.0, 50.0]
     assert 'not the values of config/cfgs.py' not in c.source
+    f.write_text('import numpy as np\nfrom collections import namedtuple\nfrom config.cfgs import *\n'
+                 'Taps = namedtuple("Taps", "a b")\nteacher_symbol = Taps(None, "stage3")\n'
+                 'mean = np.array([72.94], np.float32)\nstd = (np.float64(90.0),)\nkt_weight = [np.float32(16), 50]\n'
+                 'student_symbol = {"kd": None, "mmd": np.str_("stage3")}\n')
+    c = cfg(path=str(f))
+    assert c.mean == [72.94] and list(c.teacher_symbol)[1] == 'stage3' and [e['weight'] for e in c.plan] == [16, 50]
     f.write_text('base = "cfgs.py"\nlr = 0.02\n')
     c = cfg(path=str(f))
     assert c.lr == 0.02 and c.model_prefix == cfg().model_prefix and '(base: config/cfgs.py)' in c.source
@@ -687,6 +700,10 @@ def test_a_pack_path_mxnet_reads_as_uri_syntax_is_refused(tmp_path):
                             str(tmp_path / ('out%s1' % ch))], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and 'choose an --out without' in r.stderr, r.stderr
         assert not (tmp_path / ('out%s1' % ch)).exists()
+        r = subprocess.run([sys.executable, '-m', 'data.fashion_mnist', '--out', str(tmp_path / ('fm%s1' % ch))],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and 'choose an --out without' in r.stderr, r.stderr
+        assert not (tmp_path / ('fm%s1' % ch)).exists()
     from data.packiters import image_record_iter
     from data import DataError
     with pytest.raises(DataError, match='URI syntax'):

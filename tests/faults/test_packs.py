@@ -920,6 +920,8 @@ def test_hidden_and_macos_entries_and_dangling_class_links_are_left_out_and_said
         shutil.copy(str(train / 'class_a' / first), str(train / hidden / first))
     (train / '__MACOSX' / 'class_a' / ('._' + first)).write_bytes(b'\0\5\26\7 AppleDouble')
     shutil.copy(str(train / 'class_a' / first), str(train / 'class_b' / '.hidden.jpg'))
+    (train / 'class_c' / '.thumbs').mkdir()                       # (a hidden folder inside a class folder)
+    shutil.copy(str(train / 'class_a' / first), str(train / 'class_c' / '.thumbs' / 'small.jpg'))
     os.symlink('../no_such_folder', str(train / 'kitty'))
     caplog.set_level('WARNING')
     code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
@@ -928,7 +930,8 @@ def test_hidden_and_macos_entries_and_dangling_class_links_are_left_out_and_said
     assert sorted(n for _, _, n in read_lst(str(tmp_path / 'out' / 'train.lst'))) == sorted(
         os.path.join(c, f) for c in ('class_a', 'class_b', 'class_c') for f in os.listdir(str(src / 'train' / c)))
     said = caplog.text
-    assert 'left out 3 hidden or system' in said and '.ipynb_checkpoints' in said and '__MACOSX' in said
+    assert 'left out 4 hidden or system' in said and '.ipynb_checkpoints' in said and '__MACOSX' in said
+    assert 'class_c/.thumbs' in said
     assert 'class_b/.hidden.jpg' in said and 'kitty -> ../no_such_folder' in said
     assert cv2 is not None
 
@@ -966,9 +969,13 @@ def test_a_16_bit_image_is_not_packed_as_its_top_8_bits(tmp_path, capsys, caplog
     assert 'is a 16-bit image' in err and 'convert it to 8 bits' in err
     assert not (tmp_path / 'out').exists()
     cv2.imwrite(str(train / 'a' / '8bit.png'), rng.randint(0, 256, size=(12, 12)).astype(np.uint8))
+    full = rng.randint(0, 65536, size=(12, 12)).astype(np.uint16)          # a full-range 16-bit image packs
+    cv2.imwrite(str(train / 'a' / 'full.png'), full)
     code, err = cli(pack.main, ['--train', str(train), '--out', str(tmp_path / 'out')], capsys)
-    assert code == 0 and 'skipping %s: is a 16-bit image' % (train / 'a' / '0.png') in caplog.text, err
-    assert len(read_lst(str(tmp_path / 'out' / 'train.lst'))) == 4
+    assert code == 0 and 'skipping %s: is a 16-bit image whose values reach only' % (train / 'a' / '0.png') \
+        in caplog.text, err
+    assert sorted(n for _, _, n in read_lst(str(tmp_path / 'out' / 'train.lst'))) == [
+        'a/8bit.png', 'a/full.png', 'b/0.png', 'b/1.png', 'b/2.png']
 
 
 def test_a_label_file_with_a_byte_order_mark(src, tmp_path, capsys):

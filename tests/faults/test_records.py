@@ -186,6 +186,16 @@ def test_hand_edited_records_are_read_as_far_as_they_can_be_and_said(tmp_path, c
     assert "lines 4 (epoch=3.0), 5 (epoch='4'): skipped records whose \"epoch\" is not a whole number" in said
     assert "line 6 (val_top1='0.7'): skipped record whose measurement is not a number" in said
     assert 'damaged' not in said
+    # (a note whose name ends like an accuracy is no accuracy; a measurement the trainer writes is no note)
+    with open(p, 'w') as f:
+        f.write('{"epoch": 0, "val_top1": 0.9, "paper_top1": null, "note_top1": "see wiki", "paper_map": 70.1}\n'
+                '{"epoch": 1, "val_top1": "0.91"}\n')
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        recs = read_records(p)
+    assert [r['epoch'] for r in recs] == [0] and recs[0]['paper_map'] == 70.1
+    assert "line 2 (val_top1='0.91'): skipped record whose measurement is not a number" in caplog.text
+    assert 'ignored field' not in caplog.text
 
 
 def run_records(folder, name, epochs, num_epoch=None, **fields):
@@ -206,13 +216,15 @@ def test_results_table_says_finished_shorter_runs_and_escapes_cells(tmp_path, ca
     run_records(tmp_path, 'p_kd_s1', 2, num_epoch=2)
     run_records(tmp_path, 'p_student_s0', 3, num_epoch=3)
     run_records(tmp_path, 'p_at_s0', 2, num_epoch=5)                  # (stopped: its num_epoch is 5)
+    run_records(tmp_path, 'p_fitnet_s0', 1, num_epoch=5)              # (stopped after one epoch)
     argv = ['--records', str(tmp_path), '--prefix', 'p_']
     with caplog.at_level(logging.WARNING):
         assert results_table.main(argv + ['--student', 'R8 | 2k', '--teacher', 'R14\nnew']) == 0
     said = caplog.text
     assert 'left out 2 run(s) that finished at their num_epoch, before epoch 3' in said
     assert 'p_kd_s0 (num_epoch 2)' in said and 'Pass --num-epoch 2' in said
-    assert 'stopped before epoch 3' in said and 'p_at_s0 (last epoch 2)' in said
+    assert 'stopped before epoch 3' in said and 'p_at_s0 (last epoch 2)' in said and 'p_fitnet_s0 (last epoch 1)' in said
+    assert 'Pass --num-epoch 1' not in said                          # (the finished runs' epoch, not a stopped one's)
     table = capsys.readouterr().out
     rows = [l for l in table.splitlines() if l.startswith('|')]
     assert len(rows) == 3 and 'R8 \\| 2k' in table                  # (the student alone: 3 epochs)
