@@ -138,6 +138,16 @@ def in_a_job_of_workers():
     return job_role() in ('worker', 'rank')
 
 
+def changed_options(cfg):
+    """[(option, value, default)] of the options of the run's methods set away from their registry defaults
+    (a divergence there is seldom cured by a lower lr)."""
+    if not cfg.get('kt') or not cfg.get('plan'):
+        return []
+    from symbols.transfer import METHODS
+    return [(o.name, cfg.get(o.name, o.default), o.default) for method in dict.fromkeys(e['method'] for e in cfg.plan)
+            for o in METHODS[method].options if cfg.get(o.name, o.default) != o.default]
+
+
 def has_checkpoint(cfg):
     from core import checkpoint
     return bool(checkpoint.epochs(cfg.model_dir, cfg.model_prefix))
@@ -230,8 +240,15 @@ def main(argv=None):
         return 2
     except Diverged as e:
         print('error: %s' % e, file=sys.stderr)
-        heavy = outsized_weights(cfg)
-        if heavy:
+        heavy, changed = outsized_weights(cfg), changed_options(cfg)
+        if changed and not heavy:
+            print('  the run sets method options away from their defaults, a likely cause: %s; %s with the defaults, '
+                  'e.g.\n  %s' % (', '.join('%s=%s (default %s)' % c for c in changed),
+                                  'resume' if has_checkpoint(cfg) else 'start again',
+                                  train_command(args, resume=has_checkpoint(cfg),
+                                                replace=['%s=%s' % (name, default) for name, _, default in changed])),
+                  file=sys.stderr)
+        elif heavy:
             print('  %s: %s with the default weights (kt_weight=null), e.g.\n  %s' % (
                 heavy, 'resume' if has_checkpoint(cfg) else 'start again', train_command(
                     args, resume=has_checkpoint(cfg), replace=['kt_weight=null'])), file=sys.stderr)
@@ -239,6 +256,9 @@ def main(argv=None):
             print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
                   'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False, lr=lower_lr(cfg.lr))),
                   file=sys.stderr)
+        else:
+            print('  resume from the last good checkpoint with a lower lr, e.g.\n  %s'
+                  % train_command(args, resume=True, lr=lower_lr(cfg.lr)), file=sys.stderr)
         return 3
     except UserError as e:
         print('error: %s' % e, file=sys.stderr)

@@ -104,6 +104,10 @@ def check_classification(cfg, at):
     if cfg.model_load_prefix is None:
         cfg['model_load_prefix'] = cfg.model_prefix
     _check_num_classes(cfg, at)
+    if cfg.retrain and cfg.begin_epoch is not None and cfg.begin_epoch != cfg.model_load_epoch:
+        raise ConfigError('config key begin_epoch=%d (%s) is not used with retrain=true: a resume starts after the '
+                          'epoch of its checkpoint (model_load_epoch=%d); leave begin_epoch out'
+                          % (cfg.begin_epoch, at('begin_epoch'), cfg.model_load_epoch))
     if cfg.begin_epoch is None:
         cfg['begin_epoch'] = cfg.model_load_epoch if cfg.retrain else 0
     import symbols

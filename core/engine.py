@@ -277,9 +277,8 @@ class Engine(object):
         if not checkpoint.all_finite(arrays):
             have = checkpoint.epochs(self.cfg.model_dir, self.cfg.model_prefix)
             raise Diverged('the parameters became NaN or Inf during epoch %d (after the last loss check); '
-                           'nothing of epoch %d was saved. Last good checkpoint: %s. %s and resume with '
-                           'retrain=true model_load_epoch=-1'
-                           % (epoch + 1, epoch + 1, 'epoch %d' % have[-1] if have else 'none',
+                           'nothing of epoch %d was saved. Last good checkpoint: %s. %s'
+                           % (epoch + 1, epoch + 1, 'epoch %d' % have[-1] if have else 'none (no epoch was saved yet)',
                               self.task.diverged_fix[0].upper() + self.task.diverged_fix[1:]))
 
     def _save(self, epoch, meta, best=False):

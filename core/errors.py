@@ -85,8 +85,8 @@ class NonFiniteLoss(FloatingPointError):
         if fix is None:
             fix = 'lower lr' if term == 'ce' else 'lower lr or the %s weight (kt_weight)' % term
         super(NonFiniteLoss, self).__init__(
-            'the %s loss became NaN or Inf at %s; training stopped. The last good checkpoint is kept: %s and '
-            'resume from it (retrain=true)' % (term, where, fix))
+            'the %s loss became NaN or Inf at %s; training stopped, and nothing of that epoch was saved: %s'
+            % (term, where, fix))
 
 
 EXIT_STATUS = {Diverged: 3}

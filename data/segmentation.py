@@ -111,6 +111,13 @@ def read_mask(path, check_palette=True):
         raise SegmentationDataError('mask %s holds JPEG data (saved as JPEG, then renamed?): JPEG blurs the edges '
                                     'between classes into other values; save the mask as a PNG (a VOC palette PNG, or '
                                     'a grayscale PNG of class indices)' % path)
+    if img.format not in ('PNG', None) and not path.lower().endswith('.' + img.format.lower()):
+        raise SegmentationDataError('mask %s holds %s data (saved as %s, then renamed?): save the mask as a PNG (a VOC '
+                                    'palette PNG, or a grayscale PNG of class indices)' % (path, img.format, img.format))
+    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+        raise SegmentationDataError('mask %s is a 16- or 32-bit image (mode %s): masks are 8-bit PNGs of class indices '
+                                    '(0..254, 255 for "ignore"); save it as an 8-bit grayscale or VOC palette PNG'
+                                    % (path, img.mode))
     if img.mode not in ('P', 'L'):
         raise SegmentationDataError('mask %s is a %s image: a mask holds class indices (a VOC palette PNG, or a '
                                     'grayscale PNG of indices); convert its colours to indices' % (path, img.mode))
@@ -119,6 +126,11 @@ def read_mask(path, check_palette=True):
         palette = np.asarray(img.getpalette()[:768], dtype=np.uint8).reshape(-1, 3)
         voc = voc_colormap(len(palette))
         used = [int(v) for v in np.unique(mask) if v != IGNORE]
+        beyond = [v for v in used if v >= len(palette)]
+        if beyond:
+            raise SegmentationDataError('mask %s is a palette PNG whose pixels use index %d, beyond its palette of %d '
+                                        'colours (the file was written wrongly): save the mask with the VOC palette, '
+                                        'or as a grayscale PNG of class indices' % (path, beyond[0], len(palette)))
         wrong = [v for v in used if not (palette[v] == voc[v]).all()]
         if wrong:
             v = wrong[0]

@@ -32,8 +32,12 @@ class VOCError(DataError, ValueError):
     """A VOC folder, split file, annotation or image that cannot be used."""
 
 
+_SAID_TWICE = set()        # the split files whose repeated ids were warned of (once a process)
+
+
 def _ids(path):
-    """The image ids a split file lists (VOCError for a malformed line)."""
+    """The image ids a split file lists, each once (an id listed again is left out, with a warning:
+    it would be trained on, or scored, twice); VOCError for a malformed line."""
     with open(path) as f:
         lines = f.read().splitlines()
     ids = []
@@ -47,6 +51,18 @@ def _ids(path):
         ids.append((n, words[0]))
     if not ids:
         raise VOCError('split file %s lists no image: give a split with images' % path)
+    first, again = {}, []
+    for n, i in ids:
+        if i in first:
+            again.append((n, i))
+        else:
+            first[i] = n
+    if again:
+        if path not in _SAID_TWICE:
+            _SAID_TWICE.add(path)
+            LOG.warning('split file %s names %d image id(s) more than once (e.g. %s on lines %d and %d): each is used '
+                        'once', path, len(again), again[0][1], first[again[0][1]], again[0][0])
+        ids = [(n, i) for n, i in ids if first[i] == n]
     return ids
 
 
@@ -101,6 +117,9 @@ def parse_annotation(path, classes):
     except (ET.ParseError, OSError) as e:
         raise VOCError('annotation %s cannot be read (%s): fix or restore it, or remove its id from the split file'
                        % (path, e))
+    for node in root.iter():            # (an XML namespace, <annotation xmlns="...">: VOC's tags all the same)
+        if isinstance(node.tag, str) and node.tag.startswith('{'):
+            node.tag = node.tag.split('}', 1)[1]
     size = root.find('size')
     if size is None:
         raise VOCError('annotation %s is malformed: it has no <size> (<width>, <height>)' % path)
@@ -185,6 +204,37 @@ def voc_dataset(root, sets, classes):
     """The checked VOC dataset of `sets` under `root` (see the module docstring)."""
     check_voc(root, sets)
     return voc_class(classes)(root=root, splits=[(int(y), s) for y, s in sets], preload_label=True)
+
+
+def resized(width, height, short, max_size):
+    """(width, height) of an image after gluoncv's resize_short_within(short, max_size): the short side
+    to `short` unless the long side would pass `max_size`, then the long side to `max_size`."""
+    scale = float(short) / min(width, height)
+    if round(scale * max(width, height)) > max_size:
+        scale = float(max_size) / max(width, height)
+    return int(round(width * scale)), int(round(height * scale))
+
+
+def check_anchors(dataset, cfg, key):
+    """VOCError for an image of `dataset` with fewer RPN anchors than config key `key`
+    (rpn_train_post_nms or rpn_test_post_nms) keeps proposals: a very wide or tall image, resized
+    within short x max_size, has few anchor positions (one every 16 pixels), and the RPN would
+    fail in the middle of an epoch. From the annotations' <size>, read with the labels."""
+    per_position = len(cfg.scales) * len(cfg.ratios)
+    for idx, (width, height) in sorted(getattr(dataset, '_im_shapes', {}).items()):
+        w, h = resized(width, height, cfg.short, cfg.max_size)
+        anchors = -(-w // 16) * -(-h // 16) * per_position
+        if anchors < cfg[key]:
+            raise VOCError('image %s is %dx%d, resized to %dx%d (short=%d, max_size=%d): it has %d RPN anchors, fewer '
+                           'than %s=%d proposals: lower %s to at most %d (and rpn_%s_pre_nms with it), or leave the '
+                           'image out of its split' % (dataset.image_path(idx), width, height, w, h, cfg.short,
+                                                       cfg.max_size, anchors, key, cfg[key], key, anchors,
+                                                       key.split('_')[1]))
+
+
+def scorable_objects(dataset):
+    """The objects of `dataset` that VOC07's mAP scores (not marked difficult)."""
+    return sum(int((label[:, 5] == 0).sum()) for label in (dataset._label_cache or []))
 
 
 def with_objects(dataset):

@@ -404,6 +404,9 @@ def _first_training_image():
     ('missing_image', r'split file .*trainval.txt line 6 names 000005, but .*000005.jpg does not exist'),
     ('wrong_size', r'annotation .*%s.xml gives the image size 120x96, but .*%s.jpg is 96x96: fix its <size>'
      % (_first_training_image(), _first_training_image())),
+    # (trial 27: the RPN failed in the middle of the epoch with a raw MXNet slice error)
+    ('wide_image', r'image .*000003.jpg is 960x96, resized to 120x12 \(short=96, max_size=120\): it has 72 RPN '
+                   r'anchors, fewer than rpn_train_post_nms=100 proposals: lower rpn_train_post_nms to at most 72'),
 ])
 def test_data_faults_are_one_error_line_and_nothing_is_written(voc, tmp_path, capsys, fault, message):
     root = _copy(voc, str(tmp_path))
@@ -439,11 +442,55 @@ def test_data_faults_are_one_error_line_and_nothing_is_written(voc, tmp_path, ca
         open(path, 'w').write(text.replace('<width>96</width>', '<width>120</width>'))
     elif fault == 'missing_image':
         os.remove(os.path.join(base, 'JPEGImages', '000005.jpg'))
+    elif fault == 'wide_image':
+        import cv2
+        image = os.path.join(base, 'JPEGImages', '000003.jpg')
+        cv2.imwrite(image, cv2.resize(cv2.imread(image), (960, 96)))
+        text = open(anno).read()
+        open(anno, 'w').write(text.replace('<width>96</width>', '<width>960</width>'))
+        extra = ['rpn_train_post_nms=100']
     argv = small(root, str(tmp_path), 'num_epoch=1', 'epoch_size=2', 'num_val=1', *extra)
     code, _, err = run_cli(argv, capsys)
     one_error(code, err, message)
     model = os.path.join(str(tmp_path), 'model')
     assert not checkpoint.epochs(model, 'voc_frcnn') and not os.path.exists(os.path.join(model, 'voc_frcnn.lock'))
+
+
+def test_data_that_trains_with_a_warning_namespaces_repeated_ids_and_no_scorable_object(voc, tmp_path, capsys,
+                                                                                        caplog):
+    """(trial 27) An annotation in an XML namespace was "malformed: it has no <size>"; ids listed twice
+    were trained on and scored twice without a word; a test split whose every object is difficult gave
+    numpy's "Mean of empty slice", a NaN mAP, no best copy, then "no checkpoint ...-best.json"; a run
+    named twice in --table was shown twice."""
+    root = _copy(voc, str(tmp_path))
+    base = os.path.join(root, 'VOC2007')
+    anno = os.path.join(base, 'Annotations', '000003.xml')
+    text = open(anno).read()
+    open(anno, 'w').write(text.replace('<annotation>', '<annotation xmlns="http://example.org/voc">', 1))
+    for split, lines in (('trainval', '1p'), ('test', '1p;1p')):
+        path = os.path.join(base, 'ImageSets', 'Main', split + '.txt')
+        ids = open(path).read().split()
+        open(path, 'w').write('\n'.join([ids[0]] * (3 if split == 'test' else 2) + ids[1:]) + '\n')
+        if split == 'test':
+            for i in ids:
+                path = os.path.join(base, 'Annotations', i + '.xml')
+                text = open(path).read()
+                text = re.sub('<difficult>0</difficult>', '<difficult>1</difficult>', text)
+                open(path, 'w').write(text.replace('</name>', '</name><difficult>1</difficult>')
+                                      if '<difficult>' not in text else text)
+    caplog.set_level('WARNING')
+    argv = small(root, str(tmp_path), 'num_epoch=1', 'epoch_size=2', 'num_val=2')
+    code, out, err = run_cli(argv, capsys)
+    said = caplog.text + err
+    assert code == 0 and 'Traceback' not in err and 'Mean of empty slice' not in said, err
+    assert 'trainval.txt names 1 image id(s) more than once' in said and 'test.txt names 2 image id(s)' in said
+    assert "hold no object that VOC07's mAP scores (every object is marked <difficult>" in said
+    from core.records import read_records
+    record, = read_records(os.path.join(str(tmp_path), 'log', 'voc_frcnn.jsonl'))
+    assert record['val_map'] != record['val_map']                               # NaN: not measured
+    code, out, err = run_cli(argv + ['--eval-only'], capsys)
+    one_error(code, err, r"run 'voc_frcnn' has no best copy: none of its epochs \(1\) has a validation score.*"
+                         r"--epoch 1")
 
 
 # ------------------------------------------------------------------ training, checkpoints, evaluation
@@ -510,6 +557,10 @@ def test_train_checkpoint_exact_resume_evaluate_and_report(voc, tmp_path, capsys
     assert code == 0 and '| tinydet | KD+NST | 77.2 | %.1f |' % (100 * best) in out, err
     assert '| KD+NST | %s |' % ' | '.join('%.1f' % (100 * checkpoint.read_meta(mdir, 'voc_frcnn', 'best')[
         'per_class_ap'][c]) for c in CLASSES) in out
+    # (trial 27: a run named twice was shown twice)
+    run = os.path.join(mdir, 'voc_frcnn')
+    code, out, err = run_cli(['--table', run, run], capsys)
+    assert code == 0 and out.count('| tinydet |') == 1 and 'named more than once: each run is shown once' in err, err
     curves = os.path.join(tmp, 'curves.png')
     code, out, err = run_cli(['--curves', curves, os.path.join(mdir, 'voc_frcnn'), 'log_dir=%s' % ldir], capsys)
     assert code == 0 and os.path.getsize(curves) > 10000, err

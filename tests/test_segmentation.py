@@ -213,10 +213,26 @@ def _fault(root, fault):
     if fault == 'rgb':
         Image.open(mask).convert('RGB').save(mask)
         return [os.path.basename(mask), 'is a RGB image', 'class indices']
+    # (trial 27: an IndexError traceback; "convert its colours to indices" for indices; "another palette")
+    if fault == 'short_palette':
+        m = Image.open(mask)
+        a = np.array(m)
+        a[5, 5] = 15
+        out = Image.fromarray(a, 'P')
+        out.putpalette(m.getpalette()[:24])           # 8 colours (a 4-bit PNG): index 15 is beyond them
+        out.save(mask)
+        return [os.path.basename(mask), 'use index 15, beyond its palette of 8 colours']
+    if fault == 'sixteen_bit':
+        Image.fromarray(np.array(Image.open(mask)).astype(np.uint16)).save(mask)
+        return [os.path.basename(mask), 'is a 16- or 32-bit image', 'save it as an 8-bit grayscale or VOC palette PNG']
+    if fault == 'gif':
+        Image.open(mask).save(mask, format='GIF')
+        return [os.path.basename(mask), 'holds GIF data', 'save the mask as a PNG']
     raise ValueError(fault)
 
 
-@pytest.mark.parametrize('fault', ['value', 'size', 'missing', 'palette', 'rgb', 'jpeg'])
+@pytest.mark.parametrize('fault', ['value', 'size', 'missing', 'palette', 'rgb', 'jpeg', 'short_palette', 'sixteen_bit',
+                                   'gif'])
 def test_bad_data_is_one_error_and_nothing_is_written(voc, tmp_path, capsys, fault):
     root = str(tmp_path / 'VOCdevkit')
     shutil.copytree(voc, root)
@@ -607,3 +623,35 @@ def test_a_teacher_that_finds_one_class_is_warned_of():
     assert said and 'finds only background in its validation (mIoU 30.61%; IoU 0 for rect, disc)' in said, said
     assert one_class_teacher({'val_miou': 0.6, 'iou_background': 0.9, 'iou_rect': 0.5, 'iou_disc': 0.4}) is None
     assert one_class_teacher({'val_miou': 0.6}) is None                  # (an older checkpoint: no IoUs)
+
+
+def test_validation_masks_with_nothing_to_score(voc, tmp_path, capsys, caplog):
+    """(trial 27) Validation masks that are all 255 ("ignore") were scored as mIoU 0.00% and pixel
+    accuracy 0.00%, marked best: nothing was scorable. They are n/a now (NaN in the record), with a
+    warning; no epoch becomes the best, and evaluating the best then names an epoch to give."""
+    from PIL import Image
+    from core.records import read_records
+    from tools import evaluate as evaluate_tool
+    from tasks.segmentation.evaluate import scores
+    out = scores(np.zeros((3, 3), np.int64))
+    assert out['pixels'] == 0 and np.isnan(out['miou']) and np.isnan(out['pixel_acc'])
+    root = str(tmp_path / 'VOCdevkit')
+    shutil.copytree(voc, root)
+    from data import segmentation as segdata
+    for _, mask, _ in segdata.voc_items(root, 'val'):
+        m = Image.open(mask)
+        blank = Image.fromarray(np.full(np.array(m).shape, 255, np.uint8), 'P')
+        blank.putpalette(m.getpalette())
+        blank.save(mask)
+    caplog.set_level('WARNING')
+    code, _, err = run(args(root, str(tmp_path)), capsys)
+    assert code == 0 and 'validation masks hold no pixel to score' in caplog.text + err, err
+    record, = read_records(str(tmp_path / 'log' / 'seg.jsonl'))
+    assert np.isnan(record['val_miou']) and np.isnan(record['val_pixel_acc'])
+    assert not os.path.exists(str(tmp_path / 'model' / 'seg-best.json'))
+    code = evaluate_tool.main(['--prefix', str(tmp_path / 'model' / 'seg')])
+    err = capsys.readouterr().err
+    assert code == 2 and "run 'seg' has no best copy: none of its epochs (1) has a validation score" in err, err
+    code = evaluate_tool.main(['--prefix', str(tmp_path / 'model' / 'seg'), '--epoch', '1'])
+    err = capsys.readouterr().err
+    assert code == 0 and 'hold no pixel to score' in err, err

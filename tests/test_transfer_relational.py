@@ -145,6 +145,9 @@ def test_relational_losses_refuse_unpairable_inputs():
         T.KDSVDLoss()(nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)), nd.ones((2, 4, 3, 3)), nd.ones((2, 5, 3, 3)))
     with pytest.raises(T.PairingError, match='two or more'):
         T.KDSVDLoss()(nd.ones((2, 4, 3, 3)), nd.ones((2, 4, 3, 3)))
+    # (trial 27) k beyond a teacher tap's vectors broke the broadcast between layers: a PairingError now
+    with pytest.raises(T.PairingError, match='keeps k=5 singular vectors a tap.*has only 4.*set kdsvd_k to at most 4'):
+        T.KDSVDLoss(5)(nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)), nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)))
 
 
 def test_registry_declares_relational_and_kdsvd_methods():

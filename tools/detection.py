@@ -15,6 +15,7 @@ Exit status: 0, 2 for a mistake in the configuration, data, backbone or
 checkpoint (one `error: ...` line), 3 when a loss became NaN/Inf (the earlier
 checkpoints are kept), 130 on Ctrl-C (finished epochs are kept).
 """
+import logging
 import os
 import sys
 
@@ -24,12 +25,18 @@ configure_threads()      # before mxnet is imported
 
 from tools.cli import command, parser, epoch_arg, positive_int, UsageError  # noqa: E402
 
+LOG = logging.getLogger('detection')
+
 
 def _runs(names, overrides):
     """[(label, model_dir, prefix, cfg, preset)] of --table/--curves arguments: detection presets (or
     config files; `preset` True: their method and paper_map label the run) or model_dir/RUN."""
     from config.detection import load_detection_config, is_detection_preset
     out = []
+    again = sorted({n for n in names if names.count(n) > 1})
+    if again:
+        LOG.warning('%s named more than once: each run is shown once', ', '.join(again))
+        names = [n for k, n in enumerate(names) if n not in names[:k]]
     for name in names:
         if is_detection_preset(name) or os.path.isfile(name):
             cfg = load_detection_config(name, overrides, backbone=False)
@@ -169,10 +176,12 @@ def figure(cfg, out, tag, count, threshold):
 def evaluate_only(cfg, tag):
     from core.devices import contexts
     from tasks.detection import detector
-    from tasks.detection.evaluate import evaluate, val_loader
-    from data.voc import voc_dataset
+    from tasks.detection.evaluate import evaluate, unscored, val_loader
+    from data.voc import check_anchors, voc_dataset
     ctx = contexts(cfg)
     val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
+    check_anchors(val_set, cfg, 'rpn_test_post_nms')
+    unscored(val_set)
     net, meta = detector.load_detector(cfg.model_dir, cfg.model_prefix, tag, ctx, cfg)
     if meta['classes'] != list(cfg.classes):
         raise UsageError('run %r was trained on the classes %s, the config names %s: set classes=[...] as in '

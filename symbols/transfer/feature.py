@@ -300,7 +300,13 @@ class KDSVDLoss(ShapedLoss):
             if s[0] != t[0]:
                 raise PairingError('KDSVD needs equal student and teacher channel counts layer by layer; layer %d '
                                    'has %d and %d: choose taps whose channels agree' % (i, s[0], t[0]))
-        # (channels, vectors kept) of every map: at most min(C, H*W) singular vectors exist
+        # (channels, vectors kept) of every map: at most min(C, H*W) singular vectors exist; consecutive layers
+        # compare the teacher's k vectors pairwise, so every teacher map must have k
+        most = min(min(t[0], t[1] * t[2]) for t in t_shapes)
+        if self.k > most:
+            raise PairingError('KDSVD keeps k=%d singular vectors a tap (kdsvd_k), but a teacher tap has only %d (at most '
+                               'its channels and its positions; the taps are %s): set kdsvd_k to at most %d'
+                               % (self.k, most, ', '.join('%dx%dx%d' % tuple(t) for t in t_shapes), most))
         self._s_dims = [(s[0], min(self.k + 3, s[0], s[1] * s[2])) for s in s_shapes]
         self._t_dims = [(t[0], min(self.k, t[0], t[1] * t[2])) for t in t_shapes]
 

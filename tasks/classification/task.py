@@ -13,6 +13,7 @@ running top-1/top-5 and loss terms, and validation top-1/top-5 over the whole va
 """
 import logging
 import math
+import os
 import warnings
 
 import mxnet as mx
@@ -239,9 +240,14 @@ class ClassificationTask(Task):
         differ = ['%s=%s (this run: %s)' % (k, meta[k], v) for k, v in trained.items()
                   if k in meta and meta[k] != v]
         if differ:
+            branch = ''
+            if 'network' not in meta or meta['network'] == trained['network']:
+                branch = ('; to train its weights on with other methods, start a new run from them: pretrained=%s '
+                          'pretrained_epoch=%d, without retrain' % (os.path.join(cfg.model_dir, cfg.model_load_prefix),
+                                                                   epoch))
             raise TrainingError('checkpoint %s epoch %d was trained with %s: a resume keeps the network and the '
-                                'transfer methods; set them as the checkpoint has them, or start a new run'
-                                % (cfg.model_load_prefix, epoch, ', '.join(differ)))
+                                'transfer methods; set them as the checkpoint has them, or start a new run%s'
+                                % (cfg.model_load_prefix, epoch, ', '.join(differ), branch))
         was = meta.get('teacher_params_crc32')
         now = (getattr(self.teacher, 'trained_with', None) or {}).get('params_crc32')
         saved_teacher = (meta.get('config') or {}).get('teacher_prefix')

@@ -208,6 +208,7 @@ def load_detector(model_dir, prefix, tag, ctx, cfg, scope='detector_'):
     structure its checkpoint records, test-time settings (short, max_size, rpn_test_*) from
     `cfg`, parameters from the checkpoint. A legacy backbone needs its symbol file again."""
     try:
+        tag = checkpoint.resolve_tag(model_dir, prefix, tag)    # (a run without its best copy: its best scored epoch)
         meta = checkpoint.read_meta(model_dir, prefix, tag)
     except checkpoint.CheckpointError as e:
         raise DetectorError(str(e))

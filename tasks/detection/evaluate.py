@@ -4,10 +4,14 @@ IoU 0.5, difficult objects ignored), and detections of single images.
 - `val_loader(dataset, cfg, ctx)`: gluoncv's Faster R-CNN validation transform
   (shorter side `short`, longer at most `max_size`, mean/std), one image per
   device per batch; `num_val` keeps the first N images.
-- `evaluate(net, loader, classes, ctx)` -> ({class: AP}, mAP), fractions in [0, 1].
+- `evaluate(net, loader, classes, ctx)` -> ({class: AP}, mAP), fractions in [0, 1];
+  `unscored(dataset)` warns when no object there counts (the mAP is then NaN).
 - `detect(net, img, cfg, ctx)` -> (ids (N,), scores (N,), boxes (N, 4) in the
   original image's pixels), sorted by score, for the figures.
 """
+import logging
+import warnings
+
 import core.compat  # noqa: F401
 import numpy as np
 from mxnet import gluon
@@ -44,6 +48,19 @@ def val_loader(dataset, cfg, ctx):
                         num_workers=cfg.num_workers)
 
 
+def unscored(dataset):
+    """Warn (and return True) when no object of evaluation set `dataset` counts in VOC07's mAP (every one is
+    marked difficult, or there is none): the mAP is then n/a, and no epoch becomes the best."""
+    from data.voc import scorable_objects
+    if scorable_objects(dataset):
+        return False
+    logging.getLogger('detection').warning(
+        'the %d evaluation images hold no object that VOC07\'s mAP scores (every object is marked <difficult>, or '
+        'there is none): the mAP is n/a, and no epoch becomes the best; evaluate on images with objects that are '
+        'not difficult', len(dataset))
+    return True
+
+
 def evaluate(net, loader, classes, ctx, bar=None):
     """VOC07 11-point AP per class and their mean: ({class: AP}, mAP). A class without test objects
     has AP NaN and is left out of the mean (as gluoncv's metric does). `bar`, a progress bar, counts
@@ -67,7 +84,9 @@ def evaluate(net, loader, classes, ctx, bar=None):
     finally:
         if bar is not None:
             bar.close()
-    names, values = metric.get()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)       # (the mean of no AP: NaN, said by `unscored`)
+        names, values = metric.get()
     net._clear_cached_op()
     return {n: float(v) for n, v in zip(names[:-1], values[:-1])}, float(values[-1])
 

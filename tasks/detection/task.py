@@ -26,7 +26,7 @@ from data.workers import WorkerLoader
 from core.seeding import epoch_seed
 from core.task import Task
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
-from .evaluate import evaluate, normalisation, val_loader
+from .evaluate import evaluate, normalisation, unscored, val_loader
 
 LOG = logging.getLogger('detection')
 TERMS = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box')
@@ -152,10 +152,13 @@ class DetectionTask(Task):
         return out
 
     def prepare(self):
-        from data.voc import voc_dataset, with_objects
+        from data.voc import check_anchors, voc_dataset, with_objects
         cfg, ctx = self.cfg, self.engine.ctx
         self.train_set = voc_dataset(cfg.voc_root, cfg.train_sets, cfg.classes)
         self.val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
+        check_anchors(self.train_set, cfg, 'rpn_train_post_nms')
+        check_anchors(self.val_set, cfg, 'rpn_test_post_nms')
+        unscored(self.val_set)
         self.usable = with_objects(self.train_set)
         engine = self.engine
         self.steps_per_epoch = len(epoch_order(cfg, self.usable, 0, len(ctx), engine.rank, engine.workers)) // len(ctx)

@@ -19,15 +19,18 @@ def confusion(pred, label, num_classes):
 
 
 def scores(conf):
-    """{'miou', 'pixel_acc', 'iou': [IoU_c or NaN]} of confusion matrix `conf`."""
+    """{'miou', 'pixel_acc', 'iou': [IoU_c or NaN], 'pixels': the pixels scored} of confusion matrix
+    `conf`; mIoU and pixel accuracy are NaN (not measured) when no pixel could be scored (every one
+    'ignore', 255)."""
     conf = np.asarray(conf, dtype=np.float64)
     tp = np.diag(conf)
     union = conf.sum(axis=0) + conf.sum(axis=1) - tp
     with np.errstate(invalid='ignore', divide='ignore'):
         iou = np.where(union > 0, tp / np.maximum(union, 1e-12), np.nan)
     total = conf.sum()
-    return {'miou': float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
-            'pixel_acc': float(tp.sum() / total) if total else 0.0, 'iou': [float(v) for v in iou]}
+    return {'miou': float(np.nanmean(iou)) if total else float('nan'),
+            'pixel_acc': float(tp.sum() / total) if total else float('nan'), 'iou': [float(v) for v in iou],
+            'pixels': int(total)}
 
 
 def evaluate(net, samples, num_classes, ctx, bar=None):

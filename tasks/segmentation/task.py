@@ -385,6 +385,10 @@ class SegmentationTask(Task):
             res = evaluate(self.net, samples, cfg.num_classes, self.engine.ctx, bar)
         finally:
             bar.close()
+        if not res['pixels'] and not getattr(self, '_said_unscored', False):
+            self._said_unscored = True
+            LOG.warning('the %d validation masks hold no pixel to score (every pixel is 255, "ignore"): mIoU and pixel '
+                        'accuracy are n/a, and no epoch becomes the best; check the validation masks', res['n'])
         val = {'val_miou': res['miou'], 'val_pixel_acc': res['pixel_acc'], 'val_n': res['n']}
         val.update(('iou_%s' % name, v) for name, v in zip(cfg.classes, res['iou']))
         return val

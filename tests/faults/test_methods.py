@@ -3,6 +3,7 @@
 crd) under several worker processes stops before training with one error naming the problem and
 the fix (exit 2)."""
 import os
+import re
 import tempfile
 
 import mxnet as mx
@@ -163,3 +164,55 @@ def test_a_divergence_from_an_outsized_kt_weight_advises_the_default_weights_and
     advice = shlex.split(err.strip().splitlines()[-1])
     assert advice[1] == 'train.py' and 'kt_weight=null' in advice
     assert train.main(advice[2:]) == 0, capsys.readouterr().err
+
+
+def test_a_divergence_from_a_method_option_names_it_and_the_advice_works(tmp_path, capsys):
+    """(trial 27) kd_t=1e-9 diverged with "lower lr ... resume from the last good checkpoint" although none
+    was saved, and the command offered (a lower lr, kd_t kept) diverged again. The options set away from
+    their defaults are named, and the command offered (the defaults) trains; the message no longer
+    claims a checkpoint."""
+    import shlex
+    import train
+    from tests.helpers import make_cifar, merged, tiny_train_args
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=64, test=32)
+    common = tiny_train_args(tmp_path, tmp_path / 'cifar', frequent=1)
+    assert train.main(merged(common + ['network=cifar_resnet8', 'model_prefix=t'])) == 0
+    argv = merged(common + ['network=cifar_resnet8', 'model_prefix=s', 'kt=true', 'kt_type=kd', 'kt_weight=null',
+                            'kd_t=1e-9', 'teacher_prefix=%s' % (tmp_path / 'model' / 't'), 'teacher_symbol=null',
+                            'student_symbol=null'])
+    capsys.readouterr()
+    assert train.main(argv) == 3
+    err = capsys.readouterr().err
+    assert re.search('(loss|parameters) became NaN or Inf', err) and 'resume' not in err, err
+    assert 'sets method options away from their defaults, a likely cause: kd_t=1e-09 (default 4.0); start again ' \
+        'with the defaults' in err, err
+    advice = shlex.split(err.strip().splitlines()[-1])
+    assert advice[1] == 'train.py' and 'kd_t=4.0' in advice and 'kd_t=1e-9' not in advice
+    assert train.main(advice[2:]) == 0, capsys.readouterr().err
+
+
+def test_a_branch_with_other_methods_is_told_how_and_a_begin_epoch_on_resume_is_refused(tmp_path, capsys):
+    """(trial 27) retrain=true from another run's checkpoint with another kt_type was refused with "start a
+    new run", which it was; begin_epoch=0 on a resume was ignored without a word."""
+    import shlex
+    import train
+    from tests.helpers import make_cifar, merged, tiny_train_args
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=64, test=32)
+    common = tiny_train_args(tmp_path, tmp_path / 'cifar')
+    assert train.main(merged(common + ['network=cifar_resnet8', 'model_prefix=t'])) == 0
+    distil = ['network=cifar_resnet8', 'kt=true', 'kt_weight=null', 'teacher_prefix=%s' % (tmp_path / 'model' / 't')]
+    taps = ['teacher_symbol=[null, stage3]', 'student_symbol=[null, stage3]']
+    assert train.main(merged(common + distil + taps + ['model_prefix=s', 'kt_type=kd+mmd'])) == 0
+    capsys.readouterr()
+    branch = ['retrain=true', 'model_load_prefix=s', 'model_load_epoch=1', 'model_prefix=b', 'kt_type=kd',
+              'teacher_symbol=null', 'student_symbol=null', 'num_epoch=2']
+    assert train.main(merged(common + distil + branch)) == 2
+    err = capsys.readouterr().err
+    words = re.search(r'start a new run from them: (pretrained=\S+ pretrained_epoch=1), without retrain', err)
+    assert words, err
+    assert train.main(merged(common + distil + ['model_prefix=b', 'kt_type=kd', 'teacher_symbol=null',
+                                                'student_symbol=null'] + shlex.split(words.group(1)))) == 0, \
+        capsys.readouterr().err
+    assert train.main(merged(common + distil + taps + ['retrain=true', 'model_load_epoch=1', 'model_prefix=s',
+                                                       'kt_type=kd+mmd', 'begin_epoch=0', 'num_epoch=2'])) == 2
+    assert 'begin_epoch=0 (the command line) is not used with retrain=true' in capsys.readouterr().err
