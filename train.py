@@ -36,14 +36,15 @@ def python_command():
     return rel if not rel.startswith('..') else exe
 
 
-def train_command(args, resume=True, lr=None, replace=()):
+def train_command(args, resume=True, lr=None, replace=(), drop=()):
     """The command line of the run `args` names (its --cfg and overrides); with `resume`, without the
-    overrides a resume replaces and with retrain=true model_load_epoch=-1; with `lr`, lr=<lr> in place
-    of the run's; `replace`: more key=value words in place of the run's."""
-    keep = args.overrides
+    overrides a resume replaces (and begin_epoch, which a resume derives) and with retrain=true
+    model_load_epoch=-1; with `lr`, lr=<lr> in place of the run's; `replace`: more key=value words in
+    place of the run's; `drop`: keys left out (their defaults then)."""
+    keep = [a for a in args.overrides if a.split('=', 1)[0].strip() not in drop]
     if resume:
         keep = [a for a in keep if a.split('=', 1)[0].strip() not in
-                ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite')]
+                ('retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite', 'begin_epoch')]
     for word in (['lr=%g' % lr] if lr is not None else []) + list(replace):
         keep = [a for a in keep if a.split('=', 1)[0].strip() != word.split('=', 1)[0]] + [word]
     words = (['--cfg', args.cfg] if args.cfg else []) + keep + (['retrain=true', 'model_load_epoch=-1']
@@ -138,14 +139,15 @@ def in_a_job_of_workers():
     return job_role() in ('worker', 'rank')
 
 
-def changed_options(cfg):
-    """[(option, value, default)] of the options of the run's methods set away from their registry defaults
-    (a divergence there is seldom cured by a lower lr)."""
+def changed_options(cfg, given):
+    """[(option, value, default)] of the options of the run's methods that the command line (keys `given`)
+    sets away from their registry defaults (a divergence there is seldom cured by a lower lr; a preset's
+    own choices, e.g. mmd_kernel=gaussian, are not these)."""
     if not cfg.get('kt') or not cfg.get('plan'):
         return []
     from symbols.transfer import METHODS
     return [(o.name, cfg.get(o.name, o.default), o.default) for method in dict.fromkeys(e['method'] for e in cfg.plan)
-            for o in METHODS[method].options if cfg.get(o.name, o.default) != o.default]
+            for o in METHODS[method].options if o.name in given and cfg.get(o.name, o.default) != o.default]
 
 
 def has_checkpoint(cfg):
@@ -240,19 +242,24 @@ def main(argv=None):
         return 2
     except Diverged as e:
         print('error: %s' % e, file=sys.stderr)
-        heavy, changed = outsized_weights(cfg), changed_options(cfg)
-        if changed and not heavy:
-            print('  the run sets method options away from their defaults, a likely cause: %s; %s with the defaults, '
-                  'e.g.\n  %s' % (', '.join('%s=%s (default %s)' % c for c in changed),
-                                  'resume' if has_checkpoint(cfg) else 'start again',
-                                  train_command(args, resume=has_checkpoint(cfg),
-                                                replace=['%s=%s' % (name, default) for name, _, default in changed])),
+        heavy, saved = outsized_weights(cfg), has_checkpoint(cfg)
+        changed = changed_options(cfg, [a.split('=', 1)[0].strip() for a in args.overrides])
+        if changed:        # (a resume would change the method partway, or not fit its saved heads: a new run)
+            print('  %sthe command line sets method options away from their defaults, a likely cause: %s; %s with '
+                  'the defaults, e.g.\n  %s' % (
+                      heavy + '; ' if heavy else '', ', '.join('%s=%s (default %s)' % (n, v, 'null' if d is None else d)
+                                                                for n, v, d in changed),
+                      'train a new run' if saved else 'start again',
+                      train_command(args, resume=False, drop=[n for n, _, d in changed if d is None],
+                                    replace=['%s=%s' % (n, d) for n, _, d in changed if d is not None]
+                                    + (['kt_weight=null'] if heavy else [])
+                                    + (['model_prefix=%s_defaults' % cfg.model_prefix] if saved else []))),
                   file=sys.stderr)
         elif heavy:
             print('  %s: %s with the default weights (kt_weight=null), e.g.\n  %s' % (
-                heavy, 'resume' if has_checkpoint(cfg) else 'start again', train_command(
-                    args, resume=has_checkpoint(cfg), replace=['kt_weight=null'])), file=sys.stderr)
-        elif not has_checkpoint(cfg):
+                heavy, 'resume' if saved else 'start again', train_command(
+                    args, resume=saved, replace=['kt_weight=null'])), file=sys.stderr)
+        elif not saved:
             print('  no epoch of run %r was saved yet, so there is nothing to resume: start again with a lower lr, '
                   'e.g.\n  %s' % (cfg.model_prefix, train_command(args, resume=False, lr=lower_lr(cfg.lr))),
                   file=sys.stderr)

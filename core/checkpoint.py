@@ -421,8 +421,8 @@ def resolve_tag(model_dir, prefix, tag):
         if have and not os.path.isfile(best['meta']):
             raise CheckpointError('run %r has no best copy: none of its epochs (%s) has a validation score (n/a: '
                                   'nothing in its validation set could be scored?), so none became the best; name an '
-                                  'epoch instead (tools: --epoch %d; a teacher: teacher_epoch=%d)'
-                                  % (prefix, epochs_text(have), have[-1], have[-1]))
+                                  'epoch instead (tools: --epoch %d; a teacher: teacher_epoch=%d; a starting point: '
+                                  'pretrained_epoch=%d)' % (prefix, epochs_text(have), have[-1], have[-1], have[-1]))
         return tag                                  # read_meta names what is there
     LOG.warning('run %r has no best copy (%s): using epoch %d, the best validation score its checkpoints '
                 'record', prefix, why, e)

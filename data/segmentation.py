@@ -18,7 +18,6 @@ a random horizontal flip, normalised ((pixel - mean) / std, RGB, CHW float32); e
 comes from (seed, epoch, position), so a resumed run sees the samples an uninterrupted one does.
 Validation (`val_sample`): the whole image, normalised, one image a device (single scale).
 """
-import logging
 import os
 
 import numpy as np
@@ -57,13 +56,8 @@ def _ids(list_file, fix):
         ids = [line.strip().split()[0] for line in f if line.strip()]
     if not ids:
         raise SegmentationDataError('image list %s is empty: list one image ID a line' % list_file)
-    once = list(dict.fromkeys(ids))
-    if len(once) < len(ids):
-        import collections
-        twice = [i for i, n in collections.Counter(ids).items() if n > 1]
-        logging.getLogger('data').warning('image list %s names %d image(s) more than once (e.g. %s): each is used once',
-                                          list_file, len(twice), ', '.join(twice[:3]))
-    return once
+    from .idlists import once_each
+    return [ids[k] for k in once_each(ids, list_file)]
 
 
 def voc_items(voc_root, split):
@@ -111,9 +105,6 @@ def read_mask(path, check_palette=True):
         raise SegmentationDataError('mask %s holds JPEG data (saved as JPEG, then renamed?): JPEG blurs the edges '
                                     'between classes into other values; save the mask as a PNG (a VOC palette PNG, or '
                                     'a grayscale PNG of class indices)' % path)
-    if img.format not in ('PNG', None) and not path.lower().endswith('.' + img.format.lower()):
-        raise SegmentationDataError('mask %s holds %s data (saved as %s, then renamed?): save the mask as a PNG (a VOC '
-                                    'palette PNG, or a grayscale PNG of class indices)' % (path, img.format, img.format))
     if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
         raise SegmentationDataError('mask %s is a 16- or 32-bit image (mode %s): masks are 8-bit PNGs of class indices '
                                     '(0..254, 255 for "ignore"); save it as an 8-bit grayscale or VOC palette PNG'
@@ -134,10 +125,11 @@ def read_mask(path, check_palette=True):
         wrong = [v for v in used if not (palette[v] == voc[v]).all()]
         if wrong:
             v = wrong[0]
-            raise SegmentationDataError('mask %s is a palette PNG of another palette: index %d is drawn as %s, VOC '
+            raise SegmentationDataError('mask %s is a palette %s of another palette: index %d is drawn as %s, VOC '
                                         'draws it as %s; the indices may not be VOC\'s classes: save the mask with '
                                         'the VOC palette (or as a grayscale PNG of class indices)'
-                                        % (path, v, tuple(palette[v]), tuple(voc[v])))
+                                        % (path, 'PNG' if img.format in ('PNG', None) else 'image (%s data)' % img.format,
+                                           v, tuple(palette[v]), tuple(voc[v])))
     return mask
 
 

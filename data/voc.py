@@ -32,9 +32,6 @@ class VOCError(DataError, ValueError):
     """A VOC folder, split file, annotation or image that cannot be used."""
 
 
-_SAID_TWICE = set()        # the split files whose repeated ids were warned of (once a process)
-
-
 def _ids(path):
     """The image ids a split file lists, each once (an id listed again is left out, with a warning:
     it would be trained on, or scored, twice); VOCError for a malformed line."""
@@ -51,19 +48,8 @@ def _ids(path):
         ids.append((n, words[0]))
     if not ids:
         raise VOCError('split file %s lists no image: give a split with images' % path)
-    first, again = {}, []
-    for n, i in ids:
-        if i in first:
-            again.append((n, i))
-        else:
-            first[i] = n
-    if again:
-        if path not in _SAID_TWICE:
-            _SAID_TWICE.add(path)
-            LOG.warning('split file %s names %d image id(s) more than once (e.g. %s on lines %d and %d): each is used '
-                        'once', path, len(again), again[0][1], first[again[0][1]], again[0][0])
-        ids = [(n, i) for n, i in ids if first[i] == n]
-    return ids
+    from .idlists import once_each
+    return [ids[k] for k in once_each([i for _, i in ids], path, 'split file')]
 
 
 def check_voc(root, sets):
@@ -215,26 +201,45 @@ def resized(width, height, short, max_size):
     return int(round(width * scale)), int(round(height * scale))
 
 
-def check_anchors(dataset, cfg, key):
-    """VOCError for an image of `dataset` with fewer RPN anchors than config key `key`
-    (rpn_train_post_nms or rpn_test_post_nms) keeps proposals: a very wide or tall image, resized
-    within short x max_size, has few anchor positions (one every 16 pixels), and the RPN would
-    fail in the middle of an epoch. From the annotations' <size>, read with the labels."""
+def check_anchors(dataset, cfg, key, features, indices=None):
+    """VOCError for an image of `dataset` (those at `indices`, default all) with fewer RPN anchors than
+    config key `key` (rpn_train_post_nms or rpn_test_post_nms) keeps proposals, or too small for the
+    backbone: a very wide or tall image, resized within short x max_size, has few positions on the
+    stride-16 feature map `features` (a HybridBlock, whose output size is inferred for each resized
+    size) and the RPN would fail in the middle of an epoch. Sizes from the annotations' <size>."""
+    import mxnet as mx
     per_position = len(cfg.scales) * len(cfg.ratios)
-    for idx, (width, height) in sorted(getattr(dataset, '_im_shapes', {}).items()):
+    shapes = getattr(dataset, '_im_shapes', {})
+    graph, positions = features(mx.sym.var('data')), {}
+    for idx in sorted(shapes) if indices is None else indices:
+        if idx not in shapes:
+            continue
+        width, height = shapes[idx]
+        if min(width, height) <= 0:
+            raise VOCError('annotation %s gives the image size %gx%g: fix its <size>'
+                           % (dataset._anno_path.format(*dataset._items[idx]), width, height))
         w, h = resized(width, height, cfg.short, cfg.max_size)
-        anchors = -(-w // 16) * -(-h // 16) * per_position
+        if (w, h) not in positions:
+            try:
+                out = graph.infer_shape(data=(1, 3, h, w))[1][0]
+                positions[(w, h)] = out[2] * out[3]
+            except mx.base.MXNetError:
+                positions[(w, h)] = 0               # (a side too small for the backbone's pooling)
+        anchors = positions[(w, h)] * per_position
         if anchors < cfg[key]:
             raise VOCError('image %s is %dx%d, resized to %dx%d (short=%d, max_size=%d): it has %d RPN anchors, fewer '
-                           'than %s=%d proposals: lower %s to at most %d (and rpn_%s_pre_nms with it), or leave the '
-                           'image out of its split' % (dataset.image_path(idx), width, height, w, h, cfg.short,
-                                                       cfg.max_size, anchors, key, cfg[key], key, anchors,
-                                                       key.split('_')[1]))
+                           'than %s=%d proposals: %s, or leave the image out of its split'
+                           % (dataset.image_path(idx), width, height, w, h, cfg.short, cfg.max_size, anchors, key,
+                              cfg[key], 'lower %s to at most %d (and rpn_%s_pre_nms with it)'
+                              % (key, anchors, key.split('_')[1]) if anchors else 'it is too small for the backbone'))
 
 
-def scorable_objects(dataset):
-    """The objects of `dataset` that VOC07's mAP scores (not marked difficult)."""
-    return sum(int((label[:, 5] == 0).sum()) for label in (dataset._label_cache or []))
+def scorable_objects(dataset, count=None):
+    """The objects of the first `count` (default all) images of `dataset` that VOC07's mAP scores (not
+    marked difficult); None when the labels are not loaded."""
+    if not dataset._label_cache:
+        return None
+    return sum(int((label[:, 5] == 0).sum()) for label in dataset._label_cache[:count])
 
 
 def with_objects(dataset):

@@ -483,7 +483,7 @@ def test_data_that_trains_with_a_warning_namespaces_repeated_ids_and_no_scorable
     code, out, err = run_cli(argv, capsys)
     said = caplog.text + err
     assert code == 0 and 'Traceback' not in err and 'Mean of empty slice' not in said, err
-    assert 'trainval.txt names 1 image id(s) more than once' in said and 'test.txt names 2 image id(s)' in said
+    assert 'trainval.txt names 1 image(s) more than once' in said and 'test.txt names 1 image(s) more than once' in said
     assert "hold no object that VOC07's mAP scores (every object is marked <difficult>" in said
     from core.records import read_records
     record, = read_records(os.path.join(str(tmp_path), 'log', 'voc_frcnn.jsonl'))
@@ -1100,3 +1100,36 @@ def test_a_detector_distils_on_the_backbone_stages_of_both_detectors(voc, tmp_pa
         code, _, err = run_cli(argv, capsys)
         one_error(code, err, pattern)
         assert not os.path.exists(os.path.join(other, 'model')) or not os.listdir(os.path.join(other, 'model')), extra
+
+
+def test_anchor_check_counts_the_backbone_s_own_feature_map():
+    """(review of trial 27's fix) The RPN's anchors are the positions of the backbone's stride-16 map,
+    which a backbone with unpadded pooling (inception_bn) makes floor-sized: counted from the network,
+    not from ceil(side / 16); a side too small for the backbone, and a <size> of 0, are said."""
+    from mxnet.gluon import nn
+    from data.voc import VOCError, check_anchors
+    pool = nn.MaxPool2D(pool_size=16, strides=16)                   # floor(side / 16) positions
+
+    class Images(object):
+        _anno_path = '/voc/{}/{}.xml'
+        _items = [('VOC2007', '%06d' % i) for i in range(3)]
+
+        def __init__(self, sizes):
+            self._im_shapes = dict(enumerate(sizes))
+
+        def image_path(self, idx):
+            return '/voc/%s/%s.jpg' % self._items[idx]
+    class Config(dict):
+        __getattr__ = dict.__getitem__
+    cfg = Config(short=600, max_size=1000, scales=[2, 4, 8], ratios=[0.5, 1, 2], rpn_train_post_nms=2000)
+    key = 'rpn_train_post_nms'
+    check_anchors(Images([(600, 600), (1000, 600)]), cfg, key, pool)            # 37 x 37 x 9 = 12321
+    with pytest.raises(VOCError, match=r'000001.jpg is 2000x100, resized to 1000x50 .* it has 1674 RPN anchors, '
+                                       r'fewer than rpn_train_post_nms=2000 proposals: lower rpn_train_post_nms to at '
+                                       r'most 1674'):
+        check_anchors(Images([(600, 600), (2000, 100)]), cfg, key, pool)         # ceil would count 2268
+    with pytest.raises(VOCError, match=r'resized to 1000x12 .* it has 0 RPN anchors.*too small for the backbone'):
+        check_anchors(Images([(10000, 120)]), cfg, key, pool)
+    check_anchors(Images([(600, 600), (2000, 100)]), cfg, key, pool, indices=[0])   # (only the images used)
+    with pytest.raises(VOCError, match=r'annotation /voc/VOC2007/000000.xml gives the image size 0x0'):
+        check_anchors(Images([(0, 0)]), cfg, key, pool)

@@ -225,9 +225,11 @@ def _fault(root, fault):
     if fault == 'sixteen_bit':
         Image.fromarray(np.array(Image.open(mask)).astype(np.uint16)).save(mask)
         return [os.path.basename(mask), 'is a 16- or 32-bit image', 'save it as an 8-bit grayscale or VOC palette PNG']
-    if fault == 'gif':
-        Image.open(mask).save(mask, format='GIF')
-        return [os.path.basename(mask), 'holds GIF data', 'save the mask as a PNG']
+    if fault == 'gif':                                # (GIF data of another palette: said, not "a palette PNG")
+        m = Image.open(mask)
+        m.putpalette([255 - v for v in m.getpalette()])
+        m.save(mask, format='GIF')
+        return [os.path.basename(mask), 'is a palette image (GIF data) of another palette']
     raise ValueError(fault)
 
 

@@ -176,13 +176,13 @@ def figure(cfg, out, tag, count, threshold):
 def evaluate_only(cfg, tag):
     from core.devices import contexts
     from tasks.detection import detector
-    from tasks.detection.evaluate import evaluate, unscored, val_loader
+    from tasks.detection.evaluate import evaluate, evaluated, unscored, val_loader
     from data.voc import check_anchors, voc_dataset
     ctx = contexts(cfg)
     val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
-    check_anchors(val_set, cfg, 'rpn_test_post_nms')
-    unscored(val_set)
+    unscored(val_set, cfg)
     net, meta = detector.load_detector(cfg.model_dir, cfg.model_prefix, tag, ctx, cfg)
+    check_anchors(val_set, cfg, 'rpn_test_post_nms', net.features, evaluated(val_set, cfg))
     if meta['classes'] != list(cfg.classes):
         raise UsageError('run %r was trained on the classes %s, the config names %s: set classes=[...] as in '
                          'training' % (cfg.model_prefix, meta['classes'], cfg.classes))

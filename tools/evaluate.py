@@ -89,8 +89,8 @@ def evaluate_segmentation(cfg, prefix, tag):
     from tasks.segmentation.task import evaluate_checkpoint, iou_table
     res, meta = evaluate_checkpoint(cfg, prefix, tag)
     if not res['pixels']:
-        print('warning: the %d validation masks hold no pixel to score (every pixel is 255, "ignore"): mIoU and pixel '
-              'accuracy are n/a; check the masks' % res['n'], file=sys.stderr)
+        from tasks.segmentation.evaluate import unscored_words
+        print('warning: %s' % unscored_words(res['n']), file=sys.stderr)
     print('%s epoch %s (%s, %s): mIoU %.2f%%  pixel accuracy %.2f%%  on %d images'
           % (prefix, meta.get('epoch'), meta['segmentation']['head'], meta['network'], 100 * res['miou'],
              100 * res['pixel_acc'], res['n']))

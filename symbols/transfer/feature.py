@@ -303,7 +303,7 @@ class KDSVDLoss(ShapedLoss):
         # (channels, vectors kept) of every map: at most min(C, H*W) singular vectors exist; consecutive layers
         # compare the teacher's k vectors pairwise, so every teacher map must have k
         most = min(min(t[0], t[1] * t[2]) for t in t_shapes)
-        if self.k > most:
+        if self.k > most and len({min(self.k, t[0], t[1] * t[2]) for t in t_shapes}) > 1:     # (kept alike: fine)
             raise PairingError('KDSVD keeps k=%d singular vectors a tap (kdsvd_k), but a teacher tap has only %d (at most '
                                'its channels and its positions; the taps are %s): set kdsvd_k to at most %d'
                                % (self.k, most, ', '.join('%dx%dx%d' % tuple(t) for t in t_shapes), most))

@@ -242,9 +242,11 @@ class ClassificationTask(Task):
         if differ:
             branch = ''
             if 'network' not in meta or meta['network'] == trained['network']:
-                branch = ('; to train its weights on with other methods, start a new run from them: pretrained=%s '
-                          'pretrained_epoch=%d, without retrain' % (os.path.join(cfg.model_dir, cfg.model_load_prefix),
-                                                                   epoch))
+                import shlex
+                branch = ('; to train its weights on with other methods, start a new run from them: %spretrained=%s '
+                          'pretrained_epoch=%d, without retrain'
+                          % ('model_prefix=NEW ' if cfg.model_load_prefix == cfg.model_prefix else '',
+                             shlex.quote(os.path.join(cfg.model_dir, cfg.model_load_prefix)), epoch))
             raise TrainingError('checkpoint %s epoch %d was trained with %s: a resume keeps the network and the '
                                 'transfer methods; set them as the checkpoint has them, or start a new run%s'
                                 % (cfg.model_load_prefix, epoch, ', '.join(differ), branch))

@@ -48,16 +48,23 @@ def val_loader(dataset, cfg, ctx):
                         num_workers=cfg.num_workers)
 
 
-def unscored(dataset):
-    """Warn (and return True) when no object of evaluation set `dataset` counts in VOC07's mAP (every one is
-    marked difficult, or there is none): the mAP is then n/a, and no epoch becomes the best."""
+def evaluated(dataset, cfg):
+    """The indices of `dataset` that an evaluation reads (`num_val` keeps the first N)."""
+    return list(range(min(cfg.num_val, len(dataset)) if cfg.num_val else len(dataset)))
+
+
+def unscored(dataset, cfg):
+    """Warn (and return True) when no object of the images of evaluation set `dataset` that are evaluated
+    counts in VOC07's mAP (every one is marked difficult, or there is none): the mAP is then n/a, and no
+    epoch becomes the best."""
     from data.voc import scorable_objects
-    if scorable_objects(dataset):
+    count = len(evaluated(dataset, cfg))
+    if scorable_objects(dataset, count) != 0:
         return False
     logging.getLogger('detection').warning(
         'the %d evaluation images hold no object that VOC07\'s mAP scores (every object is marked <difficult>, or '
         'there is none): the mAP is n/a, and no epoch becomes the best; evaluate on images with objects that are '
-        'not difficult', len(dataset))
+        'not difficult', count)
     return True
 
 

@@ -26,7 +26,7 @@ from data.workers import WorkerLoader
 from core.seeding import epoch_seed
 from core.task import Task
 from .detector import build_detector, trainable, structure, structure_differences, STRUCTURE
-from .evaluate import evaluate, normalisation, unscored, val_loader
+from .evaluate import evaluate, evaluated, normalisation, unscored, val_loader
 
 LOG = logging.getLogger('detection')
 TERMS = ('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box')
@@ -152,13 +152,11 @@ class DetectionTask(Task):
         return out
 
     def prepare(self):
-        from data.voc import check_anchors, voc_dataset, with_objects
+        from data.voc import voc_dataset, with_objects
         cfg, ctx = self.cfg, self.engine.ctx
         self.train_set = voc_dataset(cfg.voc_root, cfg.train_sets, cfg.classes)
         self.val_set = voc_dataset(cfg.voc_root, cfg.val_sets, cfg.classes)
-        check_anchors(self.train_set, cfg, 'rpn_train_post_nms')
-        check_anchors(self.val_set, cfg, 'rpn_test_post_nms')
-        unscored(self.val_set)
+        unscored(self.val_set, cfg)
         self.usable = with_objects(self.train_set)
         engine = self.engine
         self.steps_per_epoch = len(epoch_order(cfg, self.usable, 0, len(ctx), engine.rank, engine.workers)) // len(ctx)
@@ -168,7 +166,11 @@ class DetectionTask(Task):
         self.loss_options = loss_options(cfg, len(self.train_set) if plan_takes_indices(cfg.plan) else None)
 
     def build(self):
+        from data.voc import check_anchors
         self.net, self.backbone = build_detector(self.cfg, self.engine.ctx)   # a backbone that cannot be used stops here
+        # (an image with fewer anchors than the proposals kept: refused now, not in the middle of an epoch)
+        check_anchors(self.train_set, self.cfg, 'rpn_train_post_nms', self.net.features, self.usable)
+        check_anchors(self.val_set, self.cfg, 'rpn_test_post_nms', self.net.features, evaluated(self.val_set, self.cfg))
         self.losses = Losses()
         self.teacher, self.block, self.margins = None, None, []
         self.names = list(TERMS) + [e['method'] for e in self.cfg.plan]

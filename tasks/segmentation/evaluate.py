@@ -33,6 +33,12 @@ def scores(conf):
             'pixels': int(total)}
 
 
+def unscored_words(n):
+    """What to say when the `n` validation masks held no pixel to score (`scores`' 'pixels' is 0)."""
+    return ('the %d validation masks hold no pixel to score (every pixel is 255, "ignore"): mIoU and pixel accuracy '
+            'are n/a, and no epoch becomes the best; check the validation masks' % n)
+
+
 def evaluate(net, samples, num_classes, ctx, bar=None):
     """Scores (`scores`, plus 'n' images) of `net` (x -> class scores (B, K, H, W)) on `samples`,
     an iterable of (image (3, H, W) float32, mask (H, W)) numpy pairs, one image a device in turn;

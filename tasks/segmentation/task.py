@@ -32,7 +32,7 @@ from data import segmentation as segdata
 from symbols.taps import TapError
 from tasks.classification.distiller import loss_options, plan_taps, plan_takes_indices
 from .distill import DenseDistillBlock
-from .evaluate import evaluate
+from .evaluate import evaluate, unscored_words
 
 LOG = logging.getLogger('segmentation')
 # without a teacher the distillation block's teacher-score input is a placeholder, unused (as classification's)
@@ -387,8 +387,7 @@ class SegmentationTask(Task):
             bar.close()
         if not res['pixels'] and not getattr(self, '_said_unscored', False):
             self._said_unscored = True
-            LOG.warning('the %d validation masks hold no pixel to score (every pixel is 255, "ignore"): mIoU and pixel '
-                        'accuracy are n/a, and no epoch becomes the best; check the validation masks', res['n'])
+            LOG.warning('%s', unscored_words(res['n']))
         val = {'val_miou': res['miou'], 'val_pixel_acc': res['pixel_acc'], 'val_n': res['n']}
         val.update(('iou_%s' % name, v) for name, v in zip(cfg.classes, res['iou']))
         return val

@@ -216,3 +216,21 @@ def test_a_branch_with_other_methods_is_told_how_and_a_begin_epoch_on_resume_is_
     assert train.main(merged(common + distil + taps + ['retrain=true', 'model_load_epoch=1', 'model_prefix=s',
                                                        'kt_type=kd+mmd', 'begin_epoch=0', 'num_epoch=2'])) == 2
     assert 'begin_epoch=0 (the command line) is not used with retrain=true' in capsys.readouterr().err
+
+
+def test_the_commands_offered_after_a_divergence_run(tmp_path):
+    """(review of trial 27's fixes) A resume command kept begin_epoch=0, which a resume now refuses; an
+    option whose default is null was offered as `ab_init_epochs=None`, which the config refuses; a
+    preset's own method options (mmd_kernel=gaussian) were blamed."""
+    from argparse import Namespace
+    import train
+    from config import load_config
+    args = Namespace(cfg=None, overrides=['begin_epoch=0', 'model_prefix=x'])
+    assert 'begin_epoch' not in train.train_command(args, resume=True)
+    assert 'begin_epoch=0' in train.train_command(args, resume=False)
+    args = Namespace(cfg=None, overrides=['model_prefix=x', 'ab_init_epochs=3'])
+    assert 'ab_init_epochs' not in train.train_command(args, resume=False, drop=['ab_init_epochs'])
+    cfg = load_config('cifar10_nst_gaussian', ['data_dir=%s' % tmp_path], check_data=False)
+    assert train.changed_options(cfg, ['data_dir']) == []
+    cfg = load_config('cifar10_nst_gaussian', ['data_dir=%s' % tmp_path, 'mmd_kernel=linear'], check_data=False)
+    assert train.changed_options(cfg, ['data_dir', 'mmd_kernel']) == [('mmd_kernel', 'linear', 'poly')]
