@@ -284,12 +284,31 @@ def list_presets():
 
 
 def given_file(path):
-    """`path` as given by --cfg: None if not given; ConfigError for an empty one (an unset shell variable,
-    ``--cfg "$CFG"``), which would otherwise mean the default file without a word."""
+    """`path` as given by --cfg (a str or a path object): None if not given; ConfigError for an empty one (an
+    unset shell variable, ``--cfg "$CFG"``), which would otherwise mean the default file without a word, or
+    for one that is no file name."""
+    if path is not None and not isinstance(path, str):
+        if not isinstance(path, os.PathLike):
+            raise ConfigError('the config must be a file name or a preset name (a str or a path), not %s %r'
+                              % (type(path).__name__, path))
+        path = os.fspath(path)
     if path is not None and not str(path).strip():
         raise ConfigError('--cfg is empty (%r; a shell variable that is not set?): name a config file or preset, or '
                           'leave --cfg out for config/cfgs.py' % path)
     return path
+
+
+def given_overrides(overrides):
+    """`overrides` as a list of 'key=value' strings; ConfigError for one string (a list of its characters
+    otherwise) or an item that is no string."""
+    if isinstance(overrides, str):
+        raise ConfigError('overrides are a list of \'key=value\' strings; got the string %r: give [%r]'
+                          % (overrides, overrides))
+    overrides = list(overrides or ())
+    for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError('override %r is no \'key=value\' string: give e.g. \'lr=0.05\'' % (item,))
+    return overrides
 
 
 def task_of(path=None, overrides=()):
@@ -299,6 +318,8 @@ def task_of(path=None, overrides=()):
     unknown task."""
     from .schema import TASK_NAMES
     task = None
+    path = given_file(path)
+    overrides = given_overrides(overrides)
     for text in overrides:
         if text.split('=', 1)[0].strip() == 'task':
             task = parse_override(text)[1]
@@ -413,6 +434,7 @@ def load(schema, path=None, overrides=(), saved=None, **options):
     its values came from."""
     chain, origins, texts = [], {}, {}
     path = given_file(path) or schema.default_file
+    overrides = given_overrides(overrides)
     if saved is not None:
         values, origin = {k: v for k, v in saved[0].items() if k in schema.fields}, saved[1]
     elif path:

@@ -65,8 +65,23 @@ def warnings_of(cfg):
         out.append('warmup_epochs=%g is longer than the run (num_epoch=%d): the learning rate never reaches lr=%g '
                    '(at most %.3g); lower warmup_epochs or raise num_epoch'
                    % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
+    from data import DEFAULTS
+    size = cfg.image_size or DEFAULTS[cfg.dataset][1]
+    if cfg.dataset != 'imagenet' and cfg.augment and cfg.pad is not None and cfg.pad * 2 >= size:
+        out.append('pad=%d on %d-pixel images: each random %dx%d crop of the padded %dx%d image holds on average %.0f%% '
+                   'border; the usual pad is %d (RepDistiller pads CIFAR\'s 32 pixels by 4)'
+                   % (cfg.pad, size, size, size, size + 2 * cfg.pad, size + 2 * cfg.pad,
+                      100 * _border_share(size, cfg.pad), DEFAULTS[cfg.dataset][5]))
     out += _classes_without_images(cfg)          # (a method's warm-up longer than the run: config.transfer_notes)
     return out
+
+
+def _border_share(size, pad):
+    """The mean share of padding in a random size x size crop of an image padded by `pad` on each side
+    (offsets uniform in 0..2 pad on both axes)."""
+    offsets = range(2 * pad + 1)
+    inside = sum(max(0, min(o + size, pad + size) - max(o, pad)) for o in offsets) / float(len(offsets) * size)
+    return 1 - inside ** 2
 
 
 def _classes_without_images(cfg):
@@ -129,10 +144,20 @@ def check_classification(cfg, at):
             pretrained.source_of(cfg.pretrained, cfg.network, cfg.pretrained_epoch)
         except pretrained.WeightsError as e:
             raise ConfigError('config key pretrained (%s): %s' % (at('pretrained'), e))
+    from data import DEFAULTS
+    channels = DEFAULTS[cfg.dataset][0]
     for key in ('mean', 'std'):
         if cfg[key] is not None and len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
                               % (key, at(key), cfg[key]))
+        if cfg[key] is not None and len(cfg[key]) not in (1, channels):
+            raise ConfigError('config key %r (%s) lists %d values, but %s images have %d channel(s): give %d value(s) '
+                              '(the others would not be used)' % (key, at(key), len(cfg[key]), cfg.dataset, channels,
+                                                                 channels))
+    if cfg.dataset != 'imagenet' and cfg.resize is not None:
+        raise ConfigError('config key resize (%s) applies to dataset=imagenet packs (validation resizes their shorter '
+                          'side, then crops the centre); %s images are used at their size: leave resize out'
+                          % (at('resize'), cfg.dataset))
     if cfg.dataset in ('cifar10', 'cifar100') and cfg.image_size not in (None, 32):
         raise ConfigError('config key image_size (%s) is %d, but %s images are 32x32 and are not resized: '
                           'leave image_size unset (or 32)' % (at('image_size'), cfg.image_size, cfg.dataset))

@@ -115,6 +115,11 @@ def test_tsne_and_heatmap_commands_on_runs(tiny_runs, capsys):
     assert heatmaps.main(['--net', 'T=%s:stage3_pre' % (model / 't'), '--images', '1', '--channels', '999',
                           '--out', out]) == 0
     assert '(64 panels); --channels 999: the tap has 64, all drawn' in capsys.readouterr().out
+    # (trial 28: two networks were both cut to the fewer channels, and the note gave the other's count)
+    assert heatmaps.main(['--net', 'T=%s:stage3_pre' % (model / 't'), '--net', 'S=%s:stage1' % (model / 's'),
+                          '--images', '1', '--channels', '999', '--out', out]) == 0
+    said = capsys.readouterr().out
+    assert '(80 panels); --channels 999: T\'s tap has 64, S\'s tap has 16, all drawn' in said, said
 
 
 def test_pool_to_is_adaptive_average_pooling():

@@ -50,6 +50,17 @@ def test_kd_matches_numpy_and_zero_for_identical():
     fd_check(T.KDLoss(4.0), [s, t])
 
 
+def test_kd_refuses_what_it_cannot_compute():
+    """(trial 28) 1-D logits were MXNet's axis error (and another at interpreter exit); a temperature of 0
+    returned NaN without a word."""
+    with pytest.raises(T.PairingError, match=r'KD takes student and teacher logits \(B, K\); got shapes \(10,\)'):
+        T.KDLoss(4)(nd.ones((10,)), nd.ones((10,)))
+    with pytest.raises(T.PairingError, match='batches of one size'):
+        T.KDLoss(4)(nd.ones((2, 5)), nd.ones((3, 5)))
+    with pytest.raises(ValueError, match='KD temperature must be > 0, got 0'):
+        T.KDLoss(0)
+
+
 def test_kd_gradient_equals_original_softmax_output():
     """16 * KL gradient == SoftmaxOutput(s/T, softmax(t/T), grad_scale=16) gradient."""
     s, t = arr(5, 10), arr(5, 10)

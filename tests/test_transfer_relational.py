@@ -148,6 +148,9 @@ def test_relational_losses_refuse_unpairable_inputs():
     # (trial 27) k beyond a teacher tap's vectors broke the broadcast between layers: a PairingError now
     with pytest.raises(T.PairingError, match='keeps k=5 singular vectors a tap.*has only 4.*set kdsvd_k to at most 4'):
         T.KDSVDLoss(5)(nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)), nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)))
+    # (trial 28) inputs of two batch sizes: a PairingError, not MXNet's broadcast error
+    with pytest.raises(T.PairingError, match='takes its inputs as batches of one size'):
+        T.NSTLoss('poly', 2, 0)(nd.ones((2, 4, 3, 3)), nd.ones((3, 4, 3, 3)))
     # (k beyond every tap alike keeps the same number of vectors at each: as before, a loss)
     assert T.KDSVDLoss(5)(*[nd.array(RNG.randn(2, 4, 3, 3)) for _ in range(4)]).shape == (2,)
 

@@ -46,9 +46,8 @@ def plot(images, rows, out, channels=3):
     from .plotting import pyplot, save
     plt = pyplot()
     n = len(images)
-    channels = min(channels, min(f.shape[1] for _, f in rows))    # no more than the tap has
-    chosen = [(name, f, top_channels(f, channels)) for name, f in rows]
-    cols = 1 + channels * len(rows)
+    chosen = [(name, f, top_channels(f, min(channels, f.shape[1]))) for name, f in rows]   # (at most its tap's)
+    cols = 1 + sum(len(chans) for _, _, chans in chosen)
     fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.7 * n), squeeze=False)
     panels = 0
     for i in range(n):
@@ -82,8 +81,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     def draw(images, maps):
-        have = min(f.shape[1] for _, f in maps)
-        note = ('; --channels %d: the tap has %d, all drawn' % (args.channels, have)) if args.channels > have else ''
+        fewer = [('the tap' if len(maps) == 1 else '%s\'s tap' % name) + ' has %d' % f.shape[1] for name, f in maps
+                 if f.shape[1] < args.channels]
+        note = ('; --channels %d: %s, all drawn' % (args.channels, ', '.join(fewer))) if fewer else ''
         return 'wrote %s (%d panels)%s' % (args.out, plot(images, maps, args.out, args.channels), note)
     return features.run_figure(args, [('--net', v, True) for v in args.net], draw)
 

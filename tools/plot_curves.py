@@ -30,12 +30,26 @@ def series(runs, prefix, method, task='classification', warn=True):
     (`PANELS`: train and test error % for classification); `warn`: name the seeds left out (stopped
     short) on stderr."""
     import re
+    from .records import training_now
     named = [(name, recs) for name, recs in runs.items()
              if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):])]
     if not named:
         return None
+    # a run still training is drawn only when every seed of the method is (its curve so far, said)
+    training = training_now(runs, [name for name, _ in named])
+    if training and warn:
+        print('warning: %s: %s still training: %s' % (method, ', '.join(training), 'left out' if len(training) <
+                                                      len(named) else 'drawn as far as it is'), file=sys.stderr)
+    if len(training) < len(named):
+        named = [(name, recs) for name, recs in named if name not in training]
     n = max(len(recs) for _, recs in named)
-    short = ['%s (last epoch %d)' % (name, recs[-1]['epoch'] + 1) for name, recs in named if len(recs) < n]
+    done = ['%s (num_epoch %d)' % (name, len(recs)) for name, recs in named if len(recs) < n and
+            recs[-1].get('num_epoch') == recs[-1]['epoch'] + 1]
+    short = ['%s (last epoch %d)' % (name, recs[-1]['epoch'] + 1) for name, recs in named if len(recs) < n and
+             recs[-1].get('num_epoch') != recs[-1]['epoch'] + 1]
+    if done and warn:           # as results_table: runs of another length are another curve
+        print('warning: %s: left out %d run(s) that finished at their num_epoch, before epoch %d: %s' % (
+            method, len(done), n, ', '.join(done)), file=sys.stderr)
     if short and warn:          # as results_table: a seed that stopped short would bend the mean curve
         print('warning: %s: left out %d run(s) that stopped before epoch %d: %s' % (
             method, len(short), n, ', '.join(short)), file=sys.stderr)

@@ -121,9 +121,9 @@ def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix=None, epoch_fi
         pattern, folder, num_epoch, num_epoch, _quote(last), epoch_fix or 'let the runs finish or lower --num-epoch'))
 
 
-def still_training(runs, names):
-    """['NAME (epoch N so far)'] of the runs among `names` whose lock (model_dir/NAME.lock, from their
-    last record's model_dir) names a live process: their last record is not their last epoch."""
+def training_now(runs, names):
+    """The runs among `names` whose lock (model_dir/NAME.lock, from their last record's model_dir) names a
+    live process: their last record is not their last epoch."""
     from core.runs import RunLock
     out = []
     for n in names:
@@ -131,8 +131,13 @@ def still_training(runs, names):
         folder = recs[-1].get('model_dir') if recs else None
         if isinstance(folder, str) and os.path.isfile(os.path.join(folder, n + '.lock')) and \
                 RunLock(folder, n).holder_alive():
-            out.append('%s (epoch %d so far)' % (n, recs[-1]['epoch'] + 1))
+            out.append(n)
     return out
+
+
+def still_training(runs, names):
+    """['NAME (epoch N so far)'] of `training_now`."""
+    return ['%s (epoch %d so far)' % (n, runs[n][-1]['epoch'] + 1) for n in training_now(runs, names)]
 
 
 def finished_runs(runs, names, log=None):

@@ -99,6 +99,15 @@ def _flat(F, x):
     return F.reshape(x, shape=(0, -1))
 
 
+def check_batch(what, inputs):
+    """PairingError unless the NDArray `inputs` of loss `what` with two axes or more (maps, vectors,
+    logits; not a per-channel margin or a label vector) are batches of one size (the first axis)."""
+    sizes = [a.shape[0] for a in inputs if isinstance(a, nd.NDArray) and a.ndim >= 2]
+    if len(set(sizes)) > 1:
+        raise PairingError('%s takes its inputs as batches of one size (the first axis); got shapes %s'
+                           % (what, ', '.join(str(a.shape) for a in inputs if isinstance(a, nd.NDArray))))
+
+
 class ShapedLoss(HybridBlock):
     """Base of the losses that check their inputs' shapes.
 
@@ -124,6 +133,7 @@ class ShapedLoss(HybridBlock):
 
     def forward(self, x, *args):
         if isinstance(x, nd.NDArray):
+            check_batch(type(self).__name__, (x,) + args)
             self.prepare(*[a.shape[1:] for a in (x,) + args if isinstance(a, nd.NDArray)])
             wide = 'float64' if x.dtype == np.float64 else 'float32'
             if wide != self.reduce_dtype:

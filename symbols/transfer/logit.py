@@ -6,7 +6,7 @@ outputs are per-sample (B,). Teacher logits never receive gradients.
 from mxnet import ndarray as nd
 from mxnet.gluon import HybridBlock
 
-from .base import PairingError, ShapedLoss, _norm
+from .base import PairingError, ShapedLoss, _norm, check_batch
 
 
 def _check_classes(s, t, what):
@@ -45,9 +45,16 @@ class KDLoss(HybridBlock):
 
     def __init__(self, temperature=4.0, **kwargs):
         super(KDLoss, self).__init__(**kwargs)
+        if not float(temperature) > 0:
+            raise ValueError('KD temperature must be > 0, got %r' % (temperature,))
         self.temperature = float(temperature)
 
     def forward(self, s, t):
+        if isinstance(s, nd.NDArray) and (s.ndim != 2 or not isinstance(t, nd.NDArray) or t.ndim != 2):
+            raise PairingError('KD takes student and teacher logits (B, K); got shapes %s and %s'
+                               % (s.shape, getattr(t, 'shape', type(t).__name__)))
+        if isinstance(s, nd.NDArray):
+            check_batch('KD', (s, t))
         if isinstance(s, nd.NDArray) and s.shape[1:] != t.shape[1:]:
             raise PairingError('KD needs student and teacher logits with the same number of classes; '
                                'got %d and %d' % (s.shape[1], t.shape[1]))

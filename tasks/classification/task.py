@@ -194,6 +194,14 @@ class ClassificationTask(Task):
             t_out[0].wait_to_read()
         except mx.base.MXNetError as e:
             said = [l.strip() for l in str(e).splitlines() if l.strip() and 'Error' in l]
+            import re
+            weights = re.search(r'Provided = \[(\d+),(\d+),\d+,\d+\], inferred shape=\((\d+),(\d+),\d+,\d+\)', str(e))
+            channels = self.data.data_shape[0]
+            if weights and int(weights.group(4)) == channels and int(weights.group(2)) != channels:
+                raise TrainingError('the teacher (%s) takes %s-channel images (a convolution\'s weights are [%s, %s, '
+                                    '...]) but this data has %d channel(s): use a teacher trained on %d-channel images'
+                                    % (self.teacher_desc, weights.group(2), weights.group(1), weights.group(2),
+                                       channels, channels))
             trained = (getattr(self.teacher, 'trained_with', None) or {}).get('image_size')
             raise TrainingError('the teacher (%s) cannot run on this data\'s %s inputs%s (MXNet: %s): use a '
                                 'teacher trained on images of this size, or set image_size to its size'

@@ -708,3 +708,19 @@ def test_a_pack_path_mxnet_reads_as_uri_syntax_is_refused(tmp_path):
     from data import DataError
     with pytest.raises(DataError, match='URI syntax'):
         image_record_iter(path_imgrec=str(tmp_path / 'fm#x' / 'val.rec'), data_shape=(1, 28, 28), batch_size=2)
+
+
+def test_load_config_called_as_a_library_with_odd_arguments():
+    """(trial 28) load_config(pathlib.Path(...)) was an AttributeError, load_config(5) a TypeError, a string of
+    overrides was read character by character ("override 'l' must be key=value"), a tuple override a
+    TypeError."""
+    import pathlib
+    path = pathlib.Path(ROOT) / 'config' / 'presets' / 'cifar10_kd.yaml'
+    assert cfg(path=path).model_prefix == cfg(path=str(path)).model_prefix
+    with pytest.raises(ConfigError, match='the config must be a file name or a preset name .*not int 5'):
+        cfg(path=5)
+    with pytest.raises(ConfigError, match=r"overrides are a list of 'key=value' strings; got the string 'lr=0.05': "
+                                          r"give \['lr=0.05'\]"):
+        load_config(None, 'lr=0.05', check_data=False)
+    with pytest.raises(ConfigError, match=r"override \('lr', 0.05\) is no 'key=value' string"):
+        load_config(None, [('lr', 0.05)], check_data=False)

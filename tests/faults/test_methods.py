@@ -234,3 +234,35 @@ def test_the_commands_offered_after_a_divergence_run(tmp_path):
     assert train.changed_options(cfg, ['data_dir']) == []
     cfg = load_config('cifar10_nst_gaussian', ['data_dir=%s' % tmp_path, 'mmd_kernel=linear'], check_data=False)
     assert train.changed_options(cfg, ['data_dir', 'mmd_kernel']) == [('mmd_kernel', 'linear', 'poly')]
+
+
+def test_data_settings_that_would_not_be_used_and_a_legacy_teacher_of_other_channels(tmp_path, capsys):
+    """(trial 28) On grayscale data, mean=[a,b,c] used a and dropped b and c without a word; resize was
+    ignored for fashion_mnist; pad=100 on 28-pixel images trained on crops of border without a word; a
+    3-channel legacy teacher for grayscale data got "set image_size to its size", which cannot help."""
+    import train
+    import symbols
+    from config import ConfigError, load_config, warnings_of
+    from tests.helpers import make_fashion_mnist, merged, write_as_legacy
+    with pytest.raises(ConfigError, match=r"'mean' \(the command line\) lists 3 values, but fashion_mnist images have 1 "
+                                          r"channel\(s\): give 1 value"):
+        load_config(None, ['mean=[100,100,100]', 'std=[50,50,50]'], check_data=False)
+    with pytest.raises(ConfigError, match='resize .* applies to dataset=imagenet packs.*leave resize out'):
+        load_config(None, ['resize=16'], check_data=False)
+    said = warnings_of(load_config(None, ['pad=100'], check_data=False))
+    assert said and 'holds on average 98% border; the usual pad is 2' in said[0]
+    assert not warnings_of(load_config(None, ['pad=4'], check_data=False))
+    make_fashion_mnist(str(tmp_path / 'fm'))
+    net = symbols.get_network('cifar_resnet8', 10)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 28, 28)))
+    write_as_legacy(net, str(tmp_path / 'colour'), image_size=28)
+    argv = merged(['data_dir=%s' % (tmp_path / 'fm'), 'network=cifar_resnet8', 'num_epoch=1', 'epoch_size=1',
+                   'progress=false', 'kt=true', 'kt_type=kd', 'kt_weight=null', 'teacher_symbol=null',
+                   'student_symbol=null', 'teacher_prefix=%s' % (tmp_path / 'colour'), 'teacher_epoch=0',
+                   'model_dir=%s' % (tmp_path / 'model'), 'log_dir=%s' % (tmp_path / 'log'), 'batch_size=4'])
+    capsys.readouterr()
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert 'takes 3-channel images' in err and 'but this data has 1 channel(s): use a teacher trained on 1-channel ' \
+        'images' in err and 'image_size' not in err.split('error:')[-1], err

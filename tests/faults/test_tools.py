@@ -1266,6 +1266,36 @@ def test_results_table_names_runs_of_the_other_task_and_runs_still_training(tmp_
     assert '1 method drawn' in capsys.readouterr().out
 
 
+def test_plot_curves_leaves_out_a_run_still_training_and_says_a_finished_shorter_one(tmp_path, capsys):
+    """(trial 28) A finished 2-epoch seed was "stopped before epoch 5" and left out, while a seed still
+    training (epoch 5 so far of 40) became the curve, without a word."""
+    import os as _os
+    rec = tmp_path / 'records'
+    model = tmp_path / 'model'
+    model.mkdir()
+    for name, epochs, num_epoch in (('pc_kd_s0', 2, 2), ('pc_kd_s1', 5, 40), ('pc_student_s0', 2, 2)):
+        write_records(rec, name, epochs=epochs)
+        lines = (rec / (name + '.jsonl')).read_text().splitlines()
+        (rec / (name + '.jsonl')).write_text(''.join(json.dumps(dict(json.loads(l), model_dir=str(model),
+                                                                     num_epoch=num_epoch)) + '\n' for l in lines))
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (model / 'pc_kd_s1.lock').write_text(json.dumps({'pid': live.pid}))
+        code = plot_curves.main(['--records', str(rec), '--prefix', 'pc_', '--out', _os.path.join(str(tmp_path),
+                                                                                                  'c.png')])
+        out, err = capsys.readouterr()
+    finally:
+        live.kill()
+    assert code == 0 and '2 methods drawn' in out, err
+    assert 'kd: pc_kd_s1 still training: left out' in err and 'stopped before' not in err, err
+    (model / 'pc_kd_s1.lock').unlink()
+    assert plot_curves.main(['--records', str(rec), '--prefix', 'pc_', '--out', _os.path.join(str(tmp_path),
+                                                                                              'c.png')]) == 0
+    err = capsys.readouterr().err
+    assert 'kd: left out 1 run(s) that stopped before epoch 5: pc_kd_s0' not in err
+    assert 'kd: left out 1 run(s) that finished at their num_epoch, before epoch 5: pc_kd_s0 (num_epoch 2)' in err, err
+
+
 def test_results_table_never_writes_over_a_file_it_did_not_write(tmp_path, capsys):
     """#18's eighteenth trial: `--out rd.md`, a copy of README.md, was replaced by a 5-line table."""
     rec = tmp_path / 'records'
