@@ -569,7 +569,16 @@ def of_checkpoint(meta, where, overrides=(), check_data=True, **options):
     values = {k: v for k, v in saved.items() if k not in DERIVED}
     if str(values.get('kv_store', '')).startswith('dist') or values.get('kv_store') == 'horovod':
         values['kv_store'] = 'device'     # (a run of a distributed job, read here by one process: a tool, a branch)
+    overrides = given_overrides(overrides)
     given_keys = {o.split('=', 1)[0].strip() for o in overrides}
+    if values.get('dataset') in ('fashion_mnist', 'cifar10', 'cifar100'):
+        # (what an older version accepted and did not use, kept in the saved configuration: as the run used it)
+        if values.get('resize') is not None and 'resize' not in given_keys:
+            values['resize'] = None
+        for key in ('mean', 'std'):
+            if values.get('dataset') == 'fashion_mnist' and isinstance(values.get(key), list) and \
+                    len(values[key]) > 1 and key not in given_keys:
+                values[key] = values[key][:1]
     if values.get('gpu_list') and 'gpu_list' not in given_keys:
         # (devices are this machine's: a checkpoint trained on GPUs is read here on its CPU if they cannot be used)
         from core.devices import gpu_list_problem

@@ -66,21 +66,22 @@ def warnings_of(cfg):
                    '(at most %.3g); lower warmup_epochs or raise num_epoch'
                    % (cfg.warmup_epochs, cfg.num_epoch, cfg.lr, cfg.lr * cfg.num_epoch / cfg.warmup_epochs))
     from data import DEFAULTS
-    size = cfg.image_size or DEFAULTS[cfg.dataset][1]
-    if cfg.dataset != 'imagenet' and cfg.augment and cfg.pad is not None and cfg.pad * 2 >= size:
+    side = DEFAULTS[cfg.dataset][1]               # (the images of these datasets' packs; a crop of image_size)
+    crop = cfg.image_size or side
+    if cfg.dataset != 'imagenet' and cfg.augment and cfg.pad is not None and cfg.pad * 2 >= crop:
         out.append('pad=%d on %d-pixel images: each random %dx%d crop of the padded %dx%d image holds on average %.0f%% '
                    'border; the usual pad is %d (RepDistiller pads CIFAR\'s 32 pixels by 4)'
-                   % (cfg.pad, size, size, size, size + 2 * cfg.pad, size + 2 * cfg.pad,
-                      100 * _border_share(size, cfg.pad), DEFAULTS[cfg.dataset][5]))
+                   % (cfg.pad, side, crop, crop, side + 2 * cfg.pad, side + 2 * cfg.pad,
+                      100 * _border_share(side, crop, cfg.pad), DEFAULTS[cfg.dataset][5]))
     out += _classes_without_images(cfg)          # (a method's warm-up longer than the run: config.transfer_notes)
     return out
 
 
-def _border_share(size, pad):
-    """The mean share of padding in a random size x size crop of an image padded by `pad` on each side
-    (offsets uniform in 0..2 pad on both axes)."""
-    offsets = range(2 * pad + 1)
-    inside = sum(max(0, min(o + size, pad + size) - max(o, pad)) for o in offsets) / float(len(offsets) * size)
+def _border_share(side, crop, pad):
+    """The mean share of padding in a random crop x crop crop of a side x side image padded by `pad` on
+    each side (offsets uniform in 0..side + 2 pad - crop on both axes)."""
+    offsets = range(side + 2 * pad - crop + 1)
+    inside = sum(max(0, min(o + crop, pad + side) - max(o, pad)) for o in offsets) / float(len(offsets) * crop)
     return 1 - inside ** 2
 
 
@@ -150,10 +151,12 @@ def check_classification(cfg, at):
         if cfg[key] is not None and len(cfg[key]) not in (1, 3):
             raise ConfigError('config key %r (%s) must list 1 or 3 values (one per channel); got %r'
                               % (key, at(key), cfg[key]))
-        if cfg[key] is not None and len(cfg[key]) not in (1, channels):
-            raise ConfigError('config key %r (%s) lists %d values, but %s images have %d channel(s): give %d value(s) '
-                              '(the others would not be used)' % (key, at(key), len(cfg[key]), cfg.dataset, channels,
-                                                                 channels))
+    extra = [k for k in ('mean', 'std') if cfg[k] is not None and len(cfg[k]) not in (1, channels)]
+    if extra:
+        raise ConfigError('config key%s %s (%s) list%s %d values, but %s images have %d channel(s): give %d value(s) '
+                          '(the others would not be used)' % ('s' if len(extra) > 1 else '', ' and '.join(extra),
+                                                              at(*extra), '' if len(extra) > 1 else 's',
+                                                              len(cfg[extra[0]]), cfg.dataset, channels, channels))
     if cfg.dataset != 'imagenet' and cfg.resize is not None:
         raise ConfigError('config key resize (%s) applies to dataset=imagenet packs (validation resizes their shorter '
                           'side, then crops the centre); %s images are used at their size: leave resize out'

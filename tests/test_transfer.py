@@ -59,6 +59,18 @@ def test_kd_refuses_what_it_cannot_compute():
         T.KDLoss(4)(nd.ones((2, 5)), nd.ones((3, 5)))
     with pytest.raises(ValueError, match='KD temperature must be > 0, got 0'):
         T.KDLoss(0)
+    # (their review: DIST and DKD alike; an OFD margin shaped (1, C, 1, 1) is still no batch)
+    with pytest.raises(T.PairingError, match=r'DIST takes student and teacher logits \(B, K\)'):
+        T.DISTLoss()(nd.ones((10,)), nd.ones((10,)))
+    with pytest.raises(T.PairingError, match='batches of one size'):
+        T.DISTLoss()(nd.ones((2, 5)), nd.ones((3, 5)))
+    for make in (lambda: T.DKDLoss(temperature=0), lambda: T.DISTLoss(tau=0)):
+        with pytest.raises(ValueError, match='must be > 0, got 0'):
+            make()
+    s, t = nd.array(arr(2, 4, 3, 3)), nd.array(arr(2, 4, 3, 3))
+    margin = -np.abs(arr(4))
+    np.testing.assert_allclose(T.OFDLoss()(s, t, nd.array(margin.reshape(1, 4, 1, 1))).asnumpy(),
+                               T.OFDLoss()(s, t, nd.array(margin)).asnumpy())
 
 
 def test_kd_gradient_equals_original_softmax_output():

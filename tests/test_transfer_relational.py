@@ -146,7 +146,8 @@ def test_relational_losses_refuse_unpairable_inputs():
     with pytest.raises(T.PairingError, match='two or more'):
         T.KDSVDLoss()(nd.ones((2, 4, 3, 3)), nd.ones((2, 4, 3, 3)))
     # (trial 27) k beyond a teacher tap's vectors broke the broadcast between layers: a PairingError now
-    with pytest.raises(T.PairingError, match='keeps k=5 singular vectors a tap.*has only 4.*set kdsvd_k to at most 4'):
+    with pytest.raises(T.PairingError, match=r'keeps 5 singular vectors a tap \(kdsvd_k=5\).*has only 4.*set kdsvd_k '
+                                             r'to at most 4'):
         T.KDSVDLoss(5)(nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)), nd.ones((2, 4, 3, 3)), nd.ones((2, 6, 3, 3)))
     # (trial 28) inputs of two batch sizes: a PairingError, not MXNet's broadcast error
     with pytest.raises(T.PairingError, match='takes its inputs as batches of one size'):

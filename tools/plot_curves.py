@@ -42,11 +42,14 @@ def series(runs, prefix, method, task='classification', warn=True):
                                                       len(named) else 'drawn as far as it is'), file=sys.stderr)
     if len(training) < len(named):
         named = [(name, recs) for name, recs in named if name not in training]
+    else:
+        warn = False                # (all still training: said above; none has stopped)
     n = max(len(recs) for _, recs in named)
-    done = ['%s (num_epoch %d)' % (name, len(recs)) for name, recs in named if len(recs) < n and
-            recs[-1].get('num_epoch') == recs[-1]['epoch'] + 1]
+    finished = lambda recs: recs[-1].get('num_epoch') == recs[-1]['epoch'] + 1
+    done = ['%s (num_epoch %d)' % (name, recs[-1]['num_epoch']) for name, recs in named if len(recs) < n and
+            finished(recs)]
     short = ['%s (last epoch %d)' % (name, recs[-1]['epoch'] + 1) for name, recs in named if len(recs) < n and
-             recs[-1].get('num_epoch') != recs[-1]['epoch'] + 1]
+             not finished(recs)]
     if done and warn:           # as results_table: runs of another length are another curve
         print('warning: %s: left out %d run(s) that finished at their num_epoch, before epoch %d: %s' % (
             method, len(done), n, ', '.join(done)), file=sys.stderr)

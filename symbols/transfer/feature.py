@@ -218,6 +218,8 @@ class OFDLoss(ShapedLoss):
         if isinstance(margin, nd.NDArray) and isinstance(t, nd.NDArray) and margin.size != t.shape[1]:
             raise PairingError('OFD margin has %d values for a teacher map of %d channels'
                                % (margin.size, t.shape[1]))
+        if isinstance(margin, nd.NDArray):
+            margin = margin.reshape((-1,))          # (C,) however it is shaped: it is no batch
         return super(OFDLoss, self).forward(s, t, margin)
 
     def hybrid_forward(self, F, s, t, margin):
@@ -304,9 +306,9 @@ class KDSVDLoss(ShapedLoss):
         # compare the teacher's k vectors pairwise, so every teacher map must have k
         most = min(min(t[0], t[1] * t[2]) for t in t_shapes)
         if self.k > most and len({min(self.k, t[0], t[1] * t[2]) for t in t_shapes}) > 1:     # (kept alike: fine)
-            raise PairingError('KDSVD keeps k=%d singular vectors a tap (kdsvd_k), but a teacher tap has only %d (at most '
+            raise PairingError('KDSVD keeps %d singular vectors a tap (kdsvd_k=%d), but a teacher tap has only %d (at most '
                                'its channels and its positions; the taps are %s): set kdsvd_k to at most %d'
-                               % (self.k, most, ', '.join('%dx%dx%d' % tuple(t) for t in t_shapes), most))
+                               % (self.k, self.k, most, ', '.join('%dx%dx%d' % tuple(t) for t in t_shapes), most))
         self._s_dims = [(s[0], min(self.k + 3, s[0], s[1] * s[2])) for s in s_shapes]
         self._t_dims = [(t[0], min(self.k, t[0], t[1] * t[2])) for t in t_shapes]
 

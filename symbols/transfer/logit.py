@@ -9,10 +9,23 @@ from mxnet.gluon import HybridBlock
 from .base import PairingError, ShapedLoss, _norm, check_batch
 
 
-def _check_classes(s, t, what):
-    if isinstance(s, nd.NDArray) and isinstance(t, nd.NDArray) and s.shape[1:] != t.shape[1:]:
-        raise PairingError('%s needs student and teacher logits with the same number of classes; got %s and %s'
-                           % (what, s.shape[1] if s.ndim > 1 else s.shape, t.shape[1] if t.ndim > 1 else t.shape))
+def _check_logits(s, t, what):
+    """PairingError unless NDArrays `s` and `t` are logits (B, K) of one batch and one class count."""
+    if not isinstance(s, nd.NDArray):
+        return                                   # (a Symbol: checked when the graph was built)
+    if s.ndim != 2 or not isinstance(t, nd.NDArray) or t.ndim != 2:
+        raise PairingError('%s takes student and teacher logits (B, K); got shapes %s and %s'
+                           % (what, s.shape, getattr(t, 'shape', type(t).__name__)))
+    check_batch(what, (s, t))
+    if s.shape[1:] != t.shape[1:]:
+        raise PairingError('%s needs student and teacher logits with the same number of classes; got %d and %d'
+                           % (what, s.shape[1], t.shape[1]))
+
+
+def _positive(value, what):
+    if not float(value) > 0:
+        raise ValueError('%s must be > 0, got %r' % (what, value))
+    return float(value)
 
 
 def _lse(F, x):
@@ -45,19 +58,10 @@ class KDLoss(HybridBlock):
 
     def __init__(self, temperature=4.0, **kwargs):
         super(KDLoss, self).__init__(**kwargs)
-        if not float(temperature) > 0:
-            raise ValueError('KD temperature must be > 0, got %r' % (temperature,))
-        self.temperature = float(temperature)
+        self.temperature = _positive(temperature, 'KD temperature')
 
     def forward(self, s, t):
-        if isinstance(s, nd.NDArray) and (s.ndim != 2 or not isinstance(t, nd.NDArray) or t.ndim != 2):
-            raise PairingError('KD takes student and teacher logits (B, K); got shapes %s and %s'
-                               % (s.shape, getattr(t, 'shape', type(t).__name__)))
-        if isinstance(s, nd.NDArray):
-            check_batch('KD', (s, t))
-        if isinstance(s, nd.NDArray) and s.shape[1:] != t.shape[1:]:
-            raise PairingError('KD needs student and teacher logits with the same number of classes; '
-                               'got %d and %d' % (s.shape[1], t.shape[1]))
+        _check_logits(s, t, 'KD')
         return super(KDLoss, self).forward(s, t)
 
     def hybrid_forward(self, F, s, t):
@@ -89,7 +93,7 @@ class DKDLoss(ShapedLoss):
 
     def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, **kwargs):
         super(DKDLoss, self).__init__(**kwargs)
-        self.alpha, self.beta, self.temperature = float(alpha), float(beta), float(temperature)
+        self.alpha, self.beta, self.temperature = float(alpha), float(beta), _positive(temperature, 'DKD temperature')
 
     def _configure(self, shapes):
         if len(shapes) != 3 or len(shapes[0]) != 1 or len(shapes[1]) != 1 or len(shapes[2]) > 1 \
@@ -137,10 +141,10 @@ class DISTLoss(HybridBlock):
 
     def __init__(self, beta=1.0, gamma=1.0, tau=1.0, eps=1e-8, **kwargs):
         super(DISTLoss, self).__init__(**kwargs)
-        self.beta, self.gamma, self.tau, self.eps = float(beta), float(gamma), float(tau), float(eps)
+        self.beta, self.gamma, self.tau, self.eps = float(beta), float(gamma), _positive(tau, 'DIST tau'), float(eps)
 
     def forward(self, s, t):
-        _check_classes(s, t, 'DIST')
+        _check_logits(s, t, 'DIST')
         return super(DISTLoss, self).forward(s, t)
 
     def hybrid_forward(self, F, s, t):

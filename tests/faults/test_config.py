@@ -724,3 +724,18 @@ def test_load_config_called_as_a_library_with_odd_arguments():
         load_config(None, 'lr=0.05', check_data=False)
     with pytest.raises(ConfigError, match=r"override \('lr', 0.05\) is no 'key=value' string"):
         load_config(None, [('lr', 0.05)], check_data=False)
+
+
+def test_a_saved_configuration_with_values_an_older_version_accepted_and_did_not_use():
+    """(review of trial 28's fixes) A run trained before mean=[a,b,c] on grayscale data or resize on
+    fashion_mnist were refused kept them in its saved configuration, and every tool reading it failed
+    with advice (`leave resize out`) its user could not follow: read as the run used them."""
+    from config import of_checkpoint
+    saved = dict(cfg('data_dir=/nowhere'))
+    saved.update(mean=[72.94, 72.94, 72.94], std=[90.02, 90.02, 90.02], resize=32)
+    got = of_checkpoint({'config': saved}, 'model/old-0005', check_data=False)
+    assert (got.mean, got.std, got.resize) == ([72.94], [90.02], None)
+    with pytest.raises(ConfigError, match='leave resize out'):
+        of_checkpoint({'config': saved}, 'model/old-0005', ['resize=30'], check_data=False)
+    with pytest.raises(ConfigError, match=r"overrides are a list of 'key=value' strings"):
+        of_checkpoint({'config': saved}, 'model/old-0005', 'lr=0.1', check_data=False)

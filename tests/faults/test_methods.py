@@ -244,8 +244,8 @@ def test_data_settings_that_would_not_be_used_and_a_legacy_teacher_of_other_chan
     import symbols
     from config import ConfigError, load_config, warnings_of
     from tests.helpers import make_fashion_mnist, merged, write_as_legacy
-    with pytest.raises(ConfigError, match=r"'mean' \(the command line\) lists 3 values, but fashion_mnist images have 1 "
-                                          r"channel\(s\): give 1 value"):
+    with pytest.raises(ConfigError, match=r"keys mean and std \(the command line\) list 3 values, but fashion_mnist "
+                                          r"images have 1 channel\(s\): give 1 value"):
         load_config(None, ['mean=[100,100,100]', 'std=[50,50,50]'], check_data=False)
     with pytest.raises(ConfigError, match='resize .* applies to dataset=imagenet packs.*leave resize out'):
         load_config(None, ['resize=16'], check_data=False)
