@@ -98,6 +98,23 @@ def resume_command(args, cfg=None):
     return train_command(args, resume=True, replace=replace)
 
 
+def finished_note(args, cfg):
+    """For a run that already reached its num_epoch under a schedule tied to num_epoch (cosine, poly):
+    that resuming it for more epochs restarts the lr, and the command that trains on from its weights
+    as a new run instead; else ''."""
+    from core import checkpoint
+    have = checkpoint.epochs(cfg.model_dir, cfg.model_prefix)
+    if not have or have[-1] < cfg.num_epoch or cfg.get('lr_mode') not in ('cosine', 'poly'):
+        return ''
+    import os
+    return ('\n  (run %r is finished: epochs 1..%d of num_epoch=%d. That resume stretches its %s lr schedule, so the lr '
+            'rises again from about 0; to train its weights on without that, start a new run from them:\n  %s)'
+            % (cfg.model_prefix, have[-1], cfg.num_epoch, cfg.lr_mode, train_command(
+                args, resume=False, drop=['retrain', 'model_load_epoch', 'model_load_prefix', 'overwrite'],
+                replace=['pretrained=%s' % os.path.join(cfg.model_dir, cfg.model_prefix),
+                         'model_prefix=%s_more' % cfg.model_prefix])))
+
+
 def lower_lr(lr):
     """The lr to suggest after a divergence at `lr`: a tenth of it, but at most 0.1 (SGD's usual scale
     here: an absurd lr gets a working one at once, not one tenth at a time)."""
@@ -238,7 +255,8 @@ def main(argv=None):
     try:
         record = tasks.run(cfg, task)
     except RunError as e:
-        print('error: %s%s' % (e, '\n  resume: %s' % resume_command(args, cfg) if e.resume else ''), file=sys.stderr)
+        print('error: %s%s%s' % (e, '\n  resume: %s' % resume_command(args, cfg) if e.resume else '',
+                                 finished_note(args, cfg) if e.resume else ''), file=sys.stderr)
         return 2
     except Diverged as e:
         print('error: %s' % e, file=sys.stderr)

@@ -80,7 +80,44 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
     {'method', 'weight', 'pairs': [(student_tap, teacher_tap), ...],
     'layer_weights': [...]}. For kd, pairs is empty (logits are used); for
     fsp a tap is an (a, b) tuple.
-    """
+
+    A ConfigError that a new kt_type with the weights and taps of another causes (kt_type=at beside
+    cfgs.py's kt_weight and taps for kd+mmd) also names, in the one message, every key to change with
+    it and values that work: the fewest of kt_weight=null and a tap (`example`) for each feature
+    method, a user fixing one key at a time would otherwise meet them one error at a time."""
+    try:
+        return _resolve_plan(cfg, origin, example, logits)
+    except ConfigError as error:
+        fix = _keys_that_go_with(cfg, origin, example, logits)
+        if fix:
+            raise ConfigError('%s. kt_type %r needs all of: %s' % (str(error).rstrip('.'), cfg.kt_type, fix))
+        raise
+
+
+def _keys_that_go_with(cfg, origin, example, logits):
+    """'kt_weight=null teacher_symbol=... student_symbol=...': those of these overrides that change `cfg`,
+    when the plan resolves with them and they are two or more (one key alone: its own message says
+    it); else ''."""
+    from symbols.transfer import parse_kt_type, takes_taps
+    try:
+        methods = parse_kt_type(cfg.kt_type)
+    except ValueError:
+        return ''
+    taps = [example if takes_taps(m) else None for m in methods]
+    taps = taps[0] if len(taps) == 1 else taps
+    shown = lambda v: 'null' if v is None else '[%s]' % ', '.join(shown(x) for x in v) if isinstance(v, list) else v
+    choices = [(k, v) for k, v in (('kt_weight', None), ('teacher_symbol', taps), ('student_symbol', taps))
+               if cfg.get(k) != v]
+    trial = type(cfg)(cfg)
+    trial.update(choices)
+    try:
+        _resolve_plan(trial, origin, example, logits)
+    except ConfigError:
+        return ''
+    return ' '.join('%s=%s' % (k, shown(v)) for k, v in choices) if len(choices) > 1 else ''
+
+
+def _resolve_plan(cfg, origin, example, logits):
     from symbols.transfer import METHODS, canonical_method, parse_kt_type, default_weight, takes_taps
     methods = parse_kt_type(cfg.kt_type)
     t_spec = _per_method(cfg.teacher_symbol, methods, 'teacher_symbol', origin, example, logits)

@@ -289,6 +289,35 @@ def existing_dir(path, option, hint=''):
     raise UsageError('%s %s %s%s' % (option, path, what, (': ' + hint) if hint else ''))
 
 
+#: the files other tools own: the reproduction's (tools.make_results writes them from results/records) and a
+#: comparison's (tools.compare writes OUT/table.md and OUT/curves.png beside its OUT/compare.json)
+REPRODUCTION_FILES = ('table.md', 'curves.png', 'curves_all.png')
+COMPARISON_FILES = ('table.md', 'curves.png')
+
+
+def owned_elsewhere(path, prefix=None):
+    """What writes `path` if another tool owns it (the reproduction's results/table.md and curves, a
+    comparison's table and curves: drawn again from that comparison's own runs, `prefix` NAME_, they are
+    its), for a refusal; else None."""
+    import json
+    folder, name = os.path.split(os.path.abspath(path))
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if folder == os.path.join(project, 'results') and name in REPRODUCTION_FILES:
+        return 'the reproduction\'s %s (python -m tools.make_results writes it from results/records)' % name
+    manifest = os.path.join(folder, 'compare.json')
+    if name in COMPARISON_FILES and os.path.isfile(manifest):
+        try:
+            with open(manifest) as f:
+                wrote = json.load(f)
+        except (OSError, ValueError):
+            wrote = {}
+        if isinstance(wrote, dict) and prefix is not None and prefix == '%s_' % wrote.get('name'):
+            return None
+        return 'the %s of the comparison in %s (tools.compare writes it; running that comparison again rebuilds ' \
+               'it)' % (name, folder)
+    return None
+
+
 def output_path(path, option='--out', example='figure.png'):
     """Check, before any work, that a file (or, for export, a file prefix) can be written at
     `path`: it is not a folder, no part of its folder is a file, the folder exists (it is created

@@ -168,6 +168,24 @@ def main(argv=None):
         if key in given:
             raise CompareError('%s=... : tools.compare sets %s for each method (a feature method on the base config\'s '
                                'taps); give the tap with %s TAP instead' % (key, key, option))
+    for key, instead in (('seed', '--seeds'), ('model_prefix', '--name (runs are NAME_METHOD_sSEED)'),
+                         ('model_load_prefix', '--name'), ('model_dir', '--out (runs live in OUT/model)'),
+                         ('log_dir', '--out (records live in OUT/records)')):
+        if key in given:
+            raise CompareError('%s=... : tools.compare sets %s itself for each run; use %s instead' % (key, key, instead))
+    # (an alias and its method, nst and mmd, are one method: trained and tabled once)
+    from symbols.transfer import canonical_method
+    same = {}
+    for m in args.methods:
+        try:
+            same.setdefault('+'.join(canonical_method(x) for x in m.split('+')) if m != 'student' else m, []).append(m)
+        except ValueError:
+            same.setdefault(m, []).append(m)              # (an unknown method: refused below, by name)
+    twice = [names for names in same.values() if len(names) > 1]
+    if twice:
+        print('warning: %s name one method: it is trained once, as %s' % (
+            '; '.join(' and '.join(n) for n in twice), ', '.join(n[0] for n in twice)), file=sys.stderr)
+        args.methods = [names[0] for names in same.values()]
     import tasks
     from config import task_of
     task = task_of(args.cfg, args.overrides)

@@ -7,13 +7,14 @@ runs (--task segmentation) the training cross-entropy and the validation mIoU.
 
 Seeds of one method are averaged (the band is +- one std).
 """
+import logging
 import sys
 
 import numpy as np
 
 from . import cli
 from .plotting import figure_path
-from .records import find_runs, methods_of, matching_runs, missing_runs
+from .records import find_runs, methods_of, matching_runs, missing_runs, settled_prefix
 from .results_table import LABELS
 
 
@@ -113,7 +114,10 @@ def main(argv=None):
     if args.methods is not None:
         args.methods = list(dict.fromkeys(args.methods))          # each method once (as tools.compare)
     figure_path(args.out, example='curves.png')
+    if cli.owned_elsewhere(args.out, args.prefix):
+        raise cli.UsageError('--out %s is %s: give another --out' % (args.out, cli.owned_elsewhere(args.out)))
     runs = find_runs(args.records)
+    args.prefix = settled_prefix(runs, args.prefix, logging.getLogger('plot_curves'))
     kinds = {'val_top1': 'classification', 'val_miou': 'segmentation', 'val_map': 'detection'}
     for name, recs in sorted(runs.items()):
         kind = next((k for m, k in kinds.items() if recs and m in recs[0]), args.task)

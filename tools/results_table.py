@@ -24,7 +24,8 @@ from collections import OrderedDict
 import numpy as np
 
 from . import cli
-from .records import RUN_NAME, find_runs, finished_runs, matching_runs, missing_runs, still_training
+from .records import (RUN_NAME, find_runs, finished_runs, matching_runs, missing_runs, settled_prefix,
+                      still_training)
 from .markdown import cell
 
 LOG = logging.getLogger('results_table')
@@ -218,7 +219,10 @@ def main(argv=None):
     if args.out:
         cli.output_path(args.out, example='table.md')
         _refuse_other_file(args.out)
+        if cli.owned_elsewhere(args.out):
+            raise cli.UsageError('--out %s is %s: give another --out' % (args.out, cli.owned_elsewhere(args.out)))
     found = find_runs(args.records)
+    args.prefix = settled_prefix(found, args.prefix, LOG)
     # (the record key each task scores, its name, and how to ask for the other task's table)
     score, word = ('val_miou', 'mIoU') if args.task == 'segmentation' else ('val_top1', 'top-1')
     other_task, other_word, fix = ('classification', 'top-1', 'leave out --task segmentation') \

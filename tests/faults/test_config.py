@@ -739,3 +739,17 @@ def test_a_saved_configuration_with_values_an_older_version_accepted_and_did_not
         of_checkpoint({'config': saved}, 'model/old-0005', ['resize=30'], check_data=False)
     with pytest.raises(ConfigError, match=r"overrides are a list of 'key=value' strings"):
         of_checkpoint({'config': saved}, 'model/old-0005', 'lr=0.1', check_data=False)
+
+
+@pytest.mark.parametrize('kt_type, needs', [
+    ('at', 'kt_weight=null teacher_symbol=stage3_pre student_symbol=stage3_pre'),
+    ('kd', 'kt_weight=null teacher_symbol=null student_symbol=null'),
+    ('dkd+mmd+rkd', 'kt_weight=null teacher_symbol=[null, stage3_pre, stage3_pre] '
+                    'student_symbol=[null, stage3_pre, stage3_pre]')])
+def test_a_new_kt_type_names_every_key_that_goes_with_it_at_once(kt_type, needs):
+    """(trial 29) kt_type=at beside cfgs.py's weights and taps for kd+mmd took four runs, one error a key;
+    the one error now names all of them with values that work, and those values load."""
+    with pytest.raises(ConfigError, match=r"kt_type %s needs all of: %s$" % (re.escape(repr(kt_type)), re.escape(needs))):
+        cfg('kt_type=%s' % kt_type)
+    words = re.findall(r'(\w+)=(\[[^\]]*\]|\S+)', needs)
+    assert cfg('kt_type=%s' % kt_type, *['%s=%s' % w for w in words]).plan

@@ -266,3 +266,29 @@ def test_data_settings_that_would_not_be_used_and_a_legacy_teacher_of_other_chan
     err = capsys.readouterr().err
     assert 'takes 3-channel images' in err and 'but this data has 1 channel(s): use a teacher trained on 1-channel ' \
         'images' in err and 'image_size' not in err.split('error:')[-1], err
+
+
+def test_a_finished_cosine_run_named_again_is_told_how_to_train_on(tmp_path, capsys):
+    """(trial 29) The resume command offered for a finished run (num_epoch + 1) stretched its cosine
+    schedule, which the resume then warned of; the error now says so and offers a new run from its
+    weights, and that command trains. tools.compare trained nst and mmd (one method) twice."""
+    import shlex
+    import train
+    from tools import compare
+    from tests.helpers import make_cifar, merged, tiny_train_args
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=64, test=32)
+    argv = merged(tiny_train_args(tmp_path, tmp_path / 'cifar') + ['network=cifar_resnet8', 'model_prefix=f',
+                                                                   'lr_mode=cosine'])
+    assert train.main(argv) == 0
+    capsys.readouterr()
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "run 'f' is finished: epochs 1..1 of num_epoch=1. That resume stretches its cosine lr schedule" in err, err
+    advice = shlex.split(err.strip().splitlines()[-1].rstrip(')'))
+    assert 'model_prefix=f_more' in advice and 'pretrained=%s' % (tmp_path / 'model' / 'f') in advice
+    assert train.main(advice[2:]) == 0, capsys.readouterr().err
+    code = compare.main(['--cfg', 'cifar10_student', 'data_dir=%s' % (tmp_path / 'cifar'), '--name', 'al',
+                         '--out', str(tmp_path / 'al'), '--methods', 'nst', 'mmd', 'teacher_prefix=%s'
+                         % (tmp_path / 'model' / 'nothing')])
+    err = capsys.readouterr().err
+    assert code == 2 and 'warning: nst and mmd name one method: it is trained once, as nst' in err, err

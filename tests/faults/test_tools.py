@@ -1411,3 +1411,41 @@ def test_a_compared_run_stops_when_tools_compare_is_killed(tmp_path):
         compare_process.kill()
         for line in os.popen('pgrep -f model_prefix=kil_student_s0').read().split():
             os.kill(int(line), signal.SIGKILL)
+
+
+def test_trial_29_compare_overrides_aliases_owned_outputs_and_a_prefix_without_its_underscore(tmp_path, capsys):
+    """(trial 29) tools.compare took seed=7 as "given twice" (its own --seeds), dropped model_dir= without a
+    word and trained nst and mmd (one method) twice; plot_curves and results_table replaced a
+    comparison's curves and the reproduction's results/ files; --prefix tiny (runs tiny_kd_s0) read the
+    methods as '_kd' and gave the student alone a teacher."""
+    make_cifar(str(tmp_path / 'cifar'), 'cifar10', train=16, test=8)
+    base = ['--cfg', 'cifar10_student', 'data_dir=%s' % (tmp_path / 'cifar'), 'gpu_list=[]', 'network=cifar_resnet8']
+    for extra, words in ((['seed=7'], 'seed=... : tools.compare sets seed itself for each run; use --seeds'),
+                         (['model_dir=m'], 'model_dir=... : tools.compare sets model_dir itself for each run; use '
+                                           '--out'),
+                         (['model_prefix=foo'], 'use --name')):
+        code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--methods', 'student'] + extra, capsys)
+        one_error(code, err, words)
+    rec = tmp_path / 'records'
+    for name in ('tiny_kd_s0', 'tiny_student_s0'):
+        write_records(rec, name)
+    lines = (rec / 'tiny_kd_s0.jsonl').read_text().splitlines()
+    (rec / 'tiny_kd_s0.jsonl').write_text(''.join(json.dumps(dict(json.loads(l), teacher='t1', kt_type='kd')) + '\n'
+                                                  for l in lines))
+    code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'tiny'], capsys)
+    assert code == 0 and '| student alone |' in out and '| _student |' not in out, out + err
+    assert '--prefix tiny: the runs are named tiny_<method>_s<seed>; read as --prefix tiny_' in err, err
+    comparison = tmp_path / 'cmp'
+    comparison.mkdir()
+    (comparison / 'compare.json').write_text(json.dumps({'name': 'other', 'cfg': 'x'}))
+    (comparison / 'curves.png').write_bytes(b'png')
+    code, _, err = run_tool(plot_curves.main, ['--records', str(rec), '--prefix', 'tiny_', '--out',
+                                               str(comparison / 'curves.png')], capsys)
+    one_error(code, err, 'is the curves.png of the comparison in', 'give another --out')
+    assert (comparison / 'curves.png').read_bytes() == b'png'
+    for tool, name in ((plot_curves, 'curves.png'), (results_table, 'table.md')):
+        target = os.path.join(ROOT, 'results', name)
+        before = open(target, 'rb').read()
+        code, _, err = run_tool(tool.main, ['--records', str(rec), '--prefix', 'tiny_', '--out', target], capsys)
+        one_error(code, err, "is the reproduction's %s" % name)
+        assert open(target, 'rb').read() == before
