@@ -95,25 +95,44 @@ def resolve_plan(cfg, origin='config', example='stage3_pre', logits=LOGIT_NAMES)
 
 
 def _keys_that_go_with(cfg, origin, example, logits):
-    """'kt_weight=null teacher_symbol=... student_symbol=...': those of these overrides that change `cfg`,
-    when the plan resolves with them and they are two or more (one key alone: its own message says
-    it); else ''."""
-    from symbols.transfer import parse_kt_type, takes_taps
+    """'kt_weight=null teacher_symbol=... student_symbol=...': the two or more of these overrides that the
+    plan of `cfg` needs to resolve (each one it needs: a key whose own value also resolves is left as it
+    is), else ''. A feature method's tap is one the configuration already names on that side (else
+    `example`); methods of other inputs (vectors, layers, pairs) get no advice: their taps are the
+    network's to choose."""
+    from symbols.transfer import METHODS, parse_kt_type, takes_taps
     try:
         methods = parse_kt_type(cfg.kt_type)
     except ValueError:
         return ''
-    taps = [example if takes_taps(m) else None for m in methods]
-    taps = taps[0] if len(taps) == 1 else taps
-    shown = lambda v: 'null' if v is None else '[%s]' % ', '.join(shown(x) for x in v) if isinstance(v, list) else v
-    choices = [(k, v) for k, v in (('kt_weight', None), ('teacher_symbol', taps), ('student_symbol', taps))
-               if cfg.get(k) != v]
-    trial = type(cfg)(cfg)
-    trial.update(choices)
-    try:
-        _resolve_plan(trial, origin, example, logits)
-    except ConfigError:
+    if any(METHODS[m].inputs not in ('logits', 'feature') for m in methods):
         return ''
+
+    def named_tap(spec):                  # a tap the configuration already names on one side
+        values = spec.values() if isinstance(spec, dict) else spec if isinstance(spec, list) else [spec]
+        flat = [v for x in values for v in (x if isinstance(x, list) else [x])]
+        return next((v for v in flat if isinstance(v, str) and v not in logits), example)
+
+    def taps(spec):
+        chosen = [named_tap(spec) if takes_taps(m) else None for m in methods]
+        return chosen[0] if len(chosen) == 1 else chosen
+    shown = lambda v: 'null' if v is None else '[%s]' % ', '.join(shown(x) for x in v) if isinstance(v, list) else v
+    choices = [(k, v) for k, v in (('kt_weight', None), ('teacher_symbol', taps(cfg.teacher_symbol)),
+                                   ('student_symbol', taps(cfg.student_symbol))) if cfg.get(k) != v]
+
+    def resolves(keys):
+        trial = type(cfg)(cfg)
+        trial.update(keys)
+        try:
+            _resolve_plan(trial, origin, example, logits)
+            return True
+        except ConfigError:
+            return False
+    if not resolves(choices):
+        return ''
+    for choice in list(choices):          # (only the keys it needs)
+        if resolves([c for c in choices if c != choice]):
+            choices.remove(choice)
     return ' '.join('%s=%s' % (k, shown(v)) for k, v in choices) if len(choices) > 1 else ''
 
 

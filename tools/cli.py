@@ -300,8 +300,8 @@ def owned_elsewhere(path, prefix=None):
     comparison's table and curves: drawn again from that comparison's own runs, `prefix` NAME_, they are
     its), for a refusal; else None."""
     import json
-    folder, name = os.path.split(os.path.abspath(path))
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder, name = os.path.split(os.path.realpath(path))
+    project = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     if folder == os.path.join(project, 'results') and name in REPRODUCTION_FILES:
         return 'the reproduction\'s %s (python -m tools.make_results writes it from results/records)' % name
     manifest = os.path.join(folder, 'compare.json')

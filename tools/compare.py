@@ -100,6 +100,16 @@ DEFAULT_CFG = 'fashion_mnist_repro'
 MANIFEST = 'compare.json'      # OUT/compare.json: the comparison that wrote OUT's table and curves
 
 
+def _one_method(name):
+    """The method a --methods name trains, for telling aliases apart from methods: 'nst' and 'mmd' are one
+    ('kd+nst' and 'kd+mmd' too); an unknown name is itself (refused later, by name)."""
+    from symbols.transfer import canonical_method
+    try:
+        return name if name == 'student' else '+'.join(canonical_method(x) for x in name.split('+'))
+    except ValueError:
+        return name
+
+
 def _refuse_others_outputs(out, name, cfg, methods, seeds):
     """CompareError when OUT holds a table.md or curves.png that another comparison (another --name or
     --cfg: its OUT/compare.json) or another tool wrote (no compare.json, and no records of runs
@@ -173,19 +183,6 @@ def main(argv=None):
                          ('log_dir', '--out (records live in OUT/records)')):
         if key in given:
             raise CompareError('%s=... : tools.compare sets %s itself for each run; use %s instead' % (key, key, instead))
-    # (an alias and its method, nst and mmd, are one method: trained and tabled once)
-    from symbols.transfer import canonical_method
-    same = {}
-    for m in args.methods:
-        try:
-            same.setdefault('+'.join(canonical_method(x) for x in m.split('+')) if m != 'student' else m, []).append(m)
-        except ValueError:
-            same.setdefault(m, []).append(m)              # (an unknown method: refused below, by name)
-    twice = [names for names in same.values() if len(names) > 1]
-    if twice:
-        print('warning: %s name one method: it is trained once, as %s' % (
-            '; '.join(' and '.join(n) for n in twice), ', '.join(n[0] for n in twice)), file=sys.stderr)
-        args.methods = [names[0] for names in same.values()]
     import tasks
     from config import task_of
     task = task_of(args.cfg, args.overrides)
@@ -198,6 +195,28 @@ def main(argv=None):
         raise CompareError('--name %r: use letters, digits and _ (it starts every run name)' % args.name)
     out = args.out or os.path.join('results', args.name)
     cli.output_path(os.path.join(out, 'table.md'), '--out')
+    # (an alias and its method, nst and mmd, are one method: trained and tabled once, under the name this
+    # comparison's table already uses)
+    try:
+        with open(os.path.join(out, MANIFEST)) as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        before = {}
+    before = (before.get('methods') or []) if isinstance(before, dict) and before.get('name') == args.name else []
+    same = OrderedDict()
+    for m in args.methods:
+        same.setdefault(_one_method(m), []).append(m)
+    spelled = {_one_method(m): m for m in before}
+    merged = [spelled.get(key, names[0]) for key, names in same.items()]
+    for key, names in same.items():
+        chosen = spelled.get(key, names[0])
+        if len(names) > 1:
+            print('warning: %s name one method: it is trained once, as %s' % (' and '.join(names), chosen),
+                  file=sys.stderr)
+        elif chosen != names[0]:
+            print('warning: %s is %s, as this comparison\'s table names it: trained as %s' % (names[0], chosen, chosen),
+                  file=sys.stderr)
+    args.methods = merged
     if args.epochs and 'num_epoch' in given:
         raise CompareError('--epochs %d and num_epoch= both say how long to train: keep one' % args.epochs)
     defaults = ['model_dir=%s' % os.path.join(out, 'model'), 'log_dir=%s' % os.path.join(out, 'records'),

@@ -3,7 +3,7 @@ figure (the NST paper's Figures 3 and 4), from per-epoch records; for segmentati
 runs (--task segmentation) the training cross-entropy and the validation mIoU.
 
     python -m tools.plot_curves --records results/records --prefix repro_ \\
-        [--methods student kd nst_poly kd_nst] --out results/curves.png
+        [--methods student kd nst_poly kd_nst] --out curves.png
 
 Seeds of one method are averaged (the band is +- one std).
 """
@@ -114,10 +114,11 @@ def main(argv=None):
     if args.methods is not None:
         args.methods = list(dict.fromkeys(args.methods))          # each method once (as tools.compare)
     figure_path(args.out, example='curves.png')
-    if cli.owned_elsewhere(args.out, args.prefix):
-        raise cli.UsageError('--out %s is %s: give another --out' % (args.out, cli.owned_elsewhere(args.out)))
     runs = find_runs(args.records)
     args.prefix = settled_prefix(runs, args.prefix, logging.getLogger('plot_curves'))
+    owner = cli.owned_elsewhere(args.out, args.prefix)
+    if owner:
+        raise cli.UsageError('--out %s is %s: give another --out' % (args.out, owner))
     kinds = {'val_top1': 'classification', 'val_miou': 'segmentation', 'val_map': 'detection'}
     for name, recs in sorted(runs.items()):
         kind = next((k for m, k in kinds.items() if recs and m in recs[0]), args.task)

@@ -74,8 +74,8 @@ def settled_prefix(runs, prefix, log=None):
     """`prefix` as the runs are named: with its '_' when every run it starts is named prefix_<method>_s<seed>
     (--prefix tiny for tiny_kd_s0 would read the method as '_kd'), said on `log`; else `prefix`."""
     named = [n for n in runs if n.startswith(prefix)]
-    if prefix and not prefix.endswith('_') and named and all(n[len(prefix):].startswith('_') for n in named) and \
-            matching_runs(runs, prefix + '_'):
+    if prefix and not prefix.endswith('_') and named and all(n[len(prefix):].startswith('_') and
+                                                             RUN_NAME.match(n[len(prefix) + 1:]) for n in named):
         if log is not None:
             log.warning('--prefix %s: the runs are named %s_<method>_s<seed>; read as --prefix %s_' % (prefix, prefix,
                                                                                                      prefix))

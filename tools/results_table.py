@@ -1,6 +1,6 @@
 """Markdown results table of any task's runs.
 
-    python -m tools.results_table --records results/records --prefix repro_ [--out results/table.md]
+    python -m tools.results_table --records results/records --prefix repro_ [--out table.md]
     python -m tools.results_table --task detection voc_baseline voc_kd_nst [model_dir=model]
 
 Detection (the paper's Table 4): the best checkpoint of each run named (a detection preset, or
@@ -219,8 +219,9 @@ def main(argv=None):
     if args.out:
         cli.output_path(args.out, example='table.md')
         _refuse_other_file(args.out)
-        if cli.owned_elsewhere(args.out):
-            raise cli.UsageError('--out %s is %s: give another --out' % (args.out, cli.owned_elsewhere(args.out)))
+        owner = cli.owned_elsewhere(args.out)
+        if owner:
+            raise cli.UsageError('--out %s is %s: give another --out' % (args.out, owner))
     found = find_runs(args.records)
     args.prefix = settled_prefix(found, args.prefix, LOG)
     # (the record key each task scores, its name, and how to ask for the other task's table)

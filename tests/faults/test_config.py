@@ -743,9 +743,8 @@ def test_a_saved_configuration_with_values_an_older_version_accepted_and_did_not
 
 @pytest.mark.parametrize('kt_type, needs', [
     ('at', 'kt_weight=null teacher_symbol=stage3_pre student_symbol=stage3_pre'),
-    ('kd', 'kt_weight=null teacher_symbol=null student_symbol=null'),
-    ('dkd+mmd+rkd', 'kt_weight=null teacher_symbol=[null, stage3_pre, stage3_pre] '
-                    'student_symbol=[null, stage3_pre, stage3_pre]')])
+    ('dkd+mmd+at', 'kt_weight=null teacher_symbol=[null, stage3_pre, stage3_pre] '
+                   'student_symbol=[null, stage3_pre, stage3_pre]')])
 def test_a_new_kt_type_names_every_key_that_goes_with_it_at_once(kt_type, needs):
     """(trial 29) kt_type=at beside cfgs.py's weights and taps for kd+mmd took four runs, one error a key;
     the one error now names all of them with values that work, and those values load."""
@@ -753,3 +752,12 @@ def test_a_new_kt_type_names_every_key_that_goes_with_it_at_once(kt_type, needs)
         cfg('kt_type=%s' % kt_type)
     words = re.findall(r'(\w+)=(\[[^\]]*\]|\S+)', needs)
     assert cfg('kt_type=%s' % kt_type, *['%s=%s' % w for w in words]).plan
+    # (their review) only the keys it needs, with the taps the configuration names; none for a kt_type kept,
+    # or for methods whose taps are the network's to choose (vectors, layers)
+    with pytest.raises(ConfigError, match=r"kt_type 'at' needs all of: kt_weight=null teacher_symbol=stage3_pre "
+                                          r"student_symbol=in5b_bn$"):
+        cfg(path='cifar10_kd_nst', *['kt_type=at'])
+    for overrides in (['student_symbol=[stage3_pre, stage3_pre]'], ['kt_type=dkd+mmd+rkd', 'kt_weight=null']):
+        with pytest.raises(ConfigError) as e:
+            cfg(*overrides)
+        assert 'needs all of' not in str(e.value), str(e.value)

@@ -1426,6 +1426,14 @@ def test_trial_29_compare_overrides_aliases_owned_outputs_and_a_prefix_without_i
                          (['model_prefix=foo'], 'use --name')):
         code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--methods', 'student'] + extra, capsys)
         one_error(code, err, words)
+    # (their review) an alias named again for a comparison whose table spells it otherwise: its spelling, no loop
+    out = tmp_path / 'zz'
+    out.mkdir()
+    (out / 'compare.json').write_text(json.dumps({'name': 'zz', 'cfg': 'cifar10_student', 'methods': ['student', 'mmd'],
+                                                  'seeds': [0]}))
+    code, _, err = run_tool(compare.main, base + ['--name', 'zz', '--out', str(out), '--methods', 'student', 'nst',
+                                                  'teacher_prefix=%s' % (tmp_path / 'nothing')], capsys)
+    assert "nst is mmd, as this comparison's table names it: trained as mmd" in err and 'holds the table' not in err, err
     rec = tmp_path / 'records'
     for name in ('tiny_kd_s0', 'tiny_student_s0'):
         write_records(rec, name)
@@ -1435,6 +1443,9 @@ def test_trial_29_compare_overrides_aliases_owned_outputs_and_a_prefix_without_i
     code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'tiny'], capsys)
     assert code == 0 and '| student alone |' in out and '| _student |' not in out, out + err
     assert '--prefix tiny: the runs are named tiny_<method>_s<seed>; read as --prefix tiny_' in err, err
+    write_records(rec, 'tiny_kd_nst_s0')                      # (their review: tiny_kd is a prefix of tiny_kd_s0 too)
+    code, out, err = run_tool(results_table.main, ['--records', str(rec), '--prefix', 'tiny_kd'], capsys)
+    assert 'read as --prefix tiny_kd_' not in err and '| NST |' not in out, out + err
     comparison = tmp_path / 'cmp'
     comparison.mkdir()
     (comparison / 'compare.json').write_text(json.dumps({'name': 'other', 'cfg': 'x'}))
