@@ -325,7 +325,7 @@ def task_of(path=None, overrides=()):
             task = parse_override(text)[1]
             where = 'the command line'
     own = None
-    if given_file(path):
+    if path:
         if preset_files.task_of_preset(path) in ('detection', 'segmentation'):
             own = preset_files.task_of_preset(path)
         elif task is None or os.path.isfile(path):   # (a folder given with task=...: that task's loader names it)

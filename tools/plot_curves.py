@@ -31,7 +31,7 @@ def series(runs, prefix, method, task='classification', warn=True):
     (`PANELS`: train and test error % for classification); `warn`: name the seeds left out (stopped
     short) on stderr."""
     import re
-    from .records import training_now
+    from .records import reached_num_epoch, training_now
     named = [(name, recs) for name, recs in runs.items()
              if recs and name.startswith(prefix) and re.match(r'^%s_s\d+$' % re.escape(method), name[len(prefix):])]
     if not named:
@@ -46,11 +46,10 @@ def series(runs, prefix, method, task='classification', warn=True):
     else:
         warn = False                # (all still training: said above; none has stopped)
     n = max(len(recs) for _, recs in named)
-    finished = lambda recs: recs[-1].get('num_epoch') == recs[-1]['epoch'] + 1
     done = ['%s (num_epoch %d)' % (name, recs[-1]['num_epoch']) for name, recs in named if len(recs) < n and
-            finished(recs)]
+            reached_num_epoch(recs)]
     short = ['%s (last epoch %d)' % (name, recs[-1]['epoch'] + 1) for name, recs in named if len(recs) < n and
-             not finished(recs)]
+             not reached_num_epoch(recs)]
     if done and warn:           # as results_table: runs of another length are another curve
         print('warning: %s: left out %d run(s) that finished at their num_epoch, before epoch %d: %s' % (
             method, len(done), n, ', '.join(done)), file=sys.stderr)

@@ -134,6 +134,11 @@ def missing_runs(folder, runs, prefix, num_epoch=None, prefix_fix=None, epoch_fi
         pattern, folder, num_epoch, num_epoch, _quote(last), epoch_fix or 'let the runs finish or lower --num-epoch'))
 
 
+def reached_num_epoch(records):
+    """Whether a run's `records` end at the num_epoch they name: it finished (not stopped short)."""
+    return records[-1].get('num_epoch') == records[-1]['epoch'] + 1
+
+
 def training_now(runs, names):
     """The runs among `names` whose lock (model_dir/NAME.lock, from their last record's model_dir) names a
     live process: their last record is not their last epoch."""
@@ -163,11 +168,10 @@ def finished_runs(runs, names, log=None):
         return []
     end = max(last.values())
     # (epochs counted from 1 in the messages; a run whose records say it reached its num_epoch finished)
-    done_at = [e for n, e in last.items() if e < end and runs[n][-1].get('num_epoch') == e + 1]
-    done = ['%s (num_epoch %d)' % (n, e + 1) for n, e in last.items() if e < end and
-            runs[n][-1].get('num_epoch') == e + 1]
-    short = ['%s (last epoch %d)' % (n, e + 1) for n, e in last.items() if e < end and
-             runs[n][-1].get('num_epoch') != e + 1]
+    ended = [n for n, e in last.items() if e < end and reached_num_epoch(runs[n])]
+    done_at = [last[n] for n in ended]
+    done = ['%s (num_epoch %d)' % (n, last[n] + 1) for n in ended]
+    short = ['%s (last epoch %d)' % (n, e + 1) for n, e in last.items() if e < end and n not in ended]
     if done and log is not None:
         log.warning('left out %d run(s) that finished at their num_epoch, before epoch %d, which the other runs '
                     'reached: %s. Pass --num-epoch %d to compare every run at epoch %d (those that reached it)',
